@@ -1,0 +1,1 @@
+//! TODO(arena helper): replace this stub.

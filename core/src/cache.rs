@@ -1,0 +1,1 @@
+//! Cache keys and a fixed-capacity result cache. TODO(cache helper).

@@ -1,0 +1,6 @@
+//! TODO(arena helper): the arena program.
+
+/// Runs `data` as an operation program against the structure and its model.
+pub fn run(data: &[u8]) {
+    let _ = data;
+}

@@ -1,0 +1,25 @@
+//! flujo-core: the `no_std` heart of flujo-rs.
+//!
+//! A step-graph execution engine's core: lock-free ring buffers, an epoch-reclaimed object
+//! pool and per-run arenas (this crate's foundation), on which the arena-built step graphs,
+//! task policies and the single-thread interpreter stand. The core never reads a clock,
+//! spawns a thread or touches the OS: time comes in as ticks from the caller.
+//!
+//! See `docs/architecture.md` for the map of the crate.
+#![no_std]
+#![deny(missing_docs, missing_debug_implementations)]
+#![warn(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
+
+extern crate alloc;
+#[cfg(any(test, loom))]
+extern crate std;
+
+pub mod arena;
+pub mod cache;
+#[cfg(feature = "check")]
+pub mod check;
+pub mod policy;
+pub mod pool;
+pub mod ring;
+mod sync;
+pub mod telemetry;

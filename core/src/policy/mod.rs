@@ -1,0 +1,1 @@
+//! Task policies as pure state machines. TODO(policy helper).

@@ -1,0 +1,1 @@
+//! TODO(pool helper): replace this stub.

@@ -1,0 +1,1 @@
+//! TODO(mpmc helper): replace this stub.

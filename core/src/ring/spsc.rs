@@ -1,0 +1,1 @@
+//! TODO(spsc helper): replace this stub.

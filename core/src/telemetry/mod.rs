@@ -1,0 +1,1 @@
+//! Telemetry data: events, exact counters, histograms. TODO(telemetry helper).

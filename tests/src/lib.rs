@@ -1,0 +1,1 @@
+//! Integration tests of flujo-rs's public API live in `tests/tests/`; this library is empty.
