@@ -16,8 +16,11 @@ extern crate std;
 
 pub mod arena;
 pub mod cache;
+pub mod context;
 #[cfg(feature = "check")]
 pub mod check;
+pub mod graph;
+pub mod interp;
 pub mod policy;
 pub mod pool;
 pub mod ring;
