@@ -30,6 +30,11 @@ use crate::graph::StepError;
 
 /// A run context the engine can copy on write and merge by parts.
 ///
+/// Copies are made with `Clone::clone_from` into a spare copy, so a context whose
+/// `clone_from` reuses its memory (`Vec::clone_from` does; a derived `Clone` does not
+/// override `clone_from`, so write it by hand for heap-owning contexts) makes context writes
+/// allocation-free in steady state.
+///
 /// # Examples
 ///
 /// ```
