@@ -16,9 +16,9 @@ extern crate std;
 
 pub mod arena;
 pub mod cache;
-pub mod context;
 #[cfg(feature = "check")]
 pub mod check;
+pub mod context;
 pub mod graph;
 pub mod interp;
 pub mod policy;

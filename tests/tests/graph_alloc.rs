@@ -72,7 +72,9 @@ fn the_counting_allocator_counts() {
 #[test]
 fn w1_plain_chain_allocates_nothing_per_run_after_warm_up() {
     let g = Graph::<u64, ()>::build(|b| {
-        let steps: Vec<_> = (0..100).map(|i| b.task(&format!("s{i}"), |x, _| Ok(x + 1))).collect();
+        let steps: Vec<_> = (0..100)
+            .map(|i| b.task(&format!("s{i}"), |x, _| Ok(x + 1)))
+            .collect();
         b.sequence("W1", &steps)
     })
     .unwrap();
@@ -96,8 +98,17 @@ fn w2_chain_with_policies_allocates_nothing_per_run_after_warm_up() {
         let steps: Vec<_> = (0..100)
             .map(|i| {
                 let cfg = TaskConfig::new()
-                    .retry(RetryPolicy { max_attempts: 3, backoff: Backoff::Constant(1) })
-                    .validate(|x: &u64, _| if *x > 0 { Ok(()) } else { Err(StepError::validation("zero")) })
+                    .retry(RetryPolicy {
+                        max_attempts: 3,
+                        backoff: Backoff::Constant(1),
+                    })
+                    .validate(|x: &u64, _| {
+                        if *x > 0 {
+                            Ok(())
+                        } else {
+                            Err(StepError::validation("zero"))
+                        }
+                    })
                     .breaker(breaker.clone());
                 b.task_with(&format!("s{i}"), |x, _| Ok(x + 1), cfg)
             })
@@ -127,7 +138,10 @@ struct Ctx {
 
 impl Clone for Ctx {
     fn clone(&self) -> Self {
-        Ctx { total: self.total, seen: self.seen.clone() }
+        Ctx {
+            total: self.total,
+            seen: self.seen.clone(),
+        }
     }
     fn clone_from(&mut self, src: &Self) {
         self.total = src.total;
@@ -176,7 +190,12 @@ fn context_writes_merges_maps_and_loops_allocate_nothing_per_run_after_warm_up()
             TaskConfig::new().writes_context(),
         );
         let read = b.task("read", |x, cx| Ok(x + cx.ctx().total));
-        let par = b.parallel("par", &[add_total, note, read], |a, x| a + x, ParallelOptions::new());
+        let par = b.parallel(
+            "par",
+            &[add_total, note, read],
+            |a, x| a + x,
+            ParallelOptions::new(),
+        );
         let item = b.task("item", |x, _| Ok(x * 2));
         let map = b.map(
             "map",
@@ -191,13 +210,22 @@ fn context_writes_merges_maps_and_loops_allocate_nothing_per_run_after_warm_up()
             MapOptions::new().max_items(4).merge(MergeStrategy::NoMerge),
         );
         let body = b.task("body", |x, _| Ok(x + 1));
-        let lp = b.repeat("lp", body, LoopOptions::new().max_iterations(8).until(|x, _, _| x % 4 == 0));
+        let lp = b.repeat(
+            "lp",
+            body,
+            LoopOptions::new()
+                .max_iterations(8)
+                .until(|x, _, _| x % 4 == 0),
+        );
         b.sequence("root", &[par, map, lp])
     })
     .unwrap();
     let mut runner = Runner::new(RunnerConfig::default());
     let opts = RunOptions::default();
-    let mut ctx = Ctx { total: 0, seen: Vec::with_capacity(4) };
+    let mut ctx = Ctx {
+        total: 0,
+        seen: Vec::with_capacity(4),
+    };
     for _ in 0..3 {
         let r = runner.run(&g, 1, ctx, &NoClock, &opts);
         assert_eq!(r.outcome, Outcome::Succeeded);

@@ -183,7 +183,10 @@ pub struct Spares<C> {
 impl<C: Clone> Spares<C> {
     /// At most `max` spare copies kept.
     pub fn new(max: usize) -> Self {
-        Self { free: Vec::with_capacity(max), max }
+        Self {
+            free: Vec::with_capacity(max),
+            max,
+        }
     }
 
     /// A copy of `src`, made in a spare's memory when there is one.
@@ -275,7 +278,10 @@ pub(crate) fn merge_branch<C: Context>(
                 match strategy {
                     MergeStrategy::KeepFirst if already => continue,
                     MergeStrategy::ErrorOnConflict if already => {
-                        return Err(MergeError::Conflict { part: C::part_name(part), branch });
+                        return Err(MergeError::Conflict {
+                            part: C::part_name(part),
+                            branch,
+                        });
                     }
                     _ => {}
                 }

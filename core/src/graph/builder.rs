@@ -11,11 +11,11 @@ use bumpalo::Bump;
 use super::task::TaskPolicy;
 use super::{
     BranchNode, ExitPredicate, Graph, GraphError, GraphRule, LoopNode, LoopOptions, MapNode,
-    MapOptions, NodeKind, NodeRef, ParNode, ParallelOptions, Reducer, Selector, SeqNode, Span,
-    Splitter, Step, StepCx, StepError, StepFlags, TaskConfig, MAX_FALLBACK_CHAIN, MAX_NODES,
+    MapOptions, NodeKind, NodeRef, ParNode, ParallelOptions, PlainTask, Reducer, Selector, SeqNode,
+    Span, Splitter, Step, StepCx, StepError, StepFlags, TaskConfig, MAX_FALLBACK_CHAIN, MAX_NODES,
     NO_POLICY,
 };
-use super::{Items, FailureStrategy};
+use super::{FailureStrategy, Items};
 use crate::context::MergeStrategy;
 use crate::sync::{AtomicU32, Ordering};
 
@@ -135,7 +135,10 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
 
     fn fail(&mut self, name: &str, rule: GraphRule) {
         if self.error.is_none() {
-            self.error = Some(GraphError { node: name.to_string(), rule });
+            self.error = Some(GraphError {
+                node: name.to_string(),
+                rule,
+            });
         }
     }
 
@@ -150,8 +153,16 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
             self.check_handle(name, c);
         }
         if self.nodes.len() >= self.node_limit {
-            self.fail(name, GraphRule::TooManyNodes { limit: self.node_limit });
-            return NodeRef { builder: self.id, index: u32::MAX };
+            self.fail(
+                name,
+                GraphRule::TooManyNodes {
+                    limit: self.node_limit,
+                },
+            );
+            return NodeRef {
+                builder: self.id,
+                index: u32::MAX,
+            };
         }
         let node = self.bump.alloc(BuildNode {
             name: self.bump.alloc_str(name),
@@ -161,7 +172,10 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
         });
         let index = self.nodes.len() as u32;
         self.nodes.push(node);
-        NodeRef { builder: self.id, index }
+        NodeRef {
+            builder: self.id,
+            index,
+        }
     }
 
     /// A task running closure `f`, without policies (the fast path).
@@ -181,12 +195,20 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
     }
 
     /// A task running a [`Step`] implementation with the policies of `cfg`.
-    pub fn step<S: Step<P, C> + 'static>(&mut self, name: &str, step: S, cfg: TaskConfig<P, C>) -> NodeRef {
+    pub fn step<S: Step<P, C> + 'static>(
+        &mut self,
+        name: &str,
+        step: S,
+        cfg: TaskConfig<P, C>,
+    ) -> NodeRef {
         if let Some(fb) = cfg.fallback {
             self.check_handle(name, fb);
         }
         let slot = self.tasks.len();
-        self.tasks.push(BuildTask { step: Box::new(step), cfg });
+        self.tasks.push(BuildTask {
+            step: Box::new(step),
+            cfg,
+        });
         self.add(name, NodeKind::Task, slot, &[])
     }
 
@@ -234,7 +256,10 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
     /// hit; the exit reason is recorded.
     pub fn repeat(&mut self, name: &str, body: NodeRef, opts: LoopOptions<P, C>) -> NodeRef {
         let slot = self.loops.len();
-        self.loops.push(BuildLoop { max_iterations: opts.max_iterations, exit: opts.exit });
+        self.loops.push(BuildLoop {
+            max_iterations: opts.max_iterations,
+            exit: opts.exit,
+        });
         self.add(name, NodeKind::Loop, slot, &[body])
     }
 
@@ -253,7 +278,11 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
         if let Some(d) = default {
             children.push(d);
         }
-        self.branches.push(BuildBranch { keys, default, selector: Box::new(selector) });
+        self.branches.push(BuildBranch {
+            keys,
+            default,
+            selector: Box::new(selector),
+        });
         self.add(name, NodeKind::Branch, slot, &children)
     }
 
@@ -268,7 +297,11 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
         opts: MapOptions<C>,
     ) -> NodeRef {
         let slot = self.maps.len();
-        self.maps.push(BuildMap { split: Box::new(split), reduce: Box::new(reduce), opts });
+        self.maps.push(BuildMap {
+            split: Box::new(split),
+            reduce: Box::new(reduce),
+            opts,
+        });
         self.add(name, NodeKind::Map, slot, &[body])
     }
 
@@ -283,7 +316,10 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
     }
 
     fn err(&self, node: usize, rule: GraphRule) -> GraphError {
-        GraphError { node: self.nodes[node].name.to_string(), rule }
+        GraphError {
+            node: self.nodes[node].name.to_string(),
+            rule,
+        }
     }
 
     fn validate(&self) -> Result<(), GraphError> {
@@ -291,8 +327,12 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
             let slot = n.slot as usize;
             match n.kind {
                 NodeKind::Task => self.validate_task(i, slot)?,
-                NodeKind::Sequence if n.children.is_empty() => return Err(self.err(i, GraphRule::EmptySequence)),
-                NodeKind::Parallel if n.children.is_empty() => return Err(self.err(i, GraphRule::EmptyParallel)),
+                NodeKind::Sequence if n.children.is_empty() => {
+                    return Err(self.err(i, GraphRule::EmptySequence))
+                }
+                NodeKind::Parallel if n.children.is_empty() => {
+                    return Err(self.err(i, GraphRule::EmptyParallel))
+                }
                 NodeKind::Parallel if self.pars[slot].max_width == Some(0) => {
                     return Err(self.err(i, GraphRule::ZeroWidth))
                 }
@@ -394,7 +434,10 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
             } else {
                 let fallback_task = t.cfg.fallback.map(|f| self.nodes[f.index as usize].slot);
                 task_policy.push(policies.len() as u32);
-                policies.push(TaskPolicy { cfg: t.cfg, fallback_task });
+                policies.push(TaskPolicy {
+                    cfg: t.cfg,
+                    fallback_task,
+                });
             }
         }
 
@@ -405,7 +448,10 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
         for node in &self.nodes {
             kind.push(node.kind);
             name.push(Box::<str>::from(node.name));
-            let span = Span { start: children.len() as u32, len: node.children.len() as u32 };
+            let span = Span {
+                start: children.len() as u32,
+                len: node.children.len() as u32,
+            };
             children.extend(node.children.iter().map(|c| c.index));
             let s = match node.kind {
                 NodeKind::Task => node.slot,
@@ -416,10 +462,25 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                     });
                     let plain_span = all_plain.then(|| {
                         let start = plain.len() as u32;
-                        plain.extend(node.children.iter().map(|c| self.nodes[c.index as usize].slot));
-                        Span { start, len: node.children.len() as u32 }
+                        plain.extend(node.children.iter().map(|c| {
+                            let task = self.nodes[c.index as usize].slot;
+                            let may_write =
+                                task_flags[task as usize].contains(StepFlags::WRITES_CONTEXT);
+                            PlainTask {
+                                node: c.index,
+                                task,
+                                may_write,
+                            }
+                        }));
+                        Span {
+                            start,
+                            len: node.children.len() as u32,
+                        }
                     });
-                    seqs.push(SeqNode { children: span, plain: plain_span });
+                    seqs.push(SeqNode {
+                        children: span,
+                        plain: plain_span,
+                    });
                     seqs.len() as u32 - 1
                 }
                 NodeKind::Parallel => {
@@ -444,7 +505,10 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                 }
                 NodeKind::Branch => {
                     let b = branches_in.next().expect("one side entry per branch node");
-                    let arms = Span { start: span.start, len: b.keys.len() as u32 };
+                    let arms = Span {
+                        start: span.start,
+                        len: b.keys.len() as u32,
+                    };
                     branches.push(BranchNode {
                         arms,
                         keys: b.keys.into_boxed_slice(),

@@ -74,16 +74,24 @@ impl fmt::Display for GraphError {
             GraphRule::EmptyParallel => f.write_str("a parallel node needs at least one branch"),
             GraphRule::EmptyBranch => f.write_str("a branch node needs at least one arm"),
             GraphRule::DuplicateArm { key } => write!(f, "two arms have key {key}"),
-            GraphRule::LoopWithoutBound => f.write_str("a loop needs an iteration bound of at least 1"),
+            GraphRule::LoopWithoutBound => {
+                f.write_str("a loop needs an iteration bound of at least 1")
+            }
             GraphRule::MapWithoutBound => f.write_str("a map needs an item bound of at least 1"),
             GraphRule::ZeroWidth => f.write_str("fan-out width must be at least 1"),
             GraphRule::ZeroAttempts => f.write_str("a task needs at least one attempt"),
             GraphRule::FallbackNotTask => f.write_str("a fallback must be a task"),
             GraphRule::FallbackCycle => f.write_str("its fallback chain is a cycle"),
             GraphRule::FallbackChainTooLong { length } => {
-                write!(f, "fallback chain of {length} exceeds {}", super::MAX_FALLBACK_CHAIN)
+                write!(
+                    f,
+                    "fallback chain of {length} exceeds {}",
+                    super::MAX_FALLBACK_CHAIN
+                )
             }
-            GraphRule::CacheableWritesContext => f.write_str("a cacheable task must not write the context"),
+            GraphRule::CacheableWritesContext => {
+                f.write_str("a cacheable task must not write the context")
+            }
             GraphRule::SkipWithoutDefault => {
                 f.write_str("the recovery table can skip but the task has no default output")
             }

@@ -31,6 +31,7 @@ pub use policy_slots::{
     Backoff, CacheKey, CanonicalEncode, CircuitBreaker, ErrorClass, Recovery, RecoveryTable,
     RetryPolicy, Usage,
 };
+pub(crate) use step::RunEnv;
 pub use step::{CancelFlag, Clock, ManualClock, NoClock, Step, StepCx, StepError};
 pub use task::{
     ExitPredicate, FailureStrategy, Items, LoopOptions, MapOptions, ParallelOptions, Processor,
@@ -104,9 +105,17 @@ impl Span {
     }
 }
 
+/// A plain task of a plain sequence, with what the fast path needs in one place.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PlainTask {
+    pub(crate) node: u32,
+    pub(crate) task: u32,
+    pub(crate) may_write: bool,
+}
+
 pub(crate) struct SeqNode {
     pub(crate) children: Span,
-    /// When every child is a plain task: their task indices (a span of `Graph::plain`).
+    /// When every child is a plain task: a span of `Graph::plain`.
     pub(crate) plain: Option<Span>,
 }
 
@@ -176,7 +185,7 @@ pub struct Graph<P, C> {
     pub(crate) task_policy: Box<[u32]>,
     pub(crate) policies: Box<[TaskPolicy<P, C>]>,
     pub(crate) children: Box<[u32]>,
-    pub(crate) plain: Box<[u32]>,
+    pub(crate) plain: Box<[PlainTask]>,
     pub(crate) seqs: Box<[SeqNode]>,
     pub(crate) pars: Box<[ParNode<P, C>]>,
     pub(crate) loops: Box<[LoopNode<P, C>]>,
@@ -194,7 +203,9 @@ impl<P, C> Graph<P, C> {
     /// let g = Graph::<i32, ()>::build(|b| b.task("neg", |x, _| Ok(-x))).unwrap();
     /// assert_eq!(g.len(), 1);
     /// ```
-    pub fn build(f: impl FnOnce(&mut GraphBuilder<'_, P, C>) -> NodeRef) -> Result<Self, GraphError> {
+    pub fn build(
+        f: impl FnOnce(&mut GraphBuilder<'_, P, C>) -> NodeRef,
+    ) -> Result<Self, GraphError> {
         let bump = bumpalo::Bump::new();
         let mut builder = GraphBuilder::new_in(&bump);
         let root = f(&mut builder);
@@ -247,7 +258,10 @@ impl<P, C> Graph<P, C> {
 
     /// The node named `name` (the first, if names repeat).
     pub fn find(&self, name: &str) -> Option<NodeId> {
-        self.name.iter().position(|n| &**n == name).map(|i| NodeId(i as u32))
+        self.name
+            .iter()
+            .position(|n| &**n == name)
+            .map(|i| NodeId(i as u32))
     }
 }
 

@@ -101,10 +101,9 @@ impl RecoveryTable {
 
     /// Whether any class that can reach the table maps to `recovery`.
     pub fn uses(&self, recovery: Recovery) -> bool {
-        self.by_class
-            .iter()
-            .enumerate()
-            .any(|(i, r)| *r == recovery && i != ErrorClass::Usage.index() && i != ErrorClass::Cancelled.index())
+        self.by_class.iter().enumerate().any(|(i, r)| {
+            *r == recovery && i != ErrorClass::Usage.index() && i != ErrorClass::Cancelled.index()
+        })
     }
 }
 
@@ -150,7 +149,10 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     /// One attempt, no retries.
     fn default() -> Self {
-        Self { max_attempts: 1, backoff: Backoff::None }
+        Self {
+            max_attempts: 1,
+            backoff: Backoff::None,
+        }
     }
 }
 
@@ -179,7 +181,10 @@ pub struct RetryState {
 impl RetryState {
     /// A fresh state for `policy`.
     pub const fn new(policy: RetryPolicy) -> Self {
-        Self { policy, attempts: 0 }
+        Self {
+            policy,
+            attempts: 0,
+        }
     }
 
     /// Attempts made so far.
@@ -188,7 +193,12 @@ impl RetryState {
     }
 
     /// Records a failed attempt of `class` and decides what comes next.
-    pub fn on_failure(&mut self, class: ErrorClass, table: &RecoveryTable, rng: &mut Rng) -> Decision {
+    pub fn on_failure(
+        &mut self,
+        class: ErrorClass,
+        table: &RecoveryTable,
+        rng: &mut Rng,
+    ) -> Decision {
         self.attempts += 1;
         if class.always_aborts() {
             return Decision::Abort;
@@ -241,13 +251,16 @@ impl Usage {
     #[inline]
     #[must_use]
     pub const fn saturating_add(self, other: Usage) -> Usage {
-        Usage { cost: self.cost.saturating_add(other.cost), tokens: self.tokens.saturating_add(other.tokens) }
+        Usage {
+            cost: self.cost.saturating_add(other.cost),
+            tokens: self.tokens.saturating_add(other.tokens),
+        }
     }
 
     /// Whether both components are zero.
     #[inline]
     pub const fn is_zero(&self) -> bool {
-        self.cost == 0 && self.tokens == 0
+        (self.cost | self.tokens) == 0
     }
 }
 
@@ -276,12 +289,19 @@ pub struct Denied {
 impl UsageBudget {
     /// A budget of `limit`.
     pub const fn new(limit: Usage) -> Self {
-        Self { limit, used: Usage::ZERO, reserved: Usage::ZERO }
+        Self {
+            limit,
+            used: Usage::ZERO,
+            reserved: Usage::ZERO,
+        }
     }
 
     /// A budget that never denies.
     pub const fn unlimited() -> Self {
-        Self::new(Usage { cost: u64::MAX, tokens: u64::MAX })
+        Self::new(Usage {
+            cost: u64::MAX,
+            tokens: u64::MAX,
+        })
     }
 
     fn remaining(&self) -> Usage {
@@ -296,7 +316,10 @@ impl UsageBudget {
     pub fn reserve(&mut self, estimate: Usage) -> Result<Reservation, Denied> {
         let remaining = self.remaining();
         if estimate.cost > remaining.cost || estimate.tokens > remaining.tokens {
-            return Err(Denied { requested: estimate, remaining });
+            return Err(Denied {
+                requested: estimate,
+                remaining,
+            });
         }
         self.reserved = self.reserved.saturating_add(estimate);
         Ok(Reservation(estimate))
@@ -350,7 +373,12 @@ impl CircuitBreaker {
     /// A breaker opening after `threshold` consecutive failures for `open_ticks` ticks.
     pub fn new(threshold: u32, open_ticks: u32) -> Self {
         assert!(threshold > 0, "breaker threshold must be at least 1");
-        Self { threshold, open_ticks, failures: AtomicU32::new(0), open_until: AtomicU32::new(0) }
+        Self {
+            threshold,
+            open_ticks,
+            failures: AtomicU32::new(0),
+            open_until: AtomicU32::new(0),
+        }
     }
 
     /// A permit when closed, [`Rejected`] when open.
@@ -423,12 +451,19 @@ pub struct StepCache<V> {
 impl<V> StepCache<V> {
     /// A cache of at most `capacity` entries (0 disables it).
     pub fn new(capacity: usize) -> Self {
-        Self { capacity, next: 0, entries: alloc::vec::Vec::with_capacity(capacity) }
+        Self {
+            capacity,
+            next: 0,
+            entries: alloc::vec::Vec::with_capacity(capacity),
+        }
     }
 
     /// The stored output of `task` for `key`.
     pub fn get(&mut self, task: u32, key: &CacheKey, _now: u64) -> Option<&V> {
-        self.entries.iter().find(|(t, k, _)| *t == task && k == key).map(|(_, _, v)| v)
+        self.entries
+            .iter()
+            .find(|(t, k, _)| *t == task && k == key)
+            .map(|(_, _, v)| v)
     }
 
     /// Stores `value`, evicting the oldest entry when full.

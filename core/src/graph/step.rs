@@ -28,7 +28,10 @@ pub struct StepError {
 impl StepError {
     /// An error of `class` with `reason`.
     pub fn new(class: ErrorClass, reason: impl Into<Cow<'static, str>>) -> Self {
-        Self { class, reason: reason.into() }
+        Self {
+            class,
+            reason: reason.into(),
+        }
     }
 
     /// A transient error (retried by the default recovery table).
@@ -158,13 +161,19 @@ pub struct StepCx<'a, C> {
     view: &'a C,
     written: Option<C>,
     spares: &'a mut Spares<C>,
-    may_write: bool,
-    attempt: u32,
+    env: &'a RunEnv<'a>,
     feedback: Option<&'a StepError>,
-    usage: Usage,
-    clock: &'a dyn Clock,
-    deadline: u64,
-    cancel: Option<&'a CancelFlag>,
+    pub(crate) usage: Usage,
+    pub(crate) attempt: u32,
+    pub(crate) may_write: bool,
+}
+
+/// What stays the same for every step of a run: the clock, the deadline, the cancel flag.
+#[derive(Clone, Copy)]
+pub(crate) struct RunEnv<'a> {
+    pub(crate) clock: &'a dyn Clock,
+    pub(crate) deadline: u64,
+    pub(crate) cancel: Option<&'a CancelFlag>,
 }
 
 impl<C> fmt::Debug for StepCx<'_, C> {
@@ -174,35 +183,30 @@ impl<C> fmt::Debug for StepCx<'_, C> {
             .field("written", &self.written.is_some())
             .field("feedback", &self.feedback)
             .field("usage", &self.usage)
-            .field("deadline", &self.deadline)
+            .field("deadline", &self.env.deadline)
             .finish_non_exhaustive()
     }
 }
 
 impl<'a, C: Clone> StepCx<'a, C> {
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(crate) fn new(
         view: &'a C,
         spares: &'a mut Spares<C>,
+        env: &'a RunEnv<'a>,
         may_write: bool,
         attempt: u32,
         feedback: Option<&'a StepError>,
-        clock: &'a dyn Clock,
-        deadline: u64,
-        cancel: Option<&'a CancelFlag>,
     ) -> Self {
         Self {
             view,
             written: None,
             spares,
-            may_write,
-            attempt,
+            env,
             feedback,
             usage: Usage::ZERO,
-            clock,
-            deadline,
-            cancel,
+            attempt,
+            may_write,
         }
     }
 
@@ -269,27 +273,34 @@ impl<'a, C: Clone> StepCx<'a, C> {
 
     /// The current tick of the run's clock.
     pub fn now(&self) -> u64 {
-        self.clock.now()
+        self.env.clock.now()
     }
 
     /// The run's deadline tick (`u64::MAX` when there is none).
     pub fn deadline(&self) -> u64 {
-        self.deadline
+        self.env.deadline
     }
 
     /// Whether the run was cancelled.
     pub fn is_cancelled(&self) -> bool {
-        self.cancel.is_some_and(CancelFlag::is_cancelled)
+        self.env.cancel.is_some_and(CancelFlag::is_cancelled)
     }
 
     /// Whether the step should stop early: the run was cancelled or its deadline passed.
     pub fn should_stop(&self) -> bool {
-        self.is_cancelled() || (self.deadline != u64::MAX && self.clock.now() >= self.deadline)
+        self.is_cancelled()
+            || (self.env.deadline != u64::MAX && self.env.clock.now() >= self.env.deadline)
     }
 
     #[inline(always)]
     pub(crate) fn finish(self) -> (Option<C>, Usage) {
         (self.written, self.usage)
+    }
+
+    /// Whether the current step wrote (the fast path then commits before the next step).
+    #[inline(always)]
+    pub(crate) fn has_written(&self) -> bool {
+        self.written.is_some()
     }
 }
 

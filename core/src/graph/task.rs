@@ -144,21 +144,30 @@ impl<P, C> TaskConfig<P, C> {
 
     /// Adds a pre-processor (run in order before the step, on every attempt).
     #[must_use]
-    pub fn pre(mut self, f: impl Fn(P, &C) -> Result<P, StepError> + Send + Sync + 'static) -> Self {
+    pub fn pre(
+        mut self,
+        f: impl Fn(P, &C) -> Result<P, StepError> + Send + Sync + 'static,
+    ) -> Self {
         self.pre.push(Box::new(f));
         self
     }
 
     /// Adds a post-processor (run in order after the step, before the validators).
     #[must_use]
-    pub fn post(mut self, f: impl Fn(P, &C) -> Result<P, StepError> + Send + Sync + 'static) -> Self {
+    pub fn post(
+        mut self,
+        f: impl Fn(P, &C) -> Result<P, StepError> + Send + Sync + 'static,
+    ) -> Self {
         self.post.push(Box::new(f));
         self
     }
 
     /// Adds a validator (run in order on the post-processed output).
     #[must_use]
-    pub fn validate(mut self, f: impl Fn(&P, &C) -> Result<(), StepError> + Send + Sync + 'static) -> Self {
+    pub fn validate(
+        mut self,
+        f: impl Fn(&P, &C) -> Result<(), StepError> + Send + Sync + 'static,
+    ) -> Self {
         self.validators.push(Box::new(f));
         self
     }
@@ -177,7 +186,10 @@ impl<P, C> TaskConfig<P, C> {
     where
         P: CanonicalEncode,
     {
-        self.cache = Some(CacheSlot { fingerprint, key: cache_key::<P> });
+        self.cache = Some(CacheSlot {
+            fingerprint,
+            key: cache_key::<P>,
+        });
         self
     }
 
@@ -254,7 +266,11 @@ pub struct ParallelOptions<C> {
 impl<C> ParallelOptions<C> {
     /// Error-on-conflict merge, propagate failures, width = number of branches.
     pub fn new() -> Self {
-        Self { merge: MergeStrategy::default(), failure: FailureStrategy::default(), max_width: None }
+        Self {
+            merge: MergeStrategy::default(),
+            failure: FailureStrategy::default(),
+            max_width: None,
+        }
     }
 
     /// How branch contexts merge back.
@@ -303,7 +319,10 @@ impl<P, C> fmt::Debug for LoopOptions<P, C> {
 impl<P, C> LoopOptions<P, C> {
     /// No bound yet (freezing fails until [`max_iterations`](Self::max_iterations) is set).
     pub fn new() -> Self {
-        Self { max_iterations: None, exit: None }
+        Self {
+            max_iterations: None,
+            exit: None,
+        }
     }
 
     /// The iteration bound.
@@ -332,7 +351,11 @@ pub struct MapOptions<C> {
 impl<C> MapOptions<C> {
     /// No bound yet (freezing fails until [`max_items`](Self::max_items) is set).
     pub fn new() -> Self {
-        Self { max_items: None, max_width: None, merge: MergeStrategy::default() }
+        Self {
+            max_items: None,
+            max_width: None,
+            merge: MergeStrategy::default(),
+        }
     }
 
     /// At most `bound` items per run of the node; a split producing more fails the node.
@@ -367,7 +390,10 @@ pub struct Items<'a, P> {
 
 impl<P> fmt::Debug for Items<'_, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Items").field("len", &self.len()).field("limit", &self.limit).finish()
+        f.debug_struct("Items")
+            .field("len", &self.len())
+            .field("limit", &self.limit)
+            .finish()
     }
 }
 

@@ -25,8 +25,9 @@ fn empty_sequence_is_a_build_error() {
 
 #[test]
 fn empty_parallel_is_a_build_error() {
-    let (node, rule) =
-        rule_of(Graph::build(|b| b.parallel("par", &[], |a, _| a, ParallelOptions::new())));
+    let (node, rule) = rule_of(Graph::build(|b| {
+        b.parallel("par", &[], |a, _| a, ParallelOptions::new())
+    }));
     assert_eq!((node.as_str(), rule), ("par", GraphRule::EmptyParallel));
 }
 
@@ -84,7 +85,10 @@ fn zero_fan_out_width_is_a_build_error() {
 #[test]
 fn zero_attempts_is_a_build_error() {
     let (_, rule) = rule_of(Graph::build(|b| {
-        let cfg = TaskConfig::new().retry(RetryPolicy { max_attempts: 0, backoff: Backoff::None });
+        let cfg = TaskConfig::new().retry(RetryPolicy {
+            max_attempts: 0,
+            backoff: Backoff::None,
+        });
         b.task_with("t", |x, _| Ok(x), cfg)
     }));
     assert_eq!(rule, GraphRule::ZeroAttempts);
@@ -115,7 +119,11 @@ fn chain(len: usize) -> Result<Graph<u64, u64>, GraphError> {
     Graph::build(|b| {
         let mut next = inc(b, "last");
         for i in 0..len {
-            next = b.task_with(&std::format!("fb{i}"), |x, _| Ok(x), TaskConfig::new().fallback(next));
+            next = b.task_with(
+                &std::format!("fb{i}"),
+                |x, _| Ok(x),
+                TaskConfig::new().fallback(next),
+            );
         }
         next
     })
@@ -123,10 +131,18 @@ fn chain(len: usize) -> Result<Graph<u64, u64>, GraphError> {
 
 #[test]
 fn fallback_chain_longer_than_ten_is_a_build_error() {
-    assert!(chain(MAX_FALLBACK_CHAIN).is_ok(), "a chain of exactly 10 is allowed");
+    assert!(
+        chain(MAX_FALLBACK_CHAIN).is_ok(),
+        "a chain of exactly 10 is allowed"
+    );
     let (node, rule) = rule_of(chain(MAX_FALLBACK_CHAIN + 1));
     assert_eq!(node, "fb10");
-    assert_eq!(rule, GraphRule::FallbackChainTooLong { length: MAX_FALLBACK_CHAIN + 1 });
+    assert_eq!(
+        rule,
+        GraphRule::FallbackChainTooLong {
+            length: MAX_FALLBACK_CHAIN + 1
+        }
+    );
 }
 
 #[test]
@@ -145,7 +161,10 @@ fn cacheable_step_that_writes_the_context_is_a_build_error() {
         let cfg = TaskConfig::new().cacheable(1).writes_context();
         b.task_with("cached", |x, _| Ok(x), cfg)
     }));
-    assert_eq!((node.as_str(), rule), ("cached", GraphRule::CacheableWritesContext));
+    assert_eq!(
+        (node.as_str(), rule),
+        ("cached", GraphRule::CacheableWritesContext)
+    );
 }
 
 #[test]
@@ -168,7 +187,9 @@ fn handle_from_another_builder_is_a_build_error() {
     }));
     assert_eq!((node.as_str(), rule), ("seq", GraphRule::ForeignHandle));
     // As a fallback and as the root too.
-    let (_, rule) = rule_of(Graph::build(|b| b.task_with("t", |x, _| Ok(x), TaskConfig::new().fallback(foreign))));
+    let (_, rule) = rule_of(Graph::build(|b| {
+        b.task_with("t", |x, _| Ok(x), TaskConfig::new().fallback(foreign))
+    }));
     assert_eq!(rule, GraphRule::ForeignHandle);
     let (_, rule) = rule_of(Graph::build(|b| {
         inc(b, "a");
@@ -179,7 +200,11 @@ fn handle_from_another_builder_is_a_build_error() {
 
 #[test]
 fn more_nodes_than_the_index_type_holds_is_a_build_error() {
-    assert_eq!(MAX_NODES, u32::MAX as usize - 1, "indices are u32 with MAX kept as none");
+    assert_eq!(
+        MAX_NODES,
+        u32::MAX as usize - 1,
+        "indices are u32 with MAX kept as none"
+    );
     let bump = bumpalo::Bump::new();
     let mut b = B::new_in(&bump);
     b.set_node_limit(3);
@@ -189,7 +214,10 @@ fn more_nodes_than_the_index_type_holds_is_a_build_error() {
     let over = inc(&mut b, "over");
     assert_eq!(b.len(), 3, "the node over the limit is not added");
     let (node, rule) = rule_of(b.freeze(s));
-    assert_eq!((node.as_str(), rule), ("over", GraphRule::TooManyNodes { limit: 3 }));
+    assert_eq!(
+        (node.as_str(), rule),
+        ("over", GraphRule::TooManyNodes { limit: 3 })
+    );
     let _ = over;
 }
 
@@ -201,7 +229,10 @@ fn step_analysis_records_what_each_task_needs() {
         let writer = b.task_with("writer", |x, _| Ok(x), TaskConfig::new().writes_context());
         let fb = inc(b, "fb");
         let cfg = TaskConfig::new()
-            .retry(RetryPolicy { max_attempts: 2, backoff: Backoff::None })
+            .retry(RetryPolicy {
+                max_attempts: 2,
+                backoff: Backoff::None,
+            })
             .pre(|x, _| Ok(x))
             .post(|x, _| Ok(x))
             .validate(|_, _| Ok(()))
@@ -209,14 +240,21 @@ fn step_analysis_records_what_each_task_needs() {
             .breaker(breaker.clone())
             .usage_estimate(Usage { cost: 1, tokens: 0 });
         let full = b.task_with("full", |x, _| Ok(x), cfg);
-        let cached = b.task_with("cached", |x, _| Ok(x), TaskConfig::new().cacheable(9).no_context());
+        let cached = b.task_with(
+            "cached",
+            |x, _| Ok(x),
+            TaskConfig::new().cacheable(9).no_context(),
+        );
         b.sequence("root", &[plain, writer, full, cached])
     })
     .unwrap();
     let flags = |n: &str| g.step_flags(g.find(n).unwrap()).unwrap();
     assert!(flags("plain").is_plain());
     assert_eq!(flags("plain"), StepFlags::READS_CONTEXT);
-    assert!(flags("writer").is_plain(), "context writes stay on the fast path");
+    assert!(
+        flags("writer").is_plain(),
+        "context writes stay on the fast path"
+    );
     assert!(flags("writer").contains(StepFlags::WRITES_CONTEXT));
     let full = flags("full");
     for bit in [
@@ -248,7 +286,11 @@ fn a_sequence_of_plain_tasks_is_frozen_as_a_plain_run() {
     assert!(g.seqs[0].plain.is_some());
     assert_eq!(g.seqs[0].plain.unwrap().len, 2);
     assert!(g.seqs[1].plain.is_none());
-    assert_eq!(g.policies.len(), 1, "only the task with policies has a policy entry");
+    assert_eq!(
+        g.policies.len(),
+        1,
+        "only the task with policies has a policy entry"
+    );
     assert_eq!(g.task_policy[0], NO_POLICY);
 }
 
@@ -271,8 +313,19 @@ fn width_bounds_default_to_the_fan_out_and_can_be_lowered() {
         let a = inc(b, "a");
         let c = inc(b, "c");
         let p = b.parallel("p", &[a, c], |x, y| x + y, ParallelOptions::new());
-        let q = b.parallel("q", &[a, c], |x, y| x + y, ParallelOptions::new().max_width(1));
-        let m = b.map("m", |x, _, _| Ok(x), a, |x, _| x, MapOptions::new().max_items(8));
+        let q = b.parallel(
+            "q",
+            &[a, c],
+            |x, y| x + y,
+            ParallelOptions::new().max_width(1),
+        );
+        let m = b.map(
+            "m",
+            |x, _, _| Ok(x),
+            a,
+            |x, _| x,
+            MapOptions::new().max_items(8),
+        );
         b.sequence("root", &[p, q, m])
     })
     .unwrap();
@@ -286,5 +339,8 @@ fn width_bounds_default_to_the_fan_out_and_can_be_lowered() {
 fn graph_error_display_names_the_node_and_the_rule() {
     let e = Graph::<u64, u64>::build(|b| b.sequence("steps", &[])).unwrap_err();
     let text = std::format!("{e}");
-    assert!(text.contains("`steps`") && text.contains("at least one child"), "{text}");
+    assert!(
+        text.contains("`steps`") && text.contains("at least one child"),
+        "{text}"
+    );
 }

@@ -1,22 +1,33 @@
 //! The interpreter proper: one method per node kind, the plain-task fast path, and the task
 //! policy pipeline.
 
-use super::{ErrorKind, LoopExit, Scratch, Stop, StepOutcome, StepRecord};
+use super::{ErrorKind, LoopExit, Scratch, StepOutcome, StepRecord, Stop};
 use crate::context::{merge_branch, Context, Frame, MergeError, MergeStrategy};
 use crate::graph::policy_slots::{
     CallOutcome, Decision, ErrorClass, RetryState, Usage, UsageBudget,
 };
 use crate::graph::{
-    CancelFlag, Clock, FailureStrategy, Graph, Items, NodeKind, Span, StepCx, StepError,
-    StepFlags, TaskConfig,
+    CancelFlag, Clock, FailureStrategy, Graph, Items, NodeId, NodeKind, PlainTask, RunEnv, StepCx,
+    StepError, StepFlags, TaskConfig,
 };
+
+/// Why the run must stop before a task that would start at `now`, if it must.
+#[inline(always)]
+fn stop_reason(env: &RunEnv<'_>, now: u64) -> Option<ErrorKind> {
+    if now >= env.deadline {
+        Some(ErrorKind::DeadlineExceeded)
+    } else if env.cancel.is_some_and(CancelFlag::is_cancelled) {
+        Some(ErrorKind::Cancelled)
+    } else {
+        None
+    }
+}
 
 /// One run's state: the graph, the caller's clock, options, and the runner's scratch.
 pub(crate) struct Exec<'e, P, C, K> {
     pub(crate) g: &'e Graph<P, C>,
     pub(crate) clock: &'e K,
-    pub(crate) deadline: u64,
-    pub(crate) cancel: Option<&'e CancelFlag>,
+    pub(crate) env: RunEnv<'e>,
     pub(crate) budget: UsageBudget,
     pub(crate) usage: Usage,
     pub(crate) s: &'e mut Scratch<P, C>,
@@ -38,9 +49,15 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
     }
 
     fn task(&mut self, t: u32, input: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
-        if self.g.task_flags[t as usize].is_plain() {
-            let mut t0 = self.clock.now();
-            self.plain_task(t, input, frame, &mut t0)
+        let g = self.g;
+        let flags = g.task_flags[t as usize];
+        if flags.is_plain() {
+            let one = [PlainTask {
+                node: g.task_node[t as usize],
+                task: t,
+                may_write: flags.contains(StepFlags::WRITES_CONTEXT),
+            }];
+            self.plain_tasks(&one, input, frame)
         } else {
             self.policy_task(t, input, frame)
         }
@@ -50,7 +67,7 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         let g = self.g;
         let seq = &g.seqs[s];
         if let Some(plain) = seq.plain {
-            return self.plain_run(plain, x, frame);
+            return self.plain_tasks(&g.plain[plain.range()], x, frame);
         }
         for &child in &g.children[seq.children.range()] {
             x = self.node(child, x, frame)?;
@@ -58,32 +75,27 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         Ok(x)
     }
 
-    /// A sequence of plain tasks: one clock read per task (a task's end is the next one's
-    /// start), no policy lookups.
-    fn plain_run(&mut self, span: Span, mut x: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
-        let g = self.g;
-        let mut t0 = self.clock.now();
-        for &t in &g.plain[span.range()] {
-            x = self.plain_task(t, x, frame, &mut t0)?;
+    /// Records a step stopped before it started and returns the abort.
+    #[cold]
+    fn stopped(&mut self, node: u32, kind: ErrorKind) -> Stop {
+        let mut rec = StepRecord::new(node);
+        rec.outcome = StepOutcome::Aborted;
+        rec.error_class = Some(kind.class());
+        self.s.records.push(rec);
+        Stop {
+            node,
+            kind,
+            abort: true,
         }
-        Ok(x)
     }
 
     /// Stops the run before a task when it was cancelled or its deadline passed.
     #[inline(always)]
     fn check_stop(&mut self, node: u32, now: u64) -> Result<(), Stop> {
-        let kind = if now >= self.deadline {
-            ErrorKind::DeadlineExceeded
-        } else if self.cancel.is_some_and(CancelFlag::is_cancelled) {
-            ErrorKind::Cancelled
-        } else {
-            return Ok(());
-        };
-        let mut rec = StepRecord::new(node);
-        rec.outcome = StepOutcome::Aborted;
-        rec.error_class = Some(kind.class());
-        self.s.records.push(rec);
-        Err(Stop { node, kind, abort: true })
+        match stop_reason(&self.env, now) {
+            None => Ok(()),
+            Some(kind) => Err(self.stopped(node, kind)),
+        }
     }
 
     #[inline(always)]
@@ -94,54 +106,96 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         }
     }
 
-    /// The fast path: one attempt, no policies. `t0` is the task's start tick and becomes its
-    /// end tick.
-    #[inline(always)]
-    fn plain_task(&mut self, t: u32, x: P, frame: &mut Frame<'_, C>, t0: &mut u64) -> Result<P, Stop> {
+    /// Records a failed plain task and returns its failure. A plain task has one attempt, no
+    /// fallback and no skip: every recovery but abort ends in failure.
+    #[cold]
+    fn plain_failed(&mut self, mut rec: StepRecord, e: StepError) -> Stop {
+        let abort = e.class.always_aborts();
+        rec.outcome = if abort {
+            StepOutcome::Aborted
+        } else {
+            StepOutcome::Failed
+        };
+        rec.error_class = Some(e.class);
+        self.s.records.push(rec);
+        Stop {
+            node: rec.node.0,
+            kind: ErrorKind::Step(e),
+            abort,
+        }
+    }
+
+    /// The fast path: plain tasks in order, one attempt each, no policy lookups, one clock
+    /// read per task (a task's end is the next one's start), and one step context per
+    /// stretch of tasks that do not write (a write ends the stretch, so the copy is committed
+    /// before the next task reads).
+    fn plain_tasks(
+        &mut self,
+        tasks: &[PlainTask],
+        mut x: P,
+        frame: &mut Frame<'_, C>,
+    ) -> Result<P, Stop> {
         let g = self.g;
-        let node = g.task_node[t as usize];
-        self.check_stop(node, *t0)?;
-        let may_write = g.task_flags[t as usize].contains(StepFlags::WRITES_CONTEXT);
-        let mut cx = StepCx::new(
-            frame.get(),
-            &mut self.s.spares,
-            may_write,
-            1,
-            None,
-            self.clock,
-            self.deadline,
-            self.cancel,
-        );
-        let result = g.task_step[t as usize].run(x, &mut cx);
-        let (written, used) = cx.finish();
-        let t1 = self.clock.now();
-        let mut rec = StepRecord::new(node);
-        rec.attempts = 1;
-        rec.latency_ticks = t1.saturating_sub(*t0);
-        rec.usage = used;
-        *t0 = t1;
-        self.book(used);
-        match result {
-            Ok(y) => {
-                if let Some(w) = written {
-                    frame.commit(w, &mut self.s.spares);
+        let mut t0 = self.clock.now();
+        let mut i = 0;
+        while i < tasks.len() {
+            let mut cx = StepCx::new(frame.get(), &mut self.s.spares, &self.env, false, 1, None);
+            while i < tasks.len() {
+                let pt = tasks[i];
+                i += 1;
+                if let Some(kind) = stop_reason(&self.env, t0) {
+                    drop(cx);
+                    return Err(self.stopped(pt.node, kind));
                 }
-                self.s.records.push(rec);
-                Ok(y)
+                cx.may_write = pt.may_write;
+                let result = g.task_step[pt.task as usize].run(x, &mut cx);
+                let t1 = self.clock.now();
+                let latency_ticks = t1.saturating_sub(t0);
+                t0 = t1;
+                let usage = cx.usage;
+                if !usage.is_zero() {
+                    self.usage = self.usage.saturating_add(usage);
+                    self.budget.book(usage);
+                    cx.usage = Usage::ZERO;
+                }
+                match result {
+                    Ok(y) => {
+                        self.s.records.push(StepRecord {
+                            node: NodeId(pt.node),
+                            outcome: StepOutcome::Succeeded,
+                            attempts: 1,
+                            latency_ticks,
+                            backoff_ticks: 0,
+                            cache_hit: false,
+                            fallback_used: false,
+                            error_class: None,
+                            usage,
+                            loop_exit: None,
+                        });
+                        x = y;
+                        if cx.has_written() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let (written, _) = cx.finish();
+                        if let Some(w) = written {
+                            self.s.spares.give(w);
+                        }
+                        let mut rec = StepRecord::new(pt.node);
+                        rec.attempts = 1;
+                        rec.latency_ticks = latency_ticks;
+                        rec.usage = usage;
+                        return Err(self.plain_failed(rec, e));
+                    }
+                }
             }
-            Err(e) => {
-                if let Some(w) = written {
-                    self.s.spares.give(w);
-                }
-                // A plain task has one attempt, no fallback and no skip: every recovery but
-                // abort ends in failure.
-                let abort = e.class.always_aborts();
-                rec.outcome = if abort { StepOutcome::Aborted } else { StepOutcome::Failed };
-                rec.error_class = Some(e.class);
-                self.s.records.push(rec);
-                Err(Stop { node, kind: ErrorKind::Step(e), abort })
+            let (written, _) = cx.finish();
+            if let Some(w) = written {
+                frame.commit(w, &mut self.s.spares);
             }
         }
+        Ok(x)
     }
 
     /// One attempt: pre-processors, step, post-processors, validators. The attempt's context
@@ -161,12 +215,10 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         let mut cx = StepCx::new(
             frame.get(),
             &mut self.s.spares,
+            &self.env,
             cfg.writes,
             attempt,
             feedback,
-            self.clock,
-            self.deadline,
-            self.cancel,
         );
         let result = (|| {
             let mut x = x;
@@ -178,7 +230,10 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                 y = post(y, cx.ctx())?;
             }
             for validate in &cfg.validators {
-                validate(&y, cx.ctx()).map_err(|e| StepError { class: ErrorClass::Validation, ..e })?;
+                validate(&y, cx.ctx()).map_err(|e| StepError {
+                    class: ErrorClass::Validation,
+                    ..e
+                })?;
             }
             Ok(y)
         })();
@@ -213,7 +268,10 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
             Some(b) => match b.try_acquire(start) {
                 Ok(p) => Some(p),
                 Err(_) => {
-                    pending = Some(StepError::new(ErrorClass::CircuitOpen, "circuit breaker open"));
+                    pending = Some(StepError::new(
+                        ErrorClass::CircuitOpen,
+                        "circuit breaker open",
+                    ));
                     None
                 }
             },
@@ -228,7 +286,7 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
             if let Some(out) = self.s.cache.get(t, &k, start) {
                 let out = out.clone();
                 // The step did not run: the breaker learns nothing from a hit.
-                drop(permit);
+                let _ = permit;
                 rec.cache_hit = true;
                 rec.latency_ticks = self.clock.now().saturating_sub(start);
                 self.s.records.push(rec);
@@ -248,8 +306,15 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                     rec.error_class = Some(ErrorClass::Usage);
                     rec.latency_ticks = self.clock.now().saturating_sub(start);
                     self.s.records.push(rec);
-                    let kind = ErrorKind::UsageDenied { requested: denied.requested, remaining: denied.remaining };
-                    return Err(Stop { node, kind, abort: true });
+                    let kind = ErrorKind::UsageDenied {
+                        requested: denied.requested,
+                        remaining: denied.remaining,
+                    };
+                    return Err(Stop {
+                        node,
+                        kind,
+                        abort: true,
+                    });
                 }
             }
         }
@@ -267,7 +332,10 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                 None => {
                     let attempt = rec.attempts + 1;
                     let x = if keep_input {
-                        input.as_ref().expect("kept for retries and the fallback").clone()
+                        input
+                            .as_ref()
+                            .expect("kept for retries and the fallback")
+                            .clone()
                     } else {
                         input.take().expect("one attempt without a fallback")
                     };
@@ -298,14 +366,35 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                         let x = input.take().expect("kept for the fallback");
                         break self.task(fb, x, frame);
                     }
-                    None => break Err(Stop { node, kind: ErrorKind::Step(err), abort: false }),
+                    None => {
+                        break Err(Stop {
+                            node,
+                            kind: ErrorKind::Step(err),
+                            abort: false,
+                        })
+                    }
                 },
                 Decision::Skip => {
                     rec.outcome = StepOutcome::Skipped;
-                    break Ok(cfg.default_output.clone().expect("validated: skip has a default"));
+                    break Ok(cfg
+                        .default_output
+                        .clone()
+                        .expect("validated: skip has a default"));
                 }
-                Decision::Fail => break Err(Stop { node, kind: ErrorKind::Step(err), abort: false }),
-                Decision::Abort => break Err(Stop { node, kind: ErrorKind::Step(err), abort: true }),
+                Decision::Fail => {
+                    break Err(Stop {
+                        node,
+                        kind: ErrorKind::Step(err),
+                        abort: false,
+                    })
+                }
+                Decision::Abort => {
+                    break Err(Stop {
+                        node,
+                        kind: ErrorKind::Step(err),
+                        abort: true,
+                    })
+                }
             }
         };
 
@@ -322,13 +411,21 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
             self.s.cache.insert(t, k, out.clone(), end);
         }
         if let (Some(b), Some(p)) = (&cfg.breaker, permit) {
-            let outcome = if step_succeeded { CallOutcome::Success } else { CallOutcome::Failure };
+            let outcome = if step_succeeded {
+                CallOutcome::Success
+            } else {
+                CallOutcome::Failure
+            };
             b.record(p, outcome, end.saturating_sub(start), end);
         }
         rec.usage = used;
         rec.latency_ticks = end.saturating_sub(start);
         if let Err(stop) = &result {
-            rec.outcome = if stop.abort { StepOutcome::Aborted } else { StepOutcome::Failed };
+            rec.outcome = if stop.abort {
+                StepOutcome::Aborted
+            } else {
+                StepOutcome::Failed
+            };
         }
         self.s.records.push(rec);
         result
@@ -344,7 +441,9 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         branch_frame: Frame<'_, C>,
         position: u32,
     ) -> Result<(), Stop> {
-        let Frame::Owned(c) = branch_frame else { return Ok(()) };
+        let Frame::Owned(c) = branch_frame else {
+            return Ok(());
+        };
         let r = merge_branch(strategy, base, merged, &c, position, &mut self.s.spares);
         self.s.spares.give(c);
         r.map_err(|e| {
@@ -352,7 +451,11 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                 MergeError::Conflict { part, branch } => ErrorKind::MergeConflict { part, branch },
                 MergeError::User(e) => ErrorKind::MergeFailed(e),
             };
-            Stop { node, kind, abort: false }
+            Stop {
+                node,
+                kind,
+                abort: false,
+            }
         })
     }
 
@@ -362,7 +465,13 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         }
     }
 
-    fn parallel(&mut self, id: u32, p: usize, input: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
+    fn parallel(
+        &mut self,
+        id: u32,
+        p: usize,
+        input: P,
+        frame: &mut Frame<'_, C>,
+    ) -> Result<P, Stop> {
         let g = self.g;
         let par = &g.pars[p];
         debug_assert!(par.max_width >= 1, "validated: width");
@@ -376,12 +485,17 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
             let x = if position + 1 == count {
                 input.take().expect("the last branch takes the input")
             } else {
-                input.as_ref().expect("input kept until the last branch").clone()
+                input
+                    .as_ref()
+                    .expect("input kept until the last branch")
+                    .clone()
             };
             let mut bf = Frame::Borrowed(base);
             match self.node(branch, x, &mut bf) {
                 Ok(out) => {
-                    if let Err(stop) = self.merge_back(id, &par.merge, base, &mut merged, bf, position) {
+                    if let Err(stop) =
+                        self.merge_back(id, &par.merge, base, &mut merged, bf, position)
+                    {
                         self.release(merged);
                         return Err(stop);
                     }
@@ -409,7 +523,11 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
             }
             None => {
                 self.release(merged);
-                Err(Stop { node: id, kind: ErrorKind::AllBranchesFailed { branches: count }, abort: false })
+                Err(Stop {
+                    node: id,
+                    kind: ErrorKind::AllBranchesFailed { branches: count },
+                    abort: false,
+                })
             }
         }
     }
@@ -424,7 +542,11 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
             x = match self.node(lp.body, x, frame) {
                 Ok(y) => y,
                 Err(stop) => {
-                    rec.outcome = if stop.abort { StepOutcome::Aborted } else { StepOutcome::Failed };
+                    rec.outcome = if stop.abort {
+                        StepOutcome::Aborted
+                    } else {
+                        StepOutcome::Failed
+                    };
                     rec.error_class = Some(stop.kind.class());
                     rec.latency_ticks = self.clock.now().saturating_sub(start);
                     self.s.records.push(rec);
@@ -457,7 +579,11 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         };
         match arm {
             Some(arm) => self.node(arm, input, frame),
-            None => Err(Stop { node: id, kind: ErrorKind::NoArmMatched { key }, abort: false }),
+            None => Err(Stop {
+                node: id,
+                kind: ErrorKind::NoArmMatched { key },
+                abort: false,
+            }),
         }
     }
 
@@ -467,19 +593,34 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         // Items live on the runner's item stack above `bottom`; nested maps push above ours
         // and pop theirs before returning.
         let bottom = self.s.items.len();
-        let mut items = Items { buf: &mut self.s.items, base: bottom, limit: mp.max_items as usize, overflowed: false };
+        let mut items = Items {
+            buf: &mut self.s.items,
+            base: bottom,
+            limit: mp.max_items as usize,
+            overflowed: false,
+        };
         let seed = (mp.split)(input, frame.get(), &mut items);
         let overflowed = items.overflowed;
         let seed = match seed {
             Ok(_) if overflowed => {
                 self.s.items.truncate(bottom);
-                return Err(Stop { node: id, kind: ErrorKind::TooManyItems { limit: mp.max_items }, abort: false });
+                return Err(Stop {
+                    node: id,
+                    kind: ErrorKind::TooManyItems {
+                        limit: mp.max_items,
+                    },
+                    abort: false,
+                });
             }
             Ok(seed) => seed,
             Err(e) => {
                 self.s.items.truncate(bottom);
                 let abort = e.class.always_aborts();
-                return Err(Stop { node: id, kind: ErrorKind::Step(e), abort });
+                return Err(Stop {
+                    node: id,
+                    kind: ErrorKind::Step(e),
+                    abort,
+                });
             }
         };
         let count = self.s.items.len() - bottom;
@@ -488,7 +629,11 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         let mut merged: Option<C> = None;
         let mut acc = seed;
         for position in 0..count as u32 {
-            let item = self.s.items.pop().expect("this map's items are above `bottom`");
+            let item = self
+                .s
+                .items
+                .pop()
+                .expect("this map's items are above `bottom`");
             let mut bf = Frame::Borrowed(base);
             let out = match self.node(mp.body, item, &mut bf) {
                 Ok(out) => out,
@@ -506,7 +651,11 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
             }
             acc = (mp.reduce)(acc, out);
         }
-        debug_assert_eq!(self.s.items.len(), bottom, "a map leaves the item stack as it found it");
+        debug_assert_eq!(
+            self.s.items.len(),
+            bottom,
+            "a map leaves the item stack as it found it"
+        );
         if let Some(m) = merged {
             frame.commit(m, &mut self.s.spares);
         }

@@ -23,7 +23,7 @@ use core::fmt;
 
 use crate::context::{Context, Frame, Spares};
 use crate::graph::policy_slots::{ErrorClass, Rng, StepCache, Usage, UsageBudget};
-use crate::graph::{CancelFlag, Clock, Graph, NodeId, StepError};
+use crate::graph::{CancelFlag, Clock, Graph, NodeId, RunEnv, StepError};
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,18 +165,28 @@ impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ErrorKind::Step(e) => write!(f, "{e}"),
-            ErrorKind::UsageDenied { requested, remaining } => {
+            ErrorKind::UsageDenied {
+                requested,
+                remaining,
+            } => {
                 write!(f, "usage budget denied {requested:?} ({remaining:?} left)")
             }
             ErrorKind::Cancelled => f.write_str("run cancelled"),
             ErrorKind::DeadlineExceeded => f.write_str("run deadline passed"),
             ErrorKind::NoArmMatched { key } => write!(f, "no arm for key {key} and no default arm"),
-            ErrorKind::TooManyItems { limit } => write!(f, "split produced more than {limit} items"),
+            ErrorKind::TooManyItems { limit } => {
+                write!(f, "split produced more than {limit} items")
+            }
             ErrorKind::MergeConflict { part, branch } => {
-                write!(f, "context part `{part}` changed by branch {branch} and an earlier branch")
+                write!(
+                    f,
+                    "context part `{part}` changed by branch {branch} and an earlier branch"
+                )
             }
             ErrorKind::MergeFailed(e) => write!(f, "user merge failed: {e}"),
-            ErrorKind::AllBranchesFailed { branches } => write!(f, "all {branches} branches failed"),
+            ErrorKind::AllBranchesFailed { branches } => {
+                write!(f, "all {branches} branches failed")
+            }
         }
     }
 }
@@ -194,7 +204,11 @@ pub struct RunError<'r> {
 
 impl fmt::Display for RunError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "step `{}` (node {}): {}", self.step, self.node.0, self.kind)
+        write!(
+            f,
+            "step `{}` (node {}): {}",
+            self.step, self.node.0, self.kind
+        )
     }
 }
 
@@ -240,7 +254,12 @@ pub struct RunnerConfig {
 
 impl Default for RunnerConfig {
     fn default() -> Self {
-        Self { max_records: 1024, max_spare_contexts: 16, cache_capacity: 64, seed: 0x5EED }
+        Self {
+            max_records: 1024,
+            max_spare_contexts: 16,
+            cache_capacity: 64,
+            seed: 0x5EED,
+        }
     }
 }
 
@@ -313,7 +332,10 @@ impl<P: Clone, C: Context> Runner<P, C> {
     pub fn new(config: RunnerConfig) -> Self {
         Self {
             scratch: Scratch {
-                records: Records { buf: Vec::with_capacity(config.max_records), dropped: 0 },
+                records: Records {
+                    buf: Vec::with_capacity(config.max_records),
+                    dropped: 0,
+                },
                 spares: Spares::new(config.max_spare_contexts),
                 items: Vec::new(),
                 cache: StepCache::new(config.cache_capacity),
@@ -334,15 +356,23 @@ impl<P: Clone, C: Context> Runner<P, C> {
         let s = &mut self.scratch;
         s.records.buf.clear();
         s.records.dropped = 0;
-        debug_assert!(s.items.is_empty(), "map items are popped before a map returns");
+        debug_assert!(
+            s.items.is_empty(),
+            "map items are popped before a map returns"
+        );
         s.items.clear();
         let mut frame = Frame::Owned(ctx);
         let mut ex = exec::Exec {
             g: graph,
             clock,
-            deadline: opts.deadline.unwrap_or(u64::MAX),
-            cancel: opts.cancel,
-            budget: opts.budget.map_or(UsageBudget::unlimited(), UsageBudget::new),
+            env: RunEnv {
+                clock,
+                deadline: opts.deadline.unwrap_or(u64::MAX),
+                cancel: opts.cancel,
+            },
+            budget: opts
+                .budget
+                .map_or(UsageBudget::unlimited(), UsageBudget::new),
             usage: Usage::ZERO,
             s,
         };
@@ -361,7 +391,11 @@ impl<P: Clone, C: Context> Runner<P, C> {
                     step: graph.name(NodeId(stop.node)),
                     kind: stop.kind,
                 };
-                let outcome = if stop.abort { Outcome::Aborted } else { Outcome::Failed };
+                let outcome = if stop.abort {
+                    Outcome::Aborted
+                } else {
+                    Outcome::Failed
+                };
                 (None, outcome, Some(error))
             }
         };

@@ -1,10 +1,10 @@
 //! The semantics contract, one test per rule, on the single-thread interpreter.
 
+use core::cell::Cell;
+use core::sync::atomic::{AtomicU32, Ordering};
 use std::boxed::Box;
-use std::cell::Cell;
 use std::format;
 use std::string::ToString;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::vec;
 use std::vec::Vec;
@@ -32,7 +32,11 @@ struct Ctx {
 impl Clone for Ctx {
     fn clone(&self) -> Self {
         CLONES.with(|c| c.set(c.get() + 1));
-        Ctx { a: self.a, b: self.b, log: self.log.clone() }
+        Ctx {
+            a: self.a,
+            b: self.b,
+            log: self.log.clone(),
+        }
     }
     fn clone_from(&mut self, src: &Self) {
         CLONES.with(|c| c.set(c.get() + 1));
@@ -100,19 +104,41 @@ fn set_b(b: &mut B<'_>, name: &str, v: i64) -> NodeRef {
     )
 }
 
-fn run_with<'r>(runner: &'r mut Runner<i64, Ctx>, g: &'r G, input: i64, opts: &RunOptions<'_>) -> RunResult<'r, i64, Ctx> {
+fn run_with<'r>(
+    runner: &'r mut Runner<i64, Ctx>,
+    g: &'r G,
+    input: i64,
+    opts: &RunOptions<'_>,
+) -> RunResult<'r, i64, Ctx> {
     runner.run(g, input, Ctx::default(), &NoClock, opts)
 }
 
-fn check(g: &G, input: i64) -> (Outcome, Option<i64>, Ctx, Option<std::string::String>, Vec<StepRecord>) {
+fn check(
+    g: &G,
+    input: i64,
+) -> (
+    Outcome,
+    Option<i64>,
+    Ctx,
+    Option<std::string::String>,
+    Vec<StepRecord>,
+) {
     let mut runner = Runner::new(RunnerConfig::default());
     let r = run_with(&mut runner, g, input, &RunOptions::default());
-    (r.outcome, r.output, r.context, r.error.as_ref().map(ToString::to_string), r.records.to_vec())
+    (
+        r.outcome,
+        r.output,
+        r.context,
+        r.error.as_ref().map(ToString::to_string),
+        r.records.to_vec(),
+    )
 }
 
 fn record<'a>(g: &G, recs: &'a [StepRecord], name: &str) -> &'a StepRecord {
     let id = g.find(name).unwrap();
-    recs.iter().find(|r| r.node == id).unwrap_or_else(|| panic!("no record for {name}"))
+    recs.iter()
+        .find(|r| r.node == id)
+        .unwrap_or_else(|| panic!("no record for {name}"))
 }
 
 // ---- Sequence -----------------------------------------------------------------------------
@@ -147,7 +173,11 @@ fn sequence_stops_at_the_first_failure() {
     .unwrap();
     let (outcome, out, _, err, recs) = check(&g, 1);
     assert_eq!((outcome, out), (Outcome::Failed, None));
-    assert_eq!(ran.load(Ordering::Relaxed), 0, "the step after the failure never ran");
+    assert_eq!(
+        ran.load(Ordering::Relaxed),
+        0,
+        "the step after the failure never ran"
+    );
     assert_eq!(err.unwrap(), "step `f` (node 1): Permanent: boom");
     assert_eq!(recs.len(), 2);
 }
@@ -157,11 +187,18 @@ fn sequence_stops_at_the_first_failure() {
 #[test]
 fn parallel_branches_all_get_the_same_input() {
     let g = G::build(|b| {
-        let branches: Vec<_> = (0..4).map(|i| b.task(&format!("b{i}"), |x, _| Ok(x))).collect();
-        b.parallel("p", &branches, |a, x| {
-            assert_eq!(a, x);
-            a
-        }, ParallelOptions::new())
+        let branches: Vec<_> = (0..4)
+            .map(|i| b.task(&format!("b{i}"), |x, _| Ok(x)))
+            .collect();
+        b.parallel(
+            "p",
+            &branches,
+            |a, x| {
+                assert_eq!(a, x);
+                a
+            },
+            ParallelOptions::new(),
+        )
     })
     .unwrap();
     assert_eq!(check(&g, 7).1, Some(7));
@@ -171,7 +208,12 @@ fn parallel_branches_all_get_the_same_input() {
 fn parallel_reduces_in_declaration_order() {
     let g = G::build(|b| {
         let branches: Vec<_> = (1..=4).map(|i| add(b, &format!("b{i}"), i)).collect();
-        b.parallel("p", &branches, |acc, x| acc * 10 + (x - 100), ParallelOptions::new())
+        b.parallel(
+            "p",
+            &branches,
+            |acc, x| acc * 10 + (x - 100),
+            ParallelOptions::new(),
+        )
     })
     .unwrap();
     // First output (101) seeds the fold: 101*10+2, *10+3, *10+4.
@@ -181,13 +223,24 @@ fn parallel_reduces_in_declaration_order() {
 #[test]
 fn parallel_branch_that_does_not_write_never_copies_the_context() {
     let g = G::build(|b| {
-        let readers: Vec<_> = (0..8).map(|i| b.task(&format!("r{i}"), |x, cx| Ok(x + cx.ctx().a))).collect();
+        let readers: Vec<_> = (0..8)
+            .map(|i| b.task(&format!("r{i}"), |x, cx| Ok(x + cx.ctx().a)))
+            .collect();
         b.parallel("p", &readers, |a, x| a + x, ParallelOptions::new())
     })
     .unwrap();
     let mut runner = Runner::new(RunnerConfig::default());
     let before = clones();
-    let r = runner.run(&g, 1, Ctx { a: 2, ..Ctx::default() }, &NoClock, &RunOptions::default());
+    let r = runner.run(
+        &g,
+        1,
+        Ctx {
+            a: 2,
+            ..Ctx::default()
+        },
+        &NoClock,
+        &RunOptions::default(),
+    );
     assert_eq!(r.output, Some(8 * 3));
     assert_eq!(clones() - before, 0);
 }
@@ -198,7 +251,12 @@ fn parallel_merge_overwrite_takes_the_last_branch_that_wrote_a_part() {
         let w1 = set_a(b, "w1", 1);
         let w2 = set_a(b, "w2", 2);
         let wb = set_b(b, "wb", 5);
-        b.parallel("p", &[w1, w2, wb], |a, _| a, ParallelOptions::new().merge(MergeStrategy::Overwrite))
+        b.parallel(
+            "p",
+            &[w1, w2, wb],
+            |a, _| a,
+            ParallelOptions::new().merge(MergeStrategy::Overwrite),
+        )
     })
     .unwrap();
     let ctx = check(&g, 0).2;
@@ -210,7 +268,12 @@ fn parallel_merge_keep_first_takes_the_first_branch_that_wrote_a_part() {
     let g = G::build(|b| {
         let w1 = set_a(b, "w1", 1);
         let w2 = set_a(b, "w2", 2);
-        b.parallel("p", &[w1, w2], |a, _| a, ParallelOptions::new().merge(MergeStrategy::KeepFirst))
+        b.parallel(
+            "p",
+            &[w1, w2],
+            |a, _| a,
+            ParallelOptions::new().merge(MergeStrategy::KeepFirst),
+        )
     })
     .unwrap();
     assert_eq!(check(&g, 0).2.a, 1);
@@ -220,7 +283,12 @@ fn parallel_merge_keep_first_takes_the_first_branch_that_wrote_a_part() {
 fn parallel_merge_no_merge_discards_branch_writes() {
     let g = G::build(|b| {
         let w1 = set_a(b, "w1", 1);
-        b.parallel("p", &[w1], |a, _| a, ParallelOptions::new().merge(MergeStrategy::NoMerge))
+        b.parallel(
+            "p",
+            &[w1],
+            |a, _| a,
+            ParallelOptions::new().merge(MergeStrategy::NoMerge),
+        )
     })
     .unwrap();
     let (outcome, _, ctx, _, _) = check(&g, 0);
@@ -240,7 +308,10 @@ fn parallel_merge_error_on_conflict_names_the_conflicting_part() {
     assert_eq!(outcome, Outcome::Failed);
     assert_eq!(ctx, Ctx::default(), "a failed merge changes nothing");
     let err = err.unwrap();
-    assert!(err.contains("step `p`") && err.contains("part `b`") && err.contains("branch 2"), "{err}");
+    assert!(
+        err.contains("step `p`") && err.contains("part `b`") && err.contains("branch 2"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -262,7 +333,12 @@ fn parallel_merge_user_merges_in_declaration_order() {
             m.log.extend_from_slice(&br.log[base.log.len()..]);
             Ok(())
         }));
-        b.parallel("p", &branches, |a, _| a, ParallelOptions::new().merge(merge))
+        b.parallel(
+            "p",
+            &branches,
+            |a, _| a,
+            ParallelOptions::new().merge(merge),
+        )
     })
     .unwrap();
     assert_eq!(check(&g, 0).2.log, vec![1, 2, 3]);
@@ -285,7 +361,11 @@ fn parallel_propagate_fails_on_a_branch_failure_and_stops_later_branches() {
     let (outcome, _, _, err, _) = check(&g, 0);
     assert_eq!(outcome, Outcome::Failed);
     assert!(err.unwrap().contains("step `f`"));
-    assert_eq!(ran.load(Ordering::Relaxed), 0, "siblings after the failure are not started");
+    assert_eq!(
+        ran.load(Ordering::Relaxed),
+        0,
+        "siblings after the failure are not started"
+    );
 }
 
 #[test]
@@ -316,7 +396,12 @@ fn parallel_ignore_fails_when_every_branch_fails() {
     let g = G::build(|b| {
         let f1 = fail(b, "f1", ErrorClass::Permanent);
         let f2 = fail(b, "f2", ErrorClass::Transient);
-        b.parallel("p", &[f1, f2], |a, _| a, ParallelOptions::new().failure(FailureStrategy::Ignore))
+        b.parallel(
+            "p",
+            &[f1, f2],
+            |a, _| a,
+            ParallelOptions::new().failure(FailureStrategy::Ignore),
+        )
     })
     .unwrap();
     let (outcome, _, _, err, recs) = check(&g, 0);
@@ -331,7 +416,12 @@ fn parallel_ignore_still_aborts_on_usage_or_cancelled() {
         let g = G::build(|b| {
             let f = fail(b, "f", class);
             let ok = add(b, "ok", 1);
-            b.parallel("p", &[f, ok], |a, _| a, ParallelOptions::new().failure(FailureStrategy::Ignore))
+            b.parallel(
+                "p",
+                &[f, ok],
+                |a, _| a,
+                ParallelOptions::new().failure(FailureStrategy::Ignore),
+            )
         })
         .unwrap();
         let (outcome, _, _, err, _) = check(&g, 0);
@@ -346,7 +436,13 @@ fn parallel_ignore_still_aborts_on_usage_or_cancelled() {
 fn loop_stops_when_the_exit_predicate_holds_and_records_it() {
     let g = G::build(|b| {
         let body = add(b, "body", 1);
-        b.repeat("lp", body, LoopOptions::new().max_iterations(100).until(|x, _, _| *x >= 5))
+        b.repeat(
+            "lp",
+            body,
+            LoopOptions::new()
+                .max_iterations(100)
+                .until(|x, _, _| *x >= 5),
+        )
     })
     .unwrap();
     let (_, out, _, _, recs) = check(&g, 0);
@@ -359,7 +455,11 @@ fn loop_stops_when_the_exit_predicate_holds_and_records_it() {
 fn loop_stops_at_its_iteration_bound_and_records_it() {
     let g = G::build(|b| {
         let body = add(b, "body", 1);
-        b.repeat("lp", body, LoopOptions::new().max_iterations(3).until(|_, _, _| false))
+        b.repeat(
+            "lp",
+            body,
+            LoopOptions::new().max_iterations(3).until(|_, _, _| false),
+        )
     })
     .unwrap();
     let (outcome, out, _, _, recs) = check(&g, 0);
@@ -401,7 +501,10 @@ fn branch_without_match_or_default_fails_naming_the_key() {
     .unwrap();
     let (outcome, _, _, err, _) = check(&g, 3);
     assert_eq!(outcome, Outcome::Failed);
-    assert_eq!(err.unwrap(), "step `br` (node 1): no arm for key 3 and no default arm");
+    assert_eq!(
+        err.unwrap(),
+        "step `br` (node 1): no arm for key 3 and no default arm"
+    );
 }
 
 fn digits_map(max_items: u32) -> G {
@@ -455,21 +558,40 @@ fn open_breaker_fails_fast_and_the_fallback_still_runs() {
     let g = G::build(|b| {
         let fb = add(b, "fb", 1000);
         let cfg = TaskConfig::new().breaker(breaker.clone()).fallback(fb);
-        b.task_with("guarded", move |x, _| {
-            c2.fetch_add(1, Ordering::Relaxed);
-            if x < 0 { Err(StepError::permanent("negative")) } else { Ok(x) }
-        }, cfg)
+        b.task_with(
+            "guarded",
+            move |x, _| {
+                c2.fetch_add(1, Ordering::Relaxed);
+                if x < 0 {
+                    Err(StepError::permanent("negative"))
+                } else {
+                    Ok(x)
+                }
+            },
+            cfg,
+        )
     })
     .unwrap();
     let mut runner = Runner::new(RunnerConfig::default());
     let clock = ManualClock::new(10);
     let r = runner.run(&g, -1, Ctx::default(), &clock, &RunOptions::default());
-    assert_eq!(r.output, Some(999), "first call fails, fallback answers, breaker opens");
+    assert_eq!(
+        r.output,
+        Some(999),
+        "first call fails, fallback answers, breaker opens"
+    );
     let r = runner.run(&g, 5, Ctx::default(), &clock, &RunOptions::default());
-    assert_eq!(r.output, Some(1005), "open breaker: the step is not called, the fallback is");
+    assert_eq!(
+        r.output,
+        Some(1005),
+        "open breaker: the step is not called, the fallback is"
+    );
     assert_eq!(calls.load(Ordering::Relaxed), 1);
     let rec = record(&g, r.records, "guarded");
-    assert_eq!((rec.attempts, rec.error_class, rec.fallback_used), (0, Some(ErrorClass::CircuitOpen), true));
+    assert_eq!(
+        (rec.attempts, rec.error_class, rec.fallback_used),
+        (0, Some(ErrorClass::CircuitOpen), true)
+    );
 }
 
 #[test]
@@ -477,10 +599,14 @@ fn cache_hit_returns_the_stored_output_without_running_the_step() {
     let calls = Arc::new(AtomicU32::new(0));
     let c2 = calls.clone();
     let g = Graph::<u64, u64>::build(|b| {
-        b.task_with("sq", move |x, _| {
-            c2.fetch_add(1, Ordering::Relaxed);
-            Ok(x * x)
-        }, TaskConfig::new().cacheable(42))
+        b.task_with(
+            "sq",
+            move |x, _| {
+                c2.fetch_add(1, Ordering::Relaxed);
+                Ok(x * x)
+            },
+            TaskConfig::new().cacheable(42),
+        )
     })
     .unwrap();
     let mut runner = Runner::new(RunnerConfig::default());
@@ -492,7 +618,10 @@ fn cache_hit_returns_the_stored_output_without_running_the_step() {
     }
     assert_eq!(calls.load(Ordering::Relaxed), 2);
     // Switching the cache off changes speed, never results.
-    let mut off = Runner::new(RunnerConfig { cache_capacity: 0, ..RunnerConfig::default() });
+    let mut off = Runner::new(RunnerConfig {
+        cache_capacity: 0,
+        ..RunnerConfig::default()
+    });
     let r = off.run(&g, 3, 0, &NoClock, &RunOptions::default());
     assert_eq!((r.output, r.records[0].cache_hit), (Some(9), false));
 }
@@ -502,55 +631,110 @@ fn usage_denial_aborts_with_partial_results_never_retried_nor_fallback() {
     let fb_calls = Arc::new(AtomicU32::new(0));
     let f2 = fb_calls.clone();
     let g = G::build(|b| {
-        let spend = b.task_with("spend", |x, cx| {
-            cx.report_usage(Usage { cost: 7, tokens: 70 });
-            cx.ctx_mut()?.a = 1;
-            Ok(x + 1)
-        }, TaskConfig::new().writes_context().usage_estimate(Usage { cost: 7, tokens: 0 }));
+        let spend = b.task_with(
+            "spend",
+            |x, cx| {
+                cx.report_usage(Usage {
+                    cost: 7,
+                    tokens: 70,
+                });
+                cx.ctx_mut()?.a = 1;
+                Ok(x + 1)
+            },
+            TaskConfig::new()
+                .writes_context()
+                .usage_estimate(Usage { cost: 7, tokens: 0 }),
+        );
         let fb = b.task("fb", move |x, _| {
             f2.fetch_add(1, Ordering::Relaxed);
             Ok(x)
         });
         let cfg = TaskConfig::new()
             .usage_estimate(Usage { cost: 5, tokens: 0 })
-            .retry(RetryPolicy { max_attempts: 3, backoff: Backoff::None })
+            .retry(RetryPolicy {
+                max_attempts: 3,
+                backoff: Backoff::None,
+            })
             .fallback(fb);
         let big = b.task_with("big", |x, _| Ok(x), cfg);
         b.sequence("s", &[spend, big])
     })
     .unwrap();
     let mut runner = Runner::new(RunnerConfig::default());
-    let opts = RunOptions { budget: Some(Usage { cost: 10, tokens: 1000 }), ..RunOptions::default() };
+    let opts = RunOptions {
+        budget: Some(Usage {
+            cost: 10,
+            tokens: 1000,
+        }),
+        ..RunOptions::default()
+    };
     let r = run_with(&mut runner, &g, 0, &opts);
     assert_eq!(r.outcome, Outcome::Aborted);
     assert_eq!(r.output, None);
-    assert_eq!(r.context.a, 1, "partial results: the first step's writes stay");
-    assert_eq!(r.usage, Usage { cost: 7, tokens: 70 });
+    assert_eq!(
+        r.context.a, 1,
+        "partial results: the first step's writes stay"
+    );
+    assert_eq!(
+        r.usage,
+        Usage {
+            cost: 7,
+            tokens: 70
+        }
+    );
     assert_eq!(r.records.len(), 2);
     let big = record(&g, r.records, "big");
-    assert_eq!((big.outcome, big.attempts, big.fallback_used), (StepOutcome::Aborted, 0, false));
+    assert_eq!(
+        (big.outcome, big.attempts, big.fallback_used),
+        (StepOutcome::Aborted, 0, false)
+    );
     assert_eq!(fb_calls.load(Ordering::Relaxed), 0);
     let err = r.error.unwrap();
     assert_eq!(err.step, "big");
-    assert!(matches!(err.kind, ErrorKind::UsageDenied { requested: Usage { cost: 5, .. }, remaining: Usage { cost: 3, .. } }));
+    assert!(matches!(
+        err.kind,
+        ErrorKind::UsageDenied {
+            requested: Usage { cost: 5, .. },
+            remaining: Usage { cost: 3, .. }
+        }
+    ));
 }
 
 #[test]
 fn retries_until_success_within_max_attempts() {
     let g = G::build(|b| {
-        let cfg = TaskConfig::new().retry(RetryPolicy { max_attempts: 4, backoff: Backoff::None });
-        b.task_with("flaky", |x, cx| if cx.attempt() < 3 { Err(StepError::transient("busy")) } else { Ok(x) }, cfg)
+        let cfg = TaskConfig::new().retry(RetryPolicy {
+            max_attempts: 4,
+            backoff: Backoff::None,
+        });
+        b.task_with(
+            "flaky",
+            |x, cx| {
+                if cx.attempt() < 3 {
+                    Err(StepError::transient("busy"))
+                } else {
+                    Ok(x)
+                }
+            },
+            cfg,
+        )
     })
     .unwrap();
     let (outcome, _, _, _, recs) = check(&g, 1);
     assert_eq!(outcome, Outcome::Succeeded);
-    assert_eq!((recs[0].attempts, recs[0].error_class), (3, Some(ErrorClass::Transient)));
+    assert_eq!(
+        (recs[0].attempts, recs[0].error_class),
+        (3, Some(ErrorClass::Transient))
+    );
 }
 
 #[test]
 fn attempts_are_bounded_by_max_attempts() {
     let g = G::build(|b| {
-        let cfg = TaskConfig::new().retry(RetryPolicy { max_attempts: 3, backoff: Backoff::None });
+        let cfg = TaskConfig::new().retry(RetryPolicy {
+            max_attempts: 3,
+            backoff: Backoff::None,
+        });
         b.task_with("down", |_, _| Err(StepError::transient("busy")), cfg)
     })
     .unwrap();
@@ -563,12 +747,23 @@ fn attempts_are_bounded_by_max_attempts() {
 #[test]
 fn a_failed_attempts_context_writes_are_discarded() {
     let g = G::build(|b| {
-        let cfg = TaskConfig::new().writes_context().retry(RetryPolicy { max_attempts: 2, backoff: Backoff::None });
-        b.task_with("w", |x, cx| {
-            let attempt = cx.attempt();
-            cx.ctx_mut()?.log.push(attempt);
-            if attempt == 1 { Err(StepError::transient("first")) } else { Ok(x) }
-        }, cfg)
+        let cfg = TaskConfig::new().writes_context().retry(RetryPolicy {
+            max_attempts: 2,
+            backoff: Backoff::None,
+        });
+        b.task_with(
+            "w",
+            |x, cx| {
+                let attempt = cx.attempt();
+                cx.ctx_mut()?.log.push(attempt);
+                if attempt == 1 {
+                    Err(StepError::transient("first"))
+                } else {
+                    Ok(x)
+                }
+            },
+            cfg,
+        )
     })
     .unwrap();
     assert_eq!(check(&g, 0).2.log, vec![2]);
@@ -578,16 +773,29 @@ fn a_failed_attempts_context_writes_are_discarded() {
 fn a_failed_attempts_error_is_the_next_attempts_feedback() {
     let g = G::build(|b| {
         let cfg = TaskConfig::new()
-            .retry(RetryPolicy { max_attempts: 3, backoff: Backoff::None })
+            .retry(RetryPolicy {
+                max_attempts: 3,
+                backoff: Backoff::None,
+            })
             .recovery(RecoveryTable::default().with(ErrorClass::Validation, Recovery::Retry))
-            .validate(|x: &i64, _| if *x >= 0 { Ok(()) } else { Err(StepError::validation("negative")) });
-        b.task_with("fix", |x, cx| match cx.feedback() {
-            None => Ok(-x),
-            Some(f) => {
-                assert_eq!((f.class, &*f.reason), (ErrorClass::Validation, "negative"));
-                Ok(x)
-            }
-        }, cfg)
+            .validate(|x: &i64, _| {
+                if *x >= 0 {
+                    Ok(())
+                } else {
+                    Err(StepError::validation("negative"))
+                }
+            });
+        b.task_with(
+            "fix",
+            |x, cx| match cx.feedback() {
+                None => Ok(-x),
+                Some(f) => {
+                    assert_eq!((f.class, &*f.reason), (ErrorClass::Validation, "negative"));
+                    Ok(x)
+                }
+            },
+            cfg,
+        )
     })
     .unwrap();
     let (_, out, _, _, recs) = check(&g, 5);
@@ -598,11 +806,33 @@ fn a_failed_attempts_error_is_the_next_attempts_feedback() {
 fn pre_processors_then_step_then_post_processors_then_validators() {
     let g = Graph::<Vec<u8>, ()>::build(|b| {
         let cfg = TaskConfig::new()
-            .pre(|mut v: Vec<u8>, _| { v.push(b'p'); Ok(v) })
-            .pre(|mut v: Vec<u8>, _| { v.push(b'q'); Ok(v) })
-            .post(|mut v: Vec<u8>, _| { v.push(b'o'); Ok(v) })
-            .validate(|v: &Vec<u8>, _| if v == b"pqso" { Ok(()) } else { Err(StepError::validation("order")) });
-        b.task_with("t", |mut v: Vec<u8>, _| { v.push(b's'); Ok(v) }, cfg)
+            .pre(|mut v: Vec<u8>, _| {
+                v.push(b'p');
+                Ok(v)
+            })
+            .pre(|mut v: Vec<u8>, _| {
+                v.push(b'q');
+                Ok(v)
+            })
+            .post(|mut v: Vec<u8>, _| {
+                v.push(b'o');
+                Ok(v)
+            })
+            .validate(|v: &Vec<u8>, _| {
+                if v == b"pqso" {
+                    Ok(())
+                } else {
+                    Err(StepError::validation("order"))
+                }
+            });
+        b.task_with(
+            "t",
+            |mut v: Vec<u8>, _| {
+                v.push(b's');
+                Ok(v)
+            },
+            cfg,
+        )
     })
     .unwrap();
     let mut runner = Runner::new(RunnerConfig::default());
@@ -617,34 +847,66 @@ fn validation_failure_is_not_retried_by_default_and_falls_back() {
     let g = G::build(|b| {
         let fb = add(b, "fb", 1000);
         let cfg = TaskConfig::new()
-            .retry(RetryPolicy { max_attempts: 5, backoff: Backoff::None })
+            .retry(RetryPolicy {
+                max_attempts: 5,
+                backoff: Backoff::None,
+            })
             .validate(|_, _| Err(StepError::permanent("never ok")))
             .fallback(fb);
-        b.task_with("v", move |x, _| {
-            c2.fetch_add(1, Ordering::Relaxed);
-            Ok(x)
-        }, cfg)
+        b.task_with(
+            "v",
+            move |x, _| {
+                c2.fetch_add(1, Ordering::Relaxed);
+                Ok(x)
+            },
+            cfg,
+        )
     })
     .unwrap();
     let (outcome, out, _, _, recs) = check(&g, 1);
     assert_eq!((outcome, out), (Outcome::Succeeded, Some(1001)));
-    assert_eq!(calls.load(Ordering::Relaxed), 1, "validation failures are not retried by default");
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        1,
+        "validation failures are not retried by default"
+    );
     let v = record(&g, &recs, "v");
-    assert_eq!((v.error_class, v.fallback_used), (Some(ErrorClass::Validation), true), "validator errors are classed validation");
+    assert_eq!(
+        (v.error_class, v.fallback_used),
+        (Some(ErrorClass::Validation), true),
+        "validator errors are classed validation"
+    );
 }
 
 #[test]
 fn backoff_between_attempts_is_reported_to_the_clock() {
     let g = G::build(|b| {
-        let cfg = TaskConfig::new().retry(RetryPolicy { max_attempts: 4, backoff: Backoff::Exponential { base: 10, max: 25 } });
-        b.task_with("flaky", |x, cx| if cx.attempt() < 4 { Err(StepError::transient("busy")) } else { Ok(x) }, cfg)
+        let cfg = TaskConfig::new().retry(RetryPolicy {
+            max_attempts: 4,
+            backoff: Backoff::Exponential { base: 10, max: 25 },
+        });
+        b.task_with(
+            "flaky",
+            |x, cx| {
+                if cx.attempt() < 4 {
+                    Err(StepError::transient("busy"))
+                } else {
+                    Ok(x)
+                }
+            },
+            cfg,
+        )
     })
     .unwrap();
     let mut runner = Runner::new(RunnerConfig::default());
     let clock = ManualClock::new(0);
     let r = runner.run(&g, 1, Ctx::default(), &clock, &RunOptions::default());
     assert_eq!(r.output, Some(1));
-    assert_eq!(r.records[0].backoff_ticks, 10 + 20 + 25, "exponential, capped");
+    assert_eq!(
+        r.records[0].backoff_ticks,
+        10 + 20 + 25,
+        "exponential, capped"
+    );
     assert_eq!(r.records[0].latency_ticks, 55, "latency includes the waits");
     assert_eq!(clock.now(), 55);
 }
@@ -652,7 +914,10 @@ fn backoff_between_attempts_is_reported_to_the_clock() {
 #[test]
 fn permanent_errors_are_not_retried_by_default() {
     let g = G::build(|b| {
-        let cfg = TaskConfig::new().retry(RetryPolicy { max_attempts: 5, backoff: Backoff::None });
+        let cfg = TaskConfig::new().retry(RetryPolicy {
+            max_attempts: 5,
+            backoff: Backoff::None,
+        });
         b.task_with("p", |_, _| Err(StepError::permanent("no")), cfg)
     })
     .unwrap();
@@ -699,38 +964,72 @@ fn usage_and_cancelled_errors_always_abort_whatever_the_table_says() {
             let table = RecoveryTable::default().with(class, Recovery::Retry);
             let cfg = TaskConfig::new()
                 .recovery(table)
-                .retry(RetryPolicy { max_attempts: 3, backoff: Backoff::None })
+                .retry(RetryPolicy {
+                    max_attempts: 3,
+                    backoff: Backoff::None,
+                })
                 .fallback(fb);
             b.task_with("s", move |_, _| Err(StepError::new(class, "stop")), cfg)
         })
         .unwrap();
         let (outcome, _, _, _, recs) = check(&g, 1);
         assert_eq!(outcome, Outcome::Aborted, "{class:?}");
-        assert_eq!((recs.len(), recs[0].attempts, recs[0].outcome), (1, 1, StepOutcome::Aborted));
+        assert_eq!(
+            (recs.len(), recs[0].attempts, recs[0].outcome),
+            (1, 1, StepOutcome::Aborted)
+        );
     }
 }
 
 #[test]
 fn a_fallback_runs_with_its_own_policies() {
     let g = G::build(|b| {
-        let fb_cfg = TaskConfig::new().retry(RetryPolicy { max_attempts: 3, backoff: Backoff::None });
-        let fb = b.task_with("fb", |x, cx| if cx.attempt() < 3 { Err(StepError::transient("fb busy")) } else { Ok(x + 50) }, fb_cfg);
-        b.task_with("main", |_, _| Err(StepError::permanent("no")), TaskConfig::new().fallback(fb))
+        let fb_cfg = TaskConfig::new().retry(RetryPolicy {
+            max_attempts: 3,
+            backoff: Backoff::None,
+        });
+        let fb = b.task_with(
+            "fb",
+            |x, cx| {
+                if cx.attempt() < 3 {
+                    Err(StepError::transient("fb busy"))
+                } else {
+                    Ok(x + 50)
+                }
+            },
+            fb_cfg,
+        );
+        b.task_with(
+            "main",
+            |_, _| Err(StepError::permanent("no")),
+            TaskConfig::new().fallback(fb),
+        )
     })
     .unwrap();
     let (outcome, out, _, _, recs) = check(&g, 1);
     assert_eq!((outcome, out), (Outcome::Succeeded, Some(51)));
     assert_eq!(record(&g, &recs, "fb").attempts, 3);
     let main = record(&g, &recs, "main");
-    assert_eq!((main.outcome, main.fallback_used), (StepOutcome::Succeeded, true));
+    assert_eq!(
+        (main.outcome, main.fallback_used),
+        (StepOutcome::Succeeded, true)
+    );
 }
 
 #[test]
 fn a_fallback_chain_runs_until_one_succeeds() {
     let g = G::build(|b| {
         let last = add(b, "last", 3);
-        let mid = b.task_with("mid", |_, _| Err(StepError::permanent("mid")), TaskConfig::new().fallback(last));
-        b.task_with("first", |_, _| Err(StepError::permanent("first")), TaskConfig::new().fallback(mid))
+        let mid = b.task_with(
+            "mid",
+            |_, _| Err(StepError::permanent("mid")),
+            TaskConfig::new().fallback(last),
+        );
+        b.task_with(
+            "first",
+            |_, _| Err(StepError::permanent("first")),
+            TaskConfig::new().fallback(mid),
+        )
     })
     .unwrap();
     let (_, out, _, _, recs) = check(&g, 1);
@@ -742,7 +1041,11 @@ fn a_fallback_chain_runs_until_one_succeeds() {
 fn a_failed_fallback_fails_the_run_naming_the_fallback() {
     let g = G::build(|b| {
         let fb = b.task("fb", |_, _| Err(StepError::permanent("fb broke")));
-        b.task_with("main", |_, _| Err(StepError::permanent("no")), TaskConfig::new().fallback(fb))
+        b.task_with(
+            "main",
+            |_, _| Err(StepError::permanent("no")),
+            TaskConfig::new().fallback(fb),
+        )
     })
     .unwrap();
     let (outcome, _, _, err, recs) = check(&g, 1);
@@ -755,56 +1058,90 @@ fn a_failed_fallback_fails_the_run_naming_the_fallback() {
 fn step_record_holds_step_outcome_attempts_latency_cache_usage_class_fallback() {
     let g = G::build(|b| {
         let fb = add(b, "fb", 1);
-        let cfg = TaskConfig::new().retry(RetryPolicy { max_attempts: 2, backoff: Backoff::Constant(3) }).fallback(fb);
-        b.task_with("t", |_, cx| {
-            cx.report_usage(Usage { cost: 2, tokens: 5 });
-            Err(StepError::transient("x"))
-        }, cfg)
+        let cfg = TaskConfig::new()
+            .retry(RetryPolicy {
+                max_attempts: 2,
+                backoff: Backoff::Constant(3),
+            })
+            .fallback(fb);
+        b.task_with(
+            "t",
+            |_, cx| {
+                cx.report_usage(Usage { cost: 2, tokens: 5 });
+                Err(StepError::transient("x"))
+            },
+            cfg,
+        )
     })
     .unwrap();
     let mut runner = Runner::new(RunnerConfig::default());
     let clock = ManualClock::new(100);
     let r = runner.run(&g, 1, Ctx::default(), &clock, &RunOptions::default());
     let t = *record(&g, r.records, "t");
-    assert_eq!(t, StepRecord {
-        node: g.find("t").unwrap(),
-        outcome: StepOutcome::Succeeded,
-        attempts: 2,
-        latency_ticks: 3,
-        backoff_ticks: 3,
-        cache_hit: false,
-        fallback_used: true,
-        error_class: Some(ErrorClass::Transient),
-        usage: Usage { cost: 4, tokens: 10 },
-        loop_exit: None,
-    });
-    assert_eq!(r.usage, Usage { cost: 4, tokens: 10 });
+    assert_eq!(
+        t,
+        StepRecord {
+            node: g.find("t").unwrap(),
+            outcome: StepOutcome::Succeeded,
+            attempts: 2,
+            latency_ticks: 3,
+            backoff_ticks: 3,
+            cache_hit: false,
+            fallback_used: true,
+            error_class: Some(ErrorClass::Transient),
+            usage: Usage {
+                cost: 4,
+                tokens: 10
+            },
+            loop_exit: None,
+        }
+    );
+    assert_eq!(
+        r.usage,
+        Usage {
+            cost: 4,
+            tokens: 10
+        }
+    );
 }
 
 // ---- Step context, results ----------------------------------------------------------------
 
 #[test]
 fn a_step_writing_the_context_without_declaring_it_aborts_with_a_clear_error() {
-    let g = G::build(|b| b.task("sneaky", |x, cx| {
-        cx.ctx_mut()?.a = 1;
-        Ok(x)
-    }))
+    let g = G::build(|b| {
+        b.task("sneaky", |x, cx| {
+            cx.ctx_mut()?.a = 1;
+            Ok(x)
+        })
+    })
     .unwrap();
     let (outcome, _, ctx, err, _) = check(&g, 0);
     assert_eq!((outcome, ctx.a), (Outcome::Aborted, 0));
-    assert!(err.unwrap().contains("step `sneaky`") , "names the step");
+    assert!(err.unwrap().contains("step `sneaky`"), "names the step");
 }
 
 #[test]
 fn a_step_that_only_reads_never_copies_the_context() {
     let g = G::build(|b| {
-        let steps: Vec<_> = (0..10).map(|i| b.task(&format!("r{i}"), |x, cx| Ok(x + cx.ctx().a))).collect();
+        let steps: Vec<_> = (0..10)
+            .map(|i| b.task(&format!("r{i}"), |x, cx| Ok(x + cx.ctx().a)))
+            .collect();
         b.sequence("s", &steps)
     })
     .unwrap();
     let mut runner = Runner::new(RunnerConfig::default());
     let before = clones();
-    let r = runner.run(&g, 0, Ctx { a: 1, ..Ctx::default() }, &NoClock, &RunOptions::default());
+    let r = runner.run(
+        &g,
+        0,
+        Ctx {
+            a: 1,
+            ..Ctx::default()
+        },
+        &NoClock,
+        &RunOptions::default(),
+    );
     assert_eq!((r.output, clones() - before), (Some(10), 0));
 }
 
@@ -823,7 +1160,10 @@ fn cancelled_run_stops_before_the_next_step() {
     })
     .unwrap();
     let mut runner = Runner::new(RunnerConfig::default());
-    let opts = RunOptions { cancel: Some(&flag), ..RunOptions::default() };
+    let opts = RunOptions {
+        cancel: Some(&flag),
+        ..RunOptions::default()
+    };
     let r = run_with(&mut runner, &g, 0, &opts);
     assert_eq!(r.outcome, Outcome::Aborted);
     let err = r.error.unwrap();
@@ -841,7 +1181,10 @@ fn run_deadline_stops_the_run_before_the_next_step() {
     .unwrap();
     let mut runner = Runner::new(RunnerConfig::default());
     let clock = ManualClock::new(5);
-    let opts = RunOptions { deadline: Some(5), ..RunOptions::default() };
+    let opts = RunOptions {
+        deadline: Some(5),
+        ..RunOptions::default()
+    };
     let r = runner.run(&g, 0, Ctx::default(), &clock, &opts);
     assert_eq!(r.outcome, Outcome::Aborted);
     assert_eq!(r.error.unwrap().kind, ErrorKind::DeadlineExceeded);
@@ -854,9 +1197,15 @@ fn records_beyond_the_buffer_are_counted_not_lost_silently() {
         b.sequence("s", &steps)
     })
     .unwrap();
-    let mut runner = Runner::new(RunnerConfig { max_records: 4, ..RunnerConfig::default() });
+    let mut runner = Runner::new(RunnerConfig {
+        max_records: 4,
+        ..RunnerConfig::default()
+    });
     let r = run_with(&mut runner, &g, 0, &RunOptions::default());
-    assert_eq!((r.output, r.records.len(), r.records_dropped), (Some(10), 4, 6));
+    assert_eq!(
+        (r.output, r.records.len(), r.records_dropped),
+        (Some(10), 4, 6)
+    );
 }
 
 #[test]
@@ -873,7 +1222,10 @@ fn a_runner_gives_the_same_results_run_after_run() {
     let mut runner = Runner::new(RunnerConfig::default());
     for _ in 0..5 {
         let r = run_with(&mut runner, &g, 1, &RunOptions::default());
-        assert_eq!((r.output, r.context.a, r.records.len()), (Some(1 + 1 + 6), 3, 6));
+        assert_eq!(
+            (r.output, r.context.a, r.records.len()),
+            (Some(1 + 1 + 6), 3, 6)
+        );
     }
 }
 
@@ -889,10 +1241,14 @@ fn plain_and_policy_tasks_give_the_same_results() {
                     } else {
                         TaskConfig::new().writes_context()
                     };
-                    b.task_with(&format!("s{i}"), move |x, cx| {
-                        cx.ctx_mut()?.log.push(i);
-                        Ok(x * 3 + i64::from(i))
-                    }, cfg)
+                    b.task_with(
+                        &format!("s{i}"),
+                        move |x, cx| {
+                            cx.ctx_mut()?.log.push(i);
+                            Ok(x * 3 + i64::from(i))
+                        },
+                        cfg,
+                    )
                 })
                 .collect();
             b.sequence("s", &steps)
@@ -900,8 +1256,14 @@ fn plain_and_policy_tasks_give_the_same_results() {
         .unwrap()
     };
     let (plain, policy) = (build(false), build(true));
-    assert!(plain.step_flags(plain.find("s0").unwrap()).unwrap().is_plain());
-    assert!(!policy.step_flags(policy.find("s0").unwrap()).unwrap().is_plain());
+    assert!(plain
+        .step_flags(plain.find("s0").unwrap())
+        .unwrap()
+        .is_plain());
+    assert!(!policy
+        .step_flags(policy.find("s0").unwrap())
+        .unwrap()
+        .is_plain());
     let a = check(&plain, 1);
     let b = check(&policy, 1);
     assert_eq!((a.0, a.1, &a.2), (b.0, b.1, &b.2));
@@ -910,13 +1272,23 @@ fn plain_and_policy_tasks_give_the_same_results() {
 
 #[test]
 fn step_sees_its_attempt_number_and_deadline() {
-    let g = G::build(|b| b.task("t", |x, cx| {
-        assert_eq!((cx.attempt(), cx.deadline(), cx.feedback()), (1, 77, None));
-        assert!(!cx.is_cancelled());
-        Ok(x)
-    }))
+    let g = G::build(|b| {
+        b.task("t", |x, cx| {
+            assert_eq!((cx.attempt(), cx.deadline(), cx.feedback()), (1, 77, None));
+            assert!(!cx.is_cancelled());
+            Ok(x)
+        })
+    })
     .unwrap();
     let mut runner = Runner::new(RunnerConfig::default());
-    let r = run_with(&mut runner, &g, 0, &RunOptions { deadline: Some(77), ..RunOptions::default() });
+    let r = run_with(
+        &mut runner,
+        &g,
+        0,
+        &RunOptions {
+            deadline: Some(77),
+            ..RunOptions::default()
+        },
+    );
     assert_eq!(r.outcome, Outcome::Succeeded);
 }
