@@ -18,6 +18,9 @@ pub mod arena;
 pub mod cache;
 #[cfg(feature = "check")]
 pub mod check;
+pub mod context;
+pub mod graph;
+pub mod interp;
 pub mod policy;
 pub mod pool;
 pub mod ring;

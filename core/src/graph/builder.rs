@@ -1,0 +1,555 @@
+//! The graph builder: nodes allocated in a bump arena while building, validated and
+//! flattened by [`GraphBuilder::freeze`].
+
+use alloc::boxed::Box;
+use alloc::string::ToString;
+use alloc::vec::Vec;
+use core::fmt;
+
+use bumpalo::Bump;
+
+use super::task::TaskPolicy;
+use super::{
+    BranchNode, ExitPredicate, Graph, GraphError, GraphRule, LoopNode, LoopOptions, MapNode,
+    MapOptions, NodeKind, NodeRef, ParNode, ParallelOptions, PlainTask, Reducer, Selector, SeqNode,
+    Span, Splitter, Step, StepCx, StepError, StepFlags, TaskConfig, MAX_FALLBACK_CHAIN, MAX_NODES,
+    NO_POLICY,
+};
+use super::{FailureStrategy, Items};
+use crate::context::MergeStrategy;
+use crate::sync::{AtomicU32, Ordering};
+
+/// Source of builder ids, so a handle used with the wrong builder is caught.
+static NEXT_BUILDER_ID: AtomicU32 = AtomicU32::new(1);
+
+/// A node while building; lives in the arena (it is `Copy`, so never needs dropping).
+#[derive(Clone, Copy)]
+struct BuildNode<'a> {
+    name: &'a str,
+    kind: NodeKind,
+    /// Index into the builder's side table for the kind.
+    slot: u32,
+    /// Children: sequence children, parallel branches, branch arms, loop or map body.
+    children: &'a [NodeRef],
+}
+
+struct BuildTask<P, C> {
+    step: Box<dyn Step<P, C>>,
+    cfg: TaskConfig<P, C>,
+}
+
+struct BuildPar<P, C> {
+    merge: MergeStrategy<C>,
+    failure: FailureStrategy,
+    max_width: Option<u32>,
+    reduce: Reducer<P>,
+}
+
+struct BuildLoop<P, C> {
+    max_iterations: Option<u32>,
+    exit: Option<ExitPredicate<P, C>>,
+}
+
+struct BuildBranch<P, C> {
+    keys: Vec<u64>,
+    default: Option<NodeRef>,
+    selector: Selector<P, C>,
+}
+
+struct BuildMap<P, C> {
+    split: Splitter<P, C>,
+    reduce: Reducer<P>,
+    opts: MapOptions<C>,
+}
+
+/// Builds a [`Graph`]: each method adds a node and returns its handle; [`freeze`](Self::freeze)
+/// validates and flattens. Errors (a foreign handle, too many nodes) are kept and reported by
+/// `freeze`, so building code needs no `?` on every line.
+///
+/// # Examples
+///
+/// ```
+/// use flujo_core::graph::{GraphBuilder, LoopOptions};
+/// let bump = bumpalo::Bump::new();
+/// let mut b = GraphBuilder::<u32, ()>::new_in(&bump);
+/// let body = b.task("inc", |x, _| Ok(x + 1));
+/// let lp = b.repeat("count", body, LoopOptions::new().max_iterations(10).until(|x, _, _| *x >= 3));
+/// let g = b.freeze(lp).unwrap();
+/// assert_eq!(g.len(), 2);
+/// ```
+pub struct GraphBuilder<'a, P, C> {
+    bump: &'a Bump,
+    id: u32,
+    node_limit: usize,
+    nodes: Vec<&'a BuildNode<'a>>,
+    tasks: Vec<BuildTask<P, C>>,
+    pars: Vec<BuildPar<P, C>>,
+    loops: Vec<BuildLoop<P, C>>,
+    branches: Vec<BuildBranch<P, C>>,
+    maps: Vec<BuildMap<P, C>>,
+    error: Option<GraphError>,
+}
+
+impl<P, C> fmt::Debug for GraphBuilder<'_, P, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GraphBuilder")
+            .field("id", &self.id)
+            .field("nodes", &self.nodes.len())
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, P, C> GraphBuilder<'a, P, C> {
+    /// A builder whose nodes live in `bump` until [`freeze`](Self::freeze).
+    pub fn new_in(bump: &'a Bump) -> Self {
+        Self {
+            bump,
+            id: NEXT_BUILDER_ID.fetch_add(1, Ordering::Relaxed),
+            node_limit: MAX_NODES,
+            nodes: Vec::new(),
+            tasks: Vec::new(),
+            pars: Vec::new(),
+            loops: Vec::new(),
+            branches: Vec::new(),
+            maps: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Lowers the node limit (tests of the "too many nodes" rule).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn set_node_limit(&mut self, limit: usize) {
+        self.node_limit = limit;
+    }
+
+    /// Number of nodes added so far.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether no node was added.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    fn fail(&mut self, name: &str, rule: GraphRule) {
+        if self.error.is_none() {
+            self.error = Some(GraphError {
+                node: name.to_string(),
+                rule,
+            });
+        }
+    }
+
+    fn check_handle(&mut self, name: &str, r: NodeRef) {
+        if r.builder != self.id || r.index as usize >= self.nodes.len() {
+            self.fail(name, GraphRule::ForeignHandle);
+        }
+    }
+
+    fn add(&mut self, name: &str, kind: NodeKind, slot: usize, children: &[NodeRef]) -> NodeRef {
+        for &c in children {
+            self.check_handle(name, c);
+        }
+        if self.nodes.len() >= self.node_limit {
+            self.fail(
+                name,
+                GraphRule::TooManyNodes {
+                    limit: self.node_limit,
+                },
+            );
+            return NodeRef {
+                builder: self.id,
+                index: u32::MAX,
+            };
+        }
+        let node = self.bump.alloc(BuildNode {
+            name: self.bump.alloc_str(name),
+            kind,
+            slot: slot as u32,
+            children: self.bump.alloc_slice_copy(children),
+        });
+        let index = self.nodes.len() as u32;
+        self.nodes.push(node);
+        NodeRef {
+            builder: self.id,
+            index,
+        }
+    }
+
+    /// A task running closure `f`, without policies (the fast path).
+    pub fn task<F>(&mut self, name: &str, f: F) -> NodeRef
+    where
+        F: Fn(P, &mut StepCx<'_, C>) -> Result<P, StepError> + Send + Sync + 'static,
+    {
+        self.step(name, f, TaskConfig::new())
+    }
+
+    /// A task running closure `f` with the policies of `cfg`.
+    pub fn task_with<F>(&mut self, name: &str, f: F, cfg: TaskConfig<P, C>) -> NodeRef
+    where
+        F: Fn(P, &mut StepCx<'_, C>) -> Result<P, StepError> + Send + Sync + 'static,
+    {
+        self.step(name, f, cfg)
+    }
+
+    /// A task running a [`Step`] implementation with the policies of `cfg`.
+    pub fn step<S: Step<P, C> + 'static>(
+        &mut self,
+        name: &str,
+        step: S,
+        cfg: TaskConfig<P, C>,
+    ) -> NodeRef {
+        if let Some(fb) = cfg.fallback {
+            self.check_handle(name, fb);
+        }
+        let slot = self.tasks.len();
+        self.tasks.push(BuildTask {
+            step: Box::new(step),
+            cfg,
+        });
+        self.add(name, NodeKind::Task, slot, &[])
+    }
+
+    /// Sets (or replaces) the fallback of `task`.
+    pub fn set_fallback(&mut self, task: NodeRef, fallback: NodeRef) {
+        self.check_handle("<set_fallback>", task);
+        self.check_handle("<set_fallback>", fallback);
+        if self.error.is_some() {
+            return;
+        }
+        let node = *self.nodes[task.index as usize];
+        if node.kind != NodeKind::Task {
+            let name = node.name;
+            self.fail(name, GraphRule::FallbackNotTask);
+            return;
+        }
+        self.tasks[node.slot as usize].cfg.fallback = Some(fallback);
+    }
+
+    /// A sequence: each child's output is the next one's input; the first failure stops it.
+    pub fn sequence(&mut self, name: &str, children: &[NodeRef]) -> NodeRef {
+        self.add(name, NodeKind::Sequence, 0, children)
+    }
+
+    /// A parallel node: every branch gets the input; outputs of the successful branches are
+    /// folded with `reduce` in declaration order, the first one as the initial accumulator.
+    pub fn parallel(
+        &mut self,
+        name: &str,
+        branches: &[NodeRef],
+        reduce: impl Fn(P, P) -> P + Send + Sync + 'static,
+        opts: ParallelOptions<C>,
+    ) -> NodeRef {
+        let slot = self.pars.len();
+        self.pars.push(BuildPar {
+            merge: opts.merge,
+            failure: opts.failure,
+            max_width: opts.max_width,
+            reduce: Box::new(reduce),
+        });
+        self.add(name, NodeKind::Parallel, slot, branches)
+    }
+
+    /// A loop: `body` runs on its own output until the exit predicate holds or the bound is
+    /// hit; the exit reason is recorded.
+    pub fn repeat(&mut self, name: &str, body: NodeRef, opts: LoopOptions<P, C>) -> NodeRef {
+        let slot = self.loops.len();
+        self.loops.push(BuildLoop {
+            max_iterations: opts.max_iterations,
+            exit: opts.exit,
+        });
+        self.add(name, NodeKind::Loop, slot, &[body])
+    }
+
+    /// A branch: `selector` picks the arm with its key; `default` runs when none matches
+    /// (without one, no match fails the run with an error naming the key).
+    pub fn branch(
+        &mut self,
+        name: &str,
+        selector: impl Fn(&P, &C) -> u64 + Send + Sync + 'static,
+        arms: &[(u64, NodeRef)],
+        default: Option<NodeRef>,
+    ) -> NodeRef {
+        let slot = self.branches.len();
+        let keys: Vec<u64> = arms.iter().map(|(k, _)| *k).collect();
+        let mut children: Vec<NodeRef> = arms.iter().map(|(_, n)| *n).collect();
+        if let Some(d) = default {
+            children.push(d);
+        }
+        self.branches.push(BuildBranch {
+            keys,
+            default,
+            selector: Box::new(selector),
+        });
+        self.add(name, NodeKind::Branch, slot, &children)
+    }
+
+    /// A map: `split` turns the input into items (and returns the reduce's initial
+    /// accumulator), `body` runs per item, outputs fold with `reduce` in item order.
+    pub fn map(
+        &mut self,
+        name: &str,
+        split: impl Fn(P, &C, &mut Items<'_, P>) -> Result<P, StepError> + Send + Sync + 'static,
+        body: NodeRef,
+        reduce: impl Fn(P, P) -> P + Send + Sync + 'static,
+        opts: MapOptions<C>,
+    ) -> NodeRef {
+        let slot = self.maps.len();
+        self.maps.push(BuildMap {
+            split: Box::new(split),
+            reduce: Box::new(reduce),
+            opts,
+        });
+        self.add(name, NodeKind::Map, slot, &[body])
+    }
+
+    /// Validates every rule and flattens the graph rooted at `root`.
+    pub fn freeze(mut self, root: NodeRef) -> Result<Graph<P, C>, GraphError> {
+        self.check_handle("<root>", root);
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.validate()?;
+        Ok(self.flatten(root.index))
+    }
+
+    fn err(&self, node: usize, rule: GraphRule) -> GraphError {
+        GraphError {
+            node: self.nodes[node].name.to_string(),
+            rule,
+        }
+    }
+
+    fn validate(&self) -> Result<(), GraphError> {
+        for (i, n) in self.nodes.iter().enumerate() {
+            let slot = n.slot as usize;
+            match n.kind {
+                NodeKind::Task => self.validate_task(i, slot)?,
+                NodeKind::Sequence if n.children.is_empty() => {
+                    return Err(self.err(i, GraphRule::EmptySequence))
+                }
+                NodeKind::Parallel if n.children.is_empty() => {
+                    return Err(self.err(i, GraphRule::EmptyParallel))
+                }
+                NodeKind::Parallel if self.pars[slot].max_width == Some(0) => {
+                    return Err(self.err(i, GraphRule::ZeroWidth))
+                }
+                NodeKind::Loop if self.loops[slot].max_iterations.unwrap_or(0) == 0 => {
+                    return Err(self.err(i, GraphRule::LoopWithoutBound))
+                }
+                NodeKind::Branch => {
+                    let keys = &self.branches[slot].keys;
+                    if keys.is_empty() {
+                        return Err(self.err(i, GraphRule::EmptyBranch));
+                    }
+                    for (k, key) in keys.iter().enumerate() {
+                        if keys[..k].contains(key) {
+                            return Err(self.err(i, GraphRule::DuplicateArm { key: *key }));
+                        }
+                    }
+                }
+                NodeKind::Map => {
+                    let opts = &self.maps[slot].opts;
+                    if opts.max_items.unwrap_or(0) == 0 {
+                        return Err(self.err(i, GraphRule::MapWithoutBound));
+                    }
+                    if opts.max_width == Some(0) {
+                        return Err(self.err(i, GraphRule::ZeroWidth));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_task(&self, node: usize, slot: usize) -> Result<(), GraphError> {
+        let cfg = &self.tasks[slot].cfg;
+        let flags = cfg.flags();
+        if cfg.retry.max_attempts == 0 {
+            return Err(self.err(node, GraphRule::ZeroAttempts));
+        }
+        if flags.contains(StepFlags::CACHE) && flags.contains(StepFlags::WRITES_CONTEXT) {
+            return Err(self.err(node, GraphRule::CacheableWritesContext));
+        }
+        if flags.contains(StepFlags::SKIP) && cfg.default_output.is_none() {
+            return Err(self.err(node, GraphRule::SkipWithoutDefault));
+        }
+        // Follow the fallback chain: at most MAX_FALLBACK_CHAIN hops, each to a task, never
+        // back to a task already on the chain.
+        let mut chain: [usize; MAX_FALLBACK_CHAIN + 1] = [usize::MAX; MAX_FALLBACK_CHAIN + 1];
+        chain[0] = node;
+        let mut current = cfg.fallback;
+        let mut length = 0;
+        while let Some(next) = current {
+            let next = next.index as usize;
+            if self.nodes[next].kind != NodeKind::Task {
+                return Err(self.err(node, GraphRule::FallbackNotTask));
+            }
+            if chain[..=length].contains(&next) {
+                return Err(self.err(node, GraphRule::FallbackCycle));
+            }
+            length += 1;
+            if length > MAX_FALLBACK_CHAIN {
+                return Err(self.err(node, GraphRule::FallbackChainTooLong { length }));
+            }
+            chain[length] = next;
+            current = self.tasks[self.nodes[next].slot as usize].cfg.fallback;
+        }
+        Ok(())
+    }
+
+    fn flatten(self, root: u32) -> Graph<P, C> {
+        let n = self.nodes.len();
+        let mut kind = Vec::with_capacity(n);
+        let mut slot = Vec::with_capacity(n);
+        let mut name = Vec::with_capacity(n);
+        let mut children: Vec<u32> = Vec::new();
+        let mut seqs = Vec::new();
+        let mut plain = Vec::new();
+        let mut pars = Vec::with_capacity(self.pars.len());
+        let mut loops = Vec::with_capacity(self.loops.len());
+        let mut branches = Vec::with_capacity(self.branches.len());
+        let mut maps = Vec::with_capacity(self.maps.len());
+
+        // Task tables first: the composite pass reads their flags.
+        let mut task_node = alloc::vec![0u32; self.tasks.len()];
+        let mut task_step = Vec::with_capacity(self.tasks.len());
+        let mut task_flags = Vec::with_capacity(self.tasks.len());
+        let mut task_policy = Vec::with_capacity(self.tasks.len());
+        let mut policies = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.kind == NodeKind::Task {
+                task_node[node.slot as usize] = i as u32;
+            }
+        }
+        for t in self.tasks {
+            let flags = t.cfg.flags();
+            task_flags.push(flags);
+            task_step.push(t.step);
+            if flags.is_plain() {
+                task_policy.push(NO_POLICY);
+            } else {
+                let fallback_task = t.cfg.fallback.map(|f| self.nodes[f.index as usize].slot);
+                task_policy.push(policies.len() as u32);
+                policies.push(TaskPolicy {
+                    cfg: t.cfg,
+                    fallback_task,
+                });
+            }
+        }
+
+        let mut pars_in = self.pars.into_iter();
+        let mut loops_in = self.loops.into_iter();
+        let mut branches_in = self.branches.into_iter();
+        let mut maps_in = self.maps.into_iter();
+        for node in &self.nodes {
+            kind.push(node.kind);
+            name.push(Box::<str>::from(node.name));
+            let span = Span {
+                start: children.len() as u32,
+                len: node.children.len() as u32,
+            };
+            children.extend(node.children.iter().map(|c| c.index));
+            let s = match node.kind {
+                NodeKind::Task => node.slot,
+                NodeKind::Sequence => {
+                    let all_plain = node.children.iter().all(|c| {
+                        let cn = self.nodes[c.index as usize];
+                        cn.kind == NodeKind::Task && task_flags[cn.slot as usize].is_plain()
+                    });
+                    let plain_span = all_plain.then(|| {
+                        let start = plain.len() as u32;
+                        plain.extend(node.children.iter().map(|c| {
+                            let task = self.nodes[c.index as usize].slot;
+                            let may_write =
+                                task_flags[task as usize].contains(StepFlags::WRITES_CONTEXT);
+                            PlainTask {
+                                node: c.index,
+                                task,
+                                may_write,
+                            }
+                        }));
+                        Span {
+                            start,
+                            len: node.children.len() as u32,
+                        }
+                    });
+                    seqs.push(SeqNode {
+                        children: span,
+                        plain: plain_span,
+                    });
+                    seqs.len() as u32 - 1
+                }
+                NodeKind::Parallel => {
+                    let p = pars_in.next().expect("one side entry per parallel node");
+                    pars.push(ParNode {
+                        branches: span,
+                        merge: p.merge,
+                        failure: p.failure,
+                        max_width: p.max_width.unwrap_or(span.len),
+                        reduce: p.reduce,
+                    });
+                    pars.len() as u32 - 1
+                }
+                NodeKind::Loop => {
+                    let l = loops_in.next().expect("one side entry per loop node");
+                    loops.push(LoopNode {
+                        body: node.children[0].index,
+                        max_iterations: l.max_iterations.expect("validated: loop bound"),
+                        exit: l.exit,
+                    });
+                    loops.len() as u32 - 1
+                }
+                NodeKind::Branch => {
+                    let b = branches_in.next().expect("one side entry per branch node");
+                    let arms = Span {
+                        start: span.start,
+                        len: b.keys.len() as u32,
+                    };
+                    branches.push(BranchNode {
+                        arms,
+                        keys: b.keys.into_boxed_slice(),
+                        default: b.default.map(|d| d.index),
+                        selector: b.selector,
+                    });
+                    branches.len() as u32 - 1
+                }
+                NodeKind::Map => {
+                    let m = maps_in.next().expect("one side entry per map node");
+                    let max_items = m.opts.max_items.expect("validated: map bound");
+                    maps.push(MapNode {
+                        body: node.children[0].index,
+                        split: m.split,
+                        reduce: m.reduce,
+                        max_items,
+                        max_width: m.opts.max_width.unwrap_or(max_items),
+                        merge: m.opts.merge,
+                    });
+                    maps.len() as u32 - 1
+                }
+            };
+            slot.push(s);
+        }
+        Graph {
+            root,
+            kind: kind.into_boxed_slice(),
+            slot: slot.into_boxed_slice(),
+            name: name.into_boxed_slice(),
+            task_node: task_node.into_boxed_slice(),
+            task_step: task_step.into_boxed_slice(),
+            task_flags: task_flags.into_boxed_slice(),
+            task_policy: task_policy.into_boxed_slice(),
+            policies: policies.into_boxed_slice(),
+            children: children.into_boxed_slice(),
+            plain: plain.into_boxed_slice(),
+            seqs: seqs.into_boxed_slice(),
+            pars: pars.into_boxed_slice(),
+            loops: loops.into_boxed_slice(),
+            branches: branches.into_boxed_slice(),
+            maps: maps.into_boxed_slice(),
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Step graphs: built in a bump arena, validated, then frozen into a flat index-based graph.
+//!
+//! A [`GraphBuilder`] allocates its nodes (names, kinds, child lists) in a `bumpalo` arena
+//! while the host describes the pipeline; [`GraphBuilder::freeze`] validates every rule and
+//! copies the structure into a [`Graph`]: struct-of-arrays indexed by `u32`, with no pointer
+//! into the (then dropped) arena, `Send + Sync` and shareable behind an `Arc`.
+//!
+//! Node kinds ([`NodeKind`]): Task, Sequence, Parallel, Loop, Branch, Map. The payload `P`
+//! (what flows between nodes) and the context `C` (what steps share) are the host's types.
+//!
+//! Architecture invariant: a frozen graph is valid; running it never meets a structural
+//! error (an empty sequence, an unbounded loop, a fallback cycle, a dangling index).
+//!
+//! Architecture invariant: building is the only place that validates or allocates per node;
+//! the interpreter only indexes.
+
+mod analysis;
+mod builder;
+mod error;
+pub mod policy_slots;
+mod step;
+mod task;
+
+use alloc::boxed::Box;
+use core::fmt;
+
+pub use analysis::StepFlags;
+pub use builder::GraphBuilder;
+pub use error::{GraphError, GraphRule};
+pub use policy_slots::{
+    Backoff, CacheKey, CanonicalEncode, CircuitBreaker, ErrorClass, Recovery, RecoveryTable,
+    RetryPolicy, Usage,
+};
+pub(crate) use step::RunEnv;
+pub use step::{CancelFlag, Clock, ManualClock, NoClock, Step, StepCx, StepError};
+pub use task::{
+    ExitPredicate, FailureStrategy, Items, LoopOptions, MapOptions, ParallelOptions, Processor,
+    Reducer, Selector, Splitter, TaskConfig, Validator,
+};
+
+use crate::context::MergeStrategy;
+use task::TaskPolicy;
+
+/// The longest fallback chain a task may have (build error beyond).
+pub const MAX_FALLBACK_CHAIN: usize = 10;
+
+/// The most nodes a graph holds: node indices are `u32`, and `u32::MAX` is kept as "none".
+pub const MAX_NODES: usize = u32::MAX as usize - 1;
+
+/// Index of a node in a frozen [`Graph`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+impl NodeId {
+    /// The index as `usize`.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A handle to a node of one [`GraphBuilder`]; using it with another builder is a
+/// [`GraphRule::ForeignHandle`] error. Its index is the node's [`NodeId`] once frozen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NodeRef {
+    builder: u32,
+    index: u32,
+}
+
+impl NodeRef {
+    /// The id this node has in the frozen graph.
+    pub const fn id(self) -> NodeId {
+        NodeId(self.index)
+    }
+}
+
+/// What a node does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum NodeKind {
+    /// A user step.
+    Task,
+    /// Children in order, each one's output the next one's input.
+    Sequence,
+    /// Branches on the same input, reduced in declaration order.
+    Parallel,
+    /// A body repeated until an exit predicate holds or a bound is hit.
+    Loop,
+    /// A selector picks one arm.
+    Branch,
+    /// Split into items, a body per item, reduce.
+    Map,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Span {
+    pub(crate) start: u32,
+    pub(crate) len: u32,
+}
+
+impl Span {
+    #[inline(always)]
+    pub(crate) fn range(self) -> core::ops::Range<usize> {
+        self.start as usize..(self.start + self.len) as usize
+    }
+}
+
+/// A plain task of a plain sequence, with what the fast path needs in one place.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PlainTask {
+    pub(crate) node: u32,
+    pub(crate) task: u32,
+    pub(crate) may_write: bool,
+}
+
+pub(crate) struct SeqNode {
+    pub(crate) children: Span,
+    /// When every child is a plain task: a span of `Graph::plain`.
+    pub(crate) plain: Option<Span>,
+}
+
+pub(crate) struct ParNode<P, C> {
+    pub(crate) branches: Span,
+    pub(crate) merge: MergeStrategy<C>,
+    pub(crate) failure: FailureStrategy,
+    pub(crate) max_width: u32,
+    pub(crate) reduce: Reducer<P>,
+}
+
+pub(crate) struct LoopNode<P, C> {
+    pub(crate) body: u32,
+    pub(crate) max_iterations: u32,
+    pub(crate) exit: Option<ExitPredicate<P, C>>,
+}
+
+pub(crate) struct BranchNode<P, C> {
+    pub(crate) arms: Span,
+    pub(crate) keys: Box<[u64]>,
+    pub(crate) default: Option<u32>,
+    pub(crate) selector: Selector<P, C>,
+}
+
+pub(crate) struct MapNode<P, C> {
+    pub(crate) body: u32,
+    pub(crate) split: Splitter<P, C>,
+    pub(crate) reduce: Reducer<P>,
+    pub(crate) max_items: u32,
+    pub(crate) max_width: u32,
+    pub(crate) merge: MergeStrategy<C>,
+}
+
+pub(crate) const NO_POLICY: u32 = u32::MAX;
+
+/// A frozen, validated step graph: flat arrays indexed by `u32`, `Send + Sync`, shareable
+/// behind an `Arc` and runnable any number of times.
+///
+/// # Examples
+///
+/// ```
+/// use flujo_core::graph::{Graph, NoClock};
+/// use flujo_core::interp::{Runner, RunOptions, Outcome};
+///
+/// let g = Graph::<u64, ()>::build(|b| {
+///     let inc = b.task("inc", |x, _| Ok(x + 1));
+///     let dbl = b.task("double", |x, _| Ok(x * 2));
+///     b.sequence("pipeline", &[inc, dbl])
+/// })
+/// .unwrap();
+/// let mut runner = Runner::new(Default::default());
+/// let r = runner.run(&g, 20, (), &NoClock, &RunOptions::default());
+/// assert_eq!(r.outcome, Outcome::Succeeded);
+/// assert_eq!(r.output, Some(42));
+/// assert_eq!(r.records.len(), 2);
+/// ```
+pub struct Graph<P, C> {
+    pub(crate) root: u32,
+    pub(crate) kind: Box<[NodeKind]>,
+    /// Index into the kind's table (`tasks`, `seqs`, `pars`, ...).
+    pub(crate) slot: Box<[u32]>,
+    pub(crate) name: Box<[Box<str>]>,
+    pub(crate) task_node: Box<[u32]>,
+    pub(crate) task_step: Box<[Box<dyn Step<P, C>>]>,
+    pub(crate) task_flags: Box<[StepFlags]>,
+    /// Index into `policies`, or `NO_POLICY` for a plain task.
+    pub(crate) task_policy: Box<[u32]>,
+    pub(crate) policies: Box<[TaskPolicy<P, C>]>,
+    pub(crate) children: Box<[u32]>,
+    pub(crate) plain: Box<[PlainTask]>,
+    pub(crate) seqs: Box<[SeqNode]>,
+    pub(crate) pars: Box<[ParNode<P, C>]>,
+    pub(crate) loops: Box<[LoopNode<P, C>]>,
+    pub(crate) branches: Box<[BranchNode<P, C>]>,
+    pub(crate) maps: Box<[MapNode<P, C>]>,
+}
+
+impl<P, C> Graph<P, C> {
+    /// Builds a graph in a fresh arena: `f` describes it and returns the root.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_core::graph::Graph;
+    /// let g = Graph::<i32, ()>::build(|b| b.task("neg", |x, _| Ok(-x))).unwrap();
+    /// assert_eq!(g.len(), 1);
+    /// ```
+    pub fn build(
+        f: impl FnOnce(&mut GraphBuilder<'_, P, C>) -> NodeRef,
+    ) -> Result<Self, GraphError> {
+        let bump = bumpalo::Bump::new();
+        let mut builder = GraphBuilder::new_in(&bump);
+        let root = f(&mut builder);
+        builder.freeze(root)
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.kind.len()
+    }
+
+    /// Whether the graph has no nodes (never true for a frozen graph).
+    pub fn is_empty(&self) -> bool {
+        self.kind.is_empty()
+    }
+
+    /// The root node.
+    pub fn root(&self) -> NodeId {
+        NodeId(self.root)
+    }
+
+    /// The node's name.
+    pub fn name(&self, node: NodeId) -> &str {
+        &self.name[node.index()]
+    }
+
+    /// The node's kind.
+    pub fn kind(&self, node: NodeId) -> NodeKind {
+        self.kind[node.index()]
+    }
+
+    /// The step analysis of a task node (`None` for other kinds).
+    pub fn step_flags(&self, node: NodeId) -> Option<StepFlags> {
+        match self.kind[node.index()] {
+            NodeKind::Task => Some(self.task_flags[self.slot[node.index()] as usize]),
+            _ => None,
+        }
+    }
+
+    /// The fan-out width bound of a parallel or map node (`None` for other kinds): how many
+    /// branches or items may run at once under a concurrent runtime.
+    pub fn max_width(&self, node: NodeId) -> Option<u32> {
+        let slot = self.slot[node.index()] as usize;
+        match self.kind[node.index()] {
+            NodeKind::Parallel => Some(self.pars[slot].max_width),
+            NodeKind::Map => Some(self.maps[slot].max_width),
+            _ => None,
+        }
+    }
+
+    /// The node named `name` (the first, if names repeat).
+    pub fn find(&self, name: &str) -> Option<NodeId> {
+        self.name
+            .iter()
+            .position(|n| &**n == name)
+            .map(|i| NodeId(i as u32))
+    }
+}
+
+impl<P, C> fmt::Debug for Graph<P, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Graph")
+            .field("nodes", &self.kind.len())
+            .field("tasks", &self.task_node.len())
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -1,0 +1,334 @@
+//! The step trait, the step context a step sees, step errors, and the caller's clock.
+
+use alloc::borrow::Cow;
+use core::fmt;
+
+use super::policy_slots::{ErrorClass, Usage};
+use crate::context::Spares;
+use crate::sync::{AtomicBool, Ordering};
+
+/// A step's failure: its class (which drives recovery) and a reason for humans.
+///
+/// # Examples
+///
+/// ```
+/// use flujo_core::graph::{ErrorClass, StepError};
+/// let e = StepError::transient("service busy");
+/// assert_eq!(e.class, ErrorClass::Transient);
+/// assert_eq!(e.reason, "service busy");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepError {
+    /// What kind of failure this is.
+    pub class: ErrorClass,
+    /// Why it failed.
+    pub reason: Cow<'static, str>,
+}
+
+impl StepError {
+    /// An error of `class` with `reason`.
+    pub fn new(class: ErrorClass, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            class,
+            reason: reason.into(),
+        }
+    }
+
+    /// A transient error (retried by the default recovery table).
+    pub fn transient(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorClass::Transient, reason)
+    }
+
+    /// A permanent error (falls back, or fails, by the default recovery table).
+    pub fn permanent(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorClass::Permanent, reason)
+    }
+
+    /// A validation error (what validators return).
+    pub fn validation(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorClass::Validation, reason)
+    }
+
+    /// A timeout.
+    pub fn timeout(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorClass::Timeout, reason)
+    }
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.class, self.reason)
+    }
+}
+
+/// The caller's clock: ticks of any unit the host chooses. The core never reads a clock of
+/// its own.
+pub trait Clock {
+    /// The current tick.
+    fn now(&self) -> u64;
+
+    /// Waits `ticks` between attempts (backoff). The default does not wait: a `no_std` host
+    /// that cannot sleep still gets the delays reported in the step records.
+    fn wait(&self, ticks: u64) {
+        let _ = ticks;
+    }
+}
+
+/// A clock that always reads 0 (latencies are all 0): the cheapest clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoClock;
+
+impl Clock for NoClock {
+    #[inline(always)]
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// A hand-driven clock for tests and simulations: `wait` advances it.
+#[derive(Debug, Default)]
+pub struct ManualClock(core::cell::Cell<u64>);
+
+impl ManualClock {
+    /// A clock reading `start`.
+    pub const fn new(start: u64) -> Self {
+        Self(core::cell::Cell::new(start))
+    }
+
+    /// Moves the clock forward by `ticks` (saturating).
+    pub fn advance(&self, ticks: u64) {
+        self.0.set(self.0.get().saturating_add(ticks));
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> u64 {
+        self.0.get()
+    }
+
+    fn wait(&self, ticks: u64) {
+        self.advance(ticks);
+    }
+}
+
+/// A cooperative cancellation flag, shareable between threads.
+#[derive(Debug, Default)]
+pub struct CancelFlag(AtomicBool);
+
+impl CancelFlag {
+    /// A flag not yet raised.
+    pub fn new() -> Self {
+        Self(AtomicBool::new(false))
+    }
+
+    /// Raises the flag: the run stops before its next step, steps polling
+    /// [`StepCx::should_stop`] see it at once.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether the flag was raised.
+    #[inline]
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// What a step sees besides its input: the run context (read, and write through
+/// copy-on-write), the previous failed attempt's feedback, its attempt number, usage
+/// reporting, and a cooperative cancel/deadline check.
+///
+/// # Examples
+///
+/// ```
+/// use flujo_core::graph::{Graph, StepCx, StepError, TaskConfig};
+/// use flujo_core::interp::{Runner, RunOptions};
+/// use flujo_core::graph::NoClock;
+///
+/// // The context is a plain counter; this step counts its calls in it.
+/// let g = Graph::<u64, u64>::build(|b| {
+///     b.task_with("count", |x, cx: &mut StepCx<'_, u64>| {
+///         *cx.ctx_mut()? += 1;
+///         Ok(x * 2)
+///     }, TaskConfig::new().writes_context())
+/// }).unwrap();
+/// let mut runner = Runner::new(Default::default());
+/// let r = runner.run(&g, 21, 0, &NoClock, &RunOptions::default());
+/// assert_eq!(r.output, Some(42));
+/// assert_eq!(r.context, 1);
+/// ```
+pub struct StepCx<'a, C> {
+    view: &'a C,
+    written: Option<C>,
+    spares: &'a mut Spares<C>,
+    env: &'a RunEnv<'a>,
+    feedback: Option<&'a StepError>,
+    pub(crate) usage: Usage,
+    pub(crate) attempt: u32,
+    pub(crate) may_write: bool,
+}
+
+/// What stays the same for every step of a run: the clock, the deadline, the cancel flag.
+#[derive(Clone, Copy)]
+pub(crate) struct RunEnv<'a> {
+    pub(crate) clock: &'a dyn Clock,
+    pub(crate) deadline: u64,
+    pub(crate) cancel: Option<&'a CancelFlag>,
+}
+
+impl<C> fmt::Debug for StepCx<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepCx")
+            .field("attempt", &self.attempt)
+            .field("written", &self.written.is_some())
+            .field("feedback", &self.feedback)
+            .field("usage", &self.usage)
+            .field("deadline", &self.env.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, C: Clone> StepCx<'a, C> {
+    #[inline(always)]
+    pub(crate) fn new(
+        view: &'a C,
+        spares: &'a mut Spares<C>,
+        env: &'a RunEnv<'a>,
+        may_write: bool,
+        attempt: u32,
+        feedback: Option<&'a StepError>,
+    ) -> Self {
+        Self {
+            view,
+            written: None,
+            spares,
+            env,
+            feedback,
+            usage: Usage::ZERO,
+            attempt,
+            may_write,
+        }
+    }
+
+    /// The run context as this attempt sees it (its own writes included).
+    #[inline]
+    pub fn ctx(&self) -> &C {
+        match &self.written {
+            Some(c) => c,
+            None => self.view,
+        }
+    }
+
+    /// The run context for writing. The first call copies the context (reusing a spare
+    /// copy's memory through `Clone::clone_from`); the copy replaces the run's context only
+    /// if the attempt succeeds, so a failed attempt's writes are discarded.
+    ///
+    /// Fails with a [`ErrorClass::Usage`] error (which aborts the run) when the task did not
+    /// declare context writes (`TaskConfig::writes_context`): a step analysed as read-only
+    /// must not write.
+    #[inline]
+    pub fn ctx_mut(&mut self) -> Result<&mut C, StepError> {
+        if !self.may_write {
+            return Err(StepError::new(
+                ErrorClass::Usage,
+                "step wrote the context without declaring it (TaskConfig::writes_context)",
+            ));
+        }
+        if self.written.is_none() {
+            self.written = Some(self.spares.copy_of(self.view));
+        }
+        match &mut self.written {
+            Some(c) => Ok(c),
+            None => unreachable!("written was just filled"),
+        }
+    }
+
+    /// Whether this attempt wrote the context.
+    pub fn wrote_context(&self) -> bool {
+        self.written.is_some()
+    }
+
+    /// The error or validator feedback of the previous failed attempt, if any.
+    #[inline]
+    pub fn feedback(&self) -> Option<&StepError> {
+        self.feedback
+    }
+
+    /// This attempt's number, from 1.
+    #[inline]
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Reports usage spent by this attempt (added to the step record and the run's totals).
+    #[inline]
+    pub fn report_usage(&mut self, usage: Usage) {
+        self.usage = self.usage.saturating_add(usage);
+    }
+
+    /// Usage reported so far by this attempt.
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// The current tick of the run's clock.
+    pub fn now(&self) -> u64 {
+        self.env.clock.now()
+    }
+
+    /// The run's deadline tick (`u64::MAX` when there is none).
+    pub fn deadline(&self) -> u64 {
+        self.env.deadline
+    }
+
+    /// Whether the run was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.env.cancel.is_some_and(CancelFlag::is_cancelled)
+    }
+
+    /// Whether the step should stop early: the run was cancelled or its deadline passed.
+    pub fn should_stop(&self) -> bool {
+        self.is_cancelled()
+            || (self.env.deadline != u64::MAX && self.env.clock.now() >= self.env.deadline)
+    }
+
+    #[inline(always)]
+    pub(crate) fn finish(self) -> (Option<C>, Usage) {
+        (self.written, self.usage)
+    }
+
+    /// Whether the current step wrote (the fast path then commits before the next step).
+    #[inline(always)]
+    pub(crate) fn has_written(&self) -> bool {
+        self.written.is_some()
+    }
+}
+
+/// A step: `input -> output` with access to the [`StepCx`]. Closures
+/// `Fn(P, &mut StepCx<'_, C>) -> Result<P, StepError>` implement it.
+///
+/// # Examples
+///
+/// ```
+/// use flujo_core::graph::{Step, StepCx, StepError};
+/// struct AddN(u64);
+/// impl<C: Clone> Step<u64, C> for AddN {
+///     fn run(&self, input: u64, _cx: &mut StepCx<'_, C>) -> Result<u64, StepError> {
+///         Ok(input + self.0)
+///     }
+/// }
+/// ```
+pub trait Step<P, C>: Send + Sync {
+    /// Runs the step once (one attempt).
+    fn run(&self, input: P, cx: &mut StepCx<'_, C>) -> Result<P, StepError>;
+}
+
+impl<P, C, F> Step<P, C> for F
+where
+    F: Fn(P, &mut StepCx<'_, C>) -> Result<P, StepError> + Send + Sync,
+{
+    #[inline(always)]
+    fn run(&self, input: P, cx: &mut StepCx<'_, C>) -> Result<P, StepError> {
+        self(input, cx)
+    }
+}

@@ -1,0 +1,420 @@
+//! The single-thread interpreter: runs any frozen graph on the calling thread.
+//!
+//! A [`Runner`] owns the scratch a run needs (the step-record buffer, spare context copies,
+//! the map item stack, the step cache, the seeded generator) and reuses it run after run, so
+//! after warm-up a run of plain tasks allocates nothing. Parallel branches and map items run
+//! one after another, in declaration order.
+//!
+//! Task policies apply in the contract's order on every execution: circuit breaker, cache,
+//! usage reservation, attempts (pre-processors, step, post-processors, validators; a failed
+//! attempt's context writes discarded; its error is the next attempt's feedback; backoff
+//! between attempts reported to [`Clock::wait`](crate::graph::Clock::wait)), classification by
+//! the recovery table, fallback, and finally the step record (and the breaker learns the
+//! outcome). Tasks that the build-time analysis found *plain* skip all of it.
+//!
+//! Architecture invariant: the interpreter allocates nothing per run once its buffers have
+//! grown to the graph's needs (records are presized; spares and the item stack keep their
+//! memory).
+
+mod exec;
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::context::{Context, Frame, Spares};
+use crate::graph::policy_slots::{ErrorClass, Rng, StepCache, Usage, UsageBudget};
+use crate::graph::{CancelFlag, Clock, Graph, NodeId, RunEnv, StepError};
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The root produced an output.
+    Succeeded,
+    /// A step (or a composite rule) failed and nothing recovered it.
+    Failed,
+    /// The run was stopped: usage denied, cancelled, or its deadline passed. Results so far
+    /// (records, context, usage) are returned.
+    Aborted,
+}
+
+/// How one step (or loop) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// It produced an output (by itself, from the cache, or through its fallback).
+    Succeeded,
+    /// Recovery skipped it; the default output was used.
+    Skipped,
+    /// It failed.
+    Failed,
+    /// It aborted the run.
+    Aborted,
+}
+
+/// Why a loop stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoopExit {
+    /// The exit predicate held.
+    Predicate,
+    /// The iteration bound was hit.
+    Bound,
+}
+
+/// What happened to one task execution (or one loop), written when it ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepRecord {
+    /// The task (or loop) node.
+    pub node: NodeId,
+    /// How it ended.
+    pub outcome: StepOutcome,
+    /// Attempts made (0 when it never ran: breaker open, cache hit, denied, stopped); for a
+    /// loop, the iterations done.
+    pub attempts: u32,
+    /// Ticks from its start to its end (fallback and backoff included).
+    pub latency_ticks: u64,
+    /// Ticks of backoff between attempts.
+    pub backoff_ticks: u64,
+    /// Whether the output came from the cache.
+    pub cache_hit: bool,
+    /// Whether the fallback ran.
+    pub fallback_used: bool,
+    /// Class of the last error met, if any.
+    pub error_class: Option<ErrorClass>,
+    /// Usage reported by its attempts.
+    pub usage: Usage,
+    /// For a loop: why it stopped.
+    pub loop_exit: Option<LoopExit>,
+}
+
+impl StepRecord {
+    #[inline(always)]
+    pub(crate) fn new(node: u32) -> Self {
+        Self {
+            node: NodeId(node),
+            outcome: StepOutcome::Succeeded,
+            attempts: 0,
+            latency_ticks: 0,
+            backoff_ticks: 0,
+            cache_hit: false,
+            fallback_used: false,
+            error_class: None,
+            usage: Usage::ZERO,
+            loop_exit: None,
+        }
+    }
+}
+
+/// Why a run failed or aborted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A step's error that recovery did not absorb (its class says which kind).
+    Step(StepError),
+    /// The usage budget denied a step's estimate.
+    UsageDenied {
+        /// The step's estimate.
+        requested: Usage,
+        /// What the budget had left.
+        remaining: Usage,
+    },
+    /// The run was cancelled before this step.
+    Cancelled,
+    /// The run's deadline passed before this step.
+    DeadlineExceeded,
+    /// No arm of a branch matched and it has no default.
+    NoArmMatched {
+        /// The selector's key.
+        key: u64,
+    },
+    /// A map's split produced more items than the map's bound.
+    TooManyItems {
+        /// The bound.
+        limit: u32,
+    },
+    /// Two branches changed the same context part under error-on-conflict.
+    MergeConflict {
+        /// The part.
+        part: &'static str,
+        /// The later of the two branches (0-based position).
+        branch: u32,
+    },
+    /// A user merge failed.
+    MergeFailed(StepError),
+    /// Every branch of a parallel node with the ignore strategy failed.
+    AllBranchesFailed {
+        /// Number of branches.
+        branches: u32,
+    },
+}
+
+impl ErrorKind {
+    /// The error class.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ErrorKind::Step(e) | ErrorKind::MergeFailed(e) => e.class,
+            ErrorKind::UsageDenied { .. } => ErrorClass::Usage,
+            ErrorKind::Cancelled => ErrorClass::Cancelled,
+            ErrorKind::DeadlineExceeded => ErrorClass::Timeout,
+            ErrorKind::NoArmMatched { .. }
+            | ErrorKind::TooManyItems { .. }
+            | ErrorKind::MergeConflict { .. }
+            | ErrorKind::AllBranchesFailed { .. } => ErrorClass::Permanent,
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorKind::Step(e) => write!(f, "{e}"),
+            ErrorKind::UsageDenied {
+                requested,
+                remaining,
+            } => {
+                write!(f, "usage budget denied {requested:?} ({remaining:?} left)")
+            }
+            ErrorKind::Cancelled => f.write_str("run cancelled"),
+            ErrorKind::DeadlineExceeded => f.write_str("run deadline passed"),
+            ErrorKind::NoArmMatched { key } => write!(f, "no arm for key {key} and no default arm"),
+            ErrorKind::TooManyItems { limit } => {
+                write!(f, "split produced more than {limit} items")
+            }
+            ErrorKind::MergeConflict { part, branch } => {
+                write!(
+                    f,
+                    "context part `{part}` changed by branch {branch} and an earlier branch"
+                )
+            }
+            ErrorKind::MergeFailed(e) => write!(f, "user merge failed: {e}"),
+            ErrorKind::AllBranchesFailed { branches } => {
+                write!(f, "all {branches} branches failed")
+            }
+        }
+    }
+}
+
+/// A run's error: the step (node) and the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunError<'r> {
+    /// The node that failed.
+    pub node: NodeId,
+    /// Its name.
+    pub step: &'r str,
+    /// Why.
+    pub kind: ErrorKind,
+}
+
+impl fmt::Display for RunError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "step `{}` (node {}): {}",
+            self.step, self.node.0, self.kind
+        )
+    }
+}
+
+/// The interpreter's internal failure: the node, the reason, and whether it aborts the run.
+#[derive(Debug)]
+pub(crate) struct Stop {
+    pub(crate) node: u32,
+    pub(crate) kind: ErrorKind,
+    pub(crate) abort: bool,
+}
+
+/// What a run returns. Records borrow the runner's buffer (valid until its next run).
+#[derive(Debug)]
+pub struct RunResult<'r, P, C> {
+    /// The root's output, when the run succeeded.
+    pub output: Option<P>,
+    /// How the run ended.
+    pub outcome: Outcome,
+    /// The error, when it did not succeed.
+    pub error: Option<RunError<'r>>,
+    /// The final context (writes of failed attempts and failed branches excluded).
+    pub context: C,
+    /// One record per task execution and per loop, in the order they ended.
+    pub records: &'r [StepRecord],
+    /// Records that did not fit the buffer (`RunnerConfig::max_records`), counted exactly.
+    pub records_dropped: u32,
+    /// Usage reported by every step of the run.
+    pub usage: Usage,
+}
+
+/// Sizes of a runner's reusable scratch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunnerConfig {
+    /// Step records kept per run (presized; more are counted in `records_dropped`).
+    pub max_records: usize,
+    /// Spare context copies kept for reuse.
+    pub max_spare_contexts: usize,
+    /// Entries of the step-output cache (0: caching off; results are unchanged).
+    pub cache_capacity: usize,
+    /// Seed of the generator used for backoff jitter.
+    pub seed: u64,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            max_records: 1024,
+            max_spare_contexts: 16,
+            cache_capacity: 64,
+            seed: 0x5EED,
+        }
+    }
+}
+
+/// Per-run options.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions<'o> {
+    /// Tick at which the run stops (checked before each task; steps can poll it).
+    pub deadline: Option<u64>,
+    /// Cooperative cancellation.
+    pub cancel: Option<&'o CancelFlag>,
+    /// The run's usage budget (`None`: unlimited).
+    pub budget: Option<Usage>,
+}
+
+/// The step-record buffer: presized, bounded, counting what does not fit.
+#[derive(Debug)]
+pub(crate) struct Records {
+    pub(crate) buf: Vec<StepRecord>,
+    pub(crate) dropped: u32,
+}
+
+impl Records {
+    #[inline(always)]
+    pub(crate) fn push(&mut self, rec: StepRecord) {
+        if self.buf.len() < self.buf.capacity() {
+            self.buf.push(rec);
+        } else {
+            self.dropped = self.dropped.saturating_add(1);
+        }
+    }
+}
+
+/// The scratch a run needs, reused run after run.
+#[derive(Debug)]
+pub(crate) struct Scratch<P, C> {
+    pub(crate) records: Records,
+    pub(crate) spares: Spares<C>,
+    pub(crate) items: Vec<P>,
+    pub(crate) cache: StepCache<P>,
+    pub(crate) rng: Rng,
+}
+
+/// Runs graphs on the calling thread, reusing its scratch memory run after run.
+///
+/// # Examples
+///
+/// ```
+/// use flujo_core::graph::{Graph, ManualClock};
+/// use flujo_core::interp::{Runner, RunnerConfig, RunOptions, Outcome};
+///
+/// let g = Graph::<u64, ()>::build(|b| {
+///     let steps: Vec<_> = (0..100).map(|i| b.task(&format!("s{i}"), |x, _| Ok(x + 1))).collect();
+///     b.sequence("chain", &steps)
+/// })
+/// .unwrap();
+/// let mut runner = Runner::new(RunnerConfig::default());
+/// let clock = ManualClock::new(0);
+/// for _ in 0..3 {
+///     let r = runner.run(&g, 0, (), &clock, &RunOptions::default());
+///     assert_eq!((r.outcome, r.output, r.records.len()), (Outcome::Succeeded, Some(100), 100));
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Runner<P, C> {
+    scratch: Scratch<P, C>,
+}
+
+impl<P: Clone, C: Context> Runner<P, C> {
+    /// A runner with scratch sized by `config` (records and spares presized).
+    pub fn new(config: RunnerConfig) -> Self {
+        Self {
+            scratch: Scratch {
+                records: Records {
+                    buf: Vec::with_capacity(config.max_records),
+                    dropped: 0,
+                },
+                spares: Spares::new(config.max_spare_contexts),
+                items: Vec::new(),
+                cache: StepCache::new(config.cache_capacity),
+                rng: Rng::new(config.seed),
+            },
+        }
+    }
+
+    /// Runs `graph` on `input` with context `ctx`, reading time from `clock`.
+    pub fn run<'r, K: Clock>(
+        &'r mut self,
+        graph: &'r Graph<P, C>,
+        input: P,
+        ctx: C,
+        clock: &K,
+        opts: &RunOptions<'_>,
+    ) -> RunResult<'r, P, C> {
+        let s = &mut self.scratch;
+        s.records.buf.clear();
+        s.records.dropped = 0;
+        debug_assert!(
+            s.items.is_empty(),
+            "map items are popped before a map returns"
+        );
+        s.items.clear();
+        let mut frame = Frame::Owned(ctx);
+        let mut ex = exec::Exec {
+            g: graph,
+            clock,
+            env: RunEnv {
+                clock,
+                deadline: opts.deadline.unwrap_or(u64::MAX),
+                cancel: opts.cancel,
+            },
+            budget: opts
+                .budget
+                .map_or(UsageBudget::unlimited(), UsageBudget::new),
+            usage: Usage::ZERO,
+            s,
+        };
+        let result = ex.node(graph.root, input, &mut frame);
+        let usage = ex.usage;
+        let context = match frame {
+            Frame::Owned(c) => c,
+            Frame::Borrowed(_) => unreachable!("the top frame is owned"),
+        };
+        let s = &self.scratch;
+        let (output, outcome, error) = match result {
+            Ok(out) => (Some(out), Outcome::Succeeded, None),
+            Err(stop) => {
+                let error = RunError {
+                    node: NodeId(stop.node),
+                    step: graph.name(NodeId(stop.node)),
+                    kind: stop.kind,
+                };
+                let outcome = if stop.abort {
+                    Outcome::Aborted
+                } else {
+                    Outcome::Failed
+                };
+                (None, outcome, Some(error))
+            }
+        };
+        RunResult {
+            output,
+            outcome,
+            error,
+            context,
+            records: &s.records.buf,
+            records_dropped: s.records.dropped,
+            usage,
+        }
+    }
+
+    /// Entries in the runner's step cache.
+    pub fn cached_entries(&self) -> usize {
+        self.scratch.cache.len()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -1,0 +1,1294 @@
+//! The semantics contract, one test per rule, on the single-thread interpreter.
+
+use core::cell::Cell;
+use core::sync::atomic::{AtomicU32, Ordering};
+use std::boxed::Box;
+use std::format;
+use std::string::ToString;
+use std::sync::Arc;
+use std::vec;
+use std::vec::Vec;
+
+use super::*;
+use crate::context::MergeStrategy;
+use crate::graph::policy_slots::{Backoff, CircuitBreaker, Recovery, RecoveryTable, RetryPolicy};
+use crate::graph::{
+    FailureStrategy, GraphBuilder, LoopOptions, ManualClock, MapOptions, NoClock, NodeRef,
+    ParallelOptions, TaskConfig,
+};
+
+std::thread_local! {
+    static CLONES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A three-part context that counts its copies.
+#[derive(Debug, Default, PartialEq)]
+struct Ctx {
+    a: i64,
+    b: i64,
+    log: Vec<u32>,
+}
+
+impl Clone for Ctx {
+    fn clone(&self) -> Self {
+        CLONES.with(|c| c.set(c.get() + 1));
+        Ctx {
+            a: self.a,
+            b: self.b,
+            log: self.log.clone(),
+        }
+    }
+    fn clone_from(&mut self, src: &Self) {
+        CLONES.with(|c| c.set(c.get() + 1));
+        self.a = src.a;
+        self.b = src.b;
+        self.log.clone_from(&src.log);
+    }
+}
+
+impl Context for Ctx {
+    const PARTS: usize = 3;
+    fn part_name(index: usize) -> &'static str {
+        ["a", "b", "log"][index]
+    }
+    fn part_eq(&self, other: &Self, index: usize) -> bool {
+        match index {
+            0 => self.a == other.a,
+            1 => self.b == other.b,
+            _ => self.log == other.log,
+        }
+    }
+    fn copy_part(&mut self, from: &Self, index: usize) {
+        match index {
+            0 => self.a = from.a,
+            1 => self.b = from.b,
+            _ => self.log.clone_from(&from.log),
+        }
+    }
+}
+
+fn clones() -> usize {
+    CLONES.with(Cell::get)
+}
+
+type G = Graph<i64, Ctx>;
+type B<'a> = GraphBuilder<'a, i64, Ctx>;
+
+fn add(b: &mut B<'_>, name: &str, n: i64) -> NodeRef {
+    b.task(name, move |x, _| Ok(x + n))
+}
+
+fn fail(b: &mut B<'_>, name: &str, class: ErrorClass) -> NodeRef {
+    b.task(name, move |_, _| Err(StepError::new(class, "boom")))
+}
+
+fn set_a(b: &mut B<'_>, name: &str, v: i64) -> NodeRef {
+    b.task_with(
+        name,
+        move |x, cx| {
+            cx.ctx_mut()?.a = v;
+            Ok(x)
+        },
+        TaskConfig::new().writes_context(),
+    )
+}
+
+fn set_b(b: &mut B<'_>, name: &str, v: i64) -> NodeRef {
+    b.task_with(
+        name,
+        move |x, cx| {
+            cx.ctx_mut()?.b = v;
+            Ok(x)
+        },
+        TaskConfig::new().writes_context(),
+    )
+}
+
+fn run_with<'r>(
+    runner: &'r mut Runner<i64, Ctx>,
+    g: &'r G,
+    input: i64,
+    opts: &RunOptions<'_>,
+) -> RunResult<'r, i64, Ctx> {
+    runner.run(g, input, Ctx::default(), &NoClock, opts)
+}
+
+fn check(
+    g: &G,
+    input: i64,
+) -> (
+    Outcome,
+    Option<i64>,
+    Ctx,
+    Option<std::string::String>,
+    Vec<StepRecord>,
+) {
+    let mut runner = Runner::new(RunnerConfig::default());
+    let r = run_with(&mut runner, g, input, &RunOptions::default());
+    (
+        r.outcome,
+        r.output,
+        r.context,
+        r.error.as_ref().map(ToString::to_string),
+        r.records.to_vec(),
+    )
+}
+
+fn record<'a>(g: &G, recs: &'a [StepRecord], name: &str) -> &'a StepRecord {
+    let id = g.find(name).unwrap();
+    recs.iter()
+        .find(|r| r.node == id)
+        .unwrap_or_else(|| panic!("no record for {name}"))
+}
+
+// ---- Sequence -----------------------------------------------------------------------------
+
+#[test]
+fn sequence_feeds_each_output_to_the_next_input() {
+    let g = G::build(|b| {
+        let a = add(b, "a", 1);
+        let m = b.task("m", |x, _| Ok(x * 10));
+        let c = add(b, "c", 3);
+        b.sequence("s", &[a, m, c])
+    })
+    .unwrap();
+    let (outcome, out, _, _, recs) = check(&g, 1);
+    assert_eq!((outcome, out), (Outcome::Succeeded, Some(23)));
+    assert_eq!(recs.len(), 3);
+}
+
+#[test]
+fn sequence_stops_at_the_first_failure() {
+    let ran = Arc::new(AtomicU32::new(0));
+    let r2 = ran.clone();
+    let g = G::build(|b| {
+        let a = add(b, "a", 1);
+        let f = fail(b, "f", ErrorClass::Permanent);
+        let c = b.task("c", move |x, _| {
+            r2.fetch_add(1, Ordering::Relaxed);
+            Ok(x)
+        });
+        b.sequence("s", &[a, f, c])
+    })
+    .unwrap();
+    let (outcome, out, _, err, recs) = check(&g, 1);
+    assert_eq!((outcome, out), (Outcome::Failed, None));
+    assert_eq!(
+        ran.load(Ordering::Relaxed),
+        0,
+        "the step after the failure never ran"
+    );
+    assert_eq!(err.unwrap(), "step `f` (node 1): Permanent: boom");
+    assert_eq!(recs.len(), 2);
+}
+
+// ---- Parallel -----------------------------------------------------------------------------
+
+#[test]
+fn parallel_branches_all_get_the_same_input() {
+    let g = G::build(|b| {
+        let branches: Vec<_> = (0..4)
+            .map(|i| b.task(&format!("b{i}"), |x, _| Ok(x)))
+            .collect();
+        b.parallel(
+            "p",
+            &branches,
+            |a, x| {
+                assert_eq!(a, x);
+                a
+            },
+            ParallelOptions::new(),
+        )
+    })
+    .unwrap();
+    assert_eq!(check(&g, 7).1, Some(7));
+}
+
+#[test]
+fn parallel_reduces_in_declaration_order() {
+    let g = G::build(|b| {
+        let branches: Vec<_> = (1..=4).map(|i| add(b, &format!("b{i}"), i)).collect();
+        b.parallel(
+            "p",
+            &branches,
+            |acc, x| acc * 10 + (x - 100),
+            ParallelOptions::new(),
+        )
+    })
+    .unwrap();
+    // First output (101) seeds the fold: 101*10+2, *10+3, *10+4.
+    assert_eq!(check(&g, 100).1, Some(((101 * 10 + 2) * 10 + 3) * 10 + 4));
+}
+
+#[test]
+fn parallel_branch_that_does_not_write_never_copies_the_context() {
+    let g = G::build(|b| {
+        let readers: Vec<_> = (0..8)
+            .map(|i| b.task(&format!("r{i}"), |x, cx| Ok(x + cx.ctx().a)))
+            .collect();
+        b.parallel("p", &readers, |a, x| a + x, ParallelOptions::new())
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let before = clones();
+    let r = runner.run(
+        &g,
+        1,
+        Ctx {
+            a: 2,
+            ..Ctx::default()
+        },
+        &NoClock,
+        &RunOptions::default(),
+    );
+    assert_eq!(r.output, Some(8 * 3));
+    assert_eq!(clones() - before, 0);
+}
+
+#[test]
+fn parallel_merge_overwrite_takes_the_last_branch_that_wrote_a_part() {
+    let g = G::build(|b| {
+        let w1 = set_a(b, "w1", 1);
+        let w2 = set_a(b, "w2", 2);
+        let wb = set_b(b, "wb", 5);
+        b.parallel(
+            "p",
+            &[w1, w2, wb],
+            |a, _| a,
+            ParallelOptions::new().merge(MergeStrategy::Overwrite),
+        )
+    })
+    .unwrap();
+    let ctx = check(&g, 0).2;
+    assert_eq!((ctx.a, ctx.b), (2, 5));
+}
+
+#[test]
+fn parallel_merge_keep_first_takes_the_first_branch_that_wrote_a_part() {
+    let g = G::build(|b| {
+        let w1 = set_a(b, "w1", 1);
+        let w2 = set_a(b, "w2", 2);
+        b.parallel(
+            "p",
+            &[w1, w2],
+            |a, _| a,
+            ParallelOptions::new().merge(MergeStrategy::KeepFirst),
+        )
+    })
+    .unwrap();
+    assert_eq!(check(&g, 0).2.a, 1);
+}
+
+#[test]
+fn parallel_merge_no_merge_discards_branch_writes() {
+    let g = G::build(|b| {
+        let w1 = set_a(b, "w1", 1);
+        b.parallel(
+            "p",
+            &[w1],
+            |a, _| a,
+            ParallelOptions::new().merge(MergeStrategy::NoMerge),
+        )
+    })
+    .unwrap();
+    let (outcome, _, ctx, _, _) = check(&g, 0);
+    assert_eq!((outcome, ctx.a), (Outcome::Succeeded, 0));
+}
+
+#[test]
+fn parallel_merge_error_on_conflict_names_the_conflicting_part() {
+    let g = G::build(|b| {
+        let w1 = set_b(b, "w1", 1);
+        let w2 = set_a(b, "w2", 2);
+        let w3 = set_b(b, "w3", 3);
+        b.parallel("p", &[w1, w2, w3], |a, _| a, ParallelOptions::new())
+    })
+    .unwrap();
+    let (outcome, _, ctx, err, _) = check(&g, 0);
+    assert_eq!(outcome, Outcome::Failed);
+    assert_eq!(ctx, Ctx::default(), "a failed merge changes nothing");
+    let err = err.unwrap();
+    assert!(
+        err.contains("step `p`") && err.contains("part `b`") && err.contains("branch 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn parallel_merge_user_merges_in_declaration_order() {
+    let g = G::build(|b| {
+        let branches: Vec<_> = (1..=3)
+            .map(|i| {
+                b.task_with(
+                    &format!("w{i}"),
+                    move |x, cx| {
+                        cx.ctx_mut()?.log.push(i);
+                        Ok(x)
+                    },
+                    TaskConfig::new().writes_context(),
+                )
+            })
+            .collect();
+        let merge = MergeStrategy::User(Box::new(|m: &mut Ctx, base: &Ctx, br: &Ctx| {
+            m.log.extend_from_slice(&br.log[base.log.len()..]);
+            Ok(())
+        }));
+        b.parallel(
+            "p",
+            &branches,
+            |a, _| a,
+            ParallelOptions::new().merge(merge),
+        )
+    })
+    .unwrap();
+    assert_eq!(check(&g, 0).2.log, vec![1, 2, 3]);
+}
+
+#[test]
+fn parallel_propagate_fails_on_a_branch_failure_and_stops_later_branches() {
+    let ran = Arc::new(AtomicU32::new(0));
+    let r2 = ran.clone();
+    let g = G::build(|b| {
+        let ok = add(b, "ok", 1);
+        let f = fail(b, "f", ErrorClass::Permanent);
+        let later = b.task("later", move |x, _| {
+            r2.fetch_add(1, Ordering::Relaxed);
+            Ok(x)
+        });
+        b.parallel("p", &[ok, f, later], |a, x| a + x, ParallelOptions::new())
+    })
+    .unwrap();
+    let (outcome, _, _, err, _) = check(&g, 0);
+    assert_eq!(outcome, Outcome::Failed);
+    assert!(err.unwrap().contains("step `f`"));
+    assert_eq!(
+        ran.load(Ordering::Relaxed),
+        0,
+        "siblings after the failure are not started"
+    );
+}
+
+#[test]
+fn parallel_ignore_succeeds_when_at_least_one_branch_succeeds() {
+    let g = G::build(|b| {
+        let f = fail(b, "f", ErrorClass::Permanent);
+        let ok = add(b, "ok", 1);
+        let w = b.task_with(
+            "w_then_fail",
+            |_, cx| {
+                cx.ctx_mut()?.a = 99;
+                Err(StepError::permanent("after writing"))
+            },
+            TaskConfig::new().writes_context(),
+        );
+        let ok2 = add(b, "ok2", 2);
+        let opts = ParallelOptions::new().failure(FailureStrategy::Ignore);
+        b.parallel("p", &[f, ok, w, ok2], |a, x| a + x, opts)
+    })
+    .unwrap();
+    let (outcome, out, ctx, _, _) = check(&g, 10);
+    assert_eq!((outcome, out), (Outcome::Succeeded, Some(11 + 12)));
+    assert_eq!(ctx.a, 0, "a failed branch's writes are discarded");
+}
+
+#[test]
+fn parallel_ignore_fails_when_every_branch_fails() {
+    let g = G::build(|b| {
+        let f1 = fail(b, "f1", ErrorClass::Permanent);
+        let f2 = fail(b, "f2", ErrorClass::Transient);
+        b.parallel(
+            "p",
+            &[f1, f2],
+            |a, _| a,
+            ParallelOptions::new().failure(FailureStrategy::Ignore),
+        )
+    })
+    .unwrap();
+    let (outcome, _, _, err, recs) = check(&g, 0);
+    assert_eq!(outcome, Outcome::Failed);
+    assert_eq!(err.unwrap(), "step `p` (node 2): all 2 branches failed");
+    assert_eq!(recs.len(), 2, "each failed branch left its record");
+}
+
+#[test]
+fn parallel_ignore_still_aborts_on_usage_or_cancelled() {
+    for class in [ErrorClass::Usage, ErrorClass::Cancelled] {
+        let g = G::build(|b| {
+            let f = fail(b, "f", class);
+            let ok = add(b, "ok", 1);
+            b.parallel(
+                "p",
+                &[f, ok],
+                |a, _| a,
+                ParallelOptions::new().failure(FailureStrategy::Ignore),
+            )
+        })
+        .unwrap();
+        let (outcome, _, _, err, _) = check(&g, 0);
+        assert_eq!(outcome, Outcome::Aborted, "{class:?}");
+        assert!(err.unwrap().contains("step `f`"));
+    }
+}
+
+// ---- Loop, Branch, Map --------------------------------------------------------------------
+
+#[test]
+fn loop_stops_when_the_exit_predicate_holds_and_records_it() {
+    let g = G::build(|b| {
+        let body = add(b, "body", 1);
+        b.repeat(
+            "lp",
+            body,
+            LoopOptions::new()
+                .max_iterations(100)
+                .until(|x, _, _| *x >= 5),
+        )
+    })
+    .unwrap();
+    let (_, out, _, _, recs) = check(&g, 0);
+    assert_eq!(out, Some(5));
+    let lp = record(&g, &recs, "lp");
+    assert_eq!((lp.attempts, lp.loop_exit), (5, Some(LoopExit::Predicate)));
+}
+
+#[test]
+fn loop_stops_at_its_iteration_bound_and_records_it() {
+    let g = G::build(|b| {
+        let body = add(b, "body", 1);
+        b.repeat(
+            "lp",
+            body,
+            LoopOptions::new().max_iterations(3).until(|_, _, _| false),
+        )
+    })
+    .unwrap();
+    let (outcome, out, _, _, recs) = check(&g, 0);
+    assert_eq!((outcome, out), (Outcome::Succeeded, Some(3)));
+    let lp = record(&g, &recs, "lp");
+    assert_eq!((lp.attempts, lp.loop_exit), (3, Some(LoopExit::Bound)));
+    assert_eq!(recs.len(), 4, "three body records, then the loop's");
+}
+
+#[test]
+fn branch_runs_the_arm_the_selector_picks() {
+    let g = G::build(|b| {
+        let a = add(b, "a", 100);
+        let c = add(b, "c", 200);
+        b.branch("br", |x, _| (*x % 2) as u64, &[(0, a), (1, c)], None)
+    })
+    .unwrap();
+    assert_eq!(check(&g, 4).1, Some(104));
+    assert_eq!(check(&g, 5).1, Some(205));
+}
+
+#[test]
+fn branch_runs_the_default_arm_when_no_key_matches() {
+    let g = G::build(|b| {
+        let a = add(b, "a", 100);
+        let d = add(b, "d", 900);
+        b.branch("br", |x, _| *x as u64, &[(0, a)], Some(d))
+    })
+    .unwrap();
+    assert_eq!(check(&g, 3).1, Some(903));
+}
+
+#[test]
+fn branch_without_match_or_default_fails_naming_the_key() {
+    let g = G::build(|b| {
+        let a = add(b, "a", 100);
+        b.branch("br", |x, _| *x as u64, &[(0, a)], None)
+    })
+    .unwrap();
+    let (outcome, _, _, err, _) = check(&g, 3);
+    assert_eq!(outcome, Outcome::Failed);
+    assert_eq!(
+        err.unwrap(),
+        "step `br` (node 1): no arm for key 3 and no default arm"
+    );
+}
+
+fn digits_map(max_items: u32) -> G {
+    G::build(|b| {
+        let body = b.task("sq", |x, _| Ok(x * x));
+        b.map(
+            "m",
+            |x, _, items| {
+                let mut v = x;
+                while v > 0 {
+                    if items.push(v % 10).is_err() {
+                        break;
+                    }
+                    v /= 10;
+                }
+                Ok(0)
+            },
+            body,
+            |acc, y| acc * 100 + y,
+            MapOptions::new().max_items(max_items),
+        )
+    })
+    .unwrap()
+}
+
+#[test]
+fn map_splits_runs_the_body_per_item_and_reduces_in_item_order() {
+    // Items of 123 are 3, 2, 1 (pushed in that order); squares 9, 4, 1 fold as 9|04|01.
+    assert_eq!(check(&digits_map(8), 123).1, Some(90401));
+}
+
+#[test]
+fn map_with_no_items_returns_the_split_seed() {
+    assert_eq!(check(&digits_map(8), 0).1, Some(0));
+}
+
+#[test]
+fn map_with_more_items_than_its_bound_fails() {
+    let (outcome, _, _, err, _) = check(&digits_map(2), 123);
+    assert_eq!(outcome, Outcome::Failed);
+    assert!(err.unwrap().contains("more than 2 items"));
+}
+
+// ---- Task policies, in order --------------------------------------------------------------
+
+#[test]
+fn open_breaker_fails_fast_and_the_fallback_still_runs() {
+    let breaker = Arc::new(CircuitBreaker::new(1, 1000));
+    let calls = Arc::new(AtomicU32::new(0));
+    let c2 = calls.clone();
+    let g = G::build(|b| {
+        let fb = add(b, "fb", 1000);
+        let cfg = TaskConfig::new().breaker(breaker.clone()).fallback(fb);
+        b.task_with(
+            "guarded",
+            move |x, _| {
+                c2.fetch_add(1, Ordering::Relaxed);
+                if x < 0 {
+                    Err(StepError::permanent("negative"))
+                } else {
+                    Ok(x)
+                }
+            },
+            cfg,
+        )
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let clock = ManualClock::new(10);
+    let r = runner.run(&g, -1, Ctx::default(), &clock, &RunOptions::default());
+    assert_eq!(
+        r.output,
+        Some(999),
+        "first call fails, fallback answers, breaker opens"
+    );
+    let r = runner.run(&g, 5, Ctx::default(), &clock, &RunOptions::default());
+    assert_eq!(
+        r.output,
+        Some(1005),
+        "open breaker: the step is not called, the fallback is"
+    );
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+    let rec = record(&g, r.records, "guarded");
+    assert_eq!(
+        (rec.attempts, rec.error_class, rec.fallback_used),
+        (0, Some(ErrorClass::CircuitOpen), true)
+    );
+}
+
+#[test]
+fn cache_hit_returns_the_stored_output_without_running_the_step() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c2 = calls.clone();
+    let g = Graph::<u64, u64>::build(|b| {
+        b.task_with(
+            "sq",
+            move |x, _| {
+                c2.fetch_add(1, Ordering::Relaxed);
+                Ok(x * x)
+            },
+            TaskConfig::new().cacheable(42),
+        )
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    for (input, expect, hit) in [(3, 9, false), (3, 9, true), (4, 16, false), (3, 9, true)] {
+        let r = runner.run(&g, input, 0, &NoClock, &RunOptions::default());
+        assert_eq!(r.output, Some(expect));
+        assert_eq!(r.records[0].cache_hit, hit, "input {input}");
+        assert_eq!(r.records[0].attempts, u32::from(!hit));
+    }
+    assert_eq!(calls.load(Ordering::Relaxed), 2);
+    // Switching the cache off changes speed, never results.
+    let mut off = Runner::new(RunnerConfig {
+        cache_capacity: 0,
+        ..RunnerConfig::default()
+    });
+    let r = off.run(&g, 3, 0, &NoClock, &RunOptions::default());
+    assert_eq!((r.output, r.records[0].cache_hit), (Some(9), false));
+}
+
+#[test]
+fn usage_denial_aborts_with_partial_results_never_retried_nor_fallback() {
+    let fb_calls = Arc::new(AtomicU32::new(0));
+    let f2 = fb_calls.clone();
+    let g = G::build(|b| {
+        let spend = b.task_with(
+            "spend",
+            |x, cx| {
+                cx.report_usage(Usage {
+                    cost: 7,
+                    tokens: 70,
+                });
+                cx.ctx_mut()?.a = 1;
+                Ok(x + 1)
+            },
+            TaskConfig::new()
+                .writes_context()
+                .usage_estimate(Usage { cost: 7, tokens: 0 }),
+        );
+        let fb = b.task("fb", move |x, _| {
+            f2.fetch_add(1, Ordering::Relaxed);
+            Ok(x)
+        });
+        let cfg = TaskConfig::new()
+            .usage_estimate(Usage { cost: 5, tokens: 0 })
+            .retry(RetryPolicy {
+                max_attempts: 3,
+                backoff: Backoff::None,
+            })
+            .fallback(fb);
+        let big = b.task_with("big", |x, _| Ok(x), cfg);
+        b.sequence("s", &[spend, big])
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let opts = RunOptions {
+        budget: Some(Usage {
+            cost: 10,
+            tokens: 1000,
+        }),
+        ..RunOptions::default()
+    };
+    let r = run_with(&mut runner, &g, 0, &opts);
+    assert_eq!(r.outcome, Outcome::Aborted);
+    assert_eq!(r.output, None);
+    assert_eq!(
+        r.context.a, 1,
+        "partial results: the first step's writes stay"
+    );
+    assert_eq!(
+        r.usage,
+        Usage {
+            cost: 7,
+            tokens: 70
+        }
+    );
+    assert_eq!(r.records.len(), 2);
+    let big = record(&g, r.records, "big");
+    assert_eq!(
+        (big.outcome, big.attempts, big.fallback_used),
+        (StepOutcome::Aborted, 0, false)
+    );
+    assert_eq!(fb_calls.load(Ordering::Relaxed), 0);
+    let err = r.error.unwrap();
+    assert_eq!(err.step, "big");
+    assert!(matches!(
+        err.kind,
+        ErrorKind::UsageDenied {
+            requested: Usage { cost: 5, .. },
+            remaining: Usage { cost: 3, .. }
+        }
+    ));
+}
+
+#[test]
+fn retries_until_success_within_max_attempts() {
+    let g = G::build(|b| {
+        let cfg = TaskConfig::new().retry(RetryPolicy {
+            max_attempts: 4,
+            backoff: Backoff::None,
+        });
+        b.task_with(
+            "flaky",
+            |x, cx| {
+                if cx.attempt() < 3 {
+                    Err(StepError::transient("busy"))
+                } else {
+                    Ok(x)
+                }
+            },
+            cfg,
+        )
+    })
+    .unwrap();
+    let (outcome, _, _, _, recs) = check(&g, 1);
+    assert_eq!(outcome, Outcome::Succeeded);
+    assert_eq!(
+        (recs[0].attempts, recs[0].error_class),
+        (3, Some(ErrorClass::Transient))
+    );
+}
+
+#[test]
+fn attempts_are_bounded_by_max_attempts() {
+    let g = G::build(|b| {
+        let cfg = TaskConfig::new().retry(RetryPolicy {
+            max_attempts: 3,
+            backoff: Backoff::None,
+        });
+        b.task_with("down", |_, _| Err(StepError::transient("busy")), cfg)
+    })
+    .unwrap();
+    let (outcome, _, _, err, recs) = check(&g, 1);
+    assert_eq!(outcome, Outcome::Failed);
+    assert_eq!(recs[0].attempts, 3);
+    assert_eq!(err.unwrap(), "step `down` (node 0): Transient: busy");
+}
+
+#[test]
+fn a_failed_attempts_context_writes_are_discarded() {
+    let g = G::build(|b| {
+        let cfg = TaskConfig::new().writes_context().retry(RetryPolicy {
+            max_attempts: 2,
+            backoff: Backoff::None,
+        });
+        b.task_with(
+            "w",
+            |x, cx| {
+                let attempt = cx.attempt();
+                cx.ctx_mut()?.log.push(attempt);
+                if attempt == 1 {
+                    Err(StepError::transient("first"))
+                } else {
+                    Ok(x)
+                }
+            },
+            cfg,
+        )
+    })
+    .unwrap();
+    assert_eq!(check(&g, 0).2.log, vec![2]);
+}
+
+#[test]
+fn a_failed_attempts_error_is_the_next_attempts_feedback() {
+    let g = G::build(|b| {
+        let cfg = TaskConfig::new()
+            .retry(RetryPolicy {
+                max_attempts: 3,
+                backoff: Backoff::None,
+            })
+            .recovery(RecoveryTable::default().with(ErrorClass::Validation, Recovery::Retry))
+            .validate(|x: &i64, _| {
+                if *x >= 0 {
+                    Ok(())
+                } else {
+                    Err(StepError::validation("negative"))
+                }
+            });
+        b.task_with(
+            "fix",
+            |x, cx| match cx.feedback() {
+                None => Ok(-x),
+                Some(f) => {
+                    assert_eq!((f.class, &*f.reason), (ErrorClass::Validation, "negative"));
+                    Ok(x)
+                }
+            },
+            cfg,
+        )
+    })
+    .unwrap();
+    let (_, out, _, _, recs) = check(&g, 5);
+    assert_eq!((out, recs[0].attempts), (Some(5), 2));
+}
+
+#[test]
+fn pre_processors_then_step_then_post_processors_then_validators() {
+    let g = Graph::<Vec<u8>, ()>::build(|b| {
+        let cfg = TaskConfig::new()
+            .pre(|mut v: Vec<u8>, _| {
+                v.push(b'p');
+                Ok(v)
+            })
+            .pre(|mut v: Vec<u8>, _| {
+                v.push(b'q');
+                Ok(v)
+            })
+            .post(|mut v: Vec<u8>, _| {
+                v.push(b'o');
+                Ok(v)
+            })
+            .validate(|v: &Vec<u8>, _| {
+                if v == b"pqso" {
+                    Ok(())
+                } else {
+                    Err(StepError::validation("order"))
+                }
+            });
+        b.task_with(
+            "t",
+            |mut v: Vec<u8>, _| {
+                v.push(b's');
+                Ok(v)
+            },
+            cfg,
+        )
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let r = runner.run(&g, Vec::new(), (), &NoClock, &RunOptions::default());
+    assert_eq!(r.output.as_deref(), Some(&b"pqso"[..]));
+}
+
+#[test]
+fn validation_failure_is_not_retried_by_default_and_falls_back() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c2 = calls.clone();
+    let g = G::build(|b| {
+        let fb = add(b, "fb", 1000);
+        let cfg = TaskConfig::new()
+            .retry(RetryPolicy {
+                max_attempts: 5,
+                backoff: Backoff::None,
+            })
+            .validate(|_, _| Err(StepError::permanent("never ok")))
+            .fallback(fb);
+        b.task_with(
+            "v",
+            move |x, _| {
+                c2.fetch_add(1, Ordering::Relaxed);
+                Ok(x)
+            },
+            cfg,
+        )
+    })
+    .unwrap();
+    let (outcome, out, _, _, recs) = check(&g, 1);
+    assert_eq!((outcome, out), (Outcome::Succeeded, Some(1001)));
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        1,
+        "validation failures are not retried by default"
+    );
+    let v = record(&g, &recs, "v");
+    assert_eq!(
+        (v.error_class, v.fallback_used),
+        (Some(ErrorClass::Validation), true),
+        "validator errors are classed validation"
+    );
+}
+
+#[test]
+fn backoff_between_attempts_is_reported_to_the_clock() {
+    let g = G::build(|b| {
+        let cfg = TaskConfig::new().retry(RetryPolicy {
+            max_attempts: 4,
+            backoff: Backoff::Exponential { base: 10, max: 25 },
+        });
+        b.task_with(
+            "flaky",
+            |x, cx| {
+                if cx.attempt() < 4 {
+                    Err(StepError::transient("busy"))
+                } else {
+                    Ok(x)
+                }
+            },
+            cfg,
+        )
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let clock = ManualClock::new(0);
+    let r = runner.run(&g, 1, Ctx::default(), &clock, &RunOptions::default());
+    assert_eq!(r.output, Some(1));
+    assert_eq!(
+        r.records[0].backoff_ticks,
+        10 + 20 + 25,
+        "exponential, capped"
+    );
+    assert_eq!(r.records[0].latency_ticks, 55, "latency includes the waits");
+    assert_eq!(clock.now(), 55);
+}
+
+#[test]
+fn permanent_errors_are_not_retried_by_default() {
+    let g = G::build(|b| {
+        let cfg = TaskConfig::new().retry(RetryPolicy {
+            max_attempts: 5,
+            backoff: Backoff::None,
+        });
+        b.task_with("p", |_, _| Err(StepError::permanent("no")), cfg)
+    })
+    .unwrap();
+    let (outcome, _, _, _, recs) = check(&g, 1);
+    assert_eq!((outcome, recs[0].attempts), (Outcome::Failed, 1));
+}
+
+#[test]
+fn recovery_skip_uses_the_default_output() {
+    let g = G::build(|b| {
+        let cfg = TaskConfig::new()
+            .recovery(RecoveryTable::default().with(ErrorClass::Permanent, Recovery::Skip))
+            .default_output(-7);
+        let s = b.task_with("s", |_, _| Err(StepError::permanent("no")), cfg);
+        let next = add(b, "next", 1);
+        b.sequence("seq", &[s, next])
+    })
+    .unwrap();
+    let (outcome, out, _, _, recs) = check(&g, 1);
+    assert_eq!((outcome, out), (Outcome::Succeeded, Some(-6)));
+    assert_eq!(record(&g, &recs, "s").outcome, StepOutcome::Skipped);
+}
+
+#[test]
+fn recovery_fail_fails_even_with_a_fallback() {
+    let g = G::build(|b| {
+        let fb = add(b, "fb", 1);
+        let cfg = TaskConfig::new()
+            .recovery(RecoveryTable::default().with(ErrorClass::Permanent, Recovery::Fail))
+            .fallback(fb);
+        b.task_with("s", |_, _| Err(StepError::permanent("no")), cfg)
+    })
+    .unwrap();
+    let (outcome, _, _, _, recs) = check(&g, 1);
+    assert_eq!(outcome, Outcome::Failed);
+    assert_eq!(recs.len(), 1, "the fallback never ran");
+}
+
+#[test]
+fn usage_and_cancelled_errors_always_abort_whatever_the_table_says() {
+    for class in [ErrorClass::Usage, ErrorClass::Cancelled] {
+        let g = G::build(|b| {
+            let fb = add(b, "fb", 1);
+            let table = RecoveryTable::default().with(class, Recovery::Retry);
+            let cfg = TaskConfig::new()
+                .recovery(table)
+                .retry(RetryPolicy {
+                    max_attempts: 3,
+                    backoff: Backoff::None,
+                })
+                .fallback(fb);
+            b.task_with("s", move |_, _| Err(StepError::new(class, "stop")), cfg)
+        })
+        .unwrap();
+        let (outcome, _, _, _, recs) = check(&g, 1);
+        assert_eq!(outcome, Outcome::Aborted, "{class:?}");
+        assert_eq!(
+            (recs.len(), recs[0].attempts, recs[0].outcome),
+            (1, 1, StepOutcome::Aborted)
+        );
+    }
+}
+
+#[test]
+fn a_fallback_runs_with_its_own_policies() {
+    let g = G::build(|b| {
+        let fb_cfg = TaskConfig::new().retry(RetryPolicy {
+            max_attempts: 3,
+            backoff: Backoff::None,
+        });
+        let fb = b.task_with(
+            "fb",
+            |x, cx| {
+                if cx.attempt() < 3 {
+                    Err(StepError::transient("fb busy"))
+                } else {
+                    Ok(x + 50)
+                }
+            },
+            fb_cfg,
+        );
+        b.task_with(
+            "main",
+            |_, _| Err(StepError::permanent("no")),
+            TaskConfig::new().fallback(fb),
+        )
+    })
+    .unwrap();
+    let (outcome, out, _, _, recs) = check(&g, 1);
+    assert_eq!((outcome, out), (Outcome::Succeeded, Some(51)));
+    assert_eq!(record(&g, &recs, "fb").attempts, 3);
+    let main = record(&g, &recs, "main");
+    assert_eq!(
+        (main.outcome, main.fallback_used),
+        (StepOutcome::Succeeded, true)
+    );
+}
+
+#[test]
+fn a_fallback_chain_runs_until_one_succeeds() {
+    let g = G::build(|b| {
+        let last = add(b, "last", 3);
+        let mid = b.task_with(
+            "mid",
+            |_, _| Err(StepError::permanent("mid")),
+            TaskConfig::new().fallback(last),
+        );
+        b.task_with(
+            "first",
+            |_, _| Err(StepError::permanent("first")),
+            TaskConfig::new().fallback(mid),
+        )
+    })
+    .unwrap();
+    let (_, out, _, _, recs) = check(&g, 1);
+    assert_eq!(out, Some(4));
+    assert_eq!(recs.len(), 3);
+}
+
+#[test]
+fn a_failed_fallback_fails_the_run_naming_the_fallback() {
+    let g = G::build(|b| {
+        let fb = b.task("fb", |_, _| Err(StepError::permanent("fb broke")));
+        b.task_with(
+            "main",
+            |_, _| Err(StepError::permanent("no")),
+            TaskConfig::new().fallback(fb),
+        )
+    })
+    .unwrap();
+    let (outcome, _, _, err, recs) = check(&g, 1);
+    assert_eq!(outcome, Outcome::Failed);
+    assert_eq!(err.unwrap(), "step `fb` (node 0): Permanent: fb broke");
+    assert_eq!(record(&g, &recs, "main").outcome, StepOutcome::Failed);
+}
+
+#[test]
+fn step_record_holds_step_outcome_attempts_latency_cache_usage_class_fallback() {
+    let g = G::build(|b| {
+        let fb = add(b, "fb", 1);
+        let cfg = TaskConfig::new()
+            .retry(RetryPolicy {
+                max_attempts: 2,
+                backoff: Backoff::Constant(3),
+            })
+            .fallback(fb);
+        b.task_with(
+            "t",
+            |_, cx| {
+                cx.report_usage(Usage { cost: 2, tokens: 5 });
+                Err(StepError::transient("x"))
+            },
+            cfg,
+        )
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let clock = ManualClock::new(100);
+    let r = runner.run(&g, 1, Ctx::default(), &clock, &RunOptions::default());
+    let t = *record(&g, r.records, "t");
+    assert_eq!(
+        t,
+        StepRecord {
+            node: g.find("t").unwrap(),
+            outcome: StepOutcome::Succeeded,
+            attempts: 2,
+            latency_ticks: 3,
+            backoff_ticks: 3,
+            cache_hit: false,
+            fallback_used: true,
+            error_class: Some(ErrorClass::Transient),
+            usage: Usage {
+                cost: 4,
+                tokens: 10
+            },
+            loop_exit: None,
+        }
+    );
+    assert_eq!(
+        r.usage,
+        Usage {
+            cost: 4,
+            tokens: 10
+        }
+    );
+}
+
+// ---- Step context, results ----------------------------------------------------------------
+
+#[test]
+fn a_step_writing_the_context_without_declaring_it_aborts_with_a_clear_error() {
+    let g = G::build(|b| {
+        b.task("sneaky", |x, cx| {
+            cx.ctx_mut()?.a = 1;
+            Ok(x)
+        })
+    })
+    .unwrap();
+    let (outcome, _, ctx, err, _) = check(&g, 0);
+    assert_eq!((outcome, ctx.a), (Outcome::Aborted, 0));
+    assert!(err.unwrap().contains("step `sneaky`"), "names the step");
+}
+
+#[test]
+fn a_step_that_only_reads_never_copies_the_context() {
+    let g = G::build(|b| {
+        let steps: Vec<_> = (0..10)
+            .map(|i| b.task(&format!("r{i}"), |x, cx| Ok(x + cx.ctx().a)))
+            .collect();
+        b.sequence("s", &steps)
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let before = clones();
+    let r = runner.run(
+        &g,
+        0,
+        Ctx {
+            a: 1,
+            ..Ctx::default()
+        },
+        &NoClock,
+        &RunOptions::default(),
+    );
+    assert_eq!((r.output, clones() - before), (Some(10), 0));
+}
+
+#[test]
+fn cancelled_run_stops_before_the_next_step() {
+    let flag = Arc::new(CancelFlag::new());
+    let f2 = flag.clone();
+    let g = G::build(|b| {
+        let a = b.task("a", move |x, cx| {
+            f2.cancel();
+            assert!(cx.should_stop());
+            Ok(x + 1)
+        });
+        let c = add(b, "c", 1);
+        b.sequence("s", &[a, c])
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let opts = RunOptions {
+        cancel: Some(&flag),
+        ..RunOptions::default()
+    };
+    let r = run_with(&mut runner, &g, 0, &opts);
+    assert_eq!(r.outcome, Outcome::Aborted);
+    let err = r.error.unwrap();
+    assert_eq!((err.step, err.kind), ("c", ErrorKind::Cancelled));
+    assert_eq!(r.records[1].error_class, Some(ErrorClass::Cancelled));
+}
+
+#[test]
+fn run_deadline_stops_the_run_before_the_next_step() {
+    let g = G::build(|b| {
+        let a = add(b, "a", 1);
+        let c = add(b, "c", 1);
+        b.sequence("s", &[a, c])
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let clock = ManualClock::new(5);
+    let opts = RunOptions {
+        deadline: Some(5),
+        ..RunOptions::default()
+    };
+    let r = runner.run(&g, 0, Ctx::default(), &clock, &opts);
+    assert_eq!(r.outcome, Outcome::Aborted);
+    assert_eq!(r.error.unwrap().kind, ErrorKind::DeadlineExceeded);
+}
+
+#[test]
+fn records_beyond_the_buffer_are_counted_not_lost_silently() {
+    let g = G::build(|b| {
+        let steps: Vec<_> = (0..10).map(|i| add(b, &format!("s{i}"), 1)).collect();
+        b.sequence("s", &steps)
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig {
+        max_records: 4,
+        ..RunnerConfig::default()
+    });
+    let r = run_with(&mut runner, &g, 0, &RunOptions::default());
+    assert_eq!(
+        (r.output, r.records.len(), r.records_dropped),
+        (Some(10), 4, 6)
+    );
+}
+
+#[test]
+fn a_runner_gives_the_same_results_run_after_run() {
+    let g = G::build(|b| {
+        let w = set_a(b, "w", 3);
+        let r = b.task("r", |x, cx| Ok(x + cx.ctx().a));
+        let p = b.parallel("p", &[w, r], |a, x| a + x, ParallelOptions::new());
+        let body = add(b, "body", 2);
+        let lp = b.repeat("lp", body, LoopOptions::new().max_iterations(3));
+        b.sequence("s", &[p, lp])
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    for _ in 0..5 {
+        let r = run_with(&mut runner, &g, 1, &RunOptions::default());
+        assert_eq!(
+            (r.output, r.context.a, r.records.len()),
+            (Some(1 + 1 + 6), 3, 6)
+        );
+    }
+}
+
+#[test]
+fn plain_and_policy_tasks_give_the_same_results() {
+    // Optimizations (the fast path) change speed, never results.
+    let build = |policy: bool| {
+        G::build(move |b| {
+            let steps: Vec<_> = (0..5)
+                .map(|i| {
+                    let cfg = if policy {
+                        TaskConfig::new().writes_context().validate(|_, _| Ok(()))
+                    } else {
+                        TaskConfig::new().writes_context()
+                    };
+                    b.task_with(
+                        &format!("s{i}"),
+                        move |x, cx| {
+                            cx.ctx_mut()?.log.push(i);
+                            Ok(x * 3 + i64::from(i))
+                        },
+                        cfg,
+                    )
+                })
+                .collect();
+            b.sequence("s", &steps)
+        })
+        .unwrap()
+    };
+    let (plain, policy) = (build(false), build(true));
+    assert!(plain
+        .step_flags(plain.find("s0").unwrap())
+        .unwrap()
+        .is_plain());
+    assert!(!policy
+        .step_flags(policy.find("s0").unwrap())
+        .unwrap()
+        .is_plain());
+    let a = check(&plain, 1);
+    let b = check(&policy, 1);
+    assert_eq!((a.0, a.1, &a.2), (b.0, b.1, &b.2));
+    assert_eq!(a.2.log, vec![0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn step_sees_its_attempt_number_and_deadline() {
+    let g = G::build(|b| {
+        b.task("t", |x, cx| {
+            assert_eq!((cx.attempt(), cx.deadline(), cx.feedback()), (1, 77, None));
+            assert!(!cx.is_cancelled());
+            Ok(x)
+        })
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let r = run_with(
+        &mut runner,
+        &g,
+        0,
+        &RunOptions {
+            deadline: Some(77),
+            ..RunOptions::default()
+        },
+    );
+    assert_eq!(r.outcome, Outcome::Succeeded);
+}

@@ -1,0 +1,243 @@
+//! W11: runs of a built graph allocate nothing on the heap after warm-up. A counting global
+//! allocator counts the allocations made by this thread while a flag is up.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+
+use flujo_core::context::{Context, MergeStrategy};
+use flujo_core::graph::policy_slots::CircuitBreaker;
+use flujo_core::graph::{
+    Backoff, Graph, LoopOptions, ManualClock, MapOptions, NoClock, ParallelOptions, RetryPolicy,
+    StepError, TaskConfig,
+};
+use flujo_core::interp::{Outcome, RunOptions, Runner, RunnerConfig};
+
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards every call to `System` unchanged; the counter is thread-local and
+// const-initialized, so counting never allocates or recurses.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCS.with(|a| a.set(a.get() + 1));
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCS.with(|a| a.set(a.get() + 1));
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by `f` on this thread.
+fn allocations(f: impl FnOnce()) -> usize {
+    ALLOCS.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCS.with(Cell::get)
+}
+
+fn runs() -> usize {
+    if cfg!(miri) {
+        3
+    } else {
+        1000
+    }
+}
+
+#[test]
+fn the_counting_allocator_counts() {
+    let n = allocations(|| drop(std::hint::black_box(Vec::<u8>::with_capacity(8))));
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn w1_plain_chain_allocates_nothing_per_run_after_warm_up() {
+    let g = Graph::<u64, ()>::build(|b| {
+        let steps: Vec<_> = (0..100)
+            .map(|i| b.task(&format!("s{i}"), |x, _| Ok(x + 1)))
+            .collect();
+        b.sequence("W1", &steps)
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let opts = RunOptions::default();
+    assert_eq!(runner.run(&g, 0, (), &NoClock, &opts).output, Some(100));
+    let n = allocations(|| {
+        for i in 0..runs() as u64 {
+            let r = runner.run(&g, i, (), &NoClock, &opts);
+            assert_eq!(r.output, Some(i + 100));
+            assert_eq!(r.records.len(), 100);
+        }
+    });
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn w2_chain_with_policies_allocates_nothing_per_run_after_warm_up() {
+    let breaker = Arc::new(CircuitBreaker::new(5, 100));
+    let g = Graph::<u64, ()>::build(|b| {
+        let steps: Vec<_> = (0..100)
+            .map(|i| {
+                let cfg = TaskConfig::new()
+                    .retry(RetryPolicy {
+                        max_attempts: 3,
+                        backoff: Backoff::Constant(1),
+                    })
+                    .validate(|x: &u64, _| {
+                        if *x > 0 {
+                            Ok(())
+                        } else {
+                            Err(StepError::validation("zero"))
+                        }
+                    })
+                    .breaker(breaker.clone());
+                b.task_with(&format!("s{i}"), |x, _| Ok(x + 1), cfg)
+            })
+            .collect();
+        b.sequence("W2", &steps)
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let clock = ManualClock::new(0);
+    let opts = RunOptions::default();
+    assert_eq!(runner.run(&g, 0, (), &clock, &opts).output, Some(100));
+    let n = allocations(|| {
+        for i in 0..runs() as u64 {
+            clock.advance(1);
+            assert_eq!(runner.run(&g, i, (), &clock, &opts).output, Some(i + 100));
+        }
+    });
+    assert_eq!(n, 0);
+}
+
+/// A context owning heap memory, with a `clone_from` that reuses it.
+#[derive(Debug, Default, PartialEq)]
+struct Ctx {
+    total: u64,
+    seen: Vec<u64>,
+}
+
+impl Clone for Ctx {
+    fn clone(&self) -> Self {
+        Ctx {
+            total: self.total,
+            seen: self.seen.clone(),
+        }
+    }
+    fn clone_from(&mut self, src: &Self) {
+        self.total = src.total;
+        self.seen.clone_from(&src.seen);
+    }
+}
+
+impl Context for Ctx {
+    const PARTS: usize = 2;
+    fn part_name(index: usize) -> &'static str {
+        ["total", "seen"][index]
+    }
+    fn part_eq(&self, other: &Self, index: usize) -> bool {
+        match index {
+            0 => self.total == other.total,
+            _ => self.seen == other.seen,
+        }
+    }
+    fn copy_part(&mut self, from: &Self, index: usize) {
+        match index {
+            0 => self.total = from.total,
+            _ => self.seen.clone_from(&from.seen),
+        }
+    }
+}
+
+#[test]
+fn context_writes_merges_maps_and_loops_allocate_nothing_per_run_after_warm_up() {
+    let g = Graph::<u64, Ctx>::build(|b| {
+        let add_total = b.task_with(
+            "total",
+            |x, cx| {
+                cx.ctx_mut()?.total += x;
+                Ok(x)
+            },
+            TaskConfig::new().writes_context(),
+        );
+        let note = b.task_with(
+            "note",
+            |x, cx| {
+                let c = cx.ctx_mut()?;
+                c.seen.clear();
+                c.seen.push(x);
+                Ok(x + 1)
+            },
+            TaskConfig::new().writes_context(),
+        );
+        let read = b.task("read", |x, cx| Ok(x + cx.ctx().total));
+        let par = b.parallel(
+            "par",
+            &[add_total, note, read],
+            |a, x| a + x,
+            ParallelOptions::new(),
+        );
+        let item = b.task("item", |x, _| Ok(x * 2));
+        let map = b.map(
+            "map",
+            |x, _, items| {
+                for i in 0..4 {
+                    let _ = items.push(x + i);
+                }
+                Ok(0)
+            },
+            item,
+            |a, x| a + x,
+            MapOptions::new().max_items(4).merge(MergeStrategy::NoMerge),
+        );
+        let body = b.task("body", |x, _| Ok(x + 1));
+        let lp = b.repeat(
+            "lp",
+            body,
+            LoopOptions::new()
+                .max_iterations(8)
+                .until(|x, _, _| x % 4 == 0),
+        );
+        b.sequence("root", &[par, map, lp])
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let opts = RunOptions::default();
+    let mut ctx = Ctx {
+        total: 0,
+        seen: Vec::with_capacity(4),
+    };
+    for _ in 0..3 {
+        let r = runner.run(&g, 1, ctx, &NoClock, &opts);
+        assert_eq!(r.outcome, Outcome::Succeeded);
+        ctx = r.context;
+    }
+    let n = allocations(|| {
+        for _ in 0..runs() {
+            let r = runner.run(&g, 1, std::mem::take(&mut ctx), &NoClock, &opts);
+            assert_eq!(r.outcome, Outcome::Succeeded);
+            ctx = r.context;
+        }
+    });
+    assert_eq!(n, 0);
+    assert_eq!(ctx.seen, vec![1]);
+}
