@@ -166,6 +166,9 @@ pub struct StepCx<'a, C> {
     pub(crate) usage: Usage,
     pub(crate) attempt: u32,
     pub(crate) may_write: bool,
+    /// Set by the first write or usage report: the fast path looks at this one byte instead
+    /// of the usage and the written copy after every step.
+    pub(crate) touched: bool,
 }
 
 /// What stays the same for every step of a run: the clock, the deadline, the cancel flag.
@@ -174,6 +177,21 @@ pub(crate) struct RunEnv<'a> {
     pub(crate) clock: &'a dyn Clock,
     pub(crate) deadline: u64,
     pub(crate) cancel: Option<&'a CancelFlag>,
+    /// Whether the run can stop early at all (a deadline or a cancel flag was given): when
+    /// false the interpreter skips the per-task stop check.
+    pub(crate) watch: bool,
+}
+
+impl<'a> RunEnv<'a> {
+    /// The environment of one run.
+    pub(crate) fn new(clock: &'a dyn Clock, deadline: u64, cancel: Option<&'a CancelFlag>) -> Self {
+        Self {
+            clock,
+            deadline,
+            cancel,
+            watch: deadline != u64::MAX || cancel.is_some(),
+        }
+    }
 }
 
 impl<C> fmt::Debug for StepCx<'_, C> {
@@ -207,6 +225,7 @@ impl<'a, C: Clone> StepCx<'a, C> {
             usage: Usage::ZERO,
             attempt,
             may_write,
+            touched: false,
         }
     }
 
@@ -236,6 +255,7 @@ impl<'a, C: Clone> StepCx<'a, C> {
         }
         if self.written.is_none() {
             self.written = Some(self.spares.copy_of(self.view));
+            self.touched = true;
         }
         match &mut self.written {
             Some(c) => Ok(c),
@@ -264,6 +284,7 @@ impl<'a, C: Clone> StepCx<'a, C> {
     #[inline]
     pub fn report_usage(&mut self, usage: Usage) {
         self.usage = self.usage.saturating_add(usage);
+        self.touched = true;
     }
 
     /// Usage reported so far by this attempt.

@@ -7,7 +7,7 @@ use crate::graph::policy_slots::{
     CallOutcome, Decision, ErrorClass, RetryState, Usage, UsageBudget,
 };
 use crate::graph::{
-    CancelFlag, Clock, FailureStrategy, Graph, Items, NodeId, NodeKind, PlainTask, RunEnv, StepCx,
+    CancelFlag, Clock, FailureStrategy, Graph, Items, NodeKind, PlainTask, RunEnv, StepCx,
     StepError, StepFlags, TaskConfig,
 };
 
@@ -21,6 +21,35 @@ fn stop_reason(env: &RunEnv<'_>, now: u64) -> Option<ErrorKind> {
     } else {
         None
     }
+}
+
+/// Why a stretch of plain tasks ended early.
+enum PlainFailure {
+    /// The run was stopped before the task started.
+    Stopped(ErrorKind),
+    /// The task failed.
+    Step {
+        e: StepError,
+        latency_ticks: u64,
+        usage: Usage,
+    },
+}
+
+/// Takes the usage a step reported from its context and books it in the run's totals.
+#[inline]
+fn take_usage<C: Clone>(
+    cx: &mut StepCx<'_, C>,
+    total: &mut Usage,
+    budget: &mut UsageBudget,
+) -> Usage {
+    let usage = cx.usage;
+    cx.usage = Usage::ZERO;
+    cx.touched = false;
+    if !usage.is_zero() {
+        *total = total.saturating_add(usage);
+        budget.book(usage);
+    }
+    usage
 }
 
 /// One run's state: the graph, the caller's clock, options, and the runner's scratch.
@@ -92,6 +121,9 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
     /// Stops the run before a task when it was cancelled or its deadline passed.
     #[inline(always)]
     fn check_stop(&mut self, node: u32, now: u64) -> Result<(), Stop> {
+        if !self.env.watch {
+            return Ok(());
+        }
         match stop_reason(&self.env, now) {
             None => Ok(()),
             Some(kind) => Err(self.stopped(node, kind)),
@@ -129,73 +161,116 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
     /// read per task (a task's end is the next one's start), and one step context per
     /// stretch of tasks that do not write (a write ends the stretch, so the copy is committed
     /// before the next task reads).
+    ///
+    /// While a stretch runs, the record cursor lives in locals, and a step that neither wrote
+    /// nor reported usage costs one flag test (`StepCx::touched`) after it returns.
     fn plain_tasks(
         &mut self,
         tasks: &[PlainTask],
         mut x: P,
         frame: &mut Frame<'_, C>,
     ) -> Result<P, Stop> {
-        let g = self.g;
-        let mut t0 = self.clock.now();
-        let mut i = 0;
-        while i < tasks.len() {
-            let mut cx = StepCx::new(frame.get(), &mut self.s.spares, &self.env, false, 1, None);
-            while i < tasks.len() {
-                let pt = tasks[i];
-                i += 1;
-                if let Some(kind) = stop_reason(&self.env, t0) {
-                    drop(cx);
-                    return Err(self.stopped(pt.node, kind));
+        let steps = &*self.g.task_step;
+        let clock = self.clock;
+        let mut t0 = clock.now();
+        let mut rest = tasks;
+        while !rest.is_empty() {
+            let env = &self.env;
+            let s = &mut *self.s;
+            let mut cx = StepCx::new(frame.get(), &mut s.spares, env, false, 1, None);
+            let records = &mut s.records;
+            let free = records.buf.get_mut(records.len..).unwrap_or_default();
+            let capacity = free.len();
+            let mut slots = free.iter_mut();
+            let mut dropped = 0u32;
+            let mut put = |rec: StepRecord| match slots.next() {
+                Some(slot) => *slot = rec,
+                None => dropped = dropped.saturating_add(1),
+            };
+            while let Some((&pt, tail)) = rest.split_first() {
+                if env.watch {
+                    if let Some(kind) = stop_reason(env, t0) {
+                        drop(put);
+                        let (written, _) = cx.finish();
+                        let used = capacity - slots.len();
+                        records.settle(used, dropped);
+                        let why = PlainFailure::Stopped(kind);
+                        return Err(self.plain_failure(pt.node, written, why));
+                    }
                 }
+                rest = tail;
                 cx.may_write = pt.may_write;
-                let result = g.task_step[pt.task as usize].run(x, &mut cx);
-                let t1 = self.clock.now();
+                debug_assert!((pt.task as usize) < steps.len(), "validated: task index");
+                // SAFETY: `PlainTask::task` is a task slot taken from the frozen graph's own
+                // nodes when it was built (`GraphBuilder::flatten`, `Exec::task`), so it is
+                // below `task_step.len()`; the graph is immutable after freezing.
+                let step = unsafe { steps.get_unchecked(pt.task as usize) };
+                let result = step.run(x, &mut cx);
+                let t1 = clock.now();
                 let latency_ticks = t1.saturating_sub(t0);
                 t0 = t1;
-                let usage = cx.usage;
-                if !usage.is_zero() {
-                    self.usage = self.usage.saturating_add(usage);
-                    self.budget.book(usage);
-                    cx.usage = Usage::ZERO;
-                }
                 match result {
                     Ok(y) => {
-                        self.s.records.push(StepRecord {
-                            node: NodeId(pt.node),
-                            outcome: StepOutcome::Succeeded,
-                            attempts: 1,
-                            latency_ticks,
-                            backoff_ticks: 0,
-                            cache_hit: false,
-                            fallback_used: false,
-                            error_class: None,
-                            usage,
-                            loop_exit: None,
-                        });
                         x = y;
+                        if !cx.touched {
+                            put(StepRecord::plain(pt.node, latency_ticks, Usage::ZERO));
+                            continue;
+                        }
+                        // The step wrote the context or reported usage.
+                        let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
+                        put(StepRecord::plain(pt.node, latency_ticks, usage));
                         if cx.has_written() {
                             break;
                         }
                     }
                     Err(e) => {
+                        let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
+                        drop(put);
                         let (written, _) = cx.finish();
-                        if let Some(w) = written {
-                            self.s.spares.give(w);
-                        }
-                        let mut rec = StepRecord::new(pt.node);
-                        rec.attempts = 1;
-                        rec.latency_ticks = latency_ticks;
-                        rec.usage = usage;
-                        return Err(self.plain_failed(rec, e));
+                        let used = capacity - slots.len();
+                        records.settle(used, dropped);
+                        let why = PlainFailure::Step {
+                            e,
+                            latency_ticks,
+                            usage,
+                        };
+                        return Err(self.plain_failure(pt.node, written, why));
                     }
                 }
             }
+            drop(put);
+            let used = capacity - slots.len();
+            records.settle(used, dropped);
             let (written, _) = cx.finish();
             if let Some(w) = written {
                 frame.commit(w, &mut self.s.spares);
             }
         }
         Ok(x)
+    }
+
+    /// Records a plain task that failed or was stopped before it started.
+    #[cold]
+    #[inline(never)]
+    fn plain_failure(&mut self, node: u32, written: Option<C>, why: PlainFailure) -> Stop {
+        // A failed (or never started) task's writes are discarded.
+        if let Some(w) = written {
+            self.s.spares.give(w);
+        }
+        match why {
+            PlainFailure::Stopped(kind) => self.stopped(node, kind),
+            PlainFailure::Step {
+                e,
+                latency_ticks,
+                usage,
+            } => {
+                let mut rec = StepRecord::new(node);
+                rec.attempts = 1;
+                rec.latency_ticks = latency_ticks;
+                rec.usage = usage;
+                self.plain_failed(rec, e)
+            }
+        }
     }
 
     /// One attempt: pre-processors, step, post-processors, validators. The attempt's context

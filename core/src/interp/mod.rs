@@ -18,6 +18,7 @@
 
 mod exec;
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -86,6 +87,23 @@ pub struct StepRecord {
 }
 
 impl StepRecord {
+    /// The record of a plain task that succeeded in its one attempt.
+    #[inline(always)]
+    pub(crate) fn plain(node: u32, latency_ticks: u64, usage: Usage) -> Self {
+        Self {
+            node: NodeId(node),
+            outcome: StepOutcome::Succeeded,
+            attempts: 1,
+            latency_ticks,
+            backoff_ticks: 0,
+            cache_hit: false,
+            fallback_used: false,
+            error_class: None,
+            usage,
+            loop_exit: None,
+        }
+    }
+
     #[inline(always)]
     pub(crate) fn new(node: u32) -> Self {
         Self {
@@ -274,21 +292,52 @@ pub struct RunOptions<'o> {
     pub budget: Option<Usage>,
 }
 
-/// The step-record buffer: presized, bounded, counting what does not fit.
+/// The step-record buffer: presized (filled once, overwritten run after run), bounded,
+/// counting what does not fit.
 #[derive(Debug)]
 pub(crate) struct Records {
-    pub(crate) buf: Vec<StepRecord>,
+    /// Every slot is a valid record; `..len` are this run's.
+    pub(crate) buf: Box<[StepRecord]>,
+    pub(crate) len: usize,
     pub(crate) dropped: u32,
 }
 
 impl Records {
+    fn new(max_records: usize) -> Self {
+        Self {
+            buf: alloc::vec![StepRecord::new(0); max_records].into_boxed_slice(),
+            len: 0,
+            dropped: 0,
+        }
+    }
+
     #[inline(always)]
     pub(crate) fn push(&mut self, rec: StepRecord) {
-        if self.buf.len() < self.buf.capacity() {
-            self.buf.push(rec);
-        } else {
-            self.dropped = self.dropped.saturating_add(1);
+        match self.buf.get_mut(self.len) {
+            Some(slot) => {
+                *slot = rec;
+                self.len += 1;
+            }
+            None => self.dropped = self.dropped.saturating_add(1),
         }
+    }
+
+    /// Accounts for `written` records put in the free slots after `len` and `dropped` that
+    /// did not fit.
+    #[inline(always)]
+    pub(crate) fn settle(&mut self, written: usize, dropped: u32) {
+        self.len += written;
+        debug_assert!(self.len <= self.buf.len());
+        self.dropped = self.dropped.saturating_add(dropped);
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.dropped = 0;
+    }
+
+    fn as_slice(&self) -> &[StepRecord] {
+        &self.buf[..self.len]
     }
 }
 
@@ -332,10 +381,7 @@ impl<P: Clone, C: Context> Runner<P, C> {
     pub fn new(config: RunnerConfig) -> Self {
         Self {
             scratch: Scratch {
-                records: Records {
-                    buf: Vec::with_capacity(config.max_records),
-                    dropped: 0,
-                },
+                records: Records::new(config.max_records),
                 spares: Spares::new(config.max_spare_contexts),
                 items: Vec::new(),
                 cache: StepCache::new(config.cache_capacity),
@@ -354,8 +400,7 @@ impl<P: Clone, C: Context> Runner<P, C> {
         opts: &RunOptions<'_>,
     ) -> RunResult<'r, P, C> {
         let s = &mut self.scratch;
-        s.records.buf.clear();
-        s.records.dropped = 0;
+        s.records.clear();
         debug_assert!(
             s.items.is_empty(),
             "map items are popped before a map returns"
@@ -365,11 +410,7 @@ impl<P: Clone, C: Context> Runner<P, C> {
         let mut ex = exec::Exec {
             g: graph,
             clock,
-            env: RunEnv {
-                clock,
-                deadline: opts.deadline.unwrap_or(u64::MAX),
-                cancel: opts.cancel,
-            },
+            env: RunEnv::new(clock, opts.deadline.unwrap_or(u64::MAX), opts.cancel),
             budget: opts
                 .budget
                 .map_or(UsageBudget::unlimited(), UsageBudget::new),
@@ -404,7 +445,7 @@ impl<P: Clone, C: Context> Runner<P, C> {
             outcome,
             error,
             context,
-            records: &s.records.buf,
+            records: s.records.as_slice(),
             records_dropped: s.records.dropped,
             usage,
         }
