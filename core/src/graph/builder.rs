@@ -11,9 +11,9 @@ use bumpalo::Bump;
 use super::task::TaskPolicy;
 use super::{
     BranchNode, ExitPredicate, Graph, GraphError, GraphRule, LoopNode, LoopOptions, MapNode,
-    MapOptions, NodeKind, NodeRef, ParNode, ParallelOptions, PlainTask, Reducer, Selector, SeqNode,
-    Span, Splitter, Step, StepCx, StepError, StepFlags, TaskConfig, MAX_FALLBACK_CHAIN, MAX_NODES,
-    NO_POLICY,
+    MapOptions, NodeKind, NodeRef, ParNode, ParallelOptions, Reducer, RunTask, Selector, SeqNode,
+    Span, Splitter, Step, StepCx, StepError, StepFlags, TaskConfig, MAX_DEPTH, MAX_FALLBACK_CHAIN,
+    MAX_NODES, NO_POLICY,
 };
 use super::{FailureStrategy, Items};
 use crate::context::MergeStrategy;
@@ -323,6 +323,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
     }
 
     fn validate(&self) -> Result<(), GraphError> {
+        self.validate_depth()?;
         for (i, n) in self.nodes.iter().enumerate() {
             let slot = n.slot as usize;
             match n.kind {
@@ -361,6 +362,30 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                 }
                 _ => {}
             }
+        }
+        Ok(())
+    }
+
+    /// Every node's nesting depth is at most [`MAX_DEPTH`]. A node's children were all made
+    /// before it (a handle exists only once its node does), so one pass in index order sees
+    /// every child's depth before its parent's.
+    fn validate_depth(&self) -> Result<(), GraphError> {
+        let mut depth: Vec<u8> = Vec::with_capacity(self.nodes.len());
+        for (i, n) in self.nodes.iter().enumerate() {
+            let deepest_child = n
+                .children
+                .iter()
+                .map(|c| {
+                    debug_assert!((c.index as usize) < i, "children come first");
+                    depth[c.index as usize]
+                })
+                .max()
+                .unwrap_or(0);
+            let d = usize::from(deepest_child) + 1;
+            if d > MAX_DEPTH {
+                return Err(self.err(i, GraphRule::TooDeep { limit: MAX_DEPTH }));
+            }
+            depth.push(d as u8);
         }
         Ok(())
     }
@@ -408,7 +433,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
         let mut name = Vec::with_capacity(n);
         let mut children: Vec<u32> = Vec::new();
         let mut seqs = Vec::new();
-        let mut plain = Vec::new();
+        let mut runs: Vec<RunTask> = Vec::new();
         let mut pars = Vec::with_capacity(self.pars.len());
         let mut loops = Vec::with_capacity(self.loops.len());
         let mut branches = Vec::with_capacity(self.branches.len());
@@ -433,10 +458,14 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                 task_policy.push(NO_POLICY);
             } else {
                 let fallback_task = t.cfg.fallback.map(|f| self.nodes[f.index as usize].slot);
+                let task = task_policy.len() as u32;
                 task_policy.push(policies.len() as u32);
                 policies.push(TaskPolicy {
                     cfg: t.cfg,
                     fallback_task,
+                    task,
+                    node: task_node[task as usize],
+                    flags,
                 });
             }
         }
@@ -456,30 +485,46 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
             let s = match node.kind {
                 NodeKind::Task => node.slot,
                 NodeKind::Sequence => {
-                    let all_plain = node.children.iter().all(|c| {
-                        let cn = self.nodes[c.index as usize];
-                        cn.kind == NodeKind::Task && task_flags[cn.slot as usize].is_plain()
-                    });
-                    let plain_span = all_plain.then(|| {
-                        let start = plain.len() as u32;
-                        plain.extend(node.children.iter().map(|c| {
+                    let all_tasks = node
+                        .children
+                        .iter()
+                        .all(|c| self.nodes[c.index as usize].kind == NodeKind::Task);
+                    let tasks = all_tasks.then(|| {
+                        let start = runs.len();
+                        runs.extend(node.children.iter().map(|c| {
                             let task = self.nodes[c.index as usize].slot;
-                            let may_write =
-                                task_flags[task as usize].contains(StepFlags::WRITES_CONTEXT);
-                            PlainTask {
+                            let flags = task_flags[task as usize];
+                            RunTask {
                                 node: c.index,
                                 task,
-                                may_write,
+                                policy: task_policy[task as usize],
+                                stretch: 0,
+                                may_write: flags.contains(StepFlags::WRITES_CONTEXT),
+                                lean: !flags.is_plain()
+                                    && !flags.intersects(StepFlags::CACHE | StepFlags::USAGE),
+                                stretch_lean: false,
                             }
                         }));
+                        // Each task of a stretch learns how many tasks its stretch has left
+                        // and whether a lean policy task is among them.
+                        let (mut left, mut lean) = (0, false);
+                        for t in runs[start..].iter_mut().rev() {
+                            (left, lean) = if t.in_stretch() {
+                                (left + 1, lean || t.lean)
+                            } else {
+                                (0, false)
+                            };
+                            t.stretch = left;
+                            t.stretch_lean = lean;
+                        }
                         Span {
-                            start,
+                            start: start as u32,
                             len: node.children.len() as u32,
                         }
                     });
                     seqs.push(SeqNode {
                         children: span,
-                        plain: plain_span,
+                        tasks,
                     });
                     seqs.len() as u32 - 1
                 }
@@ -544,7 +589,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
             task_policy: task_policy.into_boxed_slice(),
             policies: policies.into_boxed_slice(),
             children: children.into_boxed_slice(),
-            plain: plain.into_boxed_slice(),
+            runs: runs.into_boxed_slice(),
             seqs: seqs.into_boxed_slice(),
             pars: pars.into_boxed_slice(),
             loops: loops.into_boxed_slice(),

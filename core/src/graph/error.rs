@@ -41,6 +41,12 @@ pub enum GraphRule {
     SkipWithoutDefault,
     /// A handle from another builder (or not yet created) was used.
     ForeignHandle,
+    /// Nodes nested deeper than [`MAX_DEPTH`](super::MAX_DEPTH) (the interpreter recurses
+    /// once per level, so the bound keeps its stack use bounded).
+    TooDeep {
+        /// The most levels a graph may nest.
+        limit: usize,
+    },
     /// More nodes than the node index type holds.
     TooManyNodes {
         /// The most nodes a graph can hold.
@@ -96,6 +102,7 @@ impl fmt::Display for GraphError {
                 f.write_str("the recovery table can skip but the task has no default output")
             }
             GraphRule::ForeignHandle => f.write_str("uses a handle from another builder"),
+            GraphRule::TooDeep { limit } => write!(f, "nested deeper than {limit} levels"),
             GraphRule::TooManyNodes { limit } => write!(f, "more than {limit} nodes"),
         }
     }

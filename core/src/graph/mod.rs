@@ -39,10 +39,15 @@ pub use task::{
 };
 
 use crate::context::MergeStrategy;
-use task::TaskPolicy;
+pub(crate) use task::TaskPolicy;
 
 /// The longest fallback chain a task may have (build error beyond).
 pub const MAX_FALLBACK_CHAIN: usize = 10;
+
+/// The most levels a graph may nest: a task is one level, a composite node one more than its
+/// deepest child (a build error beyond). The interpreter recurses once per level (plus at
+/// most [`MAX_FALLBACK_CHAIN`] fallback hops inside a task), so this bounds its stack use.
+pub const MAX_DEPTH: usize = 64;
 
 /// The most nodes a graph holds: node indices are `u32`, and `u32::MAX` is kept as "none".
 pub const MAX_NODES: usize = u32::MAX as usize - 1;
@@ -105,18 +110,42 @@ impl Span {
     }
 }
 
-/// A plain task of a plain sequence, with what the fast path needs in one place.
+/// A task of a sequence whose children are all tasks (a *task run*), with what the
+/// interpreter needs in one place, so it never goes through the generic node dispatch.
+///
+/// The interpreter runs a task run as *stretches*: consecutive tasks that one loop runs with
+/// one step context, one clock read per task and the record cursor in locals. Plain tasks
+/// and *lean* policy tasks (no cache, no usage estimate) join stretches; the other policy
+/// tasks run alone through the full policy pipeline.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct PlainTask {
+pub(crate) struct RunTask {
     pub(crate) node: u32,
     pub(crate) task: u32,
+    /// Index into `Graph::policies`, or `NO_POLICY` for a plain task.
+    pub(crate) policy: u32,
+    /// How many tasks from this one on (this one included) belong to its stretch; 0 for a
+    /// task that runs through the full policy pipeline.
+    pub(crate) stretch: u32,
     pub(crate) may_write: bool,
+    /// A policy task whose first attempt the stretch loop runs itself (breaker, processors,
+    /// validators; failures leave the loop for the recovery path).
+    pub(crate) lean: bool,
+    /// Whether the stretch starting here holds a lean policy task (else it is all plain).
+    pub(crate) stretch_lean: bool,
+}
+
+impl RunTask {
+    /// Whether the stretch loop runs this task (plain, or a lean policy task).
+    #[inline(always)]
+    pub(crate) fn in_stretch(self) -> bool {
+        self.policy == NO_POLICY || self.lean
+    }
 }
 
 pub(crate) struct SeqNode {
     pub(crate) children: Span,
-    /// When every child is a plain task: a span of `Graph::plain`.
-    pub(crate) plain: Option<Span>,
+    /// When every child is a task: a span of `Graph::runs`.
+    pub(crate) tasks: Option<Span>,
 }
 
 pub(crate) struct ParNode<P, C> {
@@ -185,7 +214,8 @@ pub struct Graph<P, C> {
     pub(crate) task_policy: Box<[u32]>,
     pub(crate) policies: Box<[TaskPolicy<P, C>]>,
     pub(crate) children: Box<[u32]>,
-    pub(crate) plain: Box<[PlainTask]>,
+    /// The task runs of sequences whose children are all tasks.
+    pub(crate) runs: Box<[RunTask]>,
     pub(crate) seqs: Box<[SeqNode]>,
     pub(crate) pars: Box<[ParNode<P, C>]>,
     pub(crate) loops: Box<[LoopNode<P, C>]>,

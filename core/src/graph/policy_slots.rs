@@ -382,6 +382,7 @@ impl CircuitBreaker {
     }
 
     /// A permit when closed, [`Rejected`] when open.
+    #[inline]
     pub fn try_acquire(&self, now: u64) -> Result<Permit, Rejected> {
         let until = self.open_until.load(Ordering::Acquire);
         if until != 0 && (now as u32) < until {
@@ -390,7 +391,11 @@ impl CircuitBreaker {
         Ok(Permit(()))
     }
 
+    /// Gives a permit back without an outcome (the call was never made).
+    pub fn release(&self, _permit: Permit) {}
+
     /// Learns the outcome of a permitted call.
+    #[inline]
     pub fn record(&self, _permit: Permit, outcome: CallOutcome, _latency_ticks: u64, now: u64) {
         match outcome {
             CallOutcome::Success => {

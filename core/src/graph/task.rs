@@ -237,10 +237,14 @@ impl<P, C> TaskConfig<P, C> {
     }
 }
 
-/// A frozen task's policies (fallback resolved to a task index).
+/// A frozen task's policies (fallback resolved to a task index), with the task's index,
+/// node and step analysis at hand so the interpreter reads one entry.
 pub(crate) struct TaskPolicy<P, C> {
     pub(crate) cfg: TaskConfig<P, C>,
     pub(crate) fallback_task: Option<u32>,
+    pub(crate) task: u32,
+    pub(crate) node: u32,
+    pub(crate) flags: StepFlags,
 }
 
 /// What a parallel node does when a branch fails.

@@ -274,7 +274,7 @@ fn step_analysis_records_what_each_task_needs() {
 }
 
 #[test]
-fn a_sequence_of_plain_tasks_is_frozen_as_a_plain_run() {
+fn a_sequence_of_tasks_is_frozen_as_a_task_run_with_its_plain_stretches() {
     let g = Graph::<u64, u64>::build(|b| {
         let a = inc(b, "a");
         let c = inc(b, "c");
@@ -283,9 +283,15 @@ fn a_sequence_of_plain_tasks_is_frozen_as_a_plain_run() {
         b.sequence("mixed", &[plain, v])
     })
     .unwrap();
-    assert!(g.seqs[0].plain.is_some());
-    assert_eq!(g.seqs[0].plain.unwrap().len, 2);
-    assert!(g.seqs[1].plain.is_none());
+    let run = g.seqs[0].tasks.expect("all children are tasks");
+    assert_eq!(run.len, 2);
+    let stretches: Vec<u32> = g.runs[run.range()].iter().map(|t| t.stretch).collect();
+    assert_eq!(
+        stretches,
+        [2, 1],
+        "each plain task knows how many plain tasks start with it"
+    );
+    assert!(g.seqs[1].tasks.is_none(), "a child is a sequence");
     assert_eq!(
         g.policies.len(),
         1,
@@ -343,4 +349,54 @@ fn graph_error_display_names_the_node_and_the_rule() {
         text.contains("`steps`") && text.contains("at least one child"),
         "{text}"
     );
+}
+
+/// Nests `levels` levels: composites of every kind around one task.
+fn nested(b: &mut B<'_>, levels: usize) -> NodeRef {
+    let mut node = inc(b, "leaf");
+    for level in 1..levels {
+        let name = std::format!("level{level}");
+        node = match level % 5 {
+            0 => b.sequence(&name, &[node]),
+            1 => b.parallel(&name, &[node], |a, _| a, ParallelOptions::new()),
+            2 => b.repeat(&name, node, LoopOptions::new().max_iterations(1)),
+            3 => b.branch(&name, |_, _| 0, &[(0, node)], None),
+            _ => b.map(
+                &name,
+                |x, _, items| {
+                    let _ = items.push(x);
+                    Ok(0)
+                },
+                node,
+                |a, x| a + x,
+                MapOptions::new().max_items(1),
+            ),
+        };
+    }
+    node
+}
+
+#[test]
+fn nesting_deeper_than_max_depth_is_a_build_error() {
+    let (node, rule) = rule_of(Graph::build(|b| nested(b, MAX_DEPTH + 1)));
+    assert_eq!(rule, GraphRule::TooDeep { limit: MAX_DEPTH });
+    assert_eq!(
+        node,
+        std::format!("level{MAX_DEPTH}"),
+        "the first node too deep"
+    );
+    // A shallow root beside a too-deep unused node is still an error: every node is checked.
+    let (_, rule) = rule_of(Graph::build(|b| {
+        let _ = nested(b, MAX_DEPTH + 1);
+        inc(b, "root")
+    }));
+    assert_eq!(rule, GraphRule::TooDeep { limit: MAX_DEPTH });
+}
+
+#[test]
+fn nesting_max_depth_levels_builds_and_runs() {
+    let g = Graph::<u64, u64>::build(|b| nested(b, MAX_DEPTH)).unwrap();
+    let mut runner = crate::interp::Runner::new(Default::default());
+    let r = runner.run(&g, 1, 0, &NoClock, &crate::interp::RunOptions::default());
+    assert_eq!(r.output, Some(2), "one increment through every level");
 }

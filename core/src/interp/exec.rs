@@ -4,11 +4,12 @@
 use super::{ErrorKind, LoopExit, Scratch, StepOutcome, StepRecord, Stop};
 use crate::context::{merge_branch, Context, Frame, MergeError, MergeStrategy};
 use crate::graph::policy_slots::{
-    CallOutcome, Decision, ErrorClass, RetryState, Usage, UsageBudget,
+    CacheKey, CallOutcome, Decision, Denied, ErrorClass, Permit, Reservation, RetryState, Usage,
+    UsageBudget,
 };
 use crate::graph::{
-    CancelFlag, Clock, FailureStrategy, Graph, Items, NodeKind, PlainTask, RunEnv, StepCx,
-    StepError, StepFlags, TaskConfig,
+    CancelFlag, Clock, FailureStrategy, Graph, Items, NodeKind, RunEnv, RunTask, Step, StepCx,
+    StepError, StepFlags, TaskConfig, TaskPolicy, NO_POLICY,
 };
 
 /// Why the run must stop before a task that would start at `now`, if it must.
@@ -52,6 +53,51 @@ fn take_usage<C: Clone>(
     usage
 }
 
+/// One attempt, without the context bookkeeping: pre-processors, step, post-processors,
+/// validators (whose errors are classified as validation).
+#[inline(always)]
+fn run_attempt<P, C: Clone>(
+    cfg: &TaskConfig<P, C>,
+    step: &dyn Step<P, C>,
+    mut x: P,
+    cx: &mut StepCx<'_, C>,
+) -> Result<P, StepError> {
+    for pre in &cfg.pre {
+        x = pre(x, cx.ctx())?;
+    }
+    let mut y = step.run(x, cx)?;
+    for post in &cfg.post {
+        y = post(y, cx.ctx())?;
+    }
+    for validate in &cfg.validators {
+        validate(&y, cx.ctx()).map_err(|e| StepError {
+            class: ErrorClass::Validation,
+            ..e
+        })?;
+    }
+    Ok(y)
+}
+
+/// How a policy task's execution ends, for [`Exec::settle`].
+struct Settle {
+    start: u64,
+    permit: Option<Permit>,
+    key: Option<CacheKey>,
+    reservation: Option<Reservation>,
+    used: Usage,
+    step_succeeded: bool,
+}
+
+/// A lean policy task's failed first attempt, handed from the stretch loop to the
+/// recovery path.
+struct FirstAttempt<P> {
+    err: StepError,
+    kept: Option<P>,
+    permit: Option<Permit>,
+    start: u64,
+    used: Usage,
+}
+
 /// One run's state: the graph, the caller's clock, options, and the runner's scratch.
 pub(crate) struct Exec<'e, P, C, K> {
     pub(crate) g: &'e Graph<P, C>,
@@ -79,29 +125,71 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
 
     fn task(&mut self, t: u32, input: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
         let g = self.g;
-        let flags = g.task_flags[t as usize];
-        if flags.is_plain() {
-            let one = [PlainTask {
-                node: g.task_node[t as usize],
-                task: t,
-                may_write: flags.contains(StepFlags::WRITES_CONTEXT),
-            }];
-            self.plain_tasks(&one, input, frame)
-        } else {
-            self.policy_task(t, input, frame)
+        match g.task_policy[t as usize] {
+            NO_POLICY => {
+                let flags = g.task_flags[t as usize];
+                let one = [RunTask {
+                    node: g.task_node[t as usize],
+                    task: t,
+                    policy: NO_POLICY,
+                    stretch: 1,
+                    may_write: flags.contains(StepFlags::WRITES_CONTEXT),
+                    lean: false,
+                    stretch_lean: false,
+                }];
+                self.stretch::<false>(&one, input, frame)
+            }
+            policy => self.policy_task(policy, input, frame),
         }
     }
 
     fn sequence(&mut self, s: usize, mut x: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
         let g = self.g;
         let seq = &g.seqs[s];
-        if let Some(plain) = seq.plain {
-            return self.plain_tasks(&g.plain[plain.range()], x, frame);
+        if let Some(tasks) = seq.tasks {
+            return self.task_run(&g.runs[tasks.range()], x, frame);
         }
         for &child in &g.children[seq.children.range()] {
             x = self.node(child, x, frame)?;
         }
         Ok(x)
+    }
+
+    /// A sequence whose children are all tasks: each stretch (plain and lean policy tasks)
+    /// runs in one loop, the other policy tasks through the full policy pipeline.
+    fn task_run(
+        &mut self,
+        tasks: &[RunTask],
+        mut x: P,
+        frame: &mut Frame<'_, C>,
+    ) -> Result<P, Stop> {
+        let mut rest = tasks;
+        while let Some(&head) = rest.first() {
+            if head.in_stretch() {
+                let n = (head.stretch as usize).clamp(1, rest.len());
+                let (stretch, tail) = rest.split_at(n);
+                x = if head.stretch_lean {
+                    self.stretch::<true>(stretch, x, frame)?
+                } else {
+                    self.stretch::<false>(stretch, x, frame)?
+                };
+                rest = tail;
+            } else {
+                x = self.policy_task(head.policy, x, frame)?;
+                rest = &rest[1..];
+            }
+        }
+        Ok(x)
+    }
+
+    /// A failure of `node`: the reason goes to the runner's error slot (the run reports the
+    /// last one, which is the one its stop carries), the small [`Stop`] up the call chain.
+    #[cold]
+    #[inline(never)]
+    fn fail(&mut self, node: u32, kind: ErrorKind, abort: bool) -> Stop {
+        let class = kind.class();
+        self.s.error = Some(kind);
+        Stop { node, class, abort }
     }
 
     /// Records a step stopped before it started and returns the abort.
@@ -111,11 +199,7 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         rec.outcome = StepOutcome::Aborted;
         rec.error_class = Some(kind.class());
         self.s.records.push(rec);
-        Stop {
-            node,
-            kind,
-            abort: true,
-        }
+        self.fail(node, kind, true)
     }
 
     /// Stops the run before a task when it was cancelled or its deadline passed.
@@ -150,31 +234,31 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         };
         rec.error_class = Some(e.class);
         self.s.records.push(rec);
-        Stop {
-            node: rec.node.0,
-            kind: ErrorKind::Step(e),
-            abort,
-        }
+        self.fail(rec.node.0, ErrorKind::Step(e), abort)
     }
 
-    /// The fast path: plain tasks in order, one attempt each, no policy lookups, one clock
-    /// read per task (a task's end is the next one's start), and one step context per
-    /// stretch of tasks that do not write (a write ends the stretch, so the copy is committed
-    /// before the next task reads).
+    /// The fast path: a stretch of plain tasks (and, when `LEAN`, lean policy tasks) in
+    /// order, one clock read per task (a task's end is the next one's start), and one step
+    /// context for as long as no task writes (a write ends the step context, so the copy is
+    /// committed before the next task reads).
     ///
     /// While a stretch runs, the record cursor lives in locals, and a step that neither wrote
-    /// nor reported usage costs one flag test (`StepCx::touched`) after it returns.
-    fn plain_tasks(
+    /// nor reported usage costs one flag test (`StepCx::touched`) after it returns. A lean
+    /// policy task's first attempt runs here (breaker permit, processors, step, validators);
+    /// a failure or an open breaker leaves the loop for the recovery path, and the loop
+    /// resumes after it.
+    fn stretch<const LEAN: bool>(
         &mut self,
-        tasks: &[PlainTask],
+        tasks: &[RunTask],
         mut x: P,
         frame: &mut Frame<'_, C>,
     ) -> Result<P, Stop> {
-        let steps = &*self.g.task_step;
+        let g = self.g;
+        let steps = &*g.task_step;
         let clock = self.clock;
         let mut t0 = clock.now();
         let mut rest = tasks;
-        while !rest.is_empty() {
+        'stretch: while !rest.is_empty() {
             let env = &self.env;
             let s = &mut *self.s;
             let mut cx = StepCx::new(frame.get(), &mut s.spares, env, false, 1, None);
@@ -190,10 +274,9 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
             while let Some((&pt, tail)) = rest.split_first() {
                 if env.watch {
                     if let Some(kind) = stop_reason(env, t0) {
-                        drop(put);
                         let (written, _) = cx.finish();
-                        let used = capacity - slots.len();
-                        records.settle(used, dropped);
+                        let written_records = capacity - slots.len();
+                        records.settle(written_records, dropped);
                         let why = PlainFailure::Stopped(kind);
                         return Err(self.plain_failure(pt.node, written, why));
                     }
@@ -201,10 +284,85 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                 rest = tail;
                 cx.may_write = pt.may_write;
                 debug_assert!((pt.task as usize) < steps.len(), "validated: task index");
-                // SAFETY: `PlainTask::task` is a task slot taken from the frozen graph's own
+                // SAFETY: `RunTask::task` is a task slot taken from the frozen graph's own
                 // nodes when it was built (`GraphBuilder::flatten`, `Exec::task`), so it is
                 // below `task_step.len()`; the graph is immutable after freezing.
                 let step = unsafe { steps.get_unchecked(pt.task as usize) };
+                if LEAN && pt.policy != NO_POLICY {
+                    debug_assert!((pt.policy as usize) < g.policies.len(), "validated");
+                    // SAFETY: `RunTask::policy`, when not `NO_POLICY`, is the index of the
+                    // task's entry in `policies`, set when the graph was frozen; the graph is
+                    // immutable after freezing.
+                    let pol = unsafe { g.policies.get_unchecked(pt.policy as usize) };
+                    let cfg = &pol.cfg;
+                    let start = t0;
+                    // SEAM(breaker): `policy::CircuitBreaker::try_acquire`.
+                    let permit = match &cfg.breaker {
+                        None => None,
+                        Some(b) => match b.try_acquire(start) {
+                            Ok(permit) => Some((&**b, permit)),
+                            Err(_) => {
+                                let (written, _) = cx.finish();
+                                debug_assert!(written.is_none(), "a write ends the context");
+                                let written_records = capacity - slots.len();
+                                records.settle(written_records, dropped);
+                                let rec = StepRecord::new(pt.node);
+                                x = self.breaker_open(pol, x, rec, start, frame)?;
+                                t0 = clock.now();
+                                continue 'stretch;
+                            }
+                        },
+                    };
+                    let kept = if pol.flags.intersects(StepFlags::RETRY | StepFlags::FALLBACK) {
+                        Some(x.clone())
+                    } else {
+                        None
+                    };
+                    let result = run_attempt(cfg, &**step, x, &mut cx);
+                    let t1 = clock.now();
+                    let latency_ticks = t1.saturating_sub(start);
+                    t0 = t1;
+                    match result {
+                        Ok(y) => {
+                            x = y;
+                            if let Some((b, permit)) = permit {
+                                b.record(permit, CallOutcome::Success, latency_ticks, t1);
+                            }
+                            if !cx.touched {
+                                put(StepRecord::plain(pt.node, latency_ticks, Usage::ZERO));
+                                continue;
+                            }
+                            let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
+                            put(StepRecord::plain(pt.node, latency_ticks, usage));
+                            if cx.has_written() {
+                                // Commit the write before the next task reads.
+                                break;
+                            }
+                            continue;
+                        }
+                        Err(e) => {
+                            // The attempt's usage is booked with the task's; its writes are
+                            // discarded.
+                            let used = cx.usage;
+                            let (written, _) = cx.finish();
+                            let written_records = capacity - slots.len();
+                            records.settle(written_records, dropped);
+                            if let Some(w) = written {
+                                self.s.spares.give(w);
+                            }
+                            let first = FirstAttempt {
+                                err: e,
+                                kept,
+                                permit: permit.map(|(_, p)| p),
+                                start,
+                                used,
+                            };
+                            x = self.lean_failed(pol, first, frame)?;
+                            t0 = clock.now();
+                            continue 'stretch;
+                        }
+                    }
+                }
                 let result = step.run(x, &mut cx);
                 let t1 = clock.now();
                 let latency_ticks = t1.saturating_sub(t0);
@@ -225,10 +383,9 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                     }
                     Err(e) => {
                         let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
-                        drop(put);
                         let (written, _) = cx.finish();
-                        let used = capacity - slots.len();
-                        records.settle(used, dropped);
+                        let written_records = capacity - slots.len();
+                        records.settle(written_records, dropped);
                         let why = PlainFailure::Step {
                             e,
                             latency_ticks,
@@ -238,9 +395,8 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                     }
                 }
             }
-            drop(put);
-            let used = capacity - slots.len();
-            records.settle(used, dropped);
+            let written_records = capacity - slots.len();
+            records.settle(written_records, dropped);
             let (written, _) = cx.finish();
             if let Some(w) = written {
                 frame.commit(w, &mut self.s.spares);
@@ -295,23 +451,7 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
             attempt,
             feedback,
         );
-        let result = (|| {
-            let mut x = x;
-            for pre in &cfg.pre {
-                x = pre(x, cx.ctx())?;
-            }
-            let mut y = g.task_step[t as usize].run(x, &mut cx)?;
-            for post in &cfg.post {
-                y = post(y, cx.ctx())?;
-            }
-            for validate in &cfg.validators {
-                validate(&y, cx.ctx()).map_err(|e| StepError {
-                    class: ErrorClass::Validation,
-                    ..e
-                })?;
-            }
-            Ok(y)
-        })();
+        let result = run_attempt(cfg, &*g.task_step[t as usize], x, &mut cx);
         let (written, usage) = cx.finish();
         *used = used.saturating_add(usage);
         if let Some(w) = written {
@@ -325,43 +465,38 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
     }
 
     /// A task with policies, in the contract's order: breaker, cache, usage, attempts,
-    /// classification, fallback, record.
-    fn policy_task(&mut self, t: u32, input: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
+    /// classification, fallback, record. A first attempt that succeeds is the straight path;
+    /// a failure (or an open breaker) goes to [`recover`](Self::recover).
+    fn policy_task(&mut self, p: u32, input: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
         let g = self.g;
-        let pol = &g.policies[g.task_policy[t as usize] as usize];
+        let pol = &g.policies[p as usize];
         let cfg = &pol.cfg;
-        let flags = g.task_flags[t as usize];
-        let node = g.task_node[t as usize];
         let start = self.clock.now();
-        self.check_stop(node, start)?;
-        let mut rec = StepRecord::new(node);
-        let mut pending: Option<StepError> = None;
+        self.check_stop(pol.node, start)?;
+        let mut rec = StepRecord::new(pol.node);
 
         // 1. Circuit breaker: an open breaker fails fast (classified, so the fallback runs).
         // SEAM(breaker): `policy::CircuitBreaker::try_acquire`.
         let permit = match &cfg.breaker {
-            Some(b) => match b.try_acquire(start) {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    pending = Some(StepError::new(
-                        ErrorClass::CircuitOpen,
-                        "circuit breaker open",
-                    ));
-                    None
-                }
-            },
             None => None,
+            Some(b) => match b.try_acquire(start) {
+                Ok(permit) => Some(permit),
+                Err(_) => return self.breaker_open(pol, input, rec, start, frame),
+            },
         };
 
         // 2. Cache: a hit returns the stored output without running the step.
         // SEAM(cache): `cache::StepFingerprint` / `CacheKey` / `FixedCache::get`.
         let mut key = None;
-        if let (None, Some(slot)) = (&pending, &cfg.cache) {
+        if let Some(slot) = &cfg.cache {
             let k = (slot.key)(slot.fingerprint, &input);
-            if let Some(out) = self.s.cache.get(t, &k, start) {
+            if let Some(out) = self.s.cache.get(pol.task, &k, start) {
                 let out = out.clone();
-                // The step did not run: the breaker learns nothing from a hit.
-                let _ = permit;
+                // The step did not run: the breaker learns no outcome, but gets its permit
+                // back (a half-open probe must not be lost to a hit).
+                if let (Some(b), Some(permit)) = (&cfg.breaker, permit) {
+                    b.release(permit);
+                }
                 rec.cache_hit = true;
                 rec.latency_ticks = self.clock.now().saturating_sub(start);
                 self.s.records.push(rec);
@@ -373,39 +508,190 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         // 3. Usage: reserve the estimate; a denial aborts the run (no retry, no fallback).
         // SEAM(usage): `policy::UsageBudget::reserve` (and `split` for parallel branches).
         let mut reservation = None;
-        if pending.is_none() && flags.contains(StepFlags::USAGE) {
+        if pol.flags.contains(StepFlags::USAGE) {
             match self.budget.reserve(cfg.usage_estimate) {
                 Ok(r) => reservation = Some(r),
                 Err(denied) => {
-                    rec.outcome = StepOutcome::Aborted;
-                    rec.error_class = Some(ErrorClass::Usage);
-                    rec.latency_ticks = self.clock.now().saturating_sub(start);
-                    self.s.records.push(rec);
-                    let kind = ErrorKind::UsageDenied {
-                        requested: denied.requested,
-                        remaining: denied.remaining,
-                    };
-                    return Err(Stop {
-                        node,
-                        kind,
-                        abort: true,
-                    });
+                    if let (Some(b), Some(permit)) = (&cfg.breaker, permit) {
+                        b.release(permit);
+                    }
+                    return Err(self.usage_denied(rec, start, denied));
                 }
             }
         }
 
-        // 4-6. Attempts, classification, fallback. SEAM(retry): `policy::RetryState`.
-        let keep_input = flags.intersects(StepFlags::RETRY | StepFlags::FALLBACK);
-        let mut input = Some(input);
-        let mut retry = RetryState::new(cfg.retry);
-        let mut feedback: Option<StepError> = None;
+        // 4. The first attempt; 5-6 (classification, retries, fallback) only if it fails.
+        let keep_input = pol.flags.intersects(StepFlags::RETRY | StepFlags::FALLBACK);
+        let (x, kept) = if keep_input {
+            (input.clone(), Some(input))
+        } else {
+            (input, None)
+        };
         let mut used = Usage::ZERO;
-        let mut step_succeeded = false;
-        let result = loop {
-            let err = match pending.take() {
-                Some(e) => e,
-                None => {
-                    let attempt = rec.attempts + 1;
+        rec.attempts = 1;
+        let first = self.attempt(pol.task, cfg, x, 1, None, frame, &mut used);
+        let (result, step_succeeded) = match first {
+            Ok(y) => (Ok(y), true),
+            Err(e) => self.recover(pol, kept, e, &mut rec, &mut used, frame),
+        };
+
+        let end = Settle {
+            start,
+            permit,
+            key,
+            reservation,
+            used,
+            step_succeeded,
+        };
+        self.settle(pol, rec, end, result)
+    }
+
+    /// 7. Settles usage, fills the cache, teaches the breaker, writes the record.
+    #[inline(always)]
+    fn settle(
+        &mut self,
+        pol: &TaskPolicy<P, C>,
+        rec: StepRecord,
+        end: Settle,
+        result: Result<P, Stop>,
+    ) -> Result<P, Stop> {
+        let cfg = &pol.cfg;
+        match end.reservation {
+            Some(r) => {
+                self.budget.reconcile(r, end.used);
+                self.usage = self.usage.saturating_add(end.used);
+            }
+            None => self.book(end.used),
+        }
+        let now = self.clock.now();
+        if let (Some(k), true, Ok(out)) = (end.key, end.step_succeeded, &result) {
+            self.s.cache.insert(pol.task, k, out.clone(), now);
+        }
+        if let (Some(b), Some(permit)) = (&cfg.breaker, end.permit) {
+            let outcome = if end.step_succeeded {
+                CallOutcome::Success
+            } else {
+                CallOutcome::Failure
+            };
+            b.record(permit, outcome, now.saturating_sub(end.start), now);
+        }
+        self.finish_record(rec, end.used, now.saturating_sub(end.start), &result);
+        result
+    }
+
+    /// A lean policy task whose first attempt (run by the stretch loop) failed:
+    /// classification, retries, fallback, then the usual settling.
+    #[cold]
+    #[inline(never)]
+    fn lean_failed(
+        &mut self,
+        pol: &TaskPolicy<P, C>,
+        first: FirstAttempt<P>,
+        frame: &mut Frame<'_, C>,
+    ) -> Result<P, Stop> {
+        let mut rec = StepRecord::new(pol.node);
+        rec.attempts = 1;
+        let mut used = first.used;
+        let (result, step_succeeded) =
+            self.recover(pol, first.kept, first.err, &mut rec, &mut used, frame);
+        let end = Settle {
+            start: first.start,
+            permit: first.permit,
+            key: None,
+            reservation: None,
+            used,
+            step_succeeded,
+        };
+        self.settle(pol, rec, end, result)
+    }
+
+    /// Writes a policy task's record: its usage, latency, and outcome from its result.
+    #[inline(always)]
+    fn finish_record(
+        &mut self,
+        mut rec: StepRecord,
+        used: Usage,
+        latency_ticks: u64,
+        result: &Result<P, Stop>,
+    ) {
+        rec.usage = used;
+        rec.latency_ticks = latency_ticks;
+        if let Err(stop) = result {
+            rec.outcome = if stop.abort {
+                StepOutcome::Aborted
+            } else {
+                StepOutcome::Failed
+            };
+        }
+        self.s.records.push(rec);
+    }
+
+    /// An open breaker: the step does not run (no cache lookup, no reservation); the
+    /// circuit-open error is classified like any other, so the fallback still runs.
+    #[cold]
+    #[inline(never)]
+    fn breaker_open(
+        &mut self,
+        pol: &TaskPolicy<P, C>,
+        input: P,
+        mut rec: StepRecord,
+        start: u64,
+        frame: &mut Frame<'_, C>,
+    ) -> Result<P, Stop> {
+        let open = StepError::new(ErrorClass::CircuitOpen, "circuit breaker open");
+        let mut used = Usage::ZERO;
+        let (result, _) = self.recover(pol, Some(input), open, &mut rec, &mut used, frame);
+        self.book(used);
+        let end = self.clock.now();
+        self.finish_record(rec, used, end.saturating_sub(start), &result);
+        result
+    }
+
+    /// A usage denial: recorded, and the run aborts.
+    #[cold]
+    #[inline(never)]
+    fn usage_denied(&mut self, mut rec: StepRecord, start: u64, denied: Denied) -> Stop {
+        rec.outcome = StepOutcome::Aborted;
+        rec.error_class = Some(ErrorClass::Usage);
+        rec.latency_ticks = self.clock.now().saturating_sub(start);
+        let node = rec.node.0;
+        self.s.records.push(rec);
+        let kind = ErrorKind::UsageDenied {
+            requested: denied.requested,
+            remaining: denied.remaining,
+        };
+        self.fail(node, kind, true)
+    }
+
+    /// Classification, retries with backoff, and the fallback, after a failed attempt (or an
+    /// open breaker): `err` is the failure, `input` the task's input when it was kept (or
+    /// never used). Returns the task's result and whether the step itself succeeded.
+    #[cold]
+    #[inline(never)]
+    fn recover(
+        &mut self,
+        pol: &TaskPolicy<P, C>,
+        mut input: Option<P>,
+        mut err: StepError,
+        rec: &mut StepRecord,
+        used: &mut Usage,
+        frame: &mut Frame<'_, C>,
+    ) -> (Result<P, Stop>, bool) {
+        let cfg = &pol.cfg;
+        let node = pol.node;
+        let keep_input = pol.flags.intersects(StepFlags::RETRY | StepFlags::FALLBACK);
+        // SEAM(retry): `policy::RetryState`.
+        let mut retry = RetryState::new(cfg.retry);
+        loop {
+            rec.error_class = Some(err.class);
+            match retry.on_failure(err.class, &cfg.recovery, &mut self.s.rng) {
+                Decision::RetryAfter(ticks) => {
+                    self.clock.wait(ticks);
+                    rec.backoff_ticks = rec.backoff_ticks.saturating_add(ticks);
+                    let now = self.clock.now();
+                    if let Err(stop) = self.check_stop(node, now) {
+                        return (Err(stop), false);
+                    }
                     let x = if keep_input {
                         input
                             .as_ref()
@@ -414,96 +700,39 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                     } else {
                         input.take().expect("one attempt without a fallback")
                     };
+                    let attempt = rec.attempts + 1;
                     rec.attempts = attempt;
-                    match self.attempt(t, cfg, x, attempt, feedback.as_ref(), frame, &mut used) {
-                        Ok(y) => {
-                            step_succeeded = true;
-                            break Ok(y);
+                    match self.attempt(pol.task, cfg, x, attempt, Some(&err), frame, used) {
+                        Ok(y) => return (Ok(y), true),
+                        Err(e) => err = e,
+                    }
+                }
+                Decision::Fallback => {
+                    let result = match pol.fallback_task {
+                        Some(fb) => {
+                            rec.fallback_used = true;
+                            let x = input.take().expect("kept for the fallback");
+                            self.task(fb, x, frame)
                         }
-                        Err(e) => e,
-                    }
+                        None => Err(self.fail(node, ErrorKind::Step(err), false)),
+                    };
+                    return (result, false);
                 }
-            };
-            rec.error_class = Some(err.class);
-            match retry.on_failure(err.class, &cfg.recovery, &mut self.s.rng) {
-                Decision::RetryAfter(ticks) => {
-                    self.clock.wait(ticks);
-                    rec.backoff_ticks = rec.backoff_ticks.saturating_add(ticks);
-                    feedback = Some(err);
-                    let now = self.clock.now();
-                    if let Err(stop) = self.check_stop(node, now) {
-                        break Err(stop);
-                    }
-                }
-                Decision::Fallback => match pol.fallback_task {
-                    Some(fb) => {
-                        rec.fallback_used = true;
-                        let x = input.take().expect("kept for the fallback");
-                        break self.task(fb, x, frame);
-                    }
-                    None => {
-                        break Err(Stop {
-                            node,
-                            kind: ErrorKind::Step(err),
-                            abort: false,
-                        })
-                    }
-                },
                 Decision::Skip => {
                     rec.outcome = StepOutcome::Skipped;
-                    break Ok(cfg
+                    let out = cfg
                         .default_output
                         .clone()
-                        .expect("validated: skip has a default"));
+                        .expect("validated: skip has a default");
+                    return (Ok(out), false);
                 }
-                Decision::Fail => {
-                    break Err(Stop {
-                        node,
-                        kind: ErrorKind::Step(err),
-                        abort: false,
-                    })
-                }
-                Decision::Abort => {
-                    break Err(Stop {
-                        node,
-                        kind: ErrorKind::Step(err),
-                        abort: true,
-                    })
+                decision @ (Decision::Fail | Decision::Abort) => {
+                    let abort = decision == Decision::Abort;
+                    let stop = self.fail(node, ErrorKind::Step(err), abort);
+                    return (Err(stop), false);
                 }
             }
-        };
-
-        // 7. Settle usage, fill the cache, teach the breaker, write the record.
-        match reservation {
-            Some(r) => {
-                self.budget.reconcile(r, used);
-                self.usage = self.usage.saturating_add(used);
-            }
-            None => self.book(used),
         }
-        let end = self.clock.now();
-        if let (Some(k), true, Ok(out)) = (key, step_succeeded, &result) {
-            self.s.cache.insert(t, k, out.clone(), end);
-        }
-        if let (Some(b), Some(p)) = (&cfg.breaker, permit) {
-            let outcome = if step_succeeded {
-                CallOutcome::Success
-            } else {
-                CallOutcome::Failure
-            };
-            b.record(p, outcome, end.saturating_sub(start), end);
-        }
-        rec.usage = used;
-        rec.latency_ticks = end.saturating_sub(start);
-        if let Err(stop) = &result {
-            rec.outcome = if stop.abort {
-                StepOutcome::Aborted
-            } else {
-                StepOutcome::Failed
-            };
-        }
-        self.s.records.push(rec);
-        result
     }
 
     /// Merges a finished branch's context (if it wrote one) and gives the copy back.
@@ -526,11 +755,7 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                 MergeError::Conflict { part, branch } => ErrorKind::MergeConflict { part, branch },
                 MergeError::User(e) => ErrorKind::MergeFailed(e),
             };
-            Stop {
-                node,
-                kind,
-                abort: false,
-            }
+            self.fail(node, kind, false)
         })
     }
 
@@ -598,11 +823,7 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
             }
             None => {
                 self.release(merged);
-                Err(Stop {
-                    node: id,
-                    kind: ErrorKind::AllBranchesFailed { branches: count },
-                    abort: false,
-                })
+                Err(self.fail(id, ErrorKind::AllBranchesFailed { branches: count }, false))
             }
         }
     }
@@ -622,7 +843,7 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                     } else {
                         StepOutcome::Failed
                     };
-                    rec.error_class = Some(stop.kind.class());
+                    rec.error_class = Some(stop.class);
                     rec.latency_ticks = self.clock.now().saturating_sub(start);
                     self.s.records.push(rec);
                     return Err(stop);
@@ -654,11 +875,7 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         };
         match arm {
             Some(arm) => self.node(arm, input, frame),
-            None => Err(Stop {
-                node: id,
-                kind: ErrorKind::NoArmMatched { key },
-                abort: false,
-            }),
+            None => Err(self.fail(id, ErrorKind::NoArmMatched { key }, false)),
         }
     }
 
@@ -679,23 +896,19 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         let seed = match seed {
             Ok(_) if overflowed => {
                 self.s.items.truncate(bottom);
-                return Err(Stop {
-                    node: id,
-                    kind: ErrorKind::TooManyItems {
+                return Err(self.fail(
+                    id,
+                    ErrorKind::TooManyItems {
                         limit: mp.max_items,
                     },
-                    abort: false,
-                });
+                    false,
+                ));
             }
             Ok(seed) => seed,
             Err(e) => {
                 self.s.items.truncate(bottom);
                 let abort = e.class.always_aborts();
-                return Err(Stop {
-                    node: id,
-                    kind: ErrorKind::Step(e),
-                    abort,
-                });
+                return Err(self.fail(id, ErrorKind::Step(e), abort));
             }
         };
         let count = self.s.items.len() - bottom;

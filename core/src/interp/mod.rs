@@ -12,6 +12,21 @@
 //! the recovery table, fallback, and finally the step record (and the breaker learns the
 //! outcome). Tasks that the build-time analysis found *plain* skip all of it.
 //!
+//! A sequence whose children are all tasks is frozen as a *task run* and runs in
+//! *stretches*: one loop runs consecutive plain tasks and *lean* policy tasks (no cache, no
+//! usage estimate) with one step context, one clock read per task and the record cursor in
+//! locals; a lean task's first attempt (breaker permit, processors, step, validators) runs in
+//! the loop, and only a failure or an open breaker leaves it for the recovery path. Other
+//! policy tasks run alone through the full pipeline. Both paths give the same results
+//! (`lean_and_full_paths_give_the_same_results`).
+//!
+//! A failure travels up as an eight-byte `Stop` (node, class, abort), so a small payload's
+//! `Result` comes back in registers; its reason waits in the runner's error slot.
+//!
+//! Recursion: the interpreter recurses once per nesting level, which building bounds at
+//! [`MAX_DEPTH`](crate::graph::MAX_DEPTH), plus at most
+//! [`MAX_FALLBACK_CHAIN`](crate::graph::MAX_FALLBACK_CHAIN) fallback hops inside a task.
+//!
 //! Architecture invariant: the interpreter allocates nothing per run once its buffers have
 //! grown to the graph's needs (records are presized; spares and the item stack keep their
 //! memory).
@@ -230,11 +245,15 @@ impl fmt::Display for RunError<'_> {
     }
 }
 
-/// The interpreter's internal failure: the node, the reason, and whether it aborts the run.
-#[derive(Debug)]
+/// The interpreter's internal failure: the node, the error class, and whether it aborts the
+/// run. Eight bytes, so a `Result<P, Stop>` of a small payload comes back in registers; the
+/// full reason ([`ErrorKind`]) waits in the runner's error slot (`Scratch::error`), written
+/// when the stop is made. The stop a run ends with is always the last one made: a failure is
+/// either returned at once or dropped for good (an ignored branch) before another is made.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Stop {
     pub(crate) node: u32,
-    pub(crate) kind: ErrorKind,
+    pub(crate) class: ErrorClass,
     pub(crate) abort: bool,
 }
 
@@ -349,6 +368,8 @@ pub(crate) struct Scratch<P, C> {
     pub(crate) items: Vec<P>,
     pub(crate) cache: StepCache<P>,
     pub(crate) rng: Rng,
+    /// The reason of the last [`Stop`] made.
+    pub(crate) error: Option<ErrorKind>,
 }
 
 /// Runs graphs on the calling thread, reusing its scratch memory run after run.
@@ -386,6 +407,7 @@ impl<P: Clone, C: Context> Runner<P, C> {
                 items: Vec::new(),
                 cache: StepCache::new(config.cache_capacity),
                 rng: Rng::new(config.seed),
+                error: None,
             },
         }
     }
@@ -401,6 +423,7 @@ impl<P: Clone, C: Context> Runner<P, C> {
     ) -> RunResult<'r, P, C> {
         let s = &mut self.scratch;
         s.records.clear();
+        s.error = None;
         debug_assert!(
             s.items.is_empty(),
             "map items are popped before a map returns"
@@ -423,14 +446,16 @@ impl<P: Clone, C: Context> Runner<P, C> {
             Frame::Owned(c) => c,
             Frame::Borrowed(_) => unreachable!("the top frame is owned"),
         };
-        let s = &self.scratch;
+        let s = &mut self.scratch;
         let (output, outcome, error) = match result {
             Ok(out) => (Some(out), Outcome::Succeeded, None),
             Err(stop) => {
+                let kind = s.error.take().expect("every stop leaves its reason");
+                debug_assert_eq!(kind.class(), stop.class, "the reason is the stop's");
                 let error = RunError {
                     node: NodeId(stop.node),
                     step: graph.name(NodeId(stop.node)),
-                    kind: stop.kind,
+                    kind,
                 };
                 let outcome = if stop.abort {
                     Outcome::Aborted
