@@ -41,3 +41,13 @@ fn pool_corpus_replays() {
 fn arena_corpus_replays() {
     replay("arena", flujo_core::check::arena::run);
 }
+
+#[test]
+fn graph_corpus_replays() {
+    replay("graph", flujo_core::check::graph::run);
+}
+
+#[test]
+fn context_corpus_replays() {
+    replay("context", flujo_core::check::context::run);
+}

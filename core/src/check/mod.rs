@@ -6,6 +6,8 @@
 //! semver.
 
 pub mod arena;
+pub mod context;
+pub mod graph;
 pub mod mpmc;
 pub mod pool;
 pub mod spsc;
