@@ -296,11 +296,10 @@ impl RunArena {
                 limit_bytes,
             });
         }
-        let bump = Bump::try_with_capacity(capacity_bytes).map_err(|_| {
-            ArenaError::OutOfMemory {
+        let bump =
+            Bump::try_with_capacity(capacity_bytes).map_err(|_| ArenaError::OutOfMemory {
                 requested_bytes: capacity_bytes,
-            }
-        })?;
+            })?;
         let arena = Self {
             bump,
             allocated_bytes: Cell::new(0),
@@ -672,7 +671,9 @@ impl<'a, T> ArenaVec<'a, T> {
         let (initialized, _spare) = self.slots.split_at_mut(self.len);
         // SAFETY: `initialized` is `slots[..len]`, which is initialized, and `MaybeUninit<T>`
         // has the layout of `T`; `self` is consumed, so the slots are borrowed only here.
-        unsafe { slice::from_raw_parts_mut(initialized.as_mut_ptr().cast::<T>(), initialized.len()) }
+        unsafe {
+            slice::from_raw_parts_mut(initialized.as_mut_ptr().cast::<T>(), initialized.len())
+        }
     }
 }
 

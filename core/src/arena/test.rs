@@ -11,7 +11,11 @@ fn arena(capacity_bytes: usize, limit_bytes: usize) -> RunArena {
     RunArena::with_capacity_and_limit(capacity_bytes, limit_bytes).expect("valid arena")
 }
 
-fn limit_exceeded(requested_bytes: usize, limit_bytes: usize, allocated_bytes: usize) -> ArenaError {
+fn limit_exceeded(
+    requested_bytes: usize,
+    limit_bytes: usize,
+    allocated_bytes: usize,
+) -> ArenaError {
     ArenaError::LimitExceeded {
         requested_bytes,
         limit_bytes,
@@ -77,7 +81,9 @@ fn first_chunk_holds_the_capacity_and_fits_the_memory_bound() {
         assert!(stats.chunk_capacity_bytes >= capacity_bytes);
         assert!(stats.chunk_capacity_bytes <= arena.memory_bound_bytes());
         // The whole capacity is usable in one request without a new chunk.
-        arena.try_alloc_slice_fill_with(capacity_bytes, |i| i as u8).unwrap();
+        arena
+            .try_alloc_slice_fill_with(capacity_bytes, |i| i as u8)
+            .unwrap();
         assert_eq!(arena.chunk_count(), 1, "capacity {capacity_bytes}");
     }
 }
@@ -130,7 +136,10 @@ fn limit_admits_exactly_up_to_the_limit_then_rejects() {
                 assert_eq!(exact.map(|s| s.len()), Ok(limit_bytes));
                 arena.reset();
                 let over = arena.try_alloc_slice_fill_with(limit_bytes + 1, |i| i as u8);
-                assert_eq!(over.err(), Some(limit_exceeded(limit_bytes + 1, limit_bytes, 0)));
+                assert_eq!(
+                    over.err(),
+                    Some(limit_exceeded(limit_bytes + 1, limit_bytes, 0))
+                );
                 arena.reset();
             }
             let stats = arena.stats();
@@ -226,11 +235,15 @@ fn requests_within_the_limit_never_fail_under_mixed_alignments() {
                     3 if !cfg!(miri) => arena.try_alloc(Align4096([2; 4096])).map(|_| ()),
                     4 => {
                         let len = rng.below(limit_bytes / 2 + 1);
-                        arena.try_alloc_slice_fill_with(len, |i| i as u8).map(|_| ())
+                        arena
+                            .try_alloc_slice_fill_with(len, |i| i as u8)
+                            .map(|_| ())
                     }
                     _ => {
                         let len = rng.below(limit_bytes / 16 + 1);
-                        arena.try_alloc_slice_fill_with(len, |i| i as u64).map(|_| ())
+                        arena
+                            .try_alloc_slice_fill_with(len, |i| i as u64)
+                            .map(|_| ())
                     }
                 };
                 if let Err(error) = result {
@@ -333,7 +346,10 @@ fn zero_sized_values_cost_nothing_and_are_aligned() {
     let empty = arena.try_alloc_slice_fill_with(count, |_| ()).unwrap();
     assert_eq!(empty.len(), count);
     let mut vec = arena.try_alloc_vec::<()>(3).unwrap();
-    assert_eq!((vec.push(()), vec.push(()), vec.push(()), vec.push(())), (Ok(()), Ok(()), Ok(()), Err(())));
+    assert_eq!(
+        (vec.push(()), vec.push(()), vec.push(()), vec.push(())),
+        (Ok(()), Ok(()), Ok(()), Err(()))
+    );
     assert_eq!(arena.allocated_bytes(), 0);
     assert_eq!(arena.chunk_count(), 0);
 }
@@ -358,7 +374,10 @@ fn returned_references_are_aligned_and_hold_their_values() {
         let a256 = arena.try_alloc(Align256(u16::from(round))).unwrap();
         let text = arena.try_alloc_str("odd").unwrap();
         assert_eq!(word as *mut u32 as usize % 4, 0);
-        assert_eq!(wide as *mut u128 as usize % core::mem::align_of::<u128>(), 0);
+        assert_eq!(
+            wide as *mut u128 as usize % core::mem::align_of::<u128>(),
+            0
+        );
         assert_eq!(a32 as *mut Align32 as usize % 32, 0);
         assert_eq!(a256 as *mut Align256 as usize % 256, 0);
         live.push((byte, word, wide, a32, a256, text, round));
@@ -463,7 +482,10 @@ fn arena_vec_fills_hands_back_and_freezes() {
     vec.as_mut_slice()[0] = 5;
     assert_eq!(vec.push(40), Ok(()));
     assert_eq!(vec.len(), 4);
-    assert_eq!(format!("{vec:?}"), "ArenaVec { capacity: 4, items: [5, 10, 20, 40] }");
+    assert_eq!(
+        format!("{vec:?}"),
+        "ArenaVec { capacity: 4, items: [5, 10, 20, 40] }"
+    );
     vec.clear();
     assert_eq!((vec.len(), vec.capacity(), vec.pop()), (0, 4, None));
     assert_eq!(vec.push(7), Ok(()));
@@ -524,7 +546,11 @@ fn presized_buf_drops_its_values_exactly_once() {
         buf.push(Counted(i)).unwrap();
     }
     let rejected = buf.push(Counted(99)).unwrap_err();
-    assert_eq!(DROPS.load(Relaxed), 0, "a rejected value is handed back, not dropped");
+    assert_eq!(
+        DROPS.load(Relaxed),
+        0,
+        "a rejected value is handed back, not dropped"
+    );
     drop(rejected);
     assert_eq!(DROPS.load(Relaxed), 1);
     drop(buf.pop());
@@ -547,9 +573,11 @@ fn presized_buf_of_boxes_and_zero_sized_values() {
     assert!(format!("{boxes:?}").starts_with("PresizedBuf { capacity: 2"));
 
     let mut units = PresizedBuf::with_capacity(2);
-    assert_eq!((units.push(()), units.push(()), units.push(())), (Ok(()), Ok(()), Err(())));
+    assert_eq!(
+        (units.push(()), units.push(()), units.push(())),
+        (Ok(()), Ok(()), Err(()))
+    );
     assert_eq!(units.len(), 2);
 
     assert!(PresizedBuf::<u64>::try_with_capacity(usize::MAX).is_err());
 }
-
