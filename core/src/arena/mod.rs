@@ -35,7 +35,8 @@
 //! admit a harmful one. The cost is that the error appears when the generic code is
 //! monomorphized (`cargo build`, not `cargo check`) and a generic caller cannot state it as a
 //! bound. [`RunArena::try_alloc_slice_copy`] keeps bumpalo's `T: Copy` bound, which implies no
-//! drop glue.
+//! drop glue. The one way past the check is explicit: `ManuallyDrop<String>` has no drop glue,
+//! and putting one in the arena leaks it exactly as `mem::forget` would.
 //!
 //! # Lifetimes: reset cannot leave a dangling reference
 //!
@@ -85,12 +86,14 @@
 //! # Reset and steady state
 //!
 //! [`RunArena::reset`] makes all the memory reusable without touching the values (nothing is
-//! dropped, see above). bumpalo keeps the most recently allocated chunk, which is the largest
-//! since chunks grow geometrically, and frees the others. With one chunk (the steady state) a
-//! reset is O(1) and frees nothing; [`RunArena::with_capacity_and_limit`] makes that chunk from
-//! the start, so a run whose values fit in `capacity_bytes` (with padding, see
-//! [`ArenaStats::chunk_used_bytes`]) never calls the global allocator. Started smaller, an
-//! arena that sees the same runs stops growing after at most two of them.
+//! dropped, see above). bumpalo keeps the most recently allocated chunk and frees the others;
+//! a new chunk is at least twice the size of the one before it (unless the memory bound or the
+//! global allocator forces a smaller one), so the kept chunk is the largest. With one chunk
+//! (the steady state) a reset is O(1) and frees nothing. [`RunArena::with_capacity_and_limit`]
+//! makes that chunk up front, so a run whose values fit in `capacity_bytes` (padding included,
+//! see [`ArenaStats::chunk_used_bytes`]) never calls the global allocator. Started smaller,
+//! every run that outgrows the kept chunk at least doubles it, so runs of the same shape stop
+//! growing the arena after a few of them (two in the tests).
 //!
 //! # Examples
 //!
