@@ -450,7 +450,6 @@ fn probe_bound_of_64_fills_the_state_word_field() {
     assert_eq!(sim.apply(Record(0, S)), t(State::HalfOpen, State::Closed));
 }
 
-#[cfg(not(miri))]
 #[test]
 fn threads_share_a_breaker_and_count_transitions_exactly() {
     use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering};
@@ -483,7 +482,7 @@ fn threads_share_a_breaker_and_count_transitions_exactly() {
             std::thread::spawn(move || {
                 let mut rng = Rng::new(seed);
                 let mut admitted = 0usize;
-                for _ in 0..20_000 {
+                for _ in 0..if cfg!(miri) { 50 } else { 20_000 } {
                     let now = clock.fetch_add(1, Ordering::Relaxed);
                     let Ok(permit) = breaker.try_acquire(now) else {
                         continue;
@@ -505,7 +504,9 @@ fn threads_share_a_breaker_and_count_transitions_exactly() {
     assert_eq!(reported[0].load(Ordering::Relaxed), counts.closed_to_open);
     assert_eq!(reported[2].load(Ordering::Relaxed), counts.half_open_to_closed);
     assert_eq!(reported[3].load(Ordering::Relaxed), counts.half_open_to_open);
-    assert!(counts.closed_to_open > 0, "{counts:?}");
+    if !cfg!(miri) {
+        assert!(counts.closed_to_open > 0, "{counts:?}");
+    }
     // The counts are a walk from Closed to the final state.
     let (c, o, h) = match breaker.state() {
         State::Closed => (0, 0, 0),

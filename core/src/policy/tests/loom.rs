@@ -21,7 +21,11 @@ const CONFIG: BreakerConfig = BreakerConfig {
     half_open_successes_to_close: 1,
 };
 
-fn model(iterations: &'static StdAtomicUsize, f: impl Fn() + Sync + Send + 'static) {
+fn model(
+    name: &str,
+    iterations: &'static StdAtomicUsize,
+    f: impl Fn() + Sync + Send + 'static,
+) {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(2);
     builder.check(move || {
@@ -29,6 +33,7 @@ fn model(iterations: &'static StdAtomicUsize, f: impl Fn() + Sync + Send + 'stat
         f();
     });
     let ran = iterations.load(StdOrdering::Relaxed);
+    std::eprintln!("{name}: {ran} iterations");
     assert!(ran > 1, "the model explored only {ran} interleaving(s)");
 }
 
@@ -46,7 +51,7 @@ fn opened(config: BreakerConfig) -> Breaker {
 #[test]
 fn loom_two_failures_open_the_breaker_exactly_once() {
     static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
-    model(&ITERATIONS, || {
+    model("loom_two_failures_open_the_breaker_exactly_once", &ITERATIONS, || {
         let breaker = Arc::new(Breaker::new(CONFIG).unwrap());
         let threads: [_; 2] = core::array::from_fn(|_| {
             let breaker = breaker.clone();
@@ -75,7 +80,7 @@ fn loom_two_failures_open_the_breaker_exactly_once() {
 #[test]
 fn loom_one_probe_for_two_callers_after_the_deadline() {
     static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
-    model(&ITERATIONS, || {
+    model("loom_one_probe_for_two_callers_after_the_deadline", &ITERATIONS, || {
         let breaker = Arc::new(opened(CONFIG));
         let threads: [_; 2] = core::array::from_fn(|_| {
             let breaker = breaker.clone();
@@ -98,7 +103,7 @@ fn loom_racing_probe_outcomes_make_one_transition() {
         half_open_probes_max: 2,
         ..CONFIG
     };
-    model(&ITERATIONS, move || {
+    model("loom_racing_probe_outcomes_make_one_transition", &ITERATIONS, move || {
         let breaker = Arc::new(opened(config));
         let probes = [breaker.try_acquire(10).unwrap(), breaker.try_acquire(10).unwrap()];
         let threads: Vec<_> = probes
@@ -122,7 +127,7 @@ fn loom_racing_probe_outcomes_make_one_transition() {
 }
 
 #[test]
-fn loom_a_deadline_is_never_read_torn() {
+fn loom_a_caller_never_sees_an_unwritten_deadline() {
     static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
     // Opened at 2^32 + 5 for 2^32 ticks: both halves of the deadline change. A caller at
     // deadline - 1 must never be let through as a probe.
@@ -132,7 +137,7 @@ fn loom_a_deadline_is_never_read_torn() {
         consecutive_failures_to_open: 1,
         ..CONFIG
     };
-    model(&ITERATIONS, move || {
+    model("loom_a_caller_never_sees_an_unwritten_deadline", &ITERATIONS, move || {
         let breaker = Arc::new(Breaker::new(config).unwrap());
         let opener = {
             let breaker = breaker.clone();
