@@ -314,7 +314,12 @@ impl Program {
                 }
             }
         }
-        assert_eq!(self.breaker.state(), self.model.state, "state at {}", self.now);
+        assert_eq!(
+            self.breaker.state(),
+            self.model.state,
+            "state at {}",
+            self.now
+        );
         assert_eq!(self.breaker.transition_counts(), self.model.counts);
     }
 }

@@ -95,6 +95,7 @@ impl State {
         self as usize
     }
 
+    #[inline(always)]
     const fn from_code(code: usize) -> State {
         match code {
             0 => State::Closed,
@@ -388,8 +389,14 @@ mod word {
     const _: () = assert!(PROBES_MAX as usize <= FIELD_MASK);
     const _: () = assert!(usize::BITS - PERIOD_SHIFT >= 15);
 
+    #[inline(always)]
     pub(super) const fn state(word: usize) -> State {
         State::from_code(word & STATE_MASK)
+    }
+
+    #[inline(always)]
+    pub(super) const fn is_closed(word: usize) -> bool {
+        word & STATE_MASK == State::Closed.code()
     }
 
     pub(super) const fn probes(word: usize) -> u32 {
@@ -533,7 +540,7 @@ impl Breaker {
     #[inline]
     pub fn try_acquire(&self, now: u64) -> Result<Permit, Rejected> {
         let current = self.state.load(Ordering::Acquire);
-        if word::state(current) == State::Closed {
+        if word::is_closed(current) {
             return Ok(Permit {
                 period_word: current,
             });
@@ -608,14 +615,14 @@ impl Breaker {
         now: u64,
     ) -> Option<Transition> {
         let failed = self.config.is_failure(outcome, latency_ticks);
-        match word::state(permit.period_word) {
-            State::Closed if !failed => {
-                self.closed_success(permit.period_word);
-                None
-            }
-            State::Closed => self.closed_failure(permit.period_word, now),
-            State::HalfOpen => self.probe_outcome(permit.period_word, failed, now),
-            State::Open => unreachable!("no permit is issued in the open state"),
+        if !word::is_closed(permit.period_word) {
+            debug_assert_eq!(word::state(permit.period_word), State::HalfOpen);
+            self.probe_outcome(permit.period_word, failed, now)
+        } else if failed {
+            self.closed_failure(permit.period_word, now)
+        } else {
+            self.closed_success(permit.period_word);
+            None
         }
     }
 
@@ -642,21 +649,24 @@ impl Breaker {
 
     #[inline]
     fn closed_success(&self, period_word: usize) {
+        let streak_set = self.streak.load(Ordering::Relaxed) != 0;
+        // A full window without failures stays so under a success.
+        let window_clean = position::seen(self.position.load(Ordering::Relaxed))
+            == self.config.window_calls
+            && !self.window_has_failures();
+        if !streak_set && window_clean {
+            return; // Nothing to write: the healthy hot path.
+        }
         // Relaxed: the check only filters outcomes of finished periods (see the module docs).
         if self.state.load(Ordering::Relaxed) != period_word {
             return;
         }
-        if self.streak.load(Ordering::Relaxed) != 0 {
+        if streak_set {
             self.streak.store(0, Ordering::Relaxed);
         }
-        let window_calls = self.config.window_calls;
-        // A full window without failures stays so under a success: nothing to write.
-        if position::seen(self.position.load(Ordering::Relaxed)) == window_calls
-            && self.window_failures() == 0
-        {
-            return;
+        if !window_clean {
+            self.window_push(false);
         }
-        self.window_push(false);
     }
 
     #[cold]
@@ -731,10 +741,12 @@ impl Breaker {
         }
         let deadline = now.saturating_add(self.config.open_ticks);
         // The two halves of the u64, truncated by intent.
-        self.deadline_hi.store((deadline >> 32) as u32, Ordering::Relaxed);
+        self.deadline_hi
+            .store((deadline >> 32) as u32, Ordering::Relaxed);
         self.deadline_lo.store(deadline as u32, Ordering::Relaxed);
         let transition = self.count(from, State::Open);
-        self.state.store(pending & !word::PENDING, Ordering::Release);
+        self.state
+            .store(pending & !word::PENDING, Ordering::Release);
         Ok(transition)
     }
 
@@ -792,12 +804,21 @@ impl Breaker {
     }
 
     /// Failures in the window: the popcount of its bits.
-    #[inline]
     fn window_failures(&self) -> u32 {
-        let words = self.config.window_calls.div_ceil(WORD_BITS) as usize;
-        self.failure_bits[..words]
+        // Bits at or past `window_calls` are never set, so every word can be counted.
+        self.failure_bits
             .iter()
             .map(|bits| bits.load(Ordering::Relaxed).count_ones())
             .sum()
+    }
+
+    /// Whether the window holds a failure: the success path's test, a fixed number of loads
+    /// (`WINDOW_WORDS`) without popcount, which the compiler unrolls.
+    #[inline(always)]
+    fn window_has_failures(&self) -> bool {
+        self.failure_bits
+            .iter()
+            .fold(0, |any, bits| any | bits.load(Ordering::Relaxed))
+            != 0
     }
 }

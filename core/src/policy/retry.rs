@@ -142,17 +142,14 @@ pub enum RetryPolicyError {
 impl fmt::Display for RetryPolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            RetryPolicyError::AttemptsOutOfRange { requested } => write!(
-                f,
-                "max_attempts {requested} is not in 1..={ATTEMPTS_MAX}"
-            ),
+            RetryPolicyError::AttemptsOutOfRange { requested } => {
+                write!(f, "max_attempts {requested} is not in 1..={ATTEMPTS_MAX}")
+            }
             RetryPolicyError::FactorZero => f.write_str("exponential backoff factor is 0"),
             RetryPolicyError::BaseAboveMax => {
                 f.write_str("backoff base delay is above its delay_ticks_max")
             }
-            RetryPolicyError::JitterBaseZero => {
-                f.write_str("decorrelated jitter base delay is 0")
-            }
+            RetryPolicyError::JitterBaseZero => f.write_str("decorrelated jitter base delay is 0"),
         }
     }
 }

@@ -225,7 +225,10 @@ impl UsageBudget {
         if let Some(limit) = self.exceeded {
             return Err(self.denial(limit, self.used));
         }
-        let committed = self.used.saturating_add(self.reserved).saturating_add(self.lent);
+        let committed = self
+            .used
+            .saturating_add(self.reserved)
+            .saturating_add(self.lent);
         // A sum past u64::MAX is past any limit: it reads as u64::MAX in the denial.
         let cost = committed.cost.checked_add(estimate.cost);
         let tokens = committed.tokens.checked_add(estimate.tokens);
@@ -243,7 +246,11 @@ impl UsageBudget {
     /// Settles `reservation` at `actual`: the estimate is released and `actual` charged, so
     /// an underrun is refunded and an overrun charged. A charge that takes the budget past a
     /// limit marks it exceeded and returns the denial (the charge is kept: it happened).
-    pub fn reconcile(&mut self, reservation: Reservation, actual: Usage) -> Result<(), UsageDenied> {
+    pub fn reconcile(
+        &mut self,
+        reservation: Reservation,
+        actual: Usage,
+    ) -> Result<(), UsageDenied> {
         debug_assert!(
             self.reserved.cost >= reservation.estimate.cost
                 && self.reserved.tokens >= reservation.estimate.tokens,

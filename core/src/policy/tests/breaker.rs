@@ -140,7 +140,12 @@ fn state_event_table() {
         (Closed, &[Call(F, 0), Call(S, 0), Call(F, 0)], Closed, None),
         (Closed, &[Call(S, 4), Call(S, 4)], Closed, None),
         (Closed, &[Call(S, 5), Call(S, 9)], Open, t(Closed, Open)),
-        (Closed, &[Call(F, 0), Call(S, u64::MAX)], Open, t(Closed, Open)),
+        (
+            Closed,
+            &[Call(F, 0), Call(S, u64::MAX)],
+            Open,
+            t(Closed, Open),
+        ),
         (Closed, &[Tick(u64::MAX)], Closed, None),
         (Closed, &[Acquire(true), Release(0)], Closed, None),
         (Open, &[Acquire(false)], Open, None),
@@ -154,11 +159,27 @@ fn state_event_table() {
             Closed,
             t(HalfOpen, Closed),
         ),
-        (HalfOpen, &[Acquire(true), Record(0, F)], Open, t(HalfOpen, Open)),
-        (HalfOpen, &[Acquire(true), Acquire(true), Acquire(false)], HalfOpen, None),
         (
             HalfOpen,
-            &[Acquire(true), Acquire(true), Release(0), Acquire(true), Acquire(false)],
+            &[Acquire(true), Record(0, F)],
+            Open,
+            t(HalfOpen, Open),
+        ),
+        (
+            HalfOpen,
+            &[Acquire(true), Acquire(true), Acquire(false)],
+            HalfOpen,
+            None,
+        ),
+        (
+            HalfOpen,
+            &[
+                Acquire(true),
+                Acquire(true),
+                Release(0),
+                Acquire(true),
+                Acquire(false),
+            ],
             HalfOpen,
             None,
         ),
@@ -206,7 +227,14 @@ fn open_rejects_until_the_deadline_then_half_open_rejects_beyond_the_probes() {
 #[test]
 fn times_near_u64_max_saturate() {
     // Opened 5 ticks before the end of time with 100 ticks to wait: the deadline is u64::MAX.
-    let mut sim = Sim::in_state(BreakerConfig { open_ticks: 100, ..STREAK }, State::Open, u64::MAX - 5);
+    let mut sim = Sim::in_state(
+        BreakerConfig {
+            open_ticks: 100,
+            ..STREAK
+        },
+        State::Open,
+        u64::MAX - 5,
+    );
     assert!(sim.breaker.try_acquire(u64::MAX - 1).is_err());
     sim.now = u64::MAX;
     sim.apply(Acquire(true));
@@ -216,12 +244,26 @@ fn times_near_u64_max_saturate() {
     assert!(sim.breaker.try_acquire(u64::MAX - 1).is_err());
     assert!(sim.breaker.try_acquire(u64::MAX).is_ok());
 
-    let sim = Sim::in_state(BreakerConfig { open_ticks: u64::MAX, ..STREAK }, State::Open, u64::MAX);
+    let sim = Sim::in_state(
+        BreakerConfig {
+            open_ticks: u64::MAX,
+            ..STREAK
+        },
+        State::Open,
+        u64::MAX,
+    );
     assert!(sim.breaker.try_acquire(u64::MAX).is_ok());
 
     // A deadline above 2^32 exercises both 32-bit halves.
     let opened = (1u64 << 32) - 1;
-    let sim = Sim::in_state(BreakerConfig { open_ticks: 3, ..STREAK }, State::Open, opened);
+    let sim = Sim::in_state(
+        BreakerConfig {
+            open_ticks: 3,
+            ..STREAK
+        },
+        State::Open,
+        opened,
+    );
     assert!(sim.breaker.try_acquire(opened + 2).is_err());
     assert!(sim.breaker.try_acquire(opened + 3).is_ok());
 }
@@ -239,11 +281,11 @@ const RATE: BreakerConfig = BreakerConfig {
 fn failure_rate_respects_the_minimum_calls_and_slides() {
     use State::{Closed, Open};
     let rows: &[(&[Outcome], State)] = &[
-        (&[F, F, F], Closed),     // 100%, but only 3 calls
-        (&[F, F, F, F], Open),    // 4 calls
-        (&[S, F, S, F], Open),    // 50%
-        (&[S, S, S, F], Closed),  // 25%
-        (&[S, S, S, F, F], Open), // last 4: S S F F
+        (&[F, F, F], Closed),             // 100%, but only 3 calls
+        (&[F, F, F, F], Open),            // 4 calls
+        (&[S, F, S, F], Open),            // 50%
+        (&[S, S, S, F], Closed),          // 25%
+        (&[S, S, S, F, F], Open),         // last 4: S S F F
         (&[F, S, S, S, S, S, F], Closed), // the first failure slid out: S S S F
         (&[F, F, S, S, S, S, S, F], Closed),
         (&[F, S, S, S, S, F, S, F], Open), // last 4: S F S F
@@ -290,7 +332,13 @@ fn slow_calls_count_as_failures() {
     assert_eq!(sim.breaker.state(), State::Closed);
     assert_eq!(sim.apply(Call(S, 6)), t(State::Closed, State::Open));
     // slow_call_ticks == 0 switches the rule off.
-    let mut sim = Sim::new(BreakerConfig { slow_call_ticks: 0, ..STREAK }, 0);
+    let mut sim = Sim::new(
+        BreakerConfig {
+            slow_call_ticks: 0,
+            ..STREAK
+        },
+        0,
+    );
     for _ in 0..10 {
         sim.apply(Call(S, u64::MAX));
     }
@@ -329,7 +377,13 @@ fn permits_from_an_earlier_period_are_ignored() {
 
 #[test]
 fn transitions_are_counted_exactly() {
-    let mut sim = Sim::new(BreakerConfig { open_ticks: 1, ..STREAK }, 0);
+    let mut sim = Sim::new(
+        BreakerConfig {
+            open_ticks: 1,
+            ..STREAK
+        },
+        0,
+    );
     let cycles: usize = if cfg!(miri) { 5 } else { 1_000 };
     for i in 0..cycles {
         sim.apply(Call(F, 0));
@@ -502,8 +556,14 @@ fn threads_share_a_breaker_and_count_transitions_exactly() {
     let counts = breaker.transition_counts();
     // Every transition a record made was reported by exactly one caller.
     assert_eq!(reported[0].load(Ordering::Relaxed), counts.closed_to_open);
-    assert_eq!(reported[2].load(Ordering::Relaxed), counts.half_open_to_closed);
-    assert_eq!(reported[3].load(Ordering::Relaxed), counts.half_open_to_open);
+    assert_eq!(
+        reported[2].load(Ordering::Relaxed),
+        counts.half_open_to_closed
+    );
+    assert_eq!(
+        reported[3].load(Ordering::Relaxed),
+        counts.half_open_to_open
+    );
     if !cfg!(miri) {
         assert!(counts.closed_to_open > 0, "{counts:?}");
     }
@@ -536,5 +596,8 @@ fn names_and_messages() {
     assert_eq!(message, "illegal breaker transition open -> closed");
     let message = alloc::format!("{}", Rejected { state: State::Open });
     assert_eq!(message, "circuit breaker is open");
-    assert_eq!(alloc::format!("{}", BreakerConfigError::WindowCalls), "breaker window_calls is not in 1..=256");
+    assert_eq!(
+        alloc::format!("{}", BreakerConfigError::WindowCalls),
+        "breaker window_calls is not in 1..=256"
+    );
 }

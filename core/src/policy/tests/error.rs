@@ -16,7 +16,12 @@ fn default_table_rows() {
         (ErrorClass::Permanent, Ok(Recovery::Fallback)),
         (ErrorClass::Panic, Ok(Recovery::Fallback)),
         (ErrorClass::CircuitOpen, Ok(Recovery::Fallback)),
-        (ErrorClass::Usage, Err(Abort { class: ErrorClass::Usage })),
+        (
+            ErrorClass::Usage,
+            Err(Abort {
+                class: ErrorClass::Usage,
+            }),
+        ),
         (
             ErrorClass::Cancelled,
             Err(Abort {
@@ -73,6 +78,11 @@ fn class_names_are_distinct() {
             assert_ne!(a.as_str(), b.as_str());
         }
     }
-    let message = alloc::format!("{}", Abort { class: ErrorClass::Usage });
+    let message = alloc::format!(
+        "{}",
+        Abort {
+            class: ErrorClass::Usage
+        }
+    );
     assert!(message.contains("usage"), "{message}");
 }

@@ -21,11 +21,7 @@ const CONFIG: BreakerConfig = BreakerConfig {
     half_open_successes_to_close: 1,
 };
 
-fn model(
-    name: &str,
-    iterations: &'static StdAtomicUsize,
-    f: impl Fn() + Sync + Send + 'static,
-) {
+fn model(name: &str, iterations: &'static StdAtomicUsize, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(2);
     builder.check(move || {
@@ -51,49 +47,60 @@ fn opened(config: BreakerConfig) -> Breaker {
 #[test]
 fn loom_two_failures_open_the_breaker_exactly_once() {
     static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
-    model("loom_two_failures_open_the_breaker_exactly_once", &ITERATIONS, || {
-        let breaker = Arc::new(Breaker::new(CONFIG).unwrap());
-        let threads: [_; 2] = core::array::from_fn(|_| {
-            let breaker = breaker.clone();
-            thread::spawn(move || {
-                let permit = breaker.try_acquire(0).unwrap();
-                breaker.record(permit, Outcome::Failure, 0, 0)
-            })
-        });
-        let reported = threads
-            .into_iter()
-            .filter_map(|t| t.join().unwrap())
-            .count();
-        assert_eq!(reported, 1);
-        assert_eq!(breaker.state(), State::Open);
-        let counts = breaker.transition_counts();
-        assert_eq!(counts.closed_to_open, 1);
-        assert_eq!(counts.total(), 1);
-        assert_eq!(
-            breaker.try_acquire(9).unwrap_err(),
-            Rejected { state: State::Open }
-        );
-        assert!(breaker.try_acquire(10).unwrap().is_probe());
-    });
+    model(
+        "loom_two_failures_open_the_breaker_exactly_once",
+        &ITERATIONS,
+        || {
+            let breaker = Arc::new(Breaker::new(CONFIG).unwrap());
+            let threads: [_; 2] = core::array::from_fn(|_| {
+                let breaker = breaker.clone();
+                thread::spawn(move || {
+                    let permit = breaker.try_acquire(0).unwrap();
+                    breaker.record(permit, Outcome::Failure, 0, 0)
+                })
+            });
+            let reported = threads
+                .into_iter()
+                .filter_map(|t| t.join().unwrap())
+                .count();
+            assert_eq!(reported, 1);
+            assert_eq!(breaker.state(), State::Open);
+            let counts = breaker.transition_counts();
+            assert_eq!(counts.closed_to_open, 1);
+            assert_eq!(counts.total(), 1);
+            assert_eq!(
+                breaker.try_acquire(9).unwrap_err(),
+                Rejected { state: State::Open }
+            );
+            assert!(breaker.try_acquire(10).unwrap().is_probe());
+        },
+    );
 }
 
 #[test]
 fn loom_one_probe_for_two_callers_after_the_deadline() {
     static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
-    model("loom_one_probe_for_two_callers_after_the_deadline", &ITERATIONS, || {
-        let breaker = Arc::new(opened(CONFIG));
-        let threads: [_; 2] = core::array::from_fn(|_| {
-            let breaker = breaker.clone();
-            thread::spawn(move || breaker.try_acquire(10).map(|permit| permit.is_probe()))
-        });
-        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-        let granted = results.iter().filter(|r| **r == Ok(true)).count();
-        assert_eq!(granted, 1, "{results:?}");
-        assert!(results.iter().all(|r| *r == Ok(true)
-            || *r == Err(Rejected { state: State::HalfOpen })));
-        assert_eq!(breaker.state(), State::HalfOpen);
-        assert_eq!(breaker.transition_counts().open_to_half_open, 1);
-    });
+    model(
+        "loom_one_probe_for_two_callers_after_the_deadline",
+        &ITERATIONS,
+        || {
+            let breaker = Arc::new(opened(CONFIG));
+            let threads: [_; 2] = core::array::from_fn(|_| {
+                let breaker = breaker.clone();
+                thread::spawn(move || breaker.try_acquire(10).map(|permit| permit.is_probe()))
+            });
+            let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            let granted = results.iter().filter(|r| **r == Ok(true)).count();
+            assert_eq!(granted, 1, "{results:?}");
+            assert!(results.iter().all(|r| *r == Ok(true)
+                || *r
+                    == Err(Rejected {
+                        state: State::HalfOpen
+                    })));
+            assert_eq!(breaker.state(), State::HalfOpen);
+            assert_eq!(breaker.transition_counts().open_to_half_open, 1);
+        },
+    );
 }
 
 #[test]
@@ -103,27 +110,34 @@ fn loom_racing_probe_outcomes_make_one_transition() {
         half_open_probes_max: 2,
         ..CONFIG
     };
-    model("loom_racing_probe_outcomes_make_one_transition", &ITERATIONS, move || {
-        let breaker = Arc::new(opened(config));
-        let probes = [breaker.try_acquire(10).unwrap(), breaker.try_acquire(10).unwrap()];
-        let threads: Vec<_> = probes
-            .into_iter()
-            .zip([Outcome::Success, Outcome::Failure])
-            .map(|(permit, outcome)| {
-                let breaker = breaker.clone();
-                thread::spawn(move || breaker.record(permit, outcome, 0, 10))
-            })
-            .collect();
-        let reported: Vec<_> = threads
-            .into_iter()
-            .filter_map(|t| t.join().unwrap())
-            .collect();
-        // Whichever outcome lands first decides; the other belongs to a finished period.
-        assert_eq!(reported.len(), 1);
-        assert_eq!(reported[0].to(), breaker.state());
-        let counts = breaker.transition_counts();
-        assert_eq!(counts.half_open_to_closed + counts.half_open_to_open, 1);
-    });
+    model(
+        "loom_racing_probe_outcomes_make_one_transition",
+        &ITERATIONS,
+        move || {
+            let breaker = Arc::new(opened(config));
+            let probes = [
+                breaker.try_acquire(10).unwrap(),
+                breaker.try_acquire(10).unwrap(),
+            ];
+            let threads: Vec<_> = probes
+                .into_iter()
+                .zip([Outcome::Success, Outcome::Failure])
+                .map(|(permit, outcome)| {
+                    let breaker = breaker.clone();
+                    thread::spawn(move || breaker.record(permit, outcome, 0, 10))
+                })
+                .collect();
+            let reported: Vec<_> = threads
+                .into_iter()
+                .filter_map(|t| t.join().unwrap())
+                .collect();
+            // Whichever outcome lands first decides; the other belongs to a finished period.
+            assert_eq!(reported.len(), 1);
+            assert_eq!(reported[0].to(), breaker.state());
+            let counts = breaker.transition_counts();
+            assert_eq!(counts.half_open_to_closed + counts.half_open_to_open, 1);
+        },
+    );
 }
 
 #[test]
@@ -137,29 +151,33 @@ fn loom_a_caller_never_sees_an_unwritten_deadline() {
         consecutive_failures_to_open: 1,
         ..CONFIG
     };
-    model("loom_a_caller_never_sees_an_unwritten_deadline", &ITERATIONS, move || {
-        let breaker = Arc::new(Breaker::new(config).unwrap());
-        let opener = {
-            let breaker = breaker.clone();
-            thread::spawn(move || {
-                let permit = breaker.try_acquire(opened_at).unwrap();
-                breaker.record(permit, Outcome::Failure, 0, opened_at)
-            })
-        };
-        let caller = {
-            let breaker = breaker.clone();
-            thread::spawn(move || {
-                breaker
-                    .try_acquire(opened_at + (1 << 32) - 1)
-                    .map(|permit| permit.is_probe())
-            })
-        };
-        assert!(opener.join().unwrap().is_some());
-        let got = caller.join().unwrap();
-        assert!(
-            got == Ok(false) || got == Err(Rejected { state: State::Open }),
-            "{got:?}"
-        );
-        assert_eq!(breaker.state(), State::Open);
-    });
+    model(
+        "loom_a_caller_never_sees_an_unwritten_deadline",
+        &ITERATIONS,
+        move || {
+            let breaker = Arc::new(Breaker::new(config).unwrap());
+            let opener = {
+                let breaker = breaker.clone();
+                thread::spawn(move || {
+                    let permit = breaker.try_acquire(opened_at).unwrap();
+                    breaker.record(permit, Outcome::Failure, 0, opened_at)
+                })
+            };
+            let caller = {
+                let breaker = breaker.clone();
+                thread::spawn(move || {
+                    breaker
+                        .try_acquire(opened_at + (1 << 32) - 1)
+                        .map(|permit| permit.is_probe())
+                })
+            };
+            assert!(opener.join().unwrap().is_some());
+            let got = caller.join().unwrap();
+            assert!(
+                got == Ok(false) || got == Err(Rejected { state: State::Open }),
+                "{got:?}"
+            );
+            assert_eq!(breaker.state(), State::Open);
+        },
+    );
 }

@@ -141,7 +141,11 @@ fn jitter_stays_in_bounds_and_is_deterministic_per_seed() {
 #[test]
 fn attempts_are_bounded_and_validated() {
     let rows = [
-        (0, Backoff::NONE, Err(RetryPolicyError::AttemptsOutOfRange { requested: 0 })),
+        (
+            0,
+            Backoff::NONE,
+            Err(RetryPolicyError::AttemptsOutOfRange { requested: 0 }),
+        ),
         (1, Backoff::NONE, Ok(())),
         (ATTEMPTS_MAX, Backoff::NONE, Ok(())),
         (
@@ -219,7 +223,11 @@ fn decisions_follow_the_table_and_aborts_spend_no_attempt() {
                 (false, Recovery::Fail) => Decision::Fail,
             };
             assert_eq!(decision, expected, "{class} under {recovery:?}");
-            let attempts = if expected == Decision::RetryAfter(1) { 2 } else { 1 };
+            let attempts = if expected == Decision::RetryAfter(1) {
+                2
+            } else {
+                1
+            };
             assert_eq!(state.attempts(), attempts);
         }
     }
@@ -250,7 +258,9 @@ fn mixed_failures_respect_attempts_left() {
     assert_eq!(state.attempts_left(), 0);
     // Out of attempts: a retryable failure falls back, an aborting one still aborts.
     assert_eq!(
-        state.clone().on_failure(ErrorClass::Transient, &table, &mut rng),
+        state
+            .clone()
+            .on_failure(ErrorClass::Transient, &table, &mut rng),
         Decision::Fallback
     );
     assert_eq!(

@@ -270,9 +270,9 @@ fn random_programs_conserve_the_budget() {
                     let parts = rng.below(4) as usize;
                     let available = budget.available();
                     children.extend(budget.split(parts));
-                    let lent = children
-                        .iter()
-                        .fold(Usage::ZERO, |acc, c: &UsageBudget| acc.saturating_add(c.max()));
+                    let lent = children.iter().fold(Usage::ZERO, |acc, c: &UsageBudget| {
+                        acc.saturating_add(c.max())
+                    });
                     assert_eq!(lent, if parts == 0 { Usage::ZERO } else { available });
                 }
                 _ => {
