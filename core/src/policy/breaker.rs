@@ -39,19 +39,29 @@
 //! the transition to Open writes, while the word says `Open | PENDING`; it then publishes
 //! `Open` with a release store. A reader loads the word (acquire), reads the halves and loads
 //! the word again: if it changed, the halves may be torn and the reader starts over (a
-//! seqlock whose sequence is the state word). While the word is pending, acquires are rejected:
+//! seqlock whose sequence is the state word; the compare-and-swap that moves Open to HalfOpen
+//! would fail on a changed word anyway, the second load makes the rejection path consistent
+//! too). While the word is pending, acquires are rejected:
 //! the breaker has just opened, so that is the right answer (it lasts as long as the opener is
 //! pre-empted, at worst).
 //!
 //! The closed-state statistics live beside the word: a consecutive-failure counter, the
 //! window's failure bits (one per slot, `WINDOW_CALLS_MAX` slots) and its position (cursor and
 //! number of calls seen, packed in one `AtomicU32`). The opener clears them while the word is
-//! pending. They are updated with relaxed operations one at a time, so with threads racing a
-//! decision may see a window a few calls old, and an outcome whose recording races with a
-//! transition can land in the next closed period's statistics; each individual count is
-//! exact, and single-threaded use gives exactly the rules above (the fuzz target checks that
-//! against a plain sequential model). The failure count is the popcount of the window bits,
-//! never a separate counter, so a race cannot make it drift.
+//! pending. Each is updated atomically but not together with the others, so under races:
+//! - of failures racing in one closed period, the last to evaluate the rules sees every one
+//!   of the others' window writes (it reads the position with an acquire/release
+//!   read-modify-write after its own writes, as each of them did), so failures that together
+//!   meet a rule cannot all miss the opening; the streak is a single counter, exact;
+//! - a success racing with them may or may not be seen by that evaluation;
+//! - an outcome whose recording races with a transition can land in the next closed period's
+//!   statistics;
+//! - with more than `window_calls` records in flight, two can write the same slot in either
+//!   order.
+//!
+//! Single-threaded use gives exactly the rules above (the fuzz target checks that against a
+//! plain sequential model). The failure count is the popcount of the window bits, never a
+//! separate counter, so a race cannot make it drift.
 //!
 //! **Hot path**: on a closed breaker whose window is full and holds no failures, an acquire is
 //! one load and a success record is a few loads and no write, so threads sharing a healthy
@@ -488,7 +498,9 @@ pub struct Breaker {
     /// Failures in a row in the closed period, `0 ..= consecutive_failures_to_open + threads`.
     /// Relaxed.
     streak: AtomicU32,
-    /// The window's cursor and calls seen (see [`position`]). Relaxed, compare-and-swap.
+    /// The window's cursor (`0 .. window_calls`) and calls seen (`0 ..= window_calls`), see
+    /// [`position`]. Advanced by relaxed compare-and-swap; the failure path then reads it with
+    /// an acquire/release read-modify-write (see the module docs).
     position: AtomicU32,
     /// One bit per window slot, set when the call in it failed; bits at or past
     /// `window_calls` are never set. Relaxed.
@@ -680,7 +692,12 @@ impl Breaker {
         } else {
             0
         };
-        let calls = self.window_push(true);
+        self.window_push(true);
+        // Read-modify-write the position (a no-op value change) to read the latest one, and
+        // with it, by acquire/release, every window write of the failures that did the same
+        // before: of racing failures, the last to get here sees all of them, so failures
+        // that fill the window together cannot all miss the opening.
+        let calls = position::seen(self.position.fetch_or(0, Ordering::AcqRel));
         let failures = self.window_failures();
         if !self.config.should_open(streak, failures, calls) {
             return None;
@@ -775,8 +792,8 @@ impl Breaker {
         transition
     }
 
-    /// Writes one call into the window; returns the calls now seen (`1 ..= window_calls`).
-    fn window_push(&self, failed: bool) -> u32 {
+    /// Writes one call into the window.
+    fn window_push(&self, failed: bool) {
         let window_calls = self.config.window_calls;
         let mut old = self.position.load(Ordering::Relaxed);
         loop {
@@ -800,7 +817,6 @@ impl Breaker {
         } else if bits.load(Ordering::Relaxed) & mask != 0 {
             bits.fetch_and(!mask, Ordering::Relaxed);
         }
-        position::advance(old, window_calls) >> 16
     }
 
     /// Failures in the window: the popcount of its bits.

@@ -181,3 +181,38 @@ fn loom_a_caller_never_sees_an_unwritten_deadline() {
         },
     );
 }
+
+#[test]
+fn loom_racing_failures_that_fill_the_rate_window_open_it_once() {
+    static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
+    // Rate rule only: both of the last 2 calls failed. Neither failure alone opens it, both
+    // together must, whatever the interleaving.
+    let config = BreakerConfig {
+        consecutive_failures_to_open: 0,
+        window_calls: 2,
+        failure_rate_percent_to_open: 100,
+        window_calls_min: 2,
+        ..CONFIG
+    };
+    model(
+        "loom_racing_failures_that_fill_the_rate_window_open_it_once",
+        &ITERATIONS,
+        move || {
+            let breaker = Arc::new(Breaker::new(config).unwrap());
+            let threads: [_; 2] = core::array::from_fn(|_| {
+                let breaker = breaker.clone();
+                thread::spawn(move || {
+                    let permit = breaker.try_acquire(0).unwrap();
+                    breaker.record(permit, Outcome::Failure, 0, 0)
+                })
+            });
+            let reported = threads
+                .into_iter()
+                .filter_map(|t| t.join().unwrap())
+                .count();
+            assert_eq!(reported, 1);
+            assert_eq!(breaker.state(), State::Open);
+            assert_eq!(breaker.transition_counts().closed_to_open, 1);
+        },
+    );
+}
