@@ -6,6 +6,7 @@
 //! semver.
 
 pub mod arena;
+pub mod breaker;
 pub mod mpmc;
 pub mod pool;
 pub mod spsc;
