@@ -415,6 +415,13 @@ mod models {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::vec::Vec;
 
+    /// Asserts the model explored more than one interleaving, and says how many.
+    fn assert_explored(name: &str, iterations: &AtomicUsize) {
+        let n = iterations.load(Ordering::Relaxed);
+        std::eprintln!("{name}: {n} iterations");
+        assert!(n > 1, "{name} explored one interleaving");
+    }
+
     fn model(f: impl Fn() + Sync + Send + 'static) {
         let mut builder = loom::model::Builder::new();
         if builder.preemption_bound.is_none() {
@@ -482,7 +489,7 @@ mod models {
             settle(ring, pushed, popped, &DROPS);
             assert_eq!(DROPS.load(Ordering::Relaxed), 3, "every item dropped once");
         });
-        assert!(ITERATIONS.load(Ordering::Relaxed) > 1);
+        assert_explored("loom_two_producers_one_consumer", &ITERATIONS);
     }
 
     #[test]
@@ -531,7 +538,7 @@ mod models {
             settle(ring, pushed, len, &DROPS);
             assert_eq!(DROPS.load(Ordering::Relaxed), 3);
         });
-        assert!(ITERATIONS.load(Ordering::Relaxed) > 1);
+        assert_explored("loom_one_producer_two_consumers", &ITERATIONS);
     }
 
     #[test]
@@ -551,7 +558,7 @@ mod models {
                     pushed
                 })
             };
-            let c = {
+            let c1 = {
                 let ring = Arc::clone(&ring);
                 thread::spawn(move || {
                     let mut got = Vec::new();
@@ -559,17 +566,89 @@ mod models {
                     got
                 })
             };
+            let c2 = {
+                let ring = Arc::clone(&ring);
+                thread::spawn(move || ring.pop().map(|t| t.value))
+            };
             let pushed = p.join().unwrap();
-            let got = c.join().unwrap();
+            let got = c1.join().unwrap();
+            let single = c2.join().unwrap();
             assert!((2..=3).contains(&pushed));
-            let expected: Vec<u64> = (1..=got.len() as u64).collect();
-            assert_eq!(got, expected, "a batch pops a prefix in order");
-            let popped = got.len();
-            settle(ring, pushed, popped, &DROPS);
+            assert!(got.windows(2).all(|w| w[0] < w[1]), "a batch pops in order");
+            let mut all: Vec<u64> = got.iter().copied().chain(single).collect();
+            all.sort_unstable();
+            let expected: Vec<u64> = (1..=all.len() as u64).collect();
+            assert_eq!(all, expected, "the consumers took a prefix, each item once");
+            settle(ring, pushed, all.len(), &DROPS);
             // Items are made as the batch pulls them: only the pushed ones exist.
             assert_eq!(DROPS.load(Ordering::Relaxed), pushed);
         });
-        assert!(ITERATIONS.load(Ordering::Relaxed) > 1);
+        assert_explored("loom_batches_across_a_lap", &ITERATIONS);
+    }
+
+    /// Promises two items and yields one, so a batch that claims two skips one position.
+    struct ShortBatch(Option<Tracked>);
+
+    impl Iterator for ShortBatch {
+        type Item = Tracked;
+        fn next(&mut self) -> Option<Tracked> {
+            self.0.take()
+        }
+        fn size_hint(&self) -> (usize, Option<usize>) {
+            (2, Some(2))
+        }
+    }
+
+    #[test]
+    fn loom_skipped_position_is_stepped_over() {
+        static ITERATIONS: AtomicUsize = AtomicUsize::new(0);
+        static DROPS: AtomicUsize = AtomicUsize::new(0);
+        model(|| {
+            ITERATIONS.fetch_add(1, Ordering::Relaxed);
+            DROPS.store(0, Ordering::Relaxed);
+            let ring = Arc::new(Ring::with_capacity(2).unwrap());
+            let p1 = {
+                let ring = Arc::clone(&ring);
+                thread::spawn(move || {
+                    let mut items = ShortBatch(Some(Tracked::new(1, &DROPS)));
+                    // A slot is always free for it: three positions, two items.
+                    assert_eq!(ring.push_batch(&mut items), 1);
+                    assert!(items.0.is_none());
+                })
+            };
+            let p2 = {
+                let ring = Arc::clone(&ring);
+                thread::spawn(move || usize::from(ring.push(Tracked::new(2, &DROPS)).is_ok()))
+            };
+            let c = {
+                let ring = Arc::clone(&ring);
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    for _ in 0..2 {
+                        got.extend(ring.pop().map(|t| t.value));
+                    }
+                    got
+                })
+            };
+            p1.join().unwrap();
+            let pushed = 1 + p2.join().unwrap();
+            let got = c.join().unwrap();
+            let mut all = got.clone();
+            all.sort_unstable();
+            all.dedup();
+            assert_eq!(all.len(), got.len(), "no item popped twice");
+            // Everything still inside comes out once, stepping over any skipped position.
+            let popped = got.len();
+            assert!(ring.len() >= pushed - popped);
+            let mut rest = Vec::new();
+            while let Some(t) = ring.pop() {
+                rest.push(t.value);
+            }
+            assert_eq!(rest.len(), pushed - popped, "left inside: {rest:?}");
+            assert!(ring.is_empty());
+            assert_eq!(DROPS.load(Ordering::Relaxed), 2);
+        });
+        assert_explored("loom_skipped_position_is_stepped_over", &ITERATIONS);
     }
 
     #[test]
@@ -597,6 +676,6 @@ mod models {
             all.sort_unstable();
             assert_eq!(all, [1, 2]);
         });
-        assert!(ITERATIONS.load(Ordering::Relaxed) > 1);
+        assert_explored("loom_pop_after_push_is_never_empty", &ITERATIONS);
     }
 }
