@@ -72,7 +72,11 @@ pub fn run(data: &[u8]) {
                 let moved = ring.push_batch(&mut (&mut values).map(item));
                 let free = capacity - model.len();
                 assert_eq!(moved, (n as usize).min(free));
-                assert_eq!(values.start, next + moved as u64, "pulled only what it stored");
+                assert_eq!(
+                    values.start,
+                    next + moved as u64,
+                    "pulled only what it stored"
+                );
                 model.extend(next..next + moved as u64);
                 next += n;
             }
@@ -94,7 +98,11 @@ pub fn run(data: &[u8]) {
     }
     assert_eq!(ring.len(), model.len());
     drop(ring);
-    assert_eq!(Rc::strong_count(&live), 1, "items left inside dropped with the ring");
+    assert_eq!(
+        Rc::strong_count(&live),
+        1,
+        "items left inside dropped with the ring"
+    );
 }
 
 #[cfg(all(test, not(loom)))]
