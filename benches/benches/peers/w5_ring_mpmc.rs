@@ -112,10 +112,13 @@ fn two_threads_crossbeam() -> Duration {
     )
 }
 
+/// A bench id and the run it measures.
+type Case = (&'static str, fn() -> Duration);
+
 fn contended(c: &mut Criterion) {
     let mut group = c.benchmark_group("W5_ring_mpmc_2thread");
     group.sample_size(10).sampling_mode(SamplingMode::Flat);
-    let cases: [(&str, fn() -> Duration); 2] = [
+    let cases: [Case; 2] = [
         ("flujo", two_threads_flujo),
         ("crossbeam", two_threads_crossbeam),
     ];

@@ -1,22 +1,28 @@
 //! Tests of the mpmc ring: unit and threaded tests on std, loom models under `cfg(loom)`.
 
+// Drop and iteration counters stay outside loom's model (std's atomics, whose `new` is
+// const, under loom); on std they are the crate's own, which are `core`'s.
+#[cfg(not(loom))]
+use crate::sync::{AtomicUsize as Counter, Ordering as CounterOrdering};
+#[cfg(loom)]
+use std::sync::atomic::{AtomicUsize as Counter, Ordering as CounterOrdering};
+
 /// An item that counts its drops in a counter of its test's own (tests run in parallel).
 #[derive(Debug)]
 struct Tracked {
     value: u64,
-    drops: &'static std::sync::atomic::AtomicUsize,
+    drops: &'static Counter,
 }
 
 impl Tracked {
-    fn new(value: u64, drops: &'static std::sync::atomic::AtomicUsize) -> Self {
+    fn new(value: u64, drops: &'static Counter) -> Self {
         Self { value, drops }
     }
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.drops
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.drops.fetch_add(1, CounterOrdering::Relaxed);
     }
 }
 
@@ -25,8 +31,9 @@ mod unit {
     use super::super::{Ring, Vacant};
     use super::Tracked;
     use crate::ring::{CapacityError, Full, MAX_CAPACITY};
-    use std::panic::{catch_unwind, AssertUnwindSafe};
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crate::sync::{AtomicUsize, Ordering};
+    use core::panic::AssertUnwindSafe;
+    use std::panic::catch_unwind;
     use std::sync::{Arc, Barrier};
     use std::vec::Vec;
 
