@@ -45,10 +45,16 @@
 //! guaranteed is that nobody blocks: every operation fails rather than waits, and no operation
 //! takes a lock. (heapless deprecated its copy of this queue for calling it lock-free.)
 //!
-//! When no thread is stalled in that window, `pop` returns `None` only if the ring was empty:
-//! a thread that pushed an item and then pops never sees an empty ring while every other
-//! thread also pushes before it pops (the module's tests check this, retrying spurious
-//! failures).
+//! Spurious failures aside, a pop never misses an item whose push happened before it: it
+//! reports the ring empty only if it saw no producer claim at or past the head. So a thread
+//! that pushed and then pops never finds the ring empty while every thread pushes before it
+//! pops (checked by the threaded test and a loom model, which tell `Empty` from the spurious
+//! `Busy`; the model fails if the head's Release/Acquire is weakened to Relaxed).
+//!
+//! Each push and each pop costs one RMW (the claim CAS) and no fence; nothing cheaper is
+//! correct for many producers and consumers sharing `&Ring`, because without an RMW two
+//! producers (or two consumers) can take the same position. Batches cost one CAS for up to
+//! `capacity` items.
 //!
 //! Positions are compared by wrapping difference, so a thread that stays suspended between
 //! reading an index and its CAS for `usize::MAX + 1` other claims (2^32 on 32-bit targets)
@@ -139,8 +145,8 @@ impl<T> Slot<T> {
 pub(crate) enum Vacant {
     /// The tail was at the head: no producer had claimed the head position.
     Empty,
-    /// A producer had claimed the head position but not yet published it (or a consumer one lap
-    /// back had not yet released the slot): a spurious failure.
+    /// A producer had claimed the head position but, as far as this thread could see, not yet
+    /// published it: a spurious failure.
     Busy,
 }
 
