@@ -1,8 +1,13 @@
-//! Instruction-count benches (iai-callgrind) that gate CI.
+//! Instruction-count benches (iai-callgrind 0.16.1) that gate CI: our benches carry hard
+//! `Ir` limits, and `.ci/check_iai.py` fails on any count of 0.
+//! Run with `cargo bench -p flujo-benches --bench iai`.
 use iai_callgrind::main;
 
+#[path = "iai/w5_ring_mpmc.rs"]
+mod w5_ring_mpmc;
+use w5_ring_mpmc::W5_ring_mpmc;
 #[path = "iai/w10_breaker.rs"]
 mod w10_breaker;
 use w10_breaker::W10_breaker;
 
-main!(library_benchmark_groups = W10_breaker);
+main!(library_benchmark_groups = W5_ring_mpmc, W10_breaker);

@@ -1,10 +1,11 @@
 //! Criterion benches: every workload of `shared/BENCHMARKS.md`, ours beside the peers.
-use criterion::{criterion_group, criterion_main, Criterion};
+//! `cargo bench -p flujo-benches --bench peers -- <workload id>` runs one workload.
+use criterion::{criterion_group, criterion_main};
 
 #[path = "peers/w10_breaker.rs"]
 mod w10_breaker;
+#[path = "peers/w5_ring_mpmc.rs"]
+mod w5_ring_mpmc;
 
-fn placeholder(_c: &mut Criterion) {}
-
-criterion_group!(benches, placeholder, w10_breaker::benches);
+criterion_group!(benches, w5_ring_mpmc::benches, w10_breaker::benches,);
 criterion_main!(benches);
