@@ -17,6 +17,13 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     builder.check(f);
 }
 
+/// Asserts that the model explored more than one interleaving, and says how many.
+fn assert_explored(iterations: &AtomicUsize) {
+    let count = iterations.load(Ordering::Relaxed);
+    std::eprintln!("loom explored {count} interleavings");
+    assert!(count > 1, "the model ran a single interleaving");
+}
+
 #[test]
 fn loom_single_items_arrive_once_in_order() {
     static ITERATIONS: AtomicUsize = AtomicUsize::new(0);
@@ -48,7 +55,7 @@ fn loom_single_items_arrive_once_in_order() {
         producer_thread.join().unwrap();
         consumer_thread.join().unwrap();
     });
-    assert!(ITERATIONS.load(Ordering::Relaxed) > 1);
+    assert_explored(&ITERATIONS);
 }
 
 #[test]
@@ -77,7 +84,7 @@ fn loom_batches_arrive_once_in_order() {
         producer_thread.join().unwrap();
         consumer_thread.join().unwrap();
     });
-    assert!(ITERATIONS.load(Ordering::Relaxed) > 1);
+    assert_explored(&ITERATIONS);
 }
 
 /// An item that counts its drops in a loom atomic, so the count is ordered like the real code.
@@ -112,5 +119,5 @@ fn loom_leftovers_are_dropped_once_by_the_last_handle() {
         consumer_thread.join().unwrap();
         assert_eq!(drops.load(loom::sync::atomic::Ordering::Relaxed), 2);
     });
-    assert!(ITERATIONS.load(Ordering::Relaxed) > 1);
+    assert_explored(&ITERATIONS);
 }
