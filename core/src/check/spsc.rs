@@ -160,7 +160,11 @@ impl Program {
         let moved = producer.push_batch(&mut items);
         let free = self.capacity - self.model.len();
         assert_eq!(moved, n.min(free), "push_batch moved");
-        assert_eq!(items.len(), n - moved, "push_batch took an item it could not store");
+        assert_eq!(
+            items.len(),
+            n - moved,
+            "push_batch took an item it could not store"
+        );
         let moved_u32 = u32::try_from(moved).expect("small batch");
         self.model.extend(id_start..id_start + moved_u32);
         // The first item left behind is the next id: nothing was skipped.

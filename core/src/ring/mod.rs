@@ -47,7 +47,7 @@ pub const MAX_CAPACITY: usize = 1 << (usize::BITS - 2);
 impl CapacityError {
     /// Checks `capacity`: a power of two in `2 ..= MAX_CAPACITY`.
     pub(crate) fn check(capacity: usize) -> Result<usize, Self> {
-        if capacity >= 2 && capacity <= MAX_CAPACITY && capacity.is_power_of_two() {
+        if (2..=MAX_CAPACITY).contains(&capacity) && capacity.is_power_of_two() {
             Ok(capacity)
         } else {
             Err(Self {

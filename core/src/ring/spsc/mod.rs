@@ -34,6 +34,7 @@
 use alloc::boxed::Box;
 use core::fmt;
 use core::mem::MaybeUninit;
+use core::ptr::NonNull;
 
 use super::{CapacityError, Full};
 use crate::sync::{Arc, AtomicUsize, CachePadded, Ordering, UnsafeCell};
@@ -97,11 +98,13 @@ pub(crate) fn channel_at<T>(
         slots,
     });
     let producer = Producer {
+        slots: SlotsView::new(&shared),
         shared: Arc::clone(&shared),
         tail: index_start,
-        head_cached: index_start,
+        tail_limit: index_start.wrapping_add(capacity),
     };
     let consumer = Consumer {
+        slots: SlotsView::new(&shared),
         shared,
         head: index_start,
         tail_cached: index_start,
@@ -148,38 +151,66 @@ impl<T> Shared<T> {
         // `index & mask < slots.len()`.
         unsafe { self.slots.get_unchecked(position) }
     }
+}
 
-    /// Writes `value` into the slot of `index`.
-    ///
-    /// # Safety
-    ///
-    /// The caller is the producer, the slot of `index` is empty (`index` is in
-    /// `tail .. head + capacity`), and the consumer cannot read it before a later `Release`
-    /// store of `tail` past `index`.
-    #[inline(always)]
-    unsafe fn write(&self, index: usize, value: T) {
-        self.slot(index).with_mut(|slot| {
-            // SAFETY: by this function's contract no one else accesses the slot now, and the
-            // slot is empty, so overwriting it leaks nothing.
-            unsafe { slot.write(MaybeUninit::new(value)) };
-        });
+/// Writes `value` into `slot`.
+///
+/// # Safety
+///
+/// The caller is the producer, `slot` is empty (its index is in `tail .. head + capacity`), and
+/// the consumer cannot read it before a later `Release` store of `tail` past its index.
+#[inline(always)]
+unsafe fn write_slot<T>(slot: &UnsafeCell<MaybeUninit<T>>, value: T) {
+    slot.with_mut(|slot| {
+        // SAFETY: by this function's contract no one else accesses the slot now, and the slot is
+        // empty, so overwriting it leaks nothing.
+        unsafe { slot.write(MaybeUninit::new(value)) };
+    });
+}
+
+/// Moves the item out of `slot`, leaving it empty.
+///
+/// # Safety
+///
+/// The caller is the consumer, `slot` holds an item (its index is in `head .. tail`, with
+/// `tail` read with `Acquire`), and the producer cannot write it before a later `Release` store
+/// of `head` past its index. The caller must then publish such a head before anything else
+/// reads the slot, so the item is not read twice.
+#[inline(always)]
+unsafe fn take_slot<T>(slot: &UnsafeCell<MaybeUninit<T>>) -> T {
+    slot.with_mut(|slot| {
+        // SAFETY: by this function's contract the slot is initialized and no one else accesses
+        // it now; the caller treats it as empty from here on.
+        unsafe { slot.read().assume_init() }
+    })
+}
+
+/// A handle's own copy of where the slots are (the shared block's never-changing slot pointer
+/// and mask), so that the fast path finds a slot without a load through the `Arc`.
+struct SlotsView<T> {
+    /// `shared.slots.as_ptr()`. Valid while the handle that holds this view holds its `Arc`,
+    /// which is for the handle's whole life: the view is never handed out.
+    base: NonNull<UnsafeCell<MaybeUninit<T>>>,
+    /// `shared.mask`.
+    mask: usize,
+}
+
+impl<T> SlotsView<T> {
+    fn new(shared: &Shared<T>) -> Self {
+        Self {
+            base: NonNull::from(&*shared.slots).cast(),
+            mask: shared.mask,
+        }
     }
 
-    /// Moves the item out of the slot of `index`, leaving the slot empty.
-    ///
-    /// # Safety
-    ///
-    /// The caller is the consumer, the slot of `index` holds an item (`index` is in
-    /// `head .. tail`, with `tail` read with `Acquire`), and the producer cannot write it before
-    /// a later `Release` store of `head` past `index`. The caller must then publish such a head
-    /// before anything else reads the slot, so the item is not read twice.
+    /// The slot of `index`.
     #[inline(always)]
-    unsafe fn take(&self, index: usize) -> T {
-        self.slot(index).with_mut(|slot| {
-            // SAFETY: by this function's contract the slot is initialized and no one else
-            // accesses it now; the caller treats it as empty from here on.
-            unsafe { slot.read().assume_init() }
-        })
+    fn slot(&self, index: usize) -> &UnsafeCell<MaybeUninit<T>> {
+        let position = index & self.mask;
+        // SAFETY: `base` points to the `mask + 1` slots, kept alive by the handle's `Arc` for as
+        // long as `self` lives, and `position <= mask`; the slots are only ever shared
+        // (mutation goes through the `UnsafeCell`).
+        unsafe { self.base.add(position).as_ref() }
     }
 }
 
@@ -211,12 +242,14 @@ impl<T> Drop for Shared<T> {
 /// `Send` when `T` is, not `Sync`: each side of the ring has one owner.
 pub struct Producer<T> {
     shared: Arc<Shared<T>>,
+    slots: SlotsView<T>,
     /// The producer's own index, equal to `shared.tail` between calls (the producer is its only
     /// writer, so it never has to read it back).
     tail: usize,
-    /// `shared.head` as the producer last read it. The real head only moves forward from here,
-    /// so `capacity - (tail - head_cached)` free slots are known to be free.
-    head_cached: usize,
+    /// `head_cached + capacity`, where `head_cached` is `shared.head` as the producer last read
+    /// it: the tail at which the ring is full as far as the producer knows. The real head only
+    /// moves forward, so the `tail_limit - tail` slots before it are known to be free.
+    tail_limit: usize,
 }
 
 // SAFETY: the producer only writes slots the consumer cannot read (outside `head .. tail`) and
@@ -243,13 +276,12 @@ impl<T> Producer<T> {
     #[inline]
     pub fn push(&mut self, value: T) -> Result<(), Full<T>> {
         let tail = self.tail;
-        if tail.wrapping_sub(self.head_cached) == self.shared.capacity() && self.refresh_free() == 0
-        {
+        if tail == self.tail_limit && self.refresh_free() == 0 {
             return Err(Full(value));
         }
         // SAFETY: there is a free slot (`tail - head < capacity`), so the slot of `tail` is
         // empty, and the consumer will not read it before the Release store below.
-        unsafe { self.shared.write(tail, value) };
+        unsafe { write_slot(self.slots.slot(tail), value) };
         self.tail = tail.wrapping_add(1);
         self.shared.tail.store(self.tail, Ordering::Release);
         Ok(())
@@ -279,7 +311,8 @@ impl<T> Producer<T> {
     pub fn push_batch<I: Iterator<Item = T>>(&mut self, items: &mut I) -> usize {
         let capacity = self.shared.capacity();
         let tail_start = self.tail;
-        let mut free = capacity - tail_start.wrapping_sub(self.head_cached);
+        let mut free = self.tail_limit.wrapping_sub(tail_start);
+        debug_assert!(free <= capacity);
         // The guard publishes `tail` on the way out, also when `items.next()` panics, so the
         // items taken so far belong to the ring and are dropped once.
         let guard = TailPublish {
@@ -300,7 +333,7 @@ impl<T> Producer<T> {
             let tail = guard.producer.tail;
             // SAFETY: `free > 0`, so the slot of `tail` is empty, and the consumer will not read
             // it before the guard's Release store.
-            unsafe { guard.producer.shared.write(tail, value) };
+            unsafe { write_slot(guard.producer.slots.slot(tail), value) };
             guard.producer.tail = tail.wrapping_add(1);
             free -= 1;
         }
@@ -349,10 +382,11 @@ impl<T> Producer<T> {
     /// Re-reads the consumer's head and returns the number of free slots.
     #[inline]
     fn refresh_free(&mut self) -> usize {
-        self.head_cached = self.shared.head.load(Ordering::Acquire);
-        let len = self.tail.wrapping_sub(self.head_cached);
-        debug_assert!(len <= self.shared.capacity(), "head passed tail");
-        self.shared.capacity() - len
+        let head = self.shared.head.load(Ordering::Acquire);
+        let capacity = self.shared.capacity();
+        debug_assert!(self.tail.wrapping_sub(head) <= capacity, "head passed tail");
+        self.tail_limit = head.wrapping_add(capacity);
+        self.tail_limit.wrapping_sub(self.tail)
     }
 }
 
@@ -361,7 +395,7 @@ impl<T> fmt::Debug for Producer<T> {
         f.debug_struct("Producer")
             .field("capacity", &self.capacity())
             .field("tail", &self.tail)
-            .field("head_cached", &self.head_cached)
+            .field("tail_limit", &self.tail_limit)
             .finish_non_exhaustive()
     }
 }
@@ -390,6 +424,7 @@ impl<T> Drop for TailPublish<'_, T> {
 /// `Send` when `T` is, not `Sync`: each side of the ring has one owner.
 pub struct Consumer<T> {
     shared: Arc<Shared<T>>,
+    slots: SlotsView<T>,
     /// The consumer's own index, equal to `shared.head` between calls (the consumer is its
     /// only writer).
     head: usize,
@@ -427,7 +462,7 @@ impl<T> Consumer<T> {
         // SAFETY: `head != tail` with `tail` read with Acquire, so the slot of `head` holds an
         // item the producer published and will not touch before the Release store below, which
         // also marks the slot empty for us.
-        let value = unsafe { self.shared.take(head) };
+        let value = unsafe { take_slot(self.slots.slot(head)) };
         self.head = head.wrapping_add(1);
         self.shared.head.store(self.head, Ordering::Release);
         Some(value)
@@ -470,7 +505,7 @@ impl<T> Consumer<T> {
             // SAFETY: `head` is in `head_start .. head_start + count`, inside `head .. tail`
             // with `tail` read with Acquire, so the slot holds a published item; the producer
             // will not touch it before the guard's Release store.
-            let value = unsafe { guard.consumer.shared.take(head) };
+            let value = unsafe { take_slot(guard.consumer.slots.slot(head)) };
             // Advance before `f` runs, so a panic in `f` publishes this slot as empty.
             guard.consumer.head = head.wrapping_add(1);
             f(value);

@@ -1,6 +1,9 @@
 //! Loom models of the spsc ring: every interleaving (up to the preemption bound) of a producer
 //! and a consumer thread on a ring of capacity 2, with the full and empty paths both taken.
 
+// The iteration counters are real atomics, outside loom's model: they count the model's runs.
+#![allow(clippy::std_instead_of_core)]
+
 use loom::sync::atomic::AtomicUsize as LoomAtomicUsize;
 use loom::sync::Arc as LoomArc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -106,7 +109,9 @@ fn loom_leftovers_are_dropped_once_by_the_last_handle() {
         let producer_drops = LoomArc::clone(&drops);
         let producer_thread = loom::thread::spawn(move || {
             for _ in 0..2 {
-                assert!(producer.push(Counted(LoomArc::clone(&producer_drops))).is_ok());
+                assert!(producer
+                    .push(Counted(LoomArc::clone(&producer_drops)))
+                    .is_ok());
             }
             // The producer is dropped here, racing with the consumer's pop and drop.
         });

@@ -1,16 +1,17 @@
 //! Unit tests of the spsc ring: ownership (drop counting), conservation and order across two
 //! threads, linearizability consequences, capacity checks, batches and index wrap-around.
 
+use core::panic::AssertUnwindSafe;
 use std::boxed::Box;
-use std::panic::{self, AssertUnwindSafe};
+use std::panic;
 use std::string::String;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc as StdArc;
 use std::thread;
 use std::vec::Vec;
 
 use super::{channel, channel_at, Consumer, Producer};
 use crate::ring::{CapacityError, Full, MAX_CAPACITY};
+use crate::sync::{AtomicUsize, Ordering};
 
 const COUNT: usize = if cfg!(miri) { 50 } else { 100_000 };
 
@@ -27,7 +28,10 @@ impl Drop for Counted {
     }
 }
 
-fn counted(drops: &'static AtomicUsize, ids: core::ops::Range<usize>) -> impl Iterator<Item = Counted> {
+fn counted(
+    drops: &'static AtomicUsize,
+    ids: core::ops::Range<usize>,
+) -> impl Iterator<Item = Counted> {
     ids.map(move |id| Counted { id, drops })
 }
 
@@ -44,9 +48,17 @@ fn drops_popped_and_leftover_items_exactly_once() {
     drop(first);
     assert_eq!(DROPS.load(Ordering::Relaxed), 1);
     drop(producer);
-    assert_eq!(DROPS.load(Ordering::Relaxed), 1, "leftovers live while a handle does");
+    assert_eq!(
+        DROPS.load(Ordering::Relaxed),
+        1,
+        "leftovers live while a handle does"
+    );
     drop(consumer);
-    assert_eq!(DROPS.load(Ordering::Relaxed), 6, "5 leftovers dropped once each");
+    assert_eq!(
+        DROPS.load(Ordering::Relaxed),
+        6,
+        "5 leftovers dropped once each"
+    );
 }
 
 #[test]
@@ -115,7 +127,10 @@ fn full_push_returns_the_same_value() {
     let Err(Full(back)) = producer.push(value) else {
         panic!("push into a full ring succeeded");
     };
-    assert_eq!(&*back as *const u64, address, "the very same allocation came back");
+    assert_eq!(
+        &*back as *const u64, address,
+        "the very same allocation came back"
+    );
     assert_eq!(*back, 3);
     assert_eq!(consumer.pop().as_deref(), Some(&1));
     assert!(producer.push(back).is_ok());
@@ -126,7 +141,16 @@ fn full_push_returns_the_same_value() {
 
 #[test]
 fn capacity_must_be_a_power_of_two_in_range() {
-    for bad in [0, 1, 3, 6, 1000, MAX_CAPACITY + 1, MAX_CAPACITY * 2, usize::MAX] {
+    for bad in [
+        0,
+        1,
+        3,
+        6,
+        1000,
+        MAX_CAPACITY + 1,
+        MAX_CAPACITY * 2,
+        usize::MAX,
+    ] {
         assert_eq!(
             channel::<u8>(bad).err(),
             Some(CapacityError { requested: bad }),
@@ -179,7 +203,7 @@ fn a_completed_push_is_visible_to_a_later_pop() {
     let producer_thread = thread::spawn(move || {
         for i in 0..COUNT {
             while producer.push(i).is_err() {
-                core::hint::spin_loop();
+                thread::yield_now();
             }
             pushed_by_producer.store(i + 1, Ordering::Release);
         }
@@ -187,10 +211,14 @@ fn a_completed_push_is_visible_to_a_later_pop() {
     let mut popped = 0;
     while popped < COUNT {
         if pushed.load(Ordering::Acquire) > popped {
-            assert_eq!(consumer.pop(), Some(popped), "a completed push was not visible");
+            assert_eq!(
+                consumer.pop(),
+                Some(popped),
+                "a completed push was not visible"
+            );
             popped += 1;
         } else {
-            core::hint::spin_loop();
+            thread::yield_now();
         }
     }
     producer_thread.join().unwrap();
@@ -209,7 +237,7 @@ fn two_threads_conserve_every_item_in_order() {
                     Err(Full(back)) => {
                         assert_eq!(back, i);
                         value = back;
-                        core::hint::spin_loop();
+                        thread::yield_now();
                     }
                 }
             }
@@ -240,7 +268,7 @@ fn two_threads_conserve_every_item_in_batches() {
         let mut items = counted(&DROPS, 0..COUNT).peekable();
         while items.peek().is_some() {
             if producer.push_batch(&mut items) == 0 {
-                core::hint::spin_loop();
+                thread::yield_now();
             }
         }
     });
@@ -252,11 +280,15 @@ fn two_threads_conserve_every_item_in_batches() {
         });
         assert!(popped <= 5);
         if popped == 0 {
-            core::hint::spin_loop();
+            thread::yield_now();
         }
     }
     producer_thread.join().unwrap();
-    assert_eq!(DROPS.load(Ordering::Relaxed), COUNT, "each item dropped once");
+    assert_eq!(
+        DROPS.load(Ordering::Relaxed),
+        COUNT,
+        "each item dropped once"
+    );
     drop(consumer);
     assert_eq!(DROPS.load(Ordering::Relaxed), COUNT);
 }
@@ -266,7 +298,11 @@ fn push_batch_never_takes_an_item_it_cannot_store() {
     let (mut producer, mut consumer) = channel::<u32>(8).unwrap();
     let mut items = 0..10u32;
     assert_eq!(producer.push_batch(&mut items), 8);
-    assert_eq!(items.clone().next(), Some(8), "items 8 and 9 stay in the iterator");
+    assert_eq!(
+        items.clone().next(),
+        Some(8),
+        "items 8 and 9 stay in the iterator"
+    );
     assert_eq!(producer.push_batch(&mut items), 0);
     assert_eq!(items.len(), 2);
     let mut popped = Vec::new();
@@ -311,7 +347,10 @@ fn batches_wrap_around_the_slots_and_the_index_space() {
         next_out += 1;
     }
     assert_eq!(next_out, next_in);
-    assert!(next_in > 16, "the indices went round the slots several times");
+    assert!(
+        next_in > 16,
+        "the indices went round the slots several times"
+    );
 }
 
 #[test]
@@ -353,13 +392,16 @@ fn a_panicking_pop_batch_callback_drops_nothing_twice() {
 fn a_panicking_push_batch_iterator_publishes_what_it_took() {
     static DROPS: AtomicUsize = AtomicUsize::new(0);
     let (mut producer, mut consumer) = channel::<Counted>(8).unwrap();
-    let mut items = counted(&DROPS, 0..6).map(|item| {
+    let mut items = counted(&DROPS, 0..6).inspect(|item| {
         assert!(item.id != 3, "iterator fails on item 3");
-        item
     });
     let result = panic::catch_unwind(AssertUnwindSafe(|| producer.push_batch(&mut items)));
     assert!(result.is_err());
-    assert_eq!(DROPS.load(Ordering::Relaxed), 1, "only item 3 dropped, in the unwind");
+    assert_eq!(
+        DROPS.load(Ordering::Relaxed),
+        1,
+        "only item 3 dropped, in the unwind"
+    );
     assert_eq!(consumer.len(), 3);
     assert_eq!(consumer.pop().map(|item| item.id), Some(0));
     drop((producer, consumer));
