@@ -15,6 +15,28 @@ use crate::sync::{AtomicUsize, Ordering};
 
 const COUNT: usize = if cfg!(miri) { 50 } else { 100_000 };
 
+/// Waits after a failed push or pop: spins a little, then yields, so that on a machine with
+/// more runnable threads than cores the other side gets to run.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn wait(&mut self) {
+        self.failures += 1;
+        if self.failures < 100 {
+            core::hint::spin_loop();
+        } else {
+            thread::yield_now();
+        }
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
 /// An item that counts its drops in a per-test static counter.
 #[derive(Debug)]
 struct Counted {
@@ -201,14 +223,17 @@ fn a_completed_push_is_visible_to_a_later_pop() {
     let pushed = StdArc::new(AtomicUsize::new(0));
     let pushed_by_producer = StdArc::clone(&pushed);
     let producer_thread = thread::spawn(move || {
+        let mut backoff = Backoff::default();
         for i in 0..COUNT {
             while producer.push(i).is_err() {
-                thread::yield_now();
+                backoff.wait();
             }
+            backoff.reset();
             pushed_by_producer.store(i + 1, Ordering::Release);
         }
     });
     let mut popped = 0;
+    let mut backoff = Backoff::default();
     while popped < COUNT {
         if pushed.load(Ordering::Acquire) > popped {
             assert_eq!(
@@ -217,8 +242,9 @@ fn a_completed_push_is_visible_to_a_later_pop() {
                 "a completed push was not visible"
             );
             popped += 1;
+            backoff.reset();
         } else {
-            thread::yield_now();
+            backoff.wait();
         }
     }
     producer_thread.join().unwrap();
@@ -229,6 +255,7 @@ fn a_completed_push_is_visible_to_a_later_pop() {
 fn two_threads_conserve_every_item_in_order() {
     let (mut producer, mut consumer) = channel::<usize>(16).unwrap();
     let producer_thread = thread::spawn(move || {
+        let mut backoff = Backoff::default();
         for i in 0..COUNT {
             let mut value = i;
             loop {
@@ -237,22 +264,25 @@ fn two_threads_conserve_every_item_in_order() {
                     Err(Full(back)) => {
                         assert_eq!(back, i);
                         value = back;
-                        thread::yield_now();
+                        backoff.wait();
                     }
                 }
             }
+            backoff.reset();
         }
     });
     let mut expected = 0;
     let mut sum = 0usize;
+    let mut backoff = Backoff::default();
     while expected < COUNT {
         match consumer.pop() {
             Some(value) => {
                 assert_eq!(value, expected, "FIFO order");
                 sum = sum.wrapping_add(value);
                 expected += 1;
+                backoff.reset();
             }
-            None => core::hint::spin_loop(),
+            None => backoff.wait(),
         }
     }
     producer_thread.join().unwrap();
@@ -266,13 +296,17 @@ fn two_threads_conserve_every_item_in_batches() {
     let (mut producer, mut consumer) = channel::<Counted>(8).unwrap();
     let producer_thread = thread::spawn(move || {
         let mut items = counted(&DROPS, 0..COUNT).peekable();
+        let mut backoff = Backoff::default();
         while items.peek().is_some() {
             if producer.push_batch(&mut items) == 0 {
-                thread::yield_now();
+                backoff.wait();
+            } else {
+                backoff.reset();
             }
         }
     });
     let mut expected = 0;
+    let mut backoff = Backoff::default();
     while expected < COUNT {
         let popped = consumer.pop_batch(5, |item| {
             assert_eq!(item.id, expected, "FIFO order");
@@ -280,7 +314,9 @@ fn two_threads_conserve_every_item_in_batches() {
         });
         assert!(popped <= 5);
         if popped == 0 {
-            thread::yield_now();
+            backoff.wait();
+        } else {
+            backoff.reset();
         }
     }
     producer_thread.join().unwrap();
