@@ -3,6 +3,9 @@
 //! Run with `cargo bench -p flujo-benches --bench iai`.
 use iai_callgrind::main;
 
+#[path = "iai/w5_ring_spsc.rs"]
+mod w5_ring_spsc;
+use w5_ring_spsc::W5_ring_spsc;
 #[path = "iai/w5_ring_mpmc.rs"]
 mod w5_ring_mpmc;
 use w5_ring_mpmc::W5_ring_mpmc;
@@ -10,4 +13,8 @@ use w5_ring_mpmc::W5_ring_mpmc;
 mod w10_breaker;
 use w10_breaker::W10_breaker;
 
-main!(library_benchmark_groups = W5_ring_mpmc, W10_breaker);
+main!(
+    library_benchmark_groups = W5_ring_spsc,
+    W5_ring_mpmc,
+    W10_breaker
+);

@@ -6,6 +6,13 @@ use criterion::{criterion_group, criterion_main};
 mod w10_breaker;
 #[path = "peers/w5_ring_mpmc.rs"]
 mod w5_ring_mpmc;
+#[path = "peers/w5_ring_spsc.rs"]
+mod w5_ring_spsc;
 
-criterion_group!(benches, w5_ring_mpmc::benches, w10_breaker::benches,);
+criterion_group!(
+    benches,
+    w5_ring_spsc::benches,
+    w5_ring_mpmc::benches,
+    w10_breaker::benches,
+);
 criterion_main!(benches);
