@@ -214,9 +214,12 @@ fn requests_within_the_limit_never_fail_under_mixed_alignments() {
     // The memory backstop (4 * limit + 16 KiB of chunk capacity) must never refuse what the
     // byte limit admits, whatever the mix of sizes and alignments and however the arena was
     // grown before a reset.
+    // Only the size and alignment of these matter; their bytes are never read.
+    #[allow(dead_code)]
     #[derive(Clone, Copy)]
     #[repr(align(64))]
     struct Align64([u8; 64]);
+    #[allow(dead_code)]
     #[derive(Clone, Copy)]
     #[repr(align(4096))]
     struct Align4096([u8; 4096]);
