@@ -51,6 +51,16 @@ pub const CREDIT_CHUNK: usize = 8;
 /// let stats = pool.stats();
 /// assert_eq!((stats.hits, stats.misses, stats.idle), (1, 1, 1));
 /// ```
+///
+/// A handle stays on its thread:
+///
+/// ```compile_fail
+/// use flujo_core::pool::{Pool, PoolConfig};
+///
+/// let pool = Pool::new(PoolConfig::default(), || 0u8).unwrap();
+/// let handle = pool.handle().unwrap();
+/// std::thread::spawn(move || drop(handle.get())); // error: `PoolHandle` is not `Send`
+/// ```
 pub struct PoolHandle<T> {
     /// The local cache: `cache[..len]` are owned idle objects (`Box::into_raw` pointers), the
     /// most recently returned last. `cache.len()` is the configured `local_capacity`.
@@ -280,6 +290,19 @@ impl<T> fmt::Debug for PoolHandle<T> {
 /// let owned: Box<Vec<u32>> = v.detach(); // leaves the pool for good
 /// assert_eq!(*owned, [1]);
 /// assert_eq!(pool.stats().detached, 1);
+/// ```
+///
+/// A guard goes back to its own handle, on its own thread:
+///
+/// ```compile_fail
+/// use flujo_core::pool::{Pool, PoolConfig};
+///
+/// let pool = Pool::new(PoolConfig::default(), || 0u8).unwrap();
+/// let handle = pool.handle().unwrap();
+/// let guard = handle.get();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard)); // error: `Pooled` is not `Send`
+/// });
 /// ```
 pub struct Pooled<'h, T> {
     /// Owned object from `Box::into_raw`.
