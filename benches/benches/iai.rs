@@ -1,2 +1,8 @@
 //! Instruction-count benches (iai-callgrind) that gate CI.
-fn main() {}
+use iai_callgrind::main;
+
+#[path = "iai/w6_pool.rs"]
+mod w6_pool;
+use w6_pool::W6_pool;
+
+main!(library_benchmark_groups = W6_pool);

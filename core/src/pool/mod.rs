@@ -329,7 +329,10 @@ impl<T> Pool<T> {
                 .wrapping_add(t.misses)
                 .wrapping_sub(t.returns)
                 .wrapping_sub(t.detached),
-            idle: t.returns.wrapping_sub(t.overflow_drops).wrapping_sub(t.hits),
+            idle: t
+                .returns
+                .wrapping_sub(t.overflow_drops)
+                .wrapping_sub(t.hits),
         }
     }
 

@@ -9,7 +9,7 @@
 //!
 //! Push and pop are lock-free: a CAS fails only when another push or pop succeeded.
 
-use crate::sync::Ordering;
+use crate::sync::{Ordering, UnsafeCell};
 use core::cell::Cell;
 use core::ptr;
 use crossbeam_epoch::{unprotected, Atomic, Guard, Owned, Shared};
@@ -17,10 +17,16 @@ use crossbeam_epoch::{unprotected, Atomic, Guard, Owned, Shared};
 /// The most objects one node carries. A handle moves at most this many objects per spill.
 pub const BATCH_CAPACITY: usize = 32;
 
-/// A batch of idle objects.
+/// A stack node. Its batch is written only before the node is published and read only by
+/// poppers after an `Acquire` of the head (the cell lets loom check that edge).
 struct Node<T> {
+    batch: UnsafeCell<Batch<T>>,
+}
+
+/// A batch of idle objects and the link to the node below.
+struct Batch<T> {
     /// The node below this one, or null. Written before the node is published and never again,
-    /// so poppers may read it without synchronization while they are pinned.
+    /// so poppers may read it while they are pinned.
     next: *const Node<T>,
     /// Objects in `objects[..len]`; `len` in `1 ..= BATCH_CAPACITY`.
     len: usize,
@@ -51,23 +57,29 @@ impl<T> BatchStack<T> {
             "batch of {} objects",
             objects.len()
         );
-        let mut node = Node {
+        let mut batch = Batch {
             next: ptr::null(),
             len: objects.len(),
             objects: [ptr::null_mut(); BATCH_CAPACITY],
         };
-        for (dst, src) in node.objects.iter_mut().zip(objects) {
+        for (dst, src) in batch.objects.iter_mut().zip(objects) {
             debug_assert!(!src.get().is_null());
             *dst = src.get();
         }
-        let mut owned = Owned::new(node);
+        let mut owned = Owned::new(Node {
+            batch: UnsafeCell::new(batch),
+        });
         // SAFETY: a push never dereferences the head it loads (it only links to it and compares
         // it), so it needs no protection from reclamation; an ABA on the head is harmless here
         // because the new node links to whatever node is on top when the CAS succeeds.
         let guard = unsafe { unprotected() };
         loop {
             let head = self.head.load(Ordering::Relaxed, guard);
-            owned.next = head.as_raw();
+            let below = head.as_raw();
+            // SAFETY: the node is not published yet (we own it), so nothing else reads it.
+            owned
+                .batch
+                .with_mut(|batch| unsafe { (*batch).next = below });
             match self.head.compare_exchange(
                 head,
                 owned,
@@ -93,17 +105,24 @@ impl<T> BatchStack<T> {
             let Some(node) = (unsafe { head.as_ref() }) else {
                 return 0;
             };
-            let next = Shared::from(node.next);
+            // SAFETY: `next` is written only before publication, which our `Acquire` load of the
+            // head ordered before this read; no one writes it afterwards.
+            let next = Shared::from(node.batch.with(|batch| unsafe { (*batch).next }));
             if self
                 .head
                 .compare_exchange(head, next, Ordering::AcqRel, Ordering::Relaxed, guard)
                 .is_ok()
             {
-                let len = node.len;
-                debug_assert!((1..=BATCH_CAPACITY).contains(&len));
-                for (dst, src) in out[..len].iter().zip(&node.objects[..len]) {
-                    dst.set(*src);
-                }
+                // SAFETY: we unlinked the node, so we alone take its objects; the batch was
+                // written before publication (ordered before our `Acquire`) and never after.
+                let len = node.batch.with(|batch| unsafe {
+                    let batch = &*batch;
+                    debug_assert!((1..=BATCH_CAPACITY).contains(&batch.len));
+                    for (dst, src) in out[..batch.len].iter().zip(&batch.objects[..batch.len]) {
+                        dst.set(*src);
+                    }
+                    batch.len
+                });
                 // SAFETY: our CAS unlinked the node, so no new reference to it can be made; the
                 // threads that may still read it are pinned, and the deferred destruction waits
                 // for them. Destroying the node frees only its memory (the object pointers it
@@ -123,12 +142,13 @@ impl<T> Drop for BatchStack<T> {
         while !current.is_null() {
             // SAFETY: every linked node came from `Owned::new` and is owned by the stack alone.
             let node = unsafe { current.into_owned() }.into_box();
-            for &object in &node.objects[..node.len] {
+            let batch = node.batch.into_inner();
+            for &object in &batch.objects[..batch.len] {
                 // SAFETY: each object pointer in a linked node came from `Box::into_raw` and is
                 // owned by the node; it is dropped exactly once, here.
                 drop(unsafe { alloc::boxed::Box::from_raw(object) });
             }
-            current = Shared::from(node.next);
+            current = Shared::from(batch.next);
         }
     }
 }

@@ -105,7 +105,11 @@ fn first_get_misses_then_hits_the_same_object() {
     drop(handle);
     assert_eq!(drops.load(StdOrdering::Relaxed), 0, "idle objects are kept");
     drop(pool);
-    assert_eq!(drops.load(StdOrdering::Relaxed), 1, "the pool frees its idle object");
+    assert_eq!(
+        drops.load(StdOrdering::Relaxed),
+        1,
+        "the pool frees its idle object"
+    );
 }
 
 #[test]
@@ -217,15 +221,16 @@ fn returns_beyond_max_idle_are_dropped_and_counted() {
         drop(g);
         let s = pool.stats();
         assert!(s.idle <= 3, "idle {} above max_idle", s.idle);
-        assert_eq!(s.idle, (returned + 1).min(3), "a single handle fills max_idle");
+        assert_eq!(
+            s.idle,
+            (returned + 1).min(3),
+            "a single handle fills max_idle"
+        );
         assert_eq!(s.overflow_drops, (returned + 1).saturating_sub(3));
     }
     assert_eq!(drops.load(StdOrdering::Relaxed), 7);
     let s = pool.stats();
-    assert_eq!(
-        (s.returns, s.overflow_drops, s.idle, s.live),
-        (10, 7, 3, 0)
-    );
+    assert_eq!((s.returns, s.overflow_drops, s.idle, s.live), (10, 7, 3, 0));
     assert_identities(&s, 3);
 }
 
@@ -316,7 +321,10 @@ fn detach_takes_the_object_out_of_the_accounting() {
     let boxed = g.detach();
     assert!(boxed.dirty);
     let s = pool.stats();
-    assert_eq!((s.misses, s.detached, s.live, s.idle, s.returns), (1, 1, 0, 0, 0));
+    assert_eq!(
+        (s.misses, s.detached, s.live, s.idle, s.returns),
+        (1, 1, 0, 0, 0)
+    );
     assert_eq!(drops.load(StdOrdering::Relaxed), 0);
     drop(boxed);
     assert_eq!(drops.load(StdOrdering::Relaxed), 1);
@@ -339,7 +347,11 @@ fn handle_limit_is_enforced_and_slots_are_reused_with_their_counts() {
     let c = pool.handle().expect("a slot was freed");
     drop(c.get()); // a hit: a's object went to the shared list when a dropped
     let s = pool.stats();
-    assert_eq!((s.hits, s.misses, s.returns), (1, 1, 2), "a's counts survive");
+    assert_eq!(
+        (s.hits, s.misses, s.returns),
+        (1, 1, 2),
+        "a's counts survive"
+    );
     drop((b, c));
     assert_eq!(pool.handles(), 0);
 }
@@ -419,7 +431,10 @@ fn reset_panic_hands_the_object_back() {
     }));
     assert!(result.is_err());
     let s = pool.stats();
-    assert_eq!((s.hits, s.misses, s.returns, s.live, s.idle), (1, 1, 2, 0, 1));
+    assert_eq!(
+        (s.hits, s.misses, s.returns, s.live, s.idle),
+        (1, 1, 2, 0, 1)
+    );
     assert_eq!(drops.load(StdOrdering::Relaxed), 0);
     drop(handle);
     drop(pool);
