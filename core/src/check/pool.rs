@@ -12,8 +12,7 @@
 //! its argument.
 
 use crate::pool::{
-    HandleLimitError, Pool, PoolConfig, PoolHandle, PoolStats, Pooled, BATCH_CAPACITY,
-    CREDIT_CHUNK,
+    HandleLimitError, Pool, PoolConfig, PoolHandle, PoolStats, Pooled, BATCH_CAPACITY, CREDIT_CHUNK,
 };
 use crate::sync::{Arc, AtomicUsize, Ordering};
 use alloc::boxed::Box;
@@ -315,7 +314,11 @@ impl Program {
             "conservation"
         );
         for (i, h) in self.handles.iter().enumerate() {
-            assert_eq!(self.handle_ref(i).cached(), h.model.cache.len(), "cache length");
+            assert_eq!(
+                self.handle_ref(i).cached(),
+                h.model.cache.len(),
+                "cache length"
+            );
             assert!(h.model.cache.len() <= h.model.credit);
             assert!(h.model.credit <= self.model.capacity);
         }
@@ -373,7 +376,11 @@ impl Program {
         let created = self.model.resets.len();
         let log = Arc::clone(&self.log);
         drop(self.pool);
-        assert_eq!(log.count.load(Ordering::Relaxed), created, "objects dropped");
+        assert_eq!(
+            log.count.load(Ordering::Relaxed),
+            created,
+            "objects dropped"
+        );
         assert_eq!(
             log.id_sum.load(Ordering::Relaxed),
             created * (created + 1) / 2,
@@ -426,7 +433,17 @@ mod tests {
     #[test]
     fn every_byte_as_a_program_runs_clean() {
         for first in 0..=255u8 {
-            run(&[first, first / 9, first / 81, 4, first, first.rotate_left(3), 7, 4, first]);
+            run(&[
+                first,
+                first / 9,
+                first / 81,
+                4,
+                first,
+                first.rotate_left(3),
+                7,
+                4,
+                first,
+            ]);
         }
     }
 }

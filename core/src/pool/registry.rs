@@ -96,7 +96,7 @@ impl PoolRegistryBuilder {
     pub fn build(self) -> Result<PoolRegistry, DuplicatePoolError> {
         let mut entries = self.entries;
         // Stable sort: of two pools for one type, the one registered first comes first.
-        entries.sort_by(|a, b| a.type_id.cmp(&b.type_id));
+        entries.sort_by_key(|entry| entry.type_id);
         if let Some(pair) = entries.windows(2).find(|w| w[0].type_id == w[1].type_id) {
             return Err(DuplicatePoolError {
                 type_name: pair[1].type_name,

@@ -2,9 +2,9 @@
 //! handle limits, multi-thread stress with exact final counts, and the registry.
 
 use super::*;
-use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering as StdOrdering};
-use std::sync::Arc as StdArc;
-use std::vec::Vec;
+// Outside loom, `crate::sync` is `core`'s atomics and `alloc`'s `Arc`.
+use crate::sync::{Arc as StdArc, AtomicUsize as StdAtomicUsize, Ordering as StdOrdering};
+use alloc::vec::Vec;
 
 /// An object that counts its drops and its resets.
 #[derive(Debug)]
@@ -380,7 +380,7 @@ fn config_is_validated() {
     assert!(config(0, MAX_LOCAL_CAPACITY, MAX_HANDLES)
         .validate()
         .is_ok());
-    assert!(std::format!("{}", PoolConfigError::MaxHandles(0)).contains("max_handles"));
+    assert!(alloc::format!("{}", PoolConfigError::MaxHandles(0)).contains("max_handles"));
 }
 
 #[test]
@@ -395,7 +395,7 @@ fn factory_panic_counts_nothing() {
     })
     .unwrap();
     let handle = pool.handle().unwrap();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let result = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
         drop(handle.get());
     }));
     assert!(result.is_err());
@@ -426,7 +426,7 @@ fn reset_panic_hands_the_object_back() {
     .unwrap();
     let handle = pool.handle().unwrap();
     handle.get().dirty = true;
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let result = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
         drop(handle.get());
     }));
     assert!(result.is_err());
@@ -531,7 +531,7 @@ fn registry_rejects_a_second_pool_for_one_type() {
         .build()
         .unwrap_err();
     assert_eq!(err, DuplicatePoolError { type_name: "u64" });
-    assert!(std::format!("{err}").contains("u64"));
+    assert!(alloc::format!("{err}").contains("u64"));
 }
 
 #[test]
