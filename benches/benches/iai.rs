@@ -9,6 +9,9 @@ use w5_ring_spsc::W5_ring_spsc;
 #[path = "iai/w5_ring_mpmc.rs"]
 mod w5_ring_mpmc;
 use w5_ring_mpmc::W5_ring_mpmc;
+#[path = "iai/w6_pool.rs"]
+mod w6_pool;
+use w6_pool::W6_pool;
 #[path = "iai/w10_breaker.rs"]
 mod w10_breaker;
 use w10_breaker::W10_breaker;
@@ -16,5 +19,6 @@ use w10_breaker::W10_breaker;
 main!(
     library_benchmark_groups = W5_ring_spsc,
     W5_ring_mpmc,
+    W6_pool,
     W10_breaker
 );

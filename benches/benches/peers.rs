@@ -8,11 +8,14 @@ mod w10_breaker;
 mod w5_ring_mpmc;
 #[path = "peers/w5_ring_spsc.rs"]
 mod w5_ring_spsc;
+#[path = "peers/w6_pool.rs"]
+mod w6_pool;
 
 criterion_group!(
     benches,
     w5_ring_spsc::benches,
     w5_ring_mpmc::benches,
+    w6_pool::benches,
     w10_breaker::benches,
 );
 criterion_main!(benches);
