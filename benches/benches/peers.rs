@@ -1,7 +1,21 @@
 //! Criterion benches: every workload of `shared/BENCHMARKS.md`, ours beside the peers.
-use criterion::{criterion_group, criterion_main, Criterion};
+//! `cargo bench -p flujo-benches --bench peers -- <workload id>` runs one workload.
+use criterion::{criterion_group, criterion_main};
 
-fn placeholder(_c: &mut Criterion) {}
+#[path = "peers/w10_breaker.rs"]
+mod w10_breaker;
+#[path = "peers/w5_ring_mpmc.rs"]
+mod w5_ring_mpmc;
+#[path = "peers/w5_ring_spsc.rs"]
+mod w5_ring_spsc;
+#[path = "peers/w6_pool.rs"]
+mod w6_pool;
 
-criterion_group!(benches, placeholder);
+criterion_group!(
+    benches,
+    w5_ring_spsc::benches,
+    w5_ring_mpmc::benches,
+    w6_pool::benches,
+    w10_breaker::benches,
+);
 criterion_main!(benches);

@@ -43,6 +43,11 @@ fn arena_corpus_replays() {
 }
 
 #[test]
+fn breaker_corpus_replays() {
+    replay("breaker", flujo_core::check::breaker::run);
+}
+
+#[test]
 fn graph_corpus_replays() {
     replay("graph", flujo_core::check::graph::run);
 }

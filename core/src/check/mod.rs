@@ -6,6 +6,7 @@
 //! semver.
 
 pub mod arena;
+pub mod breaker;
 pub mod context;
 pub mod graph;
 pub mod mpmc;

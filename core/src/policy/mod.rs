@@ -1,1 +1,27 @@
-//! Task policies as pure state machines. TODO(policy helper).
+//! Task policies as pure state machines: error classes and recovery tables, retries with
+//! bounded backoff, a shared circuit breaker, and usage budgets.
+//!
+//! **Architecture invariant:** no policy reads a clock or an entropy source. Time comes in as
+//! ticks (`u64`, the caller's unit) passed to each call, and randomness from a seeded [`Rng`],
+//! so every decision is reproducible from its inputs and the whole module is `no_std`.
+//!
+//! The interpreter applies them in the order of the design brief: breaker
+//! ([`breaker::Breaker::try_acquire`]), cache, usage ([`UsageBudget::reserve`]), attempts with
+//! [`RetryState::on_failure`] deciding after each failure through the step's
+//! [`RecoveryTable`], fallback, then the outcome goes to [`breaker::Breaker::record`] and the
+//! actual usage to [`UsageBudget::reconcile`].
+
+pub mod breaker;
+pub mod error;
+pub mod retry;
+pub mod rng;
+pub mod usage;
+
+#[cfg(test)]
+mod tests;
+
+pub use breaker::{Breaker, BreakerConfig};
+pub use error::{Abort, ErrorClass, Recovery, RecoveryTable};
+pub use retry::{Backoff, Decision, RetryPolicy, RetryPolicyError, RetryState, ATTEMPTS_MAX};
+pub use rng::Rng;
+pub use usage::{Reservation, Split, Usage, UsageBudget, UsageDenied, UsageLimit};

@@ -1,0 +1,61 @@
+//! W5_ring_mpmc in instructions: `OPS` push+pop round trips of a `u64` through a
+//! many-producer many-consumer ring of capacity 1024, single thread. Only `flujo` has a hard
+//! limit; crossbeam's `ArrayQueue` is for comparison.
+#![allow(non_snake_case)] // The group is named after the workload id.
+
+use std::hint::black_box;
+
+use crossbeam_queue::ArrayQueue;
+use flujo_core::ring::mpmc::Ring;
+use iai_callgrind::{
+    library_benchmark, library_benchmark_group, Callgrind, EventKind, LibraryBenchmarkConfig,
+};
+
+/// Ring capacity.
+const CAPACITY: usize = 1024;
+/// Round trips per bench, so setup is noise: Ir per operation is the total over `OPS`.
+const OPS: u64 = 100_000;
+/// The Ir budget of the `flujo` bench: about 1.15x the 5,300,180 measured (53 Ir per round
+/// trip including the loop and its checks; crossbeam measured 11,300,571).
+const FLUJO_IR_LIMIT: u64 = 6_100_000;
+
+fn flujo_ring() -> Ring<u64> {
+    Ring::with_capacity(CAPACITY).expect("power of two")
+}
+
+fn crossbeam_queue() -> ArrayQueue<u64> {
+    ArrayQueue::new(CAPACITY)
+}
+
+#[library_benchmark(
+    config = LibraryBenchmarkConfig::default()
+        .tool(Callgrind::default().hard_limits([(EventKind::Ir, FLUJO_IR_LIMIT)]))
+)]
+#[bench::push_pop(setup = flujo_ring)]
+fn flujo(ring: Ring<u64>) -> u64 {
+    let mut sum = 0u64;
+    for value in 0..OPS {
+        assert!(ring.push(black_box(value)).is_ok());
+        let popped = ring.pop();
+        assert_eq!(popped, Some(value));
+        sum = sum.wrapping_add(black_box(popped).unwrap_or(0));
+    }
+    assert_eq!(sum, OPS * (OPS - 1) / 2);
+    sum
+}
+
+#[library_benchmark]
+#[bench::push_pop(setup = crossbeam_queue)]
+fn crossbeam(queue: ArrayQueue<u64>) -> u64 {
+    let mut sum = 0u64;
+    for value in 0..OPS {
+        assert!(queue.push(black_box(value)).is_ok());
+        let popped = queue.pop();
+        assert_eq!(popped, Some(value));
+        sum = sum.wrapping_add(black_box(popped).unwrap_or(0));
+    }
+    assert_eq!(sum, OPS * (OPS - 1) / 2);
+    sum
+}
+
+library_benchmark_group!(name = W5_ring_mpmc; benchmarks = flujo, crossbeam);

@@ -1,1 +1,0 @@
-//! TODO(arena helper): replace this stub.

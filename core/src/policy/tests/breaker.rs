@@ -1,0 +1,603 @@
+use alloc::vec::Vec;
+
+use crate::policy::breaker::{
+    transition, Breaker, BreakerConfig, BreakerConfigError, IllegalTransition, Outcome, Permit,
+    Rejected, State, Transition, TransitionCounts,
+};
+
+/// Two failures in a row open it; no rate rule; 10 ticks open; 2 probes, 2 successes close.
+const STREAK: BreakerConfig = BreakerConfig {
+    consecutive_failures_to_open: 2,
+    window_calls: 8,
+    failure_rate_percent_to_open: 0,
+    window_calls_min: 1,
+    slow_call_ticks: 5,
+    open_ticks: 10,
+    half_open_probes_max: 2,
+    half_open_successes_to_close: 2,
+};
+
+/// A breaker and an injected clock.
+struct Sim {
+    breaker: Breaker,
+    now: u64,
+    held: Vec<Permit>,
+}
+
+/// One event of a table row.
+#[derive(Clone, Copy, Debug)]
+enum Ev {
+    /// Acquire (must succeed) and record at once.
+    Call(Outcome, u64),
+    /// Acquire and hold the permit (`true`: expected to succeed).
+    Acquire(bool),
+    /// Record held permit `i`.
+    Record(usize, Outcome),
+    /// Give held permit `i` back.
+    Release(usize),
+    /// Advance the clock.
+    Tick(u64),
+}
+
+use Ev::*;
+use Outcome::{Failure as F, Success as S};
+
+impl Sim {
+    fn new(config: BreakerConfig, now: u64) -> Self {
+        Self {
+            breaker: Breaker::new(config).unwrap(),
+            now,
+            held: Vec::new(),
+        }
+    }
+
+    /// A breaker of `config` driven into `state` at `now`.
+    fn in_state(config: BreakerConfig, state: State, now: u64) -> Self {
+        let mut sim = Self::new(config, now);
+        if state != State::Closed {
+            while sim.breaker.state() == State::Closed {
+                sim.apply(Call(F, 0));
+            }
+            if state == State::HalfOpen {
+                sim.now = sim.now.saturating_add(config.open_ticks);
+                sim.apply(Acquire(true));
+                sim.apply(Release(0));
+            }
+        }
+        assert_eq!(sim.breaker.state(), state);
+        sim
+    }
+
+    fn apply(&mut self, ev: Ev) -> Option<Transition> {
+        match ev {
+            Call(outcome, latency) => {
+                let permit = self.breaker.try_acquire(self.now).expect("call admitted");
+                self.breaker.record(permit, outcome, latency, self.now)
+            }
+            Acquire(expect_ok) => {
+                let got = self.breaker.try_acquire(self.now);
+                assert_eq!(got.is_ok(), expect_ok, "{ev:?}: {got:?}");
+                if let Ok(permit) = got {
+                    self.held.push(permit);
+                }
+                None
+            }
+            Record(i, outcome) => {
+                let permit = self.held.remove(i);
+                self.breaker.record(permit, outcome, 0, self.now)
+            }
+            Release(i) => {
+                let permit = self.held.remove(i);
+                self.breaker.release(permit);
+                None
+            }
+            Tick(ticks) => {
+                self.now = self.now.saturating_add(ticks);
+                None
+            }
+        }
+    }
+}
+
+fn t(from: State, to: State) -> Option<Transition> {
+    Some(transition(from, to).unwrap())
+}
+
+#[test]
+fn transition_table_allows_exactly_four() {
+    let legal = [
+        (State::Closed, State::Open),
+        (State::Open, State::HalfOpen),
+        (State::HalfOpen, State::Closed),
+        (State::HalfOpen, State::Open),
+    ];
+    let mut indices = Vec::new();
+    for from in State::ALL {
+        for to in State::ALL {
+            let result = transition(from, to);
+            if legal.contains(&(from, to)) {
+                let tr = result.unwrap();
+                assert_eq!((tr.from(), tr.to()), (from, to));
+                indices.push(tr.index());
+            } else {
+                assert_eq!(result, Err(IllegalTransition { from, to }));
+            }
+        }
+    }
+    indices.sort_unstable();
+    assert_eq!(indices, [0, 1, 2, 3]);
+    assert_eq!(Transition::COUNT, 4);
+}
+
+#[test]
+fn state_event_table() {
+    use State::{Closed, HalfOpen, Open};
+    // (from, events, to, transition caused by the last event)
+    let rows: &[(State, &[Ev], State, Option<Transition>)] = &[
+        (Closed, &[Call(S, 0)], Closed, None),
+        (Closed, &[Call(F, 0)], Closed, None),
+        (Closed, &[Call(F, 0), Call(F, 0)], Open, t(Closed, Open)),
+        (Closed, &[Call(F, 0), Call(S, 0), Call(F, 0)], Closed, None),
+        (Closed, &[Call(S, 4), Call(S, 4)], Closed, None),
+        (Closed, &[Call(S, 5), Call(S, 9)], Open, t(Closed, Open)),
+        (
+            Closed,
+            &[Call(F, 0), Call(S, u64::MAX)],
+            Open,
+            t(Closed, Open),
+        ),
+        (Closed, &[Tick(u64::MAX)], Closed, None),
+        (Closed, &[Acquire(true), Release(0)], Closed, None),
+        (Open, &[Acquire(false)], Open, None),
+        (Open, &[Tick(9), Acquire(false)], Open, None),
+        (Open, &[Tick(10), Acquire(true)], HalfOpen, None),
+        (Open, &[Tick(u64::MAX), Acquire(true)], HalfOpen, None),
+        (HalfOpen, &[Acquire(true), Record(0, S)], HalfOpen, None),
+        (
+            HalfOpen,
+            &[Acquire(true), Acquire(true), Record(0, S), Record(0, S)],
+            Closed,
+            t(HalfOpen, Closed),
+        ),
+        (
+            HalfOpen,
+            &[Acquire(true), Record(0, F)],
+            Open,
+            t(HalfOpen, Open),
+        ),
+        (
+            HalfOpen,
+            &[Acquire(true), Acquire(true), Acquire(false)],
+            HalfOpen,
+            None,
+        ),
+        (
+            HalfOpen,
+            &[
+                Acquire(true),
+                Acquire(true),
+                Release(0),
+                Acquire(true),
+                Acquire(false),
+            ],
+            HalfOpen,
+            None,
+        ),
+        (HalfOpen, &[Tick(u64::MAX), Acquire(true)], HalfOpen, None),
+        // A probe that outlives its period is ignored.
+        (
+            HalfOpen,
+            &[Acquire(true), Acquire(true), Record(1, F), Record(0, S)],
+            Open,
+            None,
+        ),
+    ];
+    for (i, (from, events, to, last)) in rows.iter().enumerate() {
+        let mut sim = Sim::in_state(STREAK, *from, 1_000);
+        let mut caused = None;
+        for ev in events.iter() {
+            caused = sim.apply(*ev);
+        }
+        assert_eq!(sim.breaker.state(), *to, "row {i}: {from:?} {events:?}");
+        assert_eq!(caused, *last, "row {i}: {from:?} {events:?}");
+    }
+}
+
+#[test]
+fn open_rejects_until_the_deadline_then_half_open_rejects_beyond_the_probes() {
+    let mut sim = Sim::in_state(STREAK, State::Open, 50);
+    assert_eq!(
+        sim.breaker.try_acquire(59).unwrap_err(),
+        Rejected { state: State::Open }
+    );
+    // Time running backwards keeps it open.
+    assert!(sim.breaker.try_acquire(0).is_err());
+    sim.now = 60;
+    sim.apply(Acquire(true));
+    sim.apply(Acquire(true));
+    assert!(sim.held.iter().all(Permit::is_probe));
+    assert_eq!(
+        sim.breaker.try_acquire(60).unwrap_err(),
+        Rejected {
+            state: State::HalfOpen
+        }
+    );
+}
+
+#[test]
+fn times_near_u64_max_saturate() {
+    // Opened 5 ticks before the end of time with 100 ticks to wait: the deadline is u64::MAX.
+    let mut sim = Sim::in_state(
+        BreakerConfig {
+            open_ticks: 100,
+            ..STREAK
+        },
+        State::Open,
+        u64::MAX - 5,
+    );
+    assert!(sim.breaker.try_acquire(u64::MAX - 1).is_err());
+    sim.now = u64::MAX;
+    sim.apply(Acquire(true));
+    assert_eq!(sim.breaker.state(), State::HalfOpen);
+    // A failing probe at u64::MAX with the longest open period reopens without overflow.
+    assert_eq!(sim.apply(Record(0, F)), t(State::HalfOpen, State::Open));
+    assert!(sim.breaker.try_acquire(u64::MAX - 1).is_err());
+    assert!(sim.breaker.try_acquire(u64::MAX).is_ok());
+
+    let sim = Sim::in_state(
+        BreakerConfig {
+            open_ticks: u64::MAX,
+            ..STREAK
+        },
+        State::Open,
+        u64::MAX,
+    );
+    assert!(sim.breaker.try_acquire(u64::MAX).is_ok());
+
+    // A deadline above 2^32 exercises both 32-bit halves.
+    let opened = (1u64 << 32) - 1;
+    let sim = Sim::in_state(
+        BreakerConfig {
+            open_ticks: 3,
+            ..STREAK
+        },
+        State::Open,
+        opened,
+    );
+    assert!(sim.breaker.try_acquire(opened + 2).is_err());
+    assert!(sim.breaker.try_acquire(opened + 3).is_ok());
+}
+
+/// Rate rule only: 50% of the last 4 calls, once 4 were seen.
+const RATE: BreakerConfig = BreakerConfig {
+    consecutive_failures_to_open: 0,
+    window_calls: 4,
+    failure_rate_percent_to_open: 50,
+    window_calls_min: 4,
+    ..STREAK
+};
+
+#[test]
+fn failure_rate_respects_the_minimum_calls_and_slides() {
+    use State::{Closed, Open};
+    let rows: &[(&[Outcome], State)] = &[
+        (&[F, F, F], Closed),             // 100%, but only 3 calls
+        (&[F, F, F, F], Open),            // 4 calls
+        (&[S, F, S, F], Open),            // 50%
+        (&[S, S, S, F], Closed),          // 25%
+        (&[S, S, S, F, F], Open),         // last 4: S S F F
+        (&[F, S, S, S, S, S, F], Closed), // the first failure slid out: S S S F
+        (&[F, F, S, S, S, S, S, F], Closed),
+        (&[F, S, S, S, S, F, S, F], Open), // last 4: S F S F
+    ];
+    for (outcomes, expected) in rows {
+        let mut sim = Sim::new(RATE, 0);
+        for outcome in outcomes.iter() {
+            if sim.breaker.state() == Closed {
+                sim.apply(Call(*outcome, 0));
+            }
+        }
+        assert_eq!(sim.breaker.state(), *expected, "{outcomes:?}");
+    }
+    // A successful success streak never opens it.
+    let mut sim = Sim::new(RATE, 0);
+    for _ in 0..100 {
+        sim.apply(Call(S, 0));
+    }
+    assert_eq!(sim.breaker.state(), Closed);
+}
+
+#[test]
+fn window_of_256_calls_crosses_words() {
+    let config = BreakerConfig {
+        window_calls: 256,
+        window_calls_min: 256,
+        failure_rate_percent_to_open: 10,
+        ..RATE
+    };
+    let mut sim = Sim::new(config, 0);
+    // 25 failures spread over 256 calls: 9.8%, stays closed; the 26th opens it.
+    for i in 0..256 {
+        sim.apply(Call(if i % 10 == 3 && i < 250 { F } else { S }, 0));
+    }
+    assert_eq!(sim.breaker.state(), State::Closed);
+    assert_eq!(sim.apply(Call(F, 0)), t(State::Closed, State::Open));
+}
+
+#[test]
+fn slow_calls_count_as_failures() {
+    let mut sim = Sim::new(STREAK, 0);
+    sim.apply(Call(S, 4));
+    sim.apply(Call(S, 5));
+    assert_eq!(sim.breaker.state(), State::Closed);
+    assert_eq!(sim.apply(Call(S, 6)), t(State::Closed, State::Open));
+    // slow_call_ticks == 0 switches the rule off.
+    let mut sim = Sim::new(
+        BreakerConfig {
+            slow_call_ticks: 0,
+            ..STREAK
+        },
+        0,
+    );
+    for _ in 0..10 {
+        sim.apply(Call(S, u64::MAX));
+    }
+    assert_eq!(sim.breaker.state(), State::Closed);
+}
+
+#[test]
+fn permits_from_an_earlier_period_are_ignored() {
+    let mut sim = Sim::new(STREAK, 0);
+    sim.apply(Acquire(true)); // held through the opening
+    sim.apply(Call(F, 0));
+    sim.apply(Call(F, 0));
+    assert_eq!(sim.breaker.state(), State::Open);
+    assert_eq!(sim.apply(Record(0, F)), None);
+    sim.apply(Tick(10));
+    sim.apply(Acquire(true));
+    sim.apply(Acquire(true));
+    sim.apply(Record(0, S));
+    assert_eq!(sim.apply(Record(0, S)), t(State::HalfOpen, State::Closed));
+    // A closed permit of the first period, recorded in the second, changes nothing.
+    sim.apply(Call(F, 0));
+    let counts = sim.breaker.transition_counts();
+    assert_eq!(
+        counts,
+        TransitionCounts {
+            closed_to_open: 1,
+            open_to_half_open: 1,
+            half_open_to_closed: 1,
+            half_open_to_open: 0
+        }
+    );
+    assert_eq!(sim.breaker.state(), State::Closed);
+    // The window and streak were cleared by the opening: one failure is not two.
+    assert_eq!(sim.apply(Call(F, 0)), t(State::Closed, State::Open));
+}
+
+#[test]
+fn transitions_are_counted_exactly() {
+    let mut sim = Sim::new(
+        BreakerConfig {
+            open_ticks: 1,
+            ..STREAK
+        },
+        0,
+    );
+    let cycles: usize = if cfg!(miri) { 5 } else { 1_000 };
+    for i in 0..cycles {
+        sim.apply(Call(F, 0));
+        assert_eq!(sim.apply(Call(F, 0)), t(State::Closed, State::Open));
+        sim.apply(Tick(1));
+        sim.apply(Acquire(true));
+        if i % 2 == 0 {
+            assert_eq!(sim.apply(Record(0, F)), t(State::HalfOpen, State::Open));
+            sim.apply(Tick(1));
+            sim.apply(Acquire(true));
+        }
+        sim.apply(Acquire(true));
+        sim.apply(Record(0, S));
+        assert_eq!(sim.apply(Record(0, S)), t(State::HalfOpen, State::Closed));
+    }
+    let counts = sim.breaker.transition_counts();
+    let reopened = cycles.div_ceil(2);
+    assert_eq!(counts.closed_to_open, cycles);
+    assert_eq!(counts.half_open_to_open, reopened);
+    assert_eq!(counts.open_to_half_open, cycles + reopened);
+    assert_eq!(counts.half_open_to_closed, cycles);
+    assert_eq!(counts.total(), 3 * cycles + 2 * reopened);
+}
+
+#[test]
+fn config_validation_names_the_field() {
+    let rows = [
+        (BreakerConfig::DEFAULT, Ok(())),
+        (
+            BreakerConfig {
+                window_calls: 0,
+                ..STREAK
+            },
+            Err(BreakerConfigError::WindowCalls),
+        ),
+        (
+            BreakerConfig {
+                window_calls: 257,
+                ..STREAK
+            },
+            Err(BreakerConfigError::WindowCalls),
+        ),
+        (
+            BreakerConfig {
+                failure_rate_percent_to_open: 101,
+                ..STREAK
+            },
+            Err(BreakerConfigError::FailureRatePercent),
+        ),
+        (
+            BreakerConfig {
+                window_calls_min: 9,
+                ..STREAK
+            },
+            Err(BreakerConfigError::WindowCallsMin),
+        ),
+        (
+            BreakerConfig {
+                window_calls_min: 0,
+                ..STREAK
+            },
+            Err(BreakerConfigError::WindowCallsMin),
+        ),
+        (
+            BreakerConfig {
+                half_open_probes_max: 65,
+                ..STREAK
+            },
+            Err(BreakerConfigError::HalfOpenProbesMax),
+        ),
+        (
+            BreakerConfig {
+                half_open_probes_max: 0,
+                ..STREAK
+            },
+            Err(BreakerConfigError::HalfOpenProbesMax),
+        ),
+        (
+            BreakerConfig {
+                half_open_successes_to_close: 3,
+                ..STREAK
+            },
+            Err(BreakerConfigError::HalfOpenSuccessesToClose),
+        ),
+        (
+            BreakerConfig {
+                half_open_probes_max: 64,
+                half_open_successes_to_close: 64,
+                window_calls: 256,
+                ..STREAK
+            },
+            Ok(()),
+        ),
+    ];
+    for (config, expected) in rows {
+        assert_eq!(config.validate(), expected, "{config:?}");
+        assert_eq!(Breaker::new(config).map(|_| ()), expected);
+    }
+}
+
+#[test]
+fn probe_bound_of_64_fills_the_state_word_field() {
+    let config = BreakerConfig {
+        half_open_probes_max: 64,
+        half_open_successes_to_close: 64,
+        ..STREAK
+    };
+    let mut sim = Sim::in_state(config, State::Open, 0);
+    sim.apply(Tick(10));
+    for _ in 0..64 {
+        sim.apply(Acquire(true));
+    }
+    sim.apply(Acquire(false));
+    for _ in 0..63 {
+        assert_eq!(sim.apply(Record(0, S)), None);
+    }
+    assert_eq!(sim.breaker.state(), State::HalfOpen);
+    assert_eq!(sim.apply(Record(0, S)), t(State::HalfOpen, State::Closed));
+}
+
+#[test]
+fn threads_share_a_breaker_and_count_transitions_exactly() {
+    use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering};
+
+    use crate::policy::Rng;
+
+    let breaker = Arc::new(
+        Breaker::new(BreakerConfig {
+            consecutive_failures_to_open: 3,
+            window_calls: 16,
+            failure_rate_percent_to_open: 40,
+            window_calls_min: 8,
+            slow_call_ticks: 0,
+            open_ticks: 20,
+            half_open_probes_max: 3,
+            half_open_successes_to_close: 2,
+        })
+        .unwrap(),
+    );
+    let clock = Arc::new(AtomicU64::new(0));
+    let reported = Arc::new([
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    ]);
+    let threads: Vec<_> = (0..4u64)
+        .map(|seed| {
+            let (breaker, clock, reported) = (breaker.clone(), clock.clone(), reported.clone());
+            std::thread::spawn(move || {
+                let mut rng = Rng::new(seed);
+                let mut admitted = 0usize;
+                for _ in 0..if cfg!(miri) { 50 } else { 20_000 } {
+                    let now = clock.fetch_add(1, Ordering::Relaxed);
+                    let Ok(permit) = breaker.try_acquire(now) else {
+                        continue;
+                    };
+                    admitted += 1;
+                    let outcome = if rng.below(3) == 0 { F } else { S };
+                    if let Some(tr) = breaker.record(permit, outcome, 0, now) {
+                        reported[tr.index()].fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                admitted
+            })
+        })
+        .collect();
+    let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(admitted > 0);
+    let counts = breaker.transition_counts();
+    // Every transition a record made was reported by exactly one caller.
+    assert_eq!(reported[0].load(Ordering::Relaxed), counts.closed_to_open);
+    assert_eq!(
+        reported[2].load(Ordering::Relaxed),
+        counts.half_open_to_closed
+    );
+    assert_eq!(
+        reported[3].load(Ordering::Relaxed),
+        counts.half_open_to_open
+    );
+    if !cfg!(miri) {
+        assert!(counts.closed_to_open > 0, "{counts:?}");
+    }
+    // The counts are a walk from Closed to the final state.
+    let (c, o, h) = match breaker.state() {
+        State::Closed => (0, 0, 0),
+        State::Open => (1, 1, 0),
+        State::HalfOpen => (1, 0, 1),
+    };
+    assert_eq!(counts.closed_to_open, counts.half_open_to_closed + c);
+    assert_eq!(
+        counts.closed_to_open + counts.half_open_to_open,
+        counts.open_to_half_open + o
+    );
+    assert_eq!(
+        counts.open_to_half_open,
+        counts.half_open_to_closed + counts.half_open_to_open + h
+    );
+}
+
+#[test]
+fn names_and_messages() {
+    let message = alloc::format!(
+        "{}",
+        IllegalTransition {
+            from: State::Open,
+            to: State::Closed
+        }
+    );
+    assert_eq!(message, "illegal breaker transition open -> closed");
+    let message = alloc::format!("{}", Rejected { state: State::Open });
+    assert_eq!(message, "circuit breaker is open");
+    assert_eq!(
+        alloc::format!("{}", BreakerConfigError::WindowCalls),
+        "breaker window_calls is not in 1..=256"
+    );
+}

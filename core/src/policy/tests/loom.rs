@@ -1,0 +1,218 @@
+//! Loom models of the breaker's atomic state machine: every interleaving of two threads, the
+//! real code under loom's atomics.
+
+use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering as StdOrdering};
+
+use alloc::vec::Vec;
+
+use loom::sync::Arc;
+use loom::thread;
+
+use crate::policy::breaker::{Breaker, BreakerConfig, Outcome, Rejected, State};
+
+const CONFIG: BreakerConfig = BreakerConfig {
+    consecutive_failures_to_open: 2,
+    window_calls: 2,
+    failure_rate_percent_to_open: 0,
+    window_calls_min: 1,
+    slow_call_ticks: 0,
+    open_ticks: 10,
+    half_open_probes_max: 1,
+    half_open_successes_to_close: 1,
+};
+
+fn model(name: &str, iterations: &'static StdAtomicUsize, f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(move || {
+        iterations.fetch_add(1, StdOrdering::Relaxed);
+        f();
+    });
+    let ran = iterations.load(StdOrdering::Relaxed);
+    std::eprintln!("{name}: {ran} iterations");
+    assert!(ran > 1, "the model explored only {ran} interleaving(s)");
+}
+
+/// A breaker of `config` opened at tick 0 (deadline `config.open_ticks`).
+fn opened(config: BreakerConfig) -> Breaker {
+    let breaker = Breaker::new(config).unwrap();
+    for _ in 0..config.consecutive_failures_to_open {
+        let permit = breaker.try_acquire(0).unwrap();
+        breaker.record(permit, Outcome::Failure, 0, 0);
+    }
+    assert_eq!(breaker.state(), State::Open);
+    breaker
+}
+
+#[test]
+fn loom_two_failures_open_the_breaker_exactly_once() {
+    static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
+    model(
+        "loom_two_failures_open_the_breaker_exactly_once",
+        &ITERATIONS,
+        || {
+            let breaker = Arc::new(Breaker::new(CONFIG).unwrap());
+            let threads: [_; 2] = core::array::from_fn(|_| {
+                let breaker = breaker.clone();
+                thread::spawn(move || {
+                    let permit = breaker.try_acquire(0).unwrap();
+                    breaker.record(permit, Outcome::Failure, 0, 0)
+                })
+            });
+            let reported = threads
+                .into_iter()
+                .filter_map(|t| t.join().unwrap())
+                .count();
+            assert_eq!(reported, 1);
+            assert_eq!(breaker.state(), State::Open);
+            let counts = breaker.transition_counts();
+            assert_eq!(counts.closed_to_open, 1);
+            assert_eq!(counts.total(), 1);
+            assert_eq!(
+                breaker.try_acquire(9).unwrap_err(),
+                Rejected { state: State::Open }
+            );
+            assert!(breaker.try_acquire(10).unwrap().is_probe());
+        },
+    );
+}
+
+#[test]
+fn loom_one_probe_for_two_callers_after_the_deadline() {
+    static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
+    model(
+        "loom_one_probe_for_two_callers_after_the_deadline",
+        &ITERATIONS,
+        || {
+            let breaker = Arc::new(opened(CONFIG));
+            let threads: [_; 2] = core::array::from_fn(|_| {
+                let breaker = breaker.clone();
+                thread::spawn(move || breaker.try_acquire(10).map(|permit| permit.is_probe()))
+            });
+            let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            let granted = results.iter().filter(|r| **r == Ok(true)).count();
+            assert_eq!(granted, 1, "{results:?}");
+            assert!(results.iter().all(|r| *r == Ok(true)
+                || *r
+                    == Err(Rejected {
+                        state: State::HalfOpen
+                    })));
+            assert_eq!(breaker.state(), State::HalfOpen);
+            assert_eq!(breaker.transition_counts().open_to_half_open, 1);
+        },
+    );
+}
+
+#[test]
+fn loom_racing_probe_outcomes_make_one_transition() {
+    static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
+    let config = BreakerConfig {
+        half_open_probes_max: 2,
+        ..CONFIG
+    };
+    model(
+        "loom_racing_probe_outcomes_make_one_transition",
+        &ITERATIONS,
+        move || {
+            let breaker = Arc::new(opened(config));
+            let probes = [
+                breaker.try_acquire(10).unwrap(),
+                breaker.try_acquire(10).unwrap(),
+            ];
+            let threads: Vec<_> = probes
+                .into_iter()
+                .zip([Outcome::Success, Outcome::Failure])
+                .map(|(permit, outcome)| {
+                    let breaker = breaker.clone();
+                    thread::spawn(move || breaker.record(permit, outcome, 0, 10))
+                })
+                .collect();
+            let reported: Vec<_> = threads
+                .into_iter()
+                .filter_map(|t| t.join().unwrap())
+                .collect();
+            // Whichever outcome lands first decides; the other belongs to a finished period.
+            assert_eq!(reported.len(), 1);
+            assert_eq!(reported[0].to(), breaker.state());
+            let counts = breaker.transition_counts();
+            assert_eq!(counts.half_open_to_closed + counts.half_open_to_open, 1);
+        },
+    );
+}
+
+#[test]
+fn loom_a_caller_never_sees_an_unwritten_deadline() {
+    static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
+    // Opened at 2^32 + 5 for 2^32 ticks: both halves of the deadline change. A caller at
+    // deadline - 1 must never be let through as a probe.
+    let opened_at = (1u64 << 32) + 5;
+    let config = BreakerConfig {
+        open_ticks: 1 << 32,
+        consecutive_failures_to_open: 1,
+        ..CONFIG
+    };
+    model(
+        "loom_a_caller_never_sees_an_unwritten_deadline",
+        &ITERATIONS,
+        move || {
+            let breaker = Arc::new(Breaker::new(config).unwrap());
+            let opener = {
+                let breaker = breaker.clone();
+                thread::spawn(move || {
+                    let permit = breaker.try_acquire(opened_at).unwrap();
+                    breaker.record(permit, Outcome::Failure, 0, opened_at)
+                })
+            };
+            let caller = {
+                let breaker = breaker.clone();
+                thread::spawn(move || {
+                    breaker
+                        .try_acquire(opened_at + (1 << 32) - 1)
+                        .map(|permit| permit.is_probe())
+                })
+            };
+            assert!(opener.join().unwrap().is_some());
+            let got = caller.join().unwrap();
+            assert!(
+                got == Ok(false) || got == Err(Rejected { state: State::Open }),
+                "{got:?}"
+            );
+            assert_eq!(breaker.state(), State::Open);
+        },
+    );
+}
+
+#[test]
+fn loom_racing_failures_that_fill_the_rate_window_open_it_once() {
+    static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
+    // Rate rule only: both of the last 2 calls failed. Neither failure alone opens it, both
+    // together must, whatever the interleaving.
+    let config = BreakerConfig {
+        consecutive_failures_to_open: 0,
+        window_calls: 2,
+        failure_rate_percent_to_open: 100,
+        window_calls_min: 2,
+        ..CONFIG
+    };
+    model(
+        "loom_racing_failures_that_fill_the_rate_window_open_it_once",
+        &ITERATIONS,
+        move || {
+            let breaker = Arc::new(Breaker::new(config).unwrap());
+            let threads: [_; 2] = core::array::from_fn(|_| {
+                let breaker = breaker.clone();
+                thread::spawn(move || {
+                    let permit = breaker.try_acquire(0).unwrap();
+                    breaker.record(permit, Outcome::Failure, 0, 0)
+                })
+            });
+            let reported = threads
+                .into_iter()
+                .filter_map(|t| t.join().unwrap())
+                .count();
+            assert_eq!(reported, 1);
+            assert_eq!(breaker.state(), State::Open);
+            assert_eq!(breaker.transition_counts().closed_to_open, 1);
+        },
+    );
+}

@@ -1,1 +1,0 @@
-//! TODO(mpmc helper): replace this stub.

@@ -1,1 +1,0 @@
-//! TODO(spsc helper): replace this stub.
