@@ -15,10 +15,16 @@ use w6_pool::W6_pool;
 #[path = "iai/w10_breaker.rs"]
 mod w10_breaker;
 use w10_breaker::W10_breaker;
+#[path = "iai/w1_w2_w8.rs"]
+mod w1_w2_w8;
+use w1_w2_w8::{W1_chain, W2_chain_policies, W8_context};
 
 main!(
     library_benchmark_groups = W5_ring_spsc,
     W5_ring_mpmc,
     W6_pool,
-    W10_breaker
+    W10_breaker,
+    W1_chain,
+    W2_chain_policies,
+    W8_context
 );

@@ -4,6 +4,8 @@ use criterion::{criterion_group, criterion_main};
 
 #[path = "peers/w10_breaker.rs"]
 mod w10_breaker;
+#[path = "peers/w1_w2_w8.rs"]
+mod w1_w2_w8;
 #[path = "peers/w5_ring_mpmc.rs"]
 mod w5_ring_mpmc;
 #[path = "peers/w5_ring_spsc.rs"]
@@ -17,5 +19,6 @@ criterion_group!(
     w5_ring_mpmc::benches,
     w6_pool::benches,
     w10_breaker::benches,
+    w1_w2_w8::benches,
 );
 criterion_main!(benches);

@@ -96,16 +96,19 @@ impl ManualClock {
     }
 
     /// Moves the clock forward by `ticks` (saturating).
+    #[inline]
     pub fn advance(&self, ticks: u64) {
         self.0.set(self.0.get().saturating_add(ticks));
     }
 }
 
 impl Clock for ManualClock {
+    #[inline]
     fn now(&self) -> u64 {
         self.0.get()
     }
 
+    #[inline]
     fn wait(&self, ticks: u64) {
         self.advance(ticks);
     }
