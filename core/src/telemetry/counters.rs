@@ -267,6 +267,8 @@ impl AtomicCounters {
     }
 
     /// The current values.
+    // The cast is a no-op where cells are `u64`; it widens `usize` cells on 32-bit targets.
+    #[allow(clippy::unnecessary_cast)]
     pub fn snapshot(&self) -> Counters {
         let mut counters = Counters::new();
         for (value, cell) in counters.values.iter_mut().zip(&self.values) {
@@ -277,6 +279,7 @@ impl AtomicCounters {
 
     /// The current values, setting each cell to zero in the same atomic step, so that no
     /// update is lost or counted twice across takes.
+    #[allow(clippy::unnecessary_cast)] // As in `snapshot`.
     pub fn take(&self) -> Counters {
         let mut counters = Counters::new();
         for (value, cell) in counters.values.iter_mut().zip(&self.values) {

@@ -35,7 +35,9 @@ fn loom_concurrent_increments_are_all_counted() {
         assert_eq!(snapshot.get(Counter::StepsRun), 2);
         assert_eq!(snapshot.get(Counter::Retries), 4);
     });
-    assert!(ITERATIONS.load(StdOrdering::Relaxed) > 1);
+    let iterations = ITERATIONS.load(StdOrdering::Relaxed);
+    std::eprintln!("explored {iterations} interleavings");
+    assert!(iterations > 1);
 }
 
 #[test]
@@ -61,5 +63,7 @@ fn loom_take_neither_loses_nor_doubles_an_update() {
         total.add(&shared.take());
         assert_eq!(total.get(Counter::CacheHits), 2);
     });
-    assert!(ITERATIONS.load(StdOrdering::Relaxed) > 1);
+    let iterations = ITERATIONS.load(StdOrdering::Relaxed);
+    std::eprintln!("explored {iterations} interleavings");
+    assert!(iterations > 1);
 }

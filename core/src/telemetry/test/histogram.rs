@@ -84,8 +84,11 @@ fn check_distribution(values: &[u64], what: &str) -> Histogram {
     h
 }
 
-/// Named value generators: each draws one value from `rng`.
-fn distributions() -> Vec<(&'static str, fn(&mut Rng) -> u64)> {
+/// Draws one value of a distribution.
+type Draw = fn(&mut Rng) -> u64;
+
+/// Named value generators.
+fn distributions() -> Vec<(&'static str, Draw)> {
     std::vec![
         ("uniform", |r| r.below(1_000_000)),
         ("uniform_u64", |r| r.next_u64()),
