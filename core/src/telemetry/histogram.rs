@@ -44,12 +44,16 @@ pub const SUB_BUCKET_BITS: u32 = 7;
 /// Linear sub-buckets per power-of-two row.
 const SUB_BUCKETS: usize = 1 << SUB_BUCKET_BITS;
 
+/// Buckets summed together by the quantile scan before it walks them one by one.
+const BLOCK: usize = 16;
+
 /// The number of buckets: rows for shifts `0 ..= 63 - P`, plus the exact row below `2^P`.
 pub const BUCKETS: usize = (65 - SUB_BUCKET_BITS as usize) * SUB_BUCKETS;
 
 // The top value must land in the last bucket, and the rows must tile the bucket array.
 const _: () = assert!(bucket_index(u64::MAX) == BUCKETS - 1);
 const _: () = assert!(BUCKETS % SUB_BUCKETS == 0);
+const _: () = assert!(SUB_BUCKETS % BLOCK == 0);
 const _: () = assert!(SUB_BUCKET_BITS >= 1 && SUB_BUCKET_BITS <= 16);
 
 /// The bucket of `value`: `shift * 2^P + (value >> shift)`, where `shift` is how far the
@@ -345,36 +349,48 @@ impl Histogram {
     }
 
     /// The reported values of the `ranks`-th smallest values (ascending, each in
-    /// `1 ..= count`), found in one pass: each row of counts is summed first, and only a row
-    /// where a rank falls is walked bucket by bucket.
+    /// `1 ..= count`), found in one pass from min's row: each row's counts are summed in blocks
+    /// of [`BLOCK`] (vectorizable), a row that holds no rank is skipped whole, and in a row that
+    /// holds one only the block where the rank falls is walked bucket by bucket.
     fn values_at_ranks<const N: usize>(&self, ranks: [u64; N]) -> [u64; N] {
         debug_assert!(self.count > 0);
         debug_assert!(ranks.windows(2).all(|w| w[0] <= w[1]));
         debug_assert!(ranks.iter().all(|&r| (1..=self.count).contains(&r)));
         let mut values = [0u64; N];
         let mut next = 0;
-        // No value lies below min's row, so the scan starts there.
-        let first_row = bucket_index(self.min) / SUB_BUCKETS;
+        // How many values lie in the buckets before the one being looked at. No value lies
+        // below min's row, so the scan starts there. No overflow: all counts sum to `count`.
         let mut below: u64 = 0;
+        let first_row = bucket_index(self.min) / SUB_BUCKETS;
         for (row, counts) in self
             .counts
             .chunks_exact(SUB_BUCKETS)
             .enumerate()
             .skip(first_row)
         {
-            // No overflow: all counts together are `self.count`.
-            let row_count: u64 = counts.iter().sum();
+            let mut block_counts = [0u64; SUB_BUCKETS / BLOCK];
+            for (block_count, block) in block_counts.iter_mut().zip(counts.chunks_exact(BLOCK)) {
+                *block_count = block.iter().sum();
+            }
+            let row_count: u64 = block_counts.iter().sum();
             if below + row_count < ranks[next] {
                 below += row_count;
                 continue;
             }
-            for (offset, &count) in counts.iter().enumerate() {
-                below += count;
-                while below >= ranks[next] {
-                    values[next] = self.reported(row * SUB_BUCKETS + offset, ranks[next]);
-                    next += 1;
-                    if next == N {
-                        return values;
+            for (block, &block_count) in block_counts.iter().enumerate() {
+                if below + block_count < ranks[next] {
+                    below += block_count;
+                    continue;
+                }
+                let first = row * SUB_BUCKETS + block * BLOCK;
+                for (index, &count) in (first..).zip(&self.counts[first..first + BLOCK]) {
+                    below += count;
+                    while below >= ranks[next] {
+                        values[next] = self.reported(index, ranks[next]);
+                        next += 1;
+                        if next == N {
+                            return values;
+                        }
                     }
                 }
             }
