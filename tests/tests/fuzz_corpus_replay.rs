@@ -41,3 +41,8 @@ fn pool_corpus_replays() {
 fn arena_corpus_replays() {
     replay("arena", flujo_core::check::arena::run);
 }
+
+#[test]
+fn histogram_corpus_replays() {
+    replay("histogram", flujo_core::check::histogram::run);
+}

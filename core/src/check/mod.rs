@@ -6,6 +6,7 @@
 //! semver.
 
 pub mod arena;
+pub mod histogram;
 pub mod mpmc;
 pub mod pool;
 pub mod spsc;
