@@ -24,9 +24,11 @@
 //!
 //! [`BUCKETS`] = 7,424 counts of 8 bytes (58 KiB), allocated once by [`Histogram::new`].
 //! [`Histogram::record`] never allocates: a `leading_zeros`, two shifts and an add find the
-//! bucket; the count, sum, min and max are updated without data-dependent branches.
+//! bucket; min and max are updated with conditional moves. The only branches test whether the
+//! histogram is full and the bounds of the index, and both always go the same way.
 //! [`Histogram::percentiles`] answers p50, p95, p99 and p99.9 in one pass that sums each row
-//! of 128 counts (vectorizable) and only walks into the rows where a rank falls.
+//! of 128 counts in blocks of 16 (vectorizable) and walks bucket by bucket only the blocks
+//! where a rank falls.
 //!
 //! # Saturation
 //!
