@@ -12,6 +12,10 @@ use w5_ring_mpmc::W5_ring_mpmc;
 #[path = "iai/w6_pool.rs"]
 mod w6_pool;
 use w6_pool::W6_pool;
+#[path = "iai/w9_telemetry.rs"]
+mod w9_telemetry;
+use w9_telemetry::W9_quantile;
+use w9_telemetry::W9_telemetry;
 #[path = "iai/w10_breaker.rs"]
 mod w10_breaker;
 use w10_breaker::W10_breaker;
@@ -20,5 +24,7 @@ main!(
     library_benchmark_groups = W5_ring_spsc,
     W5_ring_mpmc,
     W6_pool,
+    W9_telemetry,
+    W9_quantile,
     W10_breaker
 );

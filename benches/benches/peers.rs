@@ -10,12 +10,15 @@ mod w5_ring_mpmc;
 mod w5_ring_spsc;
 #[path = "peers/w6_pool.rs"]
 mod w6_pool;
+#[path = "peers/w9_telemetry.rs"]
+mod w9_telemetry;
 
 criterion_group!(
     benches,
     w5_ring_spsc::benches,
     w5_ring_mpmc::benches,
     w6_pool::benches,
+    w9_telemetry::benches,
     w10_breaker::benches,
 );
 criterion_main!(benches);

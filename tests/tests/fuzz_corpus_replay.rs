@@ -23,8 +23,18 @@ fn replay(target: &str, run: fn(&[u8])) {
 }
 
 #[test]
-fn spsc_corpus_replays() {
-    replay("spsc", flujo_core::check::spsc::run);
+fn arena_corpus_replays() {
+    replay("arena", flujo_core::check::arena::run);
+}
+
+#[test]
+fn breaker_corpus_replays() {
+    replay("breaker", flujo_core::check::breaker::run);
+}
+
+#[test]
+fn histogram_corpus_replays() {
+    replay("histogram", flujo_core::check::histogram::run);
 }
 
 #[test]
@@ -38,11 +48,6 @@ fn pool_corpus_replays() {
 }
 
 #[test]
-fn arena_corpus_replays() {
-    replay("arena", flujo_core::check::arena::run);
-}
-
-#[test]
-fn breaker_corpus_replays() {
-    replay("breaker", flujo_core::check::breaker::run);
+fn spsc_corpus_replays() {
+    replay("spsc", flujo_core::check::spsc::run);
 }

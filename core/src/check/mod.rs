@@ -7,6 +7,7 @@
 
 pub mod arena;
 pub mod breaker;
+pub mod histogram;
 pub mod mpmc;
 pub mod pool;
 pub mod spsc;
