@@ -41,3 +41,8 @@ fn pool_corpus_replays() {
 fn arena_corpus_replays() {
     replay("arena", flujo_core::check::arena::run);
 }
+
+#[test]
+fn fixed_cache_corpus_replays() {
+    replay("fixed_cache", flujo_core::check::fixed_cache::run);
+}

@@ -748,7 +748,7 @@ fn every_value_is_dropped_exactly_once() {
             cache.insert(key(&i), Counted::new(i), 0);
         }
         assert_eq!(LIVE.load(Ordering::SeqCst), cache.len());
-        assert!(cache.len() > 0);
+        assert!(!cache.is_empty());
     }
     // Dropping the cache drops what it held.
     assert_eq!(LIVE.load(Ordering::SeqCst), 0);

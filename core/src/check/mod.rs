@@ -6,6 +6,7 @@
 //! semver.
 
 pub mod arena;
+pub mod fixed_cache;
 pub mod mpmc;
 pub mod pool;
 pub mod spsc;
