@@ -1,7 +1,8 @@
 //! Criterion benches: every workload of `shared/BENCHMARKS.md`, ours beside the peers.
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main};
 
-fn placeholder(_c: &mut Criterion) {}
+#[path = "peers/w7_cache.rs"]
+mod w7_cache;
 
-criterion_group!(benches, placeholder);
+criterion_group!(benches, w7_cache::benches);
 criterion_main!(benches);

@@ -36,24 +36,60 @@ const CANONICAL_NAN_F64_BITS: u64 = 0x7ff8_0000_0000_0000;
 /// The bits every `f32` NaN is encoded as (the canonical quiet NaN).
 const CANONICAL_NAN_F32_BITS: u32 = 0x7fc0_0000;
 
-/// The sink of a [`CanonicalEncode`] implementation: a streaming BLAKE3 hasher.
+/// Encodings up to this many bytes are hashed in one go by BLAKE3's one-shot functions (a
+/// single-chunk fast path); longer ones spill into a streaming hasher.
+const INLINE_LEN_MAX: usize = 128;
+
+/// The BLAKE3 mode a [`KeyWriter`] hashes in.
+#[derive(Clone, Copy)]
+pub(crate) enum HashMode {
+    /// `keyed_hash` under a step fingerprint: cache keys.
+    Keyed([u8; 32]),
+    /// `derive_key` under a context string: step fingerprints.
+    DeriveKey(&'static str),
+}
+
+/// The sink of a [`CanonicalEncode`] implementation: BLAKE3 over the bytes written.
 ///
-/// Writing never allocates; the bytes go straight into the hash state. A `KeyWriter` is
-/// created by [`CacheKey::new`](super::CacheKey::new) (keyed by the step's fingerprint) and
-/// handed to [`CanonicalEncode::encode`].
+/// Writing never allocates. The first 128 bytes are gathered inline and
+/// hashed at the end with BLAKE3's one-shot function; a longer encoding streams into a
+/// `blake3::Hasher`. Both give the same hash. A `KeyWriter` is created by
+/// [`CacheKey::new`](super::CacheKey::new) (keyed by the step's fingerprint) and handed to
+/// [`CanonicalEncode::encode`].
 pub struct KeyWriter {
-    hasher: blake3::Hasher,
+    mode: HashMode,
+    /// The bytes written so far while `spilled` is `None`.
+    inline: [u8; INLINE_LEN_MAX],
+    /// Bytes used in `inline`, in `0 ..= INLINE_LEN_MAX`.
+    inline_len: usize,
+    /// The streaming hasher, once the encoding outgrew `inline`. Boxed would allocate; it is
+    /// kept in place instead (about 2 KiB of stack, like any `blake3::Hasher`).
+    spilled: Option<blake3::Hasher>,
 }
 
 impl KeyWriter {
-    /// Wraps `hasher`; the bytes written go into it.
-    pub(crate) fn new(hasher: blake3::Hasher) -> Self {
-        Self { hasher }
+    /// An empty writer hashing in `mode`.
+    #[inline(always)]
+    pub(crate) fn new(mode: HashMode) -> Self {
+        Self {
+            mode,
+            inline: [0; INLINE_LEN_MAX],
+            inline_len: 0,
+            spilled: None,
+        }
     }
 
     /// Returns the hash of everything written.
+    #[inline]
     pub(crate) fn finalize(&self) -> [u8; 32] {
-        *self.hasher.finalize().as_bytes()
+        if let Some(hasher) = &self.spilled {
+            return *hasher.finalize().as_bytes();
+        }
+        let bytes = &self.inline[..self.inline_len];
+        match self.mode {
+            HashMode::Keyed(key) => *blake3::keyed_hash(&key, bytes).as_bytes(),
+            HashMode::DeriveKey(context) => blake3::derive_key(context, bytes),
+        }
     }
 
     /// Writes `bytes` as they are, with no length in front.
@@ -62,7 +98,31 @@ impl KeyWriter {
     /// [`write_len`](Self::write_len), or the encoding stops being prefix-free.
     #[inline]
     pub fn write_bytes(&mut self, bytes: &[u8]) {
-        self.hasher.update(bytes);
+        if let Some(hasher) = &mut self.spilled {
+            hasher.update(bytes);
+            return;
+        }
+        let end = self.inline_len + bytes.len();
+        if end <= INLINE_LEN_MAX {
+            self.inline[self.inline_len..end].copy_from_slice(bytes);
+            self.inline_len = end;
+        } else {
+            self.spill(bytes);
+        }
+    }
+
+    /// Moves the inline bytes into a streaming hasher and writes `bytes` after them.
+    #[cold]
+    #[inline(never)]
+    fn spill(&mut self, bytes: &[u8]) {
+        debug_assert!(self.spilled.is_none());
+        let mut hasher = match self.mode {
+            HashMode::Keyed(key) => blake3::Hasher::new_keyed(&key),
+            HashMode::DeriveKey(context) => blake3::Hasher::new_derive_key(context),
+        };
+        hasher.update(&self.inline[..self.inline_len]);
+        hasher.update(bytes);
+        self.spilled = Some(hasher);
     }
 
     /// Writes a length or element count (as a little-endian `u64`).

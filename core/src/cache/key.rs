@@ -10,7 +10,7 @@
 
 use core::fmt;
 
-use super::encode::{CanonicalEncode, KeyWriter};
+use super::encode::{CanonicalEncode, HashMode, KeyWriter};
 
 /// The BLAKE3 `derive_key` context of step fingerprints.
 ///
@@ -40,7 +40,7 @@ impl CacheKey {
     /// Computes the key of `input` for the step with `fingerprint`.
     #[inline]
     pub fn new<T: CanonicalEncode + ?Sized>(fingerprint: &StepFingerprint, input: &T) -> Self {
-        let mut writer = KeyWriter::new(blake3::Hasher::new_keyed(&fingerprint.digest));
+        let mut writer = KeyWriter::new(HashMode::Keyed(fingerprint.digest));
         input.encode(&mut writer);
         Self(writer.finalize())
     }
@@ -115,7 +115,7 @@ pub struct StepFingerprint {
 impl StepFingerprint {
     /// Starts a fingerprint for the step `name` at `version`.
     pub fn builder(name: &str, version: u32) -> FingerprintBuilder {
-        let mut writer = KeyWriter::new(blake3::Hasher::new_derive_key(KEY_CONTEXT));
+        let mut writer = KeyWriter::new(HashMode::DeriveKey(KEY_CONTEXT));
         // The tag keeps identity and settings in separate spaces of the material.
         writer.write_bytes(b"step");
         name.encode(&mut writer);
