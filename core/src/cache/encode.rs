@@ -36,11 +36,11 @@ const CANONICAL_NAN_F64_BITS: u64 = 0x7ff8_0000_0000_0000;
 /// The bits every `f32` NaN is encoded as (the canonical quiet NaN).
 const CANONICAL_NAN_F32_BITS: u32 = 0x7fc0_0000;
 
-/// Encodings up to this many bytes are hashed in one go by BLAKE3's one-shot functions (a
-/// single-chunk fast path); longer ones spill into a streaming hasher.
+/// Encodings up to this many bytes are gathered inline and hashed by BLAKE3's one-shot
+/// functions; longer ones are streamed through a `blake3::Hasher` (in a second, cold pass).
 const INLINE_LEN_MAX: usize = 128;
 
-/// The BLAKE3 mode a [`KeyWriter`] hashes in.
+/// The BLAKE3 mode an encoding is hashed in.
 #[derive(Clone, Copy)]
 pub(crate) enum HashMode {
     /// `keyed_hash` under a step fingerprint: cache keys.
@@ -49,47 +49,92 @@ pub(crate) enum HashMode {
     DeriveKey(&'static str),
 }
 
-/// The sink of a [`CanonicalEncode`] implementation: BLAKE3 over the bytes written.
-///
-/// Writing never allocates. The first 128 bytes are gathered inline and
-/// hashed at the end with BLAKE3's one-shot function; a longer encoding streams into a
-/// `blake3::Hasher`. Both give the same hash. A `KeyWriter` is created by
-/// [`CacheKey::new`](super::CacheKey::new) (keyed by the step's fingerprint) and handed to
-/// [`CanonicalEncode::encode`].
-pub struct KeyWriter {
-    mode: HashMode,
-    /// The bytes written so far while `spilled` is `None`.
-    inline: [u8; INLINE_LEN_MAX],
-    /// Bytes used in `inline`, in `0 ..= INLINE_LEN_MAX`.
-    inline_len: usize,
-    /// The streaming hasher, once the encoding outgrew `inline`. Boxed would allocate; it is
-    /// kept in place instead (about 2 KiB of stack, like any `blake3::Hasher`).
-    spilled: Option<blake3::Hasher>,
-}
-
-impl KeyWriter {
-    /// An empty writer hashing in `mode`.
-    #[inline(always)]
-    pub(crate) fn new(mode: HashMode) -> Self {
-        Self {
-            mode,
-            inline: [0; INLINE_LEN_MAX],
-            inline_len: 0,
-            spilled: None,
+impl HashMode {
+    /// A streaming hasher in this mode.
+    pub(crate) fn hasher(self) -> blake3::Hasher {
+        match self {
+            Self::Keyed(key) => blake3::Hasher::new_keyed(&key),
+            Self::DeriveKey(context) => blake3::Hasher::new_derive_key(context),
         }
     }
 
-    /// Returns the hash of everything written.
-    #[inline]
-    pub(crate) fn finalize(&self) -> [u8; 32] {
-        if let Some(hasher) = &self.spilled {
-            return *hasher.finalize().as_bytes();
+    /// The hash of `bytes` in this mode, in one go.
+    fn hash(self, bytes: &[u8]) -> [u8; 32] {
+        match self {
+            Self::Keyed(key) => *blake3::keyed_hash(&key, bytes).as_bytes(),
+            Self::DeriveKey(context) => blake3::derive_key(context, bytes),
         }
-        let bytes = &self.inline[..self.inline_len];
-        match self.mode {
-            HashMode::Keyed(key) => *blake3::keyed_hash(&key, bytes).as_bytes(),
-            HashMode::DeriveKey(context) => blake3::derive_key(context, bytes),
+    }
+}
+
+/// BLAKE3 in `mode` over the canonical encoding of `value`.
+///
+/// Short encodings (the common case) need only a 128-byte buffer on the stack and BLAKE3's
+/// one-shot function; a `blake3::Hasher` (about 2 KiB) is only set up, in a cold function,
+/// when the encoding outgrows the buffer. Both give the same hash.
+#[inline]
+pub(crate) fn hash_canonical<T: CanonicalEncode + ?Sized>(mode: HashMode, value: &T) -> [u8; 32] {
+    let mut writer = KeyWriter::inline();
+    value.encode(&mut writer);
+    match writer.inline_bytes() {
+        Some(bytes) => mode.hash(bytes),
+        None => hash_streamed(mode, value),
+    }
+}
+
+/// [`hash_canonical`] for encodings longer than the inline buffer.
+#[cold]
+#[inline(never)]
+fn hash_streamed<T: CanonicalEncode + ?Sized>(mode: HashMode, value: &T) -> [u8; 32] {
+    let mut hasher = mode.hasher();
+    value.encode(&mut KeyWriter::streaming(&mut hasher));
+    *hasher.finalize().as_bytes()
+}
+
+/// The sink of a [`CanonicalEncode`] implementation: BLAKE3 over the bytes written.
+///
+/// Writing never allocates. [`CacheKey::new`](super::CacheKey::new) gathers the first 128
+/// bytes in a buffer on the stack and hashes them in one go; if the encoding is longer, it
+/// encodes the value again into a streaming BLAKE3 hasher. Either way the hash is the same.
+pub struct KeyWriter<'h> {
+    /// The bytes written so far, while `stream` is `None`.
+    inline: [u8; INLINE_LEN_MAX],
+    /// Bytes used in `inline`, in `0 ..= INLINE_LEN_MAX`.
+    inline_len: usize,
+    /// Set when a write did not fit in `inline`; later writes are ignored (the value is
+    /// then encoded again into a stream).
+    overflowed: bool,
+    /// The streaming hasher of the second pass, when there is one.
+    stream: Option<&'h mut blake3::Hasher>,
+}
+
+impl<'h> KeyWriter<'h> {
+    /// A writer that gathers up to `INLINE_LEN_MAX` bytes inline.
+    #[inline(always)]
+    fn inline() -> Self {
+        Self {
+            inline: [0; INLINE_LEN_MAX],
+            inline_len: 0,
+            overflowed: false,
+            stream: None,
         }
+    }
+
+    /// A writer that streams every byte into `hasher`.
+    pub(crate) fn streaming(hasher: &'h mut blake3::Hasher) -> Self {
+        Self {
+            inline: [0; INLINE_LEN_MAX],
+            inline_len: 0,
+            overflowed: false,
+            stream: Some(hasher),
+        }
+    }
+
+    /// The bytes written, if they all fitted inline.
+    #[inline(always)]
+    fn inline_bytes(&self) -> Option<&[u8]> {
+        debug_assert!(self.stream.is_none());
+        (!self.overflowed).then(|| &self.inline[..self.inline_len])
     }
 
     /// Writes `bytes` as they are, with no length in front.
@@ -98,7 +143,7 @@ impl KeyWriter {
     /// [`write_len`](Self::write_len), or the encoding stops being prefix-free.
     #[inline]
     pub fn write_bytes(&mut self, bytes: &[u8]) {
-        if let Some(hasher) = &mut self.spilled {
+        if let Some(hasher) = &mut self.stream {
             hasher.update(bytes);
             return;
         }
@@ -107,22 +152,8 @@ impl KeyWriter {
             self.inline[self.inline_len..end].copy_from_slice(bytes);
             self.inline_len = end;
         } else {
-            self.spill(bytes);
+            self.overflowed = true;
         }
-    }
-
-    /// Moves the inline bytes into a streaming hasher and writes `bytes` after them.
-    #[cold]
-    #[inline(never)]
-    fn spill(&mut self, bytes: &[u8]) {
-        debug_assert!(self.spilled.is_none());
-        let mut hasher = match self.mode {
-            HashMode::Keyed(key) => blake3::Hasher::new_keyed(&key),
-            HashMode::DeriveKey(context) => blake3::Hasher::new_derive_key(context),
-        };
-        hasher.update(&self.inline[..self.inline_len]);
-        hasher.update(bytes);
-        self.spilled = Some(hasher);
     }
 
     /// Writes a length or element count (as a little-endian `u64`).
@@ -133,7 +164,7 @@ impl KeyWriter {
     }
 }
 
-impl fmt::Debug for KeyWriter {
+impl fmt::Debug for KeyWriter<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyWriter").finish_non_exhaustive()
     }
@@ -150,6 +181,9 @@ impl fmt::Debug for KeyWriter {
 /// length ([`KeyWriter::write_len`]) and each enum variant by a tag, so that field boundaries
 /// can never shift.
 ///
+/// `encode` may run twice for one key (an encoding longer than 128 bytes is streamed in a
+/// second pass), so it must write the same bytes every time, as a canonical encoding does.
+///
 /// Floats are canonicalised (`-0.0` as `0.0`, all NaNs as one NaN). A step whose output
 /// depends on the sign of zero or on a NaN payload must encode `to_bits()` itself.
 ///
@@ -165,7 +199,7 @@ impl fmt::Debug for KeyWriter {
 /// }
 ///
 /// impl CanonicalEncode for Order {
-///     fn encode(&self, out: &mut KeyWriter) {
+///     fn encode(&self, out: &mut KeyWriter<'_>) {
 ///         self.symbol.encode(out);
 ///         self.quantity.encode(out);
 ///         self.limit_price.encode(out);
@@ -181,14 +215,14 @@ impl fmt::Debug for KeyWriter {
 /// ```
 pub trait CanonicalEncode {
     /// Writes the canonical bytes of `self` into `out`.
-    fn encode(&self, out: &mut KeyWriter);
+    fn encode(&self, out: &mut KeyWriter<'_>);
 
     /// Writes the elements of `items` in order, with no length in front.
     ///
     /// The default encodes each element; `u8` overrides it to write the slice in one go
     /// (the bytes are the same).
     #[inline]
-    fn encode_slice(items: &[Self], out: &mut KeyWriter)
+    fn encode_slice(items: &[Self], out: &mut KeyWriter<'_>)
     where
         Self: Sized,
     {
@@ -203,7 +237,7 @@ macro_rules! encode_int {
     ($($t:ty),*) => {$(
         impl CanonicalEncode for $t {
             #[inline]
-            fn encode(&self, out: &mut KeyWriter) {
+            fn encode(&self, out: &mut KeyWriter<'_>) {
                 out.write_bytes(&self.to_le_bytes());
             }
         }
@@ -214,19 +248,19 @@ encode_int!(u16, u32, u64, u128, i8, i16, i32, i64, i128);
 
 impl CanonicalEncode for u8 {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         out.write_bytes(&[*self]);
     }
 
     #[inline]
-    fn encode_slice(items: &[Self], out: &mut KeyWriter) {
+    fn encode_slice(items: &[Self], out: &mut KeyWriter<'_>) {
         out.write_bytes(items);
     }
 }
 
 impl CanonicalEncode for usize {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         // Widened to 64 bits so that 32-bit and 64-bit targets agree.
         (*self as u64).encode(out);
     }
@@ -234,35 +268,35 @@ impl CanonicalEncode for usize {
 
 impl CanonicalEncode for isize {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         (*self as i64).encode(out);
     }
 }
 
 impl CanonicalEncode for bool {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         out.write_bytes(&[u8::from(*self)]);
     }
 }
 
 impl CanonicalEncode for char {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         u32::from(*self).encode(out);
     }
 }
 
 impl CanonicalEncode for f64 {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         canonical_f64_bits(*self).encode(out);
     }
 }
 
 impl CanonicalEncode for f32 {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         canonical_f32_bits(*self).encode(out);
     }
 }
@@ -291,12 +325,12 @@ fn canonical_f32_bits(value: f32) -> u32 {
 
 impl CanonicalEncode for () {
     #[inline]
-    fn encode(&self, _out: &mut KeyWriter) {}
+    fn encode(&self, _out: &mut KeyWriter<'_>) {}
 }
 
 impl CanonicalEncode for str {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         out.write_len(self.len());
         out.write_bytes(self.as_bytes());
     }
@@ -304,14 +338,14 @@ impl CanonicalEncode for str {
 
 impl CanonicalEncode for String {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         self.as_str().encode(out);
     }
 }
 
 impl<T: CanonicalEncode> CanonicalEncode for [T] {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         out.write_len(self.len());
         T::encode_slice(self, out);
     }
@@ -319,7 +353,7 @@ impl<T: CanonicalEncode> CanonicalEncode for [T] {
 
 impl<T: CanonicalEncode, const N: usize> CanonicalEncode for [T; N] {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         // The length is part of the type: no prefix, so `[u8; 64]` is exactly 64 bytes.
         T::encode_slice(self, out);
     }
@@ -327,42 +361,42 @@ impl<T: CanonicalEncode, const N: usize> CanonicalEncode for [T; N] {
 
 impl<T: CanonicalEncode> CanonicalEncode for Vec<T> {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         self.as_slice().encode(out);
     }
 }
 
 impl<T: CanonicalEncode + ?Sized> CanonicalEncode for &T {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         (**self).encode(out);
     }
 }
 
 impl<T: CanonicalEncode + ?Sized> CanonicalEncode for &mut T {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         (**self).encode(out);
     }
 }
 
 impl<T: CanonicalEncode + ?Sized> CanonicalEncode for Box<T> {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         (**self).encode(out);
     }
 }
 
 impl<T: CanonicalEncode + ToOwned + ?Sized> CanonicalEncode for Cow<'_, T> {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         (**self).encode(out);
     }
 }
 
 impl<T: CanonicalEncode> CanonicalEncode for Option<T> {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         match self {
             None => out.write_bytes(&[0]),
             Some(value) => {
@@ -375,7 +409,7 @@ impl<T: CanonicalEncode> CanonicalEncode for Option<T> {
 
 impl<T: CanonicalEncode, E: CanonicalEncode> CanonicalEncode for Result<T, E> {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         match self {
             Ok(value) => {
                 out.write_bytes(&[0]);
@@ -390,7 +424,7 @@ impl<T: CanonicalEncode, E: CanonicalEncode> CanonicalEncode for Result<T, E> {
 }
 
 impl<K: CanonicalEncode, V: CanonicalEncode> CanonicalEncode for BTreeMap<K, V> {
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         // Iteration is in key order, so equal maps give equal bytes.
         out.write_len(self.len());
         for (key, value) in self {
@@ -401,7 +435,7 @@ impl<K: CanonicalEncode, V: CanonicalEncode> CanonicalEncode for BTreeMap<K, V> 
 }
 
 impl<T: CanonicalEncode> CanonicalEncode for BTreeSet<T> {
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         out.write_len(self.len());
         for item in self {
             item.encode(out);
@@ -411,7 +445,7 @@ impl<T: CanonicalEncode> CanonicalEncode for BTreeSet<T> {
 
 impl CanonicalEncode for core::time::Duration {
     #[inline]
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         self.as_secs().encode(out);
         self.subsec_nanos().encode(out);
     }
@@ -422,7 +456,7 @@ macro_rules! encode_tuple {
     ($(($($name:ident)+))*) => {$(
         impl<$($name: CanonicalEncode),+> CanonicalEncode for ($($name,)+) {
             #[inline]
-            fn encode(&self, out: &mut KeyWriter) {
+            fn encode(&self, out: &mut KeyWriter<'_>) {
                 #[allow(non_snake_case)]
                 let ($($name,)+) = self;
                 $($name.encode(out);)+

@@ -10,7 +10,7 @@
 
 use core::fmt;
 
-use super::encode::{CanonicalEncode, HashMode, KeyWriter};
+use super::encode::{hash_canonical, CanonicalEncode, HashMode, KeyWriter};
 
 /// The BLAKE3 `derive_key` context of step fingerprints.
 ///
@@ -40,9 +40,7 @@ impl CacheKey {
     /// Computes the key of `input` for the step with `fingerprint`.
     #[inline]
     pub fn new<T: CanonicalEncode + ?Sized>(fingerprint: &StepFingerprint, input: &T) -> Self {
-        let mut writer = KeyWriter::new(HashMode::Keyed(fingerprint.digest));
-        input.encode(&mut writer);
-        Self(writer.finalize())
+        Self(hash_canonical(HashMode::Keyed(fingerprint.digest), input))
     }
 
     /// Wraps 32 bytes, for example a key stored elsewhere or received from another process.
@@ -115,12 +113,13 @@ pub struct StepFingerprint {
 impl StepFingerprint {
     /// Starts a fingerprint for the step `name` at `version`.
     pub fn builder(name: &str, version: u32) -> FingerprintBuilder {
-        let mut writer = KeyWriter::new(HashMode::DeriveKey(KEY_CONTEXT));
+        let mut hasher = HashMode::DeriveKey(KEY_CONTEXT).hasher();
+        let mut writer = KeyWriter::streaming(&mut hasher);
         // The tag keeps identity and settings in separate spaces of the material.
         writer.write_bytes(b"step");
         name.encode(&mut writer);
         version.encode(&mut writer);
-        FingerprintBuilder { writer }
+        FingerprintBuilder { hasher }
     }
 
     /// Returns the 32-byte digest of the fingerprint.
@@ -143,7 +142,8 @@ impl fmt::Debug for StepFingerprint {
 /// Settings are taken in call order: the same settings in another order make another
 /// fingerprint. A step always adds its settings in the same order, so that is stable.
 pub struct FingerprintBuilder {
-    writer: KeyWriter,
+    /// BLAKE3 in `derive_key` mode over the material so far.
+    hasher: blake3::Hasher,
 }
 
 impl FingerprintBuilder {
@@ -151,16 +151,17 @@ impl FingerprintBuilder {
     /// validator's threshold, ...), under `name`.
     #[must_use]
     pub fn setting<T: CanonicalEncode + ?Sized>(mut self, name: &str, value: &T) -> Self {
-        self.writer.write_bytes(b"set");
-        name.encode(&mut self.writer);
-        value.encode(&mut self.writer);
+        let mut writer = KeyWriter::streaming(&mut self.hasher);
+        writer.write_bytes(b"set");
+        name.encode(&mut writer);
+        value.encode(&mut writer);
         self
     }
 
     /// Finishes the fingerprint.
     pub fn build(self) -> StepFingerprint {
         StepFingerprint {
-            digest: self.writer.finalize(),
+            digest: *self.hasher.finalize().as_bytes(),
         }
     }
 }

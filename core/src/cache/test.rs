@@ -18,7 +18,7 @@ use super::*;
 struct Raw<'a>(&'a [u8]);
 
 impl CanonicalEncode for Raw<'_> {
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         out.write_bytes(self.0);
     }
 }
@@ -147,7 +147,7 @@ fn byte_slice_fast_path_matches_element_encoding() {
     // The same bytes written one `u8` at a time through the per-element default.
     struct OneByOne<'a>(&'a [u8]);
     impl CanonicalEncode for OneByOne<'_> {
-        fn encode(&self, out: &mut KeyWriter) {
+        fn encode(&self, out: &mut KeyWriter<'_>) {
             out.write_len(self.0.len());
             for byte in self.0 {
                 byte.encode(out);
@@ -217,7 +217,7 @@ fn ordered_collections_and_durations() {
 struct Pieces<'a>(&'a [u8], usize);
 
 impl CanonicalEncode for Pieces<'_> {
-    fn encode(&self, out: &mut KeyWriter) {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
         for piece in self.0.chunks(self.1) {
             out.write_bytes(piece);
         }
