@@ -15,6 +15,7 @@
 //!   part of the type);
 //! - `Option<T>`: tag byte `0` for `None`, `1` then the value for `Some`; `Result<T, E>`: tag
 //!   `0` then the `Ok` value, `1` then the `Err` value;
+//! - `Duration`: whole seconds (`u64`), then nanoseconds (`u32`);
 //! - references, `Box<T>` and `Cow<T>`: the value they point to.
 //!
 //! Every encoding is *prefix-free* for its type: knowing only the type, a reader could tell
