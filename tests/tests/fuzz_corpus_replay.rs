@@ -33,6 +33,11 @@ fn breaker_corpus_replays() {
 }
 
 #[test]
+fn fixed_cache_corpus_replays() {
+    replay("fixed_cache", flujo_core::check::fixed_cache::run);
+}
+
+#[test]
 fn histogram_corpus_replays() {
     replay("histogram", flujo_core::check::histogram::run);
 }

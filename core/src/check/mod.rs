@@ -7,6 +7,7 @@
 
 pub mod arena;
 pub mod breaker;
+pub mod fixed_cache;
 pub mod histogram;
 pub mod mpmc;
 pub mod pool;
