@@ -12,6 +12,14 @@ use w5_ring_mpmc::W5_ring_mpmc;
 #[path = "iai/w6_pool.rs"]
 mod w6_pool;
 use w6_pool::W6_pool;
+#[path = "iai/w7_cache.rs"]
+mod w7_cache;
+use w7_cache::W7_cache_hit;
+use w7_cache::W7_cache_key;
+#[path = "iai/w9_telemetry.rs"]
+mod w9_telemetry;
+use w9_telemetry::W9_quantile;
+use w9_telemetry::W9_telemetry;
 #[path = "iai/w10_breaker.rs"]
 mod w10_breaker;
 use w10_breaker::W10_breaker;
@@ -23,6 +31,10 @@ main!(
     library_benchmark_groups = W5_ring_spsc,
     W5_ring_mpmc,
     W6_pool,
+    W7_cache_hit,
+    W7_cache_key,
+    W9_telemetry,
+    W9_quantile,
     W10_breaker,
     W1_chain,
     W2_chain_policies,

@@ -12,12 +12,18 @@ mod w5_ring_mpmc;
 mod w5_ring_spsc;
 #[path = "peers/w6_pool.rs"]
 mod w6_pool;
+#[path = "peers/w7_cache.rs"]
+mod w7_cache;
+#[path = "peers/w9_telemetry.rs"]
+mod w9_telemetry;
 
 criterion_group!(
     benches,
     w5_ring_spsc::benches,
     w5_ring_mpmc::benches,
     w6_pool::benches,
+    w7_cache::benches,
+    w9_telemetry::benches,
     w10_breaker::benches,
     w1_w2_w8::benches,
 );

@@ -28,6 +28,13 @@ pub(crate) use loom::sync::Arc;
 #[cfg(loom)]
 pub(crate) use loom::cell::UnsafeCell;
 
+/// Process-wide counters in `static`s, which loom cannot model (its atomics are not `const`
+/// constructible, and a static outlives every model). Use only for values no model reasons
+/// about, such as id sources; always `core`'s type.
+pub(crate) mod statics {
+    pub(crate) use core::sync::atomic::{AtomicU32, Ordering};
+}
+
 /// `core::cell::UnsafeCell` behind loom's closure-based API.
 #[cfg(not(loom))]
 #[derive(Debug)]

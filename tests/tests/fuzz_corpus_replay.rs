@@ -23,8 +23,23 @@ fn replay(target: &str, run: fn(&[u8])) {
 }
 
 #[test]
-fn spsc_corpus_replays() {
-    replay("spsc", flujo_core::check::spsc::run);
+fn arena_corpus_replays() {
+    replay("arena", flujo_core::check::arena::run);
+}
+
+#[test]
+fn breaker_corpus_replays() {
+    replay("breaker", flujo_core::check::breaker::run);
+}
+
+#[test]
+fn fixed_cache_corpus_replays() {
+    replay("fixed_cache", flujo_core::check::fixed_cache::run);
+}
+
+#[test]
+fn histogram_corpus_replays() {
+    replay("histogram", flujo_core::check::histogram::run);
 }
 
 #[test]
@@ -38,13 +53,8 @@ fn pool_corpus_replays() {
 }
 
 #[test]
-fn arena_corpus_replays() {
-    replay("arena", flujo_core::check::arena::run);
-}
-
-#[test]
-fn breaker_corpus_replays() {
-    replay("breaker", flujo_core::check::breaker::run);
+fn spsc_corpus_replays() {
+    replay("spsc", flujo_core::check::spsc::run);
 }
 
 #[test]

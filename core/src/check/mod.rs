@@ -8,7 +8,9 @@
 pub mod arena;
 pub mod breaker;
 pub mod context;
+pub mod fixed_cache;
 pub mod graph;
+pub mod histogram;
 pub mod mpmc;
 pub mod pool;
 pub mod spsc;

@@ -17,7 +17,7 @@ use super::{
 };
 use super::{FailureStrategy, Items};
 use crate::context::MergeStrategy;
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::statics::{AtomicU32, Ordering};
 
 /// Source of builder ids, so a handle used with the wrong builder is caught.
 static NEXT_BUILDER_ID: AtomicU32 = AtomicU32::new(1);

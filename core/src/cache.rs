@@ -1,1 +1,0 @@
-//! Cache keys and a fixed-capacity result cache. TODO(cache helper).

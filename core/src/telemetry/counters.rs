@@ -1,0 +1,304 @@
+//! Exact per-run counters: a fixed set of named `u64` counts, plain ([`Counters`]) or shared
+//! between threads ([`AtomicCounters`]).
+//!
+//! Counts are exact: sampling never applies to them (see [`Sampler`](super::Sampler)).
+
+use core::fmt;
+
+use crate::sync::Ordering;
+
+#[cfg(any(loom, target_has_atomic = "64"))]
+use crate::sync::AtomicU64 as AtomicCount;
+#[cfg(not(any(loom, target_has_atomic = "64")))]
+use crate::sync::AtomicUsize as AtomicCount;
+
+use super::event::{BreakerState, Event, EventKind, StepOutcome};
+
+/// One of the engine's counters. `Counter::ALL` lists them in index order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Counter {
+    /// Steps started (attempts are counted as [`Retries`](Self::Retries)).
+    StepsRun,
+    /// Steps that ended with a success.
+    StepsSucceeded,
+    /// Steps that ended with a failure.
+    StepsFailed,
+    /// Steps skipped by their recovery table (a default stood in for the output).
+    StepsSkipped,
+    /// Steps whose run was aborted (usage denied, cancelled).
+    StepsAborted,
+    /// Retried attempts (not counting the first attempt).
+    Retries,
+    /// Cache lookups that returned a stored output.
+    CacheHits,
+    /// Cache lookups that found nothing.
+    CacheMisses,
+    /// Fallback steps run in place of a failed step.
+    FallbacksUsed,
+    /// Calls an open circuit breaker refused.
+    BreakerRejections,
+    /// Circuit breakers that tripped (moved to open).
+    BreakerTrips,
+    /// Usage reservations the budget denied.
+    UsageDenials,
+}
+
+impl Counter {
+    /// How many counters there are.
+    pub const COUNT: usize = 12;
+
+    /// Every counter, in index order.
+    pub const ALL: [Counter; Counter::COUNT] = [
+        Counter::StepsRun,
+        Counter::StepsSucceeded,
+        Counter::StepsFailed,
+        Counter::StepsSkipped,
+        Counter::StepsAborted,
+        Counter::Retries,
+        Counter::CacheHits,
+        Counter::CacheMisses,
+        Counter::FallbacksUsed,
+        Counter::BreakerRejections,
+        Counter::BreakerTrips,
+        Counter::UsageDenials,
+    ];
+
+    /// The counter's index in `0 .. COUNT`.
+    #[inline(always)]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A `snake_case` name for exporters (`"steps_run"`, `"cache_hits"`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::StepsRun => "steps_run",
+            Counter::StepsSucceeded => "steps_succeeded",
+            Counter::StepsFailed => "steps_failed",
+            Counter::StepsSkipped => "steps_skipped",
+            Counter::StepsAborted => "steps_aborted",
+            Counter::Retries => "retries",
+            Counter::CacheHits => "cache_hits",
+            Counter::CacheMisses => "cache_misses",
+            Counter::FallbacksUsed => "fallbacks_used",
+            Counter::BreakerRejections => "breaker_rejections",
+            Counter::BreakerTrips => "breaker_trips",
+            Counter::UsageDenials => "usage_denials",
+        }
+    }
+
+    /// The counter an event adds one to, if any.
+    pub const fn of_event(kind: EventKind) -> Option<Counter> {
+        match kind {
+            EventKind::StepStart => Some(Counter::StepsRun),
+            EventKind::StepEnd { outcome } => Some(match outcome {
+                StepOutcome::Succeeded => Counter::StepsSucceeded,
+                StepOutcome::Failed => Counter::StepsFailed,
+                StepOutcome::Skipped => Counter::StepsSkipped,
+                StepOutcome::Aborted => Counter::StepsAborted,
+            }),
+            EventKind::Retry { .. } => Some(Counter::Retries),
+            EventKind::CacheHit => Some(Counter::CacheHits),
+            EventKind::CacheMiss => Some(Counter::CacheMisses),
+            EventKind::Fallback { .. } => Some(Counter::FallbacksUsed),
+            EventKind::BreakerRejected => Some(Counter::BreakerRejections),
+            EventKind::BreakerTransition {
+                to: BreakerState::Open,
+                ..
+            } => Some(Counter::BreakerTrips),
+            EventKind::BreakerTransition { .. } => None,
+            EventKind::UsageDenied => Some(Counter::UsageDenials),
+        }
+    }
+}
+
+// `COUNT` must match the enum: the last variant's index is `COUNT - 1`.
+const _: () = assert!(Counter::UsageDenials as usize == Counter::COUNT - 1);
+
+/// Exact counts for one run (or merged over many), one `u64` per [`Counter`].
+///
+/// Counts saturate at `u64::MAX` rather than wrap.
+///
+/// # Examples
+///
+/// ```
+/// use flujo_core::telemetry::{Counter, Counters};
+///
+/// let mut run = Counters::new();
+/// run.increment(Counter::StepsRun);
+/// run.add_n(Counter::CacheHits, 3);
+/// let mut total = Counters::new();
+/// total.add(&run);
+/// total.add(&run);
+/// assert_eq!(total.get(Counter::StepsRun), 2);
+/// assert_eq!(total.get(Counter::CacheHits), 6);
+/// assert_eq!(total.get(Counter::Retries), 0);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Counters {
+    values: [u64; Counter::COUNT],
+}
+
+impl Counters {
+    /// All counters at zero.
+    pub const fn new() -> Self {
+        Self {
+            values: [0; Counter::COUNT],
+        }
+    }
+
+    /// Adds one to `counter`.
+    #[inline]
+    pub fn increment(&mut self, counter: Counter) {
+        self.add_n(counter, 1);
+    }
+
+    /// Adds `n` to `counter`.
+    #[inline]
+    pub fn add_n(&mut self, counter: Counter, n: u64) {
+        let value = &mut self.values[counter.index()];
+        *value = value.saturating_add(n);
+    }
+
+    /// Counts `event` (see [`Counter::of_event`]).
+    #[inline]
+    pub fn count_event(&mut self, event: &Event) {
+        if let Some(counter) = Counter::of_event(event.kind) {
+            self.increment(counter);
+        }
+    }
+
+    /// The value of `counter`.
+    #[inline]
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.values[counter.index()]
+    }
+
+    /// Adds every count of `other` to `self`.
+    pub fn add(&mut self, other: &Counters) {
+        for (mine, theirs) in self.values.iter_mut().zip(other.values) {
+            *mine = mine.saturating_add(theirs);
+        }
+    }
+
+    /// Every counter with its value, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = (Counter, u64)> + '_ {
+        Counter::ALL.iter().map(|&c| (c, self.get(c)))
+    }
+
+    /// Sets every counter to zero.
+    pub fn reset(&mut self) {
+        *self = Self::new();
+    }
+}
+
+impl fmt::Debug for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (counter, value) in self.iter() {
+            map.entry(&counter.name(), &value);
+        }
+        map.finish()
+    }
+}
+
+/// [`Counters`] shared between threads: each update is one relaxed `fetch_add`.
+///
+/// Every update is counted exactly once (atomic read-modify-write); relaxed ordering means a
+/// [`snapshot`](Self::snapshot) taken while others update sees each counter at some value it
+/// held, not one consistent instant across counters. Join the updating threads first for an
+/// exact total, or use [`take`](Self::take) to drain into a [`Counters`] periodically.
+///
+/// On targets without 64-bit atomics (`thumbv7em`) the cells are `usize` and wrap after
+/// `2^32` updates: drain them with [`take`](Self::take) more often than that to stay exact.
+///
+/// # Examples
+///
+/// ```
+/// use flujo_core::telemetry::{AtomicCounters, Counter};
+///
+/// let shared = AtomicCounters::new();
+/// std::thread::scope(|s| {
+///     for _ in 0..4 {
+///         s.spawn(|| {
+///             for _ in 0..1000 {
+///                 shared.increment(Counter::StepsRun);
+///             }
+///         });
+///     }
+/// });
+/// assert_eq!(shared.snapshot().get(Counter::StepsRun), 4000);
+/// ```
+pub struct AtomicCounters {
+    /// One cell per counter. Written by any thread with relaxed `fetch_add` / `swap`; relaxed
+    /// is enough because no other memory is published through a count.
+    values: [AtomicCount; Counter::COUNT],
+}
+
+impl AtomicCounters {
+    /// All counters at zero.
+    pub fn new() -> Self {
+        Self {
+            values: core::array::from_fn(|_| AtomicCount::new(0)),
+        }
+    }
+
+    /// Adds one to `counter`.
+    #[inline]
+    pub fn increment(&self, counter: Counter) {
+        self.add_n(counter, 1);
+    }
+
+    /// Adds `n` to `counter` (wrapping in the cell's width).
+    #[inline]
+    pub fn add_n(&self, counter: Counter, n: u64) {
+        // On 32-bit cells the truncation is the documented wrap.
+        self.values[counter.index()].fetch_add(n as _, Ordering::Relaxed);
+    }
+
+    /// Adds every count of `counters` (for example one thread's plain counters).
+    pub fn add(&self, counters: &Counters) {
+        for (counter, value) in counters.iter() {
+            if value != 0 {
+                self.add_n(counter, value);
+            }
+        }
+    }
+
+    /// The current values.
+    // The cast is a no-op where cells are `u64`; it widens `usize` cells on 32-bit targets.
+    #[allow(clippy::unnecessary_cast)]
+    pub fn snapshot(&self) -> Counters {
+        let mut counters = Counters::new();
+        for (value, cell) in counters.values.iter_mut().zip(&self.values) {
+            *value = cell.load(Ordering::Relaxed) as u64;
+        }
+        counters
+    }
+
+    /// The current values, setting each cell to zero in the same atomic step, so that no
+    /// update is lost or counted twice across takes.
+    #[allow(clippy::unnecessary_cast)] // As in `snapshot`.
+    pub fn take(&self) -> Counters {
+        let mut counters = Counters::new();
+        for (value, cell) in counters.values.iter_mut().zip(&self.values) {
+            *value = cell.swap(0, Ordering::Relaxed) as u64;
+        }
+        counters
+    }
+}
+
+impl Default for AtomicCounters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for AtomicCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("AtomicCounters")
+            .field(&self.snapshot())
+            .finish()
+    }
+}
