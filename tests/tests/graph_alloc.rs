@@ -6,12 +6,13 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use flujo_core::context::{Context, MergeStrategy};
-use flujo_core::graph::policy_slots::CircuitBreaker;
 use flujo_core::graph::{
     Backoff, Graph, LoopOptions, ManualClock, MapOptions, NoClock, ParallelOptions, RetryPolicy,
     StepError, TaskConfig,
 };
-use flujo_core::interp::{Outcome, RunOptions, Runner, RunnerConfig};
+use flujo_core::interp::{Outcome, RunOptions, Runner, RunnerConfig, Telemetry};
+use flujo_core::policy::{Breaker, BreakerConfig, Usage};
+use flujo_core::telemetry::{Counter, Sampler, VecSink};
 
 struct Counting;
 
@@ -93,15 +94,19 @@ fn w1_plain_chain_allocates_nothing_per_run_after_warm_up() {
 
 #[test]
 fn w2_chain_with_policies_allocates_nothing_per_run_after_warm_up() {
-    let breaker = Arc::new(CircuitBreaker::new(5, 100));
+    let breaker = Arc::new(
+        Breaker::new(BreakerConfig {
+            consecutive_failures_to_open: 5,
+            open_ticks: 100,
+            ..BreakerConfig::DEFAULT
+        })
+        .unwrap(),
+    );
     let g = Graph::<u64, ()>::build(|b| {
         let steps: Vec<_> = (0..100)
             .map(|i| {
                 let cfg = TaskConfig::new()
-                    .retry(RetryPolicy {
-                        max_attempts: 3,
-                        backoff: Backoff::Constant(1),
-                    })
+                    .retry(RetryPolicy::new(3, Backoff::Constant { delay_ticks: 1 }).unwrap())
                     .validate(|x: &u64, _| {
                         if *x > 0 {
                             Ok(())
@@ -116,14 +121,19 @@ fn w2_chain_with_policies_allocates_nothing_per_run_after_warm_up() {
         b.sequence("W2", &steps)
     })
     .unwrap();
-    let mut runner = Runner::new(RunnerConfig::default());
+    // Telemetry on: every step sampled, events into a bounded sink (full after warm-up, so
+    // later events are counted as dropped, never stored by allocating).
+    let telemetry = Telemetry::new(VecSink::with_capacity(64), Sampler::always());
+    let mut runner = Runner::with_telemetry(RunnerConfig::default(), telemetry);
     let clock = ManualClock::new(0);
     let opts = RunOptions::default();
     assert_eq!(runner.run(&g, 0, (), &clock, &opts).output, Some(100));
     let n = allocations(|| {
         for i in 0..runs() as u64 {
             clock.advance(1);
-            assert_eq!(runner.run(&g, i, (), &clock, &opts).output, Some(i + 100));
+            let r = runner.run(&g, i, (), &clock, &opts);
+            assert_eq!(r.output, Some(i + 100));
+            assert_eq!(r.counters.get(Counter::StepsSucceeded), 100);
         }
     });
     assert_eq!(n, 0);
@@ -221,7 +231,14 @@ fn context_writes_merges_maps_and_loops_allocate_nothing_per_run_after_warm_up()
     })
     .unwrap();
     let mut runner = Runner::new(RunnerConfig::default());
-    let opts = RunOptions::default();
+    // A budget, so the fan-outs lend shares (from the runner's reused share stack).
+    let opts = RunOptions {
+        budget: Some(Usage {
+            cost: u64::MAX / 2,
+            tokens: u64::MAX / 2,
+        }),
+        ..RunOptions::default()
+    };
     let mut ctx = Ctx {
         total: 0,
         seen: Vec::with_capacity(4),

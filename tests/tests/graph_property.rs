@@ -262,10 +262,9 @@ fn build(t: &T, b: &mut GraphBuilder<'_, i64, Ctx>, names: &mut u32) -> NodeRef 
                 cfg = cfg.writes_context();
             }
             if retry {
-                cfg = cfg.retry(RetryPolicy {
-                    max_attempts: 2,
-                    backoff: Backoff::Constant(1),
-                });
+                cfg = cfg.retry(
+                    RetryPolicy::new(2, Backoff::Constant { delay_ticks: 1 }).expect("valid"),
+                );
             }
             if let Some(k) = *fallback {
                 let fb = b.task(&format!("{name}-fb"), move |x, _| Ok(clamp(x + k)));

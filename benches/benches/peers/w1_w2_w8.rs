@@ -10,8 +10,10 @@ use criterion::Criterion;
 mod shared;
 use flujo_core::graph::{ManualClock, NoClock};
 use flujo_core::interp::{Outcome, RunOptions, Runner, RunnerConfig};
+use flujo_core::telemetry::Counter;
 use shared::{
-    deep_clone_fan_out, w1_graph, w1_steps, w2_graph, w8_context, w8_graph, w8_step, W8_WRITER,
+    deep_clone_fan_out, w1_graph, w1_steps, w2_graph, w2_runner, w8_context, w8_graph, w8_step,
+    W8_WRITER,
 };
 
 /// Each implementation's answer, checked before anything is measured.
@@ -19,6 +21,7 @@ fn check() {
     let opts = RunOptions::default();
     let (w1, w2) = (w1_graph(), w2_graph());
     let mut runner = Runner::new(RunnerConfig::default());
+    let mut w2_runner = w2_runner();
     let clock = ManualClock::new(0);
     for input in [0u64, 7, 1 << 40] {
         let r = runner.run(&w1, input, (), &NoClock, &opts);
@@ -26,12 +29,13 @@ fn check() {
             (r.outcome, r.output, r.records.len()),
             (Outcome::Succeeded, Some(input + 100), 100)
         );
-        let r = runner.run(&w2, input, (), &clock, &opts);
+        let r = w2_runner.run(&w2, input, (), &clock, &opts);
         assert_eq!(
             (r.outcome, r.output, r.records.len()),
             (Outcome::Succeeded, Some(input + 100), 100)
         );
         assert!(r.records.iter().all(|rec| rec.attempts == 1));
+        assert_eq!(r.counters.get(Counter::StepsSucceeded), 100);
         let floor = w1_steps().iter().fold(input, |x, f| f(x));
         assert_eq!(floor, input + 100);
     }
@@ -90,15 +94,22 @@ pub fn benches(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("W2_chain_policies");
     let w2 = w2_graph();
+    let mut w2_runner = w2_runner();
     let clock = ManualClock::new(0);
     group.bench_function("flujo", |b| {
         let mut i = 0u64;
         b.iter(|| {
             i += 1;
             clock.advance(1);
-            runner.run(&w2, black_box(i), (), &clock, &opts).output
+            w2_runner.run(&w2, black_box(i), (), &clock, &opts).output
         });
     });
+    let latencies = w2_runner
+        .telemetry()
+        .expect("on")
+        .latency_histogram()
+        .count();
+    assert!(latencies >= 100, "telemetry saw the steps");
     group.bench_function("no_policies", |b| {
         let mut i = 0u64;
         b.iter(|| {

@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use flujo_core::context::Context;
 use flujo_core::context::MergeStrategy;
-use flujo_core::graph::policy_slots::CircuitBreaker;
 use flujo_core::graph::{Backoff, Graph, ParallelOptions, RetryPolicy, StepError, TaskConfig};
+use flujo_core::interp::{Runner, RunnerConfig, Telemetry};
+use flujo_core::policy::{Breaker, BreakerConfig};
+use flujo_core::telemetry::{NullSink, Sampler};
 
 /// Tasks in the W1 and W2 chains.
 pub const CHAIN: usize = 100;
@@ -30,18 +32,29 @@ pub fn w1_steps() -> Vec<Box<dyn Fn(u64) -> u64>> {
         .collect()
 }
 
+/// W2's runner: telemetry on (exact counters, every step's latency in the histogram, its
+/// start and end events offered to a sink that takes them and keeps nothing).
+pub fn w2_runner() -> Runner<u64, ()> {
+    let telemetry = Telemetry::new(NullSink, Sampler::always());
+    Runner::with_telemetry(RunnerConfig::default(), telemetry)
+}
+
 /// W2: W1 with retry (3 attempts, none needed), one validator and a circuit breaker (shared
-/// by the chain) on every task.
+/// by the chain) on every task; run by [`w2_runner`] (telemetry on).
 pub fn w2_graph() -> Graph<u64, ()> {
-    let breaker = Arc::new(CircuitBreaker::new(5, 100));
+    let breaker = Arc::new(
+        Breaker::new(BreakerConfig {
+            consecutive_failures_to_open: 5,
+            open_ticks: 100,
+            ..BreakerConfig::DEFAULT
+        })
+        .unwrap(),
+    );
     Graph::build(|b| {
         let steps: Vec<_> = (0..CHAIN)
             .map(|i| {
                 let cfg = TaskConfig::new()
-                    .retry(RetryPolicy {
-                        max_attempts: 3,
-                        backoff: Backoff::Constant(1),
-                    })
+                    .retry(RetryPolicy::new(3, Backoff::Constant { delay_ticks: 1 }).unwrap())
                     .validate(|x: &u64, _| {
                         if *x > 0 {
                             Ok(())

@@ -5,7 +5,7 @@
 //! usage reports), sequences, parallel nodes (every merge strategy, both failure
 //! strategies), loops, branches, maps, late fallbacks (`set_fallback`, so cycles can form)
 //! and handles from another builder. Nothing in the program is filtered: empty composites,
-//! missing bounds, zero widths, zero attempts, fallback cycles and long chains, cacheable
+//! missing bounds, zero widths, fallback cycles and long chains, cacheable
 //! writers, skips without a default, nesting beyond [`MAX_DEPTH`] all occur.
 //!
 //! The model keeps its own copy of the program and checks:
@@ -26,9 +26,10 @@ use crate::context::{Context, MergeStrategy};
 use crate::graph::{
     Backoff, ErrorClass, FailureStrategy, Graph, GraphBuilder, GraphError, GraphRule, LoopOptions,
     MapOptions, NoClock, NodeRef, ParallelOptions, Recovery, RecoveryTable, RetryPolicy, StepError,
-    TaskConfig, Usage, MAX_DEPTH, MAX_FALLBACK_CHAIN,
+    StepFingerprint, TaskConfig, Usage, MAX_DEPTH, MAX_FALLBACK_CHAIN,
 };
 use crate::interp::{Outcome, RunOptions, Runner, RunnerConfig};
+use crate::telemetry::Counter;
 
 /// Most operations decoded from one input.
 const OPS_MAX: usize = 160;
@@ -167,7 +168,12 @@ struct Fail {
 /// The model's account of a run.
 #[derive(Debug, Default)]
 struct Tally {
+    /// Step records: one per task execution and one per loop.
     records: u64,
+    /// Task executions (the runner's `steps_run`).
+    tasks: u64,
+    retries: u64,
+    fallbacks: u64,
     cost: u64,
 }
 
@@ -220,8 +226,10 @@ fn task_spec(bytes: &mut Bytes<'_>, tasks: &[usize], nodes: usize) -> TaskSpec {
         pre: b3 & 0x20 != 0,
         post: b3 & 0x40 != 0,
         validate_mod: [0, 0, 3, 4][usize::from(b4 / 5 % 4)],
-        attempts_max: if b4 == 0xFF {
-            0
+        // A cache hit skips the retries a miss would make: cacheable tasks make one attempt,
+        // so the counts do not depend on which executions hit.
+        attempts_max: if cacheable {
+            1
         } else {
             [1, 1, 2, 3][usize::from(b4 % 4)]
         },
@@ -523,7 +531,7 @@ fn strategy(m: Merge) -> MergeStrategy<Ctx> {
 }
 
 fn table_of(t: Table) -> RecoveryTable {
-    let d = RecoveryTable::default();
+    let d = RecoveryTable::DEFAULT;
     match t {
         Table::Default => d,
         Table::PermanentSkips => d.with(ErrorClass::Permanent, Recovery::Skip),
@@ -539,10 +547,10 @@ fn add_task(
     refs: &[NodeRef],
 ) -> NodeRef {
     let mut cfg = TaskConfig::new()
-        .retry(RetryPolicy {
-            max_attempts: spec.attempts_max,
-            backoff: Backoff::Constant(1),
-        })
+        .retry(
+            RetryPolicy::new(spec.attempts_max, Backoff::Constant { delay_ticks: 1 })
+                .expect("1 ..= 3 attempts"),
+        )
         .recovery(table_of(spec.table));
     if spec.write.is_some() {
         cfg = cfg.writes_context();
@@ -570,7 +578,7 @@ fn add_task(
         cfg = cfg.fallback(refs[fb]);
     }
     if spec.cacheable {
-        cfg = cfg.cacheable(0xF1A9 ^ refs.len() as u64);
+        cfg = cfg.cacheable(StepFingerprint::builder("check", refs.len() as u32).build());
     }
     let s = spec.clone();
     b.task_with(
@@ -627,9 +635,6 @@ fn broken_rules(p: &Program) -> Vec<(String, GraphRule)> {
         let mut rule = |r: GraphRule| broken.push((n.name.clone(), r));
         match &n.kind {
             Kind::Task(t) => {
-                if t.attempts_max == 0 {
-                    rule(GraphRule::ZeroAttempts);
-                }
                 if t.cacheable && t.write.is_some() {
                     rule(GraphRule::CacheableWritesContext);
                 }
@@ -784,6 +789,7 @@ impl Model<'_> {
 
     fn task(&mut self, node: usize, t: &TaskSpec, x: i64, ctx: &mut Ctx) -> Result<i64, Fail> {
         self.tally.records += 1;
+        self.tally.tasks += 1;
         let mut n = 1;
         loop {
             let class = match self.attempt(t, x, n, ctx) {
@@ -793,12 +799,20 @@ impl Model<'_> {
             if class.always_aborts() {
                 return Err(Self::fail(node, class, true));
             }
-            let recovery = table_of(t.table).get(class);
+            let recovery = table_of(t.table)
+                .lookup(class)
+                .expect("the aborting classes returned above");
             match recovery {
-                Recovery::Retry if n < t.attempts_max => n += 1,
+                Recovery::Retry if n < t.attempts_max => {
+                    n += 1;
+                    self.tally.retries += 1;
+                }
                 Recovery::Retry | Recovery::Fallback => {
                     return match t.fallback {
-                        Some(f) => self.eval(f, x, ctx),
+                        Some(f) => {
+                            self.tally.fallbacks += 1;
+                            self.eval(f, x, ctx)
+                        }
                         None => Err(Self::fail(node, class, false)),
                     }
                 }
@@ -957,6 +971,22 @@ fn check_run(p: &Program, g: &Graph<i64, Ctx>) {
         let records = r.records.len() as u64 + u64::from(r.records_dropped);
         assert_eq!(records, model.tally.records, "records");
         assert_eq!(r.usage.cost, model.tally.cost, "usage");
+        let c = &r.counters;
+        assert_eq!(c.get(Counter::StepsRun), model.tally.tasks, "steps run");
+        let outcomes = [
+            Counter::StepsSucceeded,
+            Counter::StepsFailed,
+            Counter::StepsSkipped,
+            Counter::StepsAborted,
+        ];
+        let ended: u64 = outcomes.iter().map(|&o| c.get(o)).sum();
+        assert_eq!(ended, model.tally.tasks, "one outcome per step run");
+        assert_eq!(c.get(Counter::Retries), model.tally.retries, "retries");
+        assert_eq!(
+            c.get(Counter::FallbacksUsed),
+            model.tally.fallbacks,
+            "fallbacks"
+        );
     }
 }
 

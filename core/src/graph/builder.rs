@@ -393,9 +393,6 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
     fn validate_task(&self, node: usize, slot: usize) -> Result<(), GraphError> {
         let cfg = &self.tasks[slot].cfg;
         let flags = cfg.flags();
-        if cfg.retry.max_attempts == 0 {
-            return Err(self.err(node, GraphRule::ZeroAttempts));
-        }
         if flags.contains(StepFlags::CACHE) && flags.contains(StepFlags::WRITES_CONTEXT) {
             return Err(self.err(node, GraphRule::CacheableWritesContext));
         }

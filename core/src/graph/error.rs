@@ -23,8 +23,6 @@ pub enum GraphRule {
     MapWithoutBound,
     /// A parallel or map node has a width of 0.
     ZeroWidth,
-    /// A task allows 0 attempts.
-    ZeroAttempts,
     /// A fallback points at a node that is not a task.
     FallbackNotTask,
     /// Following fallbacks from this task comes back to it.
@@ -85,7 +83,6 @@ impl fmt::Display for GraphError {
             }
             GraphRule::MapWithoutBound => f.write_str("a map needs an item bound of at least 1"),
             GraphRule::ZeroWidth => f.write_str("fan-out width must be at least 1"),
-            GraphRule::ZeroAttempts => f.write_str("a task needs at least one attempt"),
             GraphRule::FallbackNotTask => f.write_str("a fallback must be a task"),
             GraphRule::FallbackCycle => f.write_str("its fallback chain is a cycle"),
             GraphRule::FallbackChainTooLong { length } => {

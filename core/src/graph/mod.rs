@@ -17,7 +17,6 @@
 mod analysis;
 mod builder;
 mod error;
-pub mod policy_slots;
 mod step;
 mod task;
 
@@ -27,9 +26,11 @@ use core::fmt;
 pub use analysis::StepFlags;
 pub use builder::GraphBuilder;
 pub use error::{GraphError, GraphRule};
-pub use policy_slots::{
-    Backoff, CacheKey, CanonicalEncode, CircuitBreaker, ErrorClass, Recovery, RecoveryTable,
-    RetryPolicy, Usage,
+// The policy and cache types a task's configuration is written in, re-exported so a graph
+// can be described with this module alone.
+pub use crate::cache::{CanonicalEncode, StepFingerprint};
+pub use crate::policy::{
+    Backoff, Breaker, BreakerConfig, ErrorClass, Recovery, RecoveryTable, RetryPolicy, Usage,
 };
 pub(crate) use step::RunEnv;
 pub use step::{CancelFlag, Clock, ManualClock, NoClock, Step, StepCx, StepError};

@@ -3,8 +3,8 @@
 use alloc::borrow::Cow;
 use core::fmt;
 
-use super::policy_slots::{ErrorClass, Usage};
 use crate::context::Spares;
+use crate::policy::{ErrorClass, Usage};
 use crate::sync::{AtomicBool, Ordering};
 
 /// A step's failure: its class (which drives recovery) and a reason for humans.

@@ -4,12 +4,10 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::policy_slots::{
-    cache_key, CacheKey, CanonicalEncode, CircuitBreaker, Recovery, RecoveryTable, RetryPolicy,
-    Usage,
-};
 use super::{NodeRef, StepError, StepFlags};
+use crate::cache::{CacheKey, CanonicalEncode, StepFingerprint};
 use crate::context::MergeStrategy;
+use crate::policy::{Breaker, ErrorClass, Recovery, RecoveryTable, RetryPolicy, Usage};
 use crate::sync::Arc;
 
 /// A pre- or post-processor: transforms the payload, reading the context.
@@ -28,10 +26,20 @@ pub type Selector<P, C> = Box<dyn Fn(&P, &C) -> u64 + Send + Sync>;
 pub type Splitter<P, C> =
     Box<dyn Fn(P, &C, &mut Items<'_, P>) -> Result<P, StepError> + Send + Sync>;
 
-/// How a cacheable task computes its key.
+/// How a cacheable task computes its key: BLAKE3 over its fingerprint and its input's
+/// canonical encoding ([`CacheKey::new`]), through a function pointer so `TaskConfig` needs
+/// no `CanonicalEncode` bound unless it caches.
 pub(crate) struct CacheSlot<P> {
-    pub(crate) fingerprint: u64,
-    pub(crate) key: fn(u64, &P) -> CacheKey,
+    pub(crate) fingerprint: StepFingerprint,
+    pub(crate) key: fn(&StepFingerprint, &P) -> CacheKey,
+}
+
+/// Whether `table` maps some class it is consulted for (usage and cancelled never are) to
+/// `recovery`.
+pub(crate) fn table_uses(table: &RecoveryTable, recovery: Recovery) -> bool {
+    ErrorClass::ALL
+        .iter()
+        .any(|&class| table.lookup(class) == Ok(recovery))
 }
 
 /// A task's policy configuration: retry, recovery, processors, validators, fallback, cache,
@@ -46,12 +54,13 @@ pub(crate) struct CacheSlot<P> {
 /// use flujo_core::graph::{Backoff, Graph, RetryPolicy, StepError, TaskConfig, NoClock};
 /// use flujo_core::interp::{Runner, RunOptions};
 ///
+/// let retry = RetryPolicy::new(3, Backoff::Constant { delay_ticks: 5 }).unwrap();
 /// let g = Graph::<u64, ()>::build(|b| {
 ///     b.task_with(
 ///         "flaky",
 ///         |x, cx| if cx.attempt() < 3 { Err(StepError::transient("busy")) } else { Ok(x) },
 ///         TaskConfig::new()
-///             .retry(RetryPolicy { max_attempts: 3, backoff: Backoff::Constant(5) })
+///             .retry(retry)
 ///             .validate(|out: &u64, _| if *out > 0 { Ok(()) } else { Err(StepError::validation("zero")) }),
 ///     )
 /// })
@@ -71,7 +80,7 @@ pub struct TaskConfig<P, C> {
     pub(crate) validators: Vec<Validator<P, C>>,
     pub(crate) fallback: Option<NodeRef>,
     pub(crate) cache: Option<CacheSlot<P>>,
-    pub(crate) breaker: Option<Arc<CircuitBreaker>>,
+    pub(crate) breaker: Option<Arc<Breaker>>,
     pub(crate) usage_estimate: Usage,
     pub(crate) default_output: Option<P>,
 }
@@ -100,8 +109,8 @@ impl<P, C> TaskConfig<P, C> {
         Self {
             reads: true,
             writes: false,
-            retry: RetryPolicy::default(),
-            recovery: RecoveryTable::default(),
+            retry: RetryPolicy::NONE,
+            recovery: RecoveryTable::DEFAULT,
             pre: Vec::new(),
             post: Vec::new(),
             validators: Vec::new(),
@@ -182,20 +191,20 @@ impl<P, C> TaskConfig<P, C> {
     /// Caches outputs by a key over `fingerprint` (the step's identity and the settings that
     /// change its output) and the input's canonical encoding.
     #[must_use]
-    pub fn cacheable(mut self, fingerprint: u64) -> Self
+    pub fn cacheable(mut self, fingerprint: StepFingerprint) -> Self
     where
         P: CanonicalEncode,
     {
         self.cache = Some(CacheSlot {
             fingerprint,
-            key: cache_key::<P>,
+            key: |fingerprint, input| CacheKey::new(fingerprint, input),
         });
         self
     }
 
     /// Guards the step with a (shareable) circuit breaker.
     #[must_use]
-    pub fn breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
+    pub fn breaker(mut self, breaker: Arc<Breaker>) -> Self {
         self.breaker = Some(breaker);
         self
     }
@@ -230,9 +239,13 @@ impl<P, C> TaskConfig<P, C> {
         set(&mut f, self.fallback.is_some(), StepFlags::FALLBACK);
         set(&mut f, self.cache.is_some(), StepFlags::CACHE);
         set(&mut f, self.breaker.is_some(), StepFlags::BREAKER);
-        set(&mut f, self.retry.max_attempts > 1, StepFlags::RETRY);
-        set(&mut f, !self.usage_estimate.is_zero(), StepFlags::USAGE);
-        set(&mut f, self.recovery.uses(Recovery::Skip), StepFlags::SKIP);
+        set(&mut f, self.retry.attempts_max() > 1, StepFlags::RETRY);
+        set(&mut f, self.usage_estimate != Usage::ZERO, StepFlags::USAGE);
+        set(
+            &mut f,
+            table_uses(&self.recovery, Recovery::Skip),
+            StepFlags::SKIP,
+        );
         f
     }
 }

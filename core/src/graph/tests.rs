@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::vec::Vec;
 
 use super::*;
-use crate::graph::policy_slots::{Recovery, RecoveryTable};
+use crate::policy::{Recovery, RecoveryTable};
 
 type B<'a> = GraphBuilder<'a, u64, u64>;
 
@@ -83,15 +83,10 @@ fn zero_fan_out_width_is_a_build_error() {
 }
 
 #[test]
-fn zero_attempts_is_a_build_error() {
-    let (_, rule) = rule_of(Graph::build(|b| {
-        let cfg = TaskConfig::new().retry(RetryPolicy {
-            max_attempts: 0,
-            backoff: Backoff::None,
-        });
-        b.task_with("t", |x, _| Ok(x), cfg)
-    }));
-    assert_eq!(rule, GraphRule::ZeroAttempts);
+fn zero_attempts_cannot_be_configured() {
+    // No rule at build time: a retry policy of zero attempts cannot be made at all.
+    assert!(RetryPolicy::new(0, Backoff::NONE).is_err());
+    assert!(RetryPolicy::new(1, Backoff::NONE).is_ok());
 }
 
 #[test]
@@ -158,7 +153,9 @@ fn fallback_to_a_non_task_is_a_build_error() {
 #[test]
 fn cacheable_step_that_writes_the_context_is_a_build_error() {
     let (node, rule) = rule_of(Graph::build(|b| {
-        let cfg = TaskConfig::new().cacheable(1).writes_context();
+        let cfg = TaskConfig::new()
+            .cacheable(StepFingerprint::builder("step", 1).build())
+            .writes_context();
         b.task_with("cached", |x, _| Ok(x), cfg)
     }));
     assert_eq!(
@@ -170,7 +167,7 @@ fn cacheable_step_that_writes_the_context_is_a_build_error() {
 #[test]
 fn skip_without_default_output_is_a_build_error() {
     let (_, rule) = rule_of(Graph::build(|b| {
-        let table = RecoveryTable::default().with(ErrorClass::Permanent, Recovery::Skip);
+        let table = RecoveryTable::DEFAULT.with(ErrorClass::Permanent, Recovery::Skip);
         b.task_with("t", |x, _| Ok(x), TaskConfig::new().recovery(table))
     }));
     assert_eq!(rule, GraphRule::SkipWithoutDefault);
@@ -223,16 +220,20 @@ fn more_nodes_than_the_index_type_holds_is_a_build_error() {
 
 #[test]
 fn step_analysis_records_what_each_task_needs() {
-    let breaker = Arc::new(CircuitBreaker::new(3, 10));
+    let breaker = Arc::new(
+        Breaker::new(BreakerConfig {
+            consecutive_failures_to_open: 3,
+            open_ticks: 10,
+            ..BreakerConfig::DEFAULT
+        })
+        .unwrap(),
+    );
     let g = Graph::<u64, u64>::build(|b| {
         let plain = b.task("plain", |x, _| Ok(x));
         let writer = b.task_with("writer", |x, _| Ok(x), TaskConfig::new().writes_context());
         let fb = inc(b, "fb");
         let cfg = TaskConfig::new()
-            .retry(RetryPolicy {
-                max_attempts: 2,
-                backoff: Backoff::None,
-            })
+            .retry(RetryPolicy::new(2, Backoff::NONE).unwrap())
             .pre(|x, _| Ok(x))
             .post(|x, _| Ok(x))
             .validate(|_, _| Ok(()))
@@ -243,7 +244,9 @@ fn step_analysis_records_what_each_task_needs() {
         let cached = b.task_with(
             "cached",
             |x, _| Ok(x),
-            TaskConfig::new().cacheable(9).no_context(),
+            TaskConfig::new()
+                .cacheable(StepFingerprint::builder("step", 9).build())
+                .no_context(),
         );
         b.sequence("root", &[plain, writer, full, cached])
     })

@@ -1,15 +1,19 @@
 //! The interpreter proper: one method per node kind, the plain-task fast path, and the task
 //! policy pipeline.
 
-use super::{ErrorKind, LoopExit, Scratch, StepOutcome, StepRecord, Stop};
+use super::{ErrorKind, LoopExit, Scratch, StepOutcome, StepRecord, Stop, Telemetry};
+use crate::cache::CacheKey;
 use crate::context::{merge_branch, Context, Frame, MergeError, MergeStrategy};
-use crate::graph::policy_slots::{
-    CacheKey, CallOutcome, Decision, Denied, ErrorClass, Permit, Reservation, RetryState, Usage,
-    UsageBudget,
-};
 use crate::graph::{
     CancelFlag, Clock, FailureStrategy, Graph, Items, NodeKind, RunEnv, RunTask, Step, StepCx,
     StepError, StepFlags, TaskConfig, TaskPolicy, NO_POLICY,
+};
+use crate::policy::breaker::{Outcome as CallOutcome, Permit, Transition};
+use crate::policy::{
+    Breaker, Decision, ErrorClass, Reservation, RetryState, Usage, UsageBudget, UsageDenied,
+};
+use crate::telemetry::{
+    BreakerState, Counter, Counters, EventKind, EventSink, StepOutcome as EndOutcome,
 };
 
 /// Why the run must stop before a task that would start at `now`, if it must.
@@ -36,6 +40,23 @@ enum PlainFailure {
     },
 }
 
+/// Charges `actual` usage that had no reservation (a step without an estimate) to `budget`.
+///
+/// The budget charges only through reservations, so this reserves nothing and reconciles at
+/// `actual`. When even that is refused, the budget is already at (or past) a limit, so every
+/// later estimate is denied anyway; the run's own usage total still counts `actual`. A charge
+/// that takes the budget past a limit marks it exceeded (later reservations are denied);
+/// the step that made it already ran, so nothing else happens.
+#[inline]
+fn charge(budget: &mut UsageBudget, actual: Usage) {
+    if actual == Usage::ZERO {
+        return;
+    }
+    if let Ok(r) = budget.reserve(Usage::ZERO) {
+        let _ = budget.reconcile(r, actual);
+    }
+}
+
 /// Takes the usage a step reported from its context and books it in the run's totals.
 #[inline]
 fn take_usage<C: Clone>(
@@ -46,11 +67,72 @@ fn take_usage<C: Clone>(
     let usage = cx.usage;
     cx.usage = Usage::ZERO;
     cx.touched = false;
-    if !usage.is_zero() {
+    if usage != Usage::ZERO {
         *total = total.saturating_add(usage);
-        budget.book(usage);
+        charge(budget, usage);
     }
     usage
+}
+
+/// Counts (a trip to open) and emits a breaker transition.
+#[cold]
+fn note_transition<S: EventSink>(
+    counters: &mut Counters,
+    tel: Option<&mut Telemetry<S>>,
+    node: u32,
+    tick: u64,
+    transition: Transition,
+) {
+    let (from, to) = (
+        breaker_state(transition.from()),
+        breaker_state(transition.to()),
+    );
+    if to == BreakerState::Open {
+        counters.increment(Counter::BreakerTrips);
+    }
+    if let Some(t) = tel {
+        t.emit(node, tick, EventKind::BreakerTransition { from, to });
+    }
+}
+
+/// The end of a task that succeeded in the stretch loop, for telemetry.
+#[inline(always)]
+fn step_end<S: EventSink>(tel: Option<&mut Telemetry<S>>, node: u32, tick: u64, latency: u64) {
+    if let Some(t) = tel {
+        t.latency(latency);
+        let outcome = EndOutcome::Succeeded;
+        t.emit(node, tick, EventKind::StepEnd { outcome });
+    }
+}
+
+/// The telemetry state a breaker transition names.
+fn breaker_state(state: crate::policy::breaker::State) -> BreakerState {
+    use crate::policy::breaker::State;
+    match state {
+        State::Closed => BreakerState::Closed,
+        State::Open => BreakerState::Open,
+        State::HalfOpen => BreakerState::HalfOpen,
+    }
+}
+
+/// The telemetry outcome of a record's.
+fn end_outcome(outcome: StepOutcome) -> EndOutcome {
+    match outcome {
+        StepOutcome::Succeeded => EndOutcome::Succeeded,
+        StepOutcome::Failed => EndOutcome::Failed,
+        StepOutcome::Skipped => EndOutcome::Skipped,
+        StepOutcome::Aborted => EndOutcome::Aborted,
+    }
+}
+
+/// The counter of a record's outcome.
+fn outcome_counter(outcome: StepOutcome) -> Counter {
+    match outcome {
+        StepOutcome::Succeeded => Counter::StepsSucceeded,
+        StepOutcome::Failed => Counter::StepsFailed,
+        StepOutcome::Skipped => Counter::StepsSkipped,
+        StepOutcome::Aborted => Counter::StepsAborted,
+    }
 }
 
 /// One attempt, without the context bookkeeping: pre-processors, step, post-processors,
@@ -79,9 +161,9 @@ fn run_attempt<P, C: Clone>(
 }
 
 /// How a policy task's execution ends, for [`Exec::settle`].
-struct Settle {
+struct Settle<'b> {
     start: u64,
-    permit: Option<Permit>,
+    permit: Option<(&'b Breaker, Permit)>,
     key: Option<CacheKey>,
     reservation: Option<Reservation>,
     used: Usage,
@@ -90,25 +172,33 @@ struct Settle {
 
 /// A lean policy task's failed first attempt, handed from the stretch loop to the
 /// recovery path.
-struct FirstAttempt<P> {
+struct FirstAttempt<'b, P> {
     err: StepError,
     kept: Option<P>,
-    permit: Option<Permit>,
+    permit: Option<(&'b Breaker, Permit)>,
     start: u64,
     used: Usage,
 }
 
-/// One run's state: the graph, the caller's clock, options, and the runner's scratch.
-pub(crate) struct Exec<'e, P, C, K> {
+/// The share-stack mark of a fan-out in a run without a budget: no shares were lent.
+const UNLIMITED: usize = usize::MAX;
+
+/// One run's state: the graph, the caller's clock, options, the run's usage budget, totals
+/// and exact counters, the runner's telemetry (if on) and its scratch.
+pub(crate) struct Exec<'e, P, C, K, S> {
     pub(crate) g: &'e Graph<P, C>,
     pub(crate) clock: &'e K,
     pub(crate) env: RunEnv<'e>,
     pub(crate) budget: UsageBudget,
+    /// Whether the run has a budget (else fan-outs share the unlimited one).
+    pub(crate) limited: bool,
     pub(crate) usage: Usage,
+    pub(crate) counters: Counters,
+    pub(crate) tel: Option<&'e mut Telemetry<S>>,
     pub(crate) s: &'e mut Scratch<P, C>,
 }
 
-impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
+impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, P, C, K, S> {
     /// Runs node `id` on `input` against the context view `frame`.
     pub(crate) fn node(&mut self, id: u32, input: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
         let g = self.g;
@@ -192,13 +282,48 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         Stop { node, class, abort }
     }
 
+    /// Writes a task's record (outside the stretch loop), counts it (one step run, one
+    /// outcome) and tells the telemetry its end.
+    fn task_record(&mut self, rec: StepRecord, end_tick: u64) {
+        self.counters.increment(Counter::StepsRun);
+        self.counters.increment(outcome_counter(rec.outcome));
+        if let Some(t) = self.tel.as_deref_mut() {
+            t.latency(rec.latency_ticks);
+            let outcome = end_outcome(rec.outcome);
+            t.emit(rec.node.0, end_tick, EventKind::StepEnd { outcome });
+        }
+        self.s.records.push(rec);
+    }
+
+    /// Emits an event of the current task execution (telemetry on and the execution
+    /// sampled).
+    #[inline(always)]
+    fn emit(&mut self, node: u32, tick: u64, kind: EventKind) {
+        if let Some(t) = self.tel.as_deref_mut() {
+            t.emit(node, tick, kind);
+        }
+    }
+
+    /// Starts a task execution for telemetry: sampled or not, and its start event.
+    #[inline(always)]
+    fn begin(&mut self, node: u32, tick: u64) {
+        if let Some(t) = self.tel.as_deref_mut() {
+            t.begin();
+            t.emit(node, tick, EventKind::StepStart);
+        }
+    }
+
     /// Records a step stopped before it started and returns the abort.
     #[cold]
     fn stopped(&mut self, node: u32, kind: ErrorKind) -> Stop {
         let mut rec = StepRecord::new(node);
         rec.outcome = StepOutcome::Aborted;
         rec.error_class = Some(kind.class());
-        self.s.records.push(rec);
+        if let Some(t) = self.tel.as_deref_mut() {
+            t.begin();
+        }
+        let now = self.clock.now();
+        self.task_record(rec, now);
         self.fail(node, kind, true)
     }
 
@@ -214,11 +339,12 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         }
     }
 
+    /// Books usage that had no reservation.
     #[inline(always)]
     fn book(&mut self, used: Usage) {
-        if !used.is_zero() {
+        if used != Usage::ZERO {
             self.usage = self.usage.saturating_add(used);
-            self.budget.book(used);
+            charge(&mut self.budget, used);
         }
     }
 
@@ -233,7 +359,8 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
             StepOutcome::Failed
         };
         rec.error_class = Some(e.class);
-        self.s.records.push(rec);
+        let now = self.clock.now();
+        self.task_record(rec, now);
         self.fail(rec.node.0, ErrorKind::Step(e), abort)
     }
 
@@ -248,6 +375,20 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
     /// a failure or an open breaker leaves the loop for the recovery path, and the loop
     /// resumes after it.
     fn stretch<const LEAN: bool>(
+        &mut self,
+        tasks: &[RunTask],
+        x: P,
+        frame: &mut Frame<'_, C>,
+    ) -> Result<P, Stop> {
+        // Telemetry is picked once per stretch: off, the loop has no per-step test for it.
+        if self.tel.is_some() {
+            self.stretch_loop::<LEAN, true>(tasks, x, frame)
+        } else {
+            self.stretch_loop::<LEAN, false>(tasks, x, frame)
+        }
+    }
+
+    fn stretch_loop<const LEAN: bool, const TEL: bool>(
         &mut self,
         tasks: &[RunTask],
         mut x: P,
@@ -271,17 +412,32 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                 Some(slot) => *slot = rec,
                 None => dropped = dropped.saturating_add(1),
             };
+            // Accounts for the records put so far: each is one step run that succeeded.
+            macro_rules! settle_records {
+                () => {{
+                    let written_records = capacity - slots.len();
+                    records.settle(written_records, dropped);
+                    let succeeded = written_records as u64 + u64::from(dropped);
+                    self.counters.add_n(Counter::StepsRun, succeeded);
+                    self.counters.add_n(Counter::StepsSucceeded, succeeded);
+                }};
+            }
             while let Some((&pt, tail)) = rest.split_first() {
                 if env.watch {
                     if let Some(kind) = stop_reason(env, t0) {
                         let (written, _) = cx.finish();
-                        let written_records = capacity - slots.len();
-                        records.settle(written_records, dropped);
+                        settle_records!();
                         let why = PlainFailure::Stopped(kind);
                         return Err(self.plain_failure(pt.node, written, why));
                     }
                 }
                 rest = tail;
+                if TEL {
+                    if let Some(t) = self.tel.as_deref_mut() {
+                        t.begin();
+                        t.emit(pt.node, t0, EventKind::StepStart);
+                    }
+                }
                 cx.may_write = pt.may_write;
                 debug_assert!((pt.task as usize) < steps.len(), "validated: task index");
                 // SAFETY: `RunTask::task` is a task slot taken from the frozen graph's own
@@ -296,7 +452,6 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                     let pol = unsafe { g.policies.get_unchecked(pt.policy as usize) };
                     let cfg = &pol.cfg;
                     let start = t0;
-                    // SEAM(breaker): `policy::CircuitBreaker::try_acquire`.
                     let permit = match &cfg.breaker {
                         None => None,
                         Some(b) => match b.try_acquire(start) {
@@ -304,8 +459,7 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                             Err(_) => {
                                 let (written, _) = cx.finish();
                                 debug_assert!(written.is_none(), "a write ends the context");
-                                let written_records = capacity - slots.len();
-                                records.settle(written_records, dropped);
+                                settle_records!();
                                 let rec = StepRecord::new(pt.node);
                                 x = self.breaker_open(pol, x, rec, start, frame)?;
                                 t0 = clock.now();
@@ -326,7 +480,21 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                         Ok(y) => {
                             x = y;
                             if let Some((b, permit)) = permit {
-                                b.record(permit, CallOutcome::Success, latency_ticks, t1);
+                                let moved =
+                                    b.record(permit, CallOutcome::Success, latency_ticks, t1);
+                                if let Some(transition) = moved {
+                                    let tel = self.tel.as_deref_mut();
+                                    note_transition(
+                                        &mut self.counters,
+                                        tel,
+                                        pt.node,
+                                        t1,
+                                        transition,
+                                    );
+                                }
+                            }
+                            if TEL {
+                                step_end(self.tel.as_deref_mut(), pt.node, t1, latency_ticks);
                             }
                             if !cx.touched {
                                 put(StepRecord::plain(pt.node, latency_ticks, Usage::ZERO));
@@ -345,15 +513,14 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                             // discarded.
                             let used = cx.usage;
                             let (written, _) = cx.finish();
-                            let written_records = capacity - slots.len();
-                            records.settle(written_records, dropped);
+                            settle_records!();
                             if let Some(w) = written {
                                 self.s.spares.give(w);
                             }
                             let first = FirstAttempt {
                                 err: e,
                                 kept,
-                                permit: permit.map(|(_, p)| p),
+                                permit,
                                 start,
                                 used,
                             };
@@ -370,6 +537,9 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                 match result {
                     Ok(y) => {
                         x = y;
+                        if TEL {
+                            step_end(self.tel.as_deref_mut(), pt.node, t1, latency_ticks);
+                        }
                         if !cx.touched {
                             put(StepRecord::plain(pt.node, latency_ticks, Usage::ZERO));
                             continue;
@@ -384,8 +554,7 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                     Err(e) => {
                         let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
                         let (written, _) = cx.finish();
-                        let written_records = capacity - slots.len();
-                        records.settle(written_records, dropped);
+                        settle_records!();
                         let why = PlainFailure::Step {
                             e,
                             latency_ticks,
@@ -395,8 +564,7 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                     }
                 }
             }
-            let written_records = capacity - slots.len();
-            records.settle(written_records, dropped);
+            settle_records!();
             let (written, _) = cx.finish();
             if let Some(w) = written {
                 frame.commit(w, &mut self.s.spares);
@@ -473,49 +641,52 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         let cfg = &pol.cfg;
         let start = self.clock.now();
         self.check_stop(pol.node, start)?;
+        self.begin(pol.node, start);
         let mut rec = StepRecord::new(pol.node);
 
         // 1. Circuit breaker: an open breaker fails fast (classified, so the fallback runs).
-        // SEAM(breaker): `policy::CircuitBreaker::try_acquire`.
         let permit = match &cfg.breaker {
             None => None,
             Some(b) => match b.try_acquire(start) {
-                Ok(permit) => Some(permit),
+                Ok(permit) => Some((&**b, permit)),
                 Err(_) => return self.breaker_open(pol, input, rec, start, frame),
             },
         };
 
         // 2. Cache: a hit returns the stored output without running the step.
-        // SEAM(cache): `cache::StepFingerprint` / `CacheKey` / `FixedCache::get`.
         let mut key = None;
-        if let Some(slot) = &cfg.cache {
-            let k = (slot.key)(slot.fingerprint, &input);
-            if let Some(out) = self.s.cache.get(pol.task, &k, start) {
+        if let (Some(slot), Some(cache)) = (&cfg.cache, &mut self.s.cache) {
+            let k = (slot.key)(&slot.fingerprint, &input);
+            if let Some(out) = cache.get(&k, start) {
                 let out = out.clone();
                 // The step did not run: the breaker learns no outcome, but gets its permit
                 // back (a half-open probe must not be lost to a hit).
-                if let (Some(b), Some(permit)) = (&cfg.breaker, permit) {
+                if let Some((b, permit)) = permit {
                     b.release(permit);
                 }
+                self.counters.increment(Counter::CacheHits);
+                self.emit(pol.node, start, EventKind::CacheHit);
                 rec.cache_hit = true;
-                rec.latency_ticks = self.clock.now().saturating_sub(start);
-                self.s.records.push(rec);
+                let now = self.clock.now();
+                rec.latency_ticks = now.saturating_sub(start);
+                self.task_record(rec, now);
                 return Ok(out);
             }
+            self.counters.increment(Counter::CacheMisses);
+            self.emit(pol.node, start, EventKind::CacheMiss);
             key = Some(k);
         }
 
         // 3. Usage: reserve the estimate; a denial aborts the run (no retry, no fallback).
-        // SEAM(usage): `policy::UsageBudget::reserve` (and `split` for parallel branches).
         let mut reservation = None;
         if pol.flags.contains(StepFlags::USAGE) {
             match self.budget.reserve(cfg.usage_estimate) {
                 Ok(r) => reservation = Some(r),
                 Err(denied) => {
-                    if let (Some(b), Some(permit)) = (&cfg.breaker, permit) {
+                    if let Some((b, permit)) = permit {
                         b.release(permit);
                     }
-                    return Err(self.usage_denied(rec, start, denied));
+                    return Err(self.usage_denied(pol, rec, start, denied));
                 }
             }
         }
@@ -534,7 +705,6 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
             Ok(y) => (Ok(y), true),
             Err(e) => self.recover(pol, kept, e, &mut rec, &mut used, frame),
         };
-
         let end = Settle {
             start,
             permit,
@@ -551,31 +721,48 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
     fn settle(
         &mut self,
         pol: &TaskPolicy<P, C>,
-        rec: StepRecord,
-        end: Settle,
+        mut rec: StepRecord,
+        end: Settle<'_>,
         result: Result<P, Stop>,
     ) -> Result<P, Stop> {
-        let cfg = &pol.cfg;
         match end.reservation {
             Some(r) => {
-                self.budget.reconcile(r, end.used);
+                // An overrun past a limit marks the budget exceeded (later reservations
+                // are denied); this step already ran.
+                let _ = self.budget.reconcile(r, end.used);
                 self.usage = self.usage.saturating_add(end.used);
             }
             None => self.book(end.used),
         }
         let now = self.clock.now();
-        if let (Some(k), true, Ok(out)) = (end.key, end.step_succeeded, &result) {
-            self.s.cache.insert(pol.task, k, out.clone(), now);
+        if let (Some(k), true, Ok(out), Some(cache)) =
+            (end.key, end.step_succeeded, &result, &mut self.s.cache)
+        {
+            // What the insert pushes out (an older entry) is dropped.
+            drop(cache.insert(k, out.clone(), now));
         }
-        if let (Some(b), Some(permit)) = (&cfg.breaker, end.permit) {
+        if let Some((b, permit)) = end.permit {
             let outcome = if end.step_succeeded {
                 CallOutcome::Success
             } else {
                 CallOutcome::Failure
             };
-            b.record(permit, outcome, now.saturating_sub(end.start), now);
+            let latency = now.saturating_sub(end.start);
+            if let Some(transition) = b.record(permit, outcome, latency, now) {
+                let tel = self.tel.as_deref_mut();
+                note_transition(&mut self.counters, tel, pol.node, now, transition);
+            }
         }
-        self.finish_record(rec, end.used, now.saturating_sub(end.start), &result);
+        rec.usage = end.used;
+        rec.latency_ticks = now.saturating_sub(end.start);
+        if let Err(stop) = &result {
+            rec.outcome = if stop.abort {
+                StepOutcome::Aborted
+            } else {
+                StepOutcome::Failed
+            };
+        }
+        self.task_record(rec, now);
         result
     }
 
@@ -586,7 +773,7 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
     fn lean_failed(
         &mut self,
         pol: &TaskPolicy<P, C>,
-        first: FirstAttempt<P>,
+        first: FirstAttempt<'_, P>,
         frame: &mut Frame<'_, C>,
     ) -> Result<P, Stop> {
         let mut rec = StepRecord::new(pol.node);
@@ -605,27 +792,6 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         self.settle(pol, rec, end, result)
     }
 
-    /// Writes a policy task's record: its usage, latency, and outcome from its result.
-    #[inline(always)]
-    fn finish_record(
-        &mut self,
-        mut rec: StepRecord,
-        used: Usage,
-        latency_ticks: u64,
-        result: &Result<P, Stop>,
-    ) {
-        rec.usage = used;
-        rec.latency_ticks = latency_ticks;
-        if let Err(stop) = result {
-            rec.outcome = if stop.abort {
-                StepOutcome::Aborted
-            } else {
-                StepOutcome::Failed
-            };
-        }
-        self.s.records.push(rec);
-    }
-
     /// An open breaker: the step does not run (no cache lookup, no reservation); the
     /// circuit-open error is classified like any other, so the fallback still runs.
     #[cold]
@@ -638,29 +804,44 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         start: u64,
         frame: &mut Frame<'_, C>,
     ) -> Result<P, Stop> {
+        self.counters.increment(Counter::BreakerRejections);
+        self.emit(pol.node, start, EventKind::BreakerRejected);
         let open = StepError::new(ErrorClass::CircuitOpen, "circuit breaker open");
         let mut used = Usage::ZERO;
         let (result, _) = self.recover(pol, Some(input), open, &mut rec, &mut used, frame);
-        self.book(used);
-        let end = self.clock.now();
-        self.finish_record(rec, used, end.saturating_sub(start), &result);
-        result
+        let end = Settle {
+            start,
+            permit: None,
+            key: None,
+            reservation: None,
+            used,
+            step_succeeded: false,
+        };
+        self.settle(pol, rec, end, result)
     }
 
     /// A usage denial: recorded, and the run aborts.
     #[cold]
     #[inline(never)]
-    fn usage_denied(&mut self, mut rec: StepRecord, start: u64, denied: Denied) -> Stop {
+    fn usage_denied(
+        &mut self,
+        pol: &TaskPolicy<P, C>,
+        mut rec: StepRecord,
+        start: u64,
+        denied: UsageDenied,
+    ) -> Stop {
+        self.counters.increment(Counter::UsageDenials);
+        self.emit(pol.node, start, EventKind::UsageDenied);
         rec.outcome = StepOutcome::Aborted;
         rec.error_class = Some(ErrorClass::Usage);
-        rec.latency_ticks = self.clock.now().saturating_sub(start);
-        let node = rec.node.0;
-        self.s.records.push(rec);
+        let now = self.clock.now();
+        rec.latency_ticks = now.saturating_sub(start);
+        self.task_record(rec, now);
         let kind = ErrorKind::UsageDenied {
-            requested: denied.requested,
-            remaining: denied.remaining,
+            requested: pol.cfg.usage_estimate,
+            denied,
         };
-        self.fail(node, kind, true)
+        self.fail(pol.node, kind, true)
     }
 
     /// Classification, retries with backoff, and the fallback, after a failed attempt (or an
@@ -680,7 +861,7 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         let cfg = &pol.cfg;
         let node = pol.node;
         let keep_input = pol.flags.intersects(StepFlags::RETRY | StepFlags::FALLBACK);
-        // SEAM(retry): `policy::RetryState`.
+        // The failure at hand is the first attempt's (or the open breaker's, in place of it).
         let mut retry = RetryState::new(cfg.retry);
         loop {
             rec.error_class = Some(err.class);
@@ -702,6 +883,8 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                     };
                     let attempt = rec.attempts + 1;
                     rec.attempts = attempt;
+                    self.counters.increment(Counter::Retries);
+                    self.emit(node, now, EventKind::Retry { attempt });
                     match self.attempt(pol.task, cfg, x, attempt, Some(&err), frame, used) {
                         Ok(y) => return (Ok(y), true),
                         Err(e) => err = e,
@@ -711,6 +894,10 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                     let result = match pol.fallback_task {
                         Some(fb) => {
                             rec.fallback_used = true;
+                            self.counters.increment(Counter::FallbacksUsed);
+                            let to_step = self.g.task_node[fb as usize];
+                            let now = self.clock.now();
+                            self.emit(node, now, EventKind::Fallback { to_step });
                             let x = input.take().expect("kept for the fallback");
                             self.task(fb, x, frame)
                         }
@@ -759,6 +946,59 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         })
     }
 
+    /// Lends the run's budget to the `parts` branches (or items) of a fan-out: the shares
+    /// sum to what was available, so branches cannot together overspend it whatever order a
+    /// concurrent runtime runs them in (the same rule here, one branch after another). They
+    /// wait on the share stack, the first branch's on top; returns the stack's height below
+    /// them.
+    ///
+    /// A run without a budget shares its unlimited one instead ([`UNLIMITED`]): nothing can
+    /// be denied, so splitting would only cost time.
+    fn lend(&mut self, parts: usize) -> usize {
+        if !self.limited {
+            return UNLIMITED;
+        }
+        let bottom = self.s.shares.len();
+        let split = self.budget.split(parts);
+        self.s.shares.extend(split);
+        self.s.shares[bottom..].reverse();
+        bottom
+    }
+
+    /// Runs node `id` on the next share of the fan-out under way, then merges the share
+    /// back: what the branch did not use returns to the budget.
+    fn on_share(
+        &mut self,
+        shares: usize,
+        id: u32,
+        x: P,
+        frame: &mut Frame<'_, C>,
+    ) -> Result<P, Stop> {
+        if shares == UNLIMITED {
+            return self.node(id, x, frame);
+        }
+        let share = self.s.shares.pop().expect("one share per branch");
+        let parent = core::mem::replace(&mut self.budget, share);
+        let result = self.node(id, x, frame);
+        let share = core::mem::replace(&mut self.budget, parent);
+        // A branch that went past its share (an overrun at reconciliation) reported it in
+        // its own budget; the charge here can only mark the run's budget exceeded.
+        let _ = self.budget.merge(share);
+        result
+    }
+
+    /// Merges back, unused, the shares of branches that will not run (a fan-out that
+    /// stopped early).
+    fn repay(&mut self, bottom: usize) {
+        if bottom == UNLIMITED {
+            return;
+        }
+        while self.s.shares.len() > bottom {
+            let share = self.s.shares.pop().expect("above bottom");
+            let _ = self.budget.merge(share);
+        }
+    }
+
     fn release(&mut self, merged: Option<C>) {
         if let Some(m) = merged {
             self.s.spares.give(m);
@@ -780,6 +1020,7 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         let mut acc: Option<P> = None;
         let count = par.branches.len;
         let mut input = Some(input);
+        let shares = self.lend(count as usize);
         for (position, &branch) in g.children[par.branches.range()].iter().enumerate() {
             let position = position as u32;
             let x = if position + 1 == count {
@@ -791,12 +1032,13 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                     .clone()
             };
             let mut bf = Frame::Borrowed(base);
-            match self.node(branch, x, &mut bf) {
+            match self.on_share(shares, branch, x, &mut bf) {
                 Ok(out) => {
                     if let Err(stop) =
                         self.merge_back(id, &par.merge, base, &mut merged, bf, position)
                     {
                         self.release(merged);
+                        self.repay(shares);
                         return Err(stop);
                     }
                     acc = Some(match acc.take() {
@@ -809,11 +1051,16 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                     if stop.abort || par.failure == FailureStrategy::Propagate {
                         // Siblings not yet started are told to stop by never starting.
                         self.release(merged);
+                        self.repay(shares);
                         return Err(stop);
                     }
                 }
             }
         }
+        debug_assert!(
+            shares == UNLIMITED || self.s.shares.len() == shares,
+            "every branch took its share"
+        );
         match acc {
             Some(out) => {
                 if let Some(m) = merged {
@@ -916,6 +1163,7 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
         let base: &C = frame.get();
         let mut merged: Option<C> = None;
         let mut acc = seed;
+        let shares = self.lend(count);
         for position in 0..count as u32 {
             let item = self
                 .s
@@ -923,18 +1171,20 @@ impl<P: Clone, C: Context, K: Clock> Exec<'_, P, C, K> {
                 .pop()
                 .expect("this map's items are above `bottom`");
             let mut bf = Frame::Borrowed(base);
-            let out = match self.node(mp.body, item, &mut bf) {
+            let out = match self.on_share(shares, mp.body, item, &mut bf) {
                 Ok(out) => out,
                 Err(stop) => {
                     bf.release(&mut self.s.spares);
                     self.s.items.truncate(bottom);
                     self.release(merged);
+                    self.repay(shares);
                     return Err(stop);
                 }
             };
             if let Err(stop) = self.merge_back(id, &mp.merge, base, &mut merged, bf, position) {
                 self.s.items.truncate(bottom);
                 self.release(merged);
+                self.repay(shares);
                 return Err(stop);
             }
             acc = (mp.reduce)(acc, out);

@@ -8,7 +8,7 @@
 //! Task policies apply in the contract's order on every execution: circuit breaker, cache,
 //! usage reservation, attempts (pre-processors, step, post-processors, validators; a failed
 //! attempt's context writes discarded; its error is the next attempt's feedback; backoff
-//! between attempts reported to [`Clock::wait`](crate::graph::Clock::wait)), classification by
+//! between attempts reported to [`Clock::wait`]), classification by
 //! the recovery table, fallback, and finally the step record (and the breaker learns the
 //! outcome). Tasks that the build-time analysis found *plain* skip all of it.
 //!
@@ -19,6 +19,19 @@
 //! the loop, and only a failure or an open breaker leaves it for the recovery path. Other
 //! policy tasks run alone through the full pipeline. Both paths give the same results
 //! (`lean_and_full_paths_give_the_same_results`).
+//!
+//! Policies are `crate::policy`'s: the atomic [`Breaker`](crate::policy::Breaker) (a cache hit
+//! or a usage denial gives its permit back with `release`, never an outcome), the retry state
+//! machine and recovery table, and the [`UsageBudget`]: a parallel node or a map lends each
+//! branch (item) an equal share of what is left (`split`), and what a branch does not use
+//! comes back when it ends (`merge`), so branches cannot together overspend whatever order a
+//! concurrent runtime runs them in. A run without a budget skips the splitting. Cacheable
+//! tasks go through a [`FixedCache`] of the runner keyed by [`CacheKey`](crate::cache::CacheKey).
+//!
+//! Every run returns exact [`Counters`] (never sampled). A runner made
+//! [`with_telemetry`](Runner::with_telemetry) also feeds a [`Telemetry`]: per task execution, a
+//! sampling decision, a latency in its histogram and events into its sink; a runner without
+//! it runs step loops that have no telemetry code at all.
 //!
 //! A failure travels up as an eight-byte `Stop` (node, class, abort), so a small payload's
 //! `Result` comes back in registers; its reason waits in the runner's error slot.
@@ -37,9 +50,11 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::cache::FixedCache;
 use crate::context::{Context, Frame, Spares};
-use crate::graph::policy_slots::{ErrorClass, Rng, StepCache, Usage, UsageBudget};
 use crate::graph::{CancelFlag, Clock, Graph, NodeId, RunEnv, StepError};
+use crate::policy::{ErrorClass, Rng, Usage, UsageBudget, UsageDenied};
+use crate::telemetry::{Counter, Counters, EventSink, Histogram, NullSink, Sampler};
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,8 +160,8 @@ pub enum ErrorKind {
     UsageDenied {
         /// The step's estimate.
         requested: Usage,
-        /// What the budget had left.
-        remaining: Usage,
+        /// The limit in the way, its value and what the run would have reached.
+        denied: UsageDenied,
     },
     /// The run was cancelled before this step.
     Cancelled,
@@ -198,11 +213,8 @@ impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ErrorKind::Step(e) => write!(f, "{e}"),
-            ErrorKind::UsageDenied {
-                requested,
-                remaining,
-            } => {
-                write!(f, "usage budget denied {requested:?} ({remaining:?} left)")
+            ErrorKind::UsageDenied { requested, denied } => {
+                write!(f, "estimate {requested:?} denied: {denied}")
             }
             ErrorKind::Cancelled => f.write_str("run cancelled"),
             ErrorKind::DeadlineExceeded => f.write_str("run deadline passed"),
@@ -274,6 +286,9 @@ pub struct RunResult<'r, P, C> {
     pub records_dropped: u32,
     /// Usage reported by every step of the run.
     pub usage: Usage,
+    /// Exact counts of what the run's tasks did (never sampled). Every task record is one
+    /// step run and one outcome: `steps_run == succeeded + failed + skipped + aborted`.
+    pub counters: Counters,
 }
 
 /// Sizes of a runner's reusable scratch.
@@ -366,8 +381,12 @@ pub(crate) struct Scratch<P, C> {
     pub(crate) records: Records,
     pub(crate) spares: Spares<C>,
     pub(crate) items: Vec<P>,
-    pub(crate) cache: StepCache<P>,
+    /// The step-output cache (`None` when `RunnerConfig::cache_capacity` is 0).
+    pub(crate) cache: Option<FixedCache<P>>,
     pub(crate) rng: Rng,
+    /// Usage sub-budgets of the parallel branches and map items under way (a stack: nested
+    /// fan-outs push above and pop theirs before returning).
+    pub(crate) shares: Vec<UsageBudget>,
     /// The reason of the last [`Stop`] made.
     pub(crate) error: Option<ErrorKind>,
 }
@@ -393,22 +412,141 @@ pub(crate) struct Scratch<P, C> {
 /// }
 /// ```
 #[derive(Debug)]
-pub struct Runner<P, C> {
+pub struct Runner<P, C, S = NullSink> {
     scratch: Scratch<P, C>,
+    telemetry: Option<Telemetry<S>>,
+}
+
+/// A runner's optional per-step telemetry: events into a sink and a latency histogram, both
+/// thinned by a [`Sampler`] (one decision per task execution), and the exact counters of
+/// every run summed (never sampled).
+///
+/// Off (a runner made with [`Runner::new`]), it costs nothing per step: the interpreter picks
+/// its step loops without telemetry once per stretch of tasks.
+///
+/// # Examples
+///
+/// ```
+/// use flujo_core::graph::{Graph, ManualClock};
+/// use flujo_core::interp::{Runner, RunnerConfig, RunOptions, Telemetry};
+/// use flujo_core::telemetry::{Counter, Sampler, VecSink};
+///
+/// let g = Graph::<u64, ()>::build(|b| {
+///     let a = b.task("a", |x, _| Ok(x + 1));
+///     let c = b.task("c", |x, _| Ok(x * 2));
+///     b.sequence("s", &[a, c])
+/// })
+/// .unwrap();
+/// let tel = Telemetry::new(VecSink::with_capacity(64), Sampler::always());
+/// let mut runner = Runner::with_telemetry(RunnerConfig::default(), tel);
+/// let clock = ManualClock::new(0);
+/// let r = runner.run(&g, 1, (), &clock, &RunOptions::default());
+/// assert_eq!(r.output, Some(4));
+/// assert_eq!(r.counters.get(Counter::StepsSucceeded), 2);
+/// let tel = runner.telemetry().unwrap();
+/// assert_eq!(tel.latency_histogram().count(), 2);
+/// assert_eq!(tel.sink().events().len(), 4, "a start and an end per step");
+/// ```
+#[derive(Debug)]
+pub struct Telemetry<S> {
+    sink: S,
+    sampler: Sampler,
+    latency: Histogram,
+    counters: Counters,
+    /// Whether the current task execution is sampled.
+    kept: bool,
+}
+
+impl<S: EventSink> Telemetry<S> {
+    /// Telemetry into `sink`, keeping the task executions `sampler` picks. Allocates the
+    /// histogram (once).
+    pub fn new(sink: S, sampler: Sampler) -> Self {
+        Self {
+            sink,
+            sampler,
+            latency: Histogram::new(),
+            counters: Counters::new(),
+            kept: false,
+        }
+    }
+
+    /// The sink.
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    /// The sink, mutably (to drain it).
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
+    /// Latencies (in the caller's ticks) of the sampled task executions.
+    pub fn latency_histogram(&self) -> &Histogram {
+        &self.latency
+    }
+
+    /// The exact counters of every run so far, summed.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Events the sink refused because it was full (exact).
+    pub fn events_dropped(&self) -> u64 {
+        self.sink.dropped()
+    }
+
+    /// Starts a task execution: sampled or not.
+    #[inline]
+    pub(crate) fn begin(&mut self) -> bool {
+        self.kept = self.sampler.sample();
+        self.kept
+    }
+
+    /// Emits an event of the current task execution, if it is sampled.
+    #[inline]
+    pub(crate) fn emit(&mut self, step: u32, tick: u64, kind: crate::telemetry::EventKind) {
+        if self.kept {
+            self.sink
+                .emit(crate::telemetry::Event::new(step, tick, kind));
+        }
+    }
+
+    /// Records the latency of the current task execution, if it is sampled.
+    #[inline]
+    pub(crate) fn latency(&mut self, ticks: u64) {
+        if self.kept {
+            self.latency.record(ticks);
+        }
+    }
 }
 
 impl<P: Clone, C: Context> Runner<P, C> {
-    /// A runner with scratch sized by `config` (records and spares presized).
+    /// A runner with scratch sized by `config` (records and spares presized), telemetry off.
     pub fn new(config: RunnerConfig) -> Self {
+        Self::build(config, None)
+    }
+}
+
+impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
+    /// A runner with per-step telemetry (see [`Telemetry`]).
+    pub fn with_telemetry(config: RunnerConfig, telemetry: Telemetry<S>) -> Self {
+        Self::build(config, Some(telemetry))
+    }
+
+    fn build(config: RunnerConfig, telemetry: Option<Telemetry<S>>) -> Self {
         Self {
             scratch: Scratch {
                 records: Records::new(config.max_records),
                 spares: Spares::new(config.max_spare_contexts),
                 items: Vec::new(),
-                cache: StepCache::new(config.cache_capacity),
+                cache: (config.cache_capacity > 0).then(|| {
+                    FixedCache::new(config.cache_capacity).expect("a valid cache capacity")
+                }),
                 rng: Rng::new(config.seed),
+                shares: Vec::new(),
                 error: None,
             },
+            telemetry,
         }
     }
 
@@ -436,12 +574,31 @@ impl<P: Clone, C: Context> Runner<P, C> {
             env: RunEnv::new(clock, opts.deadline.unwrap_or(u64::MAX), opts.cancel),
             budget: opts
                 .budget
-                .map_or(UsageBudget::unlimited(), UsageBudget::new),
+                .map_or(UsageBudget::unlimited(), UsageBudget::with_max),
+            limited: opts.budget.is_some(),
             usage: Usage::ZERO,
+            counters: Counters::new(),
+            tel: self.telemetry.as_mut(),
             s,
         };
         let result = ex.node(graph.root, input, &mut frame);
-        let usage = ex.usage;
+        let (usage, counters) = (ex.usage, ex.counters);
+        debug_assert_eq!(
+            counters.get(Counter::StepsRun),
+            [
+                Counter::StepsSucceeded,
+                Counter::StepsFailed,
+                Counter::StepsSkipped,
+                Counter::StepsAborted
+            ]
+            .iter()
+            .map(|&c| counters.get(c))
+            .sum::<u64>(),
+            "every step run has one outcome"
+        );
+        if let Some(tel) = &mut self.telemetry {
+            tel.counters.add(&counters);
+        }
         let context = match frame {
             Frame::Owned(c) => c,
             Frame::Borrowed(_) => unreachable!("the top frame is owned"),
@@ -473,12 +630,23 @@ impl<P: Clone, C: Context> Runner<P, C> {
             records: s.records.as_slice(),
             records_dropped: s.records.dropped,
             usage,
+            counters,
         }
     }
 
     /// Entries in the runner's step cache.
     pub fn cached_entries(&self) -> usize {
-        self.scratch.cache.len()
+        self.scratch.cache.as_ref().map_or(0, FixedCache::len)
+    }
+
+    /// The runner's telemetry, when it was made with [`with_telemetry`](Self::with_telemetry).
+    pub fn telemetry(&self) -> Option<&Telemetry<S>> {
+        self.telemetry.as_ref()
+    }
+
+    /// The runner's telemetry, mutably (to drain its sink).
+    pub fn telemetry_mut(&mut self) -> Option<&mut Telemetry<S>> {
+        self.telemetry.as_mut()
     }
 }
 

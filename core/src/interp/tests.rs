@@ -10,12 +10,13 @@ use std::vec;
 use std::vec::Vec;
 
 use super::*;
+use crate::cache::StepFingerprint;
 use crate::context::MergeStrategy;
-use crate::graph::policy_slots::{Backoff, CircuitBreaker, Recovery, RecoveryTable, RetryPolicy};
 use crate::graph::{
     FailureStrategy, GraphBuilder, LoopOptions, ManualClock, MapOptions, NoClock, NodeRef,
     ParallelOptions, TaskConfig,
 };
+use crate::policy::{Backoff, Breaker, BreakerConfig, Recovery, RecoveryTable, RetryPolicy};
 
 std::thread_local! {
     static CLONES: Cell<usize> = const { Cell::new(0) };
@@ -552,7 +553,14 @@ fn map_with_more_items_than_its_bound_fails() {
 
 #[test]
 fn open_breaker_fails_fast_and_the_fallback_still_runs() {
-    let breaker = Arc::new(CircuitBreaker::new(1, 1000));
+    let breaker = Arc::new(
+        Breaker::new(BreakerConfig {
+            consecutive_failures_to_open: 1,
+            open_ticks: 1000,
+            ..BreakerConfig::DEFAULT
+        })
+        .unwrap(),
+    );
     let calls = Arc::new(AtomicU32::new(0));
     let c2 = calls.clone();
     let g = G::build(|b| {
@@ -605,7 +613,7 @@ fn cache_hit_returns_the_stored_output_without_running_the_step() {
                 c2.fetch_add(1, Ordering::Relaxed);
                 Ok(x * x)
             },
-            TaskConfig::new().cacheable(42),
+            TaskConfig::new().cacheable(StepFingerprint::builder("step", 42).build()),
         )
     })
     .unwrap();
@@ -651,10 +659,7 @@ fn usage_denial_aborts_with_partial_results_never_retried_nor_fallback() {
         });
         let cfg = TaskConfig::new()
             .usage_estimate(Usage { cost: 5, tokens: 0 })
-            .retry(RetryPolicy {
-                max_attempts: 3,
-                backoff: Backoff::None,
-            })
+            .retry(RetryPolicy::new(3, Backoff::NONE).unwrap())
             .fallback(fb);
         let big = b.task_with("big", |x, _| Ok(x), cfg);
         b.sequence("s", &[spend, big])
@@ -695,7 +700,11 @@ fn usage_denial_aborts_with_partial_results_never_retried_nor_fallback() {
         err.kind,
         ErrorKind::UsageDenied {
             requested: Usage { cost: 5, .. },
-            remaining: Usage { cost: 3, .. }
+            denied: crate::policy::UsageDenied {
+                limit: crate::policy::UsageLimit::Cost,
+                max: 10,
+                wanted: 12
+            }
         }
     ));
 }
@@ -703,10 +712,7 @@ fn usage_denial_aborts_with_partial_results_never_retried_nor_fallback() {
 #[test]
 fn retries_until_success_within_max_attempts() {
     let g = G::build(|b| {
-        let cfg = TaskConfig::new().retry(RetryPolicy {
-            max_attempts: 4,
-            backoff: Backoff::None,
-        });
+        let cfg = TaskConfig::new().retry(RetryPolicy::new(4, Backoff::NONE).unwrap());
         b.task_with(
             "flaky",
             |x, cx| {
@@ -731,10 +737,7 @@ fn retries_until_success_within_max_attempts() {
 #[test]
 fn attempts_are_bounded_by_max_attempts() {
     let g = G::build(|b| {
-        let cfg = TaskConfig::new().retry(RetryPolicy {
-            max_attempts: 3,
-            backoff: Backoff::None,
-        });
+        let cfg = TaskConfig::new().retry(RetryPolicy::new(3, Backoff::NONE).unwrap());
         b.task_with("down", |_, _| Err(StepError::transient("busy")), cfg)
     })
     .unwrap();
@@ -747,10 +750,9 @@ fn attempts_are_bounded_by_max_attempts() {
 #[test]
 fn a_failed_attempts_context_writes_are_discarded() {
     let g = G::build(|b| {
-        let cfg = TaskConfig::new().writes_context().retry(RetryPolicy {
-            max_attempts: 2,
-            backoff: Backoff::None,
-        });
+        let cfg = TaskConfig::new()
+            .writes_context()
+            .retry(RetryPolicy::new(2, Backoff::NONE).unwrap());
         b.task_with(
             "w",
             |x, cx| {
@@ -773,11 +775,8 @@ fn a_failed_attempts_context_writes_are_discarded() {
 fn a_failed_attempts_error_is_the_next_attempts_feedback() {
     let g = G::build(|b| {
         let cfg = TaskConfig::new()
-            .retry(RetryPolicy {
-                max_attempts: 3,
-                backoff: Backoff::None,
-            })
-            .recovery(RecoveryTable::default().with(ErrorClass::Validation, Recovery::Retry))
+            .retry(RetryPolicy::new(3, Backoff::NONE).unwrap())
+            .recovery(RecoveryTable::DEFAULT.with(ErrorClass::Validation, Recovery::Retry))
             .validate(|x: &i64, _| {
                 if *x >= 0 {
                     Ok(())
@@ -847,10 +846,7 @@ fn validation_failure_is_not_retried_by_default_and_falls_back() {
     let g = G::build(|b| {
         let fb = add(b, "fb", 1000);
         let cfg = TaskConfig::new()
-            .retry(RetryPolicy {
-                max_attempts: 5,
-                backoff: Backoff::None,
-            })
+            .retry(RetryPolicy::new(5, Backoff::NONE).unwrap())
             .validate(|_, _| Err(StepError::permanent("never ok")))
             .fallback(fb);
         b.task_with(
@@ -881,10 +877,17 @@ fn validation_failure_is_not_retried_by_default_and_falls_back() {
 #[test]
 fn backoff_between_attempts_is_reported_to_the_clock() {
     let g = G::build(|b| {
-        let cfg = TaskConfig::new().retry(RetryPolicy {
-            max_attempts: 4,
-            backoff: Backoff::Exponential { base: 10, max: 25 },
-        });
+        let cfg = TaskConfig::new().retry(
+            RetryPolicy::new(
+                4,
+                Backoff::Exponential {
+                    base_ticks: 10,
+                    factor: 2,
+                    delay_ticks_max: 25,
+                },
+            )
+            .unwrap(),
+        );
         b.task_with(
             "flaky",
             |x, cx| {
@@ -914,10 +917,7 @@ fn backoff_between_attempts_is_reported_to_the_clock() {
 #[test]
 fn permanent_errors_are_not_retried_by_default() {
     let g = G::build(|b| {
-        let cfg = TaskConfig::new().retry(RetryPolicy {
-            max_attempts: 5,
-            backoff: Backoff::None,
-        });
+        let cfg = TaskConfig::new().retry(RetryPolicy::new(5, Backoff::NONE).unwrap());
         b.task_with("p", |_, _| Err(StepError::permanent("no")), cfg)
     })
     .unwrap();
@@ -929,7 +929,7 @@ fn permanent_errors_are_not_retried_by_default() {
 fn recovery_skip_uses_the_default_output() {
     let g = G::build(|b| {
         let cfg = TaskConfig::new()
-            .recovery(RecoveryTable::default().with(ErrorClass::Permanent, Recovery::Skip))
+            .recovery(RecoveryTable::DEFAULT.with(ErrorClass::Permanent, Recovery::Skip))
             .default_output(-7);
         let s = b.task_with("s", |_, _| Err(StepError::permanent("no")), cfg);
         let next = add(b, "next", 1);
@@ -946,7 +946,7 @@ fn recovery_fail_fails_even_with_a_fallback() {
     let g = G::build(|b| {
         let fb = add(b, "fb", 1);
         let cfg = TaskConfig::new()
-            .recovery(RecoveryTable::default().with(ErrorClass::Permanent, Recovery::Fail))
+            .recovery(RecoveryTable::DEFAULT.with(ErrorClass::Permanent, Recovery::Fail))
             .fallback(fb);
         b.task_with("s", |_, _| Err(StepError::permanent("no")), cfg)
     })
@@ -961,13 +961,10 @@ fn usage_and_cancelled_errors_always_abort_whatever_the_table_says() {
     for class in [ErrorClass::Usage, ErrorClass::Cancelled] {
         let g = G::build(|b| {
             let fb = add(b, "fb", 1);
-            let table = RecoveryTable::default().with(class, Recovery::Retry);
+            let table = RecoveryTable::DEFAULT.with(class, Recovery::Retry);
             let cfg = TaskConfig::new()
                 .recovery(table)
-                .retry(RetryPolicy {
-                    max_attempts: 3,
-                    backoff: Backoff::None,
-                })
+                .retry(RetryPolicy::new(3, Backoff::NONE).unwrap())
                 .fallback(fb);
             b.task_with("s", move |_, _| Err(StepError::new(class, "stop")), cfg)
         })
@@ -984,10 +981,7 @@ fn usage_and_cancelled_errors_always_abort_whatever_the_table_says() {
 #[test]
 fn a_fallback_runs_with_its_own_policies() {
     let g = G::build(|b| {
-        let fb_cfg = TaskConfig::new().retry(RetryPolicy {
-            max_attempts: 3,
-            backoff: Backoff::None,
-        });
+        let fb_cfg = TaskConfig::new().retry(RetryPolicy::new(3, Backoff::NONE).unwrap());
         let fb = b.task_with(
             "fb",
             |x, cx| {
@@ -1059,10 +1053,7 @@ fn step_record_holds_step_outcome_attempts_latency_cache_usage_class_fallback() 
     let g = G::build(|b| {
         let fb = add(b, "fb", 1);
         let cfg = TaskConfig::new()
-            .retry(RetryPolicy {
-                max_attempts: 2,
-                backoff: Backoff::Constant(3),
-            })
+            .retry(RetryPolicy::new(2, Backoff::Constant { delay_ticks: 3 }).unwrap())
             .fallback(fb);
         b.task_with(
             "t",
@@ -1295,7 +1286,7 @@ fn step_sees_its_attempt_number_and_deadline() {
 
 /// The tasks of `lean_and_full_paths_give_the_same_results`, created in the same order in
 /// both graphs so their node ids match.
-fn mixed_tasks(b: &mut B<'_>, breaker: &Arc<CircuitBreaker>) -> Vec<NodeRef> {
+fn mixed_tasks(b: &mut B<'_>, breaker: &Arc<Breaker>) -> Vec<NodeRef> {
     let p0 = add(b, "p0", 1);
     // Retries: the first attempt of an odd input writes, then fails (the write is discarded).
     let l1 = b.task_with(
@@ -1308,10 +1299,9 @@ fn mixed_tasks(b: &mut B<'_>, breaker: &Arc<CircuitBreaker>) -> Vec<NodeRef> {
             cx.ctx_mut()?.log.push(x as u32);
             Ok(x + 2)
         },
-        TaskConfig::new().writes_context().retry(RetryPolicy {
-            max_attempts: 3,
-            backoff: Backoff::Constant(1),
-        }),
+        TaskConfig::new()
+            .writes_context()
+            .retry(RetryPolicy::new(3, Backoff::Constant { delay_ticks: 1 }).unwrap()),
     );
     // A validator rejecting large outputs sends the task to its fallback.
     let fb = add(b, "fb", 5);
@@ -1364,7 +1354,7 @@ fn mixed_tasks(b: &mut B<'_>, breaker: &Arc<CircuitBreaker>) -> Vec<NodeRef> {
             }
         },
         TaskConfig::new()
-            .recovery(RecoveryTable::default().with(ErrorClass::Permanent, Recovery::Skip))
+            .recovery(RecoveryTable::DEFAULT.with(ErrorClass::Permanent, Recovery::Skip))
             .default_output(42),
     );
     // A failure that nothing recovers ends the run.
@@ -1388,8 +1378,22 @@ fn lean_and_full_paths_give_the_same_results() {
     // itself; a sequence with a non-task child sends every task through the full pipeline.
     // Optimizations change speed, never results.
     let (breaker_lean, breaker_full) = (
-        Arc::new(CircuitBreaker::new(1, 1000)),
-        Arc::new(CircuitBreaker::new(1, 1000)),
+        Arc::new(
+            Breaker::new(BreakerConfig {
+                consecutive_failures_to_open: 1,
+                open_ticks: 1000,
+                ..BreakerConfig::DEFAULT
+            })
+            .unwrap(),
+        ),
+        Arc::new(
+            Breaker::new(BreakerConfig {
+                consecutive_failures_to_open: 1,
+                open_ticks: 1000,
+                ..BreakerConfig::DEFAULT
+            })
+            .unwrap(),
+        ),
     );
     let lean = G::build(|b| {
         let tasks = mixed_tasks(b, &breaker_lean);
@@ -1441,4 +1445,255 @@ fn lean_and_full_paths_give_the_same_results() {
         outcomes[0] > 0 && outcomes[1] > 0,
         "both outcomes met: {outcomes:?}"
     );
+}
+
+// ---- Real policies, counters, telemetry ---------------------------------------------------
+
+fn half_open_breaker() -> Arc<Breaker> {
+    Arc::new(
+        Breaker::new(BreakerConfig {
+            consecutive_failures_to_open: 1,
+            open_ticks: 10,
+            half_open_probes_max: 1,
+            half_open_successes_to_close: 1,
+            ..BreakerConfig::DEFAULT
+        })
+        .unwrap(),
+    )
+}
+
+#[test]
+fn a_cache_hit_gives_the_breaker_permit_back_without_an_outcome() {
+    use crate::policy::breaker::State;
+    let breaker = half_open_breaker();
+    let g = G::build(|b| {
+        let cfg = TaskConfig::new()
+            .cacheable(StepFingerprint::builder("guarded", 1).build())
+            .breaker(breaker.clone());
+        b.task_with(
+            "guarded",
+            |x, _| {
+                if x < 0 {
+                    Err(StepError::permanent("negative"))
+                } else {
+                    Ok(x * 10)
+                }
+            },
+            cfg.no_context(),
+        )
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let clock = ManualClock::new(0);
+    let run = |runner: &mut Runner<i64, Ctx>, x| {
+        let r = runner.run(&g, x, Ctx::default(), &clock, &RunOptions::default());
+        (r.output, r.records[0])
+    };
+    assert_eq!(run(&mut runner, 5).0, Some(50), "cached");
+    assert_eq!(run(&mut runner, -1).0, None, "a failure opens the breaker");
+    assert_eq!(breaker.state(), State::Open);
+    clock.advance(10);
+    // The open period is over: this call takes the one half-open probe, and hits the cache.
+    let (out, rec) = run(&mut runner, 5);
+    assert_eq!((out, rec.cache_hit, rec.attempts), (Some(50), true, 0));
+    assert_eq!(breaker.state(), State::HalfOpen, "a hit is no outcome");
+    // The probe came back: the next call gets it, succeeds and closes the breaker.
+    let (out, rec) = run(&mut runner, 7);
+    assert_eq!((out, rec.error_class), (Some(70), None));
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+/// A parallel node of two branches, each reserving `estimate` and using `used`, then a task
+/// reserving `after`.
+fn split_graph(estimate: u64, used: [u64; 2], after: u64) -> G {
+    G::build(|b| {
+        let branches: Vec<NodeRef> = (0..2)
+            .map(|i| {
+                let cost = used[i];
+                b.task_with(
+                    &format!("b{i}"),
+                    move |x, cx| {
+                        cx.report_usage(Usage { cost, tokens: 0 });
+                        Ok(x + 1)
+                    },
+                    TaskConfig::new().usage_estimate(Usage {
+                        cost: estimate,
+                        tokens: 0,
+                    }),
+                )
+            })
+            .collect();
+        let par = b.parallel("par", &branches, |a, x| a + x, ParallelOptions::new());
+        let last = b.task_with(
+            "after",
+            |x, _| Ok(x),
+            TaskConfig::new().usage_estimate(Usage {
+                cost: after,
+                tokens: 0,
+            }),
+        );
+        b.sequence("s", &[par, last])
+    })
+    .unwrap()
+}
+
+#[test]
+fn parallel_branches_split_the_usage_budget_and_return_what_they_do_not_use() {
+    let opts = RunOptions {
+        budget: Some(Usage {
+            cost: 10,
+            tokens: 100,
+        }),
+        ..RunOptions::default()
+    };
+    let mut runner = Runner::new(RunnerConfig::default());
+    // Each branch gets half: an estimate of 6 does not fit a share of 5, whatever the order.
+    let (g1, g2, g3) = (
+        split_graph(6, [1, 1], 0),
+        split_graph(5, [1, 5], 4),
+        split_graph(5, [1, 5], 5),
+    );
+    let r = run_with(&mut runner, &g1, 0, &opts);
+    assert_eq!(r.outcome, Outcome::Aborted);
+    assert_eq!(r.error.unwrap().step, "b0");
+    // Estimates of 5 fit; the branches use 1 and 5, so 4 of the budget is left after them.
+    let r = run_with(&mut runner, &g2, 0, &opts);
+    assert_eq!((r.outcome, r.output), (Outcome::Succeeded, Some(2)));
+    assert_eq!(r.usage.cost, 6);
+    let r = run_with(&mut runner, &g3, 0, &opts);
+    assert_eq!(r.outcome, Outcome::Aborted);
+    assert_eq!(r.error.unwrap().step, "after", "only 4 came back");
+}
+
+#[test]
+fn run_counters_are_exact_and_every_step_run_has_one_outcome() {
+    use crate::telemetry::Counter;
+    let breaker = Arc::new(
+        Breaker::new(BreakerConfig {
+            consecutive_failures_to_open: 1,
+            open_ticks: 1000,
+            ..BreakerConfig::DEFAULT
+        })
+        .unwrap(),
+    );
+    let g = G::build(|b| {
+        let flaky = b.task_with(
+            "flaky",
+            |x, cx| {
+                if cx.attempt() < 3 {
+                    Err(StepError::transient("busy"))
+                } else {
+                    Ok(x)
+                }
+            },
+            TaskConfig::new().retry(RetryPolicy::new(3, Backoff::NONE).unwrap()),
+        );
+        let cached = b.task_with(
+            "cached",
+            |x, _| Ok(x + 1),
+            TaskConfig::new()
+                .no_context()
+                .cacheable(StepFingerprint::builder("cached", 1).build()),
+        );
+        let fb = add(b, "fb", 100);
+        let guarded = b.task_with(
+            "guarded",
+            |_, _| Err(StepError::permanent("down")),
+            TaskConfig::new().breaker(breaker.clone()).fallback(fb),
+        );
+        let plain = add(b, "plain", 1);
+        b.sequence("s", &[flaky, cached, guarded, plain])
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let clock = ManualClock::new(0);
+    for run in 0..3u64 {
+        let r = runner.run(&g, 1, Ctx::default(), &clock, &RunOptions::default());
+        assert_eq!(r.output, Some(103));
+        let c = r.counters;
+        let get = |counter| c.get(counter);
+        assert_eq!(get(Counter::StepsRun), r.records.len() as u64);
+        assert_eq!(get(Counter::StepsRun), 5, "four tasks and one fallback");
+        assert_eq!(
+            get(Counter::StepsSucceeded),
+            5,
+            "the guarded task succeeds by fallback"
+        );
+        assert_eq!(get(Counter::Retries), 2);
+        assert_eq!(get(Counter::FallbacksUsed), 1);
+        assert_eq!(
+            (get(Counter::CacheHits), get(Counter::CacheMisses)),
+            if run == 0 { (0, 1) } else { (1, 0) }
+        );
+        // The first run's failure opens the breaker; later runs are refused at once.
+        assert_eq!(
+            (get(Counter::BreakerTrips), get(Counter::BreakerRejections)),
+            if run == 0 { (1, 0) } else { (0, 1) }
+        );
+    }
+}
+
+#[test]
+fn telemetry_records_every_sampled_step_and_counts_every_step() {
+    use crate::telemetry::{Counter, EventKind, Sampler, StepOutcome as End, VecSink};
+    let g = G::build(|b| {
+        let a = add(b, "a", 1);
+        let flaky = b.task_with(
+            "flaky",
+            |x, cx| {
+                if cx.attempt() == 1 {
+                    Err(StepError::transient("once"))
+                } else {
+                    Ok(x * 2)
+                }
+            },
+            TaskConfig::new().retry(RetryPolicy::new(2, Backoff::NONE).unwrap()),
+        );
+        let c = add(b, "c", 3);
+        b.sequence("s", &[a, flaky, c])
+    })
+    .unwrap();
+    let clock = ManualClock::new(0);
+    let tel = Telemetry::new(VecSink::with_capacity(64), Sampler::always());
+    let mut runner = Runner::with_telemetry(RunnerConfig::default(), tel);
+    let r = runner.run(&g, 1, Ctx::default(), &clock, &RunOptions::default());
+    assert_eq!(r.output, Some(7));
+    let tel = runner.telemetry().unwrap();
+    let kinds: Vec<EventKind> = tel.sink().events().iter().map(|e| e.kind).collect();
+    let end = EventKind::StepEnd {
+        outcome: End::Succeeded,
+    };
+    assert_eq!(
+        kinds,
+        [
+            EventKind::StepStart,
+            end,
+            EventKind::StepStart,
+            EventKind::Retry { attempt: 2 },
+            end,
+            EventKind::StepStart,
+            end
+        ]
+    );
+    assert_eq!(tel.latency_histogram().count(), 3);
+    assert_eq!(tel.counters().get(Counter::Retries), 1);
+
+    // Sampled one in two: events and latencies thin out, counters stay exact.
+    let tel = Telemetry::new(VecSink::with_capacity(64), Sampler::one_in(2));
+    let mut sampled = Runner::with_telemetry(RunnerConfig::default(), tel);
+    let mut off = Runner::new(RunnerConfig::default());
+    for _ in 0..4 {
+        let a = sampled.run(&g, 1, Ctx::default(), &clock, &RunOptions::default());
+        let (out, recs) = (a.output, a.records.to_vec());
+        let b = off.run(&g, 1, Ctx::default(), &clock, &RunOptions::default());
+        assert_eq!(
+            (out, &recs[..]),
+            (b.output, b.records),
+            "telemetry changes no result"
+        );
+    }
+    let tel = sampled.telemetry().unwrap();
+    assert_eq!(tel.counters().get(Counter::StepsRun), 12);
+    assert_eq!(tel.latency_histogram().count(), 6);
+    assert_eq!(tel.events_dropped(), 0);
 }
