@@ -26,3 +26,8 @@ pub mod pool;
 pub mod ring;
 mod sync;
 pub mod telemetry;
+
+/// The concepts guide (`docs/concepts.md`); its examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/concepts.md")]
+pub struct ConceptsGuide;
