@@ -3,6 +3,11 @@
 //! Run with `cargo bench -p flujo-benches --bench iai`.
 use iai_callgrind::main;
 
+#[path = "iai/w1_w2_w8.rs"]
+mod w1_w2_w8;
+use w1_w2_w8::W1_chain;
+use w1_w2_w8::W2_chain_policies;
+use w1_w2_w8::W8_context;
 #[path = "iai/w5_ring_spsc.rs"]
 mod w5_ring_spsc;
 use w5_ring_spsc::W5_ring_spsc;
@@ -23,20 +28,17 @@ use w9_telemetry::W9_telemetry;
 #[path = "iai/w10_breaker.rs"]
 mod w10_breaker;
 use w10_breaker::W10_breaker;
-#[path = "iai/w1_w2_w8.rs"]
-mod w1_w2_w8;
-use w1_w2_w8::{W1_chain, W2_chain_policies, W8_context};
 
 main!(
-    library_benchmark_groups = W5_ring_spsc,
+    library_benchmark_groups = W1_chain,
+    W2_chain_policies,
+    W8_context,
+    W5_ring_spsc,
     W5_ring_mpmc,
     W6_pool,
     W7_cache_hit,
     W7_cache_key,
     W9_telemetry,
     W9_quantile,
-    W10_breaker,
-    W1_chain,
-    W2_chain_policies,
-    W8_context
+    W10_breaker
 );

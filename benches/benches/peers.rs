@@ -19,12 +19,12 @@ mod w9_telemetry;
 
 criterion_group!(
     benches,
+    w1_w2_w8::benches,
     w5_ring_spsc::benches,
     w5_ring_mpmc::benches,
     w6_pool::benches,
     w7_cache::benches,
     w9_telemetry::benches,
     w10_breaker::benches,
-    w1_w2_w8::benches,
 );
 criterion_main!(benches);

@@ -33,8 +33,18 @@ fn breaker_corpus_replays() {
 }
 
 #[test]
+fn context_corpus_replays() {
+    replay("context", flujo_core::check::context::run);
+}
+
+#[test]
 fn fixed_cache_corpus_replays() {
     replay("fixed_cache", flujo_core::check::fixed_cache::run);
+}
+
+#[test]
+fn graph_corpus_replays() {
+    replay("graph", flujo_core::check::graph::run);
 }
 
 #[test]
@@ -55,14 +65,4 @@ fn pool_corpus_replays() {
 #[test]
 fn spsc_corpus_replays() {
     replay("spsc", flujo_core::check::spsc::run);
-}
-
-#[test]
-fn graph_corpus_replays() {
-    replay("graph", flujo_core::check::graph::run);
-}
-
-#[test]
-fn context_corpus_replays() {
-    replay("context", flujo_core::check::context::run);
 }
