@@ -12,6 +12,7 @@
 
 use alloc::vec::Vec;
 
+use super::Bytes;
 use crate::arena::{ArenaError, ArenaStats, ArenaVec, RunArena};
 
 /// Most operations decoded from one input, to keep an input's run time bounded.
@@ -28,19 +29,6 @@ struct Wide([u8; 64]);
 /// A zero-sized value with a large alignment.
 #[repr(align(128))]
 struct AlignedZst;
-
-/// Reads the program's bytes; every read past the end yields `None`.
-struct Input<'d> {
-    data: &'d [u8],
-}
-
-impl Input<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let (&first, rest) = self.data.split_first()?;
-        self.data = rest;
-        Some(first)
-    }
-}
 
 /// What the arena should answer: the sum of requested bytes since the last reset against the
 /// limit, and the counters.
@@ -197,9 +185,9 @@ impl Live<'_> {
 
 /// Runs `data` as an operation program against the structure and its model.
 pub fn run(data: &[u8]) {
-    let mut input = Input { data };
+    let mut input = Bytes::new(data);
     let (Some(shape), Some(scale), Some(capacity_byte)) =
-        (input.byte(), input.byte(), input.byte())
+        (input.try_next(), input.try_next(), input.try_next())
     else {
         return;
     };
@@ -246,13 +234,13 @@ pub fn run(data: &[u8]) {
 
 /// Runs operations until a reset op or the end of the input; every reference into the arena
 /// is dropped when it returns.
-fn run_epoch(arena: &RunArena, model: &mut Model, input: &mut Input<'_>, ops_left: &mut usize) {
+fn run_epoch(arena: &RunArena, model: &mut Model, input: &mut Bytes<'_>, ops_left: &mut usize) {
     let mut live: Vec<Live<'_>> = Vec::new();
     let mut next_seed: u8 = 0;
     while *ops_left > 0 {
-        let Some(op) = input.byte() else { return };
+        let Some(op) = input.try_next() else { return };
         *ops_left -= 1;
-        let argument = input.byte().unwrap_or(0);
+        let argument = input.try_next().unwrap_or(0);
         next_seed = next_seed.wrapping_add(1);
         let seed = next_seed;
         match op % 10 {

@@ -19,6 +19,7 @@
 //!
 //! After every operation the state and the transition counts equal the model's.
 
+use super::Bytes;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
@@ -169,23 +170,6 @@ impl Model {
     }
 }
 
-/// Reads the program's bytes; past the end every read is 0.
-struct Bytes<'a> {
-    data: &'a [u8],
-}
-
-impl Bytes<'_> {
-    fn next(&mut self) -> u8 {
-        match self.data.split_first() {
-            Some((&byte, rest)) => {
-                self.data = rest;
-                byte
-            }
-            None => 0,
-        }
-    }
-}
-
 /// The configuration chosen by the program's first 8 bytes (always valid).
 fn config(bytes: &mut Bytes<'_>) -> BreakerConfig {
     let b: [u8; 8] = core::array::from_fn(|_| bytes.next());
@@ -326,7 +310,7 @@ impl Program {
 
 /// Runs `data` as an operation program against the breaker and its model.
 pub fn run(data: &[u8]) {
-    let mut bytes = Bytes { data };
+    let mut bytes = Bytes::new(data);
     let config = config(&mut bytes);
     let now = start_ticks(&mut bytes);
     let breaker = Breaker::new(config).expect("the decoded configuration is valid");

@@ -18,6 +18,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::vec::Vec;
 
+use super::Bytes;
 use crate::context::{merge_branch, Context, MergeError, MergeStrategy, Spares};
 use crate::graph::{
     ErrorClass, FailureStrategy, Graph, NoClock, NodeRef, ParallelOptions, StepError, TaskConfig,
@@ -86,20 +87,6 @@ enum Failure {
     User,
     /// Propagate: the first failed branch; ignore: every branch failed.
     Branch,
-}
-
-struct Bytes<'a>(&'a [u8]);
-
-impl Bytes<'_> {
-    fn next(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&b, rest)) => {
-                self.0 = rest;
-                b
-            }
-            None => 0,
-        }
-    }
 }
 
 fn list(bytes: &mut Bytes<'_>) -> Vec<i8> {
@@ -296,7 +283,7 @@ fn interpreted(s: Strategy, base: &Ctx, branches: &[Branch], ignore: bool) -> Re
 /// Runs `data` as a fan-out program: its merge directly and on the interpreter, both against
 /// the model.
 pub fn run(data: &[u8]) {
-    let mut bytes = Bytes(data);
+    let mut bytes = Bytes::new(data);
     let head = bytes.next();
     let s = [
         Strategy::NoMerge,

@@ -22,6 +22,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use super::Bytes;
 use crate::context::{Context, MergeStrategy};
 use crate::graph::{
     Backoff, ErrorClass, FailureStrategy, Graph, GraphBuilder, GraphError, GraphRule, LoopOptions,
@@ -53,24 +54,6 @@ impl Context for Ctx {
     }
     fn copy_part(&mut self, from: &Self, index: usize) {
         self.0[index] = from.0[index];
-    }
-}
-
-/// Reads bytes; zeros once they run out.
-struct Bytes<'a>(&'a [u8]);
-
-impl Bytes<'_> {
-    fn next(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&b, rest)) => {
-                self.0 = rest;
-                b
-            }
-            None => 0,
-        }
-    }
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
@@ -992,7 +975,7 @@ fn check_run(p: &Program, g: &Graph<i64, Ctx>) {
 
 /// Runs `data` as a graph-building program, then runs the graph it builds against the model.
 pub fn run(data: &[u8]) {
-    let mut bytes = Bytes(data);
+    let mut bytes = Bytes::new(data);
     let (bump, other_bump) = (bumpalo::Bump::new(), bumpalo::Bump::new());
     let mut b = GraphBuilder::<i64, Ctx>::new_in(&bump);
     let mut other = GraphBuilder::<i64, Ctx>::new_in(&other_bump);

@@ -5,33 +5,16 @@
 
 use alloc::vec::Vec;
 
+use super::Bytes;
 use crate::telemetry::Histogram;
 
 /// Operations per program, so that a long input cannot make one run quadratic.
 const MAX_OPS: usize = 256;
 
-/// Reads bytes off the input; missing bytes read as zero.
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&b, rest)) => {
-                self.0 = rest;
-                b
-            }
-            None => 0,
-        }
-    }
-
-    /// A value spread over the whole `u64` range: eight bytes shifted right by 0..=63 bits.
-    fn value(&mut self) -> u64 {
-        let mut bytes = [0u8; 8];
-        for b in &mut bytes {
-            *b = self.byte();
-        }
-        u64::from_le_bytes(bytes) >> (self.byte() % 64)
-    }
+/// A value spread over the whole `u64` range: eight bytes shifted right by 0..=63 bits.
+fn value(input: &mut Bytes<'_>) -> u64 {
+    let bytes: [u8; 8] = core::array::from_fn(|_| input.next());
+    u64::from_le_bytes(bytes) >> (input.next() % 64)
 }
 
 /// A histogram beside its model.
@@ -98,25 +81,25 @@ impl Pair {
 
 /// Runs `data` as an operation program against two histograms and their models.
 pub fn run(data: &[u8]) {
-    let mut input = Input(data);
+    let mut input = Bytes::new(data);
     let (mut a, mut b) = (Pair::new(), Pair::new());
     for _ in 0..MAX_OPS {
-        if input.0.is_empty() {
+        if input.is_empty() {
             break;
         }
-        match input.byte() % 6 {
+        match input.next() % 6 {
             0 => {
-                let v = input.value();
+                let v = value(&mut input);
                 a.record_n(v, 1);
             }
             1 => {
-                let v = input.value();
-                let n = u64::from(input.byte() % 8);
+                let v = value(&mut input);
+                let n = u64::from(input.next() % 8);
                 a.record_n(v, n);
             }
             2 => {
-                let v = input.value();
-                let n = u64::from(input.byte() % 4);
+                let v = value(&mut input);
+                let n = u64::from(input.next() % 4);
                 b.record_n(v, n);
             }
             3 => {
@@ -124,7 +107,7 @@ pub fn run(data: &[u8]) {
                 a.model.extend_from_slice(&b.model);
             }
             4 => {
-                let (x, y) = (u64::from(input.byte()), u64::from(input.byte()));
+                let (x, y) = (u64::from(input.next()), u64::from(input.next()));
                 let (numerator, denominator) = (x.min(y), x.max(y).max(1));
                 a.check(numerator, denominator);
             }
