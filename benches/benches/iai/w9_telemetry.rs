@@ -3,6 +3,7 @@
 //! (Ir per query = total / 10). Setup (building the histograms) is not counted.
 // The group modules are named by the workload ids of BENCHMARKS.md (`W9_telemetry`).
 #![allow(non_snake_case)]
+use flujo_benches::latencies_ns;
 use std::hint::black_box;
 
 use flujo_core::telemetry::Histogram;
@@ -27,26 +28,6 @@ fn limit(ir: u64) -> LibraryBenchmarkConfig {
     let mut config = LibraryBenchmarkConfig::default();
     config.tool(Callgrind::default().hard_limits([(EventKind::Ir, ir)]));
     config
-}
-
-/// Log-normal step latencies in nanoseconds (median 20 µs), seeded; the same generator as
-/// the criterion bench.
-fn latencies_ns(n: usize, seed: u64) -> Vec<u64> {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
-    (0..n)
-        .map(|_| {
-            let (u1, u2) = (1.0 - next(), next());
-            let normal = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-            (20_000.0 * normal.exp()) as u64
-        })
-        .collect()
 }
 
 fn setup_record_flujo() -> (Histogram, Vec<u64>) {

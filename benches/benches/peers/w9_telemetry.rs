@@ -5,6 +5,7 @@
 //! linear sub-buckets per power of two) over the same range (`1 ..= u64::MAX`), with
 //! `saturating_record`, its infallible record. Its quantile query is `value_at_quantiles`,
 //! its one-pass form; ours is `percentiles()`, which also answers p99.9 in the same pass.
+use flujo_benches::latencies_ns;
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput};
@@ -19,27 +20,6 @@ type Hdr = hdrhistogram::Histogram<u64>;
 
 fn hdr() -> Hdr {
     Hdr::new_with_bounds(1, u64::MAX, 2).expect("valid hdrhistogram bounds")
-}
-
-/// Log-normal step latencies in nanoseconds (median 20 µs, most between 1 µs and 1 ms),
-/// from a seeded SplitMix64 so every run measures the same values.
-fn latencies_ns(n: usize, seed: u64) -> Vec<u64> {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
-    (0..n)
-        .map(|_| {
-            // Box-Muller: a standard normal from two uniforms in (0, 1].
-            let (u1, u2) = (1.0 - next(), next());
-            let normal = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-            (20_000.0 * normal.exp()) as u64
-        })
-        .collect()
 }
 
 /// Asserts both histograms answer p50/p95/p99 near the exact values: ours within its stated
