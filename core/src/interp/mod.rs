@@ -464,6 +464,11 @@ pub struct Telemetry<S> {
     sink: S,
     sampler: Sampler,
     latency: Histogram,
+    /// Latencies not yet in the histogram: `pending` of the value `pending_ticks` (a run of
+    /// equal latencies goes in with one `record_n`; flushed when the value changes and when
+    /// a run ends, so the histogram is exact whenever it can be read).
+    pending_ticks: u64,
+    pending: u64,
     counters: Counters,
     /// Whether the current task execution is sampled.
     kept: bool,
@@ -477,6 +482,8 @@ impl<S: EventSink> Telemetry<S> {
             sink,
             sampler,
             latency: Histogram::new(),
+            pending_ticks: 0,
+            pending: 0,
             counters: Counters::new(),
             kept: false,
         }
@@ -527,7 +534,22 @@ impl<S: EventSink> Telemetry<S> {
     #[inline]
     pub(crate) fn latency(&mut self, ticks: u64) {
         if self.kept {
-            self.latency.record(ticks);
+            if ticks == self.pending_ticks {
+                self.pending += 1;
+            } else {
+                self.flush_latency();
+                self.pending_ticks = ticks;
+                self.pending = 1;
+            }
+        }
+    }
+
+    /// Puts the pending latencies in the histogram.
+    #[inline]
+    fn flush_latency(&mut self) {
+        if self.pending != 0 {
+            self.latency.record_n(self.pending_ticks, self.pending);
+            self.pending = 0;
         }
     }
 }
@@ -619,6 +641,7 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
             "every step run has one outcome"
         );
         if let Some(tel) = &mut self.telemetry {
+            tel.flush_latency();
             tel.counters.add(&counters);
         }
         let context = match frame {
