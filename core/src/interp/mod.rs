@@ -472,12 +472,16 @@ pub struct Telemetry<S> {
     counters: Counters,
     /// Whether the current task execution is sampled.
     kept: bool,
+    /// Whether the sampler keeps every execution (period 1: its state never changes, so
+    /// `begin` need not ask it).
+    every: bool,
 }
 
 impl<S: EventSink> Telemetry<S> {
     /// Telemetry into `sink`, keeping the task executions `sampler` picks. Allocates the
     /// histogram (once).
     pub fn new(sink: S, sampler: Sampler) -> Self {
+        let every = sampler.period() == 1;
         Self {
             sink,
             sampler,
@@ -486,6 +490,7 @@ impl<S: EventSink> Telemetry<S> {
             pending: 0,
             counters: Counters::new(),
             kept: false,
+            every,
         }
     }
 
@@ -517,7 +522,7 @@ impl<S: EventSink> Telemetry<S> {
     /// Starts a task execution: sampled or not.
     #[inline]
     pub(crate) fn begin(&mut self) -> bool {
-        self.kept = self.sampler.sample();
+        self.kept = self.every || self.sampler.sample();
         self.kept
     }
 
