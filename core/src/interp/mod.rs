@@ -542,11 +542,18 @@ impl<S: EventSink> Telemetry<S> {
             if ticks == self.pending_ticks {
                 self.pending += 1;
             } else {
-                self.flush_latency();
-                self.pending_ticks = ticks;
-                self.pending = 1;
+                self.new_latency(ticks);
             }
         }
+    }
+
+    /// A latency unlike the pending ones: those go in the histogram, this one waits.
+    /// Out of line, so the step loops stay small.
+    #[inline(never)]
+    fn new_latency(&mut self, ticks: u64) {
+        self.flush_latency();
+        self.pending_ticks = ticks;
+        self.pending = 1;
     }
 
     /// Puts the pending latencies in the histogram.
