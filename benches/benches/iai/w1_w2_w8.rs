@@ -22,13 +22,15 @@ use shared::{
 /// Runs per bench.
 const RUNS: u64 = 1_000;
 /// Measured W1: 5_720_147 Ir for 1000 runs (57.2 Ir per step with a `ManualClock`; the
-/// `loop` floor measured 1_110_037, 11.1 Ir per step).
+/// `loop` floor measured 1_110_037, 11.1 Ir per step); 5_910_147 (59.1) since the records
+/// live in the runner's per-run arena (its reset and the slots' allocation each run).
 const W1_IR_LIMIT: u64 = 6_580_000;
-/// Measured W2 (telemetry on): 20_640_147 Ir for 1000 runs (206.4 Ir per step, 3.6x W1; of
-/// which the breaker's permit and record about 26, the histogram record about 23, the
-/// rest of telemetry about 25).
-const W2_IR_LIMIT: u64 = 23_740_000;
-/// Measured W8: 5_149_446 Ir for 1000 fan-outs (deep_clone measured 31_932_439).
+/// Measured W2 (telemetry on): 17_167_147 Ir for 1000 runs (171.7 Ir per step, 2.9x W1; it
+/// was 206.4 before equal latencies went into the histogram together and an every-execution
+/// sampler stopped being asked per step). The breaker's permit and record are about 26.
+const W2_IR_LIMIT: u64 = 19_750_000;
+/// Measured W8: 5_149_446 Ir for 1000 fan-outs (deep_clone measured 31_932_439); 5_277_458
+/// with the record arena.
 const W8_IR_LIMIT: u64 = 5_920_000;
 
 fn limit(ir: u64) -> LibraryBenchmarkConfig {

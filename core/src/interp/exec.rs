@@ -1,7 +1,7 @@
 //! The interpreter proper: one method per node kind, the plain-task fast path, and the task
 //! policy pipeline.
 
-use super::{ErrorKind, LoopExit, Scratch, StepOutcome, StepRecord, Stop, Telemetry};
+use super::{ErrorKind, LoopExit, Records, Scratch, StepOutcome, StepRecord, Stop, Telemetry};
 use crate::cache::CacheKey;
 use crate::context::{merge_branch, Context, Frame, MergeError, MergeStrategy};
 use crate::graph::{
@@ -185,7 +185,7 @@ const UNLIMITED: usize = usize::MAX;
 
 /// One run's state: the graph, the caller's clock, options, the run's usage budget, totals
 /// and exact counters, the runner's telemetry (if on) and its scratch.
-pub(crate) struct Exec<'e, P, C, K, S> {
+pub(crate) struct Exec<'e, 'a, P, C, K, S> {
     pub(crate) g: &'e Graph<P, C>,
     pub(crate) clock: &'e K,
     pub(crate) env: RunEnv<'e>,
@@ -196,9 +196,11 @@ pub(crate) struct Exec<'e, P, C, K, S> {
     pub(crate) counters: Counters,
     pub(crate) tel: Option<&'e mut Telemetry<S>>,
     pub(crate) s: &'e mut Scratch<P, C>,
+    /// The run's step records (in the runner's arena).
+    pub(crate) records: Records<'a>,
 }
 
-impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, P, C, K, S> {
+impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, '_, P, C, K, S> {
     /// Runs node `id` on `input` against the context view `frame`.
     pub(crate) fn node(&mut self, id: u32, input: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
         let g = self.g;
@@ -292,7 +294,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, P, C, K, S> {
             let outcome = end_outcome(rec.outcome);
             t.emit(rec.node.0, end_tick, EventKind::StepEnd { outcome });
         }
-        self.s.records.push(rec);
+        self.records.push(rec);
     }
 
     /// Emits an event of the current task execution (telemetry on and the execution
@@ -403,13 +405,15 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, P, C, K, S> {
             let env = &self.env;
             let s = &mut *self.s;
             let mut cx = StepCx::new(frame.get(), &mut s.spares, env, false, 1, None);
-            let records = &mut s.records;
+            let records = &mut self.records;
             let free = records.buf.get_mut(records.len..).unwrap_or_default();
             let capacity = free.len();
             let mut slots = free.iter_mut();
             let mut dropped = 0u32;
             let mut put = |rec: StepRecord| match slots.next() {
-                Some(slot) => *slot = rec,
+                Some(slot) => {
+                    slot.write(rec);
+                }
                 None => dropped = dropped.saturating_add(1),
             };
             // Accounts for the records put so far: each is one step run that succeeded.
@@ -1092,7 +1096,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, P, C, K, S> {
                     };
                     rec.error_class = Some(stop.class);
                     rec.latency_ticks = self.clock.now().saturating_sub(start);
-                    self.s.records.push(rec);
+                    self.records.push(rec);
                     return Err(stop);
                 }
             };
@@ -1108,7 +1112,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, P, C, K, S> {
         };
         rec.loop_exit = Some(exit);
         rec.latency_ticks = self.clock.now().saturating_sub(start);
-        self.s.records.push(rec);
+        self.records.push(rec);
         Ok(x)
     }
 

@@ -1,6 +1,7 @@
 //! The single-thread interpreter: runs any frozen graph on the calling thread.
 //!
-//! A [`Runner`] owns the scratch a run needs (the step-record buffer, spare context copies,
+//! A [`Runner`] owns the scratch a run needs (the per-run [`RunArena`] its step records live
+//! in, reset at the start of each run; spare context copies,
 //! the map item stack, the step cache, the seeded generator) and reuses it run after run, so
 //! after warm-up a run of plain tasks allocates nothing. Parallel branches and map items run
 //! one after another, in declaration order.
@@ -41,15 +42,17 @@
 //! [`MAX_FALLBACK_CHAIN`](crate::graph::MAX_FALLBACK_CHAIN) fallback hops inside a task.
 //!
 //! Architecture invariant: the interpreter allocates nothing per run once its buffers have
-//! grown to the graph's needs (records are presized; spares and the item stack keep their
-//! memory).
+//! grown to the graph's needs (the record arena is presized to `RunnerConfig::max_records`
+//! and its reset is O(1); spares and the item stack keep their memory).
 
 mod exec;
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
+use core::mem::MaybeUninit;
+use core::slice;
 
+use crate::arena::RunArena;
 use crate::cache::FixedCache;
 use crate::context::{Context, Frame, Spares};
 use crate::graph::{CancelFlag, Clock, Graph, NodeId, RunEnv, StepError};
@@ -269,7 +272,8 @@ pub(crate) struct Stop {
     pub(crate) abort: bool,
 }
 
-/// What a run returns. Records borrow the runner's buffer (valid until its next run).
+/// What a run returns. Records borrow the runner's arena (valid until its next run, which
+/// resets it).
 #[derive(Debug)]
 pub struct RunResult<'r, P, C> {
     /// The root's output, when the run succeeded.
@@ -294,7 +298,8 @@ pub struct RunResult<'r, P, C> {
 /// Sizes of a runner's reusable scratch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RunnerConfig {
-    /// Step records kept per run (presized; more are counted in `records_dropped`).
+    /// Step records kept per run (their room in the runner's arena is allocated when the
+    /// runner is built; more are counted in `records_dropped`).
     pub max_records: usize,
     /// Spare context copies kept for reuse.
     pub max_spare_contexts: usize,
@@ -326,20 +331,26 @@ pub struct RunOptions<'o> {
     pub budget: Option<Usage>,
 }
 
-/// The step-record buffer: presized (filled once, overwritten run after run), bounded,
-/// counting what does not fit.
+/// The step records of one run: a bounded buffer in the runner's [`RunArena`] (taken
+/// afresh after the arena's reset at the start of each run), counting what does not fit.
 #[derive(Debug)]
-pub(crate) struct Records {
-    /// Every slot is a valid record; `..len` are this run's.
-    pub(crate) buf: Box<[StepRecord]>,
+pub(crate) struct Records<'a> {
+    /// `..len` are this run's records (initialized); the rest are free slots.
+    pub(crate) buf: &'a mut [MaybeUninit<StepRecord>],
     pub(crate) len: usize,
     pub(crate) dropped: u32,
 }
 
-impl Records {
-    fn new(max_records: usize) -> Self {
+impl<'a> Records<'a> {
+    /// `max_records` slots from `arena` (presized by the runner, so this never calls the
+    /// global allocator). Should the arena refuse (it cannot: its limit is exactly this
+    /// request), the buffer is empty and every record is counted as dropped.
+    fn new(arena: &'a RunArena, max_records: usize) -> Self {
+        let buf = arena
+            .try_alloc_slice_fill_with(max_records, |_| MaybeUninit::uninit())
+            .unwrap_or_default();
         Self {
-            buf: alloc::vec![StepRecord::new(0); max_records].into_boxed_slice(),
+            buf,
             len: 0,
             dropped: 0,
         }
@@ -349,15 +360,15 @@ impl Records {
     pub(crate) fn push(&mut self, rec: StepRecord) {
         match self.buf.get_mut(self.len) {
             Some(slot) => {
-                *slot = rec;
+                slot.write(rec);
                 self.len += 1;
             }
             None => self.dropped = self.dropped.saturating_add(1),
         }
     }
 
-    /// Accounts for `written` records put in the free slots after `len` and `dropped` that
-    /// did not fit.
+    /// Accounts for `written` records put in the free slots after `len` (in order, each
+    /// slot written) and `dropped` that did not fit.
     #[inline(always)]
     pub(crate) fn settle(&mut self, written: usize, dropped: u32) {
         self.len += written;
@@ -365,20 +376,18 @@ impl Records {
         self.dropped = self.dropped.saturating_add(dropped);
     }
 
-    fn clear(&mut self) {
-        self.len = 0;
-        self.dropped = 0;
-    }
-
-    fn as_slice(&self) -> &[StepRecord] {
-        &self.buf[..self.len]
+    fn into_slice(self) -> &'a [StepRecord] {
+        let (initialized, _free) = self.buf.split_at_mut(self.len);
+        // SAFETY: `buf[..len]` are initialized: `len` grows only in `push` after a slot was
+        // written, and in `settle` by the number of free slots the stretch loop wrote in
+        // order; `MaybeUninit<StepRecord>` has the layout of `StepRecord`.
+        unsafe { slice::from_raw_parts(initialized.as_ptr().cast::<StepRecord>(), self.len) }
     }
 }
 
 /// The scratch a run needs, reused run after run.
 #[derive(Debug)]
 pub(crate) struct Scratch<P, C> {
-    pub(crate) records: Records,
     pub(crate) spares: Spares<C>,
     pub(crate) items: Vec<P>,
     /// The step-output cache (`None` when `RunnerConfig::cache_capacity` is 0).
@@ -414,6 +423,9 @@ pub(crate) struct Scratch<P, C> {
 #[derive(Debug)]
 pub struct Runner<P, C, S = NullSink> {
     scratch: Scratch<P, C>,
+    /// The per-run arena the step records live in (reset at the start of each run).
+    arena: RunArena,
+    max_records: usize,
     telemetry: Option<Telemetry<S>>,
 }
 
@@ -452,21 +464,33 @@ pub struct Telemetry<S> {
     sink: S,
     sampler: Sampler,
     latency: Histogram,
+    /// Latencies not yet in the histogram: `pending` of the value `pending_ticks` (a run of
+    /// equal latencies goes in with one `record_n`; flushed when the value changes and when
+    /// a run ends, so the histogram is exact whenever it can be read).
+    pending_ticks: u64,
+    pending: u64,
     counters: Counters,
     /// Whether the current task execution is sampled.
     kept: bool,
+    /// Whether the sampler keeps every execution (period 1: its state never changes, so
+    /// `begin` need not ask it).
+    every: bool,
 }
 
 impl<S: EventSink> Telemetry<S> {
     /// Telemetry into `sink`, keeping the task executions `sampler` picks. Allocates the
     /// histogram (once).
     pub fn new(sink: S, sampler: Sampler) -> Self {
+        let every = sampler.period() == 1;
         Self {
             sink,
             sampler,
             latency: Histogram::new(),
+            pending_ticks: 0,
+            pending: 0,
             counters: Counters::new(),
             kept: false,
+            every,
         }
     }
 
@@ -498,7 +522,7 @@ impl<S: EventSink> Telemetry<S> {
     /// Starts a task execution: sampled or not.
     #[inline]
     pub(crate) fn begin(&mut self) -> bool {
-        self.kept = self.sampler.sample();
+        self.kept = self.every || self.sampler.sample();
         self.kept
     }
 
@@ -515,7 +539,29 @@ impl<S: EventSink> Telemetry<S> {
     #[inline]
     pub(crate) fn latency(&mut self, ticks: u64) {
         if self.kept {
-            self.latency.record(ticks);
+            if ticks == self.pending_ticks {
+                self.pending += 1;
+            } else {
+                self.new_latency(ticks);
+            }
+        }
+    }
+
+    /// A latency unlike the pending ones: those go in the histogram, this one waits.
+    /// Out of line, so the step loops stay small.
+    #[inline(never)]
+    fn new_latency(&mut self, ticks: u64) {
+        self.flush_latency();
+        self.pending_ticks = ticks;
+        self.pending = 1;
+    }
+
+    /// Puts the pending latencies in the histogram.
+    #[inline]
+    fn flush_latency(&mut self) {
+        if self.pending != 0 {
+            self.latency.record_n(self.pending_ticks, self.pending);
+            self.pending = 0;
         }
     }
 }
@@ -534,9 +580,17 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
     }
 
     fn build(config: RunnerConfig, telemetry: Option<Telemetry<S>>) -> Self {
+        // Exactly the records' bytes, allocated up front: a run never grows the arena.
+        let bytes = config
+            .max_records
+            .checked_mul(core::mem::size_of::<StepRecord>())
+            .expect("max_records fits in memory");
+        let arena =
+            RunArena::with_capacity_and_limit(bytes, bytes).expect("the record arena is allocated");
         Self {
+            arena,
+            max_records: config.max_records,
             scratch: Scratch {
-                records: Records::new(config.max_records),
                 spares: Spares::new(config.max_spare_contexts),
                 items: Vec::new(),
                 cache: (config.cache_capacity > 0).then(|| {
@@ -559,8 +613,9 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
         clock: &K,
         opts: &RunOptions<'_>,
     ) -> RunResult<'r, P, C> {
+        self.arena.reset();
+        let records = Records::new(&self.arena, self.max_records);
         let s = &mut self.scratch;
-        s.records.clear();
         s.error = None;
         debug_assert!(
             s.items.is_empty(),
@@ -580,9 +635,10 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
             counters: Counters::new(),
             tel: self.telemetry.as_mut(),
             s,
+            records,
         };
         let result = ex.node(graph.root, input, &mut frame);
-        let (usage, counters) = (ex.usage, ex.counters);
+        let (usage, counters, records) = (ex.usage, ex.counters, ex.records);
         debug_assert_eq!(
             counters.get(Counter::StepsRun),
             [
@@ -597,6 +653,7 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
             "every step run has one outcome"
         );
         if let Some(tel) = &mut self.telemetry {
+            tel.flush_latency();
             tel.counters.add(&counters);
         }
         let context = match frame {
@@ -627,8 +684,8 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
             outcome,
             error,
             context,
-            records: s.records.as_slice(),
-            records_dropped: s.records.dropped,
+            records_dropped: records.dropped,
+            records: records.into_slice(),
             usage,
             counters,
         }

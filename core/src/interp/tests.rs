@@ -1697,3 +1697,43 @@ fn telemetry_records_every_sampled_step_and_counts_every_step() {
     assert_eq!(tel.latency_histogram().count(), 6);
     assert_eq!(tel.events_dropped(), 0);
 }
+
+/// Equal latencies in a row go into the histogram together; the histogram still holds every
+/// sampled latency once a run ends, whether latencies repeat or change.
+#[test]
+fn latency_histogram_is_exact_when_latencies_repeat_and_change() {
+    use crate::telemetry::{NullSink, Sampler};
+    struct Ticks(Arc<AtomicU32>);
+    impl Clock for Ticks {
+        fn now(&self) -> u64 {
+            u64::from(self.0.load(Ordering::Relaxed))
+        }
+    }
+    let ticks = Arc::new(AtomicU32::new(0));
+    let clock = Ticks(ticks.clone());
+    let g = Graph::<u64, ()>::build(|b| {
+        let steps: Vec<_> = (0..6u64)
+            .map(|i| {
+                let c = ticks.clone();
+                b.task(&format!("s{i}"), move |x, _| {
+                    c.fetch_add(i as u32 / 2, Ordering::Relaxed);
+                    Ok(x + 1)
+                })
+            })
+            .collect();
+        b.sequence("s", &steps)
+    })
+    .unwrap();
+    let tel = Telemetry::new(NullSink, Sampler::always());
+    let mut runner = Runner::with_telemetry(RunnerConfig::default(), tel);
+    for run in 1..=2u64 {
+        let r = runner.run(&g, 0, (), &clock, &RunOptions::default());
+        assert_eq!(r.output, Some(6));
+        let lat: Vec<u64> = r.records.iter().map(|rec| rec.latency_ticks).collect();
+        assert_eq!(lat, [0, 0, 1, 1, 2, 2]);
+        let h = runner.telemetry().unwrap().latency_histogram();
+        assert_eq!(h.count(), 6 * run);
+        assert_eq!(h.sum(), 6 * u128::from(run));
+        assert_eq!((h.min(), h.max()), (Some(0), Some(2)));
+    }
+}
