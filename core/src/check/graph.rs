@@ -29,7 +29,7 @@ use crate::graph::{
     MapOptions, NoClock, NodeRef, ParallelOptions, Recovery, RecoveryTable, RetryPolicy, StepError,
     StepFingerprint, TaskConfig, Usage, MAX_DEPTH, MAX_FALLBACK_CHAIN,
 };
-use crate::interp::{Outcome, RunOptions, Runner, RunnerConfig};
+use crate::interp::{Branch, Host, Outcome, RunOptions, Runner, RunnerConfig};
 use crate::telemetry::Counter;
 
 /// Most operations decoded from one input.
@@ -927,13 +927,21 @@ fn check_run(p: &Program, g: &Graph<i64, Ctx>) {
     };
     let mut expected_ctx = Ctx([1, 2, 3]);
     let expected = model.eval(p.root, p.input, &mut expected_ctx);
-    let mut runner = Runner::new(RunnerConfig {
+    let config = RunnerConfig {
         max_records: 64,
         ..RunnerConfig::default()
-    });
-    // Twice on one runner: the second run meets the first one's cache entries.
-    for _ in 0..2 {
-        let r = runner.run(g, p.input, Ctx([1, 2, 3]), &NoClock, &RunOptions::default());
+    };
+    let mut runner = Runner::new(config);
+    // Twice on one runner (the second run meets the first one's cache entries), then with
+    // every fan-out forked, its branches run last to first on runners of their own.
+    for round in 0..3 {
+        let opts = RunOptions::default();
+        let ctx = Ctx([1, 2, 3]);
+        let r = if round < 2 {
+            runner.run(g, p.input, ctx, &NoClock, &opts)
+        } else {
+            runner.run_in(g, p.input, ctx, &NoClock, &opts, &Backwards(config))
+        };
         match expected {
             Ok(y) => {
                 assert_eq!((r.outcome, r.output), (Outcome::Succeeded, Some(y)));
@@ -951,11 +959,20 @@ fn check_run(p: &Program, g: &Graph<i64, Ctx>) {
                 assert_eq!(e.kind.class(), f.class, "error class");
             }
         }
+        // Forked siblings after a failure may have run steps the inline path never starts.
+        let exact = round < 2 || expected.is_ok();
+        let tally = |what: &str, got: u64, model: u64| {
+            if exact {
+                assert_eq!(got, model, "{what}");
+            } else {
+                assert!(got >= model, "{what}: {got} < {model}");
+            }
+        };
         let records = r.records.len() as u64 + u64::from(r.records_dropped);
-        assert_eq!(records, model.tally.records, "records");
-        assert_eq!(r.usage.cost, model.tally.cost, "usage");
+        tally("records", records, model.tally.records);
+        tally("usage", r.usage.cost, model.tally.cost);
         let c = &r.counters;
-        assert_eq!(c.get(Counter::StepsRun), model.tally.tasks, "steps run");
+        tally("steps run", c.get(Counter::StepsRun), model.tally.tasks);
         let outcomes = [
             Counter::StepsSucceeded,
             Counter::StepsFailed,
@@ -963,13 +980,26 @@ fn check_run(p: &Program, g: &Graph<i64, Ctx>) {
             Counter::StepsAborted,
         ];
         let ended: u64 = outcomes.iter().map(|&o| c.get(o)).sum();
-        assert_eq!(ended, model.tally.tasks, "one outcome per step run");
-        assert_eq!(c.get(Counter::Retries), model.tally.retries, "retries");
-        assert_eq!(
-            c.get(Counter::FallbacksUsed),
-            model.tally.fallbacks,
-            "fallbacks"
-        );
+        assert_eq!(ended, c.get(Counter::StepsRun), "one outcome per step run");
+        tally("retries", c.get(Counter::Retries), model.tally.retries);
+        let fallbacks = c.get(Counter::FallbacksUsed);
+        tally("fallbacks", fallbacks, model.tally.fallbacks);
+    }
+}
+
+/// A host that forks every fan-out and runs its branches last to first, each on a runner of
+/// its own: the folded results must not depend on the order branches ran in.
+struct Backwards(RunnerConfig);
+
+impl<K: crate::graph::Clock> Host<i64, Ctx, K> for Backwards {
+    fn forks(&self, _node: crate::graph::NodeId, _width: usize, _cost: u32) -> bool {
+        true
+    }
+
+    fn fork(&self, _max_width: usize, branches: &mut [Branch<'_, i64, Ctx, K, Self>]) {
+        for b in branches.iter_mut().rev() {
+            b.run(&mut Runner::<i64, Ctx>::new(self.0));
+        }
     }
 }
 

@@ -575,8 +575,12 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
             };
             slot.push(s);
         }
+        let cost = subtree_costs(
+            &kind, &slot, &children, &seqs, &pars, &loops, &branches, &maps,
+        );
         Graph {
             root,
+            cost,
             kind: kind.into_boxed_slice(),
             slot: slot.into_boxed_slice(),
             name: name.into_boxed_slice(),
@@ -594,4 +598,49 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
             maps: maps.into_boxed_slice(),
         }
     }
+}
+
+/// The analysed cost of every node: the task executions its subtree makes at most (a task
+/// counts 1; sequences and parallel nodes sum their children; a branch takes its dearest arm;
+/// loops and maps multiply their body by their bound), saturating. Children come before their
+/// parents (a node is built from nodes that exist), so one pass in index order sees every
+/// child's cost before its parent's.
+#[allow(clippy::too_many_arguments)]
+fn subtree_costs<P, C>(
+    kind: &[NodeKind],
+    slot: &[u32],
+    children: &[u32],
+    seqs: &[SeqNode],
+    pars: &[ParNode<P, C>],
+    loops: &[LoopNode<P, C>],
+    branches: &[BranchNode<P, C>],
+    maps: &[MapNode<P, C>],
+) -> Box<[u32]> {
+    let mut cost = alloc::vec![0u32; kind.len()];
+    for i in 0..kind.len() {
+        let s = slot[i] as usize;
+        let sum = |span: Span, cost: &[u32]| {
+            children[span.range()].iter().fold(0u32, |acc, &c| {
+                debug_assert!((c as usize) < i, "children precede their parent");
+                acc.saturating_add(cost[c as usize])
+            })
+        };
+        cost[i] = match kind[i] {
+            NodeKind::Task => 1,
+            NodeKind::Sequence => sum(seqs[s].children, &cost),
+            NodeKind::Parallel => sum(pars[s].branches, &cost),
+            NodeKind::Loop => cost[loops[s].body as usize].saturating_mul(loops[s].max_iterations),
+            NodeKind::Branch => {
+                let b = &branches[s];
+                children[b.arms.range()]
+                    .iter()
+                    .chain(b.default.iter())
+                    .map(|&c| cost[c as usize])
+                    .max()
+                    .unwrap_or(0)
+            }
+            NodeKind::Map => cost[maps[s].body as usize].saturating_mul(maps[s].max_items),
+        };
+    }
+    cost.into_boxed_slice()
 }

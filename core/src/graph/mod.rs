@@ -32,7 +32,7 @@ pub use crate::cache::{CanonicalEncode, StepFingerprint};
 pub use crate::policy::{
     Backoff, Breaker, BreakerConfig, ErrorClass, Recovery, RecoveryTable, RetryPolicy, Usage,
 };
-pub(crate) use step::RunEnv;
+pub(crate) use step::{Cancel, RunEnv};
 pub use step::{CancelFlag, Clock, ManualClock, NoClock, Step, StepCx, StepError};
 pub use task::{
     ExitPredicate, FailureStrategy, Items, LoopOptions, MapOptions, ParallelOptions, Processor,
@@ -204,6 +204,8 @@ pub(crate) const NO_POLICY: u32 = u32::MAX;
 /// ```
 pub struct Graph<P, C> {
     pub(crate) root: u32,
+    /// The analysed cost of each node (see [`Graph::cost`]).
+    pub(crate) cost: Box<[u32]>,
     pub(crate) kind: Box<[NodeKind]>,
     /// Index into the kind's table (`tasks`, `seqs`, `pars`, ...).
     pub(crate) slot: Box<[u32]>,
@@ -285,6 +287,30 @@ impl<P, C> Graph<P, C> {
             NodeKind::Map => Some(self.maps[slot].max_width),
             _ => None,
         }
+    }
+
+    /// The analysed cost of a node, computed when the graph was frozen: how many task
+    /// executions its subtree makes at most (a task counts 1; sequences and parallel nodes
+    /// sum their children; a branch counts its dearest arm; loops and maps multiply their
+    /// body by their bound; saturating at `u32::MAX`). A concurrent runtime compares a
+    /// fan-out's cost with its cutoff to decide whether forking pays.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_core::graph::Graph;
+    /// let g = Graph::<u64, ()>::build(|b| {
+    ///     let a = b.task("a", |x, _| Ok(x + 1));
+    ///     let c = b.task("c", |x, _| Ok(x + 2));
+    ///     let s = b.sequence("s", &[a, c]);
+    ///     let d = b.task("d", |x, _| Ok(x));
+    ///     b.parallel("p", &[s, d], |x, y| x + y, Default::default())
+    /// })
+    /// .unwrap();
+    /// assert_eq!(g.cost(g.root()), 3);
+    /// ```
+    pub fn cost(&self, node: NodeId) -> u32 {
+        self.cost[node.index()]
     }
 
     /// The node named `name` (the first, if names repeat).

@@ -174,12 +174,36 @@ pub struct StepCx<'a, C> {
     pub(crate) touched: bool,
 }
 
-/// What stays the same for every step of a run: the clock, the deadline, the cancel flag.
+/// The cancel flags a run (or a forked branch of one) answers to: its own and, up the
+/// chain, those of the fan-outs and the run it belongs to. At most one link per nesting
+/// level, so the walk is bounded by [`MAX_DEPTH`](super::MAX_DEPTH) + 1.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cancel<'a> {
+    pub(crate) flag: &'a CancelFlag,
+    pub(crate) up: Option<&'a Cancel<'a>>,
+}
+
+impl Cancel<'_> {
+    /// Whether this flag or one up the chain was raised.
+    #[inline]
+    pub(crate) fn is_cancelled(&self) -> bool {
+        let mut link = Some(self);
+        while let Some(l) = link {
+            if l.flag.is_cancelled() {
+                return true;
+            }
+            link = l.up;
+        }
+        false
+    }
+}
+
+/// What stays the same for every step of a run: the clock, the deadline, the cancel flags.
 #[derive(Clone, Copy)]
 pub(crate) struct RunEnv<'a> {
     pub(crate) clock: &'a dyn Clock,
     pub(crate) deadline: u64,
-    pub(crate) cancel: Option<&'a CancelFlag>,
+    pub(crate) cancel: Option<&'a Cancel<'a>>,
     /// Whether the run can stop early at all (a deadline or a cancel flag was given): when
     /// false the interpreter skips the per-task stop check.
     pub(crate) watch: bool,
@@ -187,7 +211,7 @@ pub(crate) struct RunEnv<'a> {
 
 impl<'a> RunEnv<'a> {
     /// The environment of one run.
-    pub(crate) fn new(clock: &'a dyn Clock, deadline: u64, cancel: Option<&'a CancelFlag>) -> Self {
+    pub(crate) fn new(clock: &'a dyn Clock, deadline: u64, cancel: Option<&'a Cancel<'a>>) -> Self {
         Self {
             clock,
             deadline,
@@ -307,7 +331,7 @@ impl<'a, C: Clone> StepCx<'a, C> {
 
     /// Whether the run was cancelled.
     pub fn is_cancelled(&self) -> bool {
-        self.env.cancel.is_some_and(CancelFlag::is_cancelled)
+        self.env.cancel.is_some_and(Cancel::is_cancelled)
     }
 
     /// Whether the step should stop early: the run was cancelled or its deadline passed.

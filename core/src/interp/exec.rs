@@ -1,12 +1,15 @@
 //! The interpreter proper: one method per node kind, the plain-task fast path, and the task
 //! policy pipeline.
 
+use alloc::vec::Vec;
+
+use super::host::{Branch, Host};
 use super::{ErrorKind, LoopExit, Records, Scratch, StepOutcome, StepRecord, Stop, Telemetry};
 use crate::cache::CacheKey;
 use crate::context::{merge_branch, Context, Frame, MergeError, MergeStrategy};
 use crate::graph::{
-    CancelFlag, Clock, FailureStrategy, Graph, Items, NodeKind, RunEnv, RunTask, Step, StepCx,
-    StepError, StepFlags, TaskConfig, TaskPolicy, NO_POLICY,
+    Cancel, CancelFlag, Clock, FailureStrategy, Graph, Items, NodeId, NodeKind, RunEnv, RunTask,
+    Step, StepCx, StepError, StepFlags, TaskConfig, TaskPolicy, NO_POLICY,
 };
 use crate::policy::breaker::{Outcome as CallOutcome, Permit, Transition};
 use crate::policy::{
@@ -21,7 +24,7 @@ use crate::telemetry::{
 fn stop_reason(env: &RunEnv<'_>, now: u64) -> Option<ErrorKind> {
     if now >= env.deadline {
         Some(ErrorKind::DeadlineExceeded)
-    } else if env.cancel.is_some_and(CancelFlag::is_cancelled) {
+    } else if env.cancel.is_some_and(Cancel::is_cancelled) {
         Some(ErrorKind::Cancelled)
     } else {
         None
@@ -164,7 +167,9 @@ fn run_attempt<P, C: Clone>(
 struct Settle<'b> {
     start: u64,
     permit: Option<(&'b Breaker, Permit)>,
-    key: Option<CacheKey>,
+    /// The key of a cache miss, and whether it missed the host's shared cache (which then
+    /// waits for a `fill`).
+    key: Option<(CacheKey, bool)>,
     reservation: Option<Reservation>,
     used: Usage,
     step_succeeded: bool,
@@ -183,9 +188,17 @@ struct FirstAttempt<'b, P> {
 /// The share-stack mark of a fan-out in a run without a budget: no shares were lent.
 const UNLIMITED: usize = usize::MAX;
 
+/// Record buffers of forked branches kept for reuse by a runner.
+const MAX_RECORD_BUFS: usize = 64;
+
+/// The cancel flags of a forked fan-out, one per branch.
+fn fan_flags(count: usize) -> Vec<CancelFlag> {
+    (0..count).map(|_| CancelFlag::new()).collect()
+}
+
 /// One run's state: the graph, the caller's clock, options, the run's usage budget, totals
 /// and exact counters, the runner's telemetry (if on) and its scratch.
-pub(crate) struct Exec<'e, 'a, P, C, K, S> {
+pub(crate) struct Exec<'e, 'a, P, C, K, S, H> {
     pub(crate) g: &'e Graph<P, C>,
     pub(crate) clock: &'e K,
     pub(crate) env: RunEnv<'e>,
@@ -198,9 +211,11 @@ pub(crate) struct Exec<'e, 'a, P, C, K, S> {
     pub(crate) s: &'e mut Scratch<P, C>,
     /// The run's step records (in the runner's arena).
     pub(crate) records: Records<'a>,
+    /// The host: panic guard, forks, shared cache.
+    pub(crate) host: &'e H,
 }
 
-impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, '_, P, C, K, S> {
+impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_, P, C, K, S, H> {
     /// Runs node `id` on `input` against the context view `frame`.
     pub(crate) fn node(&mut self, id: u32, input: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
         let g = self.g;
@@ -399,6 +414,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, '_, P, C, K, S> {
         let g = self.g;
         let steps = &*g.task_step;
         let clock = self.clock;
+        let host = self.host;
         let mut t0 = clock.now();
         let mut rest = tasks;
         'stretch: while !rest.is_empty() {
@@ -476,7 +492,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, '_, P, C, K, S> {
                     } else {
                         None
                     };
-                    let result = run_attempt(cfg, &**step, x, &mut cx);
+                    let result = host.guard(|| run_attempt(cfg, &**step, x, &mut cx));
                     let t1 = clock.now();
                     let latency_ticks = t1.saturating_sub(start);
                     t0 = t1;
@@ -534,7 +550,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, '_, P, C, K, S> {
                         }
                     }
                 }
-                let result = step.run(x, &mut cx);
+                let result = host.guard(|| step.run(x, &mut cx));
                 let t1 = clock.now();
                 let latency_ticks = t1.saturating_sub(t0);
                 t0 = t1;
@@ -623,7 +639,8 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, '_, P, C, K, S> {
             attempt,
             feedback,
         );
-        let result = run_attempt(cfg, &*g.task_step[t as usize], x, &mut cx);
+        let step = &*g.task_step[t as usize];
+        let result = self.host.guard(|| run_attempt(cfg, step, x, &mut cx));
         let (written, usage) = cx.finish();
         *used = used.saturating_add(usage);
         if let Some(w) = written {
@@ -659,10 +676,15 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, '_, P, C, K, S> {
 
         // 2. Cache: a hit returns the stored output without running the step.
         let mut key = None;
-        if let (Some(slot), Some(cache)) = (&cfg.cache, &mut self.s.cache) {
+        let shared = self.host.cache();
+        if let (Some(slot), true) = (&cfg.cache, shared.is_some() || self.s.cache.is_some()) {
             let k = (slot.key)(&slot.fingerprint, &input);
-            if let Some(out) = cache.get(&k, start) {
-                let out = out.clone();
+            let hit = match (shared, &mut self.s.cache) {
+                (Some(c), _) => c.lookup(&k),
+                (None, Some(c)) => c.get(&k, start).cloned(),
+                (None, None) => None,
+            };
+            if let Some(out) = hit {
                 // The step did not run: the breaker learns no outcome, but gets its permit
                 // back (a half-open probe must not be lost to a hit).
                 if let Some((b, permit)) = permit {
@@ -678,7 +700,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, '_, P, C, K, S> {
             }
             self.counters.increment(Counter::CacheMisses);
             self.emit(pol.node, start, EventKind::CacheMiss);
-            key = Some(k);
+            key = Some((k, shared.is_some()));
         }
 
         // 3. Usage: reserve the estimate; a denial aborts the run (no retry, no fallback).
@@ -689,6 +711,9 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, '_, P, C, K, S> {
                 Err(denied) => {
                     if let Some((b, permit)) = permit {
                         b.release(permit);
+                    }
+                    if let (Some((k, true)), Some(c)) = (key, shared) {
+                        c.fill(k, None);
                     }
                     return Err(self.usage_denied(pol, rec, start, denied));
                 }
@@ -739,11 +764,20 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, '_, P, C, K, S> {
             None => self.book(end.used),
         }
         let now = self.clock.now();
-        if let (Some(k), true, Ok(out), Some(cache)) =
-            (end.key, end.step_succeeded, &result, &mut self.s.cache)
-        {
-            // What the insert pushes out (an older entry) is dropped.
-            drop(cache.insert(k, out.clone(), now));
+        match (end.key, end.step_succeeded, &result) {
+            (Some((k, true)), ok, result) => {
+                let output = if ok { result.as_ref().ok() } else { None };
+                if let Some(c) = self.host.cache() {
+                    c.fill(k, output);
+                }
+            }
+            (Some((k, false)), true, Ok(out)) => {
+                if let Some(cache) = &mut self.s.cache {
+                    // What the insert pushes out (an older entry) is dropped.
+                    drop(cache.insert(k, out.clone(), now));
+                }
+            }
+            _ => {}
         }
         if let Some((b, permit)) = end.permit {
             let outcome = if end.step_succeeded {
@@ -1003,6 +1037,125 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, '_, P, C, K, S> {
         }
     }
 
+    /// One branch (or map item) of a forked fan-out, with its share of the budget (lent by
+    /// [`lend`](Self::lend)) and a spare record buffer.
+    #[allow(clippy::too_many_arguments)]
+    fn branch_job<'b>(
+        &mut self,
+        node: u32,
+        input: P,
+        base: &'b C,
+        flags: &'b [CancelFlag],
+        index: usize,
+        stop_later: bool,
+        shares: usize,
+    ) -> Branch<'b, P, C, K, H>
+    where
+        Self: 'b,
+    {
+        let budget = if shares == UNLIMITED {
+            UsageBudget::unlimited()
+        } else {
+            self.s.shares.pop().expect("one share per branch")
+        };
+        Branch {
+            g: self.g,
+            node,
+            input: Some(input),
+            base,
+            clock: self.clock,
+            deadline: self.env.deadline,
+            cancel: self.env.cancel,
+            flags,
+            index,
+            stop_later,
+            budget,
+            limited: self.limited,
+            host: self.host,
+            records: self.s.record_bufs.pop().unwrap_or_default(),
+            out: None,
+        }
+    }
+
+    /// Folds what the branches of a forked fan-out did, in declaration order, by the inline
+    /// path's rules: every branch's records, counters, usage and unused share are taken (they
+    /// ran); outputs are reduced from `acc` and contexts merged until the first failure that
+    /// stops the fan-out (any under `propagate`, an abort always), which is returned. Returns
+    /// the reduced output (`None` if no branch succeeded) and the merged context.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn fold_forked(
+        &mut self,
+        id: u32,
+        merge: &MergeStrategy<C>,
+        propagate: bool,
+        branches: Vec<Branch<'_, P, C, K, H>>,
+        base: &C,
+        mut acc: Option<P>,
+        reduce: &(dyn Fn(P, P) -> P + Send + Sync),
+    ) -> Result<(Option<P>, Option<C>), Stop> {
+        let mut merged: Option<C> = None;
+        let mut stop: Option<Stop> = None;
+        for (position, mut b) in branches.into_iter().enumerate() {
+            let out = b
+                .out
+                .take()
+                .expect("the host runs every branch it is given");
+            for rec in &b.records {
+                self.records.push(*rec);
+            }
+            self.records.dropped = self.records.dropped.saturating_add(out.dropped);
+            if self.s.record_bufs.len() < MAX_RECORD_BUFS {
+                let mut buf = core::mem::take(&mut b.records);
+                buf.clear();
+                self.s.record_bufs.push(buf);
+            }
+            self.counters.add(&out.counters);
+            self.usage = self.usage.saturating_add(out.usage);
+            if self.limited {
+                let _ = self.budget.merge(b.budget);
+            }
+            if stop.is_some() {
+                if let Some(c) = out.context {
+                    self.s.spares.give(c);
+                }
+                continue;
+            }
+            match out.result {
+                Ok(y) => {
+                    let bf = match out.context {
+                        Some(c) => Frame::Owned(c),
+                        None => Frame::Borrowed(base),
+                    };
+                    match self.merge_back(id, merge, base, &mut merged, bf, position as u32) {
+                        Ok(()) => {
+                            acc = Some(match acc.take() {
+                                None => y,
+                                Some(a) => reduce(a, y),
+                            });
+                        }
+                        Err(s) => stop = Some(s),
+                    }
+                }
+                Err((s, kind)) => {
+                    if let Some(c) = out.context {
+                        self.s.spares.give(c);
+                    }
+                    if s.abort || propagate {
+                        self.s.error = Some(kind);
+                        stop = Some(s);
+                    }
+                }
+            }
+        }
+        match stop {
+            Some(s) => {
+                self.release(merged);
+                Err(s)
+            }
+            None => Ok((acc, merged)),
+        }
+    }
+
     fn release(&mut self, merged: Option<C>) {
         if let Some(m) = merged {
             self.s.spares.give(m);
@@ -1019,10 +1172,53 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, '_, P, C, K, S> {
         let g = self.g;
         let par = &g.pars[p];
         debug_assert!(par.max_width >= 1, "validated: width");
+        let count = par.branches.len;
+        let propagate = par.failure == FailureStrategy::Propagate;
+        if count >= 2
+            && self
+                .host
+                .forks(NodeId(id), count as usize, g.cost[id as usize])
+        {
+            let flags = fan_flags(count as usize);
+            let base: &C = frame.get();
+            let shares = self.lend(count as usize);
+            let mut input = Some(input);
+            let children = &g.children[par.branches.range()];
+            let mut branches = Vec::with_capacity(children.len());
+            for (index, &node) in children.iter().enumerate() {
+                let x = if index + 1 == children.len() {
+                    input.take().expect("the last branch takes the input")
+                } else {
+                    input.as_ref().expect("kept until the last branch").clone()
+                };
+                branches.push(self.branch_job(node, x, base, &flags, index, propagate, shares));
+            }
+            self.host.fork(par.max_width as usize, &mut branches);
+            let (acc, merged) = self.fold_forked(
+                id,
+                &par.merge,
+                propagate,
+                branches,
+                base,
+                None,
+                &*par.reduce,
+            )?;
+            return match acc {
+                Some(out) => {
+                    if let Some(m) = merged {
+                        frame.commit(m, &mut self.s.spares);
+                    }
+                    Ok(out)
+                }
+                None => {
+                    self.release(merged);
+                    Err(self.fail(id, ErrorKind::AllBranchesFailed { branches: count }, false))
+                }
+            };
+        }
         let base: &C = frame.get();
         let mut merged: Option<C> = None;
         let mut acc: Option<P> = None;
-        let count = par.branches.len;
         let mut input = Some(input);
         let shares = self.lend(count as usize);
         for (position, &branch) in g.children[par.branches.range()].iter().enumerate() {
@@ -1052,7 +1248,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, '_, P, C, K, S> {
                 }
                 Err(stop) => {
                     bf.release(&mut self.s.spares);
-                    if stop.abort || par.failure == FailureStrategy::Propagate {
+                    if stop.abort || propagate {
                         // Siblings not yet started are told to stop by never starting.
                         self.release(merged);
                         self.repay(shares);
@@ -1163,6 +1359,24 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink> Exec<'_, '_, P, C, K, S> {
             }
         };
         let count = self.s.items.len() - bottom;
+        if count >= 2 && self.host.forks(NodeId(id), count, g.cost[id as usize]) {
+            let flags = fan_flags(count);
+            let base: &C = frame.get();
+            let shares = self.lend(count);
+            let mut branches = Vec::with_capacity(count);
+            let mut items = core::mem::take(&mut self.s.items);
+            for (index, item) in items.drain(bottom..).enumerate() {
+                branches.push(self.branch_job(mp.body, item, base, &flags, index, true, shares));
+            }
+            self.s.items = items;
+            self.host.fork(mp.max_width as usize, &mut branches);
+            let (acc, merged) =
+                self.fold_forked(id, &mp.merge, true, branches, base, Some(seed), &*mp.reduce)?;
+            if let Some(m) = merged {
+                frame.commit(m, &mut self.s.spares);
+            }
+            return Ok(acc.expect("a map's fold starts from its seed"));
+        }
         self.s.items[bottom..].reverse();
         let base: &C = frame.get();
         let mut merged: Option<C> = None;

@@ -46,6 +46,9 @@
 //! and its reset is O(1); spares and the item stack keep their memory).
 
 mod exec;
+mod host;
+
+pub use host::{Branch, Host, Inline, SharedCache};
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -55,7 +58,7 @@ use core::slice;
 use crate::arena::RunArena;
 use crate::cache::FixedCache;
 use crate::context::{Context, Frame, Spares};
-use crate::graph::{CancelFlag, Clock, Graph, NodeId, RunEnv, StepError};
+use crate::graph::{Cancel, CancelFlag, Clock, Graph, NodeId, RunEnv, StepError};
 use crate::policy::{ErrorClass, Rng, Usage, UsageBudget, UsageDenied};
 use crate::telemetry::{Counter, Counters, EventSink, Histogram, NullSink, Sampler};
 
@@ -398,6 +401,8 @@ pub(crate) struct Scratch<P, C> {
     pub(crate) shares: Vec<UsageBudget>,
     /// The reason of the last [`Stop`] made.
     pub(crate) error: Option<ErrorKind>,
+    /// Record buffers of forked branches, kept for reuse.
+    pub(crate) record_bufs: Vec<Vec<StepRecord>>,
 }
 
 /// Runs graphs on the calling thread, reusing its scratch memory run after run.
@@ -579,7 +584,9 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
         Self::build(config, Some(telemetry))
     }
 
-    fn build(config: RunnerConfig, telemetry: Option<Telemetry<S>>) -> Self {
+    /// A runner with per-step telemetry when `telemetry` is given, else without (a host
+    /// that picks at run time keeps one runner type either way).
+    pub fn build(config: RunnerConfig, telemetry: Option<Telemetry<S>>) -> Self {
         // Exactly the records' bytes, allocated up front: a run never grows the arena.
         let bytes = config
             .max_records
@@ -599,12 +606,14 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
                 rng: Rng::new(config.seed),
                 shares: Vec::new(),
                 error: None,
+                record_bufs: Vec::new(),
             },
             telemetry,
         }
     }
 
-    /// Runs `graph` on `input` with context `ctx`, reading time from `clock`.
+    /// Runs `graph` on `input` with context `ctx`, reading time from `clock`, on the calling
+    /// thread.
     pub fn run<'r, K: Clock>(
         &'r mut self,
         graph: &'r Graph<P, C>,
@@ -612,6 +621,22 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
         ctx: C,
         clock: &K,
         opts: &RunOptions<'_>,
+    ) -> RunResult<'r, P, C> {
+        self.run_in(graph, input, ctx, clock, opts, &Inline)
+    }
+
+    /// Runs `graph` like [`run`](Self::run), in `host`: the host guards every attempt, may
+    /// fork fan-outs onto other threads and may share a result cache (see [`Host`]). The
+    /// results are the ones [`run`](Self::run) gives, but for the order of side effects of
+    /// forked branches and the steps of siblings a failure cancelled.
+    pub fn run_in<'r, K: Clock, H: Host<P, C, K>>(
+        &'r mut self,
+        graph: &'r Graph<P, C>,
+        input: P,
+        ctx: C,
+        clock: &K,
+        opts: &RunOptions<'_>,
+        host: &H,
     ) -> RunResult<'r, P, C> {
         self.arena.reset();
         let records = Records::new(&self.arena, self.max_records);
@@ -623,10 +648,11 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
         );
         s.items.clear();
         let mut frame = Frame::Owned(ctx);
+        let cancel = opts.cancel.map(|flag| Cancel { flag, up: None });
         let mut ex = exec::Exec {
             g: graph,
             clock,
-            env: RunEnv::new(clock, opts.deadline.unwrap_or(u64::MAX), opts.cancel),
+            env: RunEnv::new(clock, opts.deadline.unwrap_or(u64::MAX), cancel.as_ref()),
             budget: opts
                 .budget
                 .map_or(UsageBudget::unlimited(), UsageBudget::with_max),
@@ -636,6 +662,7 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
             tel: self.telemetry.as_mut(),
             s,
             records,
+            host,
         };
         let result = ex.node(graph.root, input, &mut frame);
         let (usage, counters, records) = (ex.usage, ex.counters, ex.records);

@@ -1,0 +1,231 @@
+//! The host a run executes in: what a concurrent runtime lends the interpreter without
+//! taking any of its rules.
+//!
+//! The core interpreter runs every node on the calling thread ([`Inline`]). A runtime that
+//! has threads implements [`Host`] and runs graphs with
+//! [`Runner::run_in`](super::Runner::run_in); the interpreter then asks it three things:
+//!
+//! - [`guard`](Host::guard) each attempt (a runtime with unwinding turns a panicking step
+//!   into a failed one of class [`ErrorClass::Panic`](crate::policy::ErrorClass::Panic));
+//! - whether to [`fork`](Host::fork) a fan-out ([`forks`](Host::forks), given its width and
+//!   analysed [`cost`](crate::graph::Graph::cost)); a forked fan-out hands the host one
+//!   [`Branch`] per branch (or map item), the host calls [`Branch::run`] on each with a
+//!   runner of its own (on any thread, in any order, at once), and the interpreter folds the
+//!   results in declaration order with the same merge, reduce, failure and budget rules as
+//!   the inline path;
+//! - a [`SharedCache`] for cacheable steps, shared by every run (else each runner uses its
+//!   own fixed cache).
+//!
+//! Forked branches differ from inline ones only where timing does: a branch that fails under
+//! the propagate strategy (or aborts) cancels the siblings declared *after* it, which inline
+//! would never have started; those may have run some steps, which are counted and recorded.
+//! Siblings declared before it are never cancelled by it, so the failure the run reports is
+//! the one the inline path reports.
+
+use alloc::vec::Vec;
+
+use super::{ErrorKind, Runner, StepRecord, Stop};
+use crate::cache::CacheKey;
+use crate::context::{Context, Frame};
+use crate::graph::{Cancel, CancelFlag, Clock, Graph, NodeId, RunEnv, StepError};
+use crate::policy::{Usage, UsageBudget};
+use crate::telemetry::{Counters, EventSink};
+
+/// What a run asks of the host it runs in. See the [module docs](self).
+///
+/// Every method but [`fork`](Host::fork) has a default that does what the core alone does.
+pub trait Host<P, C, K>: Sync + Sized {
+    /// Runs one attempt of a step (pre-processors, step, post-processors, validators). A
+    /// host that can catch panics returns one as an error; the default just calls it.
+    #[inline(always)]
+    fn guard(&self, attempt: impl FnOnce() -> Result<P, StepError>) -> Result<P, StepError> {
+        attempt()
+    }
+
+    /// Whether to fork the fan-out `node` of `width` branches (or items, `width >= 2`)
+    /// whose analysed cost is `cost`. The default never forks.
+    #[inline(always)]
+    fn forks(&self, node: NodeId, width: usize, cost: u32) -> bool {
+        let _ = (node, width, cost);
+        false
+    }
+
+    /// Runs every branch: calls [`Branch::run`] once on each, with a runner of the host's,
+    /// possibly at once on several threads, and returns when all have run. At most
+    /// `max_width` run at the same time (the fan-out's bound). A branch left unrun is a bug
+    /// of the host, and the interpreter panics on it.
+    fn fork(&self, max_width: usize, branches: &mut [Branch<'_, P, C, K, Self>]);
+
+    /// The cache shared by every run, if the host has one (else cacheable steps use the
+    /// runner's own [`FixedCache`](crate::cache::FixedCache)).
+    #[inline(always)]
+    fn cache(&self) -> Option<&dyn SharedCache<P>> {
+        None
+    }
+}
+
+/// A result cache shared by concurrent runs, with one computation per key: a caller that
+/// misses while another computes the same key waits for it.
+pub trait SharedCache<P>: Sync {
+    /// The output stored for `key`. `None` makes the caller the key's computer: it must call
+    /// [`fill`](Self::fill) once for it, whatever happens.
+    fn lookup(&self, key: &CacheKey) -> Option<P>;
+
+    /// Ends the computation a `None` from [`lookup`](Self::lookup) handed out: stores
+    /// `output` (the step succeeded) or gives up (`None`: waiters compute for themselves).
+    fn fill(&self, key: CacheKey, output: Option<&P>);
+}
+
+/// The core's own host: everything on the calling thread, panics unwind, no shared cache.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Inline;
+
+impl<P, C, K> Host<P, C, K> for Inline {
+    fn fork(&self, _max_width: usize, _branches: &mut [Branch<'_, P, C, K, Self>]) {
+        unreachable!("`Inline::forks` is false, so it is never asked to fork")
+    }
+}
+
+/// One branch (or map item) of a forked fan-out: everything it needs to run on another
+/// thread, and, once [`run`](Self::run), what it did.
+pub struct Branch<'a, P, C, K, H> {
+    pub(crate) g: &'a Graph<P, C>,
+    pub(crate) node: u32,
+    pub(crate) input: Option<P>,
+    pub(crate) base: &'a C,
+    pub(crate) clock: &'a K,
+    pub(crate) deadline: u64,
+    pub(crate) cancel: Option<&'a Cancel<'a>>,
+    /// The fan-out's flags, one per branch; this branch answers to `flags[index]`.
+    pub(crate) flags: &'a [CancelFlag],
+    pub(crate) index: usize,
+    /// Whether a failure cancels the later siblings (propagate; an abort always does).
+    pub(crate) stop_later: bool,
+    pub(crate) budget: UsageBudget,
+    pub(crate) limited: bool,
+    pub(crate) host: &'a H,
+    pub(crate) records: Vec<StepRecord>,
+    pub(crate) out: Option<BranchOut<P, C>>,
+}
+
+/// What a forked branch did.
+pub(crate) struct BranchOut<P, C> {
+    pub(crate) result: Result<P, (Stop, ErrorKind)>,
+    /// Its context, when it wrote one.
+    pub(crate) context: Option<C>,
+    pub(crate) usage: Usage,
+    pub(crate) counters: Counters,
+    pub(crate) dropped: u32,
+}
+
+impl<P, C, K, H> core::fmt::Debug for Branch<'_, P, C, K, H> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Branch")
+            .field("node", &self.node)
+            .field("index", &self.index)
+            .field("ran", &self.out.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P, C, K, H> Branch<'_, P, C, K, H> {
+    /// The node this branch runs.
+    pub fn node(&self) -> NodeId {
+        NodeId(self.node)
+    }
+
+    /// Its position in the fan-out (declaration order, from 0).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Whether it has run.
+    pub fn has_run(&self) -> bool {
+        self.out.is_some()
+    }
+}
+
+impl<P: Clone, C: Context, K: Clock, H: Host<P, C, K>> Branch<'_, P, C, K, H> {
+    /// Runs the branch on `runner`'s scratch (its arena is reset, as by a run). Call it once;
+    /// a second call does nothing.
+    pub fn run<S: EventSink>(&mut self, runner: &mut Runner<P, C, S>) {
+        let Some(input) = self.input.take() else {
+            return;
+        };
+        let chain = Cancel {
+            flag: &self.flags[self.index],
+            up: self.cancel,
+        };
+        let out = runner.run_branch(
+            self,
+            input,
+            RunEnv::new(self.clock, self.deadline, Some(&chain)),
+        );
+        if let Err((stop, _)) = &out.result {
+            if stop.abort || self.stop_later {
+                for later in &self.flags[self.index + 1..] {
+                    later.cancel();
+                }
+            }
+        }
+        self.out = Some(out);
+    }
+}
+
+impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
+    /// The body of [`Branch::run`]: a run of the branch's node on this runner's scratch.
+    fn run_branch<K: Clock, H: Host<P, C, K>>(
+        &mut self,
+        b: &mut Branch<'_, P, C, K, H>,
+        input: P,
+        env: RunEnv<'_>,
+    ) -> BranchOut<P, C> {
+        self.arena.reset();
+        let records = super::Records::new(&self.arena, self.max_records);
+        let s = &mut self.scratch;
+        s.error = None;
+        let mut frame = Frame::Borrowed(b.base);
+        let budget = core::mem::replace(&mut b.budget, UsageBudget::unlimited());
+        let mut ex = super::exec::Exec {
+            g: b.g,
+            clock: b.clock,
+            env,
+            budget,
+            limited: b.limited,
+            usage: Usage::ZERO,
+            counters: Counters::new(),
+            tel: self.telemetry.as_mut(),
+            s,
+            records,
+            host: b.host,
+        };
+        let result = ex.node(b.node, input, &mut frame);
+        let (usage, counters, records) = (ex.usage, ex.counters, ex.records);
+        b.budget = ex.budget;
+        if let Some(t) = &mut self.telemetry {
+            t.flush_latency();
+        }
+        let dropped = records.dropped;
+        b.records.clear();
+        b.records.extend_from_slice(records.into_slice());
+        let result = result.map_err(|stop| {
+            let kind = self
+                .scratch
+                .error
+                .take()
+                .expect("every stop leaves its reason");
+            (stop, kind)
+        });
+        let context = match frame {
+            Frame::Owned(c) => Some(c),
+            Frame::Borrowed(_) => None,
+        };
+        BranchOut {
+            result,
+            context,
+            usage,
+            counters,
+            dropped,
+        }
+    }
+}
