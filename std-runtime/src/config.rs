@@ -579,7 +579,8 @@ impl AdmissionConfig {
             self.min_limit <= self.max_limit,
             "adaptive_concurrency.max_limit",
             format_args!(
-                "min_limit <= initial_limit <= max_limit (max_limit is below min_limit {})",
+                "min_limit <= initial_limit <= max_limit must hold (max_limit is below \
+                 min_limit {})",
                 self.min_limit
             ),
             self.max_limit,
@@ -588,7 +589,7 @@ impl AdmissionConfig {
             (self.min_limit..=self.max_limit).contains(&self.initial_limit),
             "adaptive_concurrency.initial_limit",
             format_args!(
-                "min_limit <= initial_limit <= max_limit (here {}..={})",
+                "min_limit <= initial_limit <= max_limit must hold (min_limit {}, max_limit {})",
                 self.min_limit, self.max_limit
             ),
             self.initial_limit,
@@ -616,7 +617,9 @@ impl QueueConfig {
             check(
                 (1..=MAX_QUEUE_CAPACITY).contains(&capacity),
                 field,
-                format_args!("the {queue}-priority queue's capacity must be in 1..={MAX_QUEUE_CAPACITY}"),
+                format_args!(
+                    "the {queue}-priority queue's capacity must be in 1..={MAX_QUEUE_CAPACITY}"
+                ),
                 capacity,
             )?;
         }
@@ -676,7 +679,7 @@ impl OptimizationConfig {
     /// ```
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
         let cfg: Self = toml::from_str(text).map_err(|e| ConfigError::Toml {
-            message: e.to_string(),
+            message: e.to_string().trim_end().to_owned(),
         })?;
         cfg.validate()?;
         Ok(cfg)

@@ -63,18 +63,46 @@ type Edit = fn(&mut OptimizationConfig);
 /// One case per rule: an edit of a valid preset that breaks it, the field the error must name,
 /// and a fragment of the rule it must state.
 const INVALID: &[(Edit, &str, &str)] = &[
-    (|c| c.inline_cutoff.max_cost = 0, "inline_cutoff.max_cost", "must be > 0 when enabled"),
-    (|c| c.result_cache.max_entries = 0, "result_cache.max_entries", "must be > 0 when enabled"),
-    (|c| c.result_cache.max_bytes = 0, "result_cache.max_bytes", "must be > 0 when enabled"),
-    (|c| c.result_cache.ttl_ms = Some(0), "result_cache.ttl_ms", "must be in 1..="),
+    (
+        |c| c.inline_cutoff.max_cost = 0,
+        "inline_cutoff.max_cost",
+        "must be > 0 when enabled",
+    ),
+    (
+        |c| c.result_cache.max_entries = 0,
+        "result_cache.max_entries",
+        "must be > 0 when enabled",
+    ),
+    (
+        |c| c.result_cache.max_bytes = 0,
+        "result_cache.max_bytes",
+        "must be > 0 when enabled",
+    ),
+    (
+        |c| c.result_cache.ttl_ms = Some(0),
+        "result_cache.ttl_ms",
+        "must be in 1..=",
+    ),
     (
         |c| c.result_cache.ttl_ms = Some(u64::MAX),
         "result_cache.ttl_ms",
         "must be in 1..=9223372036854775807",
     ),
-    (|c| c.result_cache.shards = 3, "result_cache.shards", "shards must be a power of two"),
-    (|c| c.result_cache.shards = 0, "result_cache.shards", "shards must be a power of two"),
-    (|c| c.result_cache.shards = 2048, "result_cache.shards", "in 1..=1024"),
+    (
+        |c| c.result_cache.shards = 3,
+        "result_cache.shards",
+        "shards must be a power of two",
+    ),
+    (
+        |c| c.result_cache.shards = 0,
+        "result_cache.shards",
+        "shards must be a power of two",
+    ),
+    (
+        |c| c.result_cache.shards = 2048,
+        "result_cache.shards",
+        "in 1..=1024",
+    ),
     (
         |c| {
             c.result_cache.max_entries = 8;
@@ -83,7 +111,11 @@ const INVALID: &[(Edit, &str, &str)] = &[
         "result_cache.shards",
         "must be <= max_entries",
     ),
-    (|c| c.telemetry.span_sample_period = 0, "telemetry.span_sample_period", "must be >= 1"),
+    (
+        |c| c.telemetry.span_sample_period = 0,
+        "telemetry.span_sample_period",
+        "must be >= 1",
+    ),
     (
         |c| {
             c.telemetry.level = TelemetryLevel::Events;
@@ -108,7 +140,11 @@ const INVALID: &[(Edit, &str, &str)] = &[
         "telemetry.ring_capacity",
         "power of two in 16..=",
     ),
-    (|c| c.adaptive_concurrency.min_limit = 0, "adaptive_concurrency.min_limit", "must be >= 1"),
+    (
+        |c| c.adaptive_concurrency.min_limit = 0,
+        "adaptive_concurrency.min_limit",
+        "must be >= 1",
+    ),
     (
         |c| {
             c.adaptive_concurrency.min_limit = 10;
@@ -130,13 +166,33 @@ const INVALID: &[(Edit, &str, &str)] = &[
         "adaptive_concurrency.initial_limit",
         "min_limit <= initial_limit <= max_limit",
     ),
-    (|c| c.queues.capacity[0] = 0, "queues.capacity[0]", "high-priority"),
-    (|c| c.queues.capacity[1] = 0, "queues.capacity[1]", "normal-priority"),
-    (|c| c.queues.capacity[2] = 1 << 25, "queues.capacity[2]", "low-priority"),
+    (
+        |c| c.queues.capacity[0] = 0,
+        "queues.capacity[0]",
+        "high-priority",
+    ),
+    (
+        |c| c.queues.capacity[1] = 0,
+        "queues.capacity[1]",
+        "normal-priority",
+    ),
+    (
+        |c| c.queues.capacity[2] = 1 << 25,
+        "queues.capacity[2]",
+        "low-priority",
+    ),
     (|c| c.workers = 1025, "workers", "must be <= 1024"),
     (|c| c.max_records = 0, "max_records", "must be > 0"),
-    (|c| c.arena_bytes = 1023, "arena_bytes", "must be in 1024..="),
-    (|c| c.arena_bytes = (1 << 30) + 1, "arena_bytes", "must be in 1024..="),
+    (
+        |c| c.arena_bytes = 1023,
+        "arena_bytes",
+        "must be in 1024..=",
+    ),
+    (
+        |c| c.arena_bytes = (1 << 30) + 1,
+        "arena_bytes",
+        "must be in 1024..=",
+    ),
 ];
 
 #[test]
@@ -145,14 +201,19 @@ fn each_invalid_field_is_named() {
         for (i, &(edit, field, rule)) in INVALID.iter().enumerate() {
             let mut cfg = base.clone();
             edit(&mut cfg);
-            let err = cfg.validate().expect_err(&format!("case {i} ({field}) validated"));
+            let err = cfg
+                .validate()
+                .expect_err(&format!("case {i} ({field}) validated"));
             assert_eq!(err.field(), Some(field), "case {i}: {err}");
             let ConfigError::Invalid { rule: got, .. } = &err else {
                 panic!("case {i}: not Invalid: {err:?}");
             };
             assert!(got.contains(rule), "case {i}: {got:?} lacks {rule:?}");
             let shown = err.to_string();
-            assert!(shown.starts_with(&format!("invalid config: {field}: ")), "{shown}");
+            assert!(
+                shown.starts_with(&format!("invalid config: {field}: ")),
+                "{shown}"
+            );
             // The error is also a std error whose text is the Display one.
             let dynamic: &dyn std::error::Error = &err;
             assert_eq!(dynamic.to_string(), shown);
@@ -177,7 +238,10 @@ fn disabled_groups_are_not_held_to_their_sizes() {
     assert_eq!(cfg.validate(), Ok(()));
     // The structural shard rule holds even when the cache is off.
     cfg.result_cache.shards = 6;
-    assert_eq!(cfg.validate().unwrap_err().field(), Some("result_cache.shards"));
+    assert_eq!(
+        cfg.validate().unwrap_err().field(),
+        Some("result_cache.shards")
+    );
 }
 
 #[test]
@@ -311,7 +375,9 @@ fn cell_readers_see_whole_configs() {
         kinds.push(OptimizationConfig::throughput().with_off(o));
     }
     // seq[g] is the configuration of generation g.
-    let seq: Vec<OptimizationConfig> = (0..=stores).map(|g| kinds[g % kinds.len()].clone()).collect();
+    let seq: Vec<OptimizationConfig> = (0..=stores)
+        .map(|g| kinds[g % kinds.len()].clone())
+        .collect();
     let cell = ConfigCell::new(seq[0].clone()).unwrap();
     let done = AtomicBool::new(false);
     thread::scope(|s| {
@@ -380,8 +446,14 @@ mod toml_tests {
 
     const TEMPLATES: [(&str, &str); 3] = [
         ("latency", include_str!("../../../docs/config/latency.toml")),
-        ("throughput", include_str!("../../../docs/config/throughput.toml")),
-        ("low_memory", include_str!("../../../docs/config/low_memory.toml")),
+        (
+            "throughput",
+            include_str!("../../../docs/config/throughput.toml"),
+        ),
+        (
+            "low_memory",
+            include_str!("../../../docs/config/low_memory.toml"),
+        ),
     ];
 
     #[test]
@@ -395,23 +467,35 @@ mod toml_tests {
         }
     }
 
-    /// Every field of a template carries a comment (the line before it, or on its line).
+    /// Every field of a template carries a comment (the line before it, or on its line), and
+    /// every field of the configuration is in each template (`ttl_ms` may be commented out).
     #[test]
     fn templates_comment_every_field() {
+        // low_memory sets every field, ttl_ms included, so its TOML names all of them.
+        let full = OptimizationConfig::low_memory().to_toml_string().unwrap();
+        let keys: Vec<&str> = full
+            .lines()
+            .filter_map(|l| l.split_once(" = ").map(|(k, _)| k))
+            .collect();
+        assert_eq!(keys.len(), 24, "{full}");
         for (name, text) in TEMPLATES {
             let lines: Vec<&str> = text.lines().collect();
-            let mut fields = 0;
             for (i, line) in lines.iter().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') || line.starts_with('[') {
                     continue;
                 }
-                fields += 1;
-                let commented = line.contains('#') || (i > 0 && lines[i - 1].trim().starts_with('#'));
+                let commented =
+                    line.contains('#') || (i > 0 && lines[i - 1].trim().starts_with('#'));
                 assert!(commented, "{name}.toml: {line:?} has no comment");
             }
-            // 6 top-level fields and 20 in the five tables (ttl_ms may be commented out).
-            assert!(fields >= 25, "{name}.toml: only {fields} fields");
+            for key in &keys {
+                let present = lines.iter().any(|l| {
+                    let l = l.trim().trim_start_matches("# ");
+                    l.starts_with(&format!("{key} = "))
+                });
+                assert!(present, "{name}.toml lacks {key}");
+            }
         }
     }
 
@@ -429,12 +513,15 @@ mod toml_tests {
 
     #[test]
     fn missing_fields_take_the_default_preset() {
-        assert_eq!(OptimizationConfig::from_toml_str(""), Ok(OptimizationConfig::default()));
+        assert_eq!(
+            OptimizationConfig::from_toml_str(""),
+            Ok(OptimizationConfig::default())
+        );
         let cfg = OptimizationConfig::from_toml_str(
             "pooling = false\n[result_cache]\nttl_ms = 500\n[queues]\ncapacity = [1, 2, 3]\n",
         )
         .unwrap();
-        let mut want = OptimizationConfig::default();
+        let mut want = OptimizationConfig::latency();
         want.pooling = false;
         want.result_cache.ttl_ms = Some(500);
         want.queues.capacity = [1, 2, 3];
@@ -466,10 +553,13 @@ mod toml_tests {
 
     #[test]
     fn parsed_config_is_validated() {
-        let err = OptimizationConfig::from_toml_str("[adaptive_concurrency]\nmin_limit = 0\n").unwrap_err();
-        assert_eq!(err.field(), Some("adaptive_concurrency.min_limit"));
-        let err = OptimizationConfig::from_toml_str("[telemetry]\nlevel = \"events\"\nring_capacity = 100\n")
+        let err = OptimizationConfig::from_toml_str("[adaptive_concurrency]\nmin_limit = 0\n")
             .unwrap_err();
+        assert_eq!(err.field(), Some("adaptive_concurrency.min_limit"));
+        let err = OptimizationConfig::from_toml_str(
+            "[telemetry]\nlevel = \"events\"\nring_capacity = 100\n",
+        )
+        .unwrap_err();
         assert_eq!(err.field(), Some("telemetry.ring_capacity"));
     }
 
@@ -481,12 +571,19 @@ mod toml_tests {
             ("histograms", TelemetryLevel::Histograms),
             ("events", TelemetryLevel::Events),
         ] {
-            let cfg = OptimizationConfig::from_toml_str(&format!("[telemetry]\nlevel = \"{text}\"")).unwrap();
+            let cfg =
+                OptimizationConfig::from_toml_str(&format!("[telemetry]\nlevel = \"{text}\""))
+                    .unwrap();
             assert_eq!(cfg.telemetry.level, level);
         }
-        for (text, algorithm) in [("aimd", AlgorithmKind::Aimd), ("gradient", AlgorithmKind::Gradient)] {
-            let cfg = OptimizationConfig::from_toml_str(&format!("[adaptive_concurrency]\nalgorithm = \"{text}\""))
-                .unwrap();
+        for (text, algorithm) in [
+            ("aimd", AlgorithmKind::Aimd),
+            ("gradient", AlgorithmKind::Gradient),
+        ] {
+            let cfg = OptimizationConfig::from_toml_str(&format!(
+                "[adaptive_concurrency]\nalgorithm = \"{text}\""
+            ))
+            .unwrap();
             assert_eq!(cfg.adaptive_concurrency.algorithm, algorithm);
         }
     }
