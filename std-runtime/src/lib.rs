@@ -6,3 +6,4 @@
 #![deny(missing_docs)]
 
 pub use flujo_core as core;
+pub mod config;

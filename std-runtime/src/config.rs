@@ -1,0 +1,942 @@
+//! The runtime's configuration: which optimizations are on, and the bounds they work within.
+//!
+//! [`OptimizationConfig`] names every optimization of the engine. Switching one off changes
+//! speed or memory, never results (outputs, outcomes, final contexts, step records): the one
+//! exception is [`breakers`](OptimizationConfig::breakers), which is a policy rather than an
+//! optimization and is documented as such. Three presets ([`latency`], [`throughput`],
+//! [`low_memory`]) give sensible starting points; [`Optimization`] lists the switches so that
+//! benches (W12) and the "every preset, same results" test can turn each one off in turn.
+//!
+//! A configuration is validated before it is used ([`OptimizationConfig::validate`]); a rule
+//! broken gives a [`ConfigError`] that names the field by its path (`result_cache.shards`).
+//! [`ConfigCell`] holds the configuration in force and swaps it whole at run time. With the
+//! crate feature `serde`, configurations load from and save to TOML; commented templates of the
+//! presets live in `docs/config/`, and `docs/configuration.md` is the guide.
+//!
+//! [`latency`]: OptimizationConfig::latency
+//! [`throughput`]: OptimizationConfig::throughput
+//! [`low_memory`]: OptimizationConfig::low_memory
+
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+
+/// The largest accepted [`CacheConfig::shards`].
+pub const MAX_CACHE_SHARDS: usize = 1024;
+/// The smallest accepted [`TelemetryConfig::ring_capacity`] when events are recorded.
+pub const MIN_RING_CAPACITY: usize = 16;
+/// The largest accepted [`TelemetryConfig::ring_capacity`] (events per worker).
+pub const MAX_RING_CAPACITY: usize = 1 << 20;
+/// The largest accepted capacity of one priority queue ([`QueueConfig::capacity`]).
+pub const MAX_QUEUE_CAPACITY: usize = 1 << 24;
+/// The largest accepted [`OptimizationConfig::workers`].
+pub const MAX_WORKERS: usize = 1024;
+/// The smallest accepted [`OptimizationConfig::arena_bytes`].
+pub const MIN_ARENA_BYTES: usize = 1 << 10;
+/// The largest accepted [`OptimizationConfig::arena_bytes`].
+pub const MAX_ARENA_BYTES: usize = 1 << 30;
+/// The largest accepted [`CacheConfig::ttl_ms`] (TOML integers are signed 64-bit).
+pub const MAX_TTL_MS: u64 = i64::MAX as u64;
+
+/// Every optimization of the engine and the bounds it works within.
+///
+/// Plain data: build one from a preset and change fields, then [`validate`](Self::validate)
+/// it (the runtime and [`ConfigCell::store`] validate too). [`Default`] is the
+/// [`latency`](Self::latency) preset, because the engine's first hosts are request paths.
+///
+/// # Examples
+///
+/// ```
+/// use flujo_runtime::config::{Optimization, OptimizationConfig};
+///
+/// let mut cfg = OptimizationConfig::throughput();
+/// cfg.result_cache.max_entries = 1 << 20;
+/// assert_eq!(cfg.validate(), Ok(()));
+///
+/// // Turn exactly one optimization off, e.g. to measure what it buys.
+/// let no_cow = cfg.clone().with_off(Optimization::CopyOnWrite);
+/// assert!(!no_cow.copy_on_write);
+/// assert!(!no_cow.is_on(Optimization::CopyOnWrite));
+///
+/// cfg.result_cache.shards = 3;
+/// let err = cfg.validate().unwrap_err();
+/// assert_eq!(err.field(), Some("result_cache.shards"));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
+pub struct OptimizationConfig {
+    /// Runners (with their scratch: arenas, record buffers, spare contexts) and tickets come
+    /// from pools and go back after a run. Off: each run allocates its runner and ticket and
+    /// frees them after; this costs allocator time on every run (and breaks the "no heap
+    /// allocation in steady state" promise, W11), never results.
+    pub pooling: bool,
+    /// The branches of a fan-out see the parent context as a borrowed view that is copied on
+    /// its first write. Off: every branch gets an eager clone of the context before it starts;
+    /// this costs a copy per branch (time and memory), never results, since merges see the
+    /// same writes either way.
+    pub copy_on_write: bool,
+    /// The interpreter runs sequences of plain and lean tasks in its lean stretch loops (one
+    /// loop, one step context, first attempt inline). Off: every task goes through the full
+    /// policy pipeline; slower per step, same records and results.
+    pub fast_paths: bool,
+    /// Small fan-outs run inline on the calling worker instead of forking on rayon.
+    pub inline_cutoff: InlineCutoff,
+    /// The concurrent result cache of cacheable steps.
+    pub result_cache: CacheConfig,
+    /// What the runtime's monitor collects, and how often.
+    pub telemetry: TelemetryConfig,
+    /// Circuit breakers configured on steps are consulted before the step runs and learn each
+    /// outcome. Off: breakers never trip, so a step whose breaker would be open runs anyway.
+    ///
+    /// **This is the one switch that is a policy, not an optimization: it CAN change results**
+    /// (a run that would have failed fast with `circuit-open`, or taken its fallback, runs the
+    /// step instead). The "every preset, same results" test therefore keeps it on, and
+    /// [`Optimization::changes_results`] says so.
+    pub breakers: bool,
+    /// Adaptive admission: the number of runs in flight is limited by a limit that follows
+    /// the measured latency.
+    pub adaptive_concurrency: AdmissionConfig,
+    /// The bounded submission queues, one per priority.
+    pub queues: QueueConfig,
+    /// Worker threads of the runtime's rayon pool; 0 = rayon's default (the number of cores,
+    /// or `RAYON_NUM_THREADS`). At most [`MAX_WORKERS`].
+    pub workers: usize,
+    /// Step records kept per run (room for them is set aside when a runner is built; records
+    /// past the bound are counted in the run's `records_dropped`). At least 1. A bound, not an
+    /// optimization: set it above the number of steps your runs execute.
+    pub max_records: usize,
+    /// Bytes each run arena reserves up front, in [`MIN_ARENA_BYTES`]`..=`[`MAX_ARENA_BYTES`].
+    /// A run that needs more grows its arena (an allocation), so this trades memory for
+    /// allocations; it never changes results.
+    pub arena_bytes: usize,
+}
+
+/// Inline execution of small fan-outs (parallel and map nodes).
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
+pub struct InlineCutoff {
+    /// On: a fan-out whose analysed cost (tasks in its subtree times its width) is at most
+    /// `max_cost` runs its branches one after another on the calling worker, avoiding the
+    /// cost of forking tasks on rayon. Off: every fan-out forks; results are the same (branch
+    /// results are reduced in declaration order either way), only the order of side effects
+    /// differs.
+    pub enabled: bool,
+    /// The largest analysed cost run inline; at least 1 when enabled.
+    pub max_cost: u32,
+}
+
+/// The concurrent result cache.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
+pub struct CacheConfig {
+    /// On: a cacheable step whose key is stored returns the stored output without running.
+    /// Off: every cacheable step runs; this costs the step's time, never results, because
+    /// only deterministic steps may be marked cacheable.
+    pub enabled: bool,
+    /// The most entries kept (over all shards); at least 1 and at least `shards` when enabled.
+    pub max_entries: usize,
+    /// The most bytes of stored outputs kept; at least 1 when enabled. Entries past either
+    /// bound evict the least recently used ones.
+    pub max_bytes: usize,
+    /// Milliseconds an entry stays valid; `None` (absent in TOML): until evicted. When set,
+    /// in `1..=`[`MAX_TTL_MS`].
+    pub ttl_ms: Option<u64>,
+    /// Independent locks the cache is split into (less contention with more workers); a power
+    /// of two in `1..=`[`MAX_CACHE_SHARDS`].
+    pub shards: usize,
+}
+
+/// How much the runtime's monitor records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+pub enum TelemetryLevel {
+    /// Nothing is collected by the monitor.
+    Off,
+    /// Exact counters (steps run, outcomes, retries, cache hits, breaker trips).
+    Counters,
+    /// Counters, plus sampled latency histograms.
+    Histograms,
+    /// Counters, histograms, plus sampled events in a per-worker ring (for trace export).
+    Events,
+}
+
+/// The runtime's telemetry.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
+pub struct TelemetryConfig {
+    /// What the monitor collects; each level includes the ones before it. [`Off`] is the
+    /// switched-off state: it saves the recording cost and empties the monitor and exporters,
+    /// but a run's own result (output, outcome, context, step records, its counters) is the
+    /// same.
+    ///
+    /// [`Off`]: TelemetryLevel::Off
+    pub level: TelemetryLevel,
+    /// One step in `span_sample_period` is timed into histograms and events (1 = every step).
+    /// At least 1. Sampling thins spans, never counts.
+    pub span_sample_period: u32,
+    /// Events each worker's ring holds before the exporter drains it; a power of two in
+    /// [`MIN_RING_CAPACITY`]`..=`[`MAX_RING_CAPACITY`] when `level` is `events` (unused
+    /// otherwise). Events that find the ring full are counted, not blocked on.
+    pub ring_capacity: usize,
+}
+
+/// The algorithm that moves the admission limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+pub enum AlgorithmKind {
+    /// Additive increase, multiplicative decrease: grows by one while runs succeed within
+    /// their deadline, halves on overload. Steady, good for throughput.
+    Aimd,
+    /// Gradient (as in Netflix's concurrency-limits): scales the limit by the ratio of the
+    /// best to the current latency, so it backs off as soon as queueing shows. Good for tail
+    /// latency.
+    Gradient,
+}
+
+/// Adaptive admission control.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
+pub struct AdmissionConfig {
+    /// On: the limit on runs in flight moves between `min_limit` and `max_limit` by
+    /// `algorithm`. Off: the limit is fixed at `max_limit`; no run is refused below it, and
+    /// under overload latency grows instead of submissions being refused early.
+    pub enabled: bool,
+    /// How the limit moves.
+    pub algorithm: AlgorithmKind,
+    /// The floor of the limit; at least 1.
+    pub min_limit: u32,
+    /// The ceiling of the limit (and the fixed limit when adaptive admission is off).
+    pub max_limit: u32,
+    /// The limit at start; `min_limit <= initial_limit <= max_limit`.
+    pub initial_limit: u32,
+}
+
+/// The bounded submission queues.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
+pub struct QueueConfig {
+    /// Capacity of the `[high, normal, low]` priority queues, each in
+    /// `1..=`[`MAX_QUEUE_CAPACITY`]. A submission that finds its queue full is given back.
+    pub capacity: [usize; 3],
+    /// Anti-starvation: a waiting submission moves up one priority after `aging` dequeues have
+    /// passed it over; 0 = strict priority (no aging).
+    pub aging: u32,
+}
+
+impl OptimizationConfig {
+    /// The names accepted by [`preset`](Self::preset), in order.
+    pub const PRESETS: [&'static str; 3] = ["latency", "throughput", "low_memory"];
+
+    /// For request paths: every optimization on, small fan-outs inline, a gradient limiter
+    /// that backs off as soon as latency rises, short queues (a request that would wait long
+    /// is better refused), latency histograms sampled one step in 64.
+    pub fn latency() -> Self {
+        Self {
+            pooling: true,
+            copy_on_write: true,
+            fast_paths: true,
+            inline_cutoff: InlineCutoff {
+                enabled: true,
+                max_cost: 64,
+            },
+            result_cache: CacheConfig {
+                enabled: true,
+                max_entries: 4096,
+                max_bytes: 16 << 20,
+                ttl_ms: None,
+                shards: 16,
+            },
+            telemetry: TelemetryConfig {
+                level: TelemetryLevel::Histograms,
+                span_sample_period: 64,
+                ring_capacity: 4096,
+            },
+            breakers: true,
+            adaptive_concurrency: AdmissionConfig {
+                enabled: true,
+                algorithm: AlgorithmKind::Gradient,
+                min_limit: 1,
+                max_limit: 256,
+                initial_limit: 16,
+            },
+            queues: QueueConfig {
+                capacity: [1024, 1024, 256],
+                aging: 8,
+            },
+            workers: 0,
+            max_records: 1024,
+            arena_bytes: 64 << 10,
+        }
+    }
+
+    /// For batch work (many runs, total rate matters more than each one's latency): larger
+    /// fan-outs inline (forking pays only for big subtrees when every worker is busy anyway),
+    /// a big cache on many shards, an AIMD limiter with a high ceiling, deep queues, counters
+    /// only.
+    pub fn throughput() -> Self {
+        Self {
+            pooling: true,
+            copy_on_write: true,
+            fast_paths: true,
+            inline_cutoff: InlineCutoff {
+                enabled: true,
+                max_cost: 256,
+            },
+            result_cache: CacheConfig {
+                enabled: true,
+                max_entries: 65_536,
+                max_bytes: 256 << 20,
+                ttl_ms: None,
+                shards: 64,
+            },
+            telemetry: TelemetryConfig {
+                level: TelemetryLevel::Counters,
+                span_sample_period: 1024,
+                ring_capacity: 16_384,
+            },
+            breakers: true,
+            adaptive_concurrency: AdmissionConfig {
+                enabled: true,
+                algorithm: AlgorithmKind::Aimd,
+                min_limit: 4,
+                max_limit: 4096,
+                initial_limit: 64,
+            },
+            queues: QueueConfig {
+                capacity: [4096, 16_384, 16_384],
+                aging: 64,
+            },
+            workers: 0,
+            max_records: 4096,
+            arena_bytes: 256 << 10,
+        }
+    }
+
+    /// For small machines and embedded hosts: two workers, a small cache on one shard whose
+    /// entries expire after a minute, small queues and arenas, few records, counters only.
+    /// Pools and copy-on-write stay on: both save memory as well as time.
+    pub fn low_memory() -> Self {
+        Self {
+            pooling: true,
+            copy_on_write: true,
+            fast_paths: true,
+            inline_cutoff: InlineCutoff {
+                enabled: true,
+                max_cost: 1024,
+            },
+            result_cache: CacheConfig {
+                enabled: true,
+                max_entries: 256,
+                max_bytes: 1 << 20,
+                ttl_ms: Some(60_000),
+                shards: 1,
+            },
+            telemetry: TelemetryConfig {
+                level: TelemetryLevel::Counters,
+                span_sample_period: 1024,
+                ring_capacity: 256,
+            },
+            breakers: true,
+            adaptive_concurrency: AdmissionConfig {
+                enabled: true,
+                algorithm: AlgorithmKind::Aimd,
+                min_limit: 1,
+                max_limit: 64,
+                initial_limit: 4,
+            },
+            queues: QueueConfig {
+                capacity: [64, 256, 256],
+                aging: 16,
+            },
+            workers: 2,
+            max_records: 256,
+            arena_bytes: 16 << 10,
+        }
+    }
+
+    /// The preset called `name` (one of [`PRESETS`](Self::PRESETS)).
+    ///
+    /// # Errors
+    /// [`ConfigError::UnknownPreset`] for any other name; its message lists the valid ones.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_runtime::config::OptimizationConfig;
+    ///
+    /// assert_eq!(OptimizationConfig::preset("low_memory"), Ok(OptimizationConfig::low_memory()));
+    /// let err = OptimizationConfig::preset("fast").unwrap_err();
+    /// assert!(err.to_string().contains("latency, throughput, low_memory"));
+    /// ```
+    pub fn preset(name: &str) -> Result<Self, ConfigError> {
+        match name {
+            "latency" => Ok(Self::latency()),
+            "throughput" => Ok(Self::throughput()),
+            "low_memory" => Ok(Self::low_memory()),
+            _ => Err(ConfigError::UnknownPreset {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// This configuration with exactly the optimization `o` switched off (every other field
+    /// unchanged). Switching off one that is already off returns the same configuration.
+    pub fn with_off(mut self, o: Optimization) -> Self {
+        match o {
+            Optimization::Pooling => self.pooling = false,
+            Optimization::CopyOnWrite => self.copy_on_write = false,
+            Optimization::FastPaths => self.fast_paths = false,
+            Optimization::InlineCutoff => self.inline_cutoff.enabled = false,
+            Optimization::ResultCache => self.result_cache.enabled = false,
+            Optimization::Telemetry => self.telemetry.level = TelemetryLevel::Off,
+            Optimization::Breakers => self.breakers = false,
+            Optimization::AdaptiveConcurrency => self.adaptive_concurrency.enabled = false,
+        }
+        self
+    }
+
+    /// Whether the optimization `o` is on.
+    pub fn is_on(&self, o: Optimization) -> bool {
+        match o {
+            Optimization::Pooling => self.pooling,
+            Optimization::CopyOnWrite => self.copy_on_write,
+            Optimization::FastPaths => self.fast_paths,
+            Optimization::InlineCutoff => self.inline_cutoff.enabled,
+            Optimization::ResultCache => self.result_cache.enabled,
+            Optimization::Telemetry => self.telemetry.level != TelemetryLevel::Off,
+            Optimization::Breakers => self.breakers,
+            Optimization::AdaptiveConcurrency => self.adaptive_concurrency.enabled,
+        }
+    }
+
+    /// Checks every rule; the first broken one is returned (fields in declaration order).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field's path (`adaptive_concurrency.min_limit`) and
+    /// the rule it breaks. The rules are listed in `docs/configuration.md`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.inline_cutoff.validate()?;
+        self.result_cache.validate()?;
+        self.telemetry.validate()?;
+        self.adaptive_concurrency.validate()?;
+        self.queues.validate()?;
+        check(
+            self.workers <= MAX_WORKERS,
+            "workers",
+            format_args!("must be <= {MAX_WORKERS} (0 = one per core)"),
+            self.workers,
+        )?;
+        check(self.max_records > 0, "max_records", "must be > 0", 0)?;
+        check(
+            (MIN_ARENA_BYTES..=MAX_ARENA_BYTES).contains(&self.arena_bytes),
+            "arena_bytes",
+            format_args!("must be in {MIN_ARENA_BYTES}..={MAX_ARENA_BYTES}"),
+            self.arena_bytes,
+        )
+    }
+}
+
+impl Default for OptimizationConfig {
+    /// The [`latency`](Self::latency) preset.
+    fn default() -> Self {
+        Self::latency()
+    }
+}
+
+impl InlineCutoff {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            !self.enabled || self.max_cost > 0,
+            "inline_cutoff.max_cost",
+            "must be > 0 when enabled",
+            self.max_cost,
+        )
+    }
+}
+
+impl Default for InlineCutoff {
+    /// The default preset's value.
+    fn default() -> Self {
+        OptimizationConfig::default().inline_cutoff
+    }
+}
+
+impl CacheConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let on = self.enabled;
+        check(
+            !on || self.max_entries > 0,
+            "result_cache.max_entries",
+            "must be > 0 when enabled",
+            self.max_entries,
+        )?;
+        check(
+            !on || self.max_bytes > 0,
+            "result_cache.max_bytes",
+            "must be > 0 when enabled",
+            self.max_bytes,
+        )?;
+        if let Some(ttl_ms) = self.ttl_ms {
+            check(
+                (1..=MAX_TTL_MS).contains(&ttl_ms),
+                "result_cache.ttl_ms",
+                format_args!("must be in 1..={MAX_TTL_MS} when set (leave it out: no expiry)"),
+                ttl_ms,
+            )?;
+        }
+        check(
+            self.shards.is_power_of_two() && self.shards <= MAX_CACHE_SHARDS,
+            "result_cache.shards",
+            format_args!("shards must be a power of two in 1..={MAX_CACHE_SHARDS}"),
+            self.shards,
+        )?;
+        check(
+            !on || self.shards <= self.max_entries,
+            "result_cache.shards",
+            "must be <= max_entries when enabled (each shard holds at least one entry)",
+            self.shards,
+        )
+    }
+}
+
+impl Default for CacheConfig {
+    /// The default preset's value.
+    fn default() -> Self {
+        OptimizationConfig::default().result_cache
+    }
+}
+
+impl TelemetryConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            self.span_sample_period >= 1,
+            "telemetry.span_sample_period",
+            "must be >= 1 (1 = every step)",
+            self.span_sample_period,
+        )?;
+        let ring = self.ring_capacity;
+        check(
+            self.level < TelemetryLevel::Events
+                || (ring.is_power_of_two()
+                    && (MIN_RING_CAPACITY..=MAX_RING_CAPACITY).contains(&ring)),
+            "telemetry.ring_capacity",
+            format_args!(
+                "must be a power of two in {MIN_RING_CAPACITY}..={MAX_RING_CAPACITY} \
+                 when level is events"
+            ),
+            ring,
+        )
+    }
+}
+
+impl Default for TelemetryConfig {
+    /// The default preset's value.
+    fn default() -> Self {
+        OptimizationConfig::default().telemetry
+    }
+}
+
+impl AdmissionConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            self.min_limit >= 1,
+            "adaptive_concurrency.min_limit",
+            "must be >= 1",
+            self.min_limit,
+        )?;
+        check(
+            self.min_limit <= self.max_limit,
+            "adaptive_concurrency.max_limit",
+            format_args!(
+                "min_limit <= initial_limit <= max_limit must hold (max_limit is below \
+                 min_limit {})",
+                self.min_limit
+            ),
+            self.max_limit,
+        )?;
+        check(
+            (self.min_limit..=self.max_limit).contains(&self.initial_limit),
+            "adaptive_concurrency.initial_limit",
+            format_args!(
+                "min_limit <= initial_limit <= max_limit must hold (min_limit {}, max_limit {})",
+                self.min_limit, self.max_limit
+            ),
+            self.initial_limit,
+        )
+    }
+}
+
+impl Default for AdmissionConfig {
+    /// The default preset's value.
+    fn default() -> Self {
+        OptimizationConfig::default().adaptive_concurrency
+    }
+}
+
+impl QueueConfig {
+    /// Paths of the three capacities and their queue's name, so that an error names both.
+    const CAPACITY_FIELDS: [(&'static str, &'static str); 3] = [
+        ("queues.capacity[0]", "high"),
+        ("queues.capacity[1]", "normal"),
+        ("queues.capacity[2]", "low"),
+    ];
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (&(field, queue), &capacity) in Self::CAPACITY_FIELDS.iter().zip(&self.capacity) {
+            check(
+                (1..=MAX_QUEUE_CAPACITY).contains(&capacity),
+                field,
+                format_args!(
+                    "the {queue}-priority queue's capacity must be in 1..={MAX_QUEUE_CAPACITY}"
+                ),
+                capacity,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Default for QueueConfig {
+    /// The default preset's value.
+    fn default() -> Self {
+        OptimizationConfig::default().queues
+    }
+}
+
+/// `Ok` when `ok`, else the error naming `field`, `rule` and the offending `value`.
+fn check(
+    ok: bool,
+    field: &'static str,
+    rule: impl fmt::Display,
+    value: impl fmt::Display,
+) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            field,
+            rule: format!("{rule} (is {value})"),
+        })
+    }
+}
+
+#[cfg(feature = "serde")]
+impl OptimizationConfig {
+    /// Parses a TOML document and validates it. Fields left out take the default preset's
+    /// ([`latency`](Self::latency)) values; unknown fields are errors.
+    ///
+    /// # Errors
+    /// [`ConfigError::Toml`] with the parser's message (syntax, wrong type, unknown field),
+    /// or the [`validate`](Self::validate) error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
+    ///
+    /// let cfg = OptimizationConfig::from_toml_str(
+    ///     "workers = 4\n[telemetry]\nlevel = \"events\"\n",
+    /// )
+    /// .unwrap();
+    /// assert_eq!(cfg.workers, 4);
+    /// assert_eq!(cfg.telemetry.level, TelemetryLevel::Events);
+    /// assert_eq!(cfg.queues, OptimizationConfig::latency().queues);
+    ///
+    /// let err = OptimizationConfig::from_toml_str("[result_cache]\nshards = 3\n").unwrap_err();
+    /// assert_eq!(err.field(), Some("result_cache.shards"));
+    /// assert!(OptimizationConfig::from_toml_str("turbo = true").is_err());
+    /// ```
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Self = toml::from_str(text).map_err(|e| ConfigError::Toml {
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// This configuration as a TOML document that [`from_toml_str`](Self::from_toml_str)
+    /// reads back equal (without the comments of the `docs/config/` templates).
+    ///
+    /// # Errors
+    /// [`ConfigError::Toml`] if a value does not fit TOML (an integer above `i64::MAX`); never
+    /// for a configuration that validates.
+    pub fn to_toml_string(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|e| ConfigError::Toml {
+            message: e.to_string(),
+        })
+    }
+}
+
+/// One switchable optimization, for turning each off in turn (benches W12, equality tests).
+///
+/// # Examples
+///
+/// ```
+/// use flujo_runtime::config::{Optimization, OptimizationConfig};
+///
+/// for o in Optimization::ALL {
+///     let off = OptimizationConfig::latency().with_off(o);
+///     assert!(!off.is_on(o));
+///     assert_eq!(off.validate(), Ok(()));
+///     assert_eq!(Optimization::from_name(o.name()), Some(o));
+/// }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Optimization {
+    /// [`OptimizationConfig::pooling`].
+    Pooling,
+    /// [`OptimizationConfig::copy_on_write`].
+    CopyOnWrite,
+    /// [`OptimizationConfig::fast_paths`].
+    FastPaths,
+    /// [`InlineCutoff::enabled`].
+    InlineCutoff,
+    /// [`CacheConfig::enabled`].
+    ResultCache,
+    /// [`TelemetryConfig::level`] (off = [`TelemetryLevel::Off`]).
+    Telemetry,
+    /// [`OptimizationConfig::breakers`] (a policy: can change results).
+    Breakers,
+    /// [`AdmissionConfig::enabled`].
+    AdaptiveConcurrency,
+}
+
+impl Optimization {
+    /// Every optimization, in the order of the configuration's fields.
+    pub const ALL: [Self; 8] = [
+        Self::Pooling,
+        Self::CopyOnWrite,
+        Self::FastPaths,
+        Self::InlineCutoff,
+        Self::ResultCache,
+        Self::Telemetry,
+        Self::Breakers,
+        Self::AdaptiveConcurrency,
+    ];
+
+    /// The snake_case name, as the configuration's field and in bench ids
+    /// (`W1_chain_off_copy_on_write`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Pooling => "pooling",
+            Self::CopyOnWrite => "copy_on_write",
+            Self::FastPaths => "fast_paths",
+            Self::InlineCutoff => "inline_cutoff",
+            Self::ResultCache => "result_cache",
+            Self::Telemetry => "telemetry",
+            Self::Breakers => "breakers",
+            Self::AdaptiveConcurrency => "adaptive_concurrency",
+        }
+    }
+
+    /// The optimization called `name` (as [`name`](Self::name) spells it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.name() == name)
+    }
+
+    /// Whether switching this off can change results: true only for
+    /// [`Breakers`](Self::Breakers), which is a policy.
+    pub const fn changes_results(self) -> bool {
+        matches!(self, Self::Breakers)
+    }
+}
+
+impl fmt::Display for Optimization {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A field breaks a rule.
+    Invalid {
+        /// The field's path from the root, as in TOML (`result_cache.max_entries`).
+        field: &'static str,
+        /// The rule, with the offending value.
+        rule: String,
+    },
+    /// [`OptimizationConfig::preset`] was given a name that is not a preset.
+    UnknownPreset {
+        /// The name asked for.
+        name: String,
+    },
+    /// TOML that does not parse or does not fit (syntax, wrong type, unknown field).
+    Toml {
+        /// The TOML parser's message (it names the line and the key).
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The path of the field at fault, for [`Invalid`](Self::Invalid).
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Invalid { field, rule } => write!(f, "invalid config: {field}: {rule}"),
+            Self::UnknownPreset { name } => write!(
+                f,
+                "unknown preset {name:?}: valid presets are {}",
+                OptimizationConfig::PRESETS.join(", ")
+            ),
+            Self::Toml { message } => write!(f, "invalid config TOML: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The configuration in force, swapped whole at run time.
+///
+/// Readers take an `Arc` snapshot with [`load`](Self::load) and keep it for as long as they
+/// need (a run uses one snapshot from start to end); [`store`](Self::store) validates a new
+/// configuration and replaces the snapshot in one step, so a reader sees either the old or the
+/// new configuration whole, never a mix. Each successful store increments a generation, which
+/// lets a worker notice a change cheaply.
+///
+/// A `RwLock<(Arc<_>, u64)>`: a load holds the read lock only to clone the `Arc`, and stores
+/// are rare. A poisoned lock is recovered, since the guarded pair is replaced in one assignment
+/// and so is never half-written.
+///
+/// # Examples
+///
+/// ```
+/// use flujo_runtime::config::{ConfigCell, Optimization, OptimizationConfig};
+///
+/// let cell = ConfigCell::new(OptimizationConfig::latency()).unwrap();
+/// assert_eq!(cell.generation(), 0);
+/// let before = cell.load();
+///
+/// let generation = cell.update(|c| c.clone().with_off(Optimization::ResultCache)).unwrap();
+/// assert_eq!(generation, 1);
+/// assert!(!cell.load().result_cache.enabled);
+/// assert!(before.result_cache.enabled); // an old snapshot is unchanged
+///
+/// let mut bad = OptimizationConfig::latency();
+/// bad.workers = usize::MAX;
+/// assert!(cell.store(bad).is_err());
+/// assert_eq!(cell.generation(), 1); // a refused store changes nothing
+/// ```
+#[derive(Debug)]
+pub struct ConfigCell {
+    /// The snapshot in force and its generation (0 for the first, +1 per store).
+    current: RwLock<(Arc<OptimizationConfig>, u64)>,
+}
+
+impl ConfigCell {
+    /// A cell holding `cfg` at generation 0.
+    ///
+    /// # Errors
+    /// The [`validate`](OptimizationConfig::validate) error of `cfg`.
+    pub fn new(cfg: OptimizationConfig) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        Ok(Self {
+            current: RwLock::new((Arc::new(cfg), 0)),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn load(&self) -> Arc<OptimizationConfig> {
+        Arc::clone(&self.read().0)
+    }
+
+    /// The configuration in force and its generation, read together.
+    pub fn load_with_generation(&self) -> (Arc<OptimizationConfig>, u64) {
+        let guard = self.read();
+        (Arc::clone(&guard.0), guard.1)
+    }
+
+    /// The generation of the configuration in force.
+    pub fn generation(&self) -> u64 {
+        self.read().1
+    }
+
+    /// Validates `cfg` and makes it the configuration in force; returns its generation.
+    ///
+    /// # Errors
+    /// The [`validate`](OptimizationConfig::validate) error; the configuration in force and
+    /// the generation are then unchanged.
+    pub fn store(&self, cfg: OptimizationConfig) -> Result<u64, ConfigError> {
+        cfg.validate()?;
+        let cfg = Arc::new(cfg);
+        let mut guard = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let generation = guard.1 + 1;
+        *guard = (cfg, generation);
+        Ok(generation)
+    }
+
+    /// Replaces the configuration in force by `f(current)` under the write lock, so that two
+    /// concurrent updates do not lose one another's change; returns the new generation.
+    ///
+    /// # Errors
+    /// The [`validate`](OptimizationConfig::validate) error of the new configuration; nothing
+    /// changes then.
+    pub fn update(
+        &self,
+        f: impl FnOnce(&OptimizationConfig) -> OptimizationConfig,
+    ) -> Result<u64, ConfigError> {
+        let mut guard = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let cfg = f(&guard.0);
+        cfg.validate()?;
+        let generation = guard.1 + 1;
+        *guard = (Arc::new(cfg), generation);
+        Ok(generation)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, (Arc<OptimizationConfig>, u64)> {
+        self.current.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for ConfigCell {
+    /// A cell holding the default preset at generation 0.
+    fn default() -> Self {
+        Self {
+            current: RwLock::new((Arc::new(OptimizationConfig::default()), 0)),
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod test;

@@ -1,0 +1,590 @@
+//! Tests of the configuration: presets, validation rules (one case per rule), the switches,
+//! the run-time cell, and (feature `serde`) TOML and the `docs/config/` templates.
+
+use super::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+fn presets() -> [OptimizationConfig; 3] {
+    [
+        OptimizationConfig::latency(),
+        OptimizationConfig::throughput(),
+        OptimizationConfig::low_memory(),
+    ]
+}
+
+#[test]
+fn presets_validate_and_differ() {
+    let all = presets();
+    for cfg in &all {
+        assert_eq!(cfg.validate(), Ok(()), "{cfg:?}");
+        for o in Optimization::ALL {
+            assert!(cfg.is_on(o), "{o} is off in a preset");
+        }
+    }
+    assert_ne!(all[0], all[1]);
+    assert_ne!(all[0], all[2]);
+    assert_ne!(all[1], all[2]);
+    assert_eq!(OptimizationConfig::default(), OptimizationConfig::latency());
+}
+
+#[test]
+fn preset_by_name() {
+    for (name, cfg) in OptimizationConfig::PRESETS.iter().zip(presets()) {
+        assert_eq!(OptimizationConfig::preset(name), Ok(cfg));
+    }
+    let err = OptimizationConfig::preset("Latency").unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::UnknownPreset {
+            name: "Latency".to_owned()
+        }
+    );
+    assert_eq!(err.field(), None);
+    assert_eq!(
+        err.to_string(),
+        "unknown preset \"Latency\": valid presets are latency, throughput, low_memory"
+    );
+    assert!(OptimizationConfig::preset("").is_err());
+}
+
+#[test]
+fn nested_defaults_are_the_default_presets() {
+    let d = OptimizationConfig::default();
+    assert_eq!(InlineCutoff::default(), d.inline_cutoff);
+    assert_eq!(CacheConfig::default(), d.result_cache);
+    assert_eq!(TelemetryConfig::default(), d.telemetry);
+    assert_eq!(AdmissionConfig::default(), d.adaptive_concurrency);
+    assert_eq!(QueueConfig::default(), d.queues);
+}
+
+type Edit = fn(&mut OptimizationConfig);
+
+/// One case per rule: an edit of a valid preset that breaks it, the field the error must name,
+/// and a fragment of the rule it must state.
+const INVALID: &[(Edit, &str, &str)] = &[
+    (
+        |c| c.inline_cutoff.max_cost = 0,
+        "inline_cutoff.max_cost",
+        "must be > 0 when enabled",
+    ),
+    (
+        |c| c.result_cache.max_entries = 0,
+        "result_cache.max_entries",
+        "must be > 0 when enabled",
+    ),
+    (
+        |c| c.result_cache.max_bytes = 0,
+        "result_cache.max_bytes",
+        "must be > 0 when enabled",
+    ),
+    (
+        |c| c.result_cache.ttl_ms = Some(0),
+        "result_cache.ttl_ms",
+        "must be in 1..=",
+    ),
+    (
+        |c| c.result_cache.ttl_ms = Some(u64::MAX),
+        "result_cache.ttl_ms",
+        "must be in 1..=9223372036854775807",
+    ),
+    (
+        |c| c.result_cache.shards = 3,
+        "result_cache.shards",
+        "shards must be a power of two",
+    ),
+    (
+        |c| c.result_cache.shards = 0,
+        "result_cache.shards",
+        "shards must be a power of two",
+    ),
+    (
+        |c| c.result_cache.shards = 2048,
+        "result_cache.shards",
+        "in 1..=1024",
+    ),
+    (
+        |c| {
+            c.result_cache.max_entries = 8;
+            c.result_cache.shards = 16;
+        },
+        "result_cache.shards",
+        "must be <= max_entries",
+    ),
+    (
+        |c| c.telemetry.span_sample_period = 0,
+        "telemetry.span_sample_period",
+        "must be >= 1",
+    ),
+    (
+        |c| {
+            c.telemetry.level = TelemetryLevel::Events;
+            c.telemetry.ring_capacity = 1000;
+        },
+        "telemetry.ring_capacity",
+        "must be a power of two in 16..=1048576 when level is events",
+    ),
+    (
+        |c| {
+            c.telemetry.level = TelemetryLevel::Events;
+            c.telemetry.ring_capacity = 8;
+        },
+        "telemetry.ring_capacity",
+        "power of two in 16..=",
+    ),
+    (
+        |c| {
+            c.telemetry.level = TelemetryLevel::Events;
+            c.telemetry.ring_capacity = 1 << 21;
+        },
+        "telemetry.ring_capacity",
+        "power of two in 16..=",
+    ),
+    (
+        |c| c.adaptive_concurrency.min_limit = 0,
+        "adaptive_concurrency.min_limit",
+        "must be >= 1",
+    ),
+    (
+        |c| {
+            c.adaptive_concurrency.min_limit = 10;
+            c.adaptive_concurrency.max_limit = 5;
+        },
+        "adaptive_concurrency.max_limit",
+        "min_limit <= initial_limit <= max_limit",
+    ),
+    (
+        |c| {
+            c.adaptive_concurrency.min_limit = 10;
+            c.adaptive_concurrency.initial_limit = 9;
+        },
+        "adaptive_concurrency.initial_limit",
+        "min_limit <= initial_limit <= max_limit",
+    ),
+    (
+        |c| c.adaptive_concurrency.initial_limit = c.adaptive_concurrency.max_limit + 1,
+        "adaptive_concurrency.initial_limit",
+        "min_limit <= initial_limit <= max_limit",
+    ),
+    (
+        |c| c.queues.capacity[0] = 0,
+        "queues.capacity[0]",
+        "high-priority",
+    ),
+    (
+        |c| c.queues.capacity[1] = 0,
+        "queues.capacity[1]",
+        "normal-priority",
+    ),
+    (
+        |c| c.queues.capacity[2] = 1 << 25,
+        "queues.capacity[2]",
+        "low-priority",
+    ),
+    (|c| c.workers = 1025, "workers", "must be <= 1024"),
+    (|c| c.max_records = 0, "max_records", "must be > 0"),
+    (
+        |c| c.arena_bytes = 1023,
+        "arena_bytes",
+        "must be in 1024..=",
+    ),
+    (
+        |c| c.arena_bytes = (1 << 30) + 1,
+        "arena_bytes",
+        "must be in 1024..=",
+    ),
+];
+
+#[test]
+fn each_invalid_field_is_named() {
+    for base in presets() {
+        for (i, &(edit, field, rule)) in INVALID.iter().enumerate() {
+            let mut cfg = base.clone();
+            edit(&mut cfg);
+            let err = cfg
+                .validate()
+                .expect_err(&format!("case {i} ({field}) validated"));
+            assert_eq!(err.field(), Some(field), "case {i}: {err}");
+            let ConfigError::Invalid { rule: got, .. } = &err else {
+                panic!("case {i}: not Invalid: {err:?}");
+            };
+            assert!(got.contains(rule), "case {i}: {got:?} lacks {rule:?}");
+            let shown = err.to_string();
+            assert!(
+                shown.starts_with(&format!("invalid config: {field}: ")),
+                "{shown}"
+            );
+            // The error is also a std error whose text is the Display one.
+            let dynamic: &dyn std::error::Error = &err;
+            assert_eq!(dynamic.to_string(), shown);
+        }
+    }
+}
+
+/// Rules that apply only when their group is enabled (or events are recorded) do not fire
+/// otherwise: a switched-off group may hold any sizes.
+#[test]
+fn disabled_groups_are_not_held_to_their_sizes() {
+    let mut cfg = OptimizationConfig::latency();
+    cfg.inline_cutoff = InlineCutoff {
+        enabled: false,
+        max_cost: 0,
+    };
+    cfg.result_cache.enabled = false;
+    cfg.result_cache.max_entries = 0;
+    cfg.result_cache.max_bytes = 0;
+    cfg.telemetry.level = TelemetryLevel::Histograms;
+    cfg.telemetry.ring_capacity = 0;
+    assert_eq!(cfg.validate(), Ok(()));
+    // The structural shard rule holds even when the cache is off.
+    cfg.result_cache.shards = 6;
+    assert_eq!(
+        cfg.validate().unwrap_err().field(),
+        Some("result_cache.shards")
+    );
+}
+
+#[test]
+fn bounds_are_inclusive() {
+    let mut cfg = OptimizationConfig::low_memory();
+    cfg.workers = MAX_WORKERS;
+    cfg.arena_bytes = MIN_ARENA_BYTES;
+    cfg.result_cache.shards = 256;
+    cfg.result_cache.max_entries = 256;
+    cfg.result_cache.ttl_ms = Some(MAX_TTL_MS);
+    cfg.queues.capacity = [1, MAX_QUEUE_CAPACITY, 1];
+    cfg.telemetry.level = TelemetryLevel::Events;
+    cfg.telemetry.ring_capacity = MIN_RING_CAPACITY;
+    cfg.adaptive_concurrency.min_limit = 7;
+    cfg.adaptive_concurrency.initial_limit = 7;
+    cfg.adaptive_concurrency.max_limit = 7;
+    assert_eq!(cfg.validate(), Ok(()));
+    cfg.arena_bytes = MAX_ARENA_BYTES;
+    cfg.telemetry.ring_capacity = MAX_RING_CAPACITY;
+    cfg.result_cache.shards = MAX_CACHE_SHARDS;
+    cfg.result_cache.max_entries = MAX_CACHE_SHARDS;
+    assert_eq!(cfg.validate(), Ok(()));
+}
+
+/// The configuration as one debug string per field group, in declaration order.
+fn groups(c: &OptimizationConfig) -> [String; 12] {
+    [
+        format!("{:?}", c.pooling),
+        format!("{:?}", c.copy_on_write),
+        format!("{:?}", c.fast_paths),
+        format!("{:?}", c.inline_cutoff),
+        format!("{:?}", c.result_cache),
+        format!("{:?}", c.telemetry),
+        format!("{:?}", c.breakers),
+        format!("{:?}", c.adaptive_concurrency),
+        format!("{:?}", c.queues),
+        format!("{:?}", c.workers),
+        format!("{:?}", c.max_records),
+        format!("{:?}", c.arena_bytes),
+    ]
+}
+
+#[test]
+fn with_off_changes_exactly_one_group() {
+    for base in presets() {
+        for (index, o) in Optimization::ALL.into_iter().enumerate() {
+            let off = base.clone().with_off(o);
+            let changed: Vec<usize> = groups(&base)
+                .iter()
+                .zip(groups(&off))
+                .enumerate()
+                .filter(|(_, (a, b))| **a != *b)
+                .map(|(i, _)| i)
+                .collect();
+            // ALL is in field order and the switches are the first 8 groups.
+            assert_eq!(changed, [index], "{o}");
+            assert!(!off.is_on(o));
+            for other in Optimization::ALL.into_iter().filter(|&x| x != o) {
+                assert!(off.is_on(other), "turning {o} off turned {other} off");
+            }
+            assert_eq!(off.validate(), Ok(()), "{o}");
+            assert_eq!(off.clone().with_off(o), off, "{o}: not idempotent");
+        }
+    }
+    // Within a group, only the switch moves.
+    let base = OptimizationConfig::throughput();
+    let off = base.clone().with_off(Optimization::ResultCache);
+    assert_eq!(
+        off.result_cache,
+        CacheConfig {
+            enabled: false,
+            ..base.result_cache
+        }
+    );
+    let off = base.clone().with_off(Optimization::Telemetry);
+    assert_eq!(off.telemetry.level, TelemetryLevel::Off);
+    assert_eq!(off.telemetry.ring_capacity, base.telemetry.ring_capacity);
+}
+
+#[test]
+fn optimization_names() {
+    let names: Vec<&str> = Optimization::ALL.iter().map(|o| o.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "pooling",
+            "copy_on_write",
+            "fast_paths",
+            "inline_cutoff",
+            "result_cache",
+            "telemetry",
+            "breakers",
+            "adaptive_concurrency"
+        ]
+    );
+    for o in Optimization::ALL {
+        assert_eq!(Optimization::from_name(o.name()), Some(o));
+        assert_eq!(o.to_string(), o.name());
+        assert_eq!(o.changes_results(), o == Optimization::Breakers);
+    }
+    assert_eq!(Optimization::from_name("Pooling"), None);
+}
+
+#[test]
+fn cell_store_validates_and_counts_generations() {
+    let cell = ConfigCell::new(OptimizationConfig::low_memory()).unwrap();
+    assert_eq!(cell.load_with_generation().1, 0);
+    assert_eq!(*cell.load(), OptimizationConfig::low_memory());
+    assert_eq!(cell.store(OptimizationConfig::throughput()), Ok(1));
+    let mut bad = OptimizationConfig::latency();
+    bad.max_records = 0;
+    let err = cell.store(bad.clone()).unwrap_err();
+    assert_eq!(err.field(), Some("max_records"));
+    assert_eq!(cell.update(|_| bad.clone()).unwrap_err(), err);
+    assert_eq!(cell.load_with_generation(), (cell.load(), 1));
+    assert_eq!(*cell.load(), OptimizationConfig::throughput());
+    assert_eq!(ConfigCell::new(bad).unwrap_err(), err);
+    let fresh = ConfigCell::default();
+    assert_eq!(*fresh.load(), OptimizationConfig::default());
+    assert_eq!(fresh.generation(), 0);
+}
+
+/// One writer stores a known sequence while three readers load in a loop: every snapshot a
+/// reader sees is exactly the one stored at the generation read with it (so one of the stored
+/// configurations, whole), and generations never go back.
+#[test]
+fn cell_readers_see_whole_configs() {
+    let stores = if cfg!(miri) { 20 } else { 2_000 };
+    let mut kinds: Vec<OptimizationConfig> = presets().to_vec();
+    for o in Optimization::ALL {
+        kinds.push(OptimizationConfig::throughput().with_off(o));
+    }
+    // seq[g] is the configuration of generation g.
+    let seq: Vec<OptimizationConfig> = (0..=stores)
+        .map(|g| kinds[g % kinds.len()].clone())
+        .collect();
+    let cell = ConfigCell::new(seq[0].clone()).unwrap();
+    let done = AtomicBool::new(false);
+    thread::scope(|s| {
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut last = 0;
+                    let mut loads = 0_usize;
+                    loop {
+                        // Read `done` first: a load after the writer finished sees the last.
+                        let finished = done.load(Ordering::Acquire);
+                        let (cfg, generation) = cell.load_with_generation();
+                        assert!(generation >= last, "generation went back");
+                        assert_eq!(*cfg, seq[generation as usize]);
+                        assert!(kinds.contains(&*cell.load()));
+                        last = generation;
+                        loads += 1;
+                        if finished {
+                            assert_eq!(generation as usize, stores);
+                            return loads;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for (g, cfg) in seq.iter().enumerate().skip(1) {
+            assert_eq!(cell.store(cfg.clone()), Ok(g as u64));
+        }
+        done.store(true, Ordering::Release);
+        for r in readers {
+            assert!(r.join().unwrap() >= 1);
+        }
+    });
+    assert_eq!(cell.generation(), stores as u64);
+    assert_eq!(*cell.load(), seq[stores]);
+}
+
+/// Concurrent read-modify-writes through `update` lose no change.
+#[test]
+fn cell_updates_do_not_lose_changes() {
+    let per_thread = if cfg!(miri) { 10 } else { 200 };
+    let cell = ConfigCell::new(OptimizationConfig::latency()).unwrap();
+    thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..per_thread {
+                    let generation = cell
+                        .update(|c| OptimizationConfig {
+                            max_records: c.max_records + 1,
+                            ..c.clone()
+                        })
+                        .unwrap();
+                    assert!(generation >= 1);
+                }
+            });
+        }
+    });
+    let (cfg, generation) = cell.load_with_generation();
+    assert_eq!(generation, 2 * per_thread);
+    assert_eq!(cfg.max_records, 1024 + 2 * per_thread as usize);
+}
+
+#[cfg(feature = "serde")]
+mod toml_tests {
+    use super::*;
+
+    const TEMPLATES: [(&str, &str); 3] = [
+        ("latency", include_str!("../../../docs/config/latency.toml")),
+        (
+            "throughput",
+            include_str!("../../../docs/config/throughput.toml"),
+        ),
+        (
+            "low_memory",
+            include_str!("../../../docs/config/low_memory.toml"),
+        ),
+    ];
+
+    #[test]
+    fn templates_equal_their_presets() {
+        for (name, text) in TEMPLATES {
+            assert_eq!(
+                OptimizationConfig::from_toml_str(text),
+                OptimizationConfig::preset(name),
+                "docs/config/{name}.toml drifted from its preset"
+            );
+        }
+    }
+
+    /// Every field of a template carries a comment (the line before it, or on its line), and
+    /// every field of the configuration is in each template (`ttl_ms` may be commented out).
+    #[test]
+    fn templates_comment_every_field() {
+        // low_memory sets every field, ttl_ms included, so its TOML names all of them.
+        let full = OptimizationConfig::low_memory().to_toml_string().unwrap();
+        let keys: Vec<&str> = full
+            .lines()
+            .filter_map(|l| l.split_once(" = ").map(|(k, _)| k))
+            .collect();
+        assert_eq!(keys.len(), 24, "{full}");
+        for (name, text) in TEMPLATES {
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') || line.starts_with('[') {
+                    continue;
+                }
+                let commented =
+                    line.contains('#') || (i > 0 && lines[i - 1].trim().starts_with('#'));
+                assert!(commented, "{name}.toml: {line:?} has no comment");
+            }
+            for key in &keys {
+                let present = lines.iter().any(|l| {
+                    let l = l.trim().trim_start_matches("# ");
+                    l.starts_with(&format!("{key} = "))
+                });
+                assert!(present, "{name}.toml lacks {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn toml_round_trips() {
+        let mut all: Vec<OptimizationConfig> = presets().to_vec();
+        for o in Optimization::ALL {
+            all.push(OptimizationConfig::low_memory().with_off(o));
+        }
+        for cfg in all {
+            let text = cfg.to_toml_string().unwrap();
+            assert_eq!(OptimizationConfig::from_toml_str(&text), Ok(cfg), "{text}");
+        }
+    }
+
+    #[test]
+    fn missing_fields_take_the_default_preset() {
+        assert_eq!(
+            OptimizationConfig::from_toml_str(""),
+            Ok(OptimizationConfig::default())
+        );
+        let cfg = OptimizationConfig::from_toml_str(
+            "pooling = false\n[result_cache]\nttl_ms = 500\n[queues]\ncapacity = [1, 2, 3]\n",
+        )
+        .unwrap();
+        let mut want = OptimizationConfig::latency();
+        want.pooling = false;
+        want.result_cache.ttl_ms = Some(500);
+        want.queues.capacity = [1, 2, 3];
+        assert_eq!(cfg, want);
+    }
+
+    #[test]
+    fn unknown_fields_and_wrong_types_are_errors() {
+        let cases = [
+            ("turbo = true", "turbo"),
+            ("[result_cache]\nsize = 3", "size"),
+            ("[telemetry]\nlevel = \"verbose\"", "verbose"),
+            ("[adaptive_concurrency]\nalgorithm = \"vegas\"", "vegas"),
+            ("workers = \"four\"", "workers"),
+            ("[queues]\ncapacity = [1, 2]", "capacity"),
+            ("workers = -1", "workers"),
+            ("pooling = ", "pooling"),
+        ];
+        for (text, mentions) in cases {
+            let err = OptimizationConfig::from_toml_str(text).unwrap_err();
+            let ConfigError::Toml { message } = &err else {
+                panic!("{text:?}: {err:?}");
+            };
+            assert!(message.contains(mentions), "{text:?}: {message}");
+            assert!(err.to_string().starts_with("invalid config TOML: "));
+            assert_eq!(err.field(), None);
+        }
+    }
+
+    #[test]
+    fn parsed_config_is_validated() {
+        let err = OptimizationConfig::from_toml_str("[adaptive_concurrency]\nmin_limit = 0\n")
+            .unwrap_err();
+        assert_eq!(err.field(), Some("adaptive_concurrency.min_limit"));
+        let err = OptimizationConfig::from_toml_str(
+            "[telemetry]\nlevel = \"events\"\nring_capacity = 100\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), Some("telemetry.ring_capacity"));
+    }
+
+    #[test]
+    fn enum_spellings() {
+        for (text, level) in [
+            ("off", TelemetryLevel::Off),
+            ("counters", TelemetryLevel::Counters),
+            ("histograms", TelemetryLevel::Histograms),
+            ("events", TelemetryLevel::Events),
+        ] {
+            let cfg =
+                OptimizationConfig::from_toml_str(&format!("[telemetry]\nlevel = \"{text}\""))
+                    .unwrap();
+            assert_eq!(cfg.telemetry.level, level);
+        }
+        for (text, algorithm) in [
+            ("aimd", AlgorithmKind::Aimd),
+            ("gradient", AlgorithmKind::Gradient),
+        ] {
+            let cfg = OptimizationConfig::from_toml_str(&format!(
+                "[adaptive_concurrency]\nalgorithm = \"{text}\""
+            ))
+            .unwrap();
+            assert_eq!(cfg.adaptive_concurrency.algorithm, algorithm);
+        }
+    }
+}
