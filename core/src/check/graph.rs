@@ -932,15 +932,21 @@ fn check_run(p: &Program, g: &Graph<i64, Ctx>) {
         ..RunnerConfig::default()
     };
     let mut runner = Runner::new(config);
-    // Twice on one runner (the second run meets the first one's cache entries), then with
-    // every fan-out forked, its branches run last to first on runners of their own.
-    for round in 0..3 {
+    let mut slow = Runner::new(RunnerConfig {
+        fast_paths: false,
+        copy_on_write: false,
+        ..config
+    });
+    // Twice on one runner (the second run meets the first one's cache entries), once with
+    // the fast paths and copy-on-write off, then with every fan-out forked, its branches run
+    // last to first on runners of their own.
+    for round in 0..4 {
         let opts = RunOptions::default();
         let ctx = Ctx([1, 2, 3]);
-        let r = if round < 2 {
-            runner.run(g, p.input, ctx, &NoClock, &opts)
-        } else {
-            runner.run_in(g, p.input, ctx, &NoClock, &opts, &Backwards(config))
+        let r = match round {
+            0 | 1 => runner.run(g, p.input, ctx, &NoClock, &opts),
+            2 => slow.run(g, p.input, ctx, &NoClock, &opts),
+            _ => runner.run_in(g, p.input, ctx, &NoClock, &opts, &Backwards(config)),
         };
         match expected {
             Ok(y) => {
@@ -960,7 +966,7 @@ fn check_run(p: &Program, g: &Graph<i64, Ctx>) {
             }
         }
         // Forked siblings after a failure may have run steps the inline path never starts.
-        let exact = round < 2 || expected.is_ok();
+        let exact = round < 3 || expected.is_ok();
         let tally = |what: &str, got: u64, model: u64| {
             if exact {
                 assert_eq!(got, model, "{what}");

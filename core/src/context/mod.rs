@@ -226,6 +226,9 @@ impl<C: Clone> Spares<C> {
 pub(crate) enum Frame<'a, C> {
     Borrowed(&'a C),
     Owned(C),
+    /// An eager copy of the parent's context that has not been written (copy-on-write
+    /// switched off): read like a borrowed view, merged like one (not at all).
+    Copied(C),
 }
 
 impl<C: Clone> Frame<'_, C> {
@@ -233,21 +236,22 @@ impl<C: Clone> Frame<'_, C> {
     pub(crate) fn get(&self) -> &C {
         match self {
             Frame::Borrowed(c) => c,
-            Frame::Owned(c) => c,
+            Frame::Owned(c) | Frame::Copied(c) => c,
         }
     }
 
     /// Replaces the view with `next`, giving an owned previous value back to `spares`.
     #[inline]
     pub(crate) fn commit(&mut self, next: C, spares: &mut Spares<C>) {
-        if let Frame::Owned(old) = core::mem::replace(self, Frame::Owned(next)) {
+        if let Frame::Owned(old) | Frame::Copied(old) = core::mem::replace(self, Frame::Owned(next))
+        {
             spares.give(old);
         }
     }
 
     /// Gives an owned value back to `spares`.
     pub(crate) fn release(self, spares: &mut Spares<C>) {
-        if let Frame::Owned(c) = self {
+        if let Frame::Owned(c) | Frame::Copied(c) = self {
             spares.give(c);
         }
     }

@@ -253,7 +253,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
     fn sequence(&mut self, s: usize, mut x: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
         let g = self.g;
         let seq = &g.seqs[s];
-        if let Some(tasks) = seq.tasks {
+        if let (Some(tasks), true) = (seq.tasks, self.s.fast_paths) {
             return self.task_run(&g.runs[tasks.range()], x, frame);
         }
         for &child in &g.children[seq.children.range()] {
@@ -970,8 +970,13 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         branch_frame: Frame<'_, C>,
         position: u32,
     ) -> Result<(), Stop> {
-        let Frame::Owned(c) = branch_frame else {
-            return Ok(());
+        let c = match branch_frame {
+            Frame::Owned(c) => c,
+            Frame::Borrowed(_) => return Ok(()),
+            Frame::Copied(c) => {
+                self.s.spares.give(c);
+                return Ok(());
+            }
         };
         let r = merge_branch(strategy, base, merged, &c, position, &mut self.s.spares);
         self.s.spares.give(c);
@@ -1156,6 +1161,17 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         }
     }
 
+    /// A branch's view of the fan-out's context `base`: borrowed (copy-on-write), or an
+    /// eager copy when copy-on-write is switched off.
+    #[inline]
+    pub(crate) fn branch_frame<'b>(&mut self, base: &'b C) -> Frame<'b, C> {
+        if self.s.copy_on_write {
+            Frame::Borrowed(base)
+        } else {
+            Frame::Copied(self.s.spares.copy_of(base))
+        }
+    }
+
     fn release(&mut self, merged: Option<C>) {
         if let Some(m) = merged {
             self.s.spares.give(m);
@@ -1231,7 +1247,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     .expect("input kept until the last branch")
                     .clone()
             };
-            let mut bf = Frame::Borrowed(base);
+            let mut bf = self.branch_frame(base);
             match self.on_share(shares, branch, x, &mut bf) {
                 Ok(out) => {
                     if let Err(stop) =
@@ -1388,7 +1404,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 .items
                 .pop()
                 .expect("this map's items are above `bottom`");
-            let mut bf = Frame::Borrowed(base);
+            let mut bf = self.branch_frame(base);
             let out = match self.on_share(shares, mp.body, item, &mut bf) {
                 Ok(out) => out,
                 Err(stop) => {

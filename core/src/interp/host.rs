@@ -184,7 +184,11 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
         let records = super::Records::new(&self.arena, self.max_records);
         let s = &mut self.scratch;
         s.error = None;
-        let mut frame = Frame::Borrowed(b.base);
+        let mut frame = if s.copy_on_write {
+            Frame::Borrowed(b.base)
+        } else {
+            Frame::Copied(s.spares.copy_of(b.base))
+        };
         let budget = core::mem::replace(&mut b.budget, UsageBudget::unlimited());
         let mut ex = super::exec::Exec {
             g: b.g,
@@ -219,6 +223,10 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
         let context = match frame {
             Frame::Owned(c) => Some(c),
             Frame::Borrowed(_) => None,
+            Frame::Copied(c) => {
+                self.scratch.spares.give(c);
+                None
+            }
         };
         BranchOut {
             result,

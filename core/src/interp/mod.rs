@@ -310,6 +310,13 @@ pub struct RunnerConfig {
     pub cache_capacity: usize,
     /// Seed of the generator used for backoff jitter.
     pub seed: u64,
+    /// Sequences of tasks run in stretches (one loop for consecutive plain and lean policy
+    /// tasks). Off, every task runs alone, a policy task through the full pipeline: slower,
+    /// same results.
+    pub fast_paths: bool,
+    /// Branches of fan-outs read their parent's context until they write it. Off, each gets
+    /// an eager copy: slower, same results.
+    pub copy_on_write: bool,
 }
 
 impl Default for RunnerConfig {
@@ -319,6 +326,8 @@ impl Default for RunnerConfig {
             max_spare_contexts: 16,
             cache_capacity: 64,
             seed: 0x5EED,
+            fast_paths: true,
+            copy_on_write: true,
         }
     }
 }
@@ -403,6 +412,10 @@ pub(crate) struct Scratch<P, C> {
     pub(crate) error: Option<ErrorKind>,
     /// Record buffers of forked branches, kept for reuse.
     pub(crate) record_bufs: Vec<Vec<StepRecord>>,
+    /// `RunnerConfig::fast_paths`.
+    pub(crate) fast_paths: bool,
+    /// `RunnerConfig::copy_on_write`.
+    pub(crate) copy_on_write: bool,
 }
 
 /// Runs graphs on the calling thread, reusing its scratch memory run after run.
@@ -607,6 +620,8 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
                 shares: Vec::new(),
                 error: None,
                 record_bufs: Vec::new(),
+                fast_paths: config.fast_paths,
+                copy_on_write: config.copy_on_write,
             },
             telemetry,
         }
@@ -685,7 +700,7 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
         }
         let context = match frame {
             Frame::Owned(c) => c,
-            Frame::Borrowed(_) => unreachable!("the top frame is owned"),
+            Frame::Borrowed(_) | Frame::Copied(_) => unreachable!("the top frame is owned"),
         };
         let s = &mut self.scratch;
         let (output, outcome, error) = match result {

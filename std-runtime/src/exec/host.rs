@@ -1,0 +1,88 @@
+//! The runtime's [`Host`]: panics caught per attempt, fan-outs forked on the rayon pool above
+//! the inline cutoff, and the shared result cache.
+
+use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
+
+use flujo_core::context::Context;
+use flujo_core::graph::{Clock, NodeId, StepError};
+use flujo_core::interp::{Branch, Host, SharedCache};
+use flujo_core::policy::ErrorClass;
+
+use super::worker::Workers;
+
+/// What one run lends the interpreter.
+pub(crate) struct RtHost<'a, P, C> {
+    pub(crate) workers: &'a Workers<P, C>,
+    pub(crate) pool: &'a rayon::ThreadPool,
+    /// Fan-outs whose cost is at most this run inline (`None`: every fan-out forks).
+    pub(crate) cutoff: Option<u32>,
+    pub(crate) cache: Option<&'a (dyn SharedCache<P> + 'a)>,
+}
+
+/// The message of a panic payload (`&str` and `String` payloads; others are named only).
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("step panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("step panicked: {s}")
+    } else {
+        "step panicked (a payload that is not a string)".to_string()
+    }
+}
+
+impl<P, C, K> Host<P, C, K> for RtHost<'_, P, C>
+where
+    P: Clone + Send + Sync,
+    C: Context + Send + Sync,
+    K: Clock + Sync,
+{
+    #[inline(always)]
+    fn guard(&self, attempt: impl FnOnce() -> Result<P, StepError>) -> Result<P, StepError> {
+        // A failed attempt's context writes are discarded by the interpreter, so nothing a
+        // panicking step half-did is seen afterwards: unwind safety holds for the run.
+        match panic::catch_unwind(AssertUnwindSafe(attempt)) {
+            Ok(result) => result,
+            Err(payload) => Err(StepError::new(
+                ErrorClass::Panic,
+                panic_message(&*payload),
+            )),
+        }
+    }
+
+    #[inline]
+    fn forks(&self, _node: NodeId, _width: usize, cost: u32) -> bool {
+        self.cutoff.is_none_or(|max| cost > max)
+    }
+
+    fn fork(&self, max_width: usize, branches: &mut [Branch<'_, P, C, K, Self>]) {
+        let run_all = || {
+            for wave in branches.chunks_mut(max_width.max(1)) {
+                each_in_parallel(wave, &|b| self.workers.with(|w| b.run(&mut w.runner)));
+            }
+        };
+        if self.pool.current_thread_index().is_some() {
+            run_all();
+        } else {
+            self.pool.install(run_all);
+        }
+    }
+
+    #[inline(always)]
+    fn cache(&self) -> Option<&dyn SharedCache<P>> {
+        self.cache
+    }
+}
+
+/// Calls `f` on every item, splitting the slice in halves with `rayon::join` (on the current
+/// pool), so idle workers steal halves.
+fn each_in_parallel<T: Send>(items: &mut [T], f: &(dyn Fn(&mut T) + Sync)) {
+    match items {
+        [] => {}
+        [one] => f(one),
+        _ => {
+            let (a, b) = items.split_at_mut(items.len() / 2);
+            rayon::join(|| each_in_parallel(a, f), || each_in_parallel(b, f));
+        }
+    }
+}
