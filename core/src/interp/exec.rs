@@ -472,7 +472,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     let pol = unsafe { g.policies.get_unchecked(pt.policy as usize) };
                     let cfg = &pol.cfg;
                     let start = t0;
-                    let permit = match &cfg.breaker {
+                    let permit = match cfg.breaker.as_ref().filter(|_| s.breakers) {
                         None => None,
                         Some(b) => match b.try_acquire(start) {
                             Ok(permit) => Some((&**b, permit)),
@@ -666,7 +666,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         let mut rec = StepRecord::new(pol.node);
 
         // 1. Circuit breaker: an open breaker fails fast (classified, so the fallback runs).
-        let permit = match &cfg.breaker {
+        let permit = match cfg.breaker.as_ref().filter(|_| self.s.breakers) {
             None => None,
             Some(b) => match b.try_acquire(start) {
                 Ok(permit) => Some((&**b, permit)),

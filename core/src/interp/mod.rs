@@ -317,6 +317,10 @@ pub struct RunnerConfig {
     /// Branches of fan-outs read their parent's context until they write it. Off, each gets
     /// an eager copy: slower, same results.
     pub copy_on_write: bool,
+    /// Circuit breakers configured on tasks are consulted and learn outcomes. Off, they are
+    /// ignored: a step whose breaker is open runs anyway. This one is a policy, not an
+    /// optimization: switching it off can change results.
+    pub breakers: bool,
 }
 
 impl Default for RunnerConfig {
@@ -328,6 +332,7 @@ impl Default for RunnerConfig {
             seed: 0x5EED,
             fast_paths: true,
             copy_on_write: true,
+            breakers: true,
         }
     }
 }
@@ -416,6 +421,8 @@ pub(crate) struct Scratch<P, C> {
     pub(crate) fast_paths: bool,
     /// `RunnerConfig::copy_on_write`.
     pub(crate) copy_on_write: bool,
+    /// `RunnerConfig::breakers`.
+    pub(crate) breakers: bool,
 }
 
 /// Runs graphs on the calling thread, reusing its scratch memory run after run.
@@ -622,6 +629,7 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
                 record_bufs: Vec::new(),
                 fast_paths: config.fast_paths,
                 copy_on_write: config.copy_on_write,
+                breakers: config.breakers,
             },
             telemetry,
         }
