@@ -6,3 +6,6 @@
 #![deny(missing_docs)]
 
 pub use flujo_core as core;
+
+pub mod report;
+pub mod trace;
