@@ -79,7 +79,10 @@ fn nested_spans_with_tricky_names_round_trip() {
                 ("neg", ArgValue::I64(-(depth as i64) - 1)),
                 ("ratio", ArgValue::F64(0.1 + depth as f64)),
                 ("odd", ArgValue::Bool(depth % 2 == 1)),
-                ("label", ArgValue::Str(Cow::Borrowed(TRICKY[5 - depth as usize]))),
+                (
+                    "label",
+                    ArgValue::Str(Cow::Borrowed(TRICKY[5 - depth as usize])),
+                ),
             ],
         });
     }
@@ -89,7 +92,10 @@ fn nested_spans_with_tricky_names_round_trip() {
         tid: u32::MAX,
         start_ns: u64::MAX,
         dur_ns: 0,
-        args: vec![("max", ArgValue::U64(u64::MAX)), ("min", ArgValue::I64(i64::MIN))],
+        args: vec![
+            ("max", ArgValue::U64(u64::MAX)),
+            ("min", ArgValue::I64(i64::MIN)),
+        ],
     });
     for span in &spans {
         assert!(trace.span(span.clone()));
@@ -127,8 +133,14 @@ fn nested_spans_with_tricky_names_round_trip() {
     assert_eq!(meta[0]["name"], "process_name");
     assert_eq!(meta[0]["args"]["name"], "flujo \"test\"");
     assert_eq!(meta[1]["name"], "thread_name");
-    assert_eq!((&meta[1]["tid"], &meta[1]["args"]["name"]), (&0.into(), &"worker\n0".into()));
-    assert_eq!((&meta[2]["tid"], &meta[2]["args"]["name"]), (&7.into(), &"wörker 7".into()));
+    assert_eq!(
+        (&meta[1]["tid"], &meta[1]["args"]["name"]),
+        (&0.into(), &"worker\n0".into())
+    );
+    assert_eq!(
+        (&meta[2]["tid"], &meta[2]["args"]["name"]),
+        (&7.into(), &"wörker 7".into())
+    );
 
     let complete = phase(&v, "X");
     assert_eq!(complete.len(), trace.spans().len());
@@ -145,9 +157,11 @@ fn nested_spans_with_tricky_names_round_trip() {
         assert_args(&json["args"], &span.args);
     }
     // Huge timestamps are exact in the text even where an f64 is not.
-    assert!(trace
-        .to_json_string()
-        .contains(&format!("\"ts\":{}.{:03}", u64::MAX / 1000, u64::MAX % 1000)));
+    assert!(trace.to_json_string().contains(&format!(
+        "\"ts\":{}.{:03}",
+        u64::MAX / 1000,
+        u64::MAX % 1000
+    )));
 
     let inst = phase(&v, "i");
     assert_eq!(inst.len(), 1);
@@ -164,13 +178,17 @@ fn every_control_character_and_generated_strings_round_trip() {
     let mut trace = TraceWriter::new(1000);
     trace.thread_name(1, controls.clone());
     // Strings drawn from a small alphabet of troublesome characters.
-    let alphabet = ['"', '\\', '\n', '\u{1}', 'a', 'é', '步', '🚀', '/', '\u{2028}'];
+    let alphabet = [
+        '"', '\\', '\n', '\u{1}', 'a', 'é', '步', '🚀', '/', '\u{2028}',
+    ];
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     let mut names = Vec::new();
     let count = if cfg!(miri) { 20 } else { 300 };
     for _ in 0..count {
         let mut s = String::new();
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         for k in 0..(seed >> 60) {
             s.push(alphabet[((seed >> (k * 3)) % 10) as usize]);
         }
@@ -302,7 +320,12 @@ fn events_pair_into_nested_spans_with_their_details() {
     // Ticks are doubled into nanoseconds; inner spans end first.
     assert_eq!(
         spans,
-        [("s5", 282, 38), ("s0", 200, 122), ("s2", 342, 2), ("s4", 380, 4)]
+        [
+            ("s5", 282, 38),
+            ("s0", 200, 122),
+            ("s2", 342, 2),
+            ("s4", 380, 4)
+        ]
     );
     assert!(t.spans.iter().all(|s| s.tid == 9 && s.cat == "step"));
     let outer = &t.spans[1].args;
@@ -312,10 +335,22 @@ fn events_pair_into_nested_spans_with_their_details() {
     assert_eq!(arg(outer, "fallback_to"), Some(&ArgValue::from("s5")));
     assert_eq!(arg(outer, "outcome"), Some(&ArgValue::from("succeeded")));
     assert_eq!(arg(outer, "unterminated"), None);
-    assert_eq!(arg(&t.spans[2].args, "breaker"), Some(&ArgValue::from("rejected")));
-    assert_eq!(arg(&t.spans[2].args, "outcome"), Some(&ArgValue::from("failed")));
-    assert_eq!(arg(&t.spans[3].args, "usage"), Some(&ArgValue::from("denied")));
-    assert_eq!(arg(&t.spans[3].args, "outcome"), Some(&ArgValue::from("aborted")));
+    assert_eq!(
+        arg(&t.spans[2].args, "breaker"),
+        Some(&ArgValue::from("rejected"))
+    );
+    assert_eq!(
+        arg(&t.spans[2].args, "outcome"),
+        Some(&ArgValue::from("failed"))
+    );
+    assert_eq!(
+        arg(&t.spans[3].args, "usage"),
+        Some(&ArgValue::from("denied"))
+    );
+    assert_eq!(
+        arg(&t.spans[3].args, "outcome"),
+        Some(&ArgValue::from("aborted"))
+    );
 
     let instants: Vec<(&str, u64)> = t
         .instants
@@ -336,9 +371,18 @@ fn events_pair_into_nested_spans_with_their_details() {
     );
     assert_eq!(arg(&t.instants[1].args, "attempt"), Some(&ArgValue::U64(3)));
     assert_eq!(arg(&t.instants[2].args, "to"), Some(&ArgValue::from("s5")));
-    assert_eq!(arg(&t.instants[3].args, "from"), Some(&ArgValue::from("closed")));
-    assert_eq!(arg(&t.instants[3].args, "to"), Some(&ArgValue::from("open")));
-    assert_eq!(arg(&t.instants[5].args, "step"), Some(&ArgValue::from("s3")));
+    assert_eq!(
+        arg(&t.instants[3].args, "from"),
+        Some(&ArgValue::from("closed"))
+    );
+    assert_eq!(
+        arg(&t.instants[3].args, "to"),
+        Some(&ArgValue::from("open"))
+    );
+    assert_eq!(
+        arg(&t.instants[5].args, "step"),
+        Some(&ArgValue::from("s3"))
+    );
     assert!(t.instants.iter().all(|i| i.tid == 9));
 
     // The writer takes it all, and the result is a valid trace.
