@@ -7,3 +7,5 @@
 
 pub use flujo_core as core;
 pub mod config;
+pub mod report;
+pub mod trace;

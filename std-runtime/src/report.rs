@@ -1,0 +1,969 @@
+//! The run report: what an operator reads after the executor has run a workload.
+//!
+//! A [`ReportBuilder`] is fed by the executor as runs end (their [`Outcome`], step records,
+//! exact [`Counters`] and drained telemetry [`Event`]s) and by its own bookkeeping
+//! (rejections, pool, arena and admission readings); [`ReportBuilder::build`] turns what it
+//! holds into a [`Report`] at any time, so a monitor can take reports while runs go on.
+//!
+//! A [`Report`] prints as an aligned table ([`Display`](fmt::Display)) and, with the crate
+//! feature `serde`, serializes to JSON ([`Report::to_json_string`]).
+//!
+//! Counts are exact: every count in a report is the sum of what was fed in (saturating at
+//! `u64::MAX`). Latency quantiles come from the core's log-linear [`Histogram`] (one per
+//! step, keyed by step name), so each is within `1/256` of the exact quantile of the
+//! latencies fed in; latencies are kept in whole nanoseconds (`*_ns` fields, exact integers
+//! in JSON) and printed in microseconds.
+//!
+//! Sampling thins events, never counts: the [`Counters`] of a report are exact, while the
+//! per-step rows count the step records fed in (records a run could not keep are counted in
+//! [`TelemetryStats::records_dropped`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use flujo_core::interp::{Outcome, StepOutcome, StepRecord};
+use flujo_core::telemetry::{BreakerState, Counter, Counters, Event, EventKind, Histogram};
+
+use crate::trace::ticks_to_ns;
+
+/// Why the executor refused a submission (the run never started; its input was given back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum RejectReason {
+    /// The submission queue was full.
+    QueueFull,
+    /// The admission limit on runs in flight was reached.
+    OverLimit,
+    /// The executor was shutting down.
+    ShuttingDown,
+}
+
+/// What happened to the runs submitted.
+///
+/// `submitted == completed + rejected() + in_flight` and
+/// `completed == succeeded + failed + aborted`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Runs {
+    /// Submissions, accepted or not.
+    pub submitted: u64,
+    /// Runs that ended, however they ended.
+    pub completed: u64,
+    /// Runs whose root produced an output.
+    pub succeeded: u64,
+    /// Runs that failed.
+    pub failed: u64,
+    /// Runs stopped (usage denied, cancelled, deadline passed).
+    pub aborted: u64,
+    /// Runs accepted and not yet ended when the report was built.
+    pub in_flight: u64,
+    /// Submissions refused because the queue was full.
+    pub rejected_queue_full: u64,
+    /// Submissions refused by the admission limit.
+    pub rejected_over_limit: u64,
+    /// Submissions refused during shutdown.
+    pub rejected_shutting_down: u64,
+}
+
+impl Runs {
+    /// Submissions refused, for any reason.
+    pub fn rejected(&self) -> u64 {
+        self.rejected_queue_full
+            .saturating_add(self.rejected_over_limit)
+            .saturating_add(self.rejected_shutting_down)
+    }
+}
+
+/// A latency distribution in nanoseconds: exact count, min, mean and max; quantiles within
+/// `1/256` of the exact ones. All zero when `samples` is 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Latency {
+    /// How many latencies were recorded.
+    pub samples: u64,
+    /// The smallest.
+    pub min_ns: u64,
+    /// The mean, rounded down.
+    pub mean_ns: u64,
+    /// The median.
+    pub p50_ns: u64,
+    /// The 95th percentile.
+    pub p95_ns: u64,
+    /// The 99th percentile.
+    pub p99_ns: u64,
+    /// The largest.
+    pub max_ns: u64,
+}
+
+impl Latency {
+    /// The distribution of the values (in nanoseconds) recorded in `histogram`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_core::telemetry::Histogram;
+    /// use flujo_runtime::report::Latency;
+    ///
+    /// let mut h = Histogram::new();
+    /// for ns in 1..=100 {
+    ///     h.record(ns);
+    /// }
+    /// let l = Latency::from_histogram(&h);
+    /// assert_eq!((l.samples, l.min_ns, l.p50_ns, l.p99_ns, l.max_ns), (100, 1, 50, 99, 100));
+    /// assert_eq!(Latency::from_histogram(&Histogram::new()), Latency::default());
+    /// ```
+    pub fn from_histogram(histogram: &Histogram) -> Self {
+        let Some(p) = histogram.percentiles() else {
+            return Self::default();
+        };
+        Self {
+            samples: histogram.count(),
+            min_ns: histogram.min().unwrap_or(0),
+            mean_ns: histogram.mean().unwrap_or(0),
+            p50_ns: p.p50,
+            p95_ns: p.p95,
+            p99_ns: p.p99,
+            max_ns: histogram.max().unwrap_or(0),
+        }
+    }
+}
+
+/// What one step (by name) did over the runs fed in, from its step records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct StepRow {
+    /// The step's name.
+    pub step: String,
+    /// The node id of the first record seen under this name.
+    pub node: u32,
+    /// Step records: executions (a cache hit or a refused call is one too).
+    pub executions: u64,
+    /// Executions that produced an output (by itself, from the cache or its fallback).
+    pub succeeded: u64,
+    /// Executions that failed.
+    pub failed: u64,
+    /// Executions that recovery skipped.
+    pub skipped: u64,
+    /// Executions that aborted their run.
+    pub aborted: u64,
+    /// Attempts after the first (loops' iterations are not retries).
+    pub retries: u64,
+    /// Executions whose output came from the cache.
+    pub cache_hits: u64,
+    /// Executions whose fallback ran.
+    pub fallbacks: u64,
+    /// Execution latency, start to end (fallback and backoff included).
+    pub latency: Latency,
+}
+
+/// A step's circuit-breaker activity, from the telemetry events fed in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct BreakerRow {
+    /// The step's id in its graph.
+    pub step_id: u32,
+    /// The step's name (`#<id>` when no record or [`ReportBuilder::name_step`] named it).
+    pub step: String,
+    /// Transitions to open (trips).
+    pub to_open: u64,
+    /// Transitions to half-open.
+    pub to_half_open: u64,
+    /// Transitions to closed.
+    pub to_closed: u64,
+    /// Calls the open breaker refused.
+    pub rejected: u64,
+}
+
+/// Object-pool and arena readings, filled by the executor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct PoolStats {
+    /// Takes served by a recycled object.
+    pub pool_hits: u64,
+    /// Takes that had to allocate.
+    pub pool_misses: u64,
+    /// Objects taken and not yet returned.
+    pub pool_live: u64,
+    /// Objects waiting for reuse.
+    pub pool_idle: u64,
+    /// Bytes the run arenas hold now.
+    pub arena_bytes_used: u64,
+    /// The most bytes the run arenas held.
+    pub arena_bytes_peak: u64,
+}
+
+/// Admission-control readings, filled by the executor (rejections are in [`Runs`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct AdmissionStats {
+    /// The limit on runs in flight when the report was built.
+    pub limit_current: u64,
+    /// The lowest limit seen.
+    pub limit_min_seen: u64,
+    /// The highest limit seen.
+    pub limit_max_seen: u64,
+}
+
+/// What telemetry kept and lost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct TelemetryStats {
+    /// Events drained from the workers' sinks and fed in.
+    pub events_recorded: u64,
+    /// Events the sinks refused because they were full (exact).
+    pub events_dropped: u64,
+    /// Step records that did not fit their run's record buffer (exact).
+    pub records_dropped: u64,
+    /// Spans are sampled one in this many (1: every span; 0: not told).
+    pub sample_one_in: u64,
+}
+
+/// What an operator reads after a run of the executor: runs, throughput, per-step rows,
+/// exact counters, cache, breakers, pool and arena, admission, telemetry.
+///
+/// Built by a [`ReportBuilder`]; prints as an aligned table; with the `serde` feature,
+/// serializes to JSON.
+///
+/// # Examples
+///
+/// ```
+/// use flujo_core::graph::NodeId;
+/// use flujo_core::interp::{Outcome, StepOutcome, StepRecord};
+/// use flujo_core::policy::Usage;
+/// use flujo_runtime::report::{RejectReason, ReportBuilder};
+///
+/// let record = |latency_ticks| StepRecord {
+///     node: NodeId(0),
+///     outcome: StepOutcome::Succeeded,
+///     attempts: 1,
+///     latency_ticks,
+///     backoff_ticks: 0,
+///     cache_hit: false,
+///     fallback_used: false,
+///     error_class: None,
+///     usage: Usage::ZERO,
+///     loop_exit: None,
+/// };
+/// let mut builder = ReportBuilder::new();
+/// for i in 1..=4 {
+///     builder.add_record("fetch", &record(i * 1_000), 1.0);
+///     builder.add_run(Outcome::Succeeded, i * 1_500);
+/// }
+/// builder.rejected(RejectReason::QueueFull);
+/// let report = builder.build(2_000_000_000); // 2 s
+///
+/// assert_eq!(report.runs.completed, 4);
+/// assert_eq!(report.runs.submitted, 5);
+/// assert_eq!(report.runs.rejected_queue_full, 1);
+/// assert_eq!(report.throughput_runs_per_s, 2.0);
+/// assert_eq!(report.steps[0].step, "fetch");
+/// assert_eq!(report.steps[0].executions, 4);
+/// assert_eq!(report.steps[0].latency.max_ns, 4_000);
+///
+/// let table = report.to_string();
+/// assert!(table.contains("fetch"));
+/// assert!(table.contains("queue full"));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Report {
+    /// Wall time the report covers, in nanoseconds.
+    pub wall_ns: u64,
+    /// What happened to the runs.
+    pub runs: Runs,
+    /// Completed runs per second of wall time (0 when the wall time is 0).
+    pub throughput_runs_per_s: f64,
+    /// Run latency (submission or start to end, as the executor measured it).
+    pub run_latency: Latency,
+    /// One row per step name, in the order the names were first seen.
+    pub steps: Vec<StepRow>,
+    /// The exact counters of every run fed in, summed. In JSON: an object from each
+    /// counter's `snake_case` name to its value (reading ignores unknown names and takes
+    /// missing ones as 0).
+    #[cfg_attr(feature = "serde", serde(with = "counters_serde"))]
+    pub counters: Counters,
+    /// `cache_hits / (cache_hits + cache_misses)` of the counters; `None` without lookups.
+    pub cache_hit_rate: Option<f64>,
+    /// One row per step whose breaker did something, by step id.
+    pub breakers: Vec<BreakerRow>,
+    /// Pool and arena readings.
+    pub pool: PoolStats,
+    /// Admission-control readings.
+    pub admission: AdmissionStats,
+    /// What telemetry kept and lost.
+    pub telemetry: TelemetryStats,
+}
+
+impl Report {
+    /// The value of one counter.
+    pub fn counter(&self, counter: Counter) -> u64 {
+        self.counters.get(counter)
+    }
+
+    /// The row of step `name`, if any record had that name.
+    pub fn step(&self, name: &str) -> Option<&StepRow> {
+        self.steps.iter().find(|row| row.step == name)
+    }
+
+    /// The report as JSON (one line).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_runtime::report::{Report, ReportBuilder};
+    ///
+    /// let report = ReportBuilder::new().build(1_000);
+    /// let json = report.to_json_string();
+    /// assert!(json.contains("\"wall_ns\":1000"));
+    /// assert_eq!(Report::from_json_str(&json).unwrap(), report);
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn to_json_string(&self) -> String {
+        // Every field serializes infallibly: plain numbers, strings and maps with string keys.
+        serde_json::to_string(self).expect("a report always serializes")
+    }
+
+    /// Reads a report written by [`to_json_string`](Self::to_json_string).
+    ///
+    /// # Errors
+    ///
+    /// When `json` is not a report.
+    #[cfg(feature = "serde")]
+    pub fn from_json_str(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+}
+
+/// Per-step data kept by the builder: the row's counts and its latency histogram.
+#[derive(Debug)]
+struct StepEntry {
+    row: StepRow,
+    /// Latencies in nanoseconds.
+    latency_ns: Histogram,
+}
+
+/// Collects what the executor feeds in and builds [`Report`]s from it.
+///
+/// Each step name costs one core [`Histogram`] (58 KiB), as does the run latency.
+/// Builders can be kept per worker and [`merge`](Self::merge)d.
+#[derive(Debug)]
+pub struct ReportBuilder {
+    runs: Runs,
+    /// Submissions the executor reported with [`add_submitted`](Self::add_submitted).
+    submitted: u64,
+    run_latency_ns: Histogram,
+    /// Invariant: `step_index[steps[i].row.step] == i` for every `i`.
+    steps: Vec<StepEntry>,
+    step_index: HashMap<String, usize>,
+    /// Names of step ids, from records and [`name_step`](Self::name_step).
+    step_names: HashMap<u32, String>,
+    counters: Counters,
+    breakers: BTreeMap<u32, BreakerRow>,
+    pool: PoolStats,
+    admission: AdmissionStats,
+    /// Whether [`observe_limit`](Self::observe_limit) or `set_admission` ran.
+    admission_seen: bool,
+    telemetry: TelemetryStats,
+}
+
+impl Default for ReportBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReportBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self {
+            runs: Runs::default(),
+            submitted: 0,
+            run_latency_ns: Histogram::new(),
+            steps: Vec::new(),
+            step_index: HashMap::new(),
+            step_names: HashMap::new(),
+            counters: Counters::new(),
+            breakers: BTreeMap::new(),
+            pool: PoolStats::default(),
+            admission: AdmissionStats::default(),
+            admission_seen: false,
+            telemetry: TelemetryStats::default(),
+        }
+    }
+
+    /// Counts `n` accepted submissions. Optional: a report's `submitted` is at least the runs
+    /// ended plus those rejected, and the excess of what is counted here over that is
+    /// reported as in flight.
+    pub fn add_submitted(&mut self, n: u64) {
+        self.submitted = self.submitted.saturating_add(n);
+    }
+
+    /// Counts a run that ended with `outcome` after `wall_ns` nanoseconds.
+    pub fn add_run(&mut self, outcome: Outcome, wall_ns: u64) {
+        let count = match outcome {
+            Outcome::Succeeded => &mut self.runs.succeeded,
+            Outcome::Failed => &mut self.runs.failed,
+            Outcome::Aborted => &mut self.runs.aborted,
+        };
+        *count = count.saturating_add(1);
+        self.runs.completed = self.runs.completed.saturating_add(1);
+        self.run_latency_ns.record(wall_ns);
+    }
+
+    /// Counts a submission refused for `reason`. A refused submission is also counted as
+    /// submitted.
+    pub fn rejected(&mut self, reason: RejectReason) {
+        let count = match reason {
+            RejectReason::QueueFull => &mut self.runs.rejected_queue_full,
+            RejectReason::OverLimit => &mut self.runs.rejected_over_limit,
+            RejectReason::ShuttingDown => &mut self.runs.rejected_shutting_down,
+        };
+        *count = count.saturating_add(1);
+    }
+
+    /// Adds a step record under `step_name`; its latency becomes nanoseconds through
+    /// `ns_per_tick` (see [`ticks_to_ns`]). The record's node id is named `step_name` for
+    /// the breaker rows (the first name seen for an id is kept; [`name_step`](Self::name_step)
+    /// replaces it).
+    ///
+    /// # Panics
+    ///
+    /// If `ns_per_tick` is negative, NaN or infinite.
+    pub fn add_record(&mut self, step_name: &str, record: &StepRecord, ns_per_tick: f64) {
+        let latency_ns = ticks_to_ns(record.latency_ticks, ns_per_tick);
+        let entry = self.entry(step_name, record.node.0);
+        let row = &mut entry.row;
+        row.executions = row.executions.saturating_add(1);
+        let outcome = match record.outcome {
+            StepOutcome::Succeeded => &mut row.succeeded,
+            StepOutcome::Failed => &mut row.failed,
+            StepOutcome::Skipped => &mut row.skipped,
+            StepOutcome::Aborted => &mut row.aborted,
+        };
+        *outcome = outcome.saturating_add(1);
+        if record.loop_exit.is_none() {
+            let retries = u64::from(record.attempts.saturating_sub(1));
+            row.retries = row.retries.saturating_add(retries);
+        }
+        row.cache_hits = row.cache_hits.saturating_add(u64::from(record.cache_hit));
+        row.fallbacks = row
+            .fallbacks
+            .saturating_add(u64::from(record.fallback_used));
+        entry.latency_ns.record(latency_ns);
+        self.step_names
+            .entry(record.node.0)
+            .or_insert_with(|| step_name.to_owned());
+    }
+
+    /// The entry of `name`, made on first use with `node` as its node id.
+    fn entry(&mut self, name: &str, node: u32) -> &mut StepEntry {
+        let index = match self.step_index.get(name) {
+            Some(&index) => index,
+            None => {
+                let index = self.steps.len();
+                self.step_index.insert(name.to_owned(), index);
+                self.steps.push(StepEntry {
+                    row: StepRow {
+                        step: name.to_owned(),
+                        node,
+                        ..StepRow::default()
+                    },
+                    latency_ns: Histogram::new(),
+                });
+                index
+            }
+        };
+        &mut self.steps[index]
+    }
+
+    /// Adds a run's (or a worker's) exact counters to the totals.
+    pub fn add_counters(&mut self, counters: &Counters) {
+        self.counters.add(counters);
+    }
+
+    /// Takes drained telemetry events: counts them as recorded and tallies breaker
+    /// transitions and refusals per step id.
+    pub fn add_events(&mut self, events: &[Event]) {
+        let recorded = u64::try_from(events.len()).unwrap_or(u64::MAX);
+        self.telemetry.events_recorded = self.telemetry.events_recorded.saturating_add(recorded);
+        for event in events {
+            let count = match event.kind {
+                EventKind::BreakerTransition { to, .. } => {
+                    let row = self.breaker(event.step);
+                    match to {
+                        BreakerState::Open => &mut row.to_open,
+                        BreakerState::HalfOpen => &mut row.to_half_open,
+                        BreakerState::Closed => &mut row.to_closed,
+                    }
+                }
+                EventKind::BreakerRejected => &mut self.breaker(event.step).rejected,
+                _ => continue,
+            };
+            *count = count.saturating_add(1);
+        }
+    }
+
+    fn breaker(&mut self, step_id: u32) -> &mut BreakerRow {
+        self.breakers.entry(step_id).or_insert_with(|| BreakerRow {
+            step_id,
+            ..BreakerRow::default()
+        })
+    }
+
+    /// Names step id `step_id` for the breaker rows (records name their node already).
+    pub fn name_step(&mut self, step_id: u32, name: impl Into<String>) {
+        self.step_names.insert(step_id, name.into());
+    }
+
+    /// Counts events the telemetry sinks dropped.
+    pub fn add_events_dropped(&mut self, n: u64) {
+        self.telemetry.events_dropped = self.telemetry.events_dropped.saturating_add(n);
+    }
+
+    /// Counts step records that did not fit their run's buffer
+    /// (`RunResult::records_dropped`).
+    pub fn add_records_dropped(&mut self, n: u64) {
+        self.telemetry.records_dropped = self.telemetry.records_dropped.saturating_add(n);
+    }
+
+    /// Sets the sampling period: spans kept one in `one_in`.
+    pub fn set_sample_one_in(&mut self, one_in: u64) {
+        self.telemetry.sample_one_in = one_in;
+    }
+
+    /// Sets the pool and arena readings.
+    pub fn set_pool(&mut self, pool: PoolStats) {
+        self.pool = pool;
+    }
+
+    /// Sets the admission readings.
+    pub fn set_admission(&mut self, admission: AdmissionStats) {
+        self.admission = admission;
+        self.admission_seen = true;
+    }
+
+    /// Records that the admission limit is now `limit`, keeping the lowest and highest seen.
+    pub fn observe_limit(&mut self, limit: u64) {
+        let a = &mut self.admission;
+        if self.admission_seen {
+            a.limit_min_seen = a.limit_min_seen.min(limit);
+            a.limit_max_seen = a.limit_max_seen.max(limit);
+        } else {
+            (a.limit_min_seen, a.limit_max_seen) = (limit, limit);
+            self.admission_seen = true;
+        }
+        a.limit_current = limit;
+    }
+
+    /// The latency histogram (nanoseconds) of step `name`, for exporters that want buckets.
+    pub fn step_histogram(&self, name: &str) -> Option<&Histogram> {
+        let &index = self.step_index.get(name)?;
+        Some(&self.steps[index].latency_ns)
+    }
+
+    /// The run latency histogram (nanoseconds).
+    pub fn run_histogram(&self) -> &Histogram {
+        &self.run_latency_ns
+    }
+
+    /// Adds everything `other` collected: runs, records, counters, events, drops. The pool,
+    /// admission and sampling readings are snapshots, not sums: `self`'s are kept unless it
+    /// has none (then `other`'s are taken).
+    pub fn merge(&mut self, other: &ReportBuilder) {
+        let (a, b) = (&mut self.runs, &other.runs);
+        for (mine, theirs) in [
+            (&mut a.completed, b.completed),
+            (&mut a.succeeded, b.succeeded),
+            (&mut a.failed, b.failed),
+            (&mut a.aborted, b.aborted),
+            (&mut a.rejected_queue_full, b.rejected_queue_full),
+            (&mut a.rejected_over_limit, b.rejected_over_limit),
+            (&mut a.rejected_shutting_down, b.rejected_shutting_down),
+            (&mut self.submitted, other.submitted),
+        ] {
+            *mine = mine.saturating_add(theirs);
+        }
+        self.run_latency_ns.merge(&other.run_latency_ns);
+        for theirs in &other.steps {
+            let entry = self.entry(&theirs.row.step, theirs.row.node);
+            let (mine, t) = (&mut entry.row, &theirs.row);
+            for (m, t) in [
+                (&mut mine.executions, t.executions),
+                (&mut mine.succeeded, t.succeeded),
+                (&mut mine.failed, t.failed),
+                (&mut mine.skipped, t.skipped),
+                (&mut mine.aborted, t.aborted),
+                (&mut mine.retries, t.retries),
+                (&mut mine.cache_hits, t.cache_hits),
+                (&mut mine.fallbacks, t.fallbacks),
+            ] {
+                *m = m.saturating_add(t);
+            }
+            entry.latency_ns.merge(&theirs.latency_ns);
+        }
+        for (&id, name) in &other.step_names {
+            self.step_names.entry(id).or_insert_with(|| name.clone());
+        }
+        self.counters.add(&other.counters);
+        for (&id, t) in &other.breakers {
+            let mine = self.breaker(id);
+            for (m, t) in [
+                (&mut mine.to_open, t.to_open),
+                (&mut mine.to_half_open, t.to_half_open),
+                (&mut mine.to_closed, t.to_closed),
+                (&mut mine.rejected, t.rejected),
+            ] {
+                *m = m.saturating_add(t);
+            }
+        }
+        let (mine, t) = (&mut self.telemetry, &other.telemetry);
+        mine.events_recorded = mine.events_recorded.saturating_add(t.events_recorded);
+        mine.events_dropped = mine.events_dropped.saturating_add(t.events_dropped);
+        mine.records_dropped = mine.records_dropped.saturating_add(t.records_dropped);
+        if mine.sample_one_in == 0 {
+            mine.sample_one_in = t.sample_one_in;
+        }
+        if self.pool == PoolStats::default() {
+            self.pool = other.pool;
+        }
+        if !self.admission_seen && other.admission_seen {
+            self.admission = other.admission;
+            self.admission_seen = true;
+        }
+    }
+
+    /// The report of everything fed in so far, covering `wall_ns` nanoseconds of wall time.
+    /// The builder keeps its data, so later reports include this one's.
+    pub fn build(&self, wall_ns: u64) -> Report {
+        let mut runs = self.runs;
+        let ended_or_refused = runs.completed.saturating_add(runs.rejected());
+        runs.submitted = self.submitted.max(ended_or_refused);
+        runs.in_flight = runs.submitted - ended_or_refused;
+        let throughput_runs_per_s = if wall_ns == 0 {
+            0.0
+        } else {
+            runs.completed as f64 * 1e9 / wall_ns as f64
+        };
+        let steps = self
+            .steps
+            .iter()
+            .map(|entry| StepRow {
+                latency: Latency::from_histogram(&entry.latency_ns),
+                ..entry.row.clone()
+            })
+            .collect();
+        let hits = self.counters.get(Counter::CacheHits);
+        let lookups = hits.saturating_add(self.counters.get(Counter::CacheMisses));
+        let cache_hit_rate = (lookups > 0).then(|| hits as f64 / lookups as f64);
+        let breakers = self
+            .breakers
+            .values()
+            .map(|row| BreakerRow {
+                step: match self.step_names.get(&row.step_id) {
+                    Some(name) => name.clone(),
+                    None => format!("#{}", row.step_id),
+                },
+                ..row.clone()
+            })
+            .collect();
+        Report {
+            wall_ns,
+            runs,
+            throughput_runs_per_s,
+            run_latency: Latency::from_histogram(&self.run_latency_ns),
+            steps,
+            counters: self.counters,
+            cache_hit_rate,
+            breakers,
+            pool: self.pool,
+            admission: self.admission,
+            telemetry: self.telemetry,
+        }
+    }
+}
+
+/// Nanoseconds as microseconds with three decimals, exactly.
+struct Micros(u64);
+
+impl fmt::Display for Micros {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = format!("{}.{:03}", self.0 / 1_000, self.0 % 1_000);
+        f.pad(&text)
+    }
+}
+
+/// Nanoseconds as seconds with nine decimals, exactly.
+struct Seconds(u64);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{:09} s",
+            self.0 / 1_000_000_000,
+            self.0 % 1_000_000_000
+        )
+    }
+}
+
+/// Width of the label column of the key-value sections.
+const LABEL_WIDTH: usize = 24;
+/// Width of each numeric column of the tables: every header fits (asserted below), and so
+/// does any count below 10^12; a wider value pushes the rest of its row right rather than
+/// being cut.
+const NUMBER_WIDTH: usize = 12;
+/// Widest step-name column; longer names are cut and end with `~`.
+const NAME_WIDTH_MAX: usize = 32;
+
+/// The headers of the step table's numeric columns, in order.
+pub const STEP_COLUMNS: [&str; 11] = [
+    "executions",
+    "succeeded",
+    "failed",
+    "skipped",
+    "aborted",
+    "retries",
+    "cache hits",
+    "fallbacks",
+    "p50 µs",
+    "p95 µs",
+    "p99 µs",
+];
+
+/// The headers of the breaker table's numeric columns, in order.
+pub const BREAKER_COLUMNS: [&str; 4] = ["to open", "to half-open", "to closed", "rejected"];
+
+/// Whether every header fits a numeric column (checked at compile time below).
+const fn headers_fit(headers: &[&str]) -> bool {
+    let mut i = 0;
+    while i < headers.len() {
+        // Bytes bound characters from above, so this is conservative for "µ".
+        if headers[i].len() > NUMBER_WIDTH {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const _: () = assert!(headers_fit(&STEP_COLUMNS) && headers_fit(&BREAKER_COLUMNS));
+
+/// A name fit for one table cell: control characters escaped, cut to `width` characters.
+fn cell_name(name: &str, width: usize) -> String {
+    let mut clean = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_control() {
+            clean.extend(c.escape_default());
+        } else {
+            clean.push(c);
+        }
+    }
+    if clean.chars().count() <= width {
+        clean
+    } else {
+        let mut cut: String = clean.chars().take(width - 1).collect();
+        cut.push('~');
+        cut
+    }
+}
+
+/// Writes one table line: the name left-aligned in `name_width`, then each number
+/// right-aligned in [`NUMBER_WIDTH`].
+fn table_line(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    name_width: usize,
+    cells: &[&dyn fmt::Display],
+) -> fmt::Result {
+    write!(f, "  {name:<name_width$}")?;
+    for cell in cells {
+        write!(f, " {:>w$}", format!("{cell}"), w = NUMBER_WIDTH)?;
+    }
+    writeln!(f)
+}
+
+/// Writes one `label value` line of a key-value section.
+fn field(f: &mut fmt::Formatter<'_>, label: &str, value: impl fmt::Display) -> fmt::Result {
+    writeln!(f, "  {label:<LABEL_WIDTH$}{value}")
+}
+
+/// The width of a name column holding `names` and `header`.
+fn name_width<'a>(header: &str, names: impl Iterator<Item = &'a str>) -> usize {
+    names
+        .map(|n| cell_name(n, NAME_WIDTH_MAX).chars().count())
+        .chain([header.chars().count()])
+        .max()
+        .unwrap_or(0)
+}
+
+impl Report {
+    fn fmt_runs(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.runs;
+        writeln!(f, "runs")?;
+        field(f, "wall time", Seconds(self.wall_ns))?;
+        field(f, "submitted", r.submitted)?;
+        field(f, "completed", r.completed)?;
+        field(f, "  succeeded", r.succeeded)?;
+        field(f, "  failed", r.failed)?;
+        field(f, "  aborted", r.aborted)?;
+        field(f, "in flight", r.in_flight)?;
+        field(f, "rejected", r.rejected())?;
+        field(f, "  queue full", r.rejected_queue_full)?;
+        field(f, "  over limit", r.rejected_over_limit)?;
+        field(f, "  shutting down", r.rejected_shutting_down)?;
+        field(
+            f,
+            "throughput",
+            format_args!("{:.3} runs/s", self.throughput_runs_per_s),
+        )?;
+        let l = &self.run_latency;
+        field(
+            f,
+            "run latency µs",
+            format_args!(
+                "p50 {}  p95 {}  p99 {}  max {}",
+                Micros(l.p50_ns),
+                Micros(l.p95_ns),
+                Micros(l.p99_ns),
+                Micros(l.max_ns)
+            ),
+        )
+    }
+
+    fn fmt_steps(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "steps")?;
+        let width = name_width("step", self.steps.iter().map(|r| r.step.as_str()));
+        let headers: Vec<&dyn fmt::Display> = STEP_COLUMNS
+            .iter()
+            .map(|h| h as &dyn fmt::Display)
+            .collect();
+        table_line(f, "step", width, &headers)?;
+        for row in &self.steps {
+            let l = &row.latency;
+            let (p50, p95, p99) = (Micros(l.p50_ns), Micros(l.p95_ns), Micros(l.p99_ns));
+            let cells: [&dyn fmt::Display; 11] = [
+                &row.executions,
+                &row.succeeded,
+                &row.failed,
+                &row.skipped,
+                &row.aborted,
+                &row.retries,
+                &row.cache_hits,
+                &row.fallbacks,
+                &p50,
+                &p95,
+                &p99,
+            ];
+            table_line(f, &cell_name(&row.step, NAME_WIDTH_MAX), width, &cells)?;
+        }
+        Ok(())
+    }
+
+    fn fmt_breakers(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "breakers")?;
+        if self.breakers.is_empty() {
+            return writeln!(f, "  (no transitions or refusals)");
+        }
+        let width = name_width("step", self.breakers.iter().map(|r| r.step.as_str()));
+        let headers: Vec<&dyn fmt::Display> = BREAKER_COLUMNS
+            .iter()
+            .map(|h| h as &dyn fmt::Display)
+            .collect();
+        table_line(f, "step", width, &headers)?;
+        for row in &self.breakers {
+            let cells: [&dyn fmt::Display; 4] = [
+                &row.to_open,
+                &row.to_half_open,
+                &row.to_closed,
+                &row.rejected,
+            ];
+            table_line(f, &cell_name(&row.step, NAME_WIDTH_MAX), width, &cells)?;
+        }
+        Ok(())
+    }
+
+    fn fmt_resources(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.pool;
+        writeln!(f, "pool and arena")?;
+        field(f, "pool hits", p.pool_hits)?;
+        field(f, "pool misses", p.pool_misses)?;
+        field(f, "pool live", p.pool_live)?;
+        field(f, "pool idle", p.pool_idle)?;
+        field(f, "arena bytes used", p.arena_bytes_used)?;
+        field(f, "arena bytes peak", p.arena_bytes_peak)?;
+        let a = &self.admission;
+        writeln!(f, "admission")?;
+        field(f, "limit current", a.limit_current)?;
+        field(f, "limit min seen", a.limit_min_seen)?;
+        field(f, "limit max seen", a.limit_max_seen)?;
+        field(f, "rejections", self.runs.rejected())?;
+        let t = &self.telemetry;
+        writeln!(f, "telemetry")?;
+        field(f, "events recorded", t.events_recorded)?;
+        field(f, "events dropped", t.events_dropped)?;
+        field(f, "records dropped", t.records_dropped)?;
+        match t.sample_one_in {
+            0 => field(f, "sampling", "unknown"),
+            n => field(f, "sampling", format_args!("1 in {n}")),
+        }
+    }
+}
+
+/// An aligned, human-readable table: sections `runs`, `steps`, `counters` (with the cache
+/// hit rate), `breakers`, `pool and arena`, `admission` and `telemetry`. Latencies are in
+/// microseconds with three decimals (exact nanoseconds).
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "flujo run report")?;
+        self.fmt_runs(f)?;
+        self.fmt_steps(f)?;
+        writeln!(f, "counters")?;
+        for (counter, value) in self.counters.iter() {
+            field(f, counter.name(), value)?;
+        }
+        match self.cache_hit_rate {
+            Some(rate) => field(f, "cache hit rate", format_args!("{:.2} %", rate * 100.0))?,
+            None => field(f, "cache hit rate", "n/a (no lookups)")?,
+        }
+        self.fmt_breakers(f)?;
+        self.fmt_resources(f)
+    }
+}
+
+/// `Counters` as a JSON object from counter name to value.
+#[cfg(feature = "serde")]
+mod counters_serde {
+    use std::collections::BTreeMap;
+
+    use flujo_core::telemetry::{Counter, Counters};
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        counters: &Counters,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(Counter::COUNT))?;
+        for (counter, value) in counters.iter() {
+            map.serialize_entry(counter.name(), &value)?;
+        }
+        map.end()
+    }
+
+    /// Unknown names are ignored (a newer writer's counters) and missing ones are 0.
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Counters, D::Error> {
+        let values = BTreeMap::<String, u64>::deserialize(deserializer)?;
+        let mut counters = Counters::new();
+        for counter in Counter::ALL {
+            if let Some(&value) = values.get(counter.name()) {
+                counters.add_n(counter, value);
+            }
+        }
+        Ok(counters)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;
