@@ -6,3 +6,7 @@
 #![deny(missing_docs)]
 
 pub use flujo_core as core;
+
+pub mod admission;
+pub mod queue;
+pub mod ticket;

@@ -1,0 +1,1 @@
+//! Adaptive concurrency limit (placeholder while the module is written).
