@@ -20,9 +20,10 @@
 //! - a pop serves the starved level with the largest count (ties: the higher priority); when no
 //!   level is starved (or the starved ones turn out empty), the highest non-empty level.
 //!
-//! Serving a level resets its count to 0. In the steady state with all three levels busy this
-//! serves Normal and Low once each in every `aging + 1` pops (High gets the other
-//! `aging - 1`); with only High and Low busy, Low once in every `aging + 1` pops. `aging == 0` turns aging off (pure strict priority,
+//! Serving a level resets its count to 0. In the steady state with all three levels busy and
+//! `aging >= 2` this serves Normal and Low once each in every `aging + 1` pops (High gets the
+//! other `aging - 1`; `aging == 1` is round robin); with only High and Low busy, Low is served
+//! once in every `aging + 1` pops. `aging == 0` turns aging off (pure strict priority,
 //! where a busy higher level can starve a lower one forever).
 //!
 //! **Bound.** With pops not overlapping in time, a level that stays non-empty is passed over at
@@ -234,7 +235,11 @@ impl<T> Level<T> {
     /// The number of reserved places.
     fn len(&self) -> usize {
         let count = self.reserved.load(Ordering::Acquire) & !CLOSED;
-        debug_assert!(count <= self.capacity, "count {count} over {}", self.capacity);
+        debug_assert!(
+            count <= self.capacity,
+            "count {count} over {}",
+            self.capacity
+        );
         count
     }
 
@@ -447,7 +452,7 @@ impl<T: Send> PriorityQueues<T> {
                     out.push((item, priority));
                 }
             }
-            if !self.is_closed() || self.len() == 0 {
+            if !self.is_closed() || self.is_empty() {
                 return out;
             }
             // A push that reserved before the close (or a pre-empted pop) is mid-way.

@@ -118,7 +118,10 @@ fn aging_bounds_starvation() {
         let all = serve_busy(aging, &Priority::ALL, pops);
         for level in Priority::ALL {
             let gap = longest_pass_over(&all, level);
-            assert!(gap <= bound, "aging {aging}: {level:?} passed over {gap} times");
+            assert!(
+                gap <= bound,
+                "aging {aging}: {level:?} passed over {gap} times"
+            );
         }
         // High is always non-empty: Low is still served at least once every aging + 3 pops.
         for window in all.windows(bound + 1) {
@@ -152,7 +155,11 @@ fn rejection_returns_the_very_item() {
     let rejected = q.push(item(99), Priority::Normal).unwrap_err();
     assert_eq!(rejected.reason, RejectReason::QueueFull);
     assert_eq!(rejected.priority, Priority::Normal);
-    assert_eq!(drops.load(Ordering::SeqCst), 0, "the rejected item is alive");
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        0,
+        "the rejected item is alive"
+    );
     let back = rejected.into_inner();
     assert_eq!(back.id, 99);
     drop(back);
@@ -204,9 +211,15 @@ fn close_rejects_pushes_and_keeps_pops() {
     // A full level that is closed says Closed.
     let q = queues_cap(1, 0);
     q.push(0, Priority::Normal).unwrap();
-    assert_eq!(q.push(1, Priority::Normal).unwrap_err().reason, RejectReason::QueueFull);
+    assert_eq!(
+        q.push(1, Priority::Normal).unwrap_err().reason,
+        RejectReason::QueueFull
+    );
     q.close();
-    assert_eq!(q.push(1, Priority::Normal).unwrap_err().reason, RejectReason::Closed);
+    assert_eq!(
+        q.push(1, Priority::Normal).unwrap_err().reason,
+        RejectReason::Closed
+    );
     assert_eq!(q.len(), 1);
 }
 
@@ -215,7 +228,10 @@ fn drain_without_close_takes_what_is_there() {
     let q = queues_cap(4, 1);
     q.push('a', Priority::Low).unwrap();
     q.push('b', Priority::Normal).unwrap();
-    assert_eq!(q.drain(), vec![('b', Priority::Normal), ('a', Priority::Low)]);
+    assert_eq!(
+        q.drain(),
+        vec![('b', Priority::Normal), ('a', Priority::Low)]
+    );
     q.push('c', Priority::High).unwrap();
     assert_eq!(q.pop(), Some(('c', Priority::High)));
 }
