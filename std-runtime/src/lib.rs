@@ -6,6 +6,11 @@
 #![deny(missing_docs)]
 
 pub use flujo_core as core;
+pub mod admission;
+pub mod clock;
 pub mod config;
+mod exec;
+pub mod queue;
 pub mod report;
+pub mod ticket;
 pub mod trace;

@@ -1,0 +1,705 @@
+//! Adaptive concurrency limits: how many submissions may run at once, learnt from latency and
+//! overload signals.
+//!
+//! Sources: Netflix `concurrency-limits` (`AIMDLimit`, `Gradient2Limit`,
+//! <https://github.com/Netflix/concurrency-limits>), itself after TCP congestion control.
+//!
+//! An [`AdaptiveLimit`] hands out [`Permit`]s while fewer than [`limit`](AdaptiveLimit::limit)
+//! are in flight. Each permit ends in one of three ways, which feed the algorithm:
+//!
+//! | end | meaning | effect |
+//! |---|---|---|
+//! | [`Permit::success`] | the work finished; here is its latency | may raise the limit ([`Algorithm`]) |
+//! | [`Permit::dropped`] | overload: timeout, rejection downstream | multiplicative decrease |
+//! | the permit is dropped | the outcome says nothing about load (cancel, panic) | none |
+//!
+//! The acquire path is one load of the limit and one CAS on the in-flight count, no lock. Limit
+//! updates (at the end of a permit, and [`set_bounds`](AdaptiveLimit::set_bounds)) take a small
+//! `Mutex` that holds the bounds and the algorithm's float state, and publish the new integer
+//! limit through an atomic; so the limit is always inside the bounds of the moment.
+//!
+//! An acquire admits only while the in-flight count is below the limit, so with a constant limit
+//! the in-flight count never exceeds it. After the limit falls, permits already out stay valid:
+//! the in-flight count can then be above the limit until enough of them end.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Samples the gradient's long-term RTT average spans (Netflix `Gradient2Limit` default).
+pub const GRADIENT_LONG_WINDOW: u32 = 600;
+
+/// Samples the long-term RTT average takes as a plain mean before it turns exponential.
+pub const GRADIENT_WARMUP: u32 = 10;
+
+/// Headroom the gradient adds to the limit on every sample, so it can probe upwards while the
+/// latency holds (Netflix's `queueSize`, default 4).
+pub const GRADIENT_QUEUE_SIZE: f64 = 4.0;
+
+/// The smallest factor one gradient sample may apply (a latency far above the long-term RTT);
+/// a [`Permit::dropped`] counts as a sample with this factor.
+pub const GRADIENT_MIN: f64 = 0.5;
+
+/// How the limit reacts to the end of a permit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Algorithm {
+    /// Additive increase, multiplicative decrease.
+    ///
+    /// A success raises the limit by `increase` if the in-flight count at the permit's acquire
+    /// (the permit included) was at least half the current limit, `2 * in_flight >= limit`: the
+    /// limit was actually in use, so more may help. Below that the caller, not the limit, is
+    /// what holds the throughput back, and the limit stays. A drop multiplies the limit by
+    /// `backoff_ratio` (rounded down). Latency is ignored.
+    Aimd {
+        /// Added on a success near saturation; at least 1.
+        increase: u32,
+        /// The factor of a decrease; in `(0, 1)`.
+        backoff_ratio: f64,
+    },
+    /// Netflix gradient2: the limit follows the ratio of the long-term RTT to the latest one.
+    ///
+    /// On each success with latency `short` (ns, at least 1):
+    /// 1. `long` = exponential average of the latencies over [`GRADIENT_LONG_WINDOW`] samples
+    ///    (a plain mean for the first [`GRADIENT_WARMUP`]); if `long / short > 2`, `long *= 0.95`
+    ///    so that the average lets go of an old high latency sooner;
+    /// 2. if the in-flight count at the acquire is below half the estimate, nothing more
+    ///    (the limit is not what is in use);
+    /// 3. `gradient = clamp(tolerance * long / short, GRADIENT_MIN, 1)`;
+    /// 4. `estimate = (1 - smoothing) * estimate + smoothing * (estimate * gradient + GRADIENT_QUEUE_SIZE)`,
+    ///    clamped to the bounds; the limit is the estimate rounded down.
+    ///
+    /// So a latency up to `tolerance` times the long-term RTT still lets the limit grow, and a
+    /// higher one shrinks it (at most to half per sample before smoothing). A drop is a sample
+    /// with gradient [`GRADIENT_MIN`] and no headroom.
+    Gradient {
+        /// The weight of a new sample in the estimate; in `(0, 1]`.
+        smoothing: f64,
+        /// How much latency above the long-term RTT is tolerated; at least 1.
+        tolerance: f64,
+    },
+}
+
+/// How an [`AdaptiveLimit`] starts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LimitConfig {
+    /// The algorithm and its parameters.
+    pub algorithm: Algorithm,
+    /// The smallest limit; at least 1.
+    pub min_limit: u32,
+    /// The largest limit; at least `min_limit`.
+    pub max_limit: u32,
+    /// The limit at the start; in `min_limit..=max_limit`.
+    pub initial_limit: u32,
+}
+
+impl Default for LimitConfig {
+    /// AIMD (+1, ×0.9), limits 1..=1000 starting at 20 (Netflix's AIMD defaults for the start
+    /// and the ratio).
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::Aimd {
+                increase: 1,
+                backoff_ratio: 0.9,
+            },
+            min_limit: 1,
+            max_limit: 1000,
+            initial_limit: 20,
+        }
+    }
+}
+
+/// An invalid [`LimitConfig`] or bounds; [`field`](Self::field) names the culprit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LimitError {
+    /// `min_limit` was 0.
+    MinLimitZero,
+    /// `min_limit` was above `max_limit`.
+    MinAboveMax {
+        /// The minimum asked for.
+        min_limit: u32,
+        /// The maximum asked for.
+        max_limit: u32,
+    },
+    /// `initial_limit` was outside `min_limit..=max_limit`.
+    InitialOutOfBounds {
+        /// The initial limit asked for.
+        initial_limit: u32,
+        /// The minimum.
+        min_limit: u32,
+        /// The maximum.
+        max_limit: u32,
+    },
+    /// AIMD's `increase` was 0.
+    IncreaseZero,
+    /// AIMD's `backoff_ratio` was not in `(0, 1)`.
+    BackoffRatio(f64),
+    /// Gradient's `smoothing` was not in `(0, 1]`.
+    Smoothing(f64),
+    /// Gradient's `tolerance` was below 1 (or not a finite number).
+    Tolerance(f64),
+}
+
+impl LimitError {
+    /// The name of the configuration field that is wrong.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::MinLimitZero | Self::MinAboveMax { .. } => "min_limit",
+            Self::InitialOutOfBounds { .. } => "initial_limit",
+            Self::IncreaseZero => "increase",
+            Self::BackoffRatio(_) => "backoff_ratio",
+            Self::Smoothing(_) => "smoothing",
+            Self::Tolerance(_) => "tolerance",
+        }
+    }
+}
+
+impl fmt::Display for LimitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::MinLimitZero => f.write_str("`min_limit` must be at least 1, got 0"),
+            Self::MinAboveMax {
+                min_limit,
+                max_limit,
+            } => write!(
+                f,
+                "`min_limit` ({min_limit}) must not be above `max_limit` ({max_limit})"
+            ),
+            Self::InitialOutOfBounds {
+                initial_limit,
+                min_limit,
+                max_limit,
+            } => write!(
+                f,
+                "`initial_limit` must be in {min_limit}..={max_limit}, got {initial_limit}"
+            ),
+            Self::IncreaseZero => f.write_str("`increase` must be at least 1, got 0"),
+            Self::BackoffRatio(r) => write!(f, "`backoff_ratio` must be in (0, 1), got {r}"),
+            Self::Smoothing(s) => write!(f, "`smoothing` must be in (0, 1], got {s}"),
+            Self::Tolerance(t) => write!(f, "`tolerance` must be a finite number >= 1, got {t}"),
+        }
+    }
+}
+
+impl std::error::Error for LimitError {}
+
+/// Exact counts since the limit was made. Each is exact; a snapshot taken while permits come
+/// and go is not atomic across counters. Once every permit has ended,
+/// `acquired == succeeded + dropped + ignored`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitStats {
+    /// Permits handed out.
+    pub acquired: u64,
+    /// Acquires refused because the in-flight count was at the limit.
+    pub rejected: u64,
+    /// Permits ended with [`Permit::success`].
+    pub succeeded: u64,
+    /// Permits ended with [`Permit::dropped`].
+    pub dropped: u64,
+    /// Permits dropped without either.
+    pub ignored: u64,
+    /// Changes that raised the integer limit (by the algorithm or by
+    /// [`AdaptiveLimit::set_bounds`]).
+    pub increases: u64,
+    /// Changes that lowered the integer limit (by the algorithm or by
+    /// [`AdaptiveLimit::set_bounds`]).
+    pub decreases: u64,
+}
+
+/// An exponential moving average that starts as a plain mean (Netflix
+/// `ExponentialAverageMeasurement`).
+#[derive(Debug)]
+struct Average {
+    /// The average, in ns.
+    value: f64,
+    /// Samples taken so far, saturating at the warm-up length.
+    count: u32,
+}
+
+impl Average {
+    fn add(&mut self, sample: f64) -> f64 {
+        if self.count < GRADIENT_WARMUP {
+            self.count += 1;
+            self.value += (sample - self.value) / f64::from(self.count);
+        } else {
+            let factor = 2.0 / (f64::from(GRADIENT_LONG_WINDOW) + 1.0);
+            self.value += (sample - self.value) * factor;
+        }
+        self.value
+    }
+}
+
+/// The algorithm's state.
+#[derive(Debug)]
+enum Rule {
+    Aimd {
+        increase: u32,
+        backoff_ratio: f64,
+    },
+    Gradient {
+        smoothing: f64,
+        tolerance: f64,
+        /// The limit as a float, in `[min, max]`; the integer limit is its floor.
+        estimate: f64,
+        /// The long-term RTT.
+        long_rtt: Average,
+    },
+}
+
+/// Everything a limit update reads and writes, under the mutex.
+#[derive(Debug)]
+struct State {
+    min_limit: u32,
+    max_limit: u32,
+    /// In `min_limit..=max_limit`; mirrored in `AdaptiveLimit::limit`.
+    limit: u32,
+    rule: Rule,
+}
+
+impl State {
+    /// The integer limit the rule proposes after a success (before clamping).
+    fn after_success(&mut self, latency_ns: u64, in_flight: u32) -> f64 {
+        let limit = self.limit;
+        match &mut self.rule {
+            Rule::Aimd { increase, .. } => {
+                if 2 * u64::from(in_flight) >= u64::from(limit) {
+                    f64::from(limit) + f64::from(*increase)
+                } else {
+                    f64::from(limit)
+                }
+            }
+            Rule::Gradient {
+                smoothing,
+                tolerance,
+                estimate,
+                long_rtt,
+            } => {
+                // `u64 -> f64` rounds above 2^53 ns (104 days): fine for a ratio.
+                let short = latency_ns.max(1) as f64;
+                let mut long = long_rtt.add(short);
+                if long / short > 2.0 {
+                    long_rtt.value *= 0.95;
+                    long = long_rtt.value;
+                }
+                if f64::from(in_flight) >= *estimate / 2.0 {
+                    let gradient = (*tolerance * long / short).clamp(GRADIENT_MIN, 1.0);
+                    let target = *estimate * gradient + GRADIENT_QUEUE_SIZE;
+                    *estimate = *estimate * (1.0 - *smoothing) + target * *smoothing;
+                }
+                *estimate
+            }
+        }
+    }
+
+    /// The limit the rule proposes after a drop (before clamping).
+    fn after_drop(&mut self) -> f64 {
+        match &mut self.rule {
+            Rule::Aimd { backoff_ratio, .. } => f64::from(self.limit) * *backoff_ratio,
+            Rule::Gradient {
+                smoothing,
+                estimate,
+                ..
+            } => {
+                *estimate = *estimate * (1.0 - *smoothing) + *estimate * GRADIENT_MIN * *smoothing;
+                *estimate
+            }
+        }
+    }
+
+    /// Clamps a proposed limit (and the gradient's estimate) to the bounds and returns the new
+    /// integer limit.
+    fn settle(&mut self, proposed: f64) -> u32 {
+        let (min, max) = (f64::from(self.min_limit), f64::from(self.max_limit));
+        if let Rule::Gradient { estimate, .. } = &mut self.rule {
+            *estimate = estimate.clamp(min, max);
+        }
+        // `as` saturates and floors; the clamp keeps it in range even for a NaN (-> 0 -> min).
+        let limit = (proposed.clamp(min, max) as u32).clamp(self.min_limit, self.max_limit);
+        debug_assert!((self.min_limit..=self.max_limit).contains(&limit));
+        limit
+    }
+}
+
+/// A concurrency limit that adapts to latency and overload (see the [module docs](self)).
+///
+/// Share it by reference ([`try_acquire`](Self::try_acquire)) or by `Arc`
+/// ([`try_acquire_owned`](Self::try_acquire_owned)).
+///
+/// # Examples
+///
+/// ```
+/// use flujo_runtime::admission::{AdaptiveLimit, Algorithm, LimitConfig};
+///
+/// let limit = AdaptiveLimit::new(LimitConfig {
+///     algorithm: Algorithm::Aimd { increase: 1, backoff_ratio: 0.5 },
+///     min_limit: 1,
+///     max_limit: 10,
+///     initial_limit: 2,
+/// })
+/// .unwrap();
+///
+/// let a = limit.try_acquire().unwrap();
+/// let b = limit.try_acquire().unwrap();
+/// assert!(limit.try_acquire().is_none()); // two in flight: at the limit
+///
+/// a.success(1_000_000); // finished at saturation: the limit grows
+/// assert_eq!(limit.limit(), 3);
+/// b.dropped(); // overload: the limit halves
+/// assert_eq!(limit.limit(), 1);
+///
+/// let stats = limit.stats();
+/// assert_eq!((stats.acquired, stats.rejected), (2, 1));
+/// assert_eq!((stats.succeeded, stats.dropped, stats.ignored), (1, 1, 0));
+/// ```
+#[derive(Debug)]
+pub struct AdaptiveLimit {
+    /// The current limit, in `min_limit..=max_limit` of the state. Written only under the state
+    /// lock; read without it by acquires (Relaxed: it guards no data, and a stale value only
+    /// admits or refuses one more acquire as the limit of a moment ago would have).
+    limit: AtomicU32,
+    /// Permits out. Raised by acquire CAS only while below `limit`, lowered by one when a permit
+    /// ends. Relaxed: it guards no data.
+    in_flight: AtomicU32,
+    /// Bounds and the algorithm's state.
+    state: Mutex<State>,
+    /// See [`LimitStats`]; Relaxed counters.
+    acquired: AtomicU64,
+    /// See [`LimitStats`].
+    rejected: AtomicU64,
+    /// See [`LimitStats`].
+    succeeded: AtomicU64,
+    /// See [`LimitStats`].
+    dropped: AtomicU64,
+    /// See [`LimitStats`].
+    ignored: AtomicU64,
+    /// See [`LimitStats`].
+    increases: AtomicU64,
+    /// See [`LimitStats`].
+    decreases: AtomicU64,
+}
+
+/// How a permit ended.
+#[derive(Clone, Copy, Debug)]
+enum End {
+    Success(u64),
+    Dropped,
+    Ignored,
+}
+
+/// Checks `min_limit..=max_limit`.
+fn check_bounds(min_limit: u32, max_limit: u32) -> Result<(), LimitError> {
+    if min_limit == 0 {
+        return Err(LimitError::MinLimitZero);
+    }
+    if min_limit > max_limit {
+        return Err(LimitError::MinAboveMax {
+            min_limit,
+            max_limit,
+        });
+    }
+    Ok(())
+}
+
+impl AdaptiveLimit {
+    /// Makes a limit from `config`, with nothing in flight.
+    ///
+    /// # Errors
+    ///
+    /// [`LimitError`] naming the first invalid field.
+    pub fn new(config: LimitConfig) -> Result<Self, LimitError> {
+        let LimitConfig {
+            algorithm,
+            min_limit,
+            max_limit,
+            initial_limit,
+        } = config;
+        check_bounds(min_limit, max_limit)?;
+        if !(min_limit..=max_limit).contains(&initial_limit) {
+            return Err(LimitError::InitialOutOfBounds {
+                initial_limit,
+                min_limit,
+                max_limit,
+            });
+        }
+        let rule = match algorithm {
+            Algorithm::Aimd {
+                increase,
+                backoff_ratio,
+            } => {
+                if increase == 0 {
+                    return Err(LimitError::IncreaseZero);
+                }
+                // Written so that NaN fails too.
+                if !(backoff_ratio > 0.0 && backoff_ratio < 1.0) {
+                    return Err(LimitError::BackoffRatio(backoff_ratio));
+                }
+                Rule::Aimd {
+                    increase,
+                    backoff_ratio,
+                }
+            }
+            Algorithm::Gradient {
+                smoothing,
+                tolerance,
+            } => {
+                if !(smoothing > 0.0 && smoothing <= 1.0) {
+                    return Err(LimitError::Smoothing(smoothing));
+                }
+                if !(tolerance >= 1.0 && tolerance.is_finite()) {
+                    return Err(LimitError::Tolerance(tolerance));
+                }
+                Rule::Gradient {
+                    smoothing,
+                    tolerance,
+                    estimate: f64::from(initial_limit),
+                    long_rtt: Average {
+                        value: 0.0,
+                        count: 0,
+                    },
+                }
+            }
+        };
+        Ok(Self {
+            limit: AtomicU32::new(initial_limit),
+            in_flight: AtomicU32::new(0),
+            state: Mutex::new(State {
+                min_limit,
+                max_limit,
+                limit: initial_limit,
+                rule,
+            }),
+            acquired: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            succeeded: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            ignored: AtomicU64::new(0),
+            increases: AtomicU64::new(0),
+            decreases: AtomicU64::new(0),
+        })
+    }
+
+    /// Takes a slot if fewer than [`limit`](Self::limit) permits are in flight. Lock-free: a
+    /// load and a CAS loop that retries only when another acquire or release won the race.
+    pub fn try_acquire(&self) -> Option<Permit<'_>> {
+        let in_flight = self.acquire_slot()?;
+        Some(Permit {
+            limit: self,
+            in_flight,
+            ended: false,
+        })
+    }
+
+    /// Like [`try_acquire`](Self::try_acquire), for a permit that owns an `Arc` of the limit
+    /// (to move into a task).
+    pub fn try_acquire_owned(self: &Arc<Self>) -> Option<OwnedPermit> {
+        let in_flight = self.acquire_slot()?;
+        Some(OwnedPermit {
+            limit: Arc::clone(self),
+            in_flight,
+            ended: false,
+        })
+    }
+
+    /// Raises the in-flight count if it is below the limit; returns the new count.
+    fn acquire_slot(&self) -> Option<u32> {
+        let mut current = self.in_flight.load(Ordering::Relaxed);
+        loop {
+            if current >= self.limit.load(Ordering::Relaxed) {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            match self.in_flight.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.acquired.fetch_add(1, Ordering::Relaxed);
+                    return Some(current + 1);
+                }
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Ends a permit acquired when `in_flight` were out (itself included).
+    fn release(&self, in_flight: u32, end: End) {
+        match end {
+            End::Success(latency_ns) => {
+                self.succeeded.fetch_add(1, Ordering::Relaxed);
+                self.update(|state| state.after_success(latency_ns, in_flight));
+            }
+            End::Dropped => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.update(State::after_drop);
+            }
+            End::Ignored => {
+                self.ignored.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let before = self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        debug_assert!(before > 0, "a permit ended with nothing in flight");
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing under the lock panics; a poisoned state is still within its bounds.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies a rule step under the lock and publishes the clamped limit.
+    fn update(&self, step: impl FnOnce(&mut State) -> f64) {
+        let mut state = self.lock();
+        let proposed = step(&mut state);
+        let limit = state.settle(proposed);
+        self.publish(&mut state, limit);
+    }
+
+    /// Stores a new limit (under the lock) and counts the change.
+    fn publish(&self, state: &mut State, limit: u32) {
+        let old = state.limit;
+        state.limit = limit;
+        self.limit.store(limit, Ordering::Relaxed);
+        if limit > old {
+            self.increases.fetch_add(1, Ordering::Relaxed);
+        } else if limit < old {
+            self.decreases.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Changes the bounds at run time; the current limit (and the gradient's estimate) is
+    /// clamped into them.
+    ///
+    /// # Errors
+    ///
+    /// [`LimitError::MinLimitZero`] or [`LimitError::MinAboveMax`]; the bounds stay as they were.
+    pub fn set_bounds(&self, min_limit: u32, max_limit: u32) -> Result<(), LimitError> {
+        check_bounds(min_limit, max_limit)?;
+        let mut state = self.lock();
+        state.min_limit = min_limit;
+        state.max_limit = max_limit;
+        let proposed = match state.rule {
+            Rule::Gradient { estimate, .. } => estimate,
+            Rule::Aimd { .. } => f64::from(state.limit),
+        };
+        let limit = state.settle(proposed);
+        self.publish(&mut state, limit);
+        Ok(())
+    }
+
+    /// The current limit.
+    pub fn limit(&self) -> u32 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// The permits out now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The current `(min_limit, max_limit)`.
+    pub fn bounds(&self) -> (u32, u32) {
+        let state = self.lock();
+        (state.min_limit, state.max_limit)
+    }
+
+    /// The exact counters.
+    pub fn stats(&self) -> LimitStats {
+        LimitStats {
+            acquired: self.acquired.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            succeeded: self.succeeded.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            ignored: self.ignored.load(Ordering::Relaxed),
+            increases: self.increases.load(Ordering::Relaxed),
+            decreases: self.decreases.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One admitted unit of work, borrowed from an [`AdaptiveLimit`]. End it with
+/// [`success`](Self::success) or [`dropped`](Self::dropped); dropping it otherwise frees the
+/// slot and counts as *ignored* (no limit change).
+///
+/// # Examples
+///
+/// ```
+/// use flujo_runtime::admission::{AdaptiveLimit, LimitConfig};
+///
+/// let limit = AdaptiveLimit::new(LimitConfig::default()).unwrap();
+/// {
+///     let _permit = limit.try_acquire().unwrap();
+///     assert_eq!(limit.in_flight(), 1);
+///     // The work was cancelled: the outcome says nothing about load.
+/// }
+/// assert_eq!(limit.in_flight(), 0);
+/// assert_eq!(limit.stats().ignored, 1);
+/// ```
+#[must_use = "dropping a permit at once frees it as `ignored`"]
+#[derive(Debug)]
+pub struct Permit<'a> {
+    limit: &'a AdaptiveLimit,
+    /// The in-flight count right after this permit was taken.
+    in_flight: u32,
+    /// Set by `success`/`dropped` so that `Drop` does not count it as ignored.
+    ended: bool,
+}
+
+impl Permit<'_> {
+    /// The work finished normally after `latency_ns`; the limit may grow (or, for the gradient,
+    /// shrink if the latency rose).
+    pub fn success(mut self, latency_ns: u64) {
+        self.ended = true;
+        self.limit.release(self.in_flight, End::Success(latency_ns));
+    }
+
+    /// The work met overload (a timeout, a rejection downstream): the limit decreases.
+    pub fn dropped(mut self) {
+        self.ended = true;
+        self.limit.release(self.in_flight, End::Dropped);
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.limit.release(self.in_flight, End::Ignored);
+        }
+    }
+}
+
+/// A [`Permit`] that holds an `Arc` of its limit, from
+/// [`AdaptiveLimit::try_acquire_owned`]; it ends the same three ways.
+#[must_use = "dropping a permit at once frees it as `ignored`"]
+#[derive(Debug)]
+pub struct OwnedPermit {
+    limit: Arc<AdaptiveLimit>,
+    /// The in-flight count right after this permit was taken.
+    in_flight: u32,
+    /// Set by `success`/`dropped` so that `Drop` does not count it as ignored.
+    ended: bool,
+}
+
+impl OwnedPermit {
+    /// See [`Permit::success`].
+    pub fn success(mut self, latency_ns: u64) {
+        self.ended = true;
+        self.limit.release(self.in_flight, End::Success(latency_ns));
+    }
+
+    /// See [`Permit::dropped`].
+    pub fn dropped(mut self) {
+        self.ended = true;
+        self.limit.release(self.in_flight, End::Dropped);
+    }
+}
+
+impl Drop for OwnedPermit {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.limit.release(self.in_flight, End::Ignored);
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -1,0 +1,526 @@
+//! Bounded three-level priority queues with aging, on the core's MPMC ring.
+//!
+//! Each [`Priority`] level is a [`flujo_core::ring::mpmc::Ring`] (Dmitry Vyukov's bounded MPMC
+//! queue) behind an exact admission count. [`PriorityQueues::push`] first reserves a place
+//! with one CAS on the level's count (which also carries the *closed* bit), then moves the item
+//! into the ring; a push that cannot reserve hands the item back as [`Rejected`]. So the bound
+//! is the configured capacity exactly (the ring itself is rounded up to a power of two), and
+//! [`close`](PriorityQueues::close) is a single atomic step per level: a push either reserved
+//! before it (its item will be in the queue for [`drain`](PriorityQueues::drain)) or is
+//! rejected with [`RejectReason::Closed`].
+//!
+//! # Service order
+//!
+//! Items leave each level in FIFO order. Across levels, [`pop`](PriorityQueues::pop) follows
+//! strict priority (High, then Normal, then Low) except where *aging* says otherwise:
+//!
+//! - every level keeps a *passed-over count*: the number of pops since it was last served that
+//!   served another level while it was non-empty;
+//! - a level whose count has reached [`QueueConfig::aging`] is *starved*;
+//! - a pop serves the starved level with the largest count (ties: the higher priority); when no
+//!   level is starved (or the starved ones turn out empty), the highest non-empty level.
+//!
+//! Serving a level resets its count to 0. In the steady state with all three levels busy and
+//! `aging >= 2` this serves Normal and Low once each in every `aging + 1` pops (High gets the
+//! other `aging - 1`; `aging == 1` is round robin); with only High and Low busy, Low is served
+//! once in every `aging + 1` pops. `aging == 0` turns aging off (pure strict priority,
+//! where a busy higher level can starve a lower one forever).
+//!
+//! **Bound.** With pops not overlapping in time, a level that stays non-empty is passed over at
+//! most `aging + 2` times in a row, so it is served at least once in every `aging + 3` pops.
+//! Proof: after `aging` pass-overs it is starved. While it is starved, another level `Y` can be
+//! served only if `Y`'s count is at least its own; serving `Y` resets `Y` to 0, and from then on
+//! `Y`'s count stays below ours (ours grows by one on every pop that passes us over, `Y`'s by at
+//! most one). So each of the two other levels is served at most once before us. When only one
+//! other level is busy the bound is `aging + 1` pass-overs. With overlapping pops the counts are
+//! updated by independent atomic operations and the bound can be exceeded by about the number of
+//! pops in flight at once.
+//!
+//! # Progress
+//!
+//! Reserving and counting are lock-free. The ring can fail spuriously while another thread is
+//! pre-empted inside it (see its module docs): a pop may then return `None` or serve a lower
+//! level although a higher one holds an item, and a push that has reserved its place yields
+//! until the pre-empted thread frees the ring slot (the reservation proves the ring has room,
+//! so that is the only thing it can be waiting for).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use flujo_core::ring::mpmc::Ring;
+use flujo_core::ring::{Full, MAX_CAPACITY};
+
+/// A priority level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Priority {
+    /// Served first.
+    High,
+    /// Served when High is empty (or Normal is starved).
+    Normal,
+    /// Served when High and Normal are empty (or Low is starved).
+    Low,
+}
+
+impl Priority {
+    /// The levels from highest to lowest; `ALL[p.index()] == p`.
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+
+    /// The level's index: 0 for High, 1 for Normal, 2 for Low.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a push was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectReason {
+    /// The level held its configured capacity.
+    QueueFull,
+    /// The queues were closed.
+    Closed,
+}
+
+/// A refused push: the item comes back to the caller.
+pub struct Rejected<T> {
+    /// The item that was not queued.
+    pub item: T,
+    /// Why.
+    pub reason: RejectReason,
+    /// The level it was pushed to.
+    pub priority: Priority,
+}
+
+impl<T> Rejected<T> {
+    /// Returns the item that was not queued.
+    pub fn into_inner(self) -> T {
+        self.item
+    }
+}
+
+impl<T> fmt::Debug for Rejected<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("reason", &self.reason)
+            .field("priority", &self.priority)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Display for Rejected<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason {
+            RejectReason::QueueFull => write!(f, "the {:?} queue is full", self.priority),
+            RejectReason::Closed => f.write_str("the queues are closed"),
+        }
+    }
+}
+
+impl<T> std::error::Error for Rejected<T> {}
+
+/// Sizes and aging of [`PriorityQueues`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// The most items each level holds, indexed by [`Priority::index`]; each in
+    /// `1..=`[`MAX_CAPACITY`].
+    pub capacity: [usize; 3],
+    /// How many times a non-empty level may be passed over before it is served ahead of its
+    /// priority (see the [module docs](self)); 0 turns aging off.
+    pub aging: u32,
+}
+
+impl Default for QueueConfig {
+    /// 1024 items per level, aging 8.
+    fn default() -> Self {
+        Self {
+            capacity: [1024; 3],
+            aging: 8,
+        }
+    }
+}
+
+/// An invalid [`QueueConfig`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueConfigError {
+    /// The level whose `capacity` entry is wrong.
+    pub priority: Priority,
+    /// The capacity that was asked for.
+    pub capacity: usize,
+}
+
+impl fmt::Display for QueueConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`capacity[{}]` ({:?}) must be in 1..={MAX_CAPACITY}, got {}",
+            self.priority.index(),
+            self.priority,
+            self.capacity
+        )
+    }
+}
+
+impl std::error::Error for QueueConfigError {}
+
+/// Exact counts of one level, since the queues were made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LevelStats {
+    /// Pushes that queued their item.
+    pub pushed: u64,
+    /// Items that left through [`PriorityQueues::pop`].
+    pub popped: u64,
+    /// Items that left through [`PriorityQueues::drain`].
+    pub drained: u64,
+    /// Pushes refused with [`RejectReason::QueueFull`].
+    pub rejected_full: u64,
+    /// Pushes refused with [`RejectReason::Closed`].
+    pub rejected_closed: u64,
+}
+
+impl LevelStats {
+    /// All refused pushes.
+    pub fn rejected(&self) -> u64 {
+        self.rejected_full + self.rejected_closed
+    }
+}
+
+/// Exact counts of all levels; each is exact, a snapshot taken while other threads work is not
+/// atomic across counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Per level, indexed by [`Priority::index`].
+    pub levels: [LevelStats; 3],
+}
+
+impl QueueStats {
+    /// The counts of one level.
+    pub fn level(&self, priority: Priority) -> &LevelStats {
+        &self.levels[priority.index()]
+    }
+}
+
+/// The top bit of a level's count: set by [`PriorityQueues::close`], never cleared.
+const CLOSED: usize = 1 << (usize::BITS - 1);
+
+// Capacities stay below the closed bit, so a count never carries into it.
+const _: () = assert!(MAX_CAPACITY < CLOSED);
+
+/// One level: the ring and its exact admission count.
+struct Level<T> {
+    /// The items, FIFO.
+    ring: Ring<T>,
+    /// `CLOSED` bit | the number of reserved places: items in the ring, plus pushes that have
+    /// reserved and not yet written, plus pops that have taken an item from the ring and not
+    /// yet released its place. The count is in `0..=capacity`: pushes raise it by CAS only below
+    /// `capacity` (AcqRel), pops lower it by one (Release) after they took an item.
+    reserved: AtomicUsize,
+    /// The configured bound, `<= ring.capacity()`.
+    capacity: usize,
+    /// Pops that served another level while this one was non-empty, since this one was last
+    /// served (saturating). Relaxed: it steers fairness, no data travels with it.
+    passed_over: AtomicU32,
+    /// See [`LevelStats`]; Relaxed counters.
+    pushed: AtomicU64,
+    /// See [`LevelStats`].
+    popped: AtomicU64,
+    /// See [`LevelStats`].
+    drained: AtomicU64,
+    /// See [`LevelStats`].
+    rejected_full: AtomicU64,
+    /// See [`LevelStats`].
+    rejected_closed: AtomicU64,
+}
+
+impl<T> Level<T> {
+    /// The number of reserved places.
+    fn len(&self) -> usize {
+        let count = self.reserved.load(Ordering::Acquire) & !CLOSED;
+        debug_assert!(
+            count <= self.capacity,
+            "count {count} over {}",
+            self.capacity
+        );
+        count
+    }
+
+    /// Takes the oldest item, releasing its place.
+    fn take(&self) -> Option<T> {
+        let item = self.ring.pop()?;
+        let before = self.reserved.fetch_sub(1, Ordering::Release);
+        debug_assert!(before & !CLOSED > 0, "a popped item had no reserved place");
+        Some(item)
+    }
+
+    /// Counts one more pass-over, saturating.
+    fn pass_over(&self) {
+        let _ = self
+            .passed_over
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
+    }
+
+    fn stats(&self) -> LevelStats {
+        LevelStats {
+            pushed: self.pushed.load(Ordering::Relaxed),
+            popped: self.popped.load(Ordering::Relaxed),
+            drained: self.drained.load(Ordering::Relaxed),
+            rejected_full: self.rejected_full.load(Ordering::Relaxed),
+            rejected_closed: self.rejected_closed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Three bounded FIFO levels served by priority with aging; shared by reference or `Arc`
+/// between any number of pushing and popping threads.
+///
+/// Items still queued when the queues are dropped are dropped exactly once.
+///
+/// # Examples
+///
+/// ```
+/// use flujo_runtime::queue::{Priority, PriorityQueues, QueueConfig, RejectReason};
+///
+/// let queues = PriorityQueues::new(QueueConfig { capacity: [2, 2, 1], aging: 2 }).unwrap();
+/// queues.push("low", Priority::Low).unwrap();
+/// queues.push("high", Priority::High).unwrap();
+///
+/// // A full level hands the item back.
+/// let rejected = queues.push("late", Priority::Low).unwrap_err();
+/// assert_eq!((rejected.item, rejected.reason), ("late", RejectReason::QueueFull));
+///
+/// assert_eq!(queues.pop(), Some(("high", Priority::High)));
+/// queues.close();
+/// assert_eq!(queues.push("x", Priority::High).unwrap_err().reason, RejectReason::Closed);
+/// assert_eq!(queues.drain(), vec![("low", Priority::Low)]);
+/// assert_eq!(queues.stats().level(Priority::Low).rejected_full, 1);
+/// ```
+pub struct PriorityQueues<T: Send> {
+    /// Indexed by [`Priority::index`].
+    levels: [Level<T>; 3],
+    /// The pass-over count at which a level is starved; 0 turns aging off.
+    aging: u32,
+}
+
+impl<T: Send> PriorityQueues<T> {
+    /// Makes empty queues.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueConfigError`] naming the level whose capacity is 0 or above [`MAX_CAPACITY`].
+    ///
+    /// # Panics
+    ///
+    /// If the rings cannot be allocated.
+    pub fn new(config: QueueConfig) -> Result<Self, QueueConfigError> {
+        let level = |priority: Priority| -> Result<Level<T>, QueueConfigError> {
+            let capacity = config.capacity[priority.index()];
+            let error = QueueConfigError { priority, capacity };
+            if capacity == 0 || capacity > MAX_CAPACITY {
+                return Err(error);
+            }
+            let ring_capacity = capacity.max(2).next_power_of_two();
+            let ring = Ring::with_capacity(ring_capacity).map_err(|_| error)?;
+            Ok(Level {
+                ring,
+                reserved: AtomicUsize::new(0),
+                capacity,
+                passed_over: AtomicU32::new(0),
+                pushed: AtomicU64::new(0),
+                popped: AtomicU64::new(0),
+                drained: AtomicU64::new(0),
+                rejected_full: AtomicU64::new(0),
+                rejected_closed: AtomicU64::new(0),
+            })
+        };
+        Ok(Self {
+            levels: [
+                level(Priority::High)?,
+                level(Priority::Normal)?,
+                level(Priority::Low)?,
+            ],
+            aging: config.aging,
+        })
+    }
+
+    /// Queues `item` at the back of its level.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`] with the item and [`RejectReason::Closed`] after [`close`](Self::close),
+    /// or [`RejectReason::QueueFull`] when the level holds its capacity.
+    pub fn push(&self, item: T, priority: Priority) -> Result<(), Rejected<T>> {
+        let level = &self.levels[priority.index()];
+        let mut word = level.reserved.load(Ordering::Acquire);
+        loop {
+            let (reason, counter) = if word & CLOSED != 0 {
+                (RejectReason::Closed, &level.rejected_closed)
+            } else if word >= level.capacity {
+                (RejectReason::QueueFull, &level.rejected_full)
+            } else {
+                match level.reserved.compare_exchange_weak(
+                    word,
+                    word + 1,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => break,
+                    Err(now) => {
+                        word = now;
+                        continue;
+                    }
+                }
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            return Err(Rejected {
+                item,
+                reason,
+                priority,
+            });
+        }
+        // The place is ours: at most `capacity <= ring.capacity()` places are reserved, so a
+        // full ring means a thread pre-empted between claiming a slot and releasing it.
+        let mut item = item;
+        while let Err(Full(back)) = level.ring.push(item) {
+            item = back;
+            std::thread::yield_now();
+        }
+        level.pushed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Takes the next item by the service order of the [module docs](self), with its level.
+    ///
+    /// `None` when every level is empty, or spuriously while a thread is pre-empted inside a
+    /// ring (see the module docs).
+    pub fn pop(&self) -> Option<(T, Priority)> {
+        if let Some(starved) = self.most_starved() {
+            if let Some(item) = self.levels[starved.index()].take() {
+                return Some(self.served(item, starved));
+            }
+        }
+        Priority::ALL.into_iter().find_map(|priority| {
+            let item = self.levels[priority.index()].take()?;
+            Some(self.served(item, priority))
+        })
+    }
+
+    /// The starved level with the largest pass-over count (ties: the higher priority).
+    fn most_starved(&self) -> Option<Priority> {
+        if self.aging == 0 {
+            return None;
+        }
+        let mut best: Option<(u32, Priority)> = None;
+        for priority in Priority::ALL {
+            let count = self.levels[priority.index()]
+                .passed_over
+                .load(Ordering::Relaxed);
+            if count >= self.aging && best.is_none_or(|(top, _)| count > top) {
+                best = Some((count, priority));
+            }
+        }
+        best.map(|(_, priority)| priority)
+    }
+
+    /// Books a pop from `priority`: counts it and updates the aging counts.
+    fn served(&self, item: T, priority: Priority) -> (T, Priority) {
+        let level = &self.levels[priority.index()];
+        level.popped.fetch_add(1, Ordering::Relaxed);
+        if self.aging != 0 {
+            level.passed_over.store(0, Ordering::Relaxed);
+            for other in Priority::ALL {
+                let other_level = &self.levels[other.index()];
+                if other != priority && other_level.len() > 0 {
+                    other_level.pass_over();
+                }
+            }
+        }
+        (item, priority)
+    }
+
+    /// Takes every queued item, level by level from High to Low, FIFO within a level. Aging
+    /// counts are left alone.
+    ///
+    /// After [`close`](Self::close) it also waits for pushes that reserved a place before the
+    /// close to land (and for concurrent pops to release theirs), so once `close(); drain()`
+    /// returned, the queues are empty and stay empty. Before a close it takes what it finds.
+    pub fn drain(&self) -> Vec<(T, Priority)> {
+        let mut out = Vec::with_capacity(self.len());
+        loop {
+            for priority in Priority::ALL {
+                let level = &self.levels[priority.index()];
+                while let Some(item) = level.take() {
+                    level.drained.fetch_add(1, Ordering::Relaxed);
+                    out.push((item, priority));
+                }
+            }
+            if !self.is_closed() || self.is_empty() {
+                return out;
+            }
+            // A push that reserved before the close (or a pre-empted pop) is mid-way.
+            std::thread::yield_now();
+        }
+    }
+
+    /// Refuses every later push with [`RejectReason::Closed`]; pops and drains go on. Pushes
+    /// that reserved their place before it still land. Idempotent.
+    pub fn close(&self) {
+        for level in &self.levels {
+            level.reserved.fetch_or(CLOSED, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        // Levels are closed in order, so the last one tells that all are.
+        self.levels[2].reserved.load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// The number of queued items over all levels (a snapshot: pushes and pops in progress
+    /// count as queued).
+    pub fn len(&self) -> usize {
+        self.levels.iter().map(Level::len).sum()
+    }
+
+    /// Whether no level holds an item (a snapshot, like [`len`](Self::len)).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The number of items queued at one level (a snapshot, like [`len`](Self::len)).
+    pub fn len_of(&self, priority: Priority) -> usize {
+        self.levels[priority.index()].len()
+    }
+
+    /// The configured capacity of one level.
+    pub fn capacity_of(&self, priority: Priority) -> usize {
+        self.levels[priority.index()].capacity
+    }
+
+    /// The configured aging threshold (0: off).
+    pub fn aging(&self) -> u32 {
+        self.aging
+    }
+
+    /// The exact counters of every level.
+    pub fn stats(&self) -> QueueStats {
+        QueueStats {
+            levels: [
+                self.levels[0].stats(),
+                self.levels[1].stats(),
+                self.levels[2].stats(),
+            ],
+        }
+    }
+}
+
+impl<T: Send> fmt::Debug for PriorityQueues<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PriorityQueues")
+            .field("len", &Priority::ALL.map(|priority| self.len_of(priority)))
+            .field("aging", &self.aging)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;
