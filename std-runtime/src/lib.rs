@@ -10,6 +10,10 @@ pub mod admission;
 pub mod clock;
 pub mod config;
 mod exec;
+pub use exec::{
+    BuildError, Completed, Drain, Executor, Finished, Panicked, Priority, Refusal, Rejected,
+    RunFailure, RunSpec, ShutdownReport,
+};
 pub mod queue;
 pub mod report;
 pub mod ticket;

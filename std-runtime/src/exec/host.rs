@@ -43,10 +43,7 @@ where
         // panicking step half-did is seen afterwards: unwind safety holds for the run.
         match panic::catch_unwind(AssertUnwindSafe(attempt)) {
             Ok(result) => result,
-            Err(payload) => Err(StepError::new(
-                ErrorClass::Panic,
-                panic_message(&*payload),
-            )),
+            Err(payload) => Err(StepError::new(ErrorClass::Panic, panic_message(&*payload))),
         }
     }
 
@@ -56,7 +53,7 @@ where
     }
 
     fn fork(&self, max_width: usize, branches: &mut [Branch<'_, P, C, K, Self>]) {
-        let run_all = || {
+        let mut run_all = || {
             for wave in branches.chunks_mut(max_width.max(1)) {
                 each_in_parallel(wave, &|b| self.workers.with(|w| b.run(&mut w.runner)));
             }

@@ -114,11 +114,14 @@ impl<P: Clone, C: Context> Worker<P, C> {
     }
 }
 
+/// A worker, shared between the free list and the list of all workers.
+type Slot<P, C> = Arc<Mutex<Worker<P, C>>>;
+
 /// The workers of an executor: every one made is kept in `all` (so reports see what each
 /// saw); idle ones wait in `free`.
 pub(crate) struct Workers<P, C> {
-    free: mpmc::Ring<Arc<Mutex<Worker<P, C>>>>,
-    all: Mutex<Vec<Arc<Mutex<Worker<P, C>>>>>,
+    free: mpmc::Ring<Slot<P, C>>,
+    all: Mutex<Vec<Slot<P, C>>>,
     config: Mutex<(Arc<OptimizationConfig>, u64)>,
     /// The generation in `config`, read without the lock on every loan.
     generation: AtomicU64,
@@ -154,7 +157,7 @@ impl<P: Clone, C: Context> Workers<P, C> {
         self.generation.store(generation, Ordering::Release);
     }
 
-    fn make(&self) -> Arc<Mutex<Worker<P, C>>> {
+    fn make(&self) -> Slot<P, C> {
         let (cfg, generation) = lock(&self.config).clone();
         let mut all = lock(&self.all);
         let id = u32::try_from(all.len()).unwrap_or(u32::MAX);
@@ -203,6 +206,11 @@ impl<P: Clone, C: Context> Workers<P, C> {
     /// What unpooled workers saw.
     pub(crate) fn retired(&self) -> MutexGuard<'_, ReportBuilder> {
         lock(&self.retired)
+    }
+
+    /// Idle workers.
+    pub(crate) fn idle(&self) -> usize {
+        self.free.len()
     }
 
     /// Workers made so far.

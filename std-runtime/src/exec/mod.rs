@@ -1,0 +1,786 @@
+//! The executor: runs frozen graphs inline on the calling thread (fan-outs forked on a rayon
+//! pool above the inline cutoff) or through prioritized, admission-controlled submission.
+//!
+//! Everything a run does is the core interpreter's ([`Runner::run_in`]); the executor lends it
+//! a [`Host`](flujo_core::interp::Host) that catches panics per attempt, forks fan-outs, and
+//! shares the result cache, and it keeps what the runs did (exact counts, sampled latencies
+//! and spans) per worker for the [`Report`] and the trace.
+//!
+//! [`Runner::run_in`]: flujo_core::interp::Runner::run_in
+
+mod host;
+mod worker;
+
+use std::fmt;
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use flujo_core::context::Context;
+use flujo_core::graph::{CancelFlag, Graph, NodeId};
+use flujo_core::interp::{ErrorKind, Outcome, RunOptions, RunResult};
+use flujo_core::policy::Usage;
+use flujo_core::telemetry::Counters;
+
+use crate::admission::{AdaptiveLimit, Algorithm, LimitConfig, OwnedPermit};
+use crate::clock::{MonoClock, UntimedClock};
+use crate::config::{AlgorithmKind, ConfigCell, ConfigError, OptimizationConfig, TelemetryLevel};
+pub use crate::queue::Priority;
+use crate::queue::{self, PriorityQueues, QueueConfig};
+use crate::report::{AdmissionStats, PoolStats, RejectReason, Report, ReportBuilder};
+use crate::ticket::{self, Completer, Ticket};
+use crate::trace::TraceWriter;
+
+use host::{panic_message, RtHost};
+use worker::{lock, Workers};
+
+/// Per-run options of the executor.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunSpec<'a> {
+    /// The run stops (aborted, `DeadlineExceeded`) before any step that would start after
+    /// this much time; steps can poll it through `StepCx::should_stop`.
+    pub deadline: Option<Duration>,
+    /// Cooperative cancellation.
+    pub cancel: Option<&'a CancelFlag>,
+    /// The run's usage budget.
+    pub budget: Option<Usage>,
+}
+
+/// A run's failure, owned (the core's `RunError` borrows the graph).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunFailure {
+    /// The node that failed.
+    pub node: NodeId,
+    /// Its name.
+    pub step: String,
+    /// Why.
+    pub kind: ErrorKind,
+}
+
+impl fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "step `{}` (node {}): {}",
+            self.step, self.node.0, self.kind
+        )
+    }
+}
+
+/// What a finished run gives back (its step records are read through
+/// [`Executor::run_with`]).
+#[derive(Debug)]
+pub struct Completed<P, C> {
+    /// The output, when the run succeeded.
+    pub output: Option<P>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why it did not succeed.
+    pub error: Option<RunFailure>,
+    /// The final context.
+    pub context: C,
+    /// Usage reported by its steps.
+    pub usage: Usage,
+    /// Exact counts of what its tasks did.
+    pub counters: Counters,
+    /// Step records written, and those that did not fit.
+    pub records: usize,
+    /// Records that did not fit (`OptimizationConfig::max_records`).
+    pub records_dropped: u32,
+}
+
+impl<P, C> Completed<P, C> {
+    fn of(r: RunResult<'_, P, C>) -> Self {
+        Self {
+            output: r.output,
+            outcome: r.outcome,
+            error: r.error.map(|e| RunFailure {
+                node: e.node,
+                step: e.step.to_string(),
+                kind: e.kind,
+            }),
+            context: r.context,
+            usage: r.usage,
+            counters: r.counters,
+            records: r.records.len(),
+            records_dropped: r.records_dropped,
+        }
+    }
+}
+
+/// A run that panicked outside any step (in a reducer, selector, splitter or merge, which
+/// the per-attempt guard does not cover). The executor stays healthy; the run's input and
+/// context are lost with the unwinding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Panicked {
+    /// The panic's message.
+    pub message: String,
+}
+
+impl fmt::Display for Panicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "run panicked outside a step: {}", self.message)
+    }
+}
+
+impl std::error::Error for Panicked {}
+
+/// Why a submission was not run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its priority's queue was full.
+    QueueFull,
+    /// The concurrency limit was reached.
+    OverLimit,
+    /// The executor is shutting down.
+    ShuttingDown,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Refusal::QueueFull => "the queue of its priority is full",
+            Refusal::OverLimit => "the concurrency limit is reached",
+            Refusal::ShuttingDown => "the executor is shutting down",
+        })
+    }
+}
+
+/// A submission handed back, with its input and context.
+#[derive(Debug)]
+pub struct Rejected<P, C> {
+    /// Why.
+    pub reason: Refusal,
+    /// The input, untouched.
+    pub input: P,
+    /// The context, untouched.
+    pub context: C,
+}
+
+/// How a submitted run ended, as its [`Ticket`] gives it.
+#[derive(Debug)]
+pub enum Finished<P, C> {
+    /// It ran (successfully or not: see `Completed::outcome`).
+    Ran(Completed<P, C>),
+    /// It was handed back before it started (shutdown).
+    HandedBack(Rejected<P, C>),
+    /// It panicked outside a step.
+    Panicked(Panicked),
+}
+
+/// What [`Executor::shutdown`] did with the submissions still queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drain {
+    /// Run every queued submission, then stop.
+    Finish,
+    /// Hand every queued submission back through its ticket
+    /// ([`Finished::HandedBack`]); runs already started finish.
+    HandBack,
+}
+
+/// What a shutdown saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Queued submissions handed back.
+    pub handed_back: u64,
+    /// Submissions that ran to their end over the executor's life.
+    pub finished: u64,
+}
+
+/// The executor's construction errors.
+#[derive(Debug)]
+pub enum BuildError {
+    /// The configuration is invalid.
+    Config(ConfigError),
+    /// The rayon pool could not be built.
+    Pool(rayon::ThreadPoolBuildError),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Config(e) => write!(f, "{e}"),
+            BuildError::Pool(e) => write!(f, "rayon pool: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+struct Job<P, C> {
+    graph: Arc<Graph<P, C>>,
+    input: P,
+    context: C,
+    deadline: Option<Instant>,
+    budget: Option<Usage>,
+    completer: Completer<Finished<P, C>>,
+    permit: Option<OwnedPermit>,
+    submitted: Instant,
+}
+
+struct Inner<P: Send + Sync, C: Send + Sync> {
+    pool: rayon::ThreadPool,
+    config: ConfigCell,
+    workers: Workers<P, C>,
+    clock: MonoClock,
+    started: Instant,
+    queues: PriorityQueues<Job<P, C>>,
+    limit: Arc<AdaptiveLimit>,
+    admission: bool,
+    closed: AtomicBool,
+    /// Submissions admitted and not yet ended (queued or running), and a condition to wait
+    /// for it to reach 0.
+    pending: AtomicUsize,
+    idle: (Mutex<()>, Condvar),
+    submitted: AtomicU64,
+    finished: AtomicU64,
+    handed_back: AtomicU64,
+    rejected: [AtomicU64; 3],
+    limit_seen: Mutex<(u64, u64)>,
+}
+
+/// Runs graphs on a rayon pool with the configured optimizations. See the [module
+/// docs](self).
+///
+/// # Examples
+///
+/// ```
+/// use flujo_core::graph::Graph;
+/// use flujo_core::interp::Outcome;
+/// use flujo_runtime::config::OptimizationConfig;
+/// use flujo_runtime::{Executor, Priority};
+///
+/// let g = Graph::<u64, ()>::build(|b| {
+///     let a = b.task("a", |x, _| Ok(x + 1));
+///     let c = b.task("c", |x, _| Ok(x * 2));
+///     let both = b.parallel("both", &[a, c], |x, y| x + y, Default::default());
+///     let d = b.task("d", |x, _| Ok(x - 1));
+///     b.sequence("s", &[both, d])
+/// })
+/// .unwrap();
+/// let ex = Executor::new(OptimizationConfig::latency()).unwrap();
+/// let done = ex.run(&g, 10, ()).unwrap();
+/// assert_eq!((done.outcome, done.output), (Outcome::Succeeded, Some(11 + 20 - 1)));
+///
+/// let g = std::sync::Arc::new(g);
+/// let ticket = ex.submit(&g, 1, (), Priority::High).ok().unwrap();
+/// match ticket.wait().unwrap() {
+///     flujo_runtime::Finished::Ran(done) => assert_eq!(done.output, Some(2 + 2 - 1)),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+pub struct Executor<P: Send + Sync, C: Send + Sync> {
+    inner: Arc<Inner<P, C>>,
+}
+
+impl<P: Send + Sync, C: Send + Sync> fmt::Debug for Executor<P, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Executor")
+            .field("threads", &self.inner.pool.current_num_threads())
+            .field("limit", &self.inner.limit.limit())
+            .field("pending", &self.inner.pending.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn limit_config(cfg: &OptimizationConfig) -> LimitConfig {
+    let a = &cfg.adaptive_concurrency;
+    if !a.enabled {
+        return LimitConfig {
+            algorithm: Algorithm::Aimd {
+                increase: 1,
+                backoff_ratio: 0.9,
+            },
+            min_limit: a.max_limit,
+            max_limit: a.max_limit,
+            initial_limit: a.max_limit,
+        };
+    }
+    let algorithm = match a.algorithm {
+        AlgorithmKind::Aimd => Algorithm::Aimd {
+            increase: 1,
+            backoff_ratio: 0.9,
+        },
+        AlgorithmKind::Gradient => Algorithm::Gradient {
+            smoothing: 0.2,
+            tolerance: 1.5,
+        },
+    };
+    LimitConfig {
+        algorithm,
+        min_limit: a.min_limit,
+        max_limit: a.max_limit,
+        initial_limit: a.initial_limit,
+    }
+}
+
+impl<P, C> Executor<P, C>
+where
+    P: Clone + Send + Sync + 'static,
+    C: Context + Send + Sync + 'static,
+{
+    /// An executor with its own rayon pool of `config.workers` threads.
+    pub fn new(config: OptimizationConfig) -> Result<Self, BuildError> {
+        config.validate().map_err(BuildError::Config)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.workers)
+            .thread_name(|i| format!("flujo-{i}"))
+            .build()
+            .map_err(BuildError::Pool)?;
+        Self::with_pool(config, pool)
+    }
+
+    /// An executor on the given rayon pool.
+    pub fn with_pool(
+        config: OptimizationConfig,
+        pool: rayon::ThreadPool,
+    ) -> Result<Self, BuildError> {
+        config.validate().map_err(BuildError::Config)?;
+        let limit = AdaptiveLimit::new(limit_config(&config)).map_err(|e| {
+            BuildError::Config(ConfigError::Invalid {
+                field: "adaptive_concurrency",
+                rule: e.to_string(),
+            })
+        })?;
+        let queues = PriorityQueues::new(QueueConfig {
+            capacity: config.queues.capacity,
+            aging: config.queues.aging,
+        })
+        .map_err(|e| {
+            BuildError::Config(ConfigError::Invalid {
+                field: "queues.capacity",
+                rule: e.to_string(),
+            })
+        })?;
+        let admission = config.adaptive_concurrency.enabled;
+        let cell = ConfigCell::new(config).map_err(BuildError::Config)?;
+        let (snapshot, generation) = cell.load_with_generation();
+        let initial = u64::from(limit.limit());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                workers: Workers::new(snapshot, generation),
+                config: cell,
+                clock: MonoClock::new(),
+                started: Instant::now(),
+                queues,
+                limit: Arc::new(limit),
+                admission,
+                closed: AtomicBool::new(false),
+                pending: AtomicUsize::new(0),
+                idle: (Mutex::new(()), Condvar::new()),
+                submitted: AtomicU64::new(0),
+                finished: AtomicU64::new(0),
+                handed_back: AtomicU64::new(0),
+                rejected: Default::default(),
+                limit_seen: Mutex::new((initial, initial)),
+            }),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<OptimizationConfig> {
+        self.inner.config.load()
+    }
+
+    /// Replaces the configuration (validated first). Runs already started keep the one they
+    /// began with; every later run sees the new one whole. The pool size, queue capacities
+    /// and admission algorithm are fixed at construction; the admission bounds follow.
+    pub fn reconfigure(&self, config: OptimizationConfig) -> Result<u64, ConfigError> {
+        let a = &config.adaptive_concurrency;
+        let (min, max) = if a.enabled {
+            (a.min_limit, a.max_limit)
+        } else {
+            (a.max_limit, a.max_limit)
+        };
+        config.validate()?;
+        self.inner
+            .limit
+            .set_bounds(min, max)
+            .map_err(|e| ConfigError::Invalid {
+                field: "adaptive_concurrency",
+                rule: e.to_string(),
+            })?;
+        let generation = self.inner.config.store(config)?;
+        let (snapshot, generation) = (self.inner.config.load(), generation);
+        self.inner.workers.reconfigure(snapshot, generation);
+        Ok(generation)
+    }
+
+    /// The current concurrency limit (admitted submissions not yet ended).
+    pub fn concurrency_limit(&self) -> u32 {
+        self.inner.limit.limit()
+    }
+
+    /// Threads of the rayon pool.
+    pub fn threads(&self) -> usize {
+        self.inner.pool.current_num_threads()
+    }
+
+    /// Runs `graph` on the calling thread (fan-outs above the inline cutoff fork on the
+    /// pool) and returns what it did.
+    pub fn run(
+        &self,
+        graph: &Graph<P, C>,
+        input: P,
+        context: C,
+    ) -> Result<Completed<P, C>, Panicked> {
+        self.run_with(graph, input, context, &RunSpec::default(), Completed::of)
+    }
+
+    /// Runs `graph` with `spec`, handing the core's [`RunResult`] (step records included,
+    /// borrowed from the worker) to `f`.
+    pub fn run_with<R>(
+        &self,
+        graph: &Graph<P, C>,
+        input: P,
+        context: C,
+        spec: &RunSpec<'_>,
+        f: impl FnOnce(RunResult<'_, P, C>) -> R,
+    ) -> Result<R, Panicked> {
+        let deadline = spec.deadline.map(|d| Instant::now() + d);
+        self.inner
+            .run(graph, input, context, deadline, spec.cancel, spec.budget, f)
+    }
+
+    /// Queues a run of `graph` at `priority`. Returns a ticket to wait on, poll or cancel,
+    /// or hands `input` and `context` back with the reason: the concurrency limit is
+    /// reached, the priority's queue is full, or the executor is shutting down.
+    pub fn submit(
+        &self,
+        graph: &Arc<Graph<P, C>>,
+        input: P,
+        context: C,
+        priority: Priority,
+    ) -> Result<Ticket<Finished<P, C>>, Rejected<P, C>> {
+        self.submit_with(graph, input, context, priority, None, None)
+    }
+
+    /// [`submit`](Self::submit) with a deadline (from now) and a usage budget.
+    pub fn submit_with(
+        &self,
+        graph: &Arc<Graph<P, C>>,
+        input: P,
+        context: C,
+        priority: Priority,
+        deadline: Option<Duration>,
+        budget: Option<Usage>,
+    ) -> Result<Ticket<Finished<P, C>>, Rejected<P, C>> {
+        let inner = &self.inner;
+        let refuse = |reason: Refusal, input: P, context: C| {
+            let index = match reason {
+                Refusal::QueueFull => 0,
+                Refusal::OverLimit => 1,
+                Refusal::ShuttingDown => 2,
+            };
+            inner.rejected[index].fetch_add(1, Ordering::Relaxed);
+            Err(Rejected {
+                reason,
+                input,
+                context,
+            })
+        };
+        if inner.closed.load(Ordering::Acquire) {
+            return refuse(Refusal::ShuttingDown, input, context);
+        }
+        let Some(permit) = inner.limit.try_acquire_owned() else {
+            return refuse(Refusal::OverLimit, input, context);
+        };
+        inner.note_limit();
+        let now = Instant::now();
+        let (completer, ticket) = ticket::pair();
+        let job = Job {
+            graph: Arc::clone(graph),
+            input,
+            context,
+            deadline: deadline.map(|d| now + d),
+            budget,
+            completer,
+            permit: Some(permit),
+            submitted: now,
+        };
+        inner.pending.fetch_add(1, Ordering::AcqRel);
+        if let Err(back) = inner.queues.push(job, priority) {
+            inner.end_one();
+            let reason = match back.reason {
+                queue::RejectReason::QueueFull => Refusal::QueueFull,
+                queue::RejectReason::Closed => Refusal::ShuttingDown,
+            };
+            let job = back.into_inner();
+            // The permit was never used: dropping it frees the slot without a signal.
+            return refuse(reason, job.input, job.context);
+        }
+        inner.submitted.fetch_add(1, Ordering::Relaxed);
+        let me = Arc::clone(inner);
+        inner.pool.spawn(move || me.dispatch_one());
+        Ok(ticket)
+    }
+
+    /// Stops admitting (later submissions are handed back with
+    /// [`Refusal::ShuttingDown`]), then finishes or hands back what is queued, and waits
+    /// until no submission is left. No submission is lost: each ends as run, or handed back
+    /// through its ticket.
+    pub fn shutdown(&self, drain: Drain) -> ShutdownReport {
+        let inner = &self.inner;
+        inner.closed.store(true, Ordering::Release);
+        if drain == Drain::HandBack {
+            inner.queues.close();
+            for (job, _) in inner.queues.drain() {
+                inner.hand_back(job, Refusal::ShuttingDown);
+            }
+        }
+        let (m, cv) = &inner.idle;
+        let mut guard = lock(m);
+        while inner.pending.load(Ordering::Acquire) != 0 {
+            guard = cv
+                .wait_timeout(guard, Duration::from_millis(10))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        drop(guard);
+        inner.queues.close();
+        ShutdownReport {
+            handed_back: inner.handed_back.load(Ordering::Relaxed),
+            finished: inner.finished.load(Ordering::Relaxed),
+        }
+    }
+
+    /// What the runs did so far: exact counts, sampled latencies, pool, admission and
+    /// telemetry readings. Exact when no run is in flight (a busy worker is waited for).
+    pub fn report(&self) -> Report {
+        self.inner.report()
+    }
+
+    /// Writes the sampled spans (telemetry level `events`) as Chrome trace-event JSON,
+    /// which Perfetto and `chrome://tracing` open.
+    pub fn write_trace(&self, w: impl io::Write) -> io::Result<()> {
+        let mut trace = TraceWriter::new(1 << 20);
+        trace.process_name("flujo");
+        self.inner.workers.each(|w| {
+            trace.thread_name(w.id, format!("flujo worker {}", w.id));
+            for s in w.trace.spans() {
+                trace.span(s.clone());
+            }
+            for i in w.trace.instants() {
+                trace.instant(i.clone());
+            }
+        });
+        trace.write_json(w)
+    }
+}
+
+impl<P, C> Inner<P, C>
+where
+    P: Clone + Send + Sync + 'static,
+    C: Context + Send + Sync + 'static,
+{
+    #[allow(clippy::too_many_arguments)]
+    fn run<R>(
+        &self,
+        graph: &Graph<P, C>,
+        input: P,
+        context: C,
+        deadline: Option<Instant>,
+        cancel: Option<&CancelFlag>,
+        budget: Option<Usage>,
+        f: impl FnOnce(RunResult<'_, P, C>) -> R,
+    ) -> Result<R, Panicked> {
+        let cfg = self.config.load();
+        let host = RtHost {
+            workers: &self.workers,
+            pool: &self.pool,
+            cutoff: cfg
+                .inline_cutoff
+                .enabled
+                .then_some(cfg.inline_cutoff.max_cost),
+            cache: None,
+        };
+        let timed = deadline.is_some() || cfg.telemetry.level >= TelemetryLevel::Histograms;
+        let started = Instant::now();
+        let attempt = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.workers.with(|w| {
+                let sampled = w.sampled();
+                let mut opts = RunOptions {
+                    deadline: None,
+                    cancel,
+                    budget,
+                };
+                let (outcome, stats, r) = if timed {
+                    opts.deadline = deadline.map(|d| self.clock.tick_of(d));
+                    let r = w
+                        .runner
+                        .run_in(graph, input, context, &self.clock, &opts, &host);
+                    let stats = RunStats::of(&r, graph, sampled);
+                    (r.outcome, stats, f(r))
+                } else {
+                    let r = w
+                        .runner
+                        .run_in(graph, input, context, &UntimedClock, &opts, &host);
+                    let stats = RunStats::of(&r, graph, sampled);
+                    (r.outcome, stats, f(r))
+                };
+                let wall = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                w.report.add_run(outcome, wall);
+                w.report.add_counters(&stats.counters);
+                w.report.add_records_dropped(u64::from(stats.dropped));
+                for (name, rec) in &stats.sampled {
+                    w.report.add_record(name, rec, 1.0);
+                }
+                if sampled {
+                    w.drain(&|id| graph.name(NodeId(id)).to_string());
+                }
+                r
+            })
+        }));
+        attempt.map_err(|payload| Panicked {
+            message: panic_message(&*payload),
+        })
+    }
+
+    fn note_limit(&self) {
+        let l = u64::from(self.limit.limit());
+        let mut seen = lock(&self.limit_seen);
+        seen.0 = seen.0.min(l);
+        seen.1 = seen.1.max(l);
+    }
+
+    /// Ends one pending submission, waking a shutdown waiting for none.
+    fn end_one(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _guard = lock(&self.idle.0);
+            self.idle.1.notify_all();
+        }
+    }
+
+    fn hand_back(&self, job: Job<P, C>, reason: Refusal) {
+        self.handed_back.fetch_add(1, Ordering::Relaxed);
+        job.completer.complete(Finished::HandedBack(Rejected {
+            reason,
+            input: job.input,
+            context: job.context,
+        }));
+        self.end_one();
+    }
+
+    /// Runs one queued submission (the queues pick which: priority, with aging). One is
+    /// spawned per submission queued, so every queued submission is run by one of them.
+    fn dispatch_one(&self) {
+        let job = loop {
+            if let Some((job, _)) = self.queues.pop() {
+                break job;
+            }
+            if self.queues.is_empty() {
+                // Another dispatcher took it, or a shutdown handed it back.
+                return;
+            }
+            std::thread::yield_now();
+        };
+        let Job {
+            graph,
+            input,
+            context,
+            deadline,
+            budget,
+            completer,
+            mut permit,
+            submitted,
+        } = job;
+        let cancel = completer.cancel_flag();
+        let result = self.run(
+            &graph,
+            input,
+            context,
+            deadline,
+            Some(cancel),
+            budget,
+            Completed::of,
+        );
+        let finished = match result {
+            Ok(done) => {
+                if let Some(p) = permit.take() {
+                    let latency = u64::try_from(submitted.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    if self.admission && done.outcome == Outcome::Aborted {
+                        p.dropped();
+                    } else {
+                        p.success(latency);
+                    }
+                }
+                Finished::Ran(done)
+            }
+            Err(p) => Finished::Panicked(p),
+        };
+        drop(permit);
+        self.note_limit();
+        self.finished.fetch_add(1, Ordering::Relaxed);
+        completer.complete(finished);
+        self.end_one();
+    }
+
+    fn report(&self) -> Report {
+        let mut b = ReportBuilder::new();
+        let mut hits_misses = (0u64, 0u64);
+        self.workers.each(|w| {
+            b.merge(&w.report);
+            hits_misses.0 += w.runs;
+        });
+        b.merge(&self.workers.retired());
+        b.add_submitted(self.submitted.load(Ordering::Relaxed));
+        for (i, reason) in [
+            RejectReason::QueueFull,
+            RejectReason::OverLimit,
+            RejectReason::ShuttingDown,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for _ in 0..self.rejected[i].load(Ordering::Relaxed) {
+                b.rejected(reason);
+            }
+        }
+        let made = self.workers.count() as u64;
+        hits_misses.1 = made;
+        b.set_pool(PoolStats {
+            pool_hits: hits_misses.0.saturating_sub(made),
+            pool_misses: made,
+            pool_live: made,
+            pool_idle: self.workers.idle() as u64,
+            arena_bytes_used: 0,
+            arena_bytes_peak: 0,
+        });
+        let seen = *lock(&self.limit_seen);
+        b.set_admission(AdmissionStats {
+            limit_current: u64::from(self.limit.limit()),
+            limit_min_seen: seen.0,
+            limit_max_seen: seen.1,
+        });
+        let wall = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        b.build(wall)
+    }
+}
+
+/// What the executor keeps of a run once the worker is done with it.
+struct RunStats<'g> {
+    counters: Counters,
+    dropped: u32,
+    /// The records of a sampled run, with their step names.
+    sampled: Vec<(&'g str, flujo_core::interp::StepRecord)>,
+}
+
+impl<'g> RunStats<'g> {
+    fn of<P, C>(r: &RunResult<'_, P, C>, graph: &'g Graph<P, C>, sampled: bool) -> Self {
+        Self {
+            counters: r.counters,
+            dropped: r.records_dropped,
+            sampled: if sampled {
+                r.records
+                    .iter()
+                    .map(|rec| (graph.name(rec.node), *rec))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}
