@@ -6,3 +6,5 @@
 #![deny(missing_docs)]
 
 pub use flujo_core as core;
+
+pub mod cache;
