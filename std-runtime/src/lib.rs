@@ -7,6 +7,7 @@
 
 pub use flujo_core as core;
 pub mod admission;
+pub mod cache;
 pub mod clock;
 pub mod config;
 mod exec;
