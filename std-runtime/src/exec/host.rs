@@ -3,13 +3,17 @@
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Mutex;
+
+use flujo_core::cache::CacheKey;
 
 use flujo_core::context::Context;
 use flujo_core::graph::{Clock, NodeId, StepError};
 use flujo_core::interp::{Branch, Host, SharedCache};
 use flujo_core::policy::ErrorClass;
 
-use super::worker::Workers;
+use super::worker::{lock, Workers};
+use crate::cache::{Flight, Lookup, ResultCache};
 
 /// What one run lends the interpreter.
 pub(crate) struct RtHost<'a, P, C> {
@@ -80,6 +84,48 @@ fn each_in_parallel<T: Send>(items: &mut [T], f: &(dyn Fn(&mut T) + Sync)) {
         _ => {
             let (a, b) = items.split_at_mut(items.len() / 2);
             rayon::join(|| each_in_parallel(a, f), || each_in_parallel(b, f));
+        }
+    }
+}
+
+/// The executor's [`ResultCache`] as the interpreter's [`SharedCache`], for one run: a miss
+/// makes the run the key's computer until `fill` (a concurrent run missing the same key
+/// waits for it inside `lookup`).
+pub(crate) struct CacheBridge<'a, P: Clone + Send + Sync> {
+    pub(crate) cache: &'a ResultCache<P>,
+    /// The computations this run leads (a forked run's branches share them).
+    flights: Mutex<Vec<(CacheKey, Flight<'a, P>)>>,
+}
+
+impl<'a, P: Clone + Send + Sync> CacheBridge<'a, P> {
+    pub(crate) fn new(cache: &'a ResultCache<P>) -> Self {
+        Self {
+            cache,
+            flights: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<P: Clone + Send + Sync> SharedCache<P> for CacheBridge<'_, P> {
+    fn lookup(&self, key: &CacheKey) -> Option<P> {
+        match self.cache.lookup(*key) {
+            Lookup::Hit(v) => Some(v),
+            Lookup::Miss(flight) => {
+                lock(&self.flights).push((*key, flight));
+                None
+            }
+        }
+    }
+
+    fn fill(&self, key: CacheKey, output: Option<&P>) {
+        let flight = {
+            let mut flights = lock(&self.flights);
+            let at = flights.iter().rposition(|(k, _)| *k == key);
+            at.map(|i| flights.swap_remove(i).1)
+        };
+        // Dropping a flight without a value wakes the waiters, one of which computes.
+        if let (Some(flight), Some(out)) = (flight, output) {
+            flight.complete(out.clone());
         }
     }
 }

@@ -20,20 +20,23 @@ use std::time::{Duration, Instant};
 
 use flujo_core::context::Context;
 use flujo_core::graph::{CancelFlag, Graph, NodeId};
-use flujo_core::interp::{ErrorKind, Outcome, RunOptions, RunResult};
+use flujo_core::interp::{ErrorKind, Outcome, RunOptions, RunResult, SharedCache};
 use flujo_core::policy::Usage;
 use flujo_core::telemetry::Counters;
 
 use crate::admission::{AdaptiveLimit, Algorithm, LimitConfig, OwnedPermit};
+use crate::cache::ResultCache;
 use crate::clock::{MonoClock, UntimedClock};
-use crate::config::{AlgorithmKind, ConfigCell, ConfigError, OptimizationConfig, TelemetryLevel};
+use crate::config::{
+    AlgorithmKind, CacheConfig, ConfigCell, ConfigError, OptimizationConfig, TelemetryLevel,
+};
 pub use crate::queue::Priority;
 use crate::queue::{self, PriorityQueues, QueueConfig};
 use crate::report::{AdmissionStats, PoolStats, RejectReason, Report, ReportBuilder};
 use crate::ticket::{self, Completer, Ticket};
 use crate::trace::TraceWriter;
 
-use host::{panic_message, RtHost};
+use host::{panic_message, CacheBridge, RtHost};
 use worker::{lock, Workers};
 
 /// Per-run options of the executor.
@@ -220,10 +223,13 @@ struct Job<P, C> {
     submitted: Instant,
 }
 
-struct Inner<P: Send + Sync, C: Send + Sync> {
+struct Inner<P: Clone + Send + Sync, C: Send + Sync> {
     pool: rayon::ThreadPool,
     config: ConfigCell,
     workers: Workers<P, C>,
+    /// The shared result cache (built even when switched off, so switching it on at run
+    /// time finds it; sized by the configuration at construction and on `reconfigure`).
+    cache: ResultCache<P>,
     clock: MonoClock,
     started: Instant,
     queues: PriorityQueues<Job<P, C>>,
@@ -271,11 +277,11 @@ struct Inner<P: Send + Sync, C: Send + Sync> {
 ///     other => panic!("{other:?}"),
 /// }
 /// ```
-pub struct Executor<P: Send + Sync, C: Send + Sync> {
+pub struct Executor<P: Clone + Send + Sync, C: Send + Sync> {
     inner: Arc<Inner<P, C>>,
 }
 
-impl<P: Send + Sync, C: Send + Sync> fmt::Debug for Executor<P, C> {
+impl<P: Clone + Send + Sync, C: Send + Sync> fmt::Debug for Executor<P, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Executor")
             .field("threads", &self.inner.pool.current_num_threads())
@@ -283,6 +289,15 @@ impl<P: Send + Sync, C: Send + Sync> fmt::Debug for Executor<P, C> {
             .field("pending", &self.inner.pending.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
+}
+
+fn result_cache<P: Clone + Send + Sync>(c: &CacheConfig) -> ResultCache<P> {
+    let mut b = ResultCache::builder(c.max_entries.max(1), c.max_bytes.max(1))
+        .shards(c.shards.clamp(1, c.max_entries.max(1)));
+    if let Some(ms) = c.ttl_ms {
+        b = b.ttl(Duration::from_millis(ms));
+    }
+    b.build()
 }
 
 fn limit_config(cfg: &OptimizationConfig) -> LimitConfig {
@@ -355,6 +370,7 @@ where
             })
         })?;
         let admission = config.adaptive_concurrency.enabled;
+        let cache = result_cache(&config.result_cache);
         let cell = ConfigCell::new(config).map_err(BuildError::Config)?;
         let (snapshot, generation) = cell.load_with_generation();
         let initial = u64::from(limit.limit());
@@ -362,6 +378,7 @@ where
             inner: Arc::new(Inner {
                 pool,
                 workers: Workers::new(snapshot, generation),
+                cache,
                 config: cell,
                 clock: MonoClock::new(),
                 started: Instant::now(),
@@ -403,7 +420,12 @@ where
                 field: "adaptive_concurrency",
                 rule: e.to_string(),
             })?;
+        let (entries, bytes) = (
+            config.result_cache.max_entries,
+            config.result_cache.max_bytes,
+        );
         let generation = self.inner.config.store(config)?;
+        self.inner.cache.set_capacity(entries.max(1), bytes.max(1));
         let (snapshot, generation) = (self.inner.config.load(), generation);
         self.inner.workers.reconfigure(snapshot, generation);
         Ok(generation)
@@ -588,6 +610,10 @@ where
         f: impl FnOnce(RunResult<'_, P, C>) -> R,
     ) -> Result<R, Panicked> {
         let cfg = self.config.load();
+        let bridge = cfg
+            .result_cache
+            .enabled
+            .then(|| CacheBridge::new(&self.cache));
         let host = RtHost {
             workers: &self.workers,
             pool: &self.pool,
@@ -595,7 +621,7 @@ where
                 .inline_cutoff
                 .enabled
                 .then_some(cfg.inline_cutoff.max_cost),
-            cache: None,
+            cache: bridge.as_ref().map(|b| b as &dyn SharedCache<P>),
         };
         let timed = deadline.is_some() || cfg.telemetry.level >= TelemetryLevel::Histograms;
         let started = Instant::now();
@@ -784,3 +810,6 @@ impl<'g> RunStats<'g> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
