@@ -45,6 +45,8 @@ impl StepFlags {
     pub const USAGE: StepFlags = StepFlags(1 << 9);
     /// The recovery table can skip with the default output.
     pub const SKIP: StepFlags = StepFlags(1 << 10);
+    /// Each attempt has a timeout.
+    pub const TIMEOUT: StepFlags = StepFlags(1 << 11);
 
     /// Every bit that takes a task off the fast path.
     pub const POLICIES: StepFlags = StepFlags(
@@ -56,7 +58,8 @@ impl StepFlags {
             | Self::BREAKER.0
             | Self::RETRY.0
             | Self::USAGE.0
-            | Self::SKIP.0,
+            | Self::SKIP.0
+            | Self::TIMEOUT.0,
     );
 
     /// Whether every bit of `other` is set.
@@ -98,7 +101,7 @@ impl core::ops::BitOrAssign for StepFlags {
 
 impl fmt::Debug for StepFlags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const NAMES: [&str; 11] = [
+        const NAMES: [&str; 12] = [
             "READS_CONTEXT",
             "WRITES_CONTEXT",
             "PRE_PROCESSORS",
@@ -110,6 +113,7 @@ impl fmt::Debug for StepFlags {
             "RETRY",
             "USAGE",
             "SKIP",
+            "TIMEOUT",
         ];
         let mut list = f.debug_set();
         for (i, name) in NAMES.iter().enumerate() {

@@ -498,7 +498,9 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                                 stretch: 0,
                                 may_write: flags.contains(StepFlags::WRITES_CONTEXT),
                                 lean: !flags.is_plain()
-                                    && !flags.intersects(StepFlags::CACHE | StepFlags::USAGE),
+                                    && !flags.intersects(
+                                        StepFlags::CACHE | StepFlags::USAGE | StepFlags::TIMEOUT,
+                                    ),
                                 stretch_lean: false,
                             }
                         }));

@@ -83,6 +83,7 @@ pub struct TaskConfig<P, C> {
     pub(crate) breaker: Option<Arc<Breaker>>,
     pub(crate) usage_estimate: Usage,
     pub(crate) default_output: Option<P>,
+    pub(crate) timeout: Option<u64>,
 }
 
 impl<P, C> Default for TaskConfig<P, C> {
@@ -118,6 +119,7 @@ impl<P, C> TaskConfig<P, C> {
             cache: None,
             breaker: None,
             usage_estimate: Usage::ZERO,
+            timeout: None,
             default_output: None,
         }
     }
@@ -216,6 +218,17 @@ impl<P, C> TaskConfig<P, C> {
         self
     }
 
+    /// A timeout of `ticks` per attempt: the attempt's step context reports a deadline at
+    /// most `ticks` after it started (so [`StepCx::should_stop`](super::StepCx::should_stop)
+    /// turns true), and an attempt that takes longer fails with a
+    /// [`ErrorClass::Timeout`](crate::policy::ErrorClass::Timeout) error (its output
+    /// discarded), which the recovery table handles like any timeout (retried by default).
+    #[must_use]
+    pub fn timeout(mut self, ticks: u64) -> Self {
+        self.timeout = Some(ticks);
+        self
+    }
+
     /// The output used when recovery says skip.
     #[must_use]
     pub fn default_output(mut self, output: P) -> Self {
@@ -241,6 +254,7 @@ impl<P, C> TaskConfig<P, C> {
         set(&mut f, self.breaker.is_some(), StepFlags::BREAKER);
         set(&mut f, self.retry.attempts_max() > 1, StepFlags::RETRY);
         set(&mut f, self.usage_estimate != Usage::ZERO, StepFlags::USAGE);
+        set(&mut f, self.timeout.is_some(), StepFlags::TIMEOUT);
         set(
             &mut f,
             table_uses(&self.recovery, Recovery::Skip),

@@ -631,16 +631,34 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         used: &mut Usage,
     ) -> Result<P, StepError> {
         let g = self.g;
+        // A timeout brings the attempt's deadline forward; taking longer fails the attempt.
+        let timed = cfg.timeout.map(|limit| (self.clock.now(), limit));
+        let env = match timed {
+            None => self.env,
+            Some((start, limit)) => RunEnv {
+                deadline: self.env.deadline.min(start.saturating_add(limit)),
+                watch: true,
+                ..self.env
+            },
+        };
         let mut cx = StepCx::new(
             frame.get(),
             &mut self.s.spares,
-            &self.env,
+            &env,
             cfg.writes,
             attempt,
             feedback,
         );
         let step = &*g.task_step[t as usize];
-        let result = self.host.guard(|| run_attempt(cfg, step, x, &mut cx));
+        let mut result = self.host.guard(|| run_attempt(cfg, step, x, &mut cx));
+        if let (Some((start, limit)), true) = (timed, result.is_ok()) {
+            let took = self.clock.now().saturating_sub(start);
+            if took > limit {
+                result = Err(StepError::timeout(
+                    "the attempt took longer than its timeout",
+                ));
+            }
+        }
         let (written, usage) = cx.finish();
         *used = used.saturating_add(usage);
         if let Some(w) = written {

@@ -1737,3 +1737,43 @@ fn latency_histogram_is_exact_when_latencies_repeat_and_change() {
         assert_eq!((h.min(), h.max()), (Some(0), Some(2)));
     }
 }
+
+/// A clock steps can move (`ManualClock` is not `Sync`).
+struct StepClock(std::sync::atomic::AtomicU64);
+
+impl Clock for StepClock {
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[test]
+fn an_attempt_over_its_timeout_fails_as_a_timeout_and_is_retried_with_the_deadline_seen() {
+    // The clock is the step's: attempt 1 takes 50 ticks (over the 10-tick timeout), the
+    // retry takes 5. The step sees its attempt's deadline, 10 ticks after the attempt began.
+    let clock = Arc::new(StepClock(0.into()));
+    let deadlines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (c, d) = (Arc::clone(&clock), Arc::clone(&deadlines));
+    let g = Graph::<u64, ()>::build(move |b| {
+        let (c, d) = (Arc::clone(&c), Arc::clone(&d));
+        b.task_with(
+            "slow",
+            move |x: u64, cx: &mut crate::graph::StepCx<'_, ()>| {
+                d.lock().unwrap().push((cx.now(), cx.deadline()));
+                let took = if cx.attempt() == 1 { 50 } else { 5 };
+                c.0.fetch_add(took, Ordering::Relaxed);
+                Ok(x + 1)
+            },
+            TaskConfig::new()
+                .timeout(10)
+                .retry(RetryPolicy::new(2, Backoff::NONE).unwrap()),
+        )
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let r = runner.run(&g, 1, (), &*clock, &RunOptions::default());
+    assert_eq!((r.outcome, r.output), (Outcome::Succeeded, Some(2)));
+    assert_eq!(r.records[0].attempts, 2);
+    assert_eq!(r.records[0].error_class, Some(ErrorClass::Timeout));
+    assert_eq!(*deadlines.lock().unwrap(), vec![(0, 10), (50, 60)]);
+}

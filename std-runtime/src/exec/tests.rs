@@ -46,7 +46,11 @@ fn a_cacheable_step_runs_once_for_many_runs_through_the_shared_cache() {
     off.result_cache.enabled = false;
     ex.reconfigure(off).unwrap();
     assert_eq!(ex.run(&g, 7, ()).unwrap().output, Some(49));
-    assert_eq!(calls.load(Ordering::Relaxed), 2, "the cache off, the step runs");
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        2,
+        "the cache off, the step runs"
+    );
 }
 
 #[test]
@@ -90,7 +94,10 @@ fn forked_fan_outs_give_the_inline_results_in_declaration_order() {
     for _ in 0..20 {
         let order = ex
             .run_with(&g, 1, (), &RunSpec::default(), |r| {
-                (r.output, r.records.iter().map(|r| r.node).collect::<Vec<_>>())
+                (
+                    r.output,
+                    r.records.iter().map(|r| r.node).collect::<Vec<_>>(),
+                )
             })
             .unwrap();
         assert_eq!(order.0, expected);
@@ -133,6 +140,9 @@ fn a_submission_refused_hands_its_input_and_context_back() {
     let ex = Executor::new(forking(1)).unwrap();
     ex.shutdown(Drain::Finish);
     let back = ex.submit(&g, 41, 7, Priority::Low).unwrap_err();
-    assert_eq!((back.reason, back.input, back.context), (Refusal::ShuttingDown, 41, 7));
+    assert_eq!(
+        (back.reason, back.input, back.context),
+        (Refusal::ShuttingDown, 41, 7)
+    );
     assert_eq!(ex.report().runs.rejected_shutting_down, 1);
 }
