@@ -1739,7 +1739,7 @@ fn latency_histogram_is_exact_when_latencies_repeat_and_change() {
 }
 
 /// A clock steps can move (`ManualClock` is not `Sync`).
-struct StepClock(std::sync::atomic::AtomicU64);
+struct StepClock(core::sync::atomic::AtomicU64);
 
 impl Clock for StepClock {
     fn now(&self) -> u64 {
