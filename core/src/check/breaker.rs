@@ -323,6 +323,8 @@ pub fn run(data: &[u8]) {
     while !bytes.data.is_empty() {
         let op = bytes.next();
         program.step(op, &mut bytes);
+        let (count, bits) = program.breaker.failure_counts();
+        assert_eq!(count, bits, "the failure count is the window's set bits");
     }
     let held = core::mem::take(&mut program.held);
     for pair in held {

@@ -183,6 +183,46 @@ fn loom_a_caller_never_sees_an_unwritten_deadline() {
 }
 
 #[test]
+fn loom_the_failure_count_follows_racing_outcomes_in_the_window() {
+    static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
+    // A window of 2 already holding a failure; a failure and a success race into it. Once
+    // both are recorded, the count the success path tests equals the window's set bits.
+    let config = BreakerConfig {
+        consecutive_failures_to_open: 0,
+        window_calls: 2,
+        failure_rate_percent_to_open: 0,
+        ..CONFIG
+    };
+    model(
+        "loom_the_failure_count_follows_racing_outcomes_in_the_window",
+        &ITERATIONS,
+        move || {
+            let breaker = Arc::new(Breaker::new(config).unwrap());
+            let permit = breaker.try_acquire(0).unwrap();
+            breaker.record(permit, Outcome::Failure, 0, 0);
+            let threads: [_; 2] = core::array::from_fn(|i| {
+                let breaker = breaker.clone();
+                thread::spawn(move || {
+                    let permit = breaker.try_acquire(0).unwrap();
+                    let outcome = if i == 0 {
+                        Outcome::Failure
+                    } else {
+                        Outcome::Success
+                    };
+                    breaker.record(permit, outcome, 0, 0);
+                })
+            });
+            for t in threads {
+                t.join().unwrap();
+            }
+            let (count, bits) = breaker.failure_counts();
+            assert_eq!(count, bits);
+            assert_eq!(breaker.state(), State::Closed);
+        },
+    );
+}
+
+#[test]
 fn loom_racing_failures_that_fill_the_rate_window_open_it_once() {
     static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
     // Rate rule only: both of the last 2 calls failed. Neither failure alone opens it, both
