@@ -1,0 +1,222 @@
+//! The runtime adds no heap allocation per run to the core's: after warm-up, inline runs
+//! through `Executor::run_with` allocate nothing, and forked fan-outs allocate a small, fixed
+//! number of blocks per run (counted on every thread: the counting allocator is global).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use flujo_core::graph::{Backoff, Graph, ParallelOptions, RetryPolicy, StepError, TaskConfig};
+use flujo_core::policy::{Breaker, BreakerConfig};
+use flujo_core::telemetry::Counter;
+use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
+use flujo_runtime::{Executor, RunSpec};
+
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counting on every thread, for forked runs.
+static COUNTING_ALL: AtomicBool = AtomicBool::new(false);
+static ALLOCS_ALL: AtomicUsize = AtomicUsize::new(0);
+
+fn note() {
+    if COUNTING.with(Cell::get) {
+        ALLOCS.with(|a| a.set(a.get() + 1));
+    }
+    if COUNTING_ALL.load(Ordering::Relaxed) {
+        ALLOCS_ALL.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: forwards every call to `System` unchanged; the counters are a const-initialized
+// thread-local and static atomics, so counting never allocates or recurses.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// The tests run one at a time: the all-threads count must not see another test's work.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Allocations made by `f` on this thread.
+fn allocations(f: impl FnOnce()) -> usize {
+    ALLOCS.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCS.with(Cell::get)
+}
+
+/// Allocations made by `f` on every thread.
+fn allocations_everywhere(f: impl FnOnce()) -> usize {
+    ALLOCS_ALL.store(0, Ordering::SeqCst);
+    COUNTING_ALL.store(true, Ordering::SeqCst);
+    f();
+    COUNTING_ALL.store(false, Ordering::SeqCst);
+    ALLOCS_ALL.load(Ordering::SeqCst)
+}
+
+fn runs() -> u64 {
+    if cfg!(miri) {
+        3
+    } else {
+        1000
+    }
+}
+
+fn config(level: TelemetryLevel) -> OptimizationConfig {
+    let mut cfg = OptimizationConfig::latency();
+    cfg.workers = 2;
+    cfg.telemetry.level = level;
+    assert!(cfg.pooling);
+    cfg
+}
+
+fn w1() -> Graph<u64, ()> {
+    Graph::build(|b| {
+        let steps: Vec<_> = (0..100)
+            .map(|i| b.task(&format!("s{i}"), |x, _| Ok(x + 1)))
+            .collect();
+        b.sequence("W1", &steps)
+    })
+    .unwrap()
+}
+
+fn w2() -> Graph<u64, ()> {
+    let breaker = Arc::new(
+        Breaker::new(BreakerConfig {
+            consecutive_failures_to_open: 5,
+            open_ticks: 100,
+            ..BreakerConfig::DEFAULT
+        })
+        .unwrap(),
+    );
+    Graph::build(|b| {
+        let steps: Vec<_> = (0..100)
+            .map(|i| {
+                let cfg = TaskConfig::new()
+                    .retry(RetryPolicy::new(3, Backoff::Constant { delay_ticks: 1 }).unwrap())
+                    .validate(|x: &u64, _| {
+                        if *x > 0 {
+                            Ok(())
+                        } else {
+                            Err(StepError::validation("zero"))
+                        }
+                    })
+                    .breaker(breaker.clone());
+                b.task_with(&format!("s{i}"), |x, _| Ok(x + 1), cfg)
+            })
+            .collect();
+        b.sequence("W2", &steps)
+    })
+    .unwrap()
+}
+
+fn inline_runs_allocate_nothing(g: &Graph<u64, ()>, level: TelemetryLevel) {
+    let ex = Executor::<u64, ()>::new(config(level)).unwrap();
+    let spec = RunSpec::default();
+    for i in 0..3 {
+        let out = ex.run_with(g, i, (), &spec, |r| r.output).unwrap();
+        assert_eq!(out, Some(i + 100));
+    }
+    let n = allocations(|| {
+        for i in 0..runs() {
+            let out = ex.run_with(g, i, (), &spec, |r| r.output).unwrap();
+            assert_eq!(out, Some(i + 100));
+        }
+    });
+    assert_eq!(n, 0, "{level:?}");
+    let report = ex.report();
+    assert_eq!(report.runs.succeeded, runs() + 3);
+    if level >= TelemetryLevel::Counters {
+        assert_eq!(report.counter(Counter::StepsSucceeded), 100 * (runs() + 3));
+    }
+}
+
+#[test]
+fn w1_through_the_executor_allocates_nothing_per_run_after_warm_up() {
+    let _serial = serial();
+    let g = w1();
+    inline_runs_allocate_nothing(&g, TelemetryLevel::Off);
+    inline_runs_allocate_nothing(&g, TelemetryLevel::Counters);
+}
+
+#[test]
+fn w2_through_the_executor_allocates_nothing_per_run_after_warm_up() {
+    let _serial = serial();
+    let g = w2();
+    inline_runs_allocate_nothing(&g, TelemetryLevel::Off);
+    inline_runs_allocate_nothing(&g, TelemetryLevel::Counters);
+}
+
+#[test]
+fn forked_fan_outs_allocate_a_small_fixed_count_per_run() {
+    let _serial = serial();
+    let mut cfg = config(TelemetryLevel::Counters);
+    cfg.inline_cutoff.enabled = false;
+    let ex = Executor::<u64, ()>::new(cfg).unwrap();
+    let g = Graph::<u64, ()>::build(|b| {
+        let kids: Vec<_> = (0..4)
+            .map(|i| b.task(&format!("k{i}"), move |x, _| Ok(x + i)))
+            .collect();
+        let par = b.parallel("par", &kids, |a, x| a + x, ParallelOptions::new());
+        let tail = b.task("tail", |x, _| Ok(x + 1));
+        b.sequence("root", &[par, tail])
+    })
+    .unwrap();
+    let spec = RunSpec::default();
+    let want = |i: u64| Some(4 * i + 6 + 1);
+    let run = |i: u64| {
+        assert_eq!(
+            ex.run_with(&g, i, (), &spec, |r| r.output).unwrap(),
+            want(i)
+        )
+    };
+    (0..64).for_each(run);
+    // Measured (debug, 2 workers): 2 per run, plus about one per 63 runs, plus about 10
+    // once if a worker thread needs a worker state of its own for the first time (at most
+    // one per thread: the calling thread and the 2 workers).
+    // - The 2 per run are the core's, not the runtime's: a forked fan-out builds a `Vec` of
+    //   cancel flags (`fan_flags`) and a `Vec` of branch jobs for the host
+    //   (core/src/interp/exec.rs, `parallel`).
+    // - The one per 63 runs is rayon's: `ThreadPool::install` from outside the pool pushes
+    //   a job into the pool's injector, a crossbeam-deque `Injector` that allocates a block
+    //   of 63 slots as its tail moves on.
+    // - A worker state (runner, stacks, report) is made lazily per thread and then reused.
+    let many: u64 = if cfg!(miri) { 3 } else { 630 };
+    let states_before = ex.report().pool.pool_misses;
+    let n = allocations_everywhere(|| (0..many).for_each(run)) as u64;
+    let states_made = ex.report().pool.pool_misses - states_before;
+    assert!(states_made <= 3, "{states_made}");
+    assert!(n >= 2 * many, "{n}");
+    assert!(
+        n <= 2 * many + many / 63 + 2 + 32 * states_made,
+        "{n} allocations in {many} forked runs ({states_made} worker states made)"
+    );
+}
