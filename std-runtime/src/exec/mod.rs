@@ -88,7 +88,7 @@ pub struct Completed<P, C> {
     pub usage: Usage,
     /// Exact counts of what its tasks did.
     pub counters: Counters,
-    /// Step records written, and those that did not fit.
+    /// Step records written.
     pub records: usize,
     /// Records that did not fit (`OptimizationConfig::max_records`).
     pub records_dropped: u32,
@@ -654,9 +654,8 @@ where
                 for (name, rec) in &stats.sampled {
                     w.report.add_record(name, rec, 1.0);
                 }
-                if sampled {
-                    w.drain(&|id| graph.name(NodeId(id)).to_string());
-                }
+                // The core samples task executions for events on its own; drain what it kept.
+                w.drain(&|id| graph.name(NodeId(id)).to_string());
                 r
             })
         }));

@@ -41,6 +41,8 @@ pub(crate) struct Worker<P, C> {
     pub(crate) level: TelemetryLevel,
     /// Scratch for draining the ring.
     drained: Vec<Event>,
+    /// Events the runner's sink refused so far, as last reported.
+    dropped_seen: u64,
 }
 
 impl<P: Clone, C: Context> Worker<P, C> {
@@ -83,6 +85,7 @@ impl<P: Clone, C: Context> Worker<P, C> {
             sample: u64::from(period),
             level,
             drained: Vec::new(),
+            dropped_seen: 0,
         }
     }
 
@@ -93,12 +96,17 @@ impl<P: Clone, C: Context> Worker<P, C> {
         self.level >= TelemetryLevel::Histograms && self.runs % self.sample == 0
     }
 
-    /// Drains the event ring into the report (breaker transitions) and, at the events level,
-    /// into the trace as spans.
+    /// Drains the event ring (what the core's sampler kept) into the report (breaker
+    /// transitions, dropped events) and, at the events level, into the trace as spans.
     pub(crate) fn drain(&mut self, names: &dyn Fn(u32) -> String) {
         let Some(ring) = &mut self.events else {
             return;
         };
+        let dropped = self.runner.telemetry().map_or(0, |t| t.events_dropped());
+        if dropped > self.dropped_seen {
+            self.report.add_events_dropped(dropped - self.dropped_seen);
+            self.dropped_seen = dropped;
+        }
         self.drained.clear();
         while let Some(e) = ring.pop() {
             self.drained.push(e);
