@@ -146,3 +146,75 @@ fn a_submission_refused_hands_its_input_and_context_back() {
     );
     assert_eq!(ex.report().runs.rejected_shutting_down, 1);
 }
+
+#[test]
+fn the_report_counts_every_run_and_the_trace_parses_back_with_the_step_spans() {
+    let g = Arc::new(
+        Graph::<u64, ()>::build(|b| {
+            let a = b.task("parse", |x, _| Ok(x + 1));
+            let c = b.task("score", |x, _| Ok(x * 2));
+            b.sequence("pipeline", &[a, c])
+        })
+        .unwrap(),
+    );
+    let mut cfg = forking(2);
+    cfg.telemetry.level = TelemetryLevel::Events;
+    cfg.telemetry.span_sample_period = 1;
+    let ex = Executor::new(cfg).unwrap();
+    for i in 0..50 {
+        assert_eq!(ex.run(&g, i, ()).unwrap().output, Some((i + 1) * 2));
+    }
+    // In batches under the initial concurrency limit (16), so none is refused.
+    for batch in 0..5 {
+        let tickets: Vec<_> = (0..10)
+            .map(|i| {
+                ex.submit(&g, batch * 10 + i, (), Priority::Normal)
+                    .ok()
+                    .unwrap()
+            })
+            .collect();
+        for t in tickets {
+            assert!(matches!(t.wait().unwrap(), Finished::Ran(_)));
+        }
+    }
+    let report = ex.report();
+    assert_eq!(report.runs.completed, 100);
+    assert_eq!(report.runs.succeeded, 100);
+    assert_eq!(report.counter(Counter::StepsRun), 200);
+    assert_eq!(report.step("parse").map(|s| s.executions), Some(100));
+    let table = report.to_string();
+    assert!(
+        table.contains("parse") && table.contains("score"),
+        "{table}"
+    );
+
+    let mut json = Vec::new();
+    ex.write_trace(&mut json).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let events = v["traceEvents"].as_array().unwrap();
+    let spans = |name: &str| {
+        events
+            .iter()
+            .filter(|e| e["ph"] == "X" && e["name"] == name)
+            .count()
+    };
+    assert_eq!((spans("parse"), spans("score")), (100, 100));
+}
+
+#[test]
+fn a_config_change_at_run_time_is_seen_whole_by_later_runs() {
+    let g = Graph::<u64, ()>::build(|b| b.task("id", |x, _| Ok(x))).unwrap();
+    let ex = Executor::new(forking(1)).unwrap();
+    let mut bad = forking(1);
+    bad.max_records = 0;
+    assert_eq!(
+        ex.reconfigure(bad).unwrap_err().field(),
+        Some("max_records")
+    );
+    let mut cfg = OptimizationConfig::low_memory();
+    cfg.workers = 1;
+    let generation = ex.reconfigure(cfg.clone()).unwrap();
+    assert!(generation >= 1);
+    assert_eq!(*ex.config(), cfg);
+    assert_eq!(ex.run(&g, 3, ()).unwrap().output, Some(3));
+}
