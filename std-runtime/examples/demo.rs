@@ -514,7 +514,7 @@ struct Totals {
 }
 
 fn progress(done: u64, total: u64) {
-    let pct = if total == 0 { 100 } else { done * 100 / total };
+    let pct = (done * 100).checked_div(total).unwrap_or(100).min(100);
     let filled = (pct / 5) as usize;
     eprint!(
         "\r[{}{}] {pct:>3}% {done}/{total} runs",
