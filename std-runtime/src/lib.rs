@@ -15,7 +15,7 @@
 //! ```
 //! use std::sync::Arc;
 //!
-//! use flujo_core::graph::{Graph, ParallelOptions, StepError, TaskConfig};
+//! use flujo_core::graph::{Graph, ParallelOptions, StepCx, StepError, TaskConfig};
 //! use flujo_core::interp::Outcome;
 //! use flujo_runtime::config::OptimizationConfig;
 //! use flujo_runtime::{Drain, Executor, Finished, Priority};
@@ -23,7 +23,7 @@
 //! let g = Graph::<u64, ()>::build(|b| {
 //!     let fallback = b.task("half", |x, _| Ok(x / 2));
 //!     let flaky = TaskConfig::new().fallback(fallback);
-//!     let even = |x: u64, _: &mut _| match x % 2 {
+//!     let even = |x: u64, _: &mut StepCx<'_, ()>| match x % 2 {
 //!         0 => Ok(x),
 //!         _ => Err(StepError::permanent("odd")),
 //!     };
