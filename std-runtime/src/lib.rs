@@ -1,8 +1,57 @@
-//! flujo-runtime: the std layer of flujo-rs.
+//! flujo-runtime: the std layer of flujo-rs, an [`Executor`] that runs `flujo-core` graphs on
+//! a rayon pool.
 //!
 //! It supplies what the `no_std` core must not touch (threads, clocks, panic capture) and adds
-//! no semantics of its own. For now it offers the pieces the foundation needs: a per-thread
-//! pool handle cache on top of [`flujo_core::pool`]. The executor arrives with the runtime issue.
+//! no semantics of its own: a graph gives the same results here as under the core interpreter.
+//! A run executes on the calling thread ([`Executor::run`]), forking fan-outs above the inline
+//! cutoff onto the pool, or is submitted ([`Executor::submit`]) through an adaptive admission
+//! limit and three priority queues, and comes back through a [`ticket::Ticket`]. What the runs
+//! did is kept per worker and read as a [`report::Report`] (exact counts, sampled latencies) or
+//! a Chrome trace ([`Executor::write_trace`]). The knobs are in [`config::OptimizationConfig`].
+//! See `docs/runtime.md` for how it works.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use flujo_core::graph::{Graph, ParallelOptions, StepCx, StepError, TaskConfig};
+//! use flujo_core::interp::Outcome;
+//! use flujo_runtime::config::OptimizationConfig;
+//! use flujo_runtime::{Drain, Executor, Finished, Priority};
+//!
+//! let g = Graph::<u64, ()>::build(|b| {
+//!     let fallback = b.task("half", |x, _| Ok(x / 2));
+//!     let flaky = TaskConfig::new().fallback(fallback);
+//!     let even = |x: u64, _: &mut StepCx<'_, ()>| match x % 2 {
+//!         0 => Ok(x),
+//!         _ => Err(StepError::permanent("odd")),
+//!     };
+//!     let a = b.task_with("a", even, flaky);
+//!     let c = b.task("c", |x, _| Ok(x * 10));
+//!     b.parallel("both", &[a, c], |x, y| x + y, ParallelOptions::new())
+//! })
+//! .unwrap();
+//! let ex = Executor::new(OptimizationConfig::latency()).unwrap();
+//!
+//! // On this thread.
+//! let done = ex.run(&g, 4, ()).unwrap();
+//! assert_eq!((done.outcome, done.output), (Outcome::Succeeded, Some(4 + 40)));
+//!
+//! // Submitted: a refused submission gives its input back.
+//! let g = Arc::new(g);
+//! let ticket = match ex.submit(&g, 5, (), Priority::Normal) {
+//!     Ok(ticket) => ticket,
+//!     Err(back) => panic!("refused ({}), input {}", back.reason, back.input),
+//! };
+//! match ticket.wait().unwrap() {
+//!     Finished::Ran(done) => assert_eq!(done.output, Some(5 / 2 + 50)), // the fallback ran
+//!     other => panic!("{other:?}"),
+//! }
+//! assert_eq!(ex.shutdown(Drain::Finish).finished, 1);
+//! let report = ex.report();
+//! assert_eq!((report.runs.completed, report.runs.succeeded), (2, 2));
+//! ```
 #![deny(missing_docs)]
 
 pub use flujo_core as core;
