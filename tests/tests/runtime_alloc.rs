@@ -176,7 +176,7 @@ fn w2_through_the_executor_allocates_nothing_per_run_after_warm_up() {
 }
 
 #[test]
-fn forked_fan_outs_allocate_a_small_fixed_count_per_run() {
+fn forked_fan_outs_allocate_nothing_per_run_but_rayons_injector_blocks() {
     let _serial = serial();
     let mut cfg = config(TelemetryLevel::Counters);
     cfg.inline_cutoff.enabled = false;
@@ -199,12 +199,11 @@ fn forked_fan_outs_allocate_a_small_fixed_count_per_run() {
         )
     };
     (0..64).for_each(run);
-    // Measured (debug, 2 workers): 2 per run, plus about one per 63 runs, plus about 10
-    // once if a worker thread needs a worker state of its own for the first time (at most
-    // one per thread: the calling thread and the 2 workers).
-    // - The 2 per run are the core's, not the runtime's: a forked fan-out builds a `Vec` of
-    //   cancel flags (`fan_flags`) and a `Vec` of branch jobs for the host
-    //   (core/src/interp/exec.rs, `parallel`).
+    // Measured (debug, 2 workers): nothing per run, but about one allocation per 63 runs,
+    // plus about 10 once if a worker thread needs a worker state of its own for the first
+    // time (at most one per thread: the calling thread and the 2 workers).
+    // - The core reuses a forked fan-out's branch list, cancel flags and record buffers
+    //   (the runner's scratch keeps them), so a fork allocates nothing once warm.
     // - The one per 63 runs is rayon's: `ThreadPool::install` from outside the pool pushes
     //   a job into the pool's injector, a crossbeam-deque `Injector` that allocates a block
     //   of 63 slots as its tail moves on.
@@ -214,9 +213,8 @@ fn forked_fan_outs_allocate_a_small_fixed_count_per_run() {
     let n = allocations_everywhere(|| (0..many).for_each(run)) as u64;
     let states_made = ex.report().pool.pool_misses - states_before;
     assert!(states_made <= 3, "{states_made}");
-    assert!(n >= 2 * many, "{n}");
     assert!(
-        n <= 2 * many + many / 63 + 2 + 32 * states_made,
+        n <= many / 63 + 2 + 32 * states_made,
         "{n} allocations in {many} forked runs ({states_made} worker states made)"
     );
 }

@@ -29,7 +29,7 @@ use crate::graph::{
     MapOptions, NoClock, NodeRef, ParallelOptions, Recovery, RecoveryTable, RetryPolicy, StepError,
     StepFingerprint, TaskConfig, Usage, MAX_DEPTH, MAX_FALLBACK_CHAIN,
 };
-use crate::interp::{Branch, Host, Outcome, RunOptions, Runner, RunnerConfig};
+use crate::interp::{Branch, Fan, Host, Outcome, RunOptions, Runner, RunnerConfig};
 use crate::telemetry::Counter;
 
 /// Most operations decoded from one input.
@@ -1009,9 +1009,14 @@ impl<K: crate::graph::Clock> Host<i64, Ctx, K> for Backwards {
         true
     }
 
-    fn fork(&self, _max_width: usize, branches: &mut [Branch<'_, i64, Ctx, K, Self>]) {
+    fn fork(
+        &self,
+        _max_width: usize,
+        fan: &Fan<'_, i64, Ctx, K, Self>,
+        branches: &mut [Branch<i64, Ctx>],
+    ) {
         for b in branches.iter_mut().rev() {
-            b.run(&mut Runner::<i64, Ctx>::new(self.0));
+            fan.run(b, &mut Runner::<i64, Ctx>::new(self.0));
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use alloc::vec::Vec;
 
-use super::host::{Branch, Host};
+use super::host::{Branch, Fan, Host};
 use super::{ErrorKind, LoopExit, Records, Scratch, StepOutcome, StepRecord, Stop, Telemetry};
 use crate::cache::CacheKey;
 use crate::context::{merge_branch, Context, Frame, MergeError, MergeStrategy};
@@ -190,11 +190,6 @@ const UNLIMITED: usize = usize::MAX;
 
 /// Record buffers of forked branches kept for reuse by a runner.
 const MAX_RECORD_BUFS: usize = 64;
-
-/// The cancel flags of a forked fan-out, one per branch.
-fn fan_flags(count: usize) -> Vec<CancelFlag> {
-    (0..count).map(|_| CancelFlag::new()).collect()
-}
 
 /// One run's state: the graph, the caller's clock, options, the run's usage budget, totals
 /// and exact counters, the runner's telemetry (if on) and its scratch.
@@ -1060,43 +1055,57 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         }
     }
 
+    /// What the branches of a forked fan-out over `base` share.
+    fn fan<'f>(&self, base: &'f C, flags: &'f [CancelFlag], stop_later: bool) -> Fan<'f, P, C, K, H>
+    where
+        Self: 'f,
+    {
+        Fan {
+            g: self.g,
+            base,
+            clock: self.clock,
+            deadline: self.env.deadline,
+            cancel: self.env.cancel,
+            flags,
+            stop_later,
+            limited: self.limited,
+            host: self.host,
+        }
+    }
+
     /// One branch (or map item) of a forked fan-out, with its share of the budget (lent by
     /// [`lend`](Self::lend)) and a spare record buffer.
-    #[allow(clippy::too_many_arguments)]
-    fn branch_job<'b>(
-        &mut self,
-        node: u32,
-        input: P,
-        base: &'b C,
-        flags: &'b [CancelFlag],
-        index: usize,
-        stop_later: bool,
-        shares: usize,
-    ) -> Branch<'b, P, C, K, H>
-    where
-        Self: 'b,
-    {
+    fn branch_job(&mut self, node: u32, input: P, index: usize, shares: usize) -> Branch<P, C> {
         let budget = if shares == UNLIMITED {
             UsageBudget::unlimited()
         } else {
             self.s.shares.pop().expect("one share per branch")
         };
         Branch {
-            g: self.g,
             node,
             input: Some(input),
-            base,
-            clock: self.clock,
-            deadline: self.env.deadline,
-            cancel: self.env.cancel,
-            flags,
             index,
-            stop_later,
             budget,
-            limited: self.limited,
-            host: self.host,
             records: self.s.record_bufs.pop().unwrap_or_default(),
             out: None,
+        }
+    }
+
+    /// `count` lowered cancel flags and an empty branch list, from the scratch's spares.
+    fn take_fan(&mut self, count: usize) -> (Vec<CancelFlag>, Vec<Branch<P, C>>) {
+        let mut flags = self.s.flag_bufs.pop().unwrap_or_default();
+        flags.clear();
+        flags.resize_with(count, CancelFlag::new);
+        let branches = self.s.fan_bufs.pop().unwrap_or_default();
+        (flags, branches)
+    }
+
+    /// Keeps a forked fan-out's flags and (emptied) branch list for the next one.
+    fn give_fan(&mut self, flags: Vec<CancelFlag>, mut branches: Vec<Branch<P, C>>) {
+        branches.clear();
+        if self.s.fan_bufs.len() < MAX_RECORD_BUFS {
+            self.s.fan_bufs.push(branches);
+            self.s.flag_bufs.push(flags);
         }
     }
 
@@ -1111,14 +1120,14 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         id: u32,
         merge: &MergeStrategy<C>,
         propagate: bool,
-        branches: Vec<Branch<'_, P, C, K, H>>,
+        branches: &mut [Branch<P, C>],
         base: &C,
         mut acc: Option<P>,
         reduce: &(dyn Fn(P, P) -> P + Send + Sync),
     ) -> Result<(Option<P>, Option<C>), Stop> {
         let mut merged: Option<C> = None;
         let mut stop: Option<Stop> = None;
-        for (position, mut b) in branches.into_iter().enumerate() {
+        for (position, b) in branches.iter_mut().enumerate() {
             let out = b
                 .out
                 .take()
@@ -1135,7 +1144,8 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             self.counters.add(&out.counters);
             self.usage = self.usage.saturating_add(out.usage);
             if self.limited {
-                let _ = self.budget.merge(b.budget);
+                let share = core::mem::replace(&mut b.budget, UsageBudget::unlimited());
+                let _ = self.budget.merge(share);
             }
             if stop.is_some() {
                 if let Some(c) = out.context {
@@ -1213,30 +1223,32 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 .host
                 .forks(NodeId(id), count as usize, g.cost[id as usize])
         {
-            let flags = fan_flags(count as usize);
-            let base: &C = frame.get();
+            let (flags, mut branches) = self.take_fan(count as usize);
             let shares = self.lend(count as usize);
             let mut input = Some(input);
             let children = &g.children[par.branches.range()];
-            let mut branches = Vec::with_capacity(children.len());
             for (index, &node) in children.iter().enumerate() {
                 let x = if index + 1 == children.len() {
                     input.take().expect("the last branch takes the input")
                 } else {
                     input.as_ref().expect("kept until the last branch").clone()
                 };
-                branches.push(self.branch_job(node, x, base, &flags, index, propagate, shares));
+                branches.push(self.branch_job(node, x, index, shares));
             }
-            self.host.fork(par.max_width as usize, &mut branches);
-            let (acc, merged) = self.fold_forked(
+            let base: &C = frame.get();
+            let fan = self.fan(base, &flags, propagate);
+            self.host.fork(par.max_width as usize, &fan, &mut branches);
+            let folded = self.fold_forked(
                 id,
                 &par.merge,
                 propagate,
-                branches,
+                &mut branches,
                 base,
                 None,
                 &*par.reduce,
-            )?;
+            );
+            self.give_fan(flags, branches);
+            let (acc, merged) = folded?;
             return match acc {
                 Some(out) => {
                     if let Some(m) = merged {
@@ -1394,18 +1406,27 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         };
         let count = self.s.items.len() - bottom;
         if count >= 2 && self.host.forks(NodeId(id), count, g.cost[id as usize]) {
-            let flags = fan_flags(count);
-            let base: &C = frame.get();
+            let (flags, mut branches) = self.take_fan(count);
             let shares = self.lend(count);
-            let mut branches = Vec::with_capacity(count);
             let mut items = core::mem::take(&mut self.s.items);
             for (index, item) in items.drain(bottom..).enumerate() {
-                branches.push(self.branch_job(mp.body, item, base, &flags, index, true, shares));
+                branches.push(self.branch_job(mp.body, item, index, shares));
             }
             self.s.items = items;
-            self.host.fork(mp.max_width as usize, &mut branches);
-            let (acc, merged) =
-                self.fold_forked(id, &mp.merge, true, branches, base, Some(seed), &*mp.reduce)?;
+            let base: &C = frame.get();
+            let fan = self.fan(base, &flags, true);
+            self.host.fork(mp.max_width as usize, &fan, &mut branches);
+            let folded = self.fold_forked(
+                id,
+                &mp.merge,
+                true,
+                &mut branches,
+                base,
+                Some(seed),
+                &*mp.reduce,
+            );
+            self.give_fan(flags, branches);
+            let (acc, merged) = folded?;
             if let Some(m) = merged {
                 frame.commit(m, &mut self.s.spares);
             }

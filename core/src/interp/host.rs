@@ -8,9 +8,9 @@
 //! - [`guard`](Host::guard) each attempt (a runtime with unwinding turns a panicking step
 //!   into a failed one of class [`ErrorClass::Panic`](crate::policy::ErrorClass::Panic));
 //! - whether to [`fork`](Host::fork) a fan-out ([`forks`](Host::forks), given its width and
-//!   analysed [`cost`](crate::graph::Graph::cost)); a forked fan-out hands the host one
-//!   [`Branch`] per branch (or map item), the host calls [`Branch::run`] on each with a
-//!   runner of its own (on any thread, in any order, at once), and the interpreter folds the
+//!   analysed [`cost`](crate::graph::Graph::cost)); a forked fan-out hands the host a
+//!   [`Fan`] and one [`Branch`] per branch (or map item), the host calls [`Fan::run`] on each
+//!   with a runner of its own (on any thread, in any order, at once), and the interpreter folds the
 //!   results in declaration order with the same merge, reduce, failure and budget rules as
 //!   the inline path;
 //! - a [`SharedCache`] for cacheable steps, shared by every run (else each runner uses its
@@ -50,11 +50,11 @@ pub trait Host<P, C, K>: Sync + Sized {
         false
     }
 
-    /// Runs every branch: calls [`Branch::run`] once on each, with a runner of the host's,
+    /// Runs every branch: calls [`Fan::run`] once on each, with a runner of the host's,
     /// possibly at once on several threads, and returns when all have run. At most
     /// `max_width` run at the same time (the fan-out's bound). A branch left unrun is a bug
     /// of the host, and the interpreter panics on it.
-    fn fork(&self, max_width: usize, branches: &mut [Branch<'_, P, C, K, Self>]);
+    fn fork(&self, max_width: usize, fan: &Fan<'_, P, C, K, Self>, branches: &mut [Branch<P, C>]);
 
     /// The cache shared by every run, if the host has one (else cacheable steps use the
     /// runner's own [`FixedCache`](crate::cache::FixedCache)).
@@ -81,29 +81,35 @@ pub trait SharedCache<P>: Sync {
 pub struct Inline;
 
 impl<P, C, K> Host<P, C, K> for Inline {
-    fn fork(&self, _max_width: usize, _branches: &mut [Branch<'_, P, C, K, Self>]) {
+    fn fork(&self, _max_width: usize, _fan: &Fan<'_, P, C, K, Self>, _: &mut [Branch<P, C>]) {
         unreachable!("`Inline::forks` is false, so it is never asked to fork")
     }
 }
 
-/// One branch (or map item) of a forked fan-out: everything it needs to run on another
-/// thread, and, once [`run`](Self::run), what it did.
-pub struct Branch<'a, P, C, K, H> {
+/// What every branch of a forked fan-out shares: the graph, the parent's context, the
+/// clock, the deadline and cancel flags, the host. [`run`](Self::run) runs one [`Branch`].
+pub struct Fan<'a, P, C, K, H> {
     pub(crate) g: &'a Graph<P, C>,
-    pub(crate) node: u32,
-    pub(crate) input: Option<P>,
     pub(crate) base: &'a C,
     pub(crate) clock: &'a K,
     pub(crate) deadline: u64,
     pub(crate) cancel: Option<&'a Cancel<'a>>,
-    /// The fan-out's flags, one per branch; this branch answers to `flags[index]`.
+    /// One flag per branch; branch `i` answers to `flags[i]`.
     pub(crate) flags: &'a [CancelFlag],
-    pub(crate) index: usize,
     /// Whether a failure cancels the later siblings (propagate; an abort always does).
     pub(crate) stop_later: bool,
-    pub(crate) budget: UsageBudget,
     pub(crate) limited: bool,
     pub(crate) host: &'a H,
+}
+
+/// One branch (or map item) of a forked fan-out: its node, input and share of the budget,
+/// and, once run, what it did. It borrows nothing, so the interpreter reuses the memory of
+/// these (and of their record buffers) run after run.
+pub struct Branch<P, C> {
+    pub(crate) node: u32,
+    pub(crate) input: Option<P>,
+    pub(crate) index: usize,
+    pub(crate) budget: UsageBudget,
     pub(crate) records: Vec<StepRecord>,
     pub(crate) out: Option<BranchOut<P, C>>,
 }
@@ -118,7 +124,16 @@ pub(crate) struct BranchOut<P, C> {
     pub(crate) dropped: u32,
 }
 
-impl<P, C, K, H> core::fmt::Debug for Branch<'_, P, C, K, H> {
+impl<P, C, K, H> core::fmt::Debug for Fan<'_, P, C, K, H> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Fan")
+            .field("branches", &self.flags.len())
+            .field("stop_later", &self.stop_later)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P, C> core::fmt::Debug for Branch<P, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Branch")
             .field("node", &self.node)
@@ -128,7 +143,7 @@ impl<P, C, K, H> core::fmt::Debug for Branch<'_, P, C, K, H> {
     }
 }
 
-impl<P, C, K, H> Branch<'_, P, C, K, H> {
+impl<P, C> Branch<P, C> {
     /// The node this branch runs.
     pub fn node(&self) -> NodeId {
         NodeId(self.node)
@@ -145,30 +160,27 @@ impl<P, C, K, H> Branch<'_, P, C, K, H> {
     }
 }
 
-impl<P: Clone, C: Context, K: Clock, H: Host<P, C, K>> Branch<'_, P, C, K, H> {
-    /// Runs the branch on `runner`'s scratch (its arena is reset, as by a run). Call it once;
-    /// a second call does nothing.
-    pub fn run<S: EventSink>(&mut self, runner: &mut Runner<P, C, S>) {
-        let Some(input) = self.input.take() else {
+impl<P: Clone, C: Context, K: Clock, H: Host<P, C, K>> Fan<'_, P, C, K, H> {
+    /// Runs `branch` on `runner`'s scratch (its arena is reset, as by a run). A branch runs
+    /// once; a second call does nothing.
+    pub fn run<S: EventSink>(&self, branch: &mut Branch<P, C>, runner: &mut Runner<P, C, S>) {
+        let Some(input) = branch.input.take() else {
             return;
         };
         let chain = Cancel {
-            flag: &self.flags[self.index],
+            flag: &self.flags[branch.index],
             up: self.cancel,
         };
-        let out = runner.run_branch(
-            self,
-            input,
-            RunEnv::new(self.clock, self.deadline, Some(&chain)),
-        );
+        let env = RunEnv::new(self.clock, self.deadline, Some(&chain));
+        let out = runner.run_branch(self, branch, input, env);
         if let Err((stop, _)) = &out.result {
             if stop.abort || self.stop_later {
-                for later in &self.flags[self.index + 1..] {
+                for later in &self.flags[branch.index + 1..] {
                     later.cancel();
                 }
             }
         }
-        self.out = Some(out);
+        branch.out = Some(out);
     }
 }
 
@@ -176,7 +188,8 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
     /// The body of [`Branch::run`]: a run of the branch's node on this runner's scratch.
     fn run_branch<K: Clock, H: Host<P, C, K>>(
         &mut self,
-        b: &mut Branch<'_, P, C, K, H>,
+        fan: &Fan<'_, P, C, K, H>,
+        b: &mut Branch<P, C>,
         input: P,
         env: RunEnv<'_>,
     ) -> BranchOut<P, C> {
@@ -185,23 +198,23 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
         let s = &mut self.scratch;
         s.error = None;
         let mut frame = if s.copy_on_write {
-            Frame::Borrowed(b.base)
+            Frame::Borrowed(fan.base)
         } else {
-            Frame::Copied(s.spares.copy_of(b.base))
+            Frame::Copied(s.spares.copy_of(fan.base))
         };
         let budget = core::mem::replace(&mut b.budget, UsageBudget::unlimited());
         let mut ex = super::exec::Exec {
-            g: b.g,
-            clock: b.clock,
+            g: fan.g,
+            clock: fan.clock,
             env,
             budget,
-            limited: b.limited,
+            limited: fan.limited,
             usage: Usage::ZERO,
             counters: Counters::new(),
             tel: self.telemetry.as_mut(),
             s,
             records,
-            host: b.host,
+            host: fan.host,
         };
         let result = ex.node(b.node, input, &mut frame);
         let (usage, counters, records) = (ex.usage, ex.counters, ex.records);

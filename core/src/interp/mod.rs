@@ -48,7 +48,7 @@
 mod exec;
 mod host;
 
-pub use host::{Branch, Host, Inline, SharedCache};
+pub use host::{Branch, Fan, Host, Inline, SharedCache};
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -417,6 +417,10 @@ pub(crate) struct Scratch<P, C> {
     pub(crate) error: Option<ErrorKind>,
     /// Record buffers of forked branches, kept for reuse.
     pub(crate) record_bufs: Vec<Vec<StepRecord>>,
+    /// Branch lists and cancel flags of forked fan-outs, kept for reuse (a stack: nested
+    /// fan-outs take their own).
+    pub(crate) fan_bufs: Vec<Vec<host::Branch<P, C>>>,
+    pub(crate) flag_bufs: Vec<Vec<CancelFlag>>,
     /// `RunnerConfig::fast_paths`.
     pub(crate) fast_paths: bool,
     /// `RunnerConfig::copy_on_write`.
@@ -627,6 +631,8 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
                 shares: Vec::new(),
                 error: None,
                 record_bufs: Vec::new(),
+                fan_bufs: Vec::new(),
+                flag_bufs: Vec::new(),
                 fast_paths: config.fast_paths,
                 copy_on_write: config.copy_on_write,
                 breakers: config.breakers,
