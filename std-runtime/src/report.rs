@@ -342,6 +342,13 @@ struct StepEntry {
     latency_ns: Histogram,
 }
 
+/// Step rows a builder keeps (each has a 58 KiB histogram); the steps past them share one
+/// row named [`OTHER_STEPS`].
+pub const MAX_STEP_ROWS: usize = 256;
+
+/// The row of the steps past [`MAX_STEP_ROWS`].
+pub const OTHER_STEPS: &str = "(other steps)";
+
 /// Collects what the executor feeds in and builds [`Report`]s from it.
 ///
 /// Each step name costs one core [`Histogram`] (58 KiB), as does the run latency.
@@ -455,8 +462,44 @@ impl ReportBuilder {
             .or_insert_with(|| step_name.to_owned());
     }
 
-    /// The entry of `name`, made on first use with `node` as its node id.
+    /// Adds the counts of `row` (not its latency) to the row of `row.step`: how an executor
+    /// that counts every record itself hands its exact per-step counts over.
+    pub fn add_step_counts(&mut self, row: &StepRow) {
+        self.add_counts(row);
+    }
+
+    fn add_counts(&mut self, row: &StepRow) -> &mut StepEntry {
+        let entry = self.entry(&row.step, row.node);
+        let mine = &mut entry.row;
+        for (m, t) in [
+            (&mut mine.executions, row.executions),
+            (&mut mine.succeeded, row.succeeded),
+            (&mut mine.failed, row.failed),
+            (&mut mine.skipped, row.skipped),
+            (&mut mine.aborted, row.aborted),
+            (&mut mine.retries, row.retries),
+            (&mut mine.cache_hits, row.cache_hits),
+            (&mut mine.fallbacks, row.fallbacks),
+        ] {
+            *m = m.saturating_add(t);
+        }
+        entry
+    }
+
+    /// Adds one latency sample (nanoseconds) to the row of `step_name` without counting an
+    /// execution: for an executor that counts executions exactly and samples latencies.
+    pub fn add_latency(&mut self, step_name: &str, node: u32, latency_ns: u64) {
+        self.entry(step_name, node).latency_ns.record(latency_ns);
+    }
+
+    /// The entry of `name`, made on first use with `node` as its node id. Past
+    /// [`MAX_STEP_ROWS`] names, new ones share the row [`OTHER_STEPS`].
     fn entry(&mut self, name: &str, node: u32) -> &mut StepEntry {
+        let name = if self.step_index.contains_key(name) || self.steps.len() + 1 < MAX_STEP_ROWS {
+            name
+        } else {
+            OTHER_STEPS
+        };
         let index = match self.step_index.get(name) {
             Some(&index) => index,
             None => {
@@ -585,20 +628,7 @@ impl ReportBuilder {
         }
         self.run_latency_ns.merge(&other.run_latency_ns);
         for theirs in &other.steps {
-            let entry = self.entry(&theirs.row.step, theirs.row.node);
-            let (mine, t) = (&mut entry.row, &theirs.row);
-            for (m, t) in [
-                (&mut mine.executions, t.executions),
-                (&mut mine.succeeded, t.succeeded),
-                (&mut mine.failed, t.failed),
-                (&mut mine.skipped, t.skipped),
-                (&mut mine.aborted, t.aborted),
-                (&mut mine.retries, t.retries),
-                (&mut mine.cache_hits, t.cache_hits),
-                (&mut mine.fallbacks, t.fallbacks),
-            ] {
-                *m = m.saturating_add(t);
-            }
+            let entry = self.add_counts(&theirs.row);
             entry.latency_ns.merge(&theirs.latency_ns);
         }
         for (&id, name) in &other.step_names {

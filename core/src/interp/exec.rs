@@ -94,7 +94,7 @@ fn note_transition<S: EventSink>(
         counters.increment(Counter::BreakerTrips);
     }
     if let Some(t) = tel {
-        t.emit(node, tick, EventKind::BreakerTransition { from, to });
+        t.emit_always(node, tick, EventKind::BreakerTransition { from, to });
     }
 }
 
@@ -856,7 +856,9 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         frame: &mut Frame<'_, C>,
     ) -> Result<P, Stop> {
         self.counters.increment(Counter::BreakerRejections);
-        self.emit(pol.node, start, EventKind::BreakerRejected);
+        if let Some(t) = self.tel.as_deref_mut() {
+            t.emit_always(pol.node, start, EventKind::BreakerRejected);
+        }
         let open = StepError::new(ErrorClass::CircuitOpen, "circuit breaker open");
         let mut used = Usage::ZERO;
         let (result, _) = self.recover(pol, Some(input), open, &mut rec, &mut used, frame);

@@ -460,7 +460,8 @@ pub struct Runner<P, C, S = NullSink> {
 
 /// A runner's optional per-step telemetry: events into a sink and a latency histogram, both
 /// thinned by a [`Sampler`] (one decision per task execution), and the exact counters of
-/// every run summed (never sampled).
+/// every run summed (never sampled). Breaker transitions and refusals are emitted whatever
+/// the sampler says.
 ///
 /// Off (a runner made with [`Runner::new`]), it costs nothing per step: the interpreter picks
 /// its step loops without telemetry once per stretch of tasks.
@@ -562,6 +563,14 @@ impl<S: EventSink> Telemetry<S> {
             self.sink
                 .emit(crate::telemetry::Event::new(step, tick, kind));
         }
+    }
+
+    /// Emits an event whatever the sampler said: breaker transitions and refusals are rare
+    /// and each one matters, so a sink sees all of them (while it has room).
+    #[cold]
+    pub(crate) fn emit_always(&mut self, step: u32, tick: u64, kind: crate::telemetry::EventKind) {
+        self.sink
+            .emit(crate::telemetry::Event::new(step, tick, kind));
     }
 
     /// Records the latency of the current task execution, if it is sampled.

@@ -9,6 +9,7 @@
 //! [`Runner::run_in`]: flujo_core::interp::Runner::run_in
 
 mod host;
+mod tally;
 mod worker;
 
 use std::fmt;
@@ -623,7 +624,9 @@ where
                 .then_some(cfg.inline_cutoff.max_cost),
             cache: bridge.as_ref().map(|b| b as &dyn SharedCache<P>),
         };
-        let timed = deadline.is_some() || cfg.telemetry.level >= TelemetryLevel::Histograms;
+        let level = cfg.telemetry.level;
+        let timed = deadline.is_some() || level >= TelemetryLevel::Histograms;
+        let counting = level >= TelemetryLevel::Counters;
         let started = Instant::now();
         let attempt = panic::catch_unwind(AssertUnwindSafe(|| {
             self.workers.with(|w| {
@@ -633,30 +636,32 @@ where
                     cancel,
                     budget,
                 };
-                let (outcome, stats, r) = if timed {
+                // What the report keeps of the run is taken before `f` consumes it.
+                let (outcome, counters, dropped, out) = if timed {
                     opts.deadline = deadline.map(|d| self.clock.tick_of(d));
                     let r = w
                         .runner
                         .run_in(graph, input, context, &self.clock, &opts, &host);
-                    let stats = RunStats::of(&r, graph, sampled);
-                    (r.outcome, stats, f(r))
+                    note(&mut w.tallies, &mut w.samples, graph, &r, counting, sampled);
+                    (r.outcome, r.counters, r.records_dropped, f(r))
                 } else {
                     let r = w
                         .runner
                         .run_in(graph, input, context, &UntimedClock, &opts, &host);
-                    let stats = RunStats::of(&r, graph, sampled);
-                    (r.outcome, stats, f(r))
+                    note(&mut w.tallies, &mut w.samples, graph, &r, counting, sampled);
+                    (r.outcome, r.counters, r.records_dropped, f(r))
                 };
                 let wall = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 w.report.add_run(outcome, wall);
-                w.report.add_counters(&stats.counters);
-                w.report.add_records_dropped(u64::from(stats.dropped));
-                for (name, rec) in &stats.sampled {
-                    w.report.add_record(name, rec, 1.0);
+                w.report.add_counters(&counters);
+                w.report.add_records_dropped(u64::from(dropped));
+                for &(node, latency) in &w.samples {
+                    w.report.add_latency(graph.name(node), node.0, latency);
                 }
+                w.samples.clear();
                 // The core samples task executions for events on its own; drain what it kept.
                 w.drain(&|id| graph.name(NodeId(id)).to_string());
-                r
+                out
             })
         }));
         attempt.map_err(|payload| Panicked {
@@ -748,6 +753,9 @@ where
         let mut hits_misses = (0u64, 0u64);
         self.workers.each(|w| {
             b.merge(&w.report);
+            for row in w.tallies.rows() {
+                b.add_step_counts(row);
+            }
             hits_misses.0 += w.runs;
         });
         b.merge(&self.workers.retired());
@@ -785,28 +793,21 @@ where
     }
 }
 
-/// What the executor keeps of a run once the worker is done with it.
-struct RunStats<'g> {
-    counters: Counters,
-    dropped: u32,
-    /// The records of a sampled run, with their step names.
-    sampled: Vec<(&'g str, flujo_core::interp::StepRecord)>,
-}
-
-impl<'g> RunStats<'g> {
-    fn of<P, C>(r: &RunResult<'_, P, C>, graph: &'g Graph<P, C>, sampled: bool) -> Self {
-        Self {
-            counters: r.counters,
-            dropped: r.records_dropped,
-            sampled: if sampled {
-                r.records
-                    .iter()
-                    .map(|rec| (graph.name(rec.node), *rec))
-                    .collect()
-            } else {
-                Vec::new()
-            },
-        }
+/// Counts every record of a run in the worker's tallies (when `counting`) and keeps the
+/// latencies of a `sampled` one (ticks are nanoseconds).
+fn note<P, C>(
+    tallies: &mut tally::Tallies,
+    samples: &mut Vec<(NodeId, u64)>,
+    graph: &Graph<P, C>,
+    r: &RunResult<'_, P, C>,
+    counting: bool,
+    sampled: bool,
+) {
+    if counting {
+        tallies.count(graph, r.records);
+    }
+    if sampled {
+        samples.extend(r.records.iter().map(|rec| (rec.node, rec.latency_ticks)));
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use flujo_core::context::Context;
+use flujo_core::graph::NodeId;
 use flujo_core::interp::{Runner, RunnerConfig, Telemetry};
 use flujo_core::ring::{mpmc, spsc};
 use flujo_core::telemetry::{Event, RingSink, Sampler};
@@ -12,6 +13,8 @@ use flujo_core::telemetry::{Event, RingSink, Sampler};
 use crate::config::{OptimizationConfig, TelemetryLevel};
 use crate::report::ReportBuilder;
 use crate::trace::{spans_from_events, TraceWriter};
+
+use super::tally::Tallies;
 
 /// The sink of a worker's runner: the producer end of its event ring.
 pub(crate) type EventRing = RingSink<spsc::Producer<Event>>;
@@ -33,6 +36,10 @@ pub(crate) struct Worker<P, C> {
     pub(crate) events: Option<spsc::Consumer<Event>>,
     /// Everything this worker's runs did: exact counts, sampled latencies.
     pub(crate) report: ReportBuilder,
+    /// Exact per-step counts (telemetry level `counters` and up).
+    pub(crate) tallies: Tallies,
+    /// The step latencies of the run under way, when it is sampled (reused).
+    pub(crate) samples: Vec<(NodeId, u64)>,
     /// Spans of sampled runs, for the trace export (bounded).
     pub(crate) trace: TraceWriter,
     /// Runs started on this worker (to sample one in `sample`).
@@ -80,6 +87,8 @@ impl<P: Clone, C: Context> Worker<P, C> {
             runner: Runner::build(runner_cfg, telemetry),
             events,
             report,
+            tallies: Tallies::default(),
+            samples: Vec::new(),
             trace,
             runs: 0,
             sample: u64::from(period),
@@ -183,7 +192,11 @@ impl<P: Clone, C: Context> Workers<P, C> {
             let (cfg, generation) = lock(&self.config).clone();
             let mut w = Worker::new(u32::MAX, generation, &cfg);
             let r = f(&mut w);
-            lock(&self.retired).merge(&w.report);
+            let mut retired = lock(&self.retired);
+            retired.merge(&w.report);
+            for row in w.tallies.rows() {
+                retired.add_step_counts(row);
+            }
             return r;
         }
         let slot = self.free.pop().unwrap_or_else(|| self.make());
@@ -193,6 +206,7 @@ impl<P: Clone, C: Context> Workers<P, C> {
                 let (cfg, generation) = lock(&self.config).clone();
                 let mut fresh = Worker::new(w.id, generation, &cfg);
                 fresh.report.merge(&w.report);
+                fresh.tallies = std::mem::take(&mut w.tallies);
                 fresh.trace = std::mem::replace(&mut w.trace, TraceWriter::new(0));
                 *w = fresh;
             }
