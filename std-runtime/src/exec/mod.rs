@@ -755,6 +755,7 @@ where
             b.merge(&w.report);
             for row in w.tallies.rows() {
                 b.add_step_counts(row);
+                b.name_step(row.node, row.step.clone());
             }
             hits_misses.0 += w.runs;
         });
