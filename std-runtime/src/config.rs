@@ -30,10 +30,6 @@ pub const MAX_RING_CAPACITY: usize = 1 << 20;
 pub const MAX_QUEUE_CAPACITY: usize = 1 << 24;
 /// The largest accepted [`OptimizationConfig::workers`].
 pub const MAX_WORKERS: usize = 1024;
-/// The smallest accepted [`OptimizationConfig::arena_bytes`].
-pub const MIN_ARENA_BYTES: usize = 1 << 10;
-/// The largest accepted [`OptimizationConfig::arena_bytes`].
-pub const MAX_ARENA_BYTES: usize = 1 << 30;
 /// The largest accepted [`CacheConfig::ttl_ms`] (TOML integers are signed 64-bit).
 pub const MAX_TTL_MS: u64 = i64::MAX as u64;
 
@@ -68,10 +64,11 @@ pub const MAX_TTL_MS: u64 = i64::MAX as u64;
     serde(default, deny_unknown_fields)
 )]
 pub struct OptimizationConfig {
-    /// Runners (with their scratch: arenas, record buffers, spare contexts) and tickets come
-    /// from pools and go back after a run. Off: each run allocates its runner and ticket and
-    /// frees them after; this costs allocator time on every run (and breaks the "no heap
-    /// allocation in steady state" promise, W11), never results.
+    /// Runners (with their scratch: record arena, record buffers, spare contexts, event ring)
+    /// come from a pool and go back after a run. Off: each run (and forked branch) builds its
+    /// runner and frees it after; this costs allocator time on every run (and breaks the "no
+    /// heap allocation in steady state" promise, W11), never results. (A submission's ticket
+    /// and its rayon job are allocated either way.)
     pub pooling: bool,
     /// The branches of a fan-out see the parent context as a borrowed view that is copied on
     /// its first write. Off: every branch gets an eager clone of the context before it starts;
@@ -108,10 +105,6 @@ pub struct OptimizationConfig {
     /// past the bound are counted in the run's `records_dropped`). At least 1. A bound, not an
     /// optimization: set it above the number of steps your runs execute.
     pub max_records: usize,
-    /// Bytes each run arena reserves up front, in [`MIN_ARENA_BYTES`]`..=`[`MAX_ARENA_BYTES`].
-    /// A run that needs more grows its arena (an allocation), so this trades memory for
-    /// allocations; it never changes results.
-    pub arena_bytes: usize,
 }
 
 /// Inline execution of small fan-outs (parallel and map nodes).
@@ -296,7 +289,6 @@ impl OptimizationConfig {
             },
             workers: 0,
             max_records: 1024,
-            arena_bytes: 64 << 10,
         }
     }
 
@@ -339,7 +331,6 @@ impl OptimizationConfig {
             },
             workers: 0,
             max_records: 4096,
-            arena_bytes: 256 << 10,
         }
     }
 
@@ -381,7 +372,6 @@ impl OptimizationConfig {
             },
             workers: 2,
             max_records: 256,
-            arena_bytes: 16 << 10,
         }
     }
 
@@ -457,13 +447,7 @@ impl OptimizationConfig {
             format_args!("must be <= {MAX_WORKERS} (0 = one per core)"),
             self.workers,
         )?;
-        check(self.max_records > 0, "max_records", "must be > 0", 0)?;
-        check(
-            (MIN_ARENA_BYTES..=MAX_ARENA_BYTES).contains(&self.arena_bytes),
-            "arena_bytes",
-            format_args!("must be in {MIN_ARENA_BYTES}..={MAX_ARENA_BYTES}"),
-            self.arena_bytes,
-        )
+        check(self.max_records > 0, "max_records", "must be > 0", 0)
     }
 }
 

@@ -183,16 +183,6 @@ const INVALID: &[(Edit, &str, &str)] = &[
     ),
     (|c| c.workers = 1025, "workers", "must be <= 1024"),
     (|c| c.max_records = 0, "max_records", "must be > 0"),
-    (
-        |c| c.arena_bytes = 1023,
-        "arena_bytes",
-        "must be in 1024..=",
-    ),
-    (
-        |c| c.arena_bytes = (1 << 30) + 1,
-        "arena_bytes",
-        "must be in 1024..=",
-    ),
 ];
 
 #[test]
@@ -248,7 +238,6 @@ fn disabled_groups_are_not_held_to_their_sizes() {
 fn bounds_are_inclusive() {
     let mut cfg = OptimizationConfig::low_memory();
     cfg.workers = MAX_WORKERS;
-    cfg.arena_bytes = MIN_ARENA_BYTES;
     cfg.result_cache.shards = 256;
     cfg.result_cache.max_entries = 256;
     cfg.result_cache.ttl_ms = Some(MAX_TTL_MS);
@@ -259,7 +248,6 @@ fn bounds_are_inclusive() {
     cfg.adaptive_concurrency.initial_limit = 7;
     cfg.adaptive_concurrency.max_limit = 7;
     assert_eq!(cfg.validate(), Ok(()));
-    cfg.arena_bytes = MAX_ARENA_BYTES;
     cfg.telemetry.ring_capacity = MAX_RING_CAPACITY;
     cfg.result_cache.shards = MAX_CACHE_SHARDS;
     cfg.result_cache.max_entries = MAX_CACHE_SHARDS;
@@ -267,7 +255,7 @@ fn bounds_are_inclusive() {
 }
 
 /// The configuration as one debug string per field group, in declaration order.
-fn groups(c: &OptimizationConfig) -> [String; 12] {
+fn groups(c: &OptimizationConfig) -> [String; 11] {
     [
         format!("{:?}", c.pooling),
         format!("{:?}", c.copy_on_write),
@@ -280,7 +268,6 @@ fn groups(c: &OptimizationConfig) -> [String; 12] {
         format!("{:?}", c.queues),
         format!("{:?}", c.workers),
         format!("{:?}", c.max_records),
-        format!("{:?}", c.arena_bytes),
     ]
 }
 
@@ -477,7 +464,7 @@ mod toml_tests {
             .lines()
             .filter_map(|l| l.split_once(" = ").map(|(k, _)| k))
             .collect();
-        assert_eq!(keys.len(), 24, "{full}");
+        assert_eq!(keys.len(), 23, "{full}");
         for (name, text) in TEMPLATES {
             let lines: Vec<&str> = text.lines().collect();
             for (i, line) in lines.iter().enumerate() {
