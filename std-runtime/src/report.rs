@@ -186,10 +186,10 @@ pub struct PoolStats {
     pub pool_live: u64,
     /// Objects waiting for reuse.
     pub pool_idle: u64,
-    /// Bytes the run arenas hold now.
+    /// Bytes the run arenas hold now (each worker's last run's records).
     pub arena_bytes_used: u64,
-    /// The most bytes the run arenas held.
-    pub arena_bytes_peak: u64,
+    /// Bytes the run arenas reserve (their bound: `max_records` records per worker).
+    pub arena_bytes_reserved: u64,
 }
 
 /// Admission-control readings, filled by the executor (rejections are in [`Runs`]).
@@ -920,7 +920,7 @@ impl Report {
         field(f, "pool live", p.pool_live)?;
         field(f, "pool idle", p.pool_idle)?;
         field(f, "arena bytes used", p.arena_bytes_used)?;
-        field(f, "arena bytes peak", p.arena_bytes_peak)?;
+        field(f, "arena bytes reserved", p.arena_bytes_reserved)?;
         let a = &self.admission;
         writeln!(f, "admission")?;
         field(f, "limit current", a.limit_current)?;

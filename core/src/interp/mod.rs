@@ -756,6 +756,11 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
         }
     }
 
+    /// The arena the step records of a run live in (reset at the start of each run).
+    pub fn arena(&self) -> &RunArena {
+        &self.arena
+    }
+
     /// Entries in the runner's step cache.
     pub fn cached_entries(&self) -> usize {
         self.scratch.cache.as_ref().map_or(0, FixedCache::len)

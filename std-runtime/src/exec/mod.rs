@@ -751,7 +751,10 @@ where
     fn report(&self) -> Report {
         let mut b = ReportBuilder::new();
         let mut hits_misses = (0u64, 0u64);
+        let mut arena = (0u64, 0u64);
         self.workers.each(|w| {
+            arena.0 += w.runner.arena().allocated_bytes() as u64;
+            arena.1 += w.runner.arena().memory_bound_bytes() as u64;
             b.merge(&w.report);
             for row in w.tallies.rows() {
                 b.add_step_counts(row);
@@ -780,8 +783,8 @@ where
             pool_misses: made,
             pool_live: made,
             pool_idle: self.workers.idle() as u64,
-            arena_bytes_used: 0,
-            arena_bytes_peak: 0,
+            arena_bytes_used: arena.0,
+            arena_bytes_reserved: arena.1,
         });
         let seen = *lock(&self.limit_seen);
         b.set_admission(AdmissionStats {

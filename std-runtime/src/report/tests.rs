@@ -246,7 +246,7 @@ fn counters_cache_rate_breakers_and_readings() {
         pool_live: 3,
         pool_idle: 4,
         arena_bytes_used: 5,
-        arena_bytes_peak: 6,
+        arena_bytes_reserved: 6,
     };
     builder.set_pool(pool);
     builder.observe_limit(8);
@@ -519,7 +519,7 @@ fn json_round_trips_every_field() {
         pool_live: 3,
         pool_idle: 4,
         arena_bytes_used: 5,
-        arena_bytes_peak: 6,
+        arena_bytes_reserved: 6,
     });
     let report = builder.build(7_000_000_001);
     assert!(report.throughput_runs_per_s.fract() != 0.0);
