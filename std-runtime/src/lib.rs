@@ -56,6 +56,7 @@
 
 pub use flujo_core as core;
 pub mod admission;
+pub mod breakers;
 pub mod cache;
 pub mod clock;
 pub mod config;
