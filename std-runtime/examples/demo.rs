@@ -25,6 +25,7 @@ use flujo_core::graph::{
     ParallelOptions, RetryPolicy, StepCx, StepError, StepFingerprint, TaskConfig,
 };
 use flujo_core::interp::{ErrorKind, Outcome};
+use flujo_runtime::breakers::BreakerRegistry;
 use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
 use flujo_runtime::{Executor, Finished, Priority, Refusal};
 
@@ -557,19 +558,24 @@ fn main() -> ExitCode {
     config.telemetry.ring_capacity = config.telemetry.ring_capacity.max(4096);
     let executor = Executor::<Msg, Ctx>::new(config).expect("a valid configuration");
 
-    let breaker = Arc::new(
-        Breaker::new(BreakerConfig {
-            consecutive_failures_to_open: 5,
-            window_calls: 100,
-            failure_rate_percent_to_open: 50,
-            window_calls_min: 20,
-            slow_call_ticks: 0,
-            open_ticks: 1_000_000, // 1 ms
-            half_open_probes_max: 3,
-            half_open_successes_to_close: 2,
-        })
-        .expect("a valid breaker"),
-    );
+    // One breaker for the remote FX service, shared by name: any graph that guards a call
+    // to it takes the same one from the registry.
+    let breakers = BreakerRegistry::new(16);
+    let breaker = breakers
+        .get_or_create(
+            "fx-service",
+            BreakerConfig {
+                consecutive_failures_to_open: 5,
+                window_calls: 100,
+                failure_rate_percent_to_open: 50,
+                window_calls_min: 20,
+                slow_call_ticks: 0,
+                open_ticks: 1_000_000, // 1 ms
+                half_open_probes_max: 3,
+                half_open_successes_to_close: 2,
+            },
+        )
+        .expect("a valid breaker");
     let graph = Arc::new(build(Arc::clone(&breaker)));
 
     // One inline run first: the executor's `run` on this thread.
@@ -669,13 +675,20 @@ fn main() -> ExitCode {
         totals.handed_back
     );
     println!(
-        "retried submissions {}, FX fallbacks {}, remote answers {}, lines priced {}, breaker {:?}",
-        totals.retried_submissions,
-        totals.fallbacks,
-        totals.remote_answers,
-        totals.lines_priced,
-        breaker.state()
+        "retried submissions {}, FX fallbacks {}, remote answers {}, lines priced {}",
+        totals.retried_submissions, totals.fallbacks, totals.remote_answers, totals.lines_priced,
     );
+    for b in breakers.snapshot() {
+        let t = b.transitions;
+        println!(
+            "breaker `{}`: {:?} now; opened {} times, half-open {} times, closed {} times",
+            b.name,
+            b.state,
+            t.closed_to_open + t.half_open_to_open,
+            t.open_to_half_open,
+            t.half_open_to_closed
+        );
+    }
 
     let mut ok = true;
     let mut check = |what: &str, holds: bool| {
