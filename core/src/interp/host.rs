@@ -185,7 +185,7 @@ impl<P: Clone, C: Context, K: Clock, H: Host<P, C, K>> Fan<'_, P, C, K, H> {
 }
 
 impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
-    /// The body of [`Branch::run`]: a run of the branch's node on this runner's scratch.
+    /// The body of [`Fan::run`]: a run of the branch's node on this runner's scratch.
     fn run_branch<K: Clock, H: Host<P, C, K>>(
         &mut self,
         fan: &Fan<'_, P, C, K, H>,
