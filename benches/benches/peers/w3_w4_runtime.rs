@@ -21,6 +21,8 @@ use flujo_runtime::{Executor, Finished, Priority, RunSpec};
 
 #[path = "../shared/w3_w4.rs"]
 mod shared;
+// The W1, W2 and W8 builders (also loaded by `peers/w1_w2_w8.rs`, privately).
+#[allow(clippy::duplicate_mod)]
 #[path = "../shared/w1_w2_w8.rs"]
 mod shared_w;
 
