@@ -25,6 +25,9 @@ use w7_cache::W7_cache_key;
 mod w9_telemetry;
 use w9_telemetry::W9_quantile;
 use w9_telemetry::W9_telemetry;
+#[path = "iai/w3_tree.rs"]
+mod w3_tree;
+use w3_tree::W3_tree;
 #[path = "iai/w10_breaker.rs"]
 mod w10_breaker;
 use w10_breaker::W10_breaker;
@@ -40,5 +43,6 @@ main!(
     W7_cache_key,
     W9_telemetry,
     W9_quantile,
-    W10_breaker
+    W10_breaker,
+    W3_tree
 );

@@ -6,6 +6,8 @@ use criterion::{criterion_group, criterion_main};
 mod w10_breaker;
 #[path = "peers/w1_w2_w8.rs"]
 mod w1_w2_w8;
+#[path = "peers/w3_w4_runtime.rs"]
+mod w3_w4_runtime;
 #[path = "peers/w5_ring_mpmc.rs"]
 mod w5_ring_mpmc;
 #[path = "peers/w5_ring_spsc.rs"]
@@ -19,6 +21,8 @@ mod w9_telemetry;
 
 criterion_group!(
     benches,
+    // First: `w1_w2_w8` panics when its `W2_chain_policies/flujo` is filtered out.
+    w3_w4_runtime::benches,
     w1_w2_w8::benches,
     w5_ring_spsc::benches,
     w5_ring_mpmc::benches,

@@ -1,0 +1,100 @@
+//! W3_tree under callgrind (see `peers/w3_w4_runtime.rs`): `RUNS` runs of the 2^16-leaf
+//! tree on one thread. The pools are built in setup with `use_current_thread`, so the
+//! benchmark's own thread is the pool's only worker: every instruction runs (and is
+//! counted) on the measured thread, and no pool start-up is counted. Ir per node is the
+//! total over `RUNS * (2^17 - 1)`. Only `flujo` has a hard limit (1.15x what was measured).
+#![allow(non_snake_case)] // the group module is named after the workload id
+
+use std::hint::black_box;
+
+use flujo_core::graph::Graph;
+use flujo_runtime::{Executor, RunSpec};
+use iai_callgrind::{
+    library_benchmark, library_benchmark_group, Callgrind, EventKind, LibraryBenchmarkConfig,
+};
+
+#[path = "../shared/w3_w4.rs"]
+mod shared;
+use shared::{exec_config, rayon_tree, sequential_tree, tree_sum, w3_graph};
+
+/// Depth of the tree: 2^16 leaves.
+const DEPTH: u32 = 16;
+/// Runs per bench.
+const RUNS: u64 = 4;
+/// Measured: 228_265_011 Ir for 4 runs of 131_071 nodes (435 Ir per node; `rayon_join`
+/// 47_054_349, 89.7 per node; `sequential` 6_684_685, 12.8 per node). 1.15x of it.
+const W3_IR_LIMIT: u64 = 262_500_000;
+
+fn limit(ir: u64) -> LibraryBenchmarkConfig {
+    let mut config = LibraryBenchmarkConfig::default();
+    config.tool(Callgrind::default().hard_limits([(EventKind::Ir, ir)]));
+    config
+}
+
+/// A one-thread rayon pool whose only worker is the calling thread.
+fn current_thread_pool() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .use_current_thread()
+        .build()
+        .expect("rayon pool builds")
+}
+
+type Tree = (Graph<u64, ()>, Executor<u64, ()>);
+
+/// The graph and an executor (1 thread, latency preset, telemetry off) that ran it once.
+fn flujo_setup() -> Tree {
+    let graph = w3_graph(DEPTH);
+    let exec = Executor::with_pool(exec_config(1, Some(64)), current_thread_pool())
+        .expect("executor builds");
+    let out = exec.run_with(&graph, 0, (), &RunSpec::default(), |r| r.output);
+    assert_eq!(out.expect("no panic"), Some(tree_sum(DEPTH, 0)));
+    (graph, exec)
+}
+
+fn rayon_setup() -> rayon::ThreadPool {
+    let pool = current_thread_pool();
+    assert_eq!(pool.install(|| rayon_tree(DEPTH, 0)), tree_sum(DEPTH, 0));
+    pool
+}
+
+mod w3_tree {
+    use super::*;
+
+    #[library_benchmark(config = limit(W3_IR_LIMIT))]
+    #[bench::runs(setup = flujo_setup)]
+    fn flujo(tree: Tree) -> (u64, Tree) {
+        let (graph, exec) = &tree;
+        let mut sum = 0;
+        for i in 0..RUNS {
+            let out = exec.run_with(graph, black_box(i), (), &RunSpec::default(), |r| r.output);
+            sum += out.expect("no panic").expect("the run succeeds");
+        }
+        assert_eq!(sum, (0..RUNS).map(|i| tree_sum(DEPTH, i)).sum::<u64>());
+        (sum, tree)
+    }
+
+    #[library_benchmark]
+    #[bench::runs(setup = rayon_setup)]
+    fn rayon_join(pool: rayon::ThreadPool) -> (u64, rayon::ThreadPool) {
+        let mut sum = 0;
+        for i in 0..RUNS {
+            sum += pool.install(|| rayon_tree(DEPTH, black_box(i)));
+        }
+        assert_eq!(sum, (0..RUNS).map(|i| tree_sum(DEPTH, i)).sum::<u64>());
+        (sum, pool)
+    }
+
+    #[library_benchmark]
+    fn sequential() -> u64 {
+        let mut sum = 0;
+        for i in 0..RUNS {
+            sum += sequential_tree(DEPTH, black_box(i));
+        }
+        assert_eq!(sum, (0..RUNS).map(|i| tree_sum(DEPTH, i)).sum::<u64>());
+        sum
+    }
+
+    library_benchmark_group!(name = W3_tree; benchmarks = flujo, rayon_join, sequential);
+}
+pub use w3_tree::W3_tree;
