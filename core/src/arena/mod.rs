@@ -126,6 +126,7 @@
 
 mod presized;
 
+use core::alloc::Layout;
 use core::cell::Cell;
 use core::fmt;
 use core::mem::{self, MaybeUninit};
@@ -522,14 +523,44 @@ impl RunArena {
     /// assert_eq!(frozen, &[(0, 1), (1, 2)]);
     /// ```
     pub fn try_alloc_vec<T>(&self, capacity: usize) -> Result<ArenaVec<'_, T>, ArenaError> {
-        const { assert_no_drop_glue::<T>() };
-        let requested_bytes = self.reserve(mem::size_of::<T>().checked_mul(capacity))?;
-        let slots = self.finish(
-            requested_bytes,
-            self.bump
-                .try_alloc_slice_fill_with(capacity, |_| MaybeUninit::uninit()),
-        )?;
+        let slots = self.try_alloc_uninit_slice(capacity)?;
         Ok(ArenaVec { slots, len: 0 })
+    }
+
+    /// Room for `len` values of `T`, left uninitialized: nothing is written, so the cost
+    /// does not grow with `len` (a fill of `MaybeUninit::uninit()` may still copy bytes).
+    ///
+    /// # Errors
+    ///
+    /// As [`RunArena::try_alloc`], for `len * size_of::<T>()` bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_core::arena::RunArena;
+    ///
+    /// let arena = RunArena::with_capacity_and_limit(64, 64).unwrap();
+    /// let slots = arena.try_alloc_uninit_slice::<u64>(8).unwrap();
+    /// slots[3].write(7);
+    /// assert_eq!(slots.len(), 8);
+    /// assert!(arena.try_alloc_uninit_slice::<u64>(1).is_err(), "the limit is reached");
+    /// ```
+    pub fn try_alloc_uninit_slice<T>(
+        &self,
+        len: usize,
+    ) -> Result<&mut [MaybeUninit<T>], ArenaError> {
+        const { assert_no_drop_glue::<T>() };
+        let requested_bytes = self.reserve(mem::size_of::<T>().checked_mul(len))?;
+        let layout = Layout::array::<T>(len).map_err(|_| bumpalo::AllocErr);
+        let block = self.finish(
+            requested_bytes,
+            layout.and_then(|l| self.bump.try_alloc_layout(l)),
+        )?;
+        // SAFETY: `block` is a fresh allocation from the bump arena with the layout of `len`
+        // `T`s (so aligned for `T` and `MaybeUninit<T>`, which share a layout), borrowed for
+        // as long as `&self` keeps the arena from being reset; `MaybeUninit<T>` has no
+        // validity requirement, so uninitialized bytes are valid values.
+        Ok(unsafe { slice::from_raw_parts_mut(block.as_ptr().cast::<MaybeUninit<T>>(), len) })
     }
 
     /// Counts `requested_bytes` against the limit, or rejects it (`None` means the size

@@ -228,6 +228,9 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
     fn task(&mut self, t: u32, input: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
         let g = self.g;
         match g.task_policy[t as usize] {
+            NO_POLICY if self.s.fast_paths && self.tel.is_none() => {
+                self.plain_one(t, input, frame)
+            }
             NO_POLICY => {
                 let flags = g.task_flags[t as usize];
                 let one = [RunTask {
@@ -242,6 +245,47 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 self.stretch::<false>(&one, input, frame)
             }
             policy => self.policy_task(policy, input, frame),
+        }
+    }
+
+    /// A plain task on its own (a fan-out's branch, a loop body, a branch arm), without
+    /// telemetry: what one turn of the stretch loop does, without setting the loop up.
+    #[inline]
+    fn plain_one(&mut self, t: u32, x: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
+        let g = self.g;
+        let node = g.task_node[t as usize];
+        let t0 = self.clock.now();
+        if self.env.watch {
+            if let Some(kind) = stop_reason(&self.env, t0) {
+                return Err(self.stopped(node, kind));
+            }
+        }
+        let may_write = g.task_flags[t as usize].contains(StepFlags::WRITES_CONTEXT);
+        let step = &*g.task_step[t as usize];
+        let mut cx = StepCx::new(frame.get(), &mut self.s.spares, &self.env, may_write, 1, None);
+        let result = self.host.guard(|| step.run(x, &mut cx));
+        let latency_ticks = self.clock.now().saturating_sub(t0);
+        let (written, usage) = cx.finish();
+        self.book(usage);
+        match result {
+            Ok(y) => {
+                if let Some(w) = written {
+                    frame.commit(w, &mut self.s.spares);
+                }
+                self.counters.increment(Counter::StepsRun);
+                self.counters.increment(Counter::StepsSucceeded);
+                self.records
+                    .push(StepRecord::plain(node, latency_ticks, usage));
+                Ok(y)
+            }
+            Err(e) => {
+                let why = PlainFailure::Step {
+                    e,
+                    latency_ticks,
+                    usage,
+                };
+                Err(self.plain_failure(node, written, why))
+            }
         }
     }
 

@@ -364,7 +364,7 @@ impl<'a> Records<'a> {
     /// request), the buffer is empty and every record is counted as dropped.
     fn new(arena: &'a RunArena, max_records: usize) -> Self {
         let buf = arena
-            .try_alloc_slice_fill_with(max_records, |_| MaybeUninit::uninit())
+            .try_alloc_uninit_slice(max_records)
             .unwrap_or_default();
         Self {
             buf,
