@@ -115,11 +115,11 @@ pub struct OptimizationConfig {
     serde(default, deny_unknown_fields)
 )]
 pub struct InlineCutoff {
-    /// On: a fan-out whose analysed cost (tasks in its subtree times its width) is at most
-    /// `max_cost` runs its branches one after another on the calling worker, avoiding the
-    /// cost of forking tasks on rayon. Off: every fan-out forks; results are the same (branch
-    /// results are reduced in declaration order either way), only the order of side effects
-    /// differs.
+    /// On: a fan-out whose analysed cost (`Graph::cost`: the task executions of all its
+    /// branches) is at most `max_cost` runs its branches one after another on the calling
+    /// worker, avoiding the cost of forking tasks on rayon. Off: every fan-out forks; results
+    /// are the same (branch results are reduced in declaration order either way), only the
+    /// order of side effects differs. On a one-thread pool nothing forks either way.
     pub enabled: bool,
     /// The largest analysed cost run inline; at least 1 when enabled.
     pub max_cost: u32,
@@ -261,7 +261,7 @@ impl OptimizationConfig {
             fast_paths: true,
             inline_cutoff: InlineCutoff {
                 enabled: true,
-                max_cost: 64,
+                max_cost: 4096,
             },
             result_cache: CacheConfig {
                 enabled: true,
@@ -303,7 +303,7 @@ impl OptimizationConfig {
             fast_paths: true,
             inline_cutoff: InlineCutoff {
                 enabled: true,
-                max_cost: 256,
+                max_cost: 16_384,
             },
             result_cache: CacheConfig {
                 enabled: true,
@@ -344,7 +344,7 @@ impl OptimizationConfig {
             fast_paths: true,
             inline_cutoff: InlineCutoff {
                 enabled: true,
-                max_cost: 1024,
+                max_cost: 16_384,
             },
             result_cache: CacheConfig {
                 enabled: true,

@@ -7,7 +7,8 @@
 
 use std::hint::black_box;
 
-use flujo_core::graph::Graph;
+use flujo_core::graph::{Graph, NoClock};
+use flujo_core::interp::{RunOptions, Runner, RunnerConfig};
 use flujo_runtime::{Executor, RunSpec};
 use iai_callgrind::{
     library_benchmark, library_benchmark_group, Callgrind, EventKind, LibraryBenchmarkConfig,
@@ -52,6 +53,20 @@ fn flujo_setup() -> Tree {
     (graph, exec)
 }
 
+type CoreTree = (Graph<u64, ()>, Runner<u64, ()>);
+
+/// The graph and a core runner (records for every node) that ran it once.
+fn core_setup() -> CoreTree {
+    let graph = w3_graph(DEPTH);
+    let mut runner = Runner::new(RunnerConfig {
+        max_records: 1 << 17,
+        ..RunnerConfig::default()
+    });
+    let r = runner.run(&graph, 0, (), &NoClock, &RunOptions::default());
+    assert_eq!(r.output, Some(tree_sum(DEPTH, 0)));
+    (graph, runner)
+}
+
 fn rayon_setup() -> rayon::ThreadPool {
     let pool = current_thread_pool();
     assert_eq!(pool.install(|| rayon_tree(DEPTH, 0)), tree_sum(DEPTH, 0));
@@ -85,6 +100,20 @@ mod w3_tree {
         (sum, pool)
     }
 
+    // The core interpreter alone (no runtime, no forks): what the inline path costs.
+    #[library_benchmark]
+    #[bench::runs(setup = core_setup)]
+    fn core_inline(mut tree: CoreTree) -> (u64, CoreTree) {
+        let (graph, runner) = &mut tree;
+        let mut sum = 0;
+        for i in 0..RUNS {
+            let r = runner.run(graph, black_box(i), (), &NoClock, &RunOptions::default());
+            sum += r.output.expect("the run succeeds");
+        }
+        assert_eq!(sum, (0..RUNS).map(|i| tree_sum(DEPTH, i)).sum::<u64>());
+        (sum, tree)
+    }
+
     #[library_benchmark]
     fn sequential() -> u64 {
         let mut sum = 0;
@@ -95,6 +124,6 @@ mod w3_tree {
         sum
     }
 
-    library_benchmark_group!(name = W3_tree; benchmarks = flujo, rayon_join, sequential);
+    library_benchmark_group!(name = W3_tree; benchmarks = flujo, core_inline, rayon_join, sequential);
 }
 pub use w3_tree::W3_tree;

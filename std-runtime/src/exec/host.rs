@@ -21,6 +21,8 @@ pub(crate) struct RtHost<'a, P, C> {
     pub(crate) pool: &'a rayon::ThreadPool,
     /// Fan-outs whose cost is at most this run inline (`None`: every fan-out forks).
     pub(crate) cutoff: Option<u32>,
+    /// Whether the pool has more than one thread (else forking cannot pay).
+    pub(crate) parallel: bool,
     pub(crate) cache: Option<&'a (dyn SharedCache<P> + 'a)>,
 }
 
@@ -53,7 +55,7 @@ where
 
     #[inline]
     fn forks(&self, _node: NodeId, _width: usize, cost: u32) -> bool {
-        self.cutoff.is_none_or(|max| cost > max)
+        self.parallel && self.cutoff.is_none_or(|max| cost > max)
     }
 
     fn fork(&self, max_width: usize, fan: &Fan<'_, P, C, K, Self>, branches: &mut [Branch<P, C>]) {

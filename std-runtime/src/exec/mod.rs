@@ -623,6 +623,7 @@ where
                 .enabled
                 .then_some(cfg.inline_cutoff.max_cost),
             cache: bridge.as_ref().map(|b| b as &dyn SharedCache<P>),
+            parallel: self.pool.current_num_threads() > 1,
         };
         let level = cfg.telemetry.level;
         let timed = deadline.is_some() || level >= TelemetryLevel::Histograms;
