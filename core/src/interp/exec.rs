@@ -228,9 +228,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
     fn task(&mut self, t: u32, input: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
         let g = self.g;
         match g.task_policy[t as usize] {
-            NO_POLICY if self.s.fast_paths && self.tel.is_none() => {
-                self.plain_one(t, input, frame)
-            }
+            NO_POLICY if self.s.fast_paths && self.tel.is_none() => self.plain_one(t, input, frame),
             NO_POLICY => {
                 let flags = g.task_flags[t as usize];
                 let one = [RunTask {
@@ -262,7 +260,14 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         }
         let may_write = g.task_flags[t as usize].contains(StepFlags::WRITES_CONTEXT);
         let step = &*g.task_step[t as usize];
-        let mut cx = StepCx::new(frame.get(), &mut self.s.spares, &self.env, may_write, 1, None);
+        let mut cx = StepCx::new(
+            frame.get(),
+            &mut self.s.spares,
+            &self.env,
+            may_write,
+            1,
+            None,
+        );
         let result = self.host.guard(|| step.run(x, &mut cx));
         let latency_ticks = self.clock.now().saturating_sub(t0);
         let (written, usage) = cx.finish();
