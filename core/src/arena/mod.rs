@@ -545,6 +545,7 @@ impl RunArena {
     /// assert_eq!(slots.len(), 8);
     /// assert!(arena.try_alloc_uninit_slice::<u64>(1).is_err(), "the limit is reached");
     /// ```
+    #[allow(clippy::mut_from_ref)] // fresh, disjoint room from the bump arena, as bumpalo's own
     pub fn try_alloc_uninit_slice<T>(
         &self,
         len: usize,

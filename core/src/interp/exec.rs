@@ -1120,6 +1120,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             flags,
             stop_later,
             limited: self.limited,
+            telemetry: self.tel.is_some(),
             host: self.host,
         }
     }

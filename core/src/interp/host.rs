@@ -99,6 +99,8 @@ pub struct Fan<'a, P, C, K, H> {
     /// Whether a failure cancels the later siblings (propagate; an abort always does).
     pub(crate) stop_later: bool,
     pub(crate) limited: bool,
+    /// Whether the run records telemetry (its branches then do too, on their runners').
+    pub(crate) telemetry: bool,
     pub(crate) host: &'a H,
 }
 
@@ -211,7 +213,7 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
             limited: fan.limited,
             usage: Usage::ZERO,
             counters: Counters::new(),
-            tel: self.telemetry.as_mut(),
+            tel: self.telemetry.as_mut().filter(|_| fan.telemetry),
             s,
             records,
             host: fan.host,

@@ -505,6 +505,8 @@ pub struct Telemetry<S> {
     /// Whether the sampler keeps every execution (period 1: its state never changes, so
     /// `begin` need not ask it).
     every: bool,
+    /// Paused: runs skip it (no events, no latencies) but its counters still sum them.
+    paused: bool,
 }
 
 impl<S: EventSink> Telemetry<S> {
@@ -521,6 +523,7 @@ impl<S: EventSink> Telemetry<S> {
             counters: Counters::new(),
             kept: false,
             every,
+            paused: false,
         }
     }
 
@@ -542,6 +545,18 @@ impl<S: EventSink> Telemetry<S> {
     /// The exact counters of every run so far, summed.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Pauses (or resumes) event and latency recording: while paused, runs take the step
+    /// loops without telemetry (as a runner without it would), and only the exact counters
+    /// are summed. A host that samples whole runs pauses it for the runs it does not keep.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
+    /// Whether recording is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused
     }
 
     /// Events the sink refused because it was full (exact).
@@ -697,7 +712,7 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
             limited: opts.budget.is_some(),
             usage: Usage::ZERO,
             counters: Counters::new(),
-            tel: self.telemetry.as_mut(),
+            tel: self.telemetry.as_mut().filter(|t| !t.paused),
             s,
             records,
             host,

@@ -1777,3 +1777,35 @@ fn an_attempt_over_its_timeout_fails_as_a_timeout_and_is_retried_with_the_deadli
     assert_eq!(r.records[0].error_class, Some(ErrorClass::Timeout));
     assert_eq!(*deadlines.lock().unwrap(), vec![(0, 10), (50, 60)]);
 }
+
+#[test]
+fn a_paused_telemetry_records_nothing_but_still_sums_the_counters() {
+    use crate::telemetry::{Sampler, VecSink};
+    let g = Graph::<u64, ()>::build(|b| {
+        let a = b.task("a", |x, _| Ok(x + 1));
+        let c = b.task("c", |x, _| Ok(x * 2));
+        b.sequence("s", &[a, c])
+    })
+    .unwrap();
+    let tel = Telemetry::new(VecSink::with_capacity(64), Sampler::always());
+    let mut runner = Runner::with_telemetry(RunnerConfig::default(), tel);
+    let clock = ManualClock::new(0);
+    runner.telemetry_mut().unwrap().set_paused(true);
+    let r = runner.run(&g, 1, (), &clock, &RunOptions::default());
+    assert_eq!(r.output, Some(4));
+    let t = runner.telemetry().unwrap();
+    assert!(t.is_paused());
+    assert_eq!(
+        (t.sink().events().len(), t.latency_histogram().count()),
+        (0, 0)
+    );
+    assert_eq!(t.counters().get(Counter::StepsSucceeded), 2);
+    runner.telemetry_mut().unwrap().set_paused(false);
+    runner.run(&g, 1, (), &clock, &RunOptions::default());
+    let t = runner.telemetry().unwrap();
+    assert_eq!(
+        (t.sink().events().len(), t.latency_histogram().count()),
+        (4, 2)
+    );
+    assert_eq!(t.counters().get(Counter::StepsSucceeded), 4);
+}

@@ -625,13 +625,13 @@ where
             cache: bridge.as_ref().map(|b| b as &dyn SharedCache<P>),
             parallel: self.pool.current_num_threads() > 1,
         };
-        let level = cfg.telemetry.level;
-        let timed = deadline.is_some() || level >= TelemetryLevel::Histograms;
-        let counting = level >= TelemetryLevel::Counters;
+        let counting = cfg.telemetry.level >= TelemetryLevel::Counters;
         let started = Instant::now();
         let attempt = panic::catch_unwind(AssertUnwindSafe(|| {
             self.workers.with(|w| {
+                // Only a sampled run (or one with a deadline) reads the clock per step.
                 let sampled = w.sampled();
+                let timed = deadline.is_some() || sampled;
                 let mut opts = RunOptions {
                     deadline: None,
                     cancel,

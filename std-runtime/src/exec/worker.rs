@@ -69,7 +69,9 @@ impl<P: Clone, C: Context> Worker<P, C> {
         let (telemetry, events) = if level >= TelemetryLevel::Histograms {
             let (producer, consumer) =
                 spsc::channel(cfg.telemetry.ring_capacity).expect("validated: ring capacity");
-            let sampler = Sampler::one_in(period).with_seed(u64::from(id));
+            // Runs are sampled whole (one in `period`, by `sampled`); within a kept run every
+            // step is recorded, the others run with the telemetry paused.
+            let sampler = Sampler::always();
             (
                 Some(Telemetry::new(RingSink::new(producer), sampler)),
                 Some(consumer),
@@ -98,11 +100,16 @@ impl<P: Clone, C: Context> Worker<P, C> {
         }
     }
 
-    /// Whether the run about to start is sampled (its records go into the per-step
-    /// histograms); counts the run.
+    /// Whether the run about to start is sampled (timed, its step latencies into the
+    /// per-step histograms, its events into the ring); counts the run and pauses the
+    /// runner's telemetry for a run that is not.
     pub(crate) fn sampled(&mut self) -> bool {
         self.runs += 1;
-        self.level >= TelemetryLevel::Histograms && self.runs % self.sample == 0
+        let kept = self.level >= TelemetryLevel::Histograms && self.runs % self.sample == 0;
+        if let Some(t) = self.runner.telemetry_mut() {
+            t.set_paused(!kept);
+        }
+        kept
     }
 
     /// Drains the event ring (what the core's sampler kept) into the report (breaker
