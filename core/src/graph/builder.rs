@@ -581,6 +581,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
             &kind, &slot, &children, &seqs, &pars, &loops, &branches, &maps,
         );
         Graph {
+            id: self.id,
             root,
             cost,
             kind: kind.into_boxed_slice(),

@@ -203,6 +203,8 @@ pub(crate) const NO_POLICY: u32 = u32::MAX;
 /// assert_eq!(r.records.len(), 2);
 /// ```
 pub struct Graph<P, C> {
+    /// The id of the builder it was frozen from (see [`Graph::id`]).
+    pub(crate) id: u32,
     pub(crate) root: u32,
     /// The analysed cost of each node (see [`Graph::cost`]).
     pub(crate) cost: Box<[u32]>,
@@ -287,6 +289,12 @@ impl<P, C> Graph<P, C> {
             NodeKind::Map => Some(self.maps[slot].max_width),
             _ => None,
         }
+    }
+
+    /// An id no other graph of this process has (until 2^32 graphs were built): a host that
+    /// keeps per-graph statistics keys them by it.
+    pub fn id(&self) -> u32 {
+        self.id
     }
 
     /// The analysed cost of a node, computed when the graph was frozen: how many task

@@ -1,8 +1,5 @@
 //! Exact per-step counts, kept by each worker from every record of every run (the report's
-//! step rows), keyed by graph and node with a hash that costs a few instructions.
-
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+//! step rows): a few instructions per record, through a dense node index per graph.
 
 use flujo_core::graph::{Graph, NodeId};
 use flujo_core::interp::{StepOutcome, StepRecord};
@@ -12,54 +9,40 @@ use crate::report::{StepRow, OTHER_STEPS};
 /// Distinct steps a worker counts apart; the rest share the row [`OTHER_STEPS`].
 const MAX_STEPS: usize = 4096;
 
-/// A multiply-rotate hash for the (graph, node) key: it is two integers, hashed per record.
-#[derive(Default)]
-pub(crate) struct KeyHasher(u64);
+/// Graphs a worker keeps a node index for (the most recently run first).
+const MAX_GRAPHS: usize = 8;
 
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
+/// Nodes a graph's index covers; the nodes past it count in [`OTHER_STEPS`].
+const MAX_INDEXED_NODES: usize = 1 << 20;
 
-    #[inline]
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-
-    #[inline]
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+/// No row yet.
+const NONE: u32 = u32::MAX;
 
 /// Exact counts per step of the runs one worker made.
 #[derive(Default)]
 pub(crate) struct Tallies {
-    rows: HashMap<(usize, u32), StepRow, BuildHasherDefault<KeyHasher>>,
+    /// Per graph id, node index -> row (`NONE`: not seen yet); most recent first.
+    graphs: Vec<(u32, Vec<u32>)>,
+    rows: Vec<StepRow>,
+    /// The row of [`OTHER_STEPS`], once made.
+    other: Option<u32>,
 }
 
 impl Tallies {
     /// Counts `records` of a run of `graph`.
     pub(crate) fn count<P, C>(&mut self, graph: &Graph<P, C>, records: &[StepRecord]) {
-        let id = std::ptr::from_ref(graph) as usize;
+        if records.is_empty() {
+            return;
+        }
+        let at = self.index_of(graph);
         for rec in records {
-            let key = (id, rec.node.0);
-            let row = match self.rows.get_mut(&key) {
+            let node = rec.node.0 as usize;
+            let slot = self.graphs[at].1.get(node).copied();
+            let row = match slot {
+                Some(NONE) | None => self.new_row(graph, at, rec.node),
                 Some(row) => row,
-                None => self.new_row(graph, key, rec.node),
             };
+            let row = &mut self.rows[row as usize];
             row.executions += 1;
             match rec.outcome {
                 StepOutcome::Succeeded => row.succeeded += 1,
@@ -75,28 +58,50 @@ impl Tallies {
         }
     }
 
+    /// The position of `graph`'s node index, made (and moved to the front) if needed.
+    #[inline]
+    fn index_of<P, C>(&mut self, graph: &Graph<P, C>) -> usize {
+        match self.graphs.iter().position(|(id, _)| *id == graph.id()) {
+            Some(at) => at,
+            None => {
+                if self.graphs.len() == MAX_GRAPHS {
+                    // The oldest index goes; its rows stay (a later run of that graph
+                    // starts new rows, which the report merges by step name).
+                    self.graphs.pop();
+                }
+                let nodes = graph.len().min(MAX_INDEXED_NODES);
+                self.graphs.insert(0, (graph.id(), vec![NONE; nodes]));
+                0
+            }
+        }
+    }
+
     #[cold]
-    fn new_row<P, C>(
-        &mut self,
-        graph: &Graph<P, C>,
-        key: (usize, u32),
-        node: NodeId,
-    ) -> &mut StepRow {
-        let (key, name) = if self.rows.len() < MAX_STEPS {
-            (key, graph.name(node))
-        } else {
-            ((0, u32::MAX), OTHER_STEPS)
-        };
-        self.rows.entry(key).or_insert_with(|| StepRow {
-            step: name.to_string(),
-            node: key.1,
+    fn new_row<P, C>(&mut self, graph: &Graph<P, C>, at: usize, node: NodeId) -> u32 {
+        let indexed = (node.0 as usize) < self.graphs[at].1.len();
+        if !indexed || self.rows.len() >= MAX_STEPS {
+            return *self.other.get_or_insert_with(|| {
+                self.rows.push(StepRow {
+                    step: OTHER_STEPS.to_string(),
+                    node: u32::MAX,
+                    ..StepRow::default()
+                });
+                (self.rows.len() - 1) as u32
+            });
+        }
+        self.rows.push(StepRow {
+            step: graph.name(node).to_string(),
+            node: node.0,
             ..StepRow::default()
-        })
+        });
+        let row = (self.rows.len() - 1) as u32;
+        self.graphs[at].1[node.0 as usize] = row;
+        row
     }
 
     /// The rows counted so far.
     pub(crate) fn rows(&self) -> impl Iterator<Item = &StepRow> {
-        self.rows.values()
+        self.rows.iter()
     }
 }
 
@@ -135,5 +140,38 @@ mod tests {
             rows,
             vec![("a".to_string(), 10, 10, 0), ("c".to_string(), 10, 5, 5)]
         );
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+    use flujo_core::graph::NoClock;
+    use flujo_core::interp::{RunOptions, Runner, RunnerConfig};
+
+    #[test]
+    fn graphs_past_the_index_bound_keep_their_counts_under_their_names() {
+        let graphs: Vec<Graph<u64, ()>> = (0..MAX_GRAPHS + 2)
+            .map(|i| Graph::build(|b| b.task(&format!("g{i}"), |x, _| Ok(x))).unwrap())
+            .collect();
+        let mut runner = Runner::new(RunnerConfig::default());
+        let mut t = Tallies::default();
+        // Every graph twice, round robin: the oldest indexes are dropped and remade.
+        for _ in 0..2 {
+            for g in &graphs {
+                let r = runner.run(g, 0, (), &NoClock, &RunOptions::default());
+                t.count(g, r.records);
+            }
+        }
+        for (i, _) in graphs.iter().enumerate() {
+            let name = format!("g{i}");
+            let runs: u64 = t
+                .rows()
+                .filter(|r| r.step == name)
+                .map(|r| r.executions)
+                .sum();
+            assert_eq!(runs, 2, "{name}");
+        }
+        assert!(t.graphs.len() <= MAX_GRAPHS);
     }
 }
