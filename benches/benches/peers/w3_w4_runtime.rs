@@ -44,16 +44,16 @@ fn w3(c: &mut Criterion, threads: usize, group_name: &str) {
     let mut group = c.benchmark_group(group_name);
     group.sample_size(20);
 
+    // `flujo` is the latency preset's cutoff (4096). On one thread nothing forks, so the
+    // other cutoffs are information for two threads only.
     let cutoffs: &[(&str, Option<u32>)] = if threads == 1 {
+        &[("flujo", Some(4096))]
+    } else {
         &[
-            ("flujo", Some(64)),
-            ("flujo_cutoff_256", Some(256)),
-            ("flujo_cutoff_4096", Some(4096)),
-            ("flujo_cutoff_1m", Some(1 << 20)),
+            ("flujo", Some(4096)),
+            ("flujo_cutoff_64", Some(64)),
             ("flujo_cutoff_off", None),
         ]
-    } else {
-        &[("flujo", Some(64)), ("flujo_cutoff_4096", Some(4096))]
     };
     for &(id, cutoff) in cutoffs {
         let exec = executor(threads, cutoff);
@@ -84,11 +84,18 @@ fn w4(c: &mut Criterion, threads: usize, group_name: &str) {
     let graph = w4_graph();
     let want = w4_sum(7);
     let mut group = c.benchmark_group(group_name);
-    // The fan-out's analysed cost (1000 tasks x 1000 wide) is far above every preset's
-    // cutoff, so it forks whatever the cutoff is.
-    let exec = executor(threads, Some(64));
+    // The fan-out's analysed cost is 1000 (one task per branch): under the preset's cutoff
+    // (4096) it runs inline; `flujo_forked` forks it (on two threads; one never forks).
+    let exec = executor(threads, Some(4096));
     assert_eq!(run_u64(&exec, &graph, 7), want);
     group.bench_function("flujo", |b| b.iter(|| run_u64(&exec, &graph, black_box(7))));
+    if threads > 1 {
+        let forked = executor(threads, None);
+        assert_eq!(run_u64(&forked, &graph, 7), want);
+        group.bench_function("flujo_forked", |b| {
+            b.iter(|| run_u64(&forked, &graph, black_box(7)))
+        });
+    }
 
     let pool = rayon_pool(threads);
     let mut slots = vec![0u64; W4_BRANCHES];
