@@ -186,7 +186,8 @@ pub struct PoolStats {
     pub pool_live: u64,
     /// Objects waiting for reuse.
     pub pool_idle: u64,
-    /// Bytes the run arenas hold now (each worker's last run's records).
+    /// Bytes the run arenas handed out in each worker's last run (a run takes its record
+    /// buffer, `max_records` records, whole).
     pub arena_bytes_used: u64,
     /// Bytes the run arenas reserve (their bound: `max_records` records per worker).
     pub arena_bytes_reserved: u64,
@@ -890,9 +891,9 @@ impl Report {
     }
 
     fn fmt_breakers(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "breakers")?;
+        writeln!(f, "breakers (from the events of sampled runs)")?;
         if self.breakers.is_empty() {
-            return writeln!(f, "  (no transitions or refusals)");
+            return writeln!(f, "  (no transitions or refusals in the events seen)");
         }
         let width = name_width("step", self.breakers.iter().map(|r| r.step.as_str()));
         let headers: Vec<&dyn fmt::Display> = BREAKER_COLUMNS

@@ -427,7 +427,7 @@ fn the_table_has_its_header_and_a_row_per_step() {
 
     let empty = ReportBuilder::new().build(0).to_string();
     assert!(empty.contains("cache hit rate          n/a (no lookups)"));
-    assert!(empty.contains("(no transitions or refusals)"));
+    assert!(empty.contains("(no transitions or refusals in the events seen)"));
 }
 
 #[test]
