@@ -3,16 +3,16 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::Arc;
 
 use flujo_core::context::{Context, MergeStrategy};
 use flujo_core::graph::{
-    Backoff, Graph, LoopOptions, ManualClock, MapOptions, NoClock, ParallelOptions, RetryPolicy,
-    StepError, TaskConfig,
+    Graph, LoopOptions, ManualClock, MapOptions, NoClock, ParallelOptions, TaskConfig,
 };
 use flujo_core::interp::{Outcome, RunOptions, Runner, RunnerConfig, Telemetry};
-use flujo_core::policy::{Breaker, BreakerConfig, Usage};
+use flujo_core::policy::Usage;
 use flujo_core::telemetry::{Counter, Sampler, VecSink};
+
+mod workloads;
 
 struct Counting;
 
@@ -72,13 +72,7 @@ fn the_counting_allocator_counts() {
 
 #[test]
 fn w1_plain_chain_allocates_nothing_per_run_after_warm_up() {
-    let g = Graph::<u64, ()>::build(|b| {
-        let steps: Vec<_> = (0..100)
-            .map(|i| b.task(&format!("s{i}"), |x, _| Ok(x + 1)))
-            .collect();
-        b.sequence("W1", &steps)
-    })
-    .unwrap();
+    let g = workloads::w1();
     let mut runner = Runner::new(RunnerConfig::default());
     let opts = RunOptions::default();
     assert_eq!(runner.run(&g, 0, (), &NoClock, &opts).output, Some(100));
@@ -94,33 +88,7 @@ fn w1_plain_chain_allocates_nothing_per_run_after_warm_up() {
 
 #[test]
 fn w2_chain_with_policies_allocates_nothing_per_run_after_warm_up() {
-    let breaker = Arc::new(
-        Breaker::new(BreakerConfig {
-            consecutive_failures_to_open: 5,
-            open_ticks: 100,
-            ..BreakerConfig::DEFAULT
-        })
-        .unwrap(),
-    );
-    let g = Graph::<u64, ()>::build(|b| {
-        let steps: Vec<_> = (0..100)
-            .map(|i| {
-                let cfg = TaskConfig::new()
-                    .retry(RetryPolicy::new(3, Backoff::Constant { delay_ticks: 1 }).unwrap())
-                    .validate(|x: &u64, _| {
-                        if *x > 0 {
-                            Ok(())
-                        } else {
-                            Err(StepError::validation("zero"))
-                        }
-                    })
-                    .breaker(breaker.clone());
-                b.task_with(&format!("s{i}"), |x, _| Ok(x + 1), cfg)
-            })
-            .collect();
-        b.sequence("W2", &steps)
-    })
-    .unwrap();
+    let g = workloads::w2();
     // Telemetry on: every step sampled, events into a bounded sink (full after warm-up, so
     // later events are counted as dropped, never stored by allocating).
     let telemetry = Telemetry::new(VecSink::with_capacity(64), Sampler::always());

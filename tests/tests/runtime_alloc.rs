@@ -5,13 +5,15 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use flujo_core::graph::{Backoff, Graph, ParallelOptions, RetryPolicy, StepError, TaskConfig};
-use flujo_core::policy::{Breaker, BreakerConfig};
+use flujo_core::graph::{Graph, ParallelOptions};
 use flujo_core::telemetry::Counter;
 use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
 use flujo_runtime::{Executor, RunSpec};
+
+mod workloads;
+use workloads::{w1, w2};
 
 struct Counting;
 
@@ -96,46 +98,6 @@ fn config(level: TelemetryLevel) -> OptimizationConfig {
     cfg.telemetry.level = level;
     assert!(cfg.pooling);
     cfg
-}
-
-fn w1() -> Graph<u64, ()> {
-    Graph::build(|b| {
-        let steps: Vec<_> = (0..100)
-            .map(|i| b.task(&format!("s{i}"), |x, _| Ok(x + 1)))
-            .collect();
-        b.sequence("W1", &steps)
-    })
-    .unwrap()
-}
-
-fn w2() -> Graph<u64, ()> {
-    let breaker = Arc::new(
-        Breaker::new(BreakerConfig {
-            consecutive_failures_to_open: 5,
-            open_ticks: 100,
-            ..BreakerConfig::DEFAULT
-        })
-        .unwrap(),
-    );
-    Graph::build(|b| {
-        let steps: Vec<_> = (0..100)
-            .map(|i| {
-                let cfg = TaskConfig::new()
-                    .retry(RetryPolicy::new(3, Backoff::Constant { delay_ticks: 1 }).unwrap())
-                    .validate(|x: &u64, _| {
-                        if *x > 0 {
-                            Ok(())
-                        } else {
-                            Err(StepError::validation("zero"))
-                        }
-                    })
-                    .breaker(breaker.clone());
-                b.task_with(&format!("s{i}"), |x, _| Ok(x + 1), cfg)
-            })
-            .collect();
-        b.sequence("W2", &steps)
-    })
-    .unwrap()
 }
 
 fn inline_runs_allocate_nothing(g: &Graph<u64, ()>, level: TelemetryLevel) {

@@ -1301,18 +1301,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             );
             self.give_fan(flags, branches);
             let (acc, merged) = folded?;
-            return match acc {
-                Some(out) => {
-                    if let Some(m) = merged {
-                        frame.commit(m, &mut self.s.spares);
-                    }
-                    Ok(out)
-                }
-                None => {
-                    self.release(merged);
-                    Err(self.fail(id, ErrorKind::AllBranchesFailed { branches: count }, false))
-                }
-            };
+            return self.parallel_end(id, count, acc, merged, frame);
         }
         let base: &C = frame.get();
         let mut merged: Option<C> = None;
@@ -1359,6 +1348,19 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             shares == UNLIMITED || self.s.shares.len() == shares,
             "every branch took its share"
         );
+        self.parallel_end(id, count, acc, merged, frame)
+    }
+
+    /// A parallel node's end: its reduced output and merged context, or, when no branch
+    /// succeeded (the ignore strategy), the all-failed error.
+    fn parallel_end(
+        &mut self,
+        id: u32,
+        count: u32,
+        acc: Option<P>,
+        merged: Option<C>,
+        frame: &mut Frame<'_, C>,
+    ) -> Result<P, Stop> {
         match acc {
             Some(out) => {
                 if let Some(m) = merged {
