@@ -751,7 +751,7 @@ where
 
     fn report(&self) -> Report {
         let mut b = ReportBuilder::new();
-        let mut hits_misses = (0u64, 0u64);
+        let mut loans = 0u64;
         let mut arena = (0u64, 0u64);
         self.workers.each(|w| {
             arena.0 += w.runner.arena().allocated_bytes() as u64;
@@ -761,7 +761,7 @@ where
                 b.add_step_counts(row);
                 b.name_step(row.node, row.step.clone());
             }
-            hits_misses.0 += w.runs;
+            loans += w.loans;
         });
         b.merge(&self.workers.retired());
         b.add_submitted(self.submitted.load(Ordering::Relaxed));
@@ -778,9 +778,9 @@ where
             }
         }
         let made = self.workers.count() as u64;
-        hits_misses.1 = made;
         b.set_pool(PoolStats {
-            pool_hits: hits_misses.0.saturating_sub(made),
+            // Each worker's first loan made it; every later one was a hit.
+            pool_hits: loans.saturating_sub(made),
             pool_misses: made,
             pool_live: made,
             pool_idle: self.workers.idle() as u64,

@@ -218,3 +218,24 @@ fn a_config_change_at_run_time_is_seen_whole_by_later_runs() {
     assert_eq!(*ex.config(), cfg);
     assert_eq!(ex.run(&g, 3, ()).unwrap().output, Some(3));
 }
+
+#[test]
+fn pool_counts_are_loans_and_survive_a_reconfiguration() {
+    let g = Graph::<u64, ()>::build(|b| b.task("id", |x, _| Ok(x))).unwrap();
+    let ex = Executor::new(forking(1)).unwrap();
+    for i in 0..10 {
+        assert_eq!(ex.run(&g, i, ()).unwrap().output, Some(i));
+    }
+    let pool = ex.report().pool;
+    assert_eq!(
+        (pool.pool_misses, pool.pool_hits, pool.pool_idle),
+        (1, 9, 1)
+    );
+    // A new configuration rebuilds the worker in place on its next loan, keeping its counts.
+    ex.reconfigure(OptimizationConfig::throughput()).unwrap();
+    ex.run(&g, 0, ()).unwrap();
+    let report = ex.report();
+    assert_eq!((report.pool.pool_misses, report.pool.pool_hits), (1, 10));
+    assert_eq!(report.runs.completed, 11);
+    assert_eq!(report.step("id").map(|s| s.executions), Some(11));
+}

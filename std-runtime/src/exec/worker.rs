@@ -44,6 +44,8 @@ pub(crate) struct Worker<P, C> {
     pub(crate) trace: TraceWriter,
     /// Runs started on this worker (to sample one in `sample`).
     pub(crate) runs: u64,
+    /// Times it was lent (runs and forked branches).
+    pub(crate) loans: u64,
     pub(crate) sample: u64,
     pub(crate) level: TelemetryLevel,
     /// Scratch for draining the ring.
@@ -93,6 +95,7 @@ impl<P: Clone, C: Context> Worker<P, C> {
             samples: Vec::new(),
             trace,
             runs: 0,
+            loans: 0,
             sample: u64::from(period),
             level,
             drained: Vec::new(),
@@ -214,9 +217,11 @@ impl<P: Clone, C: Context> Workers<P, C> {
                 let mut fresh = Worker::new(w.id, generation, &cfg);
                 fresh.report.merge(&w.report);
                 fresh.tallies = std::mem::take(&mut w.tallies);
+                (fresh.runs, fresh.loans) = (w.runs, w.loans);
                 fresh.trace = std::mem::replace(&mut w.trace, TraceWriter::new(0));
                 *w = fresh;
             }
+            w.loans += 1;
             f(&mut w)
         };
         // A full free list drops the handle; the worker stays in `all`.
