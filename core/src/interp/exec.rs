@@ -519,7 +519,13 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     let permit = match cfg.breaker.as_ref().filter(|_| s.breakers) {
                         None => None,
                         Some(b) => match b.try_acquire(start) {
-                            Ok(permit) => Some((&**b, permit)),
+                            Ok(permit) => {
+                                if let Some(t) = permit.transition() {
+                                    let tel = self.tel.as_deref_mut();
+                                    note_transition(&mut self.counters, tel, pt.node, start, t);
+                                }
+                                Some((&**b, permit))
+                            }
                             Err(_) => {
                                 let (written, _) = cx.finish();
                                 debug_assert!(written.is_none(), "a write ends the context");
@@ -731,7 +737,13 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         let permit = match cfg.breaker.as_ref().filter(|_| self.s.breakers) {
             None => None,
             Some(b) => match b.try_acquire(start) {
-                Ok(permit) => Some((&**b, permit)),
+                Ok(permit) => {
+                    if let Some(t) = permit.transition() {
+                        let tel = self.tel.as_deref_mut();
+                        note_transition(&mut self.counters, tel, pol.node, start, t);
+                    }
+                    Some((&**b, permit))
+                }
                 Err(_) => return self.breaker_open(pol, input, rec, start, frame),
             },
         };

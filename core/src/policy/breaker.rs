@@ -336,12 +336,23 @@ pub enum Outcome {
 pub struct Permit {
     /// The state word of the period it was issued in, state and period bits only.
     period_word: usize,
+    /// Whether taking it moved the breaker from open to half-open (the period's first probe).
+    half_opened: bool,
 }
 
 impl Permit {
     /// `true` for a half-open probe, `false` for a closed-state call.
     pub fn is_probe(&self) -> bool {
         word::state(self.period_word) == State::HalfOpen
+    }
+
+    /// The transition taking this permit made: open to half-open for the first probe after
+    /// the open period ended (exactly one caller gets it per period), else none.
+    pub fn transition(&self) -> Option<Transition> {
+        self.half_opened.then_some(Transition {
+            from: State::Open,
+            to: State::HalfOpen,
+        })
     }
 }
 
@@ -561,6 +572,7 @@ impl Breaker {
         if word::is_closed(current) {
             return Ok(Permit {
                 period_word: current,
+                half_opened: false,
             });
         }
         self.try_acquire_slow(current, now)
@@ -573,6 +585,7 @@ impl Breaker {
                 State::Closed => {
                     return Ok(Permit {
                         period_word: current,
+                        half_opened: false,
                     })
                 }
                 State::Open => {
@@ -608,12 +621,14 @@ impl Breaker {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    if word::state(current) == State::Open {
+                    let half_opened = word::state(current) == State::Open;
+                    if half_opened {
                         self.count(State::Open, State::HalfOpen);
                     }
                     debug_assert!(word::probes(next) <= self.config.half_open_probes_max);
                     return Ok(Permit {
                         period_word: next & word::PERIOD_MASK,
+                        half_opened,
                     });
                 }
                 Err(actual) => current = actual,

@@ -601,3 +601,25 @@ fn names_and_messages() {
         "breaker window_calls is not in 1..=256"
     );
 }
+
+#[test]
+fn only_the_permit_that_half_opens_the_breaker_reports_the_transition() {
+    let config = BreakerConfig {
+        consecutive_failures_to_open: 1,
+        open_ticks: 10,
+        half_open_probes_max: 2,
+        half_open_successes_to_close: 2,
+        ..BreakerConfig::DEFAULT
+    };
+    let b = Breaker::new(config).unwrap();
+    let closed = b.try_acquire(0).unwrap();
+    assert_eq!(closed.transition(), None);
+    b.record(closed, Outcome::Failure, 0, 0);
+    assert_eq!(b.state(), State::Open);
+    let first = b.try_acquire(10).unwrap();
+    let t = first.transition().expect("the first probe half-opened it");
+    assert_eq!((t.from(), t.to()), (State::Open, State::HalfOpen));
+    let second = b.try_acquire(10).unwrap();
+    assert!(second.is_probe());
+    assert_eq!(second.transition(), None);
+}

@@ -87,12 +87,19 @@ fn loom_one_probe_for_two_callers_after_the_deadline() {
             let breaker = Arc::new(opened(CONFIG));
             let threads: [_; 2] = core::array::from_fn(|_| {
                 let breaker = breaker.clone();
-                thread::spawn(move || breaker.try_acquire(10).map(|permit| permit.is_probe()))
+                thread::spawn(move || {
+                    breaker
+                        .try_acquire(10)
+                        .map(|permit| (permit.is_probe(), permit.transition().is_some()))
+                })
             });
             let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-            let granted = results.iter().filter(|r| **r == Ok(true)).count();
-            assert_eq!(granted, 1, "{results:?}");
-            assert!(results.iter().all(|r| *r == Ok(true)
+            let granted = results.iter().filter(|r| **r == Ok((true, true))).count();
+            assert_eq!(
+                granted, 1,
+                "one probe, and it reports the transition: {results:?}"
+            );
+            assert!(results.iter().all(|r| *r == Ok((true, true))
                 || *r
                     == Err(Rejected {
                         state: State::HalfOpen
