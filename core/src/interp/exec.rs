@@ -1173,6 +1173,27 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         }
     }
 
+    /// Hands a forked fan-out's branches to the host (at most `width` at once), folds what
+    /// they did ([`fold_forked`](Self::fold_forked)) and keeps the lists for the next fork.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn fork_fold(
+        &mut self,
+        id: u32,
+        width: u32,
+        merge: &MergeStrategy<C>,
+        propagate: bool,
+        (flags, mut branches): (Vec<CancelFlag>, Vec<Branch<P, C>>),
+        base: &C,
+        acc: Option<P>,
+        reduce: &(dyn Fn(P, P) -> P + Send + Sync),
+    ) -> Result<(Option<P>, Option<C>), Stop> {
+        let fan = self.fan(base, &flags, propagate);
+        self.host.fork(width as usize, &fan, &mut branches);
+        let folded = self.fold_forked(id, merge, propagate, &mut branches, base, acc, reduce);
+        self.give_fan(flags, branches);
+        folded
+    }
+
     /// Folds what the branches of a forked fan-out did, in declaration order, by the inline
     /// path's rules: every branch's records, counters, usage and unused share are taken (they
     /// ran); outputs are reduced from `acc` and contexts merged until the first failure that
@@ -1299,20 +1320,16 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 };
                 branches.push(self.branch_job(node, x, index, shares));
             }
-            let base: &C = frame.get();
-            let fan = self.fan(base, &flags, propagate);
-            self.host.fork(par.max_width as usize, &fan, &mut branches);
-            let folded = self.fold_forked(
+            let (acc, merged) = self.fork_fold(
                 id,
+                par.max_width,
                 &par.merge,
                 propagate,
-                &mut branches,
-                base,
+                (flags, branches),
+                frame.get(),
                 None,
                 &*par.reduce,
-            );
-            self.give_fan(flags, branches);
-            let (acc, merged) = folded?;
+            )?;
             return self.parallel_end(id, count, acc, merged, frame);
         }
         let base: &C = frame.get();
@@ -1479,20 +1496,16 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 branches.push(self.branch_job(mp.body, item, index, shares));
             }
             self.s.items = items;
-            let base: &C = frame.get();
-            let fan = self.fan(base, &flags, true);
-            self.host.fork(mp.max_width as usize, &fan, &mut branches);
-            let folded = self.fold_forked(
+            let (acc, merged) = self.fork_fold(
                 id,
+                mp.max_width,
                 &mp.merge,
                 true,
-                &mut branches,
-                base,
+                (flags, branches),
+                frame.get(),
                 Some(seed),
                 &*mp.reduce,
-            );
-            self.give_fan(flags, branches);
-            let (acc, merged) = folded?;
+            )?;
             if let Some(m) = merged {
                 frame.commit(m, &mut self.s.spares);
             }
