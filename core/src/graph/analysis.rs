@@ -1,7 +1,10 @@
 //! Step analysis: what each task needs, computed once at build time so the interpreter takes
 //! a fast path for plain tasks.
 
+use alloc::vec::Vec;
 use core::fmt;
+
+use super::{FailureStrategy, NodeKind, ParNode, PureOp, Span, NO_POLICY};
 
 /// What a task needs at run time, as a bit set computed when the graph is frozen.
 ///
@@ -122,5 +125,90 @@ impl fmt::Debug for StepFlags {
             }
         }
         list.finish()
+    }
+}
+
+/// Lays out the programs of the *pure fan-outs* (see [`PureOp`]): returns the ops and, per
+/// parallel node (by slot), the span of its program.
+///
+/// Children come before their parents (a node is built from nodes that exist), so one pass
+/// in index order decides every node's purity and program length before its parents'. The
+/// programs are then laid out from the last node down, so an outermost pure fan-out is laid
+/// out first and the pure fan-outs inside it take their spans inside its program. A node
+/// shared by several parents (the graph is a DAG) is laid out once per use; the total is
+/// kept under `2 * nodes + 64` ops (a tree needs at most `nodes`), and a fan-out that would
+/// go over it has no program (it takes the general path, which is never wrong).
+pub(crate) fn pure_programs<C>(
+    kind: &[NodeKind],
+    slot: &[u32],
+    children: &[u32],
+    pars: &[ParNode<C>],
+    task_flags: &[StepFlags],
+    task_policy: &[u32],
+) -> (Vec<PureOp>, Vec<Option<Span>>) {
+    let n = kind.len();
+    // Program length (saturating) of each node that is pure, else `None`.
+    let mut len: Vec<Option<u32>> = Vec::with_capacity(n);
+    for i in 0..n {
+        let s = slot[i] as usize;
+        let l = match kind[i] {
+            NodeKind::Task => (task_policy[s] == NO_POLICY
+                && !task_flags[s].contains(StepFlags::WRITES_CONTEXT))
+            .then_some(1),
+            NodeKind::Parallel => children[pars[s].branches.range()]
+                .iter()
+                .try_fold(1u32, |acc, &c| Some(acc.saturating_add(len[c as usize]?))),
+            _ => None,
+        };
+        len.push(l);
+    }
+    let budget = n.saturating_mul(2).saturating_add(64);
+    let mut ops = Vec::new();
+    let mut spans: Vec<Option<Span>> = alloc::vec![None; pars.len()];
+    for i in (0..n).rev() {
+        let s = slot[i] as usize;
+        let Some(l) = len[i] else { continue };
+        if kind[i] != NodeKind::Parallel || spans[s].is_some() {
+            continue;
+        }
+        if ops.len().saturating_add(l as usize) > budget {
+            continue;
+        }
+        lay_out(i as u32, kind, slot, children, pars, &mut ops, &mut spans);
+    }
+    (ops, spans)
+}
+
+/// Appends the program of pure node `node` to `ops`, giving each parallel node in it that
+/// has no span yet this one.
+fn lay_out<C>(
+    node: u32,
+    kind: &[NodeKind],
+    slot: &[u32],
+    children: &[u32],
+    pars: &[ParNode<C>],
+    ops: &mut Vec<PureOp>,
+    spans: &mut [Option<Span>],
+) {
+    let s = slot[node as usize];
+    if kind[node as usize] == NodeKind::Task {
+        ops.push(PureOp::leaf(node, s));
+        return;
+    }
+    let par = &pars[s as usize];
+    let begin = ops.len();
+    ops.push(PureOp::leaf(node, s)); // replaced below, once the length is known
+    for &c in &children[par.branches.range()] {
+        lay_out(c, kind, slot, children, pars, ops, spans);
+    }
+    let len = (ops.len() - begin) as u32;
+    let propagate = par.failure == FailureStrategy::Propagate;
+    ops[begin] = PureOp::fan(node, s, par.branches.len, propagate, len);
+    let span = &mut spans[s as usize];
+    if span.is_none() {
+        *span = Some(Span {
+            start: begin as u32,
+            len,
+        });
     }
 }

@@ -8,6 +8,7 @@ use core::fmt;
 
 use bumpalo::Bump;
 
+use super::analysis::pure_programs;
 use super::task::TaskPolicy;
 use super::{
     BranchNode, ExitPredicate, Graph, GraphError, GraphRule, LoopNode, LoopOptions, MapNode,
@@ -432,6 +433,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
         let mut seqs = Vec::new();
         let mut runs: Vec<RunTask> = Vec::new();
         let mut pars = Vec::with_capacity(self.pars.len());
+        let mut par_reduce = Vec::with_capacity(self.pars.len());
         let mut loops = Vec::with_capacity(self.loops.len());
         let mut branches = Vec::with_capacity(self.branches.len());
         let mut maps = Vec::with_capacity(self.maps.len());
@@ -534,8 +536,9 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                         merge: p.merge,
                         failure: p.failure,
                         max_width: p.max_width.unwrap_or(span.len),
-                        reduce: p.reduce,
+                        program: None,
                     });
+                    par_reduce.push(p.reduce);
                     pars.len() as u32 - 1
                 }
                 NodeKind::Loop => {
@@ -580,6 +583,11 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
         let cost = subtree_costs(
             &kind, &slot, &children, &seqs, &pars, &loops, &branches, &maps,
         );
+        let (pure_ops, programs) =
+            pure_programs(&kind, &slot, &children, &pars, &task_flags, &task_policy);
+        for (par, program) in pars.iter_mut().zip(programs) {
+            par.program = program;
+        }
         Graph {
             id: self.id,
             root,
@@ -596,9 +604,11 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
             runs: runs.into_boxed_slice(),
             seqs: seqs.into_boxed_slice(),
             pars: pars.into_boxed_slice(),
+            par_reduce: par_reduce.into_boxed_slice(),
             loops: loops.into_boxed_slice(),
             branches: branches.into_boxed_slice(),
             maps: maps.into_boxed_slice(),
+            pure_ops: pure_ops.into_boxed_slice(),
         }
     }
 }
@@ -614,7 +624,7 @@ fn subtree_costs<P, C>(
     slot: &[u32],
     children: &[u32],
     seqs: &[SeqNode],
-    pars: &[ParNode<P, C>],
+    pars: &[ParNode<C>],
     loops: &[LoopNode<P, C>],
     branches: &[BranchNode<P, C>],
     maps: &[MapNode<P, C>],

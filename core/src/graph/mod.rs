@@ -149,12 +149,72 @@ pub(crate) struct SeqNode {
     pub(crate) tasks: Option<Span>,
 }
 
-pub(crate) struct ParNode<P, C> {
+pub(crate) struct ParNode<C> {
     pub(crate) branches: Span,
     pub(crate) merge: MergeStrategy<C>,
     pub(crate) failure: FailureStrategy,
     pub(crate) max_width: u32,
-    pub(crate) reduce: Reducer<P>,
+    /// The node's ops in [`Graph::pure_ops`], when it is a pure fan-out (see [`PureOp`]).
+    pub(crate) program: Option<Span>,
+}
+
+/// One operation of a *pure fan-out*'s program: a leaf, or a fan-out opening.
+///
+/// A parallel node is pure when every node under it is a plain task that does not write the
+/// context, or a pure parallel node. No branch of it can then write, so every branch sees
+/// the same context and merging is a no-op, and each leaf gets the fan-out's input. Step
+/// analysis lays such a subtree out flat, in declaration order (a fan-out, then its
+/// branches' ops), and the interpreter runs it as one loop over the ops with a stack of open
+/// fan-outs instead of a call per node (`interp::exec::pure`). A fan-out closes when its
+/// last branch has handed up its result, so it needs no op of its own to end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PureOp {
+    /// The node.
+    pub(crate) node: u32,
+    /// A leaf's task slot, or a fan-out's parallel slot.
+    pub(crate) slot: u32,
+    /// A fan-out's branch count, with [`PureOp::PROPAGATE`]; 0 for a leaf.
+    fan: u32,
+    /// The ops of the node's subtree, itself included (1 for a leaf).
+    pub(crate) len: u32,
+}
+
+impl PureOp {
+    /// The bit of `fan` set when a failed branch fails the fan-out.
+    const PROPAGATE: u32 = 1 << 31;
+
+    pub(crate) fn leaf(node: u32, task: u32) -> Self {
+        Self {
+            node,
+            slot: task,
+            fan: 0,
+            len: 1,
+        }
+    }
+
+    /// A fan-out of `branches >= 1` (fewer than `2^31`: node indices are `u32`).
+    pub(crate) fn fan(node: u32, par: u32, branches: u32, propagate: bool, len: u32) -> Self {
+        debug_assert!((1..Self::PROPAGATE).contains(&branches));
+        let bit = if propagate { Self::PROPAGATE } else { 0 };
+        Self {
+            node,
+            slot: par,
+            fan: branches | bit,
+            len,
+        }
+    }
+
+    /// The branches of a fan-out; 0 for a leaf.
+    #[inline(always)]
+    pub(crate) fn branches(self) -> u32 {
+        self.fan & !Self::PROPAGATE
+    }
+
+    /// Whether a failed branch fails the fan-out (else it is skipped).
+    #[inline(always)]
+    pub(crate) fn propagates(self) -> bool {
+        self.fan & Self::PROPAGATE != 0
+    }
 }
 
 pub(crate) struct LoopNode<P, C> {
@@ -222,10 +282,15 @@ pub struct Graph<P, C> {
     /// The task runs of sequences whose children are all tasks.
     pub(crate) runs: Box<[RunTask]>,
     pub(crate) seqs: Box<[SeqNode]>,
-    pub(crate) pars: Box<[ParNode<P, C>]>,
+    pub(crate) pars: Box<[ParNode<C>]>,
+    /// The parallel nodes' reducers, by slot (dense: a pure program reads one per fan-out).
+    pub(crate) par_reduce: Box<[Reducer<P>]>,
     pub(crate) loops: Box<[LoopNode<P, C>]>,
     pub(crate) branches: Box<[BranchNode<P, C>]>,
     pub(crate) maps: Box<[MapNode<P, C>]>,
+    /// The programs of the pure fan-outs (see [`PureOp`]); a node's lies in its
+    /// outermost pure ancestor's.
+    pub(crate) pure_ops: Box<[PureOp]>,
 }
 
 impl<P, C> Graph<P, C> {

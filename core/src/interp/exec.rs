@@ -3,6 +3,8 @@
 
 use alloc::vec::Vec;
 
+mod pure;
+
 use super::host::{Branch, Fan, Host};
 use super::{ErrorKind, LoopExit, Records, Scratch, StepOutcome, StepRecord, Stop, Telemetry};
 use crate::cache::CacheKey;
@@ -1301,6 +1303,9 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         let g = self.g;
         let par = &g.pars[p];
         debug_assert!(par.max_width >= 1, "validated: width");
+        if let (Some(program), true) = (par.program, self.pure_ok()) {
+            return self.pure_fan(&g.pure_ops[program.range()], input, frame.get());
+        }
         let count = par.branches.len;
         let propagate = par.failure == FailureStrategy::Propagate;
         if count >= 2
@@ -1308,29 +1313,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 .host
                 .forks(NodeId(id), count as usize, g.cost[id as usize])
         {
-            let (flags, mut branches) = self.take_fan(count as usize);
-            let shares = self.lend(count as usize);
-            let mut input = Some(input);
-            let children = &g.children[par.branches.range()];
-            for (index, &node) in children.iter().enumerate() {
-                let x = if index + 1 == children.len() {
-                    input.take().expect("the last branch takes the input")
-                } else {
-                    input.as_ref().expect("kept until the last branch").clone()
-                };
-                branches.push(self.branch_job(node, x, index, shares));
-            }
-            let (acc, merged) = self.fork_fold(
-                id,
-                par.max_width,
-                &par.merge,
-                propagate,
-                (flags, branches),
-                frame.get(),
-                None,
-                &*par.reduce,
-            )?;
-            return self.parallel_end(id, count, acc, merged, frame);
+            return self.parallel_forked(id, p, input, frame);
         }
         let base: &C = frame.get();
         let mut merged: Option<C> = None;
@@ -1359,7 +1342,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     }
                     acc = Some(match acc.take() {
                         None => out,
-                        Some(a) => (par.reduce)(a, out),
+                        Some(a) => (g.par_reduce[p])(a, out),
                     });
                 }
                 Err(stop) => {
@@ -1377,6 +1360,43 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             shares == UNLIMITED || self.s.shares.len() == shares,
             "every branch took its share"
         );
+        self.parallel_end(id, count, acc, merged, frame)
+    }
+
+    /// A parallel node whose branches the host runs ([`Host::fork`]).
+    fn parallel_forked(
+        &mut self,
+        id: u32,
+        p: usize,
+        input: P,
+        frame: &mut Frame<'_, C>,
+    ) -> Result<P, Stop> {
+        let g = self.g;
+        let par = &g.pars[p];
+        let count = par.branches.len;
+        let propagate = par.failure == FailureStrategy::Propagate;
+        let (flags, mut branches) = self.take_fan(count as usize);
+        let shares = self.lend(count as usize);
+        let mut input = Some(input);
+        let children = &g.children[par.branches.range()];
+        for (index, &node) in children.iter().enumerate() {
+            let x = if index + 1 == children.len() {
+                input.take().expect("the last branch takes the input")
+            } else {
+                input.as_ref().expect("kept until the last branch").clone()
+            };
+            branches.push(self.branch_job(node, x, index, shares));
+        }
+        let (acc, merged) = self.fork_fold(
+            id,
+            par.max_width,
+            &par.merge,
+            propagate,
+            (flags, branches),
+            frame.get(),
+            None,
+            &*g.par_reduce[p],
+        )?;
         self.parallel_end(id, count, acc, merged, frame)
     }
 

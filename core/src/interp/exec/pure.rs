@@ -1,0 +1,179 @@
+//! Pure fan-outs: a parallel node whose subtree holds only plain tasks that do not write the
+//! context and parallel nodes, run as one loop over its flat program (see [`PureOp`]).
+//!
+//! Nothing in such a subtree can write the context, so every branch reads the fan-out's
+//! context as it is and merging is a no-op; the run has no budget (so there are no shares)
+//! and no telemetry (so no events); and every leaf gets the fan-out's input. What is left of
+//! the general path per node is the fold: each branch's output is reduced into its fan-out's
+//! accumulator in declaration order, and a failure either ends the fan-out (propagate, or
+//! any abort) or is skipped (ignore), exactly as [`Exec::parallel`] does. A fan-out the host
+//! forks leaves the loop for the general path.
+
+use super::{stop_reason, Exec, PlainFailure};
+use crate::context::{Context, Frame, Spares};
+use crate::graph::{Clock, NodeId, PureOp, StepCx, MAX_DEPTH};
+use crate::interp::host::Host;
+use crate::interp::{ErrorKind, StepRecord, Stop};
+use crate::policy::Usage;
+use crate::telemetry::{Counter, EventSink};
+
+/// A parallel node of a pure program whose branches are under way.
+struct OpenFan<'g, P> {
+    /// The outputs of its branches that succeeded so far, reduced in declaration order.
+    acc: Option<P>,
+    reduce: &'g (dyn Fn(P, P) -> P + Send + Sync),
+    /// Branches that have not handed up their result yet.
+    left: u32,
+    /// Whether a failed branch fails it (else the failure is skipped).
+    propagate: bool,
+    /// The op after its subtree's, where a failure that ends it resumes.
+    after: usize,
+    node: u32,
+    par: u32,
+}
+
+impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_, P, C, K, S, H> {
+    /// Whether a pure fan-out may run as its program: the fast paths and copy-on-write are
+    /// on (switched off, every node takes the general path), the run has no budget and no
+    /// telemetry.
+    #[inline(always)]
+    pub(super) fn pure_ok(&self) -> bool {
+        self.s.fast_paths && self.s.copy_on_write && !self.limited && self.tel.is_none()
+    }
+
+    /// Runs the program `ops` of a pure fan-out (the fan-out's op first) on `input`, every
+    /// leaf reading `base`.
+    ///
+    /// Leaves are timed like a stretch of plain tasks: one clock read each, a leaf's end is
+    /// the next one's start. They share one step context: none may write, so it only ever
+    /// carries usage, which is booked after the leaf that reported it.
+    pub(super) fn pure_fan(&mut self, ops: &[PureOp], input: P, base: &C) -> Result<P, Stop> {
+        let g = self.g;
+        let clock = self.clock;
+        let host = self.host;
+        let steps = &*g.task_step;
+        let env = self.env;
+        // A step that may not write never takes a spare copy.
+        let mut no_spares = Spares::new(0);
+        let mut cx = StepCx::new(base, &mut no_spares, &env, false, 1, None);
+        // Nesting is bounded by the graph's depth.
+        let mut open: heapless::Vec<OpenFan<'_, P>, { MAX_DEPTH + 1 }> = heapless::Vec::new();
+        let mut succeeded = 0u64;
+        let mut pc = 0usize;
+        let mut t0 = clock.now();
+        let result = 'run: loop {
+            let op = ops[pc];
+            // What the op produced, for its fan-out.
+            let mut done: Result<P, Stop> = if op.branches() > 0 {
+                let after = pc + op.len as usize;
+                let branches = op.branches();
+                let forks = branches >= 2
+                    && host.forks(NodeId(op.node), branches as usize, g.cost[op.node as usize]);
+                if !forks {
+                    let entered = open.push(OpenFan {
+                        acc: None,
+                        reduce: &*g.par_reduce[op.slot as usize],
+                        left: branches,
+                        propagate: op.propagates(),
+                        after,
+                        node: op.node,
+                        par: op.slot,
+                    });
+                    assert!(entered.is_ok(), "validated: nesting depth");
+                    pc += 1;
+                    continue;
+                }
+                pc = after;
+                let mut frame = Frame::Borrowed(base);
+                let r = self.parallel_forked(op.node, op.slot as usize, input.clone(), &mut frame);
+                debug_assert!(
+                    matches!(frame, Frame::Borrowed(_)),
+                    "a pure fan-out writes nothing"
+                );
+                t0 = clock.now();
+                r
+            } else {
+                pc += 1;
+                let stop = if env.watch {
+                    stop_reason(&env, t0)
+                } else {
+                    None
+                };
+                if let Some(kind) = stop {
+                    Err(self.stopped(op.node, kind))
+                } else {
+                    let step = &*steps[op.slot as usize];
+                    let r = host.guard(|| step.run(input.clone(), &mut cx));
+                    let t1 = clock.now();
+                    let latency_ticks = t1.saturating_sub(t0);
+                    t0 = t1;
+                    let usage = if cx.touched {
+                        cx.touched = false;
+                        core::mem::replace(&mut cx.usage, Usage::ZERO)
+                    } else {
+                        Usage::ZERO
+                    };
+                    debug_assert!(!cx.has_written(), "a step that may not write cannot");
+                    self.book(usage);
+                    match r {
+                        Ok(y) => {
+                            succeeded += 1;
+                            let rec = StepRecord::plain(op.node, latency_ticks, usage);
+                            self.records.push(rec);
+                            Ok(y)
+                        }
+                        Err(e) => {
+                            let why = PlainFailure::Step {
+                                e,
+                                latency_ticks,
+                                usage,
+                            };
+                            Err(self.plain_failure(op.node, None, why))
+                        }
+                    }
+                }
+            };
+            // Hand `done` to the innermost open fan-out; a fan-out that this closes (its last
+            // branch) or ends (a failure under propagate, or an abort) hands up its own.
+            loop {
+                let Some(top) = open.last_mut() else {
+                    break 'run done;
+                };
+                match done {
+                    Ok(out) => {
+                        top.acc = Some(match top.acc.take() {
+                            None => out,
+                            Some(a) => (top.reduce)(a, out),
+                        });
+                    }
+                    Err(stop) if stop.abort || top.propagate => {
+                        // Siblings not yet started are told to stop by never starting.
+                        pc = top.after;
+                        open.pop();
+                        done = Err(stop);
+                        continue;
+                    }
+                    Err(_) => {}
+                }
+                top.left -= 1;
+                if top.left > 0 {
+                    break;
+                }
+                let fan = open.pop().expect("the top fan-out");
+                debug_assert_eq!(pc, fan.after, "a closed fan-out ran all its ops");
+                done = match fan.acc {
+                    Some(out) => Ok(out),
+                    None => {
+                        // The ignore strategy, and every branch failed.
+                        let branches = g.pars[fan.par as usize].branches.len;
+                        let kind = ErrorKind::AllBranchesFailed { branches };
+                        Err(self.fail(fan.node, kind, false))
+                    }
+                };
+            }
+        };
+        self.counters.add_n(Counter::StepsRun, succeeded);
+        self.counters.add_n(Counter::StepsSucceeded, succeeded);
+        result
+    }
+}
