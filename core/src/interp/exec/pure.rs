@@ -24,12 +24,8 @@ struct OpenFan<'g, P> {
     reduce: &'g (dyn Fn(P, P) -> P + Send + Sync),
     /// Branches that have not handed up their result yet.
     left: u32,
-    /// Whether a failed branch fails it (else the failure is skipped).
-    propagate: bool,
-    /// The op after its subtree's, where a failure that ends it resumes.
-    after: usize,
-    node: u32,
-    par: u32,
+    /// Its op (which the cold paths read the rest from).
+    begin: u32,
 }
 
 impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_, P, C, K, S, H> {
@@ -51,16 +47,18 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         let g = self.g;
         let clock = self.clock;
         let host = self.host;
-        let steps = &*g.task_step;
         let env = self.env;
         // A step that may not write never takes a spare copy.
         let mut no_spares = Spares::new(0);
-        let mut cx = StepCx::new(base, &mut no_spares, &env, false, 1, None);
         // Nesting is bounded by the graph's depth.
         let mut open: heapless::Vec<OpenFan<'_, P>, { MAX_DEPTH + 1 }> = heapless::Vec::new();
-        let mut succeeded = 0u64;
+        let mut leaves = Leaves {
+            cx: StepCx::new(base, &mut no_spares, &env, false, 1, None),
+            t0: clock.now(),
+            watch: env.watch,
+            succeeded: 0,
+        };
         let mut pc = 0usize;
-        let mut t0 = clock.now();
         let result = 'run: loop {
             let op = ops[pc];
             // What the op produced, for its fan-out.
@@ -69,69 +67,57 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 let branches = op.branches();
                 let forks = branches >= 2
                     && host.forks(NodeId(op.node), branches as usize, g.cost[op.node as usize]);
-                if !forks {
+                let reduce = &*g.par_reduce[op.slot as usize];
+                if forks {
+                    pc = after;
+                    let mut frame = Frame::Borrowed(base);
+                    let r =
+                        self.parallel_forked(op.node, op.slot as usize, input.clone(), &mut frame);
+                    debug_assert!(
+                        matches!(frame, Frame::Borrowed(_)),
+                        "a pure fan-out writes nothing"
+                    );
+                    leaves.t0 = clock.now();
+                    r
+                } else if op.len == branches + 1 {
+                    // Every branch is a leaf: they run here, folded in locals.
+                    let mut acc: Option<P> = None;
+                    let mut failure = None;
+                    for &leaf in &ops[pc + 1..after] {
+                        match self.pure_leaf(leaf, &input, &mut leaves) {
+                            Ok(out) => {
+                                acc = Some(match acc {
+                                    None => out,
+                                    Some(a) => reduce(a, out),
+                                });
+                            }
+                            Err(stop) if stop.abort || op.propagates() => {
+                                failure = Some(stop);
+                                break;
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                    pc = after;
+                    match (failure, acc) {
+                        (Some(stop), _) => Err(stop),
+                        (None, Some(out)) => Ok(out),
+                        (None, None) => Err(self.all_failed(op)),
+                    }
+                } else {
                     let entered = open.push(OpenFan {
                         acc: None,
-                        reduce: &*g.par_reduce[op.slot as usize],
+                        reduce,
                         left: branches,
-                        propagate: op.propagates(),
-                        after,
-                        node: op.node,
-                        par: op.slot,
+                        begin: pc as u32,
                     });
                     assert!(entered.is_ok(), "validated: nesting depth");
                     pc += 1;
                     continue;
                 }
-                pc = after;
-                let mut frame = Frame::Borrowed(base);
-                let r = self.parallel_forked(op.node, op.slot as usize, input.clone(), &mut frame);
-                debug_assert!(
-                    matches!(frame, Frame::Borrowed(_)),
-                    "a pure fan-out writes nothing"
-                );
-                t0 = clock.now();
-                r
             } else {
                 pc += 1;
-                let stop = if env.watch {
-                    stop_reason(&env, t0)
-                } else {
-                    None
-                };
-                if let Some(kind) = stop {
-                    Err(self.stopped(op.node, kind))
-                } else {
-                    let step = &*steps[op.slot as usize];
-                    let r = host.guard(|| step.run(input.clone(), &mut cx));
-                    let t1 = clock.now();
-                    let latency_ticks = t1.saturating_sub(t0);
-                    t0 = t1;
-                    let usage = if cx.touched {
-                        cx.touched = false;
-                        core::mem::replace(&mut cx.usage, Usage::ZERO)
-                    } else {
-                        Usage::ZERO
-                    };
-                    debug_assert!(!cx.has_written(), "a step that may not write cannot");
-                    self.book(usage);
-                    match r {
-                        Ok(y) => {
-                            succeeded += 1;
-                            let rec = StepRecord::plain(op.node, latency_ticks, usage);
-                            self.records.push(rec);
-                            Ok(y)
-                        }
-                        Err(e) => {
-                            let why = PlainFailure::Step {
-                                e,
-                                latency_ticks,
-                                usage,
-                            };
-                            Err(self.plain_failure(op.node, None, why))
-                        }
-                    }
-                }
+                self.pure_leaf(op, &input, &mut leaves)
             };
             // Hand `done` to the innermost open fan-out; a fan-out that this closes (its last
             // branch) or ends (a failure under propagate, or an abort) hands up its own.
@@ -146,9 +132,10 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                             Some(a) => (top.reduce)(a, out),
                         });
                     }
-                    Err(stop) if stop.abort || top.propagate => {
+                    Err(stop) if stop.abort || ops[top.begin as usize].propagates() => {
                         // Siblings not yet started are told to stop by never starting.
-                        pc = top.after;
+                        let fan = ops[top.begin as usize];
+                        pc = top.begin as usize + fan.len as usize;
                         open.pop();
                         done = Err(stop);
                         continue;
@@ -159,21 +146,83 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 if top.left > 0 {
                     break;
                 }
-                let fan = open.pop().expect("the top fan-out");
-                debug_assert_eq!(pc, fan.after, "a closed fan-out ran all its ops");
-                done = match fan.acc {
+                let closed = open.pop().expect("the top fan-out");
+                let fan = ops[closed.begin as usize];
+                debug_assert_eq!(
+                    pc,
+                    closed.begin as usize + fan.len as usize,
+                    "a closed fan-out ran all its ops"
+                );
+                done = match closed.acc {
                     Some(out) => Ok(out),
-                    None => {
-                        // The ignore strategy, and every branch failed.
-                        let branches = g.pars[fan.par as usize].branches.len;
-                        let kind = ErrorKind::AllBranchesFailed { branches };
-                        Err(self.fail(fan.node, kind, false))
-                    }
+                    None => Err(self.all_failed(fan)),
                 };
             }
         };
+        let succeeded = leaves.succeeded;
         self.counters.add_n(Counter::StepsRun, succeeded);
         self.counters.add_n(Counter::StepsSucceeded, succeeded);
         result
     }
+
+    /// Runs the leaf `op` of a pure program on a clone of `input`.
+    #[inline(always)]
+    fn pure_leaf(&mut self, op: PureOp, input: &P, l: &mut Leaves<'_, C>) -> Result<P, Stop> {
+        let stop = if l.watch {
+            stop_reason(&self.env, l.t0)
+        } else {
+            None
+        };
+        if let Some(kind) = stop {
+            return Err(self.stopped(op.node, kind));
+        }
+        let step = &*self.g.task_step[op.slot as usize];
+        let r = self.host.guard(|| step.run(input.clone(), &mut l.cx));
+        let t1 = self.clock.now();
+        let latency_ticks = t1.saturating_sub(l.t0);
+        l.t0 = t1;
+        let usage = if l.cx.touched {
+            l.cx.touched = false;
+            let usage = core::mem::replace(&mut l.cx.usage, Usage::ZERO);
+            self.book(usage);
+            usage
+        } else {
+            Usage::ZERO
+        };
+        debug_assert!(!l.cx.has_written(), "a step that may not write cannot");
+        match r {
+            Ok(y) => {
+                l.succeeded += 1;
+                let rec = StepRecord::plain(op.node, latency_ticks, usage);
+                self.records.push(rec);
+                Ok(y)
+            }
+            Err(e) => {
+                let why = PlainFailure::Step {
+                    e,
+                    latency_ticks,
+                    usage,
+                };
+                Err(self.plain_failure(op.node, None, why))
+            }
+        }
+    }
+
+    /// The failure of fan-out `op` when every branch failed (the ignore strategy).
+    #[cold]
+    fn all_failed(&mut self, op: PureOp) -> Stop {
+        let kind = ErrorKind::AllBranchesFailed {
+            branches: op.branches(),
+        };
+        self.fail(op.node, kind, false)
+    }
+}
+
+/// What the leaves of one pure program share: one step context, the clock chain, whether
+/// the run watches a deadline or cancel flag, the count of leaves that succeeded.
+struct Leaves<'r, C> {
+    cx: StepCx<'r, C>,
+    t0: u64,
+    watch: bool,
+    succeeded: u64,
 }
