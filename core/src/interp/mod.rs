@@ -311,8 +311,10 @@ pub struct RunnerConfig {
     /// Seed of the generator used for backoff jitter.
     pub seed: u64,
     /// Sequences of tasks run in stretches (one loop for consecutive plain and lean policy
-    /// tasks). Off, every task runs alone, a policy task through the full pipeline: slower,
-    /// same results.
+    /// tasks), and pure fan-outs (parallel subtrees of plain tasks that do not write the
+    /// context) as flat programs when the run has no budget and no telemetry. Off, every
+    /// task runs alone, a policy task through the full pipeline, and every fan-out through
+    /// context frames and merges: slower, same results.
     pub fast_paths: bool,
     /// Branches of fan-outs read their parent's context until they write it. Off, each gets
     /// an eager copy: slower, same results.
