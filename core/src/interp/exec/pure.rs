@@ -10,12 +10,19 @@
 //! forks leaves the loop for the general path.
 
 use super::{stop_reason, Exec, PlainFailure};
+use core::mem::size_of;
+
 use crate::context::{Context, Frame, Spares};
 use crate::graph::{Clock, NodeId, PureOp, StepCx, MAX_DEPTH};
 use crate::interp::host::Host;
 use crate::interp::{ErrorKind, StepRecord, Stop};
 use crate::policy::Usage;
 use crate::telemetry::{Counter, EventSink};
+
+/// The largest payload a pure program runs with: its stack of open fan-outs (up to
+/// [`MAX_DEPTH`] + 1 accumulators) then stays under 40 KiB of the thread's stack. Larger
+/// payloads take the general path.
+const MAX_PAYLOAD: usize = 512;
 
 /// A parallel node of a pure program whose branches are under way.
 struct OpenFan<'g, P> {
@@ -31,10 +38,15 @@ struct OpenFan<'g, P> {
 impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_, P, C, K, S, H> {
     /// Whether a pure fan-out may run as its program: the fast paths and copy-on-write are
     /// on (switched off, every node takes the general path), the run has no budget and no
-    /// telemetry.
+    /// telemetry, and the payload is at most [`MAX_PAYLOAD`] bytes (the stack of open
+    /// fan-outs lives on the thread's stack).
     #[inline(always)]
     pub(super) fn pure_ok(&self) -> bool {
-        self.s.fast_paths && self.s.copy_on_write && !self.limited && self.tel.is_none()
+        self.s.fast_paths
+            && self.s.copy_on_write
+            && !self.limited
+            && self.tel.is_none()
+            && size_of::<P>() <= MAX_PAYLOAD
     }
 
     /// Runs the program `ops` of a pure fan-out (the fan-out's op first) on `input`, every
