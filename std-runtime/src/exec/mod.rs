@@ -12,10 +12,11 @@ mod host;
 mod tally;
 mod worker;
 
+use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,7 @@ use crate::config::{
 pub use crate::queue::Priority;
 use crate::queue::{self, PriorityQueues, QueueConfig};
 use crate::report::{AdmissionStats, PoolStats, RejectReason, Report, ReportBuilder};
-use crate::ticket::{self, Completer, Ticket};
+use crate::ticket::{Cells, Completer, Ticket};
 use crate::trace::TraceWriter;
 
 use host::{panic_message, CacheBridge, RtHost};
@@ -213,6 +214,15 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
+/// The most free ticket cells an executor keeps for reuse (see [`Cells`]): a burst of up to
+/// this many tickets alive at once is served without allocating once warm.
+const TICKET_CELLS_KEPT: usize = 4096;
+
+thread_local! {
+    /// Whether this thread is inside a dispatcher (see [`Inner::dispatch`]).
+    static DISPATCHING: Cell<bool> = const { Cell::new(false) };
+}
+
 struct Job<P, C> {
     graph: Arc<Graph<P, C>>,
     input: P,
@@ -234,6 +244,12 @@ struct Inner<P: Clone + Send + Sync, C: Send + Sync> {
     clock: MonoClock,
     started: Instant,
     queues: PriorityQueues<Job<P, C>>,
+    /// Ticket cells reused across submissions.
+    cells: Arc<Cells<Finished<P, C>>>,
+    /// Dispatchers running (each a rayon job looping over the queues), at most `dispatchers`.
+    active: AtomicUsize,
+    /// The most dispatchers at once: the pool's threads.
+    dispatchers: usize,
     limit: Arc<AdaptiveLimit>,
     admission: bool,
     closed: AtomicBool,
@@ -375,9 +391,13 @@ where
         let cell = ConfigCell::new(config).map_err(BuildError::Config)?;
         let (snapshot, generation) = cell.load_with_generation();
         let initial = u64::from(limit.limit());
+        let dispatchers = pool.current_num_threads().max(1);
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
+                cells: Cells::new(TICKET_CELLS_KEPT),
+                active: AtomicUsize::new(0),
+                dispatchers,
                 workers: Workers::new(snapshot, generation),
                 cache,
                 config: cell,
@@ -513,7 +533,7 @@ where
         };
         inner.note_limit();
         let now = Instant::now();
-        let (completer, ticket) = ticket::pair();
+        let (completer, ticket) = inner.cells.pair();
         let job = Job {
             graph: Arc::clone(graph),
             input,
@@ -536,8 +556,7 @@ where
             return refuse(reason, job.input, job.context);
         }
         inner.submitted.fetch_add(1, Ordering::Relaxed);
-        let me = Arc::clone(inner);
-        inner.pool.spawn(move || me.dispatch_one());
+        inner.kick();
         Ok(ticket)
     }
 
@@ -695,19 +714,82 @@ where
         self.end_one();
     }
 
-    /// Runs one queued submission (the queues pick which: priority, with aging). One is
-    /// spawned per submission queued, so every queued submission is run by one of them.
-    fn dispatch_one(&self) {
-        let job = loop {
+    /// Sees that a dispatcher will find the submission just queued: spawns one if fewer than
+    /// `dispatchers` run; otherwise one of those running will (it checks the queues again
+    /// after giving up its place, see [`dispatch`](Self::dispatch)).
+    ///
+    /// The fences pair with the one in `dispatch`: the queue's count was raised before ours,
+    /// `active` lowered before theirs, so either we see a place free or that dispatcher sees
+    /// our submission (the store-buffering pattern, which needs `SeqCst` fences).
+    fn kick(self: &Arc<Self>) {
+        fence(Ordering::SeqCst);
+        if self.claim() {
+            let me = Arc::clone(self);
+            // rayon boxes the job: one allocation per dispatcher started, not per submission.
+            self.pool.spawn(move || me.dispatch());
+        }
+    }
+
+    /// Takes a dispatcher's place if one is free.
+    fn claim(&self) -> bool {
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.dispatchers).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// A dispatcher: runs queued submissions (the queues pick which: priority, with aging)
+    /// until the queues are empty, gives its place up, and checks the queues once more (a
+    /// submission queued meanwhile that saw every place taken counts on that check); it goes
+    /// on if there is work and a place to take back.
+    ///
+    /// A dispatcher started on a thread already inside one (rayon lets a thread waiting in a
+    /// forked run's `join` take other jobs) runs one submission only, as a job of its own
+    /// would, and leaves the rest to a fresh dispatcher: the run it interrupted waits for it.
+    fn dispatch(self: &Arc<Self>) {
+        let nested = DISPATCHING.with(|d| d.replace(true));
+        loop {
+            while let Some(job) = self.next_job() {
+                self.run_job(job);
+                if nested {
+                    break;
+                }
+            }
+            self.active.fetch_sub(1, Ordering::AcqRel);
+            fence(Ordering::SeqCst);
+            if self.queues.is_empty() {
+                break;
+            }
+            if nested {
+                self.kick();
+                break;
+            }
+            if !self.claim() {
+                // Every place is taken: those dispatchers check the queues before they stop.
+                break;
+            }
+        }
+        DISPATCHING.with(|d| d.set(nested));
+    }
+
+    /// The next queued submission, or `None` when the queues are empty (another dispatcher
+    /// took the last, or a shutdown handed it back).
+    fn next_job(&self) -> Option<Job<P, C>> {
+        loop {
             if let Some((job, _)) = self.queues.pop() {
-                break job;
+                return Some(job);
             }
             if self.queues.is_empty() {
-                // Another dispatcher took it, or a shutdown handed it back.
-                return;
+                return None;
             }
+            // A push or pop in progress holds a place: it is done in a moment.
             std::thread::yield_now();
-        };
+        }
+    }
+
+    /// Runs one submission and completes its ticket.
+    fn run_job(&self, job: Job<P, C>) {
         let Job {
             graph,
             input,
