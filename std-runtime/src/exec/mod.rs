@@ -1,6 +1,10 @@
 //! The executor: runs frozen graphs inline on the calling thread (fan-outs forked on a rayon
 //! pool above the inline cutoff) or through prioritized, admission-controlled submission.
 //!
+//! Submissions are run by *dispatchers*: rayon jobs, at most one per pool thread, that loop
+//! over the priority queues until they are empty ([`Executor::submit`]); tickets come from a
+//! pool of recycled cells ([`Cells`]).
+//!
 //! Everything a run does is the core interpreter's ([`Runner::run_in`]); the executor lends it
 //! a [`Host`](flujo_core::interp::Host) that catches panics per attempt, forks fan-outs, and
 //! shares the result cache, and it keeps what the runs did (exact counts, sampled latencies
@@ -491,6 +495,12 @@ where
     /// Queues a run of `graph` at `priority`. Returns a ticket to wait on, poll or cancel,
     /// or hands `input` and `context` back with the reason: the concurrency limit is
     /// reached, the priority's queue is full, or the executor is shutting down.
+    ///
+    /// The run is taken by a dispatcher (at most one per pool thread, each looping until
+    /// the queues are empty); the submission starts one only when fewer are running. Once
+    /// warm it allocates nothing of its own while the dispatchers are busy: the ticket's
+    /// cell is reused (a cancelled ticket's cell is not). Starting a dispatcher boxes a
+    /// rayon job, so a lone submit-then-wait, which finds none running, allocates once.
     pub fn submit(
         &self,
         graph: &Arc<Graph<P, C>>,
