@@ -708,9 +708,14 @@ where
 
     /// Ends one pending submission, waking a shutdown waiting for none.
     fn end_one(&self) {
-        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let _guard = lock(&self.idle.0);
-            self.idle.1.notify_all();
+        drop(self.ending());
+    }
+
+    /// Ends one pending submission when dropped (also when unwinding).
+    fn ending(&self) -> Ending<'_> {
+        Ending {
+            pending: &self.pending,
+            idle: &self.idle,
         }
     }
 
@@ -759,6 +764,19 @@ where
     /// would, and leaves the rest to a fresh dispatcher: the run it interrupted waits for it.
     fn dispatch(self: &Arc<Self>) {
         let nested = DISPATCHING.with(|d| d.replace(true));
+        let looped = panic::catch_unwind(AssertUnwindSafe(|| self.dispatch_loop(nested)));
+        DISPATCHING.with(|d| d.set(nested));
+        if let Err(payload) = looped {
+            // Only a job can panic (a user `Drop` run outside the run's guard, say), so the
+            // place was held: give it up, and see the queue taken on, before unwinding on.
+            self.active.fetch_sub(1, Ordering::AcqRel);
+            self.kick();
+            panic::resume_unwind(payload);
+        }
+    }
+
+    /// The loop of [`dispatch`](Self::dispatch), entered holding a place.
+    fn dispatch_loop(self: &Arc<Self>, nested: bool) {
         loop {
             while let Some(job) = self.next_job() {
                 self.run_job(job);
@@ -780,7 +798,6 @@ where
                 break;
             }
         }
-        DISPATCHING.with(|d| d.set(nested));
     }
 
     /// The next queued submission, or `None` when the queues are empty (another dispatcher
@@ -837,8 +854,10 @@ where
         drop(permit);
         self.note_limit();
         self.finished.fetch_add(1, Ordering::Relaxed);
+        // Ends the submission even if completing unwinds: when the ticket is gone, the value
+        // is dropped right there, and a user `Drop` may panic.
+        let _ending = self.ending();
         completer.complete(finished);
-        self.end_one();
     }
 
     fn report(&self) -> Report {
@@ -887,6 +906,21 @@ where
         });
         let wall = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         b.build(wall)
+    }
+}
+
+/// Ends one pending submission when dropped, waking a shutdown waiting for none.
+struct Ending<'a> {
+    pending: &'a AtomicUsize,
+    idle: &'a (Mutex<()>, Condvar),
+}
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _guard = lock(&self.idle.0);
+            self.idle.1.notify_all();
+        }
     }
 }
 

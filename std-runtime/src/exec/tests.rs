@@ -380,3 +380,137 @@ fn a_shutdown_hands_back_what_the_busy_dispatchers_left_queued() {
     assert_eq!(report.finished, ran_n);
     assert!(ran_n >= busy, "the runs held at the gate finished");
 }
+
+/// An input whose armed copies panic when dropped (clones are unarmed).
+#[derive(Debug)]
+struct Bomb {
+    value: u64,
+    armed: bool,
+}
+
+impl Clone for Bomb {
+    fn clone(&self) -> Self {
+        Self {
+            value: self.value,
+            armed: false,
+        }
+    }
+}
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        if self.armed && !std::thread::panicking() {
+            panic!("an armed bomb was dropped");
+        }
+    }
+}
+
+#[test]
+fn a_value_panicking_in_its_drop_leaves_the_dispatchers_and_the_shutdown_working() {
+    let panics = Arc::new(AtomicU32::new(0));
+    let seen = Arc::clone(&panics);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .panic_handler(move |_| {
+            seen.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let ex = Executor::<Bomb, ()>::with_pool(OptimizationConfig::latency(), pool).unwrap();
+    let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let open = Arc::clone(&gate);
+    let g = Arc::new(
+        Graph::<Bomb, ()>::build(move |b| {
+            let open = Arc::clone(&open);
+            b.task("arm", move |x: Bomb, _: &mut _| {
+                while !open.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+                Ok(Bomb {
+                    value: x.value + 1,
+                    armed: x.value == 0,
+                })
+            })
+        })
+        .unwrap(),
+    );
+    let bomb = |value| Bomb {
+        value,
+        armed: false,
+    };
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    // Its ticket is dropped before it completes: the completer drops the armed output, and
+    // the panic unwinds out of the one dispatcher.
+    drop(ex.submit(&g, bomb(0), (), Priority::High).ok().unwrap());
+    gate.store(true, Ordering::Release);
+    let ticket = ex.submit(&g, bomb(1), (), Priority::High).ok().unwrap();
+    // Bounded: a stuck dispatcher place would leave it queued forever.
+    let out = match ticket.wait_timeout(Duration::from_secs(60)) {
+        Ok(Finished::Ran(done)) => done.output.map(|b| b.value),
+        Ok(other) => panic!("{other:?}"),
+        Err(_) => panic!("the second submission was never run"),
+    };
+    std::panic::set_hook(prev);
+    assert_eq!(out, Some(2));
+    let report = ex.shutdown(Drain::Finish);
+    assert_eq!(report.finished, 2);
+    assert_eq!(panics.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn no_submission_is_stranded_while_dispatchers_come_and_go() {
+    for threads in [1, 2, 3] {
+        let mut cfg = OptimizationConfig::latency();
+        cfg.workers = threads;
+        cfg.adaptive_concurrency.enabled = false;
+        let ex = Arc::new(Executor::<u64, ()>::new(cfg).unwrap());
+        let g = Arc::new(Graph::<u64, ()>::build(|b| b.task("inc", |x, _| Ok(x + 1))).unwrap());
+        let each: u64 = if cfg!(miri) { 5 } else { 400 };
+        let submitters: Vec<_> = (0..3u64)
+            .map(|s| {
+                let (ex, g) = (Arc::clone(&ex), Arc::clone(&g));
+                std::thread::spawn(move || {
+                    // Submitter 0 waits for each at once (the dispatchers keep going idle);
+                    // the others let up to 8 queue before waiting.
+                    let window = if s == 0 { 1 } else { 8 };
+                    let mut tickets = std::collections::VecDeque::new();
+                    for i in 0..each {
+                        let x = s * 1_000_000 + i;
+                        let priority = Priority::ALL[(i % 3) as usize];
+                        tickets.push_back((x, ex.submit(&g, x, (), priority).unwrap()));
+                        while tickets.len() >= window {
+                            let (x, t) = tickets.pop_front().unwrap();
+                            // Bounded: a stranded submission would wait forever.
+                            match t.wait_timeout(Duration::from_secs(60)) {
+                                Ok(Finished::Ran(done)) => assert_eq!(done.output, Some(x + 1)),
+                                Ok(other) => panic!("{other:?}"),
+                                Err(_) => panic!("submission {x} stranded ({threads} threads)"),
+                            }
+                        }
+                    }
+                    for (x, t) in tickets {
+                        match t.wait_timeout(Duration::from_secs(60)) {
+                            Ok(Finished::Ran(done)) => assert_eq!(done.output, Some(x + 1)),
+                            Ok(other) => panic!("{other:?}"),
+                            Err(_) => panic!("submission {x} stranded ({threads} threads)"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for s in submitters {
+            s.join().unwrap();
+        }
+        let report = ex.shutdown(Drain::Finish);
+        assert_eq!(report.finished, 3 * each);
+        assert!(ex.inner.active.load(Ordering::Acquire) <= threads);
+        let cells = &ex.inner.cells;
+        assert!(
+            cells.made() <= 3 * 8 + 2 * threads + 3,
+            "{} ticket cells made for {} submissions",
+            cells.made(),
+            3 * each
+        );
+    }
+}
