@@ -817,6 +817,9 @@ where
 
     /// Runs one submission and completes its ticket.
     fn run_job(&self, job: Job<P, C>) {
+        // Ends the submission last (after the ticket is completed), also if this unwinds:
+        // when the ticket is gone, completing drops the value, and a user `Drop` may panic.
+        let _ending = self.ending();
         let Job {
             graph,
             input,
@@ -854,9 +857,6 @@ where
         drop(permit);
         self.note_limit();
         self.finished.fetch_add(1, Ordering::Relaxed);
-        // Ends the submission even if completing unwinds: when the ticket is gone, the value
-        // is dropped right there, and a user `Drop` may panic.
-        let _ending = self.ending();
         completer.complete(finished);
     }
 
