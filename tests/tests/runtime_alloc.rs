@@ -87,6 +87,51 @@ fn allocations_everywhere(f: impl FnOnce()) -> usize {
     ALLOCS_ALL.load(Ordering::SeqCst)
 }
 
+/// An executor whose pool threads are joined when it is dropped: a pool thread that exits
+/// allocates (crossbeam-epoch hands its thread's garbage over), which must not land in the
+/// next test's count.
+struct Pooled {
+    ex: Option<Executor<u64, ()>>,
+    threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
+}
+
+fn pooled(cfg: OptimizationConfig) -> Pooled {
+    let threads = Arc::new(Mutex::new(Vec::new()));
+    let handles = Arc::clone(&threads);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.workers)
+        .spawn_handler(move |thread| {
+            let handle = std::thread::Builder::new().spawn(|| thread.run())?;
+            handles.lock().unwrap().push(handle);
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    Pooled {
+        ex: Some(Executor::with_pool(cfg, pool).unwrap()),
+        threads,
+    }
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = Executor<u64, ()>;
+    fn deref(&self) -> &Executor<u64, ()> {
+        self.ex.as_ref().unwrap()
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        // The pool stops once the executor's last user (maybe a dispatcher on its way out)
+        // lets it go; its threads then end.
+        drop(self.ex.take());
+        let threads: Vec<_> = self.threads.lock().unwrap().drain(..).collect();
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}
+
 fn runs() -> u64 {
     if cfg!(miri) {
         3
@@ -104,7 +149,7 @@ fn config(level: TelemetryLevel) -> OptimizationConfig {
 }
 
 fn inline_runs_allocate_nothing(g: &Graph<u64, ()>, level: TelemetryLevel) {
-    let ex = Executor::<u64, ()>::new(config(level)).unwrap();
+    let ex = pooled(config(level));
     let spec = RunSpec::default();
     for i in 0..3 {
         let out = ex.run_with(g, i, (), &spec, |r| r.output).unwrap();
@@ -145,7 +190,7 @@ fn forked_fan_outs_allocate_nothing_per_run_but_rayons_injector_blocks() {
     let _serial = serial();
     let mut cfg = config(TelemetryLevel::Counters);
     cfg.inline_cutoff.enabled = false;
-    let ex = Executor::<u64, ()>::new(cfg).unwrap();
+    let ex = pooled(cfg);
     let g = Graph::<u64, ()>::build(|b| {
         let kids: Vec<_> = (0..4)
             .map(|i| b.task(&format!("k{i}"), move |x, _| Ok(x + i)))
@@ -231,7 +276,7 @@ fn a_burst_of_submissions_allocates_per_dispatcher_not_per_submission() {
     cfg.adaptive_concurrency.max_limit = 4096;
     cfg.adaptive_concurrency.initial_limit = 4096;
     cfg.queues.capacity = [1024; 3];
-    let ex = Executor::<u64, ()>::new(cfg).unwrap();
+    let ex = pooled(cfg);
     let threads = ex.threads();
     assert_eq!(threads, 2);
     let g = Arc::new(
