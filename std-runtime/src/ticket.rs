@@ -16,9 +16,22 @@
 //! drops the completer, and the waiter gets [`TicketError::Abandoned`]), and the value is
 //! handed out exactly once. Cancellation is a separate flag, not a state: the work may still
 //! complete after a cancel, and its value is then delivered as usual.
+//!
+//! # Recycled cells
+//!
+//! [`pair`] allocates a fresh cell. The executor instead takes its pairs from a bounded pool of
+//! cells ([`Cells`]), so a submission allocates nothing once the pool holds as many cells as
+//! there are tickets alive at once. A cell counts its live sides (completer and ticket); the
+//! side dropped last puts it back: it drops a value nobody took, sets the state back to
+//! `Pending` and returns the cell to its pool (or frees it when the pool already keeps
+//! [`Cells::keep`] cells, or is gone). Nothing can reach a cell once both sides are gone (the
+//! cancel flag is lent only as a borrow of the completer), so a reused cell is as good as new.
+//! A [`CancelFlag`] cannot be lowered again, so a cell whose flag was raised is freed instead of
+//! reused: a cancelled submission costs one allocation later.
 
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use flujo_core::graph::CancelFlag;
@@ -43,9 +56,24 @@ struct Shared<T> {
     ready: Condvar,
     /// Raised by the ticket side, read by the run.
     cancel: CancelFlag,
+    /// Live sides: 2 from the pairing until the completer and the ticket are dropped.
+    sides: AtomicUsize,
+    /// The pool the cell goes back to when both sides are gone (`Weak::new()`: none).
+    home: Weak<Cells<T>>,
 }
 
 impl<T> Shared<T> {
+    /// A pending cell with both sides live, going back to `home` when they are gone.
+    fn new(home: Weak<Cells<T>>) -> Self {
+        Self {
+            state: Mutex::new(State::Pending),
+            ready: Condvar::new(),
+            cancel: CancelFlag::new(),
+            sides: AtomicUsize::new(2),
+            home,
+        }
+    }
+
     /// Locks the state. No code that can panic runs under the lock, but a poisoned lock still
     /// holds a consistent state (every write is one assignment), so poisoning is ignored.
     fn lock(&self) -> MutexGuard<'_, State<T>> {
@@ -60,6 +88,26 @@ impl<T> Shared<T> {
             drop(state);
             self.ready.notify_all();
         }
+    }
+
+    /// One side is gone (called last thing by each side's `Drop`). The second one recycles
+    /// the cell: nobody else can reach it any more (the `AcqRel` decrement orders both sides'
+    /// last uses before the reset).
+    fn release(self: &Arc<Self>) {
+        if self.sides.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        // A raised flag cannot be lowered: that cell is freed with its last `Arc`.
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let Some(home) = self.home.upgrade() else {
+            return;
+        };
+        // A value nobody took is dropped here, outside the lock.
+        let old = core::mem::replace(&mut *self.lock(), State::Pending);
+        drop(old);
+        home.put(Arc::clone(self));
     }
 }
 
@@ -86,17 +134,113 @@ fn take<T>(state: &mut State<T>) -> Option<Result<T, TicketError>> {
 /// assert_eq!(ticket.wait(), Ok(42));
 /// ```
 pub fn pair<T>() -> (Completer<T>, Ticket<T>) {
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State::Pending),
-        ready: Condvar::new(),
-        cancel: CancelFlag::new(),
-    });
+    sides(Arc::new(Shared::new(Weak::new())))
+}
+
+/// The two sides of a pending cell whose `sides` count is 2.
+fn sides<T>(shared: Arc<Shared<T>>) -> (Completer<T>, Ticket<T>) {
     (
         Completer {
             shared: Arc::clone(&shared),
         },
         Ticket { shared },
     )
+}
+
+/// A bounded pool of ticket cells: [`Cells::pair`] reuses a cell whose completer and ticket
+/// are both gone, and allocates only when none is free (see the [module docs](self)).
+///
+/// # Examples
+///
+/// ```
+/// use flujo_runtime::ticket::Cells;
+///
+/// let cells = Cells::new(16);
+/// for round in 0..3 {
+///     let (completer, ticket) = cells.pair();
+///     completer.complete(round);
+///     assert_eq!(ticket.wait(), Ok(round));
+/// }
+/// // Both sides were gone after each round: one cell served all three.
+/// assert_eq!((cells.made(), cells.idle()), (1, 1));
+/// ```
+pub struct Cells<T> {
+    /// Cells with no live side, ready to pair.
+    free: Mutex<Vec<Arc<Shared<T>>>>,
+    /// The most cells `free` keeps.
+    keep: usize,
+    /// Cells allocated so far.
+    made: AtomicUsize,
+}
+
+impl<T> Cells<T> {
+    /// An empty pool that keeps at most `keep` free cells (more are freed as they come back).
+    pub fn new(keep: usize) -> Arc<Self> {
+        Arc::new(Self {
+            free: Mutex::new(Vec::new()),
+            keep,
+            made: AtomicUsize::new(0),
+        })
+    }
+
+    /// [`pair`] from this pool: a free cell if there is one, else a new one that comes back
+    /// here when both its sides are gone.
+    pub fn pair(self: &Arc<Self>) -> (Completer<T>, Ticket<T>) {
+        let free = self.lock().pop();
+        let shared = match free {
+            Some(cell) => {
+                // Nobody else holds the cell: it was put back after both its sides went.
+                cell.sides.store(2, Ordering::Relaxed);
+                cell
+            }
+            None => {
+                self.made.fetch_add(1, Ordering::Relaxed);
+                Arc::new(Shared::new(Arc::downgrade(self)))
+            }
+        };
+        sides(shared)
+    }
+
+    /// The most free cells the pool keeps.
+    pub fn keep(&self) -> usize {
+        self.keep
+    }
+
+    /// Free cells now in the pool.
+    pub fn idle(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Cells allocated by [`pair`](Self::pair) so far (each pairing that found no free one).
+    pub fn made(&self) -> usize {
+        self.made.load(Ordering::Relaxed)
+    }
+
+    /// Keeps `cell` if there is room (it is freed otherwise, outside the lock).
+    fn put(&self, cell: Arc<Shared<T>>) {
+        let mut free = self.lock();
+        if free.len() < self.keep {
+            free.push(cell);
+        } else {
+            drop(free);
+            drop(cell);
+        }
+    }
+
+    /// The free list; a poisoned lock still holds a valid list (pushes and pops only).
+    fn lock(&self) -> MutexGuard<'_, Vec<Arc<Shared<T>>>> {
+        self.free.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<T> fmt::Debug for Cells<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cells")
+            .field("keep", &self.keep)
+            .field("idle", &self.idle())
+            .field("made", &self.made())
+            .finish()
+    }
 }
 
 /// Why a ticket gives no value.
@@ -269,6 +413,12 @@ impl<T> Ticket<T> {
     }
 }
 
+impl<T> Drop for Ticket<T> {
+    fn drop(&mut self) {
+        self.shared.release();
+    }
+}
+
 impl<T> fmt::Debug for Ticket<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match *self.shared.lock() {
@@ -326,13 +476,14 @@ impl<T> Completer<T> {
 
     /// Whether the ticket was dropped: nobody will read the value (the run may skip the work).
     pub fn is_orphaned(&self) -> bool {
-        Arc::strong_count(&self.shared) == 1
+        self.shared.sides.load(Ordering::Acquire) == 1
     }
 }
 
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
         self.shared.settle(State::Abandoned);
+        self.shared.release();
     }
 }
 

@@ -1,6 +1,10 @@
 //! The executor: runs frozen graphs inline on the calling thread (fan-outs forked on a rayon
 //! pool above the inline cutoff) or through prioritized, admission-controlled submission.
 //!
+//! Submissions are run by *dispatchers*: rayon jobs, at most one per pool thread, that loop
+//! over the priority queues until they are empty ([`Executor::submit`]); tickets come from a
+//! pool of recycled cells ([`Cells`]).
+//!
 //! Everything a run does is the core interpreter's ([`Runner::run_in`]); the executor lends it
 //! a [`Host`](flujo_core::interp::Host) that catches panics per attempt, forks fan-outs, and
 //! shares the result cache, and it keeps what the runs did (exact counts, sampled latencies
@@ -12,10 +16,11 @@ mod host;
 mod tally;
 mod worker;
 
+use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,7 +39,7 @@ use crate::config::{
 pub use crate::queue::Priority;
 use crate::queue::{self, PriorityQueues, QueueConfig};
 use crate::report::{AdmissionStats, PoolStats, RejectReason, Report, ReportBuilder};
-use crate::ticket::{self, Completer, Ticket};
+use crate::ticket::{Cells, Completer, Ticket};
 use crate::trace::TraceWriter;
 
 use host::{panic_message, CacheBridge, RtHost};
@@ -213,6 +218,15 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
+/// The most free ticket cells an executor keeps for reuse (see [`Cells`]): a burst of up to
+/// this many tickets alive at once is served without allocating once warm.
+const TICKET_CELLS_KEPT: usize = 4096;
+
+thread_local! {
+    /// Whether this thread is inside a dispatcher (see [`Inner::dispatch`]).
+    static DISPATCHING: Cell<bool> = const { Cell::new(false) };
+}
+
 struct Job<P, C> {
     graph: Arc<Graph<P, C>>,
     input: P,
@@ -234,6 +248,12 @@ struct Inner<P: Clone + Send + Sync, C: Send + Sync> {
     clock: MonoClock,
     started: Instant,
     queues: PriorityQueues<Job<P, C>>,
+    /// Ticket cells reused across submissions.
+    cells: Arc<Cells<Finished<P, C>>>,
+    /// Dispatchers running (each a rayon job looping over the queues), at most `dispatchers`.
+    active: AtomicUsize,
+    /// The most dispatchers at once: the pool's threads.
+    dispatchers: usize,
     limit: Arc<AdaptiveLimit>,
     admission: bool,
     closed: AtomicBool,
@@ -375,9 +395,13 @@ where
         let cell = ConfigCell::new(config).map_err(BuildError::Config)?;
         let (snapshot, generation) = cell.load_with_generation();
         let initial = u64::from(limit.limit());
+        let dispatchers = pool.current_num_threads().max(1);
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
+                cells: Cells::new(TICKET_CELLS_KEPT),
+                active: AtomicUsize::new(0),
+                dispatchers,
                 workers: Workers::new(snapshot, generation),
                 cache,
                 config: cell,
@@ -471,6 +495,12 @@ where
     /// Queues a run of `graph` at `priority`. Returns a ticket to wait on, poll or cancel,
     /// or hands `input` and `context` back with the reason: the concurrency limit is
     /// reached, the priority's queue is full, or the executor is shutting down.
+    ///
+    /// The run is taken by a dispatcher (at most one per pool thread, each looping until
+    /// the queues are empty); the submission starts one only when fewer are running. Once
+    /// warm it allocates nothing of its own while the dispatchers are busy: the ticket's
+    /// cell is reused (a cancelled ticket's cell is not). Starting a dispatcher boxes a
+    /// rayon job, so a lone submit-then-wait, which finds none running, allocates once.
     pub fn submit(
         &self,
         graph: &Arc<Graph<P, C>>,
@@ -513,7 +543,7 @@ where
         };
         inner.note_limit();
         let now = Instant::now();
-        let (completer, ticket) = ticket::pair();
+        let (completer, ticket) = inner.cells.pair();
         let job = Job {
             graph: Arc::clone(graph),
             input,
@@ -536,8 +566,7 @@ where
             return refuse(reason, job.input, job.context);
         }
         inner.submitted.fetch_add(1, Ordering::Relaxed);
-        let me = Arc::clone(inner);
-        inner.pool.spawn(move || me.dispatch_one());
+        inner.kick();
         Ok(ticket)
     }
 
@@ -679,9 +708,14 @@ where
 
     /// Ends one pending submission, waking a shutdown waiting for none.
     fn end_one(&self) {
-        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let _guard = lock(&self.idle.0);
-            self.idle.1.notify_all();
+        drop(self.ending());
+    }
+
+    /// Ends one pending submission when dropped (also when unwinding).
+    fn ending(&self) -> Ending<'_> {
+        Ending {
+            pending: &self.pending,
+            idle: &self.idle,
         }
     }
 
@@ -695,19 +729,97 @@ where
         self.end_one();
     }
 
-    /// Runs one queued submission (the queues pick which: priority, with aging). One is
-    /// spawned per submission queued, so every queued submission is run by one of them.
-    fn dispatch_one(&self) {
-        let job = loop {
+    /// Sees that a dispatcher will find the submission just queued: spawns one if fewer than
+    /// `dispatchers` run; otherwise one of those running will (it checks the queues again
+    /// after giving up its place, see [`dispatch`](Self::dispatch)).
+    ///
+    /// The fences pair with the one in `dispatch`: the queue's count was raised before ours,
+    /// `active` lowered before theirs, so either we see a place free or that dispatcher sees
+    /// our submission (the store-buffering pattern, which needs `SeqCst` fences).
+    fn kick(self: &Arc<Self>) {
+        fence(Ordering::SeqCst);
+        if self.claim() {
+            let me = Arc::clone(self);
+            // rayon boxes the job: one allocation per dispatcher started, not per submission.
+            self.pool.spawn(move || me.dispatch());
+        }
+    }
+
+    /// Takes a dispatcher's place if one is free.
+    fn claim(&self) -> bool {
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.dispatchers).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// A dispatcher: runs queued submissions (the queues pick which: priority, with aging)
+    /// until the queues are empty, gives its place up, and checks the queues once more (a
+    /// submission queued meanwhile that saw every place taken counts on that check); it goes
+    /// on if there is work and a place to take back.
+    ///
+    /// A dispatcher started on a thread already inside one (rayon lets a thread waiting in a
+    /// forked run's `join` take other jobs) runs one submission only, as a job of its own
+    /// would, and leaves the rest to a fresh dispatcher: the run it interrupted waits for it.
+    fn dispatch(self: &Arc<Self>) {
+        let nested = DISPATCHING.with(|d| d.replace(true));
+        let looped = panic::catch_unwind(AssertUnwindSafe(|| self.dispatch_loop(nested)));
+        DISPATCHING.with(|d| d.set(nested));
+        if let Err(payload) = looped {
+            // Only a job can panic (a user `Drop` run outside the run's guard, say), so the
+            // place was held: give it up, and see the queue taken on, before unwinding on.
+            self.active.fetch_sub(1, Ordering::AcqRel);
+            self.kick();
+            panic::resume_unwind(payload);
+        }
+    }
+
+    /// The loop of [`dispatch`](Self::dispatch), entered holding a place.
+    fn dispatch_loop(self: &Arc<Self>, nested: bool) {
+        loop {
+            while let Some(job) = self.next_job() {
+                self.run_job(job);
+                if nested {
+                    break;
+                }
+            }
+            self.active.fetch_sub(1, Ordering::AcqRel);
+            fence(Ordering::SeqCst);
+            if self.queues.is_empty() {
+                break;
+            }
+            if nested {
+                self.kick();
+                break;
+            }
+            if !self.claim() {
+                // Every place is taken: those dispatchers check the queues before they stop.
+                break;
+            }
+        }
+    }
+
+    /// The next queued submission, or `None` when the queues are empty (another dispatcher
+    /// took the last, or a shutdown handed it back).
+    fn next_job(&self) -> Option<Job<P, C>> {
+        loop {
             if let Some((job, _)) = self.queues.pop() {
-                break job;
+                return Some(job);
             }
             if self.queues.is_empty() {
-                // Another dispatcher took it, or a shutdown handed it back.
-                return;
+                return None;
             }
+            // A push or pop in progress holds a place: it is done in a moment.
             std::thread::yield_now();
-        };
+        }
+    }
+
+    /// Runs one submission and completes its ticket.
+    fn run_job(&self, job: Job<P, C>) {
+        // Ends the submission last (after the ticket is completed), also if this unwinds:
+        // when the ticket is gone, completing drops the value, and a user `Drop` may panic.
+        let _ending = self.ending();
         let Job {
             graph,
             input,
@@ -746,7 +858,6 @@ where
         self.note_limit();
         self.finished.fetch_add(1, Ordering::Relaxed);
         completer.complete(finished);
-        self.end_one();
     }
 
     fn report(&self) -> Report {
@@ -795,6 +906,21 @@ where
         });
         let wall = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         b.build(wall)
+    }
+}
+
+/// Ends one pending submission when dropped, waking a shutdown waiting for none.
+struct Ending<'a> {
+    pending: &'a AtomicUsize,
+    idle: &'a (Mutex<()>, Condvar),
+}
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _guard = lock(&self.idle.0);
+            self.idle.1.notify_all();
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! `tests` crate.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use flujo_core::graph::{Graph, StepError, StepFingerprint, TaskConfig};
 use flujo_core::interp::{ErrorKind, Outcome};
@@ -238,4 +238,279 @@ fn pool_counts_are_loans_and_survive_a_reconfiguration() {
     assert_eq!((report.pool.pool_misses, report.pool.pool_hits), (1, 10));
     assert_eq!(report.runs.completed, 11);
     assert_eq!(report.step("id").map(|s| s.executions), Some(11));
+}
+
+/// A graph whose first step waits for `gate` (opened by the test, so bounded) and then
+/// notes its input in `order`.
+fn gated(
+    gate: &Arc<std::sync::atomic::AtomicBool>,
+    order: &Arc<Mutex<Vec<u64>>>,
+) -> Arc<Graph<u64, ()>> {
+    let (gate, order) = (Arc::clone(gate), Arc::clone(order));
+    Arc::new(
+        Graph::<u64, ()>::build(move |b| {
+            b.task("gated", move |x: u64, _: &mut _| {
+                while !gate.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+                lock(&order).push(x);
+                Ok(x + 1)
+            })
+        })
+        .unwrap(),
+    )
+}
+
+fn ran(ticket: Ticket<Finished<u64, ()>>) -> u64 {
+    match ticket.wait() {
+        Ok(Finished::Ran(done)) => done.output.unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn submissions_reuse_the_executors_ticket_cells() {
+    let mut cfg = OptimizationConfig::latency();
+    cfg.workers = 1;
+    let ex = Executor::<u64, ()>::new(cfg).unwrap();
+    let g = Arc::new(Graph::<u64, ()>::build(|b| b.task("inc", |x, _| Ok(x + 1))).unwrap());
+    let rounds = if cfg!(miri) { 5 } else { 200 };
+    for i in 0..rounds {
+        let ticket = ex.submit(&g, i, (), Priority::ALL[i as usize % 3]).unwrap();
+        assert_eq!(ran(ticket), i + 1);
+    }
+    ex.shutdown(Drain::Finish);
+    let cells = &ex.inner.cells;
+    // One cell in use at a time, plus at most one whose completer the dispatcher is still
+    // putting back when the next submission pairs (it does so before it runs the next job).
+    assert!(
+        (1..=2).contains(&cells.made()),
+        "{} cells made",
+        cells.made()
+    );
+    assert_eq!(cells.idle(), cells.made(), "every cell is back");
+    assert_eq!(cells.keep(), TICKET_CELLS_KEPT);
+}
+
+#[test]
+fn one_dispatcher_runs_a_queued_burst_in_priority_order() {
+    let mut cfg = OptimizationConfig::latency();
+    cfg.workers = 1;
+    cfg.adaptive_concurrency.enabled = false;
+    let ex = Executor::<u64, ()>::new(cfg).unwrap();
+    let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let g = gated(&gate, &order);
+    // The first submission holds the one dispatcher; the others queue behind it.
+    let first = ex.submit(&g, 0, (), Priority::Low).unwrap();
+    // Bounded: the dispatcher it started takes it at once.
+    while !ex.inner.queues.is_empty() {
+        std::thread::yield_now();
+    }
+    let mut tickets = Vec::new();
+    for (i, priority) in [Priority::Low, Priority::Normal, Priority::High]
+        .into_iter()
+        .cycle()
+        .take(9)
+        .enumerate()
+    {
+        tickets.push(ex.submit(&g, 1 + i as u64, (), priority).unwrap());
+    }
+    assert!(ex.inner.active.load(Ordering::Acquire) <= 1);
+    gate.store(true, Ordering::Release);
+    assert_eq!(ran(first), 1);
+    for (i, ticket) in tickets.into_iter().enumerate() {
+        assert_eq!(ran(ticket), 2 + i as u64);
+    }
+    // Inputs 1..=9 went Low, Normal, High in turn: High first, then Normal, then Low
+    // (aging 8 does not reach in within 9 pops), each level in FIFO order.
+    assert_eq!(*lock(&order), [0, 3, 6, 9, 2, 5, 8, 1, 4, 7]);
+    assert_eq!(ex.shutdown(Drain::Finish).finished, 10);
+}
+
+#[test]
+fn a_shutdown_hands_back_what_the_busy_dispatchers_left_queued() {
+    let mut cfg = OptimizationConfig::latency();
+    cfg.workers = 2;
+    cfg.adaptive_concurrency.enabled = false;
+    let ex = Arc::new(Executor::<u64, ()>::new(cfg).unwrap());
+    let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let g = gated(&gate, &order);
+    let n = 20u64;
+    let submit = |i| ex.submit(&g, i, (), Priority::Normal).unwrap();
+    let mut tickets: Vec<_> = (0..2).map(submit).collect();
+    // Bounded: the two dispatchers they started take them at once and are held.
+    while !ex.inner.queues.is_empty() {
+        std::thread::yield_now();
+    }
+    tickets.extend((2..n).map(submit));
+    // Every place is taken: no dispatcher more was started, the rest is queued.
+    assert_eq!(ex.inner.active.load(Ordering::Acquire), 2);
+    assert_eq!(ex.inner.queues.len() as u64, n - 2);
+    let busy = 2;
+    let opener = {
+        let (gate, ex) = (Arc::clone(&gate), Arc::clone(&ex));
+        std::thread::spawn(move || {
+            // Bounded: the main thread starts the shutdown right away, which closes them.
+            while !ex.inner.queues.is_closed() {
+                std::thread::yield_now();
+            }
+            gate.store(true, Ordering::Release);
+        })
+    };
+    let report = ex.shutdown(Drain::HandBack);
+    opener.join().unwrap();
+    let (mut ran_n, mut back) = (0, 0);
+    for (i, ticket) in tickets.into_iter().enumerate() {
+        match ticket.wait().unwrap() {
+            Finished::Ran(done) => {
+                assert_eq!(done.output, Some(i as u64 + 1));
+                ran_n += 1;
+            }
+            Finished::HandedBack(r) => {
+                assert_eq!((r.reason, r.input), (Refusal::ShuttingDown, i as u64));
+                back += 1;
+            }
+            Finished::Panicked(p) => panic!("{p}"),
+        }
+    }
+    assert_eq!(ran_n + back, n);
+    assert_eq!(report.handed_back, back);
+    assert_eq!(report.finished, ran_n);
+    assert!(ran_n >= busy, "the runs held at the gate finished");
+}
+
+/// An input whose armed copies panic when dropped (clones are unarmed).
+#[derive(Debug)]
+struct Bomb {
+    value: u64,
+    armed: bool,
+}
+
+impl Clone for Bomb {
+    fn clone(&self) -> Self {
+        Self {
+            value: self.value,
+            armed: false,
+        }
+    }
+}
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        if self.armed && !std::thread::panicking() {
+            panic!("an armed bomb was dropped");
+        }
+    }
+}
+
+#[test]
+fn a_value_panicking_in_its_drop_leaves_the_dispatchers_and_the_shutdown_working() {
+    let panics = Arc::new(AtomicU32::new(0));
+    let seen = Arc::clone(&panics);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .panic_handler(move |_| {
+            seen.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let ex = Executor::<Bomb, ()>::with_pool(OptimizationConfig::latency(), pool).unwrap();
+    let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let open = Arc::clone(&gate);
+    let g = Arc::new(
+        Graph::<Bomb, ()>::build(move |b| {
+            let open = Arc::clone(&open);
+            b.task("arm", move |x: Bomb, _: &mut _| {
+                while !open.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+                Ok(Bomb {
+                    value: x.value + 1,
+                    armed: x.value == 0,
+                })
+            })
+        })
+        .unwrap(),
+    );
+    let bomb = |value| Bomb {
+        value,
+        armed: false,
+    };
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    // Its ticket is dropped before it completes: the completer drops the armed output, and
+    // the panic unwinds out of the one dispatcher.
+    drop(ex.submit(&g, bomb(0), (), Priority::High).ok().unwrap());
+    gate.store(true, Ordering::Release);
+    let ticket = ex.submit(&g, bomb(1), (), Priority::High).ok().unwrap();
+    // Bounded: a stuck dispatcher place would leave it queued forever.
+    let out = match ticket.wait_timeout(Duration::from_secs(60)) {
+        Ok(Finished::Ran(done)) => done.output.map(|b| b.value),
+        Ok(other) => panic!("{other:?}"),
+        Err(_) => panic!("the second submission was never run"),
+    };
+    std::panic::set_hook(prev);
+    assert_eq!(out, Some(2));
+    let report = ex.shutdown(Drain::Finish);
+    assert_eq!(report.finished, 2);
+    assert_eq!(panics.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn no_submission_is_stranded_while_dispatchers_come_and_go() {
+    for threads in [1, 2, 3] {
+        let mut cfg = OptimizationConfig::latency();
+        cfg.workers = threads;
+        cfg.adaptive_concurrency.enabled = false;
+        let ex = Arc::new(Executor::<u64, ()>::new(cfg).unwrap());
+        let g = Arc::new(Graph::<u64, ()>::build(|b| b.task("inc", |x, _| Ok(x + 1))).unwrap());
+        let each: u64 = if cfg!(miri) { 5 } else { 400 };
+        let submitters: Vec<_> = (0..3u64)
+            .map(|s| {
+                let (ex, g) = (Arc::clone(&ex), Arc::clone(&g));
+                std::thread::spawn(move || {
+                    // Submitter 0 waits for each at once (the dispatchers keep going idle);
+                    // the others let up to 8 queue before waiting.
+                    let window = if s == 0 { 1 } else { 8 };
+                    let mut tickets = std::collections::VecDeque::new();
+                    for i in 0..each {
+                        let x = s * 1_000_000 + i;
+                        let priority = Priority::ALL[(i % 3) as usize];
+                        tickets.push_back((x, ex.submit(&g, x, (), priority).unwrap()));
+                        while tickets.len() >= window {
+                            let (x, t) = tickets.pop_front().unwrap();
+                            // Bounded: a stranded submission would wait forever.
+                            match t.wait_timeout(Duration::from_secs(60)) {
+                                Ok(Finished::Ran(done)) => assert_eq!(done.output, Some(x + 1)),
+                                Ok(other) => panic!("{other:?}"),
+                                Err(_) => panic!("submission {x} stranded ({threads} threads)"),
+                            }
+                        }
+                    }
+                    for (x, t) in tickets {
+                        match t.wait_timeout(Duration::from_secs(60)) {
+                            Ok(Finished::Ran(done)) => assert_eq!(done.output, Some(x + 1)),
+                            Ok(other) => panic!("{other:?}"),
+                            Err(_) => panic!("submission {x} stranded ({threads} threads)"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for s in submitters {
+            s.join().unwrap();
+        }
+        let report = ex.shutdown(Drain::Finish);
+        assert_eq!(report.finished, 3 * each);
+        assert!(ex.inner.active.load(Ordering::Acquire) <= threads);
+        let cells = &ex.inner.cells;
+        assert!(
+            cells.made() <= 3 * 8 + 2 * threads + 3,
+            "{} ticket cells made for {} submissions",
+            cells.made(),
+            3 * each
+        );
+    }
 }

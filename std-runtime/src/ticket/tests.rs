@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use super::{pair, TicketError, WaitError};
+use super::{pair, Cells, TicketError, WaitError};
 
 #[test]
 fn wait_across_threads() {
@@ -177,4 +177,111 @@ fn debug_shows_state() {
         TicketError::Abandoned.to_string(),
         "the work was abandoned before it completed"
     );
+}
+
+#[test]
+fn pooled_cells_are_reused_once_both_sides_are_gone() {
+    let cells = Cells::new(4);
+    assert_eq!((cells.made(), cells.idle(), cells.keep()), (0, 0, 4));
+    let rounds = if cfg!(miri) { 5 } else { 100 };
+    for round in 0..rounds {
+        let (completer, ticket) = cells.pair();
+        assert_eq!(cells.idle(), 0);
+        let worker = thread::spawn(move || completer.complete(round));
+        assert_eq!(ticket.wait(), Ok(round));
+        worker.join().unwrap();
+        // Both sides gone: the cell is back.
+        assert_eq!((cells.made(), cells.idle()), (1, 1), "round {round}");
+    }
+    // Only one side gone: the cell stays out.
+    let (completer, ticket) = cells.pair();
+    drop(ticket);
+    assert_eq!(cells.idle(), 0);
+    drop(completer);
+    assert_eq!((cells.made(), cells.idle()), (1, 1));
+}
+
+#[test]
+fn a_reused_cell_starts_pending_with_nothing_of_its_last_use() {
+    let cells = Cells::new(4);
+    let drops = Arc::new(AtomicUsize::new(0));
+    // Completed, never taken: the value is dropped when the cell is put back.
+    let (completer, ticket) = cells.pair();
+    completer.complete(Counted(Arc::clone(&drops)));
+    drop(ticket);
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    // Abandoned, then reused: pending again, and completes normally.
+    let (completer, ticket) = cells.pair();
+    drop(completer);
+    assert!(matches!(
+        ticket.wait().map(|_| ()),
+        Err(TicketError::Abandoned)
+    ));
+    let (completer, mut ticket) = cells.pair();
+    assert_eq!(cells.made(), 1);
+    assert!(ticket.try_poll().unwrap().is_none());
+    assert!(format!("{ticket:?}").contains("Pending"));
+    assert!(!completer.is_orphaned());
+    assert!(!completer.is_cancelled());
+    completer.complete(Counted(Arc::clone(&drops)));
+    let value = ticket.wait().unwrap();
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    drop(value);
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+    // Orphaned is told by the live sides, not by the pool's hold on the cell.
+    let (completer, ticket) = cells.pair();
+    assert!(!completer.is_orphaned());
+    drop(ticket);
+    assert!(completer.is_orphaned());
+    drop(completer);
+    assert_eq!(cells.made(), 1);
+}
+
+#[test]
+fn a_cancelled_cell_is_freed_not_reused() {
+    let cells = Cells::new(4);
+    let (completer, ticket) = cells.pair();
+    ticket.cancel();
+    completer.complete(1u8);
+    assert_eq!(ticket.wait(), Ok(1));
+    // The raised flag cannot be lowered: the cell is gone, the next pairing makes one.
+    assert_eq!(cells.idle(), 0);
+    let (completer, ticket) = cells.pair();
+    assert_eq!(cells.made(), 2);
+    assert!(!ticket.is_cancelled());
+    assert!(!completer.cancel_flag().is_cancelled());
+    completer.complete(2);
+    assert_eq!(ticket.wait(), Ok(2));
+    assert_eq!(cells.idle(), 1);
+}
+
+#[test]
+fn the_pool_keeps_at_most_its_bound_and_may_go_first() {
+    let cells = Cells::new(2);
+    let pairs: Vec<_> = (0..5).map(|_| cells.pair()).collect();
+    assert_eq!(cells.made(), 5);
+    for (completer, ticket) in pairs {
+        completer.complete(0u8);
+        drop(ticket);
+    }
+    assert_eq!(cells.idle(), 2);
+    // A cell outliving its pool is freed with its last side.
+    let (completer, ticket) = cells.pair();
+    drop(cells);
+    completer.complete(7u8);
+    assert_eq!(ticket.wait(), Ok(7));
+}
+
+#[test]
+fn sides_dropped_on_two_threads_recycle_each_cell_once() {
+    let cells = Cells::new(64);
+    let rounds = if cfg!(miri) { 10 } else { 2000 };
+    for round in 0..rounds {
+        let (completer, ticket) = cells.pair();
+        let worker = thread::spawn(move || completer.complete(round));
+        drop(ticket);
+        worker.join().unwrap();
+    }
+    // Each round put its cell back exactly once: one cell served them all.
+    assert_eq!((cells.made(), cells.idle()), (1, 1));
 }
