@@ -6,7 +6,7 @@
 //! holds into a [`Report`] at any time, so a monitor can take reports while runs go on.
 //!
 //! A [`Report`] prints as an aligned table ([`Display`](fmt::Display)) and, with the crate
-//! feature `serde`, serializes to JSON ([`Report::to_json_string`]).
+//! feature `serde`, serializes to JSON (`Report::to_json_string`).
 //!
 //! Counts are exact: every count in a report is the sum of what was fed in (saturating at
 //! `u64::MAX`). Latency quantiles come from the core's log-linear [`Histogram`] (one per

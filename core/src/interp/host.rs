@@ -31,7 +31,8 @@ use crate::graph::{Cancel, CancelFlag, Clock, Graph, NodeId, RunEnv, StepError};
 use crate::policy::{Usage, UsageBudget};
 use crate::telemetry::{Counters, EventSink};
 
-/// What a run asks of the host it runs in. See the [module docs](self).
+/// What a run asks of the host it runs in: a guard around each attempt, forks, a shared
+/// cache (see the [`Runner::run_in`](super::Runner::run_in) docs).
 ///
 /// Every method but [`fork`](Host::fork) has a default that does what the core alone does.
 pub trait Host<P, C, K>: Sync + Sized {

@@ -268,8 +268,7 @@ struct Inner<P: Clone + Send + Sync, C: Send + Sync> {
     limit_seen: Mutex<(u64, u64)>,
 }
 
-/// Runs graphs on a rayon pool with the configured optimizations. See the [module
-/// docs](self).
+/// Runs graphs on a rayon pool with the configured optimizations (how: `docs/runtime.md`).
 ///
 /// # Examples
 ///
