@@ -2,7 +2,7 @@
 //! a period counter, no atomics).
 //!
 //! Program format: the first 9 bytes choose the configuration and the start time (see
-//! [`config`] and [`start_ticks`]: small windows and thresholds mostly, sometimes a window of up
+//! `config` and `start_ticks`: small windows and thresholds mostly, sometimes a window of up
 //! to 256 calls, open periods from 0 to `u64::MAX`, a start near `2^32` or `u64::MAX`). Each
 //! following byte is an operation (`byte % 8`), most of which read one more byte as their
 //! argument:
