@@ -209,7 +209,17 @@ impl<P: Clone, C: Context> Workers<P, C> {
             }
             return r;
         }
-        let slot = self.free.pop().unwrap_or_else(|| self.make());
+        let slot = loop {
+            if let Some(slot) = self.free.pop() {
+                break slot;
+            }
+            if self.free.is_empty() {
+                break self.make();
+            }
+            // A worker being given back holds its place in the ring, not yet readable: it
+            // is in a moment. Making one instead would grow `all` with every such race.
+            std::thread::yield_now();
+        };
         let r = {
             let mut w = lock(&slot);
             if w.generation != self.generation.load(Ordering::Acquire) {
