@@ -1,7 +1,9 @@
 //! The interpreter proper: one method per node kind, the plain-task fast path, and the task
 //! policy pipeline.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::mem::MaybeUninit;
 
 use super::host::{Branch, Fan, Host};
 use super::{ErrorKind, LoopExit, Records, Scratch, StepOutcome, StepRecord, Stop, Telemetry};
@@ -29,6 +31,115 @@ fn stop_reason(env: &RunEnv<'_>, now: u64) -> Option<ErrorKind> {
     } else {
         None
     }
+}
+
+/// Ticks from `start` to `end`: 0 when the clock went back (`saturating_sub`, with the
+/// clock going back out of line, so the common case is a subtraction and a branch).
+#[inline(always)]
+fn elapsed(start: u64, end: u64) -> u64 {
+    match end.checked_sub(start) {
+        Some(ticks) => ticks,
+        None => went_back(),
+    }
+}
+
+/// The latency of a step during which the clock went back.
+#[cold]
+#[inline(never)]
+fn went_back() -> u64 {
+    0
+}
+
+/// Why [`plain_steps`] came back.
+enum PlainExit<P> {
+    /// Every task of the chunk ran and put its record; the last one's output.
+    Done(P),
+    /// The task just run succeeded but reported usage or wrote the context: its record is
+    /// not put.
+    Touched { y: P, node: u32, latency_ticks: u64 },
+    /// The run must stop before the task just taken.
+    Stopped { node: u32, kind: ErrorKind },
+    /// The task just run failed.
+    Failed {
+        node: u32,
+        e: StepError,
+        latency_ticks: u64,
+    },
+}
+
+/// The stretch loop's turn for plain tasks when telemetry is off, out of line so that the
+/// registers go to what a turn needs: runs the tasks of `chunk` from `x`, each with the step
+/// context `cx`, one clock read per task (`t0` is the current task's start), putting the
+/// record of each at `dst`, until the chunk ends or a task needs more than its record (see
+/// [`PlainExit`]). `chunk`, `dst` and `t0` are left where it stopped.
+///
+/// # Safety
+///
+/// `*dst` must be valid for writing `chunk.len()` records one after the other.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn plain_steps<P, C: Clone, K: Clock, H: Host<P, C, K>>(
+    steps: &[Box<dyn Step<P, C>>],
+    clock: &K,
+    host: &H,
+    env: &RunEnv<'_>,
+    cx: &mut StepCx<'_, C>,
+    chunk: &mut core::slice::Iter<'_, RunTask>,
+    dst: &mut *mut StepRecord,
+    t0: &mut u64,
+    mut x: P,
+) -> PlainExit<P> {
+    let (mut it, mut at, mut start) = (chunk.clone(), *dst, *t0);
+    let exit = loop {
+        let Some(pt) = it.next() else {
+            break PlainExit::Done(x);
+        };
+        if env.watch {
+            if let Some(kind) = stop_reason(env, start) {
+                let node = pt.node;
+                break PlainExit::Stopped { node, kind };
+            }
+        }
+        cx.may_write = pt.may_write;
+        debug_assert!((pt.task as usize) < steps.len(), "validated: task index");
+        // SAFETY: `RunTask::task` is a task slot taken from the frozen graph's own nodes
+        // when it was built (`GraphBuilder::flatten`, `Exec::task`), so it is below
+        // `task_step.len()`; the graph is immutable after freezing.
+        let step = unsafe { steps.get_unchecked(pt.task as usize) };
+        let result = host.guard(|| step.run(x, cx));
+        let t1 = clock.now();
+        let latency_ticks = elapsed(start, t1);
+        start = t1;
+        match result {
+            Ok(y) => {
+                if cx.touched {
+                    let node = pt.node;
+                    break PlainExit::Touched {
+                        y,
+                        node,
+                        latency_ticks,
+                    };
+                }
+                x = y;
+                // SAFETY: the caller gave room for `chunk.len()` records at `*dst`; this is
+                // the record of one task taken from it, and `at` moves one slot per record.
+                unsafe {
+                    at.write(StepRecord::plain(pt.node, latency_ticks, Usage::ZERO));
+                    at = at.add(1);
+                }
+            }
+            Err(e) => {
+                let node = pt.node;
+                break PlainExit::Failed {
+                    node,
+                    e,
+                    latency_ticks,
+                };
+            }
+        }
+    };
+    (*chunk, *dst, *t0) = (it, at, start);
+    exit
 }
 
 /// Why a stretch of plain tasks ended early.
@@ -463,39 +574,145 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         let mut rest = tasks;
         'stretch: while !rest.is_empty() {
             let env = &self.env;
+            let watch = env.watch;
             let s = &mut *self.s;
             let mut cx = StepCx::new(frame.get(), &mut s.spares, env, false, 1, None);
             let records = &mut self.records;
             let free = records.buf.get_mut(records.len..).unwrap_or_default();
-            let capacity = free.len();
-            let mut slots = free.iter_mut();
-            let mut dropped = 0u32;
-            let mut put = |rec: StepRecord| match slots.next() {
-                Some(slot) => {
-                    slot.write(rec);
-                }
-                None => dropped = dropped.saturating_add(1),
+            let room = free.len();
+            let segment = rest.len();
+            // The tasks of `chunk` put their records at `dst`, one after the other: the
+            // chunk has at most `room` tasks, so each record has a free slot of its own and
+            // the loop checks nothing per record. Once the buffer is full, each chunk is one
+            // task whose record goes to `spill` (overwritten, never read) and is counted as
+            // dropped.
+            let mut spill = MaybeUninit::<StepRecord>::uninit();
+            let (mut dst, mut chunk, mut after) = if room == 0 {
+                let (chunk, after) = rest.split_at(1);
+                (spill.as_mut_ptr(), chunk.iter(), after)
+            } else {
+                let (chunk, after) = rest.split_at(room.min(rest.len()));
+                (free.as_mut_ptr().cast::<StepRecord>(), chunk.iter(), after)
             };
-            // Accounts for the records put so far: each is one step run that succeeded.
-            macro_rules! settle_records {
-                () => {{
-                    let written_records = capacity - slots.len();
-                    records.settle(written_records, dropped);
-                    let succeeded = written_records as u64 + u64::from(dropped);
-                    self.counters.add_n(Counter::StepsRun, succeeded);
-                    self.counters.add_n(Counter::StepsSucceeded, succeeded);
+            // Puts the record of the task under way.
+            macro_rules! put {
+                ($rec:expr) => {{
+                    // SAFETY: `dst` is `spill` (for a chunk of one task) or the next free
+                    // slot of `free`: a chunk has at most `room` tasks, each puts at most one
+                    // record, and `dst` moves one slot per record put, so it stays below
+                    // `free.len()`; nothing else touches `free` until the segment settles.
+                    unsafe {
+                        dst.write($rec);
+                        dst = dst.add(1);
+                    }
                 }};
             }
-            while let Some((&pt, tail)) = rest.split_first() {
-                if env.watch {
+            // The next chunk, when the buffer is full: one task, its record to `spill`.
+            macro_rules! spill_chunk {
+                () => {{
+                    let (next, tail) = after.split_at(1);
+                    dst = spill.as_mut_ptr();
+                    (chunk, after) = (next.iter(), tail);
+                }};
+            }
+            // The tasks of the stretch not taken yet.
+            macro_rules! remaining {
+                () => {
+                    &rest[segment - (chunk.len() + after.len())..]
+                };
+            }
+            // Accounts for the records put so far (the tasks taken, but `$pending` of them
+            // that put none): each is one step run that succeeded.
+            macro_rules! settle_records {
+                ($pending:expr) => {{
+                    let put = segment - (chunk.len() + after.len()) - $pending;
+                    let written_records = put.min(room);
+                    let dropped = u32::try_from(put - written_records).unwrap_or(u32::MAX);
+                    records.settle(written_records, dropped);
+                    self.counters.add_n(Counter::StepsRun, put as u64);
+                    self.counters.add_n(Counter::StepsSucceeded, put as u64);
+                }};
+            }
+            if !LEAN && !TEL {
+                // Plain tasks without telemetry: the tight loop runs out of line, and comes
+                // back here only at a chunk's end and for what it does not handle itself.
+                loop {
+                    // SAFETY: `dst` has room for `chunk.len()` records (see `put`).
+                    let exit = unsafe {
+                        plain_steps(
+                            steps, clock, host, env, &mut cx, &mut chunk, &mut dst, &mut t0, x,
+                        )
+                    };
+                    match exit {
+                        PlainExit::Done(y) => {
+                            x = y;
+                            if after.is_empty() {
+                                break;
+                            }
+                            spill_chunk!();
+                        }
+                        PlainExit::Touched {
+                            y,
+                            node,
+                            latency_ticks,
+                        } => {
+                            x = y;
+                            // The step wrote the context or reported usage.
+                            let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
+                            put!(StepRecord::plain(node, latency_ticks, usage));
+                            if cx.has_written() {
+                                break;
+                            }
+                        }
+                        PlainExit::Stopped { node, kind } => {
+                            let (written, _) = cx.finish();
+                            settle_records!(1);
+                            let why = PlainFailure::Stopped(kind);
+                            return Err(self.plain_failure(node, written, why));
+                        }
+                        PlainExit::Failed {
+                            node,
+                            e,
+                            latency_ticks,
+                        } => {
+                            let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
+                            let (written, _) = cx.finish();
+                            settle_records!(1);
+                            let why = PlainFailure::Step {
+                                e,
+                                latency_ticks,
+                                usage,
+                            };
+                            return Err(self.plain_failure(node, written, why));
+                        }
+                    }
+                }
+                settle_records!(0);
+                rest = remaining!();
+                let (written, _) = cx.finish();
+                if let Some(w) = written {
+                    frame.commit(w, &mut self.s.spares);
+                }
+                continue 'stretch;
+            }
+            loop {
+                let pt = match chunk.next() {
+                    Some(pt) => pt,
+                    None if after.is_empty() => break,
+                    None => {
+                        // The buffer is full: the rest of the stretch drops its records.
+                        spill_chunk!();
+                        continue;
+                    }
+                };
+                if watch {
                     if let Some(kind) = stop_reason(env, t0) {
                         let (written, _) = cx.finish();
-                        settle_records!();
+                        settle_records!(1);
                         let why = PlainFailure::Stopped(kind);
                         return Err(self.plain_failure(pt.node, written, why));
                     }
                 }
-                rest = tail;
                 if TEL {
                     if let Some(t) = self.tel.as_deref_mut() {
                         t.begin();
@@ -529,7 +746,8 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                             Err(_) => {
                                 let (written, _) = cx.finish();
                                 debug_assert!(written.is_none(), "a write ends the context");
-                                settle_records!();
+                                settle_records!(1);
+                                rest = remaining!();
                                 let rec = StepRecord::new(pt.node);
                                 x = self.breaker_open(pol, x, rec, start, frame)?;
                                 t0 = clock.now();
@@ -544,7 +762,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     };
                     let result = host.guard(|| run_attempt(cfg, &**step, x, &mut cx));
                     let t1 = clock.now();
-                    let latency_ticks = t1.saturating_sub(start);
+                    let latency_ticks = elapsed(start, t1);
                     t0 = t1;
                     match result {
                         Ok(y) => {
@@ -567,11 +785,11 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                                 step_end(self.tel.as_deref_mut(), pt.node, t1, latency_ticks);
                             }
                             if !cx.touched {
-                                put(StepRecord::plain(pt.node, latency_ticks, Usage::ZERO));
+                                put!(StepRecord::plain(pt.node, latency_ticks, Usage::ZERO));
                                 continue;
                             }
                             let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
-                            put(StepRecord::plain(pt.node, latency_ticks, usage));
+                            put!(StepRecord::plain(pt.node, latency_ticks, usage));
                             if cx.has_written() {
                                 // Commit the write before the next task reads.
                                 break;
@@ -583,7 +801,8 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                             // discarded.
                             let used = cx.usage;
                             let (written, _) = cx.finish();
-                            settle_records!();
+                            settle_records!(1);
+                            rest = remaining!();
                             if let Some(w) = written {
                                 self.s.spares.give(w);
                             }
@@ -602,7 +821,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 }
                 let result = host.guard(|| step.run(x, &mut cx));
                 let t1 = clock.now();
-                let latency_ticks = t1.saturating_sub(t0);
+                let latency_ticks = elapsed(t0, t1);
                 t0 = t1;
                 match result {
                     Ok(y) => {
@@ -611,12 +830,12 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                             step_end(self.tel.as_deref_mut(), pt.node, t1, latency_ticks);
                         }
                         if !cx.touched {
-                            put(StepRecord::plain(pt.node, latency_ticks, Usage::ZERO));
+                            put!(StepRecord::plain(pt.node, latency_ticks, Usage::ZERO));
                             continue;
                         }
                         // The step wrote the context or reported usage.
                         let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
-                        put(StepRecord::plain(pt.node, latency_ticks, usage));
+                        put!(StepRecord::plain(pt.node, latency_ticks, usage));
                         if cx.has_written() {
                             break;
                         }
@@ -624,7 +843,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     Err(e) => {
                         let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
                         let (written, _) = cx.finish();
-                        settle_records!();
+                        settle_records!(1);
                         let why = PlainFailure::Step {
                             e,
                             latency_ticks,
@@ -634,7 +853,8 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     }
                 }
             }
-            settle_records!();
+            settle_records!(0);
+            rest = remaining!();
             let (written, _) = cx.finish();
             if let Some(w) = written {
                 frame.commit(w, &mut self.s.spares);

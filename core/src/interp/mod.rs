@@ -97,27 +97,32 @@ pub enum LoopExit {
 }
 
 /// What happened to one task execution (or one loop), written when it ends.
+///
+/// Laid out (`repr(C)`) so that the record of a plain task that succeeded, written once per
+/// step by the interpreter's fast path, is a few wide stores: the latency and the node
+/// first, then the usage, then the constant rest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct StepRecord {
+    /// Ticks from its start to its end (fallback and backoff included).
+    pub latency_ticks: u64,
     /// The task (or loop) node.
     pub node: NodeId,
-    /// How it ended.
-    pub outcome: StepOutcome,
     /// Attempts made (0 when it never ran: breaker open, cache hit, denied, stopped); for a
     /// loop, the iterations done.
     pub attempts: u32,
-    /// Ticks from its start to its end (fallback and backoff included).
-    pub latency_ticks: u64,
+    /// Usage reported by its attempts.
+    pub usage: Usage,
     /// Ticks of backoff between attempts.
     pub backoff_ticks: u64,
+    /// How it ended.
+    pub outcome: StepOutcome,
     /// Whether the output came from the cache.
     pub cache_hit: bool,
     /// Whether the fallback ran.
     pub fallback_used: bool,
     /// Class of the last error met, if any.
     pub error_class: Option<ErrorClass>,
-    /// Usage reported by its attempts.
-    pub usage: Usage,
     /// For a loop: why it stopped.
     pub loop_exit: Option<LoopExit>,
 }
