@@ -576,6 +576,16 @@ impl<S: EventSink> Telemetry<S> {
         self.kept
     }
 
+    /// When the sampler keeps every execution, marks the executions to come as sampled
+    /// and says so: `begin` would decide the same for each, so a loop may skip it.
+    #[inline]
+    pub(crate) fn keep_all(&mut self) -> bool {
+        if self.every {
+            self.kept = true;
+        }
+        self.every
+    }
+
     /// Emits an event of the current task execution, if it is sampled.
     #[inline]
     pub(crate) fn emit(&mut self, step: u32, tick: u64, kind: crate::telemetry::EventKind) {
@@ -603,6 +613,30 @@ impl<S: EventSink> Telemetry<S> {
                 self.new_latency(ticks);
             }
         }
+    }
+
+    /// The latencies not yet in the histogram: (value, how many).
+    #[inline]
+    pub(crate) fn pending(&self) -> (u64, u64) {
+        (self.pending_ticks, self.pending)
+    }
+
+    /// Puts back the latencies not yet in the histogram (what [`pending`](Self::pending)
+    /// gave, grown by a loop that kept them in locals).
+    #[inline]
+    pub(crate) fn set_pending(&mut self, (ticks, n): (u64, u64)) {
+        self.pending_ticks = ticks;
+        self.pending = n;
+    }
+
+    /// A latency unlike `pending` (held by a loop): those go in the histogram, and the new
+    /// pending run is this one latency.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn swap_pending(&mut self, pending: (u64, u64), ticks: u64) -> (u64, u64) {
+        self.set_pending(pending);
+        self.new_latency(ticks);
+        self.pending()
     }
 
     /// A latency unlike the pending ones: those go in the histogram, this one waits.
