@@ -94,7 +94,7 @@ enum Exit<'g, P, C> {
 /// `*dst` must be valid for writing `chunk.len()` records one after the other.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn stretch_turn<'g, P, C, K, S, H, const LEAN: bool, const TEL: bool>(
+unsafe fn stretch_turn<'g, P, C, K, S, H, const LEAN: bool, const TEL: bool, const EVERY: bool>(
     g: &'g Graph<P, C>,
     clock: &K,
     host: &H,
@@ -117,11 +117,15 @@ where
 {
     let steps = &*g.task_step;
     let (mut it, mut at, mut start) = (chunk.clone(), *dst, *t0);
-    // A sampler that keeps every execution: no decision per task, and the run of equal
-    // latencies waiting for the histogram lives in locals until the turn ends.
-    let every = TEL && tel.as_deref_mut().is_some_and(Telemetry::keep_all);
+    debug_assert!(!TEL || tel.is_some(), "a turn with telemetry is given it");
+    // A sampler that keeps every execution (`EVERY`): no decision per task, and the run of
+    // equal latencies waiting for the histogram lives in locals until the turn ends.
+    if let (true, Some(t)) = (EVERY, tel.as_deref_mut()) {
+        let every = t.keep_all();
+        debug_assert!(every, "the caller asked the telemetry");
+    }
     let mut pending = match &tel {
-        Some(t) if every => t.pending(),
+        Some(t) if EVERY => t.pending(),
         _ => (0, 0),
     };
     let exit = loop {
@@ -136,7 +140,7 @@ where
         }
         if TEL {
             if let Some(t) = tel.as_deref_mut() {
-                if !every {
+                if !EVERY {
                     t.begin();
                 }
                 t.emit(pt.node, start, EventKind::StepStart);
@@ -220,7 +224,7 @@ where
         start = t1;
         if TEL {
             if let Some(t) = tel.as_deref_mut() {
-                if !every {
+                if !EVERY {
                     t.latency(latency_ticks);
                 } else if latency_ticks == pending.0 {
                     pending.1 += 1;
@@ -248,7 +252,7 @@ where
         }
     };
     (*chunk, *dst, *t0) = (it, at, start);
-    if let (true, Some(t)) = (every, tel) {
+    if let (true, Some(t)) = (EVERY, tel) {
         t.set_pending(pending);
     }
     exit
@@ -745,21 +749,23 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             }
             loop {
                 // SAFETY: `dst` has room for `chunk.len()` records (see `put`).
+                let every = TEL && self.tel.as_deref().is_some_and(Telemetry::keeps_all);
+                let tel = self.tel.as_deref_mut();
+                let breakers = s.breakers;
+                let counters = &mut self.counters;
+                // SAFETY: `dst` has room for `chunk.len()` records (see `put`).
                 let exit = unsafe {
-                    stretch_turn::<P, C, K, S, H, LEAN, TEL>(
-                        g,
-                        clock,
-                        host,
-                        env,
-                        s.breakers,
-                        &mut self.counters,
-                        self.tel.as_deref_mut(),
-                        &mut cx,
-                        &mut chunk,
-                        &mut dst,
-                        &mut t0,
-                        x,
-                    )
+                    if every {
+                        stretch_turn::<P, C, K, S, H, LEAN, TEL, true>(
+                            g, clock, host, env, breakers, counters, tel, &mut cx, &mut chunk,
+                            &mut dst, &mut t0, x,
+                        )
+                    } else {
+                        stretch_turn::<P, C, K, S, H, LEAN, TEL, false>(
+                            g, clock, host, env, breakers, counters, tel, &mut cx, &mut chunk,
+                            &mut dst, &mut t0, x,
+                        )
+                    }
                 };
                 match exit {
                     Exit::Done(y) => {

@@ -576,6 +576,12 @@ impl<S: EventSink> Telemetry<S> {
         self.kept
     }
 
+    /// Whether the sampler keeps every execution.
+    #[inline]
+    pub(crate) fn keeps_all(&self) -> bool {
+        self.every
+    }
+
     /// When the sampler keeps every execution, marks the executions to come as sampled
     /// and says so: `begin` would decide the same for each, so a loop may skip it.
     #[inline]
