@@ -657,11 +657,13 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
     /// context for as long as no task writes (a write ends the step context, so the copy is
     /// committed before the next task reads).
     ///
-    /// While a stretch runs, the record cursor lives in locals, and a step that neither wrote
-    /// nor reported usage costs one flag test (`StepCx::touched`) after it returns. A lean
-    /// policy task's first attempt runs here (breaker permit, processors, step, validators);
-    /// a failure or an open breaker leaves the loop for the recovery path, and the loop
-    /// resumes after it.
+    /// The tasks run in an out-of-line turn ([`stretch_turn`]) that keeps the record cursor
+    /// and the clock in registers: the buffer's room is checked once per chunk of tasks (no
+    /// check per record; a full buffer sends each further record to a spill slot that is
+    /// only counted), and a step that neither wrote nor reported usage costs one flag test
+    /// (`StepCx::touched`) after it returns. A lean policy task's first attempt runs there
+    /// (breaker permit, processors, step, validators); a failure or an open breaker comes
+    /// back here for the recovery path, and the loop resumes after it.
     fn stretch<const LEAN: bool>(
         &mut self,
         tasks: &[RunTask],
