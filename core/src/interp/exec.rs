@@ -2,6 +2,7 @@
 //! policy pipeline.
 
 use alloc::vec::Vec;
+use core::mem::MaybeUninit;
 
 mod pure;
 
@@ -31,6 +32,232 @@ fn stop_reason(env: &RunEnv<'_>, now: u64) -> Option<ErrorKind> {
     } else {
         None
     }
+}
+
+/// Ticks from `start` to `end`: 0 when the clock went back (`saturating_sub`, with the
+/// clock going back out of line, so the common case is a subtraction and a branch).
+#[inline(always)]
+fn elapsed(start: u64, end: u64) -> u64 {
+    match end.checked_sub(start) {
+        Some(ticks) => ticks,
+        None => went_back(),
+    }
+}
+
+/// The latency of a step during which the clock went back.
+#[cold]
+#[inline(never)]
+fn went_back() -> u64 {
+    0
+}
+
+/// Why [`stretch_turn`] came back.
+enum Exit<'g, P, C> {
+    /// Every task of the chunk ran and put its record; the last one's output.
+    Done(P),
+    /// The task just run succeeded but reported usage or wrote the context: its record is
+    /// not put.
+    Touched { y: P, node: u32, latency_ticks: u64 },
+    /// The run must stop before the task just taken.
+    Stopped { node: u32, kind: ErrorKind },
+    /// The plain task just run failed.
+    Failed {
+        node: u32,
+        e: StepError,
+        latency_ticks: u64,
+    },
+    /// The breaker of the lean task just taken refused it: its input, and the time it was
+    /// asked.
+    BreakerOpen {
+        pol: &'g TaskPolicy<P, C>,
+        x: P,
+        start: u64,
+    },
+    /// The first attempt of the lean task just taken failed.
+    LeanFailed {
+        pol: &'g TaskPolicy<P, C>,
+        err: StepError,
+        kept: Option<P>,
+        permit: Option<(&'g Breaker, Permit)>,
+        start: u64,
+    },
+}
+
+/// One turn of the stretch loop, out of line so that the registers go to what a task needs:
+/// runs the tasks of `chunk` from `x`, each with the step context `cx`, one clock read per
+/// task (`t0` is the current task's start), putting the record of each at `dst`, until the
+/// chunk ends or a task needs more than its record (see [`Exit`]). When `LEAN`, a lean
+/// policy task's first attempt runs here too (breaker permit, processors, step,
+/// validators; the breaker learns a success). When `TEL`, telemetry (`tel`) sees each
+/// task's start, end and latency. `chunk`, `dst` and `t0` are left where it stopped.
+///
+/// # Safety
+///
+/// `*dst` must be valid for writing `chunk.len()` records one after the other.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn stretch_turn<'g, P, C, K, S, H, const LEAN: bool, const TEL: bool, const EVERY: bool>(
+    g: &'g Graph<P, C>,
+    clock: &K,
+    host: &H,
+    env: &RunEnv<'_>,
+    breakers: bool,
+    counters: &mut Counters,
+    mut tel: Option<&mut Telemetry<S>>,
+    cx: &mut StepCx<'_, C>,
+    chunk: &mut core::slice::Iter<'_, RunTask>,
+    dst: &mut *mut StepRecord,
+    t0: &mut u64,
+    mut x: P,
+) -> Exit<'g, P, C>
+where
+    P: Clone,
+    C: Clone,
+    K: Clock,
+    S: EventSink,
+    H: Host<P, C, K>,
+{
+    let steps = &*g.task_step;
+    let (mut it, mut at, mut start) = (chunk.clone(), *dst, *t0);
+    debug_assert!(!TEL || tel.is_some(), "a turn with telemetry is given it");
+    // A sampler that keeps every execution (`EVERY`): no decision per task, and the run of
+    // equal latencies waiting for the histogram lives in locals until the turn ends.
+    if let (true, Some(t)) = (EVERY, tel.as_deref_mut()) {
+        let every = t.keep_all();
+        debug_assert!(every, "the caller asked the telemetry");
+    }
+    let mut pending = match &tel {
+        Some(t) if EVERY => t.pending(),
+        _ => (0, 0),
+    };
+    let exit = loop {
+        let Some(pt) = it.next() else {
+            break Exit::Done(x);
+        };
+        if env.watch {
+            if let Some(kind) = stop_reason(env, start) {
+                let node = pt.node;
+                break Exit::Stopped { node, kind };
+            }
+        }
+        if TEL {
+            if let Some(t) = tel.as_deref_mut() {
+                if !EVERY {
+                    t.begin();
+                }
+                t.emit(pt.node, start, EventKind::StepStart);
+            }
+        }
+        cx.may_write = pt.may_write;
+        debug_assert!((pt.task as usize) < steps.len(), "validated: task index");
+        // SAFETY: `RunTask::task` is a task slot taken from the frozen graph's own nodes
+        // when it was built (`GraphBuilder::flatten`, `Exec::task`), so it is below
+        // `task_step.len()`; the graph is immutable after freezing.
+        let step = unsafe { steps.get_unchecked(pt.task as usize) };
+        let (y, t1, latency_ticks) = if LEAN && pt.policy != NO_POLICY {
+            debug_assert!((pt.policy as usize) < g.policies.len(), "validated");
+            // SAFETY: `RunTask::policy`, when not `NO_POLICY`, is the index of the task's
+            // entry in `policies`, set when the graph was frozen; the graph is immutable
+            // after freezing.
+            let pol = unsafe { g.policies.get_unchecked(pt.policy as usize) };
+            let cfg = &pol.cfg;
+            let permit = match cfg.breaker.as_ref().filter(|_| breakers) {
+                None => None,
+                Some(b) => match b.try_acquire(start) {
+                    Ok(permit) => {
+                        if let Some(t) = permit.transition() {
+                            note_transition(counters, tel.as_deref_mut(), pt.node, start, t);
+                        }
+                        Some((&**b, permit))
+                    }
+                    Err(_) => break Exit::BreakerOpen { pol, x, start },
+                },
+            };
+            let kept = if pol.flags.intersects(StepFlags::RETRY | StepFlags::FALLBACK) {
+                Some(x.clone())
+            } else {
+                None
+            };
+            // The clock is read in each arm, so the success of the attempt's last part
+            // goes straight on.
+            match host.guard(|| run_attempt(cfg, &**step, x, cx)) {
+                Ok(y) => {
+                    let t1 = clock.now();
+                    let latency_ticks = elapsed(start, t1);
+                    if let Some((b, permit)) = permit {
+                        let moved = b.record(permit, CallOutcome::Success, latency_ticks, t1);
+                        if let Some(transition) = moved {
+                            let tel = tel.as_deref_mut();
+                            note_transition(counters, tel, pt.node, t1, transition);
+                        }
+                    }
+                    (y, t1, latency_ticks)
+                }
+                Err(err) => {
+                    // Read as the stretch always did after an attempt (a host's clock may
+                    // count its reads).
+                    let _ = clock.now();
+                    break Exit::LeanFailed {
+                        pol,
+                        err,
+                        kept,
+                        permit,
+                        start,
+                    };
+                }
+            }
+        } else {
+            match host.guard(|| step.run(x, cx)) {
+                Ok(y) => {
+                    let t1 = clock.now();
+                    (y, t1, elapsed(start, t1))
+                }
+                Err(e) => {
+                    let latency_ticks = elapsed(start, clock.now());
+                    let node = pt.node;
+                    break Exit::Failed {
+                        node,
+                        e,
+                        latency_ticks,
+                    };
+                }
+            }
+        };
+        start = t1;
+        if TEL {
+            if let Some(t) = tel.as_deref_mut() {
+                if !EVERY {
+                    t.latency(latency_ticks);
+                } else if latency_ticks == pending.0 {
+                    pending.1 += 1;
+                } else {
+                    pending = t.swap_pending(pending, latency_ticks);
+                }
+                let outcome = EndOutcome::Succeeded;
+                t.emit(pt.node, t1, EventKind::StepEnd { outcome });
+            }
+        }
+        if cx.touched {
+            let node = pt.node;
+            break Exit::Touched {
+                y,
+                node,
+                latency_ticks,
+            };
+        }
+        x = y;
+        // SAFETY: the caller gave room for `chunk.len()` records at `*dst`; this is the
+        // record of one task taken from it, and `at` moves one slot per record.
+        unsafe {
+            at.write(StepRecord::plain(pt.node, latency_ticks, Usage::ZERO));
+            at = at.add(1);
+        }
+    };
+    (*chunk, *dst, *t0) = (it, at, start);
+    if let (true, Some(t)) = (EVERY, tel) {
+        t.set_pending(pending);
+    }
+    exit
 }
 
 /// Why a stretch of plain tasks ended early.
@@ -100,16 +327,6 @@ fn note_transition<S: EventSink>(
     }
 }
 
-/// The end of a task that succeeded in the stretch loop, for telemetry.
-#[inline(always)]
-fn step_end<S: EventSink>(tel: Option<&mut Telemetry<S>>, node: u32, tick: u64, latency: u64) {
-    if let Some(t) = tel {
-        t.latency(latency);
-        let outcome = EndOutcome::Succeeded;
-        t.emit(node, tick, EventKind::StepEnd { outcome });
-    }
-}
-
 /// The telemetry state a breaker transition names.
 fn breaker_state(state: crate::policy::breaker::State) -> BreakerState {
     use crate::policy::breaker::State;
@@ -153,16 +370,26 @@ fn run_attempt<P, C: Clone>(
         x = pre(x, cx.ctx())?;
     }
     let mut y = step.run(x, cx)?;
+    // Post-processors and validators only read the context: the view is the same for all.
+    let ctx = cx.ctx();
     for post in &cfg.post {
-        y = post(y, cx.ctx())?;
+        y = post(y, ctx)?;
     }
     for validate in &cfg.validators {
-        validate(&y, cx.ctx()).map_err(|e| StepError {
-            class: ErrorClass::Validation,
-            ..e
-        })?;
+        if let Err(e) = validate(&y, ctx) {
+            return Err(invalid(e));
+        }
     }
     Ok(y)
+}
+
+/// A validator's error, classified as validation.
+#[cold]
+fn invalid(e: StepError) -> StepError {
+    StepError {
+        class: ErrorClass::Validation,
+        ..e
+    }
 }
 
 /// How a policy task's execution ends, for [`Exec::settle`].
@@ -432,11 +659,13 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
     /// context for as long as no task writes (a write ends the step context, so the copy is
     /// committed before the next task reads).
     ///
-    /// While a stretch runs, the record cursor lives in locals, and a step that neither wrote
-    /// nor reported usage costs one flag test (`StepCx::touched`) after it returns. A lean
-    /// policy task's first attempt runs here (breaker permit, processors, step, validators);
-    /// a failure or an open breaker leaves the loop for the recovery path, and the loop
-    /// resumes after it.
+    /// The tasks run in an out-of-line turn ([`stretch_turn`]) that keeps the record cursor
+    /// and the clock in registers: the buffer's room is checked once per chunk of tasks (no
+    /// check per record; a full buffer sends each further record to a spill slot that is
+    /// only counted), and a step that neither wrote nor reported usage costs one flag test
+    /// (`StepCx::touched`) after it returns. A lean policy task's first attempt runs there
+    /// (breaker permit, processors, step, validators); a failure or an open breaker comes
+    /// back here for the recovery path, and the loop resumes after it.
     fn stretch<const LEAN: bool>(
         &mut self,
         tasks: &[RunTask],
@@ -458,7 +687,6 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         frame: &mut Frame<'_, C>,
     ) -> Result<P, Stop> {
         let g = self.g;
-        let steps = &*g.task_step;
         let clock = self.clock;
         let host = self.host;
         let mut t0 = clock.now();
@@ -469,174 +697,168 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             let mut cx = StepCx::new(frame.get(), &mut s.spares, env, false, 1, None);
             let records = &mut self.records;
             let free = records.buf.get_mut(records.len..).unwrap_or_default();
-            let capacity = free.len();
-            let mut slots = free.iter_mut();
-            let mut dropped = 0u32;
-            let mut put = |rec: StepRecord| match slots.next() {
-                Some(slot) => {
-                    slot.write(rec);
-                }
-                None => dropped = dropped.saturating_add(1),
+            let room = free.len();
+            let segment = rest.len();
+            // The tasks of `chunk` put their records at `dst`, one after the other: the
+            // chunk has at most `room` tasks, so each record has a free slot of its own and
+            // the loop checks nothing per record. Once the buffer is full, each chunk is one
+            // task whose record goes to `spill` (overwritten, never read) and is counted as
+            // dropped.
+            let mut spill = MaybeUninit::<StepRecord>::uninit();
+            let (mut dst, mut chunk, mut after) = if room == 0 {
+                let (chunk, after) = rest.split_at(1);
+                (spill.as_mut_ptr(), chunk.iter(), after)
+            } else {
+                let (chunk, after) = rest.split_at(room.min(rest.len()));
+                (free.as_mut_ptr().cast::<StepRecord>(), chunk.iter(), after)
             };
-            // Accounts for the records put so far: each is one step run that succeeded.
-            macro_rules! settle_records {
-                () => {{
-                    let written_records = capacity - slots.len();
-                    records.settle(written_records, dropped);
-                    let succeeded = written_records as u64 + u64::from(dropped);
-                    self.counters.add_n(Counter::StepsRun, succeeded);
-                    self.counters.add_n(Counter::StepsSucceeded, succeeded);
+            // Puts the record of the task under way.
+            macro_rules! put {
+                ($rec:expr) => {{
+                    // SAFETY: `dst` is `spill` (for a chunk of one task) or the next free
+                    // slot of `free`: a chunk has at most `room` tasks, each puts at most one
+                    // record, and `dst` moves one slot per record put, so it stays below
+                    // `free.len()`; nothing else touches `free` until the segment settles.
+                    unsafe {
+                        dst.write($rec);
+                        dst = dst.add(1);
+                    }
                 }};
             }
-            while let Some((&pt, tail)) = rest.split_first() {
-                if env.watch {
-                    if let Some(kind) = stop_reason(env, t0) {
-                        let (written, _) = cx.finish();
-                        settle_records!();
-                        let why = PlainFailure::Stopped(kind);
-                        return Err(self.plain_failure(pt.node, written, why));
-                    }
-                }
-                rest = tail;
-                if TEL {
-                    if let Some(t) = self.tel.as_deref_mut() {
-                        t.begin();
-                        t.emit(pt.node, t0, EventKind::StepStart);
-                    }
-                }
-                cx.may_write = pt.may_write;
-                debug_assert!((pt.task as usize) < steps.len(), "validated: task index");
-                // SAFETY: `RunTask::task` is a task slot taken from the frozen graph's own
-                // nodes when it was built (`GraphBuilder::flatten`, `Exec::task`), so it is
-                // below `task_step.len()`; the graph is immutable after freezing.
-                let step = unsafe { steps.get_unchecked(pt.task as usize) };
-                if LEAN && pt.policy != NO_POLICY {
-                    debug_assert!((pt.policy as usize) < g.policies.len(), "validated");
-                    // SAFETY: `RunTask::policy`, when not `NO_POLICY`, is the index of the
-                    // task's entry in `policies`, set when the graph was frozen; the graph is
-                    // immutable after freezing.
-                    let pol = unsafe { g.policies.get_unchecked(pt.policy as usize) };
-                    let cfg = &pol.cfg;
-                    let start = t0;
-                    let permit = match cfg.breaker.as_ref().filter(|_| s.breakers) {
-                        None => None,
-                        Some(b) => match b.try_acquire(start) {
-                            Ok(permit) => {
-                                if let Some(t) = permit.transition() {
-                                    let tel = self.tel.as_deref_mut();
-                                    note_transition(&mut self.counters, tel, pt.node, start, t);
-                                }
-                                Some((&**b, permit))
-                            }
-                            Err(_) => {
-                                let (written, _) = cx.finish();
-                                debug_assert!(written.is_none(), "a write ends the context");
-                                settle_records!();
-                                let rec = StepRecord::new(pt.node);
-                                x = self.breaker_open(pol, x, rec, start, frame)?;
-                                t0 = clock.now();
-                                continue 'stretch;
-                            }
-                        },
-                    };
-                    let kept = if pol.flags.intersects(StepFlags::RETRY | StepFlags::FALLBACK) {
-                        Some(x.clone())
+            // The next chunk, when the buffer is full: one task, its record to `spill`.
+            macro_rules! spill_chunk {
+                () => {{
+                    let (next, tail) = after.split_at(1);
+                    dst = spill.as_mut_ptr();
+                    (chunk, after) = (next.iter(), tail);
+                }};
+            }
+            // The tasks of the stretch not taken yet.
+            macro_rules! remaining {
+                () => {
+                    &rest[segment - (chunk.len() + after.len())..]
+                };
+            }
+            // Accounts for the records put so far (the tasks taken, but `$pending` of them
+            // that put none): each is one step run that succeeded.
+            macro_rules! settle_records {
+                ($pending:expr) => {{
+                    let put = segment - (chunk.len() + after.len()) - $pending;
+                    let written_records = put.min(room);
+                    let dropped = u32::try_from(put - written_records).unwrap_or(u32::MAX);
+                    records.settle(written_records, dropped);
+                    self.counters.add_n(Counter::StepsRun, put as u64);
+                    self.counters.add_n(Counter::StepsSucceeded, put as u64);
+                }};
+            }
+            loop {
+                // SAFETY: `dst` has room for `chunk.len()` records (see `put`).
+                let every = TEL && self.tel.as_deref().is_some_and(Telemetry::keeps_all);
+                let tel = self.tel.as_deref_mut();
+                let breakers = s.breakers;
+                let counters = &mut self.counters;
+                // SAFETY: `dst` has room for `chunk.len()` records (see `put`).
+                let exit = unsafe {
+                    if every {
+                        stretch_turn::<P, C, K, S, H, LEAN, TEL, true>(
+                            g, clock, host, env, breakers, counters, tel, &mut cx, &mut chunk,
+                            &mut dst, &mut t0, x,
+                        )
                     } else {
-                        None
-                    };
-                    let result = host.guard(|| run_attempt(cfg, &**step, x, &mut cx));
-                    let t1 = clock.now();
-                    let latency_ticks = t1.saturating_sub(start);
-                    t0 = t1;
-                    match result {
-                        Ok(y) => {
-                            x = y;
-                            if let Some((b, permit)) = permit {
-                                let moved =
-                                    b.record(permit, CallOutcome::Success, latency_ticks, t1);
-                                if let Some(transition) = moved {
-                                    let tel = self.tel.as_deref_mut();
-                                    note_transition(
-                                        &mut self.counters,
-                                        tel,
-                                        pt.node,
-                                        t1,
-                                        transition,
-                                    );
-                                }
-                            }
-                            if TEL {
-                                step_end(self.tel.as_deref_mut(), pt.node, t1, latency_ticks);
-                            }
-                            if !cx.touched {
-                                put(StepRecord::plain(pt.node, latency_ticks, Usage::ZERO));
-                                continue;
-                            }
-                            let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
-                            put(StepRecord::plain(pt.node, latency_ticks, usage));
-                            if cx.has_written() {
-                                // Commit the write before the next task reads.
-                                break;
-                            }
-                            continue;
-                        }
-                        Err(e) => {
-                            // The attempt's usage is booked with the task's; its writes are
-                            // discarded.
-                            let used = cx.usage;
-                            let (written, _) = cx.finish();
-                            settle_records!();
-                            if let Some(w) = written {
-                                self.s.spares.give(w);
-                            }
-                            let first = FirstAttempt {
-                                err: e,
-                                kept,
-                                permit,
-                                start,
-                                used,
-                            };
-                            x = self.lean_failed(pol, first, frame)?;
-                            t0 = clock.now();
-                            continue 'stretch;
-                        }
+                        stretch_turn::<P, C, K, S, H, LEAN, TEL, false>(
+                            g, clock, host, env, breakers, counters, tel, &mut cx, &mut chunk,
+                            &mut dst, &mut t0, x,
+                        )
                     }
-                }
-                let result = host.guard(|| step.run(x, &mut cx));
-                let t1 = clock.now();
-                let latency_ticks = t1.saturating_sub(t0);
-                t0 = t1;
-                match result {
-                    Ok(y) => {
+                };
+                match exit {
+                    Exit::Done(y) => {
                         x = y;
-                        if TEL {
-                            step_end(self.tel.as_deref_mut(), pt.node, t1, latency_ticks);
+                        if after.is_empty() {
+                            break;
                         }
-                        if !cx.touched {
-                            put(StepRecord::plain(pt.node, latency_ticks, Usage::ZERO));
-                            continue;
-                        }
+                        spill_chunk!();
+                    }
+                    Exit::Touched {
+                        y,
+                        node,
+                        latency_ticks,
+                    } => {
+                        x = y;
                         // The step wrote the context or reported usage.
                         let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
-                        put(StepRecord::plain(pt.node, latency_ticks, usage));
+                        put!(StepRecord::plain(node, latency_ticks, usage));
                         if cx.has_written() {
+                            // Commit the write before the next task reads.
                             break;
                         }
                     }
-                    Err(e) => {
+                    Exit::Stopped { node, kind } => {
+                        let (written, _) = cx.finish();
+                        settle_records!(1);
+                        let why = PlainFailure::Stopped(kind);
+                        return Err(self.plain_failure(node, written, why));
+                    }
+                    Exit::Failed {
+                        node,
+                        e,
+                        latency_ticks,
+                    } => {
                         let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
                         let (written, _) = cx.finish();
-                        settle_records!();
+                        settle_records!(1);
                         let why = PlainFailure::Step {
                             e,
                             latency_ticks,
                             usage,
                         };
-                        return Err(self.plain_failure(pt.node, written, why));
+                        return Err(self.plain_failure(node, written, why));
+                    }
+                    Exit::BreakerOpen {
+                        pol,
+                        x: input,
+                        start,
+                    } => {
+                        let (written, _) = cx.finish();
+                        debug_assert!(written.is_none(), "a write ends the context");
+                        settle_records!(1);
+                        rest = remaining!();
+                        let rec = StepRecord::new(pol.node);
+                        x = self.breaker_open(pol, input, rec, start, frame)?;
+                        t0 = clock.now();
+                        continue 'stretch;
+                    }
+                    Exit::LeanFailed {
+                        pol,
+                        err,
+                        kept,
+                        permit,
+                        start,
+                    } => {
+                        // The attempt's usage is booked with the task's; its writes are
+                        // discarded.
+                        let used = cx.usage;
+                        let (written, _) = cx.finish();
+                        settle_records!(1);
+                        rest = remaining!();
+                        if let Some(w) = written {
+                            self.s.spares.give(w);
+                        }
+                        let first = FirstAttempt {
+                            err,
+                            kept,
+                            permit,
+                            start,
+                            used,
+                        };
+                        x = self.lean_failed(pol, first, frame)?;
+                        t0 = clock.now();
+                        continue 'stretch;
                     }
                 }
             }
-            settle_records!();
+            settle_records!(0);
+            rest = remaining!();
             let (written, _) = cx.finish();
             if let Some(w) = written {
                 frame.commit(w, &mut self.s.spares);

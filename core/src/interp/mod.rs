@@ -97,27 +97,32 @@ pub enum LoopExit {
 }
 
 /// What happened to one task execution (or one loop), written when it ends.
+///
+/// Laid out (`repr(C)`) so that the record of a plain task that succeeded, written once per
+/// step by the interpreter's fast path, is a few wide stores: the latency and the node
+/// first, then the usage, then the constant rest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct StepRecord {
+    /// Ticks from its start to its end (fallback and backoff included).
+    pub latency_ticks: u64,
     /// The task (or loop) node.
     pub node: NodeId,
-    /// How it ended.
-    pub outcome: StepOutcome,
     /// Attempts made (0 when it never ran: breaker open, cache hit, denied, stopped); for a
     /// loop, the iterations done.
     pub attempts: u32,
-    /// Ticks from its start to its end (fallback and backoff included).
-    pub latency_ticks: u64,
+    /// Usage reported by its attempts.
+    pub usage: Usage,
     /// Ticks of backoff between attempts.
     pub backoff_ticks: u64,
+    /// How it ended.
+    pub outcome: StepOutcome,
     /// Whether the output came from the cache.
     pub cache_hit: bool,
     /// Whether the fallback ran.
     pub fallback_used: bool,
     /// Class of the last error met, if any.
     pub error_class: Option<ErrorClass>,
-    /// Usage reported by its attempts.
-    pub usage: Usage,
     /// For a loop: why it stopped.
     pub loop_exit: Option<LoopExit>,
 }
@@ -573,6 +578,22 @@ impl<S: EventSink> Telemetry<S> {
         self.kept
     }
 
+    /// Whether the sampler keeps every execution.
+    #[inline]
+    pub(crate) fn keeps_all(&self) -> bool {
+        self.every
+    }
+
+    /// When the sampler keeps every execution, marks the executions to come as sampled
+    /// and says so: `begin` would decide the same for each, so a loop may skip it.
+    #[inline]
+    pub(crate) fn keep_all(&mut self) -> bool {
+        if self.every {
+            self.kept = true;
+        }
+        self.every
+    }
+
     /// Emits an event of the current task execution, if it is sampled.
     #[inline]
     pub(crate) fn emit(&mut self, step: u32, tick: u64, kind: crate::telemetry::EventKind) {
@@ -600,6 +621,30 @@ impl<S: EventSink> Telemetry<S> {
                 self.new_latency(ticks);
             }
         }
+    }
+
+    /// The latencies not yet in the histogram: (value, how many).
+    #[inline]
+    pub(crate) fn pending(&self) -> (u64, u64) {
+        (self.pending_ticks, self.pending)
+    }
+
+    /// Puts back the latencies not yet in the histogram (what [`pending`](Self::pending)
+    /// gave, grown by a loop that kept them in locals).
+    #[inline]
+    pub(crate) fn set_pending(&mut self, (ticks, n): (u64, u64)) {
+        self.pending_ticks = ticks;
+        self.pending = n;
+    }
+
+    /// A latency unlike `pending` (held by a loop): those go in the histogram, and the new
+    /// pending run is this one latency.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn swap_pending(&mut self, pending: (u64, u64), ticks: u64) -> (u64, u64) {
+        self.set_pending(pending);
+        self.new_latency(ticks);
+        self.pending()
     }
 
     /// A latency unlike the pending ones: those go in the histogram, this one waits.
