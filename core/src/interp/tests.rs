@@ -551,16 +551,21 @@ fn map_with_more_items_than_its_bound_fails() {
 
 // ---- Task policies, in order --------------------------------------------------------------
 
-#[test]
-fn open_breaker_fails_fast_and_the_fallback_still_runs() {
-    let breaker = Arc::new(
+/// A breaker that opens on one failure and stays open for 1000 ticks.
+fn trips_on_one_failure() -> Arc<Breaker> {
+    Arc::new(
         Breaker::new(BreakerConfig {
             consecutive_failures_to_open: 1,
             open_ticks: 1000,
             ..BreakerConfig::DEFAULT
         })
         .unwrap(),
-    );
+    )
+}
+
+#[test]
+fn open_breaker_fails_fast_and_the_fallback_still_runs() {
+    let breaker = trips_on_one_failure();
     let calls = Arc::new(AtomicU32::new(0));
     let c2 = calls.clone();
     let g = G::build(|b| {
@@ -1377,24 +1382,7 @@ fn lean_and_full_paths_give_the_same_results() {
     // In a sequence of tasks the stretch loop runs the first attempt of lean policy tasks
     // itself; a sequence with a non-task child sends every task through the full pipeline.
     // Optimizations change speed, never results.
-    let (breaker_lean, breaker_full) = (
-        Arc::new(
-            Breaker::new(BreakerConfig {
-                consecutive_failures_to_open: 1,
-                open_ticks: 1000,
-                ..BreakerConfig::DEFAULT
-            })
-            .unwrap(),
-        ),
-        Arc::new(
-            Breaker::new(BreakerConfig {
-                consecutive_failures_to_open: 1,
-                open_ticks: 1000,
-                ..BreakerConfig::DEFAULT
-            })
-            .unwrap(),
-        ),
-    );
+    let (breaker_lean, breaker_full) = (trips_on_one_failure(), trips_on_one_failure());
     let lean = G::build(|b| {
         let tasks = mixed_tasks(b, &breaker_lean);
         b.sequence("run", &tasks)
@@ -1454,14 +1442,7 @@ fn every_record_buffer_size_keeps_a_prefix_and_counts_the_rest() {
     // counted. Whatever the room, a run gives the records an unbounded buffer would, cut to
     // the room, and counts the rest; with the fast paths on or off, telemetry on or off.
     let build = || {
-        let breaker = Arc::new(
-            Breaker::new(BreakerConfig {
-                consecutive_failures_to_open: 1,
-                open_ticks: 1000,
-                ..BreakerConfig::DEFAULT
-            })
-            .unwrap(),
-        );
+        let breaker = trips_on_one_failure();
         G::build(|b| {
             let mut tasks = mixed_tasks(b, &breaker);
             let used = b.task("used", |x, cx| {
@@ -1659,14 +1640,7 @@ fn parallel_branches_split_the_usage_budget_and_return_what_they_do_not_use() {
 #[test]
 fn run_counters_are_exact_and_every_step_run_has_one_outcome() {
     use crate::telemetry::Counter;
-    let breaker = Arc::new(
-        Breaker::new(BreakerConfig {
-            consecutive_failures_to_open: 1,
-            open_ticks: 1000,
-            ..BreakerConfig::DEFAULT
-        })
-        .unwrap(),
-    );
+    let breaker = trips_on_one_failure();
     let g = G::build(|b| {
         let flaky = b.task_with(
             "flaky",
