@@ -25,6 +25,7 @@ use flujo_core::graph::{
     ParallelOptions, RetryPolicy, StepCx, StepError, StepFingerprint, TaskConfig,
 };
 use flujo_core::interp::{ErrorKind, Outcome};
+use flujo_core::telemetry::Counter;
 use flujo_runtime::breakers::BreakerRegistry;
 use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
 use flujo_runtime::{Executor, Finished, Priority, Refusal};
@@ -726,6 +727,16 @@ fn main() -> ExitCode {
     check(
         "shutdown finished every submission",
         shutdown.finished == args.runs && shutdown.handed_back == 0,
+    );
+    // Only this executor's runs use the breaker: its own counts are the runs' counts.
+    let fx_row = report.breakers.iter().find(|r| r.step == "fx_remote");
+    check(
+        "the report's breaker row = the runs' breaker counters",
+        fx_row.is_some_and(|row| {
+            report.breakers_exact
+                && row.rejected == report.counter(Counter::BreakerRejections)
+                && row.to_open == report.counter(Counter::BreakerTrips)
+        }),
     );
 
     match std::fs::File::create(&args.trace)

@@ -156,13 +156,17 @@ pub struct StepRow {
     pub latency: Latency,
 }
 
-/// A step's circuit-breaker activity, from the telemetry events fed in.
+/// A circuit breaker's activity: in an executor's report, one row per breaker of the graphs
+/// it ran, read from the breaker itself (exact, and counting every user of a shared
+/// breaker); from a builder fed only telemetry events, one row per step, tallied from the
+/// events (sampled).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct BreakerRow {
-    /// The step's id in its graph.
+    /// The step's id in its graph (of a breaker's row: the first step seen guarded by it).
     pub step_id: u32,
-    /// The step's name (`#<id>` when no record or [`ReportBuilder::name_step`] named it).
+    /// The step's name (`#<id>` when no record or [`ReportBuilder::name_step`] named it); of
+    /// a breaker guarding steps of several names, the first one's with ` (+others)`.
     pub step: String,
     /// Transitions to open (trips).
     pub to_open: u64,
@@ -285,8 +289,12 @@ pub struct Report {
     pub counters: Counters,
     /// `cache_hits / (cache_hits + cache_misses)` of the counters; `None` without lookups.
     pub cache_hit_rate: Option<f64>,
-    /// One row per step whose breaker did something, by step id.
+    /// Breaker rows (see [`BreakerRow`]): by step id.
     pub breakers: Vec<BreakerRow>,
+    /// Whether the breaker rows are the breakers' own exact counts
+    /// ([`ReportBuilder::set_breakers`]) rather than tallied from sampled events.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub breakers_exact: bool,
     /// Pool and arena readings.
     pub pool: PoolStats,
     /// Admission-control readings.
@@ -367,6 +375,8 @@ pub struct ReportBuilder {
     step_names: HashMap<u32, String>,
     counters: Counters,
     breakers: BTreeMap<u32, BreakerRow>,
+    /// Rows set by [`set_breakers`](Self::set_breakers), in place of the event tallies.
+    exact_breakers: Option<Vec<BreakerRow>>,
     pool: PoolStats,
     admission: AdmissionStats,
     /// Whether [`observe_limit`](Self::observe_limit) or `set_admission` ran.
@@ -392,6 +402,7 @@ impl ReportBuilder {
             step_names: HashMap::new(),
             counters: Counters::new(),
             breakers: BTreeMap::new(),
+            exact_breakers: None,
             pool: PoolStats::default(),
             admission: AdmissionStats::default(),
             admission_seen: false,
@@ -554,6 +565,12 @@ impl ReportBuilder {
         })
     }
 
+    /// Sets the breaker rows from the breakers' own counts (exact), in place of those
+    /// tallied from events; the report's [`breakers_exact`](Report::breakers_exact) says so.
+    pub fn set_breakers(&mut self, rows: Vec<BreakerRow>) {
+        self.exact_breakers = Some(rows);
+    }
+
     /// Names step id `step_id` for the breaker rows (records name their node already).
     pub fn name_step(&mut self, step_id: u32, name: impl Into<String>) {
         self.step_names.insert(step_id, name.into());
@@ -647,6 +664,19 @@ impl ReportBuilder {
                 *m = m.saturating_add(t);
             }
         }
+        if let Some(rows) = &other.exact_breakers {
+            // Exact rows are readings of the breakers themselves: a breaker both sides read
+            // (by its step id and name) is the same breaker, read once.
+            let mine = self.exact_breakers.get_or_insert_with(Vec::new);
+            for row in rows {
+                if !mine
+                    .iter()
+                    .any(|m| m.step_id == row.step_id && m.step == row.step)
+                {
+                    mine.push(row.clone());
+                }
+            }
+        }
         let (mine, t) = (&mut self.telemetry, &other.telemetry);
         mine.events_recorded = mine.events_recorded.saturating_add(t.events_recorded);
         mine.events_dropped = mine.events_dropped.saturating_add(t.events_dropped);
@@ -686,17 +716,21 @@ impl ReportBuilder {
         let hits = self.counters.get(Counter::CacheHits);
         let lookups = hits.saturating_add(self.counters.get(Counter::CacheMisses));
         let cache_hit_rate = (lookups > 0).then(|| hits as f64 / lookups as f64);
-        let breakers = self
-            .breakers
-            .values()
-            .map(|row| BreakerRow {
-                step: match self.step_names.get(&row.step_id) {
-                    Some(name) => name.clone(),
-                    None => format!("#{}", row.step_id),
-                },
-                ..row.clone()
-            })
-            .collect();
+        let breakers_exact = self.exact_breakers.is_some();
+        let breakers = match &self.exact_breakers {
+            Some(rows) => rows.clone(),
+            None => self
+                .breakers
+                .values()
+                .map(|row| BreakerRow {
+                    step: match self.step_names.get(&row.step_id) {
+                        Some(name) => name.clone(),
+                        None => format!("#{}", row.step_id),
+                    },
+                    ..row.clone()
+                })
+                .collect(),
+        };
         Report {
             wall_ns,
             runs,
@@ -706,6 +740,7 @@ impl ReportBuilder {
             counters: self.counters,
             cache_hit_rate,
             breakers,
+            breakers_exact,
             pool: self.pool,
             admission: self.admission,
             telemetry: self.telemetry,
@@ -891,9 +926,16 @@ impl Report {
     }
 
     fn fmt_breakers(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "breakers (from the events of sampled runs)")?;
-        if self.breakers.is_empty() {
-            return writeln!(f, "  (no transitions or refusals in the events seen)");
+        if self.breakers_exact {
+            writeln!(f, "breakers (each breaker's own counts: exact, every user)")?;
+            if self.breakers.is_empty() {
+                return writeln!(f, "  (no breaker in the graphs run)");
+            }
+        } else {
+            writeln!(f, "breakers (from the events of sampled runs)")?;
+            if self.breakers.is_empty() {
+                return writeln!(f, "  (no transitions or refusals in the events seen)");
+            }
         }
         let width = name_width("step", self.breakers.iter().map(|r| r.step.as_str()));
         let headers: Vec<&dyn fmt::Display> = BREAKER_COLUMNS

@@ -345,6 +345,35 @@ impl<P, C> Graph<P, C> {
         }
     }
 
+    /// The circuit breakers of the graph's tasks, each with the task it guards (a breaker
+    /// shared by several tasks comes once per task), in task order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use flujo_core::graph::{Graph, TaskConfig};
+    /// use flujo_core::policy::{Breaker, BreakerConfig};
+    ///
+    /// let breaker = Arc::new(Breaker::new(BreakerConfig::DEFAULT).unwrap());
+    /// let g = Graph::<u64, ()>::build(|b| {
+    ///     let cfg = TaskConfig::new().breaker(breaker.clone());
+    ///     let guarded = b.task_with("remote", |x, _| Ok(x), cfg);
+    ///     let plain = b.task("local", |x, _| Ok(x));
+    ///     b.sequence("s", &[guarded, plain])
+    /// })
+    /// .unwrap();
+    /// let found: Vec<_> = g.breakers().collect();
+    /// assert_eq!(found.len(), 1);
+    /// assert_eq!(g.name(found[0].0), "remote");
+    /// assert!(Arc::ptr_eq(found[0].1, &breaker));
+    /// ```
+    pub fn breakers(&self) -> impl Iterator<Item = (NodeId, &crate::sync::Arc<Breaker>)> + '_ {
+        self.policies
+            .iter()
+            .filter_map(|p| p.cfg.breaker.as_ref().map(|b| (NodeId(p.node), b)))
+    }
+
     /// The fan-out width bound of a parallel or map node (`None` for other kinds): how many
     /// branches or items may run at once under a concurrent runtime.
     pub fn max_width(&self, node: NodeId) -> Option<u32> {

@@ -523,6 +523,9 @@ pub struct Breaker {
     failures: AtomicU32,
     /// Transitions made, by [`Transition::index`]. Incremented (relaxed) by each winner.
     transitions: [AtomicUsize; Transition::COUNT],
+    /// Calls refused (open, or half-open with no probe left). Relaxed; only the refusing
+    /// path, which is cold, touches it.
+    refusals: AtomicUsize,
 }
 
 impl Breaker {
@@ -539,6 +542,7 @@ impl Breaker {
             failure_bits: core::array::from_fn(|_| AtomicUsize::new(0)),
             failures: AtomicU32::new(0),
             transitions: core::array::from_fn(|_| AtomicUsize::new(0)),
+            refusals: AtomicUsize::new(0),
         })
     }
 
@@ -550,6 +554,19 @@ impl Breaker {
     /// The current state (a breaker still writing its open deadline reads as `Open`).
     pub fn state(&self) -> State {
         word::state(self.state.load(Ordering::Acquire))
+    }
+
+    /// The calls refused so far ([`try_acquire`](Self::try_acquire) returned `Err`), by every
+    /// user of the breaker.
+    pub fn refusals(&self) -> usize {
+        self.refusals.load(Ordering::Relaxed)
+    }
+
+    /// Counts a refusal and returns it.
+    #[cold]
+    fn refuse(&self, state: State) -> Result<Permit, Rejected> {
+        self.refusals.fetch_add(1, Ordering::Relaxed);
+        Err(Rejected { state })
     }
 
     /// The transitions made so far.
@@ -590,7 +607,7 @@ impl Breaker {
                 }
                 State::Open => {
                     if current & word::PENDING != 0 {
-                        return Err(Rejected { state: State::Open });
+                        return self.refuse(State::Open);
                     }
                     let deadline = self.deadline();
                     let again = self.state.load(Ordering::Acquire);
@@ -600,16 +617,14 @@ impl Breaker {
                         continue;
                     }
                     if now < deadline {
-                        return Err(Rejected { state: State::Open });
+                        return self.refuse(State::Open);
                     }
                     word::next_period(current, self.legal(current, State::HalfOpen))
                         + word::PROBE_ONE
                 }
                 State::HalfOpen => {
                     if word::probes(current) >= self.config.half_open_probes_max {
-                        return Err(Rejected {
-                            state: State::HalfOpen,
-                        });
+                        return self.refuse(State::HalfOpen);
                     }
                     current + word::PROBE_ONE
                 }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use flujo_core::context::Context;
 use flujo_core::graph::{CancelFlag, Graph, NodeId};
 use flujo_core::interp::{ErrorKind, Outcome, RunOptions, RunResult, SharedCache};
-use flujo_core::policy::Usage;
+use flujo_core::policy::{Breaker, Usage};
 use flujo_core::telemetry::Counters;
 
 use crate::admission::{AdaptiveLimit, Algorithm, LimitConfig, OwnedPermit};
@@ -38,11 +38,12 @@ use crate::config::{
 };
 pub use crate::queue::Priority;
 use crate::queue::{self, PriorityQueues, QueueConfig};
-use crate::report::{AdmissionStats, PoolStats, RejectReason, Report, ReportBuilder};
+use crate::report::{AdmissionStats, BreakerRow, PoolStats, RejectReason, Report, ReportBuilder};
 use crate::ticket::{Cells, Completer, Ticket};
 use crate::trace::TraceWriter;
 
 use host::{panic_message, CacheBridge, RtHost};
+use tally::SeenBreaker;
 use worker::{lock, Workers};
 
 /// Per-run options of the executor.
@@ -861,6 +862,8 @@ where
 
     fn report(&self) -> Report {
         let mut b = ReportBuilder::new();
+        // Each breaker of the graphs run, once (workers may share one), read exactly.
+        let mut breakers: Vec<(Arc<Breaker>, BreakerRow)> = Vec::new();
         let mut loans = 0u64;
         let mut arena = (0u64, 0u64);
         self.workers.each(|w| {
@@ -871,8 +874,17 @@ where
                 b.add_step_counts(row);
                 b.name_step(row.node, row.step.clone());
             }
+            for seen in w.tallies.breakers() {
+                if !breakers
+                    .iter()
+                    .any(|(b, _): &(Arc<Breaker>, BreakerRow)| Arc::ptr_eq(b, &seen.breaker))
+                {
+                    breakers.push((Arc::clone(&seen.breaker), breaker_row(seen)));
+                }
+            }
             loans += w.loans;
         });
+        b.set_breakers(breakers.into_iter().map(|(_, row)| row).collect());
         b.merge(&self.workers.retired());
         b.add_submitted(self.submitted.load(Ordering::Relaxed));
         for (i, reason) in [
@@ -905,6 +917,24 @@ where
         });
         let wall = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         b.build(wall)
+    }
+}
+
+/// The report row of a breaker a worker met: its own counts, exact.
+fn breaker_row(seen: &SeenBreaker) -> BreakerRow {
+    let counts = seen.breaker.transition_counts();
+    let step = if seen.shared {
+        format!("{} (+others)", seen.step)
+    } else {
+        seen.step.clone()
+    };
+    BreakerRow {
+        step_id: seen.step_id,
+        step,
+        to_open: (counts.closed_to_open + counts.half_open_to_open) as u64,
+        to_half_open: counts.open_to_half_open as u64,
+        to_closed: counts.half_open_to_closed as u64,
+        rejected: seen.breaker.refusals() as u64,
     }
 }
 

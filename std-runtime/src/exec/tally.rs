@@ -1,8 +1,11 @@
 //! Exact per-step counts, kept by each worker from every record of every run (the report's
 //! step rows): a few instructions per record, through a dense node index per graph.
 
+use std::sync::Arc;
+
 use flujo_core::graph::{Graph, NodeId};
 use flujo_core::interp::{StepOutcome, StepRecord};
+use flujo_core::policy::Breaker;
 
 use crate::report::{StepRow, OTHER_STEPS};
 
@@ -15,8 +18,22 @@ const MAX_GRAPHS: usize = 8;
 /// Nodes a graph's index covers; the nodes past it count in [`OTHER_STEPS`].
 const MAX_INDEXED_NODES: usize = 1 << 20;
 
+/// Distinct circuit breakers a worker keeps for the report; later ones are not reported.
+const MAX_BREAKERS: usize = 256;
+
 /// No row yet.
 const NONE: u32 = u32::MAX;
+
+/// A circuit breaker met in a graph a worker ran, kept so the report can read its own
+/// (exact) counts.
+pub(crate) struct SeenBreaker {
+    pub(crate) breaker: Arc<Breaker>,
+    /// The first task seen guarded by it: its node and name.
+    pub(crate) step_id: u32,
+    pub(crate) step: String,
+    /// Whether a task of another name is guarded by it too.
+    pub(crate) shared: bool,
+}
 
 /// Exact counts per step of the runs one worker made.
 #[derive(Default)]
@@ -26,6 +43,8 @@ pub(crate) struct Tallies {
     rows: Vec<StepRow>,
     /// The row of [`OTHER_STEPS`], once made.
     other: Option<u32>,
+    /// The breakers of the graphs indexed so far, one entry per breaker.
+    breakers: Vec<SeenBreaker>,
 }
 
 impl Tallies {
@@ -71,6 +90,7 @@ impl Tallies {
                 }
                 let nodes = graph.len().min(MAX_INDEXED_NODES);
                 self.graphs.insert(0, (graph.id(), vec![NONE; nodes]));
+                self.see_breakers(graph);
                 0
             }
         }
@@ -102,6 +122,34 @@ impl Tallies {
     /// The rows counted so far.
     pub(crate) fn rows(&self) -> impl Iterator<Item = &StepRow> {
         self.rows.iter()
+    }
+
+    /// Keeps the breakers of `graph` not seen yet (a graph is indexed when a worker first
+    /// runs it, or again after its index was dropped).
+    #[cold]
+    fn see_breakers<P, C>(&mut self, graph: &Graph<P, C>) {
+        for (node, breaker) in graph.breakers() {
+            let name = graph.name(node);
+            let known = self
+                .breakers
+                .iter_mut()
+                .find(|seen| Arc::ptr_eq(&seen.breaker, breaker));
+            if let Some(seen) = known {
+                seen.shared |= seen.step != name;
+            } else if self.breakers.len() < MAX_BREAKERS {
+                self.breakers.push(SeenBreaker {
+                    breaker: Arc::clone(breaker),
+                    step_id: node.0,
+                    step: name.to_string(),
+                    shared: false,
+                });
+            }
+        }
+    }
+
+    /// The breakers seen so far.
+    pub(crate) fn breakers(&self) -> &[SeenBreaker] {
+        &self.breakers
     }
 }
 

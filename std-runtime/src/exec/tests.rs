@@ -202,6 +202,55 @@ fn the_report_counts_every_run_and_the_trace_parses_back_with_the_step_spans() {
 }
 
 #[test]
+fn the_report_reads_each_breaker_exactly_even_when_no_run_was_sampled() {
+    use flujo_core::policy::{Breaker, BreakerConfig};
+    // One breaker guards two steps (one row, named after the first), another one step. The
+    // telemetry keeps counters only, so no event is ever recorded, and the rows still count
+    // every transition and refusal, as the breakers themselves do.
+    let config = BreakerConfig {
+        consecutive_failures_to_open: 1,
+        open_ticks: u64::MAX,
+        ..BreakerConfig::DEFAULT
+    };
+    let shared = Arc::new(Breaker::new(config).unwrap());
+    let alone = Arc::new(Breaker::new(config).unwrap());
+    let g = Graph::<u64, ()>::build(|b| {
+        let a = b.task_with(
+            "a",
+            |_, _| Err(StepError::transient("down")),
+            TaskConfig::new().breaker(shared.clone()),
+        );
+        let c = b.task_with("c", |x, _| Ok(x), TaskConfig::new().breaker(shared.clone()));
+        let d = b.task_with("d", |x, _| Ok(x), TaskConfig::new().breaker(alone.clone()));
+        b.sequence("s", &[d, a, c])
+    })
+    .unwrap();
+    let mut cfg = OptimizationConfig::latency();
+    cfg.workers = 2;
+    cfg.telemetry.level = crate::config::TelemetryLevel::Counters;
+    let ex = Executor::new(cfg).unwrap();
+    for i in 0..6 {
+        assert_eq!(ex.run(&g, i, ()).unwrap().outcome, Outcome::Failed);
+    }
+    let report = ex.report();
+    assert!(report.breakers_exact);
+    assert_eq!(report.telemetry.events_recorded, 0);
+    assert_eq!(report.breakers.len(), 2);
+    let row = |name: &str| report.breakers.iter().find(|r| r.step == name).unwrap();
+    // Run 0 fails `a` and opens the shared breaker for good (`c` is never reached); `a` is
+    // refused in each of the five later runs.
+    let counts = shared.transition_counts();
+    let shared_row = row("a (+others)");
+    assert_eq!(shared_row.to_open, counts.closed_to_open as u64);
+    assert_eq!((shared_row.to_open, shared_row.to_closed), (1, 0));
+    assert_eq!(shared_row.rejected, shared.refusals() as u64);
+    assert_eq!(shared_row.rejected, 5);
+    let alone_row = row("d");
+    assert_eq!((alone_row.to_open, alone_row.rejected), (0, 0));
+    assert!(report.to_string().contains("exact"));
+}
+
+#[test]
 fn a_config_change_at_run_time_is_seen_whole_by_later_runs() {
     let g = Graph::<u64, ()>::build(|b| b.task("id", |x, _| Ok(x))).unwrap();
     let ex = Executor::new(forking(1)).unwrap();

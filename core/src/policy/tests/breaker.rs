@@ -530,13 +530,14 @@ fn threads_share_a_breaker_and_count_transitions_exactly() {
         AtomicUsize::new(0),
         AtomicUsize::new(0),
     ]);
+    let calls = if cfg!(miri) { 50 } else { 20_000 };
     let threads: Vec<_> = (0..4u64)
         .map(|seed| {
             let (breaker, clock, reported) = (breaker.clone(), clock.clone(), reported.clone());
             std::thread::spawn(move || {
                 let mut rng = Rng::new(seed);
                 let mut admitted = 0usize;
-                for _ in 0..if cfg!(miri) { 50 } else { 20_000 } {
+                for _ in 0..calls {
                     let now = clock.fetch_add(1, Ordering::Relaxed);
                     let Ok(permit) = breaker.try_acquire(now) else {
                         continue;
@@ -553,6 +554,8 @@ fn threads_share_a_breaker_and_count_transitions_exactly() {
         .collect();
     let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
     assert!(admitted > 0);
+    // Every call not admitted was counted as refused, exactly once.
+    assert_eq!(breaker.refusals(), 4 * calls - admitted);
     let counts = breaker.transition_counts();
     // Every transition a record made was reported by exactly one caller.
     assert_eq!(reported[0].load(Ordering::Relaxed), counts.closed_to_open);
