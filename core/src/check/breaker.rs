@@ -216,6 +216,8 @@ struct Program {
     model: Model,
     held: Vec<(Permit, ModelPermit)>,
     now: u64,
+    /// Acquires the model refused.
+    refused: usize,
 }
 
 impl Program {
@@ -229,6 +231,7 @@ impl Program {
             }
             (Err(Rejected { state }), Err(model)) => {
                 assert_eq!(state, model, "refusing state at {}", self.now);
+                self.refused += 1;
                 None
             }
             (got, expected) => panic!("acquire at {}: {got:?}, model {expected:?}", self.now),
@@ -305,6 +308,11 @@ impl Program {
             self.now
         );
         assert_eq!(self.breaker.transition_counts(), self.model.counts);
+        assert_eq!(
+            self.breaker.refusals(),
+            self.refused,
+            "every refusal counted"
+        );
     }
 }
 
@@ -319,6 +327,7 @@ pub fn run(data: &[u8]) {
         model: Model::new(config),
         held: Vec::new(),
         now,
+        refused: 0,
     };
     while !bytes.data.is_empty() {
         let op = bytes.next();
