@@ -135,6 +135,14 @@ fn check(
     )
 }
 
+/// Options of a run that answers to `flag`.
+fn cancellable(flag: &CancelFlag) -> RunOptions<'_> {
+    RunOptions {
+        cancel: Some(flag),
+        ..RunOptions::default()
+    }
+}
+
 fn record<'a>(g: &G, recs: &'a [StepRecord], name: &str) -> &'a StepRecord {
     let id = g.find(name).unwrap();
     recs.iter()
@@ -1156,11 +1164,7 @@ fn cancelled_run_stops_before_the_next_step() {
     })
     .unwrap();
     let mut runner = Runner::new(RunnerConfig::default());
-    let opts = RunOptions {
-        cancel: Some(&flag),
-        ..RunOptions::default()
-    };
-    let r = run_with(&mut runner, &g, 0, &opts);
+    let r = run_with(&mut runner, &g, 0, &cancellable(&flag));
     assert_eq!(r.outcome, Outcome::Aborted);
     let err = r.error.unwrap();
     assert_eq!((err.step, err.kind), ("c", ErrorKind::Cancelled));
@@ -2038,11 +2042,7 @@ fn a_pure_fan_out_stops_at_a_cancel_raised_by_one_of_its_leaves() {
     .unwrap();
     assert!(program(&g, "outer").is_some());
     let mut runner = Runner::new(RunnerConfig::default());
-    let opts = RunOptions {
-        cancel: Some(&flag),
-        ..RunOptions::default()
-    };
-    let r = run_with(&mut runner, &g, 0, &opts);
+    let r = run_with(&mut runner, &g, 0, &cancellable(&flag));
     assert_eq!(r.outcome, Outcome::Aborted);
     assert!(r.error.unwrap().to_string().contains("`later`"));
     let later = g.find("later").unwrap();
