@@ -11,10 +11,10 @@ use bumpalo::Bump;
 use super::analysis::pure_programs;
 use super::task::TaskPolicy;
 use super::{
-    BranchNode, ExitPredicate, Graph, GraphError, GraphRule, LoopNode, LoopOptions, MapNode,
-    MapOptions, NodeKind, NodeRef, ParNode, ParallelOptions, Reducer, RunTask, Selector, SeqNode,
-    Span, Splitter, Step, StepCx, StepError, StepFlags, TaskConfig, MAX_DEPTH, MAX_FALLBACK_CHAIN,
-    MAX_NODES, NO_POLICY,
+    BranchNode, Checks, ExitPredicate, Graph, GraphError, GraphRule, LoopNode, LoopOptions,
+    MapNode, MapOptions, NodeKind, NodeRef, ParNode, ParallelOptions, Reducer, RunTask, Selector,
+    SeqNode, Span, Splitter, Step, StepCx, StepError, StepFlags, TaskConfig, MAX_DEPTH,
+    MAX_FALLBACK_CHAIN, MAX_NODES, NO_POLICY,
 };
 use super::{FailureStrategy, Items};
 use crate::context::MergeStrategy;
@@ -493,10 +493,14 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                         runs.extend(node.children.iter().map(|c| {
                             let task = self.nodes[c.index as usize].slot;
                             let flags = task_flags[task as usize];
+                            let policy = task_policy[task as usize];
+                            let validators = policies
+                                .get(policy as usize)
+                                .map_or(0, |p: &TaskPolicy<P, C>| p.cfg.validators.len());
                             RunTask {
                                 node: c.index,
                                 task,
-                                policy: task_policy[task as usize],
+                                policy,
                                 stretch: 0,
                                 may_write: flags.contains(StepFlags::WRITES_CONTEXT),
                                 lean: !flags.is_plain()
@@ -504,6 +508,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                                         StepFlags::CACHE | StepFlags::USAGE | StepFlags::TIMEOUT,
                                     ),
                                 stretch_lean: false,
+                                checks: Checks::of(flags, validators),
                             }
                         }));
                         // Each task of a stretch learns how many tasks its stretch has left

@@ -133,6 +133,35 @@ pub(crate) struct RunTask {
     pub(crate) lean: bool,
     /// Whether the stretch starting here holds a lean policy task (else it is all plain).
     pub(crate) stretch_lean: bool,
+    /// What a lean task's attempt runs around its step.
+    pub(crate) checks: Checks,
+}
+
+/// What a policy task's attempt runs around its step, so that the stretch loop calls at most
+/// one validator without a loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Checks {
+    /// Nothing: the attempt is the step.
+    None,
+    /// One validator, no processors.
+    OneValidator,
+    /// Processors, or several validators.
+    Many,
+}
+
+impl Checks {
+    /// The checks of a task with these flags and `validators` validators.
+    pub(crate) fn of(flags: StepFlags, validators: usize) -> Self {
+        if flags.intersects(StepFlags::PRE_PROCESSORS | StepFlags::POST_PROCESSORS) {
+            Checks::Many
+        } else {
+            match validators {
+                0 => Checks::None,
+                1 => Checks::OneValidator,
+                _ => Checks::Many,
+            }
+        }
+    }
 }
 
 impl RunTask {

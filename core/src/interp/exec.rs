@@ -11,8 +11,8 @@ use super::{ErrorKind, LoopExit, Records, Scratch, StepOutcome, StepRecord, Stop
 use crate::cache::CacheKey;
 use crate::context::{merge_branch, Context, Frame, MergeError, MergeStrategy};
 use crate::graph::{
-    Cancel, CancelFlag, Clock, FailureStrategy, Graph, Items, NodeId, NodeKind, RunEnv, RunTask,
-    Step, StepCx, StepError, StepFlags, TaskConfig, TaskPolicy, NO_POLICY,
+    Cancel, CancelFlag, Checks, Clock, FailureStrategy, Graph, Items, NodeId, NodeKind, RunEnv,
+    RunTask, Step, StepCx, StepError, StepFlags, TaskConfig, TaskPolicy, NO_POLICY,
 };
 use crate::policy::breaker::{Outcome as CallOutcome, Permit, Transition};
 use crate::policy::{
@@ -178,9 +178,27 @@ where
             } else {
                 None
             };
+            // The attempt: the step alone, or then one validator, without a loop; the
+            // processors and several validators take the general order.
+            let attempt = || match pt.checks {
+                Checks::None => step.run(x, cx),
+                Checks::OneValidator => {
+                    let y = step.run(x, cx)?;
+                    debug_assert_eq!(cfg.validators.len(), 1, "analysed: one validator");
+                    // SAFETY: `Checks::OneValidator` was set when the graph was frozen from
+                    // this task's configuration, which has exactly one validator; the graph
+                    // is immutable after freezing.
+                    let validate = unsafe { cfg.validators.get_unchecked(0) };
+                    match validate(&y, cx.ctx()) {
+                        Ok(()) => Ok(y),
+                        Err(e) => Err(invalid(e)),
+                    }
+                }
+                Checks::Many => run_attempt(cfg, &**step, x, cx),
+            };
             // The clock is read in each arm, so the success of the attempt's last part
             // goes straight on.
-            match host.guard(|| run_attempt(cfg, &**step, x, cx)) {
+            match host.guard(attempt) {
                 Ok(y) => {
                     let t1 = clock.now();
                     let latency_ticks = elapsed(start, t1);
@@ -468,6 +486,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     may_write: flags.contains(StepFlags::WRITES_CONTEXT),
                     lean: false,
                     stretch_lean: false,
+                    checks: Checks::None,
                 }];
                 self.stretch::<false>(&one, input, frame)
             }
