@@ -809,7 +809,7 @@ fn account(
         Outcome::Failed => {
             t.failed += 1;
             let class = match done.error.as_ref().map(|e| &e.kind) {
-                Some(ErrorKind::Step(e)) => Some(e.class),
+                Some(ErrorKind::Step(e)) => Some(e.class()),
                 _ => None,
             };
             if class == Some(ErrorClass::Panic) {

@@ -322,7 +322,7 @@ fn a_failing_forked_branch_makes_its_later_sibling_see_should_stop() {
     assert_eq!(done.outcome, Outcome::Failed);
     let e = done.error.expect("failed");
     assert_eq!(e.step, "fail");
-    assert!(matches!(e.kind, ErrorKind::Step(ref s) if s.reason == "injected"));
+    assert!(matches!(e.kind, ErrorKind::Step(ref s) if s.reason() == "injected"));
     assert!(slow_started.load(Ordering::SeqCst));
     assert!(
         saw_stop.load(Ordering::SeqCst),

@@ -94,8 +94,8 @@ fn check(done: Finished<u64, Tag>, x: u64, totals: &Totals) {
                 assert_eq!(e.step, "boom");
                 match e.kind {
                     ErrorKind::Step(s) => {
-                        assert_eq!(s.class, ErrorClass::Panic);
-                        assert!(s.reason.contains("injected panic"), "{}", s.reason);
+                        assert_eq!(s.class(), ErrorClass::Panic);
+                        assert!(s.reason().contains("injected panic"), "{}", s.reason());
                     }
                     other => panic!("{other:?}"),
                 }
@@ -106,7 +106,7 @@ fn check(done: Finished<u64, Tag>, x: u64, totals: &Totals) {
                 let e = done.error.expect("a failed run has an error");
                 assert_eq!(e.step, "bad");
                 assert!(
-                    matches!(e.kind, ErrorKind::Step(ref s) if s.class == ErrorClass::Transient)
+                    matches!(e.kind, ErrorKind::Step(ref s) if s.class() == ErrorClass::Transient)
                 );
                 totals.failed.fetch_add(1, Ordering::Relaxed);
             } else {

@@ -266,7 +266,7 @@ fn interpreted(s: Strategy, base: &Ctx, branches: &[Branch], ignore: bool) -> Re
                 ErrorKind::MergeConflict { part, branch } => Failure::Conflict { part, branch },
                 ErrorKind::MergeFailed(_) => Failure::User,
                 ErrorKind::Step(se) => {
-                    assert_eq!(se.class, ErrorClass::Permanent);
+                    assert_eq!(se.class(), ErrorClass::Permanent);
                     Failure::Branch
                 }
                 ErrorKind::AllBranchesFailed { branches: n } => {

@@ -33,7 +33,7 @@ pub use crate::policy::{
     Backoff, Breaker, BreakerConfig, ErrorClass, Recovery, RecoveryTable, RetryPolicy, Usage,
 };
 pub(crate) use step::{Cancel, RunEnv};
-pub use step::{CancelFlag, Clock, ManualClock, NoClock, Step, StepCx, StepError};
+pub use step::{CancelFlag, Clock, ManualClock, NoClock, StaticStepError, Step, StepCx, StepError};
 pub use task::{
     ExitPredicate, FailureStrategy, Items, LoopOptions, MapOptions, ParallelOptions, Processor,
     Reducer, Selector, Splitter, TaskConfig, Validator,

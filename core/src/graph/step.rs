@@ -1,7 +1,13 @@
 //! The step trait, the step context a step sees, step errors, and the caller's clock.
 
 use alloc::borrow::Cow;
+use alloc::boxed::Box;
+use alloc::string::String;
 use core::fmt;
+use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
+use core::num::NonZeroUsize;
+use core::ptr::NonNull;
 
 use crate::context::Spares;
 use crate::policy::{ErrorClass, Usage};
@@ -9,29 +15,158 @@ use crate::sync::{AtomicBool, Ordering};
 
 /// A step's failure: its class (which drives recovery) and a reason for humans.
 ///
+/// One pointer wide, so that a step's `Result<P, StepError>` comes back in registers when the
+/// payload is a word: the class and reason live behind the pointer, in a box made by
+/// [`new`](Self::new) (and its shorthands), or in a `static` [`StaticStepError`] that
+/// [`from_static`](Self::from_static) points to without allocating (for steps that fail often
+/// and want no allocation on that path).
+///
 /// # Examples
 ///
 /// ```
-/// use flujo_core::graph::{ErrorClass, StepError};
+/// use flujo_core::graph::{ErrorClass, StaticStepError, StepError};
 /// let e = StepError::transient("service busy");
-/// assert_eq!(e.class, ErrorClass::Transient);
-/// assert_eq!(e.reason, "service busy");
+/// assert_eq!(e.class(), ErrorClass::Transient);
+/// assert_eq!(e.reason(), "service busy");
+///
+/// static BUSY: StaticStepError = StaticStepError::new(ErrorClass::Transient, "service busy");
+/// assert_eq!(StepError::from_static(&BUSY), e);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StepError {
-    /// What kind of failure this is.
-    pub class: ErrorClass,
-    /// Why it failed.
-    pub reason: Cow<'static, str>,
+    /// A `&'static StaticStepError` (low bit 0), or a `Box<Owned>` with its low bit set.
+    tagged: NonNull<u8>,
+    _owns: PhantomData<Box<Owned>>,
 }
 
-impl StepError {
+/// A step error known at compile time, for [`StepError::from_static`].
+#[derive(Debug)]
+pub struct StaticStepError {
+    class: ErrorClass,
+    reason: &'static str,
+}
+
+impl StaticStepError {
     /// An error of `class` with `reason`.
+    pub const fn new(class: ErrorClass, reason: &'static str) -> Self {
+        Self { class, reason }
+    }
+}
+
+/// The boxed form of a [`StepError`].
+struct Owned {
+    class: ErrorClass,
+    reason: Cow<'static, str>,
+}
+
+/// The low bit of [`StepError::tagged`] that marks a box. Both pointees are aligned to at
+/// least 2 (they hold references), so the bit is free.
+const OWNED: usize = 1;
+const _: () = assert!(
+    core::mem::align_of::<Owned>() > OWNED && core::mem::align_of::<StaticStepError>() > OWNED
+);
+
+// SAFETY: a `StepError` is either a shared `&'static StaticStepError` (which is `Sync`: a class
+// and a `&'static str`) or a uniquely owned `Box<Owned>` (`Send + Sync`: a class and a
+// `Cow<'static, str>`); it never shares the box, so it is as thread-safe as those are.
+unsafe impl Send for StepError {}
+// SAFETY: see `Send`: `&StepError` only reads the pointee.
+unsafe impl Sync for StepError {}
+
+impl StepError {
+    /// An error of `class` with `reason` (boxed: one allocation).
     pub fn new(class: ErrorClass, reason: impl Into<Cow<'static, str>>) -> Self {
-        Self {
+        Self::owned(Box::new(Owned {
             class,
             reason: reason.into(),
+        }))
+    }
+
+    /// The error `e`, without allocating.
+    pub const fn from_static(e: &'static StaticStepError) -> Self {
+        Self {
+            // SAFETY: a reference is never null.
+            tagged: unsafe { NonNull::new_unchecked(e as *const StaticStepError as *mut u8) },
+            _owns: PhantomData,
         }
+    }
+
+    fn owned(b: Box<Owned>) -> Self {
+        debug_assert!(
+            core::mem::align_of::<Owned>() > OWNED,
+            "the tag bit is free"
+        );
+        // SAFETY: `Box::into_raw` is never null, and `Owned` is aligned to at least 2 (it
+        // holds pointers), so the address has its low bit clear and setting it leaves it
+        // non-null.
+        let raw = unsafe { NonNull::new_unchecked(Box::into_raw(b)) };
+        Self {
+            tagged: raw.cast::<u8>().map_addr(|a| a | OWNED),
+            _owns: PhantomData,
+        }
+    }
+
+    /// Whether this error owns a box (else it points to a static error).
+    #[inline]
+    fn is_owned(&self) -> bool {
+        self.tagged.addr().get() & OWNED != 0
+    }
+
+    /// The box's pointer, with the tag cleared. Only for an owned error.
+    #[inline]
+    fn box_ptr(&self) -> NonNull<Owned> {
+        debug_assert!(self.is_owned());
+        self.tagged
+            .map_addr(|a| {
+                // SAFETY: the tagged address is a box's address with bit 0 set; clearing the
+                // bit gives the box's address back, which is not null.
+                unsafe { NonZeroUsize::new_unchecked(a.get() & !OWNED) }
+            })
+            .cast::<Owned>()
+    }
+
+    /// The class and reason, wherever they live.
+    #[inline]
+    fn parts(&self) -> (ErrorClass, &str) {
+        if self.is_owned() {
+            // SAFETY: the tag is set only by `owned`, on the pointer of a box this error owns
+            // until it drops; the box is never handed out mutably.
+            let o = unsafe { self.box_ptr().as_ref() };
+            (o.class, &o.reason)
+        } else {
+            // SAFETY: an untagged pointer is only made by `from_static`, from a
+            // `&'static StaticStepError`.
+            let s = unsafe { self.tagged.cast::<StaticStepError>().as_ref() };
+            (s.class, s.reason)
+        }
+    }
+
+    /// What kind of failure this is.
+    #[inline]
+    pub fn class(&self) -> ErrorClass {
+        self.parts().0
+    }
+
+    /// Why it failed.
+    pub fn reason(&self) -> &str {
+        self.parts().1
+    }
+
+    /// The same error with `class` (a validator's error is reclassified as validation this
+    /// way). A boxed error keeps its box; a static one is boxed.
+    pub fn with_class(self, class: ErrorClass) -> Self {
+        let (own, reason) = self.parts();
+        if own == class {
+            return self;
+        }
+        if !self.is_owned() {
+            return Self::new(class, String::from(reason));
+        }
+        let this = ManuallyDrop::new(self);
+        // SAFETY: `this` owns the box (it is tagged) and is never dropped (`ManuallyDrop`),
+        // so the box is taken back exactly once.
+        let mut b = unsafe { Box::from_raw(this.box_ptr().as_ptr()) };
+        b.class = class;
+        Self::owned(b)
     }
 
     /// A transient error (retried by the default recovery table).
@@ -55,9 +190,52 @@ impl StepError {
     }
 }
 
+impl Drop for StepError {
+    fn drop(&mut self) {
+        if self.is_owned() {
+            // SAFETY: a tagged pointer is the box this error owns; it is taken back once, here.
+            drop(unsafe { Box::from_raw(self.box_ptr().as_ptr()) });
+        }
+    }
+}
+
+impl Clone for StepError {
+    fn clone(&self) -> Self {
+        if self.is_owned() {
+            // SAFETY: as in `parts`: the box this error owns.
+            let o = unsafe { self.box_ptr().as_ref() };
+            Self::new(o.class, o.reason.clone())
+        } else {
+            Self {
+                tagged: self.tagged,
+                _owns: PhantomData,
+            }
+        }
+    }
+}
+
+impl PartialEq for StepError {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for StepError {}
+
+impl fmt::Debug for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (class, reason) = self.parts();
+        f.debug_struct("StepError")
+            .field("class", &class)
+            .field("reason", &reason)
+            .finish()
+    }
+}
+
 impl fmt::Display for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {}", self.class, self.reason)
+        let (class, reason) = self.parts();
+        write!(f, "{class:?}: {reason}")
     }
 }
 

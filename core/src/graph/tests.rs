@@ -403,3 +403,74 @@ fn nesting_max_depth_levels_builds_and_runs() {
     let r = runner.run(&g, 1, 0, &NoClock, &crate::interp::RunOptions::default());
     assert_eq!(r.output, Some(2), "one increment through every level");
 }
+
+// ---- Step errors ----
+
+static BUSY: StaticStepError = StaticStepError::new(ErrorClass::Transient, "busy");
+
+#[test]
+fn a_step_error_is_one_word_so_a_word_result_comes_back_in_registers() {
+    use core::mem::size_of;
+    assert_eq!(size_of::<StepError>(), size_of::<usize>());
+    assert_eq!(size_of::<Option<StepError>>(), size_of::<usize>());
+    assert_eq!(size_of::<Result<(), StepError>>(), size_of::<usize>());
+    assert_eq!(size_of::<Result<u64, StepError>>(), 2 * size_of::<u64>());
+}
+
+#[test]
+fn boxed_and_static_step_errors_read_the_same() {
+    let boxed = StepError::transient("busy");
+    let owned_reason = StepError::new(ErrorClass::Transient, std::string::String::from("busy"));
+    let fixed = StepError::from_static(&BUSY);
+    for e in [&boxed, &owned_reason, &fixed] {
+        assert_eq!((e.class(), e.reason()), (ErrorClass::Transient, "busy"));
+        assert_eq!(std::format!("{e}"), "Transient: busy");
+    }
+    assert_eq!(boxed, fixed);
+    assert_eq!(owned_reason, fixed);
+    assert_ne!(boxed, StepError::permanent("busy"));
+    assert_ne!(boxed, StepError::transient("idle"));
+    assert_eq!(
+        std::format!("{fixed:?}"),
+        "StepError { class: Transient, reason: \"busy\" }"
+    );
+}
+
+#[test]
+fn cloning_a_step_error_copies_a_static_one_and_boxes_anew_a_boxed_one() {
+    let fixed = StepError::from_static(&BUSY);
+    let copy = fixed.clone();
+    assert_eq!(copy, fixed);
+    let boxed = StepError::validation(std::string::String::from("negative"));
+    let twin = boxed.clone();
+    drop(boxed);
+    assert_eq!(
+        (twin.class(), twin.reason()),
+        (ErrorClass::Validation, "negative")
+    );
+}
+
+#[test]
+fn with_class_changes_only_the_class() {
+    let boxed = StepError::permanent(std::string::String::from("bad"));
+    let same = boxed.clone().with_class(ErrorClass::Permanent);
+    assert_eq!(same, boxed);
+    let re = boxed.with_class(ErrorClass::Validation);
+    assert_eq!((re.class(), re.reason()), (ErrorClass::Validation, "bad"));
+    let from_static = StepError::from_static(&BUSY).with_class(ErrorClass::Timeout);
+    assert_eq!(
+        (from_static.class(), from_static.reason()),
+        (ErrorClass::Timeout, "busy")
+    );
+    // The static error itself is untouched.
+    assert_eq!(StepError::from_static(&BUSY).class(), ErrorClass::Transient);
+}
+
+#[test]
+fn step_errors_cross_threads() {
+    let errors = [StepError::from_static(&BUSY), StepError::timeout("late")];
+    let back = std::thread::spawn(move || errors.map(|e| (e.class(), e.reason().len())))
+        .join()
+        .unwrap();
+    assert_eq!(back, [(ErrorClass::Transient, 4), (ErrorClass::Timeout, 4)]);
+}

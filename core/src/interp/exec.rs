@@ -404,10 +404,7 @@ fn run_attempt<P, C: Clone>(
 /// A validator's error, classified as validation.
 #[cold]
 fn invalid(e: StepError) -> StepError {
-    StepError {
-        class: ErrorClass::Validation,
-        ..e
-    }
+    e.with_class(ErrorClass::Validation)
 }
 
 /// How a policy task's execution ends, for [`Exec::settle`].
@@ -661,13 +658,13 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
     /// fallback and no skip: every recovery but abort ends in failure.
     #[cold]
     fn plain_failed(&mut self, mut rec: StepRecord, e: StepError) -> Stop {
-        let abort = e.class.always_aborts();
+        let abort = e.class().always_aborts();
         rec.outcome = if abort {
             StepOutcome::Aborted
         } else {
             StepOutcome::Failed
         };
-        rec.error_class = Some(e.class);
+        rec.error_class = Some(e.class());
         let now = self.clock.now();
         self.task_record(rec, now);
         self.fail(rec.node.0, ErrorKind::Step(e), abort)
@@ -1221,8 +1218,8 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         // The failure at hand is the first attempt's (or the open breaker's, in place of it).
         let mut retry = RetryState::new(cfg.retry);
         loop {
-            rec.error_class = Some(err.class);
-            match retry.on_failure(err.class, &cfg.recovery, &mut self.s.rng) {
+            rec.error_class = Some(err.class());
+            match retry.on_failure(err.class(), &cfg.recovery, &mut self.s.rng) {
                 Decision::RetryAfter(ticks) => {
                     self.clock.wait(ticks);
                     rec.backoff_ticks = rec.backoff_ticks.saturating_add(ticks);
@@ -1744,7 +1741,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             Ok(seed) => seed,
             Err(e) => {
                 self.s.items.truncate(bottom);
-                let abort = e.class.always_aborts();
+                let abort = e.class().always_aborts();
                 return Err(self.fail(id, ErrorKind::Step(e), abort));
             }
         };

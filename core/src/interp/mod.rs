@@ -208,7 +208,7 @@ impl ErrorKind {
     /// The error class.
     pub fn class(&self) -> ErrorClass {
         match self {
-            ErrorKind::Step(e) | ErrorKind::MergeFailed(e) => e.class,
+            ErrorKind::Step(e) | ErrorKind::MergeFailed(e) => e.class(),
             ErrorKind::UsageDenied { .. } => ErrorClass::Usage,
             ErrorKind::Cancelled => ErrorClass::Cancelled,
             ErrorKind::DeadlineExceeded => ErrorClass::Timeout,

@@ -802,7 +802,10 @@ fn a_failed_attempts_error_is_the_next_attempts_feedback() {
             |x, cx| match cx.feedback() {
                 None => Ok(-x),
                 Some(f) => {
-                    assert_eq!((f.class, &*f.reason), (ErrorClass::Validation, "negative"));
+                    assert_eq!(
+                        (f.class(), f.reason()),
+                        (ErrorClass::Validation, "negative")
+                    );
                     Ok(x)
                 }
             },
