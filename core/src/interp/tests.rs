@@ -1381,7 +1381,24 @@ fn mixed_tasks(b: &mut B<'_>, breaker: &Arc<Breaker>) -> Vec<NodeRef> {
         },
         TaskConfig::new().validate(|_, _| Ok(())),
     );
-    vec![p0, l1, l2, l3, l4, p5, l6, l7]
+    // Two validators (the second reads the context written before): the stretch runs them
+    // in order, through the general attempt; a rejection is retried with its feedback.
+    let l8 = b.task_with(
+        "l8",
+        |x, cx| Ok(if cx.feedback().is_some() { x } else { x + 1 }),
+        TaskConfig::new()
+            .retry(RetryPolicy::new(2, Backoff::NONE).unwrap())
+            .recovery(RecoveryTable::DEFAULT.with(ErrorClass::Validation, Recovery::Retry))
+            .validate(|_, _| Ok(()))
+            .validate(|y: &i64, ctx: &Ctx| {
+                if (*y + ctx.b) % 4 == 0 {
+                    Err(StepError::permanent("fours"))
+                } else {
+                    Ok(())
+                }
+            }),
+    );
+    vec![p0, l1, l2, l3, l4, p5, l6, l7, l8]
 }
 
 #[test]
