@@ -1048,7 +1048,10 @@ impl Breaker {
     pub(crate) fn clean(&self) -> (bool, bool) {
         let current = self.state.load(Ordering::Acquire);
         let closed = word::is_closed(current);
-        (closed && current & word::CLEAN != 0, closed && self.healthy())
+        (
+            closed && current & word::CLEAN != 0,
+            closed && self.healthy(),
+        )
     }
 
     /// Whether the window holds a failure: the health test's, one load.

@@ -669,7 +669,11 @@ fn a_failure_makes_it_unclean_and_the_next_successes_reset_the_streak_as_before(
     assert_eq!(sim.breaker.failure_counts(), (1, 1));
     // The success resets the streak: the next failure is the first of a new one.
     assert_eq!(sim.apply(Call(S, 0)), None);
-    assert_eq!(sim.breaker.clean(), (false, false), "the failure is still in the window");
+    assert_eq!(
+        sim.breaker.clean(),
+        (false, false),
+        "the failure is still in the window"
+    );
     assert_eq!(sim.apply(Call(F, 0)), None);
     assert_eq!(sim.breaker.state(), State::Closed);
     // Clean again once the window holds successes only: `window_calls` since that failure.
@@ -694,12 +698,16 @@ fn a_failure_makes_it_unclean_and_the_next_successes_reset_the_streak_as_before(
         slow.record(permit, S, u64::MAX, 0),
         t(State::Closed, State::Open)
     );
-    assert_eq!(slow.clean(), (false, false), "an open breaker is never clean");
+    assert_eq!(
+        slow.clean(),
+        (false, false),
+        "an open breaker is never clean"
+    );
 }
 
 #[test]
 fn the_clean_bit_is_never_a_transition() {
-    let mut sim = Sim::new(
+    let sim = Sim::new(
         BreakerConfig {
             consecutive_failures_to_open: 0,
             window_calls: 1,
@@ -753,7 +761,10 @@ fn permits_across_a_clean_flip_are_still_current() {
     sim.apply(Acquire(true));
     let clean_permit = sim.breaker.try_acquire(0).unwrap();
     assert_eq!(sim.apply(Call(F, 0)), None);
-    assert_eq!(sim.held[0], clean_permit, "one period, whatever the clean bit");
+    assert_eq!(
+        sim.held[0], clean_permit,
+        "one period, whatever the clean bit"
+    );
     assert_eq!(sim.breaker.record(clean_permit, S, 0, 0), None);
     assert_eq!(sim.apply(Call(F, 0)), None, "the success reset the streak");
     assert_eq!(sim.breaker.state(), State::Closed);
@@ -785,9 +796,17 @@ fn a_permit_from_before_an_opening_never_makes_the_next_period_clean() {
     sim.apply(Tick(1));
     sim.apply(Acquire(true));
     assert_eq!(sim.apply(Record(1, S)), t(State::HalfOpen, State::Closed));
-    assert_eq!(sim.breaker.clean(), (false, false), "a new period starts unclean");
+    assert_eq!(
+        sim.breaker.clean(),
+        (false, false),
+        "a new period starts unclean"
+    );
     assert_eq!(sim.apply(Record(0, S)), None);
-    assert_eq!(sim.breaker.clean(), (false, false), "a stale success writes nothing");
+    assert_eq!(
+        sim.breaker.clean(),
+        (false, false),
+        "a stale success writes nothing"
+    );
     sim.apply(Call(S, 0));
     assert_eq!(sim.breaker.clean(), (true, true));
 }
