@@ -80,10 +80,13 @@
 //!
 //! A success changes nothing when the statistics are *healthy*: the streak is 0 and the
 //! window is full and holds no failure (so the success would only overwrite a success). While
-//! Closed, the state word's `CLEAN` bit says so, and a success record on a clean breaker in
-//! its permit's period returns after one relaxed load of the word and one compare: nothing is
-//! written, so threads sharing a healthy breaker never contend for its cache lines (an
-//! acquire is one load and a test in any case).
+//! Closed, the state word's `CLEAN` bit says so. A permit keeps the word it was issued in with
+//! `CLEAN` set (closed: the whole word; a probe: state and period bits), so a success record
+//! on a clean breaker in its permit's period and failure generation returns after one relaxed
+//! load of the word and one compare with the permit's (plus the slow-call test, one compare
+//! with a precomputed threshold that no latency exceeds when the rule is off): nothing is
+//! written, so threads sharing a healthy breaker never contend for its cache lines. An
+//! acquire on a closed breaker is one load, a test and an `or`.
 //!
 //! - **Set**: only by a success, on the slow path: it loads the word with acquire (not
 //!   clean, its own period), writes its statistics as it always did, reads them again and, if
@@ -97,8 +100,9 @@
 //!
 //! **Invariant**: while the word is `Closed | CLEAN`, the statistics are healthy except for
 //! the writes of failures still being recorded (which clear the bit when they finish); with
-//! no record in flight, `CLEAN` holds exactly when the breaker is Closed and healthy
-//! (single-threaded: after every call). Why: the setter's compare-and-swap succeeds only if
+//! no record in flight, `CLEAN` implies healthy. Single-threaded, `CLEAN` holds exactly when
+//! the breaker is Closed and healthy, after every call (the fuzz program asserts it; under
+//! races a success may miss setting it, which only costs the slow path). Why: the setter's compare-and-swap succeeds only if
 //! the word is still the one it loaded, and every failure's clearing write changes a closed
 //! word (the generation), so no failure finished its clearing write between the setter's
 //! load and its swap. A failure whose clearing write came before the setter's load is visible
@@ -111,9 +115,11 @@
 //! period wrap, taken as impossible in practice).
 //!
 //! A success that skips on `CLEAN` while a failure is still being recorded takes effect as
-//! if it came before that failure (the race rule above). A success whose permit carries an
-//! older word of the same period (not clean yet, or an earlier generation) takes the slow
-//! path, which finds `CLEAN` set and also writes nothing.
+//! if it came before that failure (the race rule above). A success whose permit is of an
+//! earlier failure generation of the same period takes the slow path, which finds `CLEAN` set
+//! (if it is) and also writes nothing. A failure is never taken for a new period: the period
+//! filter (stale outcomes, [`Breaker::release`], probes) compares the state and period bits
+//! only, and neither the clean bit nor the generation is counted as a transition.
 //!
 //! # Progress
 //!
@@ -385,9 +391,11 @@ pub enum Outcome {
 #[must_use = "a permit's outcome must be recorded (or the permit released)"]
 #[derive(Debug)]
 pub struct Permit {
-    /// The state word it was issued in: state and period bits only for a probe; a closed
-    /// permit keeps the whole word (its `CLEAN` bit and failure generation too, so the
-    /// healthy record path is one compare). Only [`word::same_period`] identifies the period.
+    /// The state word it was issued in with the flag bit set: a closed permit keeps the whole
+    /// word (failure generation included) `| CLEAN`, so the healthy record path is one
+    /// compare with the live word; a probe keeps the state and period bits `| CLEAN`, which
+    /// no live word ever equals (the bit is never set while HalfOpen). Only
+    /// [`word::same_period`] identifies the period.
     period_word: usize,
     /// Whether taking it moved the breaker from open to half-open (the period's first probe).
     half_opened: bool,
@@ -674,9 +682,9 @@ impl Breaker {
     pub fn try_acquire(&self, now: u64) -> Result<Permit, Rejected> {
         let current = self.state.load(Ordering::Acquire);
         if word::is_closed(current) {
-            // The whole word, clean bit and generation included: `record` compares it.
+            // The whole word, generation included, as if clean: `record` compares it.
             return Ok(Permit {
-                period_word: current,
+                period_word: current | word::CLEAN,
                 half_opened: false,
             });
         }
@@ -689,7 +697,7 @@ impl Breaker {
             let next = match word::state(current) {
                 State::Closed => {
                     return Ok(Permit {
-                        period_word: current,
+                        period_word: current | word::CLEAN,
                         half_opened: false,
                     })
                 }
@@ -730,7 +738,7 @@ impl Breaker {
                     }
                     debug_assert!(word::probes(next) <= self.config.half_open_probes_max);
                     return Ok(Permit {
-                        period_word: next & word::PERIOD_MASK,
+                        period_word: (next & word::PERIOD_MASK) | word::CLEAN,
                         half_opened,
                     });
                 }
@@ -752,11 +760,11 @@ impl Breaker {
     ) -> Option<Transition> {
         let failed = matches!(outcome, Outcome::Failure) || latency_ticks > self.slow_after;
         debug_assert_eq!(failed, self.config.is_failure(outcome, latency_ticks));
-        // The healthy hot path: a success on a clean breaker in the permit's period writes
-        // nothing. Only a closed word has the clean bit (a probe's word never matches), and
-        // relaxed is enough: the bit is a hint that the success would change nothing (see the
-        // module docs).
-        if !failed && self.state.load(Ordering::Relaxed) == permit.period_word | word::CLEAN {
+        // The healthy hot path: a success on a clean breaker in the permit's period (and
+        // failure generation) writes nothing. Only a closed word has the clean bit (a probe's
+        // word never matches), and relaxed is enough: the bit only says that the success would
+        // change nothing (see the module docs).
+        if !failed && self.state.load(Ordering::Relaxed) == permit.period_word {
             return None;
         }
         self.record_slow(permit, failed, now)
@@ -783,7 +791,7 @@ impl Breaker {
             return;
         }
         let mut current = self.state.load(Ordering::Acquire);
-        while current & word::PERIOD_MASK == permit.period_word {
+        while word::same_period(current, permit.period_word) {
             debug_assert!(word::probes(current) >= 1);
             match self.state.compare_exchange_weak(
                 current,
@@ -807,7 +815,7 @@ impl Breaker {
             return; // An outcome of a finished period.
         }
         if current & word::CLEAN != 0 {
-            return; // Healthy: the permit only carries an older word of this period.
+            return; // Healthy: the permit only carries an older generation of this period.
         }
         let streak_set = self.streak.load(Ordering::Relaxed) != 0;
         // A full window without failures stays so under a success.
@@ -903,7 +911,7 @@ impl Breaker {
     fn probe_outcome(&self, period_word: usize, failed: bool, now: u64) -> Option<Transition> {
         let mut current = self.state.load(Ordering::Acquire);
         loop {
-            if current & word::PERIOD_MASK != period_word {
+            if !word::same_period(current, period_word) {
                 return None;
             }
             if failed {
