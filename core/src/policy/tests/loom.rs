@@ -379,3 +379,64 @@ fn loom_a_success_marking_the_breaker_clean_races_a_failure() {
         },
     );
 }
+
+#[test]
+fn loom_a_stale_failure_never_hides_under_a_later_periods_clean_bit() {
+    static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
+    // A failure whose permit is of the first closed period races another thread that opens
+    // the breaker, closes it again with one probe and records a success in the new period.
+    // The stale failure's writes may land in the new period's statistics (a documented
+    // race), but the clean bit is then never left set over them. (This model fails if the
+    // failure skips its write to a non-closed word, or if the opener publishes `Open` with a
+    // plain store, breaking the word's release sequence.)
+    let config = BreakerConfig {
+        consecutive_failures_to_open: 1,
+        window_calls: 1,
+        failure_rate_percent_to_open: 0,
+        window_calls_min: 1,
+        open_ticks: 0,
+        half_open_probes_max: 1,
+        half_open_successes_to_close: 1,
+        ..CONFIG
+    };
+    model(
+        "loom_a_stale_failure_never_hides_under_a_later_periods_clean_bit",
+        &ITERATIONS,
+        move || {
+            let breaker = Arc::new(Breaker::new(config).unwrap());
+            let stale = breaker.try_acquire(0).unwrap();
+            let failure = {
+                let breaker = breaker.clone();
+                thread::spawn(move || breaker.record(stale, Outcome::Failure, 0, 0))
+            };
+            let cycler = {
+                let breaker = breaker.clone();
+                thread::spawn(move || {
+                    // Open (unless the stale failure already did), probe, close, succeed.
+                    if let Ok(permit) = breaker.try_acquire(0) {
+                        let outcome = if permit.is_probe() {
+                            Outcome::Success
+                        } else {
+                            Outcome::Failure
+                        };
+                        breaker.record(permit, outcome, 0, 0);
+                    }
+                    for _ in 0..2 {
+                        if let Ok(permit) = breaker.try_acquire(0) {
+                            breaker.record(permit, Outcome::Success, 0, 0);
+                        }
+                    }
+                })
+            };
+            failure.join().unwrap();
+            cycler.join().unwrap();
+            let (clean, healthy) = breaker.clean();
+            assert!(!clean || healthy, "clean over a stale failure");
+            let (count, bits) = breaker.failure_counts();
+            assert_eq!(count, bits);
+            let counts = breaker.transition_counts();
+            assert!(counts.closed_to_open >= 1);
+            assert!(counts.closed_to_open <= counts.half_open_to_closed + 1);
+        },
+    );
+}
