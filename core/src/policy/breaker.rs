@@ -102,24 +102,29 @@
 //! the writes of failures still being recorded (which clear the bit when they finish); with
 //! no record in flight, `CLEAN` implies healthy. Single-threaded, `CLEAN` holds exactly when
 //! the breaker is Closed and healthy, after every call (the fuzz program asserts it; under
-//! races a success may miss setting it, which only costs the slow path). Why: the setter's compare-and-swap succeeds only if
-//! the word is still the one it loaded, and every failure's clearing write changes a closed
-//! word (the generation), so no failure finished its clearing write between the setter's
-//! load and its swap. A failure whose clearing write came before the setter's load is visible
-//! to the setter's reads (release sequence, acquire load), and the setter saw healthy
-//! statistics after it; a failure whose clearing write comes after the swap clears the bit.
-//! A stale failure (its period ended while it wrote) still writes the word, so a setter in a
-//! later period sees its writes if they survived the opener's clearing. The generation wraps
-//! after 16384 failures: a setter pre-empted between its load and its swap over exactly that
-//! many failures recorded in one closed period could set the bit over a failure (like the
-//! period wrap, taken as impossible in practice).
+//! races a success may miss setting it, which only costs the slow path).
+//!
+//! Why: the setter's compare-and-swap succeeds only if the word is still the one it loaded,
+//! and every failure's clearing write changes a closed word (the generation), so no failure
+//! finished its clearing write between the setter's load and its swap. A failure whose
+//! clearing write came before the setter's load is visible to the setter's reads (release
+//! sequence, acquire load), and the setter saw healthy statistics after it; a failure whose
+//! clearing write comes after the swap clears the bit. A stale failure (its period ended
+//! while it wrote) still writes the word, so a setter in a later period sees its writes if
+//! they survived the opener's clearing (this is why the opener publishes `Open` with a
+//! read-modify-write: a plain store would end the release sequence, and loom finds the
+//! stale failure hidden under the bit). The generation wraps after 16384 failures: a setter
+//! pre-empted between its load and its swap over exactly that many failures recorded in
+//! one closed period could set the bit over a failure (like the period wrap, taken as
+//! impossible in practice).
 //!
 //! A success that skips on `CLEAN` while a failure is still being recorded takes effect as
 //! if it came before that failure (the race rule above). A success whose permit is of an
-//! earlier failure generation of the same period takes the slow path, which finds `CLEAN` set
-//! (if it is) and also writes nothing. A failure is never taken for a new period: the period
-//! filter (stale outcomes, [`Breaker::release`], probes) compares the state and period bits
-//! only, and neither the clean bit nor the generation is counted as a transition.
+//! earlier failure generation of the same period takes the slow path, which writes nothing
+//! if it finds the bit set. Neither a clean flip nor a generation step starts a period: the
+//! period filter (stale outcomes, [`Breaker::release`], probes) compares the state and
+//! period bits only, so permits stay current across them, and neither is counted as a
+//! transition.
 //!
 //! # Progress
 //!
@@ -886,11 +891,12 @@ impl Breaker {
             0
         };
         self.window_push(true);
+        // Clear the clean bit, now that this failure's statistics are written.
+        let mut current = self.note_failure();
         // Read-modify-write the position (a no-op value change) to read the latest one, and
         // with it, by acquire/release, every window write of the failures that did the same
         // before: of racing failures, the last to get here sees all of them, so failures
         // that fill the window together cannot all miss the opening.
-        let mut current = self.note_failure();
         let calls = position::seen(self.position.fetch_or(0, Ordering::AcqRel));
         let failures = self.window_failures();
         if !self.config.should_open(streak, failures, calls) {
