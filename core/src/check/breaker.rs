@@ -17,7 +17,9 @@
 //! | 6 | advance the clock by `2^(arg % 64)` (saturating) | - |
 //! | 7 | acquire and record at once, failure if `arg` is odd, latency `arg / 2 % 8` | both |
 //!
-//! After every operation the state and the transition counts equal the model's.
+//! After every operation the state and the transition counts equal the model's, and the
+//! breaker's clean bit is set exactly when the model is closed with no streak and a full
+//! window of successes.
 
 use super::Bytes;
 use alloc::collections::VecDeque;
@@ -334,6 +336,16 @@ pub fn run(data: &[u8]) {
         program.step(op, &mut bytes);
         let (count, bits) = program.breaker.failure_counts();
         assert_eq!(count, bits, "the failure count is the window's set bits");
+        let model = &program.model;
+        let healthy = model.state == State::Closed
+            && model.streak == 0
+            && model.window.len() == model.config.window_calls as usize
+            && !model.window.contains(&true);
+        assert_eq!(
+            program.breaker.clean(),
+            (healthy, healthy),
+            "the clean bit says exactly whether a success would change nothing"
+        );
     }
     let held = core::mem::take(&mut program.held);
     for pair in held {

@@ -24,48 +24,107 @@
 //!
 //! ```text
 //! bit  0..2   state: 0 Closed, 1 Open, 2 HalfOpen
-//! bit  2      PENDING (Open only): the opener is still writing the deadline
-//! bits 3..10  probes issued in this half-open period, 0 ..= PROBES_MAX
-//! bits 10..17 probe successes in this half-open period, 0 ..= PROBES_MAX
+//! bit  2      Open: PENDING, the opener is still writing the deadline
+//!             Closed: CLEAN, the statistics are healthy (see "The clean bit" below)
+//! bits 3..10  HalfOpen: probes issued in this half-open period, 0 ..= PROBES_MAX
+//! bits 10..17 HalfOpen: probe successes in this half-open period, 0 ..= PROBES_MAX
+//! bits 3..17  Closed: the failure generation, +1 (wrapping at 2^14) on every failure recorded
 //! bits 17..   period: +1 on every transition (wrapping; 15 bits on 32-bit targets)
 //! ```
 //!
-//! A [`Permit`] remembers the period it was issued in; an outcome recorded after the period
-//! ended is ignored (its period number is stale), so a late outcome can never trigger a
-//! transition. (On 32-bit targets the period number wraps after 32768 transitions: a permit
-//! held that long could be taken for a current one.)
+//! Every write to the word is a read-modify-write (compare-and-swap, and the opener's
+//! `fetch_and` that clears `PENDING`), with release ordering, so the word's modification
+//! order is one release sequence: a thread that loads the word with acquire sees every write
+//! that was made before any write to the word earlier than the one it read.
+//!
+//! A [`Permit`] remembers the word it was issued in; only the state and period bits identify
+//! the period (the clean bit and the failure generation are not a new period, and neither
+//! counts as a transition). An outcome recorded after the period ended is ignored (its period
+//! number is stale), so a late outcome can never trigger a transition. (On 32-bit targets the
+//! period number wraps after 32768 transitions: a permit held that long could be taken for a
+//! current one.)
 //!
 //! The open deadline is a `u64` kept as two `AtomicU32` halves, which only the thread that won
 //! the transition to Open writes, while the word says `Open | PENDING`; it then publishes
-//! `Open` with a release store. A reader loads the word (acquire), reads the halves and loads
-//! the word again: if it changed, the halves may be torn and the reader starts over (a
-//! seqlock whose sequence is the state word; the compare-and-swap that moves Open to HalfOpen
-//! would fail on a changed word anyway, the second load makes the rejection path consistent
-//! too). While the word is pending, acquires are rejected:
-//! the breaker has just opened, so that is the right answer (it lasts as long as the opener is
-//! pre-empted, at worst).
+//! `Open` (a release read-modify-write that clears `PENDING`). A reader loads the word
+//! (acquire), reads the halves and loads the word again: if it changed, the halves may be torn
+//! and the reader starts over (a seqlock whose sequence is the state word; the
+//! compare-and-swap that moves Open to HalfOpen would fail on a changed word anyway, the
+//! second load makes the rejection path consistent too). While the word is pending, acquires
+//! are rejected: the breaker has just opened, so that is the right answer (it lasts as long as
+//! the opener is pre-empted, at worst).
 //!
-//! The closed-state statistics live beside the word: a consecutive-failure counter, the
-//! window's failure bits (one per slot, `WINDOW_CALLS_MAX` slots) and its position (cursor and
-//! number of calls seen, packed in one `AtomicU32`). The opener clears them while the word is
-//! pending. Each is updated atomically but not together with the others, so under races:
+//! The closed-state statistics live beside the word: a consecutive-failure counter (the
+//! streak), the window's failure bits (one per slot, `WINDOW_CALLS_MAX` slots), a count of
+//! the set bits (`failures`, so the success path tests one word instead of a popcount) and
+//! the window's position (cursor and number of calls seen, packed in one `AtomicU32`). The
+//! opener clears them while the word is pending. Each is updated atomically but not together
+//! with the others, so under races:
 //! - of failures racing in one closed period, the last to evaluate the rules sees every one
 //!   of the others' window writes (it reads the position with an acquire/release
 //!   read-modify-write after its own writes, as each of them did), so failures that together
 //!   meet a rule cannot all miss the opening; the streak is a single counter, exact;
-//! - a success racing with them may or may not be seen by that evaluation;
+//! - a success racing with them may or may not be seen by that evaluation (it may take
+//!   effect as if it came before them all);
 //! - an outcome whose recording races with a transition can land in the next closed period's
 //!   statistics;
 //! - with more than `window_calls` records in flight, two can write the same slot in either
-//!   order.
+//!   order;
+//! - `failures` may be off by the bit flips in flight (wrapping below 0 for a moment); it is
+//!   exact whenever none is. The rate rule counts the bits themselves (a popcount).
 //!
 //! Single-threaded use gives exactly the rules above (the fuzz target checks that against a
-//! plain sequential model). The failure count is the popcount of the window bits, never a
-//! separate counter, so a race cannot make it drift.
+//! plain sequential model).
 //!
-//! **Hot path**: on a closed breaker whose window is full and holds no failures, an acquire is
-//! one load and a success record is a few loads and no write, so threads sharing a healthy
-//! breaker never contend for its cache lines.
+//! # The clean bit
+//!
+//! A success changes nothing when the statistics are *healthy*: the streak is 0 and the
+//! window is full and holds no failure (so the success would only overwrite a success). While
+//! Closed, the state word's `CLEAN` bit says so. A permit keeps the word it was issued in with
+//! `CLEAN` set (closed: the whole word; a probe: state and period bits), so a success record
+//! on a clean breaker in its permit's period and failure generation returns after one relaxed
+//! load of the word and one compare with the permit's (plus the slow-call test, one compare
+//! with a precomputed threshold that no latency exceeds when the rule is off): nothing is
+//! written, so threads sharing a healthy breaker never contend for its cache lines. An
+//! acquire on a closed breaker is one load, a test and an `or`.
+//!
+//! - **Set**: only by a success, on the slow path: it loads the word with acquire (not
+//!   clean, its own period), writes its statistics as it always did, reads them again and, if
+//!   they are healthy, sets `CLEAN` by a compare-and-swap *from the word it loaded*.
+//! - **Cleared**: by every failure that writes statistics, after writing them: a
+//!   compare-and-swap that clears `CLEAN` and adds one to the failure generation if the word
+//!   is Closed (whatever its period), and rewrites the same word otherwise (a write all the
+//!   same, for the release sequence). Transitions clear it too: every new period's word
+//!   starts with `CLEAN` clear and generation 0, and the opener clears the statistics while
+//!   `PENDING`, so a new closed period is not clean until a success finds it healthy.
+//!
+//! **Invariant**: while the word is `Closed | CLEAN`, the statistics are healthy except for
+//! the writes of failures still being recorded (which clear the bit when they finish); with
+//! no record in flight, `CLEAN` implies healthy. Single-threaded, `CLEAN` holds exactly when
+//! the breaker is Closed and healthy, after every call (the fuzz program asserts it; under
+//! races a success may miss setting it, which only costs the slow path).
+//!
+//! Why: the setter's compare-and-swap succeeds only if the word is still the one it loaded,
+//! and every failure's clearing write changes a closed word (the generation), so no failure
+//! finished its clearing write between the setter's load and its swap. A failure whose
+//! clearing write came before the setter's load is visible to the setter's reads (release
+//! sequence, acquire load), and the setter saw healthy statistics after it; a failure whose
+//! clearing write comes after the swap clears the bit. A stale failure (its period ended
+//! while it wrote) still writes the word, so a setter in a later period sees its writes if
+//! they survived the opener's clearing (this is why the opener publishes `Open` with a
+//! read-modify-write: a plain store would end the release sequence, and loom finds the
+//! stale failure hidden under the bit). The generation wraps after 16384 failures: a setter
+//! pre-empted between its load and its swap over exactly that many failures recorded in
+//! one closed period could set the bit over a failure (like the period wrap, taken as
+//! impossible in practice).
+//!
+//! A success that skips on `CLEAN` while a failure is still being recorded takes effect as
+//! if it came before that failure (the race rule above). A success whose permit is of an
+//! earlier failure generation of the same period takes the slow path, which writes nothing
+//! if it finds the bit set. Neither a clean flip nor a generation step starts a period: the
+//! period filter (stale outcomes, [`Breaker::release`], probes) compares the state and
+//! period bits only, so permits stay current across them, and neither is counted as a
+//! transition.
 //!
 //! # Progress
 //!
@@ -331,14 +390,30 @@ pub enum Outcome {
 }
 
 /// Leave to make one call; hand it back to [`Breaker::record`] (or [`Breaker::release`]).
+///
+/// Two permits are equal when they belong to the same period and the same one of them
+/// reports the half-open transition.
 #[must_use = "a permit's outcome must be recorded (or the permit released)"]
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Permit {
-    /// The state word of the period it was issued in, state and period bits only.
+    /// The state word it was issued in with the flag bit set: a closed permit keeps the whole
+    /// word (failure generation included) `| CLEAN`, so the healthy record path is one
+    /// compare with the live word; a probe keeps the state and period bits `| CLEAN`, which
+    /// no live word ever equals (the bit is never set while HalfOpen). Only
+    /// [`word::same_period`] identifies the period.
     period_word: usize,
     /// Whether taking it moved the breaker from open to half-open (the period's first probe).
     half_opened: bool,
 }
+
+impl PartialEq for Permit {
+    fn eq(&self, other: &Self) -> bool {
+        word::same_period(self.period_word, other.period_word)
+            && self.half_opened == other.half_opened
+    }
+}
+
+impl Eq for Permit {}
 
 impl Permit {
     /// `true` for a half-open probe, `false` for a closed-state call.
@@ -399,16 +474,36 @@ mod word {
     use super::{State, PROBES_MAX};
 
     pub(super) const STATE_MASK: usize = 0b11;
+    /// Open only: the opener is still writing the deadline.
     pub(super) const PENDING: usize = 1 << 2;
+    /// Closed only: the statistics are healthy (the same bit as `PENDING`; never set while
+    /// HalfOpen).
+    pub(super) const CLEAN: usize = 1 << 2;
     const FIELD_MASK: usize = 0x7F;
     pub(super) const PROBE_ONE: usize = 1 << 3;
     pub(super) const SUCCESS_ONE: usize = 1 << 10;
+    /// Closed only: the failure generation, in the bits of the two half-open fields.
+    const GENERATION_ONE: usize = 1 << 3;
+    const GENERATION_MASK: usize = 0x3FFF << 3;
     const PERIOD_SHIFT: u32 = 17;
-    /// State and period bits: what a permit keeps.
+    /// State and period bits: what identifies a period.
     pub(super) const PERIOD_MASK: usize = STATE_MASK | (usize::MAX << PERIOD_SHIFT);
 
     const _: () = assert!(PROBES_MAX as usize <= FIELD_MASK);
     const _: () = assert!(usize::BITS - PERIOD_SHIFT >= 15);
+    const _: () = assert!(GENERATION_MASK == (FIELD_MASK * PROBE_ONE) | (FIELD_MASK * SUCCESS_ONE));
+    const _: () = assert!(GENERATION_MASK & (PERIOD_MASK | CLEAN) == 0);
+
+    /// Whether two words belong to the same period (same state and period bits).
+    #[inline(always)]
+    pub(super) const fn same_period(a: usize, b: usize) -> bool {
+        (a ^ b) & PERIOD_MASK == 0
+    }
+
+    /// A closed word after a failure: `CLEAN` cleared, the generation one more (wrapping).
+    pub(super) const fn failed(word: usize) -> usize {
+        (word & !(CLEAN | GENERATION_MASK)) | (word.wrapping_add(GENERATION_ONE) & GENERATION_MASK)
+    }
 
     #[inline(always)]
     pub(super) const fn state(word: usize) -> State {
@@ -498,9 +593,13 @@ const _: () = assert!(WINDOW_CALLS_MAX <= 0xFFFF);
 #[derive(Debug)]
 pub struct Breaker {
     config: BreakerConfig,
-    /// The state word (layout in the module docs). Changed only by compare-and-swap, except
-    /// the opener's release store that clears `PENDING`. Acquire/release: it publishes the
-    /// deadline.
+    /// A success slower than this is a failure: `slow_call_ticks - 1`, wrapping, so a
+    /// `slow_call_ticks` of 0 (off) is `u64::MAX`, which no latency exceeds.
+    slow_after: u64,
+    /// The state word (layout in the module docs). Changed only by read-modify-writes
+    /// (compare-and-swap, and the opener's `fetch_and` that clears `PENDING`), all release
+    /// or continuing a release sequence: it publishes the deadline, and each failure's
+    /// statistics to the success that marks the breaker clean.
     state: AtomicUsize,
     /// High and low halves of the open deadline (ticks). Written (relaxed) only by the opener
     /// while the word is `Open | PENDING`; read between two loads of the word.
@@ -517,7 +616,7 @@ pub struct Breaker {
     /// `window_calls` are never set. Relaxed.
     failure_bits: [AtomicUsize; WINDOW_WORDS],
     /// How many of `failure_bits` are set, kept by the read-modify-writes that flip them (a
-    /// bit set adds one, a bit cleared takes one away), so the success path tests one word.
+    /// bit set adds one, a bit cleared takes one away), so the health test reads one word.
     /// Between a flip and its count it may be off by the flips in flight (wrapping below 0
     /// for a moment); it is exact whenever none is. Relaxed.
     failures: AtomicU32,
@@ -534,6 +633,7 @@ impl Breaker {
         config.validate()?;
         Ok(Self {
             config,
+            slow_after: config.slow_call_ticks.wrapping_sub(1),
             state: AtomicUsize::new(State::Closed.code()),
             deadline_hi: AtomicU32::new(0),
             deadline_lo: AtomicU32::new(0),
@@ -587,8 +687,9 @@ impl Breaker {
     pub fn try_acquire(&self, now: u64) -> Result<Permit, Rejected> {
         let current = self.state.load(Ordering::Acquire);
         if word::is_closed(current) {
+            // The whole word, generation included, as if clean: `record` compares it.
             return Ok(Permit {
-                period_word: current,
+                period_word: current | word::CLEAN,
                 half_opened: false,
             });
         }
@@ -601,7 +702,7 @@ impl Breaker {
             let next = match word::state(current) {
                 State::Closed => {
                     return Ok(Permit {
-                        period_word: current,
+                        period_word: current | word::CLEAN,
                         half_opened: false,
                     })
                 }
@@ -642,7 +743,7 @@ impl Breaker {
                     }
                     debug_assert!(word::probes(next) <= self.config.half_open_probes_max);
                     return Ok(Permit {
-                        period_word: next & word::PERIOD_MASK,
+                        period_word: (next & word::PERIOD_MASK) | word::CLEAN,
                         half_opened,
                     });
                 }
@@ -662,7 +763,21 @@ impl Breaker {
         latency_ticks: u64,
         now: u64,
     ) -> Option<Transition> {
-        let failed = self.config.is_failure(outcome, latency_ticks);
+        let failed = matches!(outcome, Outcome::Failure) || latency_ticks > self.slow_after;
+        debug_assert_eq!(failed, self.config.is_failure(outcome, latency_ticks));
+        // The healthy hot path: a success on a clean breaker in the permit's period (and
+        // failure generation) writes nothing. Only a closed word has the clean bit (a probe's
+        // word never matches), and relaxed is enough: the bit only says that the success would
+        // change nothing (see the module docs).
+        if !failed && self.state.load(Ordering::Relaxed) == permit.period_word {
+            return None;
+        }
+        self.record_slow(permit, failed, now)
+    }
+
+    /// [`record`](Self::record) past the healthy hot path.
+    #[inline(never)]
+    fn record_slow(&self, permit: Permit, failed: bool, now: u64) -> Option<Transition> {
         if !word::is_closed(permit.period_word) {
             debug_assert_eq!(word::state(permit.period_word), State::HalfOpen);
             self.probe_outcome(permit.period_word, failed, now)
@@ -681,7 +796,7 @@ impl Breaker {
             return;
         }
         let mut current = self.state.load(Ordering::Acquire);
-        while current & word::PERIOD_MASK == permit.period_word {
+        while word::same_period(current, permit.period_word) {
             debug_assert!(word::probes(current) >= 1);
             match self.state.compare_exchange_weak(
                 current,
@@ -695,32 +810,79 @@ impl Breaker {
         }
     }
 
-    #[inline]
+    /// A success in a closed period, past the hot path: writes what it changes, then marks
+    /// the breaker clean if the statistics are healthy (see the module docs).
     fn closed_success(&self, period_word: usize) {
+        // Acquire: the statistics read below include the writes of every failure whose
+        // clearing write came before the word loaded here.
+        let current = self.state.load(Ordering::Acquire);
+        if !word::same_period(current, period_word) {
+            return; // An outcome of a finished period.
+        }
+        if current & word::CLEAN != 0 {
+            return; // Healthy: the permit only carries an older generation of this period.
+        }
         let streak_set = self.streak.load(Ordering::Relaxed) != 0;
         // A full window without failures stays so under a success.
-        let window_clean = position::seen(self.position.load(Ordering::Relaxed))
-            == self.config.window_calls
-            && !self.window_has_failures();
-        if !streak_set && window_clean {
-            return; // Nothing to write: the healthy hot path.
-        }
-        // Relaxed: the check only filters outcomes of finished periods (see the module docs).
-        if self.state.load(Ordering::Relaxed) != period_word {
-            return;
-        }
+        let window_clean = self.window_clean();
         if streak_set {
             self.streak.store(0, Ordering::Relaxed);
         }
         if !window_clean {
             self.window_push(false);
         }
+        if (streak_set || !window_clean) && !self.healthy() {
+            return;
+        }
+        // Fails if any failure cleared the bit (changing the generation) since the load, or
+        // another success set it, or the period ended.
+        let _ = self.state.compare_exchange(
+            current,
+            current | word::CLEAN,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Whether a success changes nothing: no streak, a full window without failures.
+    #[inline(always)]
+    fn healthy(&self) -> bool {
+        self.streak.load(Ordering::Relaxed) == 0 && self.window_clean()
+    }
+
+    /// Whether the window is full and holds no failure.
+    #[inline(always)]
+    fn window_clean(&self) -> bool {
+        position::seen(self.position.load(Ordering::Relaxed)) == self.config.window_calls
+            && !self.window_has_failures()
+    }
+
+    /// Marks a failure's statistics written, after writing them: clears `CLEAN` and steps
+    /// the failure generation of a closed word (of any period), rewrites any other word
+    /// unchanged (release either way, see the module docs). Returns the word it wrote.
+    fn note_failure(&self) -> usize {
+        let mut current = self.state.load(Ordering::Relaxed);
+        loop {
+            let next = if word::is_closed(current) {
+                word::failed(current)
+            } else {
+                current
+            };
+            match self.state.compare_exchange_weak(
+                current,
+                next,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(actual) => current = actual,
+            }
+        }
     }
 
     #[cold]
     fn closed_failure(&self, period_word: usize, now: u64) -> Option<Transition> {
-        let current = self.state.load(Ordering::Relaxed);
-        if current != period_word {
+        if !word::same_period(self.state.load(Ordering::Relaxed), period_word) {
             return None;
         }
         let streak = if self.config.consecutive_failures_to_open != 0 {
@@ -729,6 +891,8 @@ impl Breaker {
             0
         };
         self.window_push(true);
+        // Clear the clean bit, now that this failure's statistics are written.
+        let mut current = self.note_failure();
         // Read-modify-write the position (a no-op value change) to read the latest one, and
         // with it, by acquire/release, every window write of the failures that did the same
         // before: of racing failures, the last to get here sees all of them, so failures
@@ -738,14 +902,22 @@ impl Breaker {
         if !self.config.should_open(streak, failures, calls) {
             return None;
         }
-        self.open(current, now).ok()
+        // The word may change within the period (another failure's generation, a success's
+        // clean bit): open from the latest word of the period.
+        while word::same_period(current, period_word) {
+            match self.open(current, now) {
+                Ok(transition) => return Some(transition),
+                Err(actual) => current = actual,
+            }
+        }
+        None
     }
 
     #[cold]
     fn probe_outcome(&self, period_word: usize, failed: bool, now: u64) -> Option<Transition> {
         let mut current = self.state.load(Ordering::Acquire);
         loop {
-            if current & word::PERIOD_MASK != period_word {
+            if !word::same_period(current, period_word) {
                 return None;
             }
             if failed {
@@ -801,8 +973,10 @@ impl Breaker {
             .store((deadline >> 32) as u32, Ordering::Relaxed);
         self.deadline_lo.store(deadline as u32, Ordering::Relaxed);
         let transition = self.count(from, State::Open);
-        self.state
-            .store(pending & !word::PENDING, Ordering::Release);
+        // A read-modify-write, not a store: it keeps the word's release sequence unbroken
+        // (failures may rewrite the pending word unchanged meanwhile, see `note_failure`).
+        let published = self.state.fetch_and(!word::PENDING, Ordering::Release);
+        debug_assert_eq!(published, pending);
         Ok(transition)
     }
 
@@ -881,7 +1055,20 @@ impl Breaker {
         )
     }
 
-    /// Whether the window holds a failure: the success path's test, one load.
+    /// Whether the word is `Closed | CLEAN` (the healthy hot path is on), and whether the
+    /// statistics are healthy (equal whenever no outcome is being recorded and the breaker
+    /// is closed).
+    #[cfg(any(test, feature = "check"))]
+    pub(crate) fn clean(&self) -> (bool, bool) {
+        let current = self.state.load(Ordering::Acquire);
+        let closed = word::is_closed(current);
+        (
+            closed && current & word::CLEAN != 0,
+            closed && self.healthy(),
+        )
+    }
+
+    /// Whether the window holds a failure: the health test's, one load.
     #[inline(always)]
     fn window_has_failures(&self) -> bool {
         self.failures.load(Ordering::Relaxed) != 0

@@ -554,6 +554,11 @@ fn threads_share_a_breaker_and_count_transitions_exactly() {
         .collect();
     let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
     assert!(admitted > 0);
+    // With no record in flight, the clean bit is set only over healthy statistics.
+    let (clean, healthy) = breaker.clean();
+    assert!(!clean || healthy);
+    let (count, bits) = breaker.failure_counts();
+    assert_eq!(count, bits);
     // Every call not admitted was counted as refused, exactly once.
     assert_eq!(breaker.refusals(), 4 * calls - admitted);
     let counts = breaker.transition_counts();
@@ -625,4 +630,206 @@ fn only_the_permit_that_half_opens_the_breaker_reports_the_transition() {
     let second = b.try_acquire(10).unwrap();
     assert!(second.is_probe());
     assert_eq!(second.transition(), None);
+}
+
+/// `STREAK` with no slow-call rule.
+const QUICK: BreakerConfig = BreakerConfig {
+    slow_call_ticks: 0,
+    ..STREAK
+};
+
+#[test]
+fn a_fresh_breaker_becomes_clean_once_its_window_fills_with_successes() {
+    let mut sim = Sim::new(QUICK, 0);
+    assert_eq!(sim.breaker.clean(), (false, false));
+    for i in 1..QUICK.window_calls {
+        assert_eq!(sim.apply(Call(S, 0)), None);
+        assert_eq!(sim.breaker.clean(), (false, false), "after {i} successes");
+    }
+    assert_eq!(sim.apply(Call(S, 0)), None);
+    assert_eq!(sim.breaker.clean(), (true, true));
+    // More successes keep it clean and write nothing.
+    for _ in 0..3 * QUICK.window_calls {
+        assert_eq!(sim.apply(Call(S, 0)), None);
+        assert_eq!(sim.breaker.clean(), (true, true));
+    }
+    assert_eq!(sim.breaker.failure_counts(), (0, 0));
+    assert_eq!(sim.breaker.transition_counts().total(), 0);
+}
+
+#[test]
+fn a_failure_makes_it_unclean_and_the_next_successes_reset_the_streak_as_before() {
+    let mut sim = Sim::new(QUICK, 0);
+    for _ in 0..QUICK.window_calls {
+        sim.apply(Call(S, 0));
+    }
+    assert_eq!(sim.breaker.clean(), (true, true));
+    assert_eq!(sim.apply(Call(F, 0)), None);
+    assert_eq!(sim.breaker.clean(), (false, false));
+    assert_eq!(sim.breaker.failure_counts(), (1, 1));
+    // The success resets the streak: the next failure is the first of a new one.
+    assert_eq!(sim.apply(Call(S, 0)), None);
+    assert_eq!(
+        sim.breaker.clean(),
+        (false, false),
+        "the failure is still in the window"
+    );
+    assert_eq!(sim.apply(Call(F, 0)), None);
+    assert_eq!(sim.breaker.state(), State::Closed);
+    // Clean again once the window holds successes only: `window_calls` since that failure.
+    for i in 1..QUICK.window_calls {
+        sim.apply(Call(S, 0));
+        assert_eq!(sim.breaker.clean(), (false, false), "after {i} successes");
+    }
+    sim.apply(Call(S, 0));
+    assert_eq!(sim.breaker.clean(), (true, true));
+    // A slow success is a failure: it clears the bit too, and counts in the streak.
+    let slow = Breaker::new(STREAK).unwrap();
+    for _ in 0..STREAK.window_calls {
+        let permit = slow.try_acquire(0).unwrap();
+        assert_eq!(slow.record(permit, S, 4, 0), None);
+    }
+    assert_eq!(slow.clean(), (true, true));
+    let permit = slow.try_acquire(0).unwrap();
+    assert_eq!(slow.record(permit, S, 5, 0), None);
+    assert_eq!(slow.clean(), (false, false));
+    let permit = slow.try_acquire(0).unwrap();
+    assert_eq!(
+        slow.record(permit, S, u64::MAX, 0),
+        t(State::Closed, State::Open)
+    );
+    assert_eq!(
+        slow.clean(),
+        (false, false),
+        "an open breaker is never clean"
+    );
+}
+
+#[test]
+fn the_clean_bit_is_never_a_transition() {
+    let sim = Sim::new(
+        BreakerConfig {
+            consecutive_failures_to_open: 0,
+            window_calls: 1,
+            ..QUICK
+        },
+        0,
+    );
+    let flips = if cfg!(miri) { 20 } else { 2_000 };
+    for i in 0..flips {
+        let outcome = if i % 2 == 0 { S } else { F };
+        let permit = sim.breaker.try_acquire(0).unwrap();
+        assert!(!permit.is_probe());
+        assert_eq!(permit.transition(), None);
+        assert_eq!(sim.breaker.record(permit, outcome, 0, 0), None);
+        assert_eq!(sim.breaker.clean(), (i % 2 == 0, i % 2 == 0));
+        assert_eq!(sim.breaker.state(), State::Closed);
+    }
+    assert_eq!(sim.breaker.transition_counts(), TransitionCounts::default());
+    assert_eq!(sim.breaker.refusals(), 0);
+}
+
+#[test]
+fn permits_across_a_clean_flip_are_still_current() {
+    let fill = |sim: &mut Sim| {
+        for _ in 0..QUICK.window_calls {
+            sim.apply(Call(S, 0));
+        }
+        assert_eq!(sim.breaker.clean(), (true, true));
+    };
+    // Taken unclean, recorded clean: the failure counts in the streak.
+    let mut sim = Sim::new(QUICK, 0);
+    sim.apply(Acquire(true));
+    fill(&mut sim);
+    assert_eq!(sim.apply(Record(0, F)), None);
+    assert_eq!(sim.breaker.clean(), (false, false));
+    assert_eq!(sim.apply(Call(F, 0)), t(State::Closed, State::Open));
+
+    // Taken clean, recorded after a failure made it unclean: a failure counts...
+    let mut sim = Sim::new(QUICK, 0);
+    fill(&mut sim);
+    sim.apply(Acquire(true));
+    sim.apply(Acquire(true));
+    assert_eq!(sim.held[0], sim.held[1]);
+    assert_eq!(sim.apply(Call(F, 0)), None);
+    assert_eq!(sim.apply(Record(0, F)), t(State::Closed, State::Open));
+    assert_eq!(sim.apply(Record(0, S)), None, "the period ended");
+
+    // ... and a success resets the streak (it is not taken for a healthy one).
+    let mut sim = Sim::new(QUICK, 0);
+    fill(&mut sim);
+    sim.apply(Acquire(true));
+    let clean_permit = sim.breaker.try_acquire(0).unwrap();
+    assert_eq!(sim.apply(Call(F, 0)), None);
+    assert_eq!(
+        sim.held[0], clean_permit,
+        "one period, whatever the clean bit"
+    );
+    assert_eq!(sim.breaker.record(clean_permit, S, 0, 0), None);
+    assert_eq!(sim.apply(Call(F, 0)), None, "the success reset the streak");
+    assert_eq!(sim.breaker.state(), State::Closed);
+
+    // Taken clean, recorded clean again after a failure and a refill: a later generation of
+    // the same period, still current (its success writes nothing).
+    fill(&mut sim);
+    assert_eq!(sim.apply(Record(0, S)), None);
+    assert_eq!(sim.breaker.clean(), (true, true));
+    assert_eq!(sim.breaker.transition_counts().total(), 0);
+}
+
+#[test]
+fn a_permit_from_before_an_opening_never_makes_the_next_period_clean() {
+    let config = BreakerConfig {
+        window_calls: 1,
+        open_ticks: 1,
+        half_open_probes_max: 1,
+        half_open_successes_to_close: 1,
+        ..QUICK
+    };
+    let mut sim = Sim::new(config, 0);
+    sim.apply(Call(S, 0));
+    assert_eq!(sim.breaker.clean(), (true, true));
+    sim.apply(Acquire(true)); // clean, held through the cycle
+    sim.apply(Call(F, 0));
+    assert_eq!(sim.apply(Call(F, 0)), t(State::Closed, State::Open));
+    assert_eq!(sim.breaker.clean(), (false, false));
+    sim.apply(Tick(1));
+    sim.apply(Acquire(true));
+    assert_eq!(sim.apply(Record(1, S)), t(State::HalfOpen, State::Closed));
+    assert_eq!(
+        sim.breaker.clean(),
+        (false, false),
+        "a new period starts unclean"
+    );
+    assert_eq!(sim.apply(Record(0, S)), None);
+    assert_eq!(
+        sim.breaker.clean(),
+        (false, false),
+        "a stale success writes nothing"
+    );
+    sim.apply(Call(S, 0));
+    assert_eq!(sim.breaker.clean(), (true, true));
+}
+
+#[test]
+fn the_failure_generation_wraps_within_a_period() {
+    // No rule can open it: every failure stays in one closed period, each one stepping the
+    // generation, past its 14 bits.
+    let config = BreakerConfig {
+        consecutive_failures_to_open: 0,
+        failure_rate_percent_to_open: 0,
+        window_calls: 2,
+        ..QUICK
+    };
+    let mut sim = Sim::new(config, 0);
+    let rounds = if cfg!(miri) { 20 } else { (1 << 14) + 3 };
+    for _ in 0..rounds {
+        assert_eq!(sim.apply(Call(F, 0)), None);
+        assert_eq!(sim.breaker.clean(), (false, false));
+        sim.apply(Call(S, 0));
+        sim.apply(Call(S, 0));
+        assert_eq!(sim.breaker.clean(), (true, true));
+    }
+    assert_eq!(sim.breaker.state(), State::Closed);
+    assert_eq!(sim.breaker.transition_counts().total(), 0);
 }

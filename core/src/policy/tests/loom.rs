@@ -263,3 +263,180 @@ fn loom_racing_failures_that_fill_the_rate_window_open_it_once() {
         },
     );
 }
+
+/// Window of 1, streak rule only (`consecutive` failures in a row), no rate rule.
+fn one_call_window(consecutive: u32) -> BreakerConfig {
+    BreakerConfig {
+        consecutive_failures_to_open: consecutive,
+        window_calls: 1,
+        failure_rate_percent_to_open: 0,
+        window_calls_min: 1,
+        ..CONFIG
+    }
+}
+
+/// Checks a breaker whose racing records are all done: closed, no transition, the clean bit
+/// only over healthy statistics, the failure count exact; then that a success followed by
+/// `consecutive - 1` failures does not open it (no streak survives a success, clean or
+/// not), and that one more failure does.
+fn assert_settled(breaker: &Breaker, consecutive: u32) {
+    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.transition_counts().total(), 0);
+    let (clean, healthy) = breaker.clean();
+    assert!(!clean || healthy, "clean over unhealthy statistics");
+    let (count, bits) = breaker.failure_counts();
+    assert_eq!(count, bits);
+    let call = |outcome| {
+        let permit = breaker.try_acquire(0).unwrap();
+        breaker.record(permit, outcome, 0, 0)
+    };
+    assert_eq!(call(Outcome::Success), None);
+    for _ in 1..consecutive {
+        assert_eq!(call(Outcome::Failure), None, "a streak outlived a success");
+    }
+    assert!(call(Outcome::Failure).is_some());
+    assert_eq!(breaker.transition_counts().closed_to_open, 1);
+}
+
+#[test]
+fn loom_a_failure_clearing_the_clean_bit_races_a_success_and_an_acquire() {
+    static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
+    // Clean before the race (a full window of one success). A failure clears the bit while
+    // a success records (on the hot path or not) and a third thread acquires and records a
+    // success. Whatever the order, the clean bit is never left over the failure, the
+    // failure is never lost from the streak by a success that came before it, and nothing
+    // transitions.
+    let config = one_call_window(2);
+    model(
+        "loom_a_failure_clearing_the_clean_bit_races_a_success_and_an_acquire",
+        &ITERATIONS,
+        move || {
+            let breaker = Arc::new(Breaker::new(config).unwrap());
+            let permit = breaker.try_acquire(0).unwrap();
+            assert_eq!(breaker.record(permit, Outcome::Success, 0, 0), None);
+            assert_eq!(breaker.clean(), (true, true));
+            let clean_permit = breaker.try_acquire(0).unwrap();
+            let failure = {
+                let breaker = breaker.clone();
+                thread::spawn(move || {
+                    let permit = breaker.try_acquire(0).unwrap();
+                    breaker.record(permit, Outcome::Failure, 0, 0)
+                })
+            };
+            let success = {
+                let breaker = breaker.clone();
+                thread::spawn(move || breaker.record(clean_permit, Outcome::Success, 0, 0))
+            };
+            let acquirer = {
+                let breaker = breaker.clone();
+                thread::spawn(move || {
+                    let permit = breaker.try_acquire(0).unwrap();
+                    assert!(!permit.is_probe());
+                    breaker.record(permit, Outcome::Success, 0, 0)
+                })
+            };
+            assert_eq!(failure.join().unwrap(), None);
+            assert_eq!(success.join().unwrap(), None);
+            assert_eq!(acquirer.join().unwrap(), None);
+            assert_settled(&breaker, 2);
+        },
+    );
+}
+
+#[test]
+fn loom_a_success_marking_the_breaker_clean_races_a_failure() {
+    static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
+    // Unclean before the race: one failure in the streak and the window. A success (slow
+    // path: it resets the streak, fills the window and tries to set the clean bit) races a
+    // second failure. Success first: streak 1, window [F], unclean. Failure first: streak
+    // 2, no opening (3 needed), then the success resets it and may mark it clean. Never
+    // clean with the failure's writes in the statistics.
+    let config = one_call_window(3);
+    model(
+        "loom_a_success_marking_the_breaker_clean_races_a_failure",
+        &ITERATIONS,
+        move || {
+            let breaker = Arc::new(Breaker::new(config).unwrap());
+            let permit = breaker.try_acquire(0).unwrap();
+            assert_eq!(breaker.record(permit, Outcome::Failure, 0, 0), None);
+            assert_eq!(breaker.clean(), (false, false));
+            let threads: [_; 2] = core::array::from_fn(|i| {
+                let breaker = breaker.clone();
+                thread::spawn(move || {
+                    let permit = breaker.try_acquire(0).unwrap();
+                    let outcome = if i == 0 {
+                        Outcome::Success
+                    } else {
+                        Outcome::Failure
+                    };
+                    breaker.record(permit, outcome, 0, 0)
+                })
+            });
+            for t in threads {
+                assert_eq!(t.join().unwrap(), None);
+            }
+            assert_settled(&breaker, 3);
+        },
+    );
+}
+
+#[test]
+fn loom_a_stale_failure_never_hides_under_a_later_periods_clean_bit() {
+    static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
+    // A failure whose permit is of the first closed period races another thread that opens
+    // the breaker, closes it again with one probe and records a success in the new period.
+    // The stale failure's writes may land in the new period's statistics (a documented
+    // race), but the clean bit is then never left set over them. (This model fails if the
+    // failure skips its write to a non-closed word, or if the opener publishes `Open` with a
+    // plain store, breaking the word's release sequence.)
+    let config = BreakerConfig {
+        consecutive_failures_to_open: 1,
+        window_calls: 1,
+        failure_rate_percent_to_open: 0,
+        window_calls_min: 1,
+        open_ticks: 0,
+        half_open_probes_max: 1,
+        half_open_successes_to_close: 1,
+        ..CONFIG
+    };
+    model(
+        "loom_a_stale_failure_never_hides_under_a_later_periods_clean_bit",
+        &ITERATIONS,
+        move || {
+            let breaker = Arc::new(Breaker::new(config).unwrap());
+            let stale = breaker.try_acquire(0).unwrap();
+            let failure = {
+                let breaker = breaker.clone();
+                thread::spawn(move || breaker.record(stale, Outcome::Failure, 0, 0))
+            };
+            let cycler = {
+                let breaker = breaker.clone();
+                thread::spawn(move || {
+                    // Open (unless the stale failure already did), probe, close, succeed.
+                    if let Ok(permit) = breaker.try_acquire(0) {
+                        let outcome = if permit.is_probe() {
+                            Outcome::Success
+                        } else {
+                            Outcome::Failure
+                        };
+                        breaker.record(permit, outcome, 0, 0);
+                    }
+                    for _ in 0..2 {
+                        if let Ok(permit) = breaker.try_acquire(0) {
+                            breaker.record(permit, Outcome::Success, 0, 0);
+                        }
+                    }
+                })
+            };
+            failure.join().unwrap();
+            cycler.join().unwrap();
+            let (clean, healthy) = breaker.clean();
+            assert!(!clean || healthy, "clean over a stale failure");
+            let (count, bits) = breaker.failure_counts();
+            assert_eq!(count, bits);
+            let counts = breaker.transition_counts();
+            assert!(counts.closed_to_open >= 1);
+            assert!(counts.closed_to_open <= counts.half_open_to_closed + 1);
+        },
+    );
+}
