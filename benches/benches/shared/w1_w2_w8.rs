@@ -39,6 +39,13 @@ pub fn w2_runner() -> Runner<u64, ()> {
     Runner::with_telemetry(RunnerConfig::default(), telemetry)
 }
 
+/// W2's runner with telemetry sampling one task execution in 64 (information: a sampled
+/// chain must not cost more than one that keeps every execution).
+pub fn w2_runner_sampled() -> Runner<u64, ()> {
+    let telemetry = Telemetry::new(NullSink, Sampler::one_in(64));
+    Runner::with_telemetry(RunnerConfig::default(), telemetry)
+}
+
 /// W2: W1 with retry (3 attempts, none needed), one validator and a circuit breaker (shared
 /// by the chain) on every task; run by [`w2_runner`] (telemetry on).
 pub fn w2_graph() -> Graph<u64, ()> {

@@ -7,7 +7,9 @@ use core::mem::MaybeUninit;
 mod pure;
 
 use super::host::{Branch, Fan, Host};
-use super::{ErrorKind, LoopExit, Records, Scratch, StepOutcome, StepRecord, Stop, Telemetry};
+use super::{
+    ErrorKind, LoopExit, Records, Sampling, Scratch, StepOutcome, StepRecord, Stop, Telemetry,
+};
 use crate::cache::CacheKey;
 use crate::context::{merge_branch, Context, Frame, MergeError, MergeStrategy};
 use crate::graph::{
@@ -130,6 +132,12 @@ where
         Some(t) if EVERY => t.pending(),
         _ => (0, 0),
     };
+    // Any other sampler: its counter and the current execution's decision live in locals
+    // until the turn ends, and an execution it skips costs no call.
+    let mut sampling = match &tel {
+        Some(t) if TEL && !EVERY => t.sampling(),
+        _ => Sampling::default(),
+    };
     let exit = loop {
         let Some(pt) = it.next() else {
             break Exit::Done(x);
@@ -142,10 +150,11 @@ where
         }
         if TEL {
             if let Some(t) = tel.as_deref_mut() {
-                if !EVERY {
-                    t.begin();
+                if EVERY {
+                    t.emit(pt.node, start, EventKind::StepStart);
+                } else if sampling.next() {
+                    t.sampled_start(pt.node, start);
                 }
-                t.emit(pt.node, start, EventKind::StepStart);
             }
         }
         cx.may_write = pt.may_write;
@@ -245,14 +254,18 @@ where
         if TEL {
             if let Some(t) = tel.as_deref_mut() {
                 if !EVERY {
-                    t.latency(latency_ticks);
-                } else if latency_ticks == pending.0 {
-                    pending.1 += 1;
+                    if sampling.kept {
+                        t.sampled_success(pt.node, t1, latency_ticks);
+                    }
                 } else {
-                    pending = t.swap_pending(pending, latency_ticks);
+                    if latency_ticks == pending.0 {
+                        pending.1 += 1;
+                    } else {
+                        pending = t.swap_pending(pending, latency_ticks);
+                    }
+                    let outcome = EndOutcome::Succeeded;
+                    t.emit(pt.node, t1, EventKind::StepEnd { outcome });
                 }
-                let outcome = EndOutcome::Succeeded;
-                t.emit(pt.node, t1, EventKind::StepEnd { outcome });
             }
         }
         if cx.touched {
@@ -272,8 +285,12 @@ where
         }
     };
     (*chunk, *dst, *t0) = (it, at, start);
-    if let (true, Some(t)) = (EVERY, tel) {
-        t.set_pending(pending);
+    if let Some(t) = tel {
+        if EVERY {
+            t.set_pending(pending);
+        } else if TEL {
+            t.set_sampling(sampling);
+        }
     }
     exit
 }
@@ -688,8 +705,10 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         x: P,
         frame: &mut Frame<'_, C>,
     ) -> Result<P, Stop> {
-        // Telemetry is picked once per stretch: off, the loop has no per-step test for it.
-        if self.tel.is_some() {
+        // Telemetry is picked once per stretch: off (or sampling nothing: only its breaker
+        // transitions are reported, which the loop does in any case), the loop has no
+        // per-step test for it.
+        if self.tel.as_deref().is_some_and(Telemetry::samples_any) {
             self.stretch_loop::<LEAN, true>(tasks, x, frame)
         } else {
             self.stretch_loop::<LEAN, false>(tasks, x, frame)

@@ -516,6 +516,40 @@ pub struct Telemetry<S> {
     paused: bool,
 }
 
+/// A counter sampler's state held in a step loop's locals: what [`Sampler::sample`] would
+/// decide, without a call or a store per execution.
+///
+/// [`Sampler::sample`]: crate::telemetry::Sampler::sample
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Sampling {
+    countdown: u32,
+    period: u32,
+    /// Whether the current execution is sampled.
+    pub(crate) kept: bool,
+}
+
+impl Sampling {
+    /// Decides the next execution, as [`Sampler::sample`] does: the first of every `period`
+    /// is kept. A sampler that keeps nothing (period 0) never gets here: its telemetry takes
+    /// the loops without per-step telemetry.
+    ///
+    /// [`Sampler::sample`]: crate::telemetry::Sampler::sample
+    #[inline(always)]
+    pub(crate) fn next(&mut self) -> bool {
+        debug_assert!(
+            self.period != 0,
+            "a loop samples only for a period of 1 or more"
+        );
+        self.kept = self.countdown == 0;
+        self.countdown = if self.kept {
+            self.period - 1
+        } else {
+            self.countdown - 1
+        };
+        self.kept
+    }
+}
+
 impl<S: EventSink> Telemetry<S> {
     /// Telemetry into `sink`, keeping the task executions `sampler` picks. Allocates the
     /// histogram (once).
@@ -578,6 +612,12 @@ impl<S: EventSink> Telemetry<S> {
         self.kept
     }
 
+    /// Whether the sampler keeps any execution (its period is not 0).
+    #[inline]
+    pub(crate) fn samples_any(&self) -> bool {
+        self.sampler.period() != 0
+    }
+
     /// Whether the sampler keeps every execution.
     #[inline]
     pub(crate) fn keeps_all(&self) -> bool {
@@ -621,6 +661,42 @@ impl<S: EventSink> Telemetry<S> {
                 self.new_latency(ticks);
             }
         }
+    }
+
+    /// The sampler's state and the current execution's decision, for a loop that samples
+    /// in locals (see [`Sampling`]).
+    #[inline]
+    pub(crate) fn sampling(&self) -> Sampling {
+        Sampling {
+            countdown: self.sampler.countdown(),
+            period: self.sampler.period(),
+            kept: self.kept,
+        }
+    }
+
+    /// Puts back what [`sampling`](Self::sampling) gave, advanced by the loop.
+    #[inline]
+    pub(crate) fn set_sampling(&mut self, sampling: Sampling) {
+        self.sampler.set_countdown(sampling.countdown);
+        self.kept = sampling.kept;
+    }
+
+    /// A sampled execution starts (its decision taken in a loop's [`Sampling`]).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn sampled_start(&mut self, step: u32, tick: u64) {
+        self.kept = true;
+        self.emit(step, tick, crate::telemetry::EventKind::StepStart);
+    }
+
+    /// A sampled execution succeeded after `ticks`.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn sampled_success(&mut self, step: u32, tick: u64, ticks: u64) {
+        self.kept = true;
+        self.latency(ticks);
+        let outcome = crate::telemetry::StepOutcome::Succeeded;
+        self.emit(step, tick, crate::telemetry::EventKind::StepEnd { outcome });
     }
 
     /// The latencies not yet in the histogram: (value, how many).

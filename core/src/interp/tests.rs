@@ -1787,6 +1787,60 @@ fn telemetry_records_every_sampled_step_and_counts_every_step() {
     assert_eq!(tel.events_dropped(), 0);
 }
 
+#[test]
+fn a_sampler_keeping_nothing_records_no_step_but_every_breaker_transition() {
+    use crate::telemetry::{Counter, EventKind, Sampler, VecSink};
+    let breaker = trips_on_one_failure();
+    let g = G::build(|b| {
+        let a = add(b, "a", 1);
+        let fb = add(b, "fb", 100);
+        let guarded = b.task_with(
+            "guarded",
+            |x, _| {
+                if x == 2 {
+                    Err(StepError::permanent("two"))
+                } else {
+                    Ok(x)
+                }
+            },
+            TaskConfig::new().breaker(breaker.clone()).fallback(fb),
+        );
+        let c = add(b, "c", 3);
+        b.sequence("s", &[a, guarded, c])
+    })
+    .unwrap();
+    let clock = ManualClock::new(0);
+    let tel = Telemetry::new(VecSink::with_capacity(64), Sampler::never());
+    let mut runner = Runner::with_telemetry(RunnerConfig::default(), tel);
+    let outputs: Vec<_> = [1, 5]
+        .iter()
+        .map(|&x| {
+            runner
+                .run(&g, x, Ctx::default(), &clock, &RunOptions::default())
+                .output
+        })
+        .collect();
+    // 1 + 1 = 2 fails and falls back (102 + 3); the open breaker refuses 6, which falls back.
+    assert_eq!(outputs, [Some(105), Some(109)]);
+    let tel = runner.telemetry().unwrap();
+    let kinds: Vec<EventKind> = tel.sink().events().iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds.len(),
+        2,
+        "the opening and the refusal, nothing else: {kinds:?}"
+    );
+    assert!(kinds
+        .iter()
+        .all(|k| !matches!(k, EventKind::StepStart | EventKind::StepEnd { .. })));
+    assert_eq!(tel.latency_histogram().count(), 0);
+    assert_eq!(
+        tel.counters().get(Counter::StepsRun),
+        8,
+        "counters stay exact"
+    );
+    assert_eq!(tel.counters().get(Counter::BreakerTrips), 1);
+}
+
 /// Equal latencies in a row go into the histogram together; the histogram still holds every
 /// sampled latency once a run ends, whether latencies repeat or change.
 #[test]

@@ -63,6 +63,20 @@ impl Sampler {
         self.period
     }
 
+    /// Spans to skip before the next kept one.
+    #[inline]
+    pub(crate) fn countdown(&self) -> u32 {
+        self.countdown
+    }
+
+    /// Sets what [`countdown`](Self::countdown) gave, advanced as [`sample`](Self::sample)
+    /// would have.
+    #[inline]
+    pub(crate) fn set_countdown(&mut self, countdown: u32) {
+        debug_assert!(countdown < self.period.max(1));
+        self.countdown = countdown;
+    }
+
     /// Counter sampling: keeps the first span, then every `period`-th after it.
     #[inline]
     pub fn sample(&mut self) -> bool {
