@@ -536,16 +536,7 @@ impl Sampling {
     /// [`Sampler::sample`]: crate::telemetry::Sampler::sample
     #[inline(always)]
     pub(crate) fn next(&mut self) -> bool {
-        debug_assert!(
-            self.period != 0,
-            "a loop samples only for a period of 1 or more"
-        );
-        self.kept = self.countdown == 0;
-        self.countdown = if self.kept {
-            self.period - 1
-        } else {
-            self.countdown - 1
-        };
+        self.kept = crate::telemetry::Sampler::decide(&mut self.countdown, self.period);
         self.kept
     }
 }

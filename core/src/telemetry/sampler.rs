@@ -80,17 +80,18 @@ impl Sampler {
     /// Counter sampling: keeps the first span, then every `period`-th after it.
     #[inline]
     pub fn sample(&mut self) -> bool {
-        if self.period == 0 {
-            return false;
-        }
-        if self.countdown == 0 {
-            self.countdown = self.period - 1;
-            true
-        } else {
-            self.countdown -= 1;
-            false
-        }
-        // Range: countdown stays in 0 .. period.
+        self.period != 0 && Self::decide(&mut self.countdown, self.period)
+    }
+
+    /// One counter decision for a `period` of 1 or more: keeps the span when `countdown` is
+    /// 0 (and starts it over), else counts it down. `countdown` stays in `0 .. period`. A
+    /// step loop holds `countdown` in a local and calls this for each span.
+    #[inline(always)]
+    pub(crate) fn decide(countdown: &mut u32, period: u32) -> bool {
+        debug_assert!(period != 0 && *countdown < period);
+        let kept = *countdown == 0;
+        *countdown = if kept { period - 1 } else { *countdown - 1 };
+        kept
     }
 
     /// Hash sampling: keeps `key` when `mix(key ^ seed) < 2^64 / period` (probability
