@@ -24,6 +24,7 @@ use alloc::vec::Vec;
 
 use super::Bytes;
 use crate::context::{Context, MergeStrategy};
+use crate::graph::StepCx;
 use crate::graph::{
     Backoff, ErrorClass, FailureStrategy, Graph, GraphBuilder, GraphError, GraphRule, LoopOptions,
     MapOptions, NoClock, NodeRef, ParallelOptions, Recovery, RecoveryTable, RetryPolicy, StepError,
@@ -546,16 +547,6 @@ fn add_task(
     if spec.post {
         cfg = cfg.post(|y: i64, _| Ok(y.wrapping_mul(2)));
     }
-    if spec.validate_mod != 0 {
-        let m = spec.validate_mod;
-        cfg = cfg.validate(move |y: &i64, _| {
-            if y.rem_euclid(m) == 0 {
-                Err(StepError::validation("multiple"))
-            } else {
-                Ok(())
-            }
-        });
-    }
     if let Some(d) = spec.default_output {
         cfg = cfg.default_output(d);
     }
@@ -566,23 +557,34 @@ fn add_task(
         cfg = cfg.cacheable(StepFingerprint::builder("check", refs.len() as u32).build());
     }
     let s = spec.clone();
-    b.task_with(
-        name,
-        move |x, cx| {
-            if s.usage {
-                cx.report_usage(Usage { cost: 1, tokens: 0 });
-            }
-            if let Some(p) = s.write {
-                cx.ctx_mut()?.0[p] = x;
-            }
-            if s.fail_mod != 0 && x.rem_euclid(s.fail_mod) == 0 && cx.attempt() <= s.fail_attempts {
-                return Err(StepError::new(s.fail_class, "multiple"));
-            }
-            let read = s.read.map_or(0, |p| cx.ctx().0[p]);
-            Ok(x.wrapping_mul(s.mul).wrapping_add(s.add).wrapping_add(read))
-        },
-        cfg,
-    )
+    let step = move |x: i64, cx: &mut StepCx<'_, Ctx>| {
+        if s.usage {
+            cx.report_usage(Usage { cost: 1, tokens: 0 });
+        }
+        if let Some(p) = s.write {
+            cx.ctx_mut()?.0[p] = x;
+        }
+        if s.fail_mod != 0 && x.rem_euclid(s.fail_mod) == 0 && cx.attempt() <= s.fail_attempts {
+            return Err(StepError::new(s.fail_class, "multiple"));
+        }
+        let read = s.read.map_or(0, |p| cx.ctx().0[p]);
+        Ok(x.wrapping_mul(s.mul).wrapping_add(s.add).wrapping_add(read))
+    };
+    let m = spec.validate_mod;
+    let check = move |y: &i64, _: &Ctx| {
+        if y.rem_euclid(m) == 0 {
+            Err(StepError::validation("multiple"))
+        } else {
+            Ok(())
+        }
+    };
+    // Both forms of a validator: typed (compiled into the step unless a post-processor
+    // runs between them) for an odd modulus, boxed for an even one.
+    match m {
+        0 => b.task_with(name, step, cfg),
+        m if m % 2 != 0 => b.task_with(name, step, cfg.validate(check)),
+        _ => b.task_with(name, step, cfg.validate_boxed(check)),
+    }
 }
 
 // ---- Build rules, as the model sees them ---------------------------------------------------

@@ -9,15 +9,16 @@ use core::fmt;
 use bumpalo::Bump;
 
 use super::analysis::pure_programs;
-use super::task::TaskPolicy;
+use super::task::{Check, TaskPolicy};
 use super::{
     BranchNode, Checks, ExitPredicate, Graph, GraphError, GraphRule, LoopNode, LoopOptions,
     MapNode, MapOptions, NodeKind, NodeRef, ParNode, ParallelOptions, Reducer, RunTask, Selector,
-    SeqNode, Span, Splitter, Step, StepCx, StepError, StepFlags, TaskConfig, MAX_DEPTH,
+    SeqNode, Span, Splitter, Step, StepCx, StepError, StepFlags, TaskConfig, Validator, MAX_DEPTH,
     MAX_FALLBACK_CHAIN, MAX_NODES, NO_POLICY,
 };
 use super::{FailureStrategy, Items};
 use crate::context::MergeStrategy;
+use crate::policy::ErrorClass;
 use crate::sync::statics::{AtomicU32, Ordering};
 
 /// Source of builder ids, so a handle used with the wrong builder is caught.
@@ -37,6 +38,28 @@ struct BuildNode<'a> {
 struct BuildTask<P, C> {
     step: Box<dyn Step<P, C>>,
     cfg: TaskConfig<P, C>,
+}
+
+/// A step with its first validator compiled in: the step, then the check of its output
+/// (an error classified as validation), in one call.
+struct Checked<S, V> {
+    step: S,
+    check: V,
+}
+
+impl<P, C, S, V> Step<P, C> for Checked<S, V>
+where
+    S: Step<P, C>,
+    V: Check<P, C>,
+{
+    #[inline]
+    fn run(&self, input: P, cx: &mut StepCx<'_, C>) -> Result<P, StepError> {
+        let y = self.step.run(input, cx)?;
+        match self.check.check(&y, cx.ctx()) {
+            Ok(()) => Ok(y),
+            Err(e) => Err(e.with_class(ErrorClass::Validation)),
+        }
+    }
 }
 
 struct BuildPar<P, C> {
@@ -188,28 +211,41 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
     }
 
     /// A task running closure `f` with the policies of `cfg`.
-    pub fn task_with<F>(&mut self, name: &str, f: F, cfg: TaskConfig<P, C>) -> NodeRef
+    pub fn task_with<F, V>(&mut self, name: &str, f: F, cfg: TaskConfig<P, C, V>) -> NodeRef
     where
         F: Fn(P, &mut StepCx<'_, C>) -> Result<P, StepError> + Send + Sync + 'static,
+        V: Check<P, C>,
     {
         self.step(name, f, cfg)
     }
 
     /// A task running a [`Step`] implementation with the policies of `cfg`.
-    pub fn step<S: Step<P, C> + 'static>(
-        &mut self,
-        name: &str,
-        step: S,
-        cfg: TaskConfig<P, C>,
-    ) -> NodeRef {
+    ///
+    /// A typed validator (see [`TaskConfig`]) is compiled into the step here, unless
+    /// something runs between the two (post-processors, or boxed validators added before
+    /// it): then it is boxed and takes its place among the validators.
+    pub fn step<S, V>(&mut self, name: &str, step: S, cfg: TaskConfig<P, C, V>) -> NodeRef
+    where
+        S: Step<P, C> + 'static,
+        V: Check<P, C>,
+    {
         if let Some(fb) = cfg.fallback {
             self.check_handle(name, fb);
         }
+        let at = cfg.check_at;
+        let (mut cfg, check) = cfg.split();
+        let step: Box<dyn Step<P, C>> = if !V::SOME {
+            Box::new(step)
+        } else if at == 0 && cfg.post.is_empty() {
+            cfg.fused_check = true;
+            Box::new(Checked { step, check })
+        } else {
+            let check: Validator<P, C> = Box::new(move |y, ctx| check.check(y, ctx));
+            cfg.validators.insert(at, check);
+            Box::new(step)
+        };
         let slot = self.tasks.len();
-        self.tasks.push(BuildTask {
-            step: Box::new(step),
-            cfg,
-        });
+        self.tasks.push(BuildTask { step, cfg });
         self.add(name, NodeKind::Task, slot, &[])
     }
 
@@ -509,6 +545,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                                     ),
                                 stretch_lean: false,
                                 checks: Checks::of(flags, validators),
+                                keep: flags.intersects(StepFlags::RETRY | StepFlags::FALLBACK),
                             }
                         }));
                         // Each task of a stretch learns how many tasks its stretch has left

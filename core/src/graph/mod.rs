@@ -35,8 +35,8 @@ pub use crate::policy::{
 pub(crate) use step::{Cancel, RunEnv};
 pub use step::{CancelFlag, Clock, ManualClock, NoClock, StaticStepError, Step, StepCx, StepError};
 pub use task::{
-    ExitPredicate, FailureStrategy, Items, LoopOptions, MapOptions, ParallelOptions, Processor,
-    Reducer, Selector, Splitter, TaskConfig, Validator,
+    Check, ExitPredicate, FailureStrategy, Items, LoopOptions, MapOptions, NoCheck,
+    ParallelOptions, Processor, Reducer, Selector, Splitter, TaskConfig, Validator,
 };
 
 use crate::context::MergeStrategy;
@@ -135,6 +135,9 @@ pub(crate) struct RunTask {
     pub(crate) stretch_lean: bool,
     /// What a lean task's attempt runs around its step.
     pub(crate) checks: Checks,
+    /// Whether a failed first attempt can need the input again (retry or fallback), so the
+    /// stretch loop keeps a copy of it.
+    pub(crate) keep: bool,
 }
 
 /// What a policy task's attempt runs around its step, so that the stretch loop calls at most

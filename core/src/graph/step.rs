@@ -411,6 +411,17 @@ impl<C> fmt::Debug for StepCx<'_, C> {
     }
 }
 
+impl<C> StepCx<'_, C> {
+    /// The run context as this attempt sees it (its own writes included).
+    #[inline]
+    pub fn ctx(&self) -> &C {
+        match &self.written {
+            Some(c) => c,
+            None => self.view,
+        }
+    }
+}
+
 impl<'a, C: Clone> StepCx<'a, C> {
     #[inline(always)]
     pub(crate) fn new(
@@ -431,15 +442,6 @@ impl<'a, C: Clone> StepCx<'a, C> {
             attempt,
             may_write,
             touched: false,
-        }
-    }
-
-    /// The run context as this attempt sees it (its own writes included).
-    #[inline]
-    pub fn ctx(&self) -> &C {
-        match &self.written {
-            Some(c) => c,
-            None => self.view,
         }
     }
 

@@ -70,7 +70,16 @@ pub(crate) fn table_uses(table: &RecoveryTable, recovery: Recovery) -> bool {
 /// assert_eq!(r.output, Some(7));
 /// assert_eq!(r.records[0].attempts, 3);
 /// ```
-pub struct TaskConfig<P, C> {
+///
+/// # The first validator is typed
+///
+/// `V` is the type of the first validator ([`NoCheck`] until one is added). The builder
+/// compiles it into the task's step (one call runs the step and checks its output, and the
+/// check inlines), unless the task has post-processors, which must run before it. Further
+/// validators are boxed and run after it, in the order they were added. Either way a
+/// validator behaves the same: its error is classified as validation and becomes the next
+/// attempt's feedback.
+pub struct TaskConfig<P, C, V = NoCheck> {
     pub(crate) reads: bool,
     pub(crate) writes: bool,
     pub(crate) retry: RetryPolicy,
@@ -84,6 +93,56 @@ pub struct TaskConfig<P, C> {
     pub(crate) usage_estimate: Usage,
     pub(crate) default_output: Option<P>,
     pub(crate) timeout: Option<u64>,
+    /// The first validator (see the type's docs).
+    pub(crate) check: V,
+    /// How many boxed validators were added before `check` (they run before it).
+    pub(crate) check_at: usize,
+    /// Whether the builder compiled a first validator into the task's step (so the task has
+    /// one though `check` and `validators` no longer show it).
+    pub(crate) fused_check: bool,
+}
+
+/// The first-validator slot of a [`TaskConfig`] that has no validator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoCheck;
+
+mod sealed {
+    pub trait Sealed<P, C> {}
+}
+
+/// The first-validator slot of a [`TaskConfig`]: [`NoCheck`], or the validator (a closure
+/// over the output and the context). Sealed: [`TaskConfig::validate`] is the way to fill it.
+pub trait Check<P, C>: sealed::Sealed<P, C> + Send + Sync + 'static {
+    /// Whether this is a validator (`false` for [`NoCheck`]).
+    const SOME: bool;
+    /// Checks a step's output.
+    fn check(&self, output: &P, ctx: &C) -> Result<(), StepError>;
+}
+
+impl<P, C> sealed::Sealed<P, C> for NoCheck {}
+
+impl<P, C> Check<P, C> for NoCheck {
+    const SOME: bool = false;
+    #[inline(always)]
+    fn check(&self, _: &P, _: &C) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
+impl<P, C, V> sealed::Sealed<P, C> for V where
+    V: Fn(&P, &C) -> Result<(), StepError> + Send + Sync + 'static
+{
+}
+
+impl<P, C, V> Check<P, C> for V
+where
+    V: Fn(&P, &C) -> Result<(), StepError> + Send + Sync + 'static,
+{
+    const SOME: bool = true;
+    #[inline(always)]
+    fn check(&self, output: &P, ctx: &C) -> Result<(), StepError> {
+        self(output, ctx)
+    }
 }
 
 impl<P, C> Default for TaskConfig<P, C> {
@@ -92,7 +151,7 @@ impl<P, C> Default for TaskConfig<P, C> {
     }
 }
 
-impl<P, C> fmt::Debug for TaskConfig<P, C> {
+impl<P, C, V: Check<P, C>> fmt::Debug for TaskConfig<P, C, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskConfig")
             .field("flags", &self.flags())
@@ -121,7 +180,95 @@ impl<P, C> TaskConfig<P, C> {
             usage_estimate: Usage::ZERO,
             timeout: None,
             default_output: None,
+            check: NoCheck,
+            check_at: 0,
+            fused_check: false,
         }
+    }
+
+    /// Adds a validator, run on the post-processed output after the ones added before it.
+    /// The first one added this way is typed: the builder compiles it into the task's step
+    /// when nothing has to run between the two (see the type's docs).
+    #[must_use]
+    pub fn validate<V>(self, check: V) -> TaskConfig<P, C, V>
+    where
+        V: Fn(&P, &C) -> Result<(), StepError> + Send + Sync + 'static,
+    {
+        self.with_check(check)
+    }
+}
+
+impl<P, C, V> TaskConfig<P, C, V>
+where
+    V: Fn(&P, &C) -> Result<(), StepError> + Send + Sync + 'static,
+{
+    /// Adds a further validator (boxed), run after the ones added before it.
+    #[must_use]
+    pub fn validate(
+        self,
+        f: impl Fn(&P, &C) -> Result<(), StepError> + Send + Sync + 'static,
+    ) -> Self {
+        self.validate_boxed(f)
+    }
+}
+
+impl<P, C, V> TaskConfig<P, C, V> {
+    /// Adds a validator, boxed, without changing the configuration's type (for one built
+    /// conditionally); it runs after the validators added before it.
+    #[must_use]
+    pub fn validate_boxed(
+        mut self,
+        f: impl Fn(&P, &C) -> Result<(), StepError> + Send + Sync + 'static,
+    ) -> Self {
+        self.validators.push(Box::new(f));
+        self
+    }
+
+    /// The same configuration with `check` as its typed validator, run after the boxed
+    /// ones added so far.
+    fn with_check<W>(self, check: W) -> TaskConfig<P, C, W> {
+        let (cfg, _) = self.split();
+        TaskConfig {
+            check,
+            check_at: cfg.validators.len(),
+            fused_check: cfg.fused_check,
+            reads: cfg.reads,
+            writes: cfg.writes,
+            retry: cfg.retry,
+            recovery: cfg.recovery,
+            pre: cfg.pre,
+            post: cfg.post,
+            validators: cfg.validators,
+            fallback: cfg.fallback,
+            cache: cfg.cache,
+            breaker: cfg.breaker,
+            usage_estimate: cfg.usage_estimate,
+            timeout: cfg.timeout,
+            default_output: cfg.default_output,
+        }
+    }
+
+    /// The configuration without its first validator, and that validator.
+    pub(crate) fn split(self) -> (TaskConfig<P, C>, V) {
+        let cfg = TaskConfig {
+            check: NoCheck,
+            check_at: 0,
+            fused_check: self.fused_check,
+            reads: self.reads,
+            writes: self.writes,
+            retry: self.retry,
+            recovery: self.recovery,
+            pre: self.pre,
+            post: self.post,
+            validators: self.validators,
+            fallback: self.fallback,
+            cache: self.cache,
+            breaker: self.breaker,
+            usage_estimate: self.usage_estimate,
+            timeout: self.timeout,
+            default_output: self.default_output,
+        };
+        (cfg, self.check)
     }
 
     /// Declares that the step writes the context (through `StepCx::ctx_mut`).
@@ -170,16 +317,6 @@ impl<P, C> TaskConfig<P, C> {
         f: impl Fn(P, &C) -> Result<P, StepError> + Send + Sync + 'static,
     ) -> Self {
         self.post.push(Box::new(f));
-        self
-    }
-
-    /// Adds a validator (run in order on the post-processed output).
-    #[must_use]
-    pub fn validate(
-        mut self,
-        f: impl Fn(&P, &C) -> Result<(), StepError> + Send + Sync + 'static,
-    ) -> Self {
-        self.validators.push(Box::new(f));
         self
     }
 
@@ -235,7 +372,9 @@ impl<P, C> TaskConfig<P, C> {
         self.default_output = Some(output);
         self
     }
+}
 
+impl<P, C, V: Check<P, C>> TaskConfig<P, C, V> {
     /// The step analysis of this configuration.
     pub fn flags(&self) -> StepFlags {
         let mut f = StepFlags::EMPTY;
@@ -248,7 +387,8 @@ impl<P, C> TaskConfig<P, C> {
         set(&mut f, self.writes, StepFlags::WRITES_CONTEXT);
         set(&mut f, !self.pre.is_empty(), StepFlags::PRE_PROCESSORS);
         set(&mut f, !self.post.is_empty(), StepFlags::POST_PROCESSORS);
-        set(&mut f, !self.validators.is_empty(), StepFlags::VALIDATORS);
+        let validators = V::SOME || self.fused_check || !self.validators.is_empty();
+        set(&mut f, validators, StepFlags::VALIDATORS);
         set(&mut f, self.fallback.is_some(), StepFlags::FALLBACK);
         set(&mut f, self.cache.is_some(), StepFlags::CACHE);
         set(&mut f, self.breaker.is_some(), StepFlags::BREAKER);

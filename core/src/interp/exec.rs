@@ -167,43 +167,46 @@ where
             debug_assert!((pt.policy as usize) < g.policies.len(), "validated");
             // SAFETY: `RunTask::policy`, when not `NO_POLICY`, is the index of the task's
             // entry in `policies`, set when the graph was frozen; the graph is immutable
-            // after freezing.
-            let pol = unsafe { g.policies.get_unchecked(pt.policy as usize) };
-            let cfg = &pol.cfg;
-            let permit = match cfg.breaker.as_ref().filter(|_| breakers) {
-                None => None,
-                Some(b) => match b.try_acquire(start) {
+            // after freezing. (Looked up again where needed rather than kept: the fewer
+            // values live across the step's call, the fewer the loop spills.)
+            let pol = || unsafe { g.policies.get_unchecked(pt.policy as usize) };
+            // The permit as a word (0: no breaker), so that no discriminant is kept.
+            let permit = match pol().cfg.breaker.as_deref() {
+                Some(b) if breakers => match b.try_acquire(start) {
                     Ok(permit) => {
                         if let Some(t) = permit.transition() {
                             note_transition(counters, tel.as_deref_mut(), pt.node, start, t);
                         }
-                        Some((&**b, permit))
+                        permit.into_word()
                     }
-                    Err(_) => break Exit::BreakerOpen { pol, x, start },
+                    Err(_) => {
+                        let pol = pol();
+                        break Exit::BreakerOpen { pol, x, start };
+                    }
                 },
+                _ => 0,
             };
-            let kept = if pol.flags.intersects(StepFlags::RETRY | StepFlags::FALLBACK) {
-                Some(x.clone())
-            } else {
-                None
-            };
+            let kept = if pt.keep { Some(x.clone()) } else { None };
             // The attempt: the step alone, or then one validator, without a loop; the
             // processors and several validators take the general order.
-            let attempt = || match pt.checks {
-                Checks::None => step.run(x, cx),
-                Checks::OneValidator => {
-                    let y = step.run(x, cx)?;
-                    debug_assert_eq!(cfg.validators.len(), 1, "analysed: one validator");
-                    // SAFETY: `Checks::OneValidator` was set when the graph was frozen from
-                    // this task's configuration, which has exactly one validator; the graph
-                    // is immutable after freezing.
-                    let validate = unsafe { cfg.validators.get_unchecked(0) };
-                    match validate(&y, cx.ctx()) {
-                        Ok(()) => Ok(y),
-                        Err(e) => Err(invalid(e)),
-                    }
+            let attempt = || {
+                if pt.checks == Checks::None {
+                    return step.run(x, cx);
                 }
-                Checks::Many => run_attempt(cfg, &**step, x, cx),
+                let cfg = &pol().cfg;
+                if pt.checks == Checks::Many {
+                    return run_attempt(cfg, &**step, x, cx);
+                }
+                let y = step.run(x, cx)?;
+                debug_assert_eq!(cfg.validators.len(), 1, "analysed: one validator");
+                // SAFETY: `Checks::OneValidator` was set when the graph was frozen from
+                // this task's configuration, which has exactly one validator; the graph is
+                // immutable after freezing.
+                let validate = unsafe { cfg.validators.get_unchecked(0) };
+                match validate(&y, cx.ctx()) {
+                    Ok(()) => Ok(y),
+                    Err(e) => Err(invalid(e)),
+                }
             };
             // The clock is read in each arm, so the success of the attempt's last part
             // goes straight on.
@@ -211,7 +214,10 @@ where
                 Ok(y) => {
                     let t1 = clock.now();
                     let latency_ticks = elapsed(start, t1);
-                    if let Some((b, permit)) = permit {
+                    if permit != 0 {
+                        // SAFETY: as above; a permit was taken, so the policy has a breaker.
+                        let b = unsafe { pol().cfg.breaker.as_deref().unwrap_unchecked() };
+                        let permit = Permit::from_word(permit);
                         let moved = b.record(permit, CallOutcome::Success, latency_ticks, t1);
                         if let Some(transition) = moved {
                             let tel = tel.as_deref_mut();
@@ -224,6 +230,13 @@ where
                     // Read as the stretch always did after an attempt (a host's clock may
                     // count its reads).
                     let _ = clock.now();
+                    let pol = pol();
+                    let permit = pol
+                        .cfg
+                        .breaker
+                        .as_deref()
+                        .filter(|_| permit != 0)
+                        .map(|b| (b, Permit::from_word(permit)));
                     break Exit::LeanFailed {
                         pol,
                         err,
@@ -501,6 +514,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     lean: false,
                     stretch_lean: false,
                     checks: Checks::None,
+                    keep: false,
                 }];
                 self.stretch::<false>(&one, input, frame)
             }

@@ -1240,7 +1240,9 @@ fn plain_and_policy_tasks_give_the_same_results() {
             let steps: Vec<_> = (0..5)
                 .map(|i| {
                     let cfg = if policy {
-                        TaskConfig::new().writes_context().validate(|_, _| Ok(()))
+                        TaskConfig::new()
+                            .writes_context()
+                            .validate_boxed(|_, _| Ok(()))
                     } else {
                         TaskConfig::new().writes_context()
                     };

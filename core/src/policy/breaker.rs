@@ -429,6 +429,25 @@ impl Permit {
             to: State::HalfOpen,
         })
     }
+
+    /// The permit as one word, never 0 (the flag bit is set), for a caller that keeps a
+    /// permit in a register; [`from_word`](Self::from_word) gives it back once its
+    /// transition, if any, has been taken.
+    #[inline(always)]
+    pub(crate) fn into_word(self) -> usize {
+        debug_assert_ne!(self.period_word, 0, "the flag bit is set");
+        self.period_word
+    }
+
+    /// The permit [`into_word`](Self::into_word) gave `word` for (its transition already
+    /// taken: recording and releasing never look at it).
+    #[inline(always)]
+    pub(crate) fn from_word(word: usize) -> Self {
+        Permit {
+            period_word: word,
+            half_opened: false,
+        }
+    }
 }
 
 /// A call the breaker refused.
