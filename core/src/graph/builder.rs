@@ -11,10 +11,10 @@ use bumpalo::Bump;
 use super::analysis::pure_programs;
 use super::task::{Check, TaskPolicy};
 use super::{
-    BranchNode, Checks, ExitPredicate, Graph, GraphError, GraphRule, LoopNode, LoopOptions,
-    MapNode, MapOptions, NodeKind, NodeRef, ParNode, ParallelOptions, Reducer, RunTask, Selector,
-    SeqNode, Span, Splitter, Step, StepCx, StepError, StepFlags, TaskConfig, Validator, MAX_DEPTH,
-    MAX_FALLBACK_CHAIN, MAX_NODES, NO_POLICY,
+    BranchNode, BreakerRef, Checks, ExitPredicate, Graph, GraphError, GraphRule, LoopNode,
+    LoopOptions, MapNode, MapOptions, NodeKind, NodeRef, ParNode, ParallelOptions, Reducer,
+    RunTask, Selector, SeqNode, Span, Splitter, Step, StepCx, StepError, StepFlags, TaskConfig,
+    Validator, MAX_DEPTH, MAX_FALLBACK_CHAIN, MAX_NODES, NO_POLICY,
 };
 use super::{FailureStrategy, Items};
 use crate::context::MergeStrategy;
@@ -530,9 +530,10 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                             let task = self.nodes[c.index as usize].slot;
                             let flags = task_flags[task as usize];
                             let policy = task_policy[task as usize];
-                            let validators = policies
-                                .get(policy as usize)
-                                .map_or(0, |p: &TaskPolicy<P, C>| p.cfg.validators.len());
+                            let pol = policies.get(policy as usize);
+                            let validators =
+                                pol.map_or(0, |p: &TaskPolicy<P, C>| p.cfg.validators.len());
+                            let breaker = pol.and_then(|p| BreakerRef::of(p.cfg.breaker.as_ref()));
                             RunTask {
                                 node: c.index,
                                 task,
@@ -546,6 +547,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                                 stretch_lean: false,
                                 checks: Checks::of(flags, validators),
                                 keep: flags.intersects(StepFlags::RETRY | StepFlags::FALLBACK),
+                                breaker,
                             }
                         }));
                         // Each task of a stretch learns how many tasks its stretch has left

@@ -138,6 +138,39 @@ pub(crate) struct RunTask {
     /// Whether a failed first attempt can need the input again (retry or fallback), so the
     /// stretch loop keeps a copy of it.
     pub(crate) keep: bool,
+    /// A lean task's circuit breaker, so the stretch loop reaches it without the policy.
+    pub(crate) breaker: Option<BreakerRef>,
+}
+
+/// A task's circuit breaker, as the graph's task runs keep it: a pointer to the `Breaker`
+/// inside the `Arc` of the task's configuration (in `Graph::policies`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BreakerRef(core::ptr::NonNull<Breaker>);
+
+// SAFETY: a `BreakerRef` only gives out `&Breaker` (see `get`), and `Breaker` is `Sync`, so
+// sharing or sending the pointer across threads is sharing a `&Breaker`.
+unsafe impl Send for BreakerRef {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for BreakerRef {}
+
+impl BreakerRef {
+    /// The breaker of `cfg`, if it has one.
+    pub(crate) fn of(breaker: Option<&crate::sync::Arc<Breaker>>) -> Option<Self> {
+        breaker.map(|b| BreakerRef(core::ptr::NonNull::from(&**b)))
+    }
+
+    /// The breaker.
+    ///
+    /// # Safety
+    ///
+    /// The `Arc` it was taken from must still hold it for `'a`: true for the whole life of
+    /// the graph whose task run has it, because the graph owns that `Arc` (in its policies,
+    /// never changed after freezing) and drops it only with the run.
+    #[inline(always)]
+    pub(crate) unsafe fn get<'a>(self) -> &'a Breaker {
+        // SAFETY: the caller keeps the `Arc` (and so the pointee) alive for `'a`.
+        unsafe { self.0.as_ref() }
+    }
 }
 
 /// What a policy task's attempt runs around its step, so that the stretch loop calls at most

@@ -98,12 +98,22 @@ enum Exit<'g, P, C> {
 /// `*dst` must be valid for writing `chunk.len()` records one after the other.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn stretch_turn<'g, P, C, K, S, H, const LEAN: bool, const TEL: bool, const EVERY: bool>(
+unsafe fn stretch_turn<
+    'g,
+    P,
+    C,
+    K,
+    S,
+    H,
+    const LEAN: bool,
+    const TEL: bool,
+    const EVERY: bool,
+    const BREAKERS: bool,
+>(
     g: &'g Graph<P, C>,
     clock: &K,
     host: &H,
     env: &RunEnv<'_>,
-    breakers: bool,
     counters: &mut Counters,
     mut tel: Option<&mut Telemetry<S>>,
     cx: &mut StepCx<'_, C>,
@@ -163,7 +173,7 @@ where
         // when it was built (`GraphBuilder::flatten`, `Exec::task`), so it is below
         // `task_step.len()`; the graph is immutable after freezing.
         let step = unsafe { steps.get_unchecked(pt.task as usize) };
-        let (y, t1, latency_ticks) = if LEAN && pt.policy != NO_POLICY {
+        let (y, t1, latency_ticks) = if LEAN && pt.lean {
             debug_assert!((pt.policy as usize) < g.policies.len(), "validated");
             // SAFETY: `RunTask::policy`, when not `NO_POLICY`, is the index of the task's
             // entry in `policies`, set when the graph was frozen; the graph is immutable
@@ -171,8 +181,10 @@ where
             // values live across the step's call, the fewer the loop spills.)
             let pol = || unsafe { g.policies.get_unchecked(pt.policy as usize) };
             // The permit as a word (0: no breaker), so that no discriminant is kept.
-            let permit = match pol().cfg.breaker.as_deref() {
-                Some(b) if breakers => match b.try_acquire(start) {
+            // SAFETY: the task run's breaker is its policy's, which the graph holds.
+            let breaker = pt.breaker.filter(|_| BREAKERS).map(|b| unsafe { b.get() });
+            let permit = match breaker {
+                Some(b) => match b.try_acquire(start) {
                     Ok(permit) => {
                         if let Some(t) = permit.transition() {
                             note_transition(counters, tel.as_deref_mut(), pt.node, start, t);
@@ -184,9 +196,14 @@ where
                         break Exit::BreakerOpen { pol, x, start };
                     }
                 },
-                _ => 0,
+                None => 0,
             };
-            let kept = if pt.keep { Some(x.clone()) } else { None };
+            // The input again, for a failure's retry or fallback: written only when the task
+            // can need it (read back by the same test, without a discriminant).
+            let mut kept = MaybeUninit::<P>::uninit();
+            if pt.keep {
+                kept.write(x.clone());
+            }
             // The attempt: the step alone, or then one validator, without a loop; the
             // processors and several validators take the general order.
             let attempt = || {
@@ -194,7 +211,7 @@ where
                     return step.run(x, cx);
                 }
                 let cfg = &pol().cfg;
-                if pt.checks == Checks::Many {
+                if pt.checks != Checks::OneValidator {
                     return run_attempt(cfg, &**step, x, cx);
                 }
                 let y = step.run(x, cx)?;
@@ -214,9 +231,11 @@ where
                 Ok(y) => {
                     let t1 = clock.now();
                     let latency_ticks = elapsed(start, t1);
-                    if permit != 0 {
-                        // SAFETY: as above; a permit was taken, so the policy has a breaker.
-                        let b = unsafe { pol().cfg.breaker.as_deref().unwrap_unchecked() };
+                    if core::mem::needs_drop::<P>() && pt.keep {
+                        // SAFETY: written above exactly when `pt.keep`; not read again.
+                        unsafe { kept.assume_init_drop() };
+                    }
+                    if let Some(b) = breaker {
                         let permit = Permit::from_word(permit);
                         let moved = b.record(permit, CallOutcome::Success, latency_ticks, t1);
                         if let Some(transition) = moved {
@@ -231,12 +250,9 @@ where
                     // count its reads).
                     let _ = clock.now();
                     let pol = pol();
-                    let permit = pol
-                        .cfg
-                        .breaker
-                        .as_deref()
-                        .filter(|_| permit != 0)
-                        .map(|b| (b, Permit::from_word(permit)));
+                    let permit = breaker.map(|b| (b, Permit::from_word(permit)));
+                    // SAFETY: written above exactly when `pt.keep`.
+                    let kept = pt.keep.then(|| unsafe { kept.assume_init() });
                     break Exit::LeanFailed {
                         pol,
                         err,
@@ -515,6 +531,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     stretch_lean: false,
                     checks: Checks::None,
                     keep: false,
+                    breaker: None,
                 }];
                 self.stretch::<false>(&one, input, frame)
             }
@@ -804,21 +821,24 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 // SAFETY: `dst` has room for `chunk.len()` records (see `put`).
                 let every = TEL && self.tel.as_deref().is_some_and(Telemetry::keeps_all);
                 let tel = self.tel.as_deref_mut();
-                let breakers = s.breakers;
                 let counters = &mut self.counters;
-                // SAFETY: `dst` has room for `chunk.len()` records (see `put`).
-                let exit = unsafe {
-                    if every {
-                        stretch_turn::<P, C, K, S, H, LEAN, TEL, true>(
-                            g, clock, host, env, breakers, counters, tel, &mut cx, &mut chunk,
-                            &mut dst, &mut t0, x,
-                        )
-                    } else {
-                        stretch_turn::<P, C, K, S, H, LEAN, TEL, false>(
-                            g, clock, host, env, breakers, counters, tel, &mut cx, &mut chunk,
-                            &mut dst, &mut t0, x,
-                        )
-                    }
+                macro_rules! turn {
+                    ($every:literal, $breakers:literal) => {
+                        // SAFETY: `dst` has room for `chunk.len()` records (see `put`).
+                        unsafe {
+                            stretch_turn::<P, C, K, S, H, LEAN, TEL, $every, $breakers>(
+                                g, clock, host, env, counters, tel, &mut cx, &mut chunk, &mut dst,
+                                &mut t0, x,
+                            )
+                        }
+                    };
+                }
+                // Breakers matter only to lean tasks.
+                let exit = match (every, LEAN && s.breakers) {
+                    (true, true) => turn!(true, true),
+                    (true, false) => turn!(true, false),
+                    (false, true) => turn!(false, true),
+                    (false, false) => turn!(false, false),
                 };
                 match exit {
                     Exit::Done(y) => {
