@@ -173,110 +173,108 @@ where
         // when it was built (`GraphBuilder::flatten`, `Exec::task`), so it is below
         // `task_step.len()`; the graph is immutable after freezing.
         let step = unsafe { steps.get_unchecked(pt.task as usize) };
-        let (y, t1, latency_ticks) = if LEAN && pt.lean {
-            debug_assert!((pt.policy as usize) < g.policies.len(), "validated");
-            // SAFETY: `RunTask::policy`, when not `NO_POLICY`, is the index of the task's
-            // entry in `policies`, set when the graph was frozen; the graph is immutable
-            // after freezing. (Looked up again where needed rather than kept: the fewer
-            // values live across the step's call, the fewer the loop spills.)
-            let pol = || unsafe { g.policies.get_unchecked(pt.policy as usize) };
-            // The permit as a word (0: no breaker), so that no discriminant is kept.
-            // SAFETY: the task run's breaker is its policy's, which the graph holds.
-            let breaker = pt.breaker.filter(|_| BREAKERS).map(|b| unsafe { b.get() });
-            let permit = match breaker {
-                Some(b) => match b.try_acquire(start) {
-                    Ok(permit) => {
-                        if let Some(t) = permit.transition() {
-                            note_transition(counters, tel.as_deref_mut(), pt.node, start, t);
-                        }
-                        permit.into_word()
+        // When `LEAN`, a plain task takes the lean path too: it has no breaker, keeps no
+        // input and runs its step alone, so only a failure tells the two apart.
+        debug_assert!(!LEAN || pt.lean || pt.policy == NO_POLICY, "a stretch task");
+        debug_assert!(pt.lean || (pt.breaker.is_none() && !pt.keep && pt.checks == Checks::None));
+        // A lean task's policy, looked up where needed rather than kept: the fewer values live
+        // across the step's call, the fewer the loop spills. Called for lean tasks only (a
+        // breaker, checks or a lean failure).
+        let pol = || {
+            debug_assert!(
+                pt.lean && (pt.policy as usize) < g.policies.len(),
+                "validated"
+            );
+            // SAFETY: `RunTask::policy` of a lean task is the index of its entry in
+            // `policies`, set when the graph was frozen; the graph is immutable after
+            // freezing.
+            unsafe { g.policies.get_unchecked(pt.policy as usize) }
+        };
+        // The permit as a word (0: no breaker), so that no discriminant is kept.
+        // SAFETY: the task run's breaker is its policy's, which the graph holds.
+        let breaker = pt
+            .breaker
+            .filter(|_| LEAN && BREAKERS)
+            .map(|b| unsafe { b.get() });
+        let permit = match breaker {
+            Some(b) => match b.try_acquire(start) {
+                Ok(permit) => {
+                    if let Some(t) = permit.transition() {
+                        note_transition(counters, tel.as_deref_mut(), pt.node, start, t);
                     }
-                    Err(_) => {
-                        let pol = pol();
-                        break Exit::BreakerOpen { pol, x, start };
-                    }
-                },
-                None => 0,
-            };
-            // The input again, for a failure's retry or fallback: written only when the task
-            // can need it (read back by the same test, without a discriminant).
-            let mut kept = MaybeUninit::<P>::uninit();
-            if pt.keep {
-                kept.write(x.clone());
-            }
-            // The attempt: the step alone, or then one validator, without a loop; the
-            // processors and several validators take the general order.
-            let attempt = || {
-                if pt.checks == Checks::None {
-                    return step.run(x, cx);
+                    permit.into_word()
                 }
-                let cfg = &pol().cfg;
-                if pt.checks != Checks::OneValidator {
-                    return run_attempt(cfg, &**step, x, cx);
-                }
-                let y = step.run(x, cx)?;
-                debug_assert_eq!(cfg.validators.len(), 1, "analysed: one validator");
-                // SAFETY: `Checks::OneValidator` was set when the graph was frozen from
-                // this task's configuration, which has exactly one validator; the graph is
-                // immutable after freezing.
-                let validate = unsafe { cfg.validators.get_unchecked(0) };
-                match validate(&y, cx.ctx()) {
-                    Ok(()) => Ok(y),
-                    Err(e) => Err(invalid(e)),
-                }
-            };
-            // The clock is read in each arm, so the success of the attempt's last part
-            // goes straight on.
-            match host.guard(attempt) {
-                Ok(y) => {
-                    let t1 = clock.now();
-                    let latency_ticks = elapsed(start, t1);
-                    if core::mem::needs_drop::<P>() && pt.keep {
-                        // SAFETY: written above exactly when `pt.keep`; not read again.
-                        unsafe { kept.assume_init_drop() };
-                    }
-                    if let Some(b) = breaker {
-                        let permit = Permit::from_word(permit);
-                        let moved = b.record(permit, CallOutcome::Success, latency_ticks, t1);
-                        if let Some(transition) = moved {
-                            let tel = tel.as_deref_mut();
-                            note_transition(counters, tel, pt.node, t1, transition);
-                        }
-                    }
-                    (y, t1, latency_ticks)
-                }
-                Err(err) => {
-                    // Read as the stretch always did after an attempt (a host's clock may
-                    // count its reads).
-                    let _ = clock.now();
+                Err(_) => {
                     let pol = pol();
-                    let permit = breaker.map(|b| (b, Permit::from_word(permit)));
-                    // SAFETY: written above exactly when `pt.keep`.
-                    let kept = pt.keep.then(|| unsafe { kept.assume_init() });
-                    break Exit::LeanFailed {
-                        pol,
-                        err,
-                        kept,
-                        permit,
-                        start,
-                    };
+                    break Exit::BreakerOpen { pol, x, start };
                 }
-            }
+            },
+            None => 0,
+        };
+        // The input again, for a failure's retry or fallback: written only when the task
+        // can need it (read back by the same test, without a discriminant).
+        let mut kept = if LEAN && pt.keep {
+            MaybeUninit::new(x.clone())
         } else {
-            match host.guard(|| step.run(x, cx)) {
-                Ok(y) => {
-                    let t1 = clock.now();
-                    (y, t1, elapsed(start, t1))
+            MaybeUninit::uninit()
+        };
+        // The attempt: the step alone, or then one validator, without a loop; the
+        // processors and several validators take the general order.
+        let attempt = || {
+            if !LEAN || pt.checks == Checks::None {
+                step.run(x, cx)
+            } else {
+                checked_attempt(&pol().cfg, &**step, x, cx)
+            }
+        };
+        // The clock is read in each arm, so the success of the attempt's last part goes
+        // straight on.
+        let (y, t1, latency_ticks) = match host.guard(attempt) {
+            Ok(y) => {
+                let t1 = clock.now();
+                let latency_ticks = elapsed(start, t1);
+                if LEAN && core::mem::needs_drop::<P>() && pt.keep {
+                    // SAFETY: written above exactly when `pt.keep`; not read again.
+                    unsafe { kept.assume_init_drop() };
                 }
-                Err(e) => {
-                    let latency_ticks = elapsed(start, clock.now());
-                    let node = pt.node;
-                    break Exit::Failed {
-                        node,
-                        e,
-                        latency_ticks,
-                    };
+                if let Some(b) = breaker {
+                    let permit = Permit::from_word(permit);
+                    let moved = b.record(permit, CallOutcome::Success, latency_ticks, t1);
+                    if let Some(transition) = moved {
+                        let tel = tel.as_deref_mut();
+                        note_transition(counters, tel, pt.node, t1, transition);
+                    }
                 }
+                (y, t1, latency_ticks)
+            }
+            Err(err) if LEAN && pt.lean => {
+                // Read as the stretch always did after an attempt (a host's clock may count
+                // its reads).
+                let _ = clock.now();
+                let pol = pol();
+                let permit = breaker.map(|b| (b, Permit::from_word(permit)));
+                // Read from the policy (the same flags `pt.keep` was frozen from), so that
+                // `pt.keep` is not kept across the step's call.
+                let keep = pol.flags.intersects(StepFlags::RETRY | StepFlags::FALLBACK);
+                debug_assert_eq!(keep, pt.keep, "frozen from the same flags");
+                // SAFETY: written above exactly when `pt.keep`, that is when `keep`.
+                let kept = keep.then(|| unsafe { kept.assume_init() });
+                break Exit::LeanFailed {
+                    pol,
+                    err,
+                    kept,
+                    permit,
+                    start,
+                };
+            }
+            Err(e) => {
+                let latency_ticks = elapsed(start, clock.now());
+                let node = pt.node;
+                break Exit::Failed {
+                    node,
+                    e,
+                    latency_ticks,
+                };
             }
         };
         start = t1;
@@ -418,6 +416,29 @@ fn outcome_counter(outcome: StepOutcome) -> Counter {
         StepOutcome::Failed => Counter::StepsFailed,
         StepOutcome::Skipped => Counter::StepsSkipped,
         StepOutcome::Aborted => Counter::StepsAborted,
+    }
+}
+
+/// A lean task's attempt in the stretch loop when its step is not alone (its task run's
+/// checks are not `Checks::None`): the step then its one validator without a loop, or the
+/// general order.
+#[inline(never)]
+fn checked_attempt<P, C: Clone>(
+    cfg: &TaskConfig<P, C>,
+    step: &dyn Step<P, C>,
+    x: P,
+    cx: &mut StepCx<'_, C>,
+) -> Result<P, StepError> {
+    let [validate] = &cfg.validators[..] else {
+        return run_attempt(cfg, step, x, cx);
+    };
+    if !(cfg.pre.is_empty() && cfg.post.is_empty()) {
+        return run_attempt(cfg, step, x, cx);
+    }
+    let y = step.run(x, cx)?;
+    match validate(&y, cx.ctx()) {
+        Ok(()) => Ok(y),
+        Err(e) => Err(invalid(e)),
     }
 }
 
