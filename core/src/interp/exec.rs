@@ -109,6 +109,7 @@ unsafe fn stretch_turn<
     const TEL: bool,
     const EVERY: bool,
     const BREAKERS: bool,
+    const WATCH: bool,
 >(
     g: &'g Graph<P, C>,
     clock: &K,
@@ -152,7 +153,7 @@ where
         let Some(pt) = it.next() else {
             break Exit::Done(x);
         };
-        if env.watch {
+        if WATCH && env.watch {
             if let Some(kind) = stop_reason(env, start) {
                 let node = pt.node;
                 break Exit::Stopped { node, kind };
@@ -844,22 +845,34 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 let tel = self.tel.as_deref_mut();
                 let counters = &mut self.counters;
                 macro_rules! turn {
-                    ($every:literal, $breakers:literal) => {
+                    ($every:literal, $breakers:literal, $watch:literal) => {
                         // SAFETY: `dst` has room for `chunk.len()` records (see `put`).
                         unsafe {
-                            stretch_turn::<P, C, K, S, H, LEAN, TEL, $every, $breakers>(
+                            stretch_turn::<P, C, K, S, H, LEAN, TEL, $every, $breakers, $watch>(
                                 g, clock, host, env, counters, tel, &mut cx, &mut chunk, &mut dst,
                                 &mut t0, x,
                             )
                         }
                     };
                 }
-                // Breakers matter only to lean tasks.
-                let exit = match (every, LEAN && s.breakers) {
-                    (true, true) => turn!(true, true),
-                    (true, false) => turn!(true, false),
-                    (false, true) => turn!(false, true),
-                    (false, false) => turn!(false, false),
+                // Breakers matter only to lean tasks. Without a deadline or a cancel flag a
+                // lean turn has no stop test per task (a plain one's loop is small enough for
+                // the compiler to take the test out itself).
+                macro_rules! lean_turn {
+                    ($every:literal) => {
+                        match (s.breakers, env.watch) {
+                            (true, true) => turn!($every, true, true),
+                            (true, false) => turn!($every, true, false),
+                            (false, true) => turn!($every, false, true),
+                            (false, false) => turn!($every, false, false),
+                        }
+                    };
+                }
+                let exit = match (LEAN, TEL && every) {
+                    (false, false) => turn!(false, false, true),
+                    (false, true) => turn!(true, false, true),
+                    (true, false) => lean_turn!(false),
+                    (true, true) => lean_turn!(true),
                 };
                 match exit {
                     Exit::Done(y) => {

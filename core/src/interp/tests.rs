@@ -16,6 +16,7 @@ use crate::graph::{
     FailureStrategy, GraphBuilder, LoopOptions, ManualClock, MapOptions, NoClock, NodeRef,
     ParallelOptions, TaskConfig,
 };
+use crate::policy::breaker::{Outcome as BreakerOutcome, State as BreakerState};
 use crate::policy::{Backoff, Breaker, BreakerConfig, Recovery, RecoveryTable, RetryPolicy};
 
 std::thread_local! {
@@ -645,6 +646,152 @@ fn cache_hit_returns_the_stored_output_without_running_the_step() {
     });
     let r = off.run(&g, 3, 0, &NoClock, &RunOptions::default());
     assert_eq!((r.output, r.records[0].cache_hit), (Some(9), false));
+}
+
+/// A lean policy task for the stretch tests below: retried, validated (typed), guarded by
+/// `breaker`, adding `n`.
+fn lean(b: &mut B<'_>, name: &str, n: i64, breaker: &Arc<Breaker>) -> NodeRef {
+    let cfg = TaskConfig::new()
+        .retry(RetryPolicy::new(2, Backoff::NONE).unwrap())
+        .validate(|y: &i64, _| {
+            if *y >= 0 {
+                Ok(())
+            } else {
+                Err(StepError::validation("negative"))
+            }
+        })
+        .breaker(breaker.clone());
+    b.task_with(name, move |x, _| Ok(x + n), cfg)
+}
+
+#[test]
+fn breakers_switched_off_are_neither_asked_nor_told_in_a_lean_stretch() {
+    // An open breaker would refuse; with breakers off the tasks run and it learns nothing.
+    let breaker = trips_on_one_failure();
+    let permit = breaker.try_acquire(0).unwrap();
+    assert!(breaker
+        .record(permit, BreakerOutcome::Failure, 0, 0)
+        .is_some());
+    let before = breaker.transition_counts();
+    let g = G::build(|b| {
+        let a = lean(b, "a", 1, &breaker);
+        let c = lean(b, "c", 2, &breaker);
+        b.sequence("s", &[a, c])
+    })
+    .unwrap();
+    let mut off = Runner::new(RunnerConfig {
+        breakers: false,
+        ..RunnerConfig::default()
+    });
+    let clock = ManualClock::new(10);
+    let r = off.run(&g, 1, Ctx::default(), &clock, &RunOptions::default());
+    assert_eq!((r.outcome, r.output), (Outcome::Succeeded, Some(4)));
+    // A failure (the validator rejects -5 + 1) is not counted either; no fallback: it fails.
+    let r = off.run(&g, -5, Ctx::default(), &clock, &RunOptions::default());
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert_eq!(r.records[0].error_class, Some(ErrorClass::Validation));
+    assert_eq!(breaker.state(), BreakerState::Open);
+    assert_eq!(breaker.transition_counts(), before);
+    assert_eq!(breaker.refusals(), 0);
+    // Switched on, the same graph meets the open breaker.
+    let mut on = Runner::new(RunnerConfig::default());
+    let r = on.run(&g, 1, Ctx::default(), &clock, &RunOptions::default());
+    assert_eq!(r.records[0].error_class, Some(ErrorClass::CircuitOpen));
+    assert_eq!(breaker.refusals(), 1);
+}
+
+#[test]
+fn a_lean_stretch_stops_before_the_task_after_a_cancel() {
+    let flag = Arc::new(CancelFlag::new());
+    let f2 = flag.clone();
+    let breaker = trips_on_one_failure();
+    let g = G::build(|b| {
+        let a = lean(b, "a", 1, &breaker);
+        let cancel = b.task_with(
+            "cancel",
+            move |x, _| {
+                f2.cancel();
+                Ok(x)
+            },
+            TaskConfig::new().retry(RetryPolicy::new(2, Backoff::NONE).unwrap()),
+        );
+        let c = lean(b, "c", 1, &breaker);
+        b.sequence("s", &[a, cancel, c])
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let r = run_with(&mut runner, &g, 0, &cancellable(&flag));
+    assert_eq!(r.outcome, Outcome::Aborted);
+    let err = r.error.unwrap();
+    assert_eq!((err.step, err.kind), ("c", ErrorKind::Cancelled));
+    let outcomes: Vec<_> = r.records.iter().map(|r| r.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            StepOutcome::Succeeded,
+            StepOutcome::Succeeded,
+            StepOutcome::Aborted
+        ]
+    );
+    // Without a cancel the same runner runs it through (the turn without stop tests).
+    let r = run_with(&mut runner, &g, 0, &RunOptions::default());
+    assert_eq!((r.outcome, r.output), (Outcome::Succeeded, Some(2)));
+}
+
+#[test]
+fn a_lean_stretch_at_its_deadline_runs_no_task() {
+    let breaker = trips_on_one_failure();
+    let g = G::build(|b| {
+        let a = lean(b, "a", 1, &breaker);
+        let c = lean(b, "c", 1, &breaker);
+        b.sequence("s", &[a, c])
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let opts = RunOptions {
+        deadline: Some(5),
+        ..RunOptions::default()
+    };
+    let r = runner.run(&g, 0, Ctx::default(), &ManualClock::new(5), &opts);
+    assert_eq!(r.outcome, Outcome::Aborted);
+    assert_eq!(r.error.unwrap().kind, ErrorKind::DeadlineExceeded);
+    assert_eq!(r.records[0].attempts, 0);
+    let r = runner.run(&g, 0, Ctx::default(), &ManualClock::new(4), &opts);
+    assert_eq!((r.outcome, r.output), (Outcome::Succeeded, Some(2)));
+}
+
+#[test]
+fn a_lean_task_drops_the_input_it_kept_for_a_retry_it_did_not_need() {
+    // Each lean task keeps a copy of its input for a retry; a success drops it, a failure
+    // hands it to the retry. The payload counts its live copies.
+    let breaker = trips_on_one_failure();
+    let payload = Arc::new(0u8);
+    let g = Graph::<Arc<u8>, ()>::build(|b| {
+        let retry = || TaskConfig::new().retry(RetryPolicy::new(2, Backoff::NONE).unwrap());
+        let a = b.task_with("a", |x, _| Ok(x), retry().breaker(breaker.clone()));
+        let flaky = b.task_with(
+            "flaky",
+            |x, cx| {
+                if cx.attempt() == 1 {
+                    Err(StepError::transient("once"))
+                } else {
+                    Ok(x)
+                }
+            },
+            retry(),
+        );
+        let c = b.task_with("c", |x, _| Ok(x), retry().validate(|_, _| Ok(())));
+        b.sequence("s", &[a, flaky, c])
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    for _ in 0..3 {
+        let r = runner.run(&g, payload.clone(), (), &NoClock, &RunOptions::default());
+        assert_eq!(r.outcome, Outcome::Succeeded);
+        assert_eq!(r.records[1].attempts, 2);
+        assert!(Arc::ptr_eq(r.output.as_ref().unwrap(), &payload));
+    }
+    assert_eq!(Arc::strong_count(&payload), 1, "no copy outlives its run");
 }
 
 #[test]
