@@ -47,8 +47,19 @@ pub fn w2_runner_sampled() -> Runner<u64, ()> {
 }
 
 /// W2: W1 with retry (3 attempts, none needed), one validator and a circuit breaker (shared
-/// by the chain) on every task; run by [`w2_runner`] (telemetry on).
+/// by the chain) on every task; run by [`w2_runner`] (telemetry on). The validator is
+/// added with `TaskConfig::validate`, so it is typed and compiled into the task's step.
 pub fn w2_graph() -> Graph<u64, ()> {
+    w2_graph_with(false)
+}
+
+/// W2 with its validator boxed (`TaskConfig::validate_boxed`; information: what a
+/// validator costs when the stretch loop calls it on its own).
+pub fn w2_graph_boxed_validator() -> Graph<u64, ()> {
+    w2_graph_with(true)
+}
+
+fn w2_graph_with(boxed: bool) -> Graph<u64, ()> {
     let breaker = Arc::new(
         Breaker::new(BreakerConfig {
             consecutive_failures_to_open: 5,
@@ -60,17 +71,22 @@ pub fn w2_graph() -> Graph<u64, ()> {
     Graph::build(|b| {
         let steps: Vec<_> = (0..CHAIN)
             .map(|i| {
+                let validator = |x: &u64, _: &()| {
+                    if *x > 0 {
+                        Ok(())
+                    } else {
+                        Err(StepError::validation("zero"))
+                    }
+                };
                 let cfg = TaskConfig::new()
                     .retry(RetryPolicy::new(3, Backoff::Constant { delay_ticks: 1 }).unwrap())
-                    .validate(|x: &u64, _| {
-                        if *x > 0 {
-                            Ok(())
-                        } else {
-                            Err(StepError::validation("zero"))
-                        }
-                    })
                     .breaker(breaker.clone());
-                b.task_with(&format!("s{i}"), |x, _| Ok(x + 1), cfg)
+                let name = format!("s{i}");
+                if boxed {
+                    b.task_with(&name, |x, _| Ok(x + 1), cfg.validate_boxed(validator))
+                } else {
+                    b.task_with(&name, |x, _| Ok(x + 1), cfg.validate(validator))
+                }
             })
             .collect();
         b.sequence("W2", &steps)

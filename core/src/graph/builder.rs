@@ -234,14 +234,16 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
         }
         let at = cfg.check_at;
         let (mut cfg, check) = cfg.split();
-        let step: Box<dyn Step<P, C>> = if !V::SOME {
-            Box::new(step)
-        } else if at == 0 && cfg.post.is_empty() {
+        // The typed validator goes into the step when it is first and no post-processor runs
+        // between them; else it is boxed and takes its place among the validators.
+        let step: Box<dyn Step<P, C>> = if V::SOME && at == 0 && cfg.post.is_empty() {
             cfg.fused_check = true;
             Box::new(Checked { step, check })
         } else {
-            let check: Validator<P, C> = Box::new(move |y, ctx| check.check(y, ctx));
-            cfg.validators.insert(at, check);
+            if V::SOME {
+                let check: Validator<P, C> = Box::new(move |y, ctx| check.check(y, ctx));
+                cfg.validators.insert(at, check);
+            }
             Box::new(step)
         };
         let slot = self.tasks.len();

@@ -173,29 +173,26 @@ impl BreakerRef {
     }
 }
 
-/// What a policy task's attempt runs around its step, so that the stretch loop calls at most
-/// one validator without a loop.
+/// What a policy task's attempt runs around its step. The builder compiles a task's typed
+/// validator into its step (see `GraphBuilder::step`), so a task with only that one has
+/// nothing around its step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Checks {
     /// Nothing: the attempt is the step.
     None,
-    /// One validator, no processors.
-    OneValidator,
-    /// Processors, or several validators.
+    /// Processors, or boxed validators: the general order.
     Many,
 }
 
 impl Checks {
-    /// The checks of a task with these flags and `validators` validators.
+    /// The checks of a task with these flags and `validators` validators left beside its
+    /// step.
     pub(crate) fn of(flags: StepFlags, validators: usize) -> Self {
-        if flags.intersects(StepFlags::PRE_PROCESSORS | StepFlags::POST_PROCESSORS) {
+        let processors = flags.intersects(StepFlags::PRE_PROCESSORS | StepFlags::POST_PROCESSORS);
+        if processors || validators > 0 {
             Checks::Many
         } else {
-            match validators {
-                0 => Checks::None,
-                1 => Checks::OneValidator,
-                _ => Checks::Many,
-            }
+            Checks::None
         }
     }
 }

@@ -219,8 +219,8 @@ where
         } else {
             MaybeUninit::uninit()
         };
-        // The attempt: the step alone, or then one validator, without a loop; the
-        // processors and several validators take the general order.
+        // The attempt: the step alone (its first validator compiled in), or the general
+        // order for processors and further validators.
         let attempt = || {
             if !LEAN || pt.checks == Checks::None {
                 step.run(x, cx)
@@ -421,8 +421,8 @@ fn outcome_counter(outcome: StepOutcome) -> Counter {
 }
 
 /// A lean task's attempt in the stretch loop when its step is not alone (its task run's
-/// checks are not `Checks::None`): the step then its one validator without a loop, or the
-/// general order.
+/// checks are `Checks::Many`), out of line: the step then its one boxed validator without a
+/// loop, or the general order.
 #[inline(never)]
 fn checked_attempt<P, C: Clone>(
     cfg: &TaskConfig<P, C>,
@@ -430,16 +430,15 @@ fn checked_attempt<P, C: Clone>(
     x: P,
     cx: &mut StepCx<'_, C>,
 ) -> Result<P, StepError> {
-    let [validate] = &cfg.validators[..] else {
-        return run_attempt(cfg, step, x, cx);
-    };
-    if !(cfg.pre.is_empty() && cfg.post.is_empty()) {
-        return run_attempt(cfg, step, x, cx);
-    }
-    let y = step.run(x, cx)?;
-    match validate(&y, cx.ctx()) {
-        Ok(()) => Ok(y),
-        Err(e) => Err(invalid(e)),
+    match &cfg.validators[..] {
+        [validate] if cfg.pre.is_empty() && cfg.post.is_empty() => {
+            let y = step.run(x, cx)?;
+            match validate(&y, cx.ctx()) {
+                Ok(()) => Ok(y),
+                Err(e) => Err(invalid(e)),
+            }
+        }
+        _ => run_attempt(cfg, step, x, cx),
     }
 }
 
