@@ -14,7 +14,7 @@ use crate::cache::StepFingerprint;
 use crate::context::MergeStrategy;
 use crate::graph::{
     FailureStrategy, GraphBuilder, LoopOptions, ManualClock, MapOptions, NoClock, NodeRef,
-    ParallelOptions, TaskConfig,
+    ParallelOptions, StepCx, StepFlags, TaskConfig,
 };
 use crate::policy::breaker::{Outcome as BreakerOutcome, State as BreakerState};
 use crate::policy::{Backoff, Breaker, BreakerConfig, Recovery, RecoveryTable, RetryPolicy};
@@ -792,6 +792,103 @@ fn a_lean_task_drops_the_input_it_kept_for_a_retry_it_did_not_need() {
         assert!(Arc::ptr_eq(r.output.as_ref().unwrap(), &payload));
     }
     assert_eq!(Arc::strong_count(&payload), 1, "no copy outlives its run");
+}
+
+#[test]
+fn validators_run_in_the_order_they_were_added_whether_typed_or_boxed() {
+    // The typed validator is compiled into the step when it is first and no post-processor
+    // runs between them; otherwise it is boxed in its place. Either way the order holds and
+    // the analysis sees validators.
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let note = |name: &'static str| {
+        let log = log.clone();
+        move |_: &i64, _: &Ctx| {
+            log.lock().unwrap().push(name);
+            Ok(())
+        }
+    };
+    let g = G::build(|b| {
+        let l = log.clone();
+        let step = move |x, _: &mut StepCx<'_, Ctx>| {
+            l.lock().unwrap().push("step");
+            Ok(x)
+        };
+        let l = log.clone();
+        let post = TaskConfig::new()
+            .post(move |y, _| {
+                l.lock().unwrap().push("post");
+                Ok(y)
+            })
+            .validate(note("typed after post"))
+            .validate(note("boxed after post"));
+        let after_boxed = TaskConfig::new()
+            .validate_boxed(note("boxed first"))
+            .validate(note("typed second"));
+        let fused = TaskConfig::new()
+            .validate(note("typed first"))
+            .validate(note("boxed second"));
+        let a = b.task_with("post", step.clone(), post);
+        let c = b.task_with("after_boxed", step.clone(), after_boxed);
+        let d = b.task_with("fused", step, fused);
+        b.sequence("s", &[a, c, d])
+    })
+    .unwrap();
+    for name in ["post", "after_boxed", "fused"] {
+        let flags = g.step_flags(g.find(name).unwrap()).unwrap();
+        assert!(flags.contains(StepFlags::VALIDATORS), "{name}");
+    }
+    let (outcome, ..) = check(&g, 1);
+    assert_eq!(outcome, Outcome::Succeeded);
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "step",
+            "post",
+            "typed after post",
+            "boxed after post",
+            "step",
+            "boxed first",
+            "typed second",
+            "step",
+            "typed first",
+            "boxed second",
+        ]
+    );
+}
+
+#[test]
+fn a_typed_validator_rejection_is_a_validation_error_and_the_next_attempts_feedback() {
+    // Compiled into the step, a validator still behaves as one: its error is classed as
+    // validation (whatever class it was made with) and the retry sees it as feedback.
+    let g = G::build(|b| {
+        let cfg = TaskConfig::new()
+            .retry(RetryPolicy::new(2, Backoff::NONE).unwrap())
+            .recovery(RecoveryTable::DEFAULT.with(ErrorClass::Validation, Recovery::Retry))
+            .validate(|y: &i64, _| {
+                if *y % 2 == 0 {
+                    Ok(())
+                } else {
+                    Err(StepError::permanent("odd"))
+                }
+            });
+        b.task_with(
+            "fix",
+            |x, cx| match cx.feedback() {
+                Some(f) if f.class() == ErrorClass::Validation => Ok(x + 1),
+                _ => Ok(x),
+            },
+            cfg,
+        )
+    })
+    .unwrap();
+    let (outcome, output, _, _, records) = check(&g, 3);
+    assert_eq!((outcome, output), (Outcome::Succeeded, Some(4)));
+    assert_eq!(records[0].attempts, 2);
+    let (outcome, output, _, _, records) = check(&g, 2);
+    assert_eq!(
+        (outcome, output, records[0].attempts),
+        (Outcome::Succeeded, Some(2), 1)
+    );
 }
 
 #[test]
