@@ -857,41 +857,6 @@ fn validators_run_in_the_order_they_were_added_whether_typed_or_boxed() {
 }
 
 #[test]
-fn a_typed_validator_rejection_is_a_validation_error_and_the_next_attempts_feedback() {
-    // Compiled into the step, a validator still behaves as one: its error is classed as
-    // validation (whatever class it was made with) and the retry sees it as feedback.
-    let g = G::build(|b| {
-        let cfg = TaskConfig::new()
-            .retry(RetryPolicy::new(2, Backoff::NONE).unwrap())
-            .recovery(RecoveryTable::DEFAULT.with(ErrorClass::Validation, Recovery::Retry))
-            .validate(|y: &i64, _| {
-                if *y % 2 == 0 {
-                    Ok(())
-                } else {
-                    Err(StepError::permanent("odd"))
-                }
-            });
-        b.task_with(
-            "fix",
-            |x, cx| match cx.feedback() {
-                Some(f) if f.class() == ErrorClass::Validation => Ok(x + 1),
-                _ => Ok(x),
-            },
-            cfg,
-        )
-    })
-    .unwrap();
-    let (outcome, output, _, _, records) = check(&g, 3);
-    assert_eq!((outcome, output), (Outcome::Succeeded, Some(4)));
-    assert_eq!(records[0].attempts, 2);
-    let (outcome, output, _, _, records) = check(&g, 2);
-    assert_eq!(
-        (outcome, output, records[0].attempts),
-        (Outcome::Succeeded, Some(2), 1)
-    );
-}
-
-#[test]
 fn usage_denial_aborts_with_partial_results_never_retried_nor_fallback() {
     let fb_calls = Arc::new(AtomicU32::new(0));
     let f2 = fb_calls.clone();
@@ -1030,35 +995,36 @@ fn a_failed_attempts_context_writes_are_discarded() {
 
 #[test]
 fn a_failed_attempts_error_is_the_next_attempts_feedback() {
-    let g = G::build(|b| {
-        let cfg = TaskConfig::new()
+    // A validator's error is classed as validation whatever class it was made with, typed
+    // (compiled into the step) or boxed.
+    let negative = |x: &i64, _: &Ctx| {
+        if *x >= 0 {
+            Ok(())
+        } else {
+            Err(StepError::permanent("negative"))
+        }
+    };
+    let fix = |x: i64, cx: &mut StepCx<'_, Ctx>| match cx.feedback() {
+        None => Ok(-x),
+        Some(f) => {
+            assert_eq!(
+                (f.class(), f.reason()),
+                (ErrorClass::Validation, "negative")
+            );
+            Ok(x)
+        }
+    };
+    let cfg = || {
+        TaskConfig::new()
             .retry(RetryPolicy::new(3, Backoff::NONE).unwrap())
             .recovery(RecoveryTable::DEFAULT.with(ErrorClass::Validation, Recovery::Retry))
-            .validate(|x: &i64, _| {
-                if *x >= 0 {
-                    Ok(())
-                } else {
-                    Err(StepError::validation("negative"))
-                }
-            });
-        b.task_with(
-            "fix",
-            |x, cx| match cx.feedback() {
-                None => Ok(-x),
-                Some(f) => {
-                    assert_eq!(
-                        (f.class(), f.reason()),
-                        (ErrorClass::Validation, "negative")
-                    );
-                    Ok(x)
-                }
-            },
-            cfg,
-        )
-    })
-    .unwrap();
-    let (_, out, _, _, recs) = check(&g, 5);
-    assert_eq!((out, recs[0].attempts), (Some(5), 2));
+    };
+    let typed = G::build(|b| b.task_with("fix", fix, cfg().validate(negative))).unwrap();
+    let boxed = G::build(|b| b.task_with("fix", fix, cfg().validate_boxed(negative))).unwrap();
+    for g in [typed, boxed] {
+        let (_, out, _, _, recs) = check(&g, 5);
+        assert_eq!((out, recs[0].attempts), (Some(5), 2));
+    }
 }
 
 #[test]
