@@ -40,7 +40,7 @@ struct BuildTask<P, C> {
     cfg: TaskConfig<P, C>,
 }
 
-/// A step with its first validator compiled in: the step, then the check of its output
+/// A step with its typed validator compiled in: the step, then the check of its output
 /// (an error classified as validation), in one call.
 struct Checked<S, V> {
     step: S,

@@ -154,7 +154,7 @@ unsafe impl Send for BreakerRef {}
 unsafe impl Sync for BreakerRef {}
 
 impl BreakerRef {
-    /// The breaker of `cfg`, if it has one.
+    /// A reference to the breaker in `breaker`, if any.
     pub(crate) fn of(breaker: Option<&crate::sync::Arc<Breaker>>) -> Option<Self> {
         breaker.map(|b| BreakerRef(core::ptr::NonNull::from(&**b)))
     }
@@ -163,9 +163,9 @@ impl BreakerRef {
     ///
     /// # Safety
     ///
-    /// The `Arc` it was taken from must still hold it for `'a`: true for the whole life of
-    /// the graph whose task run has it, because the graph owns that `Arc` (in its policies,
-    /// never changed after freezing) and drops it only with the run.
+    /// The `Arc` it was taken from must still hold it for `'a`: true for as long as the
+    /// graph whose task run has it is borrowed, because the graph owns that `Arc` (in its
+    /// policies, never changed after freezing) and drops it only when it is dropped itself.
     #[inline(always)]
     pub(crate) unsafe fn get<'a>(self) -> &'a Breaker {
         // SAFETY: the caller keeps the `Arc` (and so the pointee) alive for `'a`.

@@ -73,12 +73,13 @@ pub(crate) fn table_uses(table: &RecoveryTable, recovery: Recovery) -> bool {
 ///
 /// # The first validator is typed
 ///
-/// `V` is the type of the first validator ([`NoCheck`] until one is added). The builder
-/// compiles it into the task's step (one call runs the step and checks its output, and the
-/// check inlines), unless the task has post-processors, which must run before it. Further
-/// validators are boxed and run after it, in the order they were added. Either way a
-/// validator behaves the same: its error is classified as validation and becomes the next
-/// attempt's feedback.
+/// `V` is the type of the first validator added with [`validate`](Self::validate)
+/// ([`NoCheck`] until then). The builder compiles it into the task's step (one call runs the
+/// step and checks its output, and the check inlines), unless something must run between
+/// them: post-processors, or boxed validators added before it with
+/// [`validate_boxed`](Self::validate_boxed); it is then boxed in its place. Further
+/// validators are boxed. All run in the order they were added, and all behave the same: an
+/// error is classified as validation and becomes the next attempt's feedback.
 pub struct TaskConfig<P, C, V = NoCheck> {
     pub(crate) reads: bool,
     pub(crate) writes: bool,
@@ -227,32 +228,28 @@ impl<P, C, V> TaskConfig<P, C, V> {
     /// The same configuration with `check` as its typed validator, run after the boxed
     /// ones added so far.
     fn with_check<W>(self, check: W) -> TaskConfig<P, C, W> {
-        let (cfg, _) = self.split();
-        TaskConfig {
-            check,
-            check_at: cfg.validators.len(),
-            fused_check: cfg.fused_check,
-            reads: cfg.reads,
-            writes: cfg.writes,
-            retry: cfg.retry,
-            recovery: cfg.recovery,
-            pre: cfg.pre,
-            post: cfg.post,
-            validators: cfg.validators,
-            fallback: cfg.fallback,
-            cache: cfg.cache,
-            breaker: cfg.breaker,
-            usage_estimate: cfg.usage_estimate,
-            timeout: cfg.timeout,
-            default_output: cfg.default_output,
-        }
+        let check_at = self.validators.len();
+        let mut cfg = self.map_check(|_| check);
+        cfg.check_at = check_at;
+        cfg
     }
 
     /// The configuration without its first validator, and that validator.
     pub(crate) fn split(self) -> (TaskConfig<P, C>, V) {
-        let cfg = TaskConfig {
-            check: NoCheck,
-            check_at: 0,
+        let mut taken = None;
+        let mut cfg = self.map_check(|check| {
+            taken = Some(check);
+            NoCheck
+        });
+        cfg.check_at = 0;
+        (cfg, taken.expect("map_check calls its function once"))
+    }
+
+    /// The same configuration with the first-validator slot replaced by `f` of it.
+    fn map_check<W>(self, f: impl FnOnce(V) -> W) -> TaskConfig<P, C, W> {
+        TaskConfig {
+            check: f(self.check),
+            check_at: self.check_at,
             fused_check: self.fused_check,
             reads: self.reads,
             writes: self.writes,
@@ -267,8 +264,7 @@ impl<P, C, V> TaskConfig<P, C, V> {
             usage_estimate: self.usage_estimate,
             timeout: self.timeout,
             default_output: self.default_output,
-        };
-        (cfg, self.check)
+        }
     }
 
     /// Declares that the step writes the context (through `StepCx::ctx_mut`).

@@ -90,8 +90,11 @@ enum Exit<'g, P, C> {
 /// task (`t0` is the current task's start), putting the record of each at `dst`, until the
 /// chunk ends or a task needs more than its record (see [`Exit`]). When `LEAN`, a lean
 /// policy task's first attempt runs here too (breaker permit, processors, step,
-/// validators; the breaker learns a success). When `TEL`, telemetry (`tel`) sees each
-/// task's start, end and latency. `chunk`, `dst` and `t0` are left where it stopped.
+/// validators; the breaker learns a success), and its breaker is asked only when
+/// `BREAKERS` (the runner's switch). When `TEL`, telemetry (`tel`) sees each task's start,
+/// end and latency (`EVERY`: the sampler keeps every execution). Only when `WATCH` is the
+/// run's deadline and cancel flag tested before each task (the caller passes `false` only
+/// when the run has neither). `chunk`, `dst` and `t0` are left where it stopped.
 ///
 /// # Safety
 ///
@@ -839,7 +842,6 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 }};
             }
             loop {
-                // SAFETY: `dst` has room for `chunk.len()` records (see `put`).
                 let every = TEL && self.tel.as_deref().is_some_and(Telemetry::keeps_all);
                 let tel = self.tel.as_deref_mut();
                 let counters = &mut self.counters;
