@@ -1,7 +1,7 @@
 //! The semantics contract, one test per rule, on the single-thread interpreter.
 
 use core::cell::Cell;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::boxed::Box;
 use std::format;
 use std::string::ToString;
@@ -857,6 +857,56 @@ fn validators_run_in_the_order_they_were_added_whether_typed_or_boxed() {
 }
 
 #[test]
+fn the_breaker_and_the_cache_come_before_the_usage_reservation() {
+    // The task's estimate is more than the budget: reserving it would abort the run. An open
+    // breaker (1) and a cache hit (2) answer before the reservation (3), so it never happens.
+    let tiny = RunOptions {
+        budget: Some(Usage { cost: 1, tokens: 1 }),
+        ..RunOptions::default()
+    };
+    let estimate = Usage {
+        cost: 10,
+        tokens: 0,
+    };
+    let breaker = trips_on_one_failure();
+    let permit = breaker.try_acquire(0).unwrap();
+    let _ = breaker.record(permit, BreakerOutcome::Failure, 0, 0);
+    let guarded = G::build(|b| {
+        let fb = add(b, "fb", 100);
+        let cfg = TaskConfig::new()
+            .usage_estimate(estimate)
+            .breaker(breaker.clone())
+            .fallback(fb);
+        b.task_with("guarded", |x, _| Ok(x), cfg)
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let clock = ManualClock::new(10);
+    let r = runner.run(&guarded, 1, Ctx::default(), &clock, &tiny);
+    assert_eq!((r.outcome, r.output), (Outcome::Succeeded, Some(101)));
+    let rec = record(&guarded, r.records, "guarded");
+    assert_eq!(rec.error_class, Some(ErrorClass::CircuitOpen));
+
+    let cached = G::build(|b| {
+        let cfg = TaskConfig::new()
+            .usage_estimate(estimate)
+            .cacheable(StepFingerprint::builder("double", 1).build());
+        b.task_with("double", |x, _| Ok(x * 2), cfg)
+    })
+    .unwrap();
+    let r = run_with(&mut runner, &cached, 4, &tiny);
+    assert!(matches!(
+        r.error.map(|e| e.kind),
+        Some(ErrorKind::UsageDenied { requested, .. }) if requested == estimate
+    ));
+    let r = run_with(&mut runner, &cached, 4, &RunOptions::default());
+    assert_eq!((r.output, r.records[0].cache_hit), (Some(8), false));
+    let r = run_with(&mut runner, &cached, 4, &tiny);
+    assert_eq!((r.outcome, r.output), (Outcome::Succeeded, Some(8)));
+    assert!(r.records[0].cache_hit);
+}
+
+#[test]
 fn usage_denial_aborts_with_partial_results_never_retried_nor_fallback() {
     let fb_calls = Arc::new(AtomicU32::new(0));
     let f2 = fb_calls.clone();
@@ -1384,23 +1434,59 @@ fn cancelled_run_stops_before_the_next_step() {
     assert_eq!(r.records[1].error_class, Some(ErrorClass::Cancelled));
 }
 
+/// The clock of `run_deadline_stops_the_run_before_the_next_step`, which its steps move.
+static DEADLINE_NOW: AtomicU64 = AtomicU64::new(0);
+
+struct StepDrivenClock;
+
+impl Clock for StepDrivenClock {
+    fn now(&self) -> u64 {
+        DEADLINE_NOW.load(Ordering::Relaxed)
+    }
+}
+
 #[test]
 fn run_deadline_stops_the_run_before_the_next_step() {
-    let g = G::build(|b| {
-        let a = add(b, "a", 1);
+    // The first step starts before the deadline and takes the clock past it: the second is
+    // stopped. Plain tasks, and lean policy tasks (the stretch loop's other turn).
+    let breaker = trips_on_one_failure();
+    let plain = G::build(|b| {
+        let a = b.task("a", |x, _| {
+            DEADLINE_NOW.fetch_add(10, Ordering::Relaxed);
+            Ok(x + 1)
+        });
         let c = add(b, "c", 1);
         b.sequence("s", &[a, c])
     })
     .unwrap();
+    let lean = G::build(|b| {
+        let cfg = TaskConfig::new().breaker(breaker.clone());
+        let a = b.task_with(
+            "a",
+            |x, _| {
+                DEADLINE_NOW.fetch_add(10, Ordering::Relaxed);
+                Ok(x + 1)
+            },
+            cfg,
+        );
+        let c = lean(b, "c", 1, &breaker);
+        b.sequence("s", &[a, c])
+    })
+    .unwrap();
     let mut runner = Runner::new(RunnerConfig::default());
-    let clock = ManualClock::new(5);
     let opts = RunOptions {
         deadline: Some(5),
         ..RunOptions::default()
     };
-    let r = runner.run(&g, 0, Ctx::default(), &clock, &opts);
-    assert_eq!(r.outcome, Outcome::Aborted);
-    assert_eq!(r.error.unwrap().kind, ErrorKind::DeadlineExceeded);
+    for g in [plain, lean] {
+        DEADLINE_NOW.store(0, Ordering::Relaxed);
+        let r = runner.run(&g, 0, Ctx::default(), &StepDrivenClock, &opts);
+        assert_eq!((r.outcome, r.output), (Outcome::Aborted, None));
+        let err = r.error.unwrap();
+        assert_eq!((err.step, err.kind), ("c", ErrorKind::DeadlineExceeded));
+        let outcomes: Vec<_> = r.records.iter().map(|r| r.outcome).collect();
+        assert_eq!(outcomes, [StepOutcome::Succeeded, StepOutcome::Aborted]);
+    }
 }
 
 #[test]
