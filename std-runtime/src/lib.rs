@@ -58,6 +58,8 @@ pub use flujo_core as core;
 pub mod admission;
 pub mod breakers;
 pub mod cache;
+#[cfg(feature = "check")]
+pub mod check;
 pub mod clock;
 pub mod config;
 // Not under loom: the core's `Arc` is loom's then, and the executor shares `Arc<Breaker>`s
