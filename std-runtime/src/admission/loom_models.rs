@@ -88,3 +88,68 @@ fn loom_acquire_release_limit_one() {
     });
     assert!(ITERATIONS.load(StdOrdering::Relaxed) > 1);
 }
+
+/// The limit moves while permits come and go: bounds 1..=2, one thread ends its permits with
+/// successes (raising the limit at saturation), the other with a drop and an ignore. The
+/// in-flight count never passes the largest limit, the atomic limit always ends equal to the
+/// one under the lock (it is published there), and as every change is by one here,
+/// `limit == initial + increases - decreases`.
+#[test]
+fn loom_limit_moves_under_acquires() {
+    static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
+    builder().check(|| {
+        ITERATIONS.fetch_add(1, StdOrdering::Relaxed);
+        let limit = Arc::new(
+            AdaptiveLimit::new(LimitConfig {
+                algorithm: Algorithm::Aimd {
+                    increase: 1,
+                    backoff_ratio: 0.5,
+                },
+                min_limit: 1,
+                max_limit: 2,
+                initial_limit: 1,
+            })
+            .unwrap(),
+        );
+        let succeeder = {
+            let limit = Arc::clone(&limit);
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    if let Some(permit) = limit.try_acquire() {
+                        assert!(permit.in_flight <= 2 && limit.in_flight() <= 2);
+                        permit.success(1_000);
+                    }
+                }
+            })
+        };
+        let dropper = {
+            let limit = Arc::clone(&limit);
+            thread::spawn(move || {
+                if let Some(permit) = limit.try_acquire() {
+                    assert!(permit.in_flight <= 2 && limit.in_flight() <= 2);
+                    permit.dropped();
+                }
+                drop(limit.try_acquire());
+            })
+        };
+        succeeder.join().unwrap();
+        dropper.join().unwrap();
+
+        assert_eq!(limit.in_flight(), 0);
+        let now = limit.limit();
+        assert_eq!(
+            now,
+            limit.lock().limit,
+            "the atomic limit strayed from the state's"
+        );
+        assert!((1..=2).contains(&now));
+        let stats = limit.stats();
+        assert_eq!(
+            stats.acquired,
+            stats.succeeded + stats.dropped + stats.ignored
+        );
+        assert_eq!(stats.acquired + stats.rejected, 4);
+        assert_eq!(u64::from(now) + stats.decreases, 1 + stats.increases);
+    });
+    assert!(ITERATIONS.load(StdOrdering::Relaxed) > 1);
+}
