@@ -23,8 +23,9 @@
 //! the in-flight count can then be above the limit until enough of them end.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
+
+use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// Samples the gradient's long-term RTT average spans (Netflix `Gradient2Limit` default).
 pub const GRADIENT_LONG_WINDOW: u32 = 600;
@@ -703,3 +704,6 @@ impl Drop for OwnedPermit {
 
 #[cfg(all(test, not(loom)))]
 mod tests;
+
+#[cfg(all(test, loom))]
+mod loom_models;

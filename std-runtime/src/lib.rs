@@ -58,14 +58,21 @@ pub use flujo_core as core;
 pub mod admission;
 pub mod breakers;
 pub mod cache;
+#[cfg(feature = "check")]
+pub mod check;
 pub mod clock;
 pub mod config;
+// Not under loom: the core's `Arc` is loom's then, and the executor shares `Arc<Breaker>`s
+// with it (the loom models cover the queues and the limiter only).
+#[cfg(not(loom))]
 mod exec;
+#[cfg(not(loom))]
 pub use exec::{
     BuildError, Completed, Drain, Executor, Finished, Panicked, Priority, Refusal, Rejected,
     RunFailure, RunSpec, ShutdownReport,
 };
 pub mod queue;
 pub mod report;
+mod sync;
 pub mod ticket;
 pub mod trace;

@@ -44,11 +44,11 @@
 //! until the pre-empted thread frees the ring slot (the reservation proves the ring has room,
 //! so that is the only thing it can be waiting for).
 
-use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-
 use flujo_core::ring::mpmc::Ring;
 use flujo_core::ring::{Full, MAX_CAPACITY};
+use std::fmt;
+
+use crate::sync::{yield_now, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// A priority level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -381,7 +381,7 @@ impl<T: Send> PriorityQueues<T> {
         let mut item = item;
         while let Err(Full(back)) = level.ring.push(item) {
             item = back;
-            std::thread::yield_now();
+            yield_now();
         }
         level.pushed.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -456,7 +456,7 @@ impl<T: Send> PriorityQueues<T> {
                 return out;
             }
             // A push that reserved before the close (or a pre-empted pop) is mid-way.
-            std::thread::yield_now();
+            yield_now();
         }
     }
 
@@ -524,3 +524,6 @@ impl<T: Send> fmt::Debug for PriorityQueues<T> {
 
 #[cfg(all(test, not(loom)))]
 mod tests;
+
+#[cfg(all(test, loom))]
+mod loom_models;

@@ -63,6 +63,11 @@ fn pool_corpus_replays() {
 }
 
 #[test]
+fn priority_queues_corpus_replays() {
+    replay("priority_queues", flujo_runtime::check::run);
+}
+
+#[test]
 fn spsc_corpus_replays() {
     replay("spsc", flujo_core::check::spsc::run);
 }

@@ -348,15 +348,18 @@ fn conservation_four_threads() {
 #[test]
 fn close_then_drain_finds_every_accepted_push() {
     let rounds = if cfg!(miri) { 2 } else { 50 };
+    let per_pusher: usize = if cfg!(miri) { 100 } else { 1_000 };
+    // Room for every push (a third of them per level): only the close refuses.
+    let capacity = per_pusher.next_power_of_two() * 4;
     for _ in 0..rounds {
-        let q = Arc::new(queues_cap::<usize>(1 << 12, 3));
+        let q = Arc::new(queues_cap::<usize>(capacity, 3));
         let pushers: Vec<_> = (0..3)
             .map(|t| {
                 let q = Arc::clone(&q);
                 thread::spawn(move || {
                     let mut accepted = 0;
-                    for i in 0..1_000 {
-                        match q.push(t * 1_000 + i, Priority::ALL[i % 3]) {
+                    for i in 0..per_pusher {
+                        match q.push(t * per_pusher + i, Priority::ALL[i % 3]) {
                             Ok(()) => accepted += 1,
                             Err(rejected) => {
                                 assert_eq!(rejected.reason, RejectReason::Closed);
@@ -375,5 +378,143 @@ fn close_then_drain_finds_every_accepted_push() {
         let accepted: usize = pushers.into_iter().map(|h| h.join().unwrap()).sum();
         assert_eq!(drained, accepted);
         assert_eq!(q.pop(), None);
+    }
+}
+
+/// Every exit of an item, single-threaded: popped, drained before and after a close, refused as
+/// full, refused as closed, and left inside when the queues are dropped. Each item is dropped
+/// exactly once, and the counters account for every push.
+#[test]
+fn every_exit_drops_each_item_once() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let q = queues::<Item>([2, 1, 3], 1);
+    let mut next = 0;
+    let mut item = || {
+        next += 1;
+        Item {
+            id: next,
+            drops: Arc::clone(&drops),
+        }
+    };
+    let mut refused = Vec::new();
+    for _ in 0..3 {
+        for p in Priority::ALL {
+            if let Err(rejected) = q.push(item(), p) {
+                assert_eq!(rejected.reason, RejectReason::QueueFull);
+                refused.push(rejected.into_inner());
+            }
+        }
+    }
+    // 2 + 1 + 3 queued, 3 refused as full and still alive in `refused`.
+    assert_eq!((q.len(), refused.len()), (6, 3));
+    assert_eq!(drops.load(Ordering::SeqCst), 0);
+    drop(refused);
+    assert_eq!(drops.load(Ordering::SeqCst), 3);
+    let (popped, _) = q.pop().unwrap();
+    drop(popped);
+    assert_eq!(drops.load(Ordering::SeqCst), 4);
+    let drained = q.drain();
+    assert_eq!(drained.len(), 5);
+    drop(drained);
+    assert_eq!(drops.load(Ordering::SeqCst), 9);
+    for p in [Priority::High, Priority::Low, Priority::Low] {
+        q.push(item(), p).unwrap();
+    }
+    q.close();
+    let closed = q.push(item(), Priority::Normal).unwrap_err();
+    assert_eq!(closed.reason, RejectReason::Closed);
+    drop(closed);
+    assert_eq!(drops.load(Ordering::SeqCst), 10);
+    assert_eq!(
+        q.pop().map(|(item, p)| (item.id, p)),
+        Some((10, Priority::High))
+    );
+    assert_eq!(drops.load(Ordering::SeqCst), 11);
+    // Two items still queued go with the queues.
+    let stats = q.stats();
+    drop(q);
+    assert_eq!(drops.load(Ordering::SeqCst), 13);
+    assert_eq!(next, 13);
+    let sum = |f: fn(&super::LevelStats) -> u64| stats.levels.iter().map(f).sum::<u64>();
+    assert_eq!(sum(|l| l.pushed), 9);
+    assert_eq!(sum(|l| l.popped), 2);
+    assert_eq!(sum(|l| l.drained), 5);
+    assert_eq!(sum(|l| l.rejected_full), 3);
+    assert_eq!(sum(|l| l.rejected_closed), 1);
+}
+
+/// Three pushers of drop-counted items race a thread that pops, then closes and drains. Every
+/// item is dropped exactly once (by its pusher when refused, by whoever took it, or with the
+/// queues), every accepted item is taken exactly once, and the counters conserve.
+#[test]
+fn pushers_race_close_and_drain_with_drop_counts() {
+    const PUSHERS: usize = 3;
+    let rounds = if cfg!(miri) { 2 } else { 200 };
+    let per_thread = if cfg!(miri) { 20 } else { 500 };
+    for round in 0..rounds {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let q = Arc::new(queues::<Item>([3, 2, 4], 2));
+        let pushers: Vec<_> = (0..PUSHERS)
+            .map(|t| {
+                let (q, drops) = (Arc::clone(&q), Arc::clone(&drops));
+                thread::spawn(move || {
+                    let mut accepted = Vec::new();
+                    let mut closed = false;
+                    for i in 0..per_thread {
+                        let id = t * per_thread + i;
+                        let item = Item {
+                            id,
+                            drops: Arc::clone(&drops),
+                        };
+                        match q.push(item, Priority::ALL[(i + t) % 3]) {
+                            Ok(()) => {
+                                assert!(!closed, "accepted after a refusal as closed");
+                                accepted.push(id);
+                            }
+                            Err(rejected) => {
+                                assert_eq!(rejected.item.id, id);
+                                // Once closed, a level never admits again.
+                                closed |= rejected.reason == RejectReason::Closed
+                                    && rejected.priority == Priority::Low;
+                            }
+                        }
+                    }
+                    accepted
+                })
+            })
+            .collect();
+        let taker = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || {
+                let mut taken = Vec::new();
+                for _ in 0..per_thread / 2 + round % 7 {
+                    if let Some((item, priority)) = q.pop() {
+                        assert!(q.len_of(priority) <= q.capacity_of(priority));
+                        taken.push(item.id);
+                    }
+                }
+                q.close();
+                taken.extend(q.drain().into_iter().map(|(item, _)| item.id));
+                assert!(q.is_empty());
+                taken
+            })
+        };
+        let mut accepted: Vec<usize> = pushers
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        let mut taken = taker.join().unwrap();
+        accepted.sort_unstable();
+        taken.sort_unstable();
+        assert_eq!(taken, accepted, "an accepted item lost or taken twice");
+        assert!(q.is_empty());
+        let stats = q.stats();
+        let sum = |f: fn(&super::LevelStats) -> u64| stats.levels.iter().map(f).sum::<u64>();
+        let total = (PUSHERS * per_thread) as u64;
+        assert_eq!(sum(|l| l.pushed), accepted.len() as u64);
+        assert_eq!(sum(|l| l.pushed) + sum(|l| l.rejected()), total);
+        assert_eq!(sum(|l| l.popped) + sum(|l| l.drained), sum(|l| l.pushed));
+        drop(q);
+        assert_eq!(drops.load(Ordering::SeqCst), PUSHERS * per_thread);
     }
 }
