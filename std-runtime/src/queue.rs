@@ -18,7 +18,9 @@
 //!   served another level while it was non-empty;
 //! - a level whose count has reached [`QueueConfig::aging`] is *starved*;
 //! - a pop serves the starved level with the largest count (ties: the higher priority); when no
-//!   level is starved (or the starved ones turn out empty), the highest non-empty level.
+//!   level is starved, or that one turns out empty, the highest non-empty level (another
+//!   starved level is not tried first: after a [`drain`](PriorityQueues::drain), which leaves
+//!   the counts alone, an empty level can be the most starved).
 //!
 //! Serving a level resets its count to 0. In the steady state with all three levels busy and
 //! `aging >= 2` this serves Normal and Low once each in every `aging + 1` pops (High gets the
