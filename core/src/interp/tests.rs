@@ -739,28 +739,6 @@ fn a_lean_stretch_stops_before_the_task_after_a_cancel() {
 }
 
 #[test]
-fn a_lean_stretch_at_its_deadline_runs_no_task() {
-    let breaker = trips_on_one_failure();
-    let g = G::build(|b| {
-        let a = lean(b, "a", 1, &breaker);
-        let c = lean(b, "c", 1, &breaker);
-        b.sequence("s", &[a, c])
-    })
-    .unwrap();
-    let mut runner = Runner::new(RunnerConfig::default());
-    let opts = RunOptions {
-        deadline: Some(5),
-        ..RunOptions::default()
-    };
-    let r = runner.run(&g, 0, Ctx::default(), &ManualClock::new(5), &opts);
-    assert_eq!(r.outcome, Outcome::Aborted);
-    assert_eq!(r.error.unwrap().kind, ErrorKind::DeadlineExceeded);
-    assert_eq!(r.records[0].attempts, 0);
-    let r = runner.run(&g, 0, Ctx::default(), &ManualClock::new(4), &opts);
-    assert_eq!((r.outcome, r.output), (Outcome::Succeeded, Some(2)));
-}
-
-#[test]
 fn a_lean_task_drops_the_input_it_kept_for_a_retry_it_did_not_need() {
     // Each lean task keeps a copy of its input for a retry; a success drops it, a failure
     // hands it to the retry. The payload counts its live copies.
@@ -1486,6 +1464,12 @@ fn run_deadline_stops_the_run_before_the_next_step() {
         assert_eq!((err.step, err.kind), ("c", ErrorKind::DeadlineExceeded));
         let outcomes: Vec<_> = r.records.iter().map(|r| r.outcome).collect();
         assert_eq!(outcomes, [StepOutcome::Succeeded, StepOutcome::Aborted]);
+        // A run that starts at its deadline runs nothing.
+        DEADLINE_NOW.store(5, Ordering::Relaxed);
+        let r = runner.run(&g, 0, Ctx::default(), &StepDrivenClock, &opts);
+        let err = r.error.unwrap();
+        assert_eq!((err.step, err.kind), ("a", ErrorKind::DeadlineExceeded));
+        assert_eq!((r.records.len(), r.records[0].attempts), (1, 0));
     }
 }
 

@@ -8,6 +8,20 @@ use loom::thread;
 
 use super::{AdaptiveLimit, Algorithm, LimitConfig};
 
+/// An AIMD limit (step 1, halving) from 1 up to `max_limit`, starting at 1.
+fn aimd_limit(max_limit: u32) -> Arc<AdaptiveLimit> {
+    let config = LimitConfig {
+        algorithm: Algorithm::Aimd {
+            increase: 1,
+            backoff_ratio: 0.5,
+        },
+        min_limit: 1,
+        max_limit,
+        initial_limit: 1,
+    };
+    Arc::new(AdaptiveLimit::new(config).unwrap())
+}
+
 /// A builder that honours `LOOM_MAX_PREEMPTIONS` and bounds preemptions at 2 without it.
 fn builder() -> loom::model::Builder {
     let mut builder = loom::model::Builder::new();
@@ -24,18 +38,7 @@ fn loom_acquire_release_limit_one() {
     static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
     builder().check(|| {
         ITERATIONS.fetch_add(1, StdOrdering::Relaxed);
-        let limit = Arc::new(
-            AdaptiveLimit::new(LimitConfig {
-                algorithm: Algorithm::Aimd {
-                    increase: 1,
-                    backoff_ratio: 0.5,
-                },
-                min_limit: 1,
-                max_limit: 1,
-                initial_limit: 1,
-            })
-            .unwrap(),
-        );
+        let limit = aimd_limit(1);
         let worker = |t: u32| {
             let limit = Arc::clone(&limit);
             thread::spawn(move || {
@@ -99,18 +102,7 @@ fn loom_limit_moves_under_acquires() {
     static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
     builder().check(|| {
         ITERATIONS.fetch_add(1, StdOrdering::Relaxed);
-        let limit = Arc::new(
-            AdaptiveLimit::new(LimitConfig {
-                algorithm: Algorithm::Aimd {
-                    increase: 1,
-                    backoff_ratio: 0.5,
-                },
-                min_limit: 1,
-                max_limit: 2,
-                initial_limit: 1,
-            })
-            .unwrap(),
-        );
+        let limit = aimd_limit(2);
         let succeeder = {
             let limit = Arc::clone(&limit);
             thread::spawn(move || {
