@@ -28,6 +28,9 @@ use w9_telemetry::W9_telemetry;
 #[path = "iai/w3_tree.rs"]
 mod w3_tree;
 use w3_tree::W3_tree;
+#[path = "iai/w1_executor_run.rs"]
+mod w1_executor_run;
+use w1_executor_run::W1_executor_run;
 #[path = "iai/w10_breaker.rs"]
 mod w10_breaker;
 use w10_breaker::W10_breaker;
@@ -44,5 +47,6 @@ main!(
     W9_telemetry,
     W9_quantile,
     W10_breaker,
-    W3_tree
+    W3_tree,
+    W1_executor_run
 );

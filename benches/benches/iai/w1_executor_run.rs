@@ -1,0 +1,101 @@
+//! W1_executor_run under callgrind: W1 (a 100-task `x + 1` chain) through `Executor::run`, one
+//! bench per preset, `RUNS` runs each; setup (the executor, its pool, a warm-up run) is not
+//! counted. This is what a host pays per inline run: the core run plus the runtime's
+//! per-run work (worker loan, panic guard, clock, report). The latency preset samples one run
+//! in 64 (histograms), the others keep counters only.
+#![allow(non_snake_case)] // the group module is named after the workload id
+
+use std::hint::black_box;
+
+use flujo_core::graph::Graph;
+use flujo_runtime::config::OptimizationConfig;
+use flujo_runtime::Executor;
+use iai_callgrind::{
+    library_benchmark, library_benchmark_group, Callgrind, EventKind, LibraryBenchmarkConfig,
+};
+
+#[path = "../shared/w1_w2_w8.rs"]
+mod shared;
+use shared::w1_graph;
+
+/// Runs per bench.
+const RUNS: u64 = 1_000;
+
+/// Measured before the time model, when unsampled runs read no clock at all (so that
+/// time-dependent policies were blind in them): latency 14_051_595 (one run in 64 sampled),
+/// throughput 8_097_104, low_memory 8_097_104. The limits are those figures plus 5%: a run
+/// that reads real time where a policy needs it must cost no more than that.
+const LATENCY_IR_LIMIT: u64 = 14_754_000;
+/// See [`LATENCY_IR_LIMIT`].
+const THROUGHPUT_IR_LIMIT: u64 = 8_501_000;
+/// See [`LATENCY_IR_LIMIT`].
+const LOW_MEMORY_IR_LIMIT: u64 = 8_501_000;
+
+fn limit(ir: u64) -> LibraryBenchmarkConfig {
+    let mut config = LibraryBenchmarkConfig::default();
+    config.tool(Callgrind::default().hard_limits([(EventKind::Ir, ir)]));
+    config
+}
+
+type Setup = (Executor<u64, ()>, Graph<u64, ()>);
+
+/// An executor of `cfg` on one worker thread that already ran W1 once.
+fn warmed(mut cfg: OptimizationConfig) -> Setup {
+    cfg.workers = 1;
+    let ex = Executor::new(cfg).expect("a preset is valid");
+    let g = w1_graph();
+    let done = ex.run(&g, 0, ()).expect("no panic");
+    assert_eq!(done.output, Some(100));
+    (ex, g)
+}
+
+fn latency() -> Setup {
+    warmed(OptimizationConfig::latency())
+}
+
+fn throughput() -> Setup {
+    warmed(OptimizationConfig::throughput())
+}
+
+fn low_memory() -> Setup {
+    warmed(OptimizationConfig::low_memory())
+}
+
+fn run_all(setup: &Setup) -> u64 {
+    let (ex, g) = setup;
+    let mut sum = 0u64;
+    for i in 0..RUNS {
+        let done = ex.run(g, black_box(i), ()).expect("no panic");
+        sum = sum.wrapping_add(done.output.expect("the chain succeeds"));
+    }
+    assert_eq!(sum, RUNS * (RUNS - 1) / 2 + RUNS * 100);
+    sum
+}
+
+mod w1_executor_run {
+    use super::*;
+
+    #[library_benchmark(config = limit(LATENCY_IR_LIMIT))]
+    #[bench::runs(setup = latency)]
+    fn latency(setup: Setup) -> (u64, Setup) {
+        (run_all(&setup), setup)
+    }
+
+    #[library_benchmark(config = limit(THROUGHPUT_IR_LIMIT))]
+    #[bench::runs(setup = throughput)]
+    fn throughput(setup: Setup) -> (u64, Setup) {
+        (run_all(&setup), setup)
+    }
+
+    #[library_benchmark(config = limit(LOW_MEMORY_IR_LIMIT))]
+    #[bench::runs(setup = low_memory)]
+    fn low_memory(setup: Setup) -> (u64, Setup) {
+        (run_all(&setup), setup)
+    }
+
+    library_benchmark_group!(
+        name = W1_executor_run;
+        benchmarks = latency, throughput, low_memory
+    );
+}
+pub use w1_executor_run::W1_executor_run;
