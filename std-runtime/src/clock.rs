@@ -1,11 +1,57 @@
-//! The clocks the runtime gives the core: ticks are nanoseconds.
+//! The runtime's time: one process-wide origin, nanosecond ticks, and a clock a test drives.
+//!
+//! Under the runtime a core *tick* is one nanosecond since the process's clock origin (taken
+//! the first time any runtime clock is made), so every [`MonoClock`], and so every executor and
+//! every breaker shared between them, reads the same time scale. Settings are given as
+//! [`Duration`]s at the runtime's API; [`ticks`] converts one for a core setting that takes
+//! ticks (`TaskConfig::timeout`, `BreakerConfig::open_ticks`, `Backoff`), and [`duration`]
+//! converts back.
+//!
+//! An executor reads time from a [`RuntimeClock`]: the monotonic clock, or a [`ManualClock`]
+//! that only moves when told to (tests and simulations; see `Executor::with_clock`). Every
+//! policy that depends on time (breaker open periods and the slow-call rule, attempt timeouts,
+//! run deadlines, cache expiry, admission latency) reads it on every run, whatever the
+//! telemetry level; only the latencies of steps without such a policy are left unmeasured in
+//! runs that telemetry does not sample (see `docs/runtime.md`, "Time and units").
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use flujo_core::graph::Clock;
 
-/// Nanoseconds since the clock was made, from the monotonic [`Instant`]; waits sleep.
+/// The instant that reads as tick 0 in this process.
+static ORIGIN: OnceLock<Instant> = OnceLock::new();
+
+/// The process's clock origin (taken on first use).
+fn origin() -> Instant {
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// `d` in the runtime's ticks (nanoseconds), saturating at `u64::MAX` (about 584 years).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use flujo_runtime::clock::ticks;
+/// assert_eq!(ticks(Duration::from_millis(250)), 250_000_000);
+/// assert_eq!(ticks(Duration::MAX), u64::MAX);
+/// ```
+pub fn ticks(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// `ticks` of the runtime (nanoseconds) as a [`Duration`].
+pub fn duration(ticks: u64) -> Duration {
+    Duration::from_nanos(ticks)
+}
+
+/// Nanoseconds since the process's clock origin, from the monotonic [`Instant`]; waits sleep.
+///
+/// Every `MonoClock` reads the same origin, so ticks taken by two executors made at different
+/// times compare (a breaker shared by both keeps one time scale).
 ///
 /// # Examples
 ///
@@ -16,23 +62,23 @@ use flujo_core::graph::Clock;
 /// let a = c.now();
 /// c.wait(1_000);
 /// assert!(c.now() >= a + 1_000);
+/// assert!(MonoClock::new().now() >= a, "one origin for every clock");
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct MonoClock {
+    /// The process's origin, copied so a read is one `Instant::now` and a subtraction.
     origin: Instant,
 }
 
 impl MonoClock {
-    /// A clock reading 0 now.
+    /// A clock on the process's origin.
     pub fn new() -> Self {
-        Self {
-            origin: Instant::now(),
-        }
+        Self { origin: origin() }
     }
 
-    /// The tick of `at` (0 before the clock was made; saturating after 584 years).
+    /// The tick of `at` (0 before the origin; saturating after 584 years).
     pub fn tick_of(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+        ticks(at.saturating_duration_since(self.origin))
     }
 }
 
@@ -53,21 +99,166 @@ impl Clock for MonoClock {
     }
 }
 
-/// A clock for runs that need no time: it always reads 0 (so records carry no latency and
-/// no deadline can pass), but its waits still sleep, so retry backoff keeps its pace. The
-/// executor runs with it when telemetry is off and the run has no deadline, saving a clock
-/// read per step.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct UntimedClock;
+/// A clock that moves only when told to, shared by its clones across threads: a retry's
+/// backoff advances it instead of sleeping, so a test of breakers, timeouts and deadlines
+/// runs in no wall time and the same way every time.
+///
+/// It is the thread-safe sibling of the core's single-threaded `ManualClock`, and like it a
+/// core [`Clock`], so a test can run the core interpreter and an executor on the same time.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use flujo_core::graph::Clock;
+/// use flujo_runtime::clock::ManualClock;
+/// let clock = ManualClock::new();
+/// let seen_by_executor = clock.clone();
+/// clock.advance(Duration::from_millis(5));
+/// assert_eq!(seen_by_executor.now(), 5_000_000);
+/// seen_by_executor.wait(1_000); // a backoff moves the clock
+/// assert_eq!(clock.now(), 5_001_000);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ManualClock {
+    ticks: Arc<AtomicU64>,
+}
 
-impl Clock for UntimedClock {
-    #[inline(always)]
+impl ManualClock {
+    /// A clock reading tick 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A clock reading `at` (as ticks).
+    pub fn starting_at(at: Duration) -> Self {
+        let c = Self::new();
+        c.set(at);
+        c
+    }
+
+    /// Moves every clone of this clock `by` forward (saturating).
+    pub fn advance(&self, by: Duration) {
+        let by = ticks(by);
+        let _ = self
+            .ticks
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                Some(t.saturating_add(by))
+            });
+    }
+
+    /// Sets the time to `at`. Setting it back is allowed (for tests of a clock going back);
+    /// the engine reads a step that ended "before" it started as 0 ticks long.
+    pub fn set(&self, at: Duration) {
+        self.ticks.store(ticks(at), Ordering::Release);
+    }
+}
+
+impl Clock for ManualClock {
+    #[inline]
     fn now(&self) -> u64 {
-        0
+        self.ticks.load(Ordering::Acquire)
+    }
+
+    /// Advances the clock by `ticks` instead of sleeping.
+    fn wait(&self, ticks: u64) {
+        self.advance(Duration::from_nanos(ticks));
+    }
+}
+
+/// The clock an executor reads: the monotonic one ([`MonoClock`], the default) or one driven
+/// by hand ([`ManualClock`]). One branch per read; the monotonic arm is inlined.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use flujo_core::graph::Clock;
+/// use flujo_runtime::clock::{ManualClock, RuntimeClock};
+/// let manual = ManualClock::new();
+/// let clock = RuntimeClock::from(manual.clone());
+/// manual.advance(Duration::from_secs(1));
+/// assert_eq!(clock.now(), 1_000_000_000);
+/// assert_eq!(clock.deadline_after(Duration::from_secs(2)), Some(3_000_000_000));
+/// assert_eq!(clock.deadline_after(Duration::MAX), None, "too far to represent: no deadline");
+/// ```
+#[derive(Clone, Debug)]
+pub enum RuntimeClock {
+    /// Real time since the process's origin.
+    Mono(MonoClock),
+    /// Time moved by hand.
+    Manual(ManualClock),
+}
+
+impl RuntimeClock {
+    /// The tick `after` from now, or `None` when it cannot be represented (about 584 years
+    /// after the origin): a deadline that far away is no deadline.
+    pub fn deadline_after(&self, after: Duration) -> Option<u64> {
+        u64::try_from(after.as_nanos())
+            .ok()
+            .and_then(|d| self.now().checked_add(d))
+    }
+
+    /// The time left until tick `deadline` (zero once it has passed).
+    pub fn until(&self, deadline: u64) -> Duration {
+        duration(deadline.saturating_sub(self.now()))
+    }
+}
+
+impl Default for RuntimeClock {
+    fn default() -> Self {
+        RuntimeClock::Mono(MonoClock::new())
+    }
+}
+
+impl From<MonoClock> for RuntimeClock {
+    fn from(c: MonoClock) -> Self {
+        RuntimeClock::Mono(c)
+    }
+}
+
+impl From<ManualClock> for RuntimeClock {
+    fn from(c: ManualClock) -> Self {
+        RuntimeClock::Manual(c)
+    }
+}
+
+impl Clock for RuntimeClock {
+    #[inline]
+    fn now(&self) -> u64 {
+        match self {
+            RuntimeClock::Mono(c) => c.now(),
+            RuntimeClock::Manual(c) => c.now(),
+        }
     }
 
     fn wait(&self, ticks: u64) {
-        thread::sleep(Duration::from_nanos(ticks));
+        match self {
+            RuntimeClock::Mono(c) => c.wait(ticks),
+            RuntimeClock::Manual(c) => c.wait(ticks),
+        }
+    }
+}
+
+/// The executor's clock for a run that telemetry does not sample: read only where a decision
+/// needs the time (see [`Clock::measures_latency`]), so such a run pays no clock read per
+/// step, yet its breakers, timeouts and deadline see real time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Unmeasured<'a>(pub(crate) &'a RuntimeClock);
+
+impl Clock for Unmeasured<'_> {
+    #[inline]
+    fn now(&self) -> u64 {
+        self.0.now()
+    }
+
+    fn wait(&self, ticks: u64) {
+        self.0.wait(ticks);
+    }
+
+    #[inline(always)]
+    fn measures_latency(&self) -> bool {
+        false
     }
 }
 
@@ -90,11 +281,63 @@ mod tests {
     }
 
     #[test]
-    fn untimed_clock_reads_zero_but_still_waits() {
-        let c = UntimedClock;
-        let start = Instant::now();
-        c.wait(1_000_000);
-        assert_eq!(c.now(), 0);
-        assert!(start.elapsed() >= Duration::from_millis(1));
+    fn every_mono_clock_reads_the_process_origin() {
+        let a = MonoClock::new();
+        thread::sleep(Duration::from_millis(2));
+        let b = MonoClock::new();
+        let (ta, tb) = (a.now(), b.now());
+        // Made 2 ms apart, yet they agree (b was read after a).
+        assert!(tb >= ta && tb - ta < 1_000_000_000, "{ta} {tb}");
+        assert_eq!(a.tick_of(origin()), 0);
+        assert_eq!(b.tick_of(origin()), 0);
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_told_and_its_clones_share_it() {
+        let c = ManualClock::starting_at(Duration::from_nanos(7));
+        let d = c.clone();
+        assert_eq!((c.now(), d.now()), (7, 7));
+        d.advance(Duration::from_nanos(3));
+        assert_eq!(c.now(), 10);
+        c.wait(5);
+        assert_eq!(d.now(), 15);
+        c.advance(Duration::MAX);
+        assert_eq!(d.now(), u64::MAX, "saturates");
+        c.set(Duration::from_nanos(1));
+        assert_eq!(d.now(), 1);
+    }
+
+    #[test]
+    fn deadlines_too_far_to_represent_are_none() {
+        let c = RuntimeClock::from(ManualClock::starting_at(Duration::from_nanos(10)));
+        assert_eq!(c.deadline_after(Duration::ZERO), Some(10));
+        assert_eq!(c.deadline_after(Duration::from_nanos(u64::MAX - 10)), Some(u64::MAX));
+        assert_eq!(c.deadline_after(Duration::from_nanos(u64::MAX - 9)), None);
+        assert_eq!(c.deadline_after(Duration::MAX), None);
+        assert_eq!(c.until(25), Duration::from_nanos(15));
+        assert_eq!(c.until(3), Duration::ZERO);
+        let mono = RuntimeClock::default();
+        assert!(mono.deadline_after(Duration::from_secs(1)).is_some());
+        assert_eq!(mono.deadline_after(Duration::MAX), None);
+    }
+
+    #[test]
+    fn unmeasured_reads_the_same_time_but_measures_no_latency() {
+        let m = ManualClock::starting_at(Duration::from_nanos(42));
+        let rc = RuntimeClock::from(m.clone());
+        let u = Unmeasured(&rc);
+        assert_eq!(u.now(), 42);
+        assert!(!u.measures_latency());
+        assert!(rc.measures_latency());
+        u.wait(8);
+        assert_eq!(m.now(), 50);
+    }
+
+    #[test]
+    fn ticks_and_durations_round_trip() {
+        for d in [0, 1, 999, 1_000_000_007, u64::MAX] {
+            assert_eq!(ticks(duration(d)), d);
+        }
+        assert_eq!(ticks(Duration::from_secs(u64::MAX)), u64::MAX);
     }
 }

@@ -51,6 +51,11 @@ impl StepFlags {
     /// Each attempt has a timeout.
     pub const TIMEOUT: StepFlags = StepFlags(1 << 11);
 
+    /// The policies that decide by the time (a breaker's open period and slow-call rule, an
+    /// attempt's timeout, a cache entry's expiry): a task with one reads the clock even in a
+    /// run whose clock measures no latencies (`Clock::measures_latency`).
+    pub const TIMED: StepFlags = StepFlags(Self::CACHE.0 | Self::BREAKER.0 | Self::TIMEOUT.0);
+
     /// Every bit that takes a task off the fast path.
     pub const POLICIES: StepFlags = StepFlags(
         Self::PRE_PROCESSORS.0

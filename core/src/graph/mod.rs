@@ -32,7 +32,7 @@ pub use crate::cache::{CanonicalEncode, StepFingerprint};
 pub use crate::policy::{
     Backoff, Breaker, BreakerConfig, ErrorClass, Recovery, RecoveryTable, RetryPolicy, Usage,
 };
-pub(crate) use step::{Cancel, RunEnv};
+pub(crate) use step::{Cancel, RunEnv, UNTIMED};
 pub use step::{CancelFlag, Clock, ManualClock, NoClock, StaticStepError, Step, StepCx, StepError};
 pub use task::{
     Check, ExitPredicate, FailureStrategy, Items, LoopOptions, MapOptions, NoCheck,

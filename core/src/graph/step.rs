@@ -239,8 +239,12 @@ impl fmt::Display for StepError {
     }
 }
 
-/// The caller's clock: ticks of any unit the host chooses. The core never reads a clock of
-/// its own.
+/// The caller's clock: ticks of any unit the host chooses (under `flujo-runtime` a tick is
+/// one nanosecond since the process's clock origin). The core never reads a clock of its own.
+///
+/// Every decision that depends on time reads [`now`](Self::now) where it is made: a breaker's
+/// permit and the latency it learns (open period, half-open, slow-call rule), an attempt's
+/// timeout, the run's deadline before each task, a retry's backoff, a cache entry's expiry.
 pub trait Clock {
     /// The current tick.
     fn now(&self) -> u64;
@@ -250,7 +254,23 @@ pub trait Clock {
     fn wait(&self, ticks: u64) {
         let _ = ticks;
     }
+
+    /// Whether the interpreter reads this clock around every task to record its latency (the
+    /// default). A clock that answers `false` is read only where a decision needs the time
+    /// (the reads listed above, a task with a breaker, timeout or cache, the deadline test
+    /// of a run that has one) and at a sampled telemetry execution; every other record
+    /// carries a latency of 0. Decisions are the same either way: this trades the records'
+    /// latencies for a clock read per task. Answer with a constant, so that the interpreter's
+    /// test of it folds away.
+    #[inline(always)]
+    fn measures_latency(&self) -> bool {
+        true
+    }
 }
+
+/// The start tick of a task whose latency is not measured ([`Clock::measures_latency`]):
+/// every latency measured from it saturates to 0.
+pub(crate) const UNTIMED: u64 = u64::MAX;
 
 /// A clock that always reads 0 (latencies are all 0): the cheapest clock.
 #[derive(Clone, Copy, Debug, Default)]

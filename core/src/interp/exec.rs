@@ -14,7 +14,7 @@ use crate::cache::CacheKey;
 use crate::context::{merge_branch, Context, Frame, MergeError, MergeStrategy};
 use crate::graph::{
     Cancel, CancelFlag, Checks, Clock, FailureStrategy, Graph, Items, NodeId, NodeKind, RunEnv,
-    RunTask, Step, StepCx, StepError, StepFlags, TaskConfig, TaskPolicy, NO_POLICY,
+    RunTask, Step, StepCx, StepError, StepFlags, TaskConfig, TaskPolicy, NO_POLICY, UNTIMED,
 };
 use crate::policy::breaker::{Outcome as CallOutcome, Permit, Transition};
 use crate::policy::{
@@ -33,6 +33,28 @@ fn stop_reason(env: &RunEnv<'_>, now: u64) -> Option<ErrorKind> {
         Some(ErrorKind::Cancelled)
     } else {
         None
+    }
+}
+
+/// The start tick of a task: the clock's reading when tasks are `timed`, else [`UNTIMED`]
+/// (see [`Clock::measures_latency`]).
+#[inline(always)]
+fn stamp<K: Clock + ?Sized>(clock: &K, timed: bool) -> u64 {
+    if timed {
+        clock.now()
+    } else {
+        UNTIMED
+    }
+}
+
+/// The tick the stop test before a task reads: the task's `start` when tasks are `timed`;
+/// untimed, the clock only when the run has a deadline (a cancel flag needs no time).
+#[inline(always)]
+fn stop_tick<K: Clock + ?Sized>(clock: &K, timed: bool, start: u64, env: &RunEnv<'_>) -> u64 {
+    match (timed, env.deadline) {
+        (true, _) => start,
+        (false, u64::MAX) => 0,
+        (false, _) => clock.now(),
     }
 }
 
@@ -152,12 +174,15 @@ where
         Some(t) if TEL && !EVERY => t.sampling(),
         _ => Sampling::default(),
     };
+    // Whether each task's start and end are read (a sampled execution needs them for its
+    // events); otherwise the clock is read only where a decision needs the time.
+    let timed = TEL || clock.measures_latency();
     let exit = loop {
         let Some(pt) = it.next() else {
             break Exit::Done(x);
         };
         if WATCH && env.watch {
-            if let Some(kind) = stop_reason(env, start) {
+            if let Some(kind) = stop_reason(env, stop_tick(clock, timed, start, env)) {
                 let node = pt.node;
                 break Exit::Stopped { node, kind };
             }
@@ -201,7 +226,12 @@ where
             .filter(|_| LEAN && BREAKERS)
             .map(|b| unsafe { b.get() });
         let permit = match breaker {
-            Some(b) => match b.try_acquire(start) {
+            Some(b) => match b.try_acquire({
+                if !timed {
+                    start = clock.now();
+                }
+                start
+            }) {
                 Ok(permit) => {
                     if let Some(t) = permit.transition() {
                         note_transition(counters, tel.as_deref_mut(), pt.node, start, t);
@@ -235,7 +265,12 @@ where
         // straight on.
         let (y, t1, latency_ticks) = match host.guard(attempt) {
             Ok(y) => {
-                let t1 = clock.now();
+                // Untimed, a task without a breaker keeps `start` (latency 0).
+                let t1 = if timed || breaker.is_some() {
+                    clock.now()
+                } else {
+                    start
+                };
                 let latency_ticks = elapsed(start, t1);
                 if LEAN && core::mem::needs_drop::<P>() && pt.keep {
                     // SAFETY: written above exactly when `pt.keep`; not read again.
@@ -254,9 +289,17 @@ where
             Err(err) if LEAN && pt.lean => {
                 // Read as the stretch always did after an attempt (a host's clock may count
                 // its reads).
-                let _ = clock.now();
+                if timed {
+                    let _ = clock.now();
+                }
                 let pol = pol();
                 let permit = breaker.map(|b| (b, Permit::from_word(permit)));
+                // Untimed, a task without a breaker was not timed: its record says 0.
+                let start = if timed || breaker.is_some() {
+                    start
+                } else {
+                    UNTIMED
+                };
                 // Read from the policy (the same flags `pt.keep` was frozen from), so that
                 // `pt.keep` is not kept across the step's call.
                 let keep = pol.flags.intersects(StepFlags::RETRY | StepFlags::FALLBACK);
@@ -272,7 +315,11 @@ where
                 };
             }
             Err(e) => {
-                let latency_ticks = elapsed(start, clock.now());
+                let latency_ticks = if timed {
+                    elapsed(start, clock.now())
+                } else {
+                    0
+                };
                 let node = pt.node;
                 break Exit::Failed {
                     node,
@@ -569,9 +616,11 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
     fn plain_one(&mut self, t: u32, x: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
         let g = self.g;
         let node = g.task_node[t as usize];
-        let t0 = self.clock.now();
+        let timed = self.clock.measures_latency();
+        let t0 = stamp(self.clock, timed);
         if self.env.watch {
-            if let Some(kind) = stop_reason(&self.env, t0) {
+            let now = stop_tick(self.clock, timed, t0, &self.env);
+            if let Some(kind) = stop_reason(&self.env, now) {
                 return Err(self.stopped(node, kind));
             }
         }
@@ -586,7 +635,11 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             None,
         );
         let result = self.host.guard(|| step.run(x, &mut cx));
-        let latency_ticks = self.clock.now().saturating_sub(t0);
+        let latency_ticks = if timed {
+            self.clock.now().saturating_sub(t0)
+        } else {
+            0
+        };
         let (written, usage) = cx.finish();
         self.book(usage);
         match result {
@@ -779,7 +832,8 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         let g = self.g;
         let clock = self.clock;
         let host = self.host;
-        let mut t0 = clock.now();
+        let timed = TEL || clock.measures_latency();
+        let mut t0 = stamp(clock, timed);
         let mut rest = tasks;
         'stretch: while !rest.is_empty() {
             let env = &self.env;
@@ -929,7 +983,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                         rest = remaining!();
                         let rec = StepRecord::new(pol.node);
                         x = self.breaker_open(pol, input, rec, start, frame)?;
-                        t0 = clock.now();
+                        t0 = stamp(clock, timed);
                         continue 'stretch;
                     }
                     Exit::LeanFailed {
@@ -956,7 +1010,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                             used,
                         };
                         x = self.lean_failed(pol, first, frame)?;
-                        t0 = clock.now();
+                        t0 = stamp(clock, timed);
                         continue 'stretch;
                     }
                 }
@@ -1056,8 +1110,13 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         let g = self.g;
         let pol = &g.policies[p as usize];
         let cfg = &pol.cfg;
-        let start = self.clock.now();
-        self.check_stop(pol.node, start)?;
+        // Untimed (see `Clock::measures_latency`), only a task whose policies need the time
+        // reads the clock.
+        let timed = self.clock.measures_latency()
+            || self.tel.is_some()
+            || pol.flags.intersects(StepFlags::TIMED);
+        let start = stamp(self.clock, timed);
+        self.check_stop(pol.node, stop_tick(self.clock, timed, start, &self.env))?;
         self.begin(pol.node, start);
         let mut rec = StepRecord::new(pol.node);
 
@@ -1165,7 +1224,11 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             }
             None => self.book(end.used),
         }
-        let now = self.clock.now();
+        // An untimed start (see `policy_task`) needs no end: its latency is 0.
+        let now = match end.start {
+            UNTIMED => UNTIMED,
+            _ => self.clock.now(),
+        };
         match (end.key, end.step_succeeded, &result) {
             (Some((k, true)), ok, result) => {
                 let output = if ok { result.as_ref().ok() } else { None };
@@ -1753,7 +1816,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
     fn repeat(&mut self, id: u32, l: usize, input: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
         let g = self.g;
         let lp = &g.loops[l];
-        let start = self.clock.now();
+        let start = stamp(self.clock, self.clock.measures_latency());
         let mut rec = StepRecord::new(id);
         let mut x = input;
         let exit = loop {
@@ -1766,7 +1829,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                         StepOutcome::Failed
                     };
                     rec.error_class = Some(stop.class);
-                    rec.latency_ticks = self.clock.now().saturating_sub(start);
+                    rec.latency_ticks = stamp(self.clock, start != UNTIMED).saturating_sub(start);
                     self.records.push(rec);
                     return Err(stop);
                 }
@@ -1782,7 +1845,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             }
         };
         rec.loop_exit = Some(exit);
-        rec.latency_ticks = self.clock.now().saturating_sub(start);
+        rec.latency_ticks = stamp(self.clock, start != UNTIMED).saturating_sub(start);
         self.records.push(rec);
         Ok(x)
     }

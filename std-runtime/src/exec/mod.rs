@@ -25,14 +25,14 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use flujo_core::context::Context;
-use flujo_core::graph::{CancelFlag, Graph, NodeId};
+use flujo_core::graph::{CancelFlag, Clock, Graph, NodeId};
 use flujo_core::interp::{ErrorKind, Outcome, RunOptions, RunResult, SharedCache};
 use flujo_core::policy::{Breaker, Usage};
 use flujo_core::telemetry::Counters;
 
 use crate::admission::{AdaptiveLimit, Algorithm, LimitConfig, OwnedPermit};
 use crate::cache::ResultCache;
-use crate::clock::{MonoClock, UntimedClock};
+use crate::clock::{self, RuntimeClock, Unmeasured};
 use crate::config::{
     AlgorithmKind, CacheConfig, ConfigCell, ConfigError, OptimizationConfig, TelemetryLevel,
 };
@@ -50,7 +50,9 @@ use worker::{lock, Workers};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RunSpec<'a> {
     /// The run stops (aborted, `DeadlineExceeded`) before any step that would start after
-    /// this much time; steps can poll it through `StepCx::should_stop`.
+    /// this much time, as the executor's clock reads it; steps can poll it through
+    /// `StepCx::should_stop`. Any `Duration` is accepted: one that reaches past what the
+    /// clock can represent (about 584 years) is no deadline.
     pub deadline: Option<Duration>,
     /// Cooperative cancellation.
     pub cancel: Option<&'a CancelFlag>,
@@ -232,11 +234,13 @@ struct Job<P, C> {
     graph: Arc<Graph<P, C>>,
     input: P,
     context: C,
-    deadline: Option<Instant>,
+    /// The run's deadline tick.
+    deadline: Option<u64>,
     budget: Option<Usage>,
     completer: Completer<Finished<P, C>>,
     permit: Option<OwnedPermit>,
-    submitted: Instant,
+    /// The tick it was submitted at.
+    submitted: u64,
 }
 
 struct Inner<P: Clone + Send + Sync, C: Send + Sync> {
@@ -246,7 +250,9 @@ struct Inner<P: Clone + Send + Sync, C: Send + Sync> {
     /// The shared result cache (built even when switched off, so switching it on at run
     /// time finds it; sized by the configuration at construction and on `reconfigure`).
     cache: ResultCache<P>,
-    clock: MonoClock,
+    /// Every decision's time and every measured latency (see [`crate::clock`]).
+    clock: RuntimeClock,
+    /// When the executor was made, in real time (the report's wall time and throughput).
     started: Instant,
     queues: PriorityQueues<Job<P, C>>,
     /// Ticket cells reused across submissions.
@@ -357,21 +363,67 @@ where
     P: Clone + Send + Sync + 'static,
     C: Context + Send + Sync + 'static,
 {
-    /// An executor with its own rayon pool of `config.workers` threads.
+    /// An executor with its own rayon pool of `config.workers` threads, on the monotonic
+    /// clock.
     pub fn new(config: OptimizationConfig) -> Result<Self, BuildError> {
+        Self::with_clock(config, RuntimeClock::default())
+    }
+
+    /// An executor with its own rayon pool that reads time from `clock`: a
+    /// [`ManualClock`](crate::clock::ManualClock) lets a test drive breakers, timeouts,
+    /// deadlines and cache expiry by hand.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flujo_core::graph::Graph;
+    /// use flujo_runtime::clock::ManualClock;
+    /// use flujo_runtime::config::OptimizationConfig;
+    /// use flujo_runtime::{Executor, RunSpec};
+    /// use flujo_core::interp::Outcome;
+    ///
+    /// let clock = ManualClock::new();
+    /// let g = Graph::<u64, ()>::build(|b| {
+    ///     let c = clock.clone();
+    ///     let slow = b.task("slow", move |x, _| {
+    ///         c.advance(Duration::from_millis(5)); // the step "takes" 5 ms
+    ///         Ok(x + 1)
+    ///     });
+    ///     let next = b.task("next", |x, _| Ok(x * 2));
+    ///     b.sequence("s", &[slow, next])
+    /// })
+    /// .unwrap();
+    /// let ex = Executor::with_clock(OptimizationConfig::throughput(), clock.clone()).unwrap();
+    /// let spec = RunSpec { deadline: Some(Duration::from_millis(1)), ..RunSpec::default() };
+    /// let outcome = ex.run_with(&g, 1, (), &spec, |r| r.outcome).unwrap();
+    /// assert_eq!(outcome, Outcome::Aborted, "`next` would start after the deadline");
+    /// ```
+    pub fn with_clock(
+        config: OptimizationConfig,
+        clock: impl Into<RuntimeClock>,
+    ) -> Result<Self, BuildError> {
         config.validate().map_err(BuildError::Config)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.workers)
             .thread_name(|i| format!("flujo-{i}"))
             .build()
             .map_err(BuildError::Pool)?;
-        Self::with_pool(config, pool)
+        Self::build(config, pool, clock.into())
     }
 
-    /// An executor on the given rayon pool.
+    /// An executor on the given rayon pool, on the monotonic clock.
     pub fn with_pool(
         config: OptimizationConfig,
         pool: rayon::ThreadPool,
+    ) -> Result<Self, BuildError> {
+        Self::build(config, pool, RuntimeClock::default())
+    }
+
+    fn build(
+        config: OptimizationConfig,
+        pool: rayon::ThreadPool,
+        clock: RuntimeClock,
     ) -> Result<Self, BuildError> {
         config.validate().map_err(BuildError::Config)?;
         let limit = AdaptiveLimit::new(limit_config(&config)).map_err(|e| {
@@ -405,7 +457,7 @@ where
                 workers: Workers::new(snapshot, generation),
                 cache,
                 config: cell,
-                clock: MonoClock::new(),
+                clock,
                 started: Instant::now(),
                 queues,
                 limit: Arc::new(limit),
@@ -456,6 +508,11 @@ where
         Ok(generation)
     }
 
+    /// The clock the executor reads.
+    pub fn clock(&self) -> &RuntimeClock {
+        &self.inner.clock
+    }
+
     /// The current concurrency limit (admitted submissions not yet ended).
     pub fn concurrency_limit(&self) -> u32 {
         self.inner.limit.limit()
@@ -487,7 +544,9 @@ where
         spec: &RunSpec<'_>,
         f: impl FnOnce(RunResult<'_, P, C>) -> R,
     ) -> Result<R, Panicked> {
-        let deadline = spec.deadline.map(|d| Instant::now() + d);
+        let deadline = spec
+            .deadline
+            .and_then(|d| self.inner.clock.deadline_after(d));
         self.inner
             .run(graph, input, context, deadline, spec.cancel, spec.budget, f)
     }
@@ -511,7 +570,8 @@ where
         self.submit_with(graph, input, context, priority, None, None)
     }
 
-    /// [`submit`](Self::submit) with a deadline (from now) and a usage budget.
+    /// [`submit`](Self::submit) with a deadline (from now, as [`RunSpec::deadline`]) and a
+    /// usage budget.
     pub fn submit_with(
         &self,
         graph: &Arc<Graph<P, C>>,
@@ -542,13 +602,13 @@ where
             return refuse(Refusal::OverLimit, input, context);
         };
         inner.note_limit();
-        let now = Instant::now();
+        let now = inner.clock.now();
         let (completer, ticket) = inner.cells.pair();
         let job = Job {
             graph: Arc::clone(graph),
             input,
             context,
-            deadline: deadline.map(|d| now + d),
+            deadline: deadline.and_then(|d| now.checked_add(clock::ticks(d))),
             budget,
             completer,
             permit: Some(permit),
@@ -634,7 +694,7 @@ where
         graph: &Graph<P, C>,
         input: P,
         context: C,
-        deadline: Option<Instant>,
+        deadline: Option<u64>,
         cancel: Option<&CancelFlag>,
         budget: Option<Usage>,
         f: impl FnOnce(RunResult<'_, P, C>) -> R,
@@ -655,33 +715,32 @@ where
             parallel: self.pool.current_num_threads() > 1,
         };
         let counting = cfg.telemetry.level >= TelemetryLevel::Counters;
-        let started = Instant::now();
+        let clock = &self.clock;
+        let started = clock.now();
         let attempt = panic::catch_unwind(AssertUnwindSafe(|| {
             self.workers.with(|w| {
-                // Only a sampled run (or one with a deadline) reads the clock per step.
                 let sampled = w.sampled();
-                let timed = deadline.is_some() || sampled;
-                let mut opts = RunOptions {
-                    deadline: None,
+                let opts = RunOptions {
+                    deadline,
                     cancel,
                     budget,
                 };
-                // What the report keeps of the run is taken before `f` consumes it.
-                let (outcome, counters, dropped, out) = if timed {
-                    opts.deadline = deadline.map(|d| self.clock.tick_of(d));
-                    let r = w
-                        .runner
-                        .run_in(graph, input, context, &self.clock, &opts, &host);
+                // What the report keeps of the run is taken before `f` consumes it. Both
+                // arms read the same clock for every decision; only a sampled run reads it
+                // around every step, for the latencies it records.
+                let (outcome, counters, dropped, out) = if sampled {
+                    let r = w.runner.run_in(graph, input, context, clock, &opts, &host);
                     note(&mut w.tallies, &mut w.samples, graph, &r, counting, sampled);
                     (r.outcome, r.counters, r.records_dropped, f(r))
                 } else {
+                    let unmeasured = Unmeasured(clock);
                     let r = w
                         .runner
-                        .run_in(graph, input, context, &UntimedClock, &opts, &host);
+                        .run_in(graph, input, context, &unmeasured, &opts, &host);
                     note(&mut w.tallies, &mut w.samples, graph, &r, counting, sampled);
                     (r.outcome, r.counters, r.records_dropped, f(r))
                 };
-                let wall = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let wall = clock.now().saturating_sub(started);
                 w.report.add_run(outcome, wall);
                 w.report.add_counters(&counters);
                 w.report.add_records_dropped(u64::from(dropped));
@@ -843,7 +902,7 @@ where
         let finished = match result {
             Ok(done) => {
                 if let Some(p) = permit.take() {
-                    let latency = u64::try_from(submitted.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    let latency = self.clock.now().saturating_sub(submitted);
                     if self.admission && done.outcome == Outcome::Aborted {
                         p.dropped();
                     } else {

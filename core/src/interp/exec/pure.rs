@@ -9,7 +9,7 @@
 //! any abort) or is skipped (ignore), exactly as [`Exec::parallel`] does. A fan-out the host
 //! forks leaves the loop for the general path.
 
-use super::{stop_reason, Exec, PlainFailure};
+use super::{stamp, stop_reason, stop_tick, Exec, PlainFailure};
 use core::mem::size_of;
 
 use crate::context::{Context, Frame, Spares};
@@ -66,7 +66,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         let mut open: heapless::Vec<OpenFan<'_, P>, { MAX_DEPTH + 1 }> = heapless::Vec::new();
         let mut leaves = Leaves {
             cx: StepCx::new(base, &mut no_spares, &env, false, 1, None),
-            t0: clock.now(),
+            t0: stamp(clock, clock.measures_latency()),
             watch: env.watch,
             succeeded: 0,
         };
@@ -89,7 +89,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                         matches!(frame, Frame::Borrowed(_)),
                         "a pure fan-out writes nothing"
                     );
-                    leaves.t0 = clock.now();
+                    leaves.t0 = stamp(clock, clock.measures_latency());
                     r
                 } else if op.len == branches + 1 {
                     // Every branch is a leaf: they run here, folded in locals.
@@ -180,8 +180,9 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
     /// Runs the leaf `op` of a pure program on a clone of `input`.
     #[inline(always)]
     fn pure_leaf(&mut self, op: PureOp, input: &P, l: &mut Leaves<'_, C>) -> Result<P, Stop> {
+        let timed = self.clock.measures_latency();
         let stop = if l.watch {
-            stop_reason(&self.env, l.t0)
+            stop_reason(&self.env, stop_tick(self.clock, timed, l.t0, &self.env))
         } else {
             None
         };
@@ -190,7 +191,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         }
         let step = &*self.g.task_step[op.slot as usize];
         let r = self.host.guard(|| step.run(input.clone(), &mut l.cx));
-        let t1 = self.clock.now();
+        let t1 = stamp(self.clock, timed);
         let latency_ticks = t1.saturating_sub(l.t0);
         l.t0 = t1;
         let usage = if l.cx.touched {
