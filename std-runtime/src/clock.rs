@@ -311,7 +311,10 @@ mod tests {
     fn deadlines_too_far_to_represent_are_none() {
         let c = RuntimeClock::from(ManualClock::starting_at(Duration::from_nanos(10)));
         assert_eq!(c.deadline_after(Duration::ZERO), Some(10));
-        assert_eq!(c.deadline_after(Duration::from_nanos(u64::MAX - 10)), Some(u64::MAX));
+        assert_eq!(
+            c.deadline_after(Duration::from_nanos(u64::MAX - 10)),
+            Some(u64::MAX)
+        );
         assert_eq!(c.deadline_after(Duration::from_nanos(u64::MAX - 9)), None);
         assert_eq!(c.deadline_after(Duration::MAX), None);
         assert_eq!(c.until(25), Duration::from_nanos(15));

@@ -68,8 +68,8 @@ pub mod config;
 mod exec;
 #[cfg(not(loom))]
 pub use exec::{
-    BuildError, Completed, Drain, Executor, Finished, Panicked, Priority, Refusal, Rejected,
-    RunFailure, RunSpec, ShutdownReport,
+    BuildError, Completed, Drain, Executor, ExecutorBuilder, Finished, Panicked, Priority, Refusal,
+    Rejected, RunFailure, RunSpec, ShutdownReport,
 };
 pub mod queue;
 pub mod report;

@@ -108,7 +108,7 @@ fn pooled(cfg: OptimizationConfig) -> Pooled {
         .build()
         .unwrap();
     Pooled {
-        ex: Some(Executor::with_pool(cfg, pool).unwrap()),
+        ex: Some(Executor::builder(cfg).pool(pool).build().unwrap()),
         threads,
     }
 }

@@ -51,7 +51,9 @@ type Tree = (Graph<u64, ()>, Executor<u64, ()>);
 /// The graph and an executor (1 thread, latency preset, telemetry off) that ran it once.
 fn flujo_setup() -> Tree {
     let graph = w3_graph(DEPTH);
-    let exec = Executor::with_pool(exec_config(1, Some(64)), current_thread_pool())
+    let exec = Executor::builder(exec_config(1, Some(64)))
+        .pool(current_thread_pool())
+        .build()
         .expect("executor builds");
     let out = exec.run_with(&graph, 0, (), &RunSpec::default(), |r| r.output);
     assert_eq!(out.expect("no panic"), Some(tree_sum(DEPTH, 0)));

@@ -12,6 +12,7 @@
 //!
 //! [`Runner::run_in`]: flujo_core::interp::Runner::run_in
 
+mod builder;
 mod host;
 mod tally;
 mod worker;
@@ -42,6 +43,7 @@ use crate::report::{AdmissionStats, BreakerRow, PoolStats, RejectReason, Report,
 use crate::ticket::{Cells, Completer, Ticket};
 use crate::trace::TraceWriter;
 
+pub use builder::ExecutorBuilder;
 use host::{panic_message, CacheBridge, RtHost};
 use tally::SeenBreaker;
 use worker::{lock, Workers};
@@ -364,60 +366,14 @@ where
     C: Context + Send + Sync + 'static,
 {
     /// An executor with its own rayon pool of `config.workers` threads, on the monotonic
-    /// clock.
+    /// clock. [`Executor::builder`] sets the rest (a pool of the host's, a clock).
     pub fn new(config: OptimizationConfig) -> Result<Self, BuildError> {
-        Self::with_clock(config, RuntimeClock::default())
+        Self::builder(config).build()
     }
 
-    /// An executor with its own rayon pool that reads time from `clock`: a
-    /// [`ManualClock`](crate::clock::ManualClock) lets a test drive breakers, timeouts,
-    /// deadlines and cache expiry by hand.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use flujo_core::graph::Graph;
-    /// use flujo_runtime::clock::ManualClock;
-    /// use flujo_runtime::config::OptimizationConfig;
-    /// use flujo_runtime::{Executor, RunSpec};
-    /// use flujo_core::interp::Outcome;
-    ///
-    /// let clock = ManualClock::new();
-    /// let g = Graph::<u64, ()>::build(|b| {
-    ///     let c = clock.clone();
-    ///     let slow = b.task("slow", move |x, _| {
-    ///         c.advance(Duration::from_millis(5)); // the step "takes" 5 ms
-    ///         Ok(x + 1)
-    ///     });
-    ///     let next = b.task("next", |x, _| Ok(x * 2));
-    ///     b.sequence("s", &[slow, next])
-    /// })
-    /// .unwrap();
-    /// let ex = Executor::with_clock(OptimizationConfig::throughput(), clock.clone()).unwrap();
-    /// let spec = RunSpec { deadline: Some(Duration::from_millis(1)), ..RunSpec::default() };
-    /// let outcome = ex.run_with(&g, 1, (), &spec, |r| r.outcome).unwrap();
-    /// assert_eq!(outcome, Outcome::Aborted, "`next` would start after the deadline");
-    /// ```
-    pub fn with_clock(
-        config: OptimizationConfig,
-        clock: impl Into<RuntimeClock>,
-    ) -> Result<Self, BuildError> {
-        config.validate().map_err(BuildError::Config)?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(config.workers)
-            .thread_name(|i| format!("flujo-{i}"))
-            .build()
-            .map_err(BuildError::Pool)?;
-        Self::build(config, pool, clock.into())
-    }
-
-    /// An executor on the given rayon pool, on the monotonic clock.
-    pub fn with_pool(
-        config: OptimizationConfig,
-        pool: rayon::ThreadPool,
-    ) -> Result<Self, BuildError> {
-        Self::build(config, pool, RuntimeClock::default())
+    /// A builder of an executor of `config`.
+    pub fn builder(config: OptimizationConfig) -> ExecutorBuilder<P, C> {
+        ExecutorBuilder::new(config)
     }
 
     fn build(
@@ -425,7 +381,6 @@ where
         pool: rayon::ThreadPool,
         clock: RuntimeClock,
     ) -> Result<Self, BuildError> {
-        config.validate().map_err(BuildError::Config)?;
         let limit = AdaptiveLimit::new(limit_config(&config)).map_err(|e| {
             BuildError::Config(ConfigError::Invalid {
                 field: "adaptive_concurrency",

@@ -465,7 +465,10 @@ fn a_value_panicking_in_its_drop_leaves_the_dispatchers_and_the_shutdown_working
         })
         .build()
         .unwrap();
-    let ex = Executor::<Bomb, ()>::with_pool(OptimizationConfig::latency(), pool).unwrap();
+    let ex = Executor::<Bomb, ()>::builder(OptimizationConfig::latency())
+        .pool(pool)
+        .build()
+        .unwrap();
     let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let open = Arc::clone(&gate);
     let g = Arc::new(

@@ -1,0 +1,108 @@
+//! [`ExecutorBuilder`]: an executor's configuration, its pool and its clock.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use flujo_core::context::Context;
+
+use super::{BuildError, Executor};
+use crate::clock::RuntimeClock;
+use crate::config::OptimizationConfig;
+
+/// Builds an [`Executor`]: the configuration, and optionally the rayon pool it runs on and
+/// the clock it reads.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use flujo_core::graph::{Clock, Graph};
+/// use flujo_core::interp::Outcome;
+/// use flujo_runtime::clock::ManualClock;
+/// use flujo_runtime::config::OptimizationConfig;
+/// use flujo_runtime::{Executor, RunSpec};
+///
+/// let clock = ManualClock::new();
+/// let g = Graph::<u64, ()>::build(|b| {
+///     let c = clock.clone();
+///     let slow = b.task("slow", move |x, _| {
+///         c.advance(Duration::from_millis(5)); // the step "takes" 5 ms of the manual clock
+///         Ok(x + 1)
+///     });
+///     let next = b.task("next", |x, _| Ok(x * 2));
+///     b.sequence("s", &[slow, next])
+/// })
+/// .unwrap();
+/// let ex = Executor::builder(OptimizationConfig::throughput())
+///     .clock(clock.clone())
+///     .build()
+///     .unwrap();
+/// let spec = RunSpec { deadline: Some(Duration::from_millis(1)), ..RunSpec::default() };
+/// let outcome = ex.run_with(&g, 1, (), &spec, |r| r.outcome).unwrap();
+/// assert_eq!(outcome, Outcome::Aborted, "`next` would start after the deadline");
+/// assert_eq!(ex.clock().now(), 5_000_000);
+/// ```
+pub struct ExecutorBuilder<P, C> {
+    config: OptimizationConfig,
+    pool: Option<rayon::ThreadPool>,
+    clock: RuntimeClock,
+    types: PhantomData<fn(P, C)>,
+}
+
+impl<P, C> fmt::Debug for ExecutorBuilder<P, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecutorBuilder")
+            .field("config", &self.config)
+            .field("pool", &self.pool.as_ref().map(|p| p.current_num_threads()))
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+impl<P, C> ExecutorBuilder<P, C>
+where
+    P: Clone + Send + Sync + 'static,
+    C: Context + Send + Sync + 'static,
+{
+    pub(super) fn new(config: OptimizationConfig) -> Self {
+        Self {
+            config,
+            pool: None,
+            clock: RuntimeClock::default(),
+            types: PhantomData,
+        }
+    }
+
+    /// Runs on `pool` instead of a pool of its own of `config.workers` threads (which is then
+    /// not read).
+    pub fn pool(mut self, pool: rayon::ThreadPool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Reads time from `clock` (default: the monotonic [`MonoClock`](crate::clock::MonoClock)).
+    /// A [`ManualClock`](crate::clock::ManualClock) lets a test drive breakers, timeouts,
+    /// deadlines and cache expiry by hand.
+    pub fn clock(mut self, clock: impl Into<RuntimeClock>) -> Self {
+        self.clock = clock.into();
+        self
+    }
+
+    /// The executor.
+    ///
+    /// # Errors
+    /// [`BuildError::Config`] when the configuration is invalid, [`BuildError::Pool`] when
+    /// its own pool cannot be built.
+    pub fn build(self) -> Result<Executor<P, C>, BuildError> {
+        self.config.validate().map_err(BuildError::Config)?;
+        let pool = match self.pool {
+            Some(pool) => pool,
+            None => rayon::ThreadPoolBuilder::new()
+                .num_threads(self.config.workers)
+                .thread_name(|i| format!("flujo-{i}"))
+                .build()
+                .map_err(BuildError::Pool)?,
+        };
+        Executor::build(self.config, pool, self.clock)
+    }
+}
