@@ -105,6 +105,14 @@ pub struct Completed<P, C> {
     pub records_dropped: u32,
 }
 
+/// The owned summary of a run, for [`Executor::run_with`]:
+/// `ex.run_with(&g, input, ctx, &spec, Completed::from)`.
+impl<P, C> From<RunResult<'_, P, C>> for Completed<P, C> {
+    fn from(r: RunResult<'_, P, C>) -> Self {
+        Self::of(r)
+    }
+}
+
 impl<P, C> Completed<P, C> {
     fn of(r: RunResult<'_, P, C>) -> Self {
         Self {
