@@ -2447,3 +2447,140 @@ fn a_node_shared_by_many_fan_outs_is_laid_out_within_a_bound() {
         (Outcome::Succeeded, Some(256), 256)
     );
 }
+
+/// A clock that measures no latencies (`Clock::measures_latency` is false) and counts its
+/// reads; steps move it.
+struct Unmeasured {
+    now: AtomicU64,
+    reads: AtomicU64,
+}
+
+impl Unmeasured {
+    fn new() -> Self {
+        Self {
+            now: AtomicU64::new(1_000),
+            reads: AtomicU64::new(0),
+        }
+    }
+
+    fn reads(&self) -> u64 {
+        self.reads.swap(0, Ordering::Relaxed)
+    }
+}
+
+impl Clock for Unmeasured {
+    fn now(&self) -> u64 {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.now.load(Ordering::Relaxed)
+    }
+
+    fn measures_latency(&self) -> bool {
+        false
+    }
+}
+
+/// A chain of `n` tasks that each move `clock` by 10 ticks; the task at `policed` (if any)
+/// takes `cfg`.
+fn ten_tick_chain(
+    clock: &Arc<Unmeasured>,
+    n: usize,
+    policed: Option<(usize, TaskConfig<u64, ()>)>,
+) -> Graph<u64, ()> {
+    let mut policed = policed;
+    Graph::build(|b| {
+        let steps: Vec<_> = (0..n)
+            .map(|i| {
+                let c = Arc::clone(clock);
+                let step = move |x: u64, _: &mut StepCx<'_, ()>| {
+                    c.now.fetch_add(10, Ordering::Relaxed);
+                    Ok(x + 1)
+                };
+                match policed.take_if(|(at, _)| *at == i) {
+                    Some((_, cfg)) => b.task_with(&format!("s{i}"), step, cfg),
+                    None => b.task(&format!("s{i}"), step),
+                }
+            })
+            .collect();
+        b.sequence("chain", &steps)
+    })
+    .unwrap()
+}
+
+#[test]
+fn an_unmeasured_clock_is_read_only_where_a_decision_needs_the_time() {
+    for fast_paths in [true, false] {
+        let cfg = RunnerConfig {
+            fast_paths,
+            ..RunnerConfig::default()
+        };
+        let mut runner = Runner::new(cfg);
+        let clock = Arc::new(Unmeasured::new());
+        let opts = RunOptions::default();
+
+        // Plain tasks: no read at all, and every latency is 0.
+        let g = ten_tick_chain(&clock, 50, None);
+        let r = runner.run(&g, 0, (), &*clock, &opts);
+        assert_eq!(r.output, Some(50));
+        assert!(r.records.iter().all(|rec| rec.latency_ticks == 0));
+        drop(r);
+        assert_eq!(clock.reads(), 0, "fast paths {fast_paths}");
+
+        // A cancel flag needs no time either.
+        let flag = CancelFlag::new();
+        let cancel = RunOptions {
+            cancel: Some(&flag),
+            ..RunOptions::default()
+        };
+        assert_eq!(runner.run(&g, 0, (), &*clock, &cancel).output, Some(50));
+        assert_eq!(clock.reads(), 0, "fast paths {fast_paths}");
+
+        // A deadline is tested before every task, and stops the run on time.
+        let deadline = RunOptions {
+            deadline: Some(clock.now.load(Ordering::Relaxed) + 95),
+            ..RunOptions::default()
+        };
+        let r = runner.run(&g, 0, (), &*clock, &deadline);
+        assert_eq!(r.outcome, Outcome::Aborted);
+        assert_eq!(r.error.as_ref().unwrap().step, "s10", "ten tasks fit in 95 ticks");
+        drop(r);
+        assert_eq!(clock.reads(), 12, "one read per task tested, one for the stop's record");
+
+        // A breaker's task reads the clock for its permit and for the latency it learns:
+        // a slow call (30 ticks against a 20-tick rule) opens it.
+        let br = Arc::new(
+            Breaker::new(BreakerConfig {
+                consecutive_failures_to_open: 1,
+                slow_call_ticks: 20,
+                ..BreakerConfig::DEFAULT
+            })
+            .unwrap(),
+        );
+        let slow = Arc::clone(&clock);
+        let g = Graph::build(|b| {
+            let s = b.task_with(
+                "slow",
+                move |x: u64, _: &mut StepCx<'_, ()>| {
+                    slow.now.fetch_add(30, Ordering::Relaxed);
+                    Ok(x + 1)
+                },
+                TaskConfig::new().breaker(Arc::clone(&br)),
+            );
+            let t = b.task("t", |x, _| Ok(x + 1));
+            b.sequence("chain", &[s, t])
+        })
+        .unwrap();
+        let r = runner.run(&g, 0, (), &*clock, &opts);
+        assert_eq!(r.output, Some(2));
+        assert_eq!(r.records[0].latency_ticks, 30, "the breaker's task is timed");
+        assert_eq!(r.records[1].latency_ticks, 0, "the plain one is not");
+        drop(r);
+        assert_eq!(clock.reads(), 2, "fast paths {fast_paths}");
+        assert_eq!(br.state(), BreakerState::Open, "the slow call counted");
+
+        // An attempt timeout reads it around the attempt, and fires.
+        let g = ten_tick_chain(&clock, 3, Some((1, TaskConfig::new().timeout(5))));
+        let r = runner.run(&g, 0, (), &*clock, &opts);
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert_eq!(r.records[1].error_class, Some(ErrorClass::Timeout));
+    }
+}
