@@ -198,7 +198,11 @@ fn a_breaker_opens_waits_out_its_open_period_and_a_probe_closes_it() {
         assert_eq!(br.state(), State::Open, "{name}: one failure opens it");
         for _ in 0..5 {
             let done = ex.run(&g, 1, ()).unwrap();
-            assert_eq!(failure_class(name, &done), ErrorClass::CircuitOpen, "{name}");
+            assert_eq!(
+                failure_class(name, &done),
+                ErrorClass::CircuitOpen,
+                "{name}"
+            );
         }
         assert_eq!(remote.calls(), 1, "{name}: an open breaker fails fast");
 
@@ -207,7 +211,11 @@ fn a_breaker_opens_waits_out_its_open_period_and_a_probe_closes_it() {
         let done = ex.run(&g, 1, ()).unwrap();
         assert_eq!(done.output, Some(2), "{name}: the probe ran and succeeded");
         assert_eq!(remote.calls(), 2, "{name}");
-        assert_eq!(br.state(), State::Closed, "{name}: one good probe closes it");
+        assert_eq!(
+            br.state(),
+            State::Closed,
+            "{name}: one good probe closes it"
+        );
         let counts = br.transition_counts();
         assert_eq!(
             (
@@ -253,14 +261,22 @@ fn the_slow_call_rule_trips_the_breaker() {
         for _ in 0..3 {
             assert_eq!(ex.run(&g, 1, ()).unwrap().output, Some(2), "{name}");
         }
-        assert_eq!(br.state(), State::Closed, "{name}: fast calls keep it closed");
+        assert_eq!(
+            br.state(),
+            State::Closed,
+            "{name}: fast calls keep it closed"
+        );
 
         remote.set_spend(Duration::from_millis(5));
         let done = ex.run(&g, 1, ()).unwrap();
         assert_eq!(done.output, Some(2), "{name}: a slow call still succeeds");
         assert_eq!(br.state(), State::Open, "{name}: but counts as a failure");
         let done = ex.run(&g, 1, ()).unwrap();
-        assert_eq!(failure_class(name, &done), ErrorClass::CircuitOpen, "{name}");
+        assert_eq!(
+            failure_class(name, &done),
+            ErrorClass::CircuitOpen,
+            "{name}"
+        );
         assert_eq!(remote.calls(), 4, "{name}");
     });
 }
@@ -304,7 +320,10 @@ fn a_deadline_stops_a_run_inline_and_submitted() {
             ..RunSpec::default()
         };
         for _ in 0..3 {
-            expect_stopped(&ex.run_with(&g, 1, (), &spec, |r| Completed::from(r)).unwrap());
+            expect_stopped(
+                &ex.run_with(&g, 1, (), &spec, |r| Completed::from(r))
+                    .unwrap(),
+            );
         }
         let ticket = ex
             .submit_with(
@@ -327,7 +346,9 @@ fn a_deadline_stops_a_run_inline_and_submitted() {
             deadline: Some(Duration::MAX),
             ..RunSpec::default()
         };
-        let done = ex.run_with(&g, 1, (), &spec, |r| Completed::from(r)).unwrap();
+        let done = ex
+            .run_with(&g, 1, (), &spec, |r| Completed::from(r))
+            .unwrap();
         assert_eq!(done.output, Some(4), "{name}");
         let ticket = ex
             .submit_with(&g, 1, (), Priority::High, Some(Duration::MAX), None)
@@ -363,7 +384,11 @@ fn a_breaker_shared_by_two_executors_made_a_second_apart_keeps_its_open_period()
                 assert_eq!(br.state(), State::Open, "{name}");
                 // The second executor sees it open too: the same time scale.
                 let done = b.run(&g, 1, ()).unwrap();
-                assert_eq!(failure_class(name, &done), ErrorClass::CircuitOpen, "{name}");
+                assert_eq!(
+                    failure_class(name, &done),
+                    ErrorClass::CircuitOpen,
+                    "{name}"
+                );
 
                 remote.set_failing(false);
                 s.time.pass(OPEN + Duration::from_millis(20));

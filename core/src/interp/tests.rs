@@ -2541,9 +2541,17 @@ fn an_unmeasured_clock_is_read_only_where_a_decision_needs_the_time() {
         };
         let r = runner.run(&g, 0, (), &*clock, &deadline);
         assert_eq!(r.outcome, Outcome::Aborted);
-        assert_eq!(r.error.as_ref().unwrap().step, "s10", "ten tasks fit in 95 ticks");
+        assert_eq!(
+            r.error.as_ref().unwrap().step,
+            "s10",
+            "ten tasks fit in 95 ticks"
+        );
         drop(r);
-        assert_eq!(clock.reads(), 12, "one read per task tested, one for the stop's record");
+        assert_eq!(
+            clock.reads(),
+            12,
+            "one read per task tested, one for the stop's record"
+        );
 
         // A breaker's task reads the clock for its permit and for the latency it learns:
         // a slow call (30 ticks against a 20-tick rule) opens it.
@@ -2571,7 +2579,10 @@ fn an_unmeasured_clock_is_read_only_where_a_decision_needs_the_time() {
         .unwrap();
         let r = runner.run(&g, 0, (), &*clock, &opts);
         assert_eq!(r.output, Some(2));
-        assert_eq!(r.records[0].latency_ticks, 30, "the breaker's task is timed");
+        assert_eq!(
+            r.records[0].latency_ticks, 30,
+            "the breaker's task is timed"
+        );
         assert_eq!(r.records[1].latency_ticks, 0, "the plain one is not");
         drop(r);
         assert_eq!(clock.reads(), 2, "fast paths {fast_paths}");
