@@ -12,6 +12,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use flujo_core::policy::breaker::{BreakerConfigError, State, TransitionCounts};
 use flujo_core::policy::{Breaker, BreakerConfig};
 
+/// The core's [`BreakerConfig::DEFAULT`] rules in the runtime's nanosecond ticks: opens after
+/// 5 failures in a row or at 50% failures over the last 100 calls (once 20 were seen), stays
+/// open for 30 s, 3 probes of which 2 must succeed to close it.
+pub const DEFAULT_CONFIG: BreakerConfig = BreakerConfig {
+    open_ticks: 30_000_000_000,
+    ..BreakerConfig::DEFAULT
+};
+
 /// Why the registry could not hand out a breaker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BreakerError {
@@ -60,12 +68,11 @@ pub struct BreakerReading {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use flujo_core::policy::BreakerConfig;
-/// use flujo_runtime::breakers::BreakerRegistry;
+/// use flujo_runtime::breakers::{BreakerRegistry, DEFAULT_CONFIG};
 ///
 /// let registry = BreakerRegistry::new(16);
-/// let a = registry.get_or_create("payments", BreakerConfig::DEFAULT).unwrap();
-/// let b = registry.get_or_create("payments", BreakerConfig::DEFAULT).unwrap();
+/// let a = registry.get_or_create("payments", DEFAULT_CONFIG).unwrap();
+/// let b = registry.get_or_create("payments", DEFAULT_CONFIG).unwrap();
 /// assert!(Arc::ptr_eq(&a, &b), "one breaker per name");
 /// assert_eq!(registry.snapshot().len(), 1);
 /// ```

@@ -76,3 +76,8 @@ pub mod report;
 mod sync;
 pub mod ticket;
 pub mod trace;
+
+/// The runtime guide (`docs/runtime.md`); its examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/runtime.md")]
+pub struct RuntimeGuide;

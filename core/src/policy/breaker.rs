@@ -270,9 +270,11 @@ pub struct BreakerConfig {
     pub failure_rate_percent_to_open: u32,
     /// The rate trigger waits for this many calls in the window, `1 ..= window_calls`.
     pub window_calls_min: u32,
-    /// A call whose latency is at least this many ticks is a failure (0: off).
+    /// A call whose latency is at least this many ticks is a failure (0: off). Ticks are the
+    /// host clock's (nanoseconds under `flujo-runtime`).
     pub slow_call_ticks: u64,
-    /// How long the breaker stays open.
+    /// How long the breaker stays open, in the host clock's ticks (nanoseconds under
+    /// `flujo-runtime`).
     pub open_ticks: u64,
     /// Probes allowed per half-open period, `1 ..= PROBES_MAX`.
     pub half_open_probes_max: u32,
@@ -282,8 +284,9 @@ pub struct BreakerConfig {
 
 impl BreakerConfig {
     /// Opens after 5 failures in a row or at 50% failures over the last 100 calls (once 20
-    /// were seen); no slow-call rule; open for 30 000 ticks (30 s in millisecond ticks); 3
-    /// probes, 2 successes close it.
+    /// were seen); no slow-call rule; open for 30 000 ticks: 30 s in millisecond ticks, but
+    /// 30 µs in `flujo-runtime`'s nanosecond ticks (use its `breakers::DEFAULT_CONFIG`
+    /// there, open for 30 s); 3 probes, 2 successes close it.
     pub const DEFAULT: BreakerConfig = BreakerConfig {
         consecutive_failures_to_open: 5,
         window_calls: 100,
