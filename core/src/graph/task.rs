@@ -356,6 +356,8 @@ impl<P, C, V> TaskConfig<P, C, V> {
     /// turns true), and an attempt that takes longer fails with a
     /// [`ErrorClass::Timeout`](crate::policy::ErrorClass::Timeout) error (its output
     /// discarded), which the recovery table handles like any timeout (retried by default).
+    /// Ticks are the host clock's: nanoseconds under `flujo-runtime` (give it
+    /// `flujo_runtime::clock::ticks(Duration)`).
     #[must_use]
     pub fn timeout(mut self, ticks: u64) -> Self {
         self.timeout = Some(ticks);

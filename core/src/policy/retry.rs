@@ -17,7 +17,8 @@ use super::rng::Rng;
 /// The most attempts (first try included) a [`RetryPolicy`] allows.
 pub const ATTEMPTS_MAX: u32 = 64;
 
-/// How long to wait before each retry.
+/// How long to wait before each retry, in the host clock's ticks (nanoseconds under
+/// `flujo-runtime`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backoff {
     /// The same delay before every retry.
