@@ -713,9 +713,7 @@ fn de_ttl<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D:
 
 /// Reads [`CacheConfig::flight_timeout`]; errors name its path.
 #[cfg(feature = "serde")]
-fn de_flight_timeout<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Duration>, D::Error> {
+fn de_flight_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration::serde_option::deserialize(d, "result_cache.flight_timeout")
 }
 

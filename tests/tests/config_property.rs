@@ -82,9 +82,17 @@ fn gen_config(rng: &mut Prng) -> OptimizationConfig {
 fn gen_cache(rng: &mut Prng, c: &mut OptimizationConfig) {
     let r = &mut c.result_cache;
     r.enabled = coin(rng);
-    r.max_entries = pick(rng, &[1, 2, 64, MAX_CACHE_SHARDS, MAX_SIZE], &[0, MAX_SIZE + 1]);
+    r.max_entries = pick(
+        rng,
+        &[1, 2, 64, MAX_CACHE_SHARDS, MAX_SIZE],
+        &[0, MAX_SIZE + 1],
+    );
     r.max_bytes = pick(rng, &[1, 8, 64, 1 << 20, MAX_SIZE], &[0, usize::MAX]);
-    r.shards = pick(rng, &[1, 2, 16, MAX_CACHE_SHARDS], &[0, 3, 2 * MAX_CACHE_SHARDS]);
+    r.shards = pick(
+        rng,
+        &[1, 2, 16, MAX_CACHE_SHARDS],
+        &[0, 3, 2 * MAX_CACHE_SHARDS],
+    );
     r.ttl = duration(rng);
     r.flight_timeout = duration(rng);
 }
@@ -192,7 +200,11 @@ impl Coverage {
 
     fn assert_broad(&self) {
         assert!(self.valid >= ITERATIONS / 5, "only {} valid", self.valid);
-        assert!(self.invalid >= ITERATIONS / 10, "only {} invalid", self.invalid);
+        assert!(
+            self.invalid >= ITERATIONS / 10,
+            "only {} invalid",
+            self.invalid
+        );
         assert_eq!(self.levels, [true; 4], "every telemetry level");
         assert_eq!(self.algorithms, [true; 2], "every algorithm");
         assert!(self.cache_off && self.inline_off && self.pooling_off && self.admission_off);

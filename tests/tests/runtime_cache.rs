@@ -99,7 +99,11 @@ fn cache_ttl_follows_the_executors_manual_clock() {
     clock.advance(Duration::from_millis(999));
     let hit = ex.run(&g, 1, ()).unwrap();
     assert_eq!(hit.output, Some(2));
-    assert_eq!(hit.counters.get(Counter::CacheHits), 1, "still live at 999 ms");
+    assert_eq!(
+        hit.counters.get(Counter::CacheHits),
+        1,
+        "still live at 999 ms"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     clock.advance(Duration::from_millis(1));
     let miss = ex.run(&g, 1, ()).unwrap();
@@ -147,7 +151,11 @@ fn without_a_timeout_or_deadline_a_run_waits_for_the_other_runs_value() {
     assert_eq!((outcome, output), (Outcome::Succeeded, Some(2)));
     // It waited for the first computation (most of SLOW, minus the time to get here).
     assert!(took >= SLOW / 2, "did not wait: {took:?}");
-    assert_eq!(ex.report().counter(Counter::CacheHits), 1, "the waiter's hit");
+    assert_eq!(
+        ex.report().counter(Counter::CacheHits),
+        1,
+        "the waiter's hit"
+    );
 }
 
 #[test]
@@ -165,7 +173,11 @@ fn the_hosts_weigher_decides_what_fits() {
     for (run, hits) in [(1, 0), (2, 1)] {
         let done = ex.run(&g, 9, ()).unwrap();
         assert_eq!(done.output, Some(10));
-        assert_eq!(done.counters.get(Counter::CacheHits), hits, "light run {run}");
+        assert_eq!(
+            done.counters.get(Counter::CacheHits),
+            hits,
+            "light run {run}"
+        );
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // Heavy: 5000 bytes, over the shard's 1000: never stored, every run computes.

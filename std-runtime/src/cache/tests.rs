@@ -593,7 +593,10 @@ fn a_waiters_deadline_bounds_its_wait() {
     let waited = started.elapsed();
     assert!(!own.is_leader());
     assert!(waited >= Duration::from_millis(5), "{waited:?}");
-    assert!(waited < Duration::from_secs(30), "{waited:?}: the flight timeout ruled");
+    assert!(
+        waited < Duration::from_secs(30),
+        "{waited:?}: the flight timeout ruled"
+    );
     // A deadline already passed does not wait at all.
     let Lookup::Miss(late) = cache.lookup_until(key(1), Some(0)) else {
         panic!("the leader has not completed");

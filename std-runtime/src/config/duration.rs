@@ -190,7 +190,8 @@ pub fn format(d: Duration) -> String {
 pub mod serde_option {
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::de::{Error, Visitor};
+    use serde::{Deserializer, Serializer};
 
     /// The spelling of "not set".
     pub const NONE: &str = "none";
@@ -210,21 +211,60 @@ pub mod serde_option {
     /// `field` (its path, as `result_cache.ttl`).
     ///
     /// # Errors
-    /// A custom error naming `field` and what is wrong with the text; the deserializer's own
-    /// error for a value that is not a string.
+    /// A custom error naming `field` and what is wrong: a bad text, or a bare number (no
+    /// unit); the deserializer's own error for any other type.
     pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
         field: &str,
     ) -> Result<Option<Duration>, D::Error> {
-        let text = String::deserialize(d)?;
-        if text.trim() == NONE {
-            return Ok(None);
-        }
-        super::parse(&text).map(Some).map_err(|e| {
-            serde::de::Error::custom(format_args!(
-                "{field}: invalid duration {text:?}: {e} (or \"{NONE}\" for not set)"
+        d.deserialize_any(DurationVisitor { field })
+    }
+
+    /// Accepts a string; a number is refused with the field's path and the missing unit.
+    struct DurationVisitor<'a> {
+        field: &'a str,
+    }
+
+    impl DurationVisitor<'_> {
+        fn refuse<E: Error>(&self, text: &str, why: impl std::fmt::Display) -> E {
+            let field = self.field;
+            E::custom(format_args!(
+                "{field}: invalid duration {text}: {why} (or \"{NONE}\" for not set)"
             ))
-        })
+        }
+    }
+
+    impl Visitor<'_> for DurationVisitor<'_> {
+        type Value = Option<Duration>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "{}: a duration with a unit, e.g. \"30s\" or \"250ms\", or \"{NONE}\"",
+                self.field
+            )
+        }
+
+        fn visit_str<E: Error>(self, text: &str) -> Result<Self::Value, E> {
+            if text.trim() == NONE {
+                return Ok(None);
+            }
+            super::parse(text)
+                .map(Some)
+                .map_err(|e| self.refuse(&format!("{text:?}"), e))
+        }
+
+        fn visit_i64<E: Error>(self, n: i64) -> Result<Self::Value, E> {
+            Err(self.refuse(&n.to_string(), super::ParseDurationError::MissingUnit))
+        }
+
+        fn visit_u64<E: Error>(self, n: u64) -> Result<Self::Value, E> {
+            Err(self.refuse(&n.to_string(), super::ParseDurationError::MissingUnit))
+        }
+
+        fn visit_f64<E: Error>(self, n: f64) -> Result<Self::Value, E> {
+            Err(self.refuse(&n.to_string(), super::ParseDurationError::MissingUnit))
+        }
     }
 }
 
@@ -245,7 +285,10 @@ mod tests {
             ("1h", Duration::from_secs(3600)),
             ("1.5s", Duration::from_millis(1500)),
             ("0.001ms", Duration::from_nanos(1_000)),
-            ("1.50000000000000000000000000000s", Duration::from_millis(1500)),
+            (
+                "1.50000000000000000000000000000s",
+                Duration::from_millis(1500),
+            ),
             (" 7 ms ", Duration::from_millis(7)),
             ("0s", Duration::ZERO),
             ("18446744073709551615.999999999s", Duration::MAX),

@@ -3,8 +3,8 @@
 
 use super::*;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 use std::thread;
+use std::time::Duration;
 
 fn presets() -> [OptimizationConfig; 3] {
     [
@@ -210,7 +210,11 @@ const INVALID: &[(Edit, &str, &str)] = &[
         "low-priority",
     ),
     (|c| c.workers = 1025, "workers", "must be <= 1024"),
-    (|c| c.max_records = 0, "max_records", "must be in 1..=1048576"),
+    (
+        |c| c.max_records = 0,
+        "max_records",
+        "must be in 1..=1048576",
+    ),
     (
         |c| c.max_records = MAX_RECORDS + 1,
         "max_records",
@@ -628,8 +632,24 @@ mod toml_tests {
             assert!(message.contains(reason), "{message}");
         }
         // A number is not a duration: the unit must be written.
-        let err = OptimizationConfig::from_toml_str("[result_cache]\nttl = 500\n").unwrap_err();
-        assert!(matches!(err, ConfigError::Toml { .. }), "{err:?}");
+        for number in ["500", "1.5"] {
+            let text = format!("[result_cache]\nttl = {number}\n");
+            let err = OptimizationConfig::from_toml_str(&text).unwrap_err();
+            assert!(matches!(err, ConfigError::Toml { .. }), "{err:?}");
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!(
+                    "result_cache.ttl: invalid duration {number}: missing unit"
+                )),
+                "{message}"
+            );
+        }
+        let err = OptimizationConfig::from_toml_str("[result_cache]\nttl = true\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("result_cache.ttl: a duration with a unit"),
+            "{err}"
+        );
         // Zero parses and is then refused by validation, naming the field.
         let err = OptimizationConfig::from_toml_str("[result_cache]\nttl = \"0ms\"\n").unwrap_err();
         assert_eq!(err.field(), Some("result_cache.ttl"));
