@@ -2,17 +2,17 @@
 //! `"10ns"`, `"2m"`, `"1h"`.
 //!
 //! [`parse`] reads an integer or decimal number followed by one unit and gives an exact
-//! [`Duration`]; [`format`] writes a `Duration` in the largest unit that represents it exactly,
-//! so `parse(&format(d)) == Ok(d)` for every `Duration`. With the crate feature `serde`, the
-//! configuration's `Option<Duration>` fields go through [`serde_option`], which also spells
-//! "not set" as `"none"` (TOML has no null, and a left-out field takes the default preset's
-//! value, so absence cannot mean "not set").
+//! [`Duration`]; [`format`](fn@format) writes a `Duration` in the largest unit that represents
+//! it exactly, so `parse(&format(d)) == Ok(d)` for every `Duration`. With the crate feature
+//! `serde`, the configuration's `Option<Duration>` fields go through `serde_option`, which
+//! also spells "not set" as `"none"` (TOML has no null, and a left-out field takes the default
+//! preset's value, so absence cannot mean "not set").
 
 use std::fmt;
 use std::time::Duration;
 
 /// The units, largest first, with their length in nanoseconds. The first spelling of each is
-/// the one [`format`] writes.
+/// the one [`format`](fn@format) writes.
 const UNITS: [(&[&str], u128); 6] = [
     (&["h"], 3_600 * NANOS_PER_SEC),
     (&["m"], 60 * NANOS_PER_SEC),
@@ -182,7 +182,8 @@ pub fn format(d: Duration) -> String {
     format!("{}{}", nanos / unit_ns, names[0])
 }
 
-/// Serde glue for an `Option<Duration>` field: a [`format`]ted string, or `"none"` for `None`.
+/// Serde glue for an `Option<Duration>` field: a string as [`format`](fn@format) writes it, or
+/// `"none"` for `None`.
 ///
 /// Errors name the field: the configuration wraps [`deserialize`](serde_option::deserialize)
 /// in one function per field that passes its path.
@@ -196,7 +197,7 @@ pub mod serde_option {
     /// The spelling of "not set".
     pub const NONE: &str = "none";
 
-    /// Writes `value` as [`format`](super::format) does, or `"none"`.
+    /// Writes `value` as [`format`](fn@super::format) does, or `"none"`.
     ///
     /// # Errors
     /// Only the serializer's own.
