@@ -19,10 +19,14 @@
 
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+pub mod duration;
 
 /// The largest accepted [`CacheConfig::shards`].
 pub const MAX_CACHE_SHARDS: usize = 1024;
-/// The smallest accepted [`TelemetryConfig::ring_capacity`] when events are recorded.
+/// The smallest accepted [`TelemetryConfig::ring_capacity`] when a ring is built (level
+/// `histograms` or `events`).
 pub const MIN_RING_CAPACITY: usize = 16;
 /// The largest accepted [`TelemetryConfig::ring_capacity`] (events per worker).
 pub const MAX_RING_CAPACITY: usize = 1 << 20;
@@ -30,8 +34,15 @@ pub const MAX_RING_CAPACITY: usize = 1 << 20;
 pub const MAX_QUEUE_CAPACITY: usize = 1 << 24;
 /// The largest accepted [`OptimizationConfig::workers`].
 pub const MAX_WORKERS: usize = 1024;
-/// The largest accepted [`CacheConfig::ttl_ms`] (TOML integers are signed 64-bit).
-pub const MAX_TTL_MS: u64 = i64::MAX as u64;
+/// The largest accepted [`OptimizationConfig::max_records`]: room for the records is set
+/// aside in every runner when it is built, so a larger bound would reserve memory no run uses
+/// (a few dozen MiB per worker at this bound).
+pub const MAX_RECORDS: usize = 1 << 20;
+/// The largest accepted size that has no tighter bound ([`CacheConfig::max_entries`],
+/// [`CacheConfig::max_bytes`], and [`TelemetryConfig::ring_capacity`] when no ring is built):
+/// TOML integers are signed 64-bit, so every configuration that validates can be written as
+/// TOML and read back.
+pub const MAX_SIZE: usize = i64::MAX as usize;
 
 /// Every optimization of the engine and the bounds it works within.
 ///
@@ -102,8 +113,8 @@ pub struct OptimizationConfig {
     /// or `RAYON_NUM_THREADS`). At most [`MAX_WORKERS`].
     pub workers: usize,
     /// Step records kept per run (room for them is set aside when a runner is built; records
-    /// past the bound are counted in the run's `records_dropped`). At least 1. A bound, not an
-    /// optimization: set it above the number of steps your runs execute.
+    /// past the bound are counted in the run's `records_dropped`). In `1..=`[`MAX_RECORDS`].
+    /// A bound, not an optimization: set it above the number of steps your runs execute.
     pub max_records: usize,
 }
 
@@ -137,14 +148,42 @@ pub struct CacheConfig {
     /// Off: every cacheable step runs; this costs the step's time, never results, because
     /// only deterministic steps may be marked cacheable.
     pub enabled: bool,
-    /// The most entries kept (over all shards); at least 1 and at least `shards` when enabled.
+    /// The most entries kept (over all shards); at least 1 and at least `shards` when enabled;
+    /// at most [`MAX_SIZE`].
     pub max_entries: usize,
-    /// The most bytes of stored outputs kept; at least 1 when enabled. Entries past either
-    /// bound evict the least recently used ones.
+    /// The most bytes of stored outputs kept, as the executor's cache weigher counts them
+    /// (by default `size_of::<P>()` per output, so what an output owns on the heap is not
+    /// counted unless the host gives a weigher: `ExecutorBuilder::cache_weigher`). At least 1
+    /// when enabled; at most [`MAX_SIZE`]. Entries past either bound evict the least recently
+    /// used ones; an output heavier than its shard's share (`max_bytes / shards`) is not
+    /// stored.
     pub max_bytes: usize,
-    /// Milliseconds an entry stays valid; `None` (absent in TOML): until evicted. When set,
-    /// in `1..=`[`MAX_TTL_MS`].
-    pub ttl_ms: Option<u64>,
+    /// How long an entry stays valid after it is stored, as measured by the executor's clock;
+    /// `None` (`"none"` in TOML): until evicted. When set, more than zero. In TOML a string
+    /// with a unit (`"60s"`, see [`duration`]). Read when the executor is built.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "duration::serde_option::serialize")
+    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de_ttl"))]
+    pub ttl: Option<Duration>,
+    /// How long a run waits for another run's computation of the same key before it
+    /// computes the value itself (and stores it as well); the wait also ends at the waiting
+    /// run's own deadline. `None` (`"none"` in TOML): wait as long as the other run computes.
+    /// When set, more than zero. In TOML a string with a unit (`"50ms"`). Read when the
+    /// executor is built.
+    ///
+    /// A short timeout bounds the tail a slow computation adds to every run of the same key,
+    /// at the price of computing it twice; a long one saves work. The presets: `latency` 50 ms
+    /// (a request should not stall behind another's slow step for long), `throughput` and
+    /// `low_memory` 1 s (duplicate computation wastes the CPU and memory they save, yet a hung
+    /// step must not hold every run of its key for ever).
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "duration::serde_option::serialize")
+    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de_flight_timeout"))]
+    pub flight_timeout: Option<Duration>,
     /// Independent locks the cache is split into (less contention with more workers); a power
     /// of two in `1..=`[`MAX_CACHE_SHARDS`].
     pub shards: usize,
@@ -187,8 +226,9 @@ pub struct TelemetryConfig {
     /// At least 1. Sampling thins spans, never counts.
     pub span_sample_period: u32,
     /// Events each worker's ring holds before the exporter drains it; a power of two in
-    /// [`MIN_RING_CAPACITY`]`..=`[`MAX_RING_CAPACITY`] when `level` is `events` (unused
-    /// otherwise). Events that find the ring full are counted, not blocked on.
+    /// [`MIN_RING_CAPACITY`]`..=`[`MAX_RING_CAPACITY`] when `level` is `histograms` or
+    /// `events` (each builds the ring; unused otherwise). Events that find the ring full are
+    /// counted, not blocked on.
     pub ring_capacity: usize,
 }
 
@@ -267,7 +307,8 @@ impl OptimizationConfig {
                 enabled: true,
                 max_entries: 4096,
                 max_bytes: 16 << 20,
-                ttl_ms: None,
+                ttl: None,
+                flight_timeout: Some(Duration::from_millis(50)),
                 shards: 16,
             },
             telemetry: TelemetryConfig {
@@ -309,7 +350,8 @@ impl OptimizationConfig {
                 enabled: true,
                 max_entries: 65_536,
                 max_bytes: 256 << 20,
-                ttl_ms: None,
+                ttl: None,
+                flight_timeout: Some(Duration::from_secs(1)),
                 shards: 64,
             },
             telemetry: TelemetryConfig {
@@ -350,7 +392,8 @@ impl OptimizationConfig {
                 enabled: true,
                 max_entries: 256,
                 max_bytes: 1 << 20,
-                ttl_ms: Some(60_000),
+                ttl: Some(Duration::from_secs(60)),
+                flight_timeout: Some(Duration::from_secs(1)),
                 shards: 1,
             },
             telemetry: TelemetryConfig {
@@ -447,7 +490,12 @@ impl OptimizationConfig {
             format_args!("must be <= {MAX_WORKERS} (0 = one per core)"),
             self.workers,
         )?;
-        check(self.max_records > 0, "max_records", "must be > 0", 0)
+        check(
+            (1..=MAX_RECORDS).contains(&self.max_records),
+            "max_records",
+            format_args!("must be in 1..={MAX_RECORDS}"),
+            self.max_records,
+        )
     }
 }
 
@@ -491,14 +539,24 @@ impl CacheConfig {
             "must be > 0 when enabled",
             self.max_bytes,
         )?;
-        if let Some(ttl_ms) = self.ttl_ms {
-            check(
-                (1..=MAX_TTL_MS).contains(&ttl_ms),
-                "result_cache.ttl_ms",
-                format_args!("must be in 1..={MAX_TTL_MS} when set (leave it out: no expiry)"),
-                ttl_ms,
-            )?;
-        }
+        check(
+            self.max_entries <= MAX_SIZE,
+            "result_cache.max_entries",
+            format_args!("must be <= {MAX_SIZE} (TOML integers are signed 64-bit)"),
+            self.max_entries,
+        )?;
+        check(
+            self.max_bytes <= MAX_SIZE,
+            "result_cache.max_bytes",
+            format_args!("must be <= {MAX_SIZE} (TOML integers are signed 64-bit)"),
+            self.max_bytes,
+        )?;
+        check_positive(self.ttl, "result_cache.ttl", "no expiry")?;
+        check_positive(
+            self.flight_timeout,
+            "result_cache.flight_timeout",
+            "wait as long as the other run computes",
+        )?;
         check(
             self.shards.is_power_of_two() && self.shards <= MAX_CACHE_SHARDS,
             "result_cache.shards",
@@ -531,16 +589,28 @@ impl TelemetryConfig {
         )?;
         let ring = self.ring_capacity;
         check(
-            self.level < TelemetryLevel::Events
+            ring <= MAX_SIZE,
+            "telemetry.ring_capacity",
+            format_args!("must be <= {MAX_SIZE} (TOML integers are signed 64-bit)"),
+            ring,
+        )?;
+        check(
+            !self.builds_ring()
                 || (ring.is_power_of_two()
                     && (MIN_RING_CAPACITY..=MAX_RING_CAPACITY).contains(&ring)),
             "telemetry.ring_capacity",
             format_args!(
                 "must be a power of two in {MIN_RING_CAPACITY}..={MAX_RING_CAPACITY} \
-                 when level is events"
+                 when level is histograms or events"
             ),
             ring,
         )
+    }
+
+    /// Whether a worker builds an event ring of `ring_capacity` at this level (the runtime's
+    /// workers do at `histograms` and `events`), so whether the capacity is checked.
+    pub fn builds_ring(&self) -> bool {
+        self.level >= TelemetryLevel::Histograms
     }
 }
 
@@ -618,6 +688,35 @@ impl Default for QueueConfig {
     }
 }
 
+/// `Ok` unless `value` is set to zero; the error names `field` and what leaving it out means.
+fn check_positive(
+    value: Option<Duration>,
+    field: &'static str,
+    unset_means: &str,
+) -> Result<(), ConfigError> {
+    let Some(d) = value else {
+        return Ok(());
+    };
+    check(
+        !d.is_zero(),
+        field,
+        format_args!("must be > 0 when set (\"none\": {unset_means})"),
+        duration::format(d),
+    )
+}
+
+/// Reads [`CacheConfig::ttl`]; errors name its path.
+#[cfg(feature = "serde")]
+fn de_ttl<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration::serde_option::deserialize(d, "result_cache.ttl")
+}
+
+/// Reads [`CacheConfig::flight_timeout`]; errors name its path.
+#[cfg(feature = "serde")]
+fn de_flight_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration::serde_option::deserialize(d, "result_cache.flight_timeout")
+}
+
 /// `Ok` when `ok`, else the error naming `field`, `rule` and the offending `value`.
 fn check(
     ok: bool,
@@ -674,7 +773,7 @@ impl OptimizationConfig {
     ///
     /// # Errors
     /// [`ConfigError::Toml`] if a value does not fit TOML (an integer above `i64::MAX`); never
-    /// for a configuration that validates.
+    /// for a configuration that validates (every size is bounded by [`MAX_SIZE`] or less).
     pub fn to_toml_string(&self) -> Result<String, ConfigError> {
         toml::to_string(self).map_err(|e| ConfigError::Toml {
             message: e.to_string(),

@@ -17,8 +17,9 @@
 //! - **CLOCK eviction** (second chance) per shard: a hit sets a bit, and the hand evicts the
 //!   oldest entry whose bit is clear, clearing bits as it passes. It keeps frequently hit
 //!   entries at the cost of one bit and one ring slot per entry; see `shard.rs`.
-//! - **TTL** (optional, one for the whole cache) measured by an injected [`CacheClock`]. An
-//!   expired entry is a miss; it is removed when a lookup or the clock hand finds it (counted
+//! - **TTL** (optional, one for the whole cache) measured by the cache's
+//!   [`RuntimeClock`] (an executor gives its own, so a test that moves a
+//!   [`ManualClock`](crate::clock::ManualClock) moves expiry too). An expired entry is a miss; it is removed when a lookup or the clock hand finds it (counted
 //!   as expired), so [`ResultCache::len`] may count expired entries not yet seen.
 //! - **Resizable.** [`ResultCache::set_capacity`] evicts down to the new bounds before it
 //!   returns.
@@ -26,7 +27,9 @@
 //!   the key's computation ([`Lookup::Miss`] with a [`Flight`]); callers that miss while it
 //!   runs wait, then get the leader's value as a [`Lookup::Hit`] (counted as coalesced), even
 //!   when the value was too big to store. A flight dropped without a value (the computation
-//!   failed or panicked) wakes its waiters and one of them becomes the new leader.
+//!   failed or panicked) wakes its waiters and one of them becomes the new leader. A wait is
+//!   bounded by the cache's flight timeout and by the waiter's own deadline
+//!   ([`ResultCache::lookup_until`]); a waiter that runs out of time computes on its own.
 //! - **Exact counters**: [`CacheStats`].
 //!
 //! # Locks and user code
@@ -39,7 +42,6 @@
 //! destructor that panics while `set_capacity` evicts leaves that shard above its new budget
 //! until its next insert, which evicts down to it.)
 
-mod clock;
 mod shard;
 mod stats;
 
@@ -49,12 +51,14 @@ mod tests;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flujo_core::cache::CacheKey;
+use flujo_core::graph::Clock;
 
-pub use clock::{CacheClock, ManualClock, SystemClock};
 pub use stats::CacheStats;
+
+use crate::clock::{self, RuntimeClock};
 
 use shard::{key_word, MapKey, Probe, Shard, ShardState, NEVER_NS};
 use stats::{bump, Counters};
@@ -71,7 +75,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Gives each value its weight in bytes.
-type Weigher<V> = Box<dyn Fn(&V) -> usize + Send + Sync>;
+pub(crate) type Weigher<V> = Box<dyn Fn(&V) -> usize + Send + Sync>;
 
 /// A concurrent result cache: sharded, bounded by entries and bytes (CLOCK eviction), with an
 /// optional TTL and single-flight computation. See the [module docs](self) for the design.
@@ -111,9 +115,10 @@ pub struct ResultCache<V: Clone + Send + Sync> {
     weigher: Weigher<V>,
     /// `None`: entries never expire.
     ttl_ns: Option<u64>,
-    /// `None`: a waiter waits for the leader as long as it takes.
+    /// `None`: a waiter waits for the leader as long as it takes (or until its deadline).
     flight_timeout: Option<Duration>,
-    clock: Arc<dyn CacheClock>,
+    /// Expiry and the waits' deadlines are ticks (ns) of this clock.
+    clock: RuntimeClock,
     counters: Counters,
 }
 
@@ -124,7 +129,7 @@ pub struct ResultCacheBuilder<V: Clone + Send + Sync> {
     weigher: Weigher<V>,
     ttl: Option<Duration>,
     flight_timeout: Option<Duration>,
-    clock: Option<Arc<dyn CacheClock>>,
+    clock: RuntimeClock,
     shards: Option<usize>,
 }
 
@@ -136,22 +141,30 @@ impl<V: Clone + Send + Sync> ResultCacheBuilder<V> {
         self
     }
 
+    /// [`weigher`](Self::weigher) for a weigher already boxed (the executor's).
+    pub(crate) fn boxed_weigher(mut self, weigher: Weigher<V>) -> Self {
+        self.weigher = weigher;
+        self
+    }
+
     /// Entries expire `ttl` after they are stored, as measured by the cache's clock.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
     }
 
-    /// Reads time from `clock` (default: a [`SystemClock`]).
-    pub fn clock(mut self, clock: Arc<dyn CacheClock>) -> Self {
-        self.clock = Some(clock);
+    /// Reads time from `clock` (default: the monotonic
+    /// [`MonoClock`](crate::clock::MonoClock)): entry expiry and the waits' deadlines.
+    pub fn clock(mut self, clock: impl Into<RuntimeClock>) -> Self {
+        self.clock = clock.into();
         self
     }
 
     /// A caller waiting for another's computation of the same key waits at most `timeout`
-    /// (real time, over the whole lookup), then gets a [`Flight`] of its own that is not the
-    /// key's leader: it computes, its value is stored as by [`ResultCache::insert`], and it
-    /// wakes nobody. Without a timeout, waiters wait as long as the leader runs.
+    /// (by the cache's clock, over the whole lookup), then gets a [`Flight`] of its own that
+    /// is not the key's leader: it computes, its value is stored as by
+    /// [`ResultCache::insert`], and it wakes nobody. Without a timeout, waiters wait as long
+    /// as the leader runs (or until the deadline given to [`ResultCache::lookup_until`]).
     pub fn flight_timeout(mut self, timeout: Duration) -> Self {
         self.flight_timeout = Some(timeout);
         self
@@ -185,11 +198,9 @@ impl<V: Clone + Send + Sync> ResultCacheBuilder<V> {
             shards,
             capacity: Mutex::new((self.max_entries, self.max_bytes)),
             weigher: self.weigher,
-            ttl_ns: self
-                .ttl
-                .map(|ttl| u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX)),
+            ttl_ns: self.ttl.map(clock::ticks),
             flight_timeout: self.flight_timeout,
-            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock::new())),
+            clock: self.clock,
             counters: Counters::default(),
         }
     }
@@ -202,6 +213,7 @@ impl<V: Clone + Send + Sync> fmt::Debug for ResultCacheBuilder<V> {
             .field("max_bytes", &self.max_bytes)
             .field("ttl", &self.ttl)
             .field("flight_timeout", &self.flight_timeout)
+            .field("clock", &self.clock)
             .field("shards", &self.shards)
             .finish_non_exhaustive()
     }
@@ -286,8 +298,12 @@ impl<V: Clone> FlightCell<V> {
         self.finished.notify_all();
     }
 
-    /// Waits until the computation finishes or `deadline` passes.
-    fn wait(&self, deadline: Option<Instant>) -> Waited<V> {
+    /// Waits until the computation finishes or `clock` reaches tick `deadline`.
+    ///
+    /// The condition variable sleeps in real time for the time `clock` says is left, then
+    /// reads `clock` again: under a [`ManualClock`](crate::clock::ManualClock) a waiter wakes
+    /// to see whether the clock was moved, and times out once it was moved past `deadline`.
+    fn wait(&self, deadline: Option<u64>, clock: &RuntimeClock) -> Waited<V> {
         let mut outcome = lock(&self.outcome);
         loop {
             match &*outcome {
@@ -301,9 +317,10 @@ impl<V: Clone> FlightCell<V> {
                     .wait(outcome)
                     .unwrap_or_else(PoisonError::into_inner),
                 Some(deadline) => {
-                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                    let left = clock.until(deadline);
+                    if left.is_zero() {
                         return Waited::TimedOut;
-                    };
+                    }
                     self.finished
                         .wait_timeout(outcome, left)
                         .unwrap_or_else(PoisonError::into_inner)
@@ -329,7 +346,7 @@ impl<V: Clone + Send + Sync> ResultCache<V> {
             weigher: Box::new(|_| size_of::<V>()),
             ttl: None,
             flight_timeout: None,
-            clock: None,
+            clock: RuntimeClock::default(),
             shards: None,
         }
     }
@@ -360,15 +377,46 @@ impl<V: Clone + Send + Sync> ResultCache<V> {
     /// A waiter that times out gets a [`Lookup::Miss`] whose flight leads nobody (see
     /// [`ResultCacheBuilder::flight_timeout`]).
     pub fn lookup(&self, key: CacheKey) -> Lookup<'_, V> {
+        self.lookup_until(key, None)
+    }
+
+    /// [`lookup`](Self::lookup) by a caller with a deadline: a wait for another caller's
+    /// computation ends at tick `deadline` of the cache's clock (see
+    /// [`ResultCacheBuilder::clock`]) or at the flight timeout, whichever comes first; the
+    /// caller then gets a [`Lookup::Miss`] whose flight leads nobody, and computes on its
+    /// own. `None`: only the flight timeout bounds the wait. A deadline already passed never
+    /// waits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_core::cache::{CacheKey, StepFingerprint};
+    /// use flujo_core::graph::Clock;
+    /// use flujo_runtime::cache::{Lookup, ResultCache};
+    ///
+    /// let cache: ResultCache<u64> = ResultCache::new(64, 1 << 10);
+    /// let key = CacheKey::new(&StepFingerprint::builder("slow", 1).build(), &7u64);
+    /// let Lookup::Miss(leader) = cache.lookup(key) else { unreachable!() };
+    /// // Another caller whose deadline has passed does not wait for the leader.
+    /// let now = flujo_runtime::clock::MonoClock::new().now();
+    /// let Lookup::Miss(own) = cache.lookup_until(key, Some(now)) else { unreachable!() };
+    /// assert!(leader.is_leader() && !own.is_leader());
+    /// assert_eq!(own.complete(49), 49);
+    /// ```
+    pub fn lookup_until(&self, key: CacheKey, deadline: Option<u64>) -> Lookup<'_, V> {
         let map_key = MapKey(key);
         let shard = self.shard(&key);
         // A timeout too long to represent is no timeout.
-        let deadline = self
+        let timeout = self
             .flight_timeout
-            .and_then(|timeout| Instant::now().checked_add(timeout));
+            .and_then(|t| self.clock.deadline_after(t));
+        let deadline = match (timeout, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut waited = false;
         loop {
-            let now_ns = self.clock.now_ns();
+            let now_ns = self.clock.now();
             let mut state = lock(&shard.state);
             if let Probe::Hit(value) = state.probe(map_key, now_ns, &self.counters) {
                 drop(state);
@@ -383,7 +431,7 @@ impl<V: Clone + Send + Sync> ResultCache<V> {
                 let cell = Arc::clone(cell);
                 drop(state);
                 waited = true;
-                match cell.wait(deadline) {
+                match cell.wait(deadline, &self.clock) {
                     Waited::Done(value) => {
                         bump(&self.counters.coalesced);
                         return Lookup::Hit(value);
@@ -438,7 +486,7 @@ impl<V: Clone + Send + Sync> ResultCache<V> {
     /// Returns `key`'s live stored value (counted in `hits` or `misses`). Never waits for a
     /// computation in flight.
     pub fn get(&self, key: &CacheKey) -> Option<V> {
-        let now_ns = self.clock.now_ns();
+        let now_ns = self.clock.now();
         let probe = lock(&self.shard(key).state).probe(MapKey(*key), now_ns, &self.counters);
         match probe {
             Probe::Hit(value) => {
@@ -463,7 +511,7 @@ impl<V: Clone + Send + Sync> ResultCache<V> {
     /// `rejected_too_big`); the old value of `key`, if any, is removed all the same.
     pub fn insert(&self, key: CacheKey, value: V) -> Result<(), V> {
         let weight_bytes = (self.weigher)(&value);
-        let now_ns = self.clock.now_ns();
+        let now_ns = self.clock.now();
         let mut slot = Some(value);
         let stored = lock(&self.shard(&key).state).store(
             MapKey(key),
@@ -484,7 +532,7 @@ impl<V: Clone + Send + Sync> ResultCache<V> {
 
     /// Removes `key`'s entry, returning its value if it was live.
     pub fn remove(&self, key: &CacheKey) -> Option<V> {
-        let now_ns = self.clock.now_ns();
+        let now_ns = self.clock.now();
         let removed = lock(&self.shard(key).state).remove(MapKey(*key), now_ns, &self.counters);
         removed
     }
@@ -536,7 +584,7 @@ impl<V: Clone + Send + Sync> ResultCache<V> {
         let mut capacity = lock(&self.capacity);
         *capacity = (max_entries, max_bytes);
         let shard_count = self.shards.len();
-        let now_ns = self.clock.now_ns();
+        let now_ns = self.clock.now();
         for (index, shard) in self.shards.iter().enumerate() {
             lock(&shard.state).set_budget(
                 share(max_entries, shard_count, index),
@@ -557,7 +605,7 @@ impl<V: Clone + Send + Sync> ResultCache<V> {
     /// (in `V::clone`) still wakes the waiters through `Flight::drop`.
     fn finish_flight(&self, flight: &mut Flight<'_, V>, value: V, weight_bytes: usize) -> V {
         let map_key = MapKey(flight.key);
-        let now_ns = self.clock.now_ns();
+        let now_ns = self.clock.now();
         let mut state = lock(&self.shard(&flight.key).state);
         if let Some(cell) = &flight.cell {
             if state

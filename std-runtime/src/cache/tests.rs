@@ -11,7 +11,18 @@ use std::time::{Duration, Instant};
 use flujo_core::cache::{CacheKey, StepFingerprint};
 
 use super::shard::MapKey;
-use super::{lock, CacheStats, Lookup, ManualClock, ResultCache};
+use super::{lock, CacheStats, Lookup, ResultCache};
+use crate::clock::ManualClock;
+
+/// A manual clock reading `ns` nanoseconds.
+fn manual_at(ns: u64) -> ManualClock {
+    ManualClock::starting_at(Duration::from_nanos(ns))
+}
+
+/// Sets `clock` to `ns` nanoseconds.
+fn set_ns(clock: &ManualClock, ns: u64) {
+    clock.set(Duration::from_nanos(ns));
+}
 
 /// The key of input `n` of a test step: uniform, like every real key.
 fn key(n: u64) -> CacheKey {
@@ -217,32 +228,32 @@ fn a_value_too_big_for_its_shard_is_rejected() {
 
 #[test]
 fn entries_expire_after_their_ttl() {
-    let clock = Arc::new(ManualClock::new(1_000));
+    let clock = manual_at(1_000);
     let cache = ResultCache::<u32>::builder(16, 1 << 10)
         .ttl(Duration::from_nanos(100))
         .clock(clock.clone())
         .shards(1)
         .build();
     cache.insert(key(1), 7).unwrap();
-    clock.set_ns(1_099);
+    set_ns(&clock, 1_099);
     assert_eq!(cache.get(&key(1)), Some(7));
-    clock.set_ns(1_100);
+    set_ns(&clock, 1_100);
     assert_eq!(cache.get(&key(1)), None);
     assert_eq!(cache.stats().expired, 1);
     assert_eq!(cache.len(), 0, "removed when seen");
 
     // A lookup of an expired entry leads a new computation, whose value lives a new TTL.
     cache.insert(key(2), 8).unwrap(); // expires at 1_200
-    clock.set_ns(1_300);
+    set_ns(&clock, 1_300);
     let Lookup::Miss(flight) = cache.lookup(key(2)) else {
         panic!("expired entries are misses");
     };
     assert_eq!(flight.complete(9), 9);
-    clock.set_ns(1_399);
+    set_ns(&clock, 1_399);
     assert_eq!(cache.get(&key(2)), Some(9));
 
     // remove() of an expired entry returns nothing and counts it.
-    clock.set_ns(1_400);
+    set_ns(&clock, 1_400);
     assert_eq!(cache.remove(&key(2)), None);
     let stats = cache.stats();
     assert_eq!((stats.expired, stats.evictions), (3, 0));
@@ -250,7 +261,7 @@ fn entries_expire_after_their_ttl() {
 
 #[test]
 fn the_clock_hand_counts_expired_entries_as_expired() {
-    let clock = Arc::new(ManualClock::new(0));
+    let clock = manual_at(0);
     let cache = ResultCache::<u32>::builder(4, 1 << 10)
         .ttl(Duration::from_nanos(10))
         .clock(clock.clone())
@@ -259,7 +270,7 @@ fn the_clock_hand_counts_expired_entries_as_expired() {
     for n in 0..4 {
         cache.insert(key(n), 1).unwrap();
     }
-    clock.advance_ns(10);
+    clock.advance(Duration::from_nanos(10));
     cache.insert(key(4), 2).unwrap();
     let stats = cache.stats();
     assert_eq!((stats.expired, stats.evictions), (1, 0));
@@ -268,13 +279,13 @@ fn the_clock_hand_counts_expired_entries_as_expired() {
 
 #[test]
 fn deadlines_past_the_end_of_time_saturate_to_never() {
-    let clock = Arc::new(ManualClock::new(u64::MAX - 10));
+    let clock = manual_at(u64::MAX - 10);
     let cache = ResultCache::<u32>::builder(4, 1 << 10)
         .ttl(Duration::from_nanos(100))
         .clock(clock.clone())
         .build();
     cache.insert(key(1), 1).unwrap();
-    clock.set_ns(u64::MAX);
+    set_ns(&clock, u64::MAX);
     assert_eq!(cache.get(&key(1)), Some(1));
     assert_eq!(cache.stats().expired, 0);
 }
@@ -560,6 +571,69 @@ fn a_waiter_that_times_out_computes_on_its_own() {
     assert_eq!(cache.get(&key(1)), Some(4));
     let stats = cache.stats();
     assert_eq!((stats.misses, stats.coalesced, stats.inserts), (2, 0, 2));
+}
+
+/// A waiter's own deadline ends its wait even without a flight timeout, and the earlier of
+/// the two bounds wins.
+#[test]
+fn a_waiters_deadline_bounds_its_wait() {
+    use flujo_core::graph::Clock;
+    let cache = ResultCache::<u64>::builder(8, 1 << 10)
+        .flight_timeout(Duration::from_secs(60))
+        .build();
+    let Lookup::Miss(leader) = cache.lookup(key(1)) else {
+        panic!("empty cache");
+    };
+    let clock = crate::clock::MonoClock::new();
+    let started = Instant::now();
+    let deadline = clock.now() + 5_000_000; // 5 ms
+    let Lookup::Miss(own) = cache.lookup_until(key(1), Some(deadline)) else {
+        panic!("the leader has not completed");
+    };
+    let waited = started.elapsed();
+    assert!(!own.is_leader());
+    assert!(waited >= Duration::from_millis(5), "{waited:?}");
+    assert!(
+        waited < Duration::from_secs(30),
+        "{waited:?}: the flight timeout ruled"
+    );
+    // A deadline already passed does not wait at all.
+    let Lookup::Miss(late) = cache.lookup_until(key(1), Some(0)) else {
+        panic!("the leader has not completed");
+    };
+    assert!(!late.is_leader());
+    drop((own, late));
+    assert_eq!(leader.complete(1), 1);
+    let stats = cache.stats();
+    assert_eq!((stats.misses, stats.coalesced), (3, 0));
+}
+
+/// Under a manual clock the wait ends when the clock is moved past the deadline, however
+/// long it takes in real time.
+#[test]
+fn a_manual_clock_moved_past_the_deadline_ends_the_wait() {
+    let clock = manual_at(0);
+    let cache = ResultCache::<u64>::builder(8, 1 << 10)
+        .clock(clock.clone())
+        .flight_timeout(Duration::from_millis(1))
+        .build();
+    let Lookup::Miss(leader) = cache.lookup(key(1)) else {
+        panic!("empty cache");
+    };
+    let timed_out = AtomicBool::new(false);
+    thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let lookup = cache.lookup(key(1));
+            timed_out.store(true, Ordering::SeqCst);
+            matches!(lookup, Lookup::Miss(ref f) if !f.is_leader())
+        });
+        wait_for_waiters(&cache, key(1), 1);
+        thread::sleep(Duration::from_millis(20)); // real time passes, the clock stands still
+        assert!(!timed_out.load(Ordering::SeqCst), "timed out by real time");
+        clock.advance(Duration::from_millis(1));
+        assert!(waiter.join().unwrap(), "the waiter computes on its own");
+    });
+    drop(leader);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use super::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
+use std::time::Duration;
 
 fn presets() -> [OptimizationConfig; 3] {
     [
@@ -79,14 +80,24 @@ const INVALID: &[(Edit, &str, &str)] = &[
         "must be > 0 when enabled",
     ),
     (
-        |c| c.result_cache.ttl_ms = Some(0),
-        "result_cache.ttl_ms",
-        "must be in 1..=",
+        |c| c.result_cache.max_entries = MAX_SIZE + 1,
+        "result_cache.max_entries",
+        "must be <= 9223372036854775807",
     ),
     (
-        |c| c.result_cache.ttl_ms = Some(u64::MAX),
-        "result_cache.ttl_ms",
-        "must be in 1..=9223372036854775807",
+        |c| c.result_cache.max_bytes = usize::MAX,
+        "result_cache.max_bytes",
+        "must be <= 9223372036854775807",
+    ),
+    (
+        |c| c.result_cache.ttl = Some(Duration::ZERO),
+        "result_cache.ttl",
+        "must be > 0 when set (\"none\": no expiry) (is 0s)",
+    ),
+    (
+        |c| c.result_cache.flight_timeout = Some(Duration::ZERO),
+        "result_cache.flight_timeout",
+        "must be > 0 when set",
     ),
     (
         |c| c.result_cache.shards = 3,
@@ -122,7 +133,24 @@ const INVALID: &[(Edit, &str, &str)] = &[
             c.telemetry.ring_capacity = 1000;
         },
         "telemetry.ring_capacity",
-        "must be a power of two in 16..=1048576 when level is events",
+        "must be a power of two in 16..=1048576 when level is histograms or events",
+    ),
+    (
+        |c| {
+            // The ring is built at `histograms` too, so its capacity is checked there.
+            c.telemetry.level = TelemetryLevel::Histograms;
+            c.telemetry.ring_capacity = 0;
+        },
+        "telemetry.ring_capacity",
+        "power of two in 16..=",
+    ),
+    (
+        |c| {
+            c.telemetry.level = TelemetryLevel::Off;
+            c.telemetry.ring_capacity = usize::MAX;
+        },
+        "telemetry.ring_capacity",
+        "must be <= 9223372036854775807",
     ),
     (
         |c| {
@@ -182,7 +210,16 @@ const INVALID: &[(Edit, &str, &str)] = &[
         "low-priority",
     ),
     (|c| c.workers = 1025, "workers", "must be <= 1024"),
-    (|c| c.max_records = 0, "max_records", "must be > 0"),
+    (
+        |c| c.max_records = 0,
+        "max_records",
+        "must be in 1..=1048576",
+    ),
+    (
+        |c| c.max_records = MAX_RECORDS + 1,
+        "max_records",
+        "must be in 1..=1048576 (is 1048577)",
+    ),
 ];
 
 #[test]
@@ -223,7 +260,7 @@ fn disabled_groups_are_not_held_to_their_sizes() {
     cfg.result_cache.enabled = false;
     cfg.result_cache.max_entries = 0;
     cfg.result_cache.max_bytes = 0;
-    cfg.telemetry.level = TelemetryLevel::Histograms;
+    cfg.telemetry.level = TelemetryLevel::Counters; // no ring is built below `histograms`
     cfg.telemetry.ring_capacity = 0;
     assert_eq!(cfg.validate(), Ok(()));
     // The structural shard rule holds even when the cache is off.
@@ -240,7 +277,9 @@ fn bounds_are_inclusive() {
     cfg.workers = MAX_WORKERS;
     cfg.result_cache.shards = 256;
     cfg.result_cache.max_entries = 256;
-    cfg.result_cache.ttl_ms = Some(MAX_TTL_MS);
+    cfg.result_cache.ttl = Some(Duration::MAX);
+    cfg.result_cache.flight_timeout = Some(Duration::from_nanos(1));
+    cfg.max_records = MAX_RECORDS;
     cfg.queues.capacity = [1, MAX_QUEUE_CAPACITY, 1];
     cfg.telemetry.level = TelemetryLevel::Events;
     cfg.telemetry.ring_capacity = MIN_RING_CAPACITY;
@@ -252,6 +291,32 @@ fn bounds_are_inclusive() {
     cfg.result_cache.shards = MAX_CACHE_SHARDS;
     cfg.result_cache.max_entries = MAX_CACHE_SHARDS;
     assert_eq!(cfg.validate(), Ok(()));
+    cfg.result_cache.max_entries = MAX_SIZE;
+    cfg.result_cache.max_bytes = MAX_SIZE;
+    cfg.telemetry.level = TelemetryLevel::Histograms;
+    assert_eq!(cfg.validate(), Ok(()));
+    cfg.telemetry.level = TelemetryLevel::Counters;
+    cfg.telemetry.ring_capacity = MAX_SIZE;
+    assert_eq!(cfg.validate(), Ok(()));
+}
+
+/// Validation and use agree on the event ring: every level that builds one checks its
+/// capacity, and the levels below do not.
+#[test]
+fn ring_capacity_is_checked_exactly_where_a_ring_is_built() {
+    for level in [
+        TelemetryLevel::Off,
+        TelemetryLevel::Counters,
+        TelemetryLevel::Histograms,
+        TelemetryLevel::Events,
+    ] {
+        let mut cfg = OptimizationConfig::latency();
+        cfg.telemetry.level = level;
+        cfg.telemetry.ring_capacity = 3;
+        let builds = level >= TelemetryLevel::Histograms;
+        assert_eq!(cfg.telemetry.builds_ring(), builds, "{level:?}");
+        assert_eq!(cfg.validate().is_err(), builds, "{level:?}");
+    }
 }
 
 /// The configuration as one debug string per field group, in declaration order.
@@ -455,16 +520,16 @@ mod toml_tests {
     }
 
     /// Every field of a template carries a comment (the line before it, or on its line), and
-    /// every field of the configuration is in each template (`ttl_ms` may be commented out).
+    /// every field of the configuration is in each template.
     #[test]
     fn templates_comment_every_field() {
-        // low_memory sets every field, ttl_ms included, so its TOML names all of them.
+        // Every field is written (an unset duration as "none"), so this names all of them.
         let full = OptimizationConfig::low_memory().to_toml_string().unwrap();
         let keys: Vec<&str> = full
             .lines()
             .filter_map(|l| l.split_once(" = ").map(|(k, _)| k))
             .collect();
-        assert_eq!(keys.len(), 23, "{full}");
+        assert_eq!(keys.len(), 24, "{full}");
         for (name, text) in TEMPLATES {
             let lines: Vec<&str> = text.lines().collect();
             for (i, line) in lines.iter().enumerate() {
@@ -505,12 +570,12 @@ mod toml_tests {
             Ok(OptimizationConfig::default())
         );
         let cfg = OptimizationConfig::from_toml_str(
-            "pooling = false\n[result_cache]\nttl_ms = 500\n[queues]\ncapacity = [1, 2, 3]\n",
+            "pooling = false\n[result_cache]\nttl = \"500ms\"\n[queues]\ncapacity = [1, 2, 3]\n",
         )
         .unwrap();
         let mut want = OptimizationConfig::latency();
         want.pooling = false;
-        want.result_cache.ttl_ms = Some(500);
+        want.result_cache.ttl = Some(Duration::from_millis(500));
         want.queues.capacity = [1, 2, 3];
         assert_eq!(cfg, want);
     }
@@ -536,6 +601,58 @@ mod toml_tests {
             assert!(err.to_string().starts_with("invalid config TOML: "));
             assert_eq!(err.field(), None);
         }
+    }
+
+    #[test]
+    fn durations_are_strings_with_units() {
+        let cfg = OptimizationConfig::from_toml_str(
+            "[result_cache]\nttl = \"1.5s\"\nflight_timeout = \"none\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.result_cache.ttl, Some(Duration::from_millis(1500)));
+        assert_eq!(cfg.result_cache.flight_timeout, None);
+        let text = cfg.to_toml_string().unwrap();
+        assert!(text.contains("ttl = \"1500ms\""), "{text}");
+        assert!(text.contains("flight_timeout = \"none\""), "{text}");
+        assert_eq!(OptimizationConfig::from_toml_str(&text), Ok(cfg));
+        for (field, value, reason) in [
+            ("ttl", "\"30\"", "missing unit"),
+            ("ttl", "\"-1s\"", "negative"),
+            ("ttl", "\"3 days\"", "unknown unit"),
+            ("flight_timeout", "\"1.5ns\"", "finer than one nanosecond"),
+            ("flight_timeout", "\"99999999999999999999h\"", "too long"),
+        ] {
+            let text = format!("[result_cache]\n{field} = {value}\n");
+            let err = OptimizationConfig::from_toml_str(&text).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!("result_cache.{field}: invalid duration")),
+                "{message}"
+            );
+            assert!(message.contains(reason), "{message}");
+        }
+        // A number is not a duration: the unit must be written.
+        for number in ["500", "1.5"] {
+            let text = format!("[result_cache]\nttl = {number}\n");
+            let err = OptimizationConfig::from_toml_str(&text).unwrap_err();
+            assert!(matches!(err, ConfigError::Toml { .. }), "{err:?}");
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!(
+                    "result_cache.ttl: invalid duration {number}: missing unit"
+                )),
+                "{message}"
+            );
+        }
+        let err = OptimizationConfig::from_toml_str("[result_cache]\nttl = true\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("result_cache.ttl: a duration with a unit"),
+            "{err}"
+        );
+        // Zero parses and is then refused by validation, naming the field.
+        let err = OptimizationConfig::from_toml_str("[result_cache]\nttl = \"0ms\"\n").unwrap_err();
+        assert_eq!(err.field(), Some("result_cache.ttl"));
     }
 
     #[test]

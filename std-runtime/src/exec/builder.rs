@@ -6,11 +6,12 @@ use std::marker::PhantomData;
 use flujo_core::context::Context;
 
 use super::{BuildError, Executor};
+use crate::cache::Weigher;
 use crate::clock::RuntimeClock;
 use crate::config::OptimizationConfig;
 
-/// Builds an [`Executor`]: the configuration, and optionally the rayon pool it runs on and
-/// the clock it reads.
+/// Builds an [`Executor`]: the configuration, and optionally the rayon pool it runs on, the
+/// clock it reads and how its result cache weighs outputs.
 ///
 /// # Examples
 ///
@@ -46,6 +47,8 @@ pub struct ExecutorBuilder<P, C> {
     config: OptimizationConfig,
     pool: Option<rayon::ThreadPool>,
     clock: RuntimeClock,
+    /// `None`: the cache weighs every output as `size_of::<P>()`.
+    cache_weigher: Option<Weigher<P>>,
     types: PhantomData<fn(P, C)>,
 }
 
@@ -55,6 +58,7 @@ impl<P, C> fmt::Debug for ExecutorBuilder<P, C> {
             .field("config", &self.config)
             .field("pool", &self.pool.as_ref().map(|p| p.current_num_threads()))
             .field("clock", &self.clock)
+            .field("cache_weigher", &self.cache_weigher.is_some())
             .finish()
     }
 }
@@ -69,6 +73,7 @@ where
             config,
             pool: None,
             clock: RuntimeClock::default(),
+            cache_weigher: None,
             types: PhantomData,
         }
     }
@@ -88,6 +93,37 @@ where
         self
     }
 
+    /// Weighs the outputs the result cache stores with `weigher` (bytes), so that
+    /// `result_cache.max_bytes` bounds what the host counts, e.g. a `Vec`'s heap bytes.
+    /// Default: `size_of::<P>()` for every output, which counts none of what an output owns.
+    ///
+    /// An output heavier than its shard's share of `max_bytes` (`max_bytes / shards`) is not
+    /// stored: a later run of the same input computes it again. The weigher runs once per
+    /// computed output of a cacheable step, outside the cache's locks; it should not panic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_core::graph::{Graph, StepFingerprint, TaskConfig};
+    /// use flujo_runtime::config::OptimizationConfig;
+    /// use flujo_runtime::Executor;
+    ///
+    /// let g = Graph::<Vec<u8>, ()>::build(|b| {
+    ///     let fp = StepFingerprint::builder("copy", 1).build();
+    ///     b.task_with("copy", |v: Vec<u8>, _: &mut _| Ok(v), TaskConfig::new().cacheable(fp))
+    /// })
+    /// .unwrap();
+    /// let ex = Executor::builder(OptimizationConfig::low_memory())
+    ///     .cache_weigher(|v: &Vec<u8>| v.len())
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(ex.run(&g, vec![7; 16], ()).unwrap().output, Some(vec![7; 16]));
+    /// ```
+    pub fn cache_weigher(mut self, weigher: impl Fn(&P) -> usize + Send + Sync + 'static) -> Self {
+        self.cache_weigher = Some(Box::new(weigher));
+        self
+    }
+
     /// The executor.
     ///
     /// # Errors
@@ -103,6 +139,6 @@ where
                 .build()
                 .map_err(BuildError::Pool)?,
         };
-        Executor::build(self.config, pool, self.clock)
+        Executor::build(self.config, pool, self.clock, self.cache_weigher)
     }
 }

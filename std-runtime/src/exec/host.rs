@@ -92,17 +92,22 @@ fn each_in_parallel<T: Send>(items: &mut [T], f: &(dyn Fn(&mut T) + Sync)) {
 
 /// The executor's [`ResultCache`] as the interpreter's [`SharedCache`], for one run: a miss
 /// makes the run the key's computer until `fill` (a concurrent run missing the same key
-/// waits for it inside `lookup`).
+/// waits for it inside `lookup`, at most until the cache's flight timeout or its own
+/// deadline, whichever comes first, and then computes on its own).
 pub(crate) struct CacheBridge<'a, P: Clone + Send + Sync> {
     pub(crate) cache: &'a ResultCache<P>,
+    /// The run's deadline, in ticks of the executor's clock (the cache reads the same one).
+    deadline: Option<u64>,
     /// The computations this run leads (a forked run's branches share them).
     flights: Mutex<Vec<(CacheKey, Flight<'a, P>)>>,
 }
 
 impl<'a, P: Clone + Send + Sync> CacheBridge<'a, P> {
-    pub(crate) fn new(cache: &'a ResultCache<P>) -> Self {
+    /// The bridge of one run whose deadline is `deadline` (ticks of the executor's clock).
+    pub(crate) fn new(cache: &'a ResultCache<P>, deadline: Option<u64>) -> Self {
         Self {
             cache,
+            deadline,
             flights: Mutex::new(Vec::new()),
         }
     }
@@ -110,7 +115,7 @@ impl<'a, P: Clone + Send + Sync> CacheBridge<'a, P> {
 
 impl<P: Clone + Send + Sync> SharedCache<P> for CacheBridge<'_, P> {
     fn lookup(&self, key: &CacheKey) -> Option<P> {
-        match self.cache.lookup(*key) {
+        match self.cache.lookup_until(*key, self.deadline) {
             Lookup::Hit(v) => Some(v),
             Lookup::Miss(flight) => {
                 lock(&self.flights).push((*key, flight));

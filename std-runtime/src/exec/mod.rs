@@ -328,11 +328,24 @@ impl<P: Clone + Send + Sync, C: Send + Sync> fmt::Debug for Executor<P, C> {
     }
 }
 
-fn result_cache<P: Clone + Send + Sync>(c: &CacheConfig) -> ResultCache<P> {
+/// The executor's result cache: sized, timed and weighed by `c`, on the executor's `clock`
+/// (expiry and waits read it), weighing outputs with `weigher` (default `size_of::<P>()`).
+fn result_cache<P: Clone + Send + Sync>(
+    c: &CacheConfig,
+    clock: &RuntimeClock,
+    weigher: Option<crate::cache::Weigher<P>>,
+) -> ResultCache<P> {
     let mut b = ResultCache::builder(c.max_entries.max(1), c.max_bytes.max(1))
-        .shards(c.shards.clamp(1, c.max_entries.max(1)));
-    if let Some(ms) = c.ttl_ms {
-        b = b.ttl(Duration::from_millis(ms));
+        .shards(c.shards.clamp(1, c.max_entries.max(1)))
+        .clock(clock.clone());
+    if let Some(ttl) = c.ttl {
+        b = b.ttl(ttl);
+    }
+    if let Some(timeout) = c.flight_timeout {
+        b = b.flight_timeout(timeout);
+    }
+    if let Some(weigher) = weigher {
+        b = b.boxed_weigher(weigher);
     }
     b.build()
 }
@@ -388,6 +401,7 @@ where
         config: OptimizationConfig,
         pool: rayon::ThreadPool,
         clock: RuntimeClock,
+        weigher: Option<crate::cache::Weigher<P>>,
     ) -> Result<Self, BuildError> {
         let limit = AdaptiveLimit::new(limit_config(&config)).map_err(|e| {
             BuildError::Config(ConfigError::Invalid {
@@ -406,7 +420,7 @@ where
             })
         })?;
         let admission = config.adaptive_concurrency.enabled;
-        let cache = result_cache(&config.result_cache);
+        let cache = result_cache(&config.result_cache, &clock, weigher);
         let cell = ConfigCell::new(config).map_err(BuildError::Config)?;
         let (snapshot, generation) = cell.load_with_generation();
         let initial = u64::from(limit.limit());
@@ -666,7 +680,7 @@ where
         let bridge = cfg
             .result_cache
             .enabled
-            .then(|| CacheBridge::new(&self.cache));
+            .then(|| CacheBridge::new(&self.cache, deadline));
         let host = RtHost {
             workers: &self.workers,
             pool: &self.pool,
