@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use flujo_core::context::Context;
 use flujo_core::graph::{CancelFlag, Clock, Graph, NodeId};
 use flujo_core::interp::{ErrorKind, Outcome, RunOptions, RunResult, SharedCache};
-use flujo_core::policy::{Breaker, Usage};
+use flujo_core::policy::Usage;
 use flujo_core::telemetry::Counters;
 
 use crate::admission::{AdaptiveLimit, Algorithm, LimitConfig, OwnedPermit};
@@ -46,7 +46,7 @@ use crate::trace::TraceWriter;
 pub use builder::ExecutorBuilder;
 use host::{panic_message, CacheBridge, RtHost};
 use tally::SeenBreaker;
-use worker::{lock, Workers};
+use worker::{lock, merge_breaker, Seen, Workers};
 
 /// Per-run options of the executor.
 #[derive(Clone, Copy, Debug, Default)]
@@ -270,9 +270,22 @@ struct Inner<P: Clone + Send + Sync, C: Send + Sync> {
     /// for it to reach 0.
     pending: AtomicUsize,
     idle: (Mutex<()>, Condvar),
+    /// Calls to `submit`/`submit_with`, accepted or refused: counted first thing in the
+    /// call, so before anything that ends the submission (`Relaxed`: each ending count is
+    /// bumped with `Release` after it, and the report reads those with `Acquire` first).
     submitted: AtomicU64,
+    /// Submissions that ran to their end, with an outcome or panicked (the shutdown
+    /// report's `finished`).
     finished: AtomicU64,
+    /// Submissions that panicked outside a step (`Release`, see `submitted`).
+    panicked_jobs: AtomicU64,
+    /// Inline runs that panicked outside a step (their completed ones are counted by
+    /// their worker).
+    panicked_inline: AtomicU64,
+    /// Submissions handed back at shutdown (`Release`, see `submitted`).
     handed_back: AtomicU64,
+    /// Refusals, one count per [`RejectReason`] in the order of `REJECT_REASONS`
+    /// (`Release`, see `submitted`).
     rejected: [AtomicU64; 3],
     limit_seen: Mutex<(u64, u64)>,
 }
@@ -409,7 +422,7 @@ where
                 cells: Cells::new(TICKET_CELLS_KEPT),
                 active: AtomicUsize::new(0),
                 dispatchers,
-                workers: Workers::new(snapshot, generation),
+                workers: Workers::new(snapshot, generation, dispatchers),
                 cache,
                 config: cell,
                 clock,
@@ -422,6 +435,8 @@ where
                 idle: (Mutex::new(()), Condvar::new()),
                 submitted: AtomicU64::new(0),
                 finished: AtomicU64::new(0),
+                panicked_jobs: AtomicU64::new(0),
+                panicked_inline: AtomicU64::new(0),
                 handed_back: AtomicU64::new(0),
                 rejected: Default::default(),
                 limit_seen: Mutex::new((initial, initial)),
@@ -502,8 +517,17 @@ where
         let deadline = spec
             .deadline
             .and_then(|d| self.inner.clock.deadline_after(d));
-        self.inner
-            .run(graph, input, context, deadline, spec.cancel, spec.budget, f)
+        let inline = true;
+        self.inner.run(
+            graph,
+            input,
+            context,
+            deadline,
+            spec.cancel,
+            spec.budget,
+            inline,
+            f,
+        )
     }
 
     /// Queues a run of `graph` at `priority`. Returns a ticket to wait on, poll or cancel,
@@ -537,13 +561,15 @@ where
         budget: Option<Usage>,
     ) -> Result<Ticket<Finished<P, C>>, Rejected<P, C>> {
         let inner = &self.inner;
+        // Counted before anything can end it (see `Inner::submitted`).
+        inner.submitted.fetch_add(1, Ordering::Relaxed);
         let refuse = |reason: Refusal, input: P, context: C| {
             let index = match reason {
                 Refusal::QueueFull => 0,
                 Refusal::OverLimit => 1,
                 Refusal::ShuttingDown => 2,
             };
-            inner.rejected[index].fetch_add(1, Ordering::Relaxed);
+            inner.rejected[index].fetch_add(1, Ordering::Release);
             Err(Rejected {
                 reason,
                 input,
@@ -571,16 +597,18 @@ where
         };
         inner.pending.fetch_add(1, Ordering::AcqRel);
         if let Err(back) = inner.queues.push(job, priority) {
-            inner.end_one();
             let reason = match back.reason {
                 queue::RejectReason::QueueFull => Refusal::QueueFull,
                 queue::RejectReason::Closed => Refusal::ShuttingDown,
             };
             let job = back.into_inner();
-            // The permit was never used: dropping it frees the slot without a signal.
-            return refuse(reason, job.input, job.context);
+            // The permit was never used: dropping it frees the slot without a signal. The
+            // refusal is counted before the submission stops being pending, so a shutdown
+            // that saw none pending reports none in flight.
+            let refused = refuse(reason, job.input, job.context);
+            inner.end_one();
+            return refused;
         }
-        inner.submitted.fetch_add(1, Ordering::Relaxed);
         inner.kick();
         Ok(ticket)
     }
@@ -615,7 +643,12 @@ where
     }
 
     /// What the runs did so far: exact counts, sampled latencies, pool, admission and
-    /// telemetry readings. Exact when no run is in flight (a busy worker is waited for).
+    /// telemetry readings.
+    ///
+    /// Every submission is in it once (see [`Runs`](crate::report::Runs) for the identity,
+    /// which holds in every report); a run under way is counted when it ends. It costs one
+    /// short lock per worker (O(workers)) and never waits for a running step: a run holds
+    /// what the report reads only to add to it at its end.
     pub fn report(&self) -> Report {
         self.inner.report()
     }
@@ -625,13 +658,15 @@ where
     pub fn write_trace(&self, w: impl io::Write) -> io::Result<()> {
         let mut trace = TraceWriter::new(1 << 20);
         trace.process_name("flujo");
-        self.inner.workers.each(|w| {
-            trace.thread_name(w.id, format!("flujo worker {}", w.id));
-            for s in w.trace.spans() {
-                trace.span(s.clone());
-            }
-            for i in w.trace.instants() {
-                trace.instant(i.clone());
+        self.inner.workers.read(|seen| {
+            if let Seen::Live(shared, w) = seen {
+                trace.thread_name(shared.id, format!("flujo worker {}", shared.id));
+                for s in w.trace.spans() {
+                    trace.span(s.clone());
+                }
+                for i in w.trace.instants() {
+                    trace.instant(i.clone());
+                }
             }
         });
         trace.write_json(w)
@@ -652,6 +687,7 @@ where
         deadline: Option<u64>,
         cancel: Option<&CancelFlag>,
         budget: Option<Usage>,
+        inline: bool,
         f: impl FnOnce(RunResult<'_, P, C>) -> R,
     ) -> Result<R, Panicked> {
         let cfg = self.config.load();
@@ -680,36 +716,45 @@ where
                     cancel,
                     budget,
                 };
-                // What the report keeps of the run is taken before `f` consumes it. Both
-                // arms read the same clock for every decision; only a sampled run reads it
-                // around every step, for the latencies it records.
-                let (outcome, counters, dropped, out) = if sampled {
+                // What the report keeps of the run is added to the worker's stats before `f`
+                // (user code, for `run_with`) consumes it: the stats are locked only for
+                // that. Both arms read the same clock for every decision; only a sampled run
+                // reads it around every step, for the latencies it records.
+                let out = if sampled {
                     let r = w.runner.run_in(graph, input, context, clock, &opts, &host);
-                    note(&mut w.tallies, &mut w.samples, graph, &r, counting, sampled);
-                    (r.outcome, r.counters, r.records_dropped, f(r))
+                    let wall = clock.now().saturating_sub(started);
+                    let end = RunEnd { graph, r: &r, wall, counting, sampled, inline };
+                    end.add_to(&mut lock(&w.shared.stats), &mut w.samples);
+                    f(r)
                 } else {
                     let unmeasured = Unmeasured(clock);
                     let r = w
                         .runner
                         .run_in(graph, input, context, &unmeasured, &opts, &host);
-                    note(&mut w.tallies, &mut w.samples, graph, &r, counting, sampled);
-                    (r.outcome, r.counters, r.records_dropped, f(r))
+                    let wall = clock.now().saturating_sub(started);
+                    let end = RunEnd { graph, r: &r, wall, counting, sampled, inline };
+                    end.add_to(&mut lock(&w.shared.stats), &mut w.samples);
+                    f(r)
                 };
-                let wall = clock.now().saturating_sub(started);
-                w.report.add_run(outcome, wall);
-                w.report.add_counters(&counters);
-                w.report.add_records_dropped(u64::from(dropped));
-                for &(node, latency) in &w.samples {
-                    w.report.add_latency(graph.name(node), node.0, latency);
+                if sampled {
+                    // The core samples task executions for events on its own; drain what it
+                    // kept (only a sampled run's telemetry is unpaused).
+                    let shared = Arc::clone(&w.shared);
+                    w.drain(&mut lock(&shared.stats), &|id| {
+                        graph.name(NodeId(id)).to_string()
+                    });
                 }
-                w.samples.clear();
-                // The core samples task executions for events on its own; drain what it kept.
-                w.drain(&|id| graph.name(NodeId(id)).to_string());
                 out
             })
         }));
-        attempt.map_err(|payload| Panicked {
-            message: panic_message(&*payload),
+        attempt.map_err(|payload| {
+            // The run ended without an outcome; its worker was freed as the loan unwound.
+            if inline {
+                self.panicked_inline.fetch_add(1, Ordering::Release);
+            }
+            Panicked {
+                message: panic_message(&*payload),
+            }
         })
     }
 
@@ -734,7 +779,7 @@ where
     }
 
     fn hand_back(&self, job: Job<P, C>, reason: Refusal) {
-        self.handed_back.fetch_add(1, Ordering::Relaxed);
+        self.handed_back.fetch_add(1, Ordering::Release);
         job.completer.complete(Finished::HandedBack(Rejected {
             reason,
             input: job.input,
@@ -845,6 +890,7 @@ where
             submitted,
         } = job;
         let cancel = completer.cancel_flag();
+        let inline = false;
         let result = self.run(
             &graph,
             input,
@@ -852,6 +898,7 @@ where
             deadline,
             Some(cancel),
             budget,
+            inline,
             Completed::of,
         );
         let finished = match result {
@@ -866,7 +913,10 @@ where
                 }
                 Finished::Ran(done)
             }
-            Err(p) => Finished::Panicked(p),
+            Err(p) => {
+                self.panicked_jobs.fetch_add(1, Ordering::Release);
+                Finished::Panicked(p)
+            }
         };
         drop(permit);
         self.note_limit();
@@ -874,54 +924,57 @@ where
         completer.complete(finished);
     }
 
+    /// See [`Executor::report`]. The counts that end a submission are read before the
+    /// submissions (each is bumped after its submission was counted, and read with
+    /// `Acquire` or under the worker's lock), so `in_flight` is never negative.
     fn report(&self) -> Report {
         let mut b = ReportBuilder::new();
-        // Each breaker of the graphs run, once (workers may share one), read exactly.
-        let mut breakers: Vec<(Arc<Breaker>, BreakerRow)> = Vec::new();
-        let mut loans = 0u64;
-        let mut arena = (0u64, 0u64);
-        self.workers.each(|w| {
-            arena.0 += w.runner.arena().allocated_bytes() as u64;
-            arena.1 += w.runner.arena().memory_bound_bytes() as u64;
-            b.merge(&w.report);
-            for row in w.tallies.rows() {
-                b.add_step_counts(row);
-                b.name_step(row.node, row.step.clone());
-            }
-            for seen in w.tallies.breakers() {
-                if !breakers
-                    .iter()
-                    .any(|(b, _): &(Arc<Breaker>, BreakerRow)| Arc::ptr_eq(b, &seen.breaker))
-                {
-                    breakers.push((Arc::clone(&seen.breaker), breaker_row(seen)));
-                }
-            }
-            loans += w.loans;
-        });
-        b.set_breakers(breakers.into_iter().map(|(_, row)| row).collect());
-        b.merge(&self.workers.retired());
-        b.add_submitted(self.submitted.load(Ordering::Relaxed));
-        for (i, reason) in [
-            RejectReason::QueueFull,
-            RejectReason::OverLimit,
-            RejectReason::ShuttingDown,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            for _ in 0..self.rejected[i].load(Ordering::Relaxed) {
-                b.rejected(reason);
-            }
+        for (count, reason) in self.rejected.iter().zip(REJECT_REASONS) {
+            b.add_rejected(reason, count.load(Ordering::Acquire));
         }
-        let made = self.workers.count() as u64;
+        b.add_handed_back(self.handed_back.load(Ordering::Acquire));
+        let panicked_inline = self.panicked_inline.load(Ordering::Acquire);
+        b.add_panicked(self.panicked_jobs.load(Ordering::Acquire) + panicked_inline);
+        // Each breaker of the graphs run, once (workers may share one), read exactly.
+        let mut breakers: Vec<SeenBreaker> = Vec::new();
+        let (mut loans, mut inline) = (0u64, panicked_inline);
+        let (mut used, mut reserved, mut reserve_max) = (0u64, 0u64, 0u64);
+        let mut freed = 0;
+        self.workers.read(|seen| match seen {
+            Seen::Live(shared, w) => {
+                let (u, r) = shared.arena_bytes();
+                (used, reserved, reserve_max) = (used + u, reserved + r, reserve_max.max(r));
+                loans += shared.loans();
+                add_stats(&mut b, &mut breakers, w);
+                inline += w.inline_runs;
+            }
+            Seen::Retired(retired) => {
+                b.merge(&retired.report);
+                for seen in &retired.breakers {
+                    merge_breaker(&mut breakers, seen);
+                }
+                loans += retired.loans;
+                inline += retired.inline_runs;
+                freed = retired.freed;
+            }
+        });
+        b.set_breakers(breakers.iter().map(breaker_row).collect());
+        b.add_inline(inline);
+        // Last: every submission whose end was counted above is counted here.
+        b.add_submitted(self.submitted.load(Ordering::Acquire) + inline);
+        let made = self.workers.made();
+        let idle_max = self.workers.idle_max() as u64;
         b.set_pool(PoolStats {
             // Each worker's first loan made it; every later one was a hit.
             pool_hits: loans.saturating_sub(made),
             pool_misses: made,
-            pool_live: made,
+            pool_live: self.workers.live() as u64,
             pool_idle: self.workers.idle() as u64,
-            arena_bytes_used: arena.0,
-            arena_bytes_reserved: arena.1,
+            pool_idle_max: idle_max,
+            pool_freed: freed,
+            arena_bytes_used: used,
+            arena_bytes_reserved: reserved,
+            arena_bytes_reserved_idle_max: idle_max * reserve_max,
         });
         let seen = *lock(&self.limit_seen);
         b.set_admission(AdmissionStats {
@@ -931,6 +984,54 @@ where
         });
         let wall = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         b.build(wall)
+    }
+}
+
+/// The refusal reasons, in the order of `Inner::rejected`.
+const REJECT_REASONS: [RejectReason; 3] = [
+    RejectReason::QueueFull,
+    RejectReason::OverLimit,
+    RejectReason::ShuttingDown,
+];
+
+/// Adds one worker's stats to a report: its runs, exact step counts and breakers.
+fn add_stats(b: &mut ReportBuilder, breakers: &mut Vec<SeenBreaker>, w: &worker::WorkerStats) {
+    b.merge(&w.report);
+    for row in w.tallies.rows() {
+        b.add_step_counts(row);
+        b.name_step(row.node, row.step.clone());
+    }
+    for seen in w.tallies.breakers() {
+        merge_breaker(breakers, seen);
+    }
+}
+
+/// What the report keeps of a run that ended, added to its worker's stats.
+struct RunEnd<'g, 'r, P, C> {
+    graph: &'g Graph<P, C>,
+    r: &'r RunResult<'r, P, C>,
+    /// Ticks (nanoseconds) from the run's start to its end.
+    wall: u64,
+    counting: bool,
+    sampled: bool,
+    inline: bool,
+}
+
+impl<P, C> RunEnd<'_, '_, P, C> {
+    /// Adds the run to `stats`: its outcome, counters, dropped records, exact step counts
+    /// (when `counting`) and the step latencies of a `sampled` one (through `samples`).
+    #[inline]
+    fn add_to(&self, stats: &mut worker::WorkerStats, samples: &mut Vec<(NodeId, u64)>) {
+        let (graph, r) = (self.graph, self.r);
+        stats.report.add_run(r.outcome, self.wall);
+        stats.report.add_counters(&r.counters);
+        stats.report.add_records_dropped(u64::from(r.records_dropped));
+        stats.inline_runs += u64::from(self.inline);
+        note(&mut stats.tallies, samples, graph, r, self.counting, self.sampled);
+        for &(node, latency) in samples.iter() {
+            stats.report.add_latency(graph.name(node), node.0, latency);
+        }
+        samples.clear();
     }
 }
 
