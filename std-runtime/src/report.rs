@@ -379,8 +379,16 @@ impl Report {
 #[derive(Debug)]
 struct StepEntry {
     row: StepRow,
-    /// Latencies in nanoseconds.
-    latency_ns: Histogram,
+    /// Latencies in nanoseconds; made with the first one (a step counted but not timed
+    /// costs no histogram).
+    latency_ns: Option<Histogram>,
+}
+
+impl StepEntry {
+    /// The latency histogram, made if needed.
+    fn latency_ns_mut(&mut self) -> &mut Histogram {
+        self.latency_ns.get_or_insert_with(Histogram::new)
+    }
 }
 
 /// Step rows a builder keeps (each has a 58 KiB histogram); the steps past them share one
@@ -522,7 +530,7 @@ impl ReportBuilder {
         row.fallbacks = row
             .fallbacks
             .saturating_add(u64::from(record.fallback_used));
-        entry.latency_ns.record(latency_ns);
+        entry.latency_ns_mut().record(latency_ns);
         self.step_names
             .entry(record.node.0)
             .or_insert_with(|| step_name.to_owned());
@@ -555,7 +563,9 @@ impl ReportBuilder {
     /// Adds one latency sample (nanoseconds) to the row of `step_name` without counting an
     /// execution: for an executor that counts executions exactly and samples latencies.
     pub fn add_latency(&mut self, step_name: &str, node: u32, latency_ns: u64) {
-        self.entry(step_name, node).latency_ns.record(latency_ns);
+        self.entry(step_name, node)
+            .latency_ns_mut()
+            .record(latency_ns);
     }
 
     /// The entry of `name`, made on first use with `node` as its node id. Past
@@ -577,7 +587,7 @@ impl ReportBuilder {
                         node,
                         ..StepRow::default()
                     },
-                    latency_ns: Histogram::new(),
+                    latency_ns: None,
                 });
                 index
             }
@@ -670,10 +680,47 @@ impl ReportBuilder {
         a.limit_current = limit;
     }
 
-    /// The latency histogram (nanoseconds) of step `name`, for exporters that want buckets.
+    /// The latency histogram (nanoseconds) of step `name`, for exporters that want buckets;
+    /// `None` when no latency of that step was fed in.
     pub fn step_histogram(&self, name: &str) -> Option<&Histogram> {
         let &index = self.step_index.get(name)?;
-        Some(&self.steps[index].latency_ns)
+        self.steps[index].latency_ns.as_ref()
+    }
+
+    /// The sampling period set by [`set_sample_one_in`](Self::set_sample_one_in) (0: not
+    /// set).
+    pub fn sample_one_in(&self) -> u64 {
+        self.telemetry.sample_one_in
+    }
+
+    /// Forgets every count, latency and reading, keeping the step rows' names, their
+    /// histograms' memory and the sampling period: a builder taken as the delta since the
+    /// last collection, [`merge`](Self::merge)d elsewhere and cleared for reuse, costs its
+    /// next user no allocation for the steps it saw.
+    pub fn clear(&mut self) {
+        self.runs = Runs::default();
+        self.submitted = 0;
+        reset(&mut self.run_latency_ns);
+        for entry in &mut self.steps {
+            entry.row = StepRow {
+                step: std::mem::take(&mut entry.row.step),
+                node: entry.row.node,
+                ..StepRow::default()
+            };
+            if let Some(h) = &mut entry.latency_ns {
+                reset(h);
+            }
+        }
+        self.counters = Counters::new();
+        self.breakers.clear();
+        self.exact_breakers = None;
+        self.pool = PoolStats::default();
+        self.admission = AdmissionStats::default();
+        self.admission_seen = false;
+        self.telemetry = TelemetryStats {
+            sample_one_in: self.telemetry.sample_one_in,
+            ..TelemetryStats::default()
+        };
     }
 
     /// The run latency histogram (nanoseconds).
@@ -704,7 +751,9 @@ impl ReportBuilder {
         self.run_latency_ns.merge(&other.run_latency_ns);
         for theirs in &other.steps {
             let entry = self.add_counts(&theirs.row);
-            entry.latency_ns.merge(&theirs.latency_ns);
+            if let Some(h) = theirs.latency_ns.as_ref().filter(|h| !h.is_empty()) {
+                entry.latency_ns_mut().merge(h);
+            }
         }
         for (&id, name) in &other.step_names {
             self.step_names.entry(id).or_insert_with(|| name.clone());
@@ -770,7 +819,10 @@ impl ReportBuilder {
             .steps
             .iter()
             .map(|entry| StepRow {
-                latency: Latency::from_histogram(&entry.latency_ns),
+                latency: entry
+                    .latency_ns
+                    .as_ref()
+                    .map_or_else(Latency::default, Latency::from_histogram),
                 ..entry.row.clone()
             })
             .collect();
@@ -806,6 +858,13 @@ impl ReportBuilder {
             admission: self.admission,
             telemetry: self.telemetry,
         }
+    }
+}
+
+/// Empties `h` (its 58 KiB are written only when it holds something).
+fn reset(h: &mut Histogram) {
+    if !h.is_empty() {
+        h.reset();
     }
 }
 

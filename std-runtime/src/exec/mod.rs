@@ -658,15 +658,13 @@ where
     pub fn write_trace(&self, w: impl io::Write) -> io::Result<()> {
         let mut trace = TraceWriter::new(1 << 20);
         trace.process_name("flujo");
-        self.inner.workers.read(|seen| {
-            if let Seen::Live(shared, w) = seen {
-                trace.thread_name(shared.id, format!("flujo worker {}", shared.id));
-                for s in w.trace.spans() {
-                    trace.span(s.clone());
-                }
-                for i in w.trace.instants() {
-                    trace.instant(i.clone());
-                }
+        self.inner.workers.each_stats(|id, w| {
+            trace.thread_name(id, format!("flujo worker {id}"));
+            for s in w.trace.spans() {
+                trace.span(s.clone());
+            }
+            for i in w.trace.instants() {
+                trace.instant(i.clone());
             }
         });
         trace.write_json(w)
@@ -941,15 +939,25 @@ where
         let (mut used, mut reserved, mut reserve_max) = (0u64, 0u64, 0u64);
         let mut freed = 0;
         self.workers.read(|seen| match seen {
-            Seen::Live(shared, w) => {
+            Seen::Live {
+                shared,
+                rows,
+                breakers: met,
+                inline_runs,
+            } => {
                 let (u, r) = shared.arena_bytes();
                 (used, reserved, reserve_max) = (used + u, reserved + r, reserve_max.max(r));
                 loans += shared.loans();
-                add_stats(&mut b, &mut breakers, w);
-                inline += w.inline_runs;
+                for row in rows {
+                    b.add_step_counts(row);
+                    b.name_step(row.node, row.step.clone());
+                }
+                for seen in met {
+                    merge_breaker(&mut breakers, seen);
+                }
+                inline += inline_runs;
             }
             Seen::Retired(retired) => {
-                b.merge(&retired.report);
                 for seen in &retired.breakers {
                     merge_breaker(&mut breakers, seen);
                 }
@@ -957,6 +965,7 @@ where
                 inline += retired.inline_runs;
                 freed = retired.freed;
             }
+            Seen::Collected(collected) => b.merge(collected),
         });
         b.set_breakers(breakers.iter().map(breaker_row).collect());
         b.add_inline(inline);
@@ -993,18 +1002,6 @@ const REJECT_REASONS: [RejectReason; 3] = [
     RejectReason::OverLimit,
     RejectReason::ShuttingDown,
 ];
-
-/// Adds one worker's stats to a report: its runs, exact step counts and breakers.
-fn add_stats(b: &mut ReportBuilder, breakers: &mut Vec<SeenBreaker>, w: &worker::WorkerStats) {
-    b.merge(&w.report);
-    for row in w.tallies.rows() {
-        b.add_step_counts(row);
-        b.name_step(row.node, row.step.clone());
-    }
-    for seen in w.tallies.breakers() {
-        merge_breaker(breakers, seen);
-    }
-}
 
 /// What the report keeps of a run that ended, added to its worker's stats.
 struct RunEnd<'g, 'r, P, C> {

@@ -26,6 +26,7 @@ const NONE: u32 = u32::MAX;
 
 /// A circuit breaker met in a graph a worker ran, kept so the report can read its own
 /// (exact) counts.
+#[derive(Clone)]
 pub(crate) struct SeenBreaker {
     pub(crate) breaker: Arc<Breaker>,
     /// The first task seen guarded by it: its node and name.

@@ -7,6 +7,12 @@
 //! to add what it did, and a report takes to read it. The arena readings and the loan count
 //! are single-writer atomics beside it.
 //!
+//! A report holds a worker's lock only for a few swaps and copies, so a run ending meanwhile
+//! waits microseconds: it swaps the worker's [`ReportBuilder`] (what its runs added since the
+//! last report, latency histograms included) for a cleared spare, and copies the exact step
+//! counts; the merging (tens of KiB per histogram) happens after, outside every worker's lock,
+//! into the collected totals.
+//!
 //! Idle workers are bounded: at most [`Workers::idle_max`] wait in the free list, and one
 //! given back past that is freed, its counts merged into the retired totals first (as an
 //! unpooled worker's are), so the report loses nothing and the arena they reserve is bounded.
@@ -21,7 +27,7 @@ use flujo_core::ring::{mpmc, spsc};
 use flujo_core::telemetry::{Event, RingSink, Sampler};
 
 use crate::config::{OptimizationConfig, TelemetryLevel};
-use crate::report::ReportBuilder;
+use crate::report::{ReportBuilder, StepRow};
 use crate::trace::{spans_from_events, TraceWriter};
 
 use super::tally::{SeenBreaker, Tallies};
@@ -78,6 +84,9 @@ pub(crate) struct Shared {
     arena_used_bytes: AtomicU64,
     /// Bytes its arena reserves, stored when the runner is built.
     arena_reserved_bytes: AtomicU64,
+    /// A cleared builder with the step rows of an earlier delta, swapped in for the next
+    /// (so the runs do not remake its histograms). Used by reports only, one at a time.
+    spare: Mutex<Option<ReportBuilder>>,
 }
 
 impl Shared {
@@ -183,6 +192,7 @@ impl<P: Clone, C: Context> Worker<P, C> {
             loans: AtomicU64::new(0),
             arena_used_bytes: AtomicU64::new(0),
             arena_reserved_bytes: AtomicU64::new(0),
+            spare: Mutex::new(None),
         });
         Self::new(generation, cfg, shared)
     }
@@ -278,10 +288,18 @@ pub(crate) fn merge_breaker(into: &mut Vec<SeenBreaker>, seen: &SeenBreaker) {
 
 /// What [`Workers::read`] shows.
 pub(crate) enum Seen<'a> {
-    /// A live worker: its shared part and its stats.
-    Live(&'a Shared, &'a WorkerStats),
-    /// What freed workers counted.
+    /// A live worker: its shared part and, copied from its stats, its exact step counts,
+    /// the breakers it met and its inline runs.
+    Live {
+        shared: &'a Shared,
+        rows: &'a [StepRow],
+        breakers: &'a [SeenBreaker],
+        inline_runs: u64,
+    },
+    /// What freed workers counted (their report is in the collected one).
     Retired(&'a Retired),
+    /// Every worker's report (runs, latencies, counters, events), collected.
+    Collected(&'a ReportBuilder),
 }
 
 /// The workers of an executor: idle ones wait in `free` (bounded), the stats of every live
@@ -304,6 +322,9 @@ pub(crate) struct Workers<P, C> {
     pooling: AtomicBool,
     /// What freed workers counted.
     retired: Mutex<Retired>,
+    /// The workers' and the retired reports, collected by reports (each takes the deltas
+    /// since the last). Held by one report at a time, before `live`.
+    collected: Mutex<ReportBuilder>,
 }
 
 /// Locks `m`, recovering from poisoning: nothing holding these locks runs user code, but a
@@ -339,6 +360,7 @@ impl<P: Clone, C: Context> Workers<P, C> {
             config: Mutex::new((config, generation)),
             generation: AtomicU64::new(generation),
             retired: Mutex::new(Retired::default()),
+            collected: Mutex::new(ReportBuilder::new()),
         }
     }
 
@@ -425,15 +447,53 @@ impl<P: Clone, C: Context> Workers<P, C> {
         **w = Worker::new(generation, &cfg, shared);
     }
 
-    /// Calls `f` on the stats of every live worker and then on the retired totals, holding
-    /// off workers being made or freed meanwhile (so each count is seen once). Waits for no
-    /// run: a run holds its stats only to add to them at its end.
+    /// Collects the workers' reports and shows what a report needs to `f`: each live
+    /// worker, the retired totals, then the collected report. Holds off workers being made
+    /// or freed meanwhile (so each count is seen once) and other reports. Waits for no run:
+    /// a run holds its stats only to add to them at its end, and this holds them only to
+    /// swap their report for a spare and copy their step counts.
     pub(crate) fn read(&self, mut f: impl FnMut(Seen<'_>)) {
+        let mut collected = lock(&self.collected);
+        let live = lock(&self.live);
+        let (mut rows, mut breakers) = (Vec::new(), Vec::new());
+        for shared in live.iter() {
+            let mut delta = lock(&shared.spare).take().unwrap_or_default();
+            let inline_runs = {
+                let mut stats = lock(&shared.stats);
+                delta.set_sample_one_in(stats.report.sample_one_in());
+                std::mem::swap(&mut stats.report, &mut delta);
+                rows.clear();
+                rows.extend(stats.tallies.rows().cloned());
+                breakers.clear();
+                breakers.extend(stats.tallies.breakers().iter().cloned());
+                stats.inline_runs
+            };
+            collected.merge(&delta);
+            delta.clear();
+            *lock(&shared.spare) = Some(delta);
+            f(Seen::Live {
+                shared,
+                rows: &rows,
+                breakers: &breakers,
+                inline_runs,
+            });
+        }
+        {
+            let mut retired = lock(&self.retired);
+            collected.merge(&retired.report);
+            retired.report.clear();
+            f(Seen::Retired(&retired));
+        }
+        drop(live);
+        f(Seen::Collected(&collected));
+    }
+
+    /// Calls `f` with the id and stats of every live worker (for the trace export).
+    pub(crate) fn each_stats(&self, mut f: impl FnMut(u32, &WorkerStats)) {
         let live = lock(&self.live);
         for shared in live.iter() {
-            f(Seen::Live(shared, &lock(&shared.stats)));
+            f(shared.id, &lock(&shared.stats));
         }
-        f(Seen::Retired(&lock(&self.retired)));
     }
 
     /// Idle workers.

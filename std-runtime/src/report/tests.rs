@@ -575,3 +575,37 @@ fn json_round_trips_every_field() {
     assert_eq!(back.counter(Counter::CacheHits), 3);
     assert!(Report::from_json_str("{}").is_err());
 }
+
+#[test]
+fn a_cleared_builder_counts_nothing_and_keeps_its_sampling() {
+    let mut b = ReportBuilder::new();
+    b.set_sample_one_in(8);
+    b.add_run(Outcome::Failed, 5);
+    b.add_latency("s", 0, 10);
+    b.add_rejected(RejectReason::QueueFull, 2);
+    b.add_events_dropped(1);
+    let mut sum = ReportBuilder::new();
+    sum.merge(&b);
+    b.clear();
+    let cleared = b.build(0);
+    assert_eq!(cleared.runs, Runs::default());
+    assert_eq!(cleared.run_latency, Latency::default());
+    assert_eq!(cleared.telemetry.events_dropped, 0);
+    assert_eq!((b.sample_one_in(), cleared.telemetry.sample_one_in), (8, 8));
+    assert_eq!(b.step_histogram("s").map(Histogram::count), Some(0));
+    // Counting on after a clear: a merge of the deltas is the sum of everything fed in.
+    b.add_latency("s", 0, 20);
+    sum.merge(&b);
+    let total = sum.build(0);
+    assert_eq!(total.step("s").map(|s| s.latency.samples), Some(2));
+    assert_eq!((total.runs.failed, total.runs.rejected_queue_full), (1, 2));
+    // A step counted but never timed has no histogram.
+    let mut untimed = ReportBuilder::new();
+    untimed.add_step_counts(&StepRow {
+        step: "u".into(),
+        executions: 3,
+        ..StepRow::default()
+    });
+    assert!(untimed.step_histogram("u").is_none());
+    assert_eq!(untimed.build(0).step("u").map(|s| s.executions), Some(3));
+}
