@@ -98,7 +98,9 @@ fn main() {
     let rounds = arg("--rounds", 20) as usize;
     let runs = arg("--runs", 5_000);
     let g = w1_graph();
-    println!("W1 through Executor::run, {rounds} rounds x {runs} runs, alone then polled every 1 ms");
+    println!(
+        "W1 through Executor::run, {rounds} rounds x {runs} runs, alone then polled every 1 ms"
+    );
     for (name, cfg) in [
         ("latency", OptimizationConfig::latency()),
         ("throughput", OptimizationConfig::throughput()),

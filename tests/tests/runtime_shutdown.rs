@@ -423,7 +423,10 @@ fn after_shutdown_the_report_accounts_for_every_submission_with_none_in_flight()
                 Drain::HandBack => (workers as u64, 0, QUEUED),
             };
             assert_eq!((ran, panicked, handed_back), expected, "{what}");
-            assert_eq!((shut.finished, shut.handed_back), (ran + panicked, handed_back));
+            assert_eq!(
+                (shut.finished, shut.handed_back),
+                (ran + panicked, handed_back)
+            );
 
             let runs = ex.report().runs;
             assert_eq!(runs.in_flight, 0, "{what}: {runs:?}");
@@ -435,7 +438,11 @@ fn after_shutdown_the_report_accounts_for_every_submission_with_none_in_flight()
             assert_eq!(runs.inline, 1, "{what}");
             assert_eq!(
                 runs.submitted,
-                runs.completed + runs.panicked + runs.handed_back + runs.rejected() + runs.in_flight,
+                runs.completed
+                    + runs.panicked
+                    + runs.handed_back
+                    + runs.rejected()
+                    + runs.in_flight,
                 "{what}: {runs:?}"
             );
         }

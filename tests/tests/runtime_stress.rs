@@ -280,7 +280,10 @@ fn concurrent_faulty_submissions_each_end_exactly_once_and_the_report_agrees() {
         "each ends once"
     );
     assert!(panicked > 0, "some reducers panic");
-    assert!(get(&totals.aborted) > 0, "some cancels land before the run ends");
+    assert!(
+        get(&totals.aborted) > 0,
+        "some cancels land before the run ends"
+    );
     assert!(rejected > 0, "the small queues and limit refuse some");
     assert!(ran >= submitted / 10, "ran {ran}, rejected {rejected}");
     assert!(get(&totals.panicked_steps) > 0);

@@ -721,7 +721,14 @@ where
                 let out = if sampled {
                     let r = w.runner.run_in(graph, input, context, clock, &opts, &host);
                     let wall = clock.now().saturating_sub(started);
-                    let end = RunEnd { graph, r: &r, wall, counting, sampled, inline };
+                    let end = RunEnd {
+                        graph,
+                        r: &r,
+                        wall,
+                        counting,
+                        sampled,
+                        inline,
+                    };
                     end.add_to(&mut lock(&w.shared.stats), &mut w.samples);
                     f(r)
                 } else {
@@ -730,7 +737,14 @@ where
                         .runner
                         .run_in(graph, input, context, &unmeasured, &opts, &host);
                     let wall = clock.now().saturating_sub(started);
-                    let end = RunEnd { graph, r: &r, wall, counting, sampled, inline };
+                    let end = RunEnd {
+                        graph,
+                        r: &r,
+                        wall,
+                        counting,
+                        sampled,
+                        inline,
+                    };
                     end.add_to(&mut lock(&w.shared.stats), &mut w.samples);
                     f(r)
                 };
@@ -1022,9 +1036,18 @@ impl<P, C> RunEnd<'_, '_, P, C> {
         let (graph, r) = (self.graph, self.r);
         stats.report.add_run(r.outcome, self.wall);
         stats.report.add_counters(&r.counters);
-        stats.report.add_records_dropped(u64::from(r.records_dropped));
+        stats
+            .report
+            .add_records_dropped(u64::from(r.records_dropped));
         stats.inline_runs += u64::from(self.inline);
-        note(&mut stats.tallies, samples, graph, r, self.counting, self.sampled);
+        note(
+            &mut stats.tallies,
+            samples,
+            graph,
+            r,
+            self.counting,
+            self.sampled,
+        );
         for &(node, latency) in samples.iter() {
             stats.report.add_latency(graph.name(node), node.0, latency);
         }

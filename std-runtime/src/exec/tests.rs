@@ -689,7 +689,10 @@ fn a_run_panicking_outside_a_step_is_counted_and_frees_its_worker() {
         let runs = report.runs;
         assert_identity(&runs);
         assert_eq!(runs.in_flight, 0, "{workers} workers: {runs:?}");
-        assert_eq!((runs.panicked, runs.completed, runs.inline), (1 + 4, 1 + 8, 2));
+        assert_eq!(
+            (runs.panicked, runs.completed, runs.inline),
+            (1 + 4, 1 + 8, 2)
+        );
         assert_eq!(runs.submitted, 12 + 2);
         // A panicked run's worker is freed, not lent again; its counts stay.
         assert!(report.pool.pool_freed >= 5, "{:?}", report.pool);
@@ -715,7 +718,10 @@ fn idle_workers_past_the_bound_are_freed_after_a_forked_burst_and_keep_their_cou
                 seen.fetch_add(1, Ordering::SeqCst);
                 let start = std::time::Instant::now();
                 while !open.load(Ordering::Acquire) {
-                    assert!(start.elapsed() < Duration::from_secs(30), "gate never opened");
+                    assert!(
+                        start.elapsed() < Duration::from_secs(30),
+                        "gate never opened"
+                    );
                     std::thread::yield_now();
                 }
                 Ok(x)
@@ -742,7 +748,10 @@ fn idle_workers_past_the_bound_are_freed_after_a_forked_burst_and_keep_their_cou
             .collect();
         let start = std::time::Instant::now();
         while started.load(Ordering::SeqCst) < CALLERS as u32 {
-            assert!(start.elapsed() < Duration::from_secs(30), "callers never started");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "callers never started"
+            );
             std::thread::yield_now();
         }
         // Every caller holds a worker at the gate: more live workers than the idle bound.
@@ -758,8 +767,14 @@ fn idle_workers_past_the_bound_are_freed_after_a_forked_burst_and_keep_their_cou
         let pool = after.pool;
         assert!(pool.pool_live <= idle_max, "{pool:?}");
         assert!(pool.pool_idle <= idle_max, "{pool:?}");
-        assert!(pool.pool_freed >= (round + 1) * (CALLERS as u64 - idle_max), "{pool:?}");
-        assert!(pool.arena_bytes_reserved < peak_reserved, "{pool:?}, {peak_reserved}");
+        assert!(
+            pool.pool_freed >= (round + 1) * (CALLERS as u64 - idle_max),
+            "{pool:?}"
+        );
+        assert!(
+            pool.arena_bytes_reserved < peak_reserved,
+            "{pool:?}, {peak_reserved}"
+        );
         assert!(
             pool.arena_bytes_reserved <= pool.arena_bytes_reserved_idle_max,
             "{pool:?}"

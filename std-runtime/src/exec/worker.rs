@@ -229,12 +229,9 @@ impl<P: Clone, C: Context> Worker<P, C> {
         }
         stats.report.add_events(&self.drained);
         if self.level >= TelemetryLevel::Events && !stats.trace.is_full() {
-            stats.trace.extend(spans_from_events(
-                &self.drained,
-                names,
-                self.shared.id,
-                1.0,
-            ));
+            stats
+                .trace
+                .extend(spans_from_events(&self.drained, names, self.shared.id, 1.0));
         }
     }
 }
