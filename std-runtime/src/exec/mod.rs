@@ -39,7 +39,7 @@ use crate::config::{
 };
 pub use crate::queue::Priority;
 use crate::queue::{self, PriorityQueues, QueueConfig};
-use crate::report::{AdmissionStats, BreakerRow, PoolStats, RejectReason, Report, ReportBuilder};
+use crate::report::{AdmissionStats, BreakerRow, PoolStats, Report};
 use crate::ticket::{Cells, Completer, Ticket};
 use crate::trace::TraceWriter;
 
@@ -284,8 +284,8 @@ struct Inner<P: Clone + Send + Sync, C: Send + Sync> {
     panicked_inline: AtomicU64,
     /// Submissions handed back at shutdown (`Release`, see `submitted`).
     handed_back: AtomicU64,
-    /// Refusals, one count per [`RejectReason`] in the order of `REJECT_REASONS`
-    /// (`Release`, see `submitted`).
+    /// Refusals, one count per reason: queue full, over the limit, shutting down (the order
+    /// of [`Refusal`] and of the report's `rejected_*` fields; `Release`, see `submitted`).
     rejected: [AtomicU64; 3],
     limit_seen: Mutex<(u64, u64)>,
 }
@@ -936,36 +936,33 @@ where
         completer.complete(finished);
     }
 
-    /// See [`Executor::report`]. The counts that end a submission are read before the
-    /// submissions (each is bumped after its submission was counted, and read with
-    /// `Acquire` or under the worker's lock), so `in_flight` is never negative.
+    /// See [`Executor::report`]. Built from the workers' collected reports (runs ended,
+    /// step counts, latencies, counters, events), with the executor's own counts
+    /// (refusals, hand-backs, panics, submissions) and readings set on it. The counts that
+    /// end a submission are read before the submissions (each is bumped after its
+    /// submission was counted, and read with `Acquire` or under the worker's lock), so
+    /// `in_flight` is never negative.
     fn report(&self) -> Report {
-        let mut b = ReportBuilder::new();
-        for (count, reason) in self.rejected.iter().zip(REJECT_REASONS) {
-            b.add_rejected(reason, count.load(Ordering::Acquire));
-        }
-        b.add_handed_back(self.handed_back.load(Ordering::Acquire));
+        let rejected = self.rejected.each_ref().map(|c| c.load(Ordering::Acquire));
+        let handed_back = self.handed_back.load(Ordering::Acquire);
         let panicked_inline = self.panicked_inline.load(Ordering::Acquire);
-        b.add_panicked(self.panicked_jobs.load(Ordering::Acquire) + panicked_inline);
+        let panicked = self.panicked_jobs.load(Ordering::Acquire) + panicked_inline;
+        let wall = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         // Each breaker of the graphs run, once (workers may share one), read exactly.
         let mut breakers: Vec<SeenBreaker> = Vec::new();
         let (mut loans, mut inline) = (0u64, panicked_inline);
         let (mut used, mut reserved, mut reserve_max) = (0u64, 0u64, 0u64);
         let mut freed = 0;
+        let mut report = None;
         self.workers.read(|seen| match seen {
             Seen::Live {
                 shared,
-                rows,
                 breakers: met,
                 inline_runs,
             } => {
                 let (u, r) = shared.arena_bytes();
                 (used, reserved, reserve_max) = (used + u, reserved + r, reserve_max.max(r));
                 loans += shared.loans();
-                for row in rows {
-                    b.add_step_counts(row);
-                    b.name_step(row.node, row.step.clone());
-                }
                 for seen in met {
                     merge_breaker(&mut breakers, seen);
                 }
@@ -979,15 +976,27 @@ where
                 inline += retired.inline_runs;
                 freed = retired.freed;
             }
-            Seen::Collected(collected) => b.merge(collected),
+            Seen::Collected(collected) => report = Some(collected.build(wall)),
         });
-        b.set_breakers(breakers.iter().map(breaker_row).collect());
-        b.add_inline(inline);
+        let mut report = report.expect("`read` shows the collected report");
         // Last: every submission whose end was counted above is counted here.
-        b.add_submitted(self.submitted.load(Ordering::Acquire) + inline);
+        let submissions = self.submitted.load(Ordering::Acquire);
+        let runs = &mut report.runs;
+        [
+            runs.rejected_queue_full,
+            runs.rejected_over_limit,
+            runs.rejected_shutting_down,
+        ] = rejected;
+        (runs.handed_back, runs.panicked, runs.inline) = (handed_back, panicked, inline);
+        runs.submitted = submissions + inline;
+        let ended = runs.completed + runs.panicked + runs.handed_back + runs.rejected();
+        debug_assert!(ended <= runs.submitted, "{runs:?}");
+        runs.in_flight = runs.submitted.saturating_sub(ended);
+        report.breakers = breakers.iter().map(breaker_row).collect();
+        report.breakers_exact = true;
         let made = self.workers.made();
         let idle_max = self.workers.idle_max() as u64;
-        b.set_pool(PoolStats {
+        report.pool = PoolStats {
             // Each worker's first loan made it; every later one was a hit.
             pool_hits: loans.saturating_sub(made),
             pool_misses: made,
@@ -998,24 +1007,16 @@ where
             arena_bytes_used: used,
             arena_bytes_reserved: reserved,
             arena_bytes_reserved_idle_max: idle_max * reserve_max,
-        });
+        };
         let seen = *lock(&self.limit_seen);
-        b.set_admission(AdmissionStats {
+        report.admission = AdmissionStats {
             limit_current: u64::from(self.limit.limit()),
             limit_min_seen: seen.0,
             limit_max_seen: seen.1,
-        });
-        let wall = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        b.build(wall)
+        };
+        report
     }
 }
-
-/// The refusal reasons, in the order of `Inner::rejected`.
-const REJECT_REASONS: [RejectReason; 3] = [
-    RejectReason::QueueFull,
-    RejectReason::OverLimit,
-    RejectReason::ShuttingDown,
-];
 
 /// What the report keeps of a run that ended, added to its worker's stats.
 struct RunEnd<'g, 'r, P, C> {

@@ -9,9 +9,9 @@
 //!
 //! A report holds a worker's lock only for a few swaps and copies, so a run ending meanwhile
 //! waits microseconds: it swaps the worker's [`ReportBuilder`] (what its runs added since the
-//! last report, latency histograms included) for a cleared spare, and copies the exact step
-//! counts; the merging (tens of KiB per histogram) happens after, outside every worker's lock,
-//! into the collected totals.
+//! last report, latency histograms included) for a cleared spare, and takes the exact step
+//! counts made since; the merging (tens of KiB per histogram) happens after, outside every
+//! worker's lock, into the collected totals, from which the report is built.
 //!
 //! Idle workers are bounded: at most [`Workers::idle_max`] wait in the free list, and one
 //! given back past that is freed, its counts merged into the retired totals first (as an
@@ -27,7 +27,7 @@ use flujo_core::ring::{mpmc, spsc};
 use flujo_core::telemetry::{Event, RingSink, Sampler};
 
 use crate::config::{OptimizationConfig, TelemetryLevel};
-use crate::report::{ReportBuilder, StepRow};
+use crate::report::ReportBuilder;
 use crate::trace::{spans_from_events, TraceWriter};
 
 use super::tally::{SeenBreaker, Tallies};
@@ -285,17 +285,17 @@ pub(crate) fn merge_breaker(into: &mut Vec<SeenBreaker>, seen: &SeenBreaker) {
 
 /// What [`Workers::read`] shows.
 pub(crate) enum Seen<'a> {
-    /// A live worker: its shared part and, copied from its stats, its exact step counts,
-    /// the breakers it met and its inline runs.
+    /// A live worker: its shared part and, copied from its stats, the breakers it met and
+    /// its inline runs.
     Live {
         shared: &'a Shared,
-        rows: &'a [StepRow],
         breakers: &'a [SeenBreaker],
         inline_runs: u64,
     },
     /// What freed workers counted (their report is in the collected one).
     Retired(&'a Retired),
-    /// Every worker's report (runs, latencies, counters, events), collected.
+    /// Every worker's report (runs, exact step counts, latencies, counters, events),
+    /// collected.
     Collected(&'a ReportBuilder),
 }
 
@@ -319,8 +319,8 @@ pub(crate) struct Workers<P, C> {
     pooling: AtomicBool,
     /// What freed workers counted.
     retired: Mutex<Retired>,
-    /// The workers' and the retired reports, collected by reports (each takes the deltas
-    /// since the last). Held by one report at a time, before `live`.
+    /// The workers' and the retired reports and step counts, collected by reports (each
+    /// takes the deltas since the last). Held by one report at a time, before `live`.
     collected: Mutex<ReportBuilder>,
 }
 
@@ -459,18 +459,20 @@ impl<P: Clone, C: Context> Workers<P, C> {
                 let mut stats = lock(&shared.stats);
                 delta.set_sample_one_in(stats.report.sample_one_in());
                 std::mem::swap(&mut stats.report, &mut delta);
-                rows.clear();
-                rows.extend(stats.tallies.rows().cloned());
+                stats.tallies.take_counts(&mut rows);
                 breakers.clear();
                 breakers.extend(stats.tallies.breakers().iter().cloned());
                 stats.inline_runs
             };
             collected.merge(&delta);
+            for row in &rows {
+                collected.add_step_counts(row);
+                collected.name_step(row.node, row.step.clone());
+            }
             delta.clear();
             *lock(&shared.spare) = Some(delta);
             f(Seen::Live {
                 shared,
-                rows: &rows,
                 breakers: &breakers,
                 inline_runs,
             });
