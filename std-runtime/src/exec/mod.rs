@@ -505,7 +505,8 @@ where
     }
 
     /// Runs `graph` with `spec`, handing the core's [`RunResult`] (step records included,
-    /// borrowed from the worker) to `f`.
+    /// borrowed from the worker) to `f`. If `f` panics, this returns `Err(Panicked)`, but the
+    /// run had ended: the report counts it as completed, with its outcome.
     pub fn run_with<R>(
         &self,
         graph: &Graph<P, C>,
@@ -706,6 +707,9 @@ where
         let counting = cfg.telemetry.level >= TelemetryLevel::Counters;
         let clock = &self.clock;
         let started = clock.now();
+        // Whether the run's end was added to its worker's stats: a panic after that (in `f`)
+        // must not count the run again, as panicked.
+        let mut counted = false;
         let attempt = panic::catch_unwind(AssertUnwindSafe(|| {
             self.workers.with(|w| {
                 let sampled = w.sampled();
@@ -730,6 +734,7 @@ where
                         inline,
                     };
                     end.add_to(&mut lock(&w.shared.stats), &mut w.samples);
+                    counted = true;
                     f(r)
                 } else {
                     let unmeasured = Unmeasured(clock);
@@ -746,6 +751,7 @@ where
                         inline,
                     };
                     end.add_to(&mut lock(&w.shared.stats), &mut w.samples);
+                    counted = true;
                     f(r)
                 };
                 if sampled {
@@ -760,9 +766,15 @@ where
             })
         }));
         attempt.map_err(|payload| {
-            // The run ended without an outcome; its worker was freed as the loan unwound.
-            if inline {
-                self.panicked_inline.fetch_add(1, Ordering::Release);
+            // Unless `f` panicked after the run was counted, the run ended without an
+            // outcome; either way its worker was freed as the loan unwound.
+            if !counted {
+                let count = if inline {
+                    &self.panicked_inline
+                } else {
+                    &self.panicked_jobs
+                };
+                count.fetch_add(1, Ordering::Release);
             }
             Panicked {
                 message: panic_message(&*payload),
@@ -925,10 +937,7 @@ where
                 }
                 Finished::Ran(done)
             }
-            Err(p) => {
-                self.panicked_jobs.fetch_add(1, Ordering::Release);
-                Finished::Panicked(p)
-            }
+            Err(p) => Finished::Panicked(p),
         };
         drop(permit);
         self.note_limit();

@@ -793,3 +793,18 @@ fn idle_workers_past_the_bound_are_freed_after_a_forked_burst_and_keep_their_cou
         });
     }
 }
+
+#[test]
+fn a_panic_in_run_withs_closure_counts_the_ended_run_once() {
+    quiet_injected_panics();
+    let g = Graph::<u64, ()>::build(|b| b.task("id", |x, _| Ok(x))).unwrap();
+    let ex = Executor::new(forking(1)).unwrap();
+    let spec = RunSpec::default();
+    let r = ex.run_with(&g, 1, (), &spec, |_| -> u64 {
+        panic!("injected panic in the caller's closure")
+    });
+    assert!(r.unwrap_err().message.contains("injected"));
+    let runs = ex.report().runs;
+    assert_eq!((runs.completed, runs.panicked, runs.inline), (1, 0, 1));
+    assert_identity(&runs);
+}
