@@ -6,7 +6,7 @@
 //! and how long the reports took. The goal is a slowdown under 5%; on a shared 2-core VM the
 //! figures are noisy, so this is information, not a gate.
 //!
-//! `cargo run --release -p flujo-runtime --example report_poller [-- --rounds 20 --runs 5000]`
+//! `cargo run --release -p flujo-runtime --example report_poller [-- --rounds 20 --runs 20000]`
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,7 +96,7 @@ fn arg(name: &str, default: u64) -> u64 {
 
 fn main() {
     let rounds = arg("--rounds", 20) as usize;
-    let runs = arg("--runs", 5_000);
+    let runs = arg("--runs", 20_000);
     let g = w1_graph();
     println!(
         "W1 through Executor::run, {rounds} rounds x {runs} runs, alone then polled every 1 ms"
