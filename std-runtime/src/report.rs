@@ -38,16 +38,28 @@ pub enum RejectReason {
     ShuttingDown,
 }
 
-/// What happened to the runs submitted.
+/// What happened to the runs: every submission, and every run made on the caller's thread.
 ///
-/// `submitted == completed + rejected() + in_flight` and
-/// `completed == succeeded + failed + aborted`.
+/// The identity, exact in every report:
+///
+/// `submitted == completed + panicked + handed_back + rejected() + in_flight`
+///
+/// and `completed == succeeded + failed + aborted`. A submission ([`Executor::submit`] and
+/// `submit_with`, accepted or refused) counts in `submitted` when the call is made, and
+/// later in exactly one of `completed`, `panicked`, `handed_back` or the `rejected_*` counts;
+/// until then it is `in_flight`. A run made on the caller's thread ([`Executor::run`] and
+/// `run_with`) counts in `inline` and, when it ends, in `submitted` and in `completed` or
+/// `panicked` at once: it is never in flight.
+///
+/// [`Executor::submit`]: crate::Executor::submit
+/// [`Executor::run`]: crate::Executor::run
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct Runs {
-    /// Submissions, accepted or not.
+    /// Submissions, accepted or not, plus the inline runs ended.
     pub submitted: u64,
-    /// Runs that ended, however they ended.
+    /// Runs that ended with an [`Outcome`], however it read.
     pub completed: u64,
     /// Runs whose root produced an output.
     pub succeeded: u64,
@@ -55,7 +67,12 @@ pub struct Runs {
     pub failed: u64,
     /// Runs stopped (usage denied, cancelled, deadline passed).
     pub aborted: u64,
-    /// Runs accepted and not yet ended when the report was built.
+    /// Runs that panicked outside a step (in a reducer, selector, splitter or merge): they
+    /// ended without an outcome.
+    pub panicked: u64,
+    /// Accepted submissions handed back unrun at shutdown (`Drain::HandBack`).
+    pub handed_back: u64,
+    /// Submissions accepted and not yet ended when the report was built.
     pub in_flight: u64,
     /// Submissions refused because the queue was full.
     pub rejected_queue_full: u64,
@@ -63,6 +80,9 @@ pub struct Runs {
     pub rejected_over_limit: u64,
     /// Submissions refused during shutdown.
     pub rejected_shutting_down: u64,
+    /// Of the runs ended (`completed + panicked`), those made on the caller's thread: they
+    /// are counted in `submitted` too, as they end.
+    pub inline: u64,
 }
 
 impl Runs {
@@ -178,23 +198,35 @@ pub struct BreakerRow {
     pub rejected: u64,
 }
 
-/// Object-pool and arena readings, filled by the executor.
+/// Object-pool and arena readings, filled by the executor. The pooled objects are the
+/// executor's workers (a runner with its record arena, lent to one run or forked branch at a
+/// time).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct PoolStats {
     /// Takes served by a recycled object.
     pub pool_hits: u64,
     /// Takes that had to allocate.
     pub pool_misses: u64,
-    /// Objects taken and not yet returned.
+    /// Objects alive (lent or idle).
     pub pool_live: u64,
     /// Objects waiting for reuse.
     pub pool_idle: u64,
-    /// Bytes the run arenas handed out in each worker's last run (a run takes its record
-    /// buffer, `max_records` records, whole).
+    /// The most objects kept waiting for reuse: one given back past it is freed.
+    pub pool_idle_max: u64,
+    /// Objects freed so far (given back past `pool_idle_max`, or after a run panicked
+    /// outside a step while holding one); what they counted stays in the report.
+    pub pool_freed: u64,
+    /// Bytes the run arenas of the live objects handed out in their last run (a run takes
+    /// its record buffer, `max_records` records, whole).
     pub arena_bytes_used: u64,
-    /// Bytes the run arenas reserve (their bound: `max_records` records per worker).
+    /// Bytes the run arenas of the live objects reserve (their bound: `max_records`
+    /// records per object).
     pub arena_bytes_reserved: u64,
+    /// The bound on `arena_bytes_reserved` while no run is under way:
+    /// `pool_idle_max` objects of the largest reserve seen among the live ones.
+    pub arena_bytes_reserved_idle_max: u64,
 }
 
 /// Admission-control readings, filled by the executor (rejections are in [`Runs`]).
@@ -347,8 +379,16 @@ impl Report {
 #[derive(Debug)]
 struct StepEntry {
     row: StepRow,
-    /// Latencies in nanoseconds.
-    latency_ns: Histogram,
+    /// Latencies in nanoseconds; made with the first one (a step counted but not timed
+    /// costs no histogram).
+    latency_ns: Option<Histogram>,
+}
+
+impl StepEntry {
+    /// The latency histogram, made if needed.
+    fn latency_ns_mut(&mut self) -> &mut Histogram {
+        self.latency_ns.get_or_insert_with(Histogram::new)
+    }
 }
 
 /// Step rows a builder keeps (each has a 58 KiB histogram); the steps past them share one
@@ -410,9 +450,9 @@ impl ReportBuilder {
         }
     }
 
-    /// Counts `n` accepted submissions. Optional: a report's `submitted` is at least the runs
-    /// ended plus those rejected, and the excess of what is counted here over that is
-    /// reported as in flight.
+    /// Counts `n` submissions (accepted or refused) and inline runs. Optional: a report's
+    /// `submitted` is at least the runs ended plus those handed back or rejected, and the
+    /// excess of what is counted here over that is reported as in flight.
     pub fn add_submitted(&mut self, n: u64) {
         self.submitted = self.submitted.saturating_add(n);
     }
@@ -432,12 +472,34 @@ impl ReportBuilder {
     /// Counts a submission refused for `reason`. A refused submission is also counted as
     /// submitted.
     pub fn rejected(&mut self, reason: RejectReason) {
+        self.add_rejected(reason, 1);
+    }
+
+    /// Counts `n` submissions refused for `reason` at once (what an executor that keeps
+    /// one count per reason hands over). They are also counted as submitted.
+    pub fn add_rejected(&mut self, reason: RejectReason, n: u64) {
         let count = match reason {
             RejectReason::QueueFull => &mut self.runs.rejected_queue_full,
             RejectReason::OverLimit => &mut self.runs.rejected_over_limit,
             RejectReason::ShuttingDown => &mut self.runs.rejected_shutting_down,
         };
-        *count = count.saturating_add(1);
+        *count = count.saturating_add(n);
+    }
+
+    /// Counts `n` runs that panicked outside a step (ended without an outcome).
+    pub fn add_panicked(&mut self, n: u64) {
+        self.runs.panicked = self.runs.panicked.saturating_add(n);
+    }
+
+    /// Counts `n` accepted submissions handed back unrun.
+    pub fn add_handed_back(&mut self, n: u64) {
+        self.runs.handed_back = self.runs.handed_back.saturating_add(n);
+    }
+
+    /// Counts `n` runs made on the caller's thread (already counted as completed or
+    /// panicked; the caller counts them in [`add_submitted`](Self::add_submitted) too).
+    pub fn add_inline(&mut self, n: u64) {
+        self.runs.inline = self.runs.inline.saturating_add(n);
     }
 
     /// Adds a step record under `step_name`; its latency becomes nanoseconds through
@@ -468,7 +530,7 @@ impl ReportBuilder {
         row.fallbacks = row
             .fallbacks
             .saturating_add(u64::from(record.fallback_used));
-        entry.latency_ns.record(latency_ns);
+        entry.latency_ns_mut().record(latency_ns);
         self.step_names
             .entry(record.node.0)
             .or_insert_with(|| step_name.to_owned());
@@ -501,7 +563,9 @@ impl ReportBuilder {
     /// Adds one latency sample (nanoseconds) to the row of `step_name` without counting an
     /// execution: for an executor that counts executions exactly and samples latencies.
     pub fn add_latency(&mut self, step_name: &str, node: u32, latency_ns: u64) {
-        self.entry(step_name, node).latency_ns.record(latency_ns);
+        self.entry(step_name, node)
+            .latency_ns_mut()
+            .record(latency_ns);
     }
 
     /// The entry of `name`, made on first use with `node` as its node id. Past
@@ -523,7 +587,7 @@ impl ReportBuilder {
                         node,
                         ..StepRow::default()
                     },
-                    latency_ns: Histogram::new(),
+                    latency_ns: None,
                 });
                 index
             }
@@ -616,10 +680,47 @@ impl ReportBuilder {
         a.limit_current = limit;
     }
 
-    /// The latency histogram (nanoseconds) of step `name`, for exporters that want buckets.
+    /// The latency histogram (nanoseconds) of step `name`, for exporters that want buckets;
+    /// `None` when no latency of that step was fed in.
     pub fn step_histogram(&self, name: &str) -> Option<&Histogram> {
         let &index = self.step_index.get(name)?;
-        Some(&self.steps[index].latency_ns)
+        self.steps[index].latency_ns.as_ref()
+    }
+
+    /// The sampling period set by [`set_sample_one_in`](Self::set_sample_one_in) (0: not
+    /// set).
+    pub fn sample_one_in(&self) -> u64 {
+        self.telemetry.sample_one_in
+    }
+
+    /// Forgets every count, latency and reading, keeping the step rows' names, their
+    /// histograms' memory and the sampling period: a builder taken as the delta since the
+    /// last collection, [`merge`](Self::merge)d elsewhere and cleared for reuse, costs its
+    /// next user no allocation for the steps it saw.
+    pub fn clear(&mut self) {
+        self.runs = Runs::default();
+        self.submitted = 0;
+        reset(&mut self.run_latency_ns);
+        for entry in &mut self.steps {
+            entry.row = StepRow {
+                step: std::mem::take(&mut entry.row.step),
+                node: entry.row.node,
+                ..StepRow::default()
+            };
+            if let Some(h) = &mut entry.latency_ns {
+                reset(h);
+            }
+        }
+        self.counters = Counters::new();
+        self.breakers.clear();
+        self.exact_breakers = None;
+        self.pool = PoolStats::default();
+        self.admission = AdmissionStats::default();
+        self.admission_seen = false;
+        self.telemetry = TelemetryStats {
+            sample_one_in: self.telemetry.sample_one_in,
+            ..TelemetryStats::default()
+        };
     }
 
     /// The run latency histogram (nanoseconds).
@@ -637,6 +738,9 @@ impl ReportBuilder {
             (&mut a.succeeded, b.succeeded),
             (&mut a.failed, b.failed),
             (&mut a.aborted, b.aborted),
+            (&mut a.panicked, b.panicked),
+            (&mut a.handed_back, b.handed_back),
+            (&mut a.inline, b.inline),
             (&mut a.rejected_queue_full, b.rejected_queue_full),
             (&mut a.rejected_over_limit, b.rejected_over_limit),
             (&mut a.rejected_shutting_down, b.rejected_shutting_down),
@@ -647,7 +751,9 @@ impl ReportBuilder {
         self.run_latency_ns.merge(&other.run_latency_ns);
         for theirs in &other.steps {
             let entry = self.add_counts(&theirs.row);
-            entry.latency_ns.merge(&theirs.latency_ns);
+            if let Some(h) = theirs.latency_ns.as_ref().filter(|h| !h.is_empty()) {
+                entry.latency_ns_mut().merge(h);
+            }
         }
         for (&id, name) in &other.step_names {
             self.step_names.entry(id).or_insert_with(|| name.clone());
@@ -697,7 +803,11 @@ impl ReportBuilder {
     /// The builder keeps its data, so later reports include this one's.
     pub fn build(&self, wall_ns: u64) -> Report {
         let mut runs = self.runs;
-        let ended_or_refused = runs.completed.saturating_add(runs.rejected());
+        let ended_or_refused = runs
+            .completed
+            .saturating_add(runs.panicked)
+            .saturating_add(runs.handed_back)
+            .saturating_add(runs.rejected());
         runs.submitted = self.submitted.max(ended_or_refused);
         runs.in_flight = runs.submitted - ended_or_refused;
         let throughput_runs_per_s = if wall_ns == 0 {
@@ -709,7 +819,10 @@ impl ReportBuilder {
             .steps
             .iter()
             .map(|entry| StepRow {
-                latency: Latency::from_histogram(&entry.latency_ns),
+                latency: entry
+                    .latency_ns
+                    .as_ref()
+                    .map_or_else(Latency::default, Latency::from_histogram),
                 ..entry.row.clone()
             })
             .collect();
@@ -745,6 +858,13 @@ impl ReportBuilder {
             admission: self.admission,
             telemetry: self.telemetry,
         }
+    }
+}
+
+/// Empties `h` (its 58 KiB are written only when it holds something).
+fn reset(h: &mut Histogram) {
+    if !h.is_empty() {
+        h.reset();
     }
 }
 
@@ -872,11 +992,14 @@ impl Report {
         field(f, "  succeeded", r.succeeded)?;
         field(f, "  failed", r.failed)?;
         field(f, "  aborted", r.aborted)?;
+        field(f, "panicked", r.panicked)?;
+        field(f, "handed back", r.handed_back)?;
         field(f, "in flight", r.in_flight)?;
         field(f, "rejected", r.rejected())?;
         field(f, "  queue full", r.rejected_queue_full)?;
         field(f, "  over limit", r.rejected_over_limit)?;
         field(f, "  shutting down", r.rejected_shutting_down)?;
+        field(f, "inline (of the ended)", r.inline)?;
         field(
             f,
             "throughput",
@@ -962,8 +1085,11 @@ impl Report {
         field(f, "pool misses", p.pool_misses)?;
         field(f, "pool live", p.pool_live)?;
         field(f, "pool idle", p.pool_idle)?;
+        field(f, "pool idle max", p.pool_idle_max)?;
+        field(f, "pool freed", p.pool_freed)?;
         field(f, "arena bytes used", p.arena_bytes_used)?;
         field(f, "arena bytes reserved", p.arena_bytes_reserved)?;
+        field(f, "  idle max", p.arena_bytes_reserved_idle_max)?;
         let a = &self.admission;
         writeln!(f, "admission")?;
         field(f, "limit current", a.limit_current)?;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use flujo_core::graph::{CancelFlag, FailureStrategy, Graph, ParallelOptions, StepError};
 use flujo_core::interp::{ErrorKind, Outcome};
+use flujo_runtime::clock::ManualClock;
 use flujo_runtime::config::OptimizationConfig;
 use flujo_runtime::{Drain, Executor, Finished, Priority, Refusal, RunSpec};
 
@@ -251,10 +252,16 @@ fn a_run_cancelled_before_it_starts_aborts_at_its_first_step() {
 
 #[test]
 fn a_passed_deadline_aborts_the_run_before_its_next_step() {
-    let ex = Executor::<u64, ()>::new(config()).unwrap();
-    let g = Graph::<u64, ()>::build(|b| {
-        let slow = b.task("slow", |x, _| {
-            std::thread::sleep(Duration::from_millis(5));
+    // The executor's clock is driven by the slow step, so no pre-emption of the test thread
+    // can move the deadline before the first step (a real clock made this test timed).
+    let clock = ManualClock::new();
+    let ex = Executor::<u64, ()>::builder(config())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let g = Graph::<u64, ()>::build(move |b| {
+        let slow = b.task("slow", move |x, _| {
+            clock.advance(Duration::from_millis(5));
             Ok(x + 1)
         });
         let next = b.task("next", |x, _| Ok(x + 1));
@@ -328,4 +335,123 @@ fn a_failing_forked_branch_makes_its_later_sibling_see_should_stop() {
         saw_stop.load(Ordering::SeqCst),
         "the sibling saw should_stop"
     );
+}
+
+/// A fork of two tasks whose reducer panics (outside any step) on odd inputs.
+fn reducer_panics_on_odd() -> Arc<Graph<u64, u64>> {
+    Arc::new(
+        Graph::build(|b| {
+            let a = b.task("left", |x, _| Ok(x));
+            let c = b.task("right", |_, _| Ok(0));
+            b.parallel(
+                "fork",
+                &[a, c],
+                |x, y| {
+                    assert!(x % 2 == 0, "injected reducer panic on {x}");
+                    x + y
+                },
+                ParallelOptions::default(),
+            )
+        })
+        .unwrap(),
+    )
+}
+
+#[test]
+fn after_shutdown_the_report_accounts_for_every_submission_with_none_in_flight() {
+    // Silence the injected panics only.
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map_or("", String::as_str);
+        if !msg.contains("injected") {
+            default(info);
+        }
+    }));
+    const QUEUED: u64 = 10;
+    for workers in [1usize, 2] {
+        for drain in [Drain::Finish, Drain::HandBack] {
+            let what = format!("{workers} workers, {drain:?}");
+            let mut cfg = config();
+            cfg.workers = workers;
+            let ex = Arc::new(Executor::<u64, u64>::new(cfg).unwrap());
+            let (started, gate) = (
+                Arc::new(AtomicUsize::new(0)),
+                Arc::new(AtomicBool::new(false)),
+            );
+            let held = gated(&started, &gate);
+            let reducing = reducer_panics_on_odd();
+            // Every worker thread held at the gate; the rest queued behind them.
+            let mut tickets: Vec<_> = (0..workers as u64)
+                .map(|i| ex.submit(&held, i, i, Priority::High).ok().unwrap())
+                .collect();
+            wait_until("every worker held", || {
+                started.load(Ordering::SeqCst) == workers
+            });
+            tickets.extend(
+                (0..QUEUED).map(|i| ex.submit(&reducing, i, i, Priority::Low).ok().unwrap()),
+            );
+            // An inline run that panics outside a step counts too (in submitted and panicked).
+            assert!(ex.run(&reducing, 1, 1).is_err());
+            let shutdown = {
+                let ex = ex.clone();
+                std::thread::spawn(move || ex.shutdown(drain))
+            };
+            if drain == Drain::HandBack {
+                // The report waits for no running step: it shows the hand-back under way.
+                wait_until("the queued runs handed back", || {
+                    ex.report().runs.handed_back == QUEUED
+                });
+            }
+            gate.store(true, Ordering::SeqCst);
+            let shut = shutdown.join().unwrap();
+            let refused = ex.submit(&held, 0, 0, Priority::High).err().unwrap();
+            assert_eq!(refused.reason, Refusal::ShuttingDown);
+
+            let (mut ran, mut panicked, mut handed_back) = (0, 0, 0);
+            for t in tickets {
+                match t.wait_timeout(BOUND) {
+                    Ok(Finished::Ran(done)) => {
+                        assert_eq!(done.outcome, Outcome::Succeeded, "{what}");
+                        ran += 1;
+                    }
+                    Ok(Finished::Panicked(p)) => {
+                        assert!(p.message.contains("injected reducer panic"), "{p}");
+                        panicked += 1;
+                    }
+                    Ok(Finished::HandedBack(_)) => handed_back += 1,
+                    Err(_) => panic!("{what}: a ticket did not resolve"),
+                }
+            }
+            let expected = match drain {
+                Drain::Finish => (workers as u64 + QUEUED / 2, QUEUED / 2, 0),
+                Drain::HandBack => (workers as u64, 0, QUEUED),
+            };
+            assert_eq!((ran, panicked, handed_back), expected, "{what}");
+            assert_eq!(
+                (shut.finished, shut.handed_back),
+                (ran + panicked, handed_back)
+            );
+
+            let runs = ex.report().runs;
+            assert_eq!(runs.in_flight, 0, "{what}: {runs:?}");
+            assert_eq!(runs.submitted, workers as u64 + QUEUED + 1 + 1, "{what}");
+            assert_eq!(runs.completed, ran, "{what}");
+            assert_eq!(runs.panicked, panicked + 1, "{what}: the inline one too");
+            assert_eq!(runs.handed_back, handed_back, "{what}");
+            assert_eq!((runs.rejected(), runs.rejected_shutting_down), (1, 1));
+            assert_eq!(runs.inline, 1, "{what}");
+            assert_eq!(
+                runs.submitted,
+                runs.completed
+                    + runs.panicked
+                    + runs.handed_back
+                    + runs.rejected()
+                    + runs.in_flight,
+                "{what}: {runs:?}"
+            );
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! Stress: thousands of concurrent submissions from several threads at random priorities,
-//! with injected faults (transient errors, retried or not, panicking steps, short sleeps),
-//! through small queues and a small concurrency limit so that some are refused. Every
-//! submission ends exactly once, and the executor's report agrees with what the test saw.
+//! with injected faults (transient errors, retried or not, panicking steps, panics outside a
+//! step in a parallel reducer, short sleeps, cancels), through small queues and a small
+//! concurrency limit so that some are refused. Every submission ends exactly once, and the
+//! executor's report agrees with what the test saw: its identity
+//! `submitted = completed + panicked + handed back + rejected + in flight` holds.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -38,6 +40,39 @@ fn panics(x: u64) -> bool {
 
 fn fails(x: u64) -> bool {
     x % 13 == 7
+}
+
+/// Whether a submission goes to the graph whose reducer panics.
+fn reduced(x: u64) -> bool {
+    x % 5 == 0
+}
+
+/// Whether the reducer panics on `x` (outside any step: the run ends `Panicked`).
+fn reducer_panics(x: u64) -> bool {
+    x % 3 == 0
+}
+
+/// Whether the test cancels the submission right after it is accepted.
+fn cancelled(x: u64) -> bool {
+    x % 19 == 9
+}
+
+/// A fork of two tasks whose reducer panics on the inputs of [`reducer_panics`].
+fn reducing_graph() -> Graph<u64, Tag> {
+    Graph::build(|b| {
+        let a = b.task("left", |x, _| Ok(x));
+        let c = b.task("right", |_, _| Ok(0));
+        b.parallel(
+            "fork",
+            &[a, c],
+            |x, y| {
+                assert!(!reducer_panics(x), "injected reducer panic on {x}");
+                x + y
+            },
+            Default::default(),
+        )
+    })
+    .unwrap()
 }
 
 fn graph() -> Graph<u64, Tag> {
@@ -81,11 +116,29 @@ struct Totals {
     handed_back: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
+    aborted: AtomicU64,
     panicked_steps: AtomicU64,
+    /// Runs that panicked outside a step.
+    panicked_runs: AtomicU64,
 }
 
 fn check(done: Finished<u64, Tag>, x: u64, totals: &Totals) {
     match done {
+        Finished::Ran(done) if done.outcome == Outcome::Aborted => {
+            assert!(cancelled(x), "only cancelled runs abort: {x}");
+            assert_eq!(done.context, Tag(x), "the context comes back");
+            totals.aborted.fetch_add(1, Ordering::Relaxed);
+        }
+        Finished::Ran(done) if reduced(x) => {
+            assert!(!reducer_panics(x), "{x} ran past its panicking reducer");
+            assert_eq!((done.outcome, done.output), (Outcome::Succeeded, Some(x)));
+            totals.succeeded.fetch_add(1, Ordering::Relaxed);
+        }
+        Finished::Panicked(p) => {
+            assert!(reduced(x) && reducer_panics(x), "{x}: {p}");
+            assert!(p.message.contains("injected reducer panic"), "{p}");
+            totals.panicked_runs.fetch_add(1, Ordering::Relaxed);
+        }
         Finished::Ran(done) => {
             assert_eq!(done.context, Tag(x), "the context comes back");
             if panics(x) {
@@ -119,7 +172,6 @@ fn check(done: Finished<u64, Tag>, x: u64, totals: &Totals) {
             assert_eq!((back.input, back.context), (x, Tag(x)));
             totals.handed_back.fetch_add(1, Ordering::Relaxed);
         }
-        Finished::Panicked(p) => panic!("no run panics outside a step here: {p}"),
     }
 }
 
@@ -132,7 +184,7 @@ fn concurrent_faulty_submissions_each_end_exactly_once_and_the_report_agrees() {
             .payload()
             .downcast_ref::<String>()
             .map_or("", String::as_str);
-        if !msg.contains("injected panic") {
+        if !msg.contains("injected") {
             default(info);
         }
     }));
@@ -147,11 +199,13 @@ fn concurrent_faulty_submissions_each_end_exactly_once_and_the_report_agrees() {
     cfg.telemetry.level = TelemetryLevel::Histograms;
     let ex = Arc::new(Executor::new(cfg).unwrap());
     let g = Arc::new(graph());
+    let reducing = Arc::new(reducing_graph());
     let totals = Arc::new(Totals::default());
     let start = Arc::new(Barrier::new(THREADS as usize));
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
             let (ex, g, totals, start) = (ex.clone(), g.clone(), totals.clone(), start.clone());
+            let reducing = reducing.clone();
             std::thread::spawn(move || {
                 let mut seed = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
                 let mut pending = Vec::new();
@@ -164,8 +218,14 @@ fn concurrent_faulty_submissions_each_end_exactly_once_and_the_report_agrees() {
                     let priority =
                         [Priority::High, Priority::Normal, Priority::Low][(seed % 3) as usize];
                     totals.submitted.fetch_add(1, Ordering::Relaxed);
-                    match ex.submit(&g, x, Tag(x), priority) {
-                        Ok(ticket) => pending.push((x, ticket)),
+                    let graph = if reduced(x) { &reducing } else { &g };
+                    match ex.submit(graph, x, Tag(x), priority) {
+                        Ok(ticket) => {
+                            if cancelled(x) {
+                                ticket.cancel();
+                            }
+                            pending.push((x, ticket));
+                        }
                         Err(back) => {
                             assert!(
                                 matches!(back.reason, Refusal::QueueFull | Refusal::OverLimit),
@@ -211,9 +271,19 @@ fn concurrent_faulty_submissions_each_end_exactly_once_and_the_report_agrees() {
     let submitted = get(&totals.submitted);
     let rejected = get(&totals.rejected);
     let handed_back = get(&totals.handed_back);
-    let ran = get(&totals.succeeded) + get(&totals.failed);
+    let ran = get(&totals.succeeded) + get(&totals.failed) + get(&totals.aborted);
+    let panicked = get(&totals.panicked_runs);
     assert_eq!(submitted, THREADS * per_thread);
-    assert_eq!(submitted, ran + handed_back + rejected, "each ends once");
+    assert_eq!(
+        submitted,
+        ran + panicked + handed_back + rejected,
+        "each ends once"
+    );
+    assert!(panicked > 0, "some reducers panic");
+    assert!(
+        get(&totals.aborted) > 0,
+        "some cancels land before the run ends"
+    );
     assert!(rejected > 0, "the small queues and limit refuse some");
     assert!(ran >= submitted / 10, "ran {ran}, rejected {rejected}");
     assert!(get(&totals.panicked_steps) > 0);
@@ -229,15 +299,22 @@ fn concurrent_faulty_submissions_each_end_exactly_once_and_the_report_agrees() {
     assert_eq!(runs.completed, ran + 1);
     assert_eq!(runs.succeeded, get(&totals.succeeded) + 1);
     assert_eq!(runs.failed, get(&totals.failed));
-    assert_eq!(runs.aborted, 0);
+    assert_eq!(runs.aborted, get(&totals.aborted));
+    assert_eq!(runs.panicked, panicked);
+    assert_eq!(runs.handed_back, 0);
     assert_eq!(runs.rejected(), rejected);
     assert_eq!(runs.rejected_shutting_down, 0);
-    // The report counts the inline run as a submission too.
+    // The report counts the inline run as a submission too, as it ends.
+    assert_eq!(runs.inline, 1);
     assert_eq!(runs.submitted, submitted + 1, "{runs:?}");
     assert_eq!(
         runs.submitted,
-        runs.completed + runs.rejected() + runs.in_flight
+        runs.completed + runs.panicked + runs.handed_back + runs.rejected() + runs.in_flight,
+        "{runs:?}"
     );
+    // Workers of panicked runs were freed; the idle ones are within the bound.
+    assert!(report.pool.pool_freed >= panicked, "{:?}", report.pool);
+    assert!(report.pool.pool_idle <= report.pool.pool_idle_max);
     let c = |k| report.counter(k);
     assert_eq!(
         c(Counter::StepsRun),
@@ -249,5 +326,6 @@ fn concurrent_faulty_submissions_each_end_exactly_once_and_the_report_agrees() {
     assert!(c(Counter::Retries) > 0);
     let shut = ex.shutdown(flujo_runtime::Drain::Finish);
     assert_eq!(shut.handed_back, 0);
-    assert_eq!(shut.finished, ran);
+    assert_eq!(shut.finished, ran + panicked);
+    assert_eq!(ex.report().runs, runs, "nothing was left to run");
 }

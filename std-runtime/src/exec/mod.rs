@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use flujo_core::context::Context;
 use flujo_core::graph::{CancelFlag, Clock, Graph, NodeId};
 use flujo_core::interp::{ErrorKind, Outcome, RunOptions, RunResult, SharedCache};
-use flujo_core::policy::{Breaker, Usage};
+use flujo_core::policy::Usage;
 use flujo_core::telemetry::Counters;
 
 use crate::admission::{AdaptiveLimit, Algorithm, LimitConfig, OwnedPermit};
@@ -39,14 +39,14 @@ use crate::config::{
 };
 pub use crate::queue::Priority;
 use crate::queue::{self, PriorityQueues, QueueConfig};
-use crate::report::{AdmissionStats, BreakerRow, PoolStats, RejectReason, Report, ReportBuilder};
+use crate::report::{AdmissionStats, BreakerRow, PoolStats, Report};
 use crate::ticket::{Cells, Completer, Ticket};
 use crate::trace::TraceWriter;
 
 pub use builder::ExecutorBuilder;
 use host::{panic_message, CacheBridge, RtHost};
 use tally::SeenBreaker;
-use worker::{lock, Workers};
+use worker::{lock, merge_breaker, Seen, Workers};
 
 /// Per-run options of the executor.
 #[derive(Clone, Copy, Debug, Default)]
@@ -278,9 +278,22 @@ struct Inner<P: Clone + Send + Sync, C: Send + Sync> {
     /// for it to reach 0.
     pending: AtomicUsize,
     idle: (Mutex<()>, Condvar),
+    /// Calls to `submit`/`submit_with`, accepted or refused: counted first thing in the
+    /// call, so before anything that ends the submission (`Relaxed`: each ending count is
+    /// bumped with `Release` after it, and the report reads those with `Acquire` first).
     submitted: AtomicU64,
+    /// Submissions that ran to their end, with an outcome or panicked (the shutdown
+    /// report's `finished`).
     finished: AtomicU64,
+    /// Submissions that panicked outside a step (`Release`, see `submitted`).
+    panicked_jobs: AtomicU64,
+    /// Inline runs that panicked outside a step (their completed ones are counted by
+    /// their worker).
+    panicked_inline: AtomicU64,
+    /// Submissions handed back at shutdown (`Release`, see `submitted`).
     handed_back: AtomicU64,
+    /// Refusals, one count per reason: queue full, over the limit, shutting down (the order
+    /// of [`Refusal`] and of the report's `rejected_*` fields; `Release`, see `submitted`).
     rejected: [AtomicU64; 3],
     limit_seen: Mutex<(u64, u64)>,
 }
@@ -431,7 +444,7 @@ where
                 cells: Cells::new(TICKET_CELLS_KEPT),
                 active: AtomicUsize::new(0),
                 dispatchers,
-                workers: Workers::new(snapshot, generation),
+                workers: Workers::new(snapshot, generation, dispatchers),
                 cache,
                 config: cell,
                 clock,
@@ -444,6 +457,8 @@ where
                 idle: (Mutex::new(()), Condvar::new()),
                 submitted: AtomicU64::new(0),
                 finished: AtomicU64::new(0),
+                panicked_jobs: AtomicU64::new(0),
+                panicked_inline: AtomicU64::new(0),
                 handed_back: AtomicU64::new(0),
                 rejected: Default::default(),
                 limit_seen: Mutex::new((initial, initial)),
@@ -512,7 +527,8 @@ where
     }
 
     /// Runs `graph` with `spec`, handing the core's [`RunResult`] (step records included,
-    /// borrowed from the worker) to `f`.
+    /// borrowed from the worker) to `f`. If `f` panics, this returns `Err(Panicked)`, but the
+    /// run had ended: the report counts it as completed, with its outcome.
     pub fn run_with<R>(
         &self,
         graph: &Graph<P, C>,
@@ -524,8 +540,17 @@ where
         let deadline = spec
             .deadline
             .and_then(|d| self.inner.clock.deadline_after(d));
-        self.inner
-            .run(graph, input, context, deadline, spec.cancel, spec.budget, f)
+        let inline = true;
+        self.inner.run(
+            graph,
+            input,
+            context,
+            deadline,
+            spec.cancel,
+            spec.budget,
+            inline,
+            f,
+        )
     }
 
     /// Queues a run of `graph` at `priority`. Returns a ticket to wait on, poll or cancel,
@@ -559,13 +584,15 @@ where
         budget: Option<Usage>,
     ) -> Result<Ticket<Finished<P, C>>, Rejected<P, C>> {
         let inner = &self.inner;
+        // Counted before anything can end it (see `Inner::submitted`).
+        inner.submitted.fetch_add(1, Ordering::Relaxed);
         let refuse = |reason: Refusal, input: P, context: C| {
             let index = match reason {
                 Refusal::QueueFull => 0,
                 Refusal::OverLimit => 1,
                 Refusal::ShuttingDown => 2,
             };
-            inner.rejected[index].fetch_add(1, Ordering::Relaxed);
+            inner.rejected[index].fetch_add(1, Ordering::Release);
             Err(Rejected {
                 reason,
                 input,
@@ -593,16 +620,18 @@ where
         };
         inner.pending.fetch_add(1, Ordering::AcqRel);
         if let Err(back) = inner.queues.push(job, priority) {
-            inner.end_one();
             let reason = match back.reason {
                 queue::RejectReason::QueueFull => Refusal::QueueFull,
                 queue::RejectReason::Closed => Refusal::ShuttingDown,
             };
             let job = back.into_inner();
-            // The permit was never used: dropping it frees the slot without a signal.
-            return refuse(reason, job.input, job.context);
+            // The permit was never used: dropping it frees the slot without a signal. The
+            // refusal is counted before the submission stops being pending, so a shutdown
+            // that saw none pending reports none in flight.
+            let refused = refuse(reason, job.input, job.context);
+            inner.end_one();
+            return refused;
         }
-        inner.submitted.fetch_add(1, Ordering::Relaxed);
         inner.kick();
         Ok(ticket)
     }
@@ -637,7 +666,12 @@ where
     }
 
     /// What the runs did so far: exact counts, sampled latencies, pool, admission and
-    /// telemetry readings. Exact when no run is in flight (a busy worker is waited for).
+    /// telemetry readings.
+    ///
+    /// Every submission is in it once (see [`Runs`](crate::report::Runs) for the identity,
+    /// which holds in every report); a run under way is counted when it ends. It costs one
+    /// short lock per worker (O(workers)) and never waits for a running step: a run holds
+    /// what the report reads only to add to it at its end.
     pub fn report(&self) -> Report {
         self.inner.report()
     }
@@ -647,8 +681,8 @@ where
     pub fn write_trace(&self, w: impl io::Write) -> io::Result<()> {
         let mut trace = TraceWriter::new(1 << 20);
         trace.process_name("flujo");
-        self.inner.workers.each(|w| {
-            trace.thread_name(w.id, format!("flujo worker {}", w.id));
+        self.inner.workers.each_stats(|id, w| {
+            trace.thread_name(id, format!("flujo worker {id}"));
             for s in w.trace.spans() {
                 trace.span(s.clone());
             }
@@ -674,6 +708,7 @@ where
         deadline: Option<u64>,
         cancel: Option<&CancelFlag>,
         budget: Option<Usage>,
+        inline: bool,
         f: impl FnOnce(RunResult<'_, P, C>) -> R,
     ) -> Result<R, Panicked> {
         let cfg = self.config.load();
@@ -694,6 +729,9 @@ where
         let counting = cfg.telemetry.level >= TelemetryLevel::Counters;
         let clock = &self.clock;
         let started = clock.now();
+        // Whether the run's end was added to its worker's stats: a panic after that (in `f`)
+        // must not count the run again, as panicked.
+        let mut counted = false;
         let attempt = panic::catch_unwind(AssertUnwindSafe(|| {
             self.workers.with(|w| {
                 let sampled = w.sampled();
@@ -702,36 +740,67 @@ where
                     cancel,
                     budget,
                 };
-                // What the report keeps of the run is taken before `f` consumes it. Both
-                // arms read the same clock for every decision; only a sampled run reads it
-                // around every step, for the latencies it records.
-                let (outcome, counters, dropped, out) = if sampled {
+                // What the report keeps of the run is added to the worker's stats before `f`
+                // (user code, for `run_with`) consumes it: the stats are locked only for
+                // that. Both arms read the same clock for every decision; only a sampled run
+                // reads it around every step, for the latencies it records.
+                let out = if sampled {
                     let r = w.runner.run_in(graph, input, context, clock, &opts, &host);
-                    note(&mut w.tallies, &mut w.samples, graph, &r, counting, sampled);
-                    (r.outcome, r.counters, r.records_dropped, f(r))
+                    let wall = clock.now().saturating_sub(started);
+                    let end = RunEnd {
+                        graph,
+                        r: &r,
+                        wall,
+                        counting,
+                        sampled,
+                        inline,
+                    };
+                    end.add_to(&mut lock(&w.shared.stats), &mut w.samples);
+                    counted = true;
+                    f(r)
                 } else {
                     let unmeasured = Unmeasured(clock);
                     let r = w
                         .runner
                         .run_in(graph, input, context, &unmeasured, &opts, &host);
-                    note(&mut w.tallies, &mut w.samples, graph, &r, counting, sampled);
-                    (r.outcome, r.counters, r.records_dropped, f(r))
+                    let wall = clock.now().saturating_sub(started);
+                    let end = RunEnd {
+                        graph,
+                        r: &r,
+                        wall,
+                        counting,
+                        sampled,
+                        inline,
+                    };
+                    end.add_to(&mut lock(&w.shared.stats), &mut w.samples);
+                    counted = true;
+                    f(r)
                 };
-                let wall = clock.now().saturating_sub(started);
-                w.report.add_run(outcome, wall);
-                w.report.add_counters(&counters);
-                w.report.add_records_dropped(u64::from(dropped));
-                for &(node, latency) in &w.samples {
-                    w.report.add_latency(graph.name(node), node.0, latency);
+                if sampled {
+                    // The core samples task executions for events on its own; drain what it
+                    // kept (only a sampled run's telemetry is unpaused).
+                    let shared = Arc::clone(&w.shared);
+                    w.drain(&mut lock(&shared.stats), &|id| {
+                        graph.name(NodeId(id)).to_string()
+                    });
                 }
-                w.samples.clear();
-                // The core samples task executions for events on its own; drain what it kept.
-                w.drain(&|id| graph.name(NodeId(id)).to_string());
                 out
             })
         }));
-        attempt.map_err(|payload| Panicked {
-            message: panic_message(&*payload),
+        attempt.map_err(|payload| {
+            // Unless `f` panicked after the run was counted, the run ended without an
+            // outcome; either way its worker was freed as the loan unwound.
+            if !counted {
+                let count = if inline {
+                    &self.panicked_inline
+                } else {
+                    &self.panicked_jobs
+                };
+                count.fetch_add(1, Ordering::Release);
+            }
+            Panicked {
+                message: panic_message(&*payload),
+            }
         })
     }
 
@@ -756,7 +825,7 @@ where
     }
 
     fn hand_back(&self, job: Job<P, C>, reason: Refusal) {
-        self.handed_back.fetch_add(1, Ordering::Relaxed);
+        self.handed_back.fetch_add(1, Ordering::Release);
         job.completer.complete(Finished::HandedBack(Rejected {
             reason,
             input: job.input,
@@ -867,6 +936,7 @@ where
             submitted,
         } = job;
         let cancel = completer.cancel_flag();
+        let inline = false;
         let result = self.run(
             &graph,
             input,
@@ -874,6 +944,7 @@ where
             deadline,
             Some(cancel),
             budget,
+            inline,
             Completed::of,
         );
         let finished = match result {
@@ -896,63 +967,123 @@ where
         completer.complete(finished);
     }
 
+    /// See [`Executor::report`]. Built from the workers' collected reports (runs ended,
+    /// step counts, latencies, counters, events), with the executor's own counts
+    /// (refusals, hand-backs, panics, submissions) and readings set on it. The counts that
+    /// end a submission are read before the submissions (each is bumped after its
+    /// submission was counted, and read with `Acquire` or under the worker's lock), so
+    /// `in_flight` is never negative.
     fn report(&self) -> Report {
-        let mut b = ReportBuilder::new();
+        let rejected = self.rejected.each_ref().map(|c| c.load(Ordering::Acquire));
+        let handed_back = self.handed_back.load(Ordering::Acquire);
+        let panicked_inline = self.panicked_inline.load(Ordering::Acquire);
+        let panicked = self.panicked_jobs.load(Ordering::Acquire) + panicked_inline;
+        let wall = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         // Each breaker of the graphs run, once (workers may share one), read exactly.
-        let mut breakers: Vec<(Arc<Breaker>, BreakerRow)> = Vec::new();
-        let mut loans = 0u64;
-        let mut arena = (0u64, 0u64);
-        self.workers.each(|w| {
-            arena.0 += w.runner.arena().allocated_bytes() as u64;
-            arena.1 += w.runner.arena().memory_bound_bytes() as u64;
-            b.merge(&w.report);
-            for row in w.tallies.rows() {
-                b.add_step_counts(row);
-                b.name_step(row.node, row.step.clone());
-            }
-            for seen in w.tallies.breakers() {
-                if !breakers
-                    .iter()
-                    .any(|(b, _): &(Arc<Breaker>, BreakerRow)| Arc::ptr_eq(b, &seen.breaker))
-                {
-                    breakers.push((Arc::clone(&seen.breaker), breaker_row(seen)));
+        let mut breakers: Vec<SeenBreaker> = Vec::new();
+        let (mut loans, mut inline) = (0u64, panicked_inline);
+        let (mut used, mut reserved, mut reserve_max) = (0u64, 0u64, 0u64);
+        let mut freed = 0;
+        let mut report = None;
+        self.workers.read(|seen| match seen {
+            Seen::Live {
+                shared,
+                breakers: met,
+                inline_runs,
+            } => {
+                let (u, r) = shared.arena_bytes();
+                (used, reserved, reserve_max) = (used + u, reserved + r, reserve_max.max(r));
+                loans += shared.loans();
+                for seen in met {
+                    merge_breaker(&mut breakers, seen);
                 }
+                inline += inline_runs;
             }
-            loans += w.loans;
+            Seen::Retired(retired) => {
+                for seen in &retired.breakers {
+                    merge_breaker(&mut breakers, seen);
+                }
+                loans += retired.loans;
+                inline += retired.inline_runs;
+                freed = retired.freed;
+            }
+            Seen::Collected(collected) => report = Some(collected.build(wall)),
         });
-        b.set_breakers(breakers.into_iter().map(|(_, row)| row).collect());
-        b.merge(&self.workers.retired());
-        b.add_submitted(self.submitted.load(Ordering::Relaxed));
-        for (i, reason) in [
-            RejectReason::QueueFull,
-            RejectReason::OverLimit,
-            RejectReason::ShuttingDown,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            for _ in 0..self.rejected[i].load(Ordering::Relaxed) {
-                b.rejected(reason);
-            }
-        }
-        let made = self.workers.count() as u64;
-        b.set_pool(PoolStats {
+        let mut report = report.expect("`read` shows the collected report");
+        // Last: every submission whose end was counted above is counted here.
+        let submissions = self.submitted.load(Ordering::Acquire);
+        let runs = &mut report.runs;
+        [
+            runs.rejected_queue_full,
+            runs.rejected_over_limit,
+            runs.rejected_shutting_down,
+        ] = rejected;
+        (runs.handed_back, runs.panicked, runs.inline) = (handed_back, panicked, inline);
+        runs.submitted = submissions + inline;
+        let ended = runs.completed + runs.panicked + runs.handed_back + runs.rejected();
+        debug_assert!(ended <= runs.submitted, "{runs:?}");
+        runs.in_flight = runs.submitted.saturating_sub(ended);
+        report.breakers = breakers.iter().map(breaker_row).collect();
+        report.breakers_exact = true;
+        let made = self.workers.made();
+        let idle_max = self.workers.idle_max() as u64;
+        report.pool = PoolStats {
             // Each worker's first loan made it; every later one was a hit.
             pool_hits: loans.saturating_sub(made),
             pool_misses: made,
-            pool_live: made,
+            pool_live: self.workers.live() as u64,
             pool_idle: self.workers.idle() as u64,
-            arena_bytes_used: arena.0,
-            arena_bytes_reserved: arena.1,
-        });
+            pool_idle_max: idle_max,
+            pool_freed: freed,
+            arena_bytes_used: used,
+            arena_bytes_reserved: reserved,
+            arena_bytes_reserved_idle_max: idle_max * reserve_max,
+        };
         let seen = *lock(&self.limit_seen);
-        b.set_admission(AdmissionStats {
+        report.admission = AdmissionStats {
             limit_current: u64::from(self.limit.limit()),
             limit_min_seen: seen.0,
             limit_max_seen: seen.1,
-        });
-        let wall = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        b.build(wall)
+        };
+        report
+    }
+}
+
+/// What the report keeps of a run that ended, added to its worker's stats.
+struct RunEnd<'g, 'r, P, C> {
+    graph: &'g Graph<P, C>,
+    r: &'r RunResult<'r, P, C>,
+    /// Ticks (nanoseconds) from the run's start to its end.
+    wall: u64,
+    counting: bool,
+    sampled: bool,
+    inline: bool,
+}
+
+impl<P, C> RunEnd<'_, '_, P, C> {
+    /// Adds the run to `stats`: its outcome, counters, dropped records, exact step counts
+    /// (when `counting`) and the step latencies of a `sampled` one (through `samples`).
+    #[inline]
+    fn add_to(&self, stats: &mut worker::WorkerStats, samples: &mut Vec<(NodeId, u64)>) {
+        let (graph, r) = (self.graph, self.r);
+        stats.report.add_run(r.outcome, self.wall);
+        stats.report.add_counters(&r.counters);
+        stats
+            .report
+            .add_records_dropped(u64::from(r.records_dropped));
+        stats.inline_runs += u64::from(self.inline);
+        note(
+            &mut stats.tallies,
+            samples,
+            graph,
+            r,
+            self.counting,
+            self.sampled,
+        );
+        for &(node, latency) in samples.iter() {
+            stats.report.add_latency(graph.name(node), node.0, latency);
+        }
+        samples.clear();
     }
 }
 

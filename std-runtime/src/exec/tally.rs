@@ -26,6 +26,7 @@ const NONE: u32 = u32::MAX;
 
 /// A circuit breaker met in a graph a worker ran, kept so the report can read its own
 /// (exact) counts.
+#[derive(Clone)]
 pub(crate) struct SeenBreaker {
     pub(crate) breaker: Arc<Breaker>,
     /// The first task seen guarded by it: its node and name.
@@ -124,6 +125,22 @@ impl Tallies {
         self.rows.iter()
     }
 
+    /// Moves the counts made since the last call into `into` (cleared first; rows that
+    /// counted nothing since are left out), leaving the rows, zeroed, to count on.
+    pub(crate) fn take_counts(&mut self, into: &mut Vec<StepRow>) {
+        into.clear();
+        for row in self.rows.iter_mut().filter(|r| r.executions > 0) {
+            into.push(std::mem::replace(
+                row,
+                StepRow {
+                    step: row.step.clone(),
+                    node: row.node,
+                    ..StepRow::default()
+                },
+            ));
+        }
+    }
+
     /// Keeps the breakers of `graph` not seen yet (a graph is indexed when a worker first
     /// runs it, or again after its index was dropped).
     #[cold]
@@ -187,6 +204,41 @@ mod tests {
         assert_eq!(
             rows,
             vec![("a".to_string(), 10, 10, 0), ("c".to_string(), 10, 5, 5)]
+        );
+    }
+}
+
+#[cfg(test)]
+mod take_tests {
+    use super::*;
+    use flujo_core::graph::NoClock;
+    use flujo_core::interp::{RunOptions, Runner, RunnerConfig};
+
+    #[test]
+    fn taken_counts_are_the_counts_since_the_last_take() {
+        let g = Graph::<u64, ()>::build(|b| b.task("a", |x, _| Ok(x))).unwrap();
+        let mut runner = Runner::new(RunnerConfig::default());
+        let mut t = Tallies::default();
+        let mut taken = Vec::new();
+        let mut run = |t: &mut Tallies, n| {
+            for i in 0..n {
+                let r = runner.run(&g, i, (), &NoClock, &RunOptions::default());
+                t.count(&g, r.records);
+            }
+        };
+        run(&mut t, 3);
+        t.take_counts(&mut taken);
+        assert_eq!(taken.iter().map(|r| r.executions).collect::<Vec<_>>(), [3]);
+        t.take_counts(&mut taken);
+        assert!(taken.is_empty(), "nothing counted since");
+        run(&mut t, 2);
+        t.take_counts(&mut taken);
+        assert_eq!(
+            taken
+                .iter()
+                .map(|r| (r.step.as_str(), r.executions))
+                .collect::<Vec<_>>(),
+            [("a", 2)]
         );
     }
 }

@@ -566,3 +566,245 @@ fn no_submission_is_stranded_while_dispatchers_come_and_go() {
         );
     }
 }
+
+/// Silences panics whose message contains "injected" (the rest still print).
+fn quiet_injected_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if !msg.contains("injected") {
+            default(info);
+        }
+    }));
+}
+
+/// Asserts the report's identity: every submission in exactly one line.
+fn assert_identity(runs: &crate::report::Runs) {
+    assert_eq!(
+        runs.submitted,
+        runs.completed + runs.panicked + runs.handed_back + runs.rejected() + runs.in_flight,
+        "{runs:?}"
+    );
+    assert_eq!(
+        runs.completed,
+        runs.succeeded + runs.failed + runs.aborted,
+        "{runs:?}"
+    );
+}
+
+#[test]
+fn report_returns_while_a_step_is_blocked() {
+    let (release, blocked) = std::sync::mpsc::channel::<()>();
+    let blocked = Mutex::new(blocked);
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    let started_tx = Mutex::new(started_tx);
+    let g = Graph::<u64, ()>::build(|b| b.task("id", |x, _| Ok(x))).unwrap();
+    // The blocked graph: its step says it started, then waits for the test's release.
+    let blocking = Arc::new(
+        Graph::<u64, ()>::build(move |b| {
+            b.task("wait", move |x, _| {
+                lock(&started_tx).send(()).unwrap();
+                lock(&blocked)
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("released by the test");
+                Ok(x + 1)
+            })
+        })
+        .unwrap(),
+    );
+    // One pool thread: the only worker thread is held by the blocked step.
+    let ex = Executor::new(forking(1)).unwrap();
+    ex.run(&g, 1, ()).unwrap();
+    let ticket = ex.submit(&blocking, 1, (), Priority::Normal).ok().unwrap();
+    started
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the step started");
+    // The step is blocked until after this returns: a report waiting for it would hang
+    // here (and the test would fail at the ticket's bounded wait below, never released).
+    let during = ex.report();
+    release.send(()).unwrap();
+    assert_eq!(during.runs.in_flight, 1);
+    assert_eq!((during.runs.completed, during.runs.inline), (1, 1));
+    assert_identity(&during.runs);
+    match ticket.wait_timeout(Duration::from_secs(30)) {
+        Ok(Finished::Ran(done)) => assert_eq!(done.output, Some(2)),
+        other => panic!("{other:?}"),
+    }
+    let after = ex.report();
+    assert_eq!((after.runs.in_flight, after.runs.completed), (0, 2));
+    assert_identity(&after.runs);
+}
+
+/// A graph whose parallel reducer panics (outside any step) on inputs `x % 3 == 0`.
+fn reducer_panics() -> Arc<Graph<u64, ()>> {
+    Arc::new(
+        Graph::<u64, ()>::build(|b| {
+            let a = b.task("a", |x, _| Ok(x));
+            let c = b.task("c", |x, _| Ok(x));
+            b.parallel(
+                "both",
+                &[a, c],
+                |x, y| {
+                    assert!(x % 3 != 0, "injected reducer panic");
+                    x + y
+                },
+                Default::default(),
+            )
+        })
+        .unwrap(),
+    )
+}
+
+#[test]
+fn a_run_panicking_outside_a_step_is_counted_and_frees_its_worker() {
+    quiet_injected_panics();
+    for workers in [1, 2] {
+        let ex = Executor::new(forking(workers)).unwrap();
+        let g = reducer_panics();
+        // Inline: one panics, one runs.
+        assert!(ex.run(&g, 3, ()).is_err());
+        assert_eq!(ex.run(&g, 1, ()).unwrap().output, Some(2));
+        // Submitted: each ends as a panic or a run.
+        let tickets: Vec<_> = (0..12u64)
+            .map(|x| (x, ex.submit(&g, x, (), Priority::Normal).ok().unwrap()))
+            .collect();
+        for (x, t) in tickets {
+            match t.wait_timeout(Duration::from_secs(30)) {
+                Ok(Finished::Panicked(p)) => {
+                    assert_eq!(x % 3, 0);
+                    assert!(p.message.contains("injected"), "{p}");
+                }
+                Ok(Finished::Ran(done)) => assert_eq!(done.output, Some(2 * x)),
+                other => panic!("{x}: {other:?}"),
+            }
+        }
+        let shut = ex.shutdown(Drain::Finish);
+        assert_eq!(shut.finished, 12);
+        let report = ex.report();
+        let runs = report.runs;
+        assert_identity(&runs);
+        assert_eq!(runs.in_flight, 0, "{workers} workers: {runs:?}");
+        assert_eq!(
+            (runs.panicked, runs.completed, runs.inline),
+            (1 + 4, 1 + 8, 2)
+        );
+        assert_eq!(runs.submitted, 12 + 2);
+        // A panicked run's worker is freed, not lent again; its counts stay.
+        assert!(report.pool.pool_freed >= 5, "{:?}", report.pool);
+        // The step records of a panicked run unwind with it: the steps count the runs ended.
+        assert_eq!(report.step("a").map(|s| s.executions), Some(9));
+    }
+}
+
+#[test]
+fn idle_workers_past_the_bound_are_freed_after_a_forked_burst_and_keep_their_counts() {
+    const CALLERS: usize = 16;
+    const ROUNDS: u64 = 3;
+    let (started, gate) = (
+        Arc::new(AtomicU32::new(0)),
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
+    let (seen, open) = (Arc::clone(&started), Arc::clone(&gate));
+    // Each run holds its worker at the gate, then forks two branches on the pool.
+    let g = Arc::new(
+        Graph::<u64, ()>::build(move |b| {
+            let (seen, open) = (Arc::clone(&seen), Arc::clone(&open));
+            let wait = b.task("wait", move |x, _| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                let start = std::time::Instant::now();
+                while !open.load(Ordering::Acquire) {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(30),
+                        "gate never opened"
+                    );
+                    std::thread::yield_now();
+                }
+                Ok(x)
+            });
+            let a = b.task("a", |x, _| Ok(x + 1));
+            let c = b.task("c", |x, _| Ok(x + 2));
+            let both = b.parallel("both", &[a, c], |x, y| x + y, Default::default());
+            b.sequence("root", &[wait, both])
+        })
+        .unwrap(),
+    );
+    let ex = Arc::new(Executor::new(forking(2)).unwrap());
+    let idle_max = ex.report().pool.pool_idle_max;
+    assert_eq!(idle_max, 8, "2 * 2 threads + 4, a power of two");
+    let mut peak_reserved = 0;
+    for round in 0..ROUNDS {
+        gate.store(false, Ordering::Release);
+        started.store(0, Ordering::SeqCst);
+        let callers: Vec<_> = (0..CALLERS as u64)
+            .map(|x| {
+                let (ex, g) = (Arc::clone(&ex), Arc::clone(&g));
+                std::thread::spawn(move || ex.run(&g, x, ()).unwrap().output)
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        while started.load(Ordering::SeqCst) < CALLERS as u32 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "callers never started"
+            );
+            std::thread::yield_now();
+        }
+        // Every caller holds a worker at the gate: more live workers than the idle bound.
+        let during = ex.report().pool;
+        assert!(during.pool_live >= CALLERS as u64, "{during:?}");
+        peak_reserved = peak_reserved.max(during.arena_bytes_reserved);
+        gate.store(true, Ordering::Release);
+        for (x, c) in callers.into_iter().enumerate() {
+            let x = x as u64;
+            assert_eq!(c.join().unwrap(), Some(2 * x + 3), "round {round}");
+        }
+        let after = ex.report();
+        let pool = after.pool;
+        assert!(pool.pool_live <= idle_max, "{pool:?}");
+        assert!(pool.pool_idle <= idle_max, "{pool:?}");
+        assert!(
+            pool.pool_freed >= (round + 1) * (CALLERS as u64 - idle_max),
+            "{pool:?}"
+        );
+        assert!(
+            pool.arena_bytes_reserved < peak_reserved,
+            "{pool:?}, {peak_reserved}"
+        );
+        assert!(
+            pool.arena_bytes_reserved <= pool.arena_bytes_reserved_idle_max,
+            "{pool:?}"
+        );
+        // Freed workers' counts are kept: every run and step of every round.
+        let runs = (round + 1) * CALLERS as u64;
+        assert_eq!((after.runs.completed, after.runs.inline), (runs, runs));
+        assert_eq!(after.runs.submitted, runs);
+        assert_identity(&after.runs);
+        for step in ["wait", "a", "c"] {
+            assert_eq!(after.step(step).map(|s| s.executions), Some(runs), "{step}");
+        }
+        assert_eq!(pool.pool_hits + pool.pool_misses, {
+            // Each run and each forked branch is one loan.
+            runs * 3
+        });
+    }
+}
+
+#[test]
+fn a_panic_in_run_withs_closure_counts_the_ended_run_once() {
+    quiet_injected_panics();
+    let g = Graph::<u64, ()>::build(|b| b.task("id", |x, _| Ok(x))).unwrap();
+    let ex = Executor::new(forking(1)).unwrap();
+    let spec = RunSpec::default();
+    let r = ex.run_with(&g, 1, (), &spec, |_| -> u64 {
+        panic!("injected panic in the caller's closure")
+    });
+    assert!(r.unwrap_err().message.contains("injected"));
+    let runs = ex.report().runs;
+    assert_eq!((runs.completed, runs.panicked, runs.inline), (1, 0, 1));
+    assert_identity(&runs);
+}

@@ -1,7 +1,23 @@
-//! Workers: a runner (scratch, record arena, telemetry ring) plus what it saw, lent to one run
-//! or forked branch at a time from a bounded lock-free free list.
+//! Workers: a runner (scratch, record arena, telemetry ring) lent to one run or forked branch
+//! at a time from a bounded lock-free free list, and, apart from it, what its runs did.
+//!
+//! The split is what lets [`Executor::report`](super::Executor::report) never wait for a
+//! step: the runner is owned by whoever holds the worker (no lock), and what a report reads
+//! (the worker's [`WorkerStats`]) is behind its own mutex, which a run takes only at its end
+//! to add what it did, and a report takes to read it. The arena readings and the loan count
+//! are single-writer atomics beside it.
+//!
+//! A report holds a worker's lock only for a few swaps and copies, so a run ending meanwhile
+//! waits microseconds: it swaps the worker's [`ReportBuilder`] (what its runs added since the
+//! last report, latency histograms included) for a cleared spare, and takes the exact step
+//! counts made since; the merging (tens of KiB per histogram) happens after, outside every
+//! worker's lock, into the collected totals, from which the report is built.
+//!
+//! Idle workers are bounded: at most [`Workers::idle_max`] wait in the free list, and one
+//! given back past that is freed, its counts merged into the retired totals first (as an
+//! unpooled worker's are), so the report loses nothing and the arena they reserve is bounded.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use flujo_core::context::Context;
@@ -14,48 +30,106 @@ use crate::config::{OptimizationConfig, TelemetryLevel};
 use crate::report::ReportBuilder;
 use crate::trace::{spans_from_events, TraceWriter};
 
-use super::tally::Tallies;
+use super::tally::{SeenBreaker, Tallies};
 
 /// The sink of a worker's runner: the producer end of its event ring.
 pub(crate) type EventRing = RingSink<spsc::Producer<Event>>;
 
-/// Idle workers kept for reuse.
-const MAX_IDLE: usize = 256;
-
 /// Spans kept per worker for the trace export.
 const MAX_SPANS: usize = 8192;
 
-/// A runner and what it saw. Owned by one run (or forked branch) at a time.
-pub(crate) struct Worker<P, C> {
-    /// The id named in traces.
-    pub(crate) id: u32,
-    /// The configuration generation the runner was built for.
-    pub(crate) generation: u64,
-    pub(crate) runner: Runner<P, C, EventRing>,
-    /// The other end of the runner's event ring (drained after sampled runs).
-    pub(crate) events: Option<spsc::Consumer<Event>>,
-    /// Everything this worker's runs did: exact counts, sampled latencies.
+/// Idle workers kept beyond two per pool thread (see [`idle_max`]).
+const IDLE_SPARE: usize = 4;
+
+/// The most idle workers an executor on `threads` pool threads keeps: a power of two (the
+/// free ring's capacity, so a full ring is the bound) of at least `2 * threads + 4`.
+///
+/// Why that many: a run holds its worker while it waits for a forked fan-out, and each
+/// branch running meanwhile holds one too, so with `threads` pool threads a forked run needs
+/// up to `threads` workers beyond its own; a pool thread waiting in a fork may take another
+/// submission (nesting once more), and callers outside the pool run inline with a worker of
+/// their own. Two per thread covers one level of that nesting on every thread, the spare few
+/// the callers; deeper bursts make workers that are freed when they are given back.
+pub(crate) fn idle_max(threads: usize) -> usize {
+    (2 * threads.max(1) + IDLE_SPARE).next_power_of_two()
+}
+
+/// What a worker's runs did, read by reports: a run adds to it at its end (briefly, under
+/// [`Shared::stats`]), never while a step runs.
+pub(crate) struct WorkerStats {
+    /// Exact run counts, sampled latencies, drained events.
     pub(crate) report: ReportBuilder,
     /// Exact per-step counts (telemetry level `counters` and up).
     pub(crate) tallies: Tallies,
-    /// The step latencies of the run under way, when it is sampled (reused).
-    pub(crate) samples: Vec<(NodeId, u64)>,
     /// Spans of sampled runs, for the trace export (bounded).
     pub(crate) trace: TraceWriter,
+    /// Of the runs counted in `report`, those made on the caller's thread
+    /// (`Executor::run`).
+    pub(crate) inline_runs: u64,
+}
+
+/// The part of a worker that reports read: its stats, its loan count and arena readings.
+pub(crate) struct Shared {
+    /// The id named in traces.
+    pub(crate) id: u32,
+    /// Taken by a run at its end and by reports; held for a few additions, never across a
+    /// step or user code.
+    pub(crate) stats: Mutex<WorkerStats>,
+    /// Times the worker was lent (runs and forked branches). Written only by the worker's
+    /// holder (a load and a store, `Relaxed`: the free ring's hand-over orders successive
+    /// holders), read by reports; only grows.
+    loans: AtomicU64,
+    /// Bytes its arena handed out in its last loan, stored by the holder as it gives the
+    /// worker back (`Relaxed`: a reading, exact when no loan is under way).
+    arena_used_bytes: AtomicU64,
+    /// Bytes its arena reserves, stored when the runner is built.
+    arena_reserved_bytes: AtomicU64,
+    /// A cleared builder with the step rows of an earlier delta, swapped in for the next
+    /// (so the runs do not remake its histograms). Used by reports only, one at a time.
+    spare: Mutex<Option<ReportBuilder>>,
+}
+
+impl Shared {
+    /// Times lent.
+    pub(crate) fn loans(&self) -> u64 {
+        self.loans.load(Ordering::Relaxed)
+    }
+
+    /// Arena bytes used in the last loan, and reserved.
+    pub(crate) fn arena_bytes(&self) -> (u64, u64) {
+        (
+            self.arena_used_bytes.load(Ordering::Relaxed),
+            self.arena_reserved_bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A runner and its scratch. Owned by one run (or forked branch) at a time; what its runs did
+/// goes to `shared`.
+pub(crate) struct Worker<P, C> {
+    /// The configuration generation the runner was built for.
+    generation: u64,
+    pub(crate) runner: Runner<P, C, EventRing>,
+    /// The other end of the runner's event ring (drained after sampled runs).
+    events: Option<spsc::Consumer<Event>>,
+    /// The step latencies of the run under way, when it is sampled (reused).
+    pub(crate) samples: Vec<(NodeId, u64)>,
     /// Runs started on this worker (to sample one in `sample`).
-    pub(crate) runs: u64,
-    /// Times it was lent (runs and forked branches).
-    pub(crate) loans: u64,
-    pub(crate) sample: u64,
-    pub(crate) level: TelemetryLevel,
+    runs: u64,
+    sample: u64,
+    level: TelemetryLevel,
     /// Scratch for draining the ring.
     drained: Vec<Event>,
     /// Events the runner's sink refused so far, as last reported.
     dropped_seen: u64,
+    /// What reports read.
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl<P: Clone, C: Context> Worker<P, C> {
-    fn new(id: u32, generation: u64, cfg: &OptimizationConfig) -> Self {
+    /// A worker for `cfg`, adding to `shared` (a fresh one, or a rebuilt worker's).
+    fn new(generation: u64, cfg: &OptimizationConfig, shared: Arc<Shared>) -> Self {
+        let id = shared.id;
         let runner_cfg = RunnerConfig {
             max_records: cfg.max_records,
             max_spare_contexts: 16,
@@ -81,26 +155,46 @@ impl<P: Clone, C: Context> Worker<P, C> {
         } else {
             (None, None)
         };
-        let mut report = ReportBuilder::new();
-        report.set_sample_one_in(u64::from(period));
-        let mut trace = TraceWriter::new(MAX_SPANS);
-        trace.thread_name(id, format!("flujo worker {id}"));
+        lock(&shared.stats)
+            .report
+            .set_sample_one_in(u64::from(period));
+        let runner = Runner::build(runner_cfg, telemetry);
+        let reserved = runner.arena().memory_bound_bytes() as u64;
+        shared
+            .arena_reserved_bytes
+            .store(reserved, Ordering::Relaxed);
         Self {
-            id,
             generation,
-            runner: Runner::build(runner_cfg, telemetry),
+            runner,
             events,
-            report,
-            tallies: Tallies::default(),
             samples: Vec::new(),
-            trace,
             runs: 0,
-            loans: 0,
             sample: u64::from(period),
             level,
             drained: Vec::new(),
             dropped_seen: 0,
+            shared,
         }
+    }
+
+    /// A fresh worker with stats of its own.
+    fn fresh(id: u32, generation: u64, cfg: &OptimizationConfig) -> Self {
+        let mut trace = TraceWriter::new(MAX_SPANS);
+        trace.thread_name(id, format!("flujo worker {id}"));
+        let shared = Arc::new(Shared {
+            id,
+            stats: Mutex::new(WorkerStats {
+                report: ReportBuilder::new(),
+                tallies: Tallies::default(),
+                trace,
+                inline_runs: 0,
+            }),
+            loans: AtomicU64::new(0),
+            arena_used_bytes: AtomicU64::new(0),
+            arena_reserved_bytes: AtomicU64::new(0),
+            spare: Mutex::new(None),
+        });
+        Self::new(generation, cfg, shared)
     }
 
     /// Whether the run about to start is sampled (timed, its step latencies into the
@@ -115,15 +209,15 @@ impl<P: Clone, C: Context> Worker<P, C> {
         kept
     }
 
-    /// Drains the event ring (what the core's sampler kept) into the report (breaker
+    /// Drains the event ring (what the core's sampler kept) into `stats` (breaker
     /// transitions, dropped events) and, at the events level, into the trace as spans.
-    pub(crate) fn drain(&mut self, names: &dyn Fn(u32) -> String) {
+    pub(crate) fn drain(&mut self, stats: &mut WorkerStats, names: &dyn Fn(u32) -> String) {
         let Some(ring) = &mut self.events else {
             return;
         };
         let dropped = self.runner.telemetry().map_or(0, |t| t.events_dropped());
         if dropped > self.dropped_seen {
-            self.report.add_events_dropped(dropped - self.dropped_seen);
+            stats.report.add_events_dropped(dropped - self.dropped_seen);
             self.dropped_seen = dropped;
         }
         self.drained.clear();
@@ -133,46 +227,137 @@ impl<P: Clone, C: Context> Worker<P, C> {
         if self.drained.is_empty() {
             return;
         }
-        self.report.add_events(&self.drained);
-        if self.level >= TelemetryLevel::Events && !self.trace.is_full() {
-            self.trace
-                .extend(spans_from_events(&self.drained, names, self.id, 1.0));
+        stats.report.add_events(&self.drained);
+        if self.level >= TelemetryLevel::Events && !stats.trace.is_full() {
+            stats
+                .trace
+                .extend(spans_from_events(&self.drained, names, self.shared.id, 1.0));
         }
     }
 }
 
-/// A worker, shared between the free list and the list of all workers.
-type Slot<P, C> = Arc<Mutex<Worker<P, C>>>;
+/// What freed workers (unpooled ones after each loan, pooled ones given back past the idle
+/// bound or after a panic) counted, kept for the report.
+#[derive(Default)]
+pub(crate) struct Retired {
+    /// Their runs, step counts and events.
+    pub(crate) report: ReportBuilder,
+    /// The breakers they met, one entry per breaker.
+    pub(crate) breakers: Vec<SeenBreaker>,
+    /// Loans of the pooled ones.
+    pub(crate) loans: u64,
+    /// Their inline runs.
+    pub(crate) inline_runs: u64,
+    /// Pooled workers freed.
+    pub(crate) freed: u64,
+}
 
-/// The workers of an executor: every one made is kept in `all` (so reports see what each
-/// saw); idle ones wait in `free`.
+impl Retired {
+    /// Adds what `stats` counted.
+    fn absorb(&mut self, stats: &WorkerStats) {
+        self.report.merge(&stats.report);
+        for row in stats.tallies.rows() {
+            self.report.add_step_counts(row);
+            self.report.name_step(row.node, row.step.clone());
+        }
+        for seen in stats.tallies.breakers() {
+            merge_breaker(&mut self.breakers, seen);
+        }
+        self.inline_runs += stats.inline_runs;
+    }
+}
+
+/// Adds `seen` to `into` unless the same breaker is there.
+pub(crate) fn merge_breaker(into: &mut Vec<SeenBreaker>, seen: &SeenBreaker) {
+    match into
+        .iter_mut()
+        .find(|b| Arc::ptr_eq(&b.breaker, &seen.breaker))
+    {
+        Some(known) => known.shared |= seen.shared || known.step != seen.step,
+        None => into.push(SeenBreaker {
+            breaker: Arc::clone(&seen.breaker),
+            step_id: seen.step_id,
+            step: seen.step.clone(),
+            shared: seen.shared,
+        }),
+    }
+}
+
+/// What [`Workers::read`] shows.
+pub(crate) enum Seen<'a> {
+    /// A live worker: its shared part and, copied from its stats, the breakers it met and
+    /// its inline runs.
+    Live {
+        shared: &'a Shared,
+        breakers: &'a [SeenBreaker],
+        inline_runs: u64,
+    },
+    /// What freed workers counted (their report is in the collected one).
+    Retired(&'a Retired),
+    /// Every worker's report (runs, exact step counts, latencies, counters, events),
+    /// collected.
+    Collected(&'a ReportBuilder),
+}
+
+/// The workers of an executor: idle ones wait in `free` (bounded), the stats of every live
+/// one are listed in `live`, and what freed ones counted is in `retired`.
 pub(crate) struct Workers<P, C> {
-    free: mpmc::Ring<Slot<P, C>>,
-    all: Mutex<Vec<Slot<P, C>>>,
+    /// Idle workers; its capacity is the idle bound.
+    free: mpmc::Ring<Box<Worker<P, C>>>,
+    /// The stats of every live (lent or idle) pooled worker. Held by a report while it
+    /// reads them and `retired`, and by a worker being made or freed, so a report sees each
+    /// worker's counts exactly once.
+    live: Mutex<Vec<Arc<Shared>>>,
+    /// The next worker id.
+    next_id: AtomicU32,
+    /// Pooled workers made.
+    made: AtomicU64,
     config: Mutex<(Arc<OptimizationConfig>, u64)>,
     /// The generation in `config`, read without the lock on every loan.
     generation: AtomicU64,
     /// Whether workers are pooled (`OptimizationConfig::pooling`).
     pooling: AtomicBool,
-    /// What unpooled workers saw before they were dropped.
-    retired: Mutex<ReportBuilder>,
+    /// What freed workers counted.
+    retired: Mutex<Retired>,
+    /// The workers' and the retired reports and step counts, collected by reports (each
+    /// takes the deltas since the last). Held by one report at a time, before `live`.
+    collected: Mutex<ReportBuilder>,
 }
 
-/// Locks `m`, recovering from poisoning: a worker whose run panicked outside a step is
-/// never lent again (it is not put back in the free list), but its counts stay readable.
+/// Locks `m`, recovering from poisoning: nothing holding these locks runs user code, but a
+/// panic must not make the counts unreadable.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A lent worker, freed (its counts retired) if the loan unwinds: a run that panicked
+/// outside a step may have left its runner half-way, so it is not lent again.
+struct Loan<'a, P: Clone, C: Context> {
+    workers: &'a Workers<P, C>,
+    worker: Option<Box<Worker<P, C>>>,
+}
+
+impl<P: Clone, C: Context> Drop for Loan<'_, P, C> {
+    fn drop(&mut self) {
+        if let Some(w) = self.worker.take() {
+            self.workers.free_worker(w);
+        }
+    }
+}
+
 impl<P: Clone, C: Context> Workers<P, C> {
-    pub(crate) fn new(config: Arc<OptimizationConfig>, generation: u64) -> Self {
+    /// Workers for `config`, keeping at most [`idle_max`]`(threads)` idle.
+    pub(crate) fn new(config: Arc<OptimizationConfig>, generation: u64, threads: usize) -> Self {
         Self {
-            free: mpmc::Ring::with_capacity(MAX_IDLE).expect("a valid capacity"),
-            all: Mutex::new(Vec::new()),
+            free: mpmc::Ring::with_capacity(idle_max(threads)).expect("a power of two"),
+            live: Mutex::new(Vec::new()),
+            next_id: AtomicU32::new(0),
+            made: AtomicU64::new(0),
             pooling: AtomicBool::new(config.pooling),
             config: Mutex::new((config, generation)),
             generation: AtomicU64::new(generation),
-            retired: Mutex::new(ReportBuilder::new()),
+            retired: Mutex::new(Retired::default()),
+            collected: Mutex::new(ReportBuilder::new()),
         }
     }
 
@@ -184,72 +369,130 @@ impl<P: Clone, C: Context> Workers<P, C> {
         self.generation.store(generation, Ordering::Release);
     }
 
-    fn make(&self) -> Slot<P, C> {
+    #[cold]
+    fn make(&self) -> Box<Worker<P, C>> {
         let (cfg, generation) = lock(&self.config).clone();
-        let mut all = lock(&self.all);
-        let id = u32::try_from(all.len()).unwrap_or(u32::MAX);
-        let w = Arc::new(Mutex::new(Worker::new(id, generation, &cfg)));
-        all.push(Arc::clone(&w));
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let w = Box::new(Worker::fresh(id, generation, &cfg));
+        lock(&self.live).push(Arc::clone(&w.shared));
+        self.made.fetch_add(1, Ordering::Relaxed);
         w
     }
 
+    /// Drops `w` and moves what it counted to the retired totals, in one step as reports
+    /// see it (under `live`).
+    #[cold]
+    fn free_worker(&self, w: Box<Worker<P, C>>) {
+        let mut live = lock(&self.live);
+        if let Some(at) = live.iter().position(|s| Arc::ptr_eq(s, &w.shared)) {
+            live.swap_remove(at);
+        }
+        let mut retired = lock(&self.retired);
+        retired.absorb(&lock(&w.shared.stats));
+        retired.loans += w.shared.loans();
+        retired.freed += 1;
+    }
+
     /// Lends a worker to `f`: an idle one built for the current configuration, else a new
-    /// one (a stale idle one is rebuilt in place, keeping what it saw).
+    /// one (a stale idle one is rebuilt in place, keeping what it saw). Given back after,
+    /// or freed if the idle bound is reached or `f` unwinds.
     ///
-    /// With pooling off, every loan builds a worker and drops it after, keeping its counts.
+    /// With pooling off, every loan builds a worker and frees it after, keeping its counts.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Worker<P, C>) -> R) -> R {
         if !self.pooling.load(Ordering::Relaxed) {
             let (cfg, generation) = lock(&self.config).clone();
-            let mut w = Worker::new(u32::MAX, generation, &cfg);
+            let mut w = Worker::fresh(u32::MAX, generation, &cfg);
             let r = f(&mut w);
-            let mut retired = lock(&self.retired);
-            retired.merge(&w.report);
-            for row in w.tallies.rows() {
-                retired.add_step_counts(row);
-            }
+            lock(&self.retired).absorb(&lock(&w.shared.stats));
             return r;
         }
-        let slot = loop {
-            if let Some(slot) = self.free.pop() {
-                break slot;
+        let mut w = loop {
+            if let Some(w) = self.free.pop() {
+                break w;
             }
             if self.free.is_empty() {
                 break self.make();
             }
             // A worker being given back holds its place in the ring, not yet readable: it
-            // is in a moment. Making one instead would grow `all` with every such race.
+            // is in a moment. Making one instead would make a worker with every such race.
             std::thread::yield_now();
         };
-        let r = {
-            let mut w = lock(&slot);
-            if w.generation != self.generation.load(Ordering::Acquire) {
-                let (cfg, generation) = lock(&self.config).clone();
-                let mut fresh = Worker::new(w.id, generation, &cfg);
-                fresh.report.merge(&w.report);
-                fresh.tallies = std::mem::take(&mut w.tallies);
-                (fresh.runs, fresh.loans) = (w.runs, w.loans);
-                fresh.trace = std::mem::replace(&mut w.trace, TraceWriter::new(0));
-                *w = fresh;
-            }
-            w.loans += 1;
-            f(&mut w)
+        if w.generation != self.generation.load(Ordering::Acquire) {
+            self.rebuild(&mut w);
+        }
+        let loans = &w.shared.loans;
+        loans.store(loans.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        let mut loan = Loan {
+            workers: self,
+            worker: Some(w),
         };
-        // A full free list drops the handle; the worker stays in `all`.
-        let _ = self.free.push(slot);
+        let r = f(loan.worker.as_mut().expect("lent"));
+        let w = loan.worker.take().expect("lent");
+        let used = w.runner.arena().allocated_bytes() as u64;
+        w.shared.arena_used_bytes.store(used, Ordering::Relaxed);
+        if let Err(full) = self.free.push(w) {
+            self.free_worker(full.0);
+        }
         r
     }
 
-    /// Calls `f` on every worker ever made (waiting for a busy one to finish its run).
-    pub(crate) fn each(&self, mut f: impl FnMut(&mut Worker<P, C>)) {
-        let all: Vec<_> = lock(&self.all).clone();
-        for w in &all {
-            f(&mut lock(w));
-        }
+    /// Rebuilds `w` for the current configuration, keeping its stats.
+    #[cold]
+    fn rebuild(&self, w: &mut Box<Worker<P, C>>) {
+        let (cfg, generation) = lock(&self.config).clone();
+        let shared = Arc::clone(&w.shared);
+        **w = Worker::new(generation, &cfg, shared);
     }
 
-    /// What unpooled workers saw.
-    pub(crate) fn retired(&self) -> MutexGuard<'_, ReportBuilder> {
-        lock(&self.retired)
+    /// Collects the workers' reports and shows what a report needs to `f`: each live
+    /// worker, the retired totals, then the collected report. Holds off workers being made
+    /// or freed meanwhile (so each count is seen once) and other reports. Waits for no run:
+    /// a run holds its stats only to add to them at its end, and this holds them only to
+    /// swap their report for a spare and copy their step counts.
+    pub(crate) fn read(&self, mut f: impl FnMut(Seen<'_>)) {
+        let mut collected = lock(&self.collected);
+        let live = lock(&self.live);
+        let (mut rows, mut breakers) = (Vec::new(), Vec::new());
+        for shared in live.iter() {
+            let mut delta = lock(&shared.spare).take().unwrap_or_default();
+            let inline_runs = {
+                let mut stats = lock(&shared.stats);
+                delta.set_sample_one_in(stats.report.sample_one_in());
+                std::mem::swap(&mut stats.report, &mut delta);
+                stats.tallies.take_counts(&mut rows);
+                breakers.clear();
+                breakers.extend(stats.tallies.breakers().iter().cloned());
+                stats.inline_runs
+            };
+            collected.merge(&delta);
+            for row in &rows {
+                collected.add_step_counts(row);
+                collected.name_step(row.node, row.step.clone());
+            }
+            delta.clear();
+            *lock(&shared.spare) = Some(delta);
+            f(Seen::Live {
+                shared,
+                breakers: &breakers,
+                inline_runs,
+            });
+        }
+        {
+            let mut retired = lock(&self.retired);
+            collected.merge(&retired.report);
+            retired.report.clear();
+            f(Seen::Retired(&retired));
+        }
+        drop(live);
+        f(Seen::Collected(&collected));
+    }
+
+    /// Calls `f` with the id and stats of every live worker (for the trace export).
+    pub(crate) fn each_stats(&self, mut f: impl FnMut(u32, &WorkerStats)) {
+        let live = lock(&self.live);
+        for shared in live.iter() {
+            f(shared.id, &lock(&shared.stats));
+        }
     }
 
     /// Idle workers.
@@ -257,8 +500,18 @@ impl<P: Clone, C: Context> Workers<P, C> {
         self.free.len()
     }
 
-    /// Workers made so far.
-    pub(crate) fn count(&self) -> usize {
-        lock(&self.all).len()
+    /// The most idle workers kept.
+    pub(crate) fn idle_max(&self) -> usize {
+        self.free.capacity()
+    }
+
+    /// Pooled workers made so far.
+    pub(crate) fn made(&self) -> u64 {
+        self.made.load(Ordering::Relaxed)
+    }
+
+    /// Live pooled workers.
+    pub(crate) fn live(&self) -> usize {
+        lock(&self.live).len()
     }
 }

@@ -200,6 +200,34 @@ fn runs_rejections_and_throughput() {
     assert_eq!(fewer.build(0).throughput_runs_per_s, 0.0);
 }
 
+#[test]
+fn every_submission_is_in_one_line_of_the_identity() {
+    let mut b = ReportBuilder::new();
+    b.add_run(Outcome::Succeeded, 1);
+    b.add_run(Outcome::Aborted, 1);
+    b.add_panicked(3);
+    b.add_handed_back(4);
+    b.add_rejected(RejectReason::OverLimit, 5);
+    b.add_rejected(RejectReason::QueueFull, 0);
+    b.rejected(RejectReason::OverLimit);
+    b.add_inline(1);
+    // Nothing counted as submitted: every submission has ended.
+    let r = b.build(0).runs;
+    assert_eq!((r.submitted, r.in_flight), (2 + 3 + 4 + 6, 0));
+    assert_eq!((r.rejected_over_limit, r.rejected_queue_full), (6, 0));
+    b.add_submitted(20);
+    let mut merged = ReportBuilder::new();
+    merged.merge(&b);
+    for r in [b.build(0).runs, merged.build(0).runs] {
+        assert_eq!((r.panicked, r.handed_back, r.inline), (3, 4, 1));
+        assert_eq!((r.submitted, r.in_flight), (20, 5));
+        assert_eq!(
+            r.submitted,
+            r.completed + r.panicked + r.handed_back + r.rejected() + r.in_flight
+        );
+    }
+}
+
 fn transition(step: u32, to: BreakerState) -> Event {
     Event::new(
         step,
@@ -247,6 +275,9 @@ fn counters_cache_rate_breakers_and_readings() {
         pool_idle: 4,
         arena_bytes_used: 5,
         arena_bytes_reserved: 6,
+        pool_idle_max: 7,
+        pool_freed: 8,
+        arena_bytes_reserved_idle_max: 9,
     };
     builder.set_pool(pool);
     builder.observe_limit(8);
@@ -520,6 +551,9 @@ fn json_round_trips_every_field() {
         pool_idle: 4,
         arena_bytes_used: 5,
         arena_bytes_reserved: 6,
+        pool_idle_max: 7,
+        pool_freed: 8,
+        arena_bytes_reserved_idle_max: 9,
     });
     let report = builder.build(7_000_000_001);
     assert!(report.throughput_runs_per_s.fract() != 0.0);
@@ -540,4 +574,38 @@ fn json_round_trips_every_field() {
     assert_eq!(back.counter(Counter::StepsRun), 0);
     assert_eq!(back.counter(Counter::CacheHits), 3);
     assert!(Report::from_json_str("{}").is_err());
+}
+
+#[test]
+fn a_cleared_builder_counts_nothing_and_keeps_its_sampling() {
+    let mut b = ReportBuilder::new();
+    b.set_sample_one_in(8);
+    b.add_run(Outcome::Failed, 5);
+    b.add_latency("s", 0, 10);
+    b.add_rejected(RejectReason::QueueFull, 2);
+    b.add_events_dropped(1);
+    let mut sum = ReportBuilder::new();
+    sum.merge(&b);
+    b.clear();
+    let cleared = b.build(0);
+    assert_eq!(cleared.runs, Runs::default());
+    assert_eq!(cleared.run_latency, Latency::default());
+    assert_eq!(cleared.telemetry.events_dropped, 0);
+    assert_eq!((b.sample_one_in(), cleared.telemetry.sample_one_in), (8, 8));
+    assert_eq!(b.step_histogram("s").map(Histogram::count), Some(0));
+    // Counting on after a clear: a merge of the deltas is the sum of everything fed in.
+    b.add_latency("s", 0, 20);
+    sum.merge(&b);
+    let total = sum.build(0);
+    assert_eq!(total.step("s").map(|s| s.latency.samples), Some(2));
+    assert_eq!((total.runs.failed, total.runs.rejected_queue_full), (1, 2));
+    // A step counted but never timed has no histogram.
+    let mut untimed = ReportBuilder::new();
+    untimed.add_step_counts(&StepRow {
+        step: "u".into(),
+        executions: 3,
+        ..StepRow::default()
+    });
+    assert!(untimed.step_histogram("u").is_none());
+    assert_eq!(untimed.build(0).step("u").map(|s| s.executions), Some(3));
 }
