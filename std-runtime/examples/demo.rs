@@ -27,6 +27,7 @@ use flujo_core::graph::{
 use flujo_core::interp::{ErrorKind, Outcome};
 use flujo_core::telemetry::Counter;
 use flujo_runtime::breakers::BreakerRegistry;
+use flujo_runtime::clock::ticks;
 use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
 use flujo_runtime::{Executor, Finished, Priority, Refusal};
 
@@ -256,9 +257,9 @@ fn build(breaker: Arc<Breaker>) -> Graph<Msg, Ctx> {
         let retry = RetryPolicy::new(
             3,
             Backoff::Exponential {
-                base_ticks: 50_000, // 50 µs (ticks are nanoseconds)
+                base_ticks: ticks(Duration::from_micros(50)),
                 factor: 2,
-                delay_ticks_max: 200_000,
+                delay_ticks_max: ticks(Duration::from_micros(200)),
             },
         )
         .expect("a valid retry policy");
@@ -571,7 +572,7 @@ fn main() -> ExitCode {
                 failure_rate_percent_to_open: 50,
                 window_calls_min: 20,
                 slow_call_ticks: 0,
-                open_ticks: 1_000_000, // 1 ms
+                open_ticks: ticks(Duration::from_millis(1)),
                 half_open_probes_max: 3,
                 half_open_successes_to_close: 2,
             },
