@@ -106,7 +106,7 @@ pub struct Completed<P, C> {
 }
 
 /// The owned summary of a run, for [`Executor::run_with`]:
-/// `ex.run_with(&g, input, ctx, &spec, Completed::from)`.
+/// `ex.run_with(&g, input, ctx, &spec, |r| Completed::from(r))`.
 impl<P, C> From<RunResult<'_, P, C>> for Completed<P, C> {
     fn from(r: RunResult<'_, P, C>) -> Self {
         Self::of(r)
@@ -744,38 +744,24 @@ where
                 // (user code, for `run_with`) consumes it: the stats are locked only for
                 // that. Both arms read the same clock for every decision; only a sampled run
                 // reads it around every step, for the latencies it records.
-                let out = if sampled {
-                    let r = w.runner.run_in(graph, input, context, clock, &opts, &host);
-                    let wall = clock.now().saturating_sub(started);
-                    let end = RunEnd {
-                        graph,
-                        r: &r,
-                        wall,
-                        counting,
-                        sampled,
-                        inline,
-                    };
-                    end.add_to(&mut lock(&w.shared.stats), &mut w.samples);
-                    counted = true;
-                    f(r)
+                let r = if sampled {
+                    w.runner.run_in(graph, input, context, clock, &opts, &host)
                 } else {
                     let unmeasured = Unmeasured(clock);
-                    let r = w
-                        .runner
-                        .run_in(graph, input, context, &unmeasured, &opts, &host);
-                    let wall = clock.now().saturating_sub(started);
-                    let end = RunEnd {
-                        graph,
-                        r: &r,
-                        wall,
-                        counting,
-                        sampled,
-                        inline,
-                    };
-                    end.add_to(&mut lock(&w.shared.stats), &mut w.samples);
-                    counted = true;
-                    f(r)
+                    w.runner
+                        .run_in(graph, input, context, &unmeasured, &opts, &host)
                 };
+                let end = RunEnd {
+                    graph,
+                    r: &r,
+                    wall: clock.now().saturating_sub(started),
+                    counting,
+                    sampled,
+                    inline,
+                };
+                end.add_to(&mut lock(&w.shared.stats), &mut w.samples);
+                counted = true;
+                let out = f(r);
                 if sampled {
                     // The core samples task executions for events on its own; drain what it
                     // kept (only a sampled run's telemetry is unpaused).
