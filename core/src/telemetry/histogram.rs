@@ -436,8 +436,11 @@ impl Histogram {
         }
         let room = u64::MAX - self.count;
         if other.count <= room {
-            // No bucket can overflow: every bucket is at most the total, which fits.
-            for (mine, theirs) in self.counts.iter_mut().zip(other.counts.iter()) {
+            // No bucket can overflow: every bucket is at most the total, which fits. Only
+            // `other`'s used buckets can be non-zero.
+            let used = other.used();
+            let theirs = &other.counts[used.clone()];
+            for (mine, theirs) in self.counts[used].iter_mut().zip(theirs) {
                 *mine += *theirs;
             }
             self.count += other.count;
@@ -448,6 +451,19 @@ impl Histogram {
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
         debug_assert_eq!(self.count, self.counts.iter().sum::<u64>());
+    }
+
+    /// The buckets that can be non-zero: every value recorded (or merged in) lies in
+    /// `min ..= max` and [`bucket_index`] never decreases, so every bucket outside this range
+    /// is 0. Merging and resetting touch only these, which for latencies that cluster is a
+    /// few hundred of the 7,000-odd buckets.
+    #[inline]
+    fn used(&self) -> core::ops::Range<usize> {
+        if self.count == 0 {
+            0..0
+        } else {
+            bucket_index(self.min)..bucket_index(self.max) + 1
+        }
     }
 
     /// The cold path of [`merge`](Self::merge): takes `other`'s counts from the lowest
@@ -470,7 +486,12 @@ impl Histogram {
 
     /// Forgets every value; keeps the allocation.
     pub fn reset(&mut self) {
-        self.counts.fill(0);
+        let used = self.used();
+        self.counts[used].fill(0);
+        debug_assert!(
+            self.counts.iter().all(|&c| c == 0),
+            "only used buckets hold counts"
+        );
         self.count = 0;
         self.sum = 0;
         self.min = u64::MAX;

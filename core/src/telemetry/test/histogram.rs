@@ -262,6 +262,34 @@ fn reset_forgets_everything() {
 }
 
 #[test]
+fn merge_and_reset_touch_only_the_used_buckets_yet_lose_nothing() {
+    // Merging and resetting visit only the buckets between the min and the max: check that
+    // every count still arrives and every bucket is cleared, far apart and saturating too.
+    let mut a = Histogram::new();
+    let mut b = Histogram::new();
+    let mut whole = Histogram::new();
+    for v in [0, 1, 255, 1_000, 65_535] {
+        a.record(v);
+        whole.record(v);
+    }
+    for v in [1 << 30, 1 << 50, u64::MAX] {
+        b.record_n(v, 2);
+        whole.record_n(v, 2);
+    }
+    a.merge(&b);
+    assert_eq!(a, whole);
+    a.reset();
+    assert_eq!(a, Histogram::new());
+
+    let mut full = Histogram::new();
+    full.record_n(7, u64::MAX - 1);
+    full.merge(&b); // saturating: takes one of b's values
+    assert_eq!(full.count(), u64::MAX);
+    full.reset();
+    assert_eq!(full, Histogram::new());
+}
+
+#[test]
 fn counts_saturate_without_breaking_the_invariant() {
     let mut h = Histogram::new();
     h.record_n(1_000, u64::MAX - 1);
