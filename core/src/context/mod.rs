@@ -172,6 +172,27 @@ pub enum MergeError {
     User(StepError),
 }
 
+impl fmt::Display for MergeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MergeError::Conflict { part, branch } => write!(
+                f,
+                "context part `{part}` changed by branch {branch} and an earlier branch"
+            ),
+            MergeError::User(e) => write!(f, "user merge failed: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for MergeError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            MergeError::User(e) => Some(e),
+            MergeError::Conflict { .. } => None,
+        }
+    }
+}
+
 /// Spare context copies, reused so writes and merges do not allocate in steady state.
 /// Bounded: beyond `max` spares, returned copies are dropped.
 #[derive(Debug)]

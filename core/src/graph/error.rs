@@ -70,6 +70,8 @@ pub struct GraphError {
     pub rule: GraphRule,
 }
 
+impl core::error::Error for GraphError {}
+
 impl fmt::Display for GraphError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "node `{}`: ", self.node)?;

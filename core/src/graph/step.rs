@@ -232,6 +232,8 @@ impl fmt::Debug for StepError {
     }
 }
 
+impl core::error::Error for StepError {}
+
 impl fmt::Display for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (class, reason) = self.parts();

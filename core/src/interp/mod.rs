@@ -247,6 +247,16 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+impl core::error::Error for ErrorKind {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ErrorKind::Step(e) | ErrorKind::MergeFailed(e) => Some(e),
+            ErrorKind::UsageDenied { denied, .. } => Some(denied),
+            _ => None,
+        }
+    }
+}
+
 /// A run's error: the step (node) and the reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunError<'r> {
@@ -256,6 +266,12 @@ pub struct RunError<'r> {
     pub step: &'r str,
     /// Why.
     pub kind: ErrorKind,
+}
+
+impl core::error::Error for RunError<'_> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        Some(&self.kind)
+    }
 }
 
 impl fmt::Display for RunError<'_> {

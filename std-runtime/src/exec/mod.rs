@@ -83,6 +83,12 @@ impl fmt::Display for RunFailure {
     }
 }
 
+impl std::error::Error for RunFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.kind)
+    }
+}
+
 /// What a finished run gives back (its step records are read through
 /// [`Executor::run_with`]).
 #[derive(Debug)]
@@ -170,6 +176,8 @@ impl fmt::Display for Refusal {
     }
 }
 
+impl std::error::Error for Refusal {}
+
 /// A submission handed back, with its input and context.
 #[derive(Debug)]
 pub struct Rejected<P, C> {
@@ -179,6 +187,18 @@ pub struct Rejected<P, C> {
     pub input: P,
     /// The context, untouched.
     pub context: C,
+}
+
+impl<P, C> fmt::Display for Rejected<P, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "submission handed back: {}", self.reason)
+    }
+}
+
+impl<P: fmt::Debug, C: fmt::Debug> std::error::Error for Rejected<P, C> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.reason)
+    }
 }
 
 /// How a submitted run ended, as its [`Ticket`] gives it.
@@ -229,7 +249,14 @@ impl fmt::Display for BuildError {
     }
 }
 
-impl std::error::Error for BuildError {}
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BuildError::Config(e) => Some(e),
+            BuildError::Pool(e) => Some(e),
+        }
+    }
+}
 
 /// The most free ticket cells an executor keeps for reuse (see [`Cells`]): a burst of up to
 /// this many tickets alive at once is served without allocating once warm.
