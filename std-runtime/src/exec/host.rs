@@ -29,11 +29,11 @@ pub(crate) struct RtHost<'a, P, C> {
 /// The message of a panic payload (`&str` and `String` payloads; others are named only).
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
-        format!("step panicked: {s}")
+        (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
-        format!("step panicked: {s}")
+        s.clone()
     } else {
-        "step panicked (a payload that is not a string)".to_string()
+        "a panic payload that is not a string".to_string()
     }
 }
 
@@ -49,7 +49,10 @@ where
         // panicking step half-did is seen afterwards: unwind safety holds for the run.
         match panic::catch_unwind(AssertUnwindSafe(attempt)) {
             Ok(result) => result,
-            Err(payload) => Err(StepError::new(ErrorClass::Panic, panic_message(&*payload))),
+            Err(payload) => {
+                let message = format!("step panicked: {}", panic_message(&*payload));
+                Err(StepError::new(ErrorClass::Panic, message))
+            }
         }
     }
 
