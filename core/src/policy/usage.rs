@@ -222,13 +222,14 @@ impl UsageBudget {
     /// Sets `estimate` aside, or says which limit it would break. An exceeded budget denies
     /// every reservation (naming the limit it went past).
     pub fn reserve(&mut self, estimate: Usage) -> Result<Reservation, UsageDenied> {
-        if let Some(limit) = self.exceeded {
-            return Err(self.denial(limit, self.used));
-        }
         let committed = self
             .used
             .saturating_add(self.reserved)
             .saturating_add(self.lent);
+        if let Some(limit) = self.exceeded {
+            // Already past the limit: the denial names the total this estimate would make.
+            return Err(self.denial(limit, committed.saturating_add(estimate)));
+        }
         // A sum past u64::MAX is past any limit: it reads as u64::MAX in the denial.
         let cost = committed.cost.checked_add(estimate.cost);
         let tokens = committed.tokens.checked_add(estimate.tokens);

@@ -75,7 +75,10 @@ fn a_panicking_step_is_a_failed_step_and_the_executor_stays_healthy() {
     let e = done.error.unwrap();
     assert_eq!(e.step, "boom");
     assert_eq!(e.kind.class(), ErrorClass::Panic);
-    assert_eq!(e.kind.to_string(), "Panic: step panicked: two is not allowed");
+    assert_eq!(
+        e.kind.to_string(),
+        "Panic: step panicked: two is not allowed"
+    );
     assert_eq!(ex.run(&g, 5, ()).unwrap().output, Some(6));
 }
 

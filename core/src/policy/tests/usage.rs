@@ -1,4 +1,5 @@
 use alloc::vec::Vec;
+use std::string::ToString;
 
 use crate::policy::{Rng, Usage, UsageBudget, UsageDenied, UsageLimit};
 
@@ -102,6 +103,13 @@ fn charging_beyond_the_limit_marks_the_budget_exceeded() {
     let denied = budget.reserve(Usage::ZERO).unwrap_err();
     assert_eq!(denied.limit, UsageLimit::Cost);
     assert_eq!(denied.wanted, 12);
+    // The denial names the total the estimate would make: 12 spent + 1 asked.
+    let denied = budget.reserve(Usage::new(1, 0)).unwrap_err();
+    assert_eq!((denied.max, denied.wanted), (10, 13));
+    assert_eq!(
+        denied.to_string(),
+        "usage budget cost_max is 10, the run would reach 13"
+    );
 }
 
 #[test]
