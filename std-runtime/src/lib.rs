@@ -72,6 +72,14 @@ pub use exec::{
     Rejected, RunFailure, RunSpec, ShutdownReport,
 };
 pub mod queue;
+
+/// Whether this build catches panics: `true` with `panic = "unwind"` (Rust's default), so a
+/// panicking step is a failed step of class `Panic` and a panic outside a step ends its run
+/// as `Panicked`, the executor staying healthy. A host built with `panic = "abort"` gets
+/// `false`: nothing can catch a panic there, so any panic in a step, processor, validator,
+/// reducer, splitter, selector or merge aborts the whole process. Such hosts should return
+/// errors from their steps instead, and can check this at start-up (the demo prints it).
+pub const PANICS_CAUGHT: bool = cfg!(panic = "unwind");
 pub mod report;
 mod sync;
 pub mod ticket;
