@@ -44,12 +44,12 @@ fn fails(x: u64) -> bool {
 
 /// Whether a submission goes to the graph whose reducer panics.
 fn reduced(x: u64) -> bool {
-    x % 5 == 0
+    x.is_multiple_of(5)
 }
 
 /// Whether the reducer panics on `x` (outside any step: the run ends `Panicked`).
 fn reducer_panics(x: u64) -> bool {
-    x % 3 == 0
+    x.is_multiple_of(3)
 }
 
 /// Whether the test cancels the submission right after it is accepted.

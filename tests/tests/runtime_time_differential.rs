@@ -120,7 +120,7 @@ fn build(t: &T, b: &mut GraphBuilder<'_, u64, ()>, clock: &ManualClock, n: &mut 
                 move |x: u64, cx| {
                     let first = u64::from(slow_first && cx.attempt() == 1);
                     clock.advance(Duration::from_millis(cost + 2 * first));
-                    if modulus != 0 && x % modulus == 0 {
+                    if modulus != 0 && x.is_multiple_of(modulus) {
                         return Err(StepError::transient("down"));
                     }
                     Ok((x * 3 + 1) % 10_007)

@@ -319,7 +319,7 @@ fn run_epoch(arena: &RunArena, model: &mut Model, input: &mut Bytes<'_>, ops_lef
                     _ => None,
                 });
                 if let Some((vec, model)) = vectors.last() {
-                    if argument % 2 == 0 {
+                    if argument.is_multiple_of(2) {
                         assert_eq!(vec.pop(), model.pop());
                     } else {
                         let value = u32::from(argument) << 8;

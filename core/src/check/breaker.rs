@@ -184,7 +184,7 @@ fn config(bytes: &mut Bytes<'_>) -> BreakerConfig {
     BreakerConfig {
         consecutive_failures_to_open: u32::from(b[0]) % 5,
         window_calls,
-        failure_rate_percent_to_open: if b[2] % 3 == 0 {
+        failure_rate_percent_to_open: if b[2].is_multiple_of(3) {
             0
         } else {
             u32::from(b[2]) % 101

@@ -301,7 +301,7 @@ pub fn run(data: &[u8]) {
     let branches: Vec<Branch> = (0..count)
         .map(|_| {
             let kind = bytes.next();
-            if kind % 8 == 0 {
+            if kind.is_multiple_of(8) {
                 return Branch::Fails;
             }
             let writes = (0..kind % 4)

@@ -2264,7 +2264,7 @@ fn pure_tree(
     let kids: Vec<_> = (0..width)
         .map(|_| pure_tree(b, depth - 1, width, j, fail))
         .collect();
-    let failure = if depth % 2 == 0 {
+    let failure = if depth.is_multiple_of(2) {
         FailureStrategy::Ignore
     } else {
         FailureStrategy::Propagate

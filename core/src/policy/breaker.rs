@@ -577,7 +577,7 @@ mod position {
 const WORD_BITS: u32 = usize::BITS;
 /// Words of window bits.
 const WINDOW_WORDS: usize = (WINDOW_CALLS_MAX / WORD_BITS) as usize;
-const _: () = assert!(WINDOW_CALLS_MAX % WORD_BITS == 0);
+const _: () = assert!(WINDOW_CALLS_MAX.is_multiple_of(WORD_BITS));
 const _: () = assert!(WINDOW_CALLS_MAX <= 0xFFFF);
 
 /// A circuit breaker shared across threads and runs (`&self` methods; put it in an `Arc` or a

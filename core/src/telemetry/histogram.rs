@@ -54,8 +54,8 @@ pub const BUCKETS: usize = (65 - SUB_BUCKET_BITS as usize) * SUB_BUCKETS;
 
 // The top value must land in the last bucket, and the rows must tile the bucket array.
 const _: () = assert!(bucket_index(u64::MAX) == BUCKETS - 1);
-const _: () = assert!(BUCKETS % SUB_BUCKETS == 0);
-const _: () = assert!(SUB_BUCKETS % BLOCK == 0);
+const _: () = assert!(BUCKETS.is_multiple_of(SUB_BUCKETS));
+const _: () = assert!(SUB_BUCKETS.is_multiple_of(BLOCK));
 const _: () = assert!(SUB_BUCKET_BITS >= 1 && SUB_BUCKET_BITS <= 16);
 
 /// The bucket of `value`: `shift * 2^P + (value >> shift)`, where `shift` is how far the

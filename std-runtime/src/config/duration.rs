@@ -177,7 +177,7 @@ pub fn format(d: Duration) -> String {
     // The last unit is 1 ns, which divides everything, so the search always finds one.
     let (names, unit_ns) = UNITS
         .iter()
-        .find(|(_, unit_ns)| nanos % unit_ns == 0)
+        .find(|(_, unit_ns)| nanos.is_multiple_of(*unit_ns))
         .expect("1 ns divides every duration");
     format!("{}{}", nanos / unit_ns, names[0])
 }

@@ -83,8 +83,8 @@ fn counts_are_exact_and_quantiles_within_the_histogram_bound() {
                                                 // Latencies spread over four decades, in ticks of half a nanosecond.
         let ticks = 2 * ((rng.next() % 1000 + 1) * 10u64.pow((i % 4) as u32));
         let mut rec = record(e.row.node, outcome, attempts, ticks);
-        rec.cache_hit = rng.next() % 5 == 0;
-        rec.fallback_used = rng.next() % 7 == 0;
+        rec.cache_hit = rng.next().is_multiple_of(5);
+        rec.fallback_used = rng.next().is_multiple_of(7);
         builder.add_record(&e.row.step, &rec, ns_per_tick);
 
         let row = &mut e.row;
