@@ -202,7 +202,8 @@ impl<P: Clone, C: Context> Worker<P, C> {
     /// runner's telemetry for a run that is not.
     pub(crate) fn sampled(&mut self) -> bool {
         self.runs += 1;
-        let kept = self.level >= TelemetryLevel::Histograms && self.runs.is_multiple_of(self.sample);
+        let kept =
+            self.level >= TelemetryLevel::Histograms && self.runs.is_multiple_of(self.sample);
         if let Some(t) = self.runner.telemetry_mut() {
             t.set_paused(!kept);
         }
