@@ -2,6 +2,8 @@
 //! left hanging, later submissions are refused with their input handed back, a cancel or a
 //! deadline stops a run at its next step, and a failing forked branch stops its siblings.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -359,17 +361,7 @@ fn reducer_panics_on_odd() -> Arc<Graph<u64, u64>> {
 
 #[test]
 fn after_shutdown_the_report_accounts_for_every_submission_with_none_in_flight() {
-    // Silence the injected panics only.
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<String>()
-            .map_or("", String::as_str);
-        if !msg.contains("injected") {
-            default(info);
-        }
-    }));
+    common::quiet_injected_panics();
     const QUEUED: u64 = 10;
     for workers in [1usize, 2] {
         for drain in [Drain::Finish, Drain::HandBack] {

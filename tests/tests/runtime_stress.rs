@@ -5,6 +5,8 @@
 //! executor's report agrees with what the test saw: its identity
 //! `submitted = completed + panicked + handed back + rejected + in flight` holds.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
@@ -177,17 +179,7 @@ fn check(done: Finished<u64, Tag>, x: u64, totals: &Totals) {
 
 #[test]
 fn concurrent_faulty_submissions_each_end_exactly_once_and_the_report_agrees() {
-    // Silence the injected panics only.
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<String>()
-            .map_or("", String::as_str);
-        if !msg.contains("injected") {
-            default(info);
-        }
-    }));
+    common::quiet_injected_panics();
     const THREADS: u64 = 4;
     let per_thread: u64 = if cfg!(miri) { 10 } else { 750 };
     let mut cfg = OptimizationConfig::low_memory();

@@ -1,5 +1,6 @@
 //! Random step graphs shared by the property and runtime tests: a small tree language `T`,
-//! its generator, and its translation into a flujo graph.
+//! its generator, and its translation into a flujo graph; and a panic hook for injected
+//! panics.
 #![allow(dead_code)] // each test binary uses a different part
 
 use flujo_core::context::{Context, MergeStrategy};
@@ -7,6 +8,23 @@ use flujo_core::graph::{
     Backoff, FailureStrategy, GraphBuilder, LoopOptions, MapOptions, NodeRef, ParallelOptions,
     RetryPolicy, StepError, TaskConfig,
 };
+
+/// Silences the panics a test injects (their message contains "injected"); any other panic
+/// still prints.
+pub fn quiet_injected_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if !msg.contains("injected") {
+            default(info);
+        }
+    }));
+}
 
 pub struct Prng(pub u64);
 
