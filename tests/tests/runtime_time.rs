@@ -181,7 +181,11 @@ fn failure_class(name: &str, done: &Completed<u64, ()>) -> ErrorClass {
 
 /// The open period: long enough that a run right after a trip cannot outlast it on a
 /// loaded machine (real clock).
-const OPEN: Duration = Duration::from_millis(300);
+const OPEN: Duration = Duration::from_secs(2);
+
+/// The slow-call threshold: well above what a call that does nothing takes even when its
+/// thread is preempted.
+const SLOW_CALL: Duration = Duration::from_millis(100);
 
 #[test]
 fn a_breaker_opens_waits_out_its_open_period_and_a_probe_closes_it() {
@@ -256,7 +260,9 @@ fn the_slow_call_rule_trips_the_breaker() {
         let name = &s.name;
         let ex = s.executor();
         let remote = Remote::default();
-        let br = breaker(OPEN, Some(Duration::from_millis(2)));
+        // Thresholds far apart, so that a fast call preempted on a loaded machine (the real
+        // clock) still reads as fast.
+        let br = breaker(OPEN, Some(SLOW_CALL));
         let g = remote.graph(&s.time, TaskConfig::new().breaker(Arc::clone(&br)));
         for _ in 0..3 {
             assert_eq!(ex.run(&g, 1, ()).unwrap().output, Some(2), "{name}");
@@ -267,7 +273,7 @@ fn the_slow_call_rule_trips_the_breaker() {
             "{name}: fast calls keep it closed"
         );
 
-        remote.set_spend(Duration::from_millis(5));
+        remote.set_spend(2 * SLOW_CALL);
         let done = ex.run(&g, 1, ()).unwrap();
         assert_eq!(done.output, Some(2), "{name}: a slow call still succeeds");
         assert_eq!(br.state(), State::Open, "{name}: but counts as a failure");
