@@ -2,7 +2,7 @@
 //! real one, where steps sleep, and a `ManualClock` that steps advance): a breaker opens,
 //! waits out its open period and a probe closes it; an attempt timeout fires; the slow-call
 //! rule trips; a deadline stops a run; a breaker shared by two executors made a second apart
-//! keeps its open period. Telemetry samples one run in many at most, so most of these runs
+//! keeps its open period; a result cache entry expires when its TTL has passed. Telemetry samples one run in many at most, so most of these runs
 //! are unsampled: sampling must never change a decision.
 //!
 //! Each setup runs on a thread of its own, so the real clock's waits overlap.
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use flujo_core::graph::{Graph, StepError, TaskConfig};
+use flujo_core::graph::{Graph, StepError, StepFingerprint, TaskConfig};
 use flujo_core::interp::{ErrorKind, Outcome};
 use flujo_core::policy::breaker::State;
 use flujo_core::policy::{Breaker, BreakerConfig, ErrorClass};
@@ -406,5 +406,28 @@ fn a_breaker_shared_by_two_executors_made_a_second_apart_keeps_its_open_period()
                 assert_eq!(remote.calls(), 2, "{name}");
             });
         }
+    });
+}
+
+#[test]
+fn a_cached_output_expires_when_its_ttl_has_passed() {
+    // Long enough that a hit right after the computation cannot outlast it (real clock).
+    const TTL: Duration = Duration::from_secs(2);
+    each_setup(|s| {
+        let name = &s.name;
+        let mut cfg = s.cfg.clone();
+        cfg.result_cache.ttl = Some(TTL);
+        let setup = Setup { cfg, ..s.clone() };
+        let ex = setup.executor();
+        let remote = Remote::default();
+        let fp = StepFingerprint::builder("remote", 1).build();
+        let g = remote.graph(&s.time, TaskConfig::new().cacheable(fp));
+        for _ in 0..3 {
+            assert_eq!(ex.run(&g, 1, ()).unwrap().output, Some(2), "{name}");
+        }
+        assert_eq!(remote.calls(), 1, "{name}: computed once, then hits");
+        s.time.pass(TTL + Duration::from_millis(20));
+        assert_eq!(ex.run(&g, 1, ()).unwrap().output, Some(2), "{name}");
+        assert_eq!(remote.calls(), 2, "{name}: expired, computed again");
     });
 }
