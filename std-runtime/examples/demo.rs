@@ -29,7 +29,7 @@ use flujo_core::telemetry::Counter;
 use flujo_runtime::breakers::BreakerRegistry;
 use flujo_runtime::clock::ticks;
 use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
-use flujo_runtime::{Executor, Finished, Priority, Refusal};
+use flujo_runtime::{Executor, Finished, Priority, Refusal, SubmitSpec};
 
 /// Units a valid order may hold in all (the validator's rule).
 const UNITS_MAX: u32 = 100;
@@ -617,14 +617,10 @@ fn main() -> ExitCode {
         let mut ctx = Ctx::default();
         let priority = priorities[(id % 3) as usize];
         let ticket = loop {
-            match executor.submit_with(
-                &graph,
-                input,
-                ctx,
-                priority,
-                Some(Duration::from_secs(2)),
-                None,
-            ) {
+            let spec = SubmitSpec::default()
+                .priority(priority)
+                .deadline(Duration::from_secs(2));
+            match executor.submit_with(&graph, input, ctx, &spec) {
                 Ok(t) => break t,
                 Err(back) if back.reason != Refusal::ShuttingDown => {
                     totals.retried_submissions += 1;

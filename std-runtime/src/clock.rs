@@ -190,13 +190,19 @@ pub enum RuntimeClock {
     Manual(ManualClock),
 }
 
+/// The tick `after` from tick `now`, or `None` when it cannot be represented: a deadline
+/// that far away is no deadline.
+pub(crate) fn deadline_from(now: u64, after: Duration) -> Option<u64> {
+    u64::try_from(after.as_nanos())
+        .ok()
+        .and_then(|d| now.checked_add(d))
+}
+
 impl RuntimeClock {
     /// The tick `after` from now, or `None` when it cannot be represented (about 584 years
     /// after the origin): a deadline that far away is no deadline.
     pub fn deadline_after(&self, after: Duration) -> Option<u64> {
-        u64::try_from(after.as_nanos())
-            .ok()
-            .and_then(|d| self.now().checked_add(d))
+        deadline_from(self.now(), after)
     }
 
     /// The time left until tick `deadline` (zero once it has passed).

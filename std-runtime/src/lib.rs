@@ -54,7 +54,11 @@
 //! ```
 #![deny(missing_docs)]
 
-pub use flujo_core as core;
+/// The core crate, re-exported so that a host needs one dependency and the two can never
+/// disagree on its version: `flujo_runtime::flujo_core::graph::GraphBuilder` is
+/// `flujo_core::graph::GraphBuilder`. (Under its own name: `core` would shadow the language's
+/// `core` crate in a `use flujo_runtime::*` scope.)
+pub use flujo_core;
 pub mod admission;
 pub mod breakers;
 pub mod cache;
@@ -69,7 +73,7 @@ mod exec;
 #[cfg(not(loom))]
 pub use exec::{
     BuildError, Completed, Drain, Executor, ExecutorBuilder, Finished, Panicked, Priority, Refusal,
-    Rejected, RunFailure, RunSpec, ShutdownReport,
+    Rejected, RunFailure, RunSpec, ShutdownReport, SubmitSpec,
 };
 pub mod queue;
 

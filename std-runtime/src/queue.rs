@@ -52,12 +52,13 @@ use std::fmt;
 
 use crate::sync::{yield_now, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-/// A priority level.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A priority level ([`Normal`](Priority::Normal) by default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Priority {
     /// Served first.
     High,
     /// Served when High is empty (or Normal is starved).
+    #[default]
     Normal,
     /// Served when High and Normal are empty (or Low is starved).
     Low,

@@ -117,10 +117,7 @@ fn a_waiting_run_stops_waiting_at_its_deadline() {
     let ex = Executor::<u64, ()>::new(config(None)).unwrap();
     let started = Arc::new(AtomicBool::new(false));
     let g = slow_first_graph(&started);
-    let spec = RunSpec {
-        deadline: Some(Duration::from_millis(5)),
-        ..RunSpec::default()
-    };
+    let spec = RunSpec::default().deadline(Duration::from_millis(5));
     let (took, output, outcome) = second_run_while_first_computes(&ex, &g, &started, &spec);
     // Far below `SLOW`, so that a preempted thread on a loaded machine still passes.
     assert!(took < SLOW / 2, "waited {took:?}");

@@ -238,10 +238,7 @@ fn a_run_cancelled_before_it_starts_aborts_at_its_first_step() {
     let g = stoppable(&started, &saw_stop);
     let cancel = CancelFlag::new();
     cancel.cancel();
-    let spec = RunSpec {
-        cancel: Some(&cancel),
-        ..RunSpec::default()
-    };
+    let spec = RunSpec::default().cancel(&cancel);
     let (outcome, error) = ex
         .run_with(&g, 1, (), &spec, |r| {
             (r.outcome, r.error.map(|e| (e.step.to_string(), e.kind)))
@@ -270,10 +267,7 @@ fn a_passed_deadline_aborts_the_run_before_its_next_step() {
         b.sequence("root", &[slow, next])
     })
     .unwrap();
-    let spec = RunSpec {
-        deadline: Some(Duration::from_millis(1)),
-        ..RunSpec::default()
-    };
+    let spec = RunSpec::default().deadline(Duration::from_millis(1));
     let (outcome, error, records) = ex
         .run_with(&g, 1, (), &spec, |r| {
             (

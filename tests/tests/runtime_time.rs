@@ -18,7 +18,7 @@ use flujo_core::policy::breaker::State;
 use flujo_core::policy::{Breaker, BreakerConfig, ErrorClass};
 use flujo_runtime::clock::{ticks, ManualClock, RuntimeClock};
 use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
-use flujo_runtime::{Completed, Executor, Finished, Priority, RunSpec};
+use flujo_runtime::{Completed, Executor, Finished, Priority, RunSpec, SubmitSpec};
 
 /// The time a setup runs on.
 #[derive(Clone, Debug)]
@@ -321,10 +321,7 @@ fn a_deadline_stops_a_run_inline_and_submitted() {
                 assert_eq!(failure.step, "next", "{name}: stopped before `next`");
             }
         };
-        let spec = RunSpec {
-            deadline: Some(Duration::from_millis(1)),
-            ..RunSpec::default()
-        };
+        let spec = RunSpec::default().deadline(Duration::from_millis(1));
         for _ in 0..3 {
             expect_stopped(
                 &ex.run_with(&g, 1, (), &spec, |r| Completed::from(r))
@@ -336,9 +333,7 @@ fn a_deadline_stops_a_run_inline_and_submitted() {
                 &g,
                 1,
                 (),
-                Priority::Normal,
-                Some(Duration::from_millis(1)),
-                None,
+                &SubmitSpec::default().deadline(Duration::from_millis(1)),
             )
             .unwrap_or_else(|r| panic!("{name}: refused: {}", r.reason));
         match ticket.wait().unwrap() {
@@ -348,16 +343,20 @@ fn a_deadline_stops_a_run_inline_and_submitted() {
         assert_eq!(next_calls.load(Ordering::SeqCst), 0, "{name}");
 
         // Any duration is accepted: one too far to represent is no deadline.
-        let spec = RunSpec {
-            deadline: Some(Duration::MAX),
-            ..RunSpec::default()
-        };
+        let spec = RunSpec::default().deadline(Duration::MAX);
         let done = ex
             .run_with(&g, 1, (), &spec, |r| Completed::from(r))
             .unwrap();
         assert_eq!(done.output, Some(4), "{name}");
         let ticket = ex
-            .submit_with(&g, 1, (), Priority::High, Some(Duration::MAX), None)
+            .submit_with(
+                &g,
+                1,
+                (),
+                &SubmitSpec::default()
+                    .priority(Priority::High)
+                    .deadline(Duration::MAX),
+            )
             .unwrap_or_else(|r| panic!("{name}: refused: {}", r.reason));
         match ticket.wait().unwrap() {
             Finished::Ran(done) => assert_eq!(done.output, Some(4), "{name}"),

@@ -27,7 +27,7 @@ use flujo_core::interp::{StepOutcome, StepRecord};
 use flujo_core::policy::{Breaker, BreakerConfig, ErrorClass};
 use flujo_runtime::clock::ManualClock;
 use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
-use flujo_runtime::{Executor, Finished, Priority, RunSpec};
+use flujo_runtime::{Executor, Finished, RunSpec, SubmitSpec};
 
 const MS: u64 = 1_000_000;
 
@@ -239,17 +239,16 @@ impl Host {
                 }
             }
             Kind::Inline(ex) => {
-                let spec = RunSpec {
-                    deadline: deadline_ms.map(Duration::from_millis),
-                    ..RunSpec::default()
-                };
+                let mut spec = RunSpec::default();
+                spec.deadline = deadline_ms.map(Duration::from_millis);
                 ex.run_with(g, input, (), &spec, |r| seen(r, clock))
                     .expect("no panic")
             }
             Kind::Submitted(ex) => {
-                let deadline = deadline_ms.map(Duration::from_millis);
+                let mut spec = SubmitSpec::default();
+                spec.deadline = deadline_ms.map(Duration::from_millis);
                 let ticket = ex
-                    .submit_with(g, input, (), Priority::Normal, deadline, None)
+                    .submit_with(g, input, (), &spec)
                     .unwrap_or_else(|r| panic!("refused: {}", r.reason));
                 let done = match ticket.wait().expect("a result") {
                     Finished::Ran(done) => done,

@@ -38,7 +38,7 @@ use crate::config::OptimizationConfig;
 ///     .clock(clock.clone())
 ///     .build()
 ///     .unwrap();
-/// let spec = RunSpec { deadline: Some(Duration::from_millis(1)), ..RunSpec::default() };
+/// let spec = RunSpec::default().deadline(Duration::from_millis(1));
 /// let outcome = ex.run_with(&g, 1, (), &spec, |r| r.outcome).unwrap();
 /// assert_eq!(outcome, Outcome::Aborted, "`next` would start after the deadline");
 /// assert_eq!(ex.clock().now(), 5_000_000);

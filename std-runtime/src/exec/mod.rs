@@ -48,8 +48,20 @@ use host::{panic_message, CacheBridge, RtHost};
 use tally::SeenBreaker;
 use worker::{lock, merge_breaker, Seen, Workers};
 
-/// Per-run options of the executor.
+/// Per-run options of [`Executor::run_with`].
+///
+/// Built from `RunSpec::default()` and its setters, so a later option does not break the
+/// caller:
+///
+/// ```
+/// # use std::time::Duration;
+/// # use flujo_runtime::{flujo_core::graph::CancelFlag, RunSpec};
+/// let cancel = CancelFlag::new();
+/// let spec = RunSpec::default().deadline(Duration::from_millis(5)).cancel(&cancel);
+/// assert_eq!(spec.deadline, Some(Duration::from_millis(5)));
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
 pub struct RunSpec<'a> {
     /// The run stops (aborted, `DeadlineExceeded`) before any step that would start after
     /// this much time, as the executor's clock reads it; steps can poll it through
@@ -60,6 +72,72 @@ pub struct RunSpec<'a> {
     pub cancel: Option<&'a CancelFlag>,
     /// The run's usage budget.
     pub budget: Option<Usage>,
+}
+
+impl<'a> RunSpec<'a> {
+    /// Sets [`deadline`](Self::deadline).
+    #[must_use]
+    pub fn deadline(mut self, after: Duration) -> Self {
+        self.deadline = Some(after);
+        self
+    }
+
+    /// Sets [`cancel`](Self::cancel).
+    #[must_use]
+    pub fn cancel(mut self, flag: &'a CancelFlag) -> Self {
+        self.cancel = Some(flag);
+        self
+    }
+
+    /// Sets [`budget`](Self::budget).
+    #[must_use]
+    pub fn budget(mut self, budget: Usage) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+}
+
+/// Per-submission options of [`Executor::submit_with`]: a [`RunSpec`] for a queued run,
+/// with the queue's priority.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use flujo_runtime::{Priority, SubmitSpec};
+/// let spec = SubmitSpec::default().priority(Priority::High).deadline(Duration::from_secs(1));
+/// assert_eq!((spec.priority, spec.budget), (Priority::High, None));
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct SubmitSpec {
+    /// The queue the run waits in ([`Priority::Normal`] by default).
+    pub priority: Priority,
+    /// As [`RunSpec::deadline`], measured from the submission: time spent queued counts.
+    pub deadline: Option<Duration>,
+    /// The run's usage budget.
+    pub budget: Option<Usage>,
+}
+
+impl SubmitSpec {
+    /// Sets [`priority`](Self::priority).
+    #[must_use]
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets [`deadline`](Self::deadline).
+    #[must_use]
+    pub fn deadline(mut self, after: Duration) -> Self {
+        self.deadline = Some(after);
+        self
+    }
+
+    /// Sets [`budget`](Self::budget).
+    #[must_use]
+    pub fn budget(mut self, budget: Usage) -> Self {
+        self.budget = Some(budget);
+        self
+    }
 }
 
 /// A run's failure, owned (the core's `RunError` borrows the graph).
@@ -596,19 +674,22 @@ where
         context: C,
         priority: Priority,
     ) -> Result<Ticket<Finished<P, C>>, Rejected<P, C>> {
-        self.submit_with(graph, input, context, priority, None, None)
+        self.submit_with(
+            graph,
+            input,
+            context,
+            &SubmitSpec::default().priority(priority),
+        )
     }
 
-    /// [`submit`](Self::submit) with a deadline (from now, as [`RunSpec::deadline`]) and a
-    /// usage budget.
+    /// [`submit`](Self::submit) with the options of `spec`: priority, a deadline (from the
+    /// submission) and a usage budget.
     pub fn submit_with(
         &self,
         graph: &Arc<Graph<P, C>>,
         input: P,
         context: C,
-        priority: Priority,
-        deadline: Option<Duration>,
-        budget: Option<Usage>,
+        spec: &SubmitSpec,
     ) -> Result<Ticket<Finished<P, C>>, Rejected<P, C>> {
         let inner = &self.inner;
         // Counted before anything can end it (see `Inner::submitted`).
@@ -639,14 +720,14 @@ where
             graph: Arc::clone(graph),
             input,
             context,
-            deadline: deadline.and_then(|d| now.checked_add(clock::ticks(d))),
-            budget,
+            deadline: spec.deadline.and_then(|d| clock::deadline_from(now, d)),
+            budget: spec.budget,
             completer,
             permit: Some(permit),
             submitted: now,
         };
         inner.pending.fetch_add(1, Ordering::AcqRel);
-        if let Err(back) = inner.queues.push(job, priority) {
+        if let Err(back) = inner.queues.push(job, spec.priority) {
             let reason = match back.reason {
                 queue::RejectReason::QueueFull => Refusal::QueueFull,
                 queue::RejectReason::Closed => Refusal::ShuttingDown,
