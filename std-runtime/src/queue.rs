@@ -296,7 +296,7 @@ impl<T> Level<T> {
 /// assert_eq!(queues.drain(), vec![("low", Priority::Low)]);
 /// assert_eq!(queues.stats().level(Priority::Low).rejected_full, 1);
 /// ```
-pub struct PriorityQueues<T: Send> {
+pub struct PriorityQueues<T> {
     /// Indexed by [`Priority::index`].
     levels: [Level<T>; 3],
     /// The pass-over count at which a level is starved; 0 turns aging off.

@@ -107,7 +107,7 @@ pub(crate) type Weigher<V> = Box<dyn Fn(&V) -> usize + Send + Sync>;
 /// let stats = cache.stats();
 /// assert_eq!((stats.hits, stats.misses, stats.inserts), (1, 1, 1));
 /// ```
-pub struct ResultCache<V: Clone + Send + Sync> {
+pub struct ResultCache<V> {
     /// `shards.len()` is a power of two.
     shards: Box<[Shard<V>]>,
     /// The total budgets `(max_entries, max_bytes)`; its lock serialises `set_capacity`.
@@ -123,7 +123,7 @@ pub struct ResultCache<V: Clone + Send + Sync> {
 }
 
 /// Configures a [`ResultCache`]; made by [`ResultCache::builder`].
-pub struct ResultCacheBuilder<V: Clone + Send + Sync> {
+pub struct ResultCacheBuilder<V> {
     max_entries: usize,
     max_bytes: usize,
     weigher: Weigher<V>,

@@ -358,7 +358,7 @@ struct Job<P, C> {
     submitted: u64,
 }
 
-struct Inner<P: Clone + Send + Sync, C: Send + Sync> {
+struct Inner<P, C> {
     pool: rayon::ThreadPool,
     config: ConfigCell,
     workers: Workers<P, C>,
@@ -432,11 +432,11 @@ struct Inner<P: Clone + Send + Sync, C: Send + Sync> {
 ///     other => panic!("{other:?}"),
 /// }
 /// ```
-pub struct Executor<P: Clone + Send + Sync, C: Send + Sync> {
+pub struct Executor<P, C> {
     inner: Arc<Inner<P, C>>,
 }
 
-impl<P: Clone + Send + Sync, C: Send + Sync> fmt::Debug for Executor<P, C> {
+impl<P, C> fmt::Debug for Executor<P, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Executor")
             .field("threads", &self.inner.pool.current_num_threads())
