@@ -271,19 +271,24 @@ pub struct AdmissionConfig {
     pub initial_limit: u32,
 }
 
-/// The bounded submission queues.
-#[derive(Clone, Debug, PartialEq)]
+/// The bounded submission queues, one per priority (the configuration of
+/// [`PriorityQueues`](crate::queue::PriorityQueues)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
 pub struct QueueConfig {
-    /// Capacity of the `[high, normal, low]` priority queues, each in
+    /// Capacity of the `[high, normal, low]` priority queues (indexed by
+    /// [`Priority::index`](crate::queue::Priority::index)), each in
     /// `1..=`[`MAX_QUEUE_CAPACITY`]. A submission that finds its queue full is given back.
     pub capacity: [usize; 3],
-    /// Anti-starvation: a waiting submission moves up one priority after `aging` dequeues have
-    /// passed it over; 0 = strict priority (no aging).
+    /// Anti-starvation, in pops: a non-empty queue that `aging` pops in a row have passed over
+    /// is *starved*, and a pop serves the most starved queue (the one passed over most; ties
+    /// go to the higher priority) ahead of strict priority; serving a queue resets its count.
+    /// So with every queue busy, Normal and Low are each served once in every `aging + 1`
+    /// pops. 0 = strict priority (no aging). See the [`queue`](crate::queue) module docs.
     pub aging: u32,
 }
 

@@ -25,18 +25,7 @@ use flujo_core::interp::{Outcome, StepOutcome, StepRecord};
 use flujo_core::telemetry::{BreakerState, Counter, Counters, Event, EventKind, Histogram};
 
 use crate::trace::ticks_to_ns;
-
-/// Why the executor refused a submission (the run never started; its input was given back).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub enum RejectReason {
-    /// The submission queue was full.
-    QueueFull,
-    /// The admission limit on runs in flight was reached.
-    OverLimit,
-    /// The executor was shutting down.
-    ShuttingDown,
-}
+use crate::Refusal;
 
 /// What happened to the runs: every submission, and every run made on the caller's thread.
 ///
@@ -267,7 +256,8 @@ pub struct TelemetryStats {
 /// use flujo_core::graph::NodeId;
 /// use flujo_core::interp::{Outcome, StepOutcome, StepRecord};
 /// use flujo_core::policy::Usage;
-/// use flujo_runtime::report::{RejectReason, ReportBuilder};
+/// use flujo_runtime::report::ReportBuilder;
+/// use flujo_runtime::Refusal;
 ///
 /// let record = |latency_ticks| StepRecord {
 ///     node: NodeId(0),
@@ -286,7 +276,7 @@ pub struct TelemetryStats {
 ///     builder.add_record("fetch", &record(i * 1_000), 1.0);
 ///     builder.add_run(Outcome::Succeeded, i * 1_500);
 /// }
-/// builder.rejected(RejectReason::QueueFull);
+/// builder.rejected(Refusal::QueueFull);
 /// let report = builder.build(2_000_000_000); // 2 s
 ///
 /// assert_eq!(report.runs.completed, 4);
@@ -471,17 +461,17 @@ impl ReportBuilder {
 
     /// Counts a submission refused for `reason`. A refused submission is also counted as
     /// submitted.
-    pub fn rejected(&mut self, reason: RejectReason) {
+    pub fn rejected(&mut self, reason: Refusal) {
         self.add_rejected(reason, 1);
     }
 
     /// Counts `n` submissions refused for `reason` at once (what an executor that keeps
     /// one count per reason hands over). They are also counted as submitted.
-    pub fn add_rejected(&mut self, reason: RejectReason, n: u64) {
+    pub fn add_rejected(&mut self, reason: Refusal, n: u64) {
         let count = match reason {
-            RejectReason::QueueFull => &mut self.runs.rejected_queue_full,
-            RejectReason::OverLimit => &mut self.runs.rejected_over_limit,
-            RejectReason::ShuttingDown => &mut self.runs.rejected_shutting_down,
+            Refusal::QueueFull => &mut self.runs.rejected_queue_full,
+            Refusal::OverLimit => &mut self.runs.rejected_over_limit,
+            Refusal::ShuttingDown => &mut self.runs.rejected_shutting_down,
         };
         *count = count.saturating_add(n);
     }

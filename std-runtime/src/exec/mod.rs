@@ -38,10 +38,11 @@ use crate::config::{
     AlgorithmKind, CacheConfig, ConfigCell, ConfigError, OptimizationConfig, TelemetryLevel,
 };
 pub use crate::queue::Priority;
-use crate::queue::{self, PriorityQueues, QueueConfig};
+use crate::queue::PriorityQueues;
 use crate::report::{AdmissionStats, BreakerRow, PoolStats, Report};
 use crate::ticket::{Cells, Completer, Ticket};
 use crate::trace::TraceWriter;
+use crate::Refusal;
 
 pub use builder::ExecutorBuilder;
 use host::{panic_message, CacheBridge, RtHost};
@@ -154,29 +155,6 @@ impl fmt::Display for Panicked {
 }
 
 impl std::error::Error for Panicked {}
-
-/// Why a submission was not run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// Its priority's queue was full.
-    QueueFull,
-    /// The concurrency limit was reached.
-    OverLimit,
-    /// The executor is shutting down.
-    ShuttingDown,
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Refusal::QueueFull => "the queue of its priority is full",
-            Refusal::OverLimit => "the concurrency limit is reached",
-            Refusal::ShuttingDown => "the executor is shutting down",
-        })
-    }
-}
-
-impl std::error::Error for Refusal {}
 
 /// A submission handed back, with its input and context.
 #[derive(Debug)]
@@ -449,11 +427,7 @@ where
                 rule: e.to_string(),
             })
         })?;
-        let queues = PriorityQueues::new(QueueConfig {
-            capacity: config.queues.capacity,
-            aging: config.queues.aging,
-        })
-        .map_err(|e| {
+        let queues = PriorityQueues::new(config.queues).map_err(|e| {
             BuildError::Config(ConfigError::Invalid {
                 field: "queues.capacity",
                 rule: e.to_string(),
@@ -614,12 +588,7 @@ where
         // Counted before anything can end it (see `Inner::submitted`).
         inner.submitted.fetch_add(1, Ordering::Relaxed);
         let refuse = |reason: Refusal, input: P, context: C| {
-            let index = match reason {
-                Refusal::QueueFull => 0,
-                Refusal::OverLimit => 1,
-                Refusal::ShuttingDown => 2,
-            };
-            inner.rejected[index].fetch_add(1, Ordering::Release);
+            inner.rejected[reason.index()].fetch_add(1, Ordering::Release);
             Err(Rejected {
                 reason,
                 input,
@@ -647,10 +616,7 @@ where
         };
         inner.pending.fetch_add(1, Ordering::AcqRel);
         if let Err(back) = inner.queues.push(job, priority) {
-            let reason = match back.reason {
-                queue::RejectReason::QueueFull => Refusal::QueueFull,
-                queue::RejectReason::Closed => Refusal::ShuttingDown,
-            };
+            let reason = back.reason;
             let job = back.into_inner();
             // The permit was never used: dropping it frees the slot without a signal. The
             // refusal is counted before the submission stops being pending, so a shutdown
