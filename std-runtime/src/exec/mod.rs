@@ -31,12 +31,10 @@ use flujo_core::interp::{ErrorKind, Outcome, RunOptions, RunResult, SharedCache}
 use flujo_core::policy::Usage;
 use flujo_core::telemetry::Counters;
 
-use crate::admission::{AdaptiveLimit, Algorithm, LimitConfig, OwnedPermit};
+use crate::admission::{AdaptiveLimit, OwnedPermit};
 use crate::cache::ResultCache;
 use crate::clock::{self, RuntimeClock, Unmeasured};
-use crate::config::{
-    AlgorithmKind, CacheConfig, ConfigCell, ConfigError, OptimizationConfig, TelemetryLevel,
-};
+use crate::config::{CacheConfig, ConfigCell, ConfigError, OptimizationConfig, TelemetryLevel};
 pub use crate::queue::Priority;
 use crate::queue::PriorityQueues;
 use crate::report::{AdmissionStats, BreakerRow, PoolStats, Report};
@@ -368,37 +366,6 @@ fn result_cache<P: Clone + Send + Sync>(
     b.build()
 }
 
-fn limit_config(cfg: &OptimizationConfig) -> LimitConfig {
-    let a = &cfg.adaptive_concurrency;
-    if !a.enabled {
-        return LimitConfig {
-            algorithm: Algorithm::Aimd {
-                increase: 1,
-                backoff_ratio: 0.9,
-            },
-            min_limit: a.max_limit,
-            max_limit: a.max_limit,
-            initial_limit: a.max_limit,
-        };
-    }
-    let algorithm = match a.algorithm {
-        AlgorithmKind::Aimd => Algorithm::Aimd {
-            increase: 1,
-            backoff_ratio: 0.9,
-        },
-        AlgorithmKind::Gradient => Algorithm::Gradient {
-            smoothing: 0.2,
-            tolerance: 1.5,
-        },
-    };
-    LimitConfig {
-        algorithm,
-        min_limit: a.min_limit,
-        max_limit: a.max_limit,
-        initial_limit: a.initial_limit,
-    }
-}
-
 impl<P, C> Executor<P, C>
 where
     P: Clone + Send + Sync + 'static,
@@ -421,9 +388,9 @@ where
         clock: RuntimeClock,
         weigher: Option<crate::cache::Weigher<P>>,
     ) -> Result<Self, BuildError> {
-        let limit = AdaptiveLimit::new(limit_config(&config)).map_err(|e| {
+        let limit = AdaptiveLimit::new(config.adaptive_concurrency).map_err(|e| {
             BuildError::Config(ConfigError::Invalid {
-                field: "adaptive_concurrency",
+                field: e.config_path(),
                 rule: e.to_string(),
             })
         })?;
@@ -476,18 +443,13 @@ where
     /// began with; every later run sees the new one whole. The pool size, queue capacities
     /// and admission algorithm are fixed at construction; the admission bounds follow.
     pub fn reconfigure(&self, config: OptimizationConfig) -> Result<u64, ConfigError> {
-        let a = &config.adaptive_concurrency;
-        let (min, max) = if a.enabled {
-            (a.min_limit, a.max_limit)
-        } else {
-            (a.max_limit, a.max_limit)
-        };
+        let (min, max) = config.adaptive_concurrency.bounds();
         config.validate()?;
         self.inner
             .limit
             .set_bounds(min, max)
             .map_err(|e| ConfigError::Invalid {
-                field: "adaptive_concurrency",
+                field: e.config_path(),
                 rule: e.to_string(),
             })?;
         let (entries, bytes) = (
