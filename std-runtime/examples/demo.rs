@@ -562,7 +562,7 @@ fn main() -> ExitCode {
     };
     // Events (for the trace), one step in 1024 sampled so the trace stays small.
     config.telemetry.level = TelemetryLevel::Events;
-    config.telemetry.span_sample_period = 1024;
+    config.telemetry.run_sample_period = 1024;
     config.telemetry.ring_capacity = config.telemetry.ring_capacity.max(4096);
     let executor = Executor::<Msg, Ctx>::new(config).expect("a valid configuration");
 

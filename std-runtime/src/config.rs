@@ -222,9 +222,11 @@ pub struct TelemetryConfig {
     ///
     /// [`Off`]: TelemetryLevel::Off
     pub level: TelemetryLevel,
-    /// One step in `span_sample_period` is timed into histograms and events (1 = every step).
-    /// At least 1. Sampling thins spans, never counts.
-    pub span_sample_period: u32,
+    /// Whole runs are sampled: each worker counts the runs it makes, and one in
+    /// `run_sample_period` has every step timed into the histograms and its events recorded
+    /// (from level `histograms` up); the others read no clock for telemetry. At least 1
+    /// (1 = every run). Sampling thins latencies and spans, never counts.
+    pub run_sample_period: u32,
     /// Events each worker's ring holds before the exporter drains it; a power of two in
     /// [`MIN_RING_CAPACITY`]`..=`[`MAX_RING_CAPACITY`] when `level` is `histograms` or
     /// `events` (each builds the ring; unused otherwise). Events that find the ring full are
@@ -387,7 +389,7 @@ impl OptimizationConfig {
             },
             TelemetryConfig {
                 level: TelemetryLevel::Histograms,
-                span_sample_period: 64,
+                run_sample_period: 64,
                 ring_capacity: 4096,
             },
             (Algorithm::Gradient, 1, 256, 16),
@@ -416,7 +418,7 @@ impl OptimizationConfig {
             },
             TelemetryConfig {
                 level: TelemetryLevel::Counters,
-                span_sample_period: 1024,
+                run_sample_period: 1024,
                 ring_capacity: 16_384,
             },
             (Algorithm::Aimd, 4, 4096, 64),
@@ -446,7 +448,7 @@ impl OptimizationConfig {
                 },
                 TelemetryConfig {
                     level: TelemetryLevel::Counters,
-                    span_sample_period: 1024,
+                    run_sample_period: 1024,
                     ring_capacity: 256,
                 },
                 (Algorithm::Aimd, 1, 64, 4),
@@ -623,10 +625,10 @@ impl Default for CacheConfig {
 impl TelemetryConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         check(
-            self.span_sample_period >= 1,
-            "telemetry.span_sample_period",
-            "must be >= 1 (1 = every step)",
-            self.span_sample_period,
+            self.run_sample_period >= 1,
+            "telemetry.run_sample_period",
+            "must be >= 1 (1 = every run)",
+            self.run_sample_period,
         )?;
         let ring = self.ring_capacity;
         check(

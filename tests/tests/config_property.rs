@@ -105,7 +105,7 @@ fn gen_telemetry(rng: &mut Prng, c: &mut OptimizationConfig) {
         TelemetryLevel::Histograms,
         TelemetryLevel::Events,
     ][rng.below(4) as usize];
-    t.span_sample_period = pick(rng, &[1, 2, 64, u32::MAX], &[0]);
+    t.run_sample_period = pick(rng, &[1, 2, 64, u32::MAX], &[0]);
     // Unused below `histograms`, where any size up to MAX_SIZE is accepted.
     let unused = if t.level < TelemetryLevel::Histograms {
         [0, 3, MAX_SIZE]

@@ -123,8 +123,8 @@ const INVALID: &[(Edit, &str, &str)] = &[
         "must be <= max_entries",
     ),
     (
-        |c| c.telemetry.span_sample_period = 0,
-        "telemetry.span_sample_period",
+        |c| c.telemetry.run_sample_period = 0,
+        "telemetry.run_sample_period",
         "must be >= 1",
     ),
     (

@@ -141,7 +141,7 @@ impl<P: Clone, C: Context> Worker<P, C> {
             breakers: cfg.breakers,
         };
         let level = cfg.telemetry.level;
-        let period = cfg.telemetry.span_sample_period.max(1);
+        let period = cfg.telemetry.run_sample_period.max(1);
         let (telemetry, events) = if level >= TelemetryLevel::Histograms {
             let (producer, consumer) =
                 spsc::channel(cfg.telemetry.ring_capacity).expect("validated: ring capacity");
