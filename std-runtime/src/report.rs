@@ -165,6 +165,33 @@ pub struct StepRow {
     pub latency: Latency,
 }
 
+impl StepRow {
+    /// Counts one step record into this row: an execution, its outcome, its retries (none for
+    /// a loop's own record, whose attempts are its iterations), a cache hit, a fallback. The
+    /// one place that says how a record counts; `add` accumulates (saturating in a
+    /// [`ReportBuilder`], plain in the executor's per-worker tallies, which count from zero
+    /// between reports and stay far below `u64::MAX`).
+    #[inline]
+    pub(crate) fn count_with(&mut self, record: &StepRecord, add: impl Fn(&mut u64, u64)) {
+        add(&mut self.executions, 1);
+        let outcome = match record.outcome {
+            StepOutcome::Succeeded => &mut self.succeeded,
+            StepOutcome::Failed => &mut self.failed,
+            StepOutcome::Skipped => &mut self.skipped,
+            StepOutcome::Aborted => &mut self.aborted,
+        };
+        add(outcome, 1);
+        if record.loop_exit.is_none() {
+            add(
+                &mut self.retries,
+                u64::from(record.attempts.saturating_sub(1)),
+            );
+        }
+        add(&mut self.cache_hits, u64::from(record.cache_hit));
+        add(&mut self.fallbacks, u64::from(record.fallback_used));
+    }
+}
+
 /// A circuit breaker's activity: in an executor's report, one row per breaker of the graphs
 /// it ran, read from the breaker itself (exact, and counting every user of a shared
 /// breaker); from a builder fed only telemetry events, one row per step, tallied from the
@@ -503,23 +530,9 @@ impl ReportBuilder {
     pub fn add_record(&mut self, step_name: &str, record: &StepRecord, ns_per_tick: f64) {
         let latency_ns = ticks_to_ns(record.latency_ticks, ns_per_tick);
         let entry = self.entry(step_name, record.node.0);
-        let row = &mut entry.row;
-        row.executions = row.executions.saturating_add(1);
-        let outcome = match record.outcome {
-            StepOutcome::Succeeded => &mut row.succeeded,
-            StepOutcome::Failed => &mut row.failed,
-            StepOutcome::Skipped => &mut row.skipped,
-            StepOutcome::Aborted => &mut row.aborted,
-        };
-        *outcome = outcome.saturating_add(1);
-        if record.loop_exit.is_none() {
-            let retries = u64::from(record.attempts.saturating_sub(1));
-            row.retries = row.retries.saturating_add(retries);
-        }
-        row.cache_hits = row.cache_hits.saturating_add(u64::from(record.cache_hit));
-        row.fallbacks = row
-            .fallbacks
-            .saturating_add(u64::from(record.fallback_used));
+        entry
+            .row
+            .count_with(record, |count, n| *count = count.saturating_add(n));
         entry.latency_ns_mut().record(latency_ns);
         self.step_names
             .entry(record.node.0)
