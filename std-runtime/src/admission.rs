@@ -23,6 +23,7 @@
 //! the in-flight count can then be above the limit until enough of them end.
 
 use std::fmt;
+use std::ops::Deref;
 use std::sync::{Arc, PoisonError};
 
 use crate::config::{AdmissionConfig, Algorithm};
@@ -433,7 +434,7 @@ impl AdaptiveLimit {
 
     /// Takes a slot if fewer than [`limit`](Self::limit) permits are in flight. Lock-free: a
     /// load and a CAS loop that retries only when another acquire or release won the race.
-    pub fn try_acquire(&self) -> Option<Permit<'_>> {
+    pub fn try_acquire(&self) -> Option<Permit<&Self>> {
         let in_flight = self.acquire_slot()?;
         Some(Permit {
             limit: self,
@@ -446,7 +447,7 @@ impl AdaptiveLimit {
     /// (to move into a task).
     pub fn try_acquire_owned(self: &Arc<Self>) -> Option<OwnedPermit> {
         let in_flight = self.acquire_slot()?;
-        Some(OwnedPermit {
+        Some(Permit {
             limit: Arc::clone(self),
             in_flight,
             ended: false,
@@ -589,17 +590,24 @@ impl AdaptiveLimit {
 /// assert_eq!(limit.in_flight(), 0);
 /// assert_eq!(limit.stats().ignored, 1);
 /// ```
+///
+/// `L` is how the permit holds its limit: a borrow from [`AdaptiveLimit::try_acquire`], or an
+/// `Arc` ([`OwnedPermit`]) from [`AdaptiveLimit::try_acquire_owned`], to move into a task.
 #[must_use = "dropping a permit at once frees it as `ignored`"]
 #[derive(Debug)]
-pub struct Permit<'a> {
-    limit: &'a AdaptiveLimit,
+pub struct Permit<L: Deref<Target = AdaptiveLimit>> {
+    limit: L,
     /// The in-flight count right after this permit was taken.
     in_flight: u32,
     /// Set by `success`/`dropped` so that `Drop` does not count it as ignored.
     ended: bool,
 }
 
-impl Permit<'_> {
+/// A [`Permit`] that holds an `Arc` of its limit, from
+/// [`AdaptiveLimit::try_acquire_owned`]; it ends the same three ways.
+pub type OwnedPermit = Permit<Arc<AdaptiveLimit>>;
+
+impl<L: Deref<Target = AdaptiveLimit>> Permit<L> {
     /// The work finished normally after `latency_ns`; the limit may grow (or, for the gradient,
     /// shrink if the latency rose).
     pub fn success(mut self, latency_ns: u64) {
@@ -614,41 +622,7 @@ impl Permit<'_> {
     }
 }
 
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        if !self.ended {
-            self.limit.release(self.in_flight, End::Ignored);
-        }
-    }
-}
-
-/// A [`Permit`] that holds an `Arc` of its limit, from
-/// [`AdaptiveLimit::try_acquire_owned`]; it ends the same three ways.
-#[must_use = "dropping a permit at once frees it as `ignored`"]
-#[derive(Debug)]
-pub struct OwnedPermit {
-    limit: Arc<AdaptiveLimit>,
-    /// The in-flight count right after this permit was taken.
-    in_flight: u32,
-    /// Set by `success`/`dropped` so that `Drop` does not count it as ignored.
-    ended: bool,
-}
-
-impl OwnedPermit {
-    /// See [`Permit::success`].
-    pub fn success(mut self, latency_ns: u64) {
-        self.ended = true;
-        self.limit.release(self.in_flight, End::Success(latency_ns));
-    }
-
-    /// See [`Permit::dropped`].
-    pub fn dropped(mut self) {
-        self.ended = true;
-        self.limit.release(self.in_flight, End::Dropped);
-    }
-}
-
-impl Drop for OwnedPermit {
+impl<L: Deref<Target = AdaptiveLimit>> Drop for Permit<L> {
     fn drop(&mut self) {
         if !self.ended {
             self.limit.release(self.in_flight, End::Ignored);
@@ -660,4 +634,4 @@ impl Drop for OwnedPermit {
 mod tests;
 
 #[cfg(all(test, loom))]
-mod loom_models;
+mod loom;

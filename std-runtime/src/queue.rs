@@ -503,4 +503,4 @@ impl<T: Send> fmt::Debug for PriorityQueues<T> {
 mod tests;
 
 #[cfg(all(test, loom))]
-mod loom_models;
+mod loom;

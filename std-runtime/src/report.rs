@@ -973,6 +973,12 @@ fn table_line(
     writeln!(f)
 }
 
+/// Writes the header line of a table whose rows are named by step.
+fn header_line(f: &mut fmt::Formatter<'_>, name_width: usize, columns: &[&str]) -> fmt::Result {
+    let headers: Vec<&dyn fmt::Display> = columns.iter().map(|h| h as &dyn fmt::Display).collect();
+    table_line(f, "step", name_width, &headers)
+}
+
 /// Writes one `label value` line of a key-value section.
 fn field(f: &mut fmt::Formatter<'_>, label: &str, value: impl fmt::Display) -> fmt::Result {
     writeln!(f, "  {label:<LABEL_WIDTH$}{value}")
@@ -1027,11 +1033,7 @@ impl Report {
     fn fmt_steps(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "steps")?;
         let width = name_width("step", self.steps.iter().map(|r| r.step.as_str()));
-        let headers: Vec<&dyn fmt::Display> = STEP_COLUMNS
-            .iter()
-            .map(|h| h as &dyn fmt::Display)
-            .collect();
-        table_line(f, "step", width, &headers)?;
+        header_line(f, width, &STEP_COLUMNS)?;
         for row in &self.steps {
             let l = &row.latency;
             let (p50, p95, p99) = (Micros(l.p50_ns), Micros(l.p95_ns), Micros(l.p99_ns));
@@ -1066,11 +1068,7 @@ impl Report {
             }
         }
         let width = name_width("step", self.breakers.iter().map(|r| r.step.as_str()));
-        let headers: Vec<&dyn fmt::Display> = BREAKER_COLUMNS
-            .iter()
-            .map(|h| h as &dyn fmt::Display)
-            .collect();
-        table_line(f, "step", width, &headers)?;
+        header_line(f, width, &BREAKER_COLUMNS)?;
         for row in &self.breakers {
             let cells: [&dyn fmt::Display; 4] = [
                 &row.to_open,

@@ -251,7 +251,7 @@ fn aimd_grows_at_saturation_only() {
     assert_eq!(l.in_flight(), 0);
 
     // Sustained saturation: the limit climbs to the maximum and stays there.
-    let mut out: VecDeque<Permit<'_>> = VecDeque::new();
+    let mut out: VecDeque<Permit<&AdaptiveLimit>> = VecDeque::new();
     for _ in 0..500 {
         while let Some(permit) = l.try_acquire() {
             out.push_back(permit);
@@ -285,7 +285,7 @@ fn aimd_shrinks_on_drops_to_the_minimum() {
 /// `latency_ns`, `samples` times; returns the limit after.
 fn saturate<'a>(
     l: &'a AdaptiveLimit,
-    out: &mut VecDeque<Permit<'a>>,
+    out: &mut VecDeque<Permit<&'a AdaptiveLimit>>,
     latency_ns: u64,
     samples: usize,
 ) -> u32 {
