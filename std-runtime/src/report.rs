@@ -267,8 +267,9 @@ pub struct TelemetryStats {
     pub events_dropped: u64,
     /// Step records that did not fit their run's record buffer (exact).
     pub records_dropped: u64,
-    /// Spans are sampled one in this many (1: every span; 0: not told).
-    pub sample_one_in: u64,
+    /// Whole runs are sampled, one in this many per worker: the configuration's
+    /// `telemetry.run_sample_period` (1: every run; 0: not told).
+    pub run_sample_period: u64,
 }
 
 /// What an operator reads after a run of the executor: runs, throughput, per-step rows,
@@ -654,9 +655,10 @@ impl ReportBuilder {
         self.telemetry.records_dropped = self.telemetry.records_dropped.saturating_add(n);
     }
 
-    /// Sets the sampling period: spans kept one in `one_in`.
-    pub fn set_sample_one_in(&mut self, one_in: u64) {
-        self.telemetry.sample_one_in = one_in;
+    /// Sets the sampling period: one run in `one_in` per worker is sampled (the
+    /// configuration's `telemetry.run_sample_period`).
+    pub fn set_run_sample_period(&mut self, one_in: u64) {
+        self.telemetry.run_sample_period = one_in;
     }
 
     /// Sets the pool and arena readings.
@@ -690,10 +692,10 @@ impl ReportBuilder {
         self.steps[index].latency_ns.as_ref()
     }
 
-    /// The sampling period set by [`set_sample_one_in`](Self::set_sample_one_in) (0: not
+    /// The sampling period set by [`set_run_sample_period`](Self::set_run_sample_period) (0: not
     /// set).
-    pub fn sample_one_in(&self) -> u64 {
-        self.telemetry.sample_one_in
+    pub fn run_sample_period(&self) -> u64 {
+        self.telemetry.run_sample_period
     }
 
     /// Forgets every count, latency and reading, keeping the step rows' names, their
@@ -721,7 +723,7 @@ impl ReportBuilder {
         self.admission = AdmissionStats::default();
         self.admission_seen = false;
         self.telemetry = TelemetryStats {
-            sample_one_in: self.telemetry.sample_one_in,
+            run_sample_period: self.telemetry.run_sample_period,
             ..TelemetryStats::default()
         };
     }
@@ -790,8 +792,8 @@ impl ReportBuilder {
         mine.events_recorded = mine.events_recorded.saturating_add(t.events_recorded);
         mine.events_dropped = mine.events_dropped.saturating_add(t.events_dropped);
         mine.records_dropped = mine.records_dropped.saturating_add(t.records_dropped);
-        if mine.sample_one_in == 0 {
-            mine.sample_one_in = t.sample_one_in;
+        if mine.run_sample_period == 0 {
+            mine.run_sample_period = t.run_sample_period;
         }
         if self.pool == PoolStats::default() {
             self.pool = other.pool;
@@ -1104,7 +1106,7 @@ impl Report {
         field(f, "events recorded", t.events_recorded)?;
         field(f, "events dropped", t.events_dropped)?;
         field(f, "records dropped", t.records_dropped)?;
-        match t.sample_one_in {
+        match t.run_sample_period {
             0 => field(f, "sampling", "unknown"),
             n => field(f, "sampling", format_args!("1 in {n}")),
         }
