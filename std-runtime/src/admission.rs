@@ -300,7 +300,7 @@ impl State {
 ///
 /// a.success(1_000_000); // finished at saturation: the limit grows
 /// assert_eq!(limit.limit(), 3);
-/// b.dropped(); // overload: the limit halves
+/// b.dropped(); // overload: the limit is multiplied by the ratio, 0.5 here
 /// assert_eq!(limit.limit(), 1);
 ///
 /// let stats = limit.stats();

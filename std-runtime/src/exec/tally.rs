@@ -194,13 +194,6 @@ mod tests {
             vec![("a".to_string(), 10, 10, 0), ("c".to_string(), 10, 5, 5)]
         );
     }
-}
-
-#[cfg(test)]
-mod take_tests {
-    use super::*;
-    use flujo_core::graph::NoClock;
-    use flujo_core::interp::{RunOptions, Runner, RunnerConfig};
 
     #[test]
     fn taken_counts_are_the_counts_since_the_last_take() {
@@ -229,13 +222,6 @@ mod take_tests {
             [("a", 2)]
         );
     }
-}
-
-#[cfg(test)]
-mod bound_tests {
-    use super::*;
-    use flujo_core::graph::NoClock;
-    use flujo_core::interp::{RunOptions, Runner, RunnerConfig};
 
     #[test]
     fn graphs_past_the_index_bound_keep_their_counts_under_their_names() {
