@@ -88,16 +88,11 @@ impl LimitError {
         }
     }
 
-    /// The name of the configuration field that is wrong.
+    /// The name of the configuration field that is wrong (its
+    /// [`AdmissionConfig`] field, the last part of [`config_path`](Self::config_path)).
     pub fn field(&self) -> &'static str {
-        match self {
-            Self::MinLimitZero | Self::MinAboveMax { .. } => "min_limit",
-            Self::InitialOutOfBounds { .. } => "initial_limit",
-            Self::IncreaseZero => "aimd_increase",
-            Self::BackoffRatio(_) => "aimd_backoff_ratio",
-            Self::Smoothing(_) => "gradient_smoothing",
-            Self::Tolerance(_) => "gradient_tolerance",
-        }
+        let path = self.config_path();
+        path.strip_prefix("adaptive_concurrency.").unwrap_or(path)
     }
 }
 
