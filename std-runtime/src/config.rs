@@ -723,7 +723,12 @@ impl QueueConfig {
         ("queues.capacity[2]", "low"),
     ];
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks each capacity is in `1..=`[`MAX_QUEUE_CAPACITY`] (what
+    /// [`OptimizationConfig::validate`] and `PriorityQueues::new` check).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first wrong capacity, `queues.capacity[i]`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         for (&(field, queue), &capacity) in Self::CAPACITY_FIELDS.iter().zip(&self.capacity) {
             check(
                 (1..=MAX_QUEUE_CAPACITY).contains(&capacity),

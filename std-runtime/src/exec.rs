@@ -394,12 +394,7 @@ where
                 rule: e.to_string(),
             })
         })?;
-        let queues = PriorityQueues::new(config.queues).map_err(|e| {
-            BuildError::Config(ConfigError::Invalid {
-                field: "queues.capacity",
-                rule: e.to_string(),
-            })
-        })?;
+        let queues = PriorityQueues::new(config.queues).map_err(BuildError::Config)?;
         let admission = config.adaptive_concurrency.enabled;
         let cache = result_cache(&config.result_cache, &clock, weigher);
         let cell = ConfigCell::new(config).map_err(BuildError::Config)?;

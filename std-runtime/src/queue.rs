@@ -50,7 +50,7 @@ use flujo_core::ring::mpmc::Ring;
 use flujo_core::ring::{Full, MAX_CAPACITY};
 use std::fmt;
 
-use crate::config::QueueConfig;
+use crate::config::{ConfigError, QueueConfig, MAX_QUEUE_CAPACITY};
 use crate::sync::{yield_now, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use crate::Refusal;
 
@@ -114,29 +114,6 @@ impl<T> fmt::Display for Rejected<T> {
 
 impl<T> std::error::Error for Rejected<T> {}
 
-/// An invalid [`QueueConfig`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QueueConfigError {
-    /// The level whose `capacity` entry is wrong.
-    pub priority: Priority,
-    /// The capacity that was asked for.
-    pub capacity: usize,
-}
-
-impl fmt::Display for QueueConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "`capacity[{}]` ({:?}) must be in 1..={MAX_CAPACITY}, got {}",
-            self.priority.index(),
-            self.priority,
-            self.capacity
-        )
-    }
-}
-
-impl std::error::Error for QueueConfigError {}
-
 /// Exact counts of one level, since the queues were made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LevelStats {
@@ -179,6 +156,8 @@ const CLOSED: usize = 1 << (usize::BITS - 1);
 
 // Capacities stay below the closed bit, so a count never carries into it.
 const _: () = assert!(MAX_CAPACITY < CLOSED);
+// Every capacity a `QueueConfig` may hold rounds up to a capacity a ring accepts.
+const _: () = assert!(MAX_QUEUE_CAPACITY.next_power_of_two() <= MAX_CAPACITY);
 
 /// One level: the ring and its exact admission count.
 struct Level<T> {
@@ -282,21 +261,20 @@ impl<T: Send> PriorityQueues<T> {
     ///
     /// # Errors
     ///
-    /// [`QueueConfigError`] naming the level whose capacity is 0 or above [`MAX_CAPACITY`].
+    /// The [`QueueConfig::validate`] error (a [`ConfigError`] naming the level's field,
+    /// `queues.capacity[1]`) when a capacity is 0 or above [`MAX_QUEUE_CAPACITY`].
     ///
     /// # Panics
     ///
     /// If the rings cannot be allocated.
-    pub fn new(config: QueueConfig) -> Result<Self, QueueConfigError> {
-        let level = |priority: Priority| -> Result<Level<T>, QueueConfigError> {
+    pub fn new(config: QueueConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let level = |priority: Priority| -> Level<T> {
             let capacity = config.capacity[priority.index()];
-            let error = QueueConfigError { priority, capacity };
-            if capacity == 0 || capacity > MAX_CAPACITY {
-                return Err(error);
-            }
             let ring_capacity = capacity.max(2).next_power_of_two();
-            let ring = Ring::with_capacity(ring_capacity).map_err(|_| error)?;
-            Ok(Level {
+            let ring = Ring::with_capacity(ring_capacity)
+                .expect("a validated capacity rounds up to a ring capacity (asserted below)");
+            Level {
                 ring,
                 reserved: AtomicUsize::new(0),
                 capacity,
@@ -306,13 +284,13 @@ impl<T: Send> PriorityQueues<T> {
                 drained: AtomicU64::new(0),
                 rejected_queue_full: AtomicU64::new(0),
                 rejected_shutting_down: AtomicU64::new(0),
-            })
+            }
         };
         Ok(Self {
             levels: [
-                level(Priority::High)?,
-                level(Priority::Normal)?,
-                level(Priority::Low)?,
+                level(Priority::High),
+                level(Priority::Normal),
+                level(Priority::Low),
             ],
             aging: config.aging,
         })
