@@ -560,9 +560,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Events (for the trace), one step in 1024 sampled so the trace stays small.
+    // Events (for the trace), one run in 1024 per worker sampled so the trace stays small.
     config.telemetry.level = TelemetryLevel::Events;
-    config.telemetry.span_sample_period = 1024;
+    config.telemetry.run_sample_period = 1024;
     config.telemetry.ring_capacity = config.telemetry.ring_capacity.max(4096);
     let executor = Executor::<Msg, Ctx>::new(config).expect("a valid configuration");
 

@@ -23,8 +23,10 @@
 //! the in-flight count can then be above the limit until enough of them end.
 
 use std::fmt;
+use std::ops::Deref;
 use std::sync::{Arc, PoisonError};
 
+use crate::config::{AdmissionConfig, Algorithm};
 use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// Samples the gradient's long-term RTT average spans (Netflix `Gradient2Limit` default).
@@ -41,75 +43,7 @@ pub const GRADIENT_QUEUE_SIZE: f64 = 4.0;
 /// a [`Permit::dropped`] counts as a sample with this factor.
 pub const GRADIENT_MIN: f64 = 0.5;
 
-/// How the limit reacts to the end of a permit.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Algorithm {
-    /// Additive increase, multiplicative decrease.
-    ///
-    /// A success raises the limit by `increase` if the in-flight count at the permit's acquire
-    /// (the permit included) was at least half the current limit, `2 * in_flight >= limit`: the
-    /// limit was actually in use, so more may help. Below that the caller, not the limit, is
-    /// what holds the throughput back, and the limit stays. A drop multiplies the limit by
-    /// `backoff_ratio` (rounded down). Latency is ignored.
-    Aimd {
-        /// Added on a success near saturation; at least 1.
-        increase: u32,
-        /// The factor of a decrease; in `(0, 1)`.
-        backoff_ratio: f64,
-    },
-    /// Netflix gradient2: the limit follows the ratio of the long-term RTT to the latest one.
-    ///
-    /// On each success with latency `short` (ns, at least 1):
-    /// 1. `long` = exponential average of the latencies over [`GRADIENT_LONG_WINDOW`] samples
-    ///    (a plain mean for the first [`GRADIENT_WARMUP`]); if `long / short > 2`, `long *= 0.95`
-    ///    so that the average lets go of an old high latency sooner;
-    /// 2. if the in-flight count at the acquire is below half the estimate, nothing more
-    ///    (the limit is not what is in use);
-    /// 3. `gradient = clamp(tolerance * long / short, GRADIENT_MIN, 1)`;
-    /// 4. `estimate = (1 - smoothing) * estimate + smoothing * (estimate * gradient + GRADIENT_QUEUE_SIZE)`,
-    ///    clamped to the bounds; the limit is the estimate rounded down.
-    ///
-    /// So a latency up to `tolerance` times the long-term RTT still lets the limit grow, and a
-    /// higher one shrinks it (at most to half per sample before smoothing). A drop is a sample
-    /// with gradient [`GRADIENT_MIN`] and no headroom.
-    Gradient {
-        /// The weight of a new sample in the estimate; in `(0, 1]`.
-        smoothing: f64,
-        /// How much latency above the long-term RTT is tolerated; at least 1.
-        tolerance: f64,
-    },
-}
-
-/// How an [`AdaptiveLimit`] starts.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct LimitConfig {
-    /// The algorithm and its parameters.
-    pub algorithm: Algorithm,
-    /// The smallest limit; at least 1.
-    pub min_limit: u32,
-    /// The largest limit; at least `min_limit`.
-    pub max_limit: u32,
-    /// The limit at the start; in `min_limit..=max_limit`.
-    pub initial_limit: u32,
-}
-
-impl Default for LimitConfig {
-    /// AIMD (+1, ×0.9), limits 1..=1000 starting at 20 (Netflix's AIMD defaults for the start
-    /// and the ratio).
-    fn default() -> Self {
-        Self {
-            algorithm: Algorithm::Aimd {
-                increase: 1,
-                backoff_ratio: 0.9,
-            },
-            min_limit: 1,
-            max_limit: 1000,
-            initial_limit: 20,
-        }
-    }
-}
-
-/// An invalid [`LimitConfig`] or bounds; [`field`](Self::field) names the culprit.
+/// An invalid [`AdmissionConfig`] or bounds; [`field`](Self::field) names the culprit.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LimitError {
     /// `min_limit` was 0.
@@ -130,27 +64,35 @@ pub enum LimitError {
         /// The maximum.
         max_limit: u32,
     },
-    /// AIMD's `increase` was 0.
+    /// `aimd_increase` was 0.
     IncreaseZero,
-    /// AIMD's `backoff_ratio` was not in `(0, 1)`.
+    /// `aimd_backoff_ratio` was not in `(0, 1)`.
     BackoffRatio(f64),
-    /// Gradient's `smoothing` was not in `(0, 1]`.
+    /// `gradient_smoothing` was not in `(0, 1]`.
     Smoothing(f64),
-    /// Gradient's `tolerance` was below 1 (or not a finite number).
+    /// `gradient_tolerance` was below 1 (or not a finite number).
     Tolerance(f64),
 }
 
 impl LimitError {
-    /// The name of the configuration field that is wrong.
-    pub fn field(&self) -> &'static str {
+    /// The path of the field that is wrong in an
+    /// [`OptimizationConfig`](crate::config::OptimizationConfig), as its validation names it.
+    pub fn config_path(&self) -> &'static str {
         match self {
-            Self::MinLimitZero | Self::MinAboveMax { .. } => "min_limit",
-            Self::InitialOutOfBounds { .. } => "initial_limit",
-            Self::IncreaseZero => "increase",
-            Self::BackoffRatio(_) => "backoff_ratio",
-            Self::Smoothing(_) => "smoothing",
-            Self::Tolerance(_) => "tolerance",
+            Self::MinLimitZero | Self::MinAboveMax { .. } => "adaptive_concurrency.min_limit",
+            Self::InitialOutOfBounds { .. } => "adaptive_concurrency.initial_limit",
+            Self::IncreaseZero => "adaptive_concurrency.aimd_increase",
+            Self::BackoffRatio(_) => "adaptive_concurrency.aimd_backoff_ratio",
+            Self::Smoothing(_) => "adaptive_concurrency.gradient_smoothing",
+            Self::Tolerance(_) => "adaptive_concurrency.gradient_tolerance",
         }
+    }
+
+    /// The name of the configuration field that is wrong (its
+    /// [`AdmissionConfig`] field, the last part of [`config_path`](Self::config_path)).
+    pub fn field(&self) -> &'static str {
+        let path = self.config_path();
+        path.strip_prefix("adaptive_concurrency.").unwrap_or(path)
     }
 }
 
@@ -173,10 +115,15 @@ impl fmt::Display for LimitError {
                 f,
                 "`initial_limit` must be in {min_limit}..={max_limit}, got {initial_limit}"
             ),
-            Self::IncreaseZero => f.write_str("`increase` must be at least 1, got 0"),
-            Self::BackoffRatio(r) => write!(f, "`backoff_ratio` must be in (0, 1), got {r}"),
-            Self::Smoothing(s) => write!(f, "`smoothing` must be in (0, 1], got {s}"),
-            Self::Tolerance(t) => write!(f, "`tolerance` must be a finite number >= 1, got {t}"),
+            Self::IncreaseZero => f.write_str("`aimd_increase` must be at least 1, got 0"),
+            Self::BackoffRatio(r) => write!(f, "`aimd_backoff_ratio` must be in (0, 1), got {r}"),
+            Self::Smoothing(s) => write!(f, "`gradient_smoothing` must be in (0, 1], got {s}"),
+            Self::Tolerance(t) => {
+                write!(
+                    f,
+                    "`gradient_tolerance` must be a finite number >= 1, got {t}"
+                )
+            }
         }
     }
 }
@@ -328,13 +275,17 @@ impl State {
 /// # Examples
 ///
 /// ```
-/// use flujo_runtime::admission::{AdaptiveLimit, Algorithm, LimitConfig};
+/// use flujo_runtime::admission::AdaptiveLimit;
+/// use flujo_runtime::config::{AdmissionConfig, Algorithm};
 ///
-/// let limit = AdaptiveLimit::new(LimitConfig {
-///     algorithm: Algorithm::Aimd { increase: 1, backoff_ratio: 0.5 },
+/// let limit = AdaptiveLimit::new(AdmissionConfig {
+///     algorithm: Algorithm::Aimd,
+///     aimd_increase: 1,
+///     aimd_backoff_ratio: 0.5,
 ///     min_limit: 1,
 ///     max_limit: 10,
 ///     initial_limit: 2,
+///     ..AdmissionConfig::default()
 /// })
 /// .unwrap();
 ///
@@ -344,7 +295,7 @@ impl State {
 ///
 /// a.success(1_000_000); // finished at saturation: the limit grows
 /// assert_eq!(limit.limit(), 3);
-/// b.dropped(); // overload: the limit halves
+/// b.dropped(); // overload: the limit is multiplied by the ratio, 0.5 here
 /// assert_eq!(limit.limit(), 1);
 ///
 /// let stats = limit.stats();
@@ -400,64 +351,62 @@ fn check_bounds(min_limit: u32, max_limit: u32) -> Result<(), LimitError> {
     Ok(())
 }
 
+/// Checks the tuning of both algorithms (whichever is chosen), so a configuration that
+/// validates can switch algorithm without becoming invalid. The ranges are written so that NaN
+/// fails too.
+pub(crate) fn check_tuning(config: &AdmissionConfig) -> Result<(), LimitError> {
+    if config.aimd_increase == 0 {
+        return Err(LimitError::IncreaseZero);
+    }
+    let ratio = config.aimd_backoff_ratio;
+    if !(ratio > 0.0 && ratio < 1.0) {
+        return Err(LimitError::BackoffRatio(ratio));
+    }
+    let smoothing = config.gradient_smoothing;
+    if !(smoothing > 0.0 && smoothing <= 1.0) {
+        return Err(LimitError::Smoothing(smoothing));
+    }
+    let tolerance = config.gradient_tolerance;
+    if !(tolerance >= 1.0 && tolerance.is_finite()) {
+        return Err(LimitError::Tolerance(tolerance));
+    }
+    Ok(())
+}
+
 impl AdaptiveLimit {
-    /// Makes a limit from `config`, with nothing in flight.
+    /// Makes a limit from `config`, with nothing in flight. With `config.enabled` off the limit
+    /// is fixed at `max_limit` ([`AdmissionConfig::bounds`]); the other fields are checked all
+    /// the same.
     ///
     /// # Errors
     ///
     /// [`LimitError`] naming the first invalid field.
-    pub fn new(config: LimitConfig) -> Result<Self, LimitError> {
-        let LimitConfig {
-            algorithm,
-            min_limit,
-            max_limit,
-            initial_limit,
-        } = config;
-        check_bounds(min_limit, max_limit)?;
-        if !(min_limit..=max_limit).contains(&initial_limit) {
+    pub fn new(config: AdmissionConfig) -> Result<Self, LimitError> {
+        check_bounds(config.min_limit, config.max_limit)?;
+        if !(config.min_limit..=config.max_limit).contains(&config.initial_limit) {
             return Err(LimitError::InitialOutOfBounds {
-                initial_limit,
-                min_limit,
-                max_limit,
+                initial_limit: config.initial_limit,
+                min_limit: config.min_limit,
+                max_limit: config.max_limit,
             });
         }
-        let rule = match algorithm {
-            Algorithm::Aimd {
-                increase,
-                backoff_ratio,
-            } => {
-                if increase == 0 {
-                    return Err(LimitError::IncreaseZero);
-                }
-                // Written so that NaN fails too.
-                if !(backoff_ratio > 0.0 && backoff_ratio < 1.0) {
-                    return Err(LimitError::BackoffRatio(backoff_ratio));
-                }
-                Rule::Aimd {
-                    increase,
-                    backoff_ratio,
-                }
-            }
-            Algorithm::Gradient {
-                smoothing,
-                tolerance,
-            } => {
-                if !(smoothing > 0.0 && smoothing <= 1.0) {
-                    return Err(LimitError::Smoothing(smoothing));
-                }
-                if !(tolerance >= 1.0 && tolerance.is_finite()) {
-                    return Err(LimitError::Tolerance(tolerance));
-                }
-                Rule::Gradient {
-                    smoothing,
-                    tolerance,
-                    estimate: f64::from(initial_limit),
-                    long_rtt: Average {
-                        value: 0.0,
-                        count: 0,
-                    },
-                }
-            }
+        check_tuning(&config)?;
+        let (min_limit, max_limit) = config.bounds();
+        let initial_limit = config.initial_limit.clamp(min_limit, max_limit);
+        let rule = match config.algorithm {
+            Algorithm::Aimd => Rule::Aimd {
+                increase: config.aimd_increase,
+                backoff_ratio: config.aimd_backoff_ratio,
+            },
+            Algorithm::Gradient => Rule::Gradient {
+                smoothing: config.gradient_smoothing,
+                tolerance: config.gradient_tolerance,
+                estimate: f64::from(initial_limit),
+                long_rtt: Average {
+                    value: 0.0,
+                    count: 0,
+                },
+            },
         };
         Ok(Self {
             limit: AtomicU32::new(initial_limit),
@@ -480,7 +429,7 @@ impl AdaptiveLimit {
 
     /// Takes a slot if fewer than [`limit`](Self::limit) permits are in flight. Lock-free: a
     /// load and a CAS loop that retries only when another acquire or release won the race.
-    pub fn try_acquire(&self) -> Option<Permit<'_>> {
+    pub fn try_acquire(&self) -> Option<Permit<&Self>> {
         let in_flight = self.acquire_slot()?;
         Some(Permit {
             limit: self,
@@ -493,7 +442,7 @@ impl AdaptiveLimit {
     /// (to move into a task).
     pub fn try_acquire_owned(self: &Arc<Self>) -> Option<OwnedPermit> {
         let in_flight = self.acquire_slot()?;
-        Some(OwnedPermit {
+        Some(Permit {
             limit: Arc::clone(self),
             in_flight,
             ended: false,
@@ -624,9 +573,10 @@ impl AdaptiveLimit {
 /// # Examples
 ///
 /// ```
-/// use flujo_runtime::admission::{AdaptiveLimit, LimitConfig};
+/// use flujo_runtime::admission::AdaptiveLimit;
+/// use flujo_runtime::config::AdmissionConfig;
 ///
-/// let limit = AdaptiveLimit::new(LimitConfig::default()).unwrap();
+/// let limit = AdaptiveLimit::new(AdmissionConfig::default()).unwrap();
 /// {
 ///     let _permit = limit.try_acquire().unwrap();
 ///     assert_eq!(limit.in_flight(), 1);
@@ -635,17 +585,24 @@ impl AdaptiveLimit {
 /// assert_eq!(limit.in_flight(), 0);
 /// assert_eq!(limit.stats().ignored, 1);
 /// ```
+///
+/// `L` is how the permit holds its limit: a borrow from [`AdaptiveLimit::try_acquire`], or an
+/// `Arc` ([`OwnedPermit`]) from [`AdaptiveLimit::try_acquire_owned`], to move into a task.
 #[must_use = "dropping a permit at once frees it as `ignored`"]
 #[derive(Debug)]
-pub struct Permit<'a> {
-    limit: &'a AdaptiveLimit,
+pub struct Permit<L: Deref<Target = AdaptiveLimit>> {
+    limit: L,
     /// The in-flight count right after this permit was taken.
     in_flight: u32,
     /// Set by `success`/`dropped` so that `Drop` does not count it as ignored.
     ended: bool,
 }
 
-impl Permit<'_> {
+/// A [`Permit`] that holds an `Arc` of its limit, from
+/// [`AdaptiveLimit::try_acquire_owned`]; it ends the same three ways.
+pub type OwnedPermit = Permit<Arc<AdaptiveLimit>>;
+
+impl<L: Deref<Target = AdaptiveLimit>> Permit<L> {
     /// The work finished normally after `latency_ns`; the limit may grow (or, for the gradient,
     /// shrink if the latency rose).
     pub fn success(mut self, latency_ns: u64) {
@@ -660,41 +617,7 @@ impl Permit<'_> {
     }
 }
 
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        if !self.ended {
-            self.limit.release(self.in_flight, End::Ignored);
-        }
-    }
-}
-
-/// A [`Permit`] that holds an `Arc` of its limit, from
-/// [`AdaptiveLimit::try_acquire_owned`]; it ends the same three ways.
-#[must_use = "dropping a permit at once frees it as `ignored`"]
-#[derive(Debug)]
-pub struct OwnedPermit {
-    limit: Arc<AdaptiveLimit>,
-    /// The in-flight count right after this permit was taken.
-    in_flight: u32,
-    /// Set by `success`/`dropped` so that `Drop` does not count it as ignored.
-    ended: bool,
-}
-
-impl OwnedPermit {
-    /// See [`Permit::success`].
-    pub fn success(mut self, latency_ns: u64) {
-        self.ended = true;
-        self.limit.release(self.in_flight, End::Success(latency_ns));
-    }
-
-    /// See [`Permit::dropped`].
-    pub fn dropped(mut self) {
-        self.ended = true;
-        self.limit.release(self.in_flight, End::Dropped);
-    }
-}
-
-impl Drop for OwnedPermit {
+impl<L: Deref<Target = AdaptiveLimit>> Drop for Permit<L> {
     fn drop(&mut self) {
         if !self.ended {
             self.limit.release(self.in_flight, End::Ignored);
@@ -706,4 +629,4 @@ impl Drop for OwnedPermit {
 mod tests;
 
 #[cfg(all(test, loom))]
-mod loom_models;
+mod loom;

@@ -22,7 +22,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::queue::{LevelStats, Priority, PriorityQueues, QueueConfig, RejectReason};
+use crate::config::QueueConfig;
+use crate::queue::{LevelStats, Priority, PriorityQueues};
+use crate::Refusal;
 
 /// An item whose clones of `live` count the items in existence.
 #[derive(Debug)]
@@ -42,14 +44,14 @@ struct Model {
 }
 
 impl Model {
-    fn push(&mut self, value: u64, level: usize) -> Result<(), RejectReason> {
+    fn push(&mut self, value: u64, level: usize) -> Result<(), Refusal> {
         let stats = &mut self.stats[level];
         if self.closed {
-            stats.rejected_closed += 1;
-            Err(RejectReason::Closed)
+            stats.rejected_shutting_down += 1;
+            Err(Refusal::ShuttingDown)
         } else if self.levels[level].len() >= self.capacity[level] {
-            stats.rejected_full += 1;
-            Err(RejectReason::QueueFull)
+            stats.rejected_queue_full += 1;
+            Err(Refusal::QueueFull)
         } else {
             stats.pushed += 1;
             self.levels[level].push_back(value);

@@ -222,9 +222,11 @@ pub struct TelemetryConfig {
     ///
     /// [`Off`]: TelemetryLevel::Off
     pub level: TelemetryLevel,
-    /// One step in `span_sample_period` is timed into histograms and events (1 = every step).
-    /// At least 1. Sampling thins spans, never counts.
-    pub span_sample_period: u32,
+    /// Whole runs are sampled: each worker counts the runs it makes, and one in
+    /// `run_sample_period` has every step timed into the histograms and its events recorded
+    /// (from level `histograms` up); the others read no clock for telemetry. At least 1
+    /// (1 = every run). Sampling thins latencies and spans, never counts.
+    pub run_sample_period: u32,
     /// Events each worker's ring holds before the exporter drains it; a power of two in
     /// [`MIN_RING_CAPACITY`]`..=`[`MAX_RING_CAPACITY`] when `level` is `histograms` or
     /// `events` (each builds the ring; unused otherwise). Events that find the ring full are
@@ -232,25 +234,47 @@ pub struct TelemetryConfig {
     pub ring_capacity: usize,
 }
 
-/// The algorithm that moves the admission limit.
+/// The algorithm that moves the admission limit (after Netflix's `concurrency-limits`: see
+/// [`AdaptiveLimit`](crate::admission::AdaptiveLimit)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
     serde(rename_all = "snake_case")
 )]
-pub enum AlgorithmKind {
-    /// Additive increase, multiplicative decrease: grows by one while runs succeed within
-    /// their deadline, halves on overload. Steady, good for throughput.
+pub enum Algorithm {
+    /// Additive increase, multiplicative decrease. A success raises the limit by
+    /// [`aimd_increase`](AdmissionConfig::aimd_increase) if the in-flight count at the
+    /// permit's acquire (the permit included) was at least half the limit (the limit was in
+    /// use, so more may help); a drop (overload: a deadline missed, a rejection downstream)
+    /// multiplies the limit by [`aimd_backoff_ratio`](AdmissionConfig::aimd_backoff_ratio),
+    /// rounded down (0.9 in the presets: a tenth off per overloaded run). Latency is ignored.
+    /// Steady, good for throughput.
     Aimd,
-    /// Gradient (as in Netflix's concurrency-limits): scales the limit by the ratio of the
-    /// best to the current latency, so it backs off as soon as queueing shows. Good for tail
-    /// latency.
+    /// Netflix gradient2: the limit follows the ratio of the long-term latency to the latest
+    /// one. On each success with latency `short` (ns, at least 1):
+    /// 1. `long` = exponential average of the latencies over
+    ///    [`GRADIENT_LONG_WINDOW`](crate::admission::GRADIENT_LONG_WINDOW) samples (a plain mean
+    ///    for the first [`GRADIENT_WARMUP`](crate::admission::GRADIENT_WARMUP)); if
+    ///    `long / short > 2`, `long *= 0.95` so that the average lets go of an old high latency
+    ///    sooner;
+    /// 2. if the in-flight count at the acquire is below half the estimate, nothing more (the
+    ///    limit is not what is in use);
+    /// 3. `gradient = clamp(gradient_tolerance * long / short, GRADIENT_MIN, 1)`;
+    /// 4. `estimate = (1 - s) * estimate + s * (estimate * gradient + GRADIENT_QUEUE_SIZE)`
+    ///    with `s = gradient_smoothing`, clamped to the bounds; the limit is the estimate
+    ///    rounded down.
+    ///
+    /// So a latency up to `gradient_tolerance` times the long-term one still lets the limit
+    /// grow, and a higher one shrinks it (at most to half per sample before smoothing): it
+    /// backs off as soon as queueing shows. A drop is a sample with gradient
+    /// [`GRADIENT_MIN`](crate::admission::GRADIENT_MIN) and no headroom. Good for tail latency.
     Gradient,
 }
 
-/// Adaptive admission control.
-#[derive(Clone, Debug, PartialEq)]
+/// Adaptive admission control: the limit on runs in flight, and the tuning of both algorithms
+/// that can move it.
+#[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
@@ -262,28 +286,46 @@ pub struct AdmissionConfig {
     /// under overload latency grows instead of submissions being refused early.
     pub enabled: bool,
     /// How the limit moves.
-    pub algorithm: AlgorithmKind,
-    /// The floor of the limit; at least 1.
+    pub algorithm: Algorithm,
+    /// The floor of the limit, in runs; at least 1.
     pub min_limit: u32,
-    /// The ceiling of the limit (and the fixed limit when adaptive admission is off).
+    /// The ceiling of the limit, in runs (and the fixed limit when adaptive admission is off).
     pub max_limit: u32,
-    /// The limit at start; `min_limit <= initial_limit <= max_limit`.
+    /// The limit at start, in runs; `min_limit <= initial_limit <= max_limit`.
     pub initial_limit: u32,
+    /// [`Aimd`](Algorithm::Aimd): runs added to the limit by a success near saturation; at
+    /// least 1. Checked whichever algorithm is chosen.
+    pub aimd_increase: u32,
+    /// [`Aimd`](Algorithm::Aimd): the factor (a ratio, no unit) the limit is multiplied by on
+    /// overload; in `(0, 1)`. Checked whichever algorithm is chosen.
+    pub aimd_backoff_ratio: f64,
+    /// [`Gradient`](Algorithm::Gradient): the weight (a ratio, no unit) of a new sample in the
+    /// estimate; in `(0, 1]`. Checked whichever algorithm is chosen.
+    pub gradient_smoothing: f64,
+    /// [`Gradient`](Algorithm::Gradient): how many times the long-term latency a latency may
+    /// be (a ratio, no unit) and still let the limit grow; a finite number, at least 1.
+    /// Checked whichever algorithm is chosen.
+    pub gradient_tolerance: f64,
 }
 
-/// The bounded submission queues.
-#[derive(Clone, Debug, PartialEq)]
+/// The bounded submission queues, one per priority (the configuration of
+/// [`PriorityQueues`](crate::queue::PriorityQueues)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
 pub struct QueueConfig {
-    /// Capacity of the `[high, normal, low]` priority queues, each in
+    /// Capacity of the `[high, normal, low]` priority queues (indexed by
+    /// [`Priority::index`](crate::queue::Priority::index)), each in
     /// `1..=`[`MAX_QUEUE_CAPACITY`]. A submission that finds its queue full is given back.
     pub capacity: [usize; 3],
-    /// Anti-starvation: a waiting submission moves up one priority after `aging` dequeues have
-    /// passed it over; 0 = strict priority (no aging).
+    /// Anti-starvation, in pops: a non-empty queue that `aging` pops in a row have passed over
+    /// is *starved*, and a pop serves the most starved queue (the one passed over most; ties
+    /// go to the higher priority) ahead of strict priority; serving a queue resets its count.
+    /// So with every queue busy, Normal and Low are each served once in every `aging + 1`
+    /// pops. 0 = strict priority (no aging). See the [`queue`](crate::queue) module docs.
     pub aging: u32,
 }
 
@@ -291,19 +333,53 @@ impl OptimizationConfig {
     /// The names accepted by [`preset`](Self::preset), in order.
     pub const PRESETS: [&'static str; 3] = ["latency", "throughput", "low_memory"];
 
-    /// For request paths: every optimization on, small fan-outs inline, a gradient limiter
-    /// that backs off as soon as latency rises, short queues (a request that would wait long
-    /// is better refused), latency histograms sampled one step in 64.
-    pub fn latency() -> Self {
+    /// What the three presets share: every optimization and the breakers on, one worker per
+    /// core, cache entries kept until evicted, the admission tuning of Netflix's defaults
+    /// (AIMD +1 and ×0.9, gradient smoothing 0.2 and tolerance 1.5). The presets set the
+    /// sizes and choose the algorithm and the telemetry.
+    fn base(
+        inline_max_cost: u32,
+        result_cache: CacheConfig,
+        telemetry: TelemetryConfig,
+        (algorithm, min_limit, max_limit, initial_limit): (Algorithm, u32, u32, u32),
+        queues: QueueConfig,
+        max_records: usize,
+    ) -> Self {
         Self {
             pooling: true,
             copy_on_write: true,
             fast_paths: true,
             inline_cutoff: InlineCutoff {
                 enabled: true,
-                max_cost: 4096,
+                max_cost: inline_max_cost,
             },
-            result_cache: CacheConfig {
+            result_cache,
+            telemetry,
+            breakers: true,
+            adaptive_concurrency: AdmissionConfig {
+                enabled: true,
+                algorithm,
+                min_limit,
+                max_limit,
+                initial_limit,
+                aimd_increase: 1,
+                aimd_backoff_ratio: 0.9,
+                gradient_smoothing: 0.2,
+                gradient_tolerance: 1.5,
+            },
+            queues,
+            workers: 0,
+            max_records,
+        }
+    }
+
+    /// For request paths: every optimization on, small fan-outs inline, a gradient limiter
+    /// that backs off as soon as latency rises, short queues (a request that would wait long
+    /// is better refused), latency histograms of one run in 64 per worker.
+    pub fn latency() -> Self {
+        Self::base(
+            4096,
+            CacheConfig {
                 enabled: true,
                 max_entries: 4096,
                 max_bytes: 16 << 20,
@@ -311,26 +387,18 @@ impl OptimizationConfig {
                 flight_timeout: Some(Duration::from_millis(50)),
                 shards: 16,
             },
-            telemetry: TelemetryConfig {
+            TelemetryConfig {
                 level: TelemetryLevel::Histograms,
-                span_sample_period: 64,
+                run_sample_period: 64,
                 ring_capacity: 4096,
             },
-            breakers: true,
-            adaptive_concurrency: AdmissionConfig {
-                enabled: true,
-                algorithm: AlgorithmKind::Gradient,
-                min_limit: 1,
-                max_limit: 256,
-                initial_limit: 16,
-            },
-            queues: QueueConfig {
+            (Algorithm::Gradient, 1, 256, 16),
+            QueueConfig {
                 capacity: [1024, 1024, 256],
                 aging: 8,
             },
-            workers: 0,
-            max_records: 1024,
-        }
+            1024,
+        )
     }
 
     /// For batch work (many runs, total rate matters more than each one's latency): larger
@@ -338,15 +406,9 @@ impl OptimizationConfig {
     /// a big cache on many shards, an AIMD limiter with a high ceiling, deep queues, counters
     /// only.
     pub fn throughput() -> Self {
-        Self {
-            pooling: true,
-            copy_on_write: true,
-            fast_paths: true,
-            inline_cutoff: InlineCutoff {
-                enabled: true,
-                max_cost: 16_384,
-            },
-            result_cache: CacheConfig {
+        Self::base(
+            16_384,
+            CacheConfig {
                 enabled: true,
                 max_entries: 65_536,
                 max_bytes: 256 << 20,
@@ -354,26 +416,18 @@ impl OptimizationConfig {
                 flight_timeout: Some(Duration::from_secs(1)),
                 shards: 64,
             },
-            telemetry: TelemetryConfig {
+            TelemetryConfig {
                 level: TelemetryLevel::Counters,
-                span_sample_period: 1024,
+                run_sample_period: 1024,
                 ring_capacity: 16_384,
             },
-            breakers: true,
-            adaptive_concurrency: AdmissionConfig {
-                enabled: true,
-                algorithm: AlgorithmKind::Aimd,
-                min_limit: 4,
-                max_limit: 4096,
-                initial_limit: 64,
-            },
-            queues: QueueConfig {
+            (Algorithm::Aimd, 4, 4096, 64),
+            QueueConfig {
                 capacity: [4096, 16_384, 16_384],
                 aging: 64,
             },
-            workers: 0,
-            max_records: 4096,
-        }
+            4096,
+        )
     }
 
     /// For small machines and embedded hosts: two workers, a small cache on one shard whose
@@ -381,40 +435,29 @@ impl OptimizationConfig {
     /// Pools and copy-on-write stay on: both save memory as well as time.
     pub fn low_memory() -> Self {
         Self {
-            pooling: true,
-            copy_on_write: true,
-            fast_paths: true,
-            inline_cutoff: InlineCutoff {
-                enabled: true,
-                max_cost: 16_384,
-            },
-            result_cache: CacheConfig {
-                enabled: true,
-                max_entries: 256,
-                max_bytes: 1 << 20,
-                ttl: Some(Duration::from_secs(60)),
-                flight_timeout: Some(Duration::from_secs(1)),
-                shards: 1,
-            },
-            telemetry: TelemetryConfig {
-                level: TelemetryLevel::Counters,
-                span_sample_period: 1024,
-                ring_capacity: 256,
-            },
-            breakers: true,
-            adaptive_concurrency: AdmissionConfig {
-                enabled: true,
-                algorithm: AlgorithmKind::Aimd,
-                min_limit: 1,
-                max_limit: 64,
-                initial_limit: 4,
-            },
-            queues: QueueConfig {
-                capacity: [64, 256, 256],
-                aging: 16,
-            },
             workers: 2,
-            max_records: 256,
+            ..Self::base(
+                16_384,
+                CacheConfig {
+                    enabled: true,
+                    max_entries: 256,
+                    max_bytes: 1 << 20,
+                    ttl: Some(Duration::from_secs(60)),
+                    flight_timeout: Some(Duration::from_secs(1)),
+                    shards: 1,
+                },
+                TelemetryConfig {
+                    level: TelemetryLevel::Counters,
+                    run_sample_period: 1024,
+                    ring_capacity: 256,
+                },
+                (Algorithm::Aimd, 1, 64, 4),
+                QueueConfig {
+                    capacity: [64, 256, 256],
+                    aging: 16,
+                },
+                256,
+            )
         }
     }
 
@@ -582,10 +625,10 @@ impl Default for CacheConfig {
 impl TelemetryConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         check(
-            self.span_sample_period >= 1,
-            "telemetry.span_sample_period",
-            "must be >= 1 (1 = every step)",
-            self.span_sample_period,
+            self.run_sample_period >= 1,
+            "telemetry.run_sample_period",
+            "must be >= 1 (1 = every run)",
+            self.run_sample_period,
         )?;
         let ring = self.ring_capacity;
         check(
@@ -647,7 +690,21 @@ impl AdmissionConfig {
                 self.min_limit, self.max_limit
             ),
             self.initial_limit,
-        )
+        )?;
+        crate::admission::check_tuning(self).map_err(|e| ConfigError::Invalid {
+            field: e.config_path(),
+            rule: e.to_string(),
+        })
+    }
+
+    /// The bounds the limit moves within, in runs: `min_limit..=max_limit` when enabled, else
+    /// `max_limit..=max_limit` (the limit fixed at `max_limit`).
+    pub fn bounds(&self) -> (u32, u32) {
+        if self.enabled {
+            (self.min_limit, self.max_limit)
+        } else {
+            (self.max_limit, self.max_limit)
+        }
     }
 }
 
@@ -666,7 +723,12 @@ impl QueueConfig {
         ("queues.capacity[2]", "low"),
     ];
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks each capacity is in `1..=`[`MAX_QUEUE_CAPACITY`] (what
+    /// [`OptimizationConfig::validate`] and `PriorityQueues::new` check).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first wrong capacity, `queues.capacity[i]`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         for (&(field, queue), &capacity) in Self::CAPACITY_FIELDS.iter().zip(&self.capacity) {
             check(
                 (1..=MAX_QUEUE_CAPACITY).contains(&capacity),
@@ -1022,4 +1084,4 @@ impl Default for ConfigCell {
 }
 
 #[cfg(all(test, not(loom)))]
-mod test;
+mod tests;

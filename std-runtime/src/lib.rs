@@ -72,7 +72,7 @@ pub mod config;
 mod exec;
 #[cfg(not(loom))]
 pub use exec::{
-    BuildError, Completed, Drain, Executor, ExecutorBuilder, Finished, Panicked, Priority, Refusal,
+    BuildError, Completed, Drain, Executor, ExecutorBuilder, Finished, Panicked, Priority,
     Rejected, RunFailure, RunSpec, ShutdownReport, SubmitSpec,
 };
 pub mod queue;
@@ -84,6 +84,8 @@ pub mod queue;
 /// reducer, splitter, selector or merge aborts the whole process. Such hosts should return
 /// errors from their steps instead, and can check this at start-up (the demo prints it).
 pub const PANICS_CAUGHT: bool = cfg!(panic = "unwind");
+mod refusal;
+pub use refusal::Refusal;
 pub mod report;
 mod sync;
 pub mod ticket;

@@ -7,7 +7,7 @@
 //! is the configured capacity exactly (the ring itself is rounded up to a power of two), and
 //! [`close`](PriorityQueues::close) is a single atomic step per level: a push either reserved
 //! before it (its item will be in the queue for [`drain`](PriorityQueues::drain)) or is
-//! rejected with [`RejectReason::Closed`].
+//! rejected with [`Refusal::ShuttingDown`].
 //!
 //! # Service order
 //!
@@ -50,7 +50,9 @@ use flujo_core::ring::mpmc::Ring;
 use flujo_core::ring::{Full, MAX_CAPACITY};
 use std::fmt;
 
+use crate::config::{ConfigError, QueueConfig, MAX_QUEUE_CAPACITY};
 use crate::sync::{yield_now, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use crate::Refusal;
 
 /// A priority level ([`Normal`](Priority::Normal) by default).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -75,21 +77,12 @@ impl Priority {
     }
 }
 
-/// Why a push was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RejectReason {
-    /// The level held its configured capacity.
-    QueueFull,
-    /// The queues were closed.
-    Closed,
-}
-
 /// A refused push: the item comes back to the caller.
 pub struct Rejected<T> {
     /// The item that was not queued.
     pub item: T,
     /// Why.
-    pub reason: RejectReason,
+    pub reason: Refusal,
     /// The level it was pushed to.
     pub priority: Priority,
 }
@@ -113,57 +106,14 @@ impl<T> fmt::Debug for Rejected<T> {
 impl<T> fmt::Display for Rejected<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.reason {
-            RejectReason::QueueFull => write!(f, "the {:?} queue is full", self.priority),
-            RejectReason::Closed => f.write_str("the queues are closed"),
+            Refusal::QueueFull => write!(f, "the {:?} queue is full", self.priority),
+            Refusal::OverLimit => f.write_str("the concurrency limit is reached"),
+            Refusal::ShuttingDown => f.write_str("the queues are closed"),
         }
     }
 }
 
 impl<T> std::error::Error for Rejected<T> {}
-
-/// Sizes and aging of [`PriorityQueues`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QueueConfig {
-    /// The most items each level holds, indexed by [`Priority::index`]; each in
-    /// `1..=`[`MAX_CAPACITY`].
-    pub capacity: [usize; 3],
-    /// How many times a non-empty level may be passed over before it is served ahead of its
-    /// priority (see the [module docs](self)); 0 turns aging off.
-    pub aging: u32,
-}
-
-impl Default for QueueConfig {
-    /// 1024 items per level, aging 8.
-    fn default() -> Self {
-        Self {
-            capacity: [1024; 3],
-            aging: 8,
-        }
-    }
-}
-
-/// An invalid [`QueueConfig`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QueueConfigError {
-    /// The level whose `capacity` entry is wrong.
-    pub priority: Priority,
-    /// The capacity that was asked for.
-    pub capacity: usize,
-}
-
-impl fmt::Display for QueueConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "`capacity[{}]` ({:?}) must be in 1..={MAX_CAPACITY}, got {}",
-            self.priority.index(),
-            self.priority,
-            self.capacity
-        )
-    }
-}
-
-impl std::error::Error for QueueConfigError {}
 
 /// Exact counts of one level, since the queues were made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -174,16 +124,16 @@ pub struct LevelStats {
     pub popped: u64,
     /// Items that left through [`PriorityQueues::drain`].
     pub drained: u64,
-    /// Pushes refused with [`RejectReason::QueueFull`].
-    pub rejected_full: u64,
-    /// Pushes refused with [`RejectReason::Closed`].
-    pub rejected_closed: u64,
+    /// Pushes refused with [`Refusal::QueueFull`].
+    pub rejected_queue_full: u64,
+    /// Pushes refused with [`Refusal::ShuttingDown`].
+    pub rejected_shutting_down: u64,
 }
 
 impl LevelStats {
     /// All refused pushes.
     pub fn rejected(&self) -> u64 {
-        self.rejected_full + self.rejected_closed
+        self.rejected_queue_full + self.rejected_shutting_down
     }
 }
 
@@ -207,6 +157,8 @@ const CLOSED: usize = 1 << (usize::BITS - 1);
 
 // Capacities stay below the closed bit, so a count never carries into it.
 const _: () = assert!(MAX_CAPACITY < CLOSED);
+// Every capacity a `QueueConfig` may hold rounds up to a capacity a ring accepts.
+const _: () = assert!(MAX_QUEUE_CAPACITY.next_power_of_two() <= MAX_CAPACITY);
 
 /// One level: the ring and its exact admission count.
 struct Level<T> {
@@ -229,9 +181,9 @@ struct Level<T> {
     /// See [`LevelStats`].
     drained: AtomicU64,
     /// See [`LevelStats`].
-    rejected_full: AtomicU64,
+    rejected_queue_full: AtomicU64,
     /// See [`LevelStats`].
-    rejected_closed: AtomicU64,
+    rejected_shutting_down: AtomicU64,
 }
 
 impl<T> Level<T> {
@@ -266,8 +218,8 @@ impl<T> Level<T> {
             pushed: self.pushed.load(Ordering::Relaxed),
             popped: self.popped.load(Ordering::Relaxed),
             drained: self.drained.load(Ordering::Relaxed),
-            rejected_full: self.rejected_full.load(Ordering::Relaxed),
-            rejected_closed: self.rejected_closed.load(Ordering::Relaxed),
+            rejected_queue_full: self.rejected_queue_full.load(Ordering::Relaxed),
+            rejected_shutting_down: self.rejected_shutting_down.load(Ordering::Relaxed),
         }
     }
 }
@@ -280,7 +232,9 @@ impl<T> Level<T> {
 /// # Examples
 ///
 /// ```
-/// use flujo_runtime::queue::{Priority, PriorityQueues, QueueConfig, RejectReason};
+/// use flujo_runtime::config::QueueConfig;
+/// use flujo_runtime::queue::{Priority, PriorityQueues};
+/// use flujo_runtime::Refusal;
 ///
 /// let queues = PriorityQueues::new(QueueConfig { capacity: [2, 2, 1], aging: 2 }).unwrap();
 /// queues.push("low", Priority::Low).unwrap();
@@ -288,13 +242,13 @@ impl<T> Level<T> {
 ///
 /// // A full level hands the item back.
 /// let rejected = queues.push("late", Priority::Low).unwrap_err();
-/// assert_eq!((rejected.item, rejected.reason), ("late", RejectReason::QueueFull));
+/// assert_eq!((rejected.item, rejected.reason), ("late", Refusal::QueueFull));
 ///
 /// assert_eq!(queues.pop(), Some(("high", Priority::High)));
 /// queues.close();
-/// assert_eq!(queues.push("x", Priority::High).unwrap_err().reason, RejectReason::Closed);
+/// assert_eq!(queues.push("x", Priority::High).unwrap_err().reason, Refusal::ShuttingDown);
 /// assert_eq!(queues.drain(), vec![("low", Priority::Low)]);
-/// assert_eq!(queues.stats().level(Priority::Low).rejected_full, 1);
+/// assert_eq!(queues.stats().level(Priority::Low).rejected_queue_full, 1);
 /// ```
 pub struct PriorityQueues<T> {
     /// Indexed by [`Priority::index`].
@@ -308,21 +262,20 @@ impl<T: Send> PriorityQueues<T> {
     ///
     /// # Errors
     ///
-    /// [`QueueConfigError`] naming the level whose capacity is 0 or above [`MAX_CAPACITY`].
+    /// The [`QueueConfig::validate`] error (a [`ConfigError`] naming the level's field,
+    /// `queues.capacity[1]`) when a capacity is 0 or above [`MAX_QUEUE_CAPACITY`].
     ///
     /// # Panics
     ///
     /// If the rings cannot be allocated.
-    pub fn new(config: QueueConfig) -> Result<Self, QueueConfigError> {
-        let level = |priority: Priority| -> Result<Level<T>, QueueConfigError> {
+    pub fn new(config: QueueConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let level = |priority: Priority| -> Level<T> {
             let capacity = config.capacity[priority.index()];
-            let error = QueueConfigError { priority, capacity };
-            if capacity == 0 || capacity > MAX_CAPACITY {
-                return Err(error);
-            }
             let ring_capacity = capacity.max(2).next_power_of_two();
-            let ring = Ring::with_capacity(ring_capacity).map_err(|_| error)?;
-            Ok(Level {
+            let ring = Ring::with_capacity(ring_capacity)
+                .expect("a validated capacity rounds up to a ring capacity (asserted below)");
+            Level {
                 ring,
                 reserved: AtomicUsize::new(0),
                 capacity,
@@ -330,15 +283,15 @@ impl<T: Send> PriorityQueues<T> {
                 pushed: AtomicU64::new(0),
                 popped: AtomicU64::new(0),
                 drained: AtomicU64::new(0),
-                rejected_full: AtomicU64::new(0),
-                rejected_closed: AtomicU64::new(0),
-            })
+                rejected_queue_full: AtomicU64::new(0),
+                rejected_shutting_down: AtomicU64::new(0),
+            }
         };
         Ok(Self {
             levels: [
-                level(Priority::High)?,
-                level(Priority::Normal)?,
-                level(Priority::Low)?,
+                level(Priority::High),
+                level(Priority::Normal),
+                level(Priority::Low),
             ],
             aging: config.aging,
         })
@@ -348,16 +301,16 @@ impl<T: Send> PriorityQueues<T> {
     ///
     /// # Errors
     ///
-    /// [`Rejected`] with the item and [`RejectReason::Closed`] after [`close`](Self::close),
-    /// or [`RejectReason::QueueFull`] when the level holds its capacity.
+    /// [`Rejected`] with the item and [`Refusal::ShuttingDown`] after [`close`](Self::close),
+    /// or [`Refusal::QueueFull`] when the level holds its capacity.
     pub fn push(&self, item: T, priority: Priority) -> Result<(), Rejected<T>> {
         let level = &self.levels[priority.index()];
         let mut word = level.reserved.load(Ordering::Acquire);
         loop {
             let (reason, counter) = if word & CLOSED != 0 {
-                (RejectReason::Closed, &level.rejected_closed)
+                (Refusal::ShuttingDown, &level.rejected_shutting_down)
             } else if word >= level.capacity {
-                (RejectReason::QueueFull, &level.rejected_full)
+                (Refusal::QueueFull, &level.rejected_queue_full)
             } else {
                 match level.reserved.compare_exchange_weak(
                     word,
@@ -463,7 +416,7 @@ impl<T: Send> PriorityQueues<T> {
         }
     }
 
-    /// Refuses every later push with [`RejectReason::Closed`]; pops and drains go on. Pushes
+    /// Refuses every later push with [`Refusal::ShuttingDown`]; pops and drains go on. Pushes
     /// that reserved their place before it still land. Idempotent.
     pub fn close(&self) {
         for level in &self.levels {
@@ -529,4 +482,4 @@ impl<T: Send> fmt::Debug for PriorityQueues<T> {
 mod tests;
 
 #[cfg(all(test, loom))]
-mod loom_models;
+mod loom;

@@ -25,18 +25,7 @@ use flujo_core::interp::{Outcome, StepOutcome, StepRecord};
 use flujo_core::telemetry::{BreakerState, Counter, Counters, Event, EventKind, Histogram};
 
 use crate::trace::ticks_to_ns;
-
-/// Why the executor refused a submission (the run never started; its input was given back).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub enum RejectReason {
-    /// The submission queue was full.
-    QueueFull,
-    /// The admission limit on runs in flight was reached.
-    OverLimit,
-    /// The executor was shutting down.
-    ShuttingDown,
-}
+use crate::Refusal;
 
 /// What happened to the runs: every submission, and every run made on the caller's thread.
 ///
@@ -176,6 +165,33 @@ pub struct StepRow {
     pub latency: Latency,
 }
 
+impl StepRow {
+    /// Counts one step record into this row: an execution, its outcome, its retries (none for
+    /// a loop's own record, whose attempts are its iterations), a cache hit, a fallback. The
+    /// one place that says how a record counts; `add` accumulates (saturating in a
+    /// [`ReportBuilder`], plain in the executor's per-worker tallies, which count from zero
+    /// between reports and stay far below `u64::MAX`).
+    #[inline]
+    pub(crate) fn count_with(&mut self, record: &StepRecord, add: impl Fn(&mut u64, u64)) {
+        add(&mut self.executions, 1);
+        let outcome = match record.outcome {
+            StepOutcome::Succeeded => &mut self.succeeded,
+            StepOutcome::Failed => &mut self.failed,
+            StepOutcome::Skipped => &mut self.skipped,
+            StepOutcome::Aborted => &mut self.aborted,
+        };
+        add(outcome, 1);
+        if record.loop_exit.is_none() {
+            add(
+                &mut self.retries,
+                u64::from(record.attempts.saturating_sub(1)),
+            );
+        }
+        add(&mut self.cache_hits, u64::from(record.cache_hit));
+        add(&mut self.fallbacks, u64::from(record.fallback_used));
+    }
+}
+
 /// A circuit breaker's activity: in an executor's report, one row per breaker of the graphs
 /// it ran, read from the breaker itself (exact, and counting every user of a shared
 /// breaker); from a builder fed only telemetry events, one row per step, tallied from the
@@ -251,8 +267,9 @@ pub struct TelemetryStats {
     pub events_dropped: u64,
     /// Step records that did not fit their run's record buffer (exact).
     pub records_dropped: u64,
-    /// Spans are sampled one in this many (1: every span; 0: not told).
-    pub sample_one_in: u64,
+    /// Whole runs are sampled, one in this many per worker: the configuration's
+    /// `telemetry.run_sample_period` (1: every run; 0: not told).
+    pub run_sample_period: u64,
 }
 
 /// What an operator reads after a run of the executor: runs, throughput, per-step rows,
@@ -267,7 +284,8 @@ pub struct TelemetryStats {
 /// use flujo_core::graph::NodeId;
 /// use flujo_core::interp::{Outcome, StepOutcome, StepRecord};
 /// use flujo_core::policy::Usage;
-/// use flujo_runtime::report::{RejectReason, ReportBuilder};
+/// use flujo_runtime::report::ReportBuilder;
+/// use flujo_runtime::Refusal;
 ///
 /// let record = |latency_ticks| StepRecord {
 ///     node: NodeId(0),
@@ -286,7 +304,7 @@ pub struct TelemetryStats {
 ///     builder.add_record("fetch", &record(i * 1_000), 1.0);
 ///     builder.add_run(Outcome::Succeeded, i * 1_500);
 /// }
-/// builder.rejected(RejectReason::QueueFull);
+/// builder.rejected(Refusal::QueueFull);
 /// let report = builder.build(2_000_000_000); // 2 s
 ///
 /// assert_eq!(report.runs.completed, 4);
@@ -471,17 +489,17 @@ impl ReportBuilder {
 
     /// Counts a submission refused for `reason`. A refused submission is also counted as
     /// submitted.
-    pub fn rejected(&mut self, reason: RejectReason) {
+    pub fn rejected(&mut self, reason: Refusal) {
         self.add_rejected(reason, 1);
     }
 
     /// Counts `n` submissions refused for `reason` at once (what an executor that keeps
     /// one count per reason hands over). They are also counted as submitted.
-    pub fn add_rejected(&mut self, reason: RejectReason, n: u64) {
+    pub fn add_rejected(&mut self, reason: Refusal, n: u64) {
         let count = match reason {
-            RejectReason::QueueFull => &mut self.runs.rejected_queue_full,
-            RejectReason::OverLimit => &mut self.runs.rejected_over_limit,
-            RejectReason::ShuttingDown => &mut self.runs.rejected_shutting_down,
+            Refusal::QueueFull => &mut self.runs.rejected_queue_full,
+            Refusal::OverLimit => &mut self.runs.rejected_over_limit,
+            Refusal::ShuttingDown => &mut self.runs.rejected_shutting_down,
         };
         *count = count.saturating_add(n);
     }
@@ -513,23 +531,9 @@ impl ReportBuilder {
     pub fn add_record(&mut self, step_name: &str, record: &StepRecord, ns_per_tick: f64) {
         let latency_ns = ticks_to_ns(record.latency_ticks, ns_per_tick);
         let entry = self.entry(step_name, record.node.0);
-        let row = &mut entry.row;
-        row.executions = row.executions.saturating_add(1);
-        let outcome = match record.outcome {
-            StepOutcome::Succeeded => &mut row.succeeded,
-            StepOutcome::Failed => &mut row.failed,
-            StepOutcome::Skipped => &mut row.skipped,
-            StepOutcome::Aborted => &mut row.aborted,
-        };
-        *outcome = outcome.saturating_add(1);
-        if record.loop_exit.is_none() {
-            let retries = u64::from(record.attempts.saturating_sub(1));
-            row.retries = row.retries.saturating_add(retries);
-        }
-        row.cache_hits = row.cache_hits.saturating_add(u64::from(record.cache_hit));
-        row.fallbacks = row
-            .fallbacks
-            .saturating_add(u64::from(record.fallback_used));
+        entry
+            .row
+            .count_with(record, |count, n| *count = count.saturating_add(n));
         entry.latency_ns_mut().record(latency_ns);
         self.step_names
             .entry(record.node.0)
@@ -651,9 +655,10 @@ impl ReportBuilder {
         self.telemetry.records_dropped = self.telemetry.records_dropped.saturating_add(n);
     }
 
-    /// Sets the sampling period: spans kept one in `one_in`.
-    pub fn set_sample_one_in(&mut self, one_in: u64) {
-        self.telemetry.sample_one_in = one_in;
+    /// Sets the sampling period: one run in `one_in` per worker is sampled (the
+    /// configuration's `telemetry.run_sample_period`).
+    pub fn set_run_sample_period(&mut self, one_in: u64) {
+        self.telemetry.run_sample_period = one_in;
     }
 
     /// Sets the pool and arena readings.
@@ -687,10 +692,10 @@ impl ReportBuilder {
         self.steps[index].latency_ns.as_ref()
     }
 
-    /// The sampling period set by [`set_sample_one_in`](Self::set_sample_one_in) (0: not
+    /// The sampling period set by [`set_run_sample_period`](Self::set_run_sample_period) (0: not
     /// set).
-    pub fn sample_one_in(&self) -> u64 {
-        self.telemetry.sample_one_in
+    pub fn run_sample_period(&self) -> u64 {
+        self.telemetry.run_sample_period
     }
 
     /// Forgets every count, latency and reading, keeping the step rows' names, their
@@ -718,7 +723,7 @@ impl ReportBuilder {
         self.admission = AdmissionStats::default();
         self.admission_seen = false;
         self.telemetry = TelemetryStats {
-            sample_one_in: self.telemetry.sample_one_in,
+            run_sample_period: self.telemetry.run_sample_period,
             ..TelemetryStats::default()
         };
     }
@@ -787,8 +792,8 @@ impl ReportBuilder {
         mine.events_recorded = mine.events_recorded.saturating_add(t.events_recorded);
         mine.events_dropped = mine.events_dropped.saturating_add(t.events_dropped);
         mine.records_dropped = mine.records_dropped.saturating_add(t.records_dropped);
-        if mine.sample_one_in == 0 {
-            mine.sample_one_in = t.sample_one_in;
+        if mine.run_sample_period == 0 {
+            mine.run_sample_period = t.run_sample_period;
         }
         if self.pool == PoolStats::default() {
             self.pool = other.pool;
@@ -970,6 +975,12 @@ fn table_line(
     writeln!(f)
 }
 
+/// Writes the header line of a table whose rows are named by step.
+fn header_line(f: &mut fmt::Formatter<'_>, name_width: usize, columns: &[&str]) -> fmt::Result {
+    let headers: Vec<&dyn fmt::Display> = columns.iter().map(|h| h as &dyn fmt::Display).collect();
+    table_line(f, "step", name_width, &headers)
+}
+
 /// Writes one `label value` line of a key-value section.
 fn field(f: &mut fmt::Formatter<'_>, label: &str, value: impl fmt::Display) -> fmt::Result {
     writeln!(f, "  {label:<LABEL_WIDTH$}{value}")
@@ -1024,11 +1035,7 @@ impl Report {
     fn fmt_steps(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "steps")?;
         let width = name_width("step", self.steps.iter().map(|r| r.step.as_str()));
-        let headers: Vec<&dyn fmt::Display> = STEP_COLUMNS
-            .iter()
-            .map(|h| h as &dyn fmt::Display)
-            .collect();
-        table_line(f, "step", width, &headers)?;
+        header_line(f, width, &STEP_COLUMNS)?;
         for row in &self.steps {
             let l = &row.latency;
             let (p50, p95, p99) = (Micros(l.p50_ns), Micros(l.p95_ns), Micros(l.p99_ns));
@@ -1063,11 +1070,7 @@ impl Report {
             }
         }
         let width = name_width("step", self.breakers.iter().map(|r| r.step.as_str()));
-        let headers: Vec<&dyn fmt::Display> = BREAKER_COLUMNS
-            .iter()
-            .map(|h| h as &dyn fmt::Display)
-            .collect();
-        table_line(f, "step", width, &headers)?;
+        header_line(f, width, &BREAKER_COLUMNS)?;
         for row in &self.breakers {
             let cells: [&dyn fmt::Display; 4] = [
                 &row.to_open,
@@ -1103,7 +1106,7 @@ impl Report {
         field(f, "events recorded", t.events_recorded)?;
         field(f, "events dropped", t.events_dropped)?;
         field(f, "records dropped", t.records_dropped)?;
-        match t.sample_one_in {
+        match t.run_sample_period {
             0 => field(f, "sampling", "unknown"),
             n => field(f, "sampling", format_args!("1 in {n}")),
         }

@@ -16,7 +16,7 @@ use common::Prng;
 use flujo_core::graph::{Graph, StepFingerprint, TaskConfig};
 use flujo_core::interp::Outcome;
 use flujo_runtime::config::{
-    AlgorithmKind, OptimizationConfig, TelemetryLevel, MAX_CACHE_SHARDS, MAX_RECORDS,
+    Algorithm, OptimizationConfig, TelemetryLevel, MAX_CACHE_SHARDS, MAX_RECORDS,
     MAX_RING_CAPACITY, MAX_SIZE, MAX_WORKERS,
 };
 use flujo_runtime::{BuildError, Executor};
@@ -105,7 +105,7 @@ fn gen_telemetry(rng: &mut Prng, c: &mut OptimizationConfig) {
         TelemetryLevel::Histograms,
         TelemetryLevel::Events,
     ][rng.below(4) as usize];
-    t.span_sample_period = pick(rng, &[1, 2, 64, u32::MAX], &[0]);
+    t.run_sample_period = pick(rng, &[1, 2, 64, u32::MAX], &[0]);
     // Unused below `histograms`, where any size up to MAX_SIZE is accepted.
     let unused = if t.level < TelemetryLevel::Histograms {
         [0, 3, MAX_SIZE]
@@ -125,7 +125,7 @@ fn gen_telemetry(rng: &mut Prng, c: &mut OptimizationConfig) {
 fn gen_admission(rng: &mut Prng, c: &mut OptimizationConfig) {
     let a = &mut c.adaptive_concurrency;
     a.enabled = coin(rng);
-    a.algorithm = [AlgorithmKind::Aimd, AlgorithmKind::Gradient][rng.below(2) as usize];
+    a.algorithm = [Algorithm::Aimd, Algorithm::Gradient][rng.below(2) as usize];
     let limits = [1, 2, 64, u32::MAX];
     let mut three = [0; 3].map(|_| pick(rng, &limits, &[0]));
     // Mostly ordered (min <= initial <= max), as a valid configuration needs.
@@ -133,6 +133,10 @@ fn gen_admission(rng: &mut Prng, c: &mut OptimizationConfig) {
         three.sort_unstable();
     }
     (a.min_limit, a.initial_limit, a.max_limit) = (three[0], three[1], three[2]);
+    a.aimd_increase = pick(rng, &[1, 2, u32::MAX], &[0]);
+    a.aimd_backoff_ratio = pick(rng, &[1e-9, 0.5, 0.9, 0.999], &[0.0, 1.0, -0.5, f64::NAN]);
+    a.gradient_smoothing = pick(rng, &[1e-9, 0.2, 1.0], &[0.0, 1.5, f64::NAN]);
+    a.gradient_tolerance = pick(rng, &[1.0, 1.5, 1e9], &[0.9, f64::INFINITY, f64::NAN]);
 }
 
 /// `a -> a + 1`, then `(a * 2) + (a + 3)` in parallel, then a cacheable `x * x`.

@@ -17,7 +17,7 @@ use flujo_runtime::admission::LimitError;
 use flujo_runtime::breakers::BreakerError;
 use flujo_runtime::config::duration::ParseDurationError;
 use flujo_runtime::config::ConfigError;
-use flujo_runtime::queue::{QueueConfigError, Rejected as QueueRejected};
+use flujo_runtime::queue::Rejected as QueueRejected;
 use flujo_runtime::ticket::{TicketError, WaitError};
 use flujo_runtime::{BuildError, Panicked, Refusal, Rejected, RunFailure};
 
@@ -53,7 +53,6 @@ fn every_public_error_type_is_a_std_error() {
     is_std_error::<ConfigError>();
     is_std_error::<ParseDurationError>();
     is_std_error::<BreakerError>();
-    is_std_error::<QueueConfigError>();
     is_std_error::<QueueRejected<u64>>();
     is_std_error::<LimitError>();
     is_std_error::<TicketError>();

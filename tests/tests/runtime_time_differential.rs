@@ -279,7 +279,7 @@ fn configs() -> Vec<(String, OptimizationConfig)> {
         for level in [TelemetryLevel::Histograms, TelemetryLevel::Events] {
             let mut c = cfg.clone();
             c.telemetry.level = level;
-            c.telemetry.span_sample_period = 3;
+            c.telemetry.run_sample_period = 3;
             v.push((format!("{preset} at {level:?}, one run in 3 sampled"), c));
         }
     }

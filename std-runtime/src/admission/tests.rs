@@ -3,28 +3,39 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use super::{AdaptiveLimit, Algorithm, LimitConfig, LimitError, LimitStats, Permit};
+use super::{AdaptiveLimit, LimitError, LimitStats, Permit};
+use crate::config::{AdmissionConfig, Algorithm};
 
-const AIMD: Algorithm = Algorithm::Aimd {
-    increase: 1,
-    backoff_ratio: 0.5,
+/// AIMD, +1 and halving (the bounds are set by [`limit`]).
+const AIMD: AdmissionConfig = AdmissionConfig {
+    enabled: true,
+    algorithm: Algorithm::Aimd,
+    min_limit: 1,
+    max_limit: 1,
+    initial_limit: 1,
+    aimd_increase: 1,
+    aimd_backoff_ratio: 0.5,
+    gradient_smoothing: 0.2,
+    gradient_tolerance: 1.5,
 };
-const GRADIENT: Algorithm = Algorithm::Gradient {
-    smoothing: 0.2,
-    tolerance: 1.5,
+/// Gradient, smoothing 0.2 and tolerance 1.5.
+const GRADIENT: AdmissionConfig = AdmissionConfig {
+    algorithm: Algorithm::Gradient,
+    ..AIMD
 };
 
+/// A limit of `tuning`'s algorithm within `min_limit..=max_limit`.
 fn limit(
-    algorithm: Algorithm,
+    tuning: AdmissionConfig,
     min_limit: u32,
     max_limit: u32,
     initial_limit: u32,
 ) -> AdaptiveLimit {
-    AdaptiveLimit::new(LimitConfig {
-        algorithm,
+    AdaptiveLimit::new(AdmissionConfig {
         min_limit,
         max_limit,
         initial_limit,
+        ..tuning
     })
     .unwrap()
 }
@@ -55,15 +66,15 @@ fn assert_conserved(stats: LimitStats) {
 
 #[test]
 fn config_validation_names_the_field() {
-    let base = LimitConfig {
-        algorithm: AIMD,
+    let base = AdmissionConfig {
         min_limit: 2,
         max_limit: 10,
         initial_limit: 5,
+        ..AIMD
     };
-    let cases: [(LimitConfig, LimitError, &str); 10] = [
+    let cases: [(AdmissionConfig, LimitError, &str); 10] = [
         (
-            LimitConfig {
+            AdmissionConfig {
                 min_limit: 0,
                 ..base
             },
@@ -71,7 +82,7 @@ fn config_validation_names_the_field() {
             "min_limit",
         ),
         (
-            LimitConfig {
+            AdmissionConfig {
                 min_limit: 11,
                 ..base
             },
@@ -82,7 +93,7 @@ fn config_validation_names_the_field() {
             "min_limit",
         ),
         (
-            LimitConfig {
+            AdmissionConfig {
                 initial_limit: 1,
                 ..base
             },
@@ -94,7 +105,7 @@ fn config_validation_names_the_field() {
             "initial_limit",
         ),
         (
-            LimitConfig {
+            AdmissionConfig {
                 initial_limit: 11,
                 ..base
             },
@@ -106,70 +117,64 @@ fn config_validation_names_the_field() {
             "initial_limit",
         ),
         (
-            LimitConfig {
-                algorithm: Algorithm::Aimd {
-                    increase: 0,
-                    backoff_ratio: 0.5,
-                },
+            AdmissionConfig {
+                algorithm: Algorithm::Aimd,
+                aimd_increase: 0,
+                aimd_backoff_ratio: 0.5,
                 ..base
             },
             LimitError::IncreaseZero,
-            "increase",
+            "aimd_increase",
         ),
         (
-            LimitConfig {
-                algorithm: Algorithm::Aimd {
-                    increase: 1,
-                    backoff_ratio: 1.0,
-                },
+            AdmissionConfig {
+                algorithm: Algorithm::Aimd,
+                aimd_increase: 1,
+                aimd_backoff_ratio: 1.0,
                 ..base
             },
             LimitError::BackoffRatio(1.0),
-            "backoff_ratio",
+            "aimd_backoff_ratio",
         ),
         (
-            LimitConfig {
-                algorithm: Algorithm::Aimd {
-                    increase: 1,
-                    backoff_ratio: 0.0,
-                },
+            AdmissionConfig {
+                algorithm: Algorithm::Aimd,
+                aimd_increase: 1,
+                aimd_backoff_ratio: 0.0,
                 ..base
             },
             LimitError::BackoffRatio(0.0),
-            "backoff_ratio",
+            "aimd_backoff_ratio",
         ),
         (
-            LimitConfig {
-                algorithm: Algorithm::Gradient {
-                    smoothing: 0.0,
-                    tolerance: 2.0,
-                },
+            AdmissionConfig {
+                algorithm: Algorithm::Gradient,
+                gradient_smoothing: 0.0,
+                gradient_tolerance: 2.0,
                 ..base
             },
             LimitError::Smoothing(0.0),
-            "smoothing",
+            "gradient_smoothing",
         ),
         (
-            LimitConfig {
-                algorithm: Algorithm::Gradient {
-                    smoothing: 1.5,
-                    tolerance: 2.0,
-                },
+            AdmissionConfig {
+                algorithm: Algorithm::Gradient,
+                gradient_smoothing: 1.5,
+                gradient_tolerance: 2.0,
                 ..base
             },
             LimitError::Smoothing(1.5),
-            "smoothing",
+            "gradient_smoothing",
         ),
         (
-            LimitConfig {
-                algorithm: Algorithm::Gradient {
-                    smoothing: 0.5,
-                    tolerance: 0.9,
-                },
+            AdmissionConfig {
+                algorithm: Algorithm::Gradient,
+                gradient_smoothing: 0.5,
+                gradient_tolerance: 0.9,
                 ..base
             },
             LimitError::Tolerance(0.9),
-            "tolerance",
+            "gradient_tolerance",
         ),
     ];
     for (config, error, field) in cases {
@@ -179,41 +184,41 @@ fn config_validation_names_the_field() {
         assert!(got.to_string().contains(&format!("`{field}`")), "{got}");
     }
     // NaN is refused too.
-    let nan = LimitConfig {
-        algorithm: Algorithm::Aimd {
-            increase: 1,
-            backoff_ratio: f64::NAN,
-        },
+    let nan = AdmissionConfig {
+        algorithm: Algorithm::Aimd,
+        aimd_increase: 1,
+        aimd_backoff_ratio: f64::NAN,
         ..base
     };
     assert_eq!(
         AdaptiveLimit::new(nan).unwrap_err().field(),
-        "backoff_ratio"
+        "aimd_backoff_ratio"
     );
-    let nan = LimitConfig {
-        algorithm: Algorithm::Gradient {
-            smoothing: 0.5,
-            tolerance: f64::NAN,
-        },
+    let nan = AdmissionConfig {
+        algorithm: Algorithm::Gradient,
+        gradient_smoothing: 0.5,
+        gradient_tolerance: f64::NAN,
         ..base
     };
-    assert_eq!(AdaptiveLimit::new(nan).unwrap_err().field(), "tolerance");
+    assert_eq!(
+        AdaptiveLimit::new(nan).unwrap_err().field(),
+        "gradient_tolerance"
+    );
     // The edges that are allowed.
     for config in [
-        LimitConfig {
+        AdmissionConfig {
             min_limit: 5,
             max_limit: 5,
             initial_limit: 5,
             ..base
         },
-        LimitConfig {
-            algorithm: Algorithm::Gradient {
-                smoothing: 1.0,
-                tolerance: 1.0,
-            },
+        AdmissionConfig {
+            algorithm: Algorithm::Gradient,
+            gradient_smoothing: 1.0,
+            gradient_tolerance: 1.0,
             ..base
         },
-        LimitConfig::default(),
+        AdmissionConfig::default(),
     ] {
         assert!(AdaptiveLimit::new(config).is_ok(), "{config:?}");
     }
@@ -222,9 +227,10 @@ fn config_validation_names_the_field() {
 #[test]
 fn aimd_grows_at_saturation_only() {
     let l = limit(
-        Algorithm::Aimd {
-            increase: 2,
-            backoff_ratio: 0.5,
+        AdmissionConfig {
+            aimd_increase: 2,
+            aimd_backoff_ratio: 0.5,
+            ..AIMD
         },
         1,
         100,
@@ -245,7 +251,7 @@ fn aimd_grows_at_saturation_only() {
     assert_eq!(l.in_flight(), 0);
 
     // Sustained saturation: the limit climbs to the maximum and stays there.
-    let mut out: VecDeque<Permit<'_>> = VecDeque::new();
+    let mut out: VecDeque<Permit<&AdaptiveLimit>> = VecDeque::new();
     for _ in 0..500 {
         while let Some(permit) = l.try_acquire() {
             out.push_back(permit);
@@ -279,7 +285,7 @@ fn aimd_shrinks_on_drops_to_the_minimum() {
 /// `latency_ns`, `samples` times; returns the limit after.
 fn saturate<'a>(
     l: &'a AdaptiveLimit,
-    out: &mut VecDeque<Permit<'a>>,
+    out: &mut VecDeque<Permit<&'a AdaptiveLimit>>,
     latency_ns: u64,
     samples: usize,
 ) -> u32 {
@@ -355,9 +361,10 @@ fn limit_never_leaves_bounds_under_random_programs() {
         (2, GRADIENT),
         (
             3,
-            Algorithm::Aimd {
-                increase: 7,
-                backoff_ratio: 0.97,
+            AdmissionConfig {
+                aimd_increase: 7,
+                aimd_backoff_ratio: 0.97,
+                ..AIMD
             },
         ),
     ] {

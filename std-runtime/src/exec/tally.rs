@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use flujo_core::graph::{Graph, NodeId};
-use flujo_core::interp::{StepOutcome, StepRecord};
+use flujo_core::interp::StepRecord;
 use flujo_core::policy::Breaker;
 
 use crate::report::{StepRow, OTHER_STEPS};
@@ -62,19 +62,7 @@ impl Tallies {
                 Some(NONE) | None => self.new_row(graph, at, rec.node),
                 Some(row) => row,
             };
-            let row = &mut self.rows[row as usize];
-            row.executions += 1;
-            match rec.outcome {
-                StepOutcome::Succeeded => row.succeeded += 1,
-                StepOutcome::Failed => row.failed += 1,
-                StepOutcome::Skipped => row.skipped += 1,
-                StepOutcome::Aborted => row.aborted += 1,
-            }
-            if rec.loop_exit.is_none() {
-                row.retries += u64::from(rec.attempts.saturating_sub(1));
-            }
-            row.cache_hits += u64::from(rec.cache_hit);
-            row.fallbacks += u64::from(rec.fallback_used);
+            self.rows[row as usize].count_with(rec, |count, n| *count += n);
         }
     }
 
@@ -206,13 +194,6 @@ mod tests {
             vec![("a".to_string(), 10, 10, 0), ("c".to_string(), 10, 5, 5)]
         );
     }
-}
-
-#[cfg(test)]
-mod take_tests {
-    use super::*;
-    use flujo_core::graph::NoClock;
-    use flujo_core::interp::{RunOptions, Runner, RunnerConfig};
 
     #[test]
     fn taken_counts_are_the_counts_since_the_last_take() {
@@ -241,13 +222,6 @@ mod take_tests {
             [("a", 2)]
         );
     }
-}
-
-#[cfg(test)]
-mod bound_tests {
-    use super::*;
-    use flujo_core::graph::NoClock;
-    use flujo_core::interp::{RunOptions, Runner, RunnerConfig};
 
     #[test]
     fn graphs_past_the_index_bound_keep_their_counts_under_their_names() {

@@ -162,7 +162,7 @@ fn the_report_counts_every_run_and_the_trace_parses_back_with_the_step_spans() {
     );
     let mut cfg = forking(2);
     cfg.telemetry.level = TelemetryLevel::Events;
-    cfg.telemetry.span_sample_period = 1;
+    cfg.telemetry.run_sample_period = 1;
     let ex = Executor::new(cfg).unwrap();
     for i in 0..50 {
         assert_eq!(ex.run(&g, i, ()).unwrap().output, Some((i + 1) * 2));

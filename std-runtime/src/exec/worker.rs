@@ -141,7 +141,7 @@ impl<P: Clone, C: Context> Worker<P, C> {
             breakers: cfg.breakers,
         };
         let level = cfg.telemetry.level;
-        let period = cfg.telemetry.span_sample_period.max(1);
+        let period = cfg.telemetry.run_sample_period.max(1);
         let (telemetry, events) = if level >= TelemetryLevel::Histograms {
             let (producer, consumer) =
                 spsc::channel(cfg.telemetry.ring_capacity).expect("validated: ring capacity");
@@ -157,7 +157,7 @@ impl<P: Clone, C: Context> Worker<P, C> {
         };
         lock(&shared.stats)
             .report
-            .set_sample_one_in(u64::from(period));
+            .set_run_sample_period(u64::from(period));
         let runner = Runner::build(runner_cfg, telemetry);
         let reserved = runner.arena().memory_bound_bytes() as u64;
         shared
@@ -458,7 +458,7 @@ impl<P: Clone, C: Context> Workers<P, C> {
             let mut delta = lock(&shared.spare).take().unwrap_or_default();
             let inline_runs = {
                 let mut stats = lock(&shared.stats);
-                delta.set_sample_one_in(stats.report.sample_one_in());
+                delta.set_run_sample_period(stats.report.run_sample_period());
                 std::mem::swap(&mut stats.report, &mut delta);
                 stats.tallies.take_counts(&mut rows);
                 breakers.clear();

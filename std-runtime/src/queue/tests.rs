@@ -3,7 +3,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use super::{Priority, PriorityQueues, QueueConfig, QueueConfigError, RejectReason};
+use super::{Priority, PriorityQueues, QueueConfig};
+use crate::Refusal;
 
 fn queues<T: Send>(capacity: [usize; 3], aging: u32) -> PriorityQueues<T> {
     PriorityQueues::new(QueueConfig { capacity, aging }).unwrap()
@@ -153,7 +154,7 @@ fn rejection_returns_the_very_item() {
         q.push(item(id), Priority::Normal).unwrap();
     }
     let rejected = q.push(item(99), Priority::Normal).unwrap_err();
-    assert_eq!(rejected.reason, RejectReason::QueueFull);
+    assert_eq!(rejected.reason, Refusal::QueueFull);
     assert_eq!(rejected.priority, Priority::Normal);
     assert_eq!(
         drops.load(Ordering::SeqCst),
@@ -170,7 +171,7 @@ fn rejection_returns_the_very_item() {
     assert_eq!(drops.load(Ordering::SeqCst), 2);
     let stats = q.stats();
     assert_eq!(stats.level(Priority::Normal).pushed, 3);
-    assert_eq!(stats.level(Priority::Normal).rejected_full, 1);
+    assert_eq!(stats.level(Priority::Normal).rejected_queue_full, 1);
     assert_eq!(stats.level(Priority::High).rejected(), 1);
     assert_eq!(stats.level(Priority::Low), &Default::default());
     // Popping frees a place.
@@ -194,7 +195,7 @@ fn close_rejects_pushes_and_keeps_pops() {
     assert!(q.is_closed());
     for p in Priority::ALL {
         let rejected = q.push(7, p).unwrap_err();
-        assert_eq!((rejected.item, rejected.reason), (7, RejectReason::Closed));
+        assert_eq!((rejected.item, rejected.reason), (7, Refusal::ShuttingDown));
     }
     assert_eq!(q.pop(), Some((2, Priority::High)));
     assert_eq!(q.drain(), vec![(3, Priority::High), (1, Priority::Low)]);
@@ -205,20 +206,20 @@ fn close_rejects_pushes_and_keeps_pops() {
     assert_eq!(stats.level(Priority::High).drained, 1);
     assert_eq!(stats.level(Priority::Low).drained, 1);
     for p in Priority::ALL {
-        assert_eq!(stats.level(p).rejected_closed, 1);
-        assert_eq!(stats.level(p).rejected_full, 0);
+        assert_eq!(stats.level(p).rejected_shutting_down, 1);
+        assert_eq!(stats.level(p).rejected_queue_full, 0);
     }
     // A full level that is closed says Closed.
     let q = queues_cap(1, 0);
     q.push(0, Priority::Normal).unwrap();
     assert_eq!(
         q.push(1, Priority::Normal).unwrap_err().reason,
-        RejectReason::QueueFull
+        Refusal::QueueFull
     );
     q.close();
     assert_eq!(
         q.push(1, Priority::Normal).unwrap_err().reason,
-        RejectReason::Closed
+        Refusal::ShuttingDown
     );
     assert_eq!(q.len(), 1);
 }
@@ -243,21 +244,20 @@ fn config_errors_name_the_level() {
         aging: 1,
     })
     .unwrap_err();
-    assert_eq!(
-        err,
-        QueueConfigError {
-            priority: Priority::Normal,
-            capacity: 0
-        }
-    );
+    assert_eq!(err.field(), Some("queues.capacity[1]"));
     assert!(err.to_string().contains("capacity[1]"), "{err}");
+    assert!(err.to_string().contains("normal-priority"), "{err}");
     let err = PriorityQueues::<u8>::new(QueueConfig {
         capacity: [4, 4, usize::MAX],
         aging: 1,
     })
     .unwrap_err();
-    assert_eq!(err.priority, Priority::Low);
-    let q = PriorityQueues::<u8>::new(QueueConfig::default()).unwrap();
+    assert_eq!(err.field(), Some("queues.capacity[2]"));
+    let q = PriorityQueues::<u8>::new(QueueConfig {
+        capacity: [1024; 3],
+        aging: 8,
+    })
+    .unwrap();
     assert_eq!(q.capacity_of(Priority::Low), 1024);
     assert_eq!(q.aging(), 8);
     assert!(format!("{q:?}").contains("closed: false"));
@@ -289,7 +289,7 @@ fn conservation_four_threads() {
                         drops: Arc::clone(&drops),
                     };
                     if let Err(rejected) = q.push(item, priority) {
-                        assert_eq!(rejected.reason, RejectReason::QueueFull);
+                        assert_eq!(rejected.reason, Refusal::QueueFull);
                         assert_eq!(rejected.item.id, id);
                         mine.push(("rejected", id));
                     }
@@ -362,7 +362,7 @@ fn close_then_drain_finds_every_accepted_push() {
                         match q.push(t * per_pusher + i, Priority::ALL[i % 3]) {
                             Ok(()) => accepted += 1,
                             Err(rejected) => {
-                                assert_eq!(rejected.reason, RejectReason::Closed);
+                                assert_eq!(rejected.reason, Refusal::ShuttingDown);
                                 break;
                             }
                         }
@@ -400,7 +400,7 @@ fn every_exit_drops_each_item_once() {
     for _ in 0..3 {
         for p in Priority::ALL {
             if let Err(rejected) = q.push(item(), p) {
-                assert_eq!(rejected.reason, RejectReason::QueueFull);
+                assert_eq!(rejected.reason, Refusal::QueueFull);
                 refused.push(rejected.into_inner());
             }
         }
@@ -422,7 +422,7 @@ fn every_exit_drops_each_item_once() {
     }
     q.close();
     let closed = q.push(item(), Priority::Normal).unwrap_err();
-    assert_eq!(closed.reason, RejectReason::Closed);
+    assert_eq!(closed.reason, Refusal::ShuttingDown);
     drop(closed);
     assert_eq!(drops.load(Ordering::SeqCst), 10);
     assert_eq!(
@@ -439,8 +439,8 @@ fn every_exit_drops_each_item_once() {
     assert_eq!(sum(|l| l.pushed), 9);
     assert_eq!(sum(|l| l.popped), 2);
     assert_eq!(sum(|l| l.drained), 5);
-    assert_eq!(sum(|l| l.rejected_full), 3);
-    assert_eq!(sum(|l| l.rejected_closed), 1);
+    assert_eq!(sum(|l| l.rejected_queue_full), 3);
+    assert_eq!(sum(|l| l.rejected_shutting_down), 1);
 }
 
 /// Three pushers of drop-counted items race a thread that pops, then closes and drains. Every
@@ -474,7 +474,7 @@ fn pushers_race_close_and_drain_with_drop_counts() {
                             Err(rejected) => {
                                 assert_eq!(rejected.item.id, id);
                                 // Once closed, a level never admits again.
-                                closed |= rejected.reason == RejectReason::Closed
+                                closed |= rejected.reason == Refusal::ShuttingDown
                                     && rejected.priority == Priority::Low;
                             }
                         }

@@ -160,11 +160,11 @@ fn runs_rejections_and_throughput() {
         latencies.push(1_000 + i);
     }
     for _ in 0..3 {
-        builder.rejected(RejectReason::QueueFull);
+        builder.rejected(Refusal::QueueFull);
     }
-    builder.rejected(RejectReason::OverLimit);
-    builder.rejected(RejectReason::ShuttingDown);
-    builder.rejected(RejectReason::ShuttingDown);
+    builder.rejected(Refusal::OverLimit);
+    builder.rejected(Refusal::ShuttingDown);
+    builder.rejected(Refusal::ShuttingDown);
 
     // Without submissions counted, every submission has ended or been refused.
     let report = builder.build(4_000_000_000);
@@ -207,9 +207,9 @@ fn every_submission_is_in_one_line_of_the_identity() {
     b.add_run(Outcome::Aborted, 1);
     b.add_panicked(3);
     b.add_handed_back(4);
-    b.add_rejected(RejectReason::OverLimit, 5);
-    b.add_rejected(RejectReason::QueueFull, 0);
-    b.rejected(RejectReason::OverLimit);
+    b.add_rejected(Refusal::OverLimit, 5);
+    b.add_rejected(Refusal::QueueFull, 0);
+    b.rejected(Refusal::OverLimit);
     b.add_inline(1);
     // Nothing counted as submitted: every submission has ended.
     let r = b.build(0).runs;
@@ -267,7 +267,7 @@ fn counters_cache_rate_breakers_and_readings() {
     builder.add_events(&events);
     builder.add_events_dropped(5);
     builder.add_records_dropped(6);
-    builder.set_sample_one_in(8);
+    builder.set_run_sample_period(8);
     let pool = PoolStats {
         pool_hits: 1,
         pool_misses: 2,
@@ -326,7 +326,7 @@ fn counters_cache_rate_breakers_and_readings() {
             t.events_recorded,
             t.events_dropped,
             t.records_dropped,
-            t.sample_one_in
+            t.run_sample_period
         ),
         (8, 5, 6, 8)
     );
@@ -378,8 +378,8 @@ fn sample_builder() -> ReportBuilder {
     counters.add_n(Counter::StepsRun, 30);
     builder.add_counters(&counters);
     builder.add_events(&[transition(1, BreakerState::Open)]);
-    builder.rejected(RejectReason::OverLimit);
-    builder.set_sample_one_in(1);
+    builder.rejected(Refusal::OverLimit);
+    builder.set_run_sample_period(1);
     builder.observe_limit(16);
     builder
 }
@@ -501,12 +501,12 @@ fn merged_builders_report_what_one_builder_fed_everything_reports() {
             b.add_records_dropped(2);
             b.add_submitted(1);
             if i % 50 == 0 {
-                b.rejected(RejectReason::QueueFull);
+                b.rejected(Refusal::QueueFull);
             }
         }
     }
-    one.set_sample_one_in(4);
-    parts[1].set_sample_one_in(4);
+    one.set_run_sample_period(4);
+    parts[1].set_run_sample_period(4);
     let mut merged = ReportBuilder::new();
     for part in &parts {
         merged.merge(part);
@@ -579,10 +579,10 @@ fn json_round_trips_every_field() {
 #[test]
 fn a_cleared_builder_counts_nothing_and_keeps_its_sampling() {
     let mut b = ReportBuilder::new();
-    b.set_sample_one_in(8);
+    b.set_run_sample_period(8);
     b.add_run(Outcome::Failed, 5);
     b.add_latency("s", 0, 10);
-    b.add_rejected(RejectReason::QueueFull, 2);
+    b.add_rejected(Refusal::QueueFull, 2);
     b.add_events_dropped(1);
     let mut sum = ReportBuilder::new();
     sum.merge(&b);
@@ -591,7 +591,10 @@ fn a_cleared_builder_counts_nothing_and_keeps_its_sampling() {
     assert_eq!(cleared.runs, Runs::default());
     assert_eq!(cleared.run_latency, Latency::default());
     assert_eq!(cleared.telemetry.events_dropped, 0);
-    assert_eq!((b.sample_one_in(), cleared.telemetry.sample_one_in), (8, 8));
+    assert_eq!(
+        (b.run_sample_period(), cleared.telemetry.run_sample_period),
+        (8, 8)
+    );
     assert_eq!(b.step_histogram("s").map(Histogram::count), Some(0));
     // Counting on after a clear: a merge of the deltas is the sum of everything fed in.
     b.add_latency("s", 0, 20);

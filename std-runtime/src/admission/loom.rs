@@ -6,18 +6,21 @@ use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering as StdOrdering};
 use loom::sync::Arc;
 use loom::thread;
 
-use super::{AdaptiveLimit, Algorithm, LimitConfig};
+use super::AdaptiveLimit;
+use crate::config::{AdmissionConfig, Algorithm};
 
 /// An AIMD limit (step 1, halving) from 1 up to `max_limit`, starting at 1.
 fn aimd_limit(max_limit: u32) -> Arc<AdaptiveLimit> {
-    let config = LimitConfig {
-        algorithm: Algorithm::Aimd {
-            increase: 1,
-            backoff_ratio: 0.5,
-        },
+    let config = AdmissionConfig {
+        enabled: true,
+        algorithm: Algorithm::Aimd,
         min_limit: 1,
         max_limit,
         initial_limit: 1,
+        aimd_increase: 1,
+        aimd_backoff_ratio: 0.5,
+        gradient_smoothing: 0.2,
+        gradient_tolerance: 1.5,
     };
     Arc::new(AdaptiveLimit::new(config).unwrap())
 }

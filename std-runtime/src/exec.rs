@@ -31,17 +31,16 @@ use flujo_core::interp::{ErrorKind, Outcome, RunOptions, RunResult, SharedCache}
 use flujo_core::policy::Usage;
 use flujo_core::telemetry::Counters;
 
-use crate::admission::{AdaptiveLimit, Algorithm, LimitConfig, OwnedPermit};
+use crate::admission::{AdaptiveLimit, OwnedPermit};
 use crate::cache::ResultCache;
 use crate::clock::{self, RuntimeClock, Unmeasured};
-use crate::config::{
-    AlgorithmKind, CacheConfig, ConfigCell, ConfigError, OptimizationConfig, TelemetryLevel,
-};
+use crate::config::{CacheConfig, ConfigCell, ConfigError, OptimizationConfig, TelemetryLevel};
 pub use crate::queue::Priority;
-use crate::queue::{self, PriorityQueues, QueueConfig};
+use crate::queue::PriorityQueues;
 use crate::report::{AdmissionStats, BreakerRow, PoolStats, Report};
 use crate::ticket::{Cells, Completer, Ticket};
 use crate::trace::TraceWriter;
+use crate::Refusal;
 
 pub use builder::ExecutorBuilder;
 use host::{panic_message, CacheBridge, RtHost};
@@ -232,29 +231,6 @@ impl fmt::Display for Panicked {
 }
 
 impl std::error::Error for Panicked {}
-
-/// Why a submission was not run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// Its priority's queue was full.
-    QueueFull,
-    /// The concurrency limit was reached.
-    OverLimit,
-    /// The executor is shutting down.
-    ShuttingDown,
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Refusal::QueueFull => "the queue of its priority is full",
-            Refusal::OverLimit => "the concurrency limit is reached",
-            Refusal::ShuttingDown => "the executor is shutting down",
-        })
-    }
-}
-
-impl std::error::Error for Refusal {}
 
 /// A submission handed back, with its input and context.
 #[derive(Debug)]
@@ -468,37 +444,6 @@ fn result_cache<P: Clone + Send + Sync>(
     b.build()
 }
 
-fn limit_config(cfg: &OptimizationConfig) -> LimitConfig {
-    let a = &cfg.adaptive_concurrency;
-    if !a.enabled {
-        return LimitConfig {
-            algorithm: Algorithm::Aimd {
-                increase: 1,
-                backoff_ratio: 0.9,
-            },
-            min_limit: a.max_limit,
-            max_limit: a.max_limit,
-            initial_limit: a.max_limit,
-        };
-    }
-    let algorithm = match a.algorithm {
-        AlgorithmKind::Aimd => Algorithm::Aimd {
-            increase: 1,
-            backoff_ratio: 0.9,
-        },
-        AlgorithmKind::Gradient => Algorithm::Gradient {
-            smoothing: 0.2,
-            tolerance: 1.5,
-        },
-    };
-    LimitConfig {
-        algorithm,
-        min_limit: a.min_limit,
-        max_limit: a.max_limit,
-        initial_limit: a.initial_limit,
-    }
-}
-
 impl<P, C> Executor<P, C>
 where
     P: Clone + Send + Sync + 'static,
@@ -521,22 +466,13 @@ where
         clock: RuntimeClock,
         weigher: Option<crate::cache::Weigher<P>>,
     ) -> Result<Self, BuildError> {
-        let limit = AdaptiveLimit::new(limit_config(&config)).map_err(|e| {
+        let limit = AdaptiveLimit::new(config.adaptive_concurrency).map_err(|e| {
             BuildError::Config(ConfigError::Invalid {
-                field: "adaptive_concurrency",
+                field: e.config_path(),
                 rule: e.to_string(),
             })
         })?;
-        let queues = PriorityQueues::new(QueueConfig {
-            capacity: config.queues.capacity,
-            aging: config.queues.aging,
-        })
-        .map_err(|e| {
-            BuildError::Config(ConfigError::Invalid {
-                field: "queues.capacity",
-                rule: e.to_string(),
-            })
-        })?;
+        let queues = PriorityQueues::new(config.queues).map_err(BuildError::Config)?;
         let admission = config.adaptive_concurrency.enabled;
         let cache = result_cache(&config.result_cache, &clock, weigher);
         let cell = ConfigCell::new(config).map_err(BuildError::Config)?;
@@ -580,18 +516,13 @@ where
     /// began with; every later run sees the new one whole. The pool size, queue capacities
     /// and admission algorithm are fixed at construction; the admission bounds follow.
     pub fn reconfigure(&self, config: OptimizationConfig) -> Result<u64, ConfigError> {
-        let a = &config.adaptive_concurrency;
-        let (min, max) = if a.enabled {
-            (a.min_limit, a.max_limit)
-        } else {
-            (a.max_limit, a.max_limit)
-        };
+        let (min, max) = config.adaptive_concurrency.bounds();
         config.validate()?;
         self.inner
             .limit
             .set_bounds(min, max)
             .map_err(|e| ConfigError::Invalid {
-                field: "adaptive_concurrency",
+                field: e.config_path(),
                 rule: e.to_string(),
             })?;
         let (entries, bytes) = (
@@ -695,12 +626,7 @@ where
         // Counted before anything can end it (see `Inner::submitted`).
         inner.submitted.fetch_add(1, Ordering::Relaxed);
         let refuse = |reason: Refusal, input: P, context: C| {
-            let index = match reason {
-                Refusal::QueueFull => 0,
-                Refusal::OverLimit => 1,
-                Refusal::ShuttingDown => 2,
-            };
-            inner.rejected[index].fetch_add(1, Ordering::Release);
+            inner.rejected[reason.index()].fetch_add(1, Ordering::Release);
             Err(Rejected {
                 reason,
                 input,
@@ -728,10 +654,7 @@ where
         };
         inner.pending.fetch_add(1, Ordering::AcqRel);
         if let Err(back) = inner.queues.push(job, spec.priority) {
-            let reason = match back.reason {
-                queue::RejectReason::QueueFull => Refusal::QueueFull,
-                queue::RejectReason::Closed => Refusal::ShuttingDown,
-            };
+            let reason = back.reason;
             let job = back.into_inner();
             // The permit was never used: dropping it frees the slot without a signal. The
             // refusal is counted before the submission stops being pending, so a shutdown

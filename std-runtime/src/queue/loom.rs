@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering as StdOrdering};
 use loom::sync::Arc;
 use loom::thread;
 
-use super::{Priority, PriorityQueues, QueueConfig, RejectReason};
+use super::{Priority, PriorityQueues, QueueConfig};
+use crate::Refusal;
 
 /// A builder that honours `LOOM_MAX_PREEMPTIONS` and bounds preemptions at 2 without it.
 fn builder() -> loom::model::Builder {
@@ -72,7 +73,7 @@ fn loom_two_pushes_race_close_and_drain() {
         // Nothing leaves before the close, so the one place admits at most one push.
         assert!(accepted.len() <= 1, "{outcomes:?}");
         for (id, outcome) in outcomes {
-            if outcome == Some(RejectReason::QueueFull) {
+            if outcome == Some(Refusal::QueueFull) {
                 assert_eq!(
                     accepted.len(),
                     1,
@@ -97,9 +98,9 @@ fn loom_two_pushes_race_close_and_drain() {
         assert_eq!(normal.pushed + normal.rejected(), 2);
         let full = outcomes
             .iter()
-            .filter(|(_, o)| *o == Some(RejectReason::QueueFull))
+            .filter(|(_, o)| *o == Some(Refusal::QueueFull))
             .count();
-        assert_eq!(normal.rejected_full, full as u64);
+        assert_eq!(normal.rejected_queue_full, full as u64);
         assert_eq!(stats.level(Priority::High), &Default::default());
         assert_eq!(stats.level(Priority::Low), &Default::default());
     });
@@ -122,7 +123,7 @@ fn loom_push_pop_capacity_one_is_fifo() {
                     match q.push(id, Priority::Low) {
                         Ok(()) => accepted.push(id),
                         Err(rejected) => {
-                            assert_eq!(rejected.reason, RejectReason::QueueFull);
+                            assert_eq!(rejected.reason, Refusal::QueueFull);
                             assert_eq!(rejected.item, id);
                         }
                     }
@@ -158,8 +159,8 @@ fn loom_push_pop_capacity_one_is_fifo() {
         assert_eq!(low.pushed, accepted.len() as u64);
         assert_eq!(low.popped, popped.len() as u64);
         assert_eq!(low.drained, drained.len() as u64);
-        assert_eq!(low.pushed + low.rejected_full, 3);
-        assert_eq!(low.rejected_closed, 0);
+        assert_eq!(low.pushed + low.rejected_queue_full, 3);
+        assert_eq!(low.rejected_shutting_down, 0);
     });
     assert!(ITERATIONS.load(StdOrdering::Relaxed) > 1);
 }

@@ -123,8 +123,8 @@ const INVALID: &[(Edit, &str, &str)] = &[
         "must be <= max_entries",
     ),
     (
-        |c| c.telemetry.span_sample_period = 0,
-        "telemetry.span_sample_period",
+        |c| c.telemetry.run_sample_period = 0,
+        "telemetry.run_sample_period",
         "must be >= 1",
     ),
     (
@@ -193,6 +193,46 @@ const INVALID: &[(Edit, &str, &str)] = &[
         |c| c.adaptive_concurrency.initial_limit = c.adaptive_concurrency.max_limit + 1,
         "adaptive_concurrency.initial_limit",
         "min_limit <= initial_limit <= max_limit",
+    ),
+    (
+        |c| c.adaptive_concurrency.aimd_increase = 0,
+        "adaptive_concurrency.aimd_increase",
+        "`aimd_increase` must be at least 1, got 0",
+    ),
+    (
+        |c| c.adaptive_concurrency.aimd_backoff_ratio = 1.0,
+        "adaptive_concurrency.aimd_backoff_ratio",
+        "must be in (0, 1), got 1",
+    ),
+    (
+        |c| c.adaptive_concurrency.aimd_backoff_ratio = 0.0,
+        "adaptive_concurrency.aimd_backoff_ratio",
+        "must be in (0, 1), got 0",
+    ),
+    (
+        |c| c.adaptive_concurrency.gradient_smoothing = 0.0,
+        "adaptive_concurrency.gradient_smoothing",
+        "must be in (0, 1], got 0",
+    ),
+    (
+        |c| c.adaptive_concurrency.gradient_smoothing = 1.01,
+        "adaptive_concurrency.gradient_smoothing",
+        "must be in (0, 1], got 1.01",
+    ),
+    (
+        |c| c.adaptive_concurrency.gradient_tolerance = 0.99,
+        "adaptive_concurrency.gradient_tolerance",
+        "must be a finite number >= 1, got 0.99",
+    ),
+    (
+        |c| c.adaptive_concurrency.gradient_tolerance = f64::INFINITY,
+        "adaptive_concurrency.gradient_tolerance",
+        "must be a finite number >= 1, got inf",
+    ),
+    (
+        |c| c.adaptive_concurrency.aimd_backoff_ratio = f64::NAN,
+        "adaptive_concurrency.aimd_backoff_ratio",
+        "must be in (0, 1), got NaN",
     ),
     (
         |c| c.queues.capacity[0] = 0,
@@ -286,6 +326,17 @@ fn bounds_are_inclusive() {
     cfg.adaptive_concurrency.min_limit = 7;
     cfg.adaptive_concurrency.initial_limit = 7;
     cfg.adaptive_concurrency.max_limit = 7;
+    cfg.adaptive_concurrency.aimd_increase = 1;
+    cfg.adaptive_concurrency.gradient_smoothing = 1.0;
+    cfg.adaptive_concurrency.gradient_tolerance = 1.0;
+    assert_eq!(cfg.validate(), Ok(()));
+    // The open ends of the ratios: anything strictly inside is accepted.
+    cfg.adaptive_concurrency.aimd_backoff_ratio = f64::MIN_POSITIVE;
+    cfg.adaptive_concurrency.gradient_smoothing = f64::MIN_POSITIVE;
+    assert_eq!(cfg.validate(), Ok(()));
+    cfg.adaptive_concurrency.aimd_backoff_ratio = 1.0 - f64::EPSILON;
+    cfg.adaptive_concurrency.aimd_increase = u32::MAX;
+    cfg.adaptive_concurrency.gradient_tolerance = f64::MAX;
     assert_eq!(cfg.validate(), Ok(()));
     cfg.telemetry.ring_capacity = MAX_RING_CAPACITY;
     cfg.result_cache.shards = MAX_CACHE_SHARDS;
@@ -529,7 +580,7 @@ mod toml_tests {
             .lines()
             .filter_map(|l| l.split_once(" = ").map(|(k, _)| k))
             .collect();
-        assert_eq!(keys.len(), 24, "{full}");
+        assert_eq!(keys.len(), 28, "{full}");
         for (name, text) in TEMPLATES {
             let lines: Vec<&str> = text.lines().collect();
             for (i, line) in lines.iter().enumerate() {
@@ -665,6 +716,51 @@ mod toml_tests {
         )
         .unwrap_err();
         assert_eq!(err.field(), Some("telemetry.ring_capacity"));
+        // The admission tuning too, whichever algorithm is chosen.
+        for (line, field) in [
+            ("aimd_increase = 0", "adaptive_concurrency.aimd_increase"),
+            (
+                "aimd_backoff_ratio = 1.5",
+                "adaptive_concurrency.aimd_backoff_ratio",
+            ),
+            (
+                "gradient_smoothing = 0.0",
+                "adaptive_concurrency.gradient_smoothing",
+            ),
+            (
+                "gradient_tolerance = 0.5",
+                "adaptive_concurrency.gradient_tolerance",
+            ),
+            (
+                "gradient_tolerance = inf",
+                "adaptive_concurrency.gradient_tolerance",
+            ),
+            (
+                "aimd_backoff_ratio = nan",
+                "adaptive_concurrency.aimd_backoff_ratio",
+            ),
+        ] {
+            for algorithm in ["aimd", "gradient"] {
+                let text = format!("[adaptive_concurrency]\nalgorithm = \"{algorithm}\"\n{line}\n");
+                let err = OptimizationConfig::from_toml_str(&text).unwrap_err();
+                assert_eq!(err.field(), Some(field), "{text}: {err}");
+            }
+        }
+        let cfg = OptimizationConfig::from_toml_str(
+            "[adaptive_concurrency]\naimd_increase = 3\naimd_backoff_ratio = 0.5\n\
+             gradient_smoothing = 1.0\ngradient_tolerance = 2.0\n",
+        )
+        .unwrap();
+        let a = cfg.adaptive_concurrency;
+        assert_eq!(
+            (
+                a.aimd_increase,
+                a.aimd_backoff_ratio,
+                a.gradient_smoothing,
+                a.gradient_tolerance
+            ),
+            (3, 0.5, 1.0, 2.0)
+        );
     }
 
     #[test]
@@ -680,10 +776,7 @@ mod toml_tests {
                     .unwrap();
             assert_eq!(cfg.telemetry.level, level);
         }
-        for (text, algorithm) in [
-            ("aimd", AlgorithmKind::Aimd),
-            ("gradient", AlgorithmKind::Gradient),
-        ] {
+        for (text, algorithm) in [("aimd", Algorithm::Aimd), ("gradient", Algorithm::Gradient)] {
             let cfg = OptimizationConfig::from_toml_str(&format!(
                 "[adaptive_concurrency]\nalgorithm = \"{text}\""
             ))
