@@ -23,7 +23,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::config::QueueConfig;
-use crate::queue::{LevelStats, Priority, PriorityQueues};
+use crate::queue::{LevelStats, PriorityQueues};
+use crate::Priority;
 use crate::Refusal;
 
 /// An item whose clones of `live` count the items in existence.

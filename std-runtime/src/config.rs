@@ -318,7 +318,7 @@ pub struct AdmissionConfig {
 )]
 pub struct QueueConfig {
     /// Capacity of the `[high, normal, low]` priority queues (indexed by
-    /// [`Priority::index`](crate::queue::Priority::index)), each in
+    /// [`Priority::index`](crate::Priority::index)), each in
     /// `1..=`[`MAX_QUEUE_CAPACITY`]. A submission that finds its queue full is given back.
     pub capacity: [usize; 3],
     /// Anti-starvation, in pops: a non-empty queue that `aging` pops in a row have passed over

@@ -35,11 +35,11 @@ use crate::admission::{AdaptiveLimit, OwnedPermit};
 use crate::cache::ResultCache;
 use crate::clock::{self, RuntimeClock, Unmeasured};
 use crate::config::{CacheConfig, ConfigCell, ConfigError, OptimizationConfig, TelemetryLevel};
-pub use crate::queue::Priority;
 use crate::queue::PriorityQueues;
 use crate::report::{AdmissionStats, BreakerRow, PoolStats, Report};
 use crate::ticket::{Cells, Completer, Ticket};
 use crate::trace::TraceWriter;
+use crate::Priority;
 use crate::Refusal;
 
 pub use builder::ExecutorBuilder;

@@ -59,10 +59,9 @@
 /// `flujo_core::graph::GraphBuilder`. (Under its own name: `core` would shadow the language's
 /// `core` crate in a `use flujo_runtime::*` scope.)
 pub use flujo_core;
-pub mod admission;
 pub mod breakers;
-pub mod cache;
 #[cfg(feature = "check")]
+#[doc(hidden)] // the fuzz target's and the corpus replay's entry, not an API
 pub mod check;
 pub mod clock;
 pub mod config;
@@ -72,10 +71,9 @@ pub mod config;
 mod exec;
 #[cfg(not(loom))]
 pub use exec::{
-    BuildError, Completed, Drain, Executor, ExecutorBuilder, Finished, Panicked, Priority,
-    Rejected, RunFailure, RunSpec, ShutdownReport, SubmitSpec,
+    BuildError, Completed, Drain, Executor, ExecutorBuilder, Finished, Panicked, Rejected,
+    RunFailure, RunSpec, ShutdownReport, SubmitSpec,
 };
-pub mod queue;
 
 /// Whether this build catches panics: `true` with `panic = "unwind"` (Rust's default), so a
 /// panicking step is a failed step of class `Panic` and a panic outside a step ends its run
@@ -84,6 +82,13 @@ pub mod queue;
 /// reducer, splitter, selector or merge aborts the whole process. Such hosts should return
 /// errors from their steps instead, and can check this at start-up (the demo prints it).
 pub const PANICS_CAUGHT: bool = cfg!(panic = "unwind");
+pub mod parts;
+// Their short paths inside the crate (`crate::queue`, ...); under loom only the queue's and
+// the limiter's models are built.
+#[cfg_attr(loom, allow(unused_imports))]
+use parts::{admission, cache, queue};
+mod priority;
+pub use priority::Priority;
 mod refusal;
 pub use refusal::Refusal;
 pub mod report;

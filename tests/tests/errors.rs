@@ -13,11 +13,11 @@ use flujo_core::policy::breaker::{BreakerConfigError, IllegalTransition, Rejecte
 use flujo_core::policy::{Abort, ErrorClass, RetryPolicyError, UsageDenied};
 use flujo_core::pool::{DuplicatePoolError, HandleLimitError, PoolConfigError};
 use flujo_core::ring::{CapacityError, Full};
-use flujo_runtime::admission::LimitError;
 use flujo_runtime::breakers::BreakerError;
 use flujo_runtime::config::duration::ParseDurationError;
 use flujo_runtime::config::ConfigError;
-use flujo_runtime::queue::Rejected as QueueRejected;
+use flujo_runtime::parts::admission::LimitError;
+use flujo_runtime::parts::queue::Rejected as QueueRejected;
 use flujo_runtime::ticket::{TicketError, WaitError};
 use flujo_runtime::{BuildError, Panicked, Refusal, Rejected, RunFailure};
 

@@ -275,7 +275,7 @@ impl State {
 /// # Examples
 ///
 /// ```
-/// use flujo_runtime::admission::AdaptiveLimit;
+/// use flujo_runtime::parts::admission::AdaptiveLimit;
 /// use flujo_runtime::config::{AdmissionConfig, Algorithm};
 ///
 /// let limit = AdaptiveLimit::new(AdmissionConfig {
@@ -573,7 +573,7 @@ impl AdaptiveLimit {
 /// # Examples
 ///
 /// ```
-/// use flujo_runtime::admission::AdaptiveLimit;
+/// use flujo_runtime::parts::admission::AdaptiveLimit;
 /// use flujo_runtime::config::AdmissionConfig;
 ///
 /// let limit = AdaptiveLimit::new(AdmissionConfig::default()).unwrap();

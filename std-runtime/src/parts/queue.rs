@@ -52,30 +52,7 @@ use std::fmt;
 
 use crate::config::{ConfigError, QueueConfig, MAX_QUEUE_CAPACITY};
 use crate::sync::{yield_now, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use crate::Refusal;
-
-/// A priority level ([`Normal`](Priority::Normal) by default).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Priority {
-    /// Served first.
-    High,
-    /// Served when High is empty (or Normal is starved).
-    #[default]
-    Normal,
-    /// Served when High and Normal are empty (or Low is starved).
-    Low,
-}
-
-impl Priority {
-    /// The levels from highest to lowest; `ALL[p.index()] == p`.
-    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
-
-    /// The level's index: 0 for High, 1 for Normal, 2 for Low.
-    #[inline]
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-}
+use crate::{Priority, Refusal};
 
 /// A refused push: the item comes back to the caller.
 pub struct Rejected<T> {
@@ -233,8 +210,8 @@ impl<T> Level<T> {
 ///
 /// ```
 /// use flujo_runtime::config::QueueConfig;
-/// use flujo_runtime::queue::{Priority, PriorityQueues};
-/// use flujo_runtime::Refusal;
+/// use flujo_runtime::parts::queue::PriorityQueues;
+/// use flujo_runtime::{Priority, Refusal};
 ///
 /// let queues = PriorityQueues::new(QueueConfig { capacity: [2, 2, 1], aging: 2 }).unwrap();
 /// queues.push("low", Priority::Low).unwrap();

@@ -84,7 +84,7 @@ pub(crate) type Weigher<V> = Box<dyn Fn(&V) -> usize + Send + Sync>;
 ///
 /// ```
 /// use flujo_core::cache::{CacheKey, StepFingerprint};
-/// use flujo_runtime::cache::{Lookup, ResultCache};
+/// use flujo_runtime::parts::cache::{Lookup, ResultCache};
 ///
 /// let cache: ResultCache<String> = ResultCache::builder(1024, 1 << 20)
 ///     .weigher(|value: &String| value.len())
@@ -392,7 +392,7 @@ impl<V: Clone + Send + Sync> ResultCache<V> {
     /// ```
     /// use flujo_core::cache::{CacheKey, StepFingerprint};
     /// use flujo_core::graph::Clock;
-    /// use flujo_runtime::cache::{Lookup, ResultCache};
+    /// use flujo_runtime::parts::cache::{Lookup, ResultCache};
     ///
     /// let cache: ResultCache<u64> = ResultCache::new(64, 1 << 10);
     /// let key = CacheKey::new(&StepFingerprint::builder("slow", 1).build(), &7u64);
