@@ -22,7 +22,6 @@ pub mod context;
 pub mod graph;
 pub mod interp;
 pub mod policy;
-pub mod pool;
 pub mod ring;
 mod sync;
 pub mod telemetry;

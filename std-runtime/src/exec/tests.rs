@@ -283,7 +283,7 @@ fn pool_counts_are_loans_and_survive_a_reconfiguration() {
         (pool.pool_misses, pool.pool_hits, pool.pool_idle),
         (1, 9, 1)
     );
-    // A new configuration rebuilds the worker in place on its next loan, keeping its counts.
+    // A new configuration rebuilds the pooled runner in place on its next loan, keeping its counts.
     ex.reconfigure(OptimizationConfig::throughput()).unwrap();
     ex.run(&g, 0, ()).unwrap();
     let report = ex.report();
