@@ -318,7 +318,7 @@ fn a_burst_of_submissions_allocates_per_dispatcher_not_per_submission() {
     assert!(states_made <= 2, "{states_made}");
     assert!(
         allocations as u64 <= threads as u64 + 1 + 16 * states_made,
-        "{allocations} allocations for a burst of {n} submissions ({states_made} pooled runners made)"
+        "{allocations} allocations for a burst of {n} submissions ({states_made} runners made)"
     );
     let report = ex.report();
     assert_eq!(report.runs.submitted, 3 * n);

@@ -554,8 +554,8 @@ where
     }
 
     /// Runs `graph` with `spec`, handing the core's [`RunResult`] (step records included,
-    /// borrowed from the pooled runner) to `f`. If `f` panics, this returns `Err(Panicked)`, but the
-    /// run had ended: the report counts it as completed, with its outcome.
+    /// borrowed from the pooled runner) to `f`. If `f` panics, this returns `Err(Panicked)`,
+    /// but the run had ended: the report counts it as completed, with its outcome.
     pub fn run_with<R>(
         &self,
         graph: &Graph<P, C>,

@@ -109,8 +109,8 @@ impl Shared {
     }
 }
 
-/// A pooled runner: a core runner and its scratch. Owned by one run (or forked branch) at a time; what its runs did
-/// goes to `shared`.
+/// A pooled runner: a core runner and its scratch. Owned by one run (or forked branch) at a
+/// time; what its runs did goes to `shared`.
 pub(crate) struct PooledRunner<P, C> {
     /// The configuration generation the runner was built for.
     generation: u64,
