@@ -14,9 +14,9 @@ use w5_ring_spsc::W5_ring_spsc;
 #[path = "iai/w5_ring_mpmc.rs"]
 mod w5_ring_mpmc;
 use w5_ring_mpmc::W5_ring_mpmc;
-#[path = "iai/w6_pool.rs"]
-mod w6_pool;
-use w6_pool::W6_pool;
+#[path = "iai/w6_ticket_cells.rs"]
+mod w6_ticket_cells;
+use w6_ticket_cells::W6_ticket_cells;
 #[path = "iai/w7_cache.rs"]
 mod w7_cache;
 use w7_cache::W7_cache_hit;
@@ -41,7 +41,7 @@ main!(
     W8_context,
     W5_ring_spsc,
     W5_ring_mpmc,
-    W6_pool,
+    W6_ticket_cells,
     W7_cache_hit,
     W7_cache_key,
     W9_telemetry,

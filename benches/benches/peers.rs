@@ -12,8 +12,6 @@ mod w3_w4_runtime;
 mod w5_ring_mpmc;
 #[path = "peers/w5_ring_spsc.rs"]
 mod w5_ring_spsc;
-#[path = "peers/w6_pool.rs"]
-mod w6_pool;
 #[path = "peers/w7_cache.rs"]
 mod w7_cache;
 #[path = "peers/w9_telemetry.rs"]
@@ -26,7 +24,6 @@ criterion_group!(
     w1_w2_w8::benches,
     w5_ring_spsc::benches,
     w5_ring_mpmc::benches,
-    w6_pool::benches,
     w7_cache::benches,
     w9_telemetry::benches,
     w10_breaker::benches,

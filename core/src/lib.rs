@@ -1,7 +1,7 @@
 //! flujo-core: the `no_std` heart of flujo-rs.
 //!
-//! A step-graph execution engine's core: lock-free ring buffers, an epoch-reclaimed object
-//! pool and per-run arenas (this crate's foundation), on which the arena-built step graphs,
+//! A step-graph execution engine's core: lock-free ring buffers and per-run arenas (this
+//! crate's foundation), on which the arena-built step graphs,
 //! task policies and the single-thread interpreter stand. The core never reads a clock,
 //! spawns a thread or touches the OS: time comes in as ticks from the caller.
 //!
@@ -22,7 +22,6 @@ pub mod context;
 pub mod graph;
 pub mod interp;
 pub mod policy;
-pub mod pool;
 pub mod ring;
 mod sync;
 pub mod telemetry;

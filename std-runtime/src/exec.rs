@@ -8,14 +8,14 @@
 //! Everything a run does is the core interpreter's ([`Runner::run_in`]); the executor lends it
 //! a [`Host`](flujo_core::interp::Host) that catches panics per attempt, forks fan-outs, and
 //! shares the result cache, and it keeps what the runs did (exact counts, sampled latencies
-//! and spans) per worker for the [`Report`] and the trace.
+//! and spans) per pooled runner for the [`Report`] and the trace.
 //!
 //! [`Runner::run_in`]: flujo_core::interp::Runner::run_in
 
 mod builder;
 mod host;
+mod runner_pool;
 mod tally;
-mod worker;
 
 use std::cell::Cell;
 use std::fmt;
@@ -44,8 +44,8 @@ use crate::Refusal;
 
 pub use builder::ExecutorBuilder;
 use host::{panic_message, CacheBridge, RtHost};
+use runner_pool::{lock, merge_breaker, RunnerPool, Seen};
 use tally::SeenBreaker;
-use worker::{lock, merge_breaker, Seen, Workers};
 
 /// Per-run options of [`Executor::run_with`].
 ///
@@ -337,7 +337,7 @@ struct Job<P, C> {
 struct Inner<P, C> {
     pool: rayon::ThreadPool,
     config: ConfigCell,
-    workers: Workers<P, C>,
+    runners: RunnerPool<P, C>,
     /// The shared result cache (built even when switched off, so switching it on at run
     /// time finds it; sized by the configuration at construction and on `reconfigure`).
     cache: ResultCache<P>,
@@ -369,7 +369,7 @@ struct Inner<P, C> {
     /// Submissions that panicked outside a step (`Release`, see `submitted`).
     panicked_jobs: AtomicU64,
     /// Inline runs that panicked outside a step (their completed ones are counted by
-    /// their worker).
+    /// their pooled runner).
     panicked_inline: AtomicU64,
     /// Submissions handed back at shutdown (`Release`, see `submitted`).
     handed_back: AtomicU64,
@@ -485,7 +485,7 @@ where
                 cells: Cells::new(TICKET_CELLS_KEPT),
                 active: AtomicUsize::new(0),
                 dispatchers,
-                workers: Workers::new(snapshot, generation, dispatchers),
+                runners: RunnerPool::new(snapshot, generation, dispatchers),
                 cache,
                 config: cell,
                 clock,
@@ -532,7 +532,7 @@ where
         let generation = self.inner.config.store(config)?;
         self.inner.cache.set_capacity(entries.max(1), bytes.max(1));
         let (snapshot, generation) = (self.inner.config.load(), generation);
-        self.inner.workers.reconfigure(snapshot, generation);
+        self.inner.runners.reconfigure(snapshot, generation);
         Ok(generation)
     }
 
@@ -563,8 +563,8 @@ where
     }
 
     /// Runs `graph` with `spec`, handing the core's [`RunResult`] (step records included,
-    /// borrowed from the worker) to `f`. If `f` panics, this returns `Err(Panicked)`, but the
-    /// run had ended: the report counts it as completed, with its outcome.
+    /// borrowed from the pooled runner) to `f`. If `f` panics, this returns `Err(Panicked)`,
+    /// but the run had ended: the report counts it as completed, with its outcome.
     pub fn run_with<R>(
         &self,
         graph: &Graph<P, C>,
@@ -701,7 +701,7 @@ where
     ///
     /// Every submission is in it once (see [`Runs`](crate::report::Runs) for the identity,
     /// which holds in every report); a run under way is counted when it ends. It costs one
-    /// short lock per worker (O(workers)) and never waits for a running step: a run holds
+    /// short lock per pooled runner (O(runners)) and never waits for a running step: a run holds
     /// what the report reads only to add to it at its end.
     pub fn report(&self) -> Report {
         self.inner.report()
@@ -712,8 +712,8 @@ where
     pub fn write_trace(&self, w: impl io::Write) -> io::Result<()> {
         let mut trace = TraceWriter::new(1 << 20);
         trace.process_name("flujo");
-        self.inner.workers.each_stats(|id, w| {
-            trace.thread_name(id, format!("flujo worker {id}"));
+        self.inner.runners.each_stats(|id, w| {
+            trace.thread_name(id, format!("flujo runner {id}"));
             for s in w.trace.spans() {
                 trace.span(s.clone());
             }
@@ -748,7 +748,7 @@ where
             .enabled
             .then(|| CacheBridge::new(&self.cache, deadline));
         let host = RtHost {
-            workers: &self.workers,
+            runners: &self.runners,
             pool: &self.pool,
             cutoff: cfg
                 .inline_cutoff
@@ -760,18 +760,18 @@ where
         let counting = cfg.telemetry.level >= TelemetryLevel::Counters;
         let clock = &self.clock;
         let started = clock.now();
-        // Whether the run's end was added to its worker's stats: a panic after that (in `f`)
+        // Whether the run's end was added to its pooled runner's stats: a panic after that (in `f`)
         // must not count the run again, as panicked.
         let mut counted = false;
         let attempt = panic::catch_unwind(AssertUnwindSafe(|| {
-            self.workers.with(|w| {
+            self.runners.with(|w| {
                 let sampled = w.sampled();
                 let opts = RunOptions {
                     deadline,
                     cancel,
                     budget,
                 };
-                // What the report keeps of the run is added to the worker's stats before `f`
+                // What the report keeps of the run is added to the pooled runner's stats before `f`
                 // (user code, for `run_with`) consumes it: the stats are locked only for
                 // that. Both arms read the same clock for every decision; only a sampled run
                 // reads it around every step, for the latencies it records.
@@ -806,7 +806,7 @@ where
         }));
         attempt.map_err(|payload| {
             // Unless `f` panicked after the run was counted, the run ended without an
-            // outcome; either way its worker was freed as the loan unwound.
+            // outcome; either way its pooled runner was freed as the loan unwound.
             if !counted {
                 let count = if inline {
                     &self.panicked_inline
@@ -984,11 +984,11 @@ where
         completer.complete(finished);
     }
 
-    /// See [`Executor::report`]. Built from the workers' collected reports (runs ended,
+    /// See [`Executor::report`]. Built from the pooled runners' collected reports (runs ended,
     /// step counts, latencies, counters, events), with the executor's own counts
     /// (refusals, hand-backs, panics, submissions) and readings set on it. The counts that
     /// end a submission are read before the submissions (each is bumped after its
-    /// submission was counted, and read with `Acquire` or under the worker's lock), so
+    /// submission was counted, and read with `Acquire` or under the pooled runner's lock), so
     /// `in_flight` is never negative.
     fn report(&self) -> Report {
         let rejected = self.rejected.each_ref().map(|c| c.load(Ordering::Acquire));
@@ -996,13 +996,13 @@ where
         let panicked_inline = self.panicked_inline.load(Ordering::Acquire);
         let panicked = self.panicked_jobs.load(Ordering::Acquire) + panicked_inline;
         let wall = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        // Each breaker of the graphs run, once (workers may share one), read exactly.
+        // Each breaker of the graphs run, once (pooled runners may share one), read exactly.
         let mut breakers: Vec<SeenBreaker> = Vec::new();
         let (mut loans, mut inline) = (0u64, panicked_inline);
         let (mut used, mut reserved, mut reserve_max) = (0u64, 0u64, 0u64);
         let mut freed = 0;
         let mut report = None;
-        self.workers.read(|seen| match seen {
+        self.runners.read(|seen| match seen {
             Seen::Live {
                 shared,
                 breakers: met,
@@ -1042,14 +1042,14 @@ where
         runs.in_flight = runs.submitted.saturating_sub(ended);
         report.breakers = breakers.iter().map(breaker_row).collect();
         report.breakers_exact = true;
-        let made = self.workers.made();
-        let idle_max = self.workers.idle_max() as u64;
+        let made = self.runners.made();
+        let idle_max = self.runners.idle_max() as u64;
         report.pool = PoolStats {
-            // Each worker's first loan made it; every later one was a hit.
+            // Each pooled runner's first loan made it; every later one was a hit.
             pool_hits: loans.saturating_sub(made),
             pool_misses: made,
-            pool_live: self.workers.live() as u64,
-            pool_idle: self.workers.idle() as u64,
+            pool_live: self.runners.live() as u64,
+            pool_idle: self.runners.idle() as u64,
             pool_idle_max: idle_max,
             pool_freed: freed,
             arena_bytes_used: used,
@@ -1066,7 +1066,7 @@ where
     }
 }
 
-/// What the report keeps of a run that ended, added to its worker's stats.
+/// What the report keeps of a run that ended, added to its pooled runner's stats.
 struct RunEnd<'g, 'r, P, C> {
     graph: &'g Graph<P, C>,
     r: &'r RunResult<'r, P, C>,
@@ -1081,7 +1081,7 @@ impl<P, C> RunEnd<'_, '_, P, C> {
     /// Adds the run to `stats`: its outcome, counters, dropped records, exact step counts
     /// (when `counting`) and the step latencies of a `sampled` one (through `samples`).
     #[inline]
-    fn add_to(&self, stats: &mut worker::WorkerStats, samples: &mut Vec<(NodeId, u64)>) {
+    fn add_to(&self, stats: &mut runner_pool::RunnerStats, samples: &mut Vec<(NodeId, u64)>) {
         let (graph, r) = (self.graph, self.r);
         stats.report.add_run(r.outcome, self.wall);
         stats.report.add_counters(&r.counters);
@@ -1104,7 +1104,7 @@ impl<P, C> RunEnd<'_, '_, P, C> {
     }
 }
 
-/// The report row of a breaker a worker met: its own counts, exact.
+/// The report row of a breaker a pooled runner met: its own counts, exact.
 fn breaker_row(seen: &SeenBreaker) -> BreakerRow {
     let counts = seen.breaker.transition_counts();
     let step = if seen.shared {
@@ -1137,7 +1137,7 @@ impl Drop for Ending<'_> {
     }
 }
 
-/// Counts every record of a run in the worker's tallies (when `counting`) and keeps the
+/// Counts every record of a run in the pooled runner's tallies (when `counting`) and keeps the
 /// latencies of a `sampled` one (ticks are nanoseconds).
 fn note<P, C>(
     tallies: &mut tally::Tallies,

@@ -215,8 +215,8 @@ pub struct BreakerRow {
 }
 
 /// Object-pool and arena readings, filled by the executor. The pooled objects are the
-/// executor's workers (a runner with its record arena, lent to one run or forked branch at a
-/// time).
+/// executor's pooled runners (a core runner with its record arena, lent to one run or forked
+/// branch at a time), not its worker threads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
@@ -261,7 +261,7 @@ pub struct AdmissionStats {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TelemetryStats {
-    /// Events drained from the workers' sinks and fed in.
+    /// Events drained from the pooled runners' sinks and fed in.
     pub events_recorded: u64,
     /// Events the sinks refused because they were full (exact).
     pub events_dropped: u64,

@@ -11,7 +11,6 @@ use flujo_core::graph::{Graph, GraphError, NodeId, StepError};
 use flujo_core::interp::{ErrorKind, RunError};
 use flujo_core::policy::breaker::{BreakerConfigError, IllegalTransition, Rejected as Refused};
 use flujo_core::policy::{Abort, ErrorClass, RetryPolicyError, UsageDenied};
-use flujo_core::pool::{DuplicatePoolError, HandleLimitError, PoolConfigError};
 use flujo_core::ring::{CapacityError, Full};
 use flujo_runtime::breakers::BreakerError;
 use flujo_runtime::config::duration::ParseDurationError;
@@ -41,9 +40,6 @@ fn every_public_error_type_is_a_std_error() {
     is_std_error::<CapacityError>();
     is_std_error::<Full<u64>>();
     is_std_error::<ArenaError>();
-    is_std_error::<PoolConfigError>();
-    is_std_error::<HandleLimitError>();
-    is_std_error::<DuplicatePoolError>();
     // flujo-runtime
     is_std_error::<RunFailure>();
     is_std_error::<Refusal>();

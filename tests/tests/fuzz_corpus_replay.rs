@@ -58,11 +58,6 @@ fn mpmc_corpus_replays() {
 }
 
 #[test]
-fn pool_corpus_replays() {
-    replay("pool", flujo_core::check::pool::run);
-}
-
-#[test]
 fn priority_queues_corpus_replays() {
     replay("priority_queues", flujo_runtime::check::run);
 }

@@ -210,14 +210,15 @@ fn forked_fan_outs_allocate_nothing_per_run_but_rayons_injector_blocks() {
     };
     (0..64).for_each(run);
     // Measured (debug, 2 workers): nothing per run, but about one allocation per 63 runs,
-    // plus about 10 once if a worker thread needs a worker state of its own for the first
-    // time (at most one per thread: the calling thread and the 2 workers).
+    // plus about 10 once if a thread needs a pooled runner of its own for the first time (at
+    // most one per thread: the calling thread and the 2 workers).
     // - The core reuses a forked fan-out's branch list, cancel flags and record buffers
     //   (the runner's scratch keeps them), so a fork allocates nothing once warm.
     // - The one per 63 runs is rayon's: `ThreadPool::install` from outside the pool pushes
     //   a job into the pool's injector, a crossbeam-deque `Injector` that allocates a block
     //   of 63 slots as its tail moves on.
-    // - A worker state (runner, stacks, report) is made lazily per thread and then reused.
+    // - A pooled runner (core runner, stacks, report) is made lazily per thread and then
+    //   reused.
     let many: u64 = if cfg!(miri) { 3 } else { 630 };
     let states_before = ex.report().pool.pool_misses;
     let n = allocations_everywhere(|| (0..many).for_each(run)) as u64;
@@ -225,7 +226,7 @@ fn forked_fan_outs_allocate_nothing_per_run_but_rayons_injector_blocks() {
     assert!(states_made <= 3, "{states_made}");
     assert!(
         n <= many / 63 + 2 + 32 * states_made,
-        "{n} allocations in {many} forked runs ({states_made} worker states made)"
+        "{n} allocations in {many} forked runs ({states_made} pooled runners made)"
     );
 }
 
@@ -296,7 +297,7 @@ fn a_burst_of_submissions_allocates_per_dispatcher_not_per_submission() {
     let n: u64 = if cfg!(miri) { 20 } else { 2000 };
     let mut tickets = Vec::with_capacity(n as usize);
     // Warm-up: as many tickets alive at once as measured, so the executor's ticket cells,
-    // worker states and report rows are all made.
+    // pooled runners and report rows are all made.
     burst(&ex, &g, n, &mut tickets);
     burst(&ex, &g, n, &mut tickets);
     let states_before = ex.report().pool.pool_misses;
@@ -311,13 +312,13 @@ fn a_burst_of_submissions_allocates_per_dispatcher_not_per_submission() {
     // - rayon's injector (a job spawned from outside the pool) allocates a block of 63 slots
     //   as its tail moves on: at most 1 here;
     // - ticket cells: none, the warm-up left `n` free cells in the executor's pool;
-    // - a worker state (about 10 blocks) if a thread borrows one for the first time: the
+    // - a pooled runner (about 10 blocks) if a thread borrows one for the first time: the
     //   warm-up should have made them, counted in case it did not.
     // Without the reuse it would be at least 2 per submission (a ticket cell and a job).
     assert!(states_made <= 2, "{states_made}");
     assert!(
         allocations as u64 <= threads as u64 + 1 + 16 * states_made,
-        "{allocations} allocations for a burst of {n} submissions ({states_made} worker states made)"
+        "{allocations} allocations for a burst of {n} submissions ({states_made} runners made)"
     );
     let report = ex.report();
     assert_eq!(report.runs.submitted, 3 * n);

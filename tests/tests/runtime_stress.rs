@@ -304,7 +304,7 @@ fn concurrent_faulty_submissions_each_end_exactly_once_and_the_report_agrees() {
         runs.completed + runs.panicked + runs.handed_back + runs.rejected() + runs.in_flight,
         "{runs:?}"
     );
-    // Workers of panicked runs were freed; the idle ones are within the bound.
+    // Pooled runners of panicked runs were freed; the idle ones are within the bound.
     assert!(report.pool.pool_freed >= panicked, "{:?}", report.pool);
     assert!(report.pool.pool_idle <= report.pool.pool_idle_max);
     let c = |k| report.counter(k);

@@ -1,5 +1,4 @@
-//! Per-run scratch memory: [`RunArena`], a byte-limited bump arena on [`bumpalo`], and
-//! [`PresizedBuf`], a `Vec` whose capacity is fixed when it is built.
+//! Per-run scratch memory: [`RunArena`], a byte-limited bump arena on [`bumpalo`].
 //!
 //! # Hazard: values in a `RunArena` are never dropped
 //!
@@ -124,8 +123,6 @@
 //! assert_eq!(arena.chunk_count(), 1); // the pre-sized chunk served every run
 //! ```
 
-mod presized;
-
 use core::alloc::Layout;
 use core::cell::Cell;
 use core::fmt;
@@ -133,8 +130,6 @@ use core::mem::{self, MaybeUninit};
 use core::slice;
 
 use bumpalo::Bump;
-
-pub use presized::PresizedBuf;
 
 /// Slack added to the memory backstop for bumpalo's minimum chunk size and its power-of-two and
 /// page rounding of chunk sizes (see the module docs).
@@ -500,33 +495,6 @@ impl RunArena {
         self.finish(requested_bytes, self.bump.try_alloc_str(src))
     }
 
-    /// Allocates room for `capacity` values and returns an empty [`ArenaVec`] over it.
-    ///
-    /// The whole capacity is counted against the limit now; pushing never allocates.
-    /// `T` must not need dropping (checked at compile time).
-    ///
-    /// # Errors
-    ///
-    /// As [`RunArena::try_alloc`], for `capacity * size_of::<T>()` bytes.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use flujo_core::arena::RunArena;
-    ///
-    /// let arena = RunArena::with_capacity_and_limit(64, 64).unwrap();
-    /// let mut edges = arena.try_alloc_vec::<(u16, u16)>(2).unwrap();
-    /// assert_eq!(edges.push((0, 1)), Ok(()));
-    /// assert_eq!(edges.push((1, 2)), Ok(()));
-    /// assert_eq!(edges.push((2, 3)), Err((2, 3))); // full: the value comes back
-    /// let frozen: &mut [(u16, u16)] = edges.into_slice();
-    /// assert_eq!(frozen, &[(0, 1), (1, 2)]);
-    /// ```
-    pub fn try_alloc_vec<T>(&self, capacity: usize) -> Result<ArenaVec<'_, T>, ArenaError> {
-        let slots = self.try_alloc_uninit_slice(capacity)?;
-        Ok(ArenaVec { slots, len: 0 })
-    }
-
     /// Room for `len` values of `T`, left uninitialized: nothing is written, so the cost
     /// does not grow with `len` (a fill of `MaybeUninit::uninit()` may still copy bytes).
     ///
@@ -612,104 +580,6 @@ const fn assert_no_drop_glue<T>() {
         "RunArena never drops its values, so it rejects types that need drop \
          (see flujo_core::arena)"
     );
-}
-
-/// A vector with a fixed capacity, living in a [`RunArena`] (made by
-/// [`RunArena::try_alloc_vec`]).
-///
-/// Pushing never allocates: a push onto a full vector hands the value back. Like everything in
-/// the arena its values are never dropped, and `T` has no drop glue (checked when it is made).
-pub struct ArenaVec<'a, T> {
-    /// Invariant: `slots[..len]` are initialized, `len <= slots.len()`.
-    slots: &'a mut [MaybeUninit<T>],
-    len: usize,
-}
-
-impl<T: fmt::Debug> fmt::Debug for ArenaVec<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ArenaVec")
-            .field("capacity", &self.capacity())
-            .field("items", &self.as_slice())
-            .finish()
-    }
-}
-
-impl<'a, T> ArenaVec<'a, T> {
-    /// Appends `value`, or hands it back if the vector is full.
-    ///
-    /// # Errors
-    ///
-    /// `Err(value)` when `len() == capacity()`.
-    pub fn push(&mut self, value: T) -> Result<(), T> {
-        match self.slots.get_mut(self.len) {
-            Some(slot) => {
-                slot.write(value);
-                self.len += 1;
-                Ok(())
-            }
-            None => Err(value),
-        }
-    }
-
-    /// Removes and returns the last value, if any.
-    pub fn pop(&mut self) -> Option<T> {
-        let last_index = self.len.checked_sub(1)?;
-        self.len = last_index;
-        // SAFETY: `slots[last_index]` was below `len`, so it is initialized; `len` now excludes
-        // it, so it is read out exactly once.
-        Some(unsafe { self.slots[last_index].assume_init_read() })
-    }
-
-    /// Forgets every value (nothing to drop: `T` has no drop glue). The capacity stays.
-    pub fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    /// Number of values.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether there are no values.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The fixed capacity.
-    pub fn capacity(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// Whether a push would hand its value back.
-    pub fn is_full(&self) -> bool {
-        self.len == self.slots.len()
-    }
-
-    /// The values, in push order.
-    pub fn as_slice(&self) -> &[T] {
-        debug_assert!(self.len <= self.slots.len());
-        // SAFETY: `slots[..len]` are initialized (the type's invariant) and `MaybeUninit<T>`
-        // has the layout of `T`.
-        unsafe { slice::from_raw_parts(self.slots.as_ptr().cast::<T>(), self.len) }
-    }
-
-    /// The values, mutably.
-    pub fn as_mut_slice(&mut self) -> &mut [T] {
-        debug_assert!(self.len <= self.slots.len());
-        // SAFETY: as in `as_slice`; the `&mut self` borrow makes the slice exclusive.
-        unsafe { slice::from_raw_parts_mut(self.slots.as_mut_ptr().cast::<T>(), self.len) }
-    }
-
-    /// Gives up the spare capacity and returns the values as a slice that lives as long as the
-    /// arena borrow.
-    pub fn into_slice(self) -> &'a mut [T] {
-        let (initialized, _spare) = self.slots.split_at_mut(self.len);
-        // SAFETY: `initialized` is `slots[..len]`, which is initialized, and `MaybeUninit<T>`
-        // has the layout of `T`; `self` is consumed, so the slots are borrowed only here.
-        unsafe {
-            slice::from_raw_parts_mut(initialized.as_mut_ptr().cast::<T>(), initialized.len())
-        }
-    }
 }
 
 #[cfg(all(test, not(loom)))]

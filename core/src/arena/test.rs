@@ -1,10 +1,6 @@
 use super::*;
 
 use core::cell::Cell;
-use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::boxed::Box;
-use std::format;
-use std::string::String;
 use std::vec::Vec;
 
 fn arena(capacity_bytes: usize, limit_bytes: usize) -> RunArena {
@@ -193,8 +189,8 @@ fn overflowing_sizes_are_over_the_limit() {
     let arena = arena(0, usize::MAX);
     let huge = arena.try_alloc_slice_fill_with(usize::MAX / 2, |_| 0_u64);
     assert_eq!(huge.err(), Some(limit_exceeded(usize::MAX, usize::MAX, 0)));
-    let vec = arena.try_alloc_vec::<u32>(usize::MAX);
-    assert!(matches!(vec, Err(ArenaError::LimitExceeded { .. })));
+    let uninit = arena.try_alloc_uninit_slice::<u32>(usize::MAX);
+    assert!(matches!(uninit, Err(ArenaError::LimitExceeded { .. })));
     // Within an unbounded limit but not a valid layout: reported, not aborted.
     let too_big = arena.try_alloc_slice_fill_with(usize::MAX / 8, |_| 0_u64);
     assert_eq!(
@@ -350,11 +346,8 @@ fn zero_sized_values_cost_nothing_and_are_aligned() {
     }
     let empty = arena.try_alloc_slice_fill_with(count, |_| ()).unwrap();
     assert_eq!(empty.len(), count);
-    let mut vec = arena.try_alloc_vec::<()>(3).unwrap();
-    assert_eq!(
-        (vec.push(()), vec.push(()), vec.push(()), vec.push(())),
-        (Ok(()), Ok(()), Ok(()), Err(()))
-    );
+    let units = arena.try_alloc_uninit_slice::<()>(3).unwrap();
+    assert_eq!(units.len(), 3);
     assert_eq!(arena.allocated_bytes(), 0);
     assert_eq!(arena.chunk_count(), 0);
 }
@@ -466,123 +459,4 @@ fn arena_is_send() {
     .join()
     .unwrap();
     assert_eq!(moved, (Ok(42), 4));
-}
-
-// ---------------------------------------------------------------------------------------------
-// ArenaVec
-
-#[test]
-fn arena_vec_fills_hands_back_and_freezes() {
-    let arena = arena(0, 64);
-    let mut vec = arena.try_alloc_vec::<u32>(4).unwrap();
-    assert_eq!(arena.allocated_bytes(), 16);
-    assert!(vec.is_empty() && !vec.is_full());
-    for i in 0..4 {
-        assert_eq!(vec.push(i * 10), Ok(()));
-    }
-    assert!(vec.is_full());
-    assert_eq!(vec.push(99), Err(99));
-    assert_eq!(vec.as_slice(), &[0, 10, 20, 30]);
-    assert_eq!(vec.pop(), Some(30));
-    vec.as_mut_slice()[0] = 5;
-    assert_eq!(vec.push(40), Ok(()));
-    assert_eq!(vec.len(), 4);
-    assert_eq!(
-        format!("{vec:?}"),
-        "ArenaVec { capacity: 4, items: [5, 10, 20, 40] }"
-    );
-    vec.clear();
-    assert_eq!((vec.len(), vec.capacity(), vec.pop()), (0, 4, None));
-    assert_eq!(vec.push(7), Ok(()));
-    let frozen = vec.into_slice();
-    assert_eq!(frozen, &mut [7]);
-    // Pushing never allocated: only the capacity was counted.
-    assert_eq!(arena.allocated_bytes(), 16);
-    assert_eq!(
-        arena.try_alloc_vec::<u64>(7).err(),
-        Some(limit_exceeded(56, 64, 16))
-    );
-}
-
-#[test]
-fn arena_vec_of_capacity_zero_is_always_full() {
-    let arena = arena(0, 0);
-    let mut vec = arena.try_alloc_vec::<u64>(0).unwrap();
-    assert!(vec.is_full());
-    assert_eq!(vec.push(1), Err(1));
-    assert_eq!(vec.into_slice(), &mut []);
-}
-
-// ---------------------------------------------------------------------------------------------
-// PresizedBuf
-
-#[test]
-fn presized_buf_hands_back_when_full_and_never_reallocates() {
-    let mut buf = PresizedBuf::with_capacity(3);
-    let data_ptr = buf.as_ptr();
-    let runs = if cfg!(miri) { 5 } else { 1000 };
-    for run in 0..runs {
-        for i in 0..3 {
-            assert_eq!(buf.push(run * 3 + i), Ok(()));
-        }
-        assert!(buf.is_full());
-        assert_eq!(buf.push(-1), Err(-1));
-        assert_eq!(&buf[..], &[run * 3, run * 3 + 1, run * 3 + 2]);
-        assert_eq!(buf.as_ptr(), data_ptr, "the buffer moved");
-        buf.clear();
-        assert!(buf.is_empty());
-    }
-    assert_eq!(buf.capacity(), 3);
-}
-
-#[test]
-fn presized_buf_drops_its_values_exactly_once() {
-    static DROPS: AtomicUsize = AtomicUsize::new(0);
-    #[derive(Debug)]
-    struct Counted(#[allow(dead_code)] u32);
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            DROPS.fetch_add(1, Relaxed);
-        }
-    }
-
-    let mut buf = PresizedBuf::with_capacity(4);
-    for i in 0..4 {
-        buf.push(Counted(i)).unwrap();
-    }
-    let rejected = buf.push(Counted(99)).unwrap_err();
-    assert_eq!(
-        DROPS.load(Relaxed),
-        0,
-        "a rejected value is handed back, not dropped"
-    );
-    drop(rejected);
-    assert_eq!(DROPS.load(Relaxed), 1);
-    drop(buf.pop());
-    assert_eq!(DROPS.load(Relaxed), 2);
-    buf.clear();
-    assert_eq!(DROPS.load(Relaxed), 5);
-    for i in 0..2 {
-        buf.push(Counted(i)).unwrap();
-    }
-    drop(buf);
-    assert_eq!(DROPS.load(Relaxed), 7);
-}
-
-#[test]
-fn presized_buf_of_boxes_and_zero_sized_values() {
-    let mut boxes = PresizedBuf::try_with_capacity(2).unwrap();
-    boxes.push(Box::new(String::from("a"))).unwrap();
-    boxes.as_mut_slice()[0].push('b');
-    assert_eq!(boxes.as_slice()[0].as_str(), "ab");
-    assert!(format!("{boxes:?}").starts_with("PresizedBuf { capacity: 2"));
-
-    let mut units = PresizedBuf::with_capacity(2);
-    assert_eq!(
-        (units.push(()), units.push(()), units.push(())),
-        (Ok(()), Ok(()), Err(()))
-    );
-    assert_eq!(units.len(), 2);
-
-    assert!(PresizedBuf::<u64>::try_with_capacity(usize::MAX).is_err());
 }

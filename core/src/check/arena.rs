@@ -1,5 +1,5 @@
 //! Differential program for [`RunArena`]: a byte string decodes into an arena configuration
-//! and a program of allocations, rewrites, vector operations, stats checks and resets, run
+//! and a program of allocations, rewrites, stats checks and resets, run
 //! against the arena and a model that only sums requested bytes against the limit.
 //!
 //! After every operation the contents and alignment of every live allocation are checked
@@ -13,7 +13,9 @@
 use alloc::vec::Vec;
 
 use super::Bytes;
-use crate::arena::{ArenaError, ArenaStats, ArenaVec, RunArena};
+use core::mem::MaybeUninit;
+
+use crate::arena::{ArenaError, ArenaStats, RunArena};
 
 /// Most operations decoded from one input, to keep an input's run time bounded.
 const OPS_MAX: usize = 256;
@@ -96,9 +98,11 @@ enum Live<'a> {
         slot: &'a mut str,
         index: usize,
     },
-    Vec {
-        vec: ArenaVec<'a, u32>,
-        model: Vec<u32>,
+    /// Room from `try_alloc_uninit_slice` (how a runner takes its record buffer): `seed`
+    /// `Some` when every slot was written with the pattern, `None` when left uninitialized.
+    Uninit {
+        slot: &'a mut [MaybeUninit<u32>],
+        seed: Option<u8>,
     },
 }
 
@@ -123,9 +127,16 @@ impl Live<'_> {
                 }
             }
             Live::Text { slot, index } => assert_eq!(&**slot, TEXTS[*index]),
-            Live::Vec { vec, model } => {
-                assert_eq!(vec.as_slice(), model.as_slice());
-                assert_eq!(vec.is_full(), vec.len() == vec.capacity());
+            Live::Uninit { slot, seed } => {
+                assert_eq!(slot.as_ptr() as usize % core::mem::align_of::<u32>(), 0);
+                if let Some(seed) = *seed {
+                    for (i, word) in slot.iter().enumerate() {
+                        // SAFETY: `seed` is `Some` only once every slot has been written
+                        // (`fill_uninit`), and nothing de-initializes a slot.
+                        let word = unsafe { word.assume_init_read() };
+                        assert_eq!(word, uninit_pattern(seed, i));
+                    }
+                }
             }
         }
     }
@@ -156,16 +167,9 @@ impl Live<'_> {
                 slot.make_ascii_lowercase();
                 assert_eq!(&**slot, TEXTS[*index]);
             }
-            Live::Vec { vec, model } => {
-                for (i, (value, expected)) in vec
-                    .as_mut_slice()
-                    .iter_mut()
-                    .zip(model.iter_mut())
-                    .enumerate()
-                {
-                    *value = u32::from(new_seed) << 16 | i as u32;
-                    *expected = *value;
-                }
+            Live::Uninit { slot, seed } => {
+                fill_uninit(slot, new_seed);
+                *seed = Some(new_seed);
             }
         }
     }
@@ -177,7 +181,7 @@ impl Live<'_> {
             Live::Words { slot, .. } => (slot.as_ptr() as usize, core::mem::size_of_val(*slot)),
             Live::Wide { slot, .. } => (*slot as *const Wide as usize, 64),
             Live::Text { slot, .. } => (slot.as_ptr() as usize, slot.len()),
-            Live::Vec { vec, .. } => (vec.as_slice().as_ptr() as usize, vec.capacity() * 4),
+            Live::Uninit { slot, .. } => (slot.as_ptr() as usize, slot.len() * 4),
         };
         (len > 0).then_some((start, start + len))
     }
@@ -284,54 +288,23 @@ fn run_epoch(arena: &RunArena, model: &mut Model, input: &mut Bytes<'_>, ops_lef
                 let aligned = model.expect(0, arena.try_alloc(AlignedZst)).expect("zst");
                 assert_eq!(aligned as *mut AlignedZst as usize % 128, 0);
             }
-            5 => {
-                let capacity = usize::from(argument % 32);
-                let pushes = usize::from(op >> 4) * 3;
-                if let Some(mut vec) =
-                    model.expect(capacity * 4, arena.try_alloc_vec::<u32>(capacity))
-                {
-                    let mut expected = Vec::new();
-                    for i in 0..pushes {
-                        let value = u32::from(seed) << 16 | i as u32;
-                        if expected.len() < capacity {
-                            assert_eq!(vec.push(value), Ok(()));
-                            expected.push(value);
-                        } else {
-                            assert_eq!(vec.push(value), Err(value));
-                        }
-                    }
-                    live.push(Live::Vec {
-                        vec,
-                        model: expected,
+            5 | 7 => {
+                // Uninitialized room: filled with the pattern (op 5) or left as it is (op 7,
+                // whose contents nothing may read).
+                let len = usize::from(argument % 32);
+                let result = arena.try_alloc_uninit_slice::<u32>(len);
+                if let Some(slot) = model.expect(len * 4, result) {
+                    let seed = (op % 10 == 5).then(|| {
+                        fill_uninit(slot, seed);
+                        seed
                     });
+                    live.push(Live::Uninit { slot, seed });
                 }
             }
             6 => {
                 if !live.is_empty() {
                     let index = usize::from(argument) % live.len();
                     live[index].rewrite(seed);
-                }
-            }
-            7 => {
-                // Push or pop on a live vector (never allocates).
-                let vectors = live.iter_mut().filter_map(|l| match l {
-                    Live::Vec { vec, model } => Some((vec, model)),
-                    _ => None,
-                });
-                if let Some((vec, model)) = vectors.last() {
-                    if argument.is_multiple_of(2) {
-                        assert_eq!(vec.pop(), model.pop());
-                    } else {
-                        let value = u32::from(argument) << 8;
-                        let full = model.len() == vec.capacity();
-                        let pushed = vec.push(value);
-                        if full {
-                            assert_eq!(pushed, Err(value));
-                        } else {
-                            assert_eq!(pushed, Ok(()));
-                            model.push(value);
-                        }
-                    }
                 }
             }
             8 => {
@@ -343,6 +316,18 @@ fn run_epoch(arena: &RunArena, model: &mut Model, input: &mut Bytes<'_>, ops_lef
         for allocation in &live {
             allocation.check();
         }
+    }
+}
+
+/// The word an uninitialized slot `i` is filled with for `seed`.
+fn uninit_pattern(seed: u8, i: usize) -> u32 {
+    u32::from(seed) << 16 | i as u32
+}
+
+/// Writes every slot of `slot` with [`uninit_pattern`].
+fn fill_uninit(slot: &mut [MaybeUninit<u32>], seed: u8) {
+    for (i, word) in slot.iter_mut().enumerate() {
+        word.write(uninit_pattern(seed, i));
     }
 }
 

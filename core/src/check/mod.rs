@@ -12,7 +12,6 @@ pub mod fixed_cache;
 pub mod graph;
 pub mod histogram;
 pub mod mpmc;
-pub mod pool;
 pub mod spsc;
 
 /// Reads a program's bytes one at a time. Past the end, [`Bytes::next`] reads 0 (so every

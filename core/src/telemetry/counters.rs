@@ -1,16 +1,8 @@
-//! Exact per-run counters: a fixed set of named `u64` counts, plain ([`Counters`]) or shared
-//! between threads ([`AtomicCounters`]).
+//! Exact per-run counters: a fixed set of named `u64` counts ([`Counters`]).
 //!
 //! Counts are exact: sampling never applies to them (see [`Sampler`](super::Sampler)).
 
 use core::fmt;
-
-use crate::sync::Ordering;
-
-#[cfg(any(loom, target_has_atomic = "64"))]
-use crate::sync::AtomicU64 as AtomicCount;
-#[cfg(not(any(loom, target_has_atomic = "64")))]
-use crate::sync::AtomicUsize as AtomicCount;
 
 use super::event::{BreakerState, Event, EventKind, StepOutcome};
 
@@ -200,105 +192,5 @@ impl fmt::Debug for Counters {
             map.entry(&counter.name(), &value);
         }
         map.finish()
-    }
-}
-
-/// [`Counters`] shared between threads: each update is one relaxed `fetch_add`.
-///
-/// Every update is counted exactly once (atomic read-modify-write); relaxed ordering means a
-/// [`snapshot`](Self::snapshot) taken while others update sees each counter at some value it
-/// held, not one consistent instant across counters. Join the updating threads first for an
-/// exact total, or use [`take`](Self::take) to drain into a [`Counters`] periodically.
-///
-/// On targets without 64-bit atomics (`thumbv7em`) the cells are `usize` and wrap after
-/// `2^32` updates: drain them with [`take`](Self::take) more often than that to stay exact.
-///
-/// # Examples
-///
-/// ```
-/// use flujo_core::telemetry::{AtomicCounters, Counter};
-///
-/// let shared = AtomicCounters::new();
-/// std::thread::scope(|s| {
-///     for _ in 0..4 {
-///         s.spawn(|| {
-///             for _ in 0..1000 {
-///                 shared.increment(Counter::StepsRun);
-///             }
-///         });
-///     }
-/// });
-/// assert_eq!(shared.snapshot().get(Counter::StepsRun), 4000);
-/// ```
-pub struct AtomicCounters {
-    /// One cell per counter. Written by any thread with relaxed `fetch_add` / `swap`; relaxed
-    /// is enough because no other memory is published through a count.
-    values: [AtomicCount; Counter::COUNT],
-}
-
-impl AtomicCounters {
-    /// All counters at zero.
-    pub fn new() -> Self {
-        Self {
-            values: core::array::from_fn(|_| AtomicCount::new(0)),
-        }
-    }
-
-    /// Adds one to `counter`.
-    #[inline]
-    pub fn increment(&self, counter: Counter) {
-        self.add_n(counter, 1);
-    }
-
-    /// Adds `n` to `counter` (wrapping in the cell's width).
-    #[inline]
-    pub fn add_n(&self, counter: Counter, n: u64) {
-        // On 32-bit cells the truncation is the documented wrap.
-        self.values[counter.index()].fetch_add(n as _, Ordering::Relaxed);
-    }
-
-    /// Adds every count of `counters` (for example one thread's plain counters).
-    pub fn add(&self, counters: &Counters) {
-        for (counter, value) in counters.iter() {
-            if value != 0 {
-                self.add_n(counter, value);
-            }
-        }
-    }
-
-    /// The current values.
-    // The cast is a no-op where cells are `u64`; it widens `usize` cells on 32-bit targets.
-    #[allow(clippy::unnecessary_cast)]
-    pub fn snapshot(&self) -> Counters {
-        let mut counters = Counters::new();
-        for (value, cell) in counters.values.iter_mut().zip(&self.values) {
-            *value = cell.load(Ordering::Relaxed) as u64;
-        }
-        counters
-    }
-
-    /// The current values, setting each cell to zero in the same atomic step, so that no
-    /// update is lost or counted twice across takes.
-    #[allow(clippy::unnecessary_cast)] // As in `snapshot`.
-    pub fn take(&self) -> Counters {
-        let mut counters = Counters::new();
-        for (value, cell) in counters.values.iter_mut().zip(&self.values) {
-            *value = cell.swap(0, Ordering::Relaxed) as u64;
-        }
-        counters
-    }
-}
-
-impl Default for AtomicCounters {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Debug for AtomicCounters {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("AtomicCounters")
-            .field(&self.snapshot())
-            .finish()
     }
 }

@@ -6,29 +6,24 @@
 //! - [`Histogram`]: HdrHistogram-style log-linear buckets over the whole `u64` range, record
 //!   in a few instructions, p50/p95/p99/p99.9 in one pass, mergeable; every reported quantile
 //!   is within `1/256` of the exact one (see [`histogram`]).
-//! - [`Counters`] / [`AtomicCounters`]: a fixed set of named counts. **Counters are exact:
+//! - [`Counters`]: a fixed set of named counts. **Counters are exact:
 //!   sampling never applies to them.**
 //! - [`Event`] / [`EventSink`]: small `Copy` events offered to a sink that may refuse them
 //!   when full and then counts the drop exactly ([`NullSink`], [`VecSink`], [`RingSink`]).
 //! - [`Sampler`]: 1-in-N span sampling by counter or seeded hash, thinning events and
 //!   histogram samples.
-//! - [`Recorder`]: the bundle of the above that applies the sampling rule.
 
 pub mod counters;
 pub mod event;
 pub mod histogram;
-pub mod recorder;
 pub mod sampler;
 
-#[cfg(all(test, loom))]
-mod loom_test;
 #[cfg(all(test, not(loom)))]
 mod test;
 
-pub use counters::{AtomicCounters, Counter, Counters};
+pub use counters::{Counter, Counters};
 pub use event::{
     BreakerState, Event, EventKind, EventSink, NullSink, RingSink, StepOutcome, TryPush, VecSink,
 };
 pub use histogram::{Bucket, Histogram, Percentiles};
-pub use recorder::Recorder;
 pub use sampler::Sampler;

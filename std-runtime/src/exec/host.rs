@@ -12,12 +12,12 @@ use flujo_core::graph::{Clock, NodeId, StepError};
 use flujo_core::interp::{Branch, Fan, Host, SharedCache};
 use flujo_core::policy::ErrorClass;
 
-use super::worker::{lock, Workers};
+use super::runner_pool::{lock, RunnerPool};
 use crate::cache::{Flight, Lookup, ResultCache};
 
 /// What one run lends the interpreter.
 pub(crate) struct RtHost<'a, P, C> {
-    pub(crate) workers: &'a Workers<P, C>,
+    pub(crate) runners: &'a RunnerPool<P, C>,
     pub(crate) pool: &'a rayon::ThreadPool,
     /// Fan-outs whose cost is at most this run inline (`None`: every fan-out forks).
     pub(crate) cutoff: Option<u32>,
@@ -64,7 +64,7 @@ where
     fn fork(&self, max_width: usize, fan: &Fan<'_, P, C, K, Self>, branches: &mut [Branch<P, C>]) {
         let mut run_all = || {
             for wave in branches.chunks_mut(max_width.max(1)) {
-                each_in_parallel(wave, &|b| self.workers.with(|w| fan.run(b, &mut w.runner)));
+                each_in_parallel(wave, &|b| self.runners.with(|w| fan.run(b, &mut w.runner)));
             }
         };
         if self.pool.current_thread_index().is_some() {

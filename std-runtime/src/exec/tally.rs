@@ -1,4 +1,4 @@
-//! Exact per-step counts, kept by each worker from every record of every run (the report's
+//! Exact per-step counts, kept by each pooled runner from every record of every run (the report's
 //! step rows): a few instructions per record, through a dense node index per graph.
 
 use std::sync::Arc;
@@ -9,22 +9,22 @@ use flujo_core::policy::Breaker;
 
 use crate::report::{StepRow, OTHER_STEPS};
 
-/// Distinct steps a worker counts apart; the rest share the row [`OTHER_STEPS`].
+/// Distinct steps a pooled runner counts apart; the rest share the row [`OTHER_STEPS`].
 const MAX_STEPS: usize = 4096;
 
-/// Graphs a worker keeps a node index for (the most recently run first).
+/// Graphs a pooled runner keeps a node index for (the most recently run first).
 const MAX_GRAPHS: usize = 8;
 
 /// Nodes a graph's index covers; the nodes past it count in [`OTHER_STEPS`].
 const MAX_INDEXED_NODES: usize = 1 << 20;
 
-/// Distinct circuit breakers a worker keeps for the report; later ones are not reported.
+/// Distinct circuit breakers a pooled runner keeps for the report; later ones are not reported.
 const MAX_BREAKERS: usize = 256;
 
 /// No row yet.
 const NONE: u32 = u32::MAX;
 
-/// A circuit breaker met in a graph a worker ran, kept so the report can read its own
+/// A circuit breaker met in a graph a pooled runner ran, kept so the report can read its own
 /// (exact) counts.
 #[derive(Clone)]
 pub(crate) struct SeenBreaker {
@@ -36,7 +36,7 @@ pub(crate) struct SeenBreaker {
     pub(crate) shared: bool,
 }
 
-/// Exact counts per step of the runs one worker made.
+/// Exact counts per step of the runs one pooled runner made.
 #[derive(Default)]
 pub(crate) struct Tallies {
     /// Per graph id, node index -> row (`NONE`: not seen yet); most recent first.
@@ -129,7 +129,7 @@ impl Tallies {
         }
     }
 
-    /// Keeps the breakers of `graph` not seen yet (a graph is indexed when a worker first
+    /// Keeps the breakers of `graph` not seen yet (a graph is indexed when a pooled runner first
     /// runs it, or again after its index was dropped).
     #[cold]
     fn see_breakers<P, C>(&mut self, graph: &Graph<P, C>) {

@@ -283,7 +283,7 @@ fn pool_counts_are_loans_and_survive_a_reconfiguration() {
         (pool.pool_misses, pool.pool_hits, pool.pool_idle),
         (1, 9, 1)
     );
-    // A new configuration rebuilds the worker in place on its next loan, keeping its counts.
+    // A new configuration rebuilds the pooled runner in place on its next loan, keeping its counts.
     ex.reconfigure(OptimizationConfig::throughput()).unwrap();
     ex.run(&g, 0, ()).unwrap();
     let report = ex.report();
@@ -664,7 +664,7 @@ fn reducer_panics() -> Arc<Graph<u64, ()>> {
 }
 
 #[test]
-fn a_run_panicking_outside_a_step_is_counted_and_frees_its_worker() {
+fn a_run_panicking_outside_a_step_is_counted_and_frees_its_pooled_runner() {
     quiet_injected_panics();
     for workers in [1, 2] {
         let ex = Executor::new(forking(workers)).unwrap();
@@ -701,7 +701,7 @@ fn a_run_panicking_outside_a_step_is_counted_and_frees_its_worker() {
             (1 + 4, 1 + 8, 2)
         );
         assert_eq!(runs.submitted, 12 + 2);
-        // A panicked run's worker is freed, not lent again; its counts stay.
+        // A panicked run's pooled runner is freed, not lent again; its counts stay.
         assert!(report.pool.pool_freed >= 5, "{:?}", report.pool);
         // The step records of a panicked run unwind with it: the steps count the runs ended.
         assert_eq!(report.step("a").map(|s| s.executions), Some(9));
@@ -709,7 +709,7 @@ fn a_run_panicking_outside_a_step_is_counted_and_frees_its_worker() {
 }
 
 #[test]
-fn idle_workers_past_the_bound_are_freed_after_a_forked_burst_and_keep_their_counts() {
+fn idle_pooled_runners_past_the_bound_are_freed_after_a_forked_burst_and_keep_their_counts() {
     const CALLERS: usize = 16;
     const ROUNDS: u64 = 3;
     let (started, gate) = (
@@ -717,7 +717,7 @@ fn idle_workers_past_the_bound_are_freed_after_a_forked_burst_and_keep_their_cou
         Arc::new(std::sync::atomic::AtomicBool::new(false)),
     );
     let (seen, open) = (Arc::clone(&started), Arc::clone(&gate));
-    // Each run holds its worker at the gate, then forks two branches on the pool.
+    // Each run holds its pooled runner at the gate, then forks two branches on the pool.
     let g = Arc::new(
         Graph::<u64, ()>::build(move |b| {
             let (seen, open) = (Arc::clone(&seen), Arc::clone(&open));
@@ -761,7 +761,7 @@ fn idle_workers_past_the_bound_are_freed_after_a_forked_burst_and_keep_their_cou
             );
             std::thread::yield_now();
         }
-        // Every caller holds a worker at the gate: more live workers than the idle bound.
+        // Every caller holds a pooled runner at the gate: more live runners than the idle bound.
         let during = ex.report().pool;
         assert!(during.pool_live >= CALLERS as u64, "{during:?}");
         peak_reserved = peak_reserved.max(during.arena_bytes_reserved);
@@ -786,7 +786,7 @@ fn idle_workers_past_the_bound_are_freed_after_a_forked_burst_and_keep_their_cou
             pool.arena_bytes_reserved <= pool.arena_bytes_reserved_idle_max,
             "{pool:?}"
         );
-        // Freed workers' counts are kept: every run and step of every round.
+        // Freed pooled runners' counts are kept: every run and step of every round.
         let runs = (round + 1) * CALLERS as u64;
         assert_eq!((after.runs.completed, after.runs.inline), (runs, runs));
         assert_eq!(after.runs.submitted, runs);

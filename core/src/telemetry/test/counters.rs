@@ -1,9 +1,7 @@
 use std::collections::BTreeSet;
 
 use super::Rng;
-use crate::telemetry::{
-    AtomicCounters, BreakerState, Counter, Counters, Event, EventKind, StepOutcome,
-};
+use crate::telemetry::{BreakerState, Counter, Counters, Event, EventKind, StepOutcome};
 
 #[test]
 fn counters_are_exact_against_a_model() {
@@ -134,69 +132,4 @@ fn events_map_to_counters_table() {
             assert_eq!(counters.get(counter), 1, "{kind:?}");
         }
     }
-}
-
-#[test]
-fn atomic_counters_are_exact_across_threads() {
-    const THREADS: u64 = 4;
-    let per_thread: u64 = if cfg!(miri) { 20 } else { 20_000 };
-    let shared = AtomicCounters::new();
-    std::thread::scope(|s| {
-        for t in 0..THREADS {
-            let shared = &shared;
-            s.spawn(move || {
-                for i in 0..per_thread {
-                    shared.increment(Counter::StepsRun);
-                    shared.add_n(Counter::CacheHits, t + 1);
-                    if i % 2 == 0 {
-                        shared.increment(Counter::Retries);
-                    }
-                }
-            });
-        }
-    });
-    let snapshot = shared.snapshot();
-    assert_eq!(snapshot.get(Counter::StepsRun), THREADS * per_thread);
-    assert_eq!(
-        snapshot.get(Counter::CacheHits),
-        per_thread * (1 + 2 + 3 + 4)
-    );
-    assert_eq!(
-        snapshot.get(Counter::Retries),
-        THREADS * per_thread.div_ceil(2)
-    );
-    assert_eq!(snapshot.get(Counter::StepsFailed), 0);
-}
-
-#[test]
-fn take_conserves_counts_while_others_update() {
-    let per_thread: u64 = if cfg!(miri) { 30 } else { 50_000 };
-    let shared = AtomicCounters::new();
-    let mut taken = Counters::new();
-    std::thread::scope(|s| {
-        let writer = s.spawn(|| {
-            for _ in 0..per_thread {
-                shared.increment(Counter::CacheMisses);
-            }
-        });
-        while !writer.is_finished() {
-            taken.add(&shared.take());
-        }
-    });
-    taken.add(&shared.take());
-    assert_eq!(taken.get(Counter::CacheMisses), per_thread);
-    assert_eq!(shared.snapshot(), Counters::new());
-}
-
-#[test]
-fn atomic_add_of_plain_counters() {
-    let mut local = Counters::new();
-    local.add_n(Counter::FallbacksUsed, 7);
-    local.increment(Counter::UsageDenials);
-    let shared = AtomicCounters::default();
-    shared.add(&local);
-    shared.add(&local);
-    let mut twice = local;
-    twice.add(&local);
-    assert_eq!(shared.snapshot(), twice);
 }

@@ -1,21 +1,26 @@
-//! Workers: a runner (scratch, record arena, telemetry ring) lent to one run or forked branch
-//! at a time from a bounded lock-free free list, and, apart from it, what its runs did.
+//! The runner pool: pooled runners (a core `Runner` with its scratch, record arena and
+//! telemetry ring) lent to one run or forked branch at a time from a bounded lock-free free
+//! list, and, apart from each, what its runs did.
+//!
+//! Words: a *worker* is a thread (`OptimizationConfig::workers` of them in the rayon pool); a
+//! [`PooledRunner`] is what a run borrows, on whatever thread it runs. A forked run on one
+//! worker thread can hold several pooled runners at once.
 //!
 //! The split is what lets [`Executor::report`](super::Executor::report) never wait for a
-//! step: the runner is owned by whoever holds the worker (no lock), and what a report reads
-//! (the worker's [`WorkerStats`]) is behind its own mutex, which a run takes only at its end
+//! step: the runner is owned by whoever borrowed it (no lock), and what a report reads
+//! (the runner's [`RunnerStats`]) is behind its own mutex, which a run takes only at its end
 //! to add what it did, and a report takes to read it. The arena readings and the loan count
 //! are single-writer atomics beside it.
 //!
-//! A report holds a worker's lock only for a few swaps and copies, so a run ending meanwhile
-//! waits microseconds: it swaps the worker's [`ReportBuilder`] (what its runs added since the
+//! A report holds a runner's lock only for a few swaps and copies, so a run ending meanwhile
+//! waits microseconds: it swaps the runner's [`ReportBuilder`] (what its runs added since the
 //! last report, latency histograms included) for a cleared spare, and takes the exact step
 //! counts made since; the merging (tens of KiB per histogram) happens after, outside every
-//! worker's lock, into the collected totals, from which the report is built.
+//! runner's lock, into the collected totals, from which the report is built.
 //!
-//! Idle workers are bounded: at most [`Workers::idle_max`] wait in the free list, and one
+//! Idle runners are bounded: at most [`RunnerPool::idle_max`] wait in the free list, and one
 //! given back past that is freed, its counts merged into the retired totals first (as an
-//! unpooled worker's are), so the report loses nothing and the arena they reserve is bounded.
+//! unpooled runner's are), so the report loses nothing and the arena they reserve is bounded.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -32,31 +37,31 @@ use crate::trace::{spans_from_events, TraceWriter};
 
 use super::tally::{SeenBreaker, Tallies};
 
-/// The sink of a worker's runner: the producer end of its event ring.
+/// The sink of a pooled runner's core runner: the producer end of its event ring.
 pub(crate) type EventRing = RingSink<spsc::Producer<Event>>;
 
-/// Spans kept per worker for the trace export.
+/// Spans kept per runner for the trace export.
 const MAX_SPANS: usize = 8192;
 
-/// Idle workers kept beyond two per pool thread (see [`idle_max`]).
+/// Idle runners kept beyond two per pool thread (see [`idle_max`]).
 const IDLE_SPARE: usize = 4;
 
-/// The most idle workers an executor on `threads` pool threads keeps: a power of two (the
+/// The most idle runners an executor on `threads` pool threads keeps: a power of two (the
 /// free ring's capacity, so a full ring is the bound) of at least `2 * threads + 4`.
 ///
-/// Why that many: a run holds its worker while it waits for a forked fan-out, and each
+/// Why that many: a run holds its runner while it waits for a forked fan-out, and each
 /// branch running meanwhile holds one too, so with `threads` pool threads a forked run needs
-/// up to `threads` workers beyond its own; a pool thread waiting in a fork may take another
-/// submission (nesting once more), and callers outside the pool run inline with a worker of
+/// up to `threads` runners beyond its own; a pool thread waiting in a fork may take another
+/// submission (nesting once more), and callers outside the pool run inline with a runner of
 /// their own. Two per thread covers one level of that nesting on every thread, the spare few
-/// the callers; deeper bursts make workers that are freed when they are given back.
+/// the callers; deeper bursts make runners that are freed when they are given back.
 pub(crate) fn idle_max(threads: usize) -> usize {
     (2 * threads.max(1) + IDLE_SPARE).next_power_of_two()
 }
 
-/// What a worker's runs did, read by reports: a run adds to it at its end (briefly, under
+/// What a runner's runs did, read by reports: a run adds to it at its end (briefly, under
 /// [`Shared::stats`]), never while a step runs.
-pub(crate) struct WorkerStats {
+pub(crate) struct RunnerStats {
     /// Exact run counts, sampled latencies, drained events.
     pub(crate) report: ReportBuilder,
     /// Exact per-step counts (telemetry level `counters` and up).
@@ -68,19 +73,19 @@ pub(crate) struct WorkerStats {
     pub(crate) inline_runs: u64,
 }
 
-/// The part of a worker that reports read: its stats, its loan count and arena readings.
+/// The part of a runner that reports read: its stats, its loan count and arena readings.
 pub(crate) struct Shared {
     /// The id named in traces.
     pub(crate) id: u32,
     /// Taken by a run at its end and by reports; held for a few additions, never across a
     /// step or user code.
-    pub(crate) stats: Mutex<WorkerStats>,
-    /// Times the worker was lent (runs and forked branches). Written only by the worker's
+    pub(crate) stats: Mutex<RunnerStats>,
+    /// Times the runner was lent (runs and forked branches). Written only by the runner's
     /// holder (a load and a store, `Relaxed`: the free ring's hand-over orders successive
     /// holders), read by reports; only grows.
     loans: AtomicU64,
     /// Bytes its arena handed out in its last loan, stored by the holder as it gives the
-    /// worker back (`Relaxed`: a reading, exact when no loan is under way).
+    /// runner back (`Relaxed`: a reading, exact when no loan is under way).
     arena_used_bytes: AtomicU64,
     /// Bytes its arena reserves, stored when the runner is built.
     arena_reserved_bytes: AtomicU64,
@@ -104,9 +109,9 @@ impl Shared {
     }
 }
 
-/// A runner and its scratch. Owned by one run (or forked branch) at a time; what its runs did
-/// goes to `shared`.
-pub(crate) struct Worker<P, C> {
+/// A pooled runner: a core runner and its scratch. Owned by one run (or forked branch) at a
+/// time; what its runs did goes to `shared`.
+pub(crate) struct PooledRunner<P, C> {
     /// The configuration generation the runner was built for.
     generation: u64,
     pub(crate) runner: Runner<P, C, EventRing>,
@@ -114,7 +119,7 @@ pub(crate) struct Worker<P, C> {
     events: Option<spsc::Consumer<Event>>,
     /// The step latencies of the run under way, when it is sampled (reused).
     pub(crate) samples: Vec<(NodeId, u64)>,
-    /// Runs started on this worker (to sample one in `sample`).
+    /// Runs started on this runner (to sample one in `sample`).
     runs: u64,
     sample: u64,
     level: TelemetryLevel,
@@ -126,8 +131,8 @@ pub(crate) struct Worker<P, C> {
     pub(crate) shared: Arc<Shared>,
 }
 
-impl<P: Clone, C: Context> Worker<P, C> {
-    /// A worker for `cfg`, adding to `shared` (a fresh one, or a rebuilt worker's).
+impl<P: Clone, C: Context> PooledRunner<P, C> {
+    /// A runner for `cfg`, adding to `shared` (a fresh one, or a rebuilt runner's).
     fn new(generation: u64, cfg: &OptimizationConfig, shared: Arc<Shared>) -> Self {
         let id = shared.id;
         let runner_cfg = RunnerConfig {
@@ -177,13 +182,13 @@ impl<P: Clone, C: Context> Worker<P, C> {
         }
     }
 
-    /// A fresh worker with stats of its own.
+    /// A fresh runner with stats of its own.
     fn fresh(id: u32, generation: u64, cfg: &OptimizationConfig) -> Self {
         let mut trace = TraceWriter::new(MAX_SPANS);
-        trace.thread_name(id, format!("flujo worker {id}"));
+        trace.thread_name(id, format!("flujo runner {id}"));
         let shared = Arc::new(Shared {
             id,
-            stats: Mutex::new(WorkerStats {
+            stats: Mutex::new(RunnerStats {
                 report: ReportBuilder::new(),
                 tallies: Tallies::default(),
                 trace,
@@ -212,7 +217,7 @@ impl<P: Clone, C: Context> Worker<P, C> {
 
     /// Drains the event ring (what the core's sampler kept) into `stats` (breaker
     /// transitions, dropped events) and, at the events level, into the trace as spans.
-    pub(crate) fn drain(&mut self, stats: &mut WorkerStats, names: &dyn Fn(u32) -> String) {
+    pub(crate) fn drain(&mut self, stats: &mut RunnerStats, names: &dyn Fn(u32) -> String) {
         let Some(ring) = &mut self.events else {
             return;
         };
@@ -237,7 +242,7 @@ impl<P: Clone, C: Context> Worker<P, C> {
     }
 }
 
-/// What freed workers (unpooled ones after each loan, pooled ones given back past the idle
+/// What freed runners (unpooled ones after each loan, pooled ones given back past the idle
 /// bound or after a panic) counted, kept for the report.
 #[derive(Default)]
 pub(crate) struct Retired {
@@ -249,13 +254,13 @@ pub(crate) struct Retired {
     pub(crate) loans: u64,
     /// Their inline runs.
     pub(crate) inline_runs: u64,
-    /// Pooled workers freed.
+    /// Pooled runners freed.
     pub(crate) freed: u64,
 }
 
 impl Retired {
     /// Adds what `stats` counted.
-    fn absorb(&mut self, stats: &WorkerStats) {
+    fn absorb(&mut self, stats: &RunnerStats) {
         self.report.merge(&stats.report);
         for row in stats.tallies.rows() {
             self.report.add_step_counts(row);
@@ -284,43 +289,43 @@ pub(crate) fn merge_breaker(into: &mut Vec<SeenBreaker>, seen: &SeenBreaker) {
     }
 }
 
-/// What [`Workers::read`] shows.
+/// What [`RunnerPool::read`] shows.
 pub(crate) enum Seen<'a> {
-    /// A live worker: its shared part and, copied from its stats, the breakers it met and
+    /// A live runner: its shared part and, copied from its stats, the breakers it met and
     /// its inline runs.
     Live {
         shared: &'a Shared,
         breakers: &'a [SeenBreaker],
         inline_runs: u64,
     },
-    /// What freed workers counted (their report is in the collected one).
+    /// What freed runners counted (their report is in the collected one).
     Retired(&'a Retired),
-    /// Every worker's report (runs, exact step counts, latencies, counters, events),
+    /// Every runner's report (runs, exact step counts, latencies, counters, events),
     /// collected.
     Collected(&'a ReportBuilder),
 }
 
-/// The workers of an executor: idle ones wait in `free` (bounded), the stats of every live
+/// The runners of an executor: idle ones wait in `free` (bounded), the stats of every live
 /// one are listed in `live`, and what freed ones counted is in `retired`.
-pub(crate) struct Workers<P, C> {
-    /// Idle workers; its capacity is the idle bound.
-    free: mpmc::Ring<Box<Worker<P, C>>>,
-    /// The stats of every live (lent or idle) pooled worker. Held by a report while it
-    /// reads them and `retired`, and by a worker being made or freed, so a report sees each
-    /// worker's counts exactly once.
+pub(crate) struct RunnerPool<P, C> {
+    /// Idle runners; its capacity is the idle bound.
+    free: mpmc::Ring<Box<PooledRunner<P, C>>>,
+    /// The stats of every live (lent or idle) pooled runner. Held by a report while it
+    /// reads them and `retired`, and by a runner being made or freed, so a report sees each
+    /// runner's counts exactly once.
     live: Mutex<Vec<Arc<Shared>>>,
-    /// The next worker id.
+    /// The next runner id.
     next_id: AtomicU32,
-    /// Pooled workers made.
+    /// Pooled runners made.
     made: AtomicU64,
     config: Mutex<(Arc<OptimizationConfig>, u64)>,
     /// The generation in `config`, read without the lock on every loan.
     generation: AtomicU64,
-    /// Whether workers are pooled (`OptimizationConfig::pooling`).
+    /// Whether runners are pooled (`OptimizationConfig::pooling`).
     pooling: AtomicBool,
-    /// What freed workers counted.
+    /// What freed runners counted.
     retired: Mutex<Retired>,
-    /// The workers' and the retired reports and step counts, collected by reports (each
+    /// The runners' and the retired reports and step counts, collected by reports (each
     /// takes the deltas since the last). Held by one report at a time, before `live`.
     collected: Mutex<ReportBuilder>,
 }
@@ -331,23 +336,23 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A lent worker, freed (its counts retired) if the loan unwinds: a run that panicked
+/// A lent runner, freed (its counts retired) if the loan unwinds: a run that panicked
 /// outside a step may have left its runner half-way, so it is not lent again.
 struct Loan<'a, P: Clone, C: Context> {
-    workers: &'a Workers<P, C>,
-    worker: Option<Box<Worker<P, C>>>,
+    pool: &'a RunnerPool<P, C>,
+    runner: Option<Box<PooledRunner<P, C>>>,
 }
 
 impl<P: Clone, C: Context> Drop for Loan<'_, P, C> {
     fn drop(&mut self) {
-        if let Some(w) = self.worker.take() {
-            self.workers.free_worker(w);
+        if let Some(w) = self.runner.take() {
+            self.pool.free_runner(w);
         }
     }
 }
 
-impl<P: Clone, C: Context> Workers<P, C> {
-    /// Workers for `config`, keeping at most [`idle_max`]`(threads)` idle.
+impl<P: Clone, C: Context> RunnerPool<P, C> {
+    /// A pool of runners for `config`, keeping at most [`idle_max`]`(threads)` idle.
     pub(crate) fn new(config: Arc<OptimizationConfig>, generation: u64, threads: usize) -> Self {
         Self {
             free: mpmc::Ring::with_capacity(idle_max(threads)).expect("a power of two"),
@@ -362,7 +367,7 @@ impl<P: Clone, C: Context> Workers<P, C> {
         }
     }
 
-    /// The configuration workers are built for from now on.
+    /// The configuration runners are built for from now on.
     pub(crate) fn reconfigure(&self, config: Arc<OptimizationConfig>, generation: u64) {
         let mut c = lock(&self.config);
         self.pooling.store(config.pooling, Ordering::Relaxed);
@@ -371,10 +376,10 @@ impl<P: Clone, C: Context> Workers<P, C> {
     }
 
     #[cold]
-    fn make(&self) -> Box<Worker<P, C>> {
+    fn make(&self) -> Box<PooledRunner<P, C>> {
         let (cfg, generation) = lock(&self.config).clone();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let w = Box::new(Worker::fresh(id, generation, &cfg));
+        let w = Box::new(PooledRunner::fresh(id, generation, &cfg));
         lock(&self.live).push(Arc::clone(&w.shared));
         self.made.fetch_add(1, Ordering::Relaxed);
         w
@@ -383,7 +388,7 @@ impl<P: Clone, C: Context> Workers<P, C> {
     /// Drops `w` and moves what it counted to the retired totals, in one step as reports
     /// see it (under `live`).
     #[cold]
-    fn free_worker(&self, w: Box<Worker<P, C>>) {
+    fn free_runner(&self, w: Box<PooledRunner<P, C>>) {
         let mut live = lock(&self.live);
         if let Some(at) = live.iter().position(|s| Arc::ptr_eq(s, &w.shared)) {
             live.swap_remove(at);
@@ -394,15 +399,15 @@ impl<P: Clone, C: Context> Workers<P, C> {
         retired.freed += 1;
     }
 
-    /// Lends a worker to `f`: an idle one built for the current configuration, else a new
+    /// Lends a runner to `f`: an idle one built for the current configuration, else a new
     /// one (a stale idle one is rebuilt in place, keeping what it saw). Given back after,
     /// or freed if the idle bound is reached or `f` unwinds.
     ///
-    /// With pooling off, every loan builds a worker and frees it after, keeping its counts.
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Worker<P, C>) -> R) -> R {
+    /// With pooling off, every loan builds a runner and frees it after, keeping its counts.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut PooledRunner<P, C>) -> R) -> R {
         if !self.pooling.load(Ordering::Relaxed) {
             let (cfg, generation) = lock(&self.config).clone();
-            let mut w = Worker::fresh(u32::MAX, generation, &cfg);
+            let mut w = PooledRunner::fresh(u32::MAX, generation, &cfg);
             let r = f(&mut w);
             lock(&self.retired).absorb(&lock(&w.shared.stats));
             return r;
@@ -414,8 +419,8 @@ impl<P: Clone, C: Context> Workers<P, C> {
             if self.free.is_empty() {
                 break self.make();
             }
-            // A worker being given back holds its place in the ring, not yet readable: it
-            // is in a moment. Making one instead would make a worker with every such race.
+            // A runner being given back holds its place in the ring, not yet readable: it
+            // is in a moment. Making one instead would make a runner with every such race.
             std::thread::yield_now();
         };
         if w.generation != self.generation.load(Ordering::Acquire) {
@@ -424,29 +429,29 @@ impl<P: Clone, C: Context> Workers<P, C> {
         let loans = &w.shared.loans;
         loans.store(loans.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         let mut loan = Loan {
-            workers: self,
-            worker: Some(w),
+            pool: self,
+            runner: Some(w),
         };
-        let r = f(loan.worker.as_mut().expect("lent"));
-        let w = loan.worker.take().expect("lent");
+        let r = f(loan.runner.as_mut().expect("lent"));
+        let w = loan.runner.take().expect("lent");
         let used = w.runner.arena().allocated_bytes() as u64;
         w.shared.arena_used_bytes.store(used, Ordering::Relaxed);
         if let Err(full) = self.free.push(w) {
-            self.free_worker(full.0);
+            self.free_runner(full.0);
         }
         r
     }
 
     /// Rebuilds `w` for the current configuration, keeping its stats.
     #[cold]
-    fn rebuild(&self, w: &mut Box<Worker<P, C>>) {
+    fn rebuild(&self, w: &mut Box<PooledRunner<P, C>>) {
         let (cfg, generation) = lock(&self.config).clone();
         let shared = Arc::clone(&w.shared);
-        **w = Worker::new(generation, &cfg, shared);
+        **w = PooledRunner::new(generation, &cfg, shared);
     }
 
-    /// Collects the workers' reports and shows what a report needs to `f`: each live
-    /// worker, the retired totals, then the collected report. Holds off workers being made
+    /// Collects the runners' reports and shows what a report needs to `f`: each live
+    /// runner, the retired totals, then the collected report. Holds off runners being made
     /// or freed meanwhile (so each count is seen once) and other reports. Waits for no run:
     /// a run holds its stats only to add to them at its end, and this holds them only to
     /// swap their report for a spare and copy their step counts.
@@ -488,30 +493,30 @@ impl<P: Clone, C: Context> Workers<P, C> {
         f(Seen::Collected(&collected));
     }
 
-    /// Calls `f` with the id and stats of every live worker (for the trace export).
-    pub(crate) fn each_stats(&self, mut f: impl FnMut(u32, &WorkerStats)) {
+    /// Calls `f` with the id and stats of every live runner (for the trace export).
+    pub(crate) fn each_stats(&self, mut f: impl FnMut(u32, &RunnerStats)) {
         let live = lock(&self.live);
         for shared in live.iter() {
             f(shared.id, &lock(&shared.stats));
         }
     }
 
-    /// Idle workers.
+    /// Idle runners.
     pub(crate) fn idle(&self) -> usize {
         self.free.len()
     }
 
-    /// The most idle workers kept.
+    /// The most idle runners kept.
     pub(crate) fn idle_max(&self) -> usize {
         self.free.capacity()
     }
 
-    /// Pooled workers made so far.
+    /// Pooled runners made so far.
     pub(crate) fn made(&self) -> u64 {
         self.made.load(Ordering::Relaxed)
     }
 
-    /// Live pooled workers.
+    /// Live pooled runners.
     pub(crate) fn live(&self) -> usize {
         lock(&self.live).len()
     }

@@ -1,6 +1,0 @@
-//! Random operation programs against the pool structure and its simple model.
-#![no_main]
-
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| flujo_core::check::pool::run(data));
