@@ -28,7 +28,7 @@ pub const MAX_CACHE_SHARDS: usize = 1024;
 /// The smallest accepted [`TelemetryConfig::ring_capacity`] when a ring is built (level
 /// `histograms` or `events`).
 pub const MIN_RING_CAPACITY: usize = 16;
-/// The largest accepted [`TelemetryConfig::ring_capacity`] (events per worker).
+/// The largest accepted [`TelemetryConfig::ring_capacity`] (events per pooled runner).
 pub const MAX_RING_CAPACITY: usize = 1 << 20;
 /// The largest accepted capacity of one priority queue ([`QueueConfig::capacity`]).
 pub const MAX_QUEUE_CAPACITY: usize = 1 << 24;
@@ -36,7 +36,7 @@ pub const MAX_QUEUE_CAPACITY: usize = 1 << 24;
 pub const MAX_WORKERS: usize = 1024;
 /// The largest accepted [`OptimizationConfig::max_records`]: room for the records is set
 /// aside in every runner when it is built, so a larger bound would reserve memory no run uses
-/// (a few dozen MiB per worker at this bound).
+/// (a few dozen MiB per pooled runner at this bound).
 pub const MAX_RECORDS: usize = 1 << 20;
 /// The largest accepted size that has no tighter bound ([`CacheConfig::max_entries`],
 /// [`CacheConfig::max_bytes`], and [`TelemetryConfig::ring_capacity`] when no ring is built):
@@ -90,7 +90,7 @@ pub struct OptimizationConfig {
     /// loop, one step context, first attempt inline). Off: every task goes through the full
     /// policy pipeline; slower per step, same records and results.
     pub fast_paths: bool,
-    /// Small fan-outs run inline on the calling worker instead of forking on rayon.
+    /// Small fan-outs run inline on the calling thread instead of forking on rayon.
     pub inline_cutoff: InlineCutoff,
     /// The concurrent result cache of cacheable steps.
     pub result_cache: CacheConfig,
@@ -203,7 +203,7 @@ pub enum TelemetryLevel {
     Counters,
     /// Counters, plus sampled latency histograms.
     Histograms,
-    /// Counters, histograms, plus sampled events in a per-worker ring (for trace export).
+    /// Counters, histograms, plus sampled events in a per-runner ring (one per pooled runner) (for trace export).
     Events,
 }
 
@@ -222,12 +222,12 @@ pub struct TelemetryConfig {
     ///
     /// [`Off`]: TelemetryLevel::Off
     pub level: TelemetryLevel,
-    /// Whole runs are sampled: each worker counts the runs it makes, and one in
+    /// Whole runs are sampled: each pooled runner counts the runs it makes, and one in
     /// `run_sample_period` has every step timed into the histograms and its events recorded
     /// (from level `histograms` up); the others read no clock for telemetry. At least 1
     /// (1 = every run). Sampling thins latencies and spans, never counts.
     pub run_sample_period: u32,
-    /// Events each worker's ring holds before the exporter drains it; a power of two in
+    /// Events each pooled runner's ring holds before the exporter drains it; a power of two in
     /// [`MIN_RING_CAPACITY`]`..=`[`MAX_RING_CAPACITY`] when `level` is `histograms` or
     /// `events` (each builds the ring; unused otherwise). Events that find the ring full are
     /// counted, not blocked on.
@@ -375,7 +375,7 @@ impl OptimizationConfig {
 
     /// For request paths: every optimization on, small fan-outs inline, a gradient limiter
     /// that backs off as soon as latency rises, short queues (a request that would wait long
-    /// is better refused), latency histograms of one run in 64 per worker.
+    /// is better refused), latency histograms of one run in 64 per pooled runner.
     pub fn latency() -> Self {
         Self::base(
             4096,
@@ -650,8 +650,8 @@ impl TelemetryConfig {
         )
     }
 
-    /// Whether a worker builds an event ring of `ring_capacity` at this level (the runtime's
-    /// workers do at `histograms` and `events`), so whether the capacity is checked.
+    /// Whether a pooled runner builds an event ring of `ring_capacity` at this level (the runtime's
+    /// pooled runners do at `histograms` and `events`), so whether the capacity is checked.
     pub fn builds_ring(&self) -> bool {
         self.level >= TelemetryLevel::Histograms
     }
@@ -978,7 +978,7 @@ impl std::error::Error for ConfigError {}
 /// need (a run uses one snapshot from start to end); [`store`](Self::store) validates a new
 /// configuration and replaces the snapshot in one step, so a reader sees either the old or the
 /// new configuration whole, never a mix. Each successful store increments a generation, which
-/// lets a worker notice a change cheaply.
+/// lets a pooled runner notice a change cheaply.
 ///
 /// A `RwLock<(Arc<_>, u64)>`: a load holds the read lock only to clone the `Arc`, and stores
 /// are rare. A poisoned lock is recovered, since the guarded pair is replaced in one assignment
