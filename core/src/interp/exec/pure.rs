@@ -9,7 +9,8 @@
 //! any abort) or is skipped (ignore), exactly as [`Exec::parallel`] does. A fan-out the host
 //! forks leaves the loop for the general path.
 
-use super::{stamp, stop_reason, stop_tick, Exec, PlainFailure};
+use super::stretch::PlainFailure;
+use super::{stamp, stop_reason, stop_tick, Exec};
 use core::mem::size_of;
 
 use crate::context::{Context, Frame, Spares};

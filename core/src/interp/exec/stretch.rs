@@ -1,0 +1,675 @@
+//! The fast path: stretches of plain tasks (and lean policy tasks' first attempts) run in one
+//! loop, one step context and one record cursor, and a plain task on its own (`plain_one`).
+
+use super::policy::{checked_attempt, note_transition, FirstAttempt};
+use super::{charge, elapsed, stamp, stop_reason, stop_tick, Exec};
+use core::mem::MaybeUninit;
+
+use crate::context::{Context, Frame};
+use crate::graph::{
+    Checks, Clock, Graph, RunEnv, RunTask, StepCx, StepError, StepFlags, TaskPolicy, NO_POLICY,
+    UNTIMED,
+};
+use crate::interp::host::Host;
+use crate::interp::{ErrorKind, Sampling, StepOutcome, StepRecord, Stop, Telemetry};
+use crate::policy::breaker::{Outcome as CallOutcome, Permit};
+use crate::policy::{Breaker, Usage, UsageBudget};
+use crate::telemetry::{Counter, Counters, EventKind, EventSink, StepOutcome as EndOutcome};
+
+/// Why [`stretch_turn`] came back.
+enum Exit<'g, P, C> {
+    /// Every task of the chunk ran and put its record; the last one's output.
+    Done(P),
+    /// The task just run succeeded but reported usage or wrote the context: its record is
+    /// not put.
+    Touched { y: P, node: u32, latency_ticks: u64 },
+    /// The run must stop before the task just taken.
+    Stopped { node: u32, kind: ErrorKind },
+    /// The plain task just run failed.
+    Failed {
+        node: u32,
+        e: StepError,
+        latency_ticks: u64,
+    },
+    /// The breaker of the lean task just taken refused it: its input, and the time it was
+    /// asked.
+    BreakerOpen {
+        pol: &'g TaskPolicy<P, C>,
+        x: P,
+        start: u64,
+    },
+    /// The first attempt of the lean task just taken failed.
+    LeanFailed {
+        pol: &'g TaskPolicy<P, C>,
+        err: StepError,
+        kept: Option<P>,
+        permit: Option<(&'g Breaker, Permit)>,
+        start: u64,
+    },
+}
+
+/// One turn of the stretch loop, out of line so that the registers go to what a task needs:
+/// runs the tasks of `chunk` from `x`, each with the step context `cx`, one clock read per
+/// task (`t0` is the current task's start), putting the record of each at `dst`, until the
+/// chunk ends or a task needs more than its record (see [`Exit`]). When `LEAN`, a lean
+/// policy task's first attempt runs here too (breaker permit, processors, step,
+/// validators; the breaker learns a success), and its breaker is asked only when
+/// `BREAKERS` (the runner's switch). When `TEL`, telemetry (`tel`) sees each task's start,
+/// end and latency (`EVERY`: the sampler keeps every execution). Only when `WATCH` is the
+/// run's deadline and cancel flag tested before each task (the caller passes `false` only
+/// when the run has neither). `chunk`, `dst` and `t0` are left where it stopped.
+///
+/// # Safety
+///
+/// `*dst` must be valid for writing `chunk.len()` records one after the other.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn stretch_turn<
+    'g,
+    P,
+    C,
+    K,
+    S,
+    H,
+    const LEAN: bool,
+    const TEL: bool,
+    const EVERY: bool,
+    const BREAKERS: bool,
+    const WATCH: bool,
+>(
+    g: &'g Graph<P, C>,
+    clock: &K,
+    host: &H,
+    env: &RunEnv<'_>,
+    counters: &mut Counters,
+    mut tel: Option<&mut Telemetry<S>>,
+    cx: &mut StepCx<'_, C>,
+    chunk: &mut core::slice::Iter<'_, RunTask>,
+    dst: &mut *mut StepRecord,
+    t0: &mut u64,
+    mut x: P,
+) -> Exit<'g, P, C>
+where
+    P: Clone,
+    C: Clone,
+    K: Clock,
+    S: EventSink,
+    H: Host<P, C, K>,
+{
+    let steps = &*g.task_step;
+    let (mut it, mut at, mut start) = (chunk.clone(), *dst, *t0);
+    debug_assert!(!TEL || tel.is_some(), "a turn with telemetry is given it");
+    // A sampler that keeps every execution (`EVERY`): no decision per task, and the run of
+    // equal latencies waiting for the histogram lives in locals until the turn ends.
+    if let (true, Some(t)) = (EVERY, tel.as_deref_mut()) {
+        let every = t.keep_all();
+        debug_assert!(every, "the caller asked the telemetry");
+    }
+    let mut pending = match &tel {
+        Some(t) if EVERY => t.pending(),
+        _ => (0, 0),
+    };
+    // Any other sampler: its counter and the current execution's decision live in locals
+    // until the turn ends, and an execution it skips costs no call.
+    let mut sampling = match &tel {
+        Some(t) if TEL && !EVERY => t.sampling(),
+        _ => Sampling::default(),
+    };
+    // Whether each task's start and end are read (a sampled execution needs them for its
+    // events); otherwise the clock is read only where a decision needs the time.
+    let timed = TEL || clock.measures_latency();
+    let exit = loop {
+        let Some(pt) = it.next() else {
+            break Exit::Done(x);
+        };
+        if WATCH && env.watch {
+            if let Some(kind) = stop_reason(env, stop_tick(clock, timed, start, env)) {
+                let node = pt.node;
+                break Exit::Stopped { node, kind };
+            }
+        }
+        if TEL {
+            if let Some(t) = tel.as_deref_mut() {
+                if EVERY {
+                    t.emit(pt.node, start, EventKind::StepStart);
+                } else if sampling.next() {
+                    t.sampled_start(pt.node, start);
+                }
+            }
+        }
+        cx.may_write = pt.may_write;
+        debug_assert!((pt.task as usize) < steps.len(), "validated: task index");
+        // SAFETY: `RunTask::task` is a task slot taken from the frozen graph's own nodes
+        // when it was built (`GraphBuilder::flatten`, `Exec::task`), so it is below
+        // `task_step.len()`; the graph is immutable after freezing.
+        let step = unsafe { steps.get_unchecked(pt.task as usize) };
+        // When `LEAN`, a plain task takes the lean path too: it has no breaker, keeps no
+        // input and runs its step alone, so only a failure tells the two apart.
+        debug_assert!(!LEAN || pt.lean || pt.policy == NO_POLICY, "a stretch task");
+        debug_assert!(pt.lean || (pt.breaker.is_none() && !pt.keep && pt.checks == Checks::None));
+        // A lean task's policy, looked up where needed rather than kept: the fewer values live
+        // across the step's call, the fewer the loop spills. Called for lean tasks only (a
+        // breaker, checks or a lean failure).
+        let pol = || {
+            debug_assert!(
+                pt.lean && (pt.policy as usize) < g.policies.len(),
+                "validated"
+            );
+            // SAFETY: `RunTask::policy` of a lean task is the index of its entry in
+            // `policies`, set when the graph was frozen; the graph is immutable after
+            // freezing.
+            unsafe { g.policies.get_unchecked(pt.policy as usize) }
+        };
+        // The permit as a word (0: no breaker), so that no discriminant is kept.
+        // SAFETY: the task run's breaker is its policy's, which the graph holds.
+        let breaker = pt
+            .breaker
+            .filter(|_| LEAN && BREAKERS)
+            .map(|b| unsafe { b.get() });
+        let permit = match breaker {
+            Some(b) => match b.try_acquire({
+                if !timed {
+                    start = clock.now();
+                }
+                start
+            }) {
+                Ok(permit) => {
+                    if let Some(t) = permit.transition() {
+                        note_transition(counters, tel.as_deref_mut(), pt.node, start, t);
+                    }
+                    permit.into_word()
+                }
+                Err(_) => {
+                    let pol = pol();
+                    break Exit::BreakerOpen { pol, x, start };
+                }
+            },
+            None => 0,
+        };
+        // The input again, for a failure's retry or fallback: written only when the task
+        // can need it (read back by the same test, without a discriminant).
+        let mut kept = if LEAN && pt.keep {
+            MaybeUninit::new(x.clone())
+        } else {
+            MaybeUninit::uninit()
+        };
+        // The attempt: the step alone (its first validator compiled in), or the general
+        // order for processors and further validators.
+        let attempt = || {
+            if !LEAN || pt.checks == Checks::None {
+                step.run(x, cx)
+            } else {
+                checked_attempt(&pol().cfg, &**step, x, cx)
+            }
+        };
+        // The clock is read in each arm, so the success of the attempt's last part goes
+        // straight on.
+        let (y, t1, latency_ticks) = match host.guard(attempt) {
+            Ok(y) => {
+                // Untimed, a task without a breaker keeps `start` (latency 0).
+                let t1 = if timed || breaker.is_some() {
+                    clock.now()
+                } else {
+                    start
+                };
+                let latency_ticks = elapsed(start, t1);
+                if LEAN && core::mem::needs_drop::<P>() && pt.keep {
+                    // SAFETY: written above exactly when `pt.keep`; not read again.
+                    unsafe { kept.assume_init_drop() };
+                }
+                if let Some(b) = breaker {
+                    let permit = Permit::from_word(permit);
+                    let moved = b.record(permit, CallOutcome::Success, latency_ticks, t1);
+                    if let Some(transition) = moved {
+                        let tel = tel.as_deref_mut();
+                        note_transition(counters, tel, pt.node, t1, transition);
+                    }
+                }
+                (y, t1, latency_ticks)
+            }
+            Err(err) if LEAN && pt.lean => {
+                // Read as the stretch always did after an attempt (a host's clock may count
+                // its reads).
+                if timed {
+                    let _ = clock.now();
+                }
+                let pol = pol();
+                let permit = breaker.map(|b| (b, Permit::from_word(permit)));
+                // Untimed, a task without a breaker was not timed: its record says 0.
+                let start = if timed || breaker.is_some() {
+                    start
+                } else {
+                    UNTIMED
+                };
+                // Read from the policy (the same flags `pt.keep` was frozen from), so that
+                // `pt.keep` is not kept across the step's call.
+                let keep = pol.flags.intersects(StepFlags::RETRY | StepFlags::FALLBACK);
+                debug_assert_eq!(keep, pt.keep, "frozen from the same flags");
+                // SAFETY: written above exactly when `pt.keep`, that is when `keep`.
+                let kept = keep.then(|| unsafe { kept.assume_init() });
+                break Exit::LeanFailed {
+                    pol,
+                    err,
+                    kept,
+                    permit,
+                    start,
+                };
+            }
+            Err(e) => {
+                let latency_ticks = if timed {
+                    elapsed(start, clock.now())
+                } else {
+                    0
+                };
+                let node = pt.node;
+                break Exit::Failed {
+                    node,
+                    e,
+                    latency_ticks,
+                };
+            }
+        };
+        start = t1;
+        if TEL {
+            if let Some(t) = tel.as_deref_mut() {
+                if !EVERY {
+                    if sampling.kept {
+                        t.sampled_success(pt.node, t1, latency_ticks);
+                    }
+                } else {
+                    if latency_ticks == pending.0 {
+                        pending.1 += 1;
+                    } else {
+                        pending = t.swap_pending(pending, latency_ticks);
+                    }
+                    let outcome = EndOutcome::Succeeded;
+                    t.emit(pt.node, t1, EventKind::StepEnd { outcome });
+                }
+            }
+        }
+        if cx.touched {
+            let node = pt.node;
+            break Exit::Touched {
+                y,
+                node,
+                latency_ticks,
+            };
+        }
+        x = y;
+        // SAFETY: the caller gave room for `chunk.len()` records at `*dst`; this is the
+        // record of one task taken from it, and `at` moves one slot per record.
+        unsafe {
+            at.write(StepRecord::plain(pt.node, latency_ticks, Usage::ZERO));
+            at = at.add(1);
+        }
+    };
+    (*chunk, *dst, *t0) = (it, at, start);
+    if let Some(t) = tel {
+        if EVERY {
+            t.set_pending(pending);
+        } else if TEL {
+            t.set_sampling(sampling);
+        }
+    }
+    exit
+}
+
+/// Why a stretch of plain tasks ended early.
+pub(super) enum PlainFailure {
+    /// The run was stopped before the task started.
+    Stopped(ErrorKind),
+    /// The task failed.
+    Step {
+        e: StepError,
+        latency_ticks: u64,
+        usage: Usage,
+    },
+}
+
+/// Takes the usage a step reported from its context and books it in the run's totals.
+#[inline]
+fn take_usage<C: Clone>(
+    cx: &mut StepCx<'_, C>,
+    total: &mut Usage,
+    budget: &mut UsageBudget,
+) -> Usage {
+    let usage = cx.usage;
+    cx.usage = Usage::ZERO;
+    cx.touched = false;
+    if usage != Usage::ZERO {
+        *total = total.saturating_add(usage);
+        charge(budget, usage);
+    }
+    usage
+}
+
+impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_, P, C, K, S, H> {
+    /// A plain task on its own (a fan-out's branch, a loop body, a branch arm), without
+    /// telemetry: what one turn of the stretch loop does, without setting the loop up.
+    #[inline]
+    pub(super) fn plain_one(&mut self, t: u32, x: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
+        let g = self.g;
+        let node = g.task_node[t as usize];
+        let timed = self.clock.measures_latency();
+        let t0 = stamp(self.clock, timed);
+        if self.env.watch {
+            let now = stop_tick(self.clock, timed, t0, &self.env);
+            if let Some(kind) = stop_reason(&self.env, now) {
+                return Err(self.stopped(node, kind));
+            }
+        }
+        let may_write = g.task_flags[t as usize].contains(StepFlags::WRITES_CONTEXT);
+        let step = &*g.task_step[t as usize];
+        let mut cx = StepCx::new(
+            frame.get(),
+            &mut self.s.spares,
+            &self.env,
+            may_write,
+            1,
+            None,
+        );
+        let result = self.host.guard(|| step.run(x, &mut cx));
+        let latency_ticks = if timed {
+            self.clock.now().saturating_sub(t0)
+        } else {
+            0
+        };
+        let (written, usage) = cx.finish();
+        self.book(usage);
+        match result {
+            Ok(y) => {
+                if let Some(w) = written {
+                    frame.commit(w, &mut self.s.spares);
+                }
+                self.counters.increment(Counter::StepsRun);
+                self.counters.increment(Counter::StepsSucceeded);
+                self.records
+                    .push(StepRecord::plain(node, latency_ticks, usage));
+                Ok(y)
+            }
+            Err(e) => {
+                let why = PlainFailure::Step {
+                    e,
+                    latency_ticks,
+                    usage,
+                };
+                Err(self.plain_failure(node, written, why))
+            }
+        }
+    }
+
+    /// Records a failed plain task and returns its failure. A plain task has one attempt, no
+    /// fallback and no skip: every recovery but abort ends in failure.
+    #[cold]
+    fn plain_failed(&mut self, mut rec: StepRecord, e: StepError) -> Stop {
+        let abort = e.class().always_aborts();
+        rec.outcome = if abort {
+            StepOutcome::Aborted
+        } else {
+            StepOutcome::Failed
+        };
+        rec.error_class = Some(e.class());
+        let now = self.clock.now();
+        self.task_record(rec, now);
+        self.fail(rec.node.0, ErrorKind::Step(e), abort)
+    }
+
+    /// The fast path: a stretch of plain tasks (and, when `LEAN`, lean policy tasks) in
+    /// order, one clock read per task (a task's end is the next one's start), and one step
+    /// context for as long as no task writes (a write ends the step context, so the copy is
+    /// committed before the next task reads).
+    ///
+    /// The tasks run in an out-of-line turn ([`stretch_turn`]) that keeps the record cursor
+    /// and the clock in registers: the buffer's room is checked once per chunk of tasks (no
+    /// check per record; a full buffer sends each further record to a spill slot that is
+    /// only counted), and a step that neither wrote nor reported usage costs one flag test
+    /// (`StepCx::touched`) after it returns. A lean policy task's first attempt runs there
+    /// (breaker permit, processors, step, validators); a failure or an open breaker comes
+    /// back here for the recovery path, and the loop resumes after it.
+    pub(super) fn stretch<const LEAN: bool>(
+        &mut self,
+        tasks: &[RunTask],
+        x: P,
+        frame: &mut Frame<'_, C>,
+    ) -> Result<P, Stop> {
+        // Telemetry is picked once per stretch: off (or sampling nothing: only its breaker
+        // transitions are reported, which the loop does in any case), the loop has no
+        // per-step test for it.
+        if self.tel.as_deref().is_some_and(Telemetry::samples_any) {
+            self.stretch_loop::<LEAN, true>(tasks, x, frame)
+        } else {
+            self.stretch_loop::<LEAN, false>(tasks, x, frame)
+        }
+    }
+
+    fn stretch_loop<const LEAN: bool, const TEL: bool>(
+        &mut self,
+        tasks: &[RunTask],
+        mut x: P,
+        frame: &mut Frame<'_, C>,
+    ) -> Result<P, Stop> {
+        let g = self.g;
+        let clock = self.clock;
+        let host = self.host;
+        let timed = TEL || clock.measures_latency();
+        let mut t0 = stamp(clock, timed);
+        let mut rest = tasks;
+        'stretch: while !rest.is_empty() {
+            let env = &self.env;
+            let s = &mut *self.s;
+            let mut cx = StepCx::new(frame.get(), &mut s.spares, env, false, 1, None);
+            let records = &mut self.records;
+            let free = records.buf.get_mut(records.len..).unwrap_or_default();
+            let room = free.len();
+            let segment = rest.len();
+            // The tasks of `chunk` put their records at `dst`, one after the other: the
+            // chunk has at most `room` tasks, so each record has a free slot of its own and
+            // the loop checks nothing per record. Once the buffer is full, each chunk is one
+            // task whose record goes to `spill` (overwritten, never read) and is counted as
+            // dropped.
+            let mut spill = MaybeUninit::<StepRecord>::uninit();
+            let (mut dst, mut chunk, mut after) = if room == 0 {
+                let (chunk, after) = rest.split_at(1);
+                (spill.as_mut_ptr(), chunk.iter(), after)
+            } else {
+                let (chunk, after) = rest.split_at(room.min(rest.len()));
+                (free.as_mut_ptr().cast::<StepRecord>(), chunk.iter(), after)
+            };
+            // Puts the record of the task under way.
+            macro_rules! put {
+                ($rec:expr) => {{
+                    // SAFETY: `dst` is `spill` (for a chunk of one task) or the next free
+                    // slot of `free`: a chunk has at most `room` tasks, each puts at most one
+                    // record, and `dst` moves one slot per record put, so it stays below
+                    // `free.len()`; nothing else touches `free` until the segment settles.
+                    unsafe {
+                        dst.write($rec);
+                        dst = dst.add(1);
+                    }
+                }};
+            }
+            // The next chunk, when the buffer is full: one task, its record to `spill`.
+            macro_rules! spill_chunk {
+                () => {{
+                    let (next, tail) = after.split_at(1);
+                    dst = spill.as_mut_ptr();
+                    (chunk, after) = (next.iter(), tail);
+                }};
+            }
+            // The tasks of the stretch not taken yet.
+            macro_rules! remaining {
+                () => {
+                    &rest[segment - (chunk.len() + after.len())..]
+                };
+            }
+            // Accounts for the records put so far (the tasks taken, but `$pending` of them
+            // that put none): each is one step run that succeeded.
+            macro_rules! settle_records {
+                ($pending:expr) => {{
+                    let put = segment - (chunk.len() + after.len()) - $pending;
+                    let written_records = put.min(room);
+                    let dropped = u32::try_from(put - written_records).unwrap_or(u32::MAX);
+                    records.settle(written_records, dropped);
+                    self.counters.add_n(Counter::StepsRun, put as u64);
+                    self.counters.add_n(Counter::StepsSucceeded, put as u64);
+                }};
+            }
+            loop {
+                let every = TEL && self.tel.as_deref().is_some_and(Telemetry::keeps_all);
+                let tel = self.tel.as_deref_mut();
+                let counters = &mut self.counters;
+                macro_rules! turn {
+                    ($every:literal, $breakers:literal, $watch:literal) => {
+                        // SAFETY: `dst` has room for `chunk.len()` records (see `put`).
+                        unsafe {
+                            stretch_turn::<P, C, K, S, H, LEAN, TEL, $every, $breakers, $watch>(
+                                g, clock, host, env, counters, tel, &mut cx, &mut chunk, &mut dst,
+                                &mut t0, x,
+                            )
+                        }
+                    };
+                }
+                // Breakers matter only to lean tasks. Without a deadline or a cancel flag a
+                // lean turn has no stop test per task (a plain one's loop is small enough for
+                // the compiler to take the test out itself).
+                macro_rules! lean_turn {
+                    ($every:literal) => {
+                        match (s.breakers, env.watch) {
+                            (true, true) => turn!($every, true, true),
+                            (true, false) => turn!($every, true, false),
+                            (false, true) => turn!($every, false, true),
+                            (false, false) => turn!($every, false, false),
+                        }
+                    };
+                }
+                let exit = match (LEAN, TEL && every) {
+                    (false, false) => turn!(false, false, true),
+                    (false, true) => turn!(true, false, true),
+                    (true, false) => lean_turn!(false),
+                    (true, true) => lean_turn!(true),
+                };
+                match exit {
+                    Exit::Done(y) => {
+                        x = y;
+                        if after.is_empty() {
+                            break;
+                        }
+                        spill_chunk!();
+                    }
+                    Exit::Touched {
+                        y,
+                        node,
+                        latency_ticks,
+                    } => {
+                        x = y;
+                        // The step wrote the context or reported usage.
+                        let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
+                        put!(StepRecord::plain(node, latency_ticks, usage));
+                        if cx.has_written() {
+                            // Commit the write before the next task reads.
+                            break;
+                        }
+                    }
+                    Exit::Stopped { node, kind } => {
+                        let (written, _) = cx.finish();
+                        settle_records!(1);
+                        let why = PlainFailure::Stopped(kind);
+                        return Err(self.plain_failure(node, written, why));
+                    }
+                    Exit::Failed {
+                        node,
+                        e,
+                        latency_ticks,
+                    } => {
+                        let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
+                        let (written, _) = cx.finish();
+                        settle_records!(1);
+                        let why = PlainFailure::Step {
+                            e,
+                            latency_ticks,
+                            usage,
+                        };
+                        return Err(self.plain_failure(node, written, why));
+                    }
+                    Exit::BreakerOpen {
+                        pol,
+                        x: input,
+                        start,
+                    } => {
+                        let (written, _) = cx.finish();
+                        debug_assert!(written.is_none(), "a write ends the context");
+                        settle_records!(1);
+                        rest = remaining!();
+                        let rec = StepRecord::new(pol.node);
+                        x = self.breaker_open(pol, input, rec, start, frame)?;
+                        t0 = stamp(clock, timed);
+                        continue 'stretch;
+                    }
+                    Exit::LeanFailed {
+                        pol,
+                        err,
+                        kept,
+                        permit,
+                        start,
+                    } => {
+                        // The attempt's usage is booked with the task's; its writes are
+                        // discarded.
+                        let used = cx.usage;
+                        let (written, _) = cx.finish();
+                        settle_records!(1);
+                        rest = remaining!();
+                        if let Some(w) = written {
+                            self.s.spares.give(w);
+                        }
+                        let first = FirstAttempt {
+                            err,
+                            kept,
+                            permit,
+                            start,
+                            used,
+                        };
+                        x = self.lean_failed(pol, first, frame)?;
+                        t0 = stamp(clock, timed);
+                        continue 'stretch;
+                    }
+                }
+            }
+            settle_records!(0);
+            rest = remaining!();
+            let (written, _) = cx.finish();
+            if let Some(w) = written {
+                frame.commit(w, &mut self.s.spares);
+            }
+        }
+        Ok(x)
+    }
+
+    /// Records a plain task that failed or was stopped before it started.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn plain_failure(
+        &mut self,
+        node: u32,
+        written: Option<C>,
+        why: PlainFailure,
+    ) -> Stop {
+        // A failed (or never started) task's writes are discarded.
+        if let Some(w) = written {
+            self.s.spares.give(w);
+        }
+        match why {
+            PlainFailure::Stopped(kind) => self.stopped(node, kind),
+            PlainFailure::Step {
+                e,
+                latency_ticks,
+                usage,
+            } => {
+                let mut rec = StepRecord::new(node);
+                rec.attempts = 1;
+                rec.latency_ticks = latency_ticks;
+                rec.usage = usage;
+                self.plain_failed(rec, e)
+            }
+        }
+    }
+}
