@@ -16,7 +16,7 @@ use crate::policy::breaker::{Outcome as CallOutcome, Permit};
 use crate::policy::{Breaker, Usage, UsageBudget};
 use crate::telemetry::{Counter, Counters, EventKind, EventSink, StepOutcome as EndOutcome};
 
-/// Why [`stretch_turn`] came back.
+/// Why [`Exec::stretch_turn`] came back.
 enum Exit<'g, P, C> {
     /// Every task of the chunk ran and put its record; the last one's output.
     Done(P),
@@ -48,270 +48,267 @@ enum Exit<'g, P, C> {
     },
 }
 
-/// One turn of the stretch loop, out of line so that the registers go to what a task needs:
-/// runs the tasks of `chunk` from `x`, each with the step context `cx`, one clock read per
-/// task (`t0` is the current task's start), putting the record of each at `dst`, until the
-/// chunk ends or a task needs more than its record (see [`Exit`]). When `LEAN`, a lean
-/// policy task's first attempt runs here too (breaker permit, processors, step,
-/// validators; the breaker learns a success), and its breaker is asked only when
-/// `BREAKERS` (the runner's switch). When `TEL`, telemetry (`tel`) sees each task's start,
-/// end and latency (`EVERY`: the sampler keeps every execution). Only when `WATCH` is the
-/// run's deadline and cancel flag tested before each task (the caller passes `false` only
-/// when the run has neither). `chunk`, `dst` and `t0` are left where it stopped.
-///
-/// # Safety
-///
-/// `*dst` must be valid for writing `chunk.len()` records one after the other.
-#[inline(never)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn stretch_turn<
-    'g,
-    P,
-    C,
-    K,
-    S,
-    H,
-    const LEAN: bool,
-    const TEL: bool,
-    const EVERY: bool,
-    const BREAKERS: bool,
-    const WATCH: bool,
->(
-    g: &'g Graph<P, C>,
-    clock: &K,
-    host: &H,
-    env: &RunEnv<'_>,
-    counters: &mut Counters,
-    mut tel: Option<&mut Telemetry<S>>,
-    cx: &mut StepCx<'_, C>,
-    chunk: &mut core::slice::Iter<'_, RunTask>,
-    dst: &mut *mut StepRecord,
-    t0: &mut u64,
-    mut x: P,
-) -> Exit<'g, P, C>
-where
-    P: Clone,
-    C: Clone,
-    K: Clock,
-    S: EventSink,
-    H: Host<P, C, K>,
-{
-    let steps = &*g.task_step;
-    let (mut it, mut at, mut start) = (chunk.clone(), *dst, *t0);
-    debug_assert!(!TEL || tel.is_some(), "a turn with telemetry is given it");
-    // A sampler that keeps every execution (`EVERY`): no decision per task, and the run of
-    // equal latencies waiting for the histogram lives in locals until the turn ends.
-    if let (true, Some(t)) = (EVERY, tel.as_deref_mut()) {
-        let every = t.keep_all();
-        debug_assert!(every, "the caller asked the telemetry");
-    }
-    let mut pending = match &tel {
-        Some(t) if EVERY => t.pending(),
-        _ => (0, 0),
-    };
-    // Any other sampler: its counter and the current execution's decision live in locals
-    // until the turn ends, and an execution it skips costs no call.
-    let mut sampling = match &tel {
-        Some(t) if TEL && !EVERY => t.sampling(),
-        _ => Sampling::default(),
-    };
-    // Whether each task's start and end are read (a sampled execution needs them for its
-    // events); otherwise the clock is read only where a decision needs the time.
-    let timed = TEL || clock.measures_latency();
-    let exit = loop {
-        let Some(pt) = it.next() else {
-            break Exit::Done(x);
-        };
-        if WATCH && env.watch {
-            if let Some(kind) = stop_reason(env, stop_tick(clock, timed, start, env)) {
-                let node = pt.node;
-                break Exit::Stopped { node, kind };
-            }
+// An associated function rather than a free one: rustc places a method's instances in the
+// codegen unit of its self type (`Exec`, in `exec/mod.rs`), a free function's in that of its
+// own module. Here the turn shares a unit with `stretch_loop`, its only caller, so LLVM may
+// change its signature (the unused arguments go, `tel` is passed in a register); as a free
+// function in `exec/stretch.rs` it cost W2 one instruction per task (+1.4%).
+impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_, P, C, K, S, H> {
+    /// One turn of the stretch loop, out of line so that the registers go to what a task needs:
+    /// runs the tasks of `chunk` from `x`, each with the step context `cx`, one clock read per
+    /// task (`t0` is the current task's start), putting the record of each at `dst`, until the
+    /// chunk ends or a task needs more than its record (see [`Exit`]). When `LEAN`, a lean
+    /// policy task's first attempt runs here too (breaker permit, processors, step,
+    /// validators; the breaker learns a success), and its breaker is asked only when
+    /// `BREAKERS` (the runner's switch). When `TEL`, telemetry (`tel`) sees each task's start,
+    /// end and latency (`EVERY`: the sampler keeps every execution). Only when `WATCH` is the
+    /// run's deadline and cancel flag tested before each task (the caller passes `false` only
+    /// when the run has neither). `chunk`, `dst` and `t0` are left where it stopped.
+    ///
+    /// # Safety
+    ///
+    /// `*dst` must be valid for writing `chunk.len()` records one after the other.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn stretch_turn<
+        'g,
+        const LEAN: bool,
+        const TEL: bool,
+        const EVERY: bool,
+        const BREAKERS: bool,
+        const WATCH: bool,
+    >(
+        g: &'g Graph<P, C>,
+        clock: &K,
+        host: &H,
+        env: &RunEnv<'_>,
+        counters: &mut Counters,
+        mut tel: Option<&mut Telemetry<S>>,
+        cx: &mut StepCx<'_, C>,
+        chunk: &mut core::slice::Iter<'_, RunTask>,
+        dst: &mut *mut StepRecord,
+        t0: &mut u64,
+        mut x: P,
+    ) -> Exit<'g, P, C> {
+        let steps = &*g.task_step;
+        let (mut it, mut at, mut start) = (chunk.clone(), *dst, *t0);
+        debug_assert!(!TEL || tel.is_some(), "a turn with telemetry is given it");
+        // A sampler that keeps every execution (`EVERY`): no decision per task, and the run of
+        // equal latencies waiting for the histogram lives in locals until the turn ends.
+        if let (true, Some(t)) = (EVERY, tel.as_deref_mut()) {
+            let every = t.keep_all();
+            debug_assert!(every, "the caller asked the telemetry");
         }
-        if TEL {
-            if let Some(t) = tel.as_deref_mut() {
-                if EVERY {
-                    t.emit(pt.node, start, EventKind::StepStart);
-                } else if sampling.next() {
-                    t.sampled_start(pt.node, start);
+        let mut pending = match &tel {
+            Some(t) if EVERY => t.pending(),
+            _ => (0, 0),
+        };
+        // Any other sampler: its counter and the current execution's decision live in locals
+        // until the turn ends, and an execution it skips costs no call.
+        let mut sampling = match &tel {
+            Some(t) if TEL && !EVERY => t.sampling(),
+            _ => Sampling::default(),
+        };
+        // Whether each task's start and end are read (a sampled execution needs them for its
+        // events); otherwise the clock is read only where a decision needs the time.
+        let timed = TEL || clock.measures_latency();
+        let exit = loop {
+            let Some(pt) = it.next() else {
+                break Exit::Done(x);
+            };
+            if WATCH && env.watch {
+                if let Some(kind) = stop_reason(env, stop_tick(clock, timed, start, env)) {
+                    let node = pt.node;
+                    break Exit::Stopped { node, kind };
                 }
             }
-        }
-        cx.may_write = pt.may_write;
-        debug_assert!((pt.task as usize) < steps.len(), "validated: task index");
-        // SAFETY: `RunTask::task` is a task slot taken from the frozen graph's own nodes
-        // when it was built (`GraphBuilder::flatten`, `Exec::task`), so it is below
-        // `task_step.len()`; the graph is immutable after freezing.
-        let step = unsafe { steps.get_unchecked(pt.task as usize) };
-        // When `LEAN`, a plain task takes the lean path too: it has no breaker, keeps no
-        // input and runs its step alone, so only a failure tells the two apart.
-        debug_assert!(!LEAN || pt.lean || pt.policy == NO_POLICY, "a stretch task");
-        debug_assert!(pt.lean || (pt.breaker.is_none() && !pt.keep && pt.checks == Checks::None));
-        // A lean task's policy, looked up where needed rather than kept: the fewer values live
-        // across the step's call, the fewer the loop spills. Called for lean tasks only (a
-        // breaker, checks or a lean failure).
-        let pol = || {
+            if TEL {
+                if let Some(t) = tel.as_deref_mut() {
+                    if EVERY {
+                        t.emit(pt.node, start, EventKind::StepStart);
+                    } else if sampling.next() {
+                        t.sampled_start(pt.node, start);
+                    }
+                }
+            }
+            cx.may_write = pt.may_write;
+            debug_assert!((pt.task as usize) < steps.len(), "validated: task index");
+            // SAFETY: `RunTask::task` is a task slot taken from the frozen graph's own nodes
+            // when it was built (`GraphBuilder::flatten`, `Exec::task`), so it is below
+            // `task_step.len()`; the graph is immutable after freezing.
+            let step = unsafe { steps.get_unchecked(pt.task as usize) };
+            // When `LEAN`, a plain task takes the lean path too: it has no breaker, keeps no
+            // input and runs its step alone, so only a failure tells the two apart.
+            debug_assert!(!LEAN || pt.lean || pt.policy == NO_POLICY, "a stretch task");
             debug_assert!(
-                pt.lean && (pt.policy as usize) < g.policies.len(),
-                "validated"
+                pt.lean || (pt.breaker.is_none() && !pt.keep && pt.checks == Checks::None)
             );
-            // SAFETY: `RunTask::policy` of a lean task is the index of its entry in
-            // `policies`, set when the graph was frozen; the graph is immutable after
-            // freezing.
-            unsafe { g.policies.get_unchecked(pt.policy as usize) }
-        };
-        // The permit as a word (0: no breaker), so that no discriminant is kept.
-        // SAFETY: the task run's breaker is its policy's, which the graph holds.
-        let breaker = pt
-            .breaker
-            .filter(|_| LEAN && BREAKERS)
-            .map(|b| unsafe { b.get() });
-        let permit = match breaker {
-            Some(b) => match b.try_acquire({
-                if !timed {
-                    start = clock.now();
-                }
-                start
-            }) {
-                Ok(permit) => {
-                    if let Some(t) = permit.transition() {
-                        note_transition(counters, tel.as_deref_mut(), pt.node, start, t);
+            // A lean task's policy, looked up where needed rather than kept: the fewer values live
+            // across the step's call, the fewer the loop spills. Called for lean tasks only (a
+            // breaker, checks or a lean failure).
+            let pol = || {
+                debug_assert!(
+                    pt.lean && (pt.policy as usize) < g.policies.len(),
+                    "validated"
+                );
+                // SAFETY: `RunTask::policy` of a lean task is the index of its entry in
+                // `policies`, set when the graph was frozen; the graph is immutable after
+                // freezing.
+                unsafe { g.policies.get_unchecked(pt.policy as usize) }
+            };
+            // The permit as a word (0: no breaker), so that no discriminant is kept.
+            // SAFETY: the task run's breaker is its policy's, which the graph holds.
+            let breaker = pt
+                .breaker
+                .filter(|_| LEAN && BREAKERS)
+                .map(|b| unsafe { b.get() });
+            let permit = match breaker {
+                Some(b) => match b.try_acquire({
+                    if !timed {
+                        start = clock.now();
                     }
-                    permit.into_word()
-                }
-                Err(_) => {
-                    let pol = pol();
-                    break Exit::BreakerOpen { pol, x, start };
-                }
-            },
-            None => 0,
-        };
-        // The input again, for a failure's retry or fallback: written only when the task
-        // can need it (read back by the same test, without a discriminant).
-        let mut kept = if LEAN && pt.keep {
-            MaybeUninit::new(x.clone())
-        } else {
-            MaybeUninit::uninit()
-        };
-        // The attempt: the step alone (its first validator compiled in), or the general
-        // order for processors and further validators.
-        let attempt = || {
-            if !LEAN || pt.checks == Checks::None {
-                step.run(x, cx)
+                    start
+                }) {
+                    Ok(permit) => {
+                        if let Some(t) = permit.transition() {
+                            note_transition(counters, tel.as_deref_mut(), pt.node, start, t);
+                        }
+                        permit.into_word()
+                    }
+                    Err(_) => {
+                        let pol = pol();
+                        break Exit::BreakerOpen { pol, x, start };
+                    }
+                },
+                None => 0,
+            };
+            // The input again, for a failure's retry or fallback: written only when the task
+            // can need it (read back by the same test, without a discriminant).
+            let mut kept = if LEAN && pt.keep {
+                MaybeUninit::new(x.clone())
             } else {
-                checked_attempt(&pol().cfg, &**step, x, cx)
-            }
-        };
-        // The clock is read in each arm, so the success of the attempt's last part goes
-        // straight on.
-        let (y, t1, latency_ticks) = match host.guard(attempt) {
-            Ok(y) => {
-                // Untimed, a task without a breaker keeps `start` (latency 0).
-                let t1 = if timed || breaker.is_some() {
-                    clock.now()
+                MaybeUninit::uninit()
+            };
+            // The attempt: the step alone (its first validator compiled in), or the general
+            // order for processors and further validators.
+            let attempt = || {
+                if !LEAN || pt.checks == Checks::None {
+                    step.run(x, cx)
                 } else {
-                    start
-                };
-                let latency_ticks = elapsed(start, t1);
-                if LEAN && core::mem::needs_drop::<P>() && pt.keep {
-                    // SAFETY: written above exactly when `pt.keep`; not read again.
-                    unsafe { kept.assume_init_drop() };
+                    checked_attempt(&pol().cfg, &**step, x, cx)
                 }
-                if let Some(b) = breaker {
-                    let permit = Permit::from_word(permit);
-                    let moved = b.record(permit, CallOutcome::Success, latency_ticks, t1);
-                    if let Some(transition) = moved {
-                        let tel = tel.as_deref_mut();
-                        note_transition(counters, tel, pt.node, t1, transition);
+            };
+            // The clock is read in each arm, so the success of the attempt's last part goes
+            // straight on.
+            let (y, t1, latency_ticks) = match host.guard(attempt) {
+                Ok(y) => {
+                    // Untimed, a task without a breaker keeps `start` (latency 0).
+                    let t1 = if timed || breaker.is_some() {
+                        clock.now()
+                    } else {
+                        start
+                    };
+                    let latency_ticks = elapsed(start, t1);
+                    if LEAN && core::mem::needs_drop::<P>() && pt.keep {
+                        // SAFETY: written above exactly when `pt.keep`; not read again.
+                        unsafe { kept.assume_init_drop() };
+                    }
+                    if let Some(b) = breaker {
+                        let permit = Permit::from_word(permit);
+                        let moved = b.record(permit, CallOutcome::Success, latency_ticks, t1);
+                        if let Some(transition) = moved {
+                            let tel = tel.as_deref_mut();
+                            note_transition(counters, tel, pt.node, t1, transition);
+                        }
+                    }
+                    (y, t1, latency_ticks)
+                }
+                Err(err) if LEAN && pt.lean => {
+                    // Read as the stretch always did after an attempt (a host's clock may count
+                    // its reads).
+                    if timed {
+                        let _ = clock.now();
+                    }
+                    let pol = pol();
+                    let permit = breaker.map(|b| (b, Permit::from_word(permit)));
+                    // Untimed, a task without a breaker was not timed: its record says 0.
+                    let start = if timed || breaker.is_some() {
+                        start
+                    } else {
+                        UNTIMED
+                    };
+                    // Read from the policy (the same flags `pt.keep` was frozen from), so that
+                    // `pt.keep` is not kept across the step's call.
+                    let keep = pol.flags.intersects(StepFlags::RETRY | StepFlags::FALLBACK);
+                    debug_assert_eq!(keep, pt.keep, "frozen from the same flags");
+                    // SAFETY: written above exactly when `pt.keep`, that is when `keep`.
+                    let kept = keep.then(|| unsafe { kept.assume_init() });
+                    break Exit::LeanFailed {
+                        pol,
+                        err,
+                        kept,
+                        permit,
+                        start,
+                    };
+                }
+                Err(e) => {
+                    let latency_ticks = if timed {
+                        elapsed(start, clock.now())
+                    } else {
+                        0
+                    };
+                    let node = pt.node;
+                    break Exit::Failed {
+                        node,
+                        e,
+                        latency_ticks,
+                    };
+                }
+            };
+            start = t1;
+            if TEL {
+                if let Some(t) = tel.as_deref_mut() {
+                    if !EVERY {
+                        if sampling.kept {
+                            t.sampled_success(pt.node, t1, latency_ticks);
+                        }
+                    } else {
+                        if latency_ticks == pending.0 {
+                            pending.1 += 1;
+                        } else {
+                            pending = t.swap_pending(pending, latency_ticks);
+                        }
+                        let outcome = EndOutcome::Succeeded;
+                        t.emit(pt.node, t1, EventKind::StepEnd { outcome });
                     }
                 }
-                (y, t1, latency_ticks)
             }
-            Err(err) if LEAN && pt.lean => {
-                // Read as the stretch always did after an attempt (a host's clock may count
-                // its reads).
-                if timed {
-                    let _ = clock.now();
-                }
-                let pol = pol();
-                let permit = breaker.map(|b| (b, Permit::from_word(permit)));
-                // Untimed, a task without a breaker was not timed: its record says 0.
-                let start = if timed || breaker.is_some() {
-                    start
-                } else {
-                    UNTIMED
-                };
-                // Read from the policy (the same flags `pt.keep` was frozen from), so that
-                // `pt.keep` is not kept across the step's call.
-                let keep = pol.flags.intersects(StepFlags::RETRY | StepFlags::FALLBACK);
-                debug_assert_eq!(keep, pt.keep, "frozen from the same flags");
-                // SAFETY: written above exactly when `pt.keep`, that is when `keep`.
-                let kept = keep.then(|| unsafe { kept.assume_init() });
-                break Exit::LeanFailed {
-                    pol,
-                    err,
-                    kept,
-                    permit,
-                    start,
-                };
-            }
-            Err(e) => {
-                let latency_ticks = if timed {
-                    elapsed(start, clock.now())
-                } else {
-                    0
-                };
+            if cx.touched {
                 let node = pt.node;
-                break Exit::Failed {
+                break Exit::Touched {
+                    y,
                     node,
-                    e,
                     latency_ticks,
                 };
             }
+            x = y;
+            // SAFETY: the caller gave room for `chunk.len()` records at `*dst`; this is the
+            // record of one task taken from it, and `at` moves one slot per record.
+            unsafe {
+                at.write(StepRecord::plain(pt.node, latency_ticks, Usage::ZERO));
+                at = at.add(1);
+            }
         };
-        start = t1;
-        if TEL {
-            if let Some(t) = tel.as_deref_mut() {
-                if !EVERY {
-                    if sampling.kept {
-                        t.sampled_success(pt.node, t1, latency_ticks);
-                    }
-                } else {
-                    if latency_ticks == pending.0 {
-                        pending.1 += 1;
-                    } else {
-                        pending = t.swap_pending(pending, latency_ticks);
-                    }
-                    let outcome = EndOutcome::Succeeded;
-                    t.emit(pt.node, t1, EventKind::StepEnd { outcome });
-                }
+        (*chunk, *dst, *t0) = (it, at, start);
+        if let Some(t) = tel {
+            if EVERY {
+                t.set_pending(pending);
+            } else if TEL {
+                t.set_sampling(sampling);
             }
         }
-        if cx.touched {
-            let node = pt.node;
-            break Exit::Touched {
-                y,
-                node,
-                latency_ticks,
-            };
-        }
-        x = y;
-        // SAFETY: the caller gave room for `chunk.len()` records at `*dst`; this is the
-        // record of one task taken from it, and `at` moves one slot per record.
-        unsafe {
-            at.write(StepRecord::plain(pt.node, latency_ticks, Usage::ZERO));
-            at = at.add(1);
-        }
-    };
-    (*chunk, *dst, *t0) = (it, at, start);
-    if let Some(t) = tel {
-        if EVERY {
-            t.set_pending(pending);
-        } else if TEL {
-            t.set_sampling(sampling);
-        }
+        exit
     }
-    exit
 }
 
 /// Why a stretch of plain tasks ended early.
@@ -419,7 +416,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
     /// context for as long as no task writes (a write ends the step context, so the copy is
     /// committed before the next task reads).
     ///
-    /// The tasks run in an out-of-line turn ([`stretch_turn`]) that keeps the record cursor
+    /// The tasks run in an out-of-line turn ([`Exec::stretch_turn`]) that keeps the record cursor
     /// and the clock in registers: the buffer's room is checked once per chunk of tasks (no
     /// check per record; a full buffer sends each further record to a spill slot that is
     /// only counted), and a step that neither wrote nor reported usage costs one flag test
@@ -522,7 +519,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     ($every:literal, $breakers:literal, $watch:literal) => {
                         // SAFETY: `dst` has room for `chunk.len()` records (see `put`).
                         unsafe {
-                            stretch_turn::<P, C, K, S, H, LEAN, TEL, $every, $breakers, $watch>(
+                            Self::stretch_turn::<LEAN, TEL, $every, $breakers, $watch>(
                                 g, clock, host, env, counters, tel, &mut cx, &mut chunk, &mut dst,
                                 &mut t0, x,
                             )
