@@ -6,7 +6,8 @@ use super::{stamp, Exec};
 use crate::context::{Context, Frame};
 use crate::graph::{Clock, UNTIMED};
 use crate::interp::host::Host;
-use crate::interp::{ErrorKind, LoopExit, StepOutcome, StepRecord, Stop};
+use crate::interp::records::{LoopExit, StepOutcome, StepRecord};
+use crate::interp::results::{ErrorKind, Stop};
 use crate::telemetry::EventSink;
 
 impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_, P, C, K, S, H> {

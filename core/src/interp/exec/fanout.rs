@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use crate::context::{merge_branch, Context, Frame, MergeError, MergeStrategy};
 use crate::graph::{CancelFlag, Clock, FailureStrategy, Items, NodeId};
 use crate::interp::host::{Branch, Fan, Host};
-use crate::interp::{ErrorKind, Stop};
+use crate::interp::results::{ErrorKind, Stop};
 use crate::policy::UsageBudget;
 use crate::telemetry::EventSink;
 

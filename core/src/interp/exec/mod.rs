@@ -4,7 +4,10 @@
 //! `interp/README.md` for the paths a task can take.
 
 use super::host::Host;
-use super::{ErrorKind, Records, Scratch, StepOutcome, StepRecord, Stop, Telemetry};
+use super::records::{Records, StepOutcome, StepRecord};
+use super::results::{ErrorKind, Stop};
+use super::scratch::Scratch;
+use super::telemetry::Telemetry;
 use crate::context::{Context, Frame};
 use crate::graph::{
     Cancel, Checks, Clock, Graph, NodeKind, RunEnv, RunTask, StepFlags, NO_POLICY, UNTIMED,
@@ -129,6 +132,40 @@ pub(crate) struct Exec<'e, 'a, P, C, K, S, H> {
     pub(crate) records: Records<'a>,
     /// The host: panic guard, forks, shared cache.
     pub(crate) host: &'e H,
+}
+
+impl<'e, 'a, P, C, K, S, H> Exec<'e, 'a, P, C, K, S, H> {
+    /// The state of a run (or of a forked branch's run) of `g` on `clock` in `host`: no
+    /// usage and no counts yet. `limited` says whether `budget` is the run's own (else
+    /// fan-outs share the unlimited one). The one constructor, for `Runner::run_in` and
+    /// `Runner::run_branch` alike.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)] // one per field a caller sets
+    pub(crate) fn new(
+        g: &'e Graph<P, C>,
+        clock: &'e K,
+        host: &'e H,
+        env: RunEnv<'e>,
+        budget: UsageBudget,
+        limited: bool,
+        tel: Option<&'e mut Telemetry<S>>,
+        s: &'e mut Scratch<P, C>,
+        records: Records<'a>,
+    ) -> Self {
+        Self {
+            g,
+            clock,
+            env,
+            budget,
+            limited,
+            usage: Usage::ZERO,
+            counters: Counters::new(),
+            tel,
+            s,
+            records,
+            host,
+        }
+    }
 }
 
 impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_, P, C, K, S, H> {

@@ -10,7 +10,9 @@ use crate::graph::{
     Clock, RunEnv, Step, StepCx, StepError, StepFlags, TaskConfig, TaskPolicy, UNTIMED,
 };
 use crate::interp::host::Host;
-use crate::interp::{ErrorKind, StepOutcome, StepRecord, Stop, Telemetry};
+use crate::interp::records::{StepOutcome, StepRecord};
+use crate::interp::results::{ErrorKind, Stop};
+use crate::interp::telemetry::Telemetry;
 use crate::policy::breaker::{Outcome as CallOutcome, Permit, Transition};
 use crate::policy::{Breaker, Decision, ErrorClass, Reservation, RetryState, Usage, UsageDenied};
 use crate::telemetry::{BreakerState, Counter, Counters, EventKind, EventSink};

@@ -16,7 +16,8 @@ use core::mem::size_of;
 use crate::context::{Context, Frame, Spares};
 use crate::graph::{Clock, NodeId, PureOp, StepCx, MAX_DEPTH};
 use crate::interp::host::Host;
-use crate::interp::{ErrorKind, StepRecord, Stop};
+use crate::interp::records::StepRecord;
+use crate::interp::results::{ErrorKind, Stop};
 use crate::policy::Usage;
 use crate::telemetry::{Counter, EventSink};
 

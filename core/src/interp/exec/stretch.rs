@@ -11,7 +11,9 @@ use crate::graph::{
     UNTIMED,
 };
 use crate::interp::host::Host;
-use crate::interp::{ErrorKind, Sampling, StepOutcome, StepRecord, Stop, Telemetry};
+use crate::interp::records::{StepOutcome, StepRecord};
+use crate::interp::results::{ErrorKind, Stop};
+use crate::interp::telemetry::{Sampling, Telemetry};
 use crate::policy::breaker::{Outcome as CallOutcome, Permit};
 use crate::policy::{Breaker, Usage, UsageBudget};
 use crate::telemetry::{Counter, Counters, EventKind, EventSink, StepOutcome as EndOutcome};
