@@ -11,7 +11,7 @@ use crate::graph::{
     UNTIMED,
 };
 use crate::interp::host::Host;
-use crate::interp::records::{StepOutcome, StepRecord};
+use crate::interp::records::{Records, StepOutcome, StepRecord};
 use crate::interp::results::{ErrorKind, Stop};
 use crate::interp::telemetry::{Sampling, Telemetry};
 use crate::policy::breaker::{Outcome as CallOutcome, Permit};
@@ -50,6 +50,152 @@ enum Exit<'g, P, C> {
     },
 }
 
+/// What one compiled instance of the stretch turn does besides running steps: each const is a
+/// test the turn then makes once per instance rather than once per task. The stretch loop
+/// picks the instance per chunk ([`Exec::stretch_loop`]); [`Turn`] names each combination.
+trait TurnKind {
+    /// A lean policy task's first attempt runs in the turn too (breaker permit, processors,
+    /// step, validators; the breaker learns a success). Else every task is plain.
+    const LEAN: bool;
+    /// Telemetry sees each task's start, end and latency.
+    const TEL: bool;
+    /// With `TEL`: the sampler keeps every execution (no decision per task, and equal
+    /// latencies wait in locals for the histogram).
+    const EVERY: bool;
+    /// With `LEAN`: lean tasks' breakers are asked (the runner's `breakers` switch).
+    const BREAKERS: bool;
+    /// The run's deadline and cancel flag are tested before each task (`false` only when the
+    /// run has neither; a plain turn always tests, its loop is small enough for the compiler
+    /// to take the test out itself).
+    const WATCH: bool;
+}
+
+/// The [`TurnKind`] with the given consts, in their order there.
+struct Turn<
+    const LEAN: bool,
+    const TEL: bool,
+    const EVERY: bool,
+    const BREAKERS: bool,
+    const WATCH: bool,
+>;
+
+impl<
+        const LEAN: bool,
+        const TEL: bool,
+        const EVERY: bool,
+        const BREAKERS: bool,
+        const WATCH: bool,
+    > TurnKind for Turn<LEAN, TEL, EVERY, BREAKERS, WATCH>
+{
+    const LEAN: bool = LEAN;
+    const TEL: bool = TEL;
+    const EVERY: bool = EVERY;
+    const BREAKERS: bool = BREAKERS;
+    const WATCH: bool = WATCH;
+}
+
+/// Where the records of one segment of a stretch go (a segment: the tasks from the stretch's
+/// current position that share one step context). The segment is cut into chunks that the
+/// turn runs without a check per record: a chunk has at most as many tasks as the record
+/// buffer has free slots. Once the buffer is full, each chunk is one task whose record goes
+/// to a spill slot (overwritten, never read) and is counted as dropped.
+///
+/// Invariant: `dst` has room for one record per task of `chunk`, plus one for a task taken
+/// from it whose record is not yet put (see [`Exit::Touched`]).
+struct Cursor<'t> {
+    /// The segment's tasks, from the first not yet settled.
+    segment: &'t [RunTask],
+    /// The current chunk's tasks not yet taken.
+    chunk: core::slice::Iter<'t, RunTask>,
+    /// The segment's tasks after the current chunk.
+    after: &'t [RunTask],
+    /// Where the next record goes: the buffer's next free slot, or `spill`.
+    dst: *mut StepRecord,
+    /// The slot for records that do not fit (a local of the stretch loop).
+    spill: *mut StepRecord,
+    /// Free slots of the record buffer when the segment began.
+    room: usize,
+}
+
+impl<'t> Cursor<'t> {
+    /// A cursor over `segment` whose records go to `free` (`room` free slots of the buffer),
+    /// then to `spill`.
+    #[inline(always)]
+    fn new(
+        segment: &'t [RunTask],
+        free: *mut StepRecord,
+        room: usize,
+        spill: *mut StepRecord,
+    ) -> Self {
+        let (dst, n) = if room == 0 {
+            (spill, 1)
+        } else {
+            (free, room.min(segment.len()))
+        };
+        let (chunk, after) = segment.split_at(n);
+        let chunk = chunk.iter();
+        Self {
+            segment,
+            chunk,
+            after,
+            dst,
+            spill,
+            room,
+        }
+    }
+
+    /// Puts the record of the task under way.
+    #[inline(always)]
+    fn put(&mut self, rec: StepRecord) {
+        // SAFETY: `dst` is `spill` (for a chunk of one task) or the next free slot of the
+        // buffer: a chunk has at most `room` tasks, each puts at most one record, and `dst`
+        // moves one slot per record put, so it stays below the buffer's end; nothing else
+        // touches the free slots until the segment settles.
+        unsafe {
+            self.dst.write(rec);
+            self.dst = self.dst.add(1);
+        }
+    }
+
+    /// Whether the segment has tasks after the current chunk.
+    #[inline(always)]
+    fn has_more(&self) -> bool {
+        !self.after.is_empty()
+    }
+
+    /// The next chunk, once the buffer is full: one task, its record to `spill`.
+    #[inline(always)]
+    fn next_spill_chunk(&mut self) {
+        let (next, tail) = self.after.split_at(1);
+        self.dst = self.spill;
+        (self.chunk, self.after) = (next.iter(), tail);
+    }
+
+    /// Tasks taken from the segment so far.
+    #[inline(always)]
+    fn taken(&self) -> usize {
+        self.segment.len() - (self.chunk.len() + self.after.len())
+    }
+
+    /// The tasks of the stretch not taken yet.
+    #[inline(always)]
+    fn remaining(&self) -> &'t [RunTask] {
+        &self.segment[self.taken()..]
+    }
+
+    /// Accounts for the records put so far (the tasks taken, but `pending` of them that put
+    /// none): each is one step run that succeeded.
+    #[inline(always)]
+    fn settle(&self, pending: usize, records: &mut Records<'_>, counters: &mut Counters) {
+        let put = self.taken() - pending;
+        let written_records = put.min(self.room);
+        let dropped = u32::try_from(put - written_records).unwrap_or(u32::MAX);
+        records.settle(written_records, dropped);
+        counters.add_n(Counter::StepsRun, put as u64);
+        counters.add_n(Counter::StepsSucceeded, put as u64);
+    }
+}
+
 // An associated function rather than a free one: rustc places a method's instances in the
 // codegen unit of its self type (`Exec`, in `exec/mod.rs`), a free function's in that of its
 // own module. Here the turn shares a unit with `stretch_loop`, its only caller, so LLVM may
@@ -59,27 +205,16 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
     /// One turn of the stretch loop, out of line so that the registers go to what a task needs:
     /// runs the tasks of `chunk` from `x`, each with the step context `cx`, one clock read per
     /// task (`t0` is the current task's start), putting the record of each at `dst`, until the
-    /// chunk ends or a task needs more than its record (see [`Exit`]). When `LEAN`, a lean
-    /// policy task's first attempt runs here too (breaker permit, processors, step,
-    /// validators; the breaker learns a success), and its breaker is asked only when
-    /// `BREAKERS` (the runner's switch). When `TEL`, telemetry (`tel`) sees each task's start,
-    /// end and latency (`EVERY`: the sampler keeps every execution). Only when `WATCH` is the
-    /// run's deadline and cancel flag tested before each task (the caller passes `false` only
-    /// when the run has neither). `chunk`, `dst` and `t0` are left where it stopped.
+    /// chunk ends or a task needs more than its record (see [`Exit`]). What it does besides
+    /// is fixed at compile time by `T` (see [`TurnKind`]). `chunk`, `dst` and `t0` are left
+    /// where it stopped.
     ///
     /// # Safety
     ///
     /// `*dst` must be valid for writing `chunk.len()` records one after the other.
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn stretch_turn<
-        'g,
-        const LEAN: bool,
-        const TEL: bool,
-        const EVERY: bool,
-        const BREAKERS: bool,
-        const WATCH: bool,
-    >(
+    unsafe fn stretch_turn<'g, T: TurnKind>(
         g: &'g Graph<P, C>,
         clock: &K,
         host: &H,
@@ -94,39 +229,42 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
     ) -> Exit<'g, P, C> {
         let steps = &*g.task_step;
         let (mut it, mut at, mut start) = (chunk.clone(), *dst, *t0);
-        debug_assert!(!TEL || tel.is_some(), "a turn with telemetry is given it");
-        // A sampler that keeps every execution (`EVERY`): no decision per task, and the run of
+        debug_assert!(
+            !T::TEL || tel.is_some(),
+            "a turn with telemetry is given it"
+        );
+        // A sampler that keeps every execution (`T::EVERY`): no decision per task, and the run of
         // equal latencies waiting for the histogram lives in locals until the turn ends.
-        if let (true, Some(t)) = (EVERY, tel.as_deref_mut()) {
+        if let (true, Some(t)) = (T::EVERY, tel.as_deref_mut()) {
             let every = t.keep_all();
             debug_assert!(every, "the caller asked the telemetry");
         }
         let mut pending = match &tel {
-            Some(t) if EVERY => t.pending(),
+            Some(t) if T::EVERY => t.pending(),
             _ => (0, 0),
         };
         // Any other sampler: its counter and the current execution's decision live in locals
         // until the turn ends, and an execution it skips costs no call.
         let mut sampling = match &tel {
-            Some(t) if TEL && !EVERY => t.sampling(),
+            Some(t) if T::TEL && !T::EVERY => t.sampling(),
             _ => Sampling::default(),
         };
         // Whether each task's start and end are read (a sampled execution needs them for its
         // events); otherwise the clock is read only where a decision needs the time.
-        let timed = TEL || clock.measures_latency();
+        let timed = T::TEL || clock.measures_latency();
         let exit = loop {
             let Some(pt) = it.next() else {
                 break Exit::Done(x);
             };
-            if WATCH && env.watch {
+            if T::WATCH && env.watch {
                 if let Some(kind) = stop_reason(env, stop_tick(clock, timed, start, env)) {
                     let node = pt.node;
                     break Exit::Stopped { node, kind };
                 }
             }
-            if TEL {
+            if T::TEL {
                 if let Some(t) = tel.as_deref_mut() {
-                    if EVERY {
+                    if T::EVERY {
                         t.emit(pt.node, start, EventKind::StepStart);
                     } else if sampling.next() {
                         t.sampled_start(pt.node, start);
@@ -139,9 +277,12 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             // when it was built (`GraphBuilder::flatten`, `Exec::task`), so it is below
             // `task_step.len()`; the graph is immutable after freezing.
             let step = unsafe { steps.get_unchecked(pt.task as usize) };
-            // When `LEAN`, a plain task takes the lean path too: it has no breaker, keeps no
+            // When `T::LEAN`, a plain task takes the lean path too: it has no breaker, keeps no
             // input and runs its step alone, so only a failure tells the two apart.
-            debug_assert!(!LEAN || pt.lean || pt.policy == NO_POLICY, "a stretch task");
+            debug_assert!(
+                !T::LEAN || pt.lean || pt.policy == NO_POLICY,
+                "a stretch task"
+            );
             debug_assert!(
                 pt.lean || (pt.breaker.is_none() && !pt.keep && pt.checks == Checks::None)
             );
@@ -162,7 +303,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             // SAFETY: the task run's breaker is its policy's, which the graph holds.
             let breaker = pt
                 .breaker
-                .filter(|_| LEAN && BREAKERS)
+                .filter(|_| T::LEAN && T::BREAKERS)
                 .map(|b| unsafe { b.get() });
             let permit = match breaker {
                 Some(b) => match b.try_acquire({
@@ -186,7 +327,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             };
             // The input again, for a failure's retry or fallback: written only when the task
             // can need it (read back by the same test, without a discriminant).
-            let mut kept = if LEAN && pt.keep {
+            let mut kept = if T::LEAN && pt.keep {
                 MaybeUninit::new(x.clone())
             } else {
                 MaybeUninit::uninit()
@@ -194,7 +335,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             // The attempt: the step alone (its first validator compiled in), or the general
             // order for processors and further validators.
             let attempt = || {
-                if !LEAN || pt.checks == Checks::None {
+                if !T::LEAN || pt.checks == Checks::None {
                     step.run(x, cx)
                 } else {
                     checked_attempt(&pol().cfg, &**step, x, cx)
@@ -211,7 +352,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                         start
                     };
                     let latency_ticks = elapsed(start, t1);
-                    if LEAN && core::mem::needs_drop::<P>() && pt.keep {
+                    if T::LEAN && core::mem::needs_drop::<P>() && pt.keep {
                         // SAFETY: written above exactly when `pt.keep`; not read again.
                         unsafe { kept.assume_init_drop() };
                     }
@@ -225,7 +366,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     }
                     (y, t1, latency_ticks)
                 }
-                Err(err) if LEAN && pt.lean => {
+                Err(err) if T::LEAN && pt.lean => {
                     // Read as the stretch always did after an attempt (a host's clock may count
                     // its reads).
                     if timed {
@@ -268,9 +409,9 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 }
             };
             start = t1;
-            if TEL {
+            if T::TEL {
                 if let Some(t) = tel.as_deref_mut() {
-                    if !EVERY {
+                    if !T::EVERY {
                         if sampling.kept {
                             t.sampled_success(pt.node, t1, latency_ticks);
                         }
@@ -303,9 +444,9 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         };
         (*chunk, *dst, *t0) = (it, at, start);
         if let Some(t) = tel {
-            if EVERY {
+            if T::EVERY {
                 t.set_pending(pending);
-            } else if TEL {
+            } else if T::TEL {
                 t.set_sampling(sampling);
             }
         }
@@ -459,101 +600,80 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             let mut cx = StepCx::new(frame.get(), &mut s.spares, env, false, 1, None);
             let records = &mut self.records;
             let free = records.buf.get_mut(records.len..).unwrap_or_default();
-            let room = free.len();
-            let segment = rest.len();
-            // The tasks of `chunk` put their records at `dst`, one after the other: the
-            // chunk has at most `room` tasks, so each record has a free slot of its own and
-            // the loop checks nothing per record. Once the buffer is full, each chunk is one
-            // task whose record goes to `spill` (overwritten, never read) and is counted as
-            // dropped.
             let mut spill = MaybeUninit::<StepRecord>::uninit();
-            let (mut dst, mut chunk, mut after) = if room == 0 {
-                let (chunk, after) = rest.split_at(1);
-                (spill.as_mut_ptr(), chunk.iter(), after)
-            } else {
-                let (chunk, after) = rest.split_at(room.min(rest.len()));
-                (free.as_mut_ptr().cast::<StepRecord>(), chunk.iter(), after)
-            };
-            // Puts the record of the task under way.
-            macro_rules! put {
-                ($rec:expr) => {{
-                    // SAFETY: `dst` is `spill` (for a chunk of one task) or the next free
-                    // slot of `free`: a chunk has at most `room` tasks, each puts at most one
-                    // record, and `dst` moves one slot per record put, so it stays below
-                    // `free.len()`; nothing else touches `free` until the segment settles.
-                    unsafe {
-                        dst.write($rec);
-                        dst = dst.add(1);
-                    }
-                }};
-            }
-            // The next chunk, when the buffer is full: one task, its record to `spill`.
-            macro_rules! spill_chunk {
-                () => {{
-                    let (next, tail) = after.split_at(1);
-                    dst = spill.as_mut_ptr();
-                    (chunk, after) = (next.iter(), tail);
-                }};
-            }
-            // The tasks of the stretch not taken yet.
-            macro_rules! remaining {
-                () => {
-                    &rest[segment - (chunk.len() + after.len())..]
-                };
-            }
-            // Accounts for the records put so far (the tasks taken, but `$pending` of them
-            // that put none): each is one step run that succeeded.
-            macro_rules! settle_records {
-                ($pending:expr) => {{
-                    let put = segment - (chunk.len() + after.len()) - $pending;
-                    let written_records = put.min(room);
-                    let dropped = u32::try_from(put - written_records).unwrap_or(u32::MAX);
-                    records.settle(written_records, dropped);
-                    self.counters.add_n(Counter::StepsRun, put as u64);
-                    self.counters.add_n(Counter::StepsSucceeded, put as u64);
-                }};
-            }
+            let free_ptr = free.as_mut_ptr().cast::<StepRecord>();
+            let mut cur = Cursor::new(rest, free_ptr, free.len(), spill.as_mut_ptr());
             loop {
                 let every = TEL && self.tel.as_deref().is_some_and(Telemetry::keeps_all);
                 let tel = self.tel.as_deref_mut();
                 let counters = &mut self.counters;
-                macro_rules! turn {
-                    ($every:literal, $breakers:literal, $watch:literal) => {
-                        // SAFETY: `dst` has room for `chunk.len()` records (see `put`).
-                        unsafe {
-                            Self::stretch_turn::<LEAN, TEL, $every, $breakers, $watch>(
-                                g, clock, host, env, counters, tel, &mut cx, &mut chunk, &mut dst,
-                                &mut t0, x,
+                let (chunk, dst) = (&mut cur.chunk, &mut cur.dst);
+                // The turn's instance (see `TurnKind`). Breakers matter only to lean tasks;
+                // without a deadline or a cancel flag a lean turn has no stop test per task.
+                let kind = (LEAN, TEL && every, s.breakers, env.watch);
+                // SAFETY: `dst` has room for `chunk.len()` records (`Cursor`'s invariant),
+                // whichever instance the match calls.
+                let exit = unsafe {
+                    match kind {
+                        (false, false, _, _) => {
+                            Self::stretch_turn::<Turn<LEAN, TEL, false, false, true>>(
+                                g, clock, host, env, counters, tel, &mut cx, chunk, dst, &mut t0, x,
                             )
                         }
-                    };
-                }
-                // Breakers matter only to lean tasks. Without a deadline or a cancel flag a
-                // lean turn has no stop test per task (a plain one's loop is small enough for
-                // the compiler to take the test out itself).
-                macro_rules! lean_turn {
-                    ($every:literal) => {
-                        match (s.breakers, env.watch) {
-                            (true, true) => turn!($every, true, true),
-                            (true, false) => turn!($every, true, false),
-                            (false, true) => turn!($every, false, true),
-                            (false, false) => turn!($every, false, false),
+                        (false, true, _, _) => {
+                            Self::stretch_turn::<Turn<LEAN, TEL, true, false, true>>(
+                                g, clock, host, env, counters, tel, &mut cx, chunk, dst, &mut t0, x,
+                            )
                         }
-                    };
-                }
-                let exit = match (LEAN, TEL && every) {
-                    (false, false) => turn!(false, false, true),
-                    (false, true) => turn!(true, false, true),
-                    (true, false) => lean_turn!(false),
-                    (true, true) => lean_turn!(true),
+                        (true, false, true, true) => {
+                            Self::stretch_turn::<Turn<LEAN, TEL, false, true, true>>(
+                                g, clock, host, env, counters, tel, &mut cx, chunk, dst, &mut t0, x,
+                            )
+                        }
+                        (true, false, true, false) => {
+                            Self::stretch_turn::<Turn<LEAN, TEL, false, true, false>>(
+                                g, clock, host, env, counters, tel, &mut cx, chunk, dst, &mut t0, x,
+                            )
+                        }
+                        (true, false, false, true) => {
+                            Self::stretch_turn::<Turn<LEAN, TEL, false, false, true>>(
+                                g, clock, host, env, counters, tel, &mut cx, chunk, dst, &mut t0, x,
+                            )
+                        }
+                        (true, false, false, false) => {
+                            Self::stretch_turn::<Turn<LEAN, TEL, false, false, false>>(
+                                g, clock, host, env, counters, tel, &mut cx, chunk, dst, &mut t0, x,
+                            )
+                        }
+                        (true, true, true, true) => {
+                            Self::stretch_turn::<Turn<LEAN, TEL, true, true, true>>(
+                                g, clock, host, env, counters, tel, &mut cx, chunk, dst, &mut t0, x,
+                            )
+                        }
+                        (true, true, true, false) => {
+                            Self::stretch_turn::<Turn<LEAN, TEL, true, true, false>>(
+                                g, clock, host, env, counters, tel, &mut cx, chunk, dst, &mut t0, x,
+                            )
+                        }
+                        (true, true, false, true) => {
+                            Self::stretch_turn::<Turn<LEAN, TEL, true, false, true>>(
+                                g, clock, host, env, counters, tel, &mut cx, chunk, dst, &mut t0, x,
+                            )
+                        }
+                        (true, true, false, false) => {
+                            Self::stretch_turn::<Turn<LEAN, TEL, true, false, false>>(
+                                g, clock, host, env, counters, tel, &mut cx, chunk, dst, &mut t0, x,
+                            )
+                        }
+                    }
                 };
                 match exit {
                     Exit::Done(y) => {
                         x = y;
-                        if after.is_empty() {
+                        if !cur.has_more() {
                             break;
                         }
-                        spill_chunk!();
+                        cur.next_spill_chunk();
                     }
                     Exit::Touched {
                         y,
@@ -563,7 +683,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                         x = y;
                         // The step wrote the context or reported usage.
                         let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
-                        put!(StepRecord::plain(node, latency_ticks, usage));
+                        cur.put(StepRecord::plain(node, latency_ticks, usage));
                         if cx.has_written() {
                             // Commit the write before the next task reads.
                             break;
@@ -571,7 +691,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     }
                     Exit::Stopped { node, kind } => {
                         let (written, _) = cx.finish();
-                        settle_records!(1);
+                        cur.settle(1, &mut self.records, &mut self.counters);
                         let why = PlainFailure::Stopped(kind);
                         return Err(self.plain_failure(node, written, why));
                     }
@@ -582,7 +702,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     } => {
                         let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
                         let (written, _) = cx.finish();
-                        settle_records!(1);
+                        cur.settle(1, &mut self.records, &mut self.counters);
                         let why = PlainFailure::Step {
                             e,
                             latency_ticks,
@@ -597,8 +717,8 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     } => {
                         let (written, _) = cx.finish();
                         debug_assert!(written.is_none(), "a write ends the context");
-                        settle_records!(1);
-                        rest = remaining!();
+                        cur.settle(1, &mut self.records, &mut self.counters);
+                        rest = cur.remaining();
                         let rec = StepRecord::new(pol.node);
                         x = self.breaker_open(pol, input, rec, start, frame)?;
                         t0 = stamp(clock, timed);
@@ -615,8 +735,8 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                         // discarded.
                         let used = cx.usage;
                         let (written, _) = cx.finish();
-                        settle_records!(1);
-                        rest = remaining!();
+                        cur.settle(1, &mut self.records, &mut self.counters);
+                        rest = cur.remaining();
                         if let Some(w) = written {
                             self.s.spares.give(w);
                         }
@@ -633,8 +753,8 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     }
                 }
             }
-            settle_records!(0);
-            rest = remaining!();
+            cur.settle(0, &mut self.records, &mut self.counters);
+            rest = cur.remaining();
             let (written, _) = cx.finish();
             if let Some(w) = written {
                 frame.commit(w, &mut self.s.spares);
