@@ -41,6 +41,9 @@
 //! [`MAX_DEPTH`](crate::graph::MAX_DEPTH), plus at most
 //! [`MAX_FALLBACK_CHAIN`](crate::graph::MAX_FALLBACK_CHAIN) fallback hops inside a task.
 //!
+//! The paths a task can take, why each exists and what each saves (in iai instructions) are in
+//! `README.md` beside this file, with a map of the files.
+//!
 //! Architecture invariant: the interpreter allocates nothing per run once its buffers have
 //! grown to the graph's needs (the record arena is presized to `RunnerConfig::max_records`
 //! and its reset is O(1); spares and the item stack keep their memory).
