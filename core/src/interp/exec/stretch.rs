@@ -145,12 +145,17 @@ impl<'t> Cursor<'t> {
     }
 
     /// Puts the record of the task under way.
+    ///
+    /// # Safety
+    ///
+    /// The task under way was taken from the current chunk and has put no record yet (so
+    /// the cursor's invariant leaves a slot for it).
     #[inline(always)]
-    fn put(&mut self, rec: StepRecord) {
+    unsafe fn put(&mut self, rec: StepRecord) {
         // SAFETY: `dst` is `spill` (for a chunk of one task) or the next free slot of the
-        // buffer: a chunk has at most `room` tasks, each puts at most one record, and `dst`
-        // moves one slot per record put, so it stays below the buffer's end; nothing else
-        // touches the free slots until the segment settles.
+        // buffer: a chunk has at most `room` tasks, each puts at most one record (the
+        // caller's promise), and `dst` moves one slot per record put, so it stays below the
+        // buffer's end; nothing else touches the free slots until the segment settles.
         unsafe {
             self.dst.write(rec);
             self.dst = self.dst.add(1);
@@ -683,7 +688,9 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                         x = y;
                         // The step wrote the context or reported usage.
                         let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
-                        cur.put(StepRecord::plain(node, latency_ticks, usage));
+                        // SAFETY: the turn took this task and put no record for it
+                        // (`Exit::Touched`).
+                        unsafe { cur.put(StepRecord::plain(node, latency_ticks, usage)) };
                         if cx.has_written() {
                             // Commit the write before the next task reads.
                             break;
