@@ -47,6 +47,12 @@
 //! Architecture invariant: the interpreter allocates nothing per run once its buffers have
 //! grown to the graph's needs (the record arena is presized to `RunnerConfig::max_records`
 //! and its reset is O(1); spares and the item stack keep their memory).
+//!
+//! [`RunArena`]: crate::arena::RunArena
+//! [`Clock::wait`]: crate::graph::Clock::wait
+//! [`UsageBudget`]: crate::policy::UsageBudget
+//! [`FixedCache`]: crate::cache::FixedCache
+//! [`Counters`]: crate::telemetry::Counters
 
 mod config;
 mod exec;

@@ -11,6 +11,8 @@ use crate::telemetry::{Counters, EventSink, Histogram, Sampler};
 /// Off (a runner made with [`Runner::new`]), it costs nothing per step: the interpreter picks
 /// its step loops without telemetry once per stretch of tasks.
 ///
+/// [`Runner::new`]: super::Runner::new
+///
 /// # Examples
 ///
 /// ```
