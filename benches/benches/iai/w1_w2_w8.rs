@@ -22,29 +22,17 @@ use shared::{
 
 /// Runs per bench.
 const RUNS: u64 = 1_000;
-/// Measured W1: 5_720_147 Ir for 1000 runs (57.2 Ir per step with a `ManualClock`; the
-/// `loop` floor measured 1_110_037, 11.1 Ir per step); 5_910_147 (59.1) since the records
-/// live in the runner's per-run arena (its reset and the slots' allocation each run);
-/// 6_125_159 (61.3) before, 4_617_159 (46.2) since the stretch loop runs out of line with the
-/// buffer's room checked once per chunk of tasks (no check per record); 4_220_156 (42.2)
-/// since a step error is one pointer wide (a step's `Result<u64, StepError>` comes back in
-/// registers).
+/// Measured W1: 4_226_156 Ir for 1000 runs (42.3 Ir per step with a `ManualClock`; the
+/// `loop` floor measures 1_110_037, 11.1 Ir per step). The limit was set at 1.15x of
+/// 4_220_156. What each specialisation of the path W1 takes saves, and the history of the
+/// figure, are in `core/src/interp/README.md`.
 const W1_IR_LIMIT: u64 = 4_850_000;
-/// Measured W2 (telemetry on): 17_167_147 Ir for 1000 runs (171.7 Ir per step, 2.9x W1; it
-/// was 206.4 before equal latencies went into the histogram together and an every-execution
-/// sampler stopped being asked per step). The breaker's permit and record are about 26.
-/// 16_783_159 (167.8) before, 15_510_159 (155.1, 3.4x W1) since the out-of-line stretch
-/// turn (pending latencies in locals, the sampler's every-execution case known at compile
-/// time, one context view for the validators); 12_704_156 (127.0, 3.0x W1) since a lean
-/// task's one validator is called without a loop, step errors are one pointer wide and a
-/// success on a healthy breaker is one load and a compare; 7_908_156 (79.1, 1.87x W1) since
-/// the validator is typed and compiled into the step, a lean task's breaker is in its task
-/// run, and a lean turn knows at compile time whether breakers are on and whether it must
-/// watch for a stop. The limit is the goal, not 1.15x: twice W1's measured count.
+/// Measured W2 (telemetry on): 7_914_156 Ir for 1000 runs (79.2 per step, 1.87x W1). The
+/// breaker's permit and record are about 26 per step. The limit is the goal, not 1.15x: twice
+/// W1's measured count. History and the win of each specialisation: `core/src/interp/README.md`.
 const W2_IR_LIMIT: u64 = 8_440_000;
-/// Measured W2 with one task execution in 64 sampled: 14_700_408 (147.0 per step, more than
-/// keeping every execution) before the stretch loop sampled in locals, 13_551_105 (135.5)
-/// since; 8_753_231 (87.5) with the W2 changes above.
+/// Measured W2 with one task execution in 64 sampled: 8_759_231 (87.6 per step; history in
+/// `core/src/interp/README.md`).
 const W2_SAMPLED_IR_LIMIT: u64 = 10_070_000;
 /// Measured W2 with its validator boxed (`validate_boxed`: the stretch loop calls the step,
 /// then the validator through its box, out of line): 13_208_156 (132.1 per step; 127.0 when

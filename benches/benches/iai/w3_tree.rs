@@ -27,8 +27,8 @@ const RUNS: u64 = 4;
 /// one-thread pool nothing forks, so this is the core interpreter's pure fan-out program
 /// plus the executor's per-run work); `core_inline` 40_633_798 (77.5 per node; it keeps a
 /// record for every leaf); `rayon_join` 42_860_125 (81.7 per node); `sequential` 6_684_685
-/// (12.8 per node). Before pure fan-outs ran as programs, `flujo` measured 103_582_195
-/// (197.6 per node). 1.15x of `core_inline`, for `flujo` and `core_inline`.
+/// (12.8 per node). 1.15x of `core_inline`, for `flujo` and `core_inline`. What pure fan-out
+/// programs save, and the figure before them: `core/src/interp/README.md`.
 const W3_IR_LIMIT: u64 = 46_700_000;
 
 fn limit(ir: u64) -> LibraryBenchmarkConfig {

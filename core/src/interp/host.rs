@@ -24,12 +24,12 @@
 
 use alloc::vec::Vec;
 
-use super::{ErrorKind, Runner, StepRecord, Stop};
+use super::records::StepRecord;
+use super::results::{ErrorKind, Stop};
 use crate::cache::CacheKey;
-use crate::context::{Context, Frame};
-use crate::graph::{Cancel, CancelFlag, Clock, Graph, NodeId, RunEnv, StepError};
+use crate::graph::{Cancel, CancelFlag, Graph, NodeId, StepError};
 use crate::policy::{Usage, UsageBudget};
-use crate::telemetry::{Counters, EventSink};
+use crate::telemetry::Counters;
 
 /// What a run asks of the host it runs in: a guard around each attempt, forks, a shared
 /// cache (see the [`Runner::run_in`](super::Runner::run_in) docs).
@@ -160,96 +160,5 @@ impl<P, C> Branch<P, C> {
     /// Whether it has run.
     pub fn has_run(&self) -> bool {
         self.out.is_some()
-    }
-}
-
-impl<P: Clone, C: Context, K: Clock, H: Host<P, C, K>> Fan<'_, P, C, K, H> {
-    /// Runs `branch` on `runner`'s scratch (its arena is reset, as by a run). A branch runs
-    /// once; a second call does nothing.
-    pub fn run<S: EventSink>(&self, branch: &mut Branch<P, C>, runner: &mut Runner<P, C, S>) {
-        let Some(input) = branch.input.take() else {
-            return;
-        };
-        let chain = Cancel {
-            flag: &self.flags[branch.index],
-            up: self.cancel,
-        };
-        let env = RunEnv::new(self.clock, self.deadline, Some(&chain));
-        let out = runner.run_branch(self, branch, input, env);
-        if let Err((stop, _)) = &out.result {
-            if stop.abort || self.stop_later {
-                for later in &self.flags[branch.index + 1..] {
-                    later.cancel();
-                }
-            }
-        }
-        branch.out = Some(out);
-    }
-}
-
-impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
-    /// The body of [`Fan::run`]: a run of the branch's node on this runner's scratch.
-    fn run_branch<K: Clock, H: Host<P, C, K>>(
-        &mut self,
-        fan: &Fan<'_, P, C, K, H>,
-        b: &mut Branch<P, C>,
-        input: P,
-        env: RunEnv<'_>,
-    ) -> BranchOut<P, C> {
-        self.arena.reset();
-        let records = super::Records::new(&self.arena, self.max_records);
-        let s = &mut self.scratch;
-        s.error = None;
-        let mut frame = if s.copy_on_write {
-            Frame::Borrowed(fan.base)
-        } else {
-            Frame::Copied(s.spares.copy_of(fan.base))
-        };
-        let budget = core::mem::replace(&mut b.budget, UsageBudget::unlimited());
-        let mut ex = super::exec::Exec {
-            g: fan.g,
-            clock: fan.clock,
-            env,
-            budget,
-            limited: fan.limited,
-            usage: Usage::ZERO,
-            counters: Counters::new(),
-            tel: self.telemetry.as_mut().filter(|_| fan.telemetry),
-            s,
-            records,
-            host: fan.host,
-        };
-        let result = ex.node(b.node, input, &mut frame);
-        let (usage, counters, records) = (ex.usage, ex.counters, ex.records);
-        b.budget = ex.budget;
-        if let Some(t) = &mut self.telemetry {
-            t.flush_latency();
-        }
-        let dropped = records.dropped;
-        b.records.clear();
-        b.records.extend_from_slice(records.into_slice());
-        let result = result.map_err(|stop| {
-            let kind = self
-                .scratch
-                .error
-                .take()
-                .expect("every stop leaves its reason");
-            (stop, kind)
-        });
-        let context = match frame {
-            Frame::Owned(c) => Some(c),
-            Frame::Borrowed(_) => None,
-            Frame::Copied(c) => {
-                self.scratch.spares.give(c);
-                None
-            }
-        };
-        BranchOut {
-            result,
-            context,
-            usage,
-            counters,
-            dropped,
-        }
     }
 }

@@ -11,13 +11,16 @@ use std::vec::Vec;
 
 use super::*;
 use crate::cache::StepFingerprint;
-use crate::context::MergeStrategy;
+use crate::context::{Context, MergeStrategy};
 use crate::graph::{
-    FailureStrategy, GraphBuilder, LoopOptions, ManualClock, MapOptions, NoClock, NodeRef,
-    ParallelOptions, StepCx, StepFlags, TaskConfig,
+    CancelFlag, Clock, FailureStrategy, Graph, GraphBuilder, LoopOptions, ManualClock, MapOptions,
+    NoClock, NodeRef, ParallelOptions, StepCx, StepError, StepFlags, TaskConfig,
 };
 use crate::policy::breaker::{Outcome as BreakerOutcome, State as BreakerState};
-use crate::policy::{Backoff, Breaker, BreakerConfig, Recovery, RecoveryTable, RetryPolicy};
+use crate::policy::{
+    Backoff, Breaker, BreakerConfig, ErrorClass, Recovery, RecoveryTable, RetryPolicy, Usage,
+};
+use crate::telemetry::{Counter, NullSink, Sampler};
 
 std::thread_local! {
     static CLONES: Cell<usize> = const { Cell::new(0) };

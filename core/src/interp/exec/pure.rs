@@ -9,13 +9,15 @@
 //! any abort) or is skipped (ignore), exactly as [`Exec::parallel`] does. A fan-out the host
 //! forks leaves the loop for the general path.
 
-use super::{stamp, stop_reason, stop_tick, Exec, PlainFailure};
+use super::stretch::PlainFailure;
+use super::{stamp, stop_reason, stop_tick, Exec};
 use core::mem::size_of;
 
 use crate::context::{Context, Frame, Spares};
 use crate::graph::{Clock, NodeId, PureOp, StepCx, MAX_DEPTH};
 use crate::interp::host::Host;
-use crate::interp::{ErrorKind, StepRecord, Stop};
+use crate::interp::records::StepRecord;
+use crate::interp::results::{ErrorKind, Stop};
 use crate::policy::Usage;
 use crate::telemetry::{Counter, EventSink};
 
