@@ -1,5 +1,5 @@
 //! The semantics contract on the core's single-thread interpreter, one test per rule:
-//! Loops, branches and maps: exit predicates and iteration bounds, arm selection with a
+//! loops, branches and maps: exit predicates and iteration bounds, arm selection with a
 //! default arm, and maps that split, run a body per item and reduce in item order.
 
 mod common;

@@ -1,5 +1,5 @@
 //! The semantics contract on the core's single-thread interpreter, one test per rule:
-//! Parallel nodes: one input for every branch, reduction in declaration order, the
+//! parallel nodes: one input for every branch, reduction in declaration order, the
 //! merge strategies, the failure strategies, and the usage budget split between branches.
 
 mod common;

@@ -1,5 +1,5 @@
 //! The semantics contract on the core's single-thread interpreter, one test per rule:
-//! Task policies, in the contract's order: breaker, cache, usage reservation, attempts
+//! task policies, in the contract's order: breaker, cache, usage reservation, attempts
 //! (pre-processors, step, post-processors, validators; timeouts; backoff), classification by
 //! the recovery table, fallback, and the step record.
 

@@ -1,5 +1,5 @@
 //! The semantics contract on the core's single-thread interpreter, one test per rule:
-//! Sequences: each output is the next input, and the first failure stops the sequence.
+//! sequences: each output is the next input, and the first failure stops the sequence.
 
 mod common;
 

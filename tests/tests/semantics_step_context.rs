@@ -1,5 +1,5 @@
 //! The semantics contract on the core's single-thread interpreter, one test per rule:
-//! The step context and a run's results: declared context writes, copy-on-write reads,
+//! the step context and a run's results: declared context writes, copy-on-write reads,
 //! cancellation and run deadlines, the step record buffer, and runs that give the same
 //! results however often, on whichever path, they run.
 
@@ -250,9 +250,10 @@ fn step_sees_its_attempt_number_and_deadline() {
 }
 
 /// Tasks under every policy the stretch loop runs, for
-/// `every_record_buffer_size_keeps_a_prefix_and_counts_the_rest`. A copy of the tasks of
-/// flujo-core's `lean_and_full_paths_give_the_same_results` (`core/src/interp/tests/
-/// step_context.rs`), which stays in the core because it reads the frozen graph's layout.
+/// `every_record_buffer_size_keeps_a_prefix_and_counts_the_rest`: a copy of the tasks of
+/// flujo-core's `lean_and_full_paths_give_the_same_results`
+/// (`core/src/interp/tests/step_context.rs`), which stays in the core because it reads the
+/// frozen graph's layout.
 fn mixed_tasks(b: &mut B<'_>, breaker: &Arc<Breaker>) -> Vec<NodeRef> {
     let p0 = add(b, "p0", 1);
     // Retries: the first attempt of an odd input writes, then fails (the write is discarded).

@@ -1,5 +1,5 @@
 //! The semantics contract on the core's single-thread interpreter, one test per rule:
-//! Exact counters, sampled telemetry (events, latency histogram, pause), and the clock
+//! exact counters, sampled telemetry (events, latency histogram, pause), and the clock
 //! reads behind latencies: a clock that measures no latency is read only where a decision
 //! needs the time.
 

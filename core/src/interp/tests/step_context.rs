@@ -11,7 +11,8 @@ use crate::graph::{ManualClock, TaskConfig};
 use crate::policy::{Backoff, Breaker, Recovery, RecoveryTable, RetryPolicy};
 
 /// The tasks of `lean_and_full_paths_give_the_same_results`, created in the same order in
-/// both graphs so their node ids match.
+/// both graphs so their node ids match. flujo-tests keeps a copy for its record-buffer test
+/// (`tests/tests/semantics_step_context.rs`), which needs no private access.
 fn mixed_tasks(b: &mut B<'_>, breaker: &Arc<Breaker>) -> Vec<NodeRef> {
     let p0 = add(b, "p0", 1);
     // Retries: the first attempt of an odd input writes, then fails (the write is discarded).
