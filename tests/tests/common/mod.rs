@@ -1,7 +1,9 @@
 //! Random step graphs shared by the property and runtime tests: a small tree language `T`,
 //! its generator, and its translation into a flujo graph; and a panic hook for injected
-//! panics.
+//! panics. The semantics contract tests' fixtures are in [`semantics`].
 #![allow(dead_code)] // each test binary uses a different part
+
+pub mod semantics;
 
 use flujo_core::context::{Context, MergeStrategy};
 use flujo_core::graph::{
