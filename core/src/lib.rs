@@ -24,6 +24,7 @@ pub mod interp;
 pub mod policy;
 pub mod pool;
 pub mod ring;
+mod step_error;
 mod sync;
 pub mod telemetry;
 

@@ -32,8 +32,9 @@ pub use crate::cache::{CanonicalEncode, StepFingerprint};
 pub use crate::policy::{
     Backoff, Breaker, BreakerConfig, ErrorClass, Recovery, RecoveryTable, RetryPolicy, Usage,
 };
+pub use crate::step_error::{StaticStepError, StepError, UserError};
 pub(crate) use step::{Cancel, RunEnv, UNTIMED};
-pub use step::{CancelFlag, Clock, ManualClock, NoClock, StaticStepError, Step, StepCx, StepError};
+pub use step::{CancelFlag, Clock, ManualClock, NoClock, Step, StepCx};
 pub use task::{
     Check, ExitPredicate, FailureStrategy, Items, LoopOptions, MapOptions, NoCheck,
     ParallelOptions, Processor, Reducer, Selector, Splitter, TaskConfig, Validator,
