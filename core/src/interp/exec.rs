@@ -4,6 +4,7 @@
 use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 
+mod overrun;
 mod pure;
 
 use super::host::{Branch, Fan, Host};
@@ -651,6 +652,9 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 self.counters.increment(Counter::StepsSucceeded);
                 self.records
                     .push(StepRecord::plain(node, latency_ticks, usage));
+                if self.overran(usage) {
+                    return Err(self.overrun(node, usage));
+                }
                 Ok(y)
             }
             Err(e) => {
@@ -946,6 +950,12 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                         // The step wrote the context or reported usage.
                         let usage = take_usage(&mut cx, &mut self.usage, &mut self.budget);
                         put!(StepRecord::plain(node, latency_ticks, usage));
+                        // Its usage took the budget past a limit (see `overrun`).
+                        if self.limited && self.budget.exceeded().is_some() {
+                            let (written, _) = cx.finish();
+                            settle_records!(0);
+                            return Err(self.overrun_after(node, usage, written, frame));
+                        }
                         if cx.has_written() {
                             // Commit the write before the next task reads.
                             break;
@@ -1044,7 +1054,9 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 rec.attempts = 1;
                 rec.latency_ticks = latency_ticks;
                 rec.usage = usage;
-                self.plain_failed(rec, e)
+                let stop = self.plain_failed(rec, e);
+                self.or_overrun(node, usage, Err::<(), _>(stop))
+                    .unwrap_err()
             }
         }
     }
@@ -1266,7 +1278,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             };
         }
         self.task_record(rec, now);
-        result
+        self.or_overrun(pol.node, end.used, result)
     }
 
     /// A lean policy task whose first attempt (run by the stretch loop) failed:

@@ -26,7 +26,9 @@
 //! machine and recovery table, and the [`UsageBudget`]: a parallel node or a map lends each
 //! branch (item) an equal share of what is left (`split`), and what a branch does not use
 //! comes back when it ends (`merge`), so branches cannot together overspend whatever order a
-//! concurrent runtime runs them in. A run without a budget skips the splitting. Cacheable
+//! concurrent runtime runs them in. A run without a budget skips the splitting. Usage a
+//! step reports is charged when it ends; a charge past the budget (the run's, or a branch's
+//! share) aborts the run right after that step ([`ErrorKind::UsageOverrun`]). Cacheable
 //! tasks go through a [`FixedCache`] of the runner keyed by [`CacheKey`](crate::cache::CacheKey).
 //!
 //! Every run returns exact [`Counters`] (never sampled). A runner made
@@ -69,8 +71,8 @@ pub enum Outcome {
     Succeeded,
     /// A step (or a composite rule) failed and nothing recovered it.
     Failed,
-    /// The run was stopped: usage denied, cancelled, or its deadline passed. Results so far
-    /// (records, context, usage) are returned.
+    /// The run was stopped: usage denied or overrun, cancelled, or its deadline passed.
+    /// Results so far (records, context, usage) are returned.
     Aborted,
 }
 
@@ -174,6 +176,15 @@ pub enum ErrorKind {
         /// The limit in the way, its value and what the run would have reached.
         denied: UsageDenied,
     },
+    /// The usage this step reported took the budget it ran under (the run's, or in a fan-out
+    /// its branch's share) past a limit. The step itself ended (its record says how, its
+    /// context writes and its usage stand); the run aborts after it, without its output.
+    UsageOverrun {
+        /// The usage the step reported.
+        reported: Usage,
+        /// The limit passed, its value and the usage reached (`wanted`).
+        over: UsageDenied,
+    },
     /// The run was cancelled before this step.
     Cancelled,
     /// The run's deadline passed before this step.
@@ -209,7 +220,7 @@ impl ErrorKind {
     pub fn class(&self) -> ErrorClass {
         match self {
             ErrorKind::Step(e) | ErrorKind::MergeFailed(e) => e.class(),
-            ErrorKind::UsageDenied { .. } => ErrorClass::Usage,
+            ErrorKind::UsageDenied { .. } | ErrorKind::UsageOverrun { .. } => ErrorClass::Usage,
             ErrorKind::Cancelled => ErrorClass::Cancelled,
             ErrorKind::DeadlineExceeded => ErrorClass::Timeout,
             ErrorKind::NoArmMatched { .. }
@@ -227,6 +238,13 @@ impl fmt::Display for ErrorKind {
             ErrorKind::UsageDenied { requested, denied } => {
                 write!(f, "estimate {requested:?} denied: {denied}")
             }
+            ErrorKind::UsageOverrun { reported, over } => write!(
+                f,
+                "reported usage {reported:?} took the budget past {} of {}: usage reached {}",
+                over.limit.as_str(),
+                over.max,
+                over.wanted
+            ),
             ErrorKind::Cancelled => f.write_str("run cancelled"),
             ErrorKind::DeadlineExceeded => f.write_str("run deadline passed"),
             ErrorKind::NoArmMatched { key } => write!(f, "no arm for key {key} and no default arm"),
@@ -252,6 +270,7 @@ impl core::error::Error for ErrorKind {
         match self {
             ErrorKind::Step(e) | ErrorKind::MergeFailed(e) => Some(e),
             ErrorKind::UsageDenied { denied, .. } => Some(denied),
+            ErrorKind::UsageOverrun { over, .. } => Some(over),
             _ => None,
         }
     }

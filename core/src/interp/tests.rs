@@ -884,6 +884,203 @@ fn the_breaker_and_the_cache_come_before_the_usage_reservation() {
     assert!(r.records[0].cache_hit);
 }
 
+/// A task that reports `cost` of usage (and writes `a` when `writes`), configured by `cfg`.
+fn spender(
+    b: &mut B<'_>,
+    name: &str,
+    cost: u64,
+    writes: bool,
+    cfg: TaskConfig<i64, Ctx>,
+) -> NodeRef {
+    let cfg = if writes { cfg.writes_context() } else { cfg };
+    b.task_with(
+        name,
+        move |x, cx| {
+            cx.report_usage(Usage { cost, tokens: 0 });
+            if writes {
+                cx.ctx_mut()?.a = 1;
+            }
+            Ok(x + 1)
+        },
+        cfg,
+    )
+}
+
+/// A budget of `cost` (and ample tokens).
+fn budget(cost: u64) -> RunOptions<'static> {
+    RunOptions {
+        budget: Some(Usage { cost, tokens: 1000 }),
+        ..RunOptions::default()
+    }
+}
+
+/// Checks the run of `spend (reports 50) -> after` under a budget of 10: the overrun aborts
+/// the run after `spend`, whose own record says it succeeded.
+fn assert_overrun_aborts(g: &G, writes: bool) {
+    for fast_paths in [true, false] {
+        let config = RunnerConfig {
+            fast_paths,
+            ..RunnerConfig::default()
+        };
+        let mut runner = Runner::new(config);
+        let r = run_with(&mut runner, g, 0, &budget(10));
+        assert_eq!(r.outcome, Outcome::Aborted, "fast paths {fast_paths}");
+        assert_eq!(r.output, None);
+        assert_eq!(r.usage.cost, 50, "the usage happened and is counted");
+        assert_eq!(r.records.len(), 1, "the run stops before `after`");
+        let spend = record(g, r.records, "spend");
+        assert_eq!(
+            (spend.outcome, spend.usage.cost),
+            (StepOutcome::Succeeded, 50)
+        );
+        assert_eq!(r.context.a, i64::from(writes), "the step's writes stand");
+        assert_eq!(r.counters.get(crate::telemetry::Counter::UsageOverruns), 1);
+        assert_eq!(r.counters.get(crate::telemetry::Counter::StepsSucceeded), 1);
+        let err = r.error.unwrap();
+        assert_eq!((err.step, err.kind.class()), ("spend", ErrorClass::Usage));
+        let over = crate::policy::UsageDenied {
+            limit: crate::policy::UsageLimit::Cost,
+            max: 10,
+            wanted: 50,
+        };
+        assert_eq!(
+            err.kind,
+            ErrorKind::UsageOverrun {
+                reported: Usage {
+                    cost: 50,
+                    tokens: 0
+                },
+                over
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "step `spend` (node 0): reported usage Usage { cost: 50, tokens: 0 } took the \
+             budget past cost_max of 10: usage reached 50"
+        );
+        // Without a budget the same graph runs to the end.
+        let r = run_with(&mut runner, g, 0, &RunOptions::default());
+        assert_eq!((r.outcome, r.output), (Outcome::Succeeded, Some(2)));
+        assert_eq!(r.counters.get(crate::telemetry::Counter::UsageOverruns), 0);
+    }
+}
+
+#[test]
+fn reported_usage_past_the_budget_aborts_the_run_after_a_plain_step() {
+    for writes in [false, true] {
+        let g = G::build(|b| {
+            let spend = spender(b, "spend", 50, writes, TaskConfig::new());
+            let after = add(b, "after", 1);
+            b.sequence("s", &[spend, after])
+        })
+        .unwrap();
+        assert_overrun_aborts(&g, writes);
+    }
+}
+
+#[test]
+fn reported_usage_past_the_budget_aborts_the_run_after_a_policy_step() {
+    // A breaker alone makes a lean task (run in the stretch loop); a retry policy or an
+    // estimate one of the full pipeline.
+    let configs: [fn() -> TaskConfig<i64, Ctx>; 3] = [
+        || TaskConfig::new().breaker(Arc::new(Breaker::new(BreakerConfig::DEFAULT).unwrap())),
+        || TaskConfig::new().retry(RetryPolicy::new(2, Backoff::NONE).unwrap()),
+        || TaskConfig::new().usage_estimate(Usage { cost: 5, tokens: 0 }),
+    ];
+    for cfg in configs {
+        for writes in [false, true] {
+            let g = G::build(|b| {
+                let spend = spender(b, "spend", 50, writes, cfg());
+                let after = add(b, "after", 1);
+                b.sequence("s", &[spend, after])
+            })
+            .unwrap();
+            assert_overrun_aborts(&g, writes);
+        }
+    }
+}
+
+#[test]
+fn reported_usage_up_to_the_budget_does_not_abort() {
+    let g = G::build(|b| {
+        let spend = spender(b, "spend", 10, false, TaskConfig::new());
+        let after = add(b, "after", 1);
+        b.sequence("s", &[spend, after])
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let r = run_with(&mut runner, &g, 0, &budget(10));
+    assert_eq!((r.outcome, r.output), (Outcome::Succeeded, Some(2)));
+    let r = run_with(&mut runner, &g, 0, &budget(9));
+    assert_eq!(r.outcome, Outcome::Aborted);
+}
+
+#[test]
+fn a_failed_step_that_overruns_aborts_the_run() {
+    // A plain task, and a policy task whose fallback runs (and succeeds) before its usage is
+    // settled: either way the overrun aborts the run after the step.
+    for name in ["plain", "with_fb"] {
+        let g = G::build(|b| {
+            let fb = add(b, "fb", 0);
+            let failing = |_: i64, cx: &mut StepCx<'_, Ctx>| -> Result<i64, StepError> {
+                cx.report_usage(Usage {
+                    cost: 50,
+                    tokens: 0,
+                });
+                Err(StepError::permanent("down"))
+            };
+            let cfg = if name == "with_fb" {
+                TaskConfig::new().fallback(fb)
+            } else {
+                TaskConfig::new()
+            };
+            let t = b.task_with(name, failing, cfg);
+            let after = add(b, "after", 1);
+            b.sequence("s", &[t, after])
+        })
+        .unwrap();
+        let mut runner = Runner::new(RunnerConfig::default());
+        let r = run_with(&mut runner, &g, 0, &budget(10));
+        assert_eq!(r.outcome, Outcome::Aborted, "{name}");
+        let step = record(&g, r.records, name);
+        let own_end = if name == "plain" {
+            StepOutcome::Failed
+        } else {
+            StepOutcome::Succeeded
+        };
+        assert_eq!(step.outcome, own_end, "the step's own end: {name}");
+        let err = r.error.unwrap();
+        assert_eq!((err.step, err.kind.class()), (name, ErrorClass::Usage));
+        let after = g.find("after").unwrap();
+        assert!(r.records.iter().all(|rec| rec.node != after));
+    }
+}
+
+#[test]
+fn a_branch_that_overruns_its_share_aborts_the_run() {
+    // A budget of 10 split two ways: 6 is within the run's budget but past a share of 5.
+    let g = G::build(|b| {
+        let spend = spender(b, "spend", 6, false, TaskConfig::new());
+        let other = add(b, "other", 1);
+        b.parallel(
+            "p",
+            &[spend, other],
+            |x, y| x + y,
+            ParallelOptions::default(),
+        )
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let r = run_with(&mut runner, &g, 0, &budget(10));
+    assert_eq!(r.outcome, Outcome::Aborted);
+    let err = r.error.unwrap();
+    assert_eq!(err.step, "spend");
+    assert!(matches!(
+        err.kind,
+        ErrorKind::UsageOverrun { over, .. } if (over.max, over.wanted) == (5, 6)
+    ));
+}
+
 #[test]
 fn usage_denial_aborts_with_partial_results_never_retried_nor_fallback() {
     let fb_calls = Arc::new(AtomicU32::new(0));

@@ -42,11 +42,13 @@ pub enum Counter {
     BreakerTrips,
     /// Usage reservations the budget denied.
     UsageDenials,
+    /// Steps whose reported usage took the budget past a limit (each aborts its run).
+    UsageOverruns,
 }
 
 impl Counter {
     /// How many counters there are.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Counter::COUNT] = [
@@ -62,6 +64,7 @@ impl Counter {
         Counter::BreakerRejections,
         Counter::BreakerTrips,
         Counter::UsageDenials,
+        Counter::UsageOverruns,
     ];
 
     /// The counter's index in `0 .. COUNT`.
@@ -85,6 +88,7 @@ impl Counter {
             Counter::BreakerRejections => "breaker_rejections",
             Counter::BreakerTrips => "breaker_trips",
             Counter::UsageDenials => "usage_denials",
+            Counter::UsageOverruns => "usage_overruns",
         }
     }
 
@@ -114,7 +118,7 @@ impl Counter {
 }
 
 // `COUNT` must match the enum: the last variant's index is `COUNT - 1`.
-const _: () = assert!(Counter::UsageDenials as usize == Counter::COUNT - 1);
+const _: () = assert!(Counter::UsageOverruns as usize == Counter::COUNT - 1);
 
 /// Exact counts for one run (or merged over many), one `u64` per [`Counter`].
 ///
