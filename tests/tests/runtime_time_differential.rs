@@ -22,9 +22,10 @@ use flujo_core::graph::{
     Backoff, Clock, Graph, GraphBuilder, NodeRef, ParallelOptions, RetryPolicy, StepError,
     TaskConfig,
 };
+use flujo_core::interp::StepRecord;
 use flujo_core::interp::{ErrorKind, Outcome, RunOptions, RunResult, Runner, RunnerConfig};
-use flujo_core::interp::{StepOutcome, StepRecord};
 use flujo_core::policy::{Breaker, BreakerConfig, ErrorClass};
+use flujo_core::telemetry::StepOutcome;
 use flujo_runtime::clock::ManualClock;
 use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
 use flujo_runtime::{Executor, Finished, Priority, RunSpec};

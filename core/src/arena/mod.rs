@@ -713,4 +713,4 @@ impl<'a, T> ArenaVec<'a, T> {
 }
 
 #[cfg(all(test, not(loom)))]
-mod test;
+mod tests;

@@ -17,13 +17,12 @@ use crate::graph::{
     Cancel, CancelFlag, Checks, Clock, FailureStrategy, Graph, Items, NodeId, NodeKind, RunEnv,
     RunTask, Step, StepCx, StepError, StepFlags, TaskConfig, TaskPolicy, NO_POLICY, UNTIMED,
 };
-use crate::policy::breaker::{Outcome as CallOutcome, Permit, Transition};
 use crate::policy::{
-    Breaker, Decision, ErrorClass, Reservation, RetryState, Usage, UsageBudget, UsageDenied,
+    Breaker, BreakerState, Decision, ErrorClass, Reservation, RetryState, Usage, UsageBudget,
+    UsageDenied,
 };
-use crate::telemetry::{
-    BreakerState, Counter, Counters, EventKind, EventSink, StepOutcome as EndOutcome,
-};
+use crate::policy::{CallOutcome, Permit, Transition};
+use crate::telemetry::{Counter, Counters, EventKind, EventSink, StepOutcome as EndOutcome};
 
 /// Why the run must stop before a task that would start at `now`, if it must.
 #[inline(always)]
@@ -442,8 +441,8 @@ fn note_transition<S: EventSink>(
 }
 
 /// The telemetry state a breaker transition names.
-fn breaker_state(state: crate::policy::breaker::State) -> BreakerState {
-    use crate::policy::breaker::State;
+fn breaker_state(state: BreakerState) -> BreakerState {
+    use crate::policy::BreakerState as State;
     match state {
         State::Closed => BreakerState::Closed,
         State::Open => BreakerState::Open,

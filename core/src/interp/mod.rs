@@ -62,7 +62,7 @@ use crate::cache::FixedCache;
 use crate::context::{Context, Frame, Spares};
 use crate::graph::{Cancel, CancelFlag, Clock, Graph, NodeId, RunEnv, StepError};
 use crate::policy::{ErrorClass, Rng, Usage, UsageBudget, UsageDenied};
-use crate::telemetry::{Counter, Counters, EventSink, Histogram, NullSink, Sampler};
+use crate::telemetry::{Counter, Counters, EventSink, Histogram, NullSink, Sampler, StepOutcome};
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,19 +73,6 @@ pub enum Outcome {
     Failed,
     /// The run was stopped: usage denied or overrun, cancelled, or its deadline passed.
     /// Results so far (records, context, usage) are returned.
-    Aborted,
-}
-
-/// How one step (or loop) ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StepOutcome {
-    /// It produced an output (by itself, from the cache, or through its fallback).
-    Succeeded,
-    /// Recovery skipped it; the default output was used.
-    Skipped,
-    /// It failed.
-    Failed,
-    /// It aborted the run.
     Aborted,
 }
 

@@ -16,8 +16,8 @@ use crate::graph::{
     FailureStrategy, GraphBuilder, LoopOptions, ManualClock, MapOptions, NoClock, NodeRef,
     ParallelOptions, StepCx, StepFlags, TaskConfig,
 };
-use crate::policy::breaker::{Outcome as BreakerOutcome, State as BreakerState};
 use crate::policy::{Backoff, Breaker, BreakerConfig, Recovery, RecoveryTable, RetryPolicy};
+use crate::policy::{BreakerState, CallOutcome};
 
 std::thread_local! {
     static CLONES: Cell<usize> = const { Cell::new(0) };
@@ -669,9 +669,7 @@ fn breakers_switched_off_are_neither_asked_nor_told_in_a_lean_stretch() {
     // An open breaker would refuse; with breakers off the tasks run and it learns nothing.
     let breaker = trips_on_one_failure();
     let permit = breaker.try_acquire(0).unwrap();
-    assert!(breaker
-        .record(permit, BreakerOutcome::Failure, 0, 0)
-        .is_some());
+    assert!(breaker.record(permit, CallOutcome::Failure, 0, 0).is_some());
     let before = breaker.transition_counts();
     let g = G::build(|b| {
         let a = lean(b, "a", 1, &breaker);
@@ -848,7 +846,7 @@ fn the_breaker_and_the_cache_come_before_the_usage_reservation() {
     };
     let breaker = trips_on_one_failure();
     let permit = breaker.try_acquire(0).unwrap();
-    let _ = breaker.record(permit, BreakerOutcome::Failure, 0, 0);
+    let _ = breaker.record(permit, CallOutcome::Failure, 0, 0);
     let guarded = G::build(|b| {
         let fb = add(b, "fb", 100);
         let cfg = TaskConfig::new()
@@ -2039,7 +2037,6 @@ fn half_open_breaker() -> Arc<Breaker> {
 
 #[test]
 fn a_cache_hit_gives_the_breaker_permit_back_without_an_outcome() {
-    use crate::policy::breaker::State;
     let breaker = half_open_breaker();
     let g = G::build(|b| {
         let cfg = TaskConfig::new()
@@ -2066,16 +2063,20 @@ fn a_cache_hit_gives_the_breaker_permit_back_without_an_outcome() {
     };
     assert_eq!(run(&mut runner, 5).0, Some(50), "cached");
     assert_eq!(run(&mut runner, -1).0, None, "a failure opens the breaker");
-    assert_eq!(breaker.state(), State::Open);
+    assert_eq!(breaker.state(), BreakerState::Open);
     clock.advance(10);
     // The open period is over: this call takes the one half-open probe, and hits the cache.
     let (out, rec) = run(&mut runner, 5);
     assert_eq!((out, rec.cache_hit, rec.attempts), (Some(50), true, 0));
-    assert_eq!(breaker.state(), State::HalfOpen, "a hit is no outcome");
+    assert_eq!(
+        breaker.state(),
+        BreakerState::HalfOpen,
+        "a hit is no outcome"
+    );
     // The probe came back: the next call gets it, succeeds and closes the breaker.
     let (out, rec) = run(&mut runner, 7);
     assert_eq!((out, rec.error_class), (Some(70), None));
-    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.state(), BreakerState::Closed);
 }
 
 /// A parallel node of two branches, each reserving `estimate` and using `used`, then a task

@@ -40,7 +40,7 @@ mod stats;
 #[cfg(all(test, loom))]
 mod loom;
 #[cfg(all(test, not(loom)))]
-mod test;
+mod tests;
 
 pub use local::{PoolHandle, Pooled};
 pub use registry::{DuplicatePoolError, PoolRegistry, PoolRegistryBuilder};

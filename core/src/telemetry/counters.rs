@@ -12,7 +12,8 @@ use crate::sync::AtomicU64 as AtomicCount;
 #[cfg(not(any(loom, target_has_atomic = "64")))]
 use crate::sync::AtomicUsize as AtomicCount;
 
-use super::event::{BreakerState, Event, EventKind, StepOutcome};
+use super::event::{Event, EventKind, StepOutcome};
+use crate::policy::BreakerState;
 
 /// One of the engine's counters. `Counter::ALL` lists them in index order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use flujo_core::graph::{Graph, NodeId};
-use flujo_core::interp::{StepOutcome, StepRecord};
+use flujo_core::interp::StepRecord;
 use flujo_core::policy::Breaker;
+use flujo_core::telemetry::StepOutcome;
 
 use crate::report::{StepRow, OTHER_STEPS};
 

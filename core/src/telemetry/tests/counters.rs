@@ -1,9 +1,8 @@
 use std::collections::BTreeSet;
 
 use super::Rng;
-use crate::telemetry::{
-    AtomicCounters, BreakerState, Counter, Counters, Event, EventKind, StepOutcome,
-};
+use crate::policy::BreakerState;
+use crate::telemetry::{AtomicCounters, Counter, Counters, Event, EventKind, StepOutcome};
 
 #[test]
 fn counters_are_exact_against_a_model() {
