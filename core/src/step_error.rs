@@ -42,7 +42,8 @@ pub type UserError = Arc<dyn Error + Send + Sync + 'static>;
 /// # Examples
 ///
 /// ```
-/// use flujo_core::graph::{ErrorClass, StaticStepError, StepError};
+/// use flujo_core::graph::{StaticStepError, StepError};
+/// use flujo_core::policy::ErrorClass;
 /// let e = StepError::transient("service busy");
 /// assert_eq!(e.class(), ErrorClass::Transient);
 /// assert_eq!(e.reason(), "service busy");
@@ -55,7 +56,8 @@ pub type UserError = Arc<dyn Error + Send + Sync + 'static>;
 ///
 /// ```
 /// use std::error::Error;
-/// use flujo_core::graph::{ErrorClass, StepError};
+/// use flujo_core::graph::StepError;
+/// use flujo_core::policy::ErrorClass;
 ///
 /// #[derive(Debug, PartialEq)]
 /// struct OutOfStock { sku: u32 }

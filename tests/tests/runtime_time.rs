@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use flujo_core::graph::{Graph, StepError, StepFingerprint, TaskConfig};
+use flujo_core::cache::StepFingerprint;
+use flujo_core::graph::{Graph, StepError, TaskConfig};
 use flujo_core::interp::{ErrorKind, Outcome};
 use flujo_core::policy::BreakerState;
 use flujo_core::policy::{Breaker, BreakerConfig, ErrorClass};

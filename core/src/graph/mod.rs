@@ -5,7 +5,7 @@
 //! copies the structure into a [`Graph`]: struct-of-arrays indexed by `u32`, with no pointer
 //! into the (then dropped) arena, `Send + Sync` and shareable behind an `Arc`.
 //!
-//! Node kinds ([`NodeKind`]): Task, Sequence, Parallel, Loop, Branch, Map. The payload `P`
+//! Node kinds ([`NodeKind`]): Task, Sequence, Parallel, Loop, Switch, Map. The payload `P`
 //! (what flows between nodes) and the context `C` (what steps share) are the host's types.
 //!
 //! Architecture invariant: a frozen graph is valid; running it never meets a structural
@@ -23,16 +23,10 @@ mod task;
 use alloc::boxed::Box;
 use core::fmt;
 
+pub use crate::step_error::{StaticStepError, StepError, UserError};
 pub use analysis::StepFlags;
 pub use builder::GraphBuilder;
 pub use error::{GraphError, GraphRule};
-// The policy and cache types a task's configuration is written in, re-exported so a graph
-// can be described with this module alone.
-pub use crate::cache::{CanonicalEncode, StepFingerprint};
-pub use crate::policy::{
-    Backoff, Breaker, BreakerConfig, ErrorClass, Recovery, RecoveryTable, RetryPolicy, Usage,
-};
-pub use crate::step_error::{StaticStepError, StepError, UserError};
 pub(crate) use step::{Cancel, RunEnv, UNTIMED};
 pub use step::{CancelFlag, Clock, ManualClock, NoClock, Step, StepCx};
 pub use task::{
@@ -41,6 +35,7 @@ pub use task::{
 };
 
 use crate::context::MergeStrategy;
+use crate::policy::Breaker;
 pub(crate) use task::TaskPolicy;
 
 /// The longest fallback chain a task may have (build error beyond).
@@ -93,8 +88,8 @@ pub enum NodeKind {
     Parallel,
     /// A body repeated until an exit predicate holds or a bound is hit.
     Loop,
-    /// A selector picks one arm.
-    Branch,
+    /// A selector picks one arm (by key; a default arm when none matches).
+    Switch,
     /// Split into items, a body per item, reduce.
     Map,
 }
@@ -286,7 +281,7 @@ pub(crate) struct LoopNode<P, C> {
     pub(crate) exit: Option<ExitPredicate<P, C>>,
 }
 
-pub(crate) struct BranchNode<P, C> {
+pub(crate) struct SwitchNode<P, C> {
     pub(crate) arms: Span,
     pub(crate) keys: Box<[u64]>,
     pub(crate) default: Option<u32>,
@@ -349,7 +344,7 @@ pub struct Graph<P, C> {
     /// The parallel nodes' reducers, by slot (dense: a pure program reads one per fan-out).
     pub(crate) par_reduce: Box<[Reducer<P>]>,
     pub(crate) loops: Box<[LoopNode<P, C>]>,
-    pub(crate) branches: Box<[BranchNode<P, C>]>,
+    pub(crate) switches: Box<[SwitchNode<P, C>]>,
     pub(crate) maps: Box<[MapNode<P, C>]>,
     /// The programs of the pure fan-outs (see [`PureOp`]); a node's lies in its
     /// outermost pure ancestor's.
@@ -456,7 +451,7 @@ impl<P, C> Graph<P, C> {
 
     /// The analysed cost of a node, computed when the graph was frozen: how many task
     /// executions its subtree makes at most (a task counts 1; sequences and parallel nodes
-    /// sum their children; a branch counts its dearest arm; loops and maps multiply their
+    /// sum their children; a switch counts its dearest arm; loops and maps multiply their
     /// body by their bound; saturating at `u32::MAX`). A concurrent runtime compares a
     /// fan-out's cost with its cutoff to decide whether forking pays.
     ///

@@ -51,7 +51,8 @@ pub(crate) fn table_uses(table: &RecoveryTable, recovery: Recovery) -> bool {
 /// # Examples
 ///
 /// ```
-/// use flujo_core::graph::{Backoff, Graph, RetryPolicy, StepError, TaskConfig, NoClock};
+/// use flujo_core::graph::{Graph, StepError, TaskConfig, NoClock};
+/// use flujo_core::policy::{Backoff, RetryPolicy};
 /// use flujo_core::interp::{Runner, RunOptions};
 ///
 /// let retry = RetryPolicy::new(3, Backoff::Constant { delay_ticks: 5 }).unwrap();

@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::vec::Vec;
 
 use super::*;
-use crate::policy::{Recovery, RecoveryTable};
+use crate::cache::StepFingerprint;
+use crate::policy::{
+    Backoff, BreakerConfig, ErrorClass, Recovery, RecoveryTable, RetryPolicy, Usage,
+};
 
 type B<'a> = GraphBuilder<'a, u64, u64>;
 
@@ -32,20 +35,20 @@ fn empty_parallel_is_a_build_error() {
 }
 
 #[test]
-fn empty_branch_is_a_build_error() {
+fn empty_switch_is_a_build_error() {
     let (node, rule) = rule_of(Graph::build(|b| {
         let d = inc(b, "d");
-        b.branch("br", |_, _| 0, &[], Some(d))
+        b.switch("br", |_, _| 0, &[], Some(d))
     }));
-    assert_eq!((node.as_str(), rule), ("br", GraphRule::EmptyBranch));
+    assert_eq!((node.as_str(), rule), ("br", GraphRule::EmptySwitch));
 }
 
 #[test]
-fn branch_with_two_arms_of_one_key_is_a_build_error() {
+fn switch_with_two_arms_of_one_key_is_a_build_error() {
     let (_, rule) = rule_of(Graph::build(|b| {
         let a = inc(b, "a");
         let c = inc(b, "c");
-        b.branch("br", |_, _| 0, &[(7, a), (7, c)], None)
+        b.switch("br", |_, _| 0, &[(7, a), (7, c)], None)
     }));
     assert_eq!(rule, GraphRule::DuplicateArm { key: 7 });
 }
@@ -363,7 +366,7 @@ fn nested(b: &mut B<'_>, levels: usize) -> NodeRef {
             0 => b.sequence(&name, &[node]),
             1 => b.parallel(&name, &[node], |a, _| a, ParallelOptions::new()),
             2 => b.repeat(&name, node, LoopOptions::new().max_iterations(1)),
-            3 => b.branch(&name, |_, _| 0, &[(0, node)], None),
+            3 => b.switch(&name, |_, _| 0, &[(0, node)], None),
             _ => b.map(
                 &name,
                 |x, _, items| {

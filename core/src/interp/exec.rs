@@ -7,7 +7,7 @@ use core::mem::MaybeUninit;
 mod overrun;
 mod pure;
 
-use super::host::{Branch, Fan, Host};
+use super::host::{Fan, Host, Lane as Branch};
 use super::{
     ErrorKind, LoopExit, Records, Sampling, Scratch, StepOutcome, StepRecord, Stop, Telemetry,
 };
@@ -581,7 +581,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             NodeKind::Sequence => self.sequence(slot, input, frame),
             NodeKind::Parallel => self.parallel(id, slot, input, frame),
             NodeKind::Loop => self.repeat(id, slot, input, frame),
-            NodeKind::Branch => self.branch(id, slot, input, frame),
+            NodeKind::Switch => self.branch(id, slot, input, frame),
             NodeKind::Map => self.map(id, slot, input, frame),
         }
     }
@@ -1863,7 +1863,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
 
     fn branch(&mut self, id: u32, b: usize, input: P, frame: &mut Frame<'_, C>) -> Result<P, Stop> {
         let g = self.g;
-        let br = &g.branches[b];
+        let br = &g.switches[b];
         let key = (br.selector)(&input, frame.get());
         let arm = match br.keys.iter().position(|k| *k == key) {
             Some(i) => Some(g.children[br.arms.start as usize + i]),

@@ -50,7 +50,7 @@
 mod exec;
 mod host;
 
-pub use host::{Branch, Fan, Host, Inline, SharedCache};
+pub use host::{Fan, Host, Inline, Lane, SharedCache};
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -176,7 +176,7 @@ pub enum ErrorKind {
     Cancelled,
     /// The run's deadline passed before this step.
     DeadlineExceeded,
-    /// No arm of a branch matched and it has no default.
+    /// No arm of a switch matched and it has no default.
     NoArmMatched {
         /// The selector's key.
         key: u64,
@@ -448,7 +448,7 @@ pub(crate) struct Scratch<P, C> {
     pub(crate) record_bufs: Vec<Vec<StepRecord>>,
     /// Branch lists and cancel flags of forked fan-outs, kept for reuse (a stack: nested
     /// fan-outs take their own).
-    pub(crate) fan_bufs: Vec<Vec<host::Branch<P, C>>>,
+    pub(crate) fan_bufs: Vec<Vec<host::Lane<P, C>>>,
     pub(crate) flag_bufs: Vec<Vec<CancelFlag>>,
     /// `RunnerConfig::fast_paths`.
     pub(crate) fast_paths: bool,
