@@ -122,10 +122,19 @@ unsafe impl Sync for StepError {}
 impl StepError {
     /// An error of `class` with `reason` (boxed: one allocation).
     pub fn new(class: ErrorClass, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::new_boxed(class, reason.into(), None)
+    }
+
+    /// The boxed form, out of line: a step that can fail keeps only a call on its error path
+    /// (inlined, the box's construction and its unwinding cleanup cost the step's success
+    /// path a stack frame; measured on W2: +2 instructions per step).
+    #[cold]
+    #[inline(never)]
+    fn new_boxed(class: ErrorClass, reason: Cow<'static, str>, user: Option<UserError>) -> Self {
         Self::owned(Box::new(Owned {
             class,
-            reason: reason.into(),
-            user: None,
+            reason,
+            user,
         }))
     }
 
@@ -141,11 +150,8 @@ impl StepError {
     /// An error of `class` carrying the shared user error `error` (see
     /// [`from_error`](Self::from_error)).
     pub fn from_user_error(class: ErrorClass, error: UserError) -> Self {
-        Self::owned(Box::new(Owned {
-            class,
-            reason: Cow::Owned(error.to_string()),
-            user: Some(error),
-        }))
+        let reason = Cow::Owned(error.to_string());
+        Self::new_boxed(class, reason, Some(error))
     }
 
     /// The error `e`, without allocating.
@@ -290,11 +296,7 @@ impl Drop for StepError {
 impl Clone for StepError {
     fn clone(&self) -> Self {
         match self.boxed() {
-            Some(o) => Self::owned(Box::new(Owned {
-                class: o.class,
-                reason: o.reason.clone(),
-                user: o.user.clone(),
-            })),
+            Some(o) => Self::new_boxed(o.class, o.reason.clone(), o.user.clone()),
             None => Self {
                 tagged: self.tagged,
                 _owns: PhantomData,
