@@ -361,7 +361,7 @@ fn build_program(
                 if let Some(t) = exit_above {
                     opts = opts.until(move |x, _, _| *x > t);
                 }
-                let node_ref = b.repeat(&name, refs[body], opts);
+                let node_ref = b.loop_(&name, refs[body], opts);
                 (
                     Kind::Loop {
                         body,

@@ -9,12 +9,12 @@ use core::fmt;
 use bumpalo::Bump;
 
 use super::analysis::pure_programs;
-use super::task::{Check, TaskPolicy};
+use super::task::{TaskPolicy, TypedValidator};
 use super::{
-    BreakerRef, Checks, ExitPredicate, Graph, GraphError, GraphRule, LoopNode, LoopOptions,
-    MapNode, MapOptions, NodeKind, NodeRef, ParNode, ParallelOptions, Reducer, RunTask, Selector,
-    SeqNode, Span, Splitter, Step, StepCx, StepError, StepFlags, SwitchNode, TaskConfig, Validator,
-    MAX_DEPTH, MAX_FALLBACK_CHAIN, MAX_NODES, NO_POLICY,
+    AroundStep, BreakerRef, ChainTask, ExitPredicate, Graph, GraphError, GraphRule, LoopNode,
+    LoopOptions, MapNode, MapOptions, NodeKind, NodeRef, ParNode, ParallelOptions, Reducer,
+    Selector, SeqNode, Span, Splitter, Step, StepCx, StepError, StepFlags, SwitchNode, TaskConfig,
+    Validator, MAX_DEPTH, MAX_FALLBACK_CHAIN, MAX_NODES, NO_POLICY,
 };
 use super::{FailureStrategy, Items};
 use crate::context::MergeStrategy;
@@ -50,7 +50,7 @@ struct Checked<S, V> {
 impl<P, C, S, V> Step<P, C> for Checked<S, V>
 where
     S: Step<P, C>,
-    V: Check<P, C>,
+    V: TypedValidator<P, C>,
 {
     #[inline]
     fn run(&self, input: P, cx: &mut StepCx<'_, C>) -> Result<P, StepError> {
@@ -97,7 +97,7 @@ struct BuildMap<P, C> {
 /// let bump = bumpalo::Bump::new();
 /// let mut b = GraphBuilder::<u32, ()>::new_in(&bump);
 /// let body = b.task("inc", |x, _| Ok(x + 1));
-/// let lp = b.repeat("count", body, LoopOptions::new().max_iterations(10).until(|x, _, _| *x >= 3));
+/// let lp = b.loop_("count", body, LoopOptions::new().max_iterations(10).until(|x, _, _| *x >= 3));
 /// let g = b.freeze(lp).unwrap();
 /// assert_eq!(g.len(), 2);
 /// ```
@@ -214,7 +214,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
     pub fn task_with<F, V>(&mut self, name: &str, f: F, cfg: TaskConfig<P, C, V>) -> NodeRef
     where
         F: Fn(P, &mut StepCx<'_, C>) -> Result<P, StepError> + Send + Sync + 'static,
-        V: Check<P, C>,
+        V: TypedValidator<P, C>,
     {
         self.step(name, f, cfg)
     }
@@ -227,7 +227,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
     pub fn step<S, V>(&mut self, name: &str, step: S, cfg: TaskConfig<P, C, V>) -> NodeRef
     where
         S: Step<P, C> + 'static,
-        V: Check<P, C>,
+        V: TypedValidator<P, C>,
     {
         if let Some(fb) = cfg.fallback {
             self.check_handle(name, fb);
@@ -293,7 +293,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
 
     /// A loop: `body` runs on its own output until the exit predicate holds or the bound is
     /// hit; the exit reason is recorded.
-    pub fn repeat(&mut self, name: &str, body: NodeRef, opts: LoopOptions<P, C>) -> NodeRef {
+    pub fn loop_(&mut self, name: &str, body: NodeRef, opts: LoopOptions<P, C>) -> NodeRef {
         let slot = self.loops.len();
         self.loops.push(BuildLoop {
             max_iterations: opts.max_iterations,
@@ -469,7 +469,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
         let mut name = Vec::with_capacity(n);
         let mut children: Vec<u32> = Vec::new();
         let mut seqs = Vec::new();
-        let mut runs: Vec<RunTask> = Vec::new();
+        let mut chains: Vec<ChainTask> = Vec::new();
         let mut pars = Vec::with_capacity(self.pars.len());
         let mut par_reduce = Vec::with_capacity(self.pars.len());
         let mut loops = Vec::with_capacity(self.loops.len());
@@ -527,8 +527,8 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                         .iter()
                         .all(|c| self.nodes[c.index as usize].kind == NodeKind::Task);
                     let tasks = all_tasks.then(|| {
-                        let start = runs.len();
-                        runs.extend(node.children.iter().map(|c| {
+                        let start = chains.len();
+                        chains.extend(node.children.iter().map(|c| {
                             let task = self.nodes[c.index as usize].slot;
                             let flags = task_flags[task as usize];
                             let policy = task_policy[task as usize];
@@ -536,7 +536,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                             let validators =
                                 pol.map_or(0, |p: &TaskPolicy<P, C>| p.cfg.validators.len());
                             let breaker = pol.and_then(|p| BreakerRef::of(p.cfg.breaker.as_ref()));
-                            RunTask {
+                            ChainTask {
                                 node: c.index,
                                 task,
                                 policy,
@@ -547,7 +547,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                                         StepFlags::CACHE | StepFlags::USAGE | StepFlags::TIMEOUT,
                                     ),
                                 stretch_lean: false,
-                                checks: Checks::of(flags, validators),
+                                checks: AroundStep::of(flags, validators),
                                 keep: flags.intersects(StepFlags::RETRY | StepFlags::FALLBACK),
                                 breaker,
                             }
@@ -555,7 +555,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                         // Each task of a stretch learns how many tasks its stretch has left
                         // and whether a lean policy task is among them.
                         let (mut left, mut lean) = (0, false);
-                        for t in runs[start..].iter_mut().rev() {
+                        for t in chains[start..].iter_mut().rev() {
                             (left, lean) = if t.in_stretch() {
                                 (left + 1, lean || t.lean)
                             } else {
@@ -647,7 +647,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
             task_policy: task_policy.into_boxed_slice(),
             policies: policies.into_boxed_slice(),
             children: children.into_boxed_slice(),
-            runs: runs.into_boxed_slice(),
+            chains: chains.into_boxed_slice(),
             seqs: seqs.into_boxed_slice(),
             pars: pars.into_boxed_slice(),
             par_reduce: par_reduce.into_boxed_slice(),

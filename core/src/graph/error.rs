@@ -3,8 +3,9 @@
 use alloc::string::String;
 use core::fmt;
 
-/// Which build rule a graph broke.
+/// Which build rule a graph broke. New rules may come (`#[non_exhaustive]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GraphRule {
     /// A sequence has no children.
     EmptySequence,

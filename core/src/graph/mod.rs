@@ -30,8 +30,8 @@ pub use error::{GraphError, GraphRule};
 pub(crate) use step::{Cancel, RunEnv, UNTIMED};
 pub use step::{CancelFlag, Clock, ManualClock, NoClock, Step, StepCx};
 pub use task::{
-    Check, ExitPredicate, FailureStrategy, Items, LoopOptions, MapOptions, NoCheck,
-    ParallelOptions, Processor, Reducer, Selector, Splitter, TaskConfig, Validator,
+    ExitPredicate, FailureStrategy, Items, LoopOptions, MapOptions, NoValidator, ParallelOptions,
+    Processor, Reducer, Selector, Splitter, TaskConfig, TypedValidator, Validator,
 };
 
 use crate::context::MergeStrategy;
@@ -107,15 +107,15 @@ impl Span {
     }
 }
 
-/// A task of a sequence whose children are all tasks (a *task run*), with what the
+/// A task of a sequence whose children are all tasks (a *task chain*), with what the
 /// interpreter needs in one place, so it never goes through the generic node dispatch.
 ///
-/// The interpreter runs a task run as *stretches*: consecutive tasks that one loop runs with
+/// The interpreter runs a task chain as *stretches*: consecutive tasks that one loop runs with
 /// one step context, one clock read per task and the record cursor in locals. Plain tasks
 /// and *lean* policy tasks (no cache, no usage estimate) join stretches; the other policy
 /// tasks run alone through the full policy pipeline.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct RunTask {
+pub(crate) struct ChainTask {
     pub(crate) node: u32,
     pub(crate) task: u32,
     /// Index into `Graph::policies`, or `NO_POLICY` for a plain task.
@@ -130,7 +130,7 @@ pub(crate) struct RunTask {
     /// Whether the stretch starting here holds a lean policy task (else it is all plain).
     pub(crate) stretch_lean: bool,
     /// What a lean task's attempt runs around its step.
-    pub(crate) checks: Checks,
+    pub(crate) checks: AroundStep,
     /// Whether a failed first attempt can need the input again (retry or fallback), so the
     /// stretch loop keeps a copy of it.
     pub(crate) keep: bool,
@@ -138,7 +138,7 @@ pub(crate) struct RunTask {
     pub(crate) breaker: Option<BreakerRef>,
 }
 
-/// A task's circuit breaker, as the graph's task runs keep it: a pointer to the `Breaker`
+/// A task's circuit breaker, as the graph's task chains keep it: a pointer to the `Breaker`
 /// inside the `Arc` of the task's configuration (in `Graph::policies`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BreakerRef(core::ptr::NonNull<Breaker>);
@@ -160,7 +160,7 @@ impl BreakerRef {
     /// # Safety
     ///
     /// The `Arc` it was taken from must still hold it for `'a`: true for as long as the
-    /// graph whose task run has it is borrowed, because the graph owns that `Arc` (in its
+    /// graph whose task chain has it is borrowed, because the graph owns that `Arc` (in its
     /// policies, never changed after freezing) and drops it only when it is dropped itself.
     #[inline(always)]
     pub(crate) unsafe fn get<'a>(self) -> &'a Breaker {
@@ -173,27 +173,27 @@ impl BreakerRef {
 /// validator into its step (see `GraphBuilder::step`), so a task with only that one has
 /// nothing around its step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Checks {
+pub(crate) enum AroundStep {
     /// Nothing: the attempt is the step.
     None,
     /// Processors, or boxed validators: the general order.
     Many,
 }
 
-impl Checks {
+impl AroundStep {
     /// The checks of a task with these flags and `validators` validators left beside its
     /// step.
     pub(crate) fn of(flags: StepFlags, validators: usize) -> Self {
         let processors = flags.intersects(StepFlags::PRE_PROCESSORS | StepFlags::POST_PROCESSORS);
         if processors || validators > 0 {
-            Checks::Many
+            AroundStep::Many
         } else {
-            Checks::None
+            AroundStep::None
         }
     }
 }
 
-impl RunTask {
+impl ChainTask {
     /// Whether the stretch loop runs this task (plain, or a lean policy task).
     #[inline(always)]
     pub(crate) fn in_stretch(self) -> bool {
@@ -203,7 +203,7 @@ impl RunTask {
 
 pub(crate) struct SeqNode {
     pub(crate) children: Span,
-    /// When every child is a task: a span of `Graph::runs`.
+    /// When every child is a task: a span of `Graph::chains`.
     pub(crate) tasks: Option<Span>,
 }
 
@@ -337,8 +337,8 @@ pub struct Graph<P, C> {
     pub(crate) task_policy: Box<[u32]>,
     pub(crate) policies: Box<[TaskPolicy<P, C>]>,
     pub(crate) children: Box<[u32]>,
-    /// The task runs of sequences whose children are all tasks.
-    pub(crate) runs: Box<[RunTask]>,
+    /// The task chains of sequences whose children are all tasks.
+    pub(crate) chains: Box<[ChainTask]>,
     pub(crate) seqs: Box<[SeqNode]>,
     pub(crate) pars: Box<[ParNode<C>]>,
     /// The parallel nodes' reducers, by slot (dense: a pure program reads one per fan-out).

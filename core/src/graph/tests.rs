@@ -57,12 +57,12 @@ fn switch_with_two_arms_of_one_key_is_a_build_error() {
 fn loop_without_bound_is_a_build_error() {
     let (node, rule) = rule_of(Graph::build(|b| {
         let body = inc(b, "body");
-        b.repeat("lp", body, LoopOptions::new().until(|x, _, _| *x > 3))
+        b.loop_("lp", body, LoopOptions::new().until(|x, _, _| *x > 3))
     }));
     assert_eq!((node.as_str(), rule), ("lp", GraphRule::LoopWithoutBound));
     let (_, rule) = rule_of(Graph::build(|b| {
         let body = inc(b, "body");
-        b.repeat("lp", body, LoopOptions::new().max_iterations(0))
+        b.loop_("lp", body, LoopOptions::new().max_iterations(0))
     }));
     assert_eq!(rule, GraphRule::LoopWithoutBound);
 }
@@ -291,7 +291,7 @@ fn a_sequence_of_tasks_is_frozen_as_a_task_run_with_its_plain_stretches() {
     .unwrap();
     let run = g.seqs[0].tasks.expect("all children are tasks");
     assert_eq!(run.len, 2);
-    let stretches: Vec<u32> = g.runs[run.range()].iter().map(|t| t.stretch).collect();
+    let stretches: Vec<u32> = g.chains[run.range()].iter().map(|t| t.stretch).collect();
     assert_eq!(
         stretches,
         [2, 1],
@@ -365,7 +365,7 @@ fn nested(b: &mut B<'_>, levels: usize) -> NodeRef {
         node = match level % 5 {
             0 => b.sequence(&name, &[node]),
             1 => b.parallel(&name, &[node], |a, _| a, ParallelOptions::new()),
-            2 => b.repeat(&name, node, LoopOptions::new().max_iterations(1)),
+            2 => b.loop_(&name, node, LoopOptions::new().max_iterations(1)),
             3 => b.switch(&name, |_, _| 0, &[(0, node)], None),
             _ => b.map(
                 &name,

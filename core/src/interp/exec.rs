@@ -14,8 +14,9 @@ use super::{
 use crate::cache::CacheKey;
 use crate::context::{merge_branch, Context, Frame, MergeError, MergeStrategy};
 use crate::graph::{
-    Cancel, CancelFlag, Checks, Clock, FailureStrategy, Graph, Items, NodeId, NodeKind, RunEnv,
-    RunTask, Step, StepCx, StepError, StepFlags, TaskConfig, TaskPolicy, NO_POLICY, UNTIMED,
+    AroundStep as Checks, Cancel, CancelFlag, ChainTask as RunTask, Clock, FailureStrategy, Graph,
+    Items, NodeId, NodeKind, RunEnv, Step, StepCx, StepError, StepFlags, TaskConfig, TaskPolicy,
+    NO_POLICY, UNTIMED,
 };
 use crate::policy::{
     Breaker, BreakerState, Decision, ErrorClass, Reservation, RetryState, Usage, UsageBudget,
@@ -671,7 +672,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         let g = self.g;
         let seq = &g.seqs[s];
         if let (Some(tasks), true) = (seq.tasks, self.s.fast_paths) {
-            return self.task_run(&g.runs[tasks.range()], x, frame);
+            return self.task_run(&g.chains[tasks.range()], x, frame);
         }
         for &child in &g.children[seq.children.range()] {
             x = self.node(child, x, frame)?;

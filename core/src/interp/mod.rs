@@ -151,8 +151,9 @@ impl StepRecord {
     }
 }
 
-/// Why a run failed or aborted.
+/// Why a run failed or aborted. New reasons may come (`#[non_exhaustive]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// A step's error that recovery did not absorb (its class says which kind).
     Step(StepError),

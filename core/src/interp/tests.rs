@@ -446,7 +446,7 @@ fn parallel_ignore_still_aborts_on_usage_or_cancelled() {
 fn loop_stops_when_the_exit_predicate_holds_and_records_it() {
     let g = G::build(|b| {
         let body = add(b, "body", 1);
-        b.repeat(
+        b.loop_(
             "lp",
             body,
             LoopOptions::new()
@@ -465,7 +465,7 @@ fn loop_stops_when_the_exit_predicate_holds_and_records_it() {
 fn loop_stops_at_its_iteration_bound_and_records_it() {
     let g = G::build(|b| {
         let body = add(b, "body", 1);
-        b.repeat(
+        b.loop_(
             "lp",
             body,
             LoopOptions::new().max_iterations(3).until(|_, _, _| false),
@@ -1693,7 +1693,7 @@ fn a_runner_gives_the_same_results_run_after_run() {
         let r = b.task("r", |x, cx| Ok(x + cx.ctx().a));
         let p = b.parallel("p", &[w, r], |a, x| a + x, ParallelOptions::new());
         let body = add(b, "body", 2);
-        let lp = b.repeat("lp", body, LoopOptions::new().max_iterations(3));
+        let lp = b.loop_("lp", body, LoopOptions::new().max_iterations(3));
         b.sequence("s", &[p, lp])
     })
     .unwrap();

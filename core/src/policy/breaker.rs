@@ -359,6 +359,7 @@ impl Default for BreakerConfig {
 
 /// A [`BreakerConfig`] field out of range; each variant names the field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BreakerConfigError {
     /// `window_calls` is not in `1 ..= BREAKER_WINDOW_CALLS_MAX`.
     WindowCalls,

@@ -220,7 +220,7 @@ pub fn build(t: &T, b: &mut GraphBuilder<'_, i64, Ctx>, names: &mut u32) -> Node
         T::Loop(body, max, threshold) => {
             let body = build(body, b, names);
             let threshold = *threshold;
-            b.repeat(
+            b.loop_(
                 &name,
                 body,
                 LoopOptions::new()
