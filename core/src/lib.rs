@@ -23,6 +23,7 @@ pub mod graph;
 pub mod interp;
 pub mod policy;
 pub mod ring;
+mod step_error;
 mod sync;
 pub mod telemetry;
 

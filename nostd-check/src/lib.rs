@@ -24,7 +24,7 @@ pub fn run_demo(input: u32) -> Option<u32> {
             ParallelOptions::default(),
         );
         let add10 = b.task("add10", |x: u32, _| Ok(x.saturating_add(10)));
-        let grow = b.repeat(
+        let grow = b.loop_(
             "grow",
             add10,
             LoopOptions::new()

@@ -19,12 +19,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flujo_core::cache::KeyWriter;
+use flujo_core::cache::{CanonicalEncode, StepFingerprint};
 use flujo_core::context::Context;
-use flujo_core::graph::{
-    Backoff, Breaker, BreakerConfig, CanonicalEncode, ErrorClass, Graph, MapOptions,
-    ParallelOptions, RetryPolicy, StepCx, StepError, StepFingerprint, TaskConfig,
-};
+use flujo_core::graph::{Graph, MapOptions, ParallelOptions, StepCx, StepError, TaskConfig};
 use flujo_core::interp::{ErrorKind, Outcome};
+use flujo_core::policy::{Backoff, Breaker, BreakerConfig, ErrorClass, RetryPolicy};
 use flujo_core::telemetry::Counter;
 use flujo_runtime::breakers::BreakerRegistry;
 use flujo_runtime::clock::ticks;

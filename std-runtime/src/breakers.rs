@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use flujo_core::policy::breaker::{BreakerConfigError, State, TransitionCounts};
 use flujo_core::policy::{Breaker, BreakerConfig};
+use flujo_core::policy::{BreakerConfigError, BreakerState, TransitionCounts};
 
 /// The core's [`BreakerConfig::DEFAULT`] rules in the runtime's nanosecond ticks: opens after
 /// 5 failures in a row or at 50% failures over the last 100 calls (once 20 were seen), stays
@@ -57,7 +57,7 @@ pub struct BreakerReading {
     /// Its name.
     pub name: String,
     /// Its state now.
-    pub state: State,
+    pub state: BreakerState,
     /// Transitions made so far (exact).
     pub transitions: TransitionCounts,
 }
@@ -138,7 +138,7 @@ impl BreakerRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flujo_core::policy::breaker::Outcome;
+    use flujo_core::policy::CallOutcome;
 
     #[test]
     fn one_breaker_per_name_learns_from_every_user() {
@@ -153,11 +153,14 @@ mod tests {
         );
         for user in [&a, &b] {
             let permit = user.try_acquire(0).unwrap();
-            user.record(permit, Outcome::Failure, 0, 0);
+            user.record(permit, CallOutcome::Failure, 0, 0);
         }
-        assert_eq!(r.get("svc").unwrap().state(), State::Open);
+        assert_eq!(r.get("svc").unwrap().state(), BreakerState::Open);
         let reading = &r.snapshot()[0];
-        assert_eq!((reading.name.as_str(), reading.state), ("svc", State::Open));
+        assert_eq!(
+            (reading.name.as_str(), reading.state),
+            ("svc", BreakerState::Open)
+        );
         assert_eq!(reading.transitions.closed_to_open, 1);
     }
 

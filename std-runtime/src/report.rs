@@ -21,8 +21,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use flujo_core::interp::{Outcome, StepOutcome, StepRecord};
-use flujo_core::telemetry::{BreakerState, Counter, Counters, Event, EventKind, Histogram};
+use flujo_core::interp::{Outcome, StepRecord};
+use flujo_core::policy::BreakerState;
+use flujo_core::telemetry::StepOutcome;
+use flujo_core::telemetry::{Counter, Counters, Event, EventKind, Histogram};
 
 use crate::trace::ticks_to_ns;
 use crate::Refusal;
@@ -282,7 +284,8 @@ pub struct TelemetryStats {
 ///
 /// ```
 /// use flujo_core::graph::NodeId;
-/// use flujo_core::interp::{Outcome, StepOutcome, StepRecord};
+/// use flujo_core::interp::{Outcome, StepRecord};
+/// use flujo_core::telemetry::StepOutcome;
 /// use flujo_core::policy::Usage;
 /// use flujo_runtime::report::ReportBuilder;
 /// use flujo_runtime::Refusal;

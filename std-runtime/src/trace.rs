@@ -29,7 +29,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use flujo_core::telemetry::{BreakerState, Event, EventKind, StepOutcome};
+use flujo_core::policy::BreakerState;
+use flujo_core::telemetry::{Event, EventKind, StepOutcome};
 
 /// The value of one argument of a [`Span`] or [`Instant`] (shown in the viewer's details
 /// pane).

@@ -13,7 +13,8 @@ mod common;
 use std::time::Duration;
 
 use common::Prng;
-use flujo_core::graph::{Graph, StepFingerprint, TaskConfig};
+use flujo_core::cache::StepFingerprint;
+use flujo_core::graph::{Graph, TaskConfig};
 use flujo_core::interp::Outcome;
 use flujo_runtime::config::{
     Algorithm, OptimizationConfig, TelemetryLevel, MAX_CACHE_SHARDS, MAX_RECORDS,

@@ -188,7 +188,7 @@ fn context_writes_merges_maps_and_loops_allocate_nothing_per_run_after_warm_up()
             MapOptions::new().max_items(4).merge(MergeStrategy::NoMerge),
         );
         let body = b.task("body", |x, _| Ok(x + 1));
-        let lp = b.repeat(
+        let lp = b.loop_(
             "lp",
             body,
             LoopOptions::new()

@@ -87,7 +87,7 @@ fn eval(t: &T, x: i64, ctx: &mut Ctx) -> Result<i64, ()> {
             }
             Ok(x)
         }
-        T::Branch(arms, default) => {
+        T::Switch(arms, default) => {
             let key = x.rem_euclid(arms.len() as i64 + 1) as usize;
             match (arms.get(key), default) {
                 (Some(arm), _) => eval(arm, x, ctx),

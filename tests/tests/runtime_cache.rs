@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use flujo_core::graph::{Graph, StepFingerprint, TaskConfig};
+use flujo_core::cache::StepFingerprint;
+use flujo_core::graph::{Graph, TaskConfig};
 use flujo_core::interp::Outcome;
 use flujo_core::telemetry::Counter;
 use flujo_runtime::clock::ManualClock;

@@ -11,9 +11,10 @@ mod common;
 
 use common::{gen, Ctx, Prng};
 use flujo_core::graph::{Graph, NoClock, NodeId};
+use flujo_core::interp::StepRecord;
 use flujo_core::interp::{ErrorKind, Outcome, RunOptions, RunResult, Runner, RunnerConfig};
-use flujo_core::interp::{StepOutcome, StepRecord};
 use flujo_core::policy::{ErrorClass, Usage};
+use flujo_core::telemetry::StepOutcome;
 use flujo_runtime::config::{Optimization, OptimizationConfig};
 use flujo_runtime::{Executor, RunSpec};
 

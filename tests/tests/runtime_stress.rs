@@ -12,9 +12,10 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use flujo_core::context::Context;
-use flujo_core::graph::{Backoff, Graph, RetryPolicy, StepError, TaskConfig};
+use flujo_core::graph::{Graph, StepError, TaskConfig};
 use flujo_core::interp::{ErrorKind, Outcome};
 use flujo_core::policy::ErrorClass;
+use flujo_core::policy::{Backoff, RetryPolicy};
 use flujo_core::telemetry::Counter;
 use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
 use flujo_runtime::{Executor, Finished, Priority, Refusal};

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use flujo_core::graph::{Graph, StepError, StepFingerprint, TaskConfig};
+use flujo_core::cache::StepFingerprint;
+use flujo_core::graph::{Graph, StepError, TaskConfig};
 use flujo_core::interp::{ErrorKind, Outcome};
-use flujo_core::policy::breaker::State;
+use flujo_core::policy::BreakerState;
 use flujo_core::policy::{Breaker, BreakerConfig, ErrorClass};
 use flujo_runtime::clock::{ticks, ManualClock, RuntimeClock};
 use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
@@ -199,7 +200,11 @@ fn a_breaker_opens_waits_out_its_open_period_and_a_probe_closes_it() {
         remote.set_failing(true);
         let done = ex.run(&g, 1, ()).unwrap();
         assert_eq!(done.outcome, Outcome::Failed, "{name}");
-        assert_eq!(br.state(), State::Open, "{name}: one failure opens it");
+        assert_eq!(
+            br.state(),
+            BreakerState::Open,
+            "{name}: one failure opens it"
+        );
         for _ in 0..5 {
             let done = ex.run(&g, 1, ()).unwrap();
             assert_eq!(
@@ -217,7 +222,7 @@ fn a_breaker_opens_waits_out_its_open_period_and_a_probe_closes_it() {
         assert_eq!(remote.calls(), 2, "{name}");
         assert_eq!(
             br.state(),
-            State::Closed,
+            BreakerState::Closed,
             "{name}: one good probe closes it"
         );
         let counts = br.transition_counts();
@@ -269,14 +274,18 @@ fn the_slow_call_rule_trips_the_breaker() {
         }
         assert_eq!(
             br.state(),
-            State::Closed,
+            BreakerState::Closed,
             "{name}: fast calls keep it closed"
         );
 
         remote.set_spend(2 * SLOW_CALL);
         let done = ex.run(&g, 1, ()).unwrap();
         assert_eq!(done.output, Some(2), "{name}: a slow call still succeeds");
-        assert_eq!(br.state(), State::Open, "{name}: but counts as a failure");
+        assert_eq!(
+            br.state(),
+            BreakerState::Open,
+            "{name}: but counts as a failure"
+        );
         let done = ex.run(&g, 1, ()).unwrap();
         assert_eq!(
             failure_class(name, &done),
@@ -386,7 +395,7 @@ fn a_breaker_shared_by_two_executors_made_a_second_apart_keeps_its_open_period()
                 let g = remote.graph(&s.time, TaskConfig::new().breaker(Arc::clone(&br)));
                 remote.set_failing(true);
                 assert_eq!(a.run(&g, 1, ()).unwrap().outcome, Outcome::Failed, "{name}");
-                assert_eq!(br.state(), State::Open, "{name}");
+                assert_eq!(br.state(), BreakerState::Open, "{name}");
                 // The second executor sees it open too: the same time scale.
                 let done = b.run(&g, 1, ()).unwrap();
                 assert_eq!(
@@ -401,7 +410,7 @@ fn a_breaker_shared_by_two_executors_made_a_second_apart_keeps_its_open_period()
                 // would look open to it for another second.
                 let done = b.run(&g, 1, ()).unwrap();
                 assert_eq!(done.output, Some(2), "{name}: the probe closes it");
-                assert_eq!(br.state(), State::Closed, "{name}");
+                assert_eq!(br.state(), BreakerState::Closed, "{name}");
                 assert_eq!(remote.calls(), 2, "{name}");
             });
         }

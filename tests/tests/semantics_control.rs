@@ -12,7 +12,7 @@ use flujo_core::interp::{LoopExit, Outcome};
 fn loop_stops_when_the_exit_predicate_holds_and_records_it() {
     let g = G::build(|b| {
         let body = add(b, "body", 1);
-        b.repeat(
+        b.loop_(
             "lp",
             body,
             LoopOptions::new()
@@ -31,7 +31,7 @@ fn loop_stops_when_the_exit_predicate_holds_and_records_it() {
 fn loop_stops_at_its_iteration_bound_and_records_it() {
     let g = G::build(|b| {
         let body = add(b, "body", 1);
-        b.repeat(
+        b.loop_(
             "lp",
             body,
             LoopOptions::new().max_iterations(3).until(|_, _, _| false),
@@ -46,11 +46,11 @@ fn loop_stops_at_its_iteration_bound_and_records_it() {
 }
 
 #[test]
-fn branch_runs_the_arm_the_selector_picks() {
+fn switch_runs_the_arm_the_selector_picks() {
     let g = G::build(|b| {
         let a = add(b, "a", 100);
         let c = add(b, "c", 200);
-        b.branch("br", |x, _| (*x % 2) as u64, &[(0, a), (1, c)], None)
+        b.switch("br", |x, _| (*x % 2) as u64, &[(0, a), (1, c)], None)
     })
     .unwrap();
     assert_eq!(check(&g, 4).1, Some(104));
@@ -58,21 +58,21 @@ fn branch_runs_the_arm_the_selector_picks() {
 }
 
 #[test]
-fn branch_runs_the_default_arm_when_no_key_matches() {
+fn switch_runs_the_default_arm_when_no_key_matches() {
     let g = G::build(|b| {
         let a = add(b, "a", 100);
         let d = add(b, "d", 900);
-        b.branch("br", |x, _| *x as u64, &[(0, a)], Some(d))
+        b.switch("br", |x, _| *x as u64, &[(0, a)], Some(d))
     })
     .unwrap();
     assert_eq!(check(&g, 3).1, Some(903));
 }
 
 #[test]
-fn branch_without_match_or_default_fails_naming_the_key() {
+fn switch_without_match_or_default_fails_naming_the_key() {
     let g = G::build(|b| {
         let a = add(b, "a", 100);
-        b.branch("br", |x, _| *x as u64, &[(0, a)], None)
+        b.switch("br", |x, _| *x as u64, &[(0, a)], None)
     })
     .unwrap();
     let (outcome, _, _, err, _) = check(&g, 3);

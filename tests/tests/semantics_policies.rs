@@ -9,19 +9,19 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use common::semantics::{
-    add, cancellable, check, lean, record, run_with, trips_on_one_failure, Ctx, G,
+    add, cancellable, check, lean, record, run_with, trips_on_one_failure, Ctx, B, G,
 };
 use flujo_core::cache::StepFingerprint;
 use flujo_core::graph::{
-    CancelFlag, Clock, Graph, ManualClock, NoClock, StepCx, StepError, StepFlags, TaskConfig,
+    CancelFlag, Clock, Graph, ManualClock, NoClock, NodeRef, ParallelOptions, StepCx, StepError,
+    StepFlags, TaskConfig,
 };
-use flujo_core::interp::{
-    ErrorKind, Outcome, RunOptions, Runner, RunnerConfig, StepOutcome, StepRecord,
-};
-use flujo_core::policy::breaker::{Outcome as BreakerOutcome, State as BreakerState};
+use flujo_core::interp::{ErrorKind, Outcome, RunOptions, Runner, RunnerConfig, StepRecord};
 use flujo_core::policy::{
-    Backoff, Breaker, BreakerConfig, ErrorClass, Recovery, RecoveryTable, RetryPolicy, Usage,
+    Backoff, Breaker, BreakerConfig, BreakerState, CallOutcome, ErrorClass, Recovery,
+    RecoveryTable, RetryPolicy, Usage,
 };
+use flujo_core::telemetry::{Counter, StepOutcome};
 
 #[test]
 fn open_breaker_fails_fast_and_the_fallback_still_runs() {
@@ -104,9 +104,7 @@ fn breakers_switched_off_are_neither_asked_nor_told_in_a_lean_stretch() {
     // An open breaker would refuse; with breakers off the tasks run and it learns nothing.
     let breaker = trips_on_one_failure();
     let permit = breaker.try_acquire(0).unwrap();
-    assert!(breaker
-        .record(permit, BreakerOutcome::Failure, 0, 0)
-        .is_some());
+    assert!(breaker.record(permit, CallOutcome::Failure, 0, 0).is_some());
     let before = breaker.transition_counts();
     let g = G::build(|b| {
         let a = lean(b, "a", 1, &breaker);
@@ -283,7 +281,7 @@ fn the_breaker_and_the_cache_come_before_the_usage_reservation() {
     };
     let breaker = trips_on_one_failure();
     let permit = breaker.try_acquire(0).unwrap();
-    let _ = breaker.record(permit, BreakerOutcome::Failure, 0, 0);
+    let _ = breaker.record(permit, CallOutcome::Failure, 0, 0);
     let guarded = G::build(|b| {
         let fb = add(b, "fb", 100);
         let cfg = TaskConfig::new()
@@ -317,6 +315,203 @@ fn the_breaker_and_the_cache_come_before_the_usage_reservation() {
     let r = run_with(&mut runner, &cached, 4, &tiny);
     assert_eq!((r.outcome, r.output), (Outcome::Succeeded, Some(8)));
     assert!(r.records[0].cache_hit);
+}
+
+/// A task that reports `cost` of usage (and writes `a` when `writes`), configured by `cfg`.
+fn spender(
+    b: &mut B<'_>,
+    name: &str,
+    cost: u64,
+    writes: bool,
+    cfg: TaskConfig<i64, Ctx>,
+) -> NodeRef {
+    let cfg = if writes { cfg.writes_context() } else { cfg };
+    b.task_with(
+        name,
+        move |x, cx| {
+            cx.report_usage(Usage { cost, tokens: 0 });
+            if writes {
+                cx.ctx_mut()?.a = 1;
+            }
+            Ok(x + 1)
+        },
+        cfg,
+    )
+}
+
+/// A budget of `cost` (and ample tokens).
+fn budget(cost: u64) -> RunOptions<'static> {
+    RunOptions {
+        budget: Some(Usage { cost, tokens: 1000 }),
+        ..RunOptions::default()
+    }
+}
+
+/// Checks the run of `spend (reports 50) -> after` under a budget of 10: the overrun aborts
+/// the run after `spend`, whose own record says it succeeded.
+fn assert_overrun_aborts(g: &G, writes: bool) {
+    for fast_paths in [true, false] {
+        let config = RunnerConfig {
+            fast_paths,
+            ..RunnerConfig::default()
+        };
+        let mut runner = Runner::new(config);
+        let r = run_with(&mut runner, g, 0, &budget(10));
+        assert_eq!(r.outcome, Outcome::Aborted, "fast paths {fast_paths}");
+        assert_eq!(r.output, None);
+        assert_eq!(r.usage.cost, 50, "the usage happened and is counted");
+        assert_eq!(r.records.len(), 1, "the run stops before `after`");
+        let spend = record(g, r.records, "spend");
+        assert_eq!(
+            (spend.outcome, spend.usage.cost),
+            (StepOutcome::Succeeded, 50)
+        );
+        assert_eq!(r.context.a, i64::from(writes), "the step's writes stand");
+        assert_eq!(r.counters.get(Counter::UsageOverruns), 1);
+        assert_eq!(r.counters.get(Counter::StepsSucceeded), 1);
+        let err = r.error.unwrap();
+        assert_eq!((err.step, err.kind.class()), ("spend", ErrorClass::Usage));
+        let over = flujo_core::policy::UsageDenied {
+            limit: flujo_core::policy::UsageLimit::Cost,
+            max: 10,
+            wanted: 50,
+        };
+        assert_eq!(
+            err.kind,
+            ErrorKind::UsageOverrun {
+                reported: Usage {
+                    cost: 50,
+                    tokens: 0
+                },
+                over
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "step `spend` (node 0): reported usage Usage { cost: 50, tokens: 0 } took the \
+             budget past cost_max of 10: usage reached 50"
+        );
+        // Without a budget the same graph runs to the end.
+        let r = run_with(&mut runner, g, 0, &RunOptions::default());
+        assert_eq!((r.outcome, r.output), (Outcome::Succeeded, Some(2)));
+        assert_eq!(r.counters.get(Counter::UsageOverruns), 0);
+    }
+}
+
+#[test]
+fn reported_usage_past_the_budget_aborts_the_run_after_a_plain_step() {
+    for writes in [false, true] {
+        let g = G::build(|b| {
+            let spend = spender(b, "spend", 50, writes, TaskConfig::new());
+            let after = add(b, "after", 1);
+            b.sequence("s", &[spend, after])
+        })
+        .unwrap();
+        assert_overrun_aborts(&g, writes);
+    }
+}
+
+#[test]
+fn reported_usage_past_the_budget_aborts_the_run_after_a_policy_step() {
+    // A breaker alone makes a lean task (run in the stretch loop); a retry policy or an
+    // estimate one of the full pipeline.
+    let configs: [fn() -> TaskConfig<i64, Ctx>; 3] = [
+        || TaskConfig::new().breaker(Arc::new(Breaker::new(BreakerConfig::DEFAULT).unwrap())),
+        || TaskConfig::new().retry(RetryPolicy::new(2, Backoff::NONE).unwrap()),
+        || TaskConfig::new().usage_estimate(Usage { cost: 5, tokens: 0 }),
+    ];
+    for cfg in configs {
+        for writes in [false, true] {
+            let g = G::build(|b| {
+                let spend = spender(b, "spend", 50, writes, cfg());
+                let after = add(b, "after", 1);
+                b.sequence("s", &[spend, after])
+            })
+            .unwrap();
+            assert_overrun_aborts(&g, writes);
+        }
+    }
+}
+
+#[test]
+fn reported_usage_up_to_the_budget_does_not_abort() {
+    let g = G::build(|b| {
+        let spend = spender(b, "spend", 10, false, TaskConfig::new());
+        let after = add(b, "after", 1);
+        b.sequence("s", &[spend, after])
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let r = run_with(&mut runner, &g, 0, &budget(10));
+    assert_eq!((r.outcome, r.output), (Outcome::Succeeded, Some(2)));
+    let r = run_with(&mut runner, &g, 0, &budget(9));
+    assert_eq!(r.outcome, Outcome::Aborted);
+}
+
+#[test]
+fn a_failed_step_that_overruns_aborts_the_run() {
+    // A plain task, and a policy task whose fallback runs (and succeeds) before its usage is
+    // settled: either way the overrun aborts the run after the step.
+    for name in ["plain", "with_fb"] {
+        let g = G::build(|b| {
+            let fb = add(b, "fb", 0);
+            let failing = |_: i64, cx: &mut StepCx<'_, Ctx>| -> Result<i64, StepError> {
+                cx.report_usage(Usage {
+                    cost: 50,
+                    tokens: 0,
+                });
+                Err(StepError::permanent("down"))
+            };
+            let cfg = if name == "with_fb" {
+                TaskConfig::new().fallback(fb)
+            } else {
+                TaskConfig::new()
+            };
+            let t = b.task_with(name, failing, cfg);
+            let after = add(b, "after", 1);
+            b.sequence("s", &[t, after])
+        })
+        .unwrap();
+        let mut runner = Runner::new(RunnerConfig::default());
+        let r = run_with(&mut runner, &g, 0, &budget(10));
+        assert_eq!(r.outcome, Outcome::Aborted, "{name}");
+        let step = record(&g, r.records, name);
+        let own_end = if name == "plain" {
+            StepOutcome::Failed
+        } else {
+            StepOutcome::Succeeded
+        };
+        assert_eq!(step.outcome, own_end, "the step's own end: {name}");
+        let err = r.error.unwrap();
+        assert_eq!((err.step, err.kind.class()), (name, ErrorClass::Usage));
+        let after = g.find("after").unwrap();
+        assert!(r.records.iter().all(|rec| rec.node != after));
+    }
+}
+
+#[test]
+fn a_branch_that_overruns_its_share_aborts_the_run() {
+    // A budget of 10 split two ways: 6 is within the run's budget but past a share of 5.
+    let g = G::build(|b| {
+        let spend = spender(b, "spend", 6, false, TaskConfig::new());
+        let other = add(b, "other", 1);
+        b.parallel(
+            "p",
+            &[spend, other],
+            |x, y| x + y,
+            ParallelOptions::default(),
+        )
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let r = run_with(&mut runner, &g, 0, &budget(10));
+    assert_eq!(r.outcome, Outcome::Aborted);
+    let err = r.error.unwrap();
+    assert_eq!(err.step, "spend");
+    assert!(matches!(
+        err.kind,
+        ErrorKind::UsageOverrun { over, .. } if (over.max, over.wanted) == (5, 6)
+    ));
 }
 
 #[test]
@@ -800,7 +995,6 @@ fn half_open_breaker() -> Arc<Breaker> {
 
 #[test]
 fn a_cache_hit_gives_the_breaker_permit_back_without_an_outcome() {
-    use flujo_core::policy::breaker::State;
     let breaker = half_open_breaker();
     let g = G::build(|b| {
         let cfg = TaskConfig::new()
@@ -827,16 +1021,20 @@ fn a_cache_hit_gives_the_breaker_permit_back_without_an_outcome() {
     };
     assert_eq!(run(&mut runner, 5).0, Some(50), "cached");
     assert_eq!(run(&mut runner, -1).0, None, "a failure opens the breaker");
-    assert_eq!(breaker.state(), State::Open);
+    assert_eq!(breaker.state(), BreakerState::Open);
     clock.advance(10);
     // The open period is over: this call takes the one half-open probe, and hits the cache.
     let (out, rec) = run(&mut runner, 5);
     assert_eq!((out, rec.cache_hit, rec.attempts), (Some(50), true, 0));
-    assert_eq!(breaker.state(), State::HalfOpen, "a hit is no outcome");
+    assert_eq!(
+        breaker.state(),
+        BreakerState::HalfOpen,
+        "a hit is no outcome"
+    );
     // The probe came back: the next call gets it, succeeds and closes the breaker.
     let (out, rec) = run(&mut runner, 7);
     assert_eq!((out, rec.error_class), (Some(70), None));
-    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.state(), BreakerState::Closed);
 }
 
 /// A clock steps can move (`ManualClock` is not `Sync`).

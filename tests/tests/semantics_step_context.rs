@@ -15,13 +15,11 @@ use flujo_core::graph::{
     CancelFlag, Clock, LoopOptions, ManualClock, NoClock, NodeRef, ParallelOptions, StepError,
     TaskConfig,
 };
-use flujo_core::interp::{
-    ErrorKind, Outcome, RunOptions, Runner, RunnerConfig, StepOutcome, Telemetry,
-};
+use flujo_core::interp::{ErrorKind, Outcome, RunOptions, Runner, RunnerConfig, Telemetry};
 use flujo_core::policy::{
     Backoff, Breaker, ErrorClass, Recovery, RecoveryTable, RetryPolicy, Usage,
 };
-use flujo_core::telemetry::{NullSink, Sampler};
+use flujo_core::telemetry::{NullSink, Sampler, StepOutcome};
 
 #[test]
 fn a_step_writing_the_context_without_declaring_it_aborts_with_a_clear_error() {
@@ -169,7 +167,7 @@ fn a_runner_gives_the_same_results_run_after_run() {
         let r = b.task("r", |x, cx| Ok(x + cx.ctx().a));
         let p = b.parallel("p", &[w, r], |a, x| a + x, ParallelOptions::new());
         let body = add(b, "body", 2);
-        let lp = b.repeat("lp", body, LoopOptions::new().max_iterations(3));
+        let lp = b.loop_("lp", body, LoopOptions::new().max_iterations(3));
         b.sequence("s", &[p, lp])
     })
     .unwrap();

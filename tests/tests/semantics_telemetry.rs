@@ -12,7 +12,7 @@ use common::semantics::{add, trips_on_one_failure, Ctx, G};
 use flujo_core::cache::StepFingerprint;
 use flujo_core::graph::{CancelFlag, Clock, Graph, ManualClock, StepCx, StepError, TaskConfig};
 use flujo_core::interp::{Outcome, RunOptions, Runner, RunnerConfig, Telemetry};
-use flujo_core::policy::breaker::State as BreakerState;
+use flujo_core::policy::BreakerState;
 use flujo_core::policy::{Backoff, Breaker, BreakerConfig, ErrorClass, RetryPolicy};
 use flujo_core::telemetry::Counter;
 

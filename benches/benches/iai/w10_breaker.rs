@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use ::failsafe::CircuitBreaker as _;
-use flujo_core::policy::breaker::{Breaker, BreakerConfig, Outcome, State};
+use flujo_core::policy::{Breaker, BreakerConfig, BreakerState, CallOutcome};
 use iai_callgrind::{
     library_benchmark, library_benchmark_group, Callgrind, EventKind, LibraryBenchmarkConfig,
 };
@@ -43,11 +43,11 @@ fn flujo(breaker: Breaker) -> u64 {
     let mut admitted = 0;
     for now in 0..OPS {
         let permit = breaker.try_acquire(black_box(now)).expect("closed");
-        let transition = breaker.record(permit, black_box(Outcome::Success), 1, now);
+        let transition = breaker.record(permit, black_box(CallOutcome::Success), 1, now);
         admitted += u64::from(black_box(transition).is_none());
     }
     assert_eq!(admitted, OPS);
-    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.state(), BreakerState::Closed);
     admitted
 }
 

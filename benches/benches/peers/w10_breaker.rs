@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use criterion::Criterion;
 use failsafe::CircuitBreaker as _;
-use flujo_core::policy::breaker::{Breaker, BreakerConfig, Outcome, State};
+use flujo_core::policy::{Breaker, BreakerConfig, BreakerState, CallOutcome};
 
 /// Runs enough calls to fill both breakers' windows and checks they stay closed, and that a
 /// failure streak does open them, so a broken breaker fails before it is measured.
@@ -13,14 +13,14 @@ fn check() {
     let breaker = Breaker::new(BreakerConfig::DEFAULT).expect("default config is valid");
     for now in 0..1_000 {
         let permit = breaker.try_acquire(now).expect("a closed breaker admits");
-        assert_eq!(breaker.record(permit, Outcome::Success, 1, now), None);
+        assert_eq!(breaker.record(permit, CallOutcome::Success, 1, now), None);
     }
-    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.state(), BreakerState::Closed);
     for now in 1_000..1_005 {
         let permit = breaker.try_acquire(now).expect("still closed");
-        breaker.record(permit, Outcome::Failure, 1, now);
+        breaker.record(permit, CallOutcome::Failure, 1, now);
     }
-    assert_eq!(breaker.state(), State::Open);
+    assert_eq!(breaker.state(), BreakerState::Open);
     assert_eq!(breaker.transition_counts().closed_to_open, 1);
 
     let peer = failsafe::Config::new().build();
@@ -49,10 +49,10 @@ pub fn benches(c: &mut Criterion) {
         b.iter(|| {
             now += 1;
             let permit = breaker.try_acquire(black_box(now)).expect("closed");
-            black_box(breaker.record(permit, black_box(Outcome::Success), 1, now))
+            black_box(breaker.record(permit, black_box(CallOutcome::Success), 1, now))
         });
     });
-    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.state(), BreakerState::Closed);
     assert_eq!(breaker.transition_counts().total(), 0);
 
     let peer = failsafe::Config::new().build();

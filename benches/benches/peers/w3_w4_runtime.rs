@@ -15,7 +15,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::Criterion;
-use flujo_core::graph::{Graph, StepFingerprint, TaskConfig};
+use flujo_core::cache::StepFingerprint;
+use flujo_core::graph::{Graph, TaskConfig};
 use flujo_runtime::config::{Optimization, OptimizationConfig};
 use flujo_runtime::{Executor, Finished, Priority, RunSpec};
 

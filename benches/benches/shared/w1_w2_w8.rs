@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use flujo_core::context::Context;
 use flujo_core::context::MergeStrategy;
-use flujo_core::graph::{Backoff, Graph, ParallelOptions, RetryPolicy, StepError, TaskConfig};
+use flujo_core::graph::{Graph, ParallelOptions, StepError, TaskConfig};
 use flujo_core::interp::{Runner, RunnerConfig, Telemetry};
+use flujo_core::policy::{Backoff, RetryPolicy};
 use flujo_core::policy::{Breaker, BreakerConfig};
 use flujo_core::telemetry::{NullSink, Sampler};
 

@@ -583,4 +583,4 @@ const fn assert_no_drop_glue<T>() {
 }
 
 #[cfg(all(test, not(loom)))]
-mod test;
+mod tests;

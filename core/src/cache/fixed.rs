@@ -23,6 +23,7 @@ use super::key::CacheKey;
 
 /// A [`FixedCache`] that cannot be built as asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CacheError {
     /// A capacity of zero: the cache could hold nothing.
     ZeroCapacity,

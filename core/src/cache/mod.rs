@@ -50,4 +50,4 @@ pub use key::{CacheKey, FingerprintBuilder, StepFingerprint, KEY_CONTEXT};
 pub(crate) use fixed::{set_count_for, set_len, set_of};
 
 #[cfg(all(test, not(loom)))]
-mod test;
+mod tests;

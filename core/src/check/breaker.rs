@@ -25,8 +25,9 @@ use super::Bytes;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use crate::policy::breaker::{
-    Breaker, BreakerConfig, Outcome, Permit, Rejected, State, Transition, TransitionCounts,
+use crate::policy::{
+    Breaker, BreakerConfig, BreakerState, CallOutcome, Permit, Rejected, Transition,
+    TransitionCounts,
 };
 
 /// The most permits a program holds at once.
@@ -36,7 +37,7 @@ const HELD_MAX: usize = 16;
 #[derive(Debug)]
 struct Model {
     config: BreakerConfig,
-    state: State,
+    state: BreakerState,
     /// +1 on every transition; a permit of another period is ignored.
     period: u64,
     deadline: u64,
@@ -59,7 +60,7 @@ impl Model {
     fn new(config: BreakerConfig) -> Self {
         Self {
             config,
-            state: State::Closed,
+            state: BreakerState::Closed,
             period: 0,
             deadline: 0,
             streak: 0,
@@ -70,13 +71,13 @@ impl Model {
         }
     }
 
-    fn enter(&mut self, to: State) -> (State, State) {
+    fn enter(&mut self, to: BreakerState) -> (BreakerState, BreakerState) {
         let from = self.state;
         let count = match (from, to) {
-            (State::Closed, State::Open) => &mut self.counts.closed_to_open,
-            (State::Open, State::HalfOpen) => &mut self.counts.open_to_half_open,
-            (State::HalfOpen, State::Closed) => &mut self.counts.half_open_to_closed,
-            (State::HalfOpen, State::Open) => &mut self.counts.half_open_to_open,
+            (BreakerState::Closed, BreakerState::Open) => &mut self.counts.closed_to_open,
+            (BreakerState::Open, BreakerState::HalfOpen) => &mut self.counts.open_to_half_open,
+            (BreakerState::HalfOpen, BreakerState::Closed) => &mut self.counts.half_open_to_closed,
+            (BreakerState::HalfOpen, BreakerState::Open) => &mut self.counts.half_open_to_open,
             _ => panic!("model makes an illegal transition {from:?} -> {to:?}"),
         };
         *count += 1;
@@ -87,63 +88,63 @@ impl Model {
         (from, to)
     }
 
-    fn open(&mut self, now: u64) -> (State, State) {
+    fn open(&mut self, now: u64) -> (BreakerState, BreakerState) {
         self.deadline = now.saturating_add(self.config.open_ticks);
         self.streak = 0;
         self.window.clear();
-        self.enter(State::Open)
+        self.enter(BreakerState::Open)
     }
 
-    fn acquire(&mut self, now: u64) -> Result<ModelPermit, State> {
+    fn acquire(&mut self, now: u64) -> Result<ModelPermit, BreakerState> {
         match self.state {
-            State::Closed => Ok(ModelPermit {
+            BreakerState::Closed => Ok(ModelPermit {
                 period: self.period,
                 probe: false,
             }),
-            State::Open if now >= self.deadline => {
-                self.enter(State::HalfOpen);
+            BreakerState::Open if now >= self.deadline => {
+                self.enter(BreakerState::HalfOpen);
                 self.probes = 1;
                 Ok(ModelPermit {
                     period: self.period,
                     probe: true,
                 })
             }
-            State::Open => Err(State::Open),
-            State::HalfOpen if self.probes < self.config.half_open_probes_max => {
+            BreakerState::Open => Err(BreakerState::Open),
+            BreakerState::HalfOpen if self.probes < self.config.half_open_probes_max => {
                 self.probes += 1;
                 Ok(ModelPermit {
                     period: self.period,
                     probe: true,
                 })
             }
-            State::HalfOpen => Err(State::HalfOpen),
+            BreakerState::HalfOpen => Err(BreakerState::HalfOpen),
         }
     }
 
     fn record(
         &mut self,
         permit: ModelPermit,
-        outcome: Outcome,
+        outcome: CallOutcome,
         latency_ticks: u64,
         now: u64,
-    ) -> Option<(State, State)> {
+    ) -> Option<(BreakerState, BreakerState)> {
         if permit.period != self.period {
             return None;
         }
         let slow = self.config.slow_call_ticks;
-        let failed = outcome == Outcome::Failure || (slow != 0 && latency_ticks >= slow);
+        let failed = outcome == CallOutcome::Failure || (slow != 0 && latency_ticks >= slow);
         if permit.probe {
-            assert_eq!(self.state, State::HalfOpen);
+            assert_eq!(self.state, BreakerState::HalfOpen);
             if failed {
                 return Some(self.open(now));
             }
             self.successes += 1;
             if self.successes >= self.config.half_open_successes_to_close {
-                return Some(self.enter(State::Closed));
+                return Some(self.enter(BreakerState::Closed));
             }
             return None;
         }
-        assert_eq!(self.state, State::Closed);
+        assert_eq!(self.state, BreakerState::Closed);
         self.window.push_back(failed);
         if self.window.len() > self.config.window_calls as usize {
             self.window.pop_front();
@@ -240,7 +241,12 @@ impl Program {
         }
     }
 
-    fn record(&mut self, (permit, model): (Permit, ModelPermit), outcome: Outcome, latency: u64) {
+    fn record(
+        &mut self,
+        (permit, model): (Permit, ModelPermit),
+        outcome: CallOutcome,
+        latency: u64,
+    ) {
         let got = self.breaker.record(permit, outcome, latency, self.now);
         let expected = self.model.record(model, outcome, latency, self.now);
         let got = got.map(|t: Transition| (t.from(), t.to()));
@@ -274,13 +280,13 @@ impl Program {
                 let arg = bytes.next();
                 let latency = u64::from(bytes.next() % 8);
                 if let Some(pair) = self.take(arg) {
-                    self.record(pair, Outcome::Success, latency);
+                    self.record(pair, CallOutcome::Success, latency);
                 }
             }
             3 => {
                 let arg = bytes.next();
                 if let Some(pair) = self.take(arg) {
-                    self.record(pair, Outcome::Failure, 0);
+                    self.record(pair, CallOutcome::Failure, 0);
                 }
             }
             4 => {
@@ -295,9 +301,9 @@ impl Program {
                 let arg = bytes.next();
                 if let Some(pair) = self.acquire() {
                     let outcome = if arg % 2 == 1 {
-                        Outcome::Failure
+                        CallOutcome::Failure
                     } else {
-                        Outcome::Success
+                        CallOutcome::Success
                     };
                     self.record(pair, outcome, u64::from(arg / 2 % 8));
                 }
@@ -337,7 +343,7 @@ pub fn run(data: &[u8]) {
         let (count, bits) = program.breaker.failure_counts();
         assert_eq!(count, bits, "the failure count is the window's set bits");
         let model = &program.model;
-        let healthy = model.state == State::Closed
+        let healthy = model.state == BreakerState::Closed
             && model.streak == 0
             && model.window.len() == model.config.window_calls as usize
             && !model.window.contains(&true);

@@ -21,9 +21,10 @@ use alloc::vec::Vec;
 use super::Bytes;
 use crate::context::{merge_branch, Context, MergeError, MergeStrategy, Spares};
 use crate::graph::{
-    ErrorClass, FailureStrategy, Graph, NoClock, NodeRef, ParallelOptions, StepError, TaskConfig,
+    FailureStrategy, Graph, NoClock, NodeRef, ParallelOptions, StepError, TaskConfig,
 };
 use crate::interp::{ErrorKind, Outcome, RunOptions, Runner, RunnerConfig};
+use crate::policy::ErrorClass;
 
 const PARTS: usize = 4;
 const BRANCHES_MAX: usize = 8;

@@ -3,7 +3,7 @@
 //! The bytes decode into a program that builds a graph: tasks with policies (retries,
 //! validators, processors, recovery tables, fallbacks, caching, context reads and writes,
 //! usage reports), sequences, parallel nodes (every merge strategy, both failure
-//! strategies), loops, branches, maps, late fallbacks (`set_fallback`, so cycles can form)
+//! strategies), loops, switches, maps, late fallbacks (`set_fallback`, so cycles can form)
 //! and handles from another builder. Nothing in the program is filtered: empty composites,
 //! missing bounds, zero widths, fallback cycles and long chains, cacheable
 //! writers, skips without a default, nesting beyond [`MAX_DEPTH`] all occur.
@@ -23,14 +23,15 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::Bytes;
+use crate::cache::StepFingerprint;
 use crate::context::{Context, MergeStrategy};
 use crate::graph::StepCx;
 use crate::graph::{
-    Backoff, ErrorClass, FailureStrategy, Graph, GraphBuilder, GraphError, GraphRule, LoopOptions,
-    MapOptions, NoClock, NodeRef, ParallelOptions, Recovery, RecoveryTable, RetryPolicy, StepError,
-    StepFingerprint, TaskConfig, Usage, MAX_DEPTH, MAX_FALLBACK_CHAIN,
+    FailureStrategy, Graph, GraphBuilder, GraphError, GraphRule, LoopOptions, MapOptions, NoClock,
+    NodeRef, ParallelOptions, StepError, TaskConfig, MAX_DEPTH, MAX_FALLBACK_CHAIN,
 };
-use crate::interp::{Branch, Fan, Host, Outcome, RunOptions, Runner, RunnerConfig};
+use crate::interp::{Fan, Host, Lane, Outcome, RunOptions, Runner, RunnerConfig};
+use crate::policy::{Backoff, ErrorClass, Recovery, RecoveryTable, RetryPolicy, Usage};
 use crate::telemetry::Counter;
 
 /// Most operations decoded from one input.
@@ -123,7 +124,7 @@ enum Kind {
         bound: u32,
         exit_above: Option<i64>,
     },
-    Branch {
+    Switch {
         arms: Vec<(u64, usize)>,
         default: Option<usize>,
     },
@@ -360,7 +361,7 @@ fn build_program(
                 if let Some(t) = exit_above {
                     opts = opts.until(move |x, _, _| *x > t);
                 }
-                let node_ref = b.repeat(&name, refs[body], opts);
+                let node_ref = b.loop_(&name, refs[body], opts);
                 (
                     Kind::Loop {
                         body,
@@ -387,13 +388,13 @@ fn build_program(
                 let d = bytes.next();
                 let default = (d & 1 != 0).then(|| pick(d >> 1));
                 let r: Vec<(u64, NodeRef)> = arms.iter().map(|&(k, i)| (k, refs[i])).collect();
-                let node_ref = b.branch(
+                let node_ref = b.switch(
                     &name,
                     |x, _| x.rem_euclid(5) as u64,
                     &r,
                     default.map(|i| refs[i]),
                 );
-                (Kind::Branch { arms, default }, node_ref)
+                (Kind::Switch { arms, default }, node_ref)
             }
             6 => {
                 let body = pick(bytes.next());
@@ -595,7 +596,7 @@ fn children(kind: &Kind) -> Vec<usize> {
         Kind::Seq(k) => k.clone(),
         Kind::Par { branches, .. } => branches.clone(),
         Kind::Loop { body, .. } | Kind::Map { body, .. } => vec![*body],
-        Kind::Branch { arms, default } => arms
+        Kind::Switch { arms, default } => arms
             .iter()
             .map(|&(_, i)| i)
             .chain(default.iter().copied())
@@ -655,9 +656,9 @@ fn broken_rules(p: &Program) -> Vec<(String, GraphRule)> {
                 zero_width: true, ..
             } => rule(GraphRule::ZeroWidth),
             Kind::Loop { bound: 0, .. } => rule(GraphRule::LoopWithoutBound),
-            Kind::Branch { arms, .. } => {
+            Kind::Switch { arms, .. } => {
                 if arms.is_empty() {
-                    rule(GraphRule::EmptyBranch);
+                    rule(GraphRule::EmptySwitch);
                 }
                 for (j, (k, _)) in arms.iter().enumerate() {
                     if arms[..j].iter().any(|(other, _)| other == k) {
@@ -695,7 +696,7 @@ fn work(p: &Program, node: usize, memo: &mut Vec<Option<u64>>) -> u64 {
             .iter()
             .fold(0u64, |a, &c| a.saturating_add(work(p, c, memo))),
         Kind::Loop { body, bound, .. } => work(p, *body, memo).saturating_mul(u64::from(*bound)),
-        Kind::Branch { arms, default } => arms
+        Kind::Switch { arms, default } => arms
             .iter()
             .map(|&(_, c)| c)
             .chain(default.iter().copied())
@@ -874,7 +875,7 @@ impl Model<'_> {
                 }
                 Ok(x)
             }
-            Kind::Branch { arms, default } => {
+            Kind::Switch { arms, default } => {
                 let key = x.rem_euclid(5) as u64;
                 match arms.iter().find(|(k, _)| *k == key).map(|&(_, a)| a) {
                     Some(arm) => self.eval(arm, x, ctx),
@@ -1015,7 +1016,7 @@ impl<K: crate::graph::Clock> Host<i64, Ctx, K> for Backwards {
         &self,
         _max_width: usize,
         fan: &Fan<'_, i64, Ctx, K, Self>,
-        branches: &mut [Branch<i64, Ctx>],
+        branches: &mut [Lane<i64, Ctx>],
     ) {
         for b in branches.iter_mut().rev() {
             fan.run(b, &mut Runner::<i64, Ctx>::new(self.0));

@@ -26,7 +26,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::graph::StepError;
+use crate::step_error::StepError;
 
 /// A run context the engine can copy on write and merge by parts.
 ///

@@ -9,11 +9,11 @@ use core::fmt;
 use bumpalo::Bump;
 
 use super::analysis::pure_programs;
-use super::task::{Check, TaskPolicy};
+use super::task::{TaskPolicy, TypedValidator};
 use super::{
-    BranchNode, BreakerRef, Checks, ExitPredicate, Graph, GraphError, GraphRule, LoopNode,
+    AroundStep, BreakerRef, ChainTask, ExitPredicate, Graph, GraphError, GraphRule, LoopNode,
     LoopOptions, MapNode, MapOptions, NodeKind, NodeRef, ParNode, ParallelOptions, Reducer,
-    RunTask, Selector, SeqNode, Span, Splitter, Step, StepCx, StepError, StepFlags, TaskConfig,
+    Selector, SeqNode, Span, Splitter, Step, StepCx, StepError, StepFlags, SwitchNode, TaskConfig,
     Validator, MAX_DEPTH, MAX_FALLBACK_CHAIN, MAX_NODES, NO_POLICY,
 };
 use super::{FailureStrategy, Items};
@@ -50,7 +50,7 @@ struct Checked<S, V> {
 impl<P, C, S, V> Step<P, C> for Checked<S, V>
 where
     S: Step<P, C>,
-    V: Check<P, C>,
+    V: TypedValidator<P, C>,
 {
     #[inline]
     fn run(&self, input: P, cx: &mut StepCx<'_, C>) -> Result<P, StepError> {
@@ -74,7 +74,7 @@ struct BuildLoop<P, C> {
     exit: Option<ExitPredicate<P, C>>,
 }
 
-struct BuildBranch<P, C> {
+struct BuildSwitch<P, C> {
     keys: Vec<u64>,
     default: Option<NodeRef>,
     selector: Selector<P, C>,
@@ -97,7 +97,7 @@ struct BuildMap<P, C> {
 /// let bump = bumpalo::Bump::new();
 /// let mut b = GraphBuilder::<u32, ()>::new_in(&bump);
 /// let body = b.task("inc", |x, _| Ok(x + 1));
-/// let lp = b.repeat("count", body, LoopOptions::new().max_iterations(10).until(|x, _, _| *x >= 3));
+/// let lp = b.loop_("count", body, LoopOptions::new().max_iterations(10).until(|x, _, _| *x >= 3));
 /// let g = b.freeze(lp).unwrap();
 /// assert_eq!(g.len(), 2);
 /// ```
@@ -109,7 +109,7 @@ pub struct GraphBuilder<'a, P, C> {
     tasks: Vec<BuildTask<P, C>>,
     pars: Vec<BuildPar<P, C>>,
     loops: Vec<BuildLoop<P, C>>,
-    branches: Vec<BuildBranch<P, C>>,
+    switches: Vec<BuildSwitch<P, C>>,
     maps: Vec<BuildMap<P, C>>,
     error: Option<GraphError>,
 }
@@ -135,7 +135,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
             tasks: Vec::new(),
             pars: Vec::new(),
             loops: Vec::new(),
-            branches: Vec::new(),
+            switches: Vec::new(),
             maps: Vec::new(),
             error: None,
         }
@@ -214,7 +214,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
     pub fn task_with<F, V>(&mut self, name: &str, f: F, cfg: TaskConfig<P, C, V>) -> NodeRef
     where
         F: Fn(P, &mut StepCx<'_, C>) -> Result<P, StepError> + Send + Sync + 'static,
-        V: Check<P, C>,
+        V: TypedValidator<P, C>,
     {
         self.step(name, f, cfg)
     }
@@ -227,7 +227,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
     pub fn step<S, V>(&mut self, name: &str, step: S, cfg: TaskConfig<P, C, V>) -> NodeRef
     where
         S: Step<P, C> + 'static,
-        V: Check<P, C>,
+        V: TypedValidator<P, C>,
     {
         if let Some(fb) = cfg.fallback {
             self.check_handle(name, fb);
@@ -293,7 +293,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
 
     /// A loop: `body` runs on its own output until the exit predicate holds or the bound is
     /// hit; the exit reason is recorded.
-    pub fn repeat(&mut self, name: &str, body: NodeRef, opts: LoopOptions<P, C>) -> NodeRef {
+    pub fn loop_(&mut self, name: &str, body: NodeRef, opts: LoopOptions<P, C>) -> NodeRef {
         let slot = self.loops.len();
         self.loops.push(BuildLoop {
             max_iterations: opts.max_iterations,
@@ -302,27 +302,27 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
         self.add(name, NodeKind::Loop, slot, &[body])
     }
 
-    /// A branch: `selector` picks the arm with its key; `default` runs when none matches
+    /// A switch: `selector` picks the arm with its key; `default` runs when none matches
     /// (without one, no match fails the run with an error naming the key).
-    pub fn branch(
+    pub fn switch(
         &mut self,
         name: &str,
         selector: impl Fn(&P, &C) -> u64 + Send + Sync + 'static,
         arms: &[(u64, NodeRef)],
         default: Option<NodeRef>,
     ) -> NodeRef {
-        let slot = self.branches.len();
+        let slot = self.switches.len();
         let keys: Vec<u64> = arms.iter().map(|(k, _)| *k).collect();
         let mut children: Vec<NodeRef> = arms.iter().map(|(_, n)| *n).collect();
         if let Some(d) = default {
             children.push(d);
         }
-        self.branches.push(BuildBranch {
+        self.switches.push(BuildSwitch {
             keys,
             default,
             selector: Box::new(selector),
         });
-        self.add(name, NodeKind::Branch, slot, &children)
+        self.add(name, NodeKind::Switch, slot, &children)
     }
 
     /// A map: `split` turns the input into items (and returns the reduce's initial
@@ -379,10 +379,10 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                 NodeKind::Loop if self.loops[slot].max_iterations.unwrap_or(0) == 0 => {
                     return Err(self.err(i, GraphRule::LoopWithoutBound))
                 }
-                NodeKind::Branch => {
-                    let keys = &self.branches[slot].keys;
+                NodeKind::Switch => {
+                    let keys = &self.switches[slot].keys;
                     if keys.is_empty() {
-                        return Err(self.err(i, GraphRule::EmptyBranch));
+                        return Err(self.err(i, GraphRule::EmptySwitch));
                     }
                     for (k, key) in keys.iter().enumerate() {
                         if keys[..k].contains(key) {
@@ -469,11 +469,11 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
         let mut name = Vec::with_capacity(n);
         let mut children: Vec<u32> = Vec::new();
         let mut seqs = Vec::new();
-        let mut runs: Vec<RunTask> = Vec::new();
+        let mut chains: Vec<ChainTask> = Vec::new();
         let mut pars = Vec::with_capacity(self.pars.len());
         let mut par_reduce = Vec::with_capacity(self.pars.len());
         let mut loops = Vec::with_capacity(self.loops.len());
-        let mut branches = Vec::with_capacity(self.branches.len());
+        let mut switches = Vec::with_capacity(self.switches.len());
         let mut maps = Vec::with_capacity(self.maps.len());
 
         // Task tables first: the composite pass reads their flags.
@@ -509,7 +509,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
 
         let mut pars_in = self.pars.into_iter();
         let mut loops_in = self.loops.into_iter();
-        let mut branches_in = self.branches.into_iter();
+        let mut switches_in = self.switches.into_iter();
         let mut maps_in = self.maps.into_iter();
         for node in &self.nodes {
             kind.push(node.kind);
@@ -527,8 +527,8 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                         .iter()
                         .all(|c| self.nodes[c.index as usize].kind == NodeKind::Task);
                     let tasks = all_tasks.then(|| {
-                        let start = runs.len();
-                        runs.extend(node.children.iter().map(|c| {
+                        let start = chains.len();
+                        chains.extend(node.children.iter().map(|c| {
                             let task = self.nodes[c.index as usize].slot;
                             let flags = task_flags[task as usize];
                             let policy = task_policy[task as usize];
@@ -536,7 +536,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                             let validators =
                                 pol.map_or(0, |p: &TaskPolicy<P, C>| p.cfg.validators.len());
                             let breaker = pol.and_then(|p| BreakerRef::of(p.cfg.breaker.as_ref()));
-                            RunTask {
+                            ChainTask {
                                 node: c.index,
                                 task,
                                 policy,
@@ -547,7 +547,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                                         StepFlags::CACHE | StepFlags::USAGE | StepFlags::TIMEOUT,
                                     ),
                                 stretch_lean: false,
-                                checks: Checks::of(flags, validators),
+                                checks: AroundStep::of(flags, validators),
                                 keep: flags.intersects(StepFlags::RETRY | StepFlags::FALLBACK),
                                 breaker,
                             }
@@ -555,7 +555,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                         // Each task of a stretch learns how many tasks its stretch has left
                         // and whether a lean policy task is among them.
                         let (mut left, mut lean) = (0, false);
-                        for t in runs[start..].iter_mut().rev() {
+                        for t in chains[start..].iter_mut().rev() {
                             (left, lean) = if t.in_stretch() {
                                 (left + 1, lean || t.lean)
                             } else {
@@ -596,19 +596,19 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                     });
                     loops.len() as u32 - 1
                 }
-                NodeKind::Branch => {
-                    let b = branches_in.next().expect("one side entry per branch node");
+                NodeKind::Switch => {
+                    let b = switches_in.next().expect("one side entry per switch node");
                     let arms = Span {
                         start: span.start,
                         len: b.keys.len() as u32,
                     };
-                    branches.push(BranchNode {
+                    switches.push(SwitchNode {
                         arms,
                         keys: b.keys.into_boxed_slice(),
                         default: b.default.map(|d| d.index),
                         selector: b.selector,
                     });
-                    branches.len() as u32 - 1
+                    switches.len() as u32 - 1
                 }
                 NodeKind::Map => {
                     let m = maps_in.next().expect("one side entry per map node");
@@ -627,7 +627,7 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
             slot.push(s);
         }
         let cost = subtree_costs(
-            &kind, &slot, &children, &seqs, &pars, &loops, &branches, &maps,
+            &kind, &slot, &children, &seqs, &pars, &loops, &switches, &maps,
         );
         let (pure_ops, programs) =
             pure_programs(&kind, &slot, &children, &pars, &task_flags, &task_policy);
@@ -647,12 +647,12 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
             task_policy: task_policy.into_boxed_slice(),
             policies: policies.into_boxed_slice(),
             children: children.into_boxed_slice(),
-            runs: runs.into_boxed_slice(),
+            chains: chains.into_boxed_slice(),
             seqs: seqs.into_boxed_slice(),
             pars: pars.into_boxed_slice(),
             par_reduce: par_reduce.into_boxed_slice(),
             loops: loops.into_boxed_slice(),
-            branches: branches.into_boxed_slice(),
+            switches: switches.into_boxed_slice(),
             maps: maps.into_boxed_slice(),
             pure_ops: pure_ops.into_boxed_slice(),
         }
@@ -672,7 +672,7 @@ fn subtree_costs<P, C>(
     seqs: &[SeqNode],
     pars: &[ParNode<C>],
     loops: &[LoopNode<P, C>],
-    branches: &[BranchNode<P, C>],
+    switches: &[SwitchNode<P, C>],
     maps: &[MapNode<P, C>],
 ) -> Box<[u32]> {
     let mut cost = alloc::vec![0u32; kind.len()];
@@ -689,8 +689,8 @@ fn subtree_costs<P, C>(
             NodeKind::Sequence => sum(seqs[s].children, &cost),
             NodeKind::Parallel => sum(pars[s].branches, &cost),
             NodeKind::Loop => cost[loops[s].body as usize].saturating_mul(loops[s].max_iterations),
-            NodeKind::Branch => {
-                let b = &branches[s];
+            NodeKind::Switch => {
+                let b = &switches[s];
                 children[b.arms.range()]
                     .iter()
                     .chain(b.default.iter())

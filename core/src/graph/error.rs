@@ -3,16 +3,17 @@
 use alloc::string::String;
 use core::fmt;
 
-/// Which build rule a graph broke.
+/// Which build rule a graph broke. New rules may come (`#[non_exhaustive]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GraphRule {
     /// A sequence has no children.
     EmptySequence,
     /// A parallel node has no branches.
     EmptyParallel,
-    /// A branch node has no arms.
-    EmptyBranch,
-    /// Two arms of a branch node have the same key.
+    /// A switch node has no arms.
+    EmptySwitch,
+    /// Two arms of a switch node have the same key.
     DuplicateArm {
         /// The repeated key.
         key: u64,
@@ -78,7 +79,7 @@ impl fmt::Display for GraphError {
         match &self.rule {
             GraphRule::EmptySequence => f.write_str("a sequence needs at least one child"),
             GraphRule::EmptyParallel => f.write_str("a parallel node needs at least one branch"),
-            GraphRule::EmptyBranch => f.write_str("a branch node needs at least one arm"),
+            GraphRule::EmptySwitch => f.write_str("a switch node needs at least one arm"),
             GraphRule::DuplicateArm { key } => write!(f, "two arms have key {key}"),
             GraphRule::LoopWithoutBound => {
                 f.write_str("a loop needs an iteration bound of at least 1")

@@ -5,7 +5,7 @@
 //! copies the structure into a [`Graph`]: struct-of-arrays indexed by `u32`, with no pointer
 //! into the (then dropped) arena, `Send + Sync` and shareable behind an `Arc`.
 //!
-//! Node kinds ([`NodeKind`]): Task, Sequence, Parallel, Loop, Branch, Map. The payload `P`
+//! Node kinds ([`NodeKind`]): Task, Sequence, Parallel, Loop, Switch, Map. The payload `P`
 //! (what flows between nodes) and the context `C` (what steps share) are the host's types.
 //!
 //! Architecture invariant: a frozen graph is valid; running it never meets a structural
@@ -23,23 +23,19 @@ mod task;
 use alloc::boxed::Box;
 use core::fmt;
 
+pub use crate::step_error::{StaticStepError, StepError, UserError};
 pub use analysis::StepFlags;
 pub use builder::GraphBuilder;
 pub use error::{GraphError, GraphRule};
-// The policy and cache types a task's configuration is written in, re-exported so a graph
-// can be described with this module alone.
-pub use crate::cache::{CanonicalEncode, StepFingerprint};
-pub use crate::policy::{
-    Backoff, Breaker, BreakerConfig, ErrorClass, Recovery, RecoveryTable, RetryPolicy, Usage,
-};
 pub(crate) use step::{Cancel, RunEnv, UNTIMED};
-pub use step::{CancelFlag, Clock, ManualClock, NoClock, StaticStepError, Step, StepCx, StepError};
+pub use step::{CancelFlag, Clock, ManualClock, NoClock, Step, StepCx};
 pub use task::{
-    Check, ExitPredicate, FailureStrategy, Items, LoopOptions, MapOptions, NoCheck,
-    ParallelOptions, Processor, Reducer, Selector, Splitter, TaskConfig, Validator,
+    ExitPredicate, FailureStrategy, Items, LoopOptions, MapOptions, NoValidator, ParallelOptions,
+    Processor, Reducer, Selector, Splitter, TaskConfig, TypedValidator, Validator,
 };
 
 use crate::context::MergeStrategy;
+use crate::policy::Breaker;
 pub(crate) use task::TaskPolicy;
 
 /// The longest fallback chain a task may have (build error beyond).
@@ -92,8 +88,8 @@ pub enum NodeKind {
     Parallel,
     /// A body repeated until an exit predicate holds or a bound is hit.
     Loop,
-    /// A selector picks one arm.
-    Branch,
+    /// A selector picks one arm (by key; a default arm when none matches).
+    Switch,
     /// Split into items, a body per item, reduce.
     Map,
 }
@@ -111,15 +107,15 @@ impl Span {
     }
 }
 
-/// A task of a sequence whose children are all tasks (a *task run*), with what the
+/// A task of a sequence whose children are all tasks (a *task chain*), with what the
 /// interpreter needs in one place, so it never goes through the generic node dispatch.
 ///
-/// The interpreter runs a task run as *stretches*: consecutive tasks that one loop runs with
+/// The interpreter runs a task chain as *stretches*: consecutive tasks that one loop runs with
 /// one step context, one clock read per task and the record cursor in locals. Plain tasks
 /// and *lean* policy tasks (no cache, no usage estimate) join stretches; the other policy
 /// tasks run alone through the full policy pipeline.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct RunTask {
+pub(crate) struct ChainTask {
     pub(crate) node: u32,
     pub(crate) task: u32,
     /// Index into `Graph::policies`, or `NO_POLICY` for a plain task.
@@ -134,7 +130,7 @@ pub(crate) struct RunTask {
     /// Whether the stretch starting here holds a lean policy task (else it is all plain).
     pub(crate) stretch_lean: bool,
     /// What a lean task's attempt runs around its step.
-    pub(crate) checks: Checks,
+    pub(crate) checks: AroundStep,
     /// Whether a failed first attempt can need the input again (retry or fallback), so the
     /// stretch loop keeps a copy of it.
     pub(crate) keep: bool,
@@ -142,7 +138,7 @@ pub(crate) struct RunTask {
     pub(crate) breaker: Option<BreakerRef>,
 }
 
-/// A task's circuit breaker, as the graph's task runs keep it: a pointer to the `Breaker`
+/// A task's circuit breaker, as the graph's task chains keep it: a pointer to the `Breaker`
 /// inside the `Arc` of the task's configuration (in `Graph::policies`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BreakerRef(core::ptr::NonNull<Breaker>);
@@ -164,7 +160,7 @@ impl BreakerRef {
     /// # Safety
     ///
     /// The `Arc` it was taken from must still hold it for `'a`: true for as long as the
-    /// graph whose task run has it is borrowed, because the graph owns that `Arc` (in its
+    /// graph whose task chain has it is borrowed, because the graph owns that `Arc` (in its
     /// policies, never changed after freezing) and drops it only when it is dropped itself.
     #[inline(always)]
     pub(crate) unsafe fn get<'a>(self) -> &'a Breaker {
@@ -177,27 +173,27 @@ impl BreakerRef {
 /// validator into its step (see `GraphBuilder::step`), so a task with only that one has
 /// nothing around its step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Checks {
+pub(crate) enum AroundStep {
     /// Nothing: the attempt is the step.
     None,
     /// Processors, or boxed validators: the general order.
     Many,
 }
 
-impl Checks {
+impl AroundStep {
     /// The checks of a task with these flags and `validators` validators left beside its
     /// step.
     pub(crate) fn of(flags: StepFlags, validators: usize) -> Self {
         let processors = flags.intersects(StepFlags::PRE_PROCESSORS | StepFlags::POST_PROCESSORS);
         if processors || validators > 0 {
-            Checks::Many
+            AroundStep::Many
         } else {
-            Checks::None
+            AroundStep::None
         }
     }
 }
 
-impl RunTask {
+impl ChainTask {
     /// Whether the stretch loop runs this task (plain, or a lean policy task).
     #[inline(always)]
     pub(crate) fn in_stretch(self) -> bool {
@@ -207,7 +203,7 @@ impl RunTask {
 
 pub(crate) struct SeqNode {
     pub(crate) children: Span,
-    /// When every child is a task: a span of `Graph::runs`.
+    /// When every child is a task: a span of `Graph::chains`.
     pub(crate) tasks: Option<Span>,
 }
 
@@ -285,7 +281,7 @@ pub(crate) struct LoopNode<P, C> {
     pub(crate) exit: Option<ExitPredicate<P, C>>,
 }
 
-pub(crate) struct BranchNode<P, C> {
+pub(crate) struct SwitchNode<P, C> {
     pub(crate) arms: Span,
     pub(crate) keys: Box<[u64]>,
     pub(crate) default: Option<u32>,
@@ -341,14 +337,14 @@ pub struct Graph<P, C> {
     pub(crate) task_policy: Box<[u32]>,
     pub(crate) policies: Box<[TaskPolicy<P, C>]>,
     pub(crate) children: Box<[u32]>,
-    /// The task runs of sequences whose children are all tasks.
-    pub(crate) runs: Box<[RunTask]>,
+    /// The task chains of sequences whose children are all tasks.
+    pub(crate) chains: Box<[ChainTask]>,
     pub(crate) seqs: Box<[SeqNode]>,
     pub(crate) pars: Box<[ParNode<C>]>,
     /// The parallel nodes' reducers, by slot (dense: a pure program reads one per fan-out).
     pub(crate) par_reduce: Box<[Reducer<P>]>,
     pub(crate) loops: Box<[LoopNode<P, C>]>,
-    pub(crate) branches: Box<[BranchNode<P, C>]>,
+    pub(crate) switches: Box<[SwitchNode<P, C>]>,
     pub(crate) maps: Box<[MapNode<P, C>]>,
     /// The programs of the pure fan-outs (see [`PureOp`]); a node's lies in its
     /// outermost pure ancestor's.
@@ -455,7 +451,7 @@ impl<P, C> Graph<P, C> {
 
     /// The analysed cost of a node, computed when the graph was frozen: how many task
     /// executions its subtree makes at most (a task counts 1; sequences and parallel nodes
-    /// sum their children; a branch counts its dearest arm; loops and maps multiply their
+    /// sum their children; a switch counts its dearest arm; loops and maps multiply their
     /// body by their bound; saturating at `u32::MAX`). A concurrent runtime compares a
     /// fan-out's cost with its cutoff to decide whether forking pays.
     ///

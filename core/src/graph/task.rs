@@ -51,7 +51,8 @@ pub(crate) fn table_uses(table: &RecoveryTable, recovery: Recovery) -> bool {
 /// # Examples
 ///
 /// ```
-/// use flujo_core::graph::{Backoff, Graph, RetryPolicy, StepError, TaskConfig, NoClock};
+/// use flujo_core::graph::{Graph, StepError, TaskConfig, NoClock};
+/// use flujo_core::policy::{Backoff, RetryPolicy};
 /// use flujo_core::interp::{Runner, RunOptions};
 ///
 /// let retry = RetryPolicy::new(3, Backoff::Constant { delay_ticks: 5 }).unwrap();
@@ -74,13 +75,13 @@ pub(crate) fn table_uses(table: &RecoveryTable, recovery: Recovery) -> bool {
 /// # The first validator is typed
 ///
 /// `V` is the type of the first validator added with [`validate`](Self::validate)
-/// ([`NoCheck`] until then). The builder compiles it into the task's step (one call runs the
+/// ([`NoValidator`] until then). The builder compiles it into the task's step (one call runs the
 /// step and checks its output, and the check inlines), unless something must run between
 /// them: post-processors, or boxed validators added before it with
 /// [`validate_boxed`](Self::validate_boxed); it is then boxed in its place. Further
 /// validators are boxed. All run in the order they were added, and all behave the same: an
 /// error is classified as validation and becomes the next attempt's feedback.
-pub struct TaskConfig<P, C, V = NoCheck> {
+pub struct TaskConfig<P, C, V = NoValidator> {
     pub(crate) reads: bool,
     pub(crate) writes: bool,
     pub(crate) retry: RetryPolicy,
@@ -105,24 +106,24 @@ pub struct TaskConfig<P, C, V = NoCheck> {
 
 /// The first-validator slot of a [`TaskConfig`] that has no validator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NoCheck;
+pub struct NoValidator;
 
 mod sealed {
     pub trait Sealed<P, C> {}
 }
 
-/// The first-validator slot of a [`TaskConfig`]: [`NoCheck`], or the validator (a closure
+/// The first-validator slot of a [`TaskConfig`]: [`NoValidator`], or the validator (a closure
 /// over the output and the context). Sealed: [`TaskConfig::validate`] is the way to fill it.
-pub trait Check<P, C>: sealed::Sealed<P, C> + Send + Sync + 'static {
-    /// Whether this is a validator (`false` for [`NoCheck`]).
+pub trait TypedValidator<P, C>: sealed::Sealed<P, C> + Send + Sync + 'static {
+    /// Whether this is a validator (`false` for [`NoValidator`]).
     const SOME: bool;
-    /// Checks a step's output.
+    /// AroundStep a step's output.
     fn check(&self, output: &P, ctx: &C) -> Result<(), StepError>;
 }
 
-impl<P, C> sealed::Sealed<P, C> for NoCheck {}
+impl<P, C> sealed::Sealed<P, C> for NoValidator {}
 
-impl<P, C> Check<P, C> for NoCheck {
+impl<P, C> TypedValidator<P, C> for NoValidator {
     const SOME: bool = false;
     #[inline(always)]
     fn check(&self, _: &P, _: &C) -> Result<(), StepError> {
@@ -135,7 +136,7 @@ impl<P, C, V> sealed::Sealed<P, C> for V where
 {
 }
 
-impl<P, C, V> Check<P, C> for V
+impl<P, C, V> TypedValidator<P, C> for V
 where
     V: Fn(&P, &C) -> Result<(), StepError> + Send + Sync + 'static,
 {
@@ -152,7 +153,7 @@ impl<P, C> Default for TaskConfig<P, C> {
     }
 }
 
-impl<P, C, V: Check<P, C>> fmt::Debug for TaskConfig<P, C, V> {
+impl<P, C, V: TypedValidator<P, C>> fmt::Debug for TaskConfig<P, C, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskConfig")
             .field("flags", &self.flags())
@@ -181,7 +182,7 @@ impl<P, C> TaskConfig<P, C> {
             usage_estimate: Usage::ZERO,
             timeout: None,
             default_output: None,
-            check: NoCheck,
+            check: NoValidator,
             check_at: 0,
             fused_check: false,
         }
@@ -239,7 +240,7 @@ impl<P, C, V> TaskConfig<P, C, V> {
         let mut taken = None;
         let mut cfg = self.map_check(|check| {
             taken = Some(check);
-            NoCheck
+            NoValidator
         });
         cfg.check_at = 0;
         (cfg, taken.expect("map_check calls its function once"))
@@ -372,7 +373,7 @@ impl<P, C, V> TaskConfig<P, C, V> {
     }
 }
 
-impl<P, C, V: Check<P, C>> TaskConfig<P, C, V> {
+impl<P, C, V: TypedValidator<P, C>> TaskConfig<P, C, V> {
     /// The step analysis of this configuration.
     pub fn flags(&self) -> StepFlags {
         let mut f = StepFlags::EMPTY;

@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::vec::Vec;
 
 use super::*;
-use crate::policy::{Recovery, RecoveryTable};
+use crate::cache::StepFingerprint;
+use crate::policy::{
+    Backoff, BreakerConfig, ErrorClass, Recovery, RecoveryTable, RetryPolicy, Usage,
+};
 
 type B<'a> = GraphBuilder<'a, u64, u64>;
 
@@ -32,20 +35,20 @@ fn empty_parallel_is_a_build_error() {
 }
 
 #[test]
-fn empty_branch_is_a_build_error() {
+fn empty_switch_is_a_build_error() {
     let (node, rule) = rule_of(Graph::build(|b| {
         let d = inc(b, "d");
-        b.branch("br", |_, _| 0, &[], Some(d))
+        b.switch("br", |_, _| 0, &[], Some(d))
     }));
-    assert_eq!((node.as_str(), rule), ("br", GraphRule::EmptyBranch));
+    assert_eq!((node.as_str(), rule), ("br", GraphRule::EmptySwitch));
 }
 
 #[test]
-fn branch_with_two_arms_of_one_key_is_a_build_error() {
+fn switch_with_two_arms_of_one_key_is_a_build_error() {
     let (_, rule) = rule_of(Graph::build(|b| {
         let a = inc(b, "a");
         let c = inc(b, "c");
-        b.branch("br", |_, _| 0, &[(7, a), (7, c)], None)
+        b.switch("br", |_, _| 0, &[(7, a), (7, c)], None)
     }));
     assert_eq!(rule, GraphRule::DuplicateArm { key: 7 });
 }
@@ -54,12 +57,12 @@ fn branch_with_two_arms_of_one_key_is_a_build_error() {
 fn loop_without_bound_is_a_build_error() {
     let (node, rule) = rule_of(Graph::build(|b| {
         let body = inc(b, "body");
-        b.repeat("lp", body, LoopOptions::new().until(|x, _, _| *x > 3))
+        b.loop_("lp", body, LoopOptions::new().until(|x, _, _| *x > 3))
     }));
     assert_eq!((node.as_str(), rule), ("lp", GraphRule::LoopWithoutBound));
     let (_, rule) = rule_of(Graph::build(|b| {
         let body = inc(b, "body");
-        b.repeat("lp", body, LoopOptions::new().max_iterations(0))
+        b.loop_("lp", body, LoopOptions::new().max_iterations(0))
     }));
     assert_eq!(rule, GraphRule::LoopWithoutBound);
 }
@@ -288,7 +291,7 @@ fn a_sequence_of_tasks_is_frozen_as_a_task_run_with_its_plain_stretches() {
     .unwrap();
     let run = g.seqs[0].tasks.expect("all children are tasks");
     assert_eq!(run.len, 2);
-    let stretches: Vec<u32> = g.runs[run.range()].iter().map(|t| t.stretch).collect();
+    let stretches: Vec<u32> = g.chains[run.range()].iter().map(|t| t.stretch).collect();
     assert_eq!(
         stretches,
         [2, 1],
@@ -362,8 +365,8 @@ fn nested(b: &mut B<'_>, levels: usize) -> NodeRef {
         node = match level % 5 {
             0 => b.sequence(&name, &[node]),
             1 => b.parallel(&name, &[node], |a, _| a, ParallelOptions::new()),
-            2 => b.repeat(&name, node, LoopOptions::new().max_iterations(1)),
-            3 => b.branch(&name, |_, _| 0, &[(0, node)], None),
+            2 => b.loop_(&name, node, LoopOptions::new().max_iterations(1)),
+            3 => b.switch(&name, |_, _| 0, &[(0, node)], None),
             _ => b.map(
                 &name,
                 |x, _, items| {
@@ -402,75 +405,4 @@ fn nesting_max_depth_levels_builds_and_runs() {
     let mut runner = crate::interp::Runner::new(Default::default());
     let r = runner.run(&g, 1, 0, &NoClock, &crate::interp::RunOptions::default());
     assert_eq!(r.output, Some(2), "one increment through every level");
-}
-
-// ---- Step errors ----
-
-static BUSY: StaticStepError = StaticStepError::new(ErrorClass::Transient, "busy");
-
-#[test]
-fn a_step_error_is_one_word_so_a_word_result_comes_back_in_registers() {
-    use core::mem::size_of;
-    assert_eq!(size_of::<StepError>(), size_of::<usize>());
-    assert_eq!(size_of::<Option<StepError>>(), size_of::<usize>());
-    assert_eq!(size_of::<Result<(), StepError>>(), size_of::<usize>());
-    assert_eq!(size_of::<Result<u64, StepError>>(), 2 * size_of::<u64>());
-}
-
-#[test]
-fn boxed_and_static_step_errors_read_the_same() {
-    let boxed = StepError::transient("busy");
-    let owned_reason = StepError::new(ErrorClass::Transient, std::string::String::from("busy"));
-    let fixed = StepError::from_static(&BUSY);
-    for e in [&boxed, &owned_reason, &fixed] {
-        assert_eq!((e.class(), e.reason()), (ErrorClass::Transient, "busy"));
-        assert_eq!(std::format!("{e}"), "Transient: busy");
-    }
-    assert_eq!(boxed, fixed);
-    assert_eq!(owned_reason, fixed);
-    assert_ne!(boxed, StepError::permanent("busy"));
-    assert_ne!(boxed, StepError::transient("idle"));
-    assert_eq!(
-        std::format!("{fixed:?}"),
-        "StepError { class: Transient, reason: \"busy\" }"
-    );
-}
-
-#[test]
-fn cloning_a_step_error_copies_a_static_one_and_boxes_anew_a_boxed_one() {
-    let fixed = StepError::from_static(&BUSY);
-    let copy = fixed.clone();
-    assert_eq!(copy, fixed);
-    let boxed = StepError::validation(std::string::String::from("negative"));
-    let twin = boxed.clone();
-    drop(boxed);
-    assert_eq!(
-        (twin.class(), twin.reason()),
-        (ErrorClass::Validation, "negative")
-    );
-}
-
-#[test]
-fn with_class_changes_only_the_class() {
-    let boxed = StepError::permanent(std::string::String::from("bad"));
-    let same = boxed.clone().with_class(ErrorClass::Permanent);
-    assert_eq!(same, boxed);
-    let re = boxed.with_class(ErrorClass::Validation);
-    assert_eq!((re.class(), re.reason()), (ErrorClass::Validation, "bad"));
-    let from_static = StepError::from_static(&BUSY).with_class(ErrorClass::Timeout);
-    assert_eq!(
-        (from_static.class(), from_static.reason()),
-        (ErrorClass::Timeout, "busy")
-    );
-    // The static error itself is untouched.
-    assert_eq!(StepError::from_static(&BUSY).class(), ErrorClass::Transient);
-}
-
-#[test]
-fn step_errors_cross_threads() {
-    let errors = [StepError::from_static(&BUSY), StepError::timeout("late")];
-    let back = std::thread::spawn(move || errors.map(|e| (e.class(), e.reason().len())))
-        .join()
-        .unwrap();
-    assert_eq!(back, [(ErrorClass::Transient, 4), (ErrorClass::Timeout, 4)]);
 }

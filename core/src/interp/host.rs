@@ -9,7 +9,7 @@
 //!   into a failed one of class [`ErrorClass::Panic`](crate::policy::ErrorClass::Panic));
 //! - whether to [`fork`](Host::fork) a fan-out ([`forks`](Host::forks), given its width and
 //!   analysed [`cost`](crate::graph::Graph::cost)); a forked fan-out hands the host a
-//!   [`Fan`] and one [`Branch`] per branch (or map item), the host calls [`Fan::run`] on each
+//!   [`Fan`] and one [`Lane`] per branch (or map item), the host calls [`Fan::run`] on each
 //!   with a runner of its own (on any thread, in any order, at once), and the interpreter folds the
 //!   results in declaration order with the same merge, reduce, failure and budget rules as
 //!   the inline path;
@@ -55,7 +55,7 @@ pub trait Host<P, C, K>: Sync + Sized {
     /// possibly at once on several threads, and returns when all have run. At most
     /// `max_width` run at the same time (the fan-out's bound). A branch left unrun is a bug
     /// of the host, and the interpreter panics on it.
-    fn fork(&self, max_width: usize, fan: &Fan<'_, P, C, K, Self>, branches: &mut [Branch<P, C>]);
+    fn fork(&self, max_width: usize, fan: &Fan<'_, P, C, K, Self>, lanes: &mut [Lane<P, C>]);
 
     /// The cache shared by every run, if the host has one (else cacheable steps use the
     /// runner's own [`FixedCache`](crate::cache::FixedCache)).
@@ -82,13 +82,13 @@ pub trait SharedCache<P>: Sync {
 pub struct Inline;
 
 impl<P, C, K> Host<P, C, K> for Inline {
-    fn fork(&self, _max_width: usize, _fan: &Fan<'_, P, C, K, Self>, _: &mut [Branch<P, C>]) {
+    fn fork(&self, _max_width: usize, _fan: &Fan<'_, P, C, K, Self>, _: &mut [Lane<P, C>]) {
         unreachable!("`Inline::forks` is false, so it is never asked to fork")
     }
 }
 
 /// What every branch of a forked fan-out shares: the graph, the parent's context, the
-/// clock, the deadline and cancel flags, the host. [`run`](Self::run) runs one [`Branch`].
+/// clock, the deadline and cancel flags, the host. [`run`](Self::run) runs one [`Lane`].
 pub struct Fan<'a, P, C, K, H> {
     pub(crate) g: &'a Graph<P, C>,
     pub(crate) base: &'a C,
@@ -105,10 +105,11 @@ pub struct Fan<'a, P, C, K, H> {
     pub(crate) host: &'a H,
 }
 
-/// One branch (or map item) of a forked fan-out: its node, input and share of the budget,
+/// A lane: one branch (or map item) of a forked fan-out, which the host runs once: its
+/// node, input and share of the budget,
 /// and, once run, what it did. It borrows nothing, so the interpreter reuses the memory of
 /// these (and of their record buffers) run after run.
-pub struct Branch<P, C> {
+pub struct Lane<P, C> {
     pub(crate) node: u32,
     pub(crate) input: Option<P>,
     pub(crate) index: usize,
@@ -136,9 +137,9 @@ impl<P, C, K, H> core::fmt::Debug for Fan<'_, P, C, K, H> {
     }
 }
 
-impl<P, C> core::fmt::Debug for Branch<P, C> {
+impl<P, C> core::fmt::Debug for Lane<P, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Branch")
+        f.debug_struct("Lane")
             .field("node", &self.node)
             .field("index", &self.index)
             .field("ran", &self.out.is_some())
@@ -146,7 +147,7 @@ impl<P, C> core::fmt::Debug for Branch<P, C> {
     }
 }
 
-impl<P, C> Branch<P, C> {
+impl<P, C> Lane<P, C> {
     /// The node this branch runs.
     pub fn node(&self) -> NodeId {
         NodeId(self.node)

@@ -26,7 +26,9 @@
 //! machine and recovery table, and the [`UsageBudget`]: a parallel node or a map lends each
 //! branch (item) an equal share of what is left (`split`), and what a branch does not use
 //! comes back when it ends (`merge`), so branches cannot together overspend whatever order a
-//! concurrent runtime runs them in. A run without a budget skips the splitting. Cacheable
+//! concurrent runtime runs them in. A run without a budget skips the splitting. Usage a
+//! step reports is charged when it ends; a charge past the budget (the run's, or a branch's
+//! share) aborts the run right after that step ([`ErrorKind::UsageOverrun`]). Cacheable
 //! tasks go through a [`FixedCache`] of the runner keyed by [`CacheKey`](crate::cache::CacheKey).
 //!
 //! Every run returns exact [`Counters`] (never sampled). A runner made
@@ -64,8 +66,8 @@ mod scratch;
 mod telemetry;
 
 pub use config::{RunOptions, RunnerConfig};
-pub use host::{Branch, Fan, Host, Inline, SharedCache};
-pub use records::{LoopExit, StepOutcome, StepRecord};
+pub use host::{Fan, Host, Inline, Lane, SharedCache};
+pub use records::{LoopExit, StepRecord};
 pub use results::{ErrorKind, Outcome, RunError, RunResult};
 pub use runner::Runner;
 pub use telemetry::Telemetry;

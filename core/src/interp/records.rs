@@ -7,19 +7,7 @@ use core::slice;
 use crate::arena::RunArena;
 use crate::graph::NodeId;
 use crate::policy::{ErrorClass, Usage};
-
-/// How one step (or loop) ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StepOutcome {
-    /// It produced an output (by itself, from the cache, or through its fallback).
-    Succeeded,
-    /// Recovery skipped it; the default output was used.
-    Skipped,
-    /// It failed.
-    Failed,
-    /// It aborted the run.
-    Aborted,
-}
+use crate::telemetry::StepOutcome;
 
 /// Why a loop stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

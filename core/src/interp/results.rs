@@ -15,13 +15,14 @@ pub enum Outcome {
     Succeeded,
     /// A step (or a composite rule) failed and nothing recovered it.
     Failed,
-    /// The run was stopped: usage denied, cancelled, or its deadline passed. Results so far
-    /// (records, context, usage) are returned.
+    /// The run was stopped: usage denied or overrun, cancelled, or its deadline passed.
+    /// Results so far (records, context, usage) are returned.
     Aborted,
 }
 
-/// Why a run failed or aborted.
+/// Why a run failed or aborted. New reasons may come (`#[non_exhaustive]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// A step's error that recovery did not absorb (its class says which kind).
     Step(StepError),
@@ -32,11 +33,20 @@ pub enum ErrorKind {
         /// The limit in the way, its value and what the run would have reached.
         denied: UsageDenied,
     },
+    /// The usage this step reported took the budget it ran under (the run's, or in a fan-out
+    /// its branch's share) past a limit. The step itself ended (its record says how, its
+    /// context writes and its usage stand); the run aborts after it, without its output.
+    UsageOverrun {
+        /// The usage the step reported.
+        reported: Usage,
+        /// The limit passed, its value and the usage reached (`wanted`).
+        over: UsageDenied,
+    },
     /// The run was cancelled before this step.
     Cancelled,
     /// The run's deadline passed before this step.
     DeadlineExceeded,
-    /// No arm of a branch matched and it has no default.
+    /// No arm of a switch matched and it has no default.
     NoArmMatched {
         /// The selector's key.
         key: u64,
@@ -67,7 +77,7 @@ impl ErrorKind {
     pub fn class(&self) -> ErrorClass {
         match self {
             ErrorKind::Step(e) | ErrorKind::MergeFailed(e) => e.class(),
-            ErrorKind::UsageDenied { .. } => ErrorClass::Usage,
+            ErrorKind::UsageDenied { .. } | ErrorKind::UsageOverrun { .. } => ErrorClass::Usage,
             ErrorKind::Cancelled => ErrorClass::Cancelled,
             ErrorKind::DeadlineExceeded => ErrorClass::Timeout,
             ErrorKind::NoArmMatched { .. }
@@ -85,6 +95,13 @@ impl fmt::Display for ErrorKind {
             ErrorKind::UsageDenied { requested, denied } => {
                 write!(f, "estimate {requested:?} denied: {denied}")
             }
+            ErrorKind::UsageOverrun { reported, over } => write!(
+                f,
+                "reported usage {reported:?} took the budget past {} of {}: usage reached {}",
+                over.limit.as_str(),
+                over.max,
+                over.wanted
+            ),
             ErrorKind::Cancelled => f.write_str("run cancelled"),
             ErrorKind::DeadlineExceeded => f.write_str("run deadline passed"),
             ErrorKind::NoArmMatched { key } => write!(f, "no arm for key {key} and no default arm"),
@@ -110,6 +127,7 @@ impl core::error::Error for ErrorKind {
         match self {
             ErrorKind::Step(e) | ErrorKind::MergeFailed(e) => Some(e),
             ErrorKind::UsageDenied { denied, .. } => Some(denied),
+            ErrorKind::UsageOverrun { over, .. } => Some(over),
             _ => None,
         }
     }

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 
 use super::config::{RunOptions, RunnerConfig};
 use super::exec::Exec;
-use super::host::{Branch, BranchOut, Fan, Host, Inline};
+use super::host::{BranchOut, Fan, Host, Inline, Lane};
 use super::records::{Records, StepRecord};
 use super::results::{Outcome, RunError, RunResult};
 use super::scratch::Scratch;
@@ -213,7 +213,7 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
 impl<P: Clone, C: Context, K: Clock, H: Host<P, C, K>> Fan<'_, P, C, K, H> {
     /// Runs `branch` on `runner`'s scratch (its arena is reset, as by a run). A branch runs
     /// once; a second call does nothing.
-    pub fn run<S: EventSink>(&self, branch: &mut Branch<P, C>, runner: &mut Runner<P, C, S>) {
+    pub fn run<S: EventSink>(&self, branch: &mut Lane<P, C>, runner: &mut Runner<P, C, S>) {
         let Some(input) = branch.input.take() else {
             return;
         };
@@ -239,7 +239,7 @@ impl<P: Clone, C: Context, S: EventSink> Runner<P, C, S> {
     fn run_branch<K: Clock, H: Host<P, C, K>>(
         &mut self,
         fan: &Fan<'_, P, C, K, H>,
-        b: &mut Branch<P, C>,
+        b: &mut Lane<P, C>,
         input: P,
         env: RunEnv<'_>,
     ) -> BranchOut<P, C> {

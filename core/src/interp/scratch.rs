@@ -2,7 +2,7 @@
 
 use alloc::vec::Vec;
 
-use super::host::Branch;
+use super::host::Lane;
 use super::records::StepRecord;
 use super::results::ErrorKind;
 use crate::cache::FixedCache;
@@ -27,7 +27,7 @@ pub(crate) struct Scratch<P, C> {
     pub(crate) record_bufs: Vec<Vec<StepRecord>>,
     /// Branch lists and cancel flags of forked fan-outs, kept for reuse (a stack: nested
     /// fan-outs take their own).
-    pub(crate) fan_bufs: Vec<Vec<Branch<P, C>>>,
+    pub(crate) fan_bufs: Vec<Vec<Lane<P, C>>>,
     pub(crate) flag_bufs: Vec<Vec<CancelFlag>>,
     /// `RunnerConfig::fast_paths`.
     pub(crate) fast_paths: bool,

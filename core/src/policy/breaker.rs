@@ -26,8 +26,8 @@
 //! bit  0..2   state: 0 Closed, 1 Open, 2 HalfOpen
 //! bit  2      Open: PENDING, the opener is still writing the deadline
 //!             Closed: CLEAN, the statistics are healthy (see "The clean bit" below)
-//! bits 3..10  HalfOpen: probes issued in this half-open period, 0 ..= PROBES_MAX
-//! bits 10..17 HalfOpen: probe successes in this half-open period, 0 ..= PROBES_MAX
+//! bits 3..10  HalfOpen: probes issued in this half-open period, 0 ..= BREAKER_PROBES_MAX
+//! bits 10..17 HalfOpen: probe successes in this half-open period, 0 ..= BREAKER_PROBES_MAX
 //! bits 3..17  Closed: the failure generation, +1 (wrapping at 2^14) on every failure recorded
 //! bits 17..   period: +1 on every transition (wrapping; 15 bits on 32-bit targets)
 //! ```
@@ -55,7 +55,7 @@
 //! the opener is pre-empted, at worst).
 //!
 //! The closed-state statistics live beside the word: a consecutive-failure counter (the
-//! streak), the window's failure bits (one per slot, `WINDOW_CALLS_MAX` slots), a count of
+//! streak), the window's failure bits (one per slot, `BREAKER_WINDOW_CALLS_MAX` slots), a count of
 //! the set bits (`failures`, so the success path tests one word instead of a popcount) and
 //! the window's position (cursor and number of calls seen, packed in one `AtomicU32`). The
 //! opener clears them while the word is pending. Each is updated atomically but not together
@@ -138,7 +138,7 @@ use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 
 /// A breaker state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum State {
+pub enum BreakerState {
     /// Calls pass; outcomes are counted.
     Closed,
     /// Calls are rejected until the open period ends.
@@ -147,16 +147,20 @@ pub enum State {
     HalfOpen,
 }
 
-impl State {
+impl BreakerState {
     /// Every state, in declaration order.
-    pub const ALL: [State; 3] = [State::Closed, State::Open, State::HalfOpen];
+    pub const ALL: [BreakerState; 3] = [
+        BreakerState::Closed,
+        BreakerState::Open,
+        BreakerState::HalfOpen,
+    ];
 
     /// The state's name.
     pub const fn as_str(self) -> &'static str {
         match self {
-            State::Closed => "closed",
-            State::Open => "open",
-            State::HalfOpen => "half-open",
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half-open",
         }
     }
 
@@ -165,27 +169,27 @@ impl State {
     }
 
     #[inline(always)]
-    const fn from_code(code: usize) -> State {
+    const fn from_code(code: usize) -> BreakerState {
         match code {
-            0 => State::Closed,
-            1 => State::Open,
-            2 => State::HalfOpen,
+            0 => BreakerState::Closed,
+            1 => BreakerState::Open,
+            2 => BreakerState::HalfOpen,
             _ => panic!("breaker state word holds an unknown state"),
         }
     }
 }
 
-impl fmt::Display for State {
+impl fmt::Display for BreakerState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-/// A legal state change; only [`transition`] makes one.
+/// A legal state change; only [`Transition::new`] makes one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Transition {
-    from: State,
-    to: State,
+    from: BreakerState,
+    to: BreakerState,
 }
 
 impl Transition {
@@ -193,12 +197,12 @@ impl Transition {
     pub const COUNT: usize = 4;
 
     /// The state left.
-    pub const fn from(self) -> State {
+    pub const fn from(self) -> BreakerState {
         self.from
     }
 
     /// The state entered.
-    pub const fn to(self) -> State {
+    pub const fn to(self) -> BreakerState {
         self.to
     }
 
@@ -206,10 +210,10 @@ impl Transition {
     /// half-open->closed, half-open->open.
     pub const fn index(self) -> usize {
         match (self.from, self.to) {
-            (State::Closed, State::Open) => 0,
-            (State::Open, State::HalfOpen) => 1,
-            (State::HalfOpen, State::Closed) => 2,
-            (State::HalfOpen, State::Open) => 3,
+            (BreakerState::Closed, BreakerState::Open) => 0,
+            (BreakerState::Open, BreakerState::HalfOpen) => 1,
+            (BreakerState::HalfOpen, BreakerState::Closed) => 2,
+            (BreakerState::HalfOpen, BreakerState::Open) => 3,
             _ => panic!("Transition holds an illegal pair"),
         }
     }
@@ -219,9 +223,9 @@ impl Transition {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IllegalTransition {
     /// The state it would leave.
-    pub from: State,
+    pub from: BreakerState,
     /// The state it would enter.
-    pub to: State,
+    pub to: BreakerState,
 }
 
 impl fmt::Display for IllegalTransition {
@@ -232,38 +236,43 @@ impl fmt::Display for IllegalTransition {
 
 impl core::error::Error for IllegalTransition {}
 
-/// The legal-transition table: closed->open, open->half-open, half-open->closed and
-/// half-open->open; everything else (self-loops included) is illegal.
-///
-/// # Examples
-///
-/// ```
-/// use flujo_core::policy::breaker::{transition, State};
-///
-/// assert!(transition(State::Closed, State::Open).is_ok());
-/// assert!(transition(State::Open, State::Closed).is_err());
-/// ```
-pub const fn transition(from: State, to: State) -> Result<Transition, IllegalTransition> {
-    match (from, to) {
-        (State::Closed, State::Open)
-        | (State::Open, State::HalfOpen)
-        | (State::HalfOpen, State::Closed)
-        | (State::HalfOpen, State::Open) => Ok(Transition { from, to }),
-        _ => Err(IllegalTransition { from, to }),
+impl Transition {
+    /// The legal-transition table: closed->open, open->half-open, half-open->closed and
+    /// half-open->open; everything else (self-loops included) is illegal.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_core::policy::{BreakerState, Transition};
+    ///
+    /// assert!(Transition::new(BreakerState::Closed, BreakerState::Open).is_ok());
+    /// assert!(Transition::new(BreakerState::Open, BreakerState::Closed).is_err());
+    /// ```
+    pub const fn new(
+        from: BreakerState,
+        to: BreakerState,
+    ) -> Result<Transition, IllegalTransition> {
+        match (from, to) {
+            (BreakerState::Closed, BreakerState::Open)
+            | (BreakerState::Open, BreakerState::HalfOpen)
+            | (BreakerState::HalfOpen, BreakerState::Closed)
+            | (BreakerState::HalfOpen, BreakerState::Open) => Ok(Transition { from, to }),
+            _ => Err(IllegalTransition { from, to }),
+        }
     }
 }
 
 /// The most calls a failure-rate window holds.
-pub const WINDOW_CALLS_MAX: u32 = 256;
+pub const BREAKER_WINDOW_CALLS_MAX: u32 = 256;
 /// The most probes a half-open period allows.
-pub const PROBES_MAX: u32 = 64;
+pub const BREAKER_PROBES_MAX: u32 = 64;
 
 /// A breaker's rules. Counts of 0 switch their trigger off where the field says so.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BreakerConfig {
     /// Opens after this many failures in a row (0: this trigger is off).
     pub consecutive_failures_to_open: u32,
-    /// The failure-rate window: the last this many calls, `1 ..= WINDOW_CALLS_MAX`.
+    /// The failure-rate window: the last this many calls, `1 ..= BREAKER_WINDOW_CALLS_MAX`.
     pub window_calls: u32,
     /// Opens when failures are at least this percent of the calls in the window,
     /// `0 ..= 100` (0: this trigger is off).
@@ -276,7 +285,7 @@ pub struct BreakerConfig {
     /// How long the breaker stays open, in the host clock's ticks (nanoseconds under
     /// `flujo-runtime`).
     pub open_ticks: u64,
-    /// Probes allowed per half-open period, `1 ..= PROBES_MAX`.
+    /// Probes allowed per half-open period, `1 ..= BREAKER_PROBES_MAX`.
     pub half_open_probes_max: u32,
     /// Probe successes that close the breaker, `1 ..= half_open_probes_max`.
     pub half_open_successes_to_close: u32,
@@ -301,13 +310,13 @@ impl BreakerConfig {
     /// Checks every field's range (see the field docs).
     pub const fn validate(&self) -> Result<(), BreakerConfigError> {
         use BreakerConfigError as E;
-        if self.window_calls == 0 || self.window_calls > WINDOW_CALLS_MAX {
+        if self.window_calls == 0 || self.window_calls > BREAKER_WINDOW_CALLS_MAX {
             Err(E::WindowCalls)
         } else if self.failure_rate_percent_to_open > 100 {
             Err(E::FailureRatePercent)
         } else if self.window_calls_min == 0 || self.window_calls_min > self.window_calls {
             Err(E::WindowCallsMin)
-        } else if self.half_open_probes_max == 0 || self.half_open_probes_max > PROBES_MAX {
+        } else if self.half_open_probes_max == 0 || self.half_open_probes_max > BREAKER_PROBES_MAX {
             Err(E::HalfOpenProbesMax)
         } else if self.half_open_successes_to_close == 0
             || self.half_open_successes_to_close > self.half_open_probes_max
@@ -321,10 +330,12 @@ impl BreakerConfig {
     /// Whether an outcome counts as a failure: a failure, or a success at least
     /// `slow_call_ticks` slow.
     #[inline]
-    pub const fn is_failure(&self, outcome: Outcome, latency_ticks: u64) -> bool {
+    pub const fn is_failure(&self, outcome: CallOutcome, latency_ticks: u64) -> bool {
         match outcome {
-            Outcome::Failure => true,
-            Outcome::Success => self.slow_call_ticks != 0 && latency_ticks >= self.slow_call_ticks,
+            CallOutcome::Failure => true,
+            CallOutcome::Success => {
+                self.slow_call_ticks != 0 && latency_ticks >= self.slow_call_ticks
+            }
         }
     }
 
@@ -348,14 +359,15 @@ impl Default for BreakerConfig {
 
 /// A [`BreakerConfig`] field out of range; each variant names the field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BreakerConfigError {
-    /// `window_calls` is not in `1 ..= WINDOW_CALLS_MAX`.
+    /// `window_calls` is not in `1 ..= BREAKER_WINDOW_CALLS_MAX`.
     WindowCalls,
     /// `failure_rate_percent_to_open` is above 100.
     FailureRatePercent,
     /// `window_calls_min` is not in `1 ..= window_calls`.
     WindowCallsMin,
-    /// `half_open_probes_max` is not in `1 ..= PROBES_MAX`.
+    /// `half_open_probes_max` is not in `1 ..= BREAKER_PROBES_MAX`.
     HalfOpenProbesMax,
     /// `half_open_successes_to_close` is not in `1 ..= half_open_probes_max`.
     HalfOpenSuccessesToClose,
@@ -385,7 +397,7 @@ impl core::error::Error for BreakerConfigError {}
 
 /// How a call ended, as the breaker sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Outcome {
+pub enum CallOutcome {
     /// The call succeeded (it still counts as a failure if it was slow).
     Success,
     /// The call failed.
@@ -421,15 +433,15 @@ impl Eq for Permit {}
 impl Permit {
     /// `true` for a half-open probe, `false` for a closed-state call.
     pub fn is_probe(&self) -> bool {
-        word::state(self.period_word) == State::HalfOpen
+        word::state(self.period_word) == BreakerState::HalfOpen
     }
 
     /// The transition taking this permit made: open to half-open for the first probe after
     /// the open period ended (exactly one caller gets it per period), else none.
     pub fn transition(&self) -> Option<Transition> {
         self.half_opened.then_some(Transition {
-            from: State::Open,
-            to: State::HalfOpen,
+            from: BreakerState::Open,
+            to: BreakerState::HalfOpen,
         })
     }
 
@@ -457,7 +469,7 @@ impl Permit {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rejected {
     /// The state that refused: `Open`, or `HalfOpen` with every probe out.
-    pub state: State,
+    pub state: BreakerState,
 }
 
 impl fmt::Display for Rejected {
@@ -493,7 +505,7 @@ impl TransitionCounts {
 
 /// The state word's fields (see the module docs for the layout).
 mod word {
-    use super::{State, PROBES_MAX};
+    use super::{BreakerState, BREAKER_PROBES_MAX};
 
     pub(super) const STATE_MASK: usize = 0b11;
     /// Open only: the opener is still writing the deadline.
@@ -508,10 +520,10 @@ mod word {
     const GENERATION_ONE: usize = 1 << 3;
     const GENERATION_MASK: usize = 0x3FFF << 3;
     const PERIOD_SHIFT: u32 = 17;
-    /// State and period bits: what identifies a period.
+    /// BreakerState and period bits: what identifies a period.
     pub(super) const PERIOD_MASK: usize = STATE_MASK | (usize::MAX << PERIOD_SHIFT);
 
-    const _: () = assert!(PROBES_MAX as usize <= FIELD_MASK);
+    const _: () = assert!(BREAKER_PROBES_MAX as usize <= FIELD_MASK);
     const _: () = assert!(usize::BITS - PERIOD_SHIFT >= 15);
     const _: () = assert!(GENERATION_MASK == (FIELD_MASK * PROBE_ONE) | (FIELD_MASK * SUCCESS_ONE));
     const _: () = assert!(GENERATION_MASK & (PERIOD_MASK | CLEAN) == 0);
@@ -528,13 +540,13 @@ mod word {
     }
 
     #[inline(always)]
-    pub(super) const fn state(word: usize) -> State {
-        State::from_code(word & STATE_MASK)
+    pub(super) const fn state(word: usize) -> BreakerState {
+        BreakerState::from_code(word & STATE_MASK)
     }
 
     #[inline(always)]
     pub(super) const fn is_closed(word: usize) -> bool {
-        word & STATE_MASK == State::Closed.code()
+        word & STATE_MASK == BreakerState::Closed.code()
     }
 
     pub(super) const fn probes(word: usize) -> u32 {
@@ -546,7 +558,7 @@ mod word {
     }
 
     /// The first word of the next period, in `to`: period + 1, every field cleared.
-    pub(super) const fn next_period(word: usize, to: State) -> usize {
+    pub(super) const fn next_period(word: usize, to: BreakerState) -> usize {
         let period = (word >> PERIOD_SHIFT).wrapping_add(1);
         (period << PERIOD_SHIFT) | to.code()
     }
@@ -576,9 +588,9 @@ mod position {
 /// Bits per window word.
 const WORD_BITS: u32 = usize::BITS;
 /// Words of window bits.
-const WINDOW_WORDS: usize = (WINDOW_CALLS_MAX / WORD_BITS) as usize;
-const _: () = assert!(WINDOW_CALLS_MAX.is_multiple_of(WORD_BITS));
-const _: () = assert!(WINDOW_CALLS_MAX <= 0xFFFF);
+const WINDOW_WORDS: usize = (BREAKER_WINDOW_CALLS_MAX / WORD_BITS) as usize;
+const _: () = assert!(BREAKER_WINDOW_CALLS_MAX.is_multiple_of(WORD_BITS));
+const _: () = assert!(BREAKER_WINDOW_CALLS_MAX <= 0xFFFF);
 
 /// A circuit breaker shared across threads and runs (`&self` methods; put it in an `Arc` or a
 /// once-initialised static).
@@ -586,7 +598,7 @@ const _: () = assert!(WINDOW_CALLS_MAX <= 0xFFFF);
 /// # Examples
 ///
 /// ```
-/// use flujo_core::policy::breaker::{Breaker, BreakerConfig, Outcome, State};
+/// use flujo_core::policy::{Breaker, BreakerConfig, BreakerState, CallOutcome};
 ///
 /// let breaker = Breaker::new(BreakerConfig {
 ///     consecutive_failures_to_open: 2,
@@ -600,16 +612,16 @@ const _: () = assert!(WINDOW_CALLS_MAX <= 0xFFFF);
 /// let mut now = 0;
 /// for _ in 0..2 {
 ///     let permit = breaker.try_acquire(now).unwrap();
-///     breaker.record(permit, Outcome::Failure, 1, now);
+///     breaker.record(permit, CallOutcome::Failure, 1, now);
 /// }
-/// assert_eq!(breaker.state(), State::Open);
+/// assert_eq!(breaker.state(), BreakerState::Open);
 /// assert!(breaker.try_acquire(now + 99).is_err());
 ///
 /// now += 100; // the open period is over: one probe goes through
 /// let probe = breaker.try_acquire(now).unwrap();
 /// assert!(breaker.try_acquire(now).is_err());
-/// breaker.record(probe, Outcome::Success, 1, now);
-/// assert_eq!(breaker.state(), State::Closed);
+/// breaker.record(probe, CallOutcome::Success, 1, now);
+/// assert_eq!(breaker.state(), BreakerState::Closed);
 /// assert_eq!(breaker.transition_counts().total(), 3);
 /// ```
 #[derive(Debug)]
@@ -656,7 +668,7 @@ impl Breaker {
         Ok(Self {
             config,
             slow_after: config.slow_call_ticks.wrapping_sub(1),
-            state: AtomicUsize::new(State::Closed.code()),
+            state: AtomicUsize::new(BreakerState::Closed.code()),
             deadline_hi: AtomicU32::new(0),
             deadline_lo: AtomicU32::new(0),
             streak: AtomicU32::new(0),
@@ -674,7 +686,7 @@ impl Breaker {
     }
 
     /// The current state (a breaker still writing its open deadline reads as `Open`).
-    pub fn state(&self) -> State {
+    pub fn state(&self) -> BreakerState {
         word::state(self.state.load(Ordering::Acquire))
     }
 
@@ -686,7 +698,7 @@ impl Breaker {
 
     /// Counts a refusal and returns it.
     #[cold]
-    fn refuse(&self, state: State) -> Result<Permit, Rejected> {
+    fn refuse(&self, state: BreakerState) -> Result<Permit, Rejected> {
         self.refusals.fetch_add(1, Ordering::Relaxed);
         Err(Rejected { state })
     }
@@ -722,15 +734,15 @@ impl Breaker {
     fn try_acquire_slow(&self, mut current: usize, now: u64) -> Result<Permit, Rejected> {
         loop {
             let next = match word::state(current) {
-                State::Closed => {
+                BreakerState::Closed => {
                     return Ok(Permit {
                         period_word: current | word::CLEAN,
                         half_opened: false,
                     })
                 }
-                State::Open => {
+                BreakerState::Open => {
                     if current & word::PENDING != 0 {
-                        return self.refuse(State::Open);
+                        return self.refuse(BreakerState::Open);
                     }
                     let deadline = self.deadline();
                     let again = self.state.load(Ordering::Acquire);
@@ -740,14 +752,14 @@ impl Breaker {
                         continue;
                     }
                     if now < deadline {
-                        return self.refuse(State::Open);
+                        return self.refuse(BreakerState::Open);
                     }
-                    word::next_period(current, self.legal(current, State::HalfOpen))
+                    word::next_period(current, self.legal(current, BreakerState::HalfOpen))
                         + word::PROBE_ONE
                 }
-                State::HalfOpen => {
+                BreakerState::HalfOpen => {
                     if word::probes(current) >= self.config.half_open_probes_max {
-                        return self.refuse(State::HalfOpen);
+                        return self.refuse(BreakerState::HalfOpen);
                     }
                     current + word::PROBE_ONE
                 }
@@ -759,9 +771,9 @@ impl Breaker {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    let half_opened = word::state(current) == State::Open;
+                    let half_opened = word::state(current) == BreakerState::Open;
                     if half_opened {
-                        self.count(State::Open, State::HalfOpen);
+                        self.count(BreakerState::Open, BreakerState::HalfOpen);
                     }
                     debug_assert!(word::probes(next) <= self.config.half_open_probes_max);
                     return Ok(Permit {
@@ -781,11 +793,11 @@ impl Breaker {
     pub fn record(
         &self,
         permit: Permit,
-        outcome: Outcome,
+        outcome: CallOutcome,
         latency_ticks: u64,
         now: u64,
     ) -> Option<Transition> {
-        let failed = matches!(outcome, Outcome::Failure) || latency_ticks > self.slow_after;
+        let failed = matches!(outcome, CallOutcome::Failure) || latency_ticks > self.slow_after;
         debug_assert_eq!(failed, self.config.is_failure(outcome, latency_ticks));
         // The healthy hot path: a success on a clean breaker in the permit's period (and
         // failure generation) writes nothing. Only a closed word has the clean bit (a probe's
@@ -801,7 +813,7 @@ impl Breaker {
     #[inline(never)]
     fn record_slow(&self, permit: Permit, failed: bool, now: u64) -> Option<Transition> {
         if !word::is_closed(permit.period_word) {
-            debug_assert_eq!(word::state(permit.period_word), State::HalfOpen);
+            debug_assert_eq!(word::state(permit.period_word), BreakerState::HalfOpen);
             self.probe_outcome(permit.period_word, failed, now)
         } else if failed {
             self.closed_failure(permit.period_word, now)
@@ -814,7 +826,7 @@ impl Breaker {
     /// Gives a permit back without an outcome (the call was never made, or was cancelled):
     /// a half-open probe becomes available again; a closed permit changes nothing.
     pub fn release(&self, permit: Permit) {
-        if word::state(permit.period_word) != State::HalfOpen {
+        if word::state(permit.period_word) != BreakerState::HalfOpen {
             return;
         }
         let mut current = self.state.load(Ordering::Acquire);
@@ -955,7 +967,7 @@ impl Breaker {
             debug_assert!(successes <= word::probes(current));
             let closes = successes >= self.config.half_open_successes_to_close;
             let next = if closes {
-                word::next_period(current, self.legal(current, State::Closed))
+                word::next_period(current, self.legal(current, BreakerState::Closed))
             } else {
                 current + word::SUCCESS_ONE
             };
@@ -965,7 +977,9 @@ impl Breaker {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) if closes => return Some(self.count(State::HalfOpen, State::Closed)),
+                Ok(_) if closes => {
+                    return Some(self.count(BreakerState::HalfOpen, BreakerState::Closed))
+                }
                 Ok(_) => return None,
                 Err(actual) => current = actual,
             }
@@ -976,7 +990,8 @@ impl Breaker {
     /// `current`; otherwise returns the word found.
     fn open(&self, current: usize, now: u64) -> Result<Transition, usize> {
         let from = word::state(current);
-        let pending = word::next_period(current, self.legal(current, State::Open)) | word::PENDING;
+        let pending =
+            word::next_period(current, self.legal(current, BreakerState::Open)) | word::PENDING;
         self.state
             .compare_exchange(current, pending, Ordering::Acquire, Ordering::Acquire)?;
         // This thread alone now writes the deadline and clears the statistics: every other
@@ -994,7 +1009,7 @@ impl Breaker {
         self.deadline_hi
             .store((deadline >> 32) as u32, Ordering::Relaxed);
         self.deadline_lo.store(deadline as u32, Ordering::Relaxed);
-        let transition = self.count(from, State::Open);
+        let transition = self.count(from, BreakerState::Open);
         // A read-modify-write, not a store: it keeps the word's release sequence unbroken
         // (failures may rewrite the pending word unchanged meanwhile, see `note_failure`).
         let published = self.state.fetch_and(!word::PENDING, Ordering::Release);
@@ -1010,16 +1025,16 @@ impl Breaker {
     }
 
     /// Checks `current`'s state -> `to` against the transition table and returns `to`.
-    fn legal(&self, current: usize, to: State) -> State {
-        match transition(word::state(current), to) {
+    fn legal(&self, current: usize, to: BreakerState) -> BreakerState {
+        match Transition::new(word::state(current), to) {
             Ok(_) => to,
             Err(illegal) => panic!("{}", illegal),
         }
     }
 
     /// Counts a transition this thread won.
-    fn count(&self, from: State, to: State) -> Transition {
-        let transition = match transition(from, to) {
+    fn count(&self, from: BreakerState, to: BreakerState) -> Transition {
+        let transition = match Transition::new(from, to) {
             Ok(transition) => transition,
             Err(illegal) => panic!("{}", illegal),
         };

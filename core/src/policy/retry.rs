@@ -126,6 +126,7 @@ impl Backoff {
 
 /// A retry configuration that failed validation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RetryPolicyError {
     /// `max_attempts` is 0 or above [`ATTEMPTS_MAX`].
     AttemptsOutOfRange {

@@ -4,7 +4,9 @@
 //! reconciles the reservation with what it actually used afterwards
 //! ([`UsageBudget::reconcile`]): the unspent part of the estimate goes back, an overrun is
 //! charged. A denial names the limit; the interpreter aborts the run with partial results
-//! (never retried, never a fallback).
+//! (never retried, never a fallback). A charge that goes past a limit (an overrun: the step
+//! reported more than was left) marks the budget exceeded and names the limit and the usage
+//! reached ([`UsageBudget::overrun`]); the interpreter aborts the run after that step.
 //!
 //! Parallel branches each get a sub-budget: [`UsageBudget::split`] lends the parent's whole
 //! available amount out in `n` shares that sum to it exactly, and
@@ -219,6 +221,27 @@ impl UsageBudget {
         self.exceeded
     }
 
+    /// When charges took this budget past a limit: the limit, its value and the usage
+    /// charged so far in that dimension (the exact figure reached).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_core::policy::{Usage, UsageBudget, UsageLimit};
+    ///
+    /// let mut budget = UsageBudget::new(10, 100);
+    /// let r = budget.reserve(Usage::ZERO).unwrap();
+    /// budget.reconcile(r, Usage::new(50, 0)).unwrap_err();
+    /// let over = budget.overrun().unwrap();
+    /// assert_eq!((over.limit, over.max, over.wanted), (UsageLimit::Cost, 10, 50));
+    /// ```
+    pub const fn overrun(&self) -> Option<UsageDenied> {
+        match self.exceeded {
+            Some(limit) => Some(self.denial(limit, self.used)),
+            None => None,
+        }
+    }
+
     /// Sets `estimate` aside, or says which limit it would break. An exceeded budget denies
     /// every reservation (naming the limit it went past).
     pub fn reserve(&mut self, estimate: Usage) -> Result<Reservation, UsageDenied> {
@@ -322,7 +345,7 @@ impl UsageBudget {
         }
     }
 
-    fn denial(&self, limit: UsageLimit, wanted: Usage) -> UsageDenied {
+    const fn denial(&self, limit: UsageLimit, wanted: Usage) -> UsageDenied {
         UsageDenied {
             limit,
             max: Self::field(self.max, limit),

@@ -4,7 +4,8 @@
 
 use core::fmt;
 
-use super::event::{BreakerState, Event, EventKind, StepOutcome};
+use super::event::{Event, EventKind, StepOutcome};
+use crate::policy::BreakerState;
 
 /// One of the engine's counters. `Counter::ALL` lists them in index order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,11 +35,13 @@ pub enum Counter {
     BreakerTrips,
     /// Usage reservations the budget denied.
     UsageDenials,
+    /// Steps whose reported usage took the budget past a limit (each aborts its run).
+    UsageOverruns,
 }
 
 impl Counter {
     /// How many counters there are.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Counter::COUNT] = [
@@ -54,6 +57,7 @@ impl Counter {
         Counter::BreakerRejections,
         Counter::BreakerTrips,
         Counter::UsageDenials,
+        Counter::UsageOverruns,
     ];
 
     /// The counter's index in `0 .. COUNT`.
@@ -77,6 +81,7 @@ impl Counter {
             Counter::BreakerRejections => "breaker_rejections",
             Counter::BreakerTrips => "breaker_trips",
             Counter::UsageDenials => "usage_denials",
+            Counter::UsageOverruns => "usage_overruns",
         }
     }
 
@@ -106,7 +111,7 @@ impl Counter {
 }
 
 // `COUNT` must match the enum: the last variant's index is `COUNT - 1`.
-const _: () = assert!(Counter::UsageDenials as usize == Counter::COUNT - 1);
+const _: () = assert!(Counter::UsageOverruns as usize == Counter::COUNT - 1);
 
 /// Exact counts for one run (or merged over many), one `u64` per [`Counter`].
 ///

@@ -11,27 +11,20 @@
 
 use alloc::vec::Vec;
 
-/// State of a circuit breaker, as carried by [`EventKind::BreakerTransition`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BreakerState {
-    /// Calls pass; failures are being counted.
-    Closed,
-    /// Calls fail fast until the open period ends.
-    Open,
-    /// A limited number of trial calls pass.
-    HalfOpen,
-}
+use crate::policy::BreakerState;
 
-/// How a step ended, as carried by [`EventKind::StepEnd`].
+/// How one step (or loop) ended: in its step record
+/// ([`StepRecord::outcome`](crate::interp::StepRecord::outcome)) and its
+/// [`EventKind::StepEnd`] event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StepOutcome {
-    /// The step produced an output.
+    /// It produced an output (by itself, from the cache, or through its fallback).
     Succeeded,
-    /// The step failed (after its retries and fallback).
+    /// It failed (after its retries and fallback).
     Failed,
-    /// The recovery table skipped the step with a default output.
+    /// The recovery table skipped it; the default output was used.
     Skipped,
-    /// The run was aborted at this step (usage denied, cancelled).
+    /// It aborted the run (usage denied, cancelled, deadline passed).
     Aborted,
 }
 

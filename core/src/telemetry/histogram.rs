@@ -1,46 +1,11 @@
-//! A log-linear histogram of `u64` values (latencies in ticks or nanoseconds).
-//!
-//! The bucket layout is the one of Gil Tene's HdrHistogram: a value's power-of-two magnitude
-//! picks a bucket row, and the next [`SUB_BUCKET_BITS`] bits below its leading one pick one of
-//! `2^SUB_BUCKET_BITS` linear sub-buckets in that row. Values below `2^(SUB_BUCKET_BITS + 1)`
-//! get a bucket each (they are exact). The rows cover the whole `u64` range, so no value is
-//! ever out of range and nothing saturates into a top bucket.
-//!
-//! # Layout and error bound
-//!
-//! With `P = SUB_BUCKET_BITS = 7`, a value `v >= 2^(P+1)` whose leading one is bit `m` lands in
-//! a bucket of width `2^(m-P)` whose lower end is at least `2^m`. A quantile is answered with
-//! the middle of the bucket that holds the exact answer, clamped to `[min, max]`, so for every
-//! quantile the reported value `q'` and the exact value `q` (the `rank`-th smallest recorded
-//! value, `rank = max(1, ceil(quantile * count))`) satisfy
-//!
-//! ```text
-//! |q' - q| <= q >> (SUB_BUCKET_BITS + 1)      (that is, at most q / 256: 0.39 %)
-//! ```
-//!
-//! which the tests check on many distributions. Values below 256 are reported exactly.
-//!
-//! # Cost
-//!
-//! [`BUCKETS`] = 7,424 counts of 8 bytes (58 KiB), allocated once by [`Histogram::new`].
-//! [`Histogram::record`] never allocates: a `leading_zeros`, two shifts and an add find the
-//! bucket; min and max are updated with conditional moves. The only branches test whether the
-//! histogram is full and the bounds of the index, and both always go the same way.
-//! [`Histogram::percentiles`] answers p50, p95, p99 and p99.9 in one pass that sums each row
-//! of 128 counts in blocks of 16 (vectorizable) and walks bucket by bucket only the blocks
-//! where a rank falls.
-//!
-//! # Saturation
-//!
-//! The histogram counts at most `u64::MAX` values; a value recorded when it is full is
-//! ignored (its count, sum, min and max are left alone). The invariant `count() == sum of all
-//! bucket counts` holds at all times, so no bucket count can overflow.
+//! A log-linear histogram of `u64` values (latencies in ticks or nanoseconds): the layout,
+//! error bound, cost and saturation rule are in [`Histogram`]'s docs.
 
 use alloc::boxed::Box;
 use alloc::vec;
 use core::fmt;
 
-/// Bits of linear sub-bucket resolution under each power of two (`P` in the module docs).
+/// Bits of linear sub-bucket resolution under each power of two (`P` in [`Histogram`]'s docs).
 pub const SUB_BUCKET_BITS: u32 = 7;
 
 /// Linear sub-buckets per power-of-two row.
@@ -141,8 +106,44 @@ pub struct Bucket {
 
 /// A log-linear histogram of `u64` values with a stated relative error bound of `2^-8`.
 ///
-/// See the [module docs](self) for the layout and the bound. Record from one thread; to
-/// combine threads or runs, give each its own histogram and [`merge`](Histogram::merge) them.
+/// Record from one thread; to combine threads or runs, give each its own histogram and
+/// [`merge`](Histogram::merge) them.
+///
+/// The bucket layout is the one of Gil Tene's HdrHistogram: a value's power-of-two magnitude
+/// picks a bucket row, and the next `SUB_BUCKET_BITS` bits below its leading one pick one of
+/// `2^SUB_BUCKET_BITS` linear sub-buckets in that row. Values below `2^(SUB_BUCKET_BITS + 1)`
+/// get a bucket each (they are exact). The rows cover the whole `u64` range, so no value is
+/// ever out of range and nothing saturates into a top bucket.
+///
+/// # Layout and error bound
+///
+/// With `P = SUB_BUCKET_BITS = 7`, a value `v >= 2^(P+1)` whose leading one is bit `m` lands in
+/// a bucket of width `2^(m-P)` whose lower end is at least `2^m`. A quantile is answered with
+/// the middle of the bucket that holds the exact answer, clamped to `[min, max]`, so for every
+/// quantile the reported value `q'` and the exact value `q` (the `rank`-th smallest recorded
+/// value, `rank = max(1, ceil(quantile * count))`) satisfy
+///
+/// ```text
+/// |q' - q| <= q >> (SUB_BUCKET_BITS + 1)      (that is, at most q / 256: 0.39 %)
+/// ```
+///
+/// which the tests check on many distributions. Values below 256 are reported exactly.
+///
+/// # Cost
+///
+/// `BUCKETS` = 7,424 counts of 8 bytes (58 KiB), allocated once by [`Histogram::new`].
+/// [`Histogram::record`] never allocates: a `leading_zeros`, two shifts and an add find the
+/// bucket; min and max are updated with conditional moves. The only branches test whether the
+/// histogram is full and the bounds of the index, and both always go the same way.
+/// [`Histogram::percentiles`] answers p50, p95, p99 and p99.9 in one pass that sums each row
+/// of 128 counts in blocks of 16 (vectorizable) and walks bucket by bucket only the blocks
+/// where a rank falls.
+///
+/// # Saturation
+///
+/// The histogram counts at most `u64::MAX` values; a value recorded when it is full is
+/// ignored (its count, sum, min and max are left alone). The invariant `count() == sum of all
+/// bucket counts` holds at all times, so no bucket count can overflow.
 ///
 /// # Examples
 ///
@@ -176,7 +177,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    /// An empty histogram; allocates its [`BUCKETS`] counts (58 KiB, zeroed) once.
+    /// An empty histogram; allocates its `BUCKETS` (7,424) counts (58 KiB, zeroed) once.
     pub fn new() -> Self {
         let counts: Box<[u64]> = vec![0u64; BUCKETS].into_boxed_slice();
         let counts: Box<[u64; BUCKETS]> = match counts.try_into() {

@@ -5,7 +5,7 @@
 //!
 //! - [`Histogram`]: HdrHistogram-style log-linear buckets over the whole `u64` range, record
 //!   in a few instructions, p50/p95/p99/p99.9 in one pass, mergeable; every reported quantile
-//!   is within `1/256` of the exact one (see [`histogram`]).
+//!   is within `1/256` of the exact one (see [`Histogram`]).
 //! - [`Counters`]: a fixed set of named counts. **Counters are exact:
 //!   sampling never applies to them.**
 //! - [`Event`] / [`EventSink`]: small `Copy` events offered to a sink that may refuse them
@@ -13,17 +13,15 @@
 //! - [`Sampler`]: 1-in-N span sampling by counter or seeded hash, thinning events and
 //!   histogram samples.
 
-pub mod counters;
-pub mod event;
-pub mod histogram;
-pub mod sampler;
+pub(crate) mod counters;
+pub(crate) mod event;
+pub(crate) mod histogram;
+pub(crate) mod sampler;
 
 #[cfg(all(test, not(loom)))]
-mod test;
+mod tests;
 
 pub use counters::{Counter, Counters};
-pub use event::{
-    BreakerState, Event, EventKind, EventSink, NullSink, RingSink, StepOutcome, TryPush, VecSink,
-};
+pub use event::{Event, EventKind, EventSink, NullSink, RingSink, StepOutcome, TryPush, VecSink};
 pub use histogram::{Bucket, Histogram, Percentiles};
 pub use sampler::Sampler;

@@ -104,7 +104,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// use flujo_core::graph::{Graph, StepFingerprint, TaskConfig};
+    /// use flujo_core::graph::{Graph, TaskConfig};
+    /// use flujo_core::cache::StepFingerprint;
     /// use flujo_runtime::config::OptimizationConfig;
     /// use flujo_runtime::Executor;
     ///

@@ -9,7 +9,7 @@ use flujo_core::cache::CacheKey;
 
 use flujo_core::context::Context;
 use flujo_core::graph::{Clock, NodeId, StepError};
-use flujo_core::interp::{Branch, Fan, Host, SharedCache};
+use flujo_core::interp::{Fan, Host, Lane, SharedCache};
 use flujo_core::policy::ErrorClass;
 
 use super::runner_pool::{lock, RunnerPool};
@@ -61,7 +61,7 @@ where
         self.parallel && self.cutoff.is_none_or(|max| cost > max)
     }
 
-    fn fork(&self, max_width: usize, fan: &Fan<'_, P, C, K, Self>, branches: &mut [Branch<P, C>]) {
+    fn fork(&self, max_width: usize, fan: &Fan<'_, P, C, K, Self>, branches: &mut [Lane<P, C>]) {
         let mut run_all = || {
             for wave in branches.chunks_mut(max_width.max(1)) {
                 each_in_parallel(wave, &|b| self.runners.with(|w| fan.run(b, &mut w.runner)));

@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use flujo_core::graph::{Graph, StepError, StepFingerprint, TaskConfig};
+use flujo_core::cache::StepFingerprint;
+use flujo_core::graph::{Graph, StepError, TaskConfig};
 use flujo_core::interp::{ErrorKind, Outcome};
 use flujo_core::policy::ErrorClass;
 use flujo_core::telemetry::Counter;

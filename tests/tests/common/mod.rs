@@ -7,9 +7,10 @@ pub mod semantics;
 
 use flujo_core::context::{Context, MergeStrategy};
 use flujo_core::graph::{
-    Backoff, FailureStrategy, GraphBuilder, LoopOptions, MapOptions, NodeRef, ParallelOptions,
-    RetryPolicy, StepError, TaskConfig,
+    FailureStrategy, GraphBuilder, LoopOptions, MapOptions, NodeRef, ParallelOptions, StepError,
+    TaskConfig,
 };
+use flujo_core::policy::{Backoff, RetryPolicy};
 
 /// Silences the panics a test injects (their message contains "injected"); any other panic
 /// still prints.
@@ -86,7 +87,7 @@ pub enum T {
     Seq(Vec<T>),
     Par(Vec<T>, Merge, bool),
     Loop(Box<T>, u32, i64),
-    Branch(Vec<T>, Option<Box<T>>),
+    Switch(Vec<T>, Option<Box<T>>),
     Map(Box<T>, u32, Merge),
 }
 
@@ -123,7 +124,7 @@ pub fn gen(rng: &mut Prng, depth: u32) -> T {
             rng.below(4) as u32 + 1,
             rng.below(200) as i64,
         ),
-        3 => T::Branch(
+        3 => T::Switch(
             kids(rng),
             (rng.below(2) == 0).then(|| Box::new(gen(rng, depth - 1))),
         ),
@@ -221,7 +222,7 @@ pub fn build(t: &T, b: &mut GraphBuilder<'_, i64, Ctx>, names: &mut u32) -> Node
         T::Loop(body, max, threshold) => {
             let body = build(body, b, names);
             let threshold = *threshold;
-            b.repeat(
+            b.loop_(
                 &name,
                 body,
                 LoopOptions::new()
@@ -229,7 +230,7 @@ pub fn build(t: &T, b: &mut GraphBuilder<'_, i64, Ctx>, names: &mut u32) -> Node
                     .until(move |x, _, _| *x > threshold),
             )
         }
-        T::Branch(arms, default) => {
+        T::Switch(arms, default) => {
             let a: Vec<_> = arms
                 .iter()
                 .enumerate()
@@ -237,7 +238,7 @@ pub fn build(t: &T, b: &mut GraphBuilder<'_, i64, Ctx>, names: &mut u32) -> Node
                 .collect();
             let d = default.as_ref().map(|d| build(d, b, names));
             let n = arms.len() as i64;
-            b.branch(&name, move |x, _| x.rem_euclid(n + 1) as u64, &a, d)
+            b.switch(&name, move |x, _| x.rem_euclid(n + 1) as u64, &a, d)
         }
         T::Map(body, max_items, m) => {
             let body = build(body, b, names);

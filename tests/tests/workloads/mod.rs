@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use flujo_core::graph::{Backoff, Graph, RetryPolicy, StepError, TaskConfig};
+use flujo_core::graph::{Graph, StepError, TaskConfig};
+use flujo_core::policy::{Backoff, RetryPolicy};
 use flujo_core::policy::{Breaker, BreakerConfig};
 
 /// Tasks in the W1 and W2 chains.

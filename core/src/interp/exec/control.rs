@@ -6,9 +6,10 @@ use super::{stamp, Exec};
 use crate::context::{Context, Frame};
 use crate::graph::{Clock, UNTIMED};
 use crate::interp::host::Host;
-use crate::interp::records::{LoopExit, StepOutcome, StepRecord};
+use crate::interp::records::{LoopExit, StepRecord};
 use crate::interp::results::{ErrorKind, Stop};
 use crate::telemetry::EventSink;
+use crate::telemetry::StepOutcome;
 
 impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_, P, C, K, S, H> {
     pub(super) fn repeat(
@@ -62,7 +63,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         frame: &mut Frame<'_, C>,
     ) -> Result<P, Stop> {
         let g = self.g;
-        let br = &g.branches[b];
+        let br = &g.switches[b];
         let key = (br.selector)(&input, frame.get());
         let arm = match br.keys.iter().position(|k| *k == key) {
             Some(i) => Some(g.children[br.arms.start as usize + i]),

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use crate::context::{merge_branch, Context, Frame, MergeError, MergeStrategy};
 use crate::graph::{CancelFlag, Clock, FailureStrategy, Items, NodeId};
-use crate::interp::host::{Branch, Fan, Host};
+use crate::interp::host::{Fan, Host, Lane};
 use crate::interp::results::{ErrorKind, Stop};
 use crate::policy::UsageBudget;
 use crate::telemetry::EventSink;
@@ -116,13 +116,13 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
 
     /// One branch (or map item) of a forked fan-out, with its share of the budget (lent by
     /// [`lend`](Self::lend)) and a spare record buffer.
-    fn branch_job(&mut self, node: u32, input: P, index: usize, shares: usize) -> Branch<P, C> {
+    fn branch_job(&mut self, node: u32, input: P, index: usize, shares: usize) -> Lane<P, C> {
         let budget = if shares == UNLIMITED {
             UsageBudget::unlimited()
         } else {
             self.s.shares.pop().expect("one share per branch")
         };
-        Branch {
+        Lane {
             node,
             input: Some(input),
             index,
@@ -133,7 +133,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
     }
 
     /// `count` lowered cancel flags and an empty branch list, from the scratch's spares.
-    fn take_fan(&mut self, count: usize) -> (Vec<CancelFlag>, Vec<Branch<P, C>>) {
+    fn take_fan(&mut self, count: usize) -> (Vec<CancelFlag>, Vec<Lane<P, C>>) {
         let mut flags = self.s.flag_bufs.pop().unwrap_or_default();
         flags.clear();
         flags.resize_with(count, CancelFlag::new);
@@ -142,7 +142,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
     }
 
     /// Keeps a forked fan-out's flags and (emptied) branch list for the next one.
-    fn give_fan(&mut self, flags: Vec<CancelFlag>, mut branches: Vec<Branch<P, C>>) {
+    fn give_fan(&mut self, flags: Vec<CancelFlag>, mut branches: Vec<Lane<P, C>>) {
         branches.clear();
         if self.s.fan_bufs.len() < MAX_RECORD_BUFS {
             self.s.fan_bufs.push(branches);
@@ -159,7 +159,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         width: u32,
         merge: &MergeStrategy<C>,
         propagate: bool,
-        (flags, mut branches): (Vec<CancelFlag>, Vec<Branch<P, C>>),
+        (flags, mut branches): (Vec<CancelFlag>, Vec<Lane<P, C>>),
         base: &C,
         acc: Option<P>,
         reduce: &(dyn Fn(P, P) -> P + Send + Sync),
@@ -182,7 +182,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         id: u32,
         merge: &MergeStrategy<C>,
         propagate: bool,
-        branches: &mut [Branch<P, C>],
+        branches: &mut [Lane<P, C>],
         base: &C,
         mut acc: Option<P>,
         reduce: &(dyn Fn(P, P) -> P + Send + Sync),

@@ -4,19 +4,20 @@
 //! `interp/README.md` for the paths a task can take.
 
 use super::host::Host;
-use super::records::{Records, StepOutcome, StepRecord};
+use super::records::{Records, StepRecord};
 use super::results::{ErrorKind, Stop};
 use super::scratch::Scratch;
 use super::telemetry::Telemetry;
 use crate::context::{Context, Frame};
 use crate::graph::{
-    Cancel, Checks, Clock, Graph, NodeKind, RunEnv, RunTask, StepFlags, NO_POLICY, UNTIMED,
+    AroundStep, Cancel, ChainTask, Clock, Graph, NodeKind, RunEnv, StepFlags, NO_POLICY, UNTIMED,
 };
 use crate::policy::{Usage, UsageBudget};
-use crate::telemetry::{Counter, Counters, EventKind, EventSink, StepOutcome as EndOutcome};
+use crate::telemetry::{Counter, Counters, EventKind, EventSink, StepOutcome};
 
 mod control;
 mod fanout;
+mod overrun;
 mod policy;
 mod pure;
 mod stretch;
@@ -70,16 +71,6 @@ fn elapsed(start: u64, end: u64) -> u64 {
 #[inline(never)]
 fn went_back() -> u64 {
     0
-}
-
-/// The telemetry outcome of a record's.
-fn end_outcome(outcome: StepOutcome) -> EndOutcome {
-    match outcome {
-        StepOutcome::Succeeded => EndOutcome::Succeeded,
-        StepOutcome::Failed => EndOutcome::Failed,
-        StepOutcome::Skipped => EndOutcome::Skipped,
-        StepOutcome::Aborted => EndOutcome::Aborted,
-    }
 }
 
 /// The counter of a record's outcome.
@@ -178,7 +169,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             NodeKind::Sequence => self.sequence(slot, input, frame),
             NodeKind::Parallel => self.parallel(id, slot, input, frame),
             NodeKind::Loop => self.repeat(id, slot, input, frame),
-            NodeKind::Branch => self.branch(id, slot, input, frame),
+            NodeKind::Switch => self.branch(id, slot, input, frame),
             NodeKind::Map => self.map(id, slot, input, frame),
         }
     }
@@ -189,7 +180,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             NO_POLICY if self.s.fast_paths && self.tel.is_none() => self.plain_one(t, input, frame),
             NO_POLICY => {
                 let flags = g.task_flags[t as usize];
-                let one = [RunTask {
+                let one = [ChainTask {
                     node: g.task_node[t as usize],
                     task: t,
                     policy: NO_POLICY,
@@ -197,7 +188,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     may_write: flags.contains(StepFlags::WRITES_CONTEXT),
                     lean: false,
                     stretch_lean: false,
-                    checks: Checks::None,
+                    checks: AroundStep::None,
                     keep: false,
                     breaker: None,
                 }];
@@ -211,7 +202,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         let g = self.g;
         let seq = &g.seqs[s];
         if let (Some(tasks), true) = (seq.tasks, self.s.fast_paths) {
-            return self.task_run(&g.runs[tasks.range()], x, frame);
+            return self.task_run(&g.chains[tasks.range()], x, frame);
         }
         for &child in &g.children[seq.children.range()] {
             x = self.node(child, x, frame)?;
@@ -223,7 +214,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
     /// runs in one loop, the other policy tasks through the full policy pipeline.
     fn task_run(
         &mut self,
-        tasks: &[RunTask],
+        tasks: &[ChainTask],
         mut x: P,
         frame: &mut Frame<'_, C>,
     ) -> Result<P, Stop> {
@@ -263,7 +254,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         self.counters.increment(outcome_counter(rec.outcome));
         if let Some(t) = self.tel.as_deref_mut() {
             t.latency(rec.latency_ticks);
-            let outcome = end_outcome(rec.outcome);
+            let outcome = rec.outcome;
             t.emit(rec.node.0, end_tick, EventKind::StepEnd { outcome });
         }
         self.records.push(rec);

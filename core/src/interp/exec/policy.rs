@@ -10,12 +10,14 @@ use crate::graph::{
     Clock, RunEnv, Step, StepCx, StepError, StepFlags, TaskConfig, TaskPolicy, UNTIMED,
 };
 use crate::interp::host::Host;
-use crate::interp::records::{StepOutcome, StepRecord};
+use crate::interp::records::StepRecord;
 use crate::interp::results::{ErrorKind, Stop};
 use crate::interp::telemetry::Telemetry;
-use crate::policy::breaker::{Outcome as CallOutcome, Permit, Transition};
-use crate::policy::{Breaker, Decision, ErrorClass, Reservation, RetryState, Usage, UsageDenied};
-use crate::telemetry::{BreakerState, Counter, Counters, EventKind, EventSink};
+use crate::policy::{
+    Breaker, BreakerState, CallOutcome, Decision, ErrorClass, Permit, Reservation, RetryState,
+    Transition, Usage, UsageDenied,
+};
+use crate::telemetry::{Counter, Counters, EventKind, EventSink, StepOutcome};
 
 /// Counts (a trip to open) and emits a breaker transition.
 #[cold]
@@ -26,10 +28,7 @@ pub(super) fn note_transition<S: EventSink>(
     tick: u64,
     transition: Transition,
 ) {
-    let (from, to) = (
-        breaker_state(transition.from()),
-        breaker_state(transition.to()),
-    );
+    let (from, to) = (transition.from(), transition.to());
     if to == BreakerState::Open {
         counters.increment(Counter::BreakerTrips);
     }
@@ -38,18 +37,8 @@ pub(super) fn note_transition<S: EventSink>(
     }
 }
 
-/// The telemetry state a breaker transition names.
-fn breaker_state(state: crate::policy::breaker::State) -> BreakerState {
-    use crate::policy::breaker::State;
-    match state {
-        State::Closed => BreakerState::Closed,
-        State::Open => BreakerState::Open,
-        State::HalfOpen => BreakerState::HalfOpen,
-    }
-}
-
 /// A lean task's attempt in the stretch loop when its step is not alone (its task run's
-/// checks are `Checks::Many`), out of line: the step then its one boxed validator without a
+/// checks are `AroundStep::Many`), out of line: the step then its one boxed validator without a
 /// loop, or the general order.
 #[inline(never)]
 pub(super) fn checked_attempt<P, C: Clone>(
@@ -347,7 +336,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             };
         }
         self.task_record(rec, now);
-        result
+        self.or_overrun(pol.node, end.used, result)
     }
 
     /// A lean policy task whose first attempt (run by the stretch loop) failed:

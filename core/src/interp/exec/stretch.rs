@@ -7,16 +7,15 @@ use core::mem::MaybeUninit;
 
 use crate::context::{Context, Frame};
 use crate::graph::{
-    Checks, Clock, Graph, RunEnv, RunTask, StepCx, StepError, StepFlags, TaskPolicy, NO_POLICY,
-    UNTIMED,
+    AroundStep, ChainTask, Clock, Graph, RunEnv, StepCx, StepError, StepFlags, TaskPolicy,
+    NO_POLICY, UNTIMED,
 };
 use crate::interp::host::Host;
-use crate::interp::records::{Records, StepOutcome, StepRecord};
+use crate::interp::records::{Records, StepRecord};
 use crate::interp::results::{ErrorKind, Stop};
 use crate::interp::telemetry::{Sampling, Telemetry};
-use crate::policy::breaker::{Outcome as CallOutcome, Permit};
-use crate::policy::{Breaker, Usage, UsageBudget};
-use crate::telemetry::{Counter, Counters, EventKind, EventSink, StepOutcome as EndOutcome};
+use crate::policy::{Breaker, CallOutcome, Permit, Usage, UsageBudget};
+use crate::telemetry::{Counter, Counters, EventKind, EventSink, StepOutcome};
 
 /// Why [`Exec::stretch_turn`] came back.
 enum Exit<'g, P, C> {
@@ -104,11 +103,11 @@ impl<
 /// from it whose record is not yet put (see [`Exit::Touched`]).
 struct Cursor<'t> {
     /// The segment's tasks, from the first not yet settled.
-    segment: &'t [RunTask],
+    segment: &'t [ChainTask],
     /// The current chunk's tasks not yet taken.
-    chunk: core::slice::Iter<'t, RunTask>,
+    chunk: core::slice::Iter<'t, ChainTask>,
     /// The segment's tasks after the current chunk.
-    after: &'t [RunTask],
+    after: &'t [ChainTask],
     /// Where the next record goes: the buffer's next free slot, or `spill`.
     dst: *mut StepRecord,
     /// The slot for records that do not fit (a local of the stretch loop).
@@ -122,7 +121,7 @@ impl<'t> Cursor<'t> {
     /// then to `spill`.
     #[inline(always)]
     fn new(
-        segment: &'t [RunTask],
+        segment: &'t [ChainTask],
         free: *mut StepRecord,
         room: usize,
         spill: *mut StepRecord,
@@ -184,7 +183,7 @@ impl<'t> Cursor<'t> {
 
     /// The tasks of the stretch not taken yet.
     #[inline(always)]
-    fn remaining(&self) -> &'t [RunTask] {
+    fn remaining(&self) -> &'t [ChainTask] {
         &self.segment[self.taken()..]
     }
 
@@ -278,7 +277,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             }
             cx.may_write = pt.may_write;
             debug_assert!((pt.task as usize) < steps.len(), "validated: task index");
-            // SAFETY: `RunTask::task` is a task slot taken from the frozen graph's own nodes
+            // SAFETY: `ChainTask::task` is a task slot taken from the frozen graph's own nodes
             // when it was built (`GraphBuilder::flatten`, `Exec::task`), so it is below
             // `task_step.len()`; the graph is immutable after freezing.
             let step = unsafe { steps.get_unchecked(pt.task as usize) };
@@ -289,7 +288,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 "a stretch task"
             );
             debug_assert!(
-                pt.lean || (pt.breaker.is_none() && !pt.keep && pt.checks == Checks::None)
+                pt.lean || (pt.breaker.is_none() && !pt.keep && pt.checks == AroundStep::None)
             );
             // A lean task's policy, looked up where needed rather than kept: the fewer values live
             // across the step's call, the fewer the loop spills. Called for lean tasks only (a
@@ -299,7 +298,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     pt.lean && (pt.policy as usize) < g.policies.len(),
                     "validated"
                 );
-                // SAFETY: `RunTask::policy` of a lean task is the index of its entry in
+                // SAFETY: `ChainTask::policy` of a lean task is the index of its entry in
                 // `policies`, set when the graph was frozen; the graph is immutable after
                 // freezing.
                 unsafe { g.policies.get_unchecked(pt.policy as usize) }
@@ -340,7 +339,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             // The attempt: the step alone (its first validator compiled in), or the general
             // order for processors and further validators.
             let attempt = || {
-                if !T::LEAN || pt.checks == Checks::None {
+                if !T::LEAN || pt.checks == AroundStep::None {
                     step.run(x, cx)
                 } else {
                     checked_attempt(&pol().cfg, &**step, x, cx)
@@ -426,7 +425,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                         } else {
                             pending = t.swap_pending(pending, latency_ticks);
                         }
-                        let outcome = EndOutcome::Succeeded;
+                        let outcome = StepOutcome::Succeeded;
                         t.emit(pt.node, t1, EventKind::StepEnd { outcome });
                     }
                 }
@@ -530,6 +529,9 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 self.counters.increment(Counter::StepsSucceeded);
                 self.records
                     .push(StepRecord::plain(node, latency_ticks, usage));
+                if self.overran(usage) {
+                    return Err(self.overrun(node, usage));
+                }
                 Ok(y)
             }
             Err(e) => {
@@ -573,7 +575,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
     /// back here for the recovery path, and the loop resumes after it.
     pub(super) fn stretch<const LEAN: bool>(
         &mut self,
-        tasks: &[RunTask],
+        tasks: &[ChainTask],
         x: P,
         frame: &mut Frame<'_, C>,
     ) -> Result<P, Stop> {
@@ -589,7 +591,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
 
     fn stretch_loop<const LEAN: bool, const TEL: bool>(
         &mut self,
-        tasks: &[RunTask],
+        tasks: &[ChainTask],
         mut x: P,
         frame: &mut Frame<'_, C>,
     ) -> Result<P, Stop> {
@@ -690,6 +692,12 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                         // SAFETY: the turn took this task and put no record for it
                         // (`Exit::Touched`).
                         unsafe { cur.put(StepRecord::plain(node, latency_ticks, usage)) };
+                        // Its usage took the budget past a limit (see `overrun`).
+                        if self.limited && self.budget.exceeded().is_some() {
+                            let (written, _) = cx.finish();
+                            cur.settle(0, &mut self.records, &mut self.counters);
+                            return Err(self.overrun_after(node, usage, written, frame));
+                        }
                         if cx.has_written() {
                             // Commit the write before the next task reads.
                             break;
@@ -793,7 +801,9 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 rec.attempts = 1;
                 rec.latency_ticks = latency_ticks;
                 rec.usage = usage;
-                self.plain_failed(rec, e)
+                let stop = self.plain_failed(rec, e);
+                self.or_overrun(node, usage, Err::<(), _>(stop))
+                    .unwrap_err()
             }
         }
     }

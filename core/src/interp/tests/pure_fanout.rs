@@ -8,7 +8,7 @@ use std::vec::Vec;
 
 use super::*;
 use crate::graph::{FailureStrategy, ParallelOptions, TaskConfig};
-use crate::telemetry::Counter;
+use crate::telemetry::{Counter, StepOutcome};
 
 /// A tree of parallel nodes `depth` deep, `width` branches each (the strategy alternating
 /// with the level), over leaves `x * 2 + j` that fail as `class` when `(x + j) % fail_every`

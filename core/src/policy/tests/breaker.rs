@@ -1,8 +1,8 @@
 use alloc::vec::Vec;
 
-use crate::policy::breaker::{
-    transition, Breaker, BreakerConfig, BreakerConfigError, IllegalTransition, Outcome, Permit,
-    Rejected, State, Transition, TransitionCounts,
+use crate::policy::{
+    Breaker, BreakerConfig, BreakerConfigError, BreakerState, CallOutcome, IllegalTransition,
+    Permit, Rejected, Transition, TransitionCounts,
 };
 
 /// Two failures in a row open it; no rate rule; 10 ticks open; 2 probes, 2 successes close.
@@ -28,19 +28,19 @@ struct Sim {
 #[derive(Clone, Copy, Debug)]
 enum Ev {
     /// Acquire (must succeed) and record at once.
-    Call(Outcome, u64),
+    Call(CallOutcome, u64),
     /// Acquire and hold the permit (`true`: expected to succeed).
     Acquire(bool),
     /// Record held permit `i`.
-    Record(usize, Outcome),
+    Record(usize, CallOutcome),
     /// Give held permit `i` back.
     Release(usize),
     /// Advance the clock.
     Tick(u64),
 }
 
+use CallOutcome::{Failure as F, Success as S};
 use Ev::*;
-use Outcome::{Failure as F, Success as S};
 
 impl Sim {
     fn new(config: BreakerConfig, now: u64) -> Self {
@@ -52,13 +52,13 @@ impl Sim {
     }
 
     /// A breaker of `config` driven into `state` at `now`.
-    fn in_state(config: BreakerConfig, state: State, now: u64) -> Self {
+    fn in_state(config: BreakerConfig, state: BreakerState, now: u64) -> Self {
         let mut sim = Self::new(config, now);
-        if state != State::Closed {
-            while sim.breaker.state() == State::Closed {
+        if state != BreakerState::Closed {
+            while sim.breaker.state() == BreakerState::Closed {
                 sim.apply(Call(F, 0));
             }
-            if state == State::HalfOpen {
+            if state == BreakerState::HalfOpen {
                 sim.now = sim.now.saturating_add(config.open_ticks);
                 sim.apply(Acquire(true));
                 sim.apply(Release(0));
@@ -99,22 +99,22 @@ impl Sim {
     }
 }
 
-fn t(from: State, to: State) -> Option<Transition> {
-    Some(transition(from, to).unwrap())
+fn t(from: BreakerState, to: BreakerState) -> Option<Transition> {
+    Some(Transition::new(from, to).unwrap())
 }
 
 #[test]
 fn transition_table_allows_exactly_four() {
     let legal = [
-        (State::Closed, State::Open),
-        (State::Open, State::HalfOpen),
-        (State::HalfOpen, State::Closed),
-        (State::HalfOpen, State::Open),
+        (BreakerState::Closed, BreakerState::Open),
+        (BreakerState::Open, BreakerState::HalfOpen),
+        (BreakerState::HalfOpen, BreakerState::Closed),
+        (BreakerState::HalfOpen, BreakerState::Open),
     ];
     let mut indices = Vec::new();
-    for from in State::ALL {
-        for to in State::ALL {
-            let result = transition(from, to);
+    for from in BreakerState::ALL {
+        for to in BreakerState::ALL {
+            let result = Transition::new(from, to);
             if legal.contains(&(from, to)) {
                 let tr = result.unwrap();
                 assert_eq!((tr.from(), tr.to()), (from, to));
@@ -131,9 +131,9 @@ fn transition_table_allows_exactly_four() {
 
 #[test]
 fn state_event_table() {
-    use State::{Closed, HalfOpen, Open};
+    use BreakerState::{Closed, HalfOpen, Open};
     // (from, events, to, transition caused by the last event)
-    let rows: &[(State, &[Ev], State, Option<Transition>)] = &[
+    let rows: &[(BreakerState, &[Ev], BreakerState, Option<Transition>)] = &[
         (Closed, &[Call(S, 0)], Closed, None),
         (Closed, &[Call(F, 0)], Closed, None),
         (Closed, &[Call(F, 0), Call(F, 0)], Open, t(Closed, Open)),
@@ -205,10 +205,12 @@ fn state_event_table() {
 
 #[test]
 fn open_rejects_until_the_deadline_then_half_open_rejects_beyond_the_probes() {
-    let mut sim = Sim::in_state(STREAK, State::Open, 50);
+    let mut sim = Sim::in_state(STREAK, BreakerState::Open, 50);
     assert_eq!(
         sim.breaker.try_acquire(59).unwrap_err(),
-        Rejected { state: State::Open }
+        Rejected {
+            state: BreakerState::Open
+        }
     );
     // Time running backwards keeps it open.
     assert!(sim.breaker.try_acquire(0).is_err());
@@ -219,7 +221,7 @@ fn open_rejects_until_the_deadline_then_half_open_rejects_beyond_the_probes() {
     assert_eq!(
         sim.breaker.try_acquire(60).unwrap_err(),
         Rejected {
-            state: State::HalfOpen
+            state: BreakerState::HalfOpen
         }
     );
 }
@@ -232,15 +234,18 @@ fn times_near_u64_max_saturate() {
             open_ticks: 100,
             ..STREAK
         },
-        State::Open,
+        BreakerState::Open,
         u64::MAX - 5,
     );
     assert!(sim.breaker.try_acquire(u64::MAX - 1).is_err());
     sim.now = u64::MAX;
     sim.apply(Acquire(true));
-    assert_eq!(sim.breaker.state(), State::HalfOpen);
+    assert_eq!(sim.breaker.state(), BreakerState::HalfOpen);
     // A failing probe at u64::MAX with the longest open period reopens without overflow.
-    assert_eq!(sim.apply(Record(0, F)), t(State::HalfOpen, State::Open));
+    assert_eq!(
+        sim.apply(Record(0, F)),
+        t(BreakerState::HalfOpen, BreakerState::Open)
+    );
     assert!(sim.breaker.try_acquire(u64::MAX - 1).is_err());
     assert!(sim.breaker.try_acquire(u64::MAX).is_ok());
 
@@ -249,7 +254,7 @@ fn times_near_u64_max_saturate() {
             open_ticks: u64::MAX,
             ..STREAK
         },
-        State::Open,
+        BreakerState::Open,
         u64::MAX,
     );
     assert!(sim.breaker.try_acquire(u64::MAX).is_ok());
@@ -261,7 +266,7 @@ fn times_near_u64_max_saturate() {
             open_ticks: 3,
             ..STREAK
         },
-        State::Open,
+        BreakerState::Open,
         opened,
     );
     assert!(sim.breaker.try_acquire(opened + 2).is_err());
@@ -279,8 +284,8 @@ const RATE: BreakerConfig = BreakerConfig {
 
 #[test]
 fn failure_rate_respects_the_minimum_calls_and_slides() {
-    use State::{Closed, Open};
-    let rows: &[(&[Outcome], State)] = &[
+    use BreakerState::{Closed, Open};
+    let rows: &[(&[CallOutcome], BreakerState)] = &[
         (&[F, F, F], Closed),             // 100%, but only 3 calls
         (&[F, F, F, F], Open),            // 4 calls
         (&[S, F, S, F], Open),            // 50%
@@ -320,8 +325,11 @@ fn window_of_256_calls_crosses_words() {
     for i in 0..256 {
         sim.apply(Call(if i % 10 == 3 && i < 250 { F } else { S }, 0));
     }
-    assert_eq!(sim.breaker.state(), State::Closed);
-    assert_eq!(sim.apply(Call(F, 0)), t(State::Closed, State::Open));
+    assert_eq!(sim.breaker.state(), BreakerState::Closed);
+    assert_eq!(
+        sim.apply(Call(F, 0)),
+        t(BreakerState::Closed, BreakerState::Open)
+    );
 }
 
 #[test]
@@ -329,8 +337,11 @@ fn slow_calls_count_as_failures() {
     let mut sim = Sim::new(STREAK, 0);
     sim.apply(Call(S, 4));
     sim.apply(Call(S, 5));
-    assert_eq!(sim.breaker.state(), State::Closed);
-    assert_eq!(sim.apply(Call(S, 6)), t(State::Closed, State::Open));
+    assert_eq!(sim.breaker.state(), BreakerState::Closed);
+    assert_eq!(
+        sim.apply(Call(S, 6)),
+        t(BreakerState::Closed, BreakerState::Open)
+    );
     // slow_call_ticks == 0 switches the rule off.
     let mut sim = Sim::new(
         BreakerConfig {
@@ -342,7 +353,7 @@ fn slow_calls_count_as_failures() {
     for _ in 0..10 {
         sim.apply(Call(S, u64::MAX));
     }
-    assert_eq!(sim.breaker.state(), State::Closed);
+    assert_eq!(sim.breaker.state(), BreakerState::Closed);
 }
 
 #[test]
@@ -351,13 +362,16 @@ fn permits_from_an_earlier_period_are_ignored() {
     sim.apply(Acquire(true)); // held through the opening
     sim.apply(Call(F, 0));
     sim.apply(Call(F, 0));
-    assert_eq!(sim.breaker.state(), State::Open);
+    assert_eq!(sim.breaker.state(), BreakerState::Open);
     assert_eq!(sim.apply(Record(0, F)), None);
     sim.apply(Tick(10));
     sim.apply(Acquire(true));
     sim.apply(Acquire(true));
     sim.apply(Record(0, S));
-    assert_eq!(sim.apply(Record(0, S)), t(State::HalfOpen, State::Closed));
+    assert_eq!(
+        sim.apply(Record(0, S)),
+        t(BreakerState::HalfOpen, BreakerState::Closed)
+    );
     // A closed permit of the first period, recorded in the second, changes nothing.
     sim.apply(Call(F, 0));
     let counts = sim.breaker.transition_counts();
@@ -370,9 +384,12 @@ fn permits_from_an_earlier_period_are_ignored() {
             half_open_to_open: 0
         }
     );
-    assert_eq!(sim.breaker.state(), State::Closed);
+    assert_eq!(sim.breaker.state(), BreakerState::Closed);
     // The window and streak were cleared by the opening: one failure is not two.
-    assert_eq!(sim.apply(Call(F, 0)), t(State::Closed, State::Open));
+    assert_eq!(
+        sim.apply(Call(F, 0)),
+        t(BreakerState::Closed, BreakerState::Open)
+    );
 }
 
 #[test]
@@ -387,17 +404,26 @@ fn transitions_are_counted_exactly() {
     let cycles: usize = if cfg!(miri) { 5 } else { 1_000 };
     for i in 0..cycles {
         sim.apply(Call(F, 0));
-        assert_eq!(sim.apply(Call(F, 0)), t(State::Closed, State::Open));
+        assert_eq!(
+            sim.apply(Call(F, 0)),
+            t(BreakerState::Closed, BreakerState::Open)
+        );
         sim.apply(Tick(1));
         sim.apply(Acquire(true));
         if i % 2 == 0 {
-            assert_eq!(sim.apply(Record(0, F)), t(State::HalfOpen, State::Open));
+            assert_eq!(
+                sim.apply(Record(0, F)),
+                t(BreakerState::HalfOpen, BreakerState::Open)
+            );
             sim.apply(Tick(1));
             sim.apply(Acquire(true));
         }
         sim.apply(Acquire(true));
         sim.apply(Record(0, S));
-        assert_eq!(sim.apply(Record(0, S)), t(State::HalfOpen, State::Closed));
+        assert_eq!(
+            sim.apply(Record(0, S)),
+            t(BreakerState::HalfOpen, BreakerState::Closed)
+        );
     }
     let counts = sim.breaker.transition_counts();
     let reopened = cycles.div_ceil(2);
@@ -491,7 +517,7 @@ fn probe_bound_of_64_fills_the_state_word_field() {
         half_open_successes_to_close: 64,
         ..STREAK
     };
-    let mut sim = Sim::in_state(config, State::Open, 0);
+    let mut sim = Sim::in_state(config, BreakerState::Open, 0);
     sim.apply(Tick(10));
     for _ in 0..64 {
         sim.apply(Acquire(true));
@@ -500,8 +526,11 @@ fn probe_bound_of_64_fills_the_state_word_field() {
     for _ in 0..63 {
         assert_eq!(sim.apply(Record(0, S)), None);
     }
-    assert_eq!(sim.breaker.state(), State::HalfOpen);
-    assert_eq!(sim.apply(Record(0, S)), t(State::HalfOpen, State::Closed));
+    assert_eq!(sim.breaker.state(), BreakerState::HalfOpen);
+    assert_eq!(
+        sim.apply(Record(0, S)),
+        t(BreakerState::HalfOpen, BreakerState::Closed)
+    );
 }
 
 #[test]
@@ -577,9 +606,9 @@ fn threads_share_a_breaker_and_count_transitions_exactly() {
     }
     // The counts are a walk from Closed to the final state.
     let (c, o, h) = match breaker.state() {
-        State::Closed => (0, 0, 0),
-        State::Open => (1, 1, 0),
-        State::HalfOpen => (1, 0, 1),
+        BreakerState::Closed => (0, 0, 0),
+        BreakerState::Open => (1, 1, 0),
+        BreakerState::HalfOpen => (1, 0, 1),
     };
     assert_eq!(counts.closed_to_open, counts.half_open_to_closed + c);
     assert_eq!(
@@ -597,12 +626,17 @@ fn names_and_messages() {
     let message = alloc::format!(
         "{}",
         IllegalTransition {
-            from: State::Open,
-            to: State::Closed
+            from: BreakerState::Open,
+            to: BreakerState::Closed
         }
     );
     assert_eq!(message, "illegal breaker transition open -> closed");
-    let message = alloc::format!("{}", Rejected { state: State::Open });
+    let message = alloc::format!(
+        "{}",
+        Rejected {
+            state: BreakerState::Open
+        }
+    );
     assert_eq!(message, "circuit breaker is open");
     assert_eq!(
         alloc::format!("{}", BreakerConfigError::WindowCalls),
@@ -622,11 +656,14 @@ fn only_the_permit_that_half_opens_the_breaker_reports_the_transition() {
     let b = Breaker::new(config).unwrap();
     let closed = b.try_acquire(0).unwrap();
     assert_eq!(closed.transition(), None);
-    b.record(closed, Outcome::Failure, 0, 0);
-    assert_eq!(b.state(), State::Open);
+    b.record(closed, CallOutcome::Failure, 0, 0);
+    assert_eq!(b.state(), BreakerState::Open);
     let first = b.try_acquire(10).unwrap();
     let t = first.transition().expect("the first probe half-opened it");
-    assert_eq!((t.from(), t.to()), (State::Open, State::HalfOpen));
+    assert_eq!(
+        (t.from(), t.to()),
+        (BreakerState::Open, BreakerState::HalfOpen)
+    );
     let second = b.try_acquire(10).unwrap();
     assert!(second.is_probe());
     assert_eq!(second.transition(), None);
@@ -675,7 +712,7 @@ fn a_failure_makes_it_unclean_and_the_next_successes_reset_the_streak_as_before(
         "the failure is still in the window"
     );
     assert_eq!(sim.apply(Call(F, 0)), None);
-    assert_eq!(sim.breaker.state(), State::Closed);
+    assert_eq!(sim.breaker.state(), BreakerState::Closed);
     // Clean again once the window holds successes only: `window_calls` since that failure.
     for i in 1..QUICK.window_calls {
         sim.apply(Call(S, 0));
@@ -696,7 +733,7 @@ fn a_failure_makes_it_unclean_and_the_next_successes_reset_the_streak_as_before(
     let permit = slow.try_acquire(0).unwrap();
     assert_eq!(
         slow.record(permit, S, u64::MAX, 0),
-        t(State::Closed, State::Open)
+        t(BreakerState::Closed, BreakerState::Open)
     );
     assert_eq!(
         slow.clean(),
@@ -723,7 +760,7 @@ fn the_clean_bit_is_never_a_transition() {
         assert_eq!(permit.transition(), None);
         assert_eq!(sim.breaker.record(permit, outcome, 0, 0), None);
         assert_eq!(sim.breaker.clean(), (i % 2 == 0, i % 2 == 0));
-        assert_eq!(sim.breaker.state(), State::Closed);
+        assert_eq!(sim.breaker.state(), BreakerState::Closed);
     }
     assert_eq!(sim.breaker.transition_counts(), TransitionCounts::default());
     assert_eq!(sim.breaker.refusals(), 0);
@@ -743,7 +780,10 @@ fn permits_across_a_clean_flip_are_still_current() {
     fill(&mut sim);
     assert_eq!(sim.apply(Record(0, F)), None);
     assert_eq!(sim.breaker.clean(), (false, false));
-    assert_eq!(sim.apply(Call(F, 0)), t(State::Closed, State::Open));
+    assert_eq!(
+        sim.apply(Call(F, 0)),
+        t(BreakerState::Closed, BreakerState::Open)
+    );
 
     // Taken clean, recorded after a failure made it unclean: a failure counts...
     let mut sim = Sim::new(QUICK, 0);
@@ -752,7 +792,10 @@ fn permits_across_a_clean_flip_are_still_current() {
     sim.apply(Acquire(true));
     assert_eq!(sim.held[0], sim.held[1]);
     assert_eq!(sim.apply(Call(F, 0)), None);
-    assert_eq!(sim.apply(Record(0, F)), t(State::Closed, State::Open));
+    assert_eq!(
+        sim.apply(Record(0, F)),
+        t(BreakerState::Closed, BreakerState::Open)
+    );
     assert_eq!(sim.apply(Record(0, S)), None, "the period ended");
 
     // ... and a success resets the streak (it is not taken for a healthy one).
@@ -767,7 +810,7 @@ fn permits_across_a_clean_flip_are_still_current() {
     );
     assert_eq!(sim.breaker.record(clean_permit, S, 0, 0), None);
     assert_eq!(sim.apply(Call(F, 0)), None, "the success reset the streak");
-    assert_eq!(sim.breaker.state(), State::Closed);
+    assert_eq!(sim.breaker.state(), BreakerState::Closed);
 
     // Taken clean, recorded clean again after a failure and a refill: a later generation of
     // the same period, still current (its success writes nothing).
@@ -791,11 +834,17 @@ fn a_permit_from_before_an_opening_never_makes_the_next_period_clean() {
     assert_eq!(sim.breaker.clean(), (true, true));
     sim.apply(Acquire(true)); // clean, held through the cycle
     sim.apply(Call(F, 0));
-    assert_eq!(sim.apply(Call(F, 0)), t(State::Closed, State::Open));
+    assert_eq!(
+        sim.apply(Call(F, 0)),
+        t(BreakerState::Closed, BreakerState::Open)
+    );
     assert_eq!(sim.breaker.clean(), (false, false));
     sim.apply(Tick(1));
     sim.apply(Acquire(true));
-    assert_eq!(sim.apply(Record(1, S)), t(State::HalfOpen, State::Closed));
+    assert_eq!(
+        sim.apply(Record(1, S)),
+        t(BreakerState::HalfOpen, BreakerState::Closed)
+    );
     assert_eq!(
         sim.breaker.clean(),
         (false, false),
@@ -830,6 +879,6 @@ fn the_failure_generation_wraps_within_a_period() {
         sim.apply(Call(S, 0));
         assert_eq!(sim.breaker.clean(), (true, true));
     }
-    assert_eq!(sim.breaker.state(), State::Closed);
+    assert_eq!(sim.breaker.state(), BreakerState::Closed);
     assert_eq!(sim.breaker.transition_counts().total(), 0);
 }

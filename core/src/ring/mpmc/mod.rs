@@ -100,7 +100,7 @@ use super::{CapacityError, Full};
 use crate::sync::{AtomicUsize, CachePadded, Ordering, UnsafeCell};
 
 #[cfg(test)]
-mod test;
+mod tests;
 
 /// One cell of the ring: an item and the stamp that says whose turn it is.
 struct Slot<T> {

@@ -40,9 +40,9 @@ use super::{CapacityError, Full};
 use crate::sync::{Arc, AtomicUsize, CachePadded, Ordering, UnsafeCell};
 
 #[cfg(all(test, loom))]
-mod model;
+mod loom;
 #[cfg(all(test, not(loom)))]
-mod test;
+mod tests;
 
 /// Creates a ring of `capacity` slots and returns its two handles.
 ///

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use loom::sync::Arc;
 use loom::thread;
 
-use crate::policy::breaker::{Breaker, BreakerConfig, Outcome, Rejected, State};
+use crate::policy::{Breaker, BreakerConfig, BreakerState, CallOutcome, Rejected};
 
 const CONFIG: BreakerConfig = BreakerConfig {
     consecutive_failures_to_open: 2,
@@ -38,9 +38,9 @@ fn opened(config: BreakerConfig) -> Breaker {
     let breaker = Breaker::new(config).unwrap();
     for _ in 0..config.consecutive_failures_to_open {
         let permit = breaker.try_acquire(0).unwrap();
-        breaker.record(permit, Outcome::Failure, 0, 0);
+        breaker.record(permit, CallOutcome::Failure, 0, 0);
     }
-    assert_eq!(breaker.state(), State::Open);
+    assert_eq!(breaker.state(), BreakerState::Open);
     breaker
 }
 
@@ -56,7 +56,7 @@ fn loom_two_failures_open_the_breaker_exactly_once() {
                 let breaker = breaker.clone();
                 thread::spawn(move || {
                     let permit = breaker.try_acquire(0).unwrap();
-                    breaker.record(permit, Outcome::Failure, 0, 0)
+                    breaker.record(permit, CallOutcome::Failure, 0, 0)
                 })
             });
             let reported = threads
@@ -64,13 +64,15 @@ fn loom_two_failures_open_the_breaker_exactly_once() {
                 .filter_map(|t| t.join().unwrap())
                 .count();
             assert_eq!(reported, 1);
-            assert_eq!(breaker.state(), State::Open);
+            assert_eq!(breaker.state(), BreakerState::Open);
             let counts = breaker.transition_counts();
             assert_eq!(counts.closed_to_open, 1);
             assert_eq!(counts.total(), 1);
             assert_eq!(
                 breaker.try_acquire(9).unwrap_err(),
-                Rejected { state: State::Open }
+                Rejected {
+                    state: BreakerState::Open
+                }
             );
             assert!(breaker.try_acquire(10).unwrap().is_probe());
         },
@@ -102,9 +104,9 @@ fn loom_one_probe_for_two_callers_after_the_deadline() {
             assert!(results.iter().all(|r| *r == Ok((true, true))
                 || *r
                     == Err(Rejected {
-                        state: State::HalfOpen
+                        state: BreakerState::HalfOpen
                     })));
-            assert_eq!(breaker.state(), State::HalfOpen);
+            assert_eq!(breaker.state(), BreakerState::HalfOpen);
             assert_eq!(breaker.transition_counts().open_to_half_open, 1);
         },
     );
@@ -128,7 +130,7 @@ fn loom_racing_probe_outcomes_make_one_transition() {
             ];
             let threads: Vec<_> = probes
                 .into_iter()
-                .zip([Outcome::Success, Outcome::Failure])
+                .zip([CallOutcome::Success, CallOutcome::Failure])
                 .map(|(permit, outcome)| {
                     let breaker = breaker.clone();
                     thread::spawn(move || breaker.record(permit, outcome, 0, 10))
@@ -167,7 +169,7 @@ fn loom_a_caller_never_sees_an_unwritten_deadline() {
                 let breaker = breaker.clone();
                 thread::spawn(move || {
                     let permit = breaker.try_acquire(opened_at).unwrap();
-                    breaker.record(permit, Outcome::Failure, 0, opened_at)
+                    breaker.record(permit, CallOutcome::Failure, 0, opened_at)
                 })
             };
             let caller = {
@@ -181,10 +183,14 @@ fn loom_a_caller_never_sees_an_unwritten_deadline() {
             assert!(opener.join().unwrap().is_some());
             let got = caller.join().unwrap();
             assert!(
-                got == Ok(false) || got == Err(Rejected { state: State::Open }),
+                got == Ok(false)
+                    || got
+                        == Err(Rejected {
+                            state: BreakerState::Open
+                        }),
                 "{got:?}"
             );
-            assert_eq!(breaker.state(), State::Open);
+            assert_eq!(breaker.state(), BreakerState::Open);
         },
     );
 }
@@ -206,15 +212,15 @@ fn loom_the_failure_count_follows_racing_outcomes_in_the_window() {
         move || {
             let breaker = Arc::new(Breaker::new(config).unwrap());
             let permit = breaker.try_acquire(0).unwrap();
-            breaker.record(permit, Outcome::Failure, 0, 0);
+            breaker.record(permit, CallOutcome::Failure, 0, 0);
             let threads: [_; 2] = core::array::from_fn(|i| {
                 let breaker = breaker.clone();
                 thread::spawn(move || {
                     let permit = breaker.try_acquire(0).unwrap();
                     let outcome = if i == 0 {
-                        Outcome::Failure
+                        CallOutcome::Failure
                     } else {
-                        Outcome::Success
+                        CallOutcome::Success
                     };
                     breaker.record(permit, outcome, 0, 0);
                 })
@@ -224,7 +230,7 @@ fn loom_the_failure_count_follows_racing_outcomes_in_the_window() {
             }
             let (count, bits) = breaker.failure_counts();
             assert_eq!(count, bits);
-            assert_eq!(breaker.state(), State::Closed);
+            assert_eq!(breaker.state(), BreakerState::Closed);
         },
     );
 }
@@ -250,7 +256,7 @@ fn loom_racing_failures_that_fill_the_rate_window_open_it_once() {
                 let breaker = breaker.clone();
                 thread::spawn(move || {
                     let permit = breaker.try_acquire(0).unwrap();
-                    breaker.record(permit, Outcome::Failure, 0, 0)
+                    breaker.record(permit, CallOutcome::Failure, 0, 0)
                 })
             });
             let reported = threads
@@ -258,7 +264,7 @@ fn loom_racing_failures_that_fill_the_rate_window_open_it_once() {
                 .filter_map(|t| t.join().unwrap())
                 .count();
             assert_eq!(reported, 1);
-            assert_eq!(breaker.state(), State::Open);
+            assert_eq!(breaker.state(), BreakerState::Open);
             assert_eq!(breaker.transition_counts().closed_to_open, 1);
         },
     );
@@ -280,7 +286,7 @@ fn one_call_window(consecutive: u32) -> BreakerConfig {
 /// `consecutive - 1` failures does not open it (no streak survives a success, clean or
 /// not), and that one more failure does.
 fn assert_settled(breaker: &Breaker, consecutive: u32) {
-    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.state(), BreakerState::Closed);
     assert_eq!(breaker.transition_counts().total(), 0);
     let (clean, healthy) = breaker.clean();
     assert!(!clean || healthy, "clean over unhealthy statistics");
@@ -290,11 +296,15 @@ fn assert_settled(breaker: &Breaker, consecutive: u32) {
         let permit = breaker.try_acquire(0).unwrap();
         breaker.record(permit, outcome, 0, 0)
     };
-    assert_eq!(call(Outcome::Success), None);
+    assert_eq!(call(CallOutcome::Success), None);
     for _ in 1..consecutive {
-        assert_eq!(call(Outcome::Failure), None, "a streak outlived a success");
+        assert_eq!(
+            call(CallOutcome::Failure),
+            None,
+            "a streak outlived a success"
+        );
     }
-    assert!(call(Outcome::Failure).is_some());
+    assert!(call(CallOutcome::Failure).is_some());
     assert_eq!(breaker.transition_counts().closed_to_open, 1);
 }
 
@@ -313,26 +323,26 @@ fn loom_a_failure_clearing_the_clean_bit_races_a_success_and_an_acquire() {
         move || {
             let breaker = Arc::new(Breaker::new(config).unwrap());
             let permit = breaker.try_acquire(0).unwrap();
-            assert_eq!(breaker.record(permit, Outcome::Success, 0, 0), None);
+            assert_eq!(breaker.record(permit, CallOutcome::Success, 0, 0), None);
             assert_eq!(breaker.clean(), (true, true));
             let clean_permit = breaker.try_acquire(0).unwrap();
             let failure = {
                 let breaker = breaker.clone();
                 thread::spawn(move || {
                     let permit = breaker.try_acquire(0).unwrap();
-                    breaker.record(permit, Outcome::Failure, 0, 0)
+                    breaker.record(permit, CallOutcome::Failure, 0, 0)
                 })
             };
             let success = {
                 let breaker = breaker.clone();
-                thread::spawn(move || breaker.record(clean_permit, Outcome::Success, 0, 0))
+                thread::spawn(move || breaker.record(clean_permit, CallOutcome::Success, 0, 0))
             };
             let acquirer = {
                 let breaker = breaker.clone();
                 thread::spawn(move || {
                     let permit = breaker.try_acquire(0).unwrap();
                     assert!(!permit.is_probe());
-                    breaker.record(permit, Outcome::Success, 0, 0)
+                    breaker.record(permit, CallOutcome::Success, 0, 0)
                 })
             };
             assert_eq!(failure.join().unwrap(), None);
@@ -358,16 +368,16 @@ fn loom_a_success_marking_the_breaker_clean_races_a_failure() {
         move || {
             let breaker = Arc::new(Breaker::new(config).unwrap());
             let permit = breaker.try_acquire(0).unwrap();
-            assert_eq!(breaker.record(permit, Outcome::Failure, 0, 0), None);
+            assert_eq!(breaker.record(permit, CallOutcome::Failure, 0, 0), None);
             assert_eq!(breaker.clean(), (false, false));
             let threads: [_; 2] = core::array::from_fn(|i| {
                 let breaker = breaker.clone();
                 thread::spawn(move || {
                     let permit = breaker.try_acquire(0).unwrap();
                     let outcome = if i == 0 {
-                        Outcome::Success
+                        CallOutcome::Success
                     } else {
-                        Outcome::Failure
+                        CallOutcome::Failure
                     };
                     breaker.record(permit, outcome, 0, 0)
                 })
@@ -407,7 +417,7 @@ fn loom_a_stale_failure_never_hides_under_a_later_periods_clean_bit() {
             let stale = breaker.try_acquire(0).unwrap();
             let failure = {
                 let breaker = breaker.clone();
-                thread::spawn(move || breaker.record(stale, Outcome::Failure, 0, 0))
+                thread::spawn(move || breaker.record(stale, CallOutcome::Failure, 0, 0))
             };
             let cycler = {
                 let breaker = breaker.clone();
@@ -415,15 +425,15 @@ fn loom_a_stale_failure_never_hides_under_a_later_periods_clean_bit() {
                     // Open (unless the stale failure already did), probe, close, succeed.
                     if let Ok(permit) = breaker.try_acquire(0) {
                         let outcome = if permit.is_probe() {
-                            Outcome::Success
+                            CallOutcome::Success
                         } else {
-                            Outcome::Failure
+                            CallOutcome::Failure
                         };
                         breaker.record(permit, outcome, 0, 0);
                     }
                     for _ in 0..2 {
                         if let Ok(permit) = breaker.try_acquire(0) {
-                            breaker.record(permit, Outcome::Success, 0, 0);
+                            breaker.record(permit, CallOutcome::Success, 0, 0);
                         }
                     }
                 })

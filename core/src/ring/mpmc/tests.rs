@@ -414,7 +414,7 @@ mod unit {
 /// Loom models: capacity 2, so every run crosses a lap; every participant is spawned and the
 /// model's closure only joins, then checks.
 #[cfg(loom)]
-mod models {
+mod loom {
     use super::super::{Ring, Vacant};
     use super::Tracked;
     use loom::sync::Arc;

@@ -1,7 +1,8 @@
 use std::collections::BTreeSet;
 
 use super::Rng;
-use crate::telemetry::{BreakerState, Counter, Counters, Event, EventKind, StepOutcome};
+use crate::policy::BreakerState;
+use crate::telemetry::{Counter, Counters, Event, EventKind, StepOutcome};
 
 #[test]
 fn counters_are_exact_against_a_model() {
