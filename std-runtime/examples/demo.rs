@@ -784,6 +784,8 @@ fn account(
             t.handed_back += 1;
             return;
         }
+        // `Finished` may gain ways to end (it is `#[non_exhaustive]`); this version has none.
+        _ => unreachable!("a run ended neither ran, panicked nor handed back"),
     };
     t.ran += 1;
     t.remote_answers += u64::from(done.context.remote_answers);

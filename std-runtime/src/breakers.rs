@@ -22,6 +22,7 @@ pub const DEFAULT_CONFIG: BreakerConfig = BreakerConfig {
 
 /// Why the registry could not hand out a breaker.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BreakerError {
     /// The configuration is invalid (the field is named).
     Config(BreakerConfigError),
@@ -53,6 +54,7 @@ impl std::error::Error for BreakerError {}
 
 /// One breaker's state and transitions, as [`BreakerRegistry::snapshot`] reads them.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BreakerReading {
     /// Its name.
     pub name: String,

@@ -9,7 +9,8 @@
 //!
 //! A configuration is validated before it is used ([`OptimizationConfig::validate`]); a rule
 //! broken gives a [`ConfigError`] that names the field by its path (`result_cache.shards`).
-//! [`ConfigCell`] holds the configuration in force and swaps it whole at run time. With the
+//! The executor holds the configuration in force and swaps it whole at run time
+//! ([`Executor::reconfigure`](crate::Executor::reconfigure)). With the
 //! crate feature `serde`, configurations load from and save to TOML; commented templates of the
 //! presets live in `docs/config/`, and `docs/configuration.md` is the guide.
 //!
@@ -47,7 +48,7 @@ pub const MAX_SIZE: usize = i64::MAX as usize;
 /// Every optimization of the engine and the bounds it works within.
 ///
 /// Plain data: build one from a preset and change fields, then [`validate`](Self::validate)
-/// it (the runtime and [`ConfigCell::store`] validate too). [`Default`] is the
+/// it (the executor validates too, at construction and on `reconfigure`). [`Default`] is the
 /// [`latency`](Self::latency) preset, because the engine's first hosts are request paths.
 ///
 /// # Examples
@@ -242,6 +243,7 @@ pub struct TelemetryConfig {
     derive(serde::Serialize, serde::Deserialize),
     serde(rename_all = "snake_case")
 )]
+#[non_exhaustive]
 pub enum Algorithm {
     /// Additive increase, multiplicative decrease. A success raises the limit by
     /// [`aimd_increase`](AdmissionConfig::aimd_increase) if the in-flight count at the
@@ -858,6 +860,7 @@ impl OptimizationConfig {
 /// }
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Optimization {
     /// [`OptimizationConfig::pooling`].
     Pooling,
@@ -982,29 +985,9 @@ impl std::error::Error for ConfigError {}
 ///
 /// A `RwLock<(Arc<_>, u64)>`: a load holds the read lock only to clone the `Arc`, and stores
 /// are rare. A poisoned lock is recovered, since the guarded pair is replaced in one assignment
-/// and so is never half-written.
-///
-/// # Examples
-///
-/// ```
-/// use flujo_runtime::config::{ConfigCell, Optimization, OptimizationConfig};
-///
-/// let cell = ConfigCell::new(OptimizationConfig::latency()).unwrap();
-/// assert_eq!(cell.generation(), 0);
-/// let before = cell.load();
-///
-/// let generation = cell.update(|c| c.clone().with_off(Optimization::ResultCache)).unwrap();
-/// assert_eq!(generation, 1);
-/// assert!(!cell.load().result_cache.enabled);
-/// assert!(before.result_cache.enabled); // an old snapshot is unchanged
-///
-/// let mut bad = OptimizationConfig::latency();
-/// bad.workers = usize::MAX;
-/// assert!(cell.store(bad).is_err());
-/// assert_eq!(cell.generation(), 1); // a refused store changes nothing
-/// ```
+/// and so is never half-written (`config/tests.rs`: `a_cell_hands_out_whole_snapshots`).
 #[derive(Debug)]
-pub struct ConfigCell {
+pub(crate) struct ConfigCell {
     /// The snapshot in force and its generation (0 for the first, +1 per store).
     current: RwLock<(Arc<OptimizationConfig>, u64)>,
 }
@@ -1032,6 +1015,7 @@ impl ConfigCell {
         (Arc::clone(&guard.0), guard.1)
     }
 
+    #[cfg(test)]
     /// The generation of the configuration in force.
     pub fn generation(&self) -> u64 {
         self.read().1
@@ -1051,6 +1035,7 @@ impl ConfigCell {
         Ok(generation)
     }
 
+    #[cfg(test)]
     /// Replaces the configuration in force by `f(current)` under the write lock, so that two
     /// concurrent updates do not lose one another's change; returns the new generation.
     ///

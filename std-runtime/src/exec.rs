@@ -141,6 +141,7 @@ impl SubmitSpec {
 
 /// A run's failure, owned (the core's `RunError` borrows the graph).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RunFailure {
     /// The node that failed.
     pub node: NodeId,
@@ -169,6 +170,7 @@ impl std::error::Error for RunFailure {
 /// What a finished run gives back (its step records are read through
 /// [`Executor::run_with`]).
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Completed<P, C> {
     /// The output, when the run succeeded.
     pub output: Option<P>,
@@ -257,6 +259,7 @@ impl<P: fmt::Debug, C: fmt::Debug> std::error::Error for Rejected<P, C> {
 
 /// How a submitted run ended, as its [`Ticket`] gives it.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Finished<P, C> {
     /// It ran (successfully or not: see `Completed::outcome`).
     Ran(Completed<P, C>),
@@ -278,6 +281,7 @@ pub enum Drain {
 
 /// What a shutdown saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ShutdownReport {
     /// Queued submissions handed back.
     pub handed_back: u64,
@@ -287,6 +291,7 @@ pub struct ShutdownReport {
 
 /// The executor's construction errors.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum BuildError {
     /// The configuration is invalid.
     Config(ConfigError),

@@ -11,6 +11,7 @@ use std::fmt;
 /// [`ShuttingDown`](Self::ShuttingDown) (the executor closes its queues when it shuts down).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum Refusal {
     /// Its priority's queue held its configured capacity.
     QueueFull,

@@ -1,9 +1,10 @@
 //! The run report: what an operator reads after the executor has run a workload.
 //!
-//! A [`ReportBuilder`] is fed by the executor as runs end (their [`Outcome`], step records,
-//! exact [`Counters`] and drained telemetry [`Event`]s) and by its own bookkeeping
-//! (rejections, pool, arena and admission readings); [`ReportBuilder::build`] turns what it
-//! holds into a [`Report`] at any time, so a monitor can take reports while runs go on.
+//! The executor's report builder is fed as runs end (their [`Outcome`], step records,
+//! exact [`Counters`] and drained telemetry [`Event`]s) and by the executor's own bookkeeping
+//! (rejections, pool, arena and admission readings); it turns what it holds into a
+//! [`Report`] at any time ([`Executor::report`](crate::Executor::report)), so a monitor can
+//! take reports while runs go on.
 //!
 //! A [`Report`] prints as an aligned table ([`Display`](fmt::Display)) and, with the crate
 //! feature `serde`, serializes to JSON (`Report::to_json_string`).
@@ -18,6 +19,8 @@
 //! per-step rows count the step records fed in (records a run could not keep are counted in
 //! [`TelemetryStats::records_dropped`]).
 
+#[cfg(test)] // the builder counts refusals by reason only in its tests
+use crate::Refusal;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
@@ -25,9 +28,6 @@ use flujo_core::interp::{Outcome, StepRecord};
 use flujo_core::policy::BreakerState;
 use flujo_core::telemetry::StepOutcome;
 use flujo_core::telemetry::{Counter, Counters, Event, EventKind, Histogram};
-
-use crate::trace::ticks_to_ns;
-use crate::Refusal;
 
 /// What happened to the runs: every submission, and every run made on the caller's thread.
 ///
@@ -47,6 +47,7 @@ use crate::Refusal;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
+#[non_exhaustive]
 pub struct Runs {
     /// Submissions, accepted or not, plus the inline runs ended.
     pub submitted: u64,
@@ -89,6 +90,7 @@ impl Runs {
 /// `1/256` of the exact ones. All zero when `samples` is 0.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub struct Latency {
     /// How many latencies were recorded.
     pub samples: u64,
@@ -142,6 +144,7 @@ impl Latency {
 /// What one step (by name) did over the runs fed in, from its step records.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub struct StepRow {
     /// The step's name.
     pub step: String,
@@ -200,10 +203,11 @@ impl StepRow {
 /// events (sampled).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub struct BreakerRow {
     /// The step's id in its graph (of a breaker's row: the first step seen guarded by it).
     pub step_id: u32,
-    /// The step's name (`#<id>` when no record or [`ReportBuilder::name_step`] named it); of
+    /// The step's name (`#<id>` when no record named it); of
     /// a breaker guarding steps of several names, the first one's with ` (+others)`.
     pub step: String,
     /// Transitions to open (trips).
@@ -222,6 +226,7 @@ pub struct BreakerRow {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
+#[non_exhaustive]
 pub struct PoolStats {
     /// Takes served by a recycled object.
     pub pool_hits: u64,
@@ -250,6 +255,7 @@ pub struct PoolStats {
 /// Admission-control readings, filled by the executor (rejections are in [`Runs`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub struct AdmissionStats {
     /// The limit on runs in flight when the report was built.
     pub limit_current: u64,
@@ -262,6 +268,7 @@ pub struct AdmissionStats {
 /// What telemetry kept and lost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub struct TelemetryStats {
     /// Events drained from the pooled runners' sinks and fed in.
     pub events_recorded: u64,
@@ -277,53 +284,44 @@ pub struct TelemetryStats {
 /// What an operator reads after a run of the executor: runs, throughput, per-step rows,
 /// exact counters, cache, breakers, pool and arena, admission, telemetry.
 ///
-/// Built by a [`ReportBuilder`]; prints as an aligned table; with the `serde` feature,
-/// serializes to JSON.
+/// Made by [`Executor::report`](crate::Executor::report); prints as an aligned table; with
+/// the `serde` feature, serializes to JSON.
 ///
 /// # Examples
 ///
 /// ```
-/// use flujo_core::graph::NodeId;
-/// use flujo_core::interp::{Outcome, StepRecord};
-/// use flujo_core::telemetry::StepOutcome;
-/// use flujo_core::policy::Usage;
-/// use flujo_runtime::report::ReportBuilder;
-/// use flujo_runtime::Refusal;
+/// use std::time::Duration;
+/// use flujo_core::graph::Graph;
+/// use flujo_runtime::clock::ManualClock;
+/// use flujo_runtime::config::OptimizationConfig;
+/// use flujo_runtime::Executor;
 ///
-/// let record = |latency_ticks| StepRecord {
-///     node: NodeId(0),
-///     outcome: StepOutcome::Succeeded,
-///     attempts: 1,
-///     latency_ticks,
-///     backoff_ticks: 0,
-///     cache_hit: false,
-///     fallback_used: false,
-///     error_class: None,
-///     usage: Usage::ZERO,
-///     loop_exit: None,
-/// };
-/// let mut builder = ReportBuilder::new();
+/// let clock = ManualClock::new();
+/// let g = Graph::<u64, ()>::build(|b| {
+///     let c = clock.clone();
+///     b.task("fetch", move |x, _| {
+///         c.advance(Duration::from_micros(x)); // the step takes x µs of the manual clock
+///         Ok(x)
+///     })
+/// })
+/// .unwrap();
+/// let mut config = OptimizationConfig::latency();
+/// config.telemetry.run_sample_period = 1; // time every run
+/// let ex = Executor::builder(config).clock(clock.clone()).build().unwrap();
 /// for i in 1..=4 {
-///     builder.add_record("fetch", &record(i * 1_000), 1.0);
-///     builder.add_run(Outcome::Succeeded, i * 1_500);
+///     ex.run(&g, i, ()).unwrap();
 /// }
-/// builder.rejected(Refusal::QueueFull);
-/// let report = builder.build(2_000_000_000); // 2 s
 ///
-/// assert_eq!(report.runs.completed, 4);
-/// assert_eq!(report.runs.submitted, 5);
-/// assert_eq!(report.runs.rejected_queue_full, 1);
-/// assert_eq!(report.throughput_runs_per_s, 2.0);
-/// assert_eq!(report.steps[0].step, "fetch");
-/// assert_eq!(report.steps[0].executions, 4);
-/// assert_eq!(report.steps[0].latency.max_ns, 4_000);
-///
-/// let table = report.to_string();
-/// assert!(table.contains("fetch"));
-/// assert!(table.contains("queue full"));
+/// let report = ex.report();
+/// assert_eq!((report.runs.submitted, report.runs.completed), (4, 4));
+/// let fetch = report.step("fetch").unwrap();
+/// assert_eq!(fetch.executions, 4);
+/// assert_eq!(fetch.latency.max_ns, 4_000);
+/// assert!(report.to_string().contains("fetch"));
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub struct Report {
     /// Wall time the report covers, in nanoseconds.
     pub wall_ns: u64,
@@ -344,8 +342,8 @@ pub struct Report {
     pub cache_hit_rate: Option<f64>,
     /// Breaker rows (see [`BreakerRow`]): by step id.
     pub breakers: Vec<BreakerRow>,
-    /// Whether the breaker rows are the breakers' own exact counts
-    /// ([`ReportBuilder::set_breakers`]) rather than tallied from sampled events.
+    /// Whether the breaker rows are the breakers' own exact counts (the executor reads every
+    /// breaker when it reports) rather than tallied from sampled events.
     #[cfg_attr(feature = "serde", serde(default))]
     pub breakers_exact: bool,
     /// Pool and arena readings.
@@ -372,11 +370,14 @@ impl Report {
     /// # Examples
     ///
     /// ```
-    /// use flujo_runtime::report::{Report, ReportBuilder};
+    /// use flujo_runtime::config::OptimizationConfig;
+    /// use flujo_runtime::report::Report;
+    /// use flujo_runtime::Executor;
     ///
-    /// let report = ReportBuilder::new().build(1_000);
+    /// let ex = Executor::<u64, ()>::new(OptimizationConfig::default()).unwrap();
+    /// let report = ex.report();
     /// let json = report.to_json_string();
-    /// assert!(json.contains("\"wall_ns\":1000"));
+    /// assert!(json.contains("\"completed\":0"));
     /// assert_eq!(Report::from_json_str(&json).unwrap(), report);
     /// ```
     #[cfg(feature = "serde")]
@@ -424,7 +425,7 @@ pub const OTHER_STEPS: &str = "(other steps)";
 /// Each step name costs one core [`Histogram`] (58 KiB), as does the run latency.
 /// Builders can be kept per worker and [`merge`](Self::merge)d.
 #[derive(Debug)]
-pub struct ReportBuilder {
+pub(crate) struct ReportBuilder {
     runs: Runs,
     /// Submissions the executor reported with [`add_submitted`](Self::add_submitted).
     submitted: u64,
@@ -436,8 +437,6 @@ pub struct ReportBuilder {
     step_names: HashMap<u32, String>,
     counters: Counters,
     breakers: BTreeMap<u32, BreakerRow>,
-    /// Rows set by [`set_breakers`](Self::set_breakers), in place of the event tallies.
-    exact_breakers: Option<Vec<BreakerRow>>,
     pool: PoolStats,
     admission: AdmissionStats,
     /// Whether [`observe_limit`](Self::observe_limit) or `set_admission` ran.
@@ -463,7 +462,6 @@ impl ReportBuilder {
             step_names: HashMap::new(),
             counters: Counters::new(),
             breakers: BTreeMap::new(),
-            exact_breakers: None,
             pool: PoolStats::default(),
             admission: AdmissionStats::default(),
             admission_seen: false,
@@ -471,6 +469,7 @@ impl ReportBuilder {
         }
     }
 
+    #[cfg(test)]
     /// Counts `n` submissions (accepted or refused) and inline runs. Optional: a report's
     /// `submitted` is at least the runs ended plus those handed back or rejected, and the
     /// excess of what is counted here over that is reported as in flight.
@@ -490,12 +489,14 @@ impl ReportBuilder {
         self.run_latency_ns.record(wall_ns);
     }
 
+    #[cfg(test)]
     /// Counts a submission refused for `reason`. A refused submission is also counted as
     /// submitted.
     pub fn rejected(&mut self, reason: Refusal) {
         self.add_rejected(reason, 1);
     }
 
+    #[cfg(test)]
     /// Counts `n` submissions refused for `reason` at once (what an executor that keeps
     /// one count per reason hands over). They are also counted as submitted.
     pub fn add_rejected(&mut self, reason: Refusal, n: u64) {
@@ -507,24 +508,28 @@ impl ReportBuilder {
         *count = count.saturating_add(n);
     }
 
+    #[cfg(test)]
     /// Counts `n` runs that panicked outside a step (ended without an outcome).
     pub fn add_panicked(&mut self, n: u64) {
         self.runs.panicked = self.runs.panicked.saturating_add(n);
     }
 
+    #[cfg(test)]
     /// Counts `n` accepted submissions handed back unrun.
     pub fn add_handed_back(&mut self, n: u64) {
         self.runs.handed_back = self.runs.handed_back.saturating_add(n);
     }
 
+    #[cfg(test)]
     /// Counts `n` runs made on the caller's thread (already counted as completed or
     /// panicked; the caller counts them in [`add_submitted`](Self::add_submitted) too).
     pub fn add_inline(&mut self, n: u64) {
         self.runs.inline = self.runs.inline.saturating_add(n);
     }
 
+    #[cfg(test)]
     /// Adds a step record under `step_name`; its latency becomes nanoseconds through
-    /// `ns_per_tick` (see [`ticks_to_ns`]). The record's node id is named `step_name` for
+    /// `ns_per_tick` (see `trace::ticks_to_ns`). The record's node id is named `step_name` for
     /// the breaker rows (the first name seen for an id is kept; [`name_step`](Self::name_step)
     /// replaces it).
     ///
@@ -532,7 +537,7 @@ impl ReportBuilder {
     ///
     /// If `ns_per_tick` is negative, NaN or infinite.
     pub fn add_record(&mut self, step_name: &str, record: &StepRecord, ns_per_tick: f64) {
-        let latency_ns = ticks_to_ns(record.latency_ticks, ns_per_tick);
+        let latency_ns = crate::trace::ticks_to_ns(record.latency_ticks, ns_per_tick);
         let entry = self.entry(step_name, record.node.0);
         entry
             .row
@@ -636,12 +641,6 @@ impl ReportBuilder {
         })
     }
 
-    /// Sets the breaker rows from the breakers' own counts (exact), in place of those
-    /// tallied from events; the report's [`breakers_exact`](Report::breakers_exact) says so.
-    pub fn set_breakers(&mut self, rows: Vec<BreakerRow>) {
-        self.exact_breakers = Some(rows);
-    }
-
     /// Names step id `step_id` for the breaker rows (records name their node already).
     pub fn name_step(&mut self, step_id: u32, name: impl Into<String>) {
         self.step_names.insert(step_id, name.into());
@@ -664,17 +663,20 @@ impl ReportBuilder {
         self.telemetry.run_sample_period = one_in;
     }
 
+    #[cfg(test)]
     /// Sets the pool and arena readings.
     pub fn set_pool(&mut self, pool: PoolStats) {
         self.pool = pool;
     }
 
+    #[cfg(test)]
     /// Sets the admission readings.
     pub fn set_admission(&mut self, admission: AdmissionStats) {
         self.admission = admission;
         self.admission_seen = true;
     }
 
+    #[cfg(test)]
     /// Records that the admission limit is now `limit`, keeping the lowest and highest seen.
     pub fn observe_limit(&mut self, limit: u64) {
         let a = &mut self.admission;
@@ -688,6 +690,7 @@ impl ReportBuilder {
         a.limit_current = limit;
     }
 
+    #[cfg(test)]
     /// The latency histogram (nanoseconds) of step `name`, for exporters that want buckets;
     /// `None` when no latency of that step was fed in.
     pub fn step_histogram(&self, name: &str) -> Option<&Histogram> {
@@ -721,7 +724,6 @@ impl ReportBuilder {
         }
         self.counters = Counters::new();
         self.breakers.clear();
-        self.exact_breakers = None;
         self.pool = PoolStats::default();
         self.admission = AdmissionStats::default();
         self.admission_seen = false;
@@ -729,11 +731,6 @@ impl ReportBuilder {
             run_sample_period: self.telemetry.run_sample_period,
             ..TelemetryStats::default()
         };
-    }
-
-    /// The run latency histogram (nanoseconds).
-    pub fn run_histogram(&self) -> &Histogram {
-        &self.run_latency_ns
     }
 
     /// Adds everything `other` collected: runs, records, counters, events, drops. The pool,
@@ -776,19 +773,6 @@ impl ReportBuilder {
                 (&mut mine.rejected, t.rejected),
             ] {
                 *m = m.saturating_add(t);
-            }
-        }
-        if let Some(rows) = &other.exact_breakers {
-            // Exact rows are readings of the breakers themselves: a breaker both sides read
-            // (by its step id and name) is the same breaker, read once.
-            let mine = self.exact_breakers.get_or_insert_with(Vec::new);
-            for row in rows {
-                if !mine
-                    .iter()
-                    .any(|m| m.step_id == row.step_id && m.step == row.step)
-                {
-                    mine.push(row.clone());
-                }
             }
         }
         let (mine, t) = (&mut self.telemetry, &other.telemetry);
@@ -837,21 +821,17 @@ impl ReportBuilder {
         let hits = self.counters.get(Counter::CacheHits);
         let lookups = hits.saturating_add(self.counters.get(Counter::CacheMisses));
         let cache_hit_rate = (lookups > 0).then(|| hits as f64 / lookups as f64);
-        let breakers_exact = self.exact_breakers.is_some();
-        let breakers = match &self.exact_breakers {
-            Some(rows) => rows.clone(),
-            None => self
-                .breakers
-                .values()
-                .map(|row| BreakerRow {
-                    step: match self.step_names.get(&row.step_id) {
-                        Some(name) => name.clone(),
-                        None => format!("#{}", row.step_id),
-                    },
-                    ..row.clone()
-                })
-                .collect(),
-        };
+        let breakers = self
+            .breakers
+            .values()
+            .map(|row| BreakerRow {
+                step: match self.step_names.get(&row.step_id) {
+                    Some(name) => name.clone(),
+                    None => format!("#{}", row.step_id),
+                },
+                ..row.clone()
+            })
+            .collect();
         Report {
             wall_ns,
             runs,
@@ -861,7 +841,7 @@ impl ReportBuilder {
             counters: self.counters,
             cache_hit_rate,
             breakers,
-            breakers_exact,
+            breakers_exact: false,
             pool: self.pool,
             admission: self.admission,
             telemetry: self.telemetry,

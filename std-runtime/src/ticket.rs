@@ -245,6 +245,7 @@ impl<T> fmt::Debug for Cells<T> {
 
 /// Why a ticket gives no value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TicketError {
     /// The completer was dropped without completing (the executor stopped or panicked).
     Abandoned,
@@ -264,6 +265,7 @@ impl fmt::Display for TicketError {
 impl std::error::Error for TicketError {}
 
 /// Why [`Ticket::wait_timeout`] returned without a value.
+#[non_exhaustive]
 pub enum WaitError<T> {
     /// The time ran out while the work was still pending; the ticket is handed back so the
     /// caller can wait again, poll, or cancel.

@@ -14,11 +14,11 @@ use flujo_core::policy::{BreakerConfigError, IllegalTransition, Rejected as Refu
 use flujo_core::ring::{CapacityError, Full};
 use flujo_runtime::breakers::BreakerError;
 use flujo_runtime::config::duration::ParseDurationError;
-use flujo_runtime::config::ConfigError;
+use flujo_runtime::config::{ConfigError, OptimizationConfig};
 use flujo_runtime::parts::admission::LimitError;
 use flujo_runtime::parts::queue::Rejected as QueueRejected;
 use flujo_runtime::ticket::{TicketError, WaitError};
-use flujo_runtime::{BuildError, Panicked, Refusal, Rejected, RunFailure};
+use flujo_runtime::{BuildError, Executor, Panicked, Refusal, Rejected, RunFailure};
 
 fn is_std_error<E: Error + Send + Sync + 'static>() {}
 
@@ -77,11 +77,16 @@ fn errors_that_wrap_another_give_it_back_as_their_source() {
         .expect("run -> kind -> step");
     assert_eq!(via_run.to_string(), step.to_string());
 
-    let failure = RunFailure {
-        node: NodeId(3),
-        step: "charge".to_string(),
-        kind,
-    };
+    // A run's failure as the executor gives it back.
+    let g = Graph::<u64, ()>::build(|b| {
+        b.task("charge", |_, _| {
+            Err(StepError::new(ErrorClass::Permanent, "card declined"))
+        })
+    })
+    .unwrap();
+    let ex = Executor::new(OptimizationConfig::default()).unwrap();
+    let failure: RunFailure = ex.run(&g, 1, ()).unwrap().error.expect("the step failed");
+    assert_eq!(failure.kind, kind);
     let boxed: Box<dyn Error + Send + Sync> = Box::new(failure);
     assert!(boxed.source().is_some());
     assert_eq!(ErrorKind::Cancelled.source().map(|_| ()), None);

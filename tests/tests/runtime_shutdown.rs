@@ -119,6 +119,7 @@ fn hand_back_shutdown_resolves_every_ticket_and_refuses_later_submissions() {
                 handed_back += 1;
             }
             Finished::Panicked(p) => panic!("{p}"),
+            other => panic!("{other:?}"),
         }
     }
     gate.store(true, Ordering::SeqCst);
@@ -408,6 +409,7 @@ fn after_shutdown_the_report_accounts_for_every_submission_with_none_in_flight()
                         panicked += 1;
                     }
                     Ok(Finished::HandedBack(_)) => handed_back += 1,
+                    Ok(other) => panic!("{what}: {other:?}"),
                     Err(_) => panic!("{what}: a ticket did not resolve"),
                 }
             }

@@ -175,6 +175,7 @@ fn check(done: Finished<u64, Tag>, x: u64, totals: &Totals) {
             assert_eq!((back.input, back.context), (x, Tag(x)));
             totals.handed_back.fetch_add(1, Ordering::Relaxed);
         }
+        other => panic!("{x}: {other:?}"),
     }
 }
 

@@ -93,8 +93,8 @@ struct BuildMap<P, C> {
 /// # Examples
 ///
 /// ```
-/// use flujo_core::graph::{GraphBuilder, LoopOptions};
-/// let bump = bumpalo::Bump::new();
+/// use flujo_core::graph::{Bump, GraphBuilder, LoopOptions};
+/// let bump = Bump::new();
 /// let mut b = GraphBuilder::<u32, ()>::new_in(&bump);
 /// let body = b.task("inc", |x, _| Ok(x + 1));
 /// let lp = b.loop_("count", body, LoopOptions::new().max_iterations(10).until(|x, _, _| *x >= 3));

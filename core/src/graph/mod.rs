@@ -26,6 +26,10 @@ use core::fmt;
 pub use crate::step_error::{StaticStepError, StepError, UserError};
 pub use analysis::StepFlags;
 pub use builder::GraphBuilder;
+/// The arena a [`GraphBuilder`] allocates its nodes in ([`GraphBuilder::new_in`]),
+/// re-exported so that a host needs no `bumpalo` dependency of its own (and never a second
+/// version of it). [`Graph::build`] makes one itself.
+pub use bumpalo::Bump;
 pub use error::{GraphError, GraphRule};
 pub(crate) use step::{Cancel, RunEnv, UNTIMED};
 pub use step::{CancelFlag, Clock, ManualClock, NoClock, Step, StepCx};

@@ -785,3 +785,22 @@ mod toml_tests {
         }
     }
 }
+
+#[test]
+fn a_cell_hands_out_whole_snapshots() {
+    let cell = ConfigCell::new(OptimizationConfig::latency()).unwrap();
+    assert_eq!(cell.generation(), 0);
+    let before = cell.load();
+
+    let generation = cell
+        .update(|c| c.clone().with_off(Optimization::ResultCache))
+        .unwrap();
+    assert_eq!(generation, 1);
+    assert!(!cell.load().result_cache.enabled);
+    assert!(before.result_cache.enabled); // an old snapshot is unchanged
+
+    let mut bad = OptimizationConfig::latency();
+    bad.workers = usize::MAX;
+    assert!(cell.store(bad).is_err());
+    assert_eq!(cell.generation(), 1); // a refused store changes nothing
+}
