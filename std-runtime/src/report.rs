@@ -352,6 +352,17 @@ pub struct Report {
     pub admission: AdmissionStats,
     /// What telemetry kept and lost.
     pub telemetry: TelemetryStats,
+    /// Whether this build catches panics ([`PANICS_CAUGHT`](crate::PANICS_CAUGHT)): `false` in
+    /// a host built with `panic = "abort"`, where a panicking step ends the process instead of
+    /// failing its attempt. The table's `panics` line says which.
+    #[cfg_attr(feature = "serde", serde(default = "panics_caught_default"))]
+    pub panics_caught: bool,
+}
+
+/// A report written before `panics_caught` existed came from a build that caught panics.
+#[cfg(feature = "serde")]
+fn panics_caught_default() -> bool {
+    true
 }
 
 impl Report {
@@ -845,6 +856,7 @@ impl ReportBuilder {
             pool: self.pool,
             admission: self.admission,
             telemetry: self.telemetry,
+            panics_caught: crate::PANICS_CAUGHT,
         }
     }
 }
@@ -1102,6 +1114,12 @@ impl Report {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "flujo run report")?;
+        let panics = if self.panics_caught {
+            "caught (a panicking step is a failed attempt)"
+        } else {
+            "not caught: built with panic = \"abort\", a panic ends the process"
+        };
+        field(f, "panics", panics)?;
         self.fmt_runs(f)?;
         self.fmt_steps(f)?;
         writeln!(f, "counters")?;

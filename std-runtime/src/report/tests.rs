@@ -390,6 +390,11 @@ fn the_table_has_its_header_and_a_row_per_step() {
     let text = report.to_string();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "flujo run report");
+    assert_eq!(
+        lines[1].split_whitespace().take(2).collect::<Vec<_>>(),
+        ["panics", "caught"],
+        "this build unwinds"
+    );
 
     // The step table's header: "step", then every column name, aligned to the rows.
     let header_at = lines
