@@ -319,4 +319,4 @@ pub(crate) fn merge_branch<C: Context>(
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests;
+pub(crate) mod tests;

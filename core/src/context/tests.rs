@@ -5,11 +5,12 @@ use std::vec::Vec;
 
 use super::*;
 
+/// A three-part context (also the interpreter tests' context).
 #[derive(Debug, Default, PartialEq)]
-struct Ctx {
-    a: i64,
-    b: i64,
-    log: Vec<u32>,
+pub(crate) struct Ctx {
+    pub(crate) a: i64,
+    pub(crate) b: i64,
+    pub(crate) log: Vec<u32>,
 }
 
 // `derive(Clone)` does not write `clone_from` (it clones and drops); a context that wants

@@ -11,38 +11,10 @@ use std::sync::Arc;
 use std::vec::Vec;
 
 use super::*;
-use crate::context::Context;
 use crate::graph::{CancelFlag, Graph, GraphBuilder, NoClock, NodeRef, StepError, TaskConfig};
 use crate::policy::{Breaker, BreakerConfig, ErrorClass, Usage};
 
-/// A three-part context.
-#[derive(Clone, Debug, Default, PartialEq)]
-struct Ctx {
-    a: i64,
-    b: i64,
-    log: Vec<u32>,
-}
-
-impl Context for Ctx {
-    const PARTS: usize = 3;
-    fn part_name(index: usize) -> &'static str {
-        ["a", "b", "log"][index]
-    }
-    fn part_eq(&self, other: &Self, index: usize) -> bool {
-        match index {
-            0 => self.a == other.a,
-            1 => self.b == other.b,
-            _ => self.log == other.log,
-        }
-    }
-    fn copy_part(&mut self, from: &Self, index: usize) {
-        match index {
-            0 => self.a = from.a,
-            1 => self.b = from.b,
-            _ => self.log.clone_from(&from.log),
-        }
-    }
-}
+use crate::context::tests::Ctx;
 
 type G = Graph<i64, Ctx>;
 

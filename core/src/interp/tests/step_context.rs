@@ -1,6 +1,7 @@
 //! A sequence of tasks frozen as a task run (the stretch loop) and the same tasks on the
 //! full pipeline give the same results.
 
+use std::format;
 use std::string::ToString;
 use std::sync::Arc;
 use std::vec;
@@ -9,10 +10,11 @@ use std::vec::Vec;
 use super::*;
 use crate::graph::{ManualClock, TaskConfig};
 use crate::policy::{Backoff, Breaker, Recovery, RecoveryTable, RetryPolicy};
+use crate::telemetry::{NullSink, Sampler};
 
-/// The tasks of `lean_and_full_paths_give_the_same_results`, created in the same order in
-/// both graphs so their node ids match. flujo-tests keeps a copy for its record-buffer test
-/// (`tests/tests/semantics_step_context.rs`), which needs no private access.
+/// Tasks under every policy the stretch loop runs: those of
+/// `lean_and_full_paths_give_the_same_results`, created in the same order in both graphs so
+/// their node ids match, and of `every_record_buffer_size_keeps_a_prefix_and_counts_the_rest`.
 fn mixed_tasks(b: &mut B<'_>, breaker: &Arc<Breaker>) -> Vec<NodeRef> {
     let p0 = add(b, "p0", 1);
     // Retries: the first attempt of an odd input writes, then fails (the write is discarded).
@@ -172,4 +174,88 @@ fn lean_and_full_paths_give_the_same_results() {
         outcomes[0] > 0 && outcomes[1] > 0,
         "both outcomes met: {outcomes:?}"
     );
+}
+
+#[test]
+fn every_record_buffer_size_keeps_a_prefix_and_counts_the_rest() {
+    // The stretch loop writes records without a check per record: a chunk of a stretch has
+    // at most the room left, and a full buffer sends the rest to a slot that is only
+    // counted. Whatever the room, a run gives the records an unbounded buffer would, cut to
+    // the room, and counts the rest; with the fast paths on or off, telemetry on or off.
+    let build = || {
+        let breaker = trips_on_one_failure();
+        G::build(|b| {
+            let mut tasks = mixed_tasks(b, &breaker);
+            let used = b.task("used", |x, cx| {
+                cx.report_usage(Usage { cost: 1, tokens: 2 });
+                Ok(x + 1)
+            });
+            tasks.insert(1, used);
+            // A task with a usage estimate runs alone: the plain tasks after it are a
+            // stretch of their own (writes, usage, a failure on multiples of 13).
+            let alone = b.task_with(
+                "alone",
+                |x, _| Ok(x + 1),
+                TaskConfig::new().usage_estimate(Usage { cost: 0, tokens: 0 }),
+            );
+            tasks.push(alone);
+            for i in 0..3 {
+                tasks.push(add(b, &format!("t{i}"), 1));
+            }
+            tasks.push(set_a(b, "w", 7));
+            let used = b.task("used2", |x, cx| {
+                cx.report_usage(Usage { cost: 2, tokens: 0 });
+                Ok(x + cx.ctx().a)
+            });
+            tasks.push(used);
+            tasks.push(b.task("thirteens", |x, _| {
+                if x % 13 == 0 {
+                    Err(StepError::permanent("thirteens"))
+                } else {
+                    Ok(x)
+                }
+            }));
+            for i in 3..6 {
+                tasks.push(add(b, &format!("t{i}"), 1));
+            }
+            b.sequence("run", &tasks)
+        })
+        .unwrap()
+    };
+    let inputs = if cfg!(miri) { 6 } else { 40 };
+    let run = |max_records: usize, fast_paths: bool, telemetry: bool| {
+        let g = build();
+        let config = RunnerConfig {
+            max_records,
+            fast_paths,
+            ..RunnerConfig::default()
+        };
+        let tel = telemetry.then(|| Telemetry::new(NullSink, Sampler::always()));
+        let mut runner = Runner::build(config, tel);
+        (0..inputs)
+            .map(|input| {
+                let clock = ManualClock::new(input as u64);
+                let r = runner.run(&g, input, Ctx::default(), &clock, &RunOptions::default());
+                (
+                    (r.outcome, r.output, r.context, r.usage, r.counters),
+                    r.records.to_vec(),
+                    r.records_dropped,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let unbounded = run(1024, false, false);
+    for max_records in 0..=24 {
+        for (fast_paths, telemetry) in [(true, false), (true, true), (false, false)] {
+            let bounded = run(max_records, fast_paths, telemetry);
+            for (input, (want, got)) in unbounded.iter().zip(&bounded).enumerate() {
+                let kept = want.1.len().min(max_records);
+                let why = format!("input {input}, room {max_records}, fast {fast_paths}");
+                assert_eq!(want.2, 0, "{why}");
+                assert_eq!(got.0, want.0, "{why}");
+                assert_eq!(got.1, want.1[..kept], "{why}");
+                assert_eq!(got.2 as usize, want.1.len() - kept, "{why}");
+            }
+        }
+    }
 }
