@@ -9,7 +9,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use flujo_core::graph::{Graph, ManualClock};
+use flujo_benches::TickClock;
+use flujo_core::graph::Graph;
 use flujo_core::interp::{RunOptions, Runner, RunnerConfig};
 
 #[path = "../benches/shared/w1_w2_w8.rs"]
@@ -22,7 +23,7 @@ const RUNS: u64 = 20_000;
 
 /// Nanoseconds per step over `RUNS` runs of `g` (checking every output).
 fn ns_per_step(g: &Graph<u64, ()>, runner: &mut Runner<u64, ()>) -> f64 {
-    let clock = ManualClock::new(0);
+    let clock = TickClock::new(0);
     let opts = RunOptions::default();
     let start = Instant::now();
     for i in 0..RUNS {

@@ -20,3 +20,34 @@ pub fn latencies_ns(n: usize, seed: u64) -> Vec<u64> {
         })
         .collect()
 }
+
+/// The W1, W2 and W8 benches' clock: a host's own one-thread tick counter, as a simulation
+/// loop would pass one (the core's `ManualClock` is shared across threads, one more load per
+/// read). It keeps those counts measuring the engine alone.
+#[derive(Debug, Default)]
+pub struct TickClock(std::cell::Cell<u64>);
+
+impl TickClock {
+    /// A clock reading `start`.
+    pub const fn new(start: u64) -> Self {
+        Self(std::cell::Cell::new(start))
+    }
+
+    /// Moves the clock forward by `ticks` (saturating).
+    #[inline]
+    pub fn advance(&self, ticks: u64) {
+        self.0.set(self.0.get().saturating_add(ticks));
+    }
+}
+
+impl flujo_core::graph::Clock for TickClock {
+    #[inline]
+    fn now(&self) -> u64 {
+        self.0.get()
+    }
+
+    #[inline]
+    fn wait(&self, ticks: u64) {
+        self.advance(ticks);
+    }
+}

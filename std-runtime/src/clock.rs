@@ -7,19 +7,20 @@
 //! ticks (`TaskConfig::timeout`, `BreakerConfig::open_ticks`, `Backoff`), and [`duration`]
 //! converts back.
 //!
-//! An executor reads time from a [`RuntimeClock`]: the monotonic clock, or a [`ManualClock`]
-//! that only moves when told to (tests and simulations; see `Executor::with_clock`). Every
+//! An executor reads time from a [`RuntimeClock`]: the monotonic clock, or the core's
+//! [`ManualClock`], which only moves when told to (tests and simulations; its clones share one
+//! reading across threads; see `Executor::builder(..).clock(..)`): advance it by
+//! `ticks(duration)`. Every
 //! policy that depends on time (breaker open periods and the slow-call rule, attempt timeouts,
 //! run deadlines, cache expiry, admission latency) reads it on every run, whatever the
 //! telemetry level; only the latencies of steps without such a policy are left unmeasured in
 //! runs that telemetry does not sample (see `docs/runtime.md`, "Time and units").
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use flujo_core::graph::Clock;
+use flujo_core::graph::{Clock, ManualClock};
 
 /// The instant that reads as tick 0 in this process.
 static ORIGIN: OnceLock<Instant> = OnceLock::new();
@@ -56,7 +57,7 @@ pub fn duration(ticks: u64) -> Duration {
 /// # Examples
 ///
 /// ```
-/// use flujo_core::graph::Clock;
+/// use flujo_core::graph::{Clock, ManualClock};
 /// use flujo_runtime::clock::MonoClock;
 /// let c = MonoClock::new();
 /// let a = c.now();
@@ -99,85 +100,19 @@ impl Clock for MonoClock {
     }
 }
 
-/// A clock that moves only when told to, shared by its clones across threads: a retry's
-/// backoff advances it instead of sleeping, so a test of breakers, timeouts and deadlines
-/// runs in no wall time and the same way every time.
-///
-/// It is the thread-safe sibling of the core's single-threaded `ManualClock`, and like it a
-/// core [`Clock`], so a test can run the core interpreter and an executor on the same time.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use flujo_core::graph::Clock;
-/// use flujo_runtime::clock::ManualClock;
-/// let clock = ManualClock::new();
-/// let seen_by_executor = clock.clone();
-/// clock.advance(Duration::from_millis(5));
-/// assert_eq!(seen_by_executor.now(), 5_000_000);
-/// seen_by_executor.wait(1_000); // a backoff moves the clock
-/// assert_eq!(clock.now(), 5_001_000);
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct ManualClock {
-    ticks: Arc<AtomicU64>,
-}
-
-impl ManualClock {
-    /// A clock reading tick 0.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// A clock reading `at` (as ticks).
-    pub fn starting_at(at: Duration) -> Self {
-        let c = Self::new();
-        c.set(at);
-        c
-    }
-
-    /// Moves every clone of this clock `by` forward (saturating).
-    pub fn advance(&self, by: Duration) {
-        let by = ticks(by);
-        let _ = self
-            .ticks
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
-                Some(t.saturating_add(by))
-            });
-    }
-
-    /// Sets the time to `at`. Setting it back is allowed (for tests of a clock going back);
-    /// the engine reads a step that ended "before" it started as 0 ticks long.
-    pub fn set(&self, at: Duration) {
-        self.ticks.store(ticks(at), Ordering::Release);
-    }
-}
-
-impl Clock for ManualClock {
-    #[inline]
-    fn now(&self) -> u64 {
-        self.ticks.load(Ordering::Acquire)
-    }
-
-    /// Advances the clock by `ticks` instead of sleeping.
-    fn wait(&self, ticks: u64) {
-        self.advance(Duration::from_nanos(ticks));
-    }
-}
-
 /// The clock an executor reads: the monotonic one ([`MonoClock`], the default) or one driven
-/// by hand ([`ManualClock`]). One branch per read; the monotonic arm is inlined.
+/// by hand (the core's [`ManualClock`], in nanoseconds under the runtime). One branch per
+/// read; the monotonic arm is inlined.
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use flujo_core::graph::Clock;
-/// use flujo_runtime::clock::{ManualClock, RuntimeClock};
-/// let manual = ManualClock::new();
+/// use flujo_core::graph::{Clock, ManualClock};
+/// use flujo_runtime::clock::{ticks, RuntimeClock};
+/// let manual = ManualClock::new(0);
 /// let clock = RuntimeClock::from(manual.clone());
-/// manual.advance(Duration::from_secs(1));
+/// manual.advance(ticks(Duration::from_secs(1)));
 /// assert_eq!(clock.now(), 1_000_000_000);
 /// assert_eq!(clock.deadline_after(Duration::from_secs(2)), Some(3_000_000_000));
 /// assert_eq!(clock.deadline_after(Duration::MAX), None, "too far to represent: no deadline");
@@ -300,22 +235,31 @@ mod tests {
 
     #[test]
     fn manual_clock_moves_only_when_told_and_its_clones_share_it() {
-        let c = ManualClock::starting_at(Duration::from_nanos(7));
+        let c = ManualClock::new(7);
         let d = c.clone();
         assert_eq!((c.now(), d.now()), (7, 7));
-        d.advance(Duration::from_nanos(3));
+        d.advance(3);
         assert_eq!(c.now(), 10);
         c.wait(5);
         assert_eq!(d.now(), 15);
-        c.advance(Duration::MAX);
+        c.advance(ticks(Duration::MAX));
         assert_eq!(d.now(), u64::MAX, "saturates");
-        c.set(Duration::from_nanos(1));
+        c.set(1);
         assert_eq!(d.now(), 1);
+        // Clones on other threads share it, and concurrent advances all count.
+        let c = ManualClock::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let c = c.clone();
+                s.spawn(move || (0..1000).for_each(|_| c.advance(1)));
+            }
+        });
+        assert_eq!(c.now(), 4000);
     }
 
     #[test]
     fn deadlines_too_far_to_represent_are_none() {
-        let c = RuntimeClock::from(ManualClock::starting_at(Duration::from_nanos(10)));
+        let c = RuntimeClock::from(ManualClock::new(10));
         assert_eq!(c.deadline_after(Duration::ZERO), Some(10));
         assert_eq!(
             c.deadline_after(Duration::from_nanos(u64::MAX - 10)),
@@ -332,7 +276,7 @@ mod tests {
 
     #[test]
     fn unmeasured_reads_the_same_time_but_measures_no_latency() {
-        let m = ManualClock::starting_at(Duration::from_nanos(42));
+        let m = ManualClock::new(42);
         let rc = RuntimeClock::from(m.clone());
         let u = Unmeasured(&rc);
         assert_eq!(u.now(), 42);

@@ -292,15 +292,16 @@ pub struct TelemetryStats {
 /// ```
 /// use std::time::Duration;
 /// use flujo_core::graph::Graph;
-/// use flujo_runtime::clock::ManualClock;
+/// use flujo_core::graph::ManualClock;
+/// use flujo_runtime::clock::ticks;
 /// use flujo_runtime::config::OptimizationConfig;
 /// use flujo_runtime::Executor;
 ///
-/// let clock = ManualClock::new();
+/// let clock = ManualClock::new(0);
 /// let g = Graph::<u64, ()>::build(|b| {
 ///     let c = clock.clone();
 ///     b.task("fetch", move |x, _| {
-///         c.advance(Duration::from_micros(x)); // the step takes x µs of the manual clock
+///         c.advance(ticks(Duration::from_micros(x))); // the step takes x µs of the manual clock
 ///         Ok(x)
 ///     })
 /// })

@@ -9,10 +9,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use flujo_core::cache::StepFingerprint;
+use flujo_core::graph::ManualClock;
 use flujo_core::graph::{Graph, TaskConfig};
 use flujo_core::interp::Outcome;
 use flujo_core::telemetry::Counter;
-use flujo_runtime::clock::ManualClock;
+use flujo_runtime::clock::ticks;
 use flujo_runtime::config::OptimizationConfig;
 use flujo_runtime::{Executor, RunSpec};
 
@@ -90,14 +91,14 @@ fn second_run_while_first_computes(
 
 #[test]
 fn cache_ttl_follows_the_executors_manual_clock() {
-    let clock = ManualClock::new();
+    let clock = ManualClock::new(0);
     let mut cfg = config(None);
     cfg.result_cache.ttl = Some(Duration::from_secs(1));
     let ex = Executor::builder(cfg).clock(clock.clone()).build().unwrap();
     let calls = Arc::new(AtomicU32::new(0));
     let g = counting_graph(&calls);
     assert_eq!(ex.run(&g, 1, ()).unwrap().output, Some(2));
-    clock.advance(Duration::from_millis(999));
+    clock.advance(ticks(Duration::from_millis(999)));
     let hit = ex.run(&g, 1, ()).unwrap();
     assert_eq!(hit.output, Some(2));
     assert_eq!(
@@ -106,7 +107,7 @@ fn cache_ttl_follows_the_executors_manual_clock() {
         "still live at 999 ms"
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    clock.advance(Duration::from_millis(1));
+    clock.advance(ticks(Duration::from_millis(1)));
     let miss = ex.run(&g, 1, ()).unwrap();
     assert_eq!(miss.output, Some(2));
     assert_eq!(miss.counters.get(Counter::CacheHits), 0, "expired at 1 s");

@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use flujo_core::graph::ManualClock;
 use flujo_core::graph::{CancelFlag, FailureStrategy, Graph, ParallelOptions, StepError};
 use flujo_core::interp::{ErrorKind, Outcome};
-use flujo_runtime::clock::ManualClock;
+use flujo_runtime::clock::ticks;
 use flujo_runtime::config::OptimizationConfig;
 use flujo_runtime::{Drain, Executor, Finished, Priority, Refusal, RunSpec};
 
@@ -254,14 +255,14 @@ fn a_run_cancelled_before_it_starts_aborts_at_its_first_step() {
 fn a_passed_deadline_aborts_the_run_before_its_next_step() {
     // The executor's clock is driven by the slow step, so no pre-emption of the test thread
     // can move the deadline before the first step (a real clock made this test timed).
-    let clock = ManualClock::new();
+    let clock = ManualClock::new(0);
     let ex = Executor::<u64, ()>::builder(config())
         .clock(clock.clone())
         .build()
         .unwrap();
     let g = Graph::<u64, ()>::build(move |b| {
         let slow = b.task("slow", move |x, _| {
-            clock.advance(Duration::from_millis(5));
+            clock.advance(ticks(Duration::from_millis(5)));
             Ok(x + 1)
         });
         let next = b.task("next", |x, _| Ok(x + 1));

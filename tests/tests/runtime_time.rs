@@ -13,11 +13,12 @@ use std::thread;
 use std::time::Duration;
 
 use flujo_core::cache::StepFingerprint;
+use flujo_core::graph::ManualClock;
 use flujo_core::graph::{Graph, StepError, TaskConfig};
 use flujo_core::interp::{ErrorKind, Outcome};
 use flujo_core::policy::BreakerState;
 use flujo_core::policy::{Breaker, BreakerConfig, ErrorClass};
-use flujo_runtime::clock::{ticks, ManualClock, RuntimeClock};
+use flujo_runtime::clock::{ticks, RuntimeClock};
 use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
 use flujo_runtime::{Completed, Executor, Finished, Priority, RunSpec, SubmitSpec};
 
@@ -42,7 +43,7 @@ impl Time {
     fn pass(&self, d: Duration) {
         match self {
             Time::Real => thread::sleep(d),
-            Time::Manual(c) => c.advance(d),
+            Time::Manual(c) => c.advance(ticks(d)),
         }
     }
 }
@@ -81,7 +82,7 @@ fn setups() -> Vec<Setup> {
                 cfg.telemetry.level = level;
                 cfg.workers = 1;
                 let time = if manual {
-                    Time::Manual(ManualClock::new())
+                    Time::Manual(ManualClock::new(0))
                 } else {
                     Time::Real
                 };
@@ -382,7 +383,7 @@ fn a_breaker_shared_by_two_executors_made_a_second_apart_keeps_its_open_period()
     thread::sleep(Duration::from_secs(1));
     for s in &all {
         if let Time::Manual(c) = &s.time {
-            c.advance(Duration::from_secs(1));
+            c.advance(ticks(Duration::from_secs(1)));
         }
     }
     let second: Vec<Executor<u64, ()>> = all.iter().map(Setup::executor).collect();

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::Prng;
+use flujo_core::graph::ManualClock;
 use flujo_core::graph::{
     Clock, Graph, GraphBuilder, NodeRef, ParallelOptions, StepError, TaskConfig,
 };
@@ -26,7 +27,7 @@ use flujo_core::interp::{ErrorKind, Outcome, RunOptions, RunResult, Runner, Runn
 use flujo_core::policy::{Backoff, RetryPolicy};
 use flujo_core::policy::{Breaker, BreakerConfig, ErrorClass};
 use flujo_core::telemetry::StepOutcome;
-use flujo_runtime::clock::ManualClock;
+use flujo_runtime::clock::ticks;
 use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
 use flujo_runtime::{Executor, Finished, RunSpec, SubmitSpec};
 
@@ -120,7 +121,7 @@ fn build(t: &T, b: &mut GraphBuilder<'_, u64, ()>, clock: &ManualClock, n: &mut 
                 &name,
                 move |x: u64, cx| {
                     let first = u64::from(slow_first && cx.attempt() == 1);
-                    clock.advance(Duration::from_millis(cost + 2 * first));
+                    clock.advance(ticks(Duration::from_millis(cost + 2 * first)));
                     if modulus != 0 && x.is_multiple_of(modulus) {
                         return Err(StepError::transient("down"));
                     }
@@ -211,7 +212,7 @@ enum Kind {
 
 impl Host {
     fn new(name: &str, tree: &T, kind: impl FnOnce(&ManualClock) -> Kind) -> Self {
-        let clock = ManualClock::new();
+        let clock = ManualClock::new(0);
         let graph = Graph::build(|b| build(tree, b, &clock, &mut 0)).expect("valid");
         Host {
             name: name.to_string(),
@@ -335,7 +336,7 @@ fn time_dependent_policies_decide_alike_on_every_host() {
                 assert_eq!(got, want, "{}: {tree:?} on {input}", h.name);
             }
             for h in hosts.iter() {
-                h.clock.advance(gap);
+                h.clock.advance(ticks(gap));
             }
             seen_timeouts += want
                 .records

@@ -1037,30 +1037,21 @@ fn a_cache_hit_gives_the_breaker_permit_back_without_an_outcome() {
     assert_eq!(breaker.state(), BreakerState::Closed);
 }
 
-/// A clock steps can move (`ManualClock` is not `Sync`).
-struct StepClock(core::sync::atomic::AtomicU64);
-
-impl Clock for StepClock {
-    fn now(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
 #[test]
 fn an_attempt_over_its_timeout_fails_as_a_timeout_and_is_retried_with_the_deadline_seen() {
     // The clock is the step's: attempt 1 takes 50 ticks (over the 10-tick timeout), the
     // retry takes 5. The step sees its attempt's deadline, 10 ticks after the attempt began.
-    let clock = Arc::new(StepClock(0.into()));
+    let clock = ManualClock::new(0);
     let deadlines = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (c, d) = (Arc::clone(&clock), Arc::clone(&deadlines));
+    let (c, d) = (clock.clone(), Arc::clone(&deadlines));
     let g = Graph::<u64, ()>::build(move |b| {
-        let (c, d) = (Arc::clone(&c), Arc::clone(&d));
+        let (c, d) = (c.clone(), Arc::clone(&d));
         b.task_with(
             "slow",
             move |x: u64, cx: &mut flujo_core::graph::StepCx<'_, ()>| {
                 d.lock().unwrap().push((cx.now(), cx.deadline()));
                 let took = if cx.attempt() == 1 { 50 } else { 5 };
-                c.0.fetch_add(took, Ordering::Relaxed);
+                c.advance(took);
                 Ok(x + 1)
             },
             TaskConfig::new()
@@ -1070,7 +1061,7 @@ fn an_attempt_over_its_timeout_fails_as_a_timeout_and_is_retried_with_the_deadli
     })
     .unwrap();
     let mut runner = Runner::new(RunnerConfig::default());
-    let r = runner.run(&g, 1, (), &*clock, &RunOptions::default());
+    let r = runner.run(&g, 1, (), &clock, &RunOptions::default());
     assert_eq!((r.outcome, r.output), (Outcome::Succeeded, Some(2)));
     assert_eq!(r.records[0].attempts, 2);
     assert_eq!(r.records[0].error_class, Some(ErrorClass::Timeout));

@@ -7,7 +7,8 @@
 
 use std::hint::black_box;
 
-use flujo_core::graph::{Graph, ManualClock, NoClock};
+use flujo_benches::TickClock;
+use flujo_core::graph::{Graph, NoClock};
 use flujo_core::interp::{RunOptions, Runner, RunnerConfig};
 use iai_callgrind::{
     library_benchmark, library_benchmark_group, Callgrind, EventKind, LibraryBenchmarkConfig,
@@ -22,7 +23,7 @@ use shared::{
 
 /// Runs per bench.
 const RUNS: u64 = 1_000;
-/// Measured W1: 4_226_156 Ir for 1000 runs (42.3 Ir per step with a `ManualClock`; the
+/// Measured W1: 4_226_156 Ir for 1000 runs (42.3 Ir per step with a `TickClock`; the
 /// `loop` floor measures 1_110_037, 11.1 Ir per step). The limit was set at 1.15x of
 /// 4_220_156. What each specialisation of the path W1 takes saves, and the history of the
 /// figure, are in `core/src/interp/README.md`.
@@ -52,7 +53,7 @@ type Chain = (Graph<u64, ()>, Runner<u64, ()>);
 
 /// A chain and a runner that already ran it once (its scratch is grown).
 fn warmed(g: Graph<u64, ()>, mut runner: Runner<u64, ()>) -> Chain {
-    let r = runner.run(&g, 0, (), &ManualClock::new(0), &RunOptions::default());
+    let r = runner.run(&g, 0, (), &TickClock::new(0), &RunOptions::default());
     assert_eq!(r.output, Some(100));
     (g, runner)
 }
@@ -76,7 +77,7 @@ fn w2_boxed() -> Chain {
     warmed(w2_graph_boxed_validator(), w2_runner())
 }
 
-fn run_chain(chain: &mut Chain, clock: &ManualClock) -> u64 {
+fn run_chain(chain: &mut Chain, clock: &TickClock) -> u64 {
     let (g, runner) = chain;
     let opts = RunOptions::default();
     let mut sum = 0u64;
@@ -95,7 +96,7 @@ mod w1_chain {
     #[library_benchmark(config = limit(W1_IR_LIMIT))]
     #[bench::runs(setup = w1)]
     fn flujo(mut chain: Chain) -> (u64, Chain) {
-        let sum = run_chain(&mut chain, &ManualClock::new(0));
+        let sum = run_chain(&mut chain, &TickClock::new(0));
         (sum, chain)
     }
 
@@ -124,28 +125,28 @@ mod w2_chain_policies {
     #[library_benchmark(config = limit(W2_IR_LIMIT))]
     #[bench::runs(setup = w2)]
     fn flujo(mut chain: Chain) -> (u64, Chain) {
-        let sum = run_chain(&mut chain, &ManualClock::new(0));
+        let sum = run_chain(&mut chain, &TickClock::new(0));
         (sum, chain)
     }
 
     #[library_benchmark]
     #[bench::runs(setup = w1)]
     fn no_policies(mut chain: Chain) -> (u64, Chain) {
-        let sum = run_chain(&mut chain, &ManualClock::new(0));
+        let sum = run_chain(&mut chain, &TickClock::new(0));
         (sum, chain)
     }
 
     #[library_benchmark(config = limit(W2_SAMPLED_IR_LIMIT))]
     #[bench::runs(setup = w2_sampled)]
     fn flujo_sampled(mut chain: Chain) -> (u64, Chain) {
-        let sum = run_chain(&mut chain, &ManualClock::new(0));
+        let sum = run_chain(&mut chain, &TickClock::new(0));
         (sum, chain)
     }
 
     #[library_benchmark(config = limit(W2_BOXED_IR_LIMIT))]
     #[bench::runs(setup = w2_boxed)]
     fn flujo_boxed_validator(mut chain: Chain) -> (u64, Chain) {
-        let sum = run_chain(&mut chain, &ManualClock::new(0));
+        let sum = run_chain(&mut chain, &TickClock::new(0));
         (sum, chain)
     }
 

@@ -8,7 +8,8 @@ use criterion::Criterion;
 
 #[path = "../shared/w1_w2_w8.rs"]
 mod shared;
-use flujo_core::graph::{ManualClock, NoClock};
+use flujo_benches::TickClock;
+use flujo_core::graph::NoClock;
 use flujo_core::interp::{Outcome, RunOptions, Runner, RunnerConfig};
 use flujo_core::telemetry::Counter;
 use shared::{
@@ -22,7 +23,7 @@ fn check() {
     let (w1, w2) = (w1_graph(), w2_graph());
     let mut runner = Runner::new(RunnerConfig::default());
     let mut w2_runner = w2_runner();
-    let clock = ManualClock::new(0);
+    let clock = TickClock::new(0);
     for input in [0u64, 7, 1 << 40] {
         let r = runner.run(&w1, input, (), &NoClock, &opts);
         assert_eq!(
@@ -95,7 +96,7 @@ pub fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("W2_chain_policies");
     let w2 = w2_graph();
     let mut w2_runner = w2_runner();
-    let clock = ManualClock::new(0);
+    let clock = TickClock::new(0);
     // Checked before measuring (a filter may skip the bench itself).
     let r = w2_runner.run(&w2, 1, (), &clock, &RunOptions::default());
     assert_eq!(r.output, Some(1 + shared::CHAIN as u64));

@@ -51,27 +51,90 @@ impl Clock for NoClock {
     }
 }
 
-/// A hand-driven clock for tests and simulations: `wait` advances it.
-#[derive(Debug, Default)]
-pub struct ManualClock(core::cell::Cell<u64>);
+/// A hand-driven clock for tests, simulations and replays: it moves only when told to
+/// ([`advance`](Self::advance), [`set`](Self::set)), and a backoff's [`wait`](Clock::wait)
+/// advances it instead of sleeping, so a test of breakers, timeouts and deadlines runs in no
+/// wall time and the same way every time.
+///
+/// Its clones share one reading: the test that moves it and the runner (or the runtime's
+/// executor, whose ticks are nanoseconds) that reads it see the same time. It is
+/// `Send + Sync` where the target has 64-bit atomics; on a target without them (a Cortex-M)
+/// it is a one-thread clock with the same methods.
+///
+/// # Examples
+///
+/// ```
+/// use flujo_core::graph::{Clock, ManualClock};
+/// let clock = ManualClock::new(5);
+/// let seen_by_the_engine = clock.clone();
+/// clock.advance(10);
+/// assert_eq!(seen_by_the_engine.now(), 15);
+/// seen_by_the_engine.wait(3); // a backoff moves the clock
+/// assert_eq!(clock.now(), 18);
+/// clock.set(1); // back in time: allowed, a step that ended "before" it started lasted 0
+/// assert_eq!(clock.now(), 1);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ManualClock(SharedTicks);
+
+#[cfg(any(loom, target_has_atomic = "64"))]
+type SharedTicks = crate::sync::Arc<crate::sync::AtomicU64>;
+
+#[cfg(not(any(loom, target_has_atomic = "64")))]
+type SharedTicks = alloc::rc::Rc<core::cell::Cell<u64>>;
 
 impl ManualClock {
     /// A clock reading `start`.
-    pub const fn new(start: u64) -> Self {
-        Self(core::cell::Cell::new(start))
+    pub fn new(start: u64) -> Self {
+        Self(SharedTicks::new(start.into()))
     }
 
-    /// Moves the clock forward by `ticks` (saturating).
+    /// Moves every clone of this clock forward by `ticks` (saturating); two threads that
+    /// advance it at once both count.
     #[inline]
     pub fn advance(&self, ticks: u64) {
+        #[cfg(any(loom, target_has_atomic = "64"))]
+        {
+            let mut t = self.0.load(Ordering::Acquire);
+            while let Err(seen) = self.0.compare_exchange_weak(
+                t,
+                t.saturating_add(ticks),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                t = seen;
+            }
+        }
+        #[cfg(not(any(loom, target_has_atomic = "64")))]
         self.0.set(self.0.get().saturating_add(ticks));
+    }
+
+    /// Sets every clone of this clock to `tick`. Setting it back is allowed (for tests of a
+    /// clock going back): the engine reads a step that ended "before" it started as 0 ticks
+    /// long.
+    #[inline]
+    pub fn set(&self, tick: u64) {
+        #[cfg(any(loom, target_has_atomic = "64"))]
+        self.0.store(tick, Ordering::Release);
+        #[cfg(not(any(loom, target_has_atomic = "64")))]
+        self.0.set(tick);
+    }
+}
+
+impl Default for ManualClock {
+    /// A clock reading tick 0.
+    fn default() -> Self {
+        Self::new(0)
     }
 }
 
 impl Clock for ManualClock {
     #[inline]
     fn now(&self) -> u64 {
-        self.0.get()
+        #[cfg(any(loom, target_has_atomic = "64"))]
+        return self.0.load(Ordering::Acquire);
+        #[cfg(not(any(loom, target_has_atomic = "64")))]
+        return self.0.get();
     }
 
     #[inline]

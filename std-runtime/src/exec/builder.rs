@@ -19,15 +19,16 @@ use crate::config::OptimizationConfig;
 /// use std::time::Duration;
 /// use flujo_core::graph::{Clock, Graph};
 /// use flujo_core::interp::Outcome;
-/// use flujo_runtime::clock::ManualClock;
+/// use flujo_core::graph::ManualClock;
+/// use flujo_runtime::clock::ticks;
 /// use flujo_runtime::config::OptimizationConfig;
 /// use flujo_runtime::{Executor, RunSpec};
 ///
-/// let clock = ManualClock::new();
+/// let clock = ManualClock::new(0);
 /// let g = Graph::<u64, ()>::build(|b| {
 ///     let c = clock.clone();
 ///     let slow = b.task("slow", move |x, _| {
-///         c.advance(Duration::from_millis(5)); // the step "takes" 5 ms of the manual clock
+///         c.advance(ticks(Duration::from_millis(5))); // the step "takes" 5 ms of the manual clock
 ///         Ok(x + 1)
 ///     });
 ///     let next = b.task("next", |x, _| Ok(x * 2));
@@ -86,7 +87,7 @@ where
     }
 
     /// Reads time from `clock` (default: the monotonic [`MonoClock`](crate::clock::MonoClock)).
-    /// A [`ManualClock`](crate::clock::ManualClock) lets a test drive breakers, timeouts,
+    /// A [`ManualClock`](flujo_core::graph::ManualClock) lets a test drive breakers, timeouts,
     /// deadlines and cache expiry by hand.
     pub fn clock(mut self, clock: impl Into<RuntimeClock>) -> Self {
         self.clock = clock.into();

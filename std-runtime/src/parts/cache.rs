@@ -19,7 +19,7 @@
 //!   entries at the cost of one bit and one ring slot per entry; see `shard.rs`.
 //! - **TTL** (optional, one for the whole cache) measured by the cache's
 //!   [`RuntimeClock`] (an executor gives its own, so a test that moves a
-//!   [`ManualClock`](crate::clock::ManualClock) moves expiry too). An expired entry is a miss; it is removed when a lookup or the clock hand finds it (counted
+//!   [`ManualClock`](flujo_core::graph::ManualClock) moves expiry too). An expired entry is a miss; it is removed when a lookup or the clock hand finds it (counted
 //!   as expired), so [`ResultCache::len`] may count expired entries not yet seen.
 //! - **Resizable.** [`ResultCache::set_capacity`] evicts down to the new bounds before it
 //!   returns.
@@ -301,7 +301,7 @@ impl<V: Clone> FlightCell<V> {
     /// Waits until the computation finishes or `clock` reaches tick `deadline`.
     ///
     /// The condition variable sleeps in real time for the time `clock` says is left, then
-    /// reads `clock` again: under a [`ManualClock`](crate::clock::ManualClock) a waiter wakes
+    /// reads `clock` again: under a [`ManualClock`](flujo_core::graph::ManualClock) a waiter wakes
     /// to see whether the clock was moved, and times out once it was moved past `deadline`.
     fn wait(&self, deadline: Option<u64>, clock: &RuntimeClock) -> Waited<V> {
         let mut outcome = lock(&self.outcome);

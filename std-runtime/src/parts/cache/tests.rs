@@ -12,16 +12,17 @@ use flujo_core::cache::{CacheKey, StepFingerprint};
 
 use super::shard::MapKey;
 use super::{lock, CacheStats, Lookup, ResultCache};
-use crate::clock::ManualClock;
+use crate::clock::ticks;
+use flujo_core::graph::ManualClock;
 
 /// A manual clock reading `ns` nanoseconds.
 fn manual_at(ns: u64) -> ManualClock {
-    ManualClock::starting_at(Duration::from_nanos(ns))
+    ManualClock::new(ns)
 }
 
 /// Sets `clock` to `ns` nanoseconds.
 fn set_ns(clock: &ManualClock, ns: u64) {
-    clock.set(Duration::from_nanos(ns));
+    clock.set(ns);
 }
 
 /// The key of input `n` of a test step: uniform, like every real key.
@@ -270,7 +271,7 @@ fn the_clock_hand_counts_expired_entries_as_expired() {
     for n in 0..4 {
         cache.insert(key(n), 1).unwrap();
     }
-    clock.advance(Duration::from_nanos(10));
+    clock.advance(ticks(Duration::from_nanos(10)));
     cache.insert(key(4), 2).unwrap();
     let stats = cache.stats();
     assert_eq!((stats.expired, stats.evictions), (1, 0));
@@ -630,7 +631,7 @@ fn a_manual_clock_moved_past_the_deadline_ends_the_wait() {
         wait_for_waiters(&cache, key(1), 1);
         thread::sleep(Duration::from_millis(20)); // real time passes, the clock stands still
         assert!(!timed_out.load(Ordering::SeqCst), "timed out by real time");
-        clock.advance(Duration::from_millis(1));
+        clock.advance(ticks(Duration::from_millis(1)));
         assert!(waiter.join().unwrap(), "the waiter computes on its own");
     });
     drop(leader);
