@@ -1,5 +1,5 @@
-//! Control nodes: loops (`repeat`, bounded, with an exit predicate) and branches (a selector
-//! picks one arm).
+//! Control nodes: loops (`loop_node`: bounded, with an exit predicate) and switches
+//! (`switch`: a selector picks one arm).
 
 use super::{stamp, Exec};
 
@@ -12,7 +12,7 @@ use crate::telemetry::EventSink;
 use crate::telemetry::StepOutcome;
 
 impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_, P, C, K, S, H> {
-    pub(super) fn repeat(
+    pub(super) fn loop_node(
         &mut self,
         id: u32,
         l: usize,
@@ -55,7 +55,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         Ok(x)
     }
 
-    pub(super) fn branch(
+    pub(super) fn switch(
         &mut self,
         id: u32,
         b: usize,

@@ -1,6 +1,6 @@
 //! The interpreter proper: `Exec`, one run's state, and node dispatch. Each concern has a
 //! room of its own: the fast path (`stretch`), the task policy pipeline (`policy`), fan-outs
-//! (`fanout`), loops and branches (`control`), and pure fan-out programs (`pure`). See
+//! (`fanout`), loops and switches (`control`), and pure fan-out programs (`pure`). See
 //! `interp/README.md` for the paths a task can take.
 
 use super::host::Host;
@@ -168,8 +168,8 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             NodeKind::Task => self.task(slot as u32, input, frame),
             NodeKind::Sequence => self.sequence(slot, input, frame),
             NodeKind::Parallel => self.parallel(id, slot, input, frame),
-            NodeKind::Loop => self.repeat(id, slot, input, frame),
-            NodeKind::Switch => self.branch(id, slot, input, frame),
+            NodeKind::Loop => self.loop_node(id, slot, input, frame),
+            NodeKind::Switch => self.switch(id, slot, input, frame),
             NodeKind::Map => self.map(id, slot, input, frame),
         }
     }
@@ -294,7 +294,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
 
     /// Stops the run before a task when it was cancelled or its deadline passed.
     #[inline(always)]
-    fn check_stop(&mut self, node: u32, now: u64) -> Result<(), Stop> {
+    fn stop_if_due(&mut self, node: u32, now: u64) -> Result<(), Stop> {
         if !self.env.watch {
             return Ok(());
         }

@@ -41,7 +41,7 @@ pub(super) fn note_transition<S: EventSink>(
 /// checks are `AroundStep::Many`), out of line: the step then its one boxed validator without a
 /// loop, or the general order.
 #[inline(never)]
-pub(super) fn checked_attempt<P, C: Clone>(
+pub(super) fn attempt_with_validator<P, C: Clone>(
     cfg: &TaskConfig<P, C>,
     step: &dyn Step<P, C>,
     x: P,
@@ -186,7 +186,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             || self.tel.is_some()
             || pol.flags.intersects(StepFlags::TIMED);
         let start = stamp(self.clock, timed);
-        self.check_stop(pol.node, stop_tick(self.clock, timed, start, &self.env))?;
+        self.stop_if_due(pol.node, stop_tick(self.clock, timed, start, &self.env))?;
         self.begin(pol.node, start);
         let mut rec = StepRecord::new(pol.node);
 
@@ -445,7 +445,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     self.clock.wait(ticks);
                     rec.backoff_ticks = rec.backoff_ticks.saturating_add(ticks);
                     let now = self.clock.now();
-                    if let Err(stop) = self.check_stop(node, now) {
+                    if let Err(stop) = self.stop_if_due(node, now) {
                         return (Err(stop), false);
                     }
                     let x = if keep_input {

@@ -1,7 +1,7 @@
 //! The fast path: stretches of plain tasks (and lean policy tasks' first attempts) run in one
 //! loop, one step context and one record cursor, and a plain task on its own (`plain_one`).
 
-use super::policy::{checked_attempt, note_transition, FirstAttempt};
+use super::policy::{attempt_with_validator, note_transition, FirstAttempt};
 use super::{charge, elapsed, stamp, stop_reason, stop_tick, Exec};
 use core::mem::MaybeUninit;
 
@@ -342,7 +342,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 if !T::LEAN || pt.checks == AroundStep::None {
                     step.run(x, cx)
                 } else {
-                    checked_attempt(&pol().cfg, &**step, x, cx)
+                    attempt_with_validator(&pol().cfg, &**step, x, cx)
                 }
             };
             // The clock is read in each arm, so the success of the attempt's last part goes
