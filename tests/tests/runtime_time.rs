@@ -2,7 +2,8 @@
 //! real one, where steps sleep, and a `ManualClock` that steps advance): a breaker opens,
 //! waits out its open period and a probe closes it; an attempt timeout fires; the slow-call
 //! rule trips; a deadline stops a run; a breaker shared by two executors made a second apart
-//! keeps its open period; a result cache entry expires when its TTL has passed. Telemetry samples one run in many at most, so most of these runs
+//! keeps its open period; a result cache entry expires when its TTL has passed; a usage overrun
+//! aborts every run. Telemetry samples one run in many at most, so most of these runs
 //! are unsampled: sampling must never change a decision.
 //!
 //! Each setup runs on a thread of its own, so the real clock's waits overlap.
@@ -16,8 +17,9 @@ use flujo_core::cache::StepFingerprint;
 use flujo_core::graph::ManualClock;
 use flujo_core::graph::{Graph, StepError, TaskConfig};
 use flujo_core::interp::{ErrorKind, Outcome};
-use flujo_core::policy::BreakerState;
+use flujo_core::policy::{Backoff, BreakerState, RetryPolicy, Usage};
 use flujo_core::policy::{Breaker, BreakerConfig, ErrorClass};
+use flujo_core::telemetry::Counter;
 use flujo_runtime::clock::{ticks, RuntimeClock};
 use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
 use flujo_runtime::{Completed, Executor, Finished, Priority, RunSpec, SubmitSpec};
@@ -438,5 +440,86 @@ fn a_cached_output_expires_when_its_ttl_has_passed() {
         s.time.pass(TTL + Duration::from_millis(20));
         assert_eq!(ex.run(&g, 1, ()).unwrap().output, Some(2), "{name}");
         assert_eq!(remote.calls(), 2, "{name}: expired, computed again");
+    });
+}
+
+#[test]
+fn a_usage_overrun_aborts_every_run_inline_and_submitted() {
+    // Reported usage past the budget aborts the run right after the step, sampled or not: 70
+    // runs cover the latency preset's one-in-64 sampling. `spend` runs plain (the stretch
+    // loop) and with a retry policy (the policy pipeline).
+    each_setup(|s| {
+        let name = &s.name;
+        let ex = s.executor();
+        let next_calls = Arc::new(AtomicU64::new(0));
+        for cfg in [
+            TaskConfig::new(),
+            TaskConfig::new().retry(RetryPolicy::new(2, Backoff::NONE).unwrap()),
+        ] {
+            let (time, calls) = (s.time.clone(), Arc::clone(&next_calls));
+            let g = Arc::new(
+                Graph::<u64, ()>::build(move |b| {
+                    let spend = b.task_with(
+                        "spend",
+                        move |x, cx| {
+                            time.pass(Duration::from_micros(100));
+                            cx.report_usage(Usage {
+                                cost: 50,
+                                tokens: 0,
+                            });
+                            Ok(x + 1)
+                        },
+                        cfg,
+                    );
+                    let next = b.task("next", move |x, _| {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        Ok(x + 1)
+                    });
+                    b.sequence("s", &[spend, next])
+                })
+                .unwrap(),
+            );
+            let budget = Usage {
+                cost: 10,
+                tokens: 1000,
+            };
+            let expect = |done: &Completed<u64, ()>| {
+                assert_eq!(
+                    (done.outcome, done.output),
+                    (Outcome::Aborted, None),
+                    "{name}"
+                );
+                let e = done.error.as_ref().expect("an overrun names its step");
+                assert_eq!(e.step, "spend", "{name}");
+                assert!(
+                    matches!(e.kind, ErrorKind::UsageOverrun { .. }),
+                    "{name}: {e}"
+                );
+            };
+            for _ in 0..35 {
+                let spec = RunSpec::default().budget(budget);
+                expect(
+                    &ex.run_with(&g, 1, (), &spec, |r| Completed::from(r))
+                        .unwrap(),
+                );
+                let spec = SubmitSpec::default().budget(budget);
+                let ticket = ex
+                    .submit_with(&g, 1, (), &spec)
+                    .unwrap_or_else(|r| panic!("{name}: refused: {}", r.reason));
+                match ticket.wait().unwrap() {
+                    Finished::Ran(done) => expect(&done),
+                    other => panic!("{name}: {other:?}"),
+                }
+            }
+            // Without a budget the same graph runs through.
+            assert_eq!(ex.run(&g, 1, ()).unwrap().output, Some(3), "{name}");
+        }
+        assert_eq!(
+            next_calls.load(Ordering::SeqCst),
+            2,
+            "{name}: only the unbudgeted runs"
+        );
+        let overruns = ex.report().counters.get(Counter::UsageOverruns);
+        assert_eq!(overruns, 2 * 70, "{name}: every overrun counted");
     });
 }
