@@ -1,21 +1,25 @@
-//! The one swap point for the synchronization primitives of the lock-free parts.
+//! The one swap point for the runtime's synchronization primitives.
 //!
-//! [`queue`](crate::queue) and [`admission`](crate::admission) take their atomics, their
-//! `Mutex` and their yield from here. Under `cfg(loom)` they are loom's, so the loom models
-//! explore every interleaving of the real code (the core's rings switch to loom's atomics under
-//! the same flag); otherwise they are `std`'s. `flujo_core::sync` is crate-private, hence this
-//! small copy.
+//! The queues, the admission limit, the tickets, the result cache and the dispatchers take
+//! their atomics, locks and yield from here. Under `cfg(loom)` they are loom's, so the loom
+//! models explore every interleaving of the real code (the core's rings switch to loom's
+//! atomics under the same flag); otherwise they are `std`'s. `flujo_core::sync` is
+//! crate-private, hence this small copy.
 #![allow(unused_imports)]
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{
+    fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Mutex, MutexGuard};
+pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{
+    fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 #[cfg(loom)]
-pub(crate) use loom::sync::{Mutex, MutexGuard};
+pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 /// Gives up the CPU while waiting on another thread; under loom, lets the model schedule
 /// another thread (a spin loop without it never ends in a model).
@@ -25,4 +29,14 @@ pub(crate) fn yield_now() {
     loom::thread::yield_now();
     #[cfg(not(loom))]
     std::thread::yield_now();
+}
+
+/// One turn of a bounded spin-wait: a CPU hint; under loom, a yield to the model's scheduler.
+#[allow(dead_code)]
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
 }
