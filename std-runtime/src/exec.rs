@@ -15,6 +15,7 @@
 mod builder;
 mod host;
 mod runner_pool;
+mod shutdown;
 mod tally;
 
 use std::cell::Cell;
@@ -45,6 +46,8 @@ use crate::Refusal;
 pub use builder::ExecutorBuilder;
 use host::{panic_message, CacheBridge, RtHost};
 use runner_pool::{lock, merge_breaker, RunnerPool, Seen};
+use shutdown::Running;
+pub use shutdown::{Drain, ShutdownReport, ShutdownSpec};
 use tally::SeenBreaker;
 
 /// Per-run options of [`Executor::run_with`].
@@ -269,26 +272,6 @@ pub enum Finished<P, C> {
     Panicked(Panicked),
 }
 
-/// What [`Executor::shutdown`] did with the submissions still queued.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Drain {
-    /// Run every queued submission, then stop.
-    Finish,
-    /// Hand every queued submission back through its ticket
-    /// ([`Finished::HandedBack`]); runs already started finish.
-    HandBack,
-}
-
-/// What a shutdown saw.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ShutdownReport {
-    /// Queued submissions handed back.
-    pub handed_back: u64,
-    /// Submissions that ran to their end over the executor's life.
-    pub finished: u64,
-}
-
 /// The executor's construction errors.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -360,6 +343,11 @@ struct Inner<P, C> {
     limit: Arc<AdaptiveLimit>,
     admission: bool,
     closed: AtomicBool,
+    /// The cancel flags of the submitted runs under way (a time-limited shutdown raises them).
+    running: Running,
+    /// Set when a time-limited shutdown passed its limit: a job popped after it is handed
+    /// back, and one that registers after it cancels itself.
+    halting: AtomicBool,
     /// Submissions admitted and not yet ended (queued or running), and a condition to wait
     /// for it to reach 0.
     pending: AtomicUsize,
@@ -499,6 +487,8 @@ where
                 limit: Arc::new(limit),
                 admission,
                 closed: AtomicBool::new(false),
+                running: Running::new(dispatchers),
+                halting: AtomicBool::new(false),
                 pending: AtomicUsize::new(0),
                 idle: (Mutex::new(()), Condvar::new()),
                 submitted: AtomicU64::new(0),
@@ -675,29 +665,63 @@ where
     /// Stops admitting (later submissions are handed back with
     /// [`Refusal::ShuttingDown`]), then finishes or hands back what is queued, and waits
     /// until no submission is left. No submission is lost: each ends as run, or handed back
-    /// through its ticket.
+    /// through its ticket. It waits as long as the runs take: see
+    /// [`shutdown_with`](Self::shutdown_with) for a time limit.
     pub fn shutdown(&self, drain: Drain) -> ShutdownReport {
+        self.shutdown_with(&ShutdownSpec::default().drain(drain))
+    }
+
+    /// [`shutdown`](Self::shutdown) within a time limit: once `spec.limit` has passed on the
+    /// executor's clock, what is still queued is handed back, the runs under way have their
+    /// cancel flags raised, and after `spec.grace` more it returns, reporting the runs that
+    /// still had not ended ([`ShutdownReport::still_running`]: steps that ignore their flag).
+    /// Inline runs ([`run`](Self::run)) are the caller's: it neither waits for nor cancels
+    /// them (give them a [`RunSpec::cancel`] flag).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use flujo_core::graph::Graph;
+    /// # use flujo_runtime::{config::OptimizationConfig, Executor, Finished, Priority, ShutdownSpec};
+    /// // A step that runs until it is told to stop.
+    /// let g = Arc::new(Graph::<u64, ()>::build(|b| {
+    ///     b.task("poll", |x, cx| {
+    ///         while !cx.should_stop() {
+    ///             std::thread::sleep(Duration::from_micros(100));
+    ///         }
+    ///         Ok(x)
+    ///     })
+    /// }).unwrap());
+    /// let ex = Executor::new(OptimizationConfig::latency()).unwrap();
+    /// let ticket = ex.submit(&g, 1, (), Priority::Normal).ok().unwrap();
+    /// let shut = ex.shutdown_with(&ShutdownSpec::default().limit(Duration::from_millis(20)).grace(Duration::from_secs(5)));
+    /// assert_eq!(shut.still_running, 0);
+    /// // It was cancelled (if it had started) or handed back (if it had not).
+    /// assert!(matches!(ticket.wait().unwrap(), Finished::Ran(_) | Finished::HandedBack(_)));
+    /// ```
+    pub fn shutdown_with(&self, spec: &ShutdownSpec) -> ShutdownReport {
         let inner = &self.inner;
         inner.closed.store(true, Ordering::Release);
-        if drain == Drain::HandBack {
-            inner.queues.close();
-            for (job, _) in inner.queues.drain() {
-                inner.hand_back(job, Refusal::ShuttingDown);
-            }
+        if spec.drain == Drain::HandBack {
+            inner.hand_back_queued();
         }
-        let (m, cv) = &inner.idle;
-        let mut guard = lock(m);
-        while inner.pending.load(Ordering::Acquire) != 0 {
-            guard = cv
-                .wait_timeout(guard, Duration::from_millis(10))
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
+        let limit = spec.limit.map(|d| inner.clock.deadline_after(d));
+        let mut cancelled = 0;
+        // `Some(None)`: a limit past what the clock can represent, which is none.
+        if !inner.wait_idle(limit.flatten()) {
+            // The limit passed. A job popped from here on is handed back (`run_job`), so
+            // everything not yet started is; the flags of those started are raised.
+            inner.halting.store(true, Ordering::SeqCst);
+            inner.hand_back_queued();
+            cancelled = inner.running.cancel_all();
+            inner.wait_idle(inner.clock.deadline_after(spec.grace));
         }
-        drop(guard);
         inner.queues.close();
         ShutdownReport {
             handed_back: inner.handed_back.load(Ordering::Relaxed),
             finished: inner.finished.load(Ordering::Relaxed),
+            cancelled,
+            still_running: inner.pending.load(Ordering::Acquire) as u64,
         }
     }
 
@@ -846,14 +870,45 @@ where
         }
     }
 
-    fn hand_back(&self, job: Job<P, C>, reason: Refusal) {
+    /// Hands `job` back through its ticket, unrun (the caller ends the submission).
+    fn hand_back(&self, job: Job<P, C>) {
         self.handed_back.fetch_add(1, Ordering::Release);
         job.completer.complete(Finished::HandedBack(Rejected {
-            reason,
+            reason: Refusal::ShuttingDown,
             input: job.input,
             context: job.context,
         }));
-        self.end_one();
+    }
+
+    /// Closes the queues and hands back every submission in them.
+    fn hand_back_queued(&self) {
+        self.queues.close();
+        for (job, _) in self.queues.drain() {
+            self.hand_back(job);
+            self.end_one();
+        }
+    }
+
+    /// Waits until no submission is pending (`true`) or the clock reaches `until` (`false`).
+    /// Sleeps in real slices of at most 10 ms between looks at the clock (a manual clock is
+    /// moved by someone else); the last submission to end wakes it at once.
+    fn wait_idle(&self, until: Option<u64>) -> bool {
+        let (m, cv) = &self.idle;
+        let mut guard = lock(m);
+        loop {
+            if self.pending.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            let slice = match until {
+                Some(t) if self.clock.now() >= t => return false,
+                Some(t) => self.clock.until(t).min(Duration::from_millis(10)),
+                None => Duration::from_millis(10),
+            };
+            guard = cv
+                .wait_timeout(guard, slice)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
     }
 
     /// Sees that a dispatcher will find the submission just queued: spawns one if fewer than
@@ -947,6 +1002,11 @@ where
         // Ends the submission last (after the ticket is completed), also if this unwinds:
         // when the ticket is gone, completing drops the value, and a user `Drop` may panic.
         let _ending = self.ending();
+        if self.halting.load(Ordering::Acquire) {
+            // A time-limited shutdown passed its limit before this one started.
+            self.hand_back(job);
+            return;
+        }
         let Job {
             graph,
             input,
@@ -959,16 +1019,24 @@ where
         } = job;
         let cancel = completer.cancel_flag();
         let inline = false;
-        let result = self.run(
-            &graph,
-            input,
-            context,
-            deadline,
-            Some(cancel),
-            budget,
-            inline,
-            Completed::of,
-        );
+        let result = self.running.during(cancel, || {
+            // Registered: a shutdown that passed its limit since the check above either
+            // raised this flag, or set `halting` before it locked this thread's slot, which
+            // the registration locked after (so this load sees it).
+            if self.halting.load(Ordering::SeqCst) {
+                cancel.cancel();
+            }
+            self.run(
+                &graph,
+                input,
+                context,
+                deadline,
+                Some(cancel),
+                budget,
+                inline,
+                Completed::of,
+            )
+        });
         let finished = match result {
             Ok(done) => {
                 if let Some(p) = permit.take() {

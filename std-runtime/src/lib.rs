@@ -75,7 +75,7 @@ mod exec;
 #[cfg(not(loom))]
 pub use exec::{
     BuildError, Completed, Drain, Executor, ExecutorBuilder, Finished, Panicked, Rejected,
-    RunFailure, RunSpec, ShutdownReport, SubmitSpec,
+    RunFailure, RunSpec, ShutdownReport, ShutdownSpec, SubmitSpec,
 };
 
 /// Whether this build catches panics: `true` with `panic = "unwind"` (Rust's default), so a

@@ -8,109 +8,24 @@
 //!
 //! Each setup runs on a thread of its own, so the real clock's waits overlap.
 
+#[path = "common/matrix.rs"]
+mod matrix;
+
+use matrix::{each_setup, setups, Setup, Time};
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use flujo_core::cache::StepFingerprint;
-use flujo_core::graph::ManualClock;
 use flujo_core::graph::{Graph, StepError, TaskConfig};
 use flujo_core::interp::{ErrorKind, Outcome};
 use flujo_core::policy::{Backoff, BreakerState, RetryPolicy, Usage};
 use flujo_core::policy::{Breaker, BreakerConfig, ErrorClass};
 use flujo_core::telemetry::Counter;
-use flujo_runtime::clock::{ticks, RuntimeClock};
-use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
+use flujo_runtime::clock::ticks;
 use flujo_runtime::{Completed, Executor, Finished, Priority, RunSpec, SubmitSpec};
-
-/// The time a setup runs on.
-#[derive(Clone, Debug)]
-enum Time {
-    /// The monotonic clock: a step that takes `d` sleeps `d`.
-    Real,
-    /// A manual clock: a step that takes `d` advances it by `d`.
-    Manual(ManualClock),
-}
-
-impl Time {
-    fn clock(&self) -> RuntimeClock {
-        match self {
-            Time::Real => RuntimeClock::default(),
-            Time::Manual(c) => c.clone().into(),
-        }
-    }
-
-    /// Lets `d` pass (in a step or between runs).
-    fn pass(&self, d: Duration) {
-        match self {
-            Time::Real => thread::sleep(d),
-            Time::Manual(c) => c.advance(ticks(d)),
-        }
-    }
-}
-
-/// One setup: a preset at one telemetry level, on one clock.
-#[derive(Clone, Debug)]
-struct Setup {
-    name: String,
-    cfg: OptimizationConfig,
-    time: Time,
-}
-
-impl Setup {
-    fn executor(&self) -> Executor<u64, ()> {
-        Executor::builder(self.cfg.clone())
-            .clock(self.time.clock())
-            .build()
-            .unwrap_or_else(|e| panic!("{}: {e}", self.name))
-    }
-}
-
-/// Every preset at every telemetry level, on the real clock and on a manual one. The preset's
-/// sampling period is kept (the latency preset samples one run in 64).
-fn setups() -> Vec<Setup> {
-    let levels = [
-        TelemetryLevel::Off,
-        TelemetryLevel::Counters,
-        TelemetryLevel::Histograms,
-        TelemetryLevel::Events,
-    ];
-    let mut all = Vec::new();
-    for preset in OptimizationConfig::PRESETS {
-        for level in levels {
-            for manual in [false, true] {
-                let mut cfg = OptimizationConfig::preset(preset).unwrap();
-                cfg.telemetry.level = level;
-                cfg.workers = 1;
-                let time = if manual {
-                    Time::Manual(ManualClock::new(0))
-                } else {
-                    Time::Real
-                };
-                let clock = if manual { "manual" } else { "real" };
-                let name = format!("{preset}/{level:?}/{clock} clock");
-                all.push(Setup { name, cfg, time });
-            }
-        }
-    }
-    assert_eq!(all.len(), 3 * 4 * 2);
-    all
-}
-
-/// Runs `check` on every setup, each on a thread of its own.
-fn each_setup(check: impl Fn(&Setup) + Sync) {
-    let all = setups();
-    thread::scope(|s| {
-        for setup in &all {
-            let check = &check;
-            thread::Builder::new()
-                .name(setup.name.clone())
-                .spawn_scoped(s, move || check(setup))
-                .expect("a thread");
-        }
-    });
-}
 
 /// A remote call: fails while `failing`, takes `spend` (ns) of the setup's time, counts its
 /// calls.
@@ -193,7 +108,7 @@ const SLOW_CALL: Duration = Duration::from_millis(100);
 
 #[test]
 fn a_breaker_opens_waits_out_its_open_period_and_a_probe_closes_it() {
-    each_setup(|s| {
+    each_setup(1, |s| {
         let name = &s.name;
         let ex = s.executor();
         let remote = Remote::default();
@@ -243,7 +158,7 @@ fn a_breaker_opens_waits_out_its_open_period_and_a_probe_closes_it() {
 
 #[test]
 fn an_attempt_timeout_fires_in_every_run() {
-    each_setup(|s| {
+    each_setup(1, |s| {
         let name = &s.name;
         let ex = s.executor();
         let remote = Remote::default();
@@ -264,7 +179,7 @@ fn an_attempt_timeout_fires_in_every_run() {
 
 #[test]
 fn the_slow_call_rule_trips_the_breaker() {
-    each_setup(|s| {
+    each_setup(1, |s| {
         let name = &s.name;
         let ex = s.executor();
         let remote = Remote::default();
@@ -319,7 +234,7 @@ fn slow_then_next(time: &Time, next_calls: &Arc<AtomicU64>) -> Arc<Graph<u64, ()
 
 #[test]
 fn a_deadline_stops_a_run_inline_and_submitted() {
-    each_setup(|s| {
+    each_setup(1, |s| {
         let name = &s.name;
         let ex = s.executor();
         let next_calls = Arc::new(AtomicU64::new(0));
@@ -379,7 +294,7 @@ fn a_deadline_stops_a_run_inline_and_submitted() {
 
 #[test]
 fn a_breaker_shared_by_two_executors_made_a_second_apart_keeps_its_open_period() {
-    let all = setups();
+    let all = setups(1);
     let first: Vec<Executor<u64, ()>> = all.iter().map(Setup::executor).collect();
     // One real second for every setup at once; each manual clock moves a second too.
     thread::sleep(Duration::from_secs(1));
@@ -424,7 +339,7 @@ fn a_breaker_shared_by_two_executors_made_a_second_apart_keeps_its_open_period()
 fn a_cached_output_expires_when_its_ttl_has_passed() {
     // Long enough that a hit right after the computation cannot outlast it (real clock).
     const TTL: Duration = Duration::from_secs(2);
-    each_setup(|s| {
+    each_setup(1, |s| {
         let name = &s.name;
         let mut cfg = s.cfg.clone();
         cfg.result_cache.ttl = Some(TTL);
@@ -448,7 +363,7 @@ fn a_usage_overrun_aborts_every_run_inline_and_submitted() {
     // Reported usage past the budget aborts the run right after the step, sampled or not: 70
     // runs cover the latency preset's one-in-64 sampling. `spend` runs plain (the stretch
     // loop) and with a retry policy (the policy pipeline).
-    each_setup(|s| {
+    each_setup(1, |s| {
         let name = &s.name;
         let ex = s.executor();
         let next_calls = Arc::new(AtomicU64::new(0));
