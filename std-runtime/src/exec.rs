@@ -1221,7 +1221,7 @@ fn note<P, C>(
     sampled: bool,
 ) {
     if counting {
-        tallies.count(graph, r.records);
+        tallies.count(graph, r);
     }
     if sampled {
         samples.extend(r.records.iter().map(|rec| (rec.node, rec.latency_ticks)));

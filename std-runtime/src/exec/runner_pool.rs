@@ -260,7 +260,7 @@ pub(crate) struct Retired {
 
 impl Retired {
     /// Adds what `stats` counted.
-    fn absorb(&mut self, stats: &RunnerStats) {
+    fn absorb(&mut self, stats: &mut RunnerStats) {
         self.report.merge(&stats.report);
         for row in stats.tallies.rows() {
             self.report.add_step_counts(row);
@@ -394,7 +394,7 @@ impl<P: Clone, C: Context> RunnerPool<P, C> {
             live.swap_remove(at);
         }
         let mut retired = lock(&self.retired);
-        retired.absorb(&lock(&w.shared.stats));
+        retired.absorb(&mut lock(&w.shared.stats));
         retired.loans += w.shared.loans();
         retired.freed += 1;
     }
@@ -409,7 +409,7 @@ impl<P: Clone, C: Context> RunnerPool<P, C> {
             let (cfg, generation) = lock(&self.config).clone();
             let mut w = PooledRunner::fresh(u32::MAX, generation, &cfg);
             let r = f(&mut w);
-            lock(&self.retired).absorb(&lock(&w.shared.stats));
+            lock(&self.retired).absorb(&mut lock(&w.shared.stats));
             return r;
         }
         let mut w = loop {
