@@ -1171,7 +1171,9 @@ impl<P, C> RunEnd<'_, '_, P, C> {
             self.sampled,
         );
         for &(node, latency) in samples.iter() {
-            stats.report.add_latency(graph.name(node), node.0, latency);
+            stats
+                .report
+                .add_node_latency(graph.id(), node.0, graph.name(node), latency);
         }
         samples.clear();
     }

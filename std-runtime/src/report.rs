@@ -23,6 +23,7 @@
 use crate::Refusal;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use flujo_core::interp::{Outcome, StepRecord};
 use flujo_core::policy::BreakerState;
@@ -429,6 +430,10 @@ impl StepEntry {
 /// row named [`OTHER_STEPS`].
 pub const MAX_STEP_ROWS: usize = 256;
 
+/// Nodes of a graph whose step rows a builder remembers by node id (see
+/// `ReportBuilder::add_node_latency`); the rest are looked up by name.
+const MAX_MEMO_NODES: usize = 1 << 16;
+
 /// The row of the steps past [`MAX_STEP_ROWS`].
 pub const OTHER_STEPS: &str = "(other steps)";
 
@@ -444,7 +449,10 @@ pub(crate) struct ReportBuilder {
     run_latency_ns: Histogram,
     /// Invariant: `step_index[steps[i].row.step] == i` for every `i`.
     steps: Vec<StepEntry>,
-    step_index: HashMap<String, usize>,
+    step_index: HashMap<String, usize, BuildHasherDefault<NameHasher>>,
+    /// Of the graph whose latencies were added last (its id), each node's index in `steps`
+    /// (`u32::MAX`: not looked up yet), so a sampled run's latencies skip the name lookup.
+    node_entries: (u32, Vec<u32>),
     /// Names of step ids, from records and [`name_step`](Self::name_step).
     step_names: HashMap<u32, String>,
     counters: Counters,
@@ -454,6 +462,33 @@ pub(crate) struct ReportBuilder {
     /// Whether [`observe_limit`](Self::observe_limit) or `set_admission` ran.
     admission_seen: bool,
     telemetry: TelemetryStats,
+}
+
+/// The step-name index's hasher (FxHash's word mix, one multiply per 8 bytes): step names
+/// come from the host's own graphs, not from untrusted input, and the index is hit for every
+/// sampled step latency, where SipHash cost more than the rest of the row's update.
+#[derive(Default)]
+struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        let word = u64::from_le_bytes(tail) ^ (bytes.len() as u64) << 56;
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl Default for ReportBuilder {
@@ -470,7 +505,8 @@ impl ReportBuilder {
             submitted: 0,
             run_latency_ns: Histogram::new(),
             steps: Vec::new(),
-            step_index: HashMap::new(),
+            step_index: HashMap::default(),
+            node_entries: (u32::MAX, Vec::new()),
             step_names: HashMap::new(),
             counters: Counters::new(),
             breakers: BTreeMap::new(),
@@ -586,16 +622,60 @@ impl ReportBuilder {
 
     /// Adds one latency sample (nanoseconds) to the row of `step_name` without counting an
     /// execution: for an executor that counts executions exactly and samples latencies.
+    #[cfg(test)]
     pub fn add_latency(&mut self, step_name: &str, node: u32, latency_ns: u64) {
         self.entry(step_name, node)
             .latency_ns_mut()
             .record(latency_ns);
     }
 
+    /// [`add_latency`](Self::add_latency) of node `node` of the graph of id `graph`, named
+    /// `name`: the entry found for a node is remembered, for the graph met last.
+    #[inline]
+    pub(crate) fn add_node_latency(&mut self, graph: u32, node: u32, name: &str, latency_ns: u64) {
+        if self.node_entries.0 != graph {
+            self.node_entries.0 = graph;
+            self.node_entries.1.clear();
+        }
+        let at = node as usize;
+        let index = match self.node_entries.1.get(at) {
+            Some(&index) if index != u32::MAX => index as usize,
+            _ => {
+                let index = self.entry_index(name, node);
+                if at < MAX_MEMO_NODES {
+                    let memo = &mut self.node_entries.1;
+                    if memo.len() <= at {
+                        memo.resize(at + 1, u32::MAX);
+                    }
+                    memo[at] = index as u32;
+                }
+                index
+            }
+        };
+        self.steps[index].latency_ns_mut().record(latency_ns);
+    }
+
     /// The entry of `name`, made on first use with `node` as its node id. Past
     /// [`MAX_STEP_ROWS`] names, new ones share the row [`OTHER_STEPS`].
+    #[inline]
     fn entry(&mut self, name: &str, node: u32) -> &mut StepEntry {
-        let name = if self.step_index.contains_key(name) || self.steps.len() + 1 < MAX_STEP_ROWS {
+        let index = self.entry_index(name, node);
+        &mut self.steps[index]
+    }
+
+    /// The index in `steps` of [`entry`](Self::entry).
+    #[inline]
+    fn entry_index(&mut self, name: &str, node: u32) -> usize {
+        match self.step_index.get(name) {
+            Some(&index) => index,
+            None => self.new_entry(name, node),
+        }
+    }
+
+    /// [`entry_index`](Self::entry_index) of a name not seen yet.
+    #[cold]
+    fn new_entry(&mut self, name: &str, node: u32) -> usize {
+        let name = if self.steps.len() + 1 < MAX_STEP_ROWS {
             name
         } else {
             OTHER_STEPS
@@ -616,7 +696,7 @@ impl ReportBuilder {
                 index
             }
         };
-        &mut self.steps[index]
+        index
     }
 
     /// Adds a run's (or a worker's) exact counters to the totals.

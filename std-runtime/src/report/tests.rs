@@ -617,3 +617,40 @@ fn a_cleared_builder_counts_nothing_and_keeps_its_sampling() {
     assert!(untimed.step_histogram("u").is_none());
     assert_eq!(untimed.build(0).step("u").map(|s| s.executions), Some(3));
 }
+
+#[test]
+fn node_latencies_land_in_their_steps_rows_across_graphs_and_clears() {
+    // Two graphs whose node 0 and 1 have different names, alternating: the remembered rows
+    // of one graph never serve the other's nodes.
+    let names = [["a0", "a1"], ["b0", "b1"]];
+    let mut b = ReportBuilder::new();
+    let mut sum = ReportBuilder::new();
+    for round in 0..6u64 {
+        for (graph, names) in (7u32..).zip(&names) {
+            for (node, name) in (0u32..).zip(names) {
+                b.add_node_latency(graph, node, name, 100 * u64::from(graph) + round);
+            }
+        }
+        if round == 2 {
+            // A cleared builder keeps its rows, so what it remembers stays right.
+            sum.merge(&b);
+            b.clear();
+        }
+    }
+    sum.merge(&b);
+    let report = sum.build(0);
+    for (graph, names) in (7u64..).zip(&names) {
+        for name in names {
+            let l = report
+                .step(name)
+                .map(|s| s.latency)
+                .expect("a row per name");
+            assert_eq!(
+                (l.samples, l.min_ns, l.max_ns),
+                (6, 100 * graph, 100 * graph + 5),
+                "{name}"
+            );
+        }
+    }
+    assert_eq!(report.steps.len(), 4);
+}
