@@ -14,6 +14,7 @@ use w5_ring_spsc::W5_ring_spsc;
 #[path = "iai/w5_ring_mpmc.rs"]
 mod w5_ring_mpmc;
 use w5_ring_mpmc::W5_ring_mpmc;
+use w5_ring_mpmc::W5_ring_mpmc_batch;
 #[path = "iai/w6_ticket_cells.rs"]
 mod w6_ticket_cells;
 use w6_ticket_cells::W6_ticket_cells;
@@ -41,6 +42,7 @@ main!(
     W8_context,
     W5_ring_spsc,
     W5_ring_mpmc,
+    W5_ring_mpmc_batch,
     W6_ticket_cells,
     W7_cache_hit,
     W7_cache_key,

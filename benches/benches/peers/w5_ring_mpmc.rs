@@ -1,5 +1,7 @@
 //! W5_ring_mpmc: push+pop of a `u64` through a many-producer many-consumer ring of capacity
-//! 1024, single thread, flujo beside crossbeam's `ArrayQueue`; and, as information only,
+//! 1024, single thread, flujo beside crossbeam's `ArrayQueue`; W5_ring_mpmc_batch: `BATCH`
+//! items in and out, flujo's `push_batch`/`pop_batch` (one claim per side per batch) beside
+//! crossbeam pushing and popping one at a time; and, as information only,
 //! W5_ring_mpmc_2thread: 1M items from a producer thread to a consumer thread.
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -10,6 +12,8 @@ use flujo_core::ring::mpmc::Ring;
 
 /// Ring capacity for both groups.
 const CAPACITY: usize = 1024;
+/// Items per batch in W5_ring_mpmc_batch.
+const BATCH: u64 = 64;
 /// Items sent from thread to thread per iteration of the 2-thread group.
 const ITEMS_2THREAD: u64 = 1_000_000;
 
@@ -59,6 +63,42 @@ fn single_thread(c: &mut Criterion) {
             assert!(pushed.is_ok() && popped == Some(value));
             black_box(popped)
         });
+    });
+    group.finish();
+}
+
+/// Moves `BATCH` values starting at `from` in and out of `ring` in two batch calls; returns
+/// their sum.
+fn flujo_batch(ring: &Ring<u64>, from: u64) -> u64 {
+    let pushed = ring.push_batch(&mut (from..from + BATCH));
+    let mut sum = 0u64;
+    let popped = ring.pop_batch(BATCH as usize, |v| sum = sum.wrapping_add(v));
+    assert!(pushed == BATCH as usize && popped == BATCH as usize);
+    sum
+}
+
+/// [`flujo_batch`] through crossbeam's queue, one item at a time.
+fn crossbeam_batch(queue: &ArrayQueue<u64>, from: u64) -> u64 {
+    for v in from..from + BATCH {
+        assert!(queue.push(v).is_ok());
+    }
+    let mut sum = 0u64;
+    for _ in 0..BATCH {
+        sum = sum.wrapping_add(queue.pop().expect("pushed"));
+    }
+    sum
+}
+
+fn batch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("W5_ring_mpmc_batch");
+    let want = |from: u64| BATCH * from + BATCH * (BATCH - 1) / 2;
+    let ring = Ring::<u64>::with_capacity(CAPACITY).expect("power of two");
+    assert_eq!(flujo_batch(&ring, 5), want(5));
+    group.bench_function("flujo", |b| b.iter(|| flujo_batch(&ring, black_box(5))));
+    let queue = ArrayQueue::<u64>::new(CAPACITY);
+    assert_eq!(crossbeam_batch(&queue, 5), want(5));
+    group.bench_function("crossbeam_one_at_a_time", |b| {
+        b.iter(|| crossbeam_batch(&queue, black_box(5)))
     });
     group.finish();
 }
@@ -130,8 +170,9 @@ fn contended(c: &mut Criterion) {
     group.finish();
 }
 
-/// Both W5_ring_mpmc groups.
+/// The W5_ring_mpmc groups.
 pub fn benches(c: &mut Criterion) {
     single_thread(c);
+    batch(c);
     contended(c);
 }
