@@ -1,7 +1,8 @@
-//! W1_chain, W2_chain_policies and W8_context: the interpreter on a chain of 100 trivial
-//! tasks (against a plain loop of the same closures), the same chain with policies on
-//! (against the chain without them), and an 8-branch fan-out over a 1 KiB context with one
-//! writer (against deep-cloning the context per branch).
+//! W1_chain, W1_executor_run, W2_chain_policies and W8_context: the interpreter on a chain of
+//! 100 trivial tasks (against a plain loop of the same closures), the same chain through
+//! `Executor::run` under each preset (against the core `Runner` it wraps), the same chain with
+//! policies on (against the chain without them), and an 8-branch fan-out over a 1 KiB context
+//! with one writer (against deep-cloning the context per branch).
 use std::hint::black_box;
 
 use criterion::Criterion;
@@ -12,6 +13,8 @@ use flujo_benches::TickClock;
 use flujo_core::graph::NoClock;
 use flujo_core::interp::{Outcome, RunOptions, Runner, RunnerConfig};
 use flujo_core::telemetry::Counter;
+use flujo_runtime::config::OptimizationConfig;
+use flujo_runtime::Executor;
 use shared::{
     deep_clone_fan_out, w1_graph, w1_steps, w2_graph, w2_runner, w8_context, w8_graph, w8_step,
     W8_WRITER,
@@ -89,6 +92,34 @@ pub fn benches(c: &mut Criterion) {
                 x = step(black_box(x));
             }
             x
+        });
+    });
+    group.finish();
+
+    // The twin of iai's W1_executor_run: what a host pays per inline run on top of the core.
+    let mut group = c.benchmark_group("W1_executor_run");
+    for (id, mut cfg) in [
+        ("latency", OptimizationConfig::latency()),
+        ("throughput", OptimizationConfig::throughput()),
+        ("low_memory", OptimizationConfig::low_memory()),
+    ] {
+        cfg.workers = 1;
+        let ex = Executor::<u64, ()>::new(cfg).expect("a preset is valid");
+        let run = |i: u64| ex.run(&w1, i, ()).expect("no panic").output;
+        assert_eq!(run(7), Some(107));
+        group.bench_function(id, |b| {
+            let mut i = 0u64;
+            b.iter(|| {
+                i += 1;
+                run(black_box(i))
+            });
+        });
+    }
+    group.bench_function("core_runner", |b| {
+        let mut i = 0u64;
+        b.iter(|| {
+            i += 1;
+            runner.run(&w1, black_box(i), (), &NoClock, &opts).output
         });
     });
     group.finish();
