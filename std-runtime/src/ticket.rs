@@ -25,13 +25,15 @@
 //!
 //! # Waiting
 //!
-//! [`Ticket::wait`] first spins on the state word: [`SPIN_TURNS`] turns of a CPU spin hint
-//! (about 30 µs here; see the constant), then parks on the `Condvar`. Waking a parked thread
-//! costs tens of microseconds on a virtual machine, far more than a short run takes, so a
-//! submit-then-wait of a short run is done before the spin ends and never parks. A host with
-//! more waiting threads than cores, where the spinning would take CPU from the runs, waits
-//! with [`Ticket::wait_parked`], which parks at once. [`Ticket::wait_timeout`] spins like
-//! `wait` when its timeout is at least [`SPIN_TIME`], and parks at once otherwise.
+//! [`Ticket::wait`] first spins on the state word, for at most [`SPIN_TIME`] (30 µs): a few
+//! turns of a CPU spin hint ([`SPIN_TURNS`], about 2 µs), then yields of the CPU, loading the
+//! state after each; then it parks on the `Condvar`. Waking a parked thread costs tens of
+//! microseconds on a virtual machine, far more than a short run takes, so a submit-then-wait
+//! of a short run is done before the spin ends and never parks. A host with more waiting
+//! threads than cores, where spinning waiters would take CPU from the runs, waits with
+//! [`Ticket::wait_parked`], which parks at once, or sets its own bound with
+//! [`Ticket::wait_with_spin`]. [`Ticket::wait_timeout`] spins for at most the smaller of its
+//! timeout and [`SPIN_TIME`].
 //!
 //! # Async
 //!
@@ -80,18 +82,23 @@ use flujo_core::graph::CancelFlag;
 
 use crate::sync::{spin_hint, Arc, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, UnsafeCell};
 
-/// Turns of [`Ticket::wait`]'s spin before it parks: each is one load of the state word and
-/// one CPU spin hint (`pause`).
-///
-/// Measured on the project's VMs (AMD EPYC, 2 vCPUs), one turn takes about 15 ns, so the spin
-/// lasts about 30 µs ([`SPIN_TIME`]). Waking a parked thread costs about 60 µs there, and a
-/// submit-then-wait of a 10-task chain on an idle executor completes in 1 to 3 µs: the spin
-/// covers a short run with room for a slow hand-off, and a wait that outlasts it has spent at
-/// most half of what the park and wake-up would have cost anyway (the classic two-competitive
-/// bound of spin-then-block). Under loom the spin is two turns, each a yield to the model.
-pub const SPIN_TURNS: u32 = if cfg!(loom) { 2 } else { 1 << 11 };
+/// Turns of a CPU spin hint (`pause`) that a wait spins first, each followed by a load of the
+/// state word: about 1.7 µs on the project's VMs (AMD EPYC, 2 vCPUs: about 26 ns a turn),
+/// enough for a hand-off to a pool thread that is awake and a short run. Under loom: 2 turns,
+/// each a yield to the model.
+pub const SPIN_TURNS: u32 = if cfg!(loom) { 2 } else { 64 };
 
-/// About how long [`Ticket::wait`] spins before it parks (see [`SPIN_TURNS`]).
+/// How long [`Ticket::wait`] spins before it parks: [`SPIN_TURNS`] turns of a spin hint, then
+/// `yield`s of the CPU until this much time has passed since the wait began.
+///
+/// Chosen by measurement (`std-runtime/examples/ticket_spin_cost.rs`): waking a parked thread
+/// costs about 60 µs on the project's VMs when their CPUs are idle, and a submit-then-wait of a
+/// 10-task chain completes in a few microseconds, so the spin covers a short run with a wide
+/// margin, while a wait that outlasts it wastes at most half the cost of the park and wake-up
+/// it then pays anyway. The yields keep a spinning waiter from holding a CPU that the run it
+/// waits for needs: on a machine with more busy threads than cores, a pure spin delays the
+/// run by the whole spin (measured: p50 55 µs for a 55 µs pure spin against 5 µs parked, at
+/// a load of 10 on 2 cores), while a yielding one lets it run at once.
 pub const SPIN_TIME: Duration = Duration::from_micros(30);
 
 /// The state word: the phase in the low two bits, then the ticket side's two flags.
@@ -191,13 +198,35 @@ impl<T> Shared<T> {
         }
     }
 
-    /// Spins up to `turns` turns while the work is pending; returns the last state seen.
-    fn spin(&self, turns: u32) -> usize {
+    /// Spins while the work is pending: up to [`SPIN_TURNS`] turns of a CPU spin hint, then
+    /// yields the CPU until `spin` has passed since the start (never, under loom: there the
+    /// yields are bounded by a count, as the model needs determinism). Returns the last state
+    /// seen. `Duration::ZERO` only loads the state once.
+    fn spin(&self, spin: Duration) -> usize {
         let mut state = self.state.load(Ordering::Acquire);
+        if spin.is_zero() {
+            return state;
+        }
         let mut turn = 0;
-        while state & PHASE == PENDING && turn < turns {
+        while state & PHASE == PENDING && turn < SPIN_TURNS {
             spin_hint();
             turn += 1;
+            state = self.state.load(Ordering::Acquire);
+        }
+        if state & PHASE != PENDING {
+            return state;
+        }
+        #[cfg(not(loom))]
+        {
+            let start = Instant::now();
+            while state & PHASE == PENDING && start.elapsed() < spin {
+                crate::sync::yield_now();
+                state = self.state.load(Ordering::Acquire);
+            }
+        }
+        #[cfg(loom)]
+        {
+            crate::sync::yield_now();
             state = self.state.load(Ordering::Acquire);
         }
         state
@@ -555,19 +584,15 @@ pub struct Ticket<T> {
 }
 
 impl<T> Ticket<T> {
-    /// Blocks until the work completes and returns its value: spins for about [`SPIN_TIME`]
-    /// ([`SPIN_TURNS`] turns), then parks (see the [module docs](self#waiting)).
+    /// Blocks until the work completes and returns its value: spins for at most [`SPIN_TIME`],
+    /// then parks (see the [module docs](self#waiting)).
     ///
     /// # Errors
     ///
     /// [`TicketError::Abandoned`] if the completer was dropped without completing,
     /// [`TicketError::AlreadyTaken`] if [`try_poll`](Self::try_poll) already returned the value.
-    pub fn wait(mut self) -> Result<T, TicketError> {
-        let state = self.shared.spin(SPIN_TURNS);
-        if let Some(result) = self.take(state) {
-            return result;
-        }
-        self.park_until_settled()
+    pub fn wait(self) -> Result<T, TicketError> {
+        self.wait_with_spin(SPIN_TIME)
     }
 
     /// [`wait`](Self::wait) without the spin: parks at once, so the waiting thread uses no CPU
@@ -585,8 +610,20 @@ impl<T> Ticket<T> {
     /// std::thread::spawn(move || completer.complete(7));
     /// assert_eq!(ticket.wait_parked(), Ok(7));
     /// ```
-    pub fn wait_parked(mut self) -> Result<T, TicketError> {
-        let state = self.shared.state.load(Ordering::Acquire);
+    pub fn wait_parked(self) -> Result<T, TicketError> {
+        self.wait_with_spin(Duration::ZERO)
+    }
+
+    /// [`wait`](Self::wait) with a spin of at most `spin` instead of [`SPIN_TIME`]: up to
+    /// [`SPIN_TURNS`] turns of a CPU spin hint, then yields of the CPU until `spin` has passed,
+    /// then a park. `Duration::ZERO` is [`wait_parked`](Self::wait_parked). For hosts that
+    /// measured their own hand-off and wake-up costs.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    pub fn wait_with_spin(mut self, spin: Duration) -> Result<T, TicketError> {
+        let state = self.shared.spin(spin);
         if let Some(result) = self.take(state) {
             return result;
         }
@@ -604,7 +641,7 @@ impl<T> Ticket<T> {
     }
 
     /// Blocks until the work completes or `timeout` passes. Spins first like
-    /// [`wait`](Self::wait) when `timeout` is at least [`SPIN_TIME`]; parks at once otherwise.
+    /// [`wait`](Self::wait), for at most the smaller of `timeout` and [`SPIN_TIME`].
     ///
     /// A timeout too large to add to the current instant waits without a limit.
     ///
@@ -616,8 +653,7 @@ impl<T> Ticket<T> {
         let Some(deadline) = Instant::now().checked_add(timeout) else {
             return self.wait().map_err(WaitError::Failed);
         };
-        let turns = if timeout >= SPIN_TIME { SPIN_TURNS } else { 0 };
-        let state = self.shared.spin(turns);
+        let state = self.shared.spin(timeout.min(SPIN_TIME));
         if let Some(result) = self.take(state) {
             return result.map_err(WaitError::Failed);
         }
