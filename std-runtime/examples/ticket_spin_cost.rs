@@ -56,11 +56,13 @@ fn submit_wait(ex: &Executor<u64, ()>, g: &Arc<Graph<u64, ()>>, x: u64, turns: O
     let ticket: Out = ex
         .submit(g, x, (), Priority::Normal)
         .unwrap_or_else(|_| panic!("admitted"));
-    output(match turns {
-        None => ticket.wait(),
-        Some(turns) => ticket.wait_with_spin(Duration::from_micros(turns.into())),
-    }
-    .expect("completes"))
+    output(
+        match turns {
+            None => ticket.wait(),
+            Some(turns) => ticket.wait_with_spin(Duration::from_micros(turns.into())),
+        }
+        .expect("completes"),
+    )
 }
 
 /// The process's CPU time (user + system), from `/proc/self/stat` in clock ticks of 10 ms.
@@ -76,13 +78,20 @@ fn cpu_time() -> Duration {
 fn latency(rounds: usize) {
     let g = chain10();
     let ex = executor(1);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     let flavours: Vec<(String, Option<u32>)> = [
         ("wait (default spin)".to_string(), None),
         ("wait_parked".to_string(), Some(0)),
     ]
     .into_iter()
-    .chain(tune_turns().into_iter().map(|t| (format!("spin {t} µs"), Some(t))))
+    .chain(
+        tune_turns()
+            .into_iter()
+            .map(|t| (format!("spin {t} µs"), Some(t))),
+    )
     .collect();
     let n = flavours.len() + 1;
     let mut samples: Vec<Vec<u32>> = vec![Vec::with_capacity(rounds); n];
@@ -113,8 +122,14 @@ fn latency(rounds: usize) {
             samples[n - 1].push(t.elapsed().as_nanos() as u32);
         }
     }
-    println!("submit-then-wait, 10-task chain, 1 worker ({} rounds each; SPIN_TURNS = {SPIN_TURNS}):", samples[0].len());
-    let names = flavours.iter().map(|(n, _)| n.as_str()).chain(["rayon spawn + sync_channel"]);
+    println!(
+        "submit-then-wait, 10-task chain, 1 worker ({} rounds each; SPIN_TURNS = {SPIN_TURNS}):",
+        samples[0].len()
+    );
+    let names = flavours
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .chain(["rayon spawn + sync_channel"]);
     for (name, s) in names.zip(&mut samples) {
         s.sort_unstable();
         let mean = s.iter().map(|&v| u64::from(v)).sum::<u64>() / s.len() as u64;
@@ -131,8 +146,15 @@ fn cpu(seconds: u64) {
     let g = chain10();
     let ex = Arc::new(executor(2));
     println!("16 submitters, 2 workers, {seconds} s each:");
-    let mut flavours = vec![("wait (spin)".to_string(), None), ("wait_parked".to_string(), Some(0))];
-    flavours.extend(tune_turns().into_iter().map(|t| (format!("spin {t} µs"), Some(t))));
+    let mut flavours = vec![
+        ("wait (spin)".to_string(), None),
+        ("wait_parked".to_string(), Some(0)),
+    ];
+    flavours.extend(
+        tune_turns()
+            .into_iter()
+            .map(|t| (format!("spin {t} µs"), Some(t))),
+    );
     for (name, turns) in flavours {
         let stop = Arc::new(AtomicBool::new(false));
         let runs = Arc::new(AtomicU64::new(0));
@@ -140,7 +162,12 @@ fn cpu(seconds: u64) {
         let t0 = Instant::now();
         let threads: Vec<_> = (0..16)
             .map(|_| {
-                let (ex, g, stop, runs) = (Arc::clone(&ex), Arc::clone(&g), Arc::clone(&stop), Arc::clone(&runs));
+                let (ex, g, stop, runs) = (
+                    Arc::clone(&ex),
+                    Arc::clone(&g),
+                    Arc::clone(&stop),
+                    Arc::clone(&runs),
+                );
                 std::thread::spawn(move || {
                     let mut n = 0u64;
                     while !stop.load(Ordering::Relaxed) {
@@ -179,11 +206,12 @@ fn cpu(seconds: u64) {
 }
 
 fn tune_turns() -> Vec<u32> {
-    std::env::var("TURNS").map(|v| v.split(',').map(|t| t.parse().unwrap()).collect()).unwrap_or_else(|_| vec![256, 1024])
+    std::env::var("TURNS")
+        .map(|v| v.split(',').map(|t| t.parse().unwrap()).collect())
+        .unwrap_or_else(|_| vec![256, 1024])
 }
 
 fn main() {
-
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).map(|s| s.parse::<u64>().expect("a number"));
     match args.get(1).map(String::as_str) {

@@ -245,7 +245,10 @@ impl<T> Shared<T> {
             }
             // A spurious wake-up or a timeout both loop back: the state decides.
             slot = match deadline {
-                None => self.ready.wait(slot).unwrap_or_else(PoisonError::into_inner),
+                None => self
+                    .ready
+                    .wait(slot)
+                    .unwrap_or_else(PoisonError::into_inner),
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
@@ -658,7 +661,11 @@ impl<T> Ticket<T> {
             return result.map_err(WaitError::Failed);
         }
         // `park` returns a settled state or `None` once the deadline passed.
-        match self.shared.park(Some(deadline)).and_then(|state| self.take(state)) {
+        match self
+            .shared
+            .park(Some(deadline))
+            .and_then(|state| self.take(state))
+        {
             Some(result) => result.map_err(WaitError::Failed),
             None => Err(WaitError::Timeout(self)),
         }

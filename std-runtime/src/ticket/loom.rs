@@ -105,8 +105,7 @@ fn loom_waker_replaced_between_polls_vs_complete() {
         let (first, first_waker) = flag();
         let (second, second_waker) = flag();
         let mut got = None;
-        if let Poll::Ready(r) = Pin::new(&mut ticket).poll(&mut Context::from_waker(&first_waker))
-        {
+        if let Poll::Ready(r) = Pin::new(&mut ticket).poll(&mut Context::from_waker(&first_waker)) {
             got = Some(r);
         }
         if got.is_none() {
@@ -121,7 +120,11 @@ fn loom_waker_replaced_between_polls_vs_complete() {
             None => {
                 // Pending twice: the completion woke the waker stored last.
                 assert_eq!(second.0.load(Ordering::Acquire), 1, "the wake-up was lost");
-                assert_eq!(first.0.load(Ordering::Acquire), 0, "a replaced waker was woken");
+                assert_eq!(
+                    first.0.load(Ordering::Acquire),
+                    0,
+                    "a replaced waker was woken"
+                );
                 let ready = Pin::new(&mut ticket).poll(&mut Context::from_waker(&second_waker));
                 assert_eq!(ready, Poll::Ready(Ok(5)));
             }
@@ -190,7 +193,11 @@ fn loom_cancel_and_drop_registered_future_vs_complete() {
         assert_eq!(drops.load(Ordering::Relaxed), 1);
         assert!(woken.0.load(Ordering::Acquire) <= 1);
         drop(waker);
-        assert_eq!(StdArc::strong_count(&woken), 1, "the freed cell kept the waker");
+        assert_eq!(
+            StdArc::strong_count(&woken),
+            1,
+            "the freed cell kept the waker"
+        );
         assert_eq!(cells.idle(), 0, "a cancelled cell was put back");
         let (completer, ticket) = cells.pair();
         assert_eq!(cells.made(), 2);

@@ -360,7 +360,10 @@ fn waits_of_every_spin_take_the_value_once() {
         assert_eq!(got, Ok(round));
         worker.join().unwrap();
         // Parked or not (the timing decides), the value was handed out once.
-        assert_eq!(shared.state.load(Ordering::Acquire) & super::PHASE, super::TAKEN);
+        assert_eq!(
+            shared.state.load(Ordering::Acquire) & super::PHASE,
+            super::TAKEN
+        );
     }
 }
 
@@ -433,7 +436,11 @@ fn future_waker_replaced_between_polls_wakes_the_last() {
     let (completer, mut ticket) = pair::<u8>();
     assert_eq!(poll(&mut ticket, &third_waker), Poll::Pending);
     assert_eq!(poll(&mut ticket, &third_waker), Poll::Pending);
-    assert_eq!(Arc::strong_count(&third), 3, "ours, our waker's, the cell's");
+    assert_eq!(
+        Arc::strong_count(&third),
+        3,
+        "ours, our waker's, the cell's"
+    );
     drop(completer);
     assert_eq!(third.0.load(Ordering::SeqCst), 1);
     assert_eq!(
@@ -471,7 +478,11 @@ fn dropping_a_registered_future_does_not_stop_the_run_and_frees_the_waker() {
     assert_eq!(drops.load(Ordering::SeqCst), 1);
     assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
     drop(waker);
-    assert_eq!(Arc::strong_count(&wakes), 1, "the recycled cell kept a waker");
+    assert_eq!(
+        Arc::strong_count(&wakes),
+        1,
+        "the recycled cell kept a waker"
+    );
     assert_eq!((cells.made(), cells.idle()), (1, 1));
     // The reused cell starts with no waker and no flag.
     let (completer, mut ticket) = cells.pair();
