@@ -283,36 +283,36 @@ impl<T> Shared<T> {
     /// One side is gone (called last thing by each side's `Drop`). The second one recycles
     /// the cell: nobody else can reach it any more (the `AcqRel` decrement orders both sides'
     /// last uses before the reset).
-    fn release(self: &Arc<Self>) {
-        if self.sides.fetch_sub(1, Ordering::AcqRel) != 1 {
+    fn release(this: &Arc<Self>) {
+        if this.sides.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
         // A lone pair's cell is freed with its last `Arc` (its `Drop` drops the value).
-        let Some(home) = &self.home else {
+        let Some(home) = &this.home else {
             return;
         };
         // A raised flag cannot be lowered: that cell is freed with its last `Arc`.
-        if self.cancel.is_cancelled() {
+        if this.cancel.is_cancelled() {
             return;
         }
-        let state = self.state.load(Ordering::Relaxed);
+        let state = this.state.load(Ordering::Relaxed);
         let value = (state & PHASE == DONE).then(|| {
             // SAFETY: `Done`, not taken, and both sides are gone: the value is there and
             // nobody else can reach it (the `AcqRel` count orders the write before this).
-            self.value
+            this.value
                 .with_mut(|slot| unsafe { (*slot).assume_init_read() })
         });
         let waker = if state & WAKER != 0 {
-            self.lock().take()
+            this.lock().take()
         } else {
             None
         };
         // Reset before the drops below, which run user code that may panic: the slot is
         // empty now, so an unwind leaves a pending cell that is simply freed.
-        self.state.store(PENDING, Ordering::Relaxed);
+        this.state.store(PENDING, Ordering::Relaxed);
         drop(value);
         drop(waker);
-        home.put(Arc::clone(self));
+        home.put(Arc::clone(this));
     }
 }
 
@@ -408,7 +408,7 @@ impl<T> Cells<T> {
 
     /// [`pair`] from this pool: a free cell if there is one, else a new one that comes back
     /// here when both its sides are gone.
-    pub fn pair(self: &Arc<Self>) -> (Completer<T>, Ticket<T>) {
+    pub fn pair(&self) -> (Completer<T>, Ticket<T>) {
         let free = self.pool.lock().cells.pop();
         let shared = match free {
             Some(cell) => {
@@ -748,7 +748,7 @@ impl<T> Drop for Ticket<T> {
             let waker = self.shared.lock().take();
             drop(waker);
         }
-        self.shared.release();
+        Shared::release(&self.shared);
     }
 }
 
@@ -826,7 +826,7 @@ impl<T> Drop for Completer<T> {
         if self.shared.state.load(Ordering::Relaxed) & PHASE == PENDING {
             self.shared.settle(ABANDONED);
         }
-        self.shared.release();
+        Shared::release(&self.shared);
     }
 }
 

@@ -40,6 +40,28 @@ impl Wake for Flag {
     }
 }
 
+/// A waker that unparks a loom thread.
+struct Unpark(thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: StdArc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Polls `fut` on this loom thread until it is ready, parking while it is pending (a lost
+/// wake-up leaves the thread parked for ever, which loom reports as a deadlock).
+fn block_on<F: Future + Unpin>(mut fut: F) -> F::Output {
+    let waker = Waker::from(StdArc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(out) = Pin::new(&mut fut).poll(&mut cx) {
+            return out;
+        }
+        thread::park();
+    }
+}
+
 /// A counting waker and its handle.
 fn flag() -> (StdArc<Flag>, Waker) {
     let flag = StdArc::new(Flag(AtomicUsize::new(0)));
@@ -138,8 +160,8 @@ fn loom_waker_replaced_between_polls_vs_complete() {
     });
 }
 
-/// `loom::future::block_on` awaits the ticket (it parks the loom thread on `Pending` and is
-/// unparked by the waker) while the completer completes on another thread, in one round, and
+/// [`block_on`] awaits the ticket (it parks the loom thread on `Pending` and is unparked by the
+/// waker) while the completer completes on another thread, in one round, and
 /// abandons it in the next, through the same recycled cell: the await ends with the value, then
 /// with `Abandoned`, and never hangs.
 #[test]
@@ -155,7 +177,7 @@ fn loom_await_vs_complete_and_abandon() {
                     drop(completer);
                 }
             });
-            let result = loom::future::block_on(ticket);
+            let result = block_on(ticket);
             let want = if round == 0 {
                 Ok(0)
             } else {
