@@ -270,7 +270,7 @@ fn a_bare_ticket_awaited_after_completion_and_mixed_with_blocking_waits() {
         let (completer, ticket) = pair::<u64>();
         tx.send(completer).unwrap();
         if i % 2 == 0 {
-            waits.push(rt.spawn(async move { ticket.await }));
+            waits.push(rt.spawn(ticket));
         } else {
             waits.push(rt.spawn_blocking(move || ticket.wait()));
         }
