@@ -2,15 +2,21 @@
 //! bench.
 //!
 //! `cargo run --release -p flujo-runtime --example ticket_spin_cost -- latency [rounds]`:
-//! submit-then-wait on a 1-worker executor, round-robin over the wait flavours (the default
-//! spin, no spin, a sweep of spin bounds), beside `rayon::ThreadPool::spawn` answering through
-//! a bounded `std::sync::mpsc` channel (crossbeam's algorithm: spins before it blocks). Prints
-//! the median and mean of each.
+//! submit-then-wait on a 1-worker executor, round-robin in blocks of 200 over the wait
+//! flavours (`wait`, with the default spin; `wait_parked`, none; `wait_with_spin` of each bound
+//! in the `TURNS` variable, in µs, comma-separated, default `256,1024`), beside
+//! `rayon::ThreadPool::spawn` answering through a bounded `std::sync::mpsc` channel (a rough
+//! stand-in for the bench's rayon + crossbeam peer: std's channel is crossbeam's algorithm).
+//! Prints the median, 90th percentile and mean of each.
 //!
 //! `cargo run --release -p flujo-runtime --example ticket_spin_cost -- cpu [seconds]`: 16
 //! submitter threads do submit-then-wait on a 2-worker executor for `seconds` (default 3) per
-//! flavour, with the spin and without (`wait_parked`), and print runs per second and the
-//! process's CPU time per run (utime + stime from `/proc/self/stat`, Linux only).
+//! flavour, and print runs per second and the process's CPU time per run (utime + stime from
+//! `/proc/self/stat`, Linux only, in 10 ms ticks).
+//!
+//! On a machine shared with other busy processes the figures say more about the neighbours
+//! than about the ticket; `chrt -f 10` (as root) runs the process ahead of them, as on a
+//! dedicated machine.
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
