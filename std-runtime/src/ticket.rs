@@ -49,9 +49,9 @@
 //! Dropping a ticket (or the future awaiting it, which is the ticket itself) does not stop the
 //! run: the work goes on, and its value is dropped when it completes, by the completer's
 //! thread. A dropped future's waker is dropped with it (the task is not woken, nor kept
-//! alive, by a run it gave up). A run can see that nobody will read its value with [`Completer::is_orphaned`]. To
-//! stop the work, [`Ticket::cancel`] before dropping. Dropping the completer without completing
-//! abandons the ticket (and wakes its waiter or its task).
+//! alive, by a run it gave up). A run can see that nobody will read its value with
+//! [`Completer::is_orphaned`]. To stop the work, [`Ticket::cancel`] before dropping. Dropping
+//! the completer without completing abandons the ticket (and wakes its waiter or its task).
 //!
 //! # Recycled cells
 //!
@@ -199,9 +199,9 @@ impl<T> Shared<T> {
     }
 
     /// Spins while the work is pending: up to [`SPIN_TURNS`] turns of a CPU spin hint, then
-    /// yields the CPU until `spin` has passed since the start (never, under loom: there the
-    /// yields are bounded by a count, as the model needs determinism). Returns the last state
-    /// seen. `Duration::ZERO` only loads the state once.
+    /// yields the CPU until `spin` has passed since the start (under loom, one yield: a model
+    /// must not depend on the clock). Returns the last state seen. `Duration::ZERO` only loads
+    /// the state once.
     fn spin(&self, spin: Duration) -> usize {
         let mut state = self.state.load(Ordering::Acquire);
         if spin.is_zero() {
