@@ -68,8 +68,9 @@ fn flag() -> (StdArc<Flag>, Waker) {
     (StdArc::clone(&flag), Waker::from(StdArc::clone(&flag)))
 }
 
-/// A completer on another thread completes (or, in the odd rounds, abandons) while the ticket
-/// waits: two spin turns, then a park on the `Condvar`. The wait returns the value or
+/// A completer on another thread completes (or abandons, in the first round of the second
+/// model) while the ticket waits: parked at once in the first round, after the spin (two
+/// turns and a yield under loom) in the second. The wait returns the value or
 /// `Abandoned` (a lost wake-up is a deadlock, which loom reports), the value is dropped exactly
 /// once, and whichever side drops last puts the cell back: the next pairing reuses it, pending
 /// and clean, and a second round through the reused cell (completed on another thread too)
@@ -93,7 +94,14 @@ fn loom_wait_vs_complete_then_reuse() {
                         completer.complete(value);
                     }
                 });
-                match ticket.wait() {
+                // Round 0 parks at once (a spin's yields let the model run the completer
+                // first, so the park would rarely race it); round 1 spins, then parks.
+                let waited = if round == 0 {
+                    ticket.wait_parked()
+                } else {
+                    ticket.wait()
+                };
+                match waited {
                     Ok(value) => {
                         assert!(!(abandon && round == 0), "a value from an abandoned cell");
                         drop(value);
