@@ -1,9 +1,12 @@
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
-use super::{pair, Cells, TicketError, WaitError};
+use super::{pair, Cells, Ticket, TicketError, WaitError, PARKED, WAKER};
 
 #[test]
 fn wait_across_threads() {
@@ -284,4 +287,266 @@ fn sides_dropped_on_two_threads_recycle_each_cell_once() {
     }
     // Each round put its cell back exactly once: one cell served them all.
     assert_eq!((cells.made(), cells.idle()), (1, 1));
+}
+
+/// Waits until the ticket's waiter has parked (the flag is raised under the lock just before
+/// the `Condvar` wait), so the completion that follows must wake a parked thread.
+fn until_parked<T>(shared: &super::Shared<T>) {
+    while shared.state.load(Ordering::Acquire) & PARKED == 0 {
+        thread::yield_now();
+    }
+}
+
+#[test]
+fn wait_spins_then_parks_and_is_woken() {
+    let rounds = if cfg!(miri) { 2 } else { 20 };
+    for round in 0..rounds {
+        let (completer, ticket) = pair::<u32>();
+        let shared = Arc::clone(&ticket.shared);
+        let waiter = thread::spawn(move || ticket.wait());
+        // The spin (bounded) ends, and the waiter parks: only the completion can wake it.
+        until_parked(&shared);
+        completer.complete(round);
+        assert_eq!(waiter.join().unwrap(), Ok(round));
+    }
+}
+
+#[test]
+fn wait_parked_parks_at_once_and_is_woken() {
+    let (completer, ticket) = pair::<&str>();
+    let shared = Arc::clone(&ticket.shared);
+    let waiter = thread::spawn(move || ticket.wait_parked());
+    until_parked(&shared);
+    completer.complete("late");
+    assert_eq!(waiter.join().unwrap(), Ok("late"));
+    // A value already there is taken without parking; an abandoned ticket fails.
+    let (completer, ticket) = pair();
+    completer.complete(3u8);
+    assert_eq!(ticket.wait_parked(), Ok(3));
+    let (completer, ticket) = pair::<u8>();
+    let shared = Arc::clone(&ticket.shared);
+    let waiter = thread::spawn(move || ticket.wait_parked());
+    until_parked(&shared);
+    drop(completer);
+    assert_eq!(waiter.join().unwrap(), Err(TicketError::Abandoned));
+}
+
+#[test]
+fn a_completion_during_the_spin_needs_no_park() {
+    let (completer, ticket) = pair::<u32>();
+    let shared = Arc::clone(&ticket.shared);
+    let worker = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(2));
+        completer.complete(8);
+    });
+    // A spin bound far longer than the completion takes: the waiter never parks.
+    assert_eq!(ticket.wait_with_spin(Duration::from_secs(600)), Ok(8));
+    worker.join().unwrap();
+    assert_eq!(shared.state.load(Ordering::Acquire), super::TAKEN);
+}
+
+#[test]
+fn waits_of_every_spin_take_the_value_once() {
+    let rounds = if cfg!(miri) { 3 } else { 300 };
+    for round in 0..rounds {
+        let (completer, ticket) = pair::<u32>();
+        let shared = Arc::clone(&ticket.shared);
+        let worker = thread::spawn(move || completer.complete(round));
+        let got = match round % 3 {
+            0 => ticket.wait(),
+            1 => ticket.wait_parked(),
+            _ => ticket.wait_with_spin(Duration::from_micros(1)),
+        };
+        assert_eq!(got, Ok(round));
+        worker.join().unwrap();
+        // Parked or not (the timing decides), the value was handed out once.
+        assert_eq!(
+            shared.state.load(Ordering::Acquire) & super::PHASE,
+            super::TAKEN
+        );
+    }
+}
+
+/// Counts its wakes.
+struct CountWakes(AtomicUsize);
+
+impl Wake for CountWakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn counting_waker() -> (Arc<CountWakes>, Waker) {
+    let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
+    (Arc::clone(&wakes), Waker::from(Arc::clone(&wakes)))
+}
+
+fn poll<T>(ticket: &mut Ticket<T>, waker: &Waker) -> Poll<Result<T, TicketError>> {
+    Pin::new(ticket).poll(&mut Context::from_waker(waker))
+}
+
+#[test]
+fn future_poll_registers_and_completion_wakes() {
+    let (wakes, waker) = counting_waker();
+    let (completer, mut ticket) = pair::<String>();
+    assert_eq!(poll(&mut ticket, &waker), Poll::Pending);
+    assert_eq!(poll(&mut ticket, &waker), Poll::Pending);
+    assert_ne!(ticket.shared.state.load(Ordering::Acquire) & WAKER, 0);
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+    let worker = thread::spawn(move || completer.complete("v".to_string()));
+    worker.join().unwrap();
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+    assert_eq!(poll(&mut ticket, &waker), Poll::Ready(Ok("v".to_string())));
+    // Polled after the value went: spent, at once.
+    assert_eq!(
+        poll(&mut ticket, &waker),
+        Poll::Ready(Err(TicketError::AlreadyTaken))
+    );
+    assert_eq!(ticket.try_poll(), Err(TicketError::AlreadyTaken));
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn future_polled_after_completion_is_ready_without_waking() {
+    let (wakes, waker) = counting_waker();
+    let (completer, mut ticket) = pair();
+    completer.complete(11u16);
+    assert_eq!(poll(&mut ticket, &waker), Poll::Ready(Ok(11)));
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+    // The waker was never stored.
+    drop(waker);
+    assert_eq!(Arc::strong_count(&wakes), 1);
+}
+
+#[test]
+fn future_waker_replaced_between_polls_wakes_the_last() {
+    let (first, first_waker) = counting_waker();
+    let (second, second_waker) = counting_waker();
+    let (completer, mut ticket) = pair::<u8>();
+    assert_eq!(poll(&mut ticket, &first_waker), Poll::Pending);
+    assert_eq!(poll(&mut ticket, &second_waker), Poll::Pending);
+    // The replaced waker was dropped by the cell.
+    drop(first_waker);
+    assert_eq!(Arc::strong_count(&first), 1);
+    completer.complete(1);
+    assert_eq!(first.0.load(Ordering::SeqCst), 0);
+    assert_eq!(second.0.load(Ordering::SeqCst), 1);
+    // The same task polling again keeps its stored waker (no clone).
+    let (third, third_waker) = counting_waker();
+    let (completer, mut ticket) = pair::<u8>();
+    assert_eq!(poll(&mut ticket, &third_waker), Poll::Pending);
+    assert_eq!(poll(&mut ticket, &third_waker), Poll::Pending);
+    assert_eq!(
+        Arc::strong_count(&third),
+        3,
+        "ours, our waker's, the cell's"
+    );
+    drop(completer);
+    assert_eq!(third.0.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        poll(&mut ticket, &third_waker),
+        Poll::Ready(Err(TicketError::Abandoned))
+    );
+}
+
+#[test]
+fn abandon_wakes_the_future() {
+    let (wakes, waker) = counting_waker();
+    let (completer, mut ticket) = pair::<u8>();
+    assert_eq!(poll(&mut ticket, &waker), Poll::Pending);
+    thread::spawn(move || drop(completer)).join().unwrap();
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        poll(&mut ticket, &waker),
+        Poll::Ready(Err(TicketError::Abandoned))
+    );
+}
+
+#[test]
+fn dropping_a_registered_future_does_not_stop_the_run_and_frees_the_waker() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let cells = Cells::new(4);
+    let (wakes, waker) = counting_waker();
+    let (completer, mut ticket) = cells.pair();
+    assert!(poll(&mut ticket, &waker).is_pending());
+    drop(ticket);
+    // The run goes on: not cancelled, only orphaned.
+    assert!(!completer.is_cancelled());
+    assert!(completer.is_orphaned());
+    completer.complete(Counted(Arc::clone(&drops)));
+    // Nobody to wake or read: the completion dropped the value and the recycling the waker.
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+    drop(waker);
+    assert_eq!(
+        Arc::strong_count(&wakes),
+        1,
+        "the recycled cell kept a waker"
+    );
+    assert_eq!((cells.made(), cells.idle()), (1, 1));
+    // The reused cell starts with no waker and no flag.
+    let (completer, mut ticket) = cells.pair();
+    assert_eq!(ticket.shared.state.load(Ordering::Acquire), super::PENDING);
+    assert!(ticket.shared.lock().is_none());
+    completer.complete(Counted(Arc::clone(&drops)));
+    assert!(matches!(ticket.try_poll(), Ok(Some(_))));
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_registered_waker_left_after_a_late_completion_is_reset() {
+    // The completion lands between the first poll's check and its registration: simulated by
+    // completing while the poll's waker is stored, then polling to Ready (the waker stays
+    // stored, unused) and recycling.
+    let cells = Cells::new(4);
+    let (wakes, waker) = counting_waker();
+    let (completer, mut ticket) = cells.pair();
+    assert!(poll(&mut ticket, &waker).is_pending());
+    completer.complete(2u8);
+    assert_eq!(poll(&mut ticket, &waker), Poll::Ready(Ok(2)));
+    drop(ticket);
+    drop(waker);
+    assert_eq!(Arc::strong_count(&wakes), 1);
+    assert_eq!(cells.idle(), 1);
+}
+
+#[test]
+fn cancel_then_await_sees_the_cancelled_run() {
+    let (wakes, waker) = counting_waker();
+    let (completer, mut ticket) = pair::<bool>();
+    assert!(poll(&mut ticket, &waker).is_pending());
+    ticket.cancel();
+    let worker = thread::spawn(move || {
+        let cancelled = completer.cancel_flag().is_cancelled();
+        completer.complete(cancelled);
+    });
+    worker.join().unwrap();
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+    assert_eq!(poll(&mut ticket, &waker), Poll::Ready(Ok(true)));
+}
+
+#[test]
+fn ticket_is_unpin_send_and_sync() {
+    fn check<F: Future + Unpin + Send + Sync>(_: &F) {}
+    let (_completer, ticket) = pair::<u8>();
+    check(&ticket);
+}
+
+#[test]
+fn the_pool_dropped_first_frees_idle_and_returning_cells() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let cells = Cells::new(4);
+    let (c1, t1) = cells.pair();
+    let (c2, t2) = cells.pair();
+    c1.complete(Counted(Arc::clone(&drops)));
+    drop(t1);
+    assert_eq!(cells.idle(), 1);
+    let pool = Arc::downgrade(&cells.pool);
+    drop(cells);
+    // The idle cell went with the pool's owner; the one still out holds the pool.
+    assert!(pool.upgrade().is_some());
+    c2.complete(Counted(Arc::clone(&drops)));
+    drop(t2);
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+    assert!(pool.upgrade().is_none(), "the last cell freed the pool");
 }
