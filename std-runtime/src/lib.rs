@@ -72,6 +72,10 @@ pub mod config;
 // with it (the loom models cover the queues and the limiter only).
 #[cfg(not(loom))]
 mod exec;
+// Under loom the executor is left out, but its dispatcher protocol is built, for its model.
+#[cfg(loom)]
+#[path = "exec/dispatch.rs"]
+mod dispatch;
 #[cfg(not(loom))]
 pub use exec::{
     BuildError, Completed, Drain, Executor, ExecutorBuilder, Finished, Panicked, Rejected,

@@ -3,7 +3,7 @@
 //!
 //! [`ResultCache`] stores step outputs under their 256-bit BLAKE3 [`CacheKey`]s:
 //!
-//! - **Sharded.** A power-of-two number of shards, each a [`std::sync::Mutex`] around a hash
+//! - **Sharded.** A power-of-two number of shards, each a [`Mutex`](std::sync::Mutex) around a hash
 //!   map, a CLOCK ring and the computations in flight. The shard comes from bytes 8..16 of the
 //!   key and the map hash from bytes 0..8 (the key is already uniform, so nothing is rehashed);
 //!   hits on different shards never touch the same lock or cache line.
@@ -45,12 +45,15 @@
 mod shard;
 mod stats;
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;
+
+#[cfg(all(test, loom))]
+mod loom;
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use flujo_core::cache::CacheKey;
@@ -59,6 +62,7 @@ use flujo_core::graph::Clock;
 pub use stats::CacheStats;
 
 use crate::clock::{self, RuntimeClock};
+use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use shard::{key_word, MapKey, Probe, Shard, ShardState, NEVER_NS};
 use stats::{bump, Counters};
@@ -321,13 +325,39 @@ impl<V: Clone> FlightCell<V> {
                     if left.is_zero() {
                         return Waited::TimedOut;
                     }
-                    self.finished
-                        .wait_timeout(outcome, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
+                    self.wait_at_most(outcome, left)
                 }
             };
         }
+    }
+
+    /// Waits for the notification, `left` at most (and may return early, as a condition
+    /// variable may wake spuriously).
+    #[cfg(not(loom))]
+    fn wait_at_most<'a>(
+        &'a self,
+        outcome: MutexGuard<'a, Outcome<V>>,
+        left: Duration,
+    ) -> MutexGuard<'a, Outcome<V>> {
+        self.finished
+            .wait_timeout(outcome, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+    }
+
+    /// Under loom, whose `wait_timeout` never times out (so a waiter whose clock moves past its
+    /// deadline without a notification would hang the model): lets go of the lock, lets the
+    /// other threads run and returns, a wake-up at any moment, which the real one allows too
+    /// (spuriously). The caller reads its clock again.
+    #[cfg(loom)]
+    fn wait_at_most<'a>(
+        &'a self,
+        outcome: MutexGuard<'a, Outcome<V>>,
+        _left: Duration,
+    ) -> MutexGuard<'a, Outcome<V>> {
+        drop(outcome);
+        crate::sync::yield_now();
+        lock(&self.outcome)
     }
 }
 
