@@ -53,8 +53,9 @@
 //! assert_eq!((report.runs.completed, report.runs.succeeded), (2, 2));
 //! ```
 #![deny(missing_docs)]
-// Under loom only the models of the queues and the limiter are built (the executor is left
-// out), so what only the executor uses is unused there.
+// Under loom only the models of the queues, the limiter, the cache and the dispatcher protocol
+// are built (the rest of the executor is left out), so what only the executor uses is unused
+// there.
 #![cfg_attr(loom, allow(dead_code))]
 
 /// The core crate, re-exported so that a host needs one dependency and the two can never

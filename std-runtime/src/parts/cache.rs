@@ -41,6 +41,16 @@
 //! panic), so one panicking caller never breaks the cache for the others. (One corner: a
 //! destructor that panics while `set_capacity` evicts leaves that shard above its new budget
 //! until its next insert, which evicts down to it.)
+//!
+//! # Checked by loom
+//!
+//! The shards' locks, the flights' condition variables, their `Arc`s and the counters come
+//! through `crate::sync`, so under `--cfg loom` the models in `cache/loom.rs` run this code on
+//! loom's: a leader that completes while a follower starts waiting (no lost wake-up, one
+//! computation), a leader that gives up while two followers wait (exactly one takes over), and
+//! a follower whose flight timeout passes while it waits. loom's condition variable never
+//! times out, so under loom a timed wait is a wake-up at any moment (the caller reads the clock
+//! again), which a real timed wait allows too, spuriously; outside loom it is `wait_timeout`.
 
 mod shard;
 mod stats;

@@ -1,7 +1,9 @@
 //! Loom models of the dispatcher protocol ([`Dispatchers`]): submitters push jobs and start
-//! dispatchers as `exec.rs` does, with a loom thread where the executor spawns a rayon job, on
-//! the real [`PriorityQueues`] (whose look, `is_empty`, is a load: a queue behind a lock would
-//! order a look and a push by the lock, and hide a protocol that needs more).
+//! dispatchers as `exec.rs` does, with a loom thread where the executor spawns a rayon job.
+//! The one-place models run on the real [`PriorityQueues`], whose look (`is_empty`) is a load:
+//! a queue behind a lock orders a look and a push by the lock, and would hide a protocol that
+//! needs more. The two-place model, whose point is the bound with two dispatchers running at
+//! once, runs on a loom `Mutex<VecDeque>`: on the real queues it takes minutes.
 //!
 //! Every model checks, in every interleaving up to the preemption bound: each job pushed is
 //! run exactly once (none stranded, none twice), no more than `max` dispatchers are ever
@@ -14,9 +16,10 @@
 use std::sync::atomic::{
     AtomicBool as StdAtomicBool, AtomicUsize as StdAtomicUsize, Ordering as StdOrdering,
 };
+use std::collections::VecDeque;
 use std::sync::Mutex as StdMutex;
 
-use loom::sync::Arc;
+use loom::sync::{Arc, Mutex};
 use loom::thread::{self, JoinHandle};
 
 use super::Dispatchers;
@@ -41,10 +44,61 @@ enum Mode {
     OneJob,
 }
 
+/// The queue a model runs on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Queue {
+    /// The executor's: `PriorityQueues` (every job at `Normal`).
+    Real,
+    /// A loom `Mutex<VecDeque>`.
+    Locked,
+}
+
+/// A model's queue.
+enum Jobs {
+    Real(PriorityQueues<usize>),
+    Locked(Mutex<VecDeque<usize>>),
+}
+
+impl Jobs {
+    fn new(queue: Queue) -> Self {
+        match queue {
+            Queue::Real => Jobs::Real(
+                PriorityQueues::new(QueueConfig {
+                    capacity: [4; 3],
+                    aging: 0,
+                })
+                .unwrap(),
+            ),
+            Queue::Locked => Jobs::Locked(Mutex::new(VecDeque::new())),
+        }
+    }
+
+    fn push(&self, job: usize) {
+        match self {
+            Jobs::Real(q) => q.push(job, Priority::Normal).unwrap(),
+            Jobs::Locked(q) => q.lock().unwrap().push_back(job),
+        }
+    }
+
+    fn pop(&self) -> Option<usize> {
+        match self {
+            Jobs::Real(q) => q.pop().map(|(job, _)| job),
+            Jobs::Locked(q) => q.lock().unwrap().pop_front(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Jobs::Real(q) => q.is_empty(),
+            Jobs::Locked(q) => q.lock().unwrap().is_empty(),
+        }
+    }
+}
+
 /// An executor reduced to its dispatchers: the queue, the protocol, and what the checks read.
 struct Model {
     dispatchers: Dispatchers,
-    queue: PriorityQueues<usize>,
+    queue: Jobs,
     /// How many times each job ran (bookkeeping outside the model: `std` types).
     runs: StdMutex<Vec<u32>>,
     /// Dispatchers between their start and their stop.
@@ -54,32 +108,31 @@ struct Model {
     /// Leaves that found `QUEUED` set and looked again, and stops that handed their place on.
     looked_again: StdAtomicUsize,
     handed_on: StdAtomicUsize,
+    /// The most dispatchers between their start and their stop at once.
+    peak: StdAtomicUsize,
     /// Whether the next dispatcher a submitter starts runs one job only (the first, in the
     /// models that ask for it; loom allows five threads, so the rest loop).
     one_job_next: StdAtomicBool,
 }
 
 impl Model {
-    fn new(max: usize, jobs: usize, first: Mode) -> Arc<Self> {
+    fn new(max: usize, jobs: usize, first: Mode, queue: Queue) -> Arc<Self> {
         Arc::new(Self {
             dispatchers: Dispatchers::new(max),
-            queue: PriorityQueues::new(QueueConfig {
-                capacity: [4; 3],
-                aging: 0,
-            })
-            .unwrap(),
+            queue: Jobs::new(queue),
             runs: StdMutex::new(vec![0; jobs]),
             inside: StdAtomicUsize::new(0),
             threads: StdMutex::new(Vec::new()),
             looked_again: StdAtomicUsize::new(0),
             handed_on: StdAtomicUsize::new(0),
+            peak: StdAtomicUsize::new(0),
             one_job_next: StdAtomicBool::new(first == Mode::OneJob),
         })
     }
 
     /// `Executor::submit_with`'s push, then `kick`.
     fn submit(model: &Arc<Self>, job: usize) {
-        model.queue.push(job, Priority::Normal).unwrap();
+        model.queue.push(job);
         if model.dispatchers.submitted() {
             let mode = if model.one_job_next.swap(false, StdOrdering::Relaxed) {
                 Mode::OneJob
@@ -101,6 +154,7 @@ impl Model {
     fn dispatch(model: &Arc<Self>, mode: Mode) {
         let inside = model.inside.fetch_add(1, StdOrdering::Relaxed) + 1;
         assert!(inside <= model.dispatchers.max(), "{inside} dispatchers at once");
+        model.peak.fetch_max(inside, StdOrdering::Relaxed);
         match mode {
             Mode::OneJob => {
                 if let Some(job) = model.next_job() {
@@ -131,7 +185,7 @@ impl Model {
     /// `Inner::next_job`.
     fn next_job(&self) -> Option<usize> {
         loop {
-            if let Some((job, _)) = self.queue.pop() {
+            if let Some(job) = self.queue.pop() {
                 return Some(job);
             }
             if self.queue.is_empty() {
@@ -176,21 +230,24 @@ struct Reached {
     iterations: StdAtomicUsize,
     looked_again: StdAtomicUsize,
     handed_on: StdAtomicUsize,
+    /// The most dispatchers seen between their start and their stop at once.
+    peak: StdAtomicUsize,
 }
 
-/// Checks a model of `max` places and `jobs` jobs (the first dispatcher started running as
+/// Checks a model of `max` places on `queue` (the first dispatcher started running as
 /// `first`), the main thread submitting `main`'s jobs while a second thread submits `other`'s;
 /// returns what the interleavings reached.
 fn check(
     max: usize,
     first: Mode,
+    queue: Queue,
     main: &'static [usize],
     other: &'static [usize],
 ) -> std::sync::Arc<Reached> {
     let reached = std::sync::Arc::new(Reached::default());
     let seen = std::sync::Arc::clone(&reached);
     builder().check(move || {
-        let model = Model::new(max, main.len() + other.len(), first);
+        let model = Model::new(max, main.len() + other.len(), first, queue);
         let second = {
             let model = Arc::clone(&model);
             thread::spawn(move || {
@@ -204,6 +261,7 @@ fn check(
         }
         second.join().unwrap();
         let (looked_again, handed_on) = model.finish();
+        seen.peak.fetch_max(model.peak.load(StdOrdering::Relaxed), StdOrdering::Relaxed);
         seen.iterations.fetch_add(1, StdOrdering::Relaxed);
         seen.looked_again.fetch_add(looked_again, StdOrdering::Relaxed);
         seen.handed_on.fetch_add(handed_on, StdOrdering::Relaxed);
@@ -218,7 +276,7 @@ fn check(
 /// sets `QUEUED` and the leaving one looks again (reached).
 #[test]
 fn loom_dispatch_two_submitters_one_place() {
-    let reached = check(1, Mode::Loop, &[0], &[1]);
+    let reached = check(1, Mode::Loop, Queue::Real, &[0], &[1]);
     assert!(reached.looked_again.load(StdOrdering::Relaxed) > 0);
 }
 
@@ -227,16 +285,26 @@ fn loom_dispatch_two_submitters_one_place() {
 /// all the same: that write is what the leave reads).
 #[test]
 fn loom_dispatch_queued_already_set() {
-    let reached = check(1, Mode::Loop, &[0], &[1, 2]);
+    let reached = check(1, Mode::Loop, Queue::Real, &[0], &[1, 2]);
     assert!(reached.looked_again.load(StdOrdering::Relaxed) > 0);
 }
 
-/// Two places, three jobs from two submitters (the main thread submits twice): dispatchers
-/// start, leave and look again beside each other, never more than two at once.
+/// Two places, two submitters: each may start a dispatcher, and the two run beside each other
+/// (reached) or one after the other, or one runs both jobs; never more than two at once.
+/// On the locked queue (see the module docs).
+#[test]
+fn loom_dispatch_two_places() {
+    let reached = check(2, Mode::Loop, Queue::Locked, &[0], &[1]);
+    assert_eq!(reached.peak.load(StdOrdering::Relaxed), 2);
+}
+
+/// Two places, three jobs (the main thread submits two): dispatchers start, leave and look
+/// again (reached) beside each other, never more than two at once. On the locked queue.
 #[test]
 fn loom_dispatch_two_places_three_jobs() {
-    let reached = check(2, Mode::Loop, &[0, 1], &[2]);
+    let reached = check(2, Mode::Loop, Queue::Locked, &[0, 1], &[2]);
     assert!(reached.looked_again.load(StdOrdering::Relaxed) > 0);
+    assert_eq!(reached.peak.load(StdOrdering::Relaxed), 2);
 }
 
 /// One place, two submitters, and the first dispatcher started runs one job only and stops
@@ -246,6 +314,6 @@ fn loom_dispatch_two_places_three_jobs() {
 /// Nothing strands, and the place is never held by two at once.
 #[test]
 fn loom_dispatch_one_job_then_stop() {
-    let reached = check(1, Mode::OneJob, &[0], &[1]);
+    let reached = check(1, Mode::OneJob, Queue::Real, &[0], &[1]);
     assert!(reached.handed_on.load(StdOrdering::Relaxed) > 0);
 }

@@ -46,6 +46,7 @@ fn cache(clock: &ManualClock, flight_timeout: Option<Duration>) -> Arc<ResultCac
 #[test]
 fn loom_cache_single_flight_computes_once() {
     static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
+    static WAITED: StdAtomicUsize = StdAtomicUsize::new(0);
     let key = key();
     builder().check(move || {
         ITERATIONS.fetch_add(1, StdOrdering::Relaxed);
@@ -72,9 +73,12 @@ fn loom_cache_single_flight_computes_once() {
         assert_eq!((stats.misses, stats.hits + stats.coalesced), (1, 1));
         assert_eq!(stats.inserts, 1);
         assert_eq!(cache.get(&key), Some(42));
+        WAITED.fetch_add(stats.coalesced as usize, StdOrdering::Relaxed);
     });
-    eprintln!("ITER {}", ITERATIONS.load(StdOrdering::Relaxed));
     assert!(ITERATIONS.load(StdOrdering::Relaxed) > 1);
+    // Some interleavings had the follower wait for the leader, others find the value stored.
+    let waited = WAITED.load(StdOrdering::Relaxed);
+    assert!(0 < waited && waited < ITERATIONS.load(StdOrdering::Relaxed));
 }
 
 /// The leader gives up (its computation fails: the flight is dropped, as on a panic) while
@@ -83,6 +87,7 @@ fn loom_cache_single_flight_computes_once() {
 #[test]
 fn loom_cache_abandoned_flight_is_taken_over_once() {
     static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
+    static WAITED: StdAtomicUsize = StdAtomicUsize::new(0);
     let key = key();
     builder().check(move || {
         ITERATIONS.fetch_add(1, StdOrdering::Relaxed);
@@ -115,18 +120,21 @@ fn loom_cache_abandoned_flight_is_taken_over_once() {
         assert_eq!((stats.misses, stats.hits + stats.coalesced), (2, 1));
         assert_eq!(stats.inserts, 1);
         assert_eq!(cache.get(&key), Some(7));
+        WAITED.fetch_add(stats.coalesced as usize, StdOrdering::Relaxed);
     });
-    eprintln!("ITER {}", ITERATIONS.load(StdOrdering::Relaxed));
     assert!(ITERATIONS.load(StdOrdering::Relaxed) > 1);
+    // Some interleavings had the other follower wait for the new leader.
+    assert!(WAITED.load(StdOrdering::Relaxed) > 0);
 }
 
-/// A follower with a flight timeout of 10 ticks waits for a leader while another thread moves
-/// the clock 10 ticks on and the leader completes: the follower gets the leader's value, or,
-/// only once the clock has passed its deadline, a flight of its own that leads nobody, whose
-/// value it stores. Never a hang; the leader's value is handed to whoever waits for it.
+/// A follower with a flight timeout of 10 ticks waits for a leader that moves the clock 10
+/// ticks on, then completes: the follower gets the leader's value, or, only once the clock has
+/// passed its deadline, a flight of its own that leads nobody, whose value it stores (both
+/// reached). Never a hang.
 #[test]
 fn loom_cache_follower_times_out_or_gets_the_value() {
     static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
+    static TIMED_OUT: StdAtomicUsize = StdAtomicUsize::new(0);
     let key = key();
     builder().check(move || {
         ITERATIONS.fetch_add(1, StdOrdering::Relaxed);
@@ -149,19 +157,20 @@ fn loom_cache_follower_times_out_or_gets_the_value() {
                 }
             })
         };
-        let mover = {
-            let clock = clock.clone();
-            thread::spawn(move || clock.advance(10))
-        };
+        // The leader's thread moves the clock, then completes (a third thread to move it would
+        // need more than two preemptions to let the follower see the clock moved in between).
+        clock.advance(10);
         assert_eq!(leader.complete(1), 1);
-        mover.join().unwrap();
         let (value, timed_out) = follower.join().unwrap();
         assert_eq!(value, if timed_out { 2 } else { 1 });
         let stats = cache.stats();
         let own = u64::from(timed_out);
         assert_eq!((stats.misses, stats.hits + stats.coalesced), (1 + own, 1 - own));
         assert_eq!(stats.inserts, 1 + own);
+        TIMED_OUT.fetch_add(usize::from(timed_out), StdOrdering::Relaxed);
     });
-    eprintln!("ITER {}", ITERATIONS.load(StdOrdering::Relaxed));
     assert!(ITERATIONS.load(StdOrdering::Relaxed) > 1);
+    // Both ends were reached: a follower that timed out, and one that got the value.
+    let timed_out = TIMED_OUT.load(StdOrdering::Relaxed);
+    assert!(0 < timed_out && timed_out < ITERATIONS.load(StdOrdering::Relaxed));
 }
