@@ -95,11 +95,13 @@ impl Dispatchers {
     }
 
     /// The most dispatchers at once.
+    #[cfg(test)]
     pub(crate) fn max(&self) -> usize {
         self.max
     }
 
     /// The places taken now (a reading: it may be stale as soon as it is read).
+    #[cfg(test)]
     pub(crate) fn running(&self) -> usize {
         let running = count(self.state.load(Ordering::Acquire));
         debug_assert!(running <= self.max);
@@ -120,12 +122,10 @@ impl Dispatchers {
             };
             // Written even when `next == state` (`QUEUED` already set): the write is what
             // makes the next leave synchronize with this submission (see the module docs).
-            match self.state.compare_exchange_weak(
-                state,
-                next,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => {
                     debug_assert!(count(next) <= self.max);
                     return claimed;
@@ -148,12 +148,10 @@ impl Dispatchers {
             } else {
                 (state - PLACE, true)
             };
-            match self.state.compare_exchange_weak(
-                state,
-                next,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => return left,
                 Err(now) => state = now,
             }

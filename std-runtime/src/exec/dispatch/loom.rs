@@ -13,10 +13,10 @@
 //! loom runs at most five threads (the main one included), which bounds the models: the main
 //! thread is one of the submitters, and each model has at most three dispatchers.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{
     AtomicBool as StdAtomicBool, AtomicUsize as StdAtomicUsize, Ordering as StdOrdering,
 };
-use std::collections::VecDeque;
 use std::sync::Mutex as StdMutex;
 
 use loom::sync::{Arc, Mutex};
@@ -153,7 +153,10 @@ impl Model {
     /// `dispatch_loop`, entered holding a place.
     fn dispatch(model: &Arc<Self>, mode: Mode) {
         let inside = model.inside.fetch_add(1, StdOrdering::Relaxed) + 1;
-        assert!(inside <= model.dispatchers.max(), "{inside} dispatchers at once");
+        assert!(
+            inside <= model.dispatchers.max(),
+            "{inside} dispatchers at once"
+        );
         model.peak.fetch_max(inside, StdOrdering::Relaxed);
         match mode {
             Mode::OneJob => {
@@ -216,7 +219,12 @@ impl Model {
         assert!(self.queue.is_empty());
         assert_eq!(self.inside.load(StdOrdering::Relaxed), 0);
         // No place held and `QUEUED` clear: the word is back at 0.
-        assert_eq!(self.dispatchers.state.load(loom::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(
+            self.dispatchers
+                .state
+                .load(loom::sync::atomic::Ordering::Relaxed),
+            0
+        );
         (
             self.looked_again.load(StdOrdering::Relaxed),
             self.handed_on.load(StdOrdering::Relaxed),
@@ -261,9 +269,11 @@ fn check(
         }
         second.join().unwrap();
         let (looked_again, handed_on) = model.finish();
-        seen.peak.fetch_max(model.peak.load(StdOrdering::Relaxed), StdOrdering::Relaxed);
+        seen.peak
+            .fetch_max(model.peak.load(StdOrdering::Relaxed), StdOrdering::Relaxed);
         seen.iterations.fetch_add(1, StdOrdering::Relaxed);
-        seen.looked_again.fetch_add(looked_again, StdOrdering::Relaxed);
+        seen.looked_again
+            .fetch_add(looked_again, StdOrdering::Relaxed);
         seen.handed_on.fetch_add(handed_on, StdOrdering::Relaxed);
     });
     assert!(reached.iterations.load(StdOrdering::Relaxed) > 1);

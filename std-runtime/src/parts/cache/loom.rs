@@ -165,7 +165,10 @@ fn loom_cache_follower_times_out_or_gets_the_value() {
         assert_eq!(value, if timed_out { 2 } else { 1 });
         let stats = cache.stats();
         let own = u64::from(timed_out);
-        assert_eq!((stats.misses, stats.hits + stats.coalesced), (1 + own, 1 - own));
+        assert_eq!(
+            (stats.misses, stats.hits + stats.coalesced),
+            (1 + own, 1 - own)
+        );
         assert_eq!(stats.inserts, 1 + own);
         TIMED_OUT.fetch_add(usize::from(timed_out), StdOrdering::Relaxed);
     });
