@@ -51,7 +51,14 @@
 //! A submission does one load and one successful compare-exchange (retried only when another
 //! thread changed the word in between), where the previous protocol did a `SeqCst` fence, a
 //! load and, when a place was free, a compare-exchange. A dispatcher does one compare-exchange
-//! per look that finds the queues empty.
+//! per look that finds the queues empty. Measured alone on one thread (x86-64), a submission
+//! that finds every place taken costs about 2-3 ns more (its locked instruction is on the
+//! shared word, the fence's was on the stack) and a place taken and given back about 2-3 ns
+//! less; both vanish in a submission's end-to-end latency (`submit_latency`, microseconds).
+//!
+//! The models fail if the protocol is weakened: a leave that ignores `QUEUED`, a submission
+//! that skips its write when `QUEUED` is already set (the store-buffering trap: a load instead
+//! of an RMW), or a submission RMW that does not release each strand a job in them.
 
 use crate::sync::{AtomicUsize, Ordering};
 

@@ -3,7 +3,7 @@
 //!
 //! [`ResultCache`] stores step outputs under their 256-bit BLAKE3 [`CacheKey`]s:
 //!
-//! - **Sharded.** A power-of-two number of shards, each a [`Mutex`](std::sync::Mutex) around a hash
+//! - **Sharded.** A power-of-two number of shards, each a [`std::sync::Mutex`] around a hash
 //!   map, a CLOCK ring and the computations in flight. The shard comes from bytes 8..16 of the
 //!   key and the map hash from bytes 0..8 (the key is already uniform, so nothing is rehashed);
 //!   hits on different shards never touch the same lock or cache line.

@@ -22,7 +22,7 @@ fn a_submission_takes_a_free_place_or_sets_queued() {
         (1, PLACE, false, PLACE | QUEUED),
         (1, PLACE | QUEUED, false, PLACE | QUEUED),
         (3, 2 * PLACE, true, 3 * PLACE),
-        (3, 3 * PLACE, false, 3 * PLACE | QUEUED),
+        (3, 3 * PLACE, false, (3 * PLACE) | QUEUED),
     ];
     for (max, before, claimed, after) in table {
         let d = at(max, before);
@@ -39,7 +39,7 @@ fn a_leave_clears_queued_first_then_gives_the_place_up() {
         (PLACE, true, 0),
         (PLACE | QUEUED, false, PLACE),
         (2 * PLACE, true, PLACE),
-        (2 * PLACE | QUEUED, false, 2 * PLACE),
+        ((2 * PLACE) | QUEUED, false, 2 * PLACE),
     ];
     for (before, left, after) in table {
         let d = at(2, before);
