@@ -3,7 +3,10 @@
 //!
 //! Submissions are run by *dispatchers*: rayon jobs, at most one per pool thread, that loop
 //! over the priority queues until they are empty ([`Executor::submit`]); tickets come from a
-//! pool of recycled cells ([`Cells`]).
+//! pool of recycled cells ([`Cells`]). When a dispatcher starts and when it may stop is one
+//! atomic word's protocol ([`dispatch::Dispatchers`], loom-checked): a submission either takes
+//! a free place and starts a dispatcher, or marks work queued, which the next dispatcher to
+//! leave sees and looks again.
 //!
 //! Everything a run does is the core interpreter's ([`Runner::run_in`]); the executor lends it
 //! a [`Host`](flujo_core::interp::Host) that catches panics per attempt, forks fan-outs, and
@@ -13,6 +16,7 @@
 //! [`Runner::run_in`]: flujo_core::interp::Runner::run_in
 
 mod builder;
+mod dispatch;
 mod host;
 mod runner_pool;
 mod shutdown;
@@ -22,7 +26,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +48,7 @@ use crate::Priority;
 use crate::Refusal;
 
 pub use builder::ExecutorBuilder;
+use dispatch::Dispatchers;
 use host::{panic_message, CacheBridge, RtHost};
 use runner_pool::{lock, merge_breaker, RunnerPool, Seen};
 use shutdown::Running;
@@ -336,10 +341,9 @@ struct Inner<P, C> {
     queues: PriorityQueues<Job<P, C>>,
     /// Ticket cells reused across submissions.
     cells: Arc<Cells<Finished<P, C>>>,
-    /// Dispatchers running (each a rayon job looping over the queues), at most `dispatchers`.
-    active: AtomicUsize,
-    /// The most dispatchers at once: the pool's threads.
-    dispatchers: usize,
+    /// The dispatchers' places (each a rayon job looping over the queues), at most one per
+    /// pool thread, and whether work was queued while all were taken (see [`dispatch`]).
+    dispatchers: Dispatchers,
     limit: Arc<AdaptiveLimit>,
     admission: bool,
     closed: AtomicBool,
@@ -476,8 +480,7 @@ where
             inner: Arc::new(Inner {
                 pool,
                 cells: Cells::new(TICKET_CELLS_KEPT),
-                active: AtomicUsize::new(0),
-                dispatchers,
+                dispatchers: Dispatchers::new(dispatchers),
                 runners: RunnerPool::new(snapshot, generation, dispatchers),
                 cache,
                 config: cell,
@@ -911,74 +914,67 @@ where
         }
     }
 
-    /// Sees that a dispatcher will find the submission just queued: spawns one if fewer than
-    /// `dispatchers` run; otherwise one of those running will (it checks the queues again
-    /// after giving up its place, see [`dispatch`](Self::dispatch)).
-    ///
-    /// The fences pair with the one in `dispatch`: the queue's count was raised before ours,
-    /// `active` lowered before theirs, so either we see a place free or that dispatcher sees
-    /// our submission (the store-buffering pattern, which needs `SeqCst` fences).
+    /// Sees that a dispatcher will find the submission just queued: starts one if fewer than
+    /// the pool's threads run; otherwise marks work queued, and the next running dispatcher
+    /// that finds the queues empty looks again before it stops (see [`dispatch`]).
     fn kick(self: &Arc<Self>) {
-        fence(Ordering::SeqCst);
-        if self.claim() {
-            let me = Arc::clone(self);
-            // rayon boxes the job: one allocation per dispatcher started, not per submission.
-            self.pool.spawn(move || me.dispatch());
+        if self.dispatchers.submitted() {
+            self.start_dispatcher();
         }
     }
 
-    /// Takes a dispatcher's place if one is free.
-    fn claim(&self) -> bool {
-        self.active
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.dispatchers).then_some(n + 1)
-            })
-            .is_ok()
+    /// Starts a dispatcher on the pool, holding a place the caller took (or handed on).
+    fn start_dispatcher(self: &Arc<Self>) {
+        let me = Arc::clone(self);
+        // rayon boxes the job: one allocation per dispatcher started, not per submission.
+        self.pool.spawn(move || me.dispatch());
     }
 
-    /// A dispatcher: runs queued submissions (the queues pick which: priority, with aging)
-    /// until the queues are empty, gives its place up, and checks the queues once more (a
-    /// submission queued meanwhile that saw every place taken counts on that check); it goes
-    /// on if there is work and a place to take back.
+    /// A dispatcher, started holding a place: runs queued submissions (the queues pick which:
+    /// priority, with aging) until the queues are empty, then leaves, unless work was queued
+    /// meanwhile while every place was taken: then it looks again.
     ///
     /// A dispatcher started on a thread already inside one (rayon lets a thread waiting in a
     /// forked run's `join` take other jobs) runs one submission only, as a job of its own
-    /// would, and leaves the rest to a fresh dispatcher: the run it interrupted waits for it.
+    /// would, and hands its place to a fresh dispatcher if work is left: the run it
+    /// interrupted waits for it.
     fn dispatch(self: &Arc<Self>) {
         let nested = DISPATCHING.with(|d| d.replace(true));
         let looped = panic::catch_unwind(AssertUnwindSafe(|| self.dispatch_loop(nested)));
         DISPATCHING.with(|d| d.set(nested));
         if let Err(payload) = looped {
             // Only a job can panic (a user `Drop` run outside the run's guard, say), so the
-            // place was held: give it up, and see the queue taken on, before unwinding on.
-            self.active.fetch_sub(1, Ordering::AcqRel);
-            self.kick();
+            // place is held: hand it on if work is left, else give it up, then unwind on.
+            self.stop_early();
             panic::resume_unwind(payload);
         }
     }
 
     /// The loop of [`dispatch`](Self::dispatch), entered holding a place.
     fn dispatch_loop(self: &Arc<Self>, nested: bool) {
+        if nested {
+            if let Some(job) = self.next_job() {
+                self.run_job(job);
+            }
+            self.stop_early();
+            return;
+        }
         loop {
             while let Some(job) = self.next_job() {
                 self.run_job(job);
-                if nested {
-                    break;
-                }
             }
-            self.active.fetch_sub(1, Ordering::AcqRel);
-            fence(Ordering::SeqCst);
-            if self.queues.is_empty() {
+            if self.dispatchers.try_leave() {
                 break;
             }
-            if nested {
-                self.kick();
-                break;
-            }
-            if !self.claim() {
-                // Every place is taken: those dispatchers check the queues before they stop.
-                break;
-            }
+            // Work was queued while every place was taken: look again.
+        }
+    }
+
+    /// Ends a dispatcher that stops before it found the queues empty (nested, or unwinding):
+    /// its place goes to a fresh dispatcher if work may be left, else it is given up.
+    fn stop_early(self: &Arc<Self>) {
+        if self.dispatchers.stop(|| self.queues.is_empty()) {
+            self.start_dispatcher();
         }
     }
 

@@ -53,8 +53,9 @@
 //! assert_eq!((report.runs.completed, report.runs.succeeded), (2, 2));
 //! ```
 #![deny(missing_docs)]
-// Under loom only the models of the queues and the limiter are built (the executor is left
-// out), so what only the executor uses is unused there.
+// Under loom only the models of the queues, the limiter, the cache and the dispatcher protocol
+// are built (the rest of the executor is left out), so what only the executor uses is unused
+// there.
 #![cfg_attr(loom, allow(dead_code))]
 
 /// The core crate, re-exported so that a host needs one dependency and the two can never
@@ -72,6 +73,10 @@ pub mod config;
 // with it (the loom models cover the queues and the limiter only).
 #[cfg(not(loom))]
 mod exec;
+// Under loom the executor is left out, but its dispatcher protocol is built, for its model.
+#[cfg(loom)]
+#[path = "exec/dispatch.rs"]
+mod dispatch;
 #[cfg(not(loom))]
 pub use exec::{
     BuildError, Completed, Drain, Executor, ExecutorBuilder, Finished, Panicked, Rejected,

@@ -369,7 +369,7 @@ fn one_dispatcher_runs_a_queued_burst_in_priority_order() {
     {
         tickets.push(ex.submit(&g, 1 + i as u64, (), priority).unwrap());
     }
-    assert!(ex.inner.active.load(Ordering::Acquire) <= 1);
+    assert!(ex.inner.dispatchers.running() <= 1);
     gate.store(true, Ordering::Release);
     assert_eq!(ran(first), 1);
     for (i, ticket) in tickets.into_iter().enumerate() {
@@ -399,7 +399,7 @@ fn a_shutdown_hands_back_what_the_busy_dispatchers_left_queued() {
     }
     tickets.extend((2..n).map(submit));
     // Every place is taken: no dispatcher more was started, the rest is queued.
-    assert_eq!(ex.inner.active.load(Ordering::Acquire), 2);
+    assert_eq!(ex.inner.dispatchers.running(), 2);
     assert_eq!(ex.inner.queues.len() as u64, n - 2);
     let busy = 2;
     let opener = {
@@ -560,7 +560,7 @@ fn no_submission_is_stranded_while_dispatchers_come_and_go() {
         }
         let report = ex.shutdown(Drain::Finish);
         assert_eq!(report.finished, 3 * each);
-        assert!(ex.inner.active.load(Ordering::Acquire) <= threads);
+        assert!(ex.inner.dispatchers.running() <= threads);
         let cells = &ex.inner.cells;
         assert!(
             cells.made() <= 3 * 8 + 2 * threads + 3,

@@ -41,16 +41,29 @@
 //! panic), so one panicking caller never breaks the cache for the others. (One corner: a
 //! destructor that panics while `set_capacity` evicts leaves that shard above its new budget
 //! until its next insert, which evicts down to it.)
+//!
+//! # Checked by loom
+//!
+//! The shards' locks, the flights' condition variables, their `Arc`s and the counters come
+//! through `crate::sync`, so under `--cfg loom` the models in `cache/loom.rs` run this code on
+//! loom's: a leader that completes while a follower starts waiting (no lost wake-up, one
+//! computation), a leader that gives up while two followers wait (exactly one takes over), and
+//! a follower whose flight timeout passes while it waits. loom's condition variable never
+//! times out, so under loom a timed wait is a wake-up at any moment (the caller reads the clock
+//! again), which a real timed wait allows too, spuriously; outside loom it is `wait_timeout`.
 
 mod shard;
 mod stats;
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;
+
+#[cfg(all(test, loom))]
+mod loom;
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use flujo_core::cache::CacheKey;
@@ -59,6 +72,7 @@ use flujo_core::graph::Clock;
 pub use stats::CacheStats;
 
 use crate::clock::{self, RuntimeClock};
+use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use shard::{key_word, MapKey, Probe, Shard, ShardState, NEVER_NS};
 use stats::{bump, Counters};
@@ -321,13 +335,39 @@ impl<V: Clone> FlightCell<V> {
                     if left.is_zero() {
                         return Waited::TimedOut;
                     }
-                    self.finished
-                        .wait_timeout(outcome, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
+                    self.wait_at_most(outcome, left)
                 }
             };
         }
+    }
+
+    /// Waits for the notification, `left` at most (and may return early, as a condition
+    /// variable may wake spuriously).
+    #[cfg(not(loom))]
+    fn wait_at_most<'a>(
+        &'a self,
+        outcome: MutexGuard<'a, Outcome<V>>,
+        left: Duration,
+    ) -> MutexGuard<'a, Outcome<V>> {
+        self.finished
+            .wait_timeout(outcome, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+    }
+
+    /// Under loom, whose `wait_timeout` never times out (so a waiter whose clock moves past its
+    /// deadline without a notification would hang the model): lets go of the lock, lets the
+    /// other threads run and returns, a wake-up at any moment, which the real one allows too
+    /// (spuriously). The caller reads its clock again.
+    #[cfg(loom)]
+    fn wait_at_most<'a>(
+        &'a self,
+        outcome: MutexGuard<'a, Outcome<V>>,
+        _left: Duration,
+    ) -> MutexGuard<'a, Outcome<V>> {
+        drop(outcome);
+        crate::sync::yield_now();
+        lock(&self.outcome)
     }
 }
 

@@ -16,9 +16,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::{Arc, Mutex};
 
 use flujo_core::cache::CacheKey;
+
+use crate::sync::{Arc, Mutex};
 
 use super::stats::{bump, Counters};
 use super::FlightCell;

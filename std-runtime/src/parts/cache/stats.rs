@@ -1,6 +1,6 @@
 //! Exact event counters of a [`ResultCache`](super::ResultCache).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
 /// A snapshot of a [`ResultCache`](super::ResultCache)'s counters.
 ///
