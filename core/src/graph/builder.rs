@@ -281,6 +281,17 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
         reduce: impl Fn(P, P) -> P + Send + Sync + 'static,
         opts: ParallelOptions<C>,
     ) -> NodeRef {
+        self.parallel_fallible(name, branches, move |a, b| Ok(reduce(a, b)), opts)
+    }
+
+    /// [`parallel`](Self::parallel) with a reducer that can fail (the typed builder's).
+    pub(crate) fn parallel_fallible(
+        &mut self,
+        name: &str,
+        branches: &[NodeRef],
+        reduce: impl Fn(P, P) -> Result<P, StepError> + Send + Sync + 'static,
+        opts: ParallelOptions<C>,
+    ) -> NodeRef {
         let slot = self.pars.len();
         self.pars.push(BuildPar {
             merge: opts.merge,
@@ -333,6 +344,18 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
         split: impl Fn(P, &C, &mut Items<'_, P>) -> Result<P, StepError> + Send + Sync + 'static,
         body: NodeRef,
         reduce: impl Fn(P, P) -> P + Send + Sync + 'static,
+        opts: MapOptions<C>,
+    ) -> NodeRef {
+        self.map_fallible(name, split, body, move |a, b| Ok(reduce(a, b)), opts)
+    }
+
+    /// [`map`](Self::map) with a reducer that can fail (the typed builder's).
+    pub(crate) fn map_fallible(
+        &mut self,
+        name: &str,
+        split: impl Fn(P, &C, &mut Items<'_, P>) -> Result<P, StepError> + Send + Sync + 'static,
+        body: NodeRef,
+        reduce: impl Fn(P, P) -> Result<P, StepError> + Send + Sync + 'static,
         opts: MapOptions<C>,
     ) -> NodeRef {
         let slot = self.maps.len();

@@ -19,6 +19,7 @@ mod builder;
 mod error;
 mod step;
 mod task;
+mod typed;
 
 use alloc::boxed::Box;
 use core::fmt;
@@ -33,6 +34,7 @@ pub use bumpalo::Bump;
 pub use error::{GraphError, GraphRule};
 pub(crate) use step::{Cancel, RunEnv, UNTIMED};
 pub use step::{CancelFlag, Clock, ManualClock, NoClock, Step, StepCx};
+pub use typed::{Carries, Chain, Node, TypedBuilder, TypedItems, WRONG_PAYLOAD};
 pub use task::{
     ExitPredicate, FailureStrategy, Items, LoopOptions, MapOptions, NoValidator, ParallelOptions,
     Processor, Reducer, Selector, Splitter, TaskConfig, TypedValidator, Validator,

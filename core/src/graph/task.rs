@@ -15,8 +15,9 @@ pub type Processor<P, C> = Box<dyn Fn(P, &C) -> Result<P, StepError> + Send + Sy
 /// A validator: checks an output; its error is classified as validation and becomes the
 /// next attempt's feedback.
 pub type Validator<P, C> = Box<dyn Fn(&P, &C) -> Result<(), StepError> + Send + Sync>;
-/// An ordered reduce: `acc = reduce(acc, next)` in declaration order.
-pub type Reducer<P> = Box<dyn Fn(P, P) -> P + Send + Sync>;
+/// An ordered reduce: `acc = reduce(acc, next)` in declaration order; an error fails the
+/// node. The untyped builder's reducers cannot fail (it wraps them); the typed builder's can.
+pub type Reducer<P> = Box<dyn Fn(P, P) -> Result<P, StepError> + Send + Sync>;
 /// A loop's exit predicate over the iteration's output, the context and the number of
 /// iterations done (from 1).
 pub type ExitPredicate<P, C> = Box<dyn Fn(&P, &C, u32) -> bool + Send + Sync>;
