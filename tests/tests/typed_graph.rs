@@ -129,7 +129,10 @@ fn a_graph_of_one_type_is_its_own_payload() {
         let both = b.parallel(
             "both",
             &[inc, dbl],
-            |a, x| a.checked_add(x).ok_or(StepError::permanent("overflow")),
+            |a, x| {
+                a.checked_add(x)
+                    .ok_or_else(|| StepError::permanent("overflow"))
+            },
             ParallelOptions::new(),
         );
         let sq = b.task("sq", |x: u64, _| Ok(x * x));
@@ -171,7 +174,11 @@ fn batch_graph() -> Graph<Flow, ()> {
                 Ok(0u64)
             },
             per_line,
-            |total: u64, s: u64| total.checked_add(s).ok_or(StepError::permanent("sum overflow")),
+            |total: u64, s: u64| {
+                total
+                    .checked_add(s)
+                    .ok_or(StepError::permanent("sum overflow"))
+            },
             MapOptions::new().max_items(8),
         )
     })
@@ -327,7 +334,13 @@ fn a_cacheable_typed_task_keys_on_its_own_input_type_only() {
     };
     let mut runner = Runner::new(config);
     for line in ["a, 5", "b, 5", "c, 6", "d, 5"] {
-        let r = runner.run(&g, Flow::from(Line(line.into())), (), &NoClock, &RunOptions::default());
+        let r = runner.run(
+            &g,
+            Flow::from(Line(line.into())),
+            (),
+            &NoClock,
+            &RunOptions::default(),
+        );
         assert_eq!(r.outcome, Outcome::Succeeded);
     }
     // 5 three times (one miss), 6 once.

@@ -34,11 +34,11 @@ pub use bumpalo::Bump;
 pub use error::{GraphError, GraphRule};
 pub(crate) use step::{Cancel, RunEnv, UNTIMED};
 pub use step::{CancelFlag, Clock, ManualClock, NoClock, Step, StepCx};
-pub use typed::{Carries, Chain, Node, TypedBuilder, TypedItems, WRONG_PAYLOAD};
 pub use task::{
     ExitPredicate, FailureStrategy, Items, LoopOptions, MapOptions, NoValidator, ParallelOptions,
     Processor, Reducer, Selector, Splitter, TaskConfig, TypedValidator, Validator,
 };
+pub use typed::{Carries, Chain, Node, TypedBuilder, TypedItems, WRONG_PAYLOAD};
 
 use crate::context::MergeStrategy;
 use crate::policy::Breaker;

@@ -557,7 +557,12 @@ impl<'a, P, C> TypedBuilder<'a, P, C> {
     /// see the payload); a cacheable typed task keys on its input alone with
     /// [`TaskConfig::cacheable_input`], and a fallback is given as
     /// `.fallback(other.node())` where `other: Node<I, O>`.
-    pub fn task_with<I, O, F, V>(&mut self, name: &str, f: F, cfg: TaskConfig<P, C, V>) -> Node<I, O>
+    pub fn task_with<I, O, F, V>(
+        &mut self,
+        name: &str,
+        f: F,
+        cfg: TaskConfig<P, C, V>,
+    ) -> Node<I, O>
     where
         P: Carries<I> + Carries<O> + 'static,
         C: 'static,
@@ -622,10 +627,7 @@ impl<'a, P, C> TypedBuilder<'a, P, C> {
         T: 'static,
         U: 'static,
         A: 'static,
-        S: Fn(I, &C, &mut TypedItems<'_, '_, P, T>) -> Result<A, StepError>
-            + Send
-            + Sync
-            + 'static,
+        S: Fn(I, &C, &mut TypedItems<'_, '_, P, T>) -> Result<A, StepError> + Send + Sync + 'static,
         R: Fn(A, U) -> Result<A, StepError> + Send + Sync + 'static,
     {
         let split = move |input: P, ctx: &C, items: &mut Items<'_, P>| -> Result<P, StepError> {
