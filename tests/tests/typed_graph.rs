@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use flujo_core::cache::{CacheKey, FixedCache, StepFingerprint};
 use flujo_core::graph::{
-    Carries, FailureStrategy, Graph, LoopOptions, MapOptions, NoClock, ParallelOptions, StepError,
-    TaskConfig, WRONG_PAYLOAD,
+    Carries, FailureStrategy, Graph, GraphRule, Join, LoopOptions, MapOptions, NoClock,
+    ParallelOptions, StepError, TaskConfig, WRONG_PAYLOAD,
 };
 use flujo_core::interp::{ErrorKind, Outcome, RunOptions, Runner, RunnerConfig};
 use flujo_core::policy::ErrorClass;
@@ -384,4 +384,72 @@ fn typed_graphs_run_the_same_under_the_runtimes_executor() {
         let r = exec.run(&g, lines(&["a, 1", "oops"]), ()).unwrap();
         assert_eq!(r.outcome, Outcome::Failed);
     }
+}
+
+/// A join of differently typed branches over a parsed event: the event itself, its score
+/// (`u64`) and a flag (`bool`), each folded into the event by its own fold.
+fn join_graph(fold_fails: bool) -> Graph<Flow, ()> {
+    Graph::build_typed(|b| {
+        let p = b.task("parse", |l: Line, _| parse(l));
+        let same = b.task("same", |e: Event, _| Ok(e));
+        let double = b.task("double", |e: Event, _| Ok(e.amount * 2));
+        let vip = b.task("vip", |e: Event, _| Ok(enrich(e)));
+        let join = Join::new(same)
+            .fold(double, move |mut e: Event, d: u64| {
+                if fold_fails {
+                    return Err(StepError::validation("fold refused"));
+                }
+                e.amount = d;
+                Ok(e)
+            })
+            .fold(vip, |mut e: Event, en: Enriched| {
+                if en.vip {
+                    e.user = e.user.to_uppercase();
+                }
+                Ok(e)
+            });
+        // Ignore is overridden: a join needs every branch.
+        let joined = b.join(
+            "join",
+            join,
+            ParallelOptions::new().failure(FailureStrategy::Ignore),
+        );
+        b.sequence("s", p.then(joined))
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_typed_join_folds_each_branch_type_into_the_first() {
+    let (outcome, out, _) = run(&join_graph(false), Flow::from(Line("vip-x, 4".into())));
+    assert_eq!(outcome, Outcome::Succeeded);
+    let want = Event {
+        user: "VIP-X".into(),
+        amount: 8,
+    };
+    assert_eq!(out.and_then(Flow::take::<Event>), Some(want));
+    let (outcome, _, kind) = run(&join_graph(true), Flow::from(Line("a, 4".into())));
+    assert_eq!(outcome, Outcome::Failed);
+    match kind {
+        Some(ErrorKind::Step(e)) => assert_eq!(e.reason(), "fold refused"),
+        other => panic!("expected the fold's error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_join_with_two_branches_of_one_type_is_a_build_error() {
+    let e = Graph::<Flow, ()>::build_typed(|b| {
+        let same = b.task("same", |e: Event, _| Ok(e));
+        let a = b.task("a", |e: Event, _| Ok(e.amount));
+        let c = b.task("c", |e: Event, _| Ok(e.amount + 1));
+        let join = Join::new(same)
+            .fold(a, |e: Event, _: u64| Ok(e))
+            .fold(c, |e: Event, _: u64| Ok(e));
+        b.join("join", join, ParallelOptions::new())
+    })
+    .unwrap_err();
+    assert_eq!(
+        (e.node.as_str(), e.rule),
+        ("join", GraphRule::AmbiguousJoin)
+    );
 }

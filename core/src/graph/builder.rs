@@ -166,6 +166,12 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
         }
     }
 
+    /// Records a build error against the node about to be named `name` (the first error
+    /// wins; `freeze` reports it).
+    pub(crate) fn fail_rule(&mut self, name: &str, rule: GraphRule) {
+        self.fail(name, rule);
+    }
+
     fn check_handle(&mut self, name: &str, r: NodeRef) {
         if r.builder != self.id || r.index as usize >= self.nodes.len() {
             self.fail(name, GraphRule::ForeignHandle);

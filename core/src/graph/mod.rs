@@ -38,7 +38,7 @@ pub use task::{
     ExitPredicate, FailureStrategy, Items, LoopOptions, MapOptions, NoValidator, ParallelOptions,
     Processor, Reducer, Selector, Splitter, TaskConfig, TypedValidator, Validator,
 };
-pub use typed::{Carries, Chain, Node, TypedBuilder, TypedItems, WRONG_PAYLOAD};
+pub use typed::{Carries, Chain, Join, Node, TypedBuilder, TypedItems, WRONG_PAYLOAD};
 
 use crate::context::MergeStrategy;
 use crate::policy::Breaker;

@@ -24,13 +24,15 @@
 //! The untyped [`GraphBuilder`] is the lowering and stays public: [`TypedBuilder::untyped`]
 //! reaches it, and [`Node::assume`] brings an untyped node into the typed world.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::any::TypeId;
 use core::fmt;
 use core::marker::PhantomData;
 
 use super::{
-    GraphBuilder, GraphError, Items, LoopOptions, MapOptions, NodeId, NodeRef, ParallelOptions,
-    StaticStepError, Step, StepCx, StepError, TaskConfig, TypedValidator,
+    FailureStrategy, GraphBuilder, GraphError, GraphRule, Items, LoopOptions, MapOptions, NodeId,
+    NodeRef, ParallelOptions, StaticStepError, Step, StepCx, StepError, TaskConfig, TypedValidator,
 };
 use crate::cache::{CacheKey, CanonicalEncode, StepFingerprint};
 use crate::policy::ErrorClass;
@@ -311,6 +313,97 @@ impl<I, O> Chain<I, O> {
     }
 }
 
+/// One folded branch of a [`Join`]: folds the branch's output (a payload carrying its type)
+/// into the accumulator, or hands both back when the output is not of its type.
+type Fold<P, A> = Box<dyn Fn(A, P) -> Result<Result<A, StepError>, (A, P)> + Send + Sync>;
+
+/// The branches of a typed join: one input type `I`, branch outputs of different types,
+/// each folded into the first branch's output `A` by a fold of its own. Made a node by
+/// [`TypedBuilder::join`].
+///
+/// # Examples
+///
+/// ```
+/// use flujo_core::graph::{Graph, Join, NoClock, ParallelOptions};
+/// use flujo_core::interp::Runner;
+///
+/// #[derive(Clone, Debug, PartialEq)]
+/// struct Order { id: u64, tier: u32, note: &'static str }
+/// flujo_core::payload! {
+///     #[derive(Clone, Debug, PartialEq)]
+///     enum Flow { Order(Order), Tier(u32), Note(&'static str) }
+/// }
+/// let g = Graph::<Flow, ()>::build_typed(|b| {
+///     let same = b.task("same", |o: Order, _| Ok(o));
+///     let tier = b.task("tier", |o: Order, _| Ok((o.id % 3) as u32 + 1));
+///     let note = b.task("note", |o: Order, _| Ok(if o.id > 10 { "big" } else { "small" }));
+///     let join = Join::new(same)
+///         .fold(tier, |mut o: Order, t: u32| { o.tier = t; Ok(o) })
+///         .fold(note, |mut o: Order, n: &'static str| { o.note = n; Ok(o) });
+///     b.join("enrich", join, ParallelOptions::new())
+/// })
+/// .unwrap();
+/// let mut runner = Runner::new(Default::default());
+/// let input = Flow::from(Order { id: 11, tier: 0, note: "" });
+/// let r = runner.run(&g, input, (), &NoClock, &Default::default());
+/// assert_eq!(r.output.and_then(Flow::take::<Order>), Some(Order { id: 11, tier: 3, note: "big" }));
+/// ```
+pub struct Join<I, A, P> {
+    children: Vec<NodeRef>,
+    folds: Vec<Fold<P, A>>,
+    /// The folded branches' output types, to refuse two of the same type.
+    types: Vec<TypeId>,
+    ambiguous: bool,
+    io: PhantomData<fn(I) -> A>,
+}
+
+impl<I, A, P> fmt::Debug for Join<I, A, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Join")
+            .field("children", &self.children)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<I, A: 'static, P: 'static> Join<I, A, P> {
+    /// A join whose first branch gives the accumulator (its output is the join's output,
+    /// with every other branch's output folded in).
+    pub fn new(first: Node<I, A>) -> Self {
+        Self {
+            children: alloc::vec![first.node],
+            folds: Vec::new(),
+            types: Vec::new(),
+            ambiguous: false,
+            io: PhantomData,
+        }
+    }
+
+    /// Adds a branch taking the join's input and giving an `X`, and how an `X` folds into
+    /// the accumulator (an error fails the join). Each folded branch's `X` must be a
+    /// different type (freezing fails with [`GraphRule::AmbiguousJoin`] otherwise).
+    #[must_use]
+    pub fn fold<X: 'static>(
+        mut self,
+        branch: Node<I, X>,
+        fold: impl Fn(A, X) -> Result<A, StepError> + Send + Sync + 'static,
+    ) -> Self
+    where
+        P: Carries<X>,
+    {
+        let id = TypeId::of::<X>();
+        self.ambiguous |= self.types.contains(&id);
+        self.types.push(id);
+        self.children.push(branch.node);
+        self.folds.push(Box::new(move |acc: A, next: P| {
+            match Carries::<X>::take(next) {
+                Ok(x) => Ok(fold(acc, x)),
+                Err(next) => Err((acc, next)),
+            }
+        }));
+        self
+    }
+}
+
 /// A typed step lowered to the payload: project in, call, project out.
 struct TypedStep<F, I, O> {
     f: F,
@@ -388,6 +481,7 @@ impl<P: Carries<T>, T> TypedItems<'_, '_, P, T> {
 /// | [`task`](Self::task) `Fn(I, &mut StepCx<C>) -> Result<O, StepError>` | `I` | `O` |
 /// | [`sequence`](Self::sequence) of `a.then(b).then(c)` | `a`'s input | `c`'s output |
 /// | [`parallel`](Self::parallel) of `Node<I, O>` branches, reduce `(O, O) -> Result<O, _>` | `I` | `O` |
+/// | [`join`](Self::join) of branches `Node<I, A>`, `Node<I, X>`, .., each `X` folded `(A, X) -> Result<A, _>` | `I` | `A` |
 /// | [`map`](Self::map): split `I` into `T` items (seed `A`), body `Node<T, U>`, reduce `(A, U) -> Result<A, _>` | `I` | `A` |
 /// | [`switch`](Self::switch) over `&I`, arms `Node<I, O>` | `I` | `O` |
 /// | [`loop_`](Self::loop_) of a body `Node<T, T>` | `T` | `T` |
@@ -607,6 +701,41 @@ impl<'a, P, C> TypedBuilder<'a, P, C> {
             }
         };
         Node::assume(self.b.parallel_fallible(name, &nodes, reduce, opts))
+    }
+
+    /// A join: parallel branches on one input whose outputs have different types, each
+    /// folded into the first branch's output by its own fold (see [`Join`]). Every branch
+    /// is needed, so a join's failure strategy is always propagate (`opts`'s is ignored);
+    /// its other options (merge, width) apply as for [`parallel`](Self::parallel).
+    pub fn join<I, A>(
+        &mut self,
+        name: &str,
+        join: Join<I, A, P>,
+        opts: ParallelOptions<C>,
+    ) -> Node<I, A>
+    where
+        P: Carries<A> + 'static,
+        A: 'static,
+    {
+        if join.ambiguous {
+            self.b.fail_rule(name, GraphRule::AmbiguousJoin);
+        }
+        let folds = join.folds;
+        let reduce = move |acc: P, next: P| -> Result<P, StepError> {
+            let Ok(mut acc) = Carries::<A>::take(acc) else {
+                return Err(wrong_payload());
+            };
+            let mut next = next;
+            for fold in &folds {
+                match fold(acc, next) {
+                    Ok(folded) => return folded.map(<P as Carries<A>>::wrap),
+                    Err((a, n)) => (acc, next) = (a, n),
+                }
+            }
+            Err(wrong_payload())
+        };
+        let opts = opts.failure(FailureStrategy::Propagate);
+        Node::assume(self.b.parallel_fallible(name, &join.children, reduce, opts))
     }
 
     /// A map: `split` turns the input into items (pushed into [`TypedItems`]) and returns the
