@@ -852,6 +852,48 @@ impl<P, C, V> TaskConfig<P, C, V> {
     }
 }
 
+impl<P, C> TaskConfig<P, C> {
+    /// Adds a validator of a typed task's output `O` (what [`validate`](Self::validate) is
+    /// for the payload): it runs where `validate`'s would, on the step's output, and like it
+    /// is compiled into the step when it is the first validator.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_core::graph::{Graph, NoClock, StepError, TaskConfig};
+    /// use flujo_core::interp::{Outcome, Runner};
+    /// flujo_core::payload! { #[derive(Clone, Debug)] enum Flow { Text(String), Len(usize) } }
+    /// let g = Graph::<Flow, ()>::build_typed(|b| {
+    ///     let cfg = TaskConfig::new().validate_output(|n: &usize, _| {
+    ///         if *n > 0 { Ok(()) } else { Err(StepError::validation("empty")) }
+    ///     });
+    ///     b.task_with("len", |s: String, _| Ok(s.len()), cfg)
+    /// })
+    /// .unwrap();
+    /// let mut runner = Runner::new(Default::default());
+    /// let r = runner.run(&g, Flow::from(String::new()), (), &NoClock, &Default::default());
+    /// assert_eq!(r.outcome, Outcome::Failed);
+    /// ```
+    #[must_use]
+    pub fn validate_output<O, F>(
+        self,
+        check: F,
+    ) -> TaskConfig<P, C, impl Fn(&P, &C) -> Result<(), StepError> + Send + Sync + 'static>
+    where
+        P: Carries<O> + 'static,
+        C: 'static,
+        O: 'static,
+        F: Fn(&O, &C) -> Result<(), StepError> + Send + Sync + 'static,
+    {
+        // A typed task's output always carries an `O`; a payload without one (an untyped
+        // step's) has nothing of this validator's type to check.
+        self.validate(move |p: &P, ctx: &C| match Carries::<O>::peek(p) {
+            Some(o) => check(o, ctx),
+            None => Ok(()),
+        })
+    }
+}
+
 impl<P, C> Graph<P, C> {
     /// Builds a graph with the typed builder in a fresh arena: `f` describes it and returns
     /// the root (see [`TypedBuilder`]).
