@@ -323,7 +323,7 @@ fn a_cacheable_typed_task_keys_on_its_own_input_type_only() {
                 seen.fetch_add(1, Ordering::Relaxed);
                 Ok(x * 3)
             },
-            TaskConfig::new().cacheable_input::<u64>(fingerprint.clone()),
+            TaskConfig::new().cacheable_input::<u64>(fingerprint),
         );
         b.sequence("s", p.then(amount).then(expensive))
     })
