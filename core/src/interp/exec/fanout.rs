@@ -6,7 +6,7 @@ use super::{Exec, MAX_RECORD_BUFS, UNLIMITED};
 use alloc::vec::Vec;
 
 use crate::context::{merge_branch, Context, Frame, MergeError, MergeStrategy};
-use crate::graph::{CancelFlag, Clock, FailureStrategy, Items, NodeId};
+use crate::graph::{CancelFlag, Clock, FailureStrategy, Items, NodeId, Reduce};
 use crate::interp::host::{Fan, Host, Lane};
 use crate::interp::results::{ErrorKind, Stop};
 use crate::policy::UsageBudget;
@@ -163,7 +163,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         (flags, mut branches): (Vec<CancelFlag>, Vec<Lane<P, C>>),
         base: &C,
         acc: Option<P>,
-        reduce: &(dyn Fn(P, P) -> Result<P, StepError> + Send + Sync),
+        reduce: &Reduce<P>,
     ) -> Result<(Option<P>, Option<C>), Stop> {
         let fan = self.fan(base, &flags, propagate);
         self.host.fork(width as usize, &fan, &mut branches);
@@ -186,7 +186,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         branches: &mut [Lane<P, C>],
         base: &C,
         mut acc: Option<P>,
-        reduce: &(dyn Fn(P, P) -> Result<P, StepError> + Send + Sync),
+        reduce: &Reduce<P>,
     ) -> Result<(Option<P>, Option<C>), Stop> {
         let mut merged: Option<C> = None;
         let mut stop: Option<Stop> = None;
@@ -225,7 +225,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     match self.merge_back(id, merge, base, &mut merged, bf, position as u32) {
                         Ok(()) => match acc.take() {
                             None => acc = Some(y),
-                            Some(a) => match reduce(a, y) {
+                            Some(a) => match reduce.apply(a, y) {
                                 Ok(reduced) => acc = Some(reduced),
                                 Err(e) => stop = Some(self.reduce_failed(id, e)),
                             },
@@ -328,7 +328,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     }
                     acc = Some(match acc.take() {
                         None => out,
-                        Some(a) => match (g.par_reduce[p])(a, out) {
+                        Some(a) => match g.par_reduce[p].apply(a, out) {
                             Ok(reduced) => reduced,
                             Err(e) => {
                                 // Siblings not yet started are told to stop by never starting.
@@ -389,7 +389,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             (flags, branches),
             frame.get(),
             None,
-            &*g.par_reduce[p],
+            &g.par_reduce[p],
         )?;
         self.parallel_end(id, count, acc, merged, frame)
     }
@@ -473,7 +473,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 (flags, branches),
                 frame.get(),
                 Some(seed),
-                &*mp.reduce,
+                &mp.reduce,
             )?;
             if let Some(m) = merged {
                 frame.commit(m, &mut self.s.spares);
@@ -508,7 +508,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 self.repay(shares);
                 return Err(stop);
             }
-            acc = match (mp.reduce)(acc, out) {
+            acc = match mp.reduce.apply(acc, out) {
                 Ok(reduced) => reduced,
                 Err(e) => {
                     self.s.items.truncate(bottom);

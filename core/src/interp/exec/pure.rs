@@ -14,12 +14,11 @@ use super::{stamp, stop_reason, stop_tick, Exec};
 use core::mem::size_of;
 
 use crate::context::{Context, Frame, Spares};
-use crate::graph::{Clock, NodeId, PureOp, StepCx, MAX_DEPTH};
+use crate::graph::{Clock, NodeId, PureOp, Reduce, StepCx, MAX_DEPTH};
 use crate::interp::host::Host;
 use crate::interp::records::StepRecord;
 use crate::interp::results::{ErrorKind, Stop};
 use crate::policy::Usage;
-use crate::step_error::StepError;
 use crate::telemetry::{Counter, EventSink};
 
 /// The largest payload a pure program runs with: its stack of open fan-outs (up to
@@ -31,7 +30,7 @@ const MAX_PAYLOAD: usize = 512;
 struct OpenFan<'g, P> {
     /// The outputs of its branches that succeeded so far, reduced in declaration order.
     acc: Option<P>,
-    reduce: &'g (dyn Fn(P, P) -> Result<P, StepError> + Send + Sync),
+    reduce: &'g Reduce<P>,
     /// Branches that have not handed up their result yet.
     left: u32,
     /// Its op (which the cold paths read the rest from).
@@ -82,7 +81,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 let branches = op.branches();
                 let forks = branches >= 2
                     && host.forks(NodeId(op.node), branches as usize, g.cost[op.node as usize]);
-                let reduce = &*g.par_reduce[op.slot as usize];
+                let reduce = &g.par_reduce[op.slot as usize];
                 if forks {
                     pc = after;
                     let mut frame = Frame::Borrowed(base);
@@ -103,7 +102,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                             Ok(out) => {
                                 acc = Some(match acc.take() {
                                     None => out,
-                                    Some(a) => match reduce(a, out) {
+                                    Some(a) => match reduce.apply(a, out) {
                                         Ok(reduced) => reduced,
                                         Err(e) => {
                                             failure = Some(self.reduce_failed(op.node, e));
@@ -150,7 +149,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     Ok(out) => {
                         let reduced = match top.acc.take() {
                             None => Ok(out),
-                            Some(a) => (top.reduce)(a, out),
+                            Some(a) => top.reduce.apply(a, out),
                         };
                         match reduced {
                             Ok(acc) => top.acc = Some(acc),
