@@ -35,6 +35,9 @@ use w1_executor_run::W1_executor_run;
 #[path = "iai/w10_breaker.rs"]
 mod w10_breaker;
 use w10_breaker::W10_breaker;
+#[path = "iai/w14_typed_chain.rs"]
+mod w14_typed_chain;
+use w14_typed_chain::W14_typed_chain;
 
 main!(
     library_benchmark_groups = W1_chain,
@@ -50,5 +53,6 @@ main!(
     W9_quantile,
     W10_breaker,
     W3_tree,
-    W1_executor_run
+    W1_executor_run,
+    W14_typed_chain
 );

@@ -34,3 +34,8 @@ pub mod telemetry;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/concepts.md")]
 pub struct ConceptsGuide;
+
+/// The README (its first example is a typed pipeline); its examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct Readme;

@@ -1,8 +1,9 @@
 //! An order pipeline run many times on the executor, with injected faults.
 //!
-//! parse -> enrich (parallel: a flaky remote FX call behind retry + breaker + fallback, a
+//! parse -> enrich (a typed join: a flaky remote FX call behind retry + breaker + fallback, a
 //! cacheable customer-tier lookup, a scoring step) -> validate -> price every line (a map) ->
-//! aggregate. Runs are submitted at the three priorities; a seeded generator decides each
+//! aggregate. Every step is typed (`String -> Order`, `Order -> Tier`, `Line -> Cents`, ...)
+//! and the builder checks each joint at compile time. Runs are submitted at the three priorities; a seeded generator decides each
 //! run's fault (transient errors, outages, panics inside a step, slow calls, invalid orders),
 //! plus a burst of outages every 20 000 runs that trips the breaker.
 //!
@@ -18,10 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flujo_core::cache::KeyWriter;
-use flujo_core::cache::{CanonicalEncode, StepFingerprint};
-use flujo_core::context::Context;
-use flujo_core::graph::{Graph, MapOptions, ParallelOptions, StepCx, StepError, TaskConfig};
+use flujo_core::cache::StepFingerprint;
+use flujo_core::graph::{Graph, Join, MapOptions, ParallelOptions, StepCx, StepError, TaskConfig};
 use flujo_core::interp::{ErrorKind, Outcome};
 use flujo_core::policy::{Backoff, Breaker, BreakerConfig, ErrorClass, RetryPolicy};
 use flujo_core::telemetry::Counter;
@@ -107,58 +106,32 @@ struct Order {
     total_cents: u64,
 }
 
-/// The payload passed between steps.
-#[derive(Clone, Debug, PartialEq)]
-enum Msg {
-    /// The order as text: `order <id> cust=<n> lines=<sku>x<units>@<cents>,... [!fault[:arg]]`.
-    Text(String),
-    Order(Order),
-    /// The key of the tier lookup.
-    Customer(u64),
-    Tier(u32),
-    Score(u32),
-    Line(Line),
-    Cents(u64),
-}
+/// A customer's tier (from the cacheable lookup).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Tier(u32);
 
-impl CanonicalEncode for Msg {
-    fn encode(&self, out: &mut KeyWriter<'_>) {
-        // Only the lookup's input is ever keyed; the other variants encode a tag and an id.
-        match self {
-            Msg::Customer(c) => {
-                0u8.encode(out);
-                c.encode(out);
-            }
-            Msg::Text(t) => {
-                1u8.encode(out);
-                t.encode(out);
-            }
-            Msg::Order(o) => {
-                2u8.encode(out);
-                o.id.encode(out);
-            }
-            Msg::Tier(v) | Msg::Score(v) => {
-                3u8.encode(out);
-                v.encode(out);
-            }
-            Msg::Line(l) => {
-                4u8.encode(out);
-                (l.sku, l.units, l.unit_cents).encode(out);
-            }
-            Msg::Cents(c) => {
-                5u8.encode(out);
-                c.encode(out);
-            }
-        }
-    }
-}
+/// An order's score.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Score(u32);
 
-fn order(m: Msg, step: &'static str) -> Result<Order, StepError> {
-    match m {
-        Msg::Order(o) => Ok(o),
-        other => Err(StepError::permanent(format!(
-            "{step}: not an order: {other:?}"
-        ))),
+/// A priced line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Cents(u64);
+
+flujo_core::payload! {
+    /// The payload passed between steps: one variant per stage type. The typed builder
+    /// checks every joint at compile time and projects each step's input and output.
+    #[derive(Clone, Debug, PartialEq)]
+    enum Msg {
+        /// The order as text: `order <id> cust=<n> lines=<sku>x<units>@<cents>,... [!fault[:arg]]`.
+        Text(String),
+        Order(Order),
+        /// The key of the tier lookup (a customer id).
+        Customer(u64),
+        Tier(Tier),
+        Score(Score),
+        Line(Line),
+        Cents(Cents),
     }
 }
 
@@ -170,25 +143,10 @@ struct Ctx {
     /// Lines priced (written by `aggregate`).
     lines_priced: u32,
 }
-
-impl Context for Ctx {
-    const PARTS: usize = 2;
-    fn part_name(index: usize) -> &'static str {
-        ["remote_answers", "lines_priced"][index]
-    }
-    fn part_eq(&self, other: &Self, index: usize) -> bool {
-        match index {
-            0 => self.remote_answers == other.remote_answers,
-            _ => self.lines_priced == other.lines_priced,
-        }
-    }
-    fn copy_part(&mut self, from: &Self, index: usize) {
-        match index {
-            0 => self.remote_answers = from.remote_answers,
-            _ => self.lines_priced = from.lines_priced,
-        }
-    }
-}
+flujo_core::context!(Ctx {
+    remote_answers,
+    lines_priced
+});
 
 fn parse(text: &str) -> Result<Order, StepError> {
     let bad = |why: &str| StepError::permanent(format!("parse: {why}: {text}"));
@@ -241,17 +199,13 @@ fn parse(text: &str) -> Result<Order, StepError> {
 }
 
 fn build(breaker: Arc<Breaker>) -> Graph<Msg, Ctx> {
-    Graph::build(move |b| {
-        let parse = b.task("parse", |m, _| match m {
-            Msg::Text(t) => parse(&t).map(Msg::Order),
-            other => Err(StepError::permanent(format!("parse: {other:?}"))),
-        });
+    Graph::build_typed(move |b| {
+        let parse = b.task("parse", |t: String, _| parse(&t));
 
         // Enrichment 1: the flaky remote call, its fallback a stale local rate.
-        let fx_cached = b.task("fx_cached", |m, _| {
-            let mut o = order(m, "fx_cached")?;
+        let fx_cached = b.task("fx_cached", |mut o: Order, _| {
             (o.fx_bp, o.fx_from_fallback) = (9_100, true);
-            Ok(Msg::Order(o))
+            Ok(o)
         });
         let retry = RetryPolicy::new(
             3,
@@ -266,11 +220,10 @@ fn build(breaker: Arc<Breaker>) -> Graph<Msg, Ctx> {
             .writes_context()
             .retry(retry)
             .breaker(breaker)
-            .fallback(fx_cached);
+            .fallback(fx_cached.node());
         let fx_remote = b.task_with(
             "fx_remote",
-            |m, cx: &mut StepCx<'_, Ctx>| {
-                let mut o = order(m, "fx_remote")?;
+            |mut o: Order, cx: &mut StepCx<'_, Ctx>| {
                 match (o.fault, cx.attempt()) {
                     (Fault::Outage, _) => return Err(StepError::transient("fx: 503")),
                     (Fault::Flaky, a) if a <= 1 + (o.id % 2) as u32 => {
@@ -280,108 +233,96 @@ fn build(breaker: Arc<Breaker>) -> Graph<Msg, Ctx> {
                 }
                 cx.ctx_mut()?.remote_answers += 1;
                 o.fx_bp = 9_200 + (o.id % 7) as u32;
-                Ok(Msg::Order(o))
+                Ok(o)
             },
             fx_cfg,
         );
 
-        // Enrichment 2: the customer's tier, cacheable by customer.
-        let key = b.task("customer_key", |m, _| {
-            order(m, "customer_key").map(|o| Msg::Customer(o.customer))
-        });
-        let tier_cfg = TaskConfig::new().cacheable(StepFingerprint::builder("tier", 1).build());
+        // Enrichment 2: the customer's tier, cacheable by customer (keyed on the `u64` id
+        // alone: only the lookup's input type needs a canonical encoding).
+        let key = b.task("customer_key", |o: Order, _| Ok(o.customer));
+        let tier_cfg =
+            TaskConfig::new().cacheable_input::<u64>(StepFingerprint::builder("tier", 1).build());
         let tier = b.task_with(
             "tier_lookup",
-            |m, _| match m {
-                Msg::Customer(c) => Ok(Msg::Tier((c % 3) as u32 + 1)),
-                other => Err(StepError::permanent(format!("tier: {other:?}"))),
-            },
+            |c: u64, _| Ok(Tier((c % 3) as u32 + 1)),
             tier_cfg,
         );
-        let tier = b.sequence("tier", &[key, tier]);
+        let tier = b.sequence("tier", key.then(tier));
 
         // Enrichment 3: a score over the lines.
-        let score = b.task("score", |m, _| {
-            let o = order(m, "score")?;
+        let score = b.task("score", |o: Order, _| {
             if o.fault == Fault::Panic {
                 panic!("injected panic in `score` for order {}", o.id);
             }
             let units: u32 = o.lines.iter().map(|l| l.units).sum();
-            Ok(Msg::Score(units * 10 + o.lines.len() as u32))
+            Ok(Score(units * 10 + o.lines.len() as u32))
         });
 
-        let enrich = b.parallel(
-            "enrich",
-            &[fx_remote, tier, score],
-            |acc, y| match (acc, y) {
-                (Msg::Order(mut o), Msg::Tier(t)) => {
-                    o.tier = t;
-                    Msg::Order(o)
-                }
-                (Msg::Order(mut o), Msg::Score(s)) => {
-                    o.score = s;
-                    Msg::Order(o)
-                }
-                (acc, _) => acc,
-            },
-            ParallelOptions::new(),
-        );
+        // The three run in parallel; the tier and the score fold into the order.
+        let enrichments = Join::new(fx_remote)
+            .fold(tier, |mut o: Order, Tier(t)| {
+                o.tier = t;
+                Ok(o)
+            })
+            .fold(score, |mut o: Order, Score(s)| {
+                o.score = s;
+                Ok(o)
+            });
+        let enrich = b.join("enrich", enrichments, ParallelOptions::new());
 
-        let check_cfg = TaskConfig::new().validate(|m, _| match m {
-            Msg::Order(o) if o.lines.is_empty() => Err(StepError::validation("no lines")),
-            Msg::Order(o) if o.lines.iter().map(|l| l.units).sum::<u32>() > UNITS_MAX => {
+        let check_cfg = TaskConfig::new().validate_output(|o: &Order, _| {
+            if o.lines.is_empty() {
+                Err(StepError::validation("no lines"))
+            } else if o.lines.iter().map(|l| l.units).sum::<u32>() > UNITS_MAX {
                 Err(StepError::validation("too many units"))
-            }
-            Msg::Order(o) if o.tier == 0 || o.fx_bp == 0 => {
+            } else if o.tier == 0 || o.fx_bp == 0 {
                 Err(StepError::validation("not enriched"))
+            } else {
+                Ok(())
             }
-            _ => Ok(()),
         });
-        let check = b.task_with("check", |m, _| Ok(m), check_cfg);
+        let check = b.task_with("check", |o: Order, _| Ok(o), check_cfg);
 
         // Per-line pricing: split the order into lines, price each, sum.
-        let price = b.task("price_line", |m, _| match m {
-            Msg::Line(l) => {
-                if l.slow_ns > 0 {
-                    std::thread::sleep(Duration::from_nanos(l.slow_ns));
-                }
-                Ok(Msg::Cents(u64::from(l.units) * l.unit_cents))
+        let price = b.task("price_line", |l: Line, _| {
+            if l.slow_ns > 0 {
+                std::thread::sleep(Duration::from_nanos(l.slow_ns));
             }
-            other => Err(StepError::permanent(format!("price: {other:?}"))),
+            Ok(Cents(u64::from(l.units) * l.unit_cents))
         });
         let lines = b.map(
             "lines",
-            |m, _, items| {
-                let mut o = order(m, "lines")?;
+            |mut o: Order, _, items| {
                 for l in o.lines.iter().cloned() {
-                    if items.push(Msg::Line(l)).is_err() {
+                    if items.push(l).is_err() {
                         break; // the map fails with TooManyItems
                     }
                 }
                 o.total_cents = 0;
-                Ok(Msg::Order(o))
+                Ok(o)
             },
             price,
-            |acc, y| match (acc, y) {
-                (Msg::Order(mut o), Msg::Cents(c)) => {
-                    o.total_cents += c;
-                    Msg::Order(o)
-                }
-                (acc, _) => acc,
+            |mut o: Order, Cents(c)| {
+                o.total_cents += c;
+                Ok(o)
             },
             MapOptions::new().max_items(LINES_MAX),
         );
 
         let aggregate = b.task_with(
             "aggregate",
-            |m, cx: &mut StepCx<'_, Ctx>| {
-                let o = order(m, "aggregate")?;
+            |o: Order, cx: &mut StepCx<'_, Ctx>| {
                 cx.ctx_mut()?.lines_priced += o.lines.len() as u32;
-                Ok(Msg::Order(o))
+                Ok(o)
             },
             TaskConfig::new().writes_context(),
         );
-        b.sequence("order", &[parse, enrich, check, lines, aggregate])
+        // String -> Order -> Order (enriched) -> Order (checked) -> Order (priced) -> Order.
+        b.sequence(
+            "order",
+            parse.then(enrich).then(check).then(lines).then(aggregate),
+        )
     })
     .expect("the order graph is valid")
 }

@@ -6,7 +6,7 @@ use std::cell::Cell;
 
 use flujo_core::context::{Context, MergeStrategy};
 use flujo_core::graph::{
-    Graph, LoopOptions, ManualClock, MapOptions, NoClock, ParallelOptions, TaskConfig,
+    Graph, LoopOptions, ManualClock, MapOptions, NoClock, ParallelOptions, StepError, TaskConfig,
 };
 use flujo_core::interp::{Outcome, RunOptions, Runner, RunnerConfig, Telemetry};
 use flujo_core::policy::Usage;
@@ -225,4 +225,96 @@ fn context_writes_merges_maps_and_loops_allocate_nothing_per_run_after_warm_up()
     });
     assert_eq!(n, 0);
     assert_eq!(ctx.seen, vec![1]);
+}
+
+/// Three differently typed stages over one payload enum (the W14 chain's shape).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Line(u64);
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Event {
+    id: u32,
+    value: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Enriched {
+    value: u64,
+    weight: u64,
+}
+
+flujo_core::payload! {
+    #[derive(Clone, Debug, PartialEq)]
+    enum Msg {
+        Line(Line),
+        Event(Event),
+        Enriched(Enriched),
+        Score(u64),
+    }
+}
+
+#[test]
+fn typed_graphs_allocate_nothing_per_run_after_warm_up() {
+    let g = Graph::<Msg, ()>::build_typed(|b| {
+        let parse = b.task("parse", |l: Line, _| {
+            Ok(Event {
+                id: (l.0 >> 32) as u32,
+                value: l.0 as u32,
+            })
+        });
+        let enrich = b.task("enrich", |e: Event, _| {
+            Ok(Enriched {
+                value: u64::from(e.value),
+                weight: u64::from(e.id % 7) + 1,
+            })
+        });
+        let score = b.task("score", |e: Enriched, _| Ok(e.value * e.weight));
+        let chain = b.sequence("chain", parse.then(enrich).then(score));
+        // A typed fan-out with a fallible reducer and a typed map with a typed splitter.
+        let half = b.task("half", |x: u64, _| Ok(x / 2));
+        let third = b.task("third", |x: u64, _| Ok(x / 3));
+        let both = b.parallel(
+            "both",
+            &[half, third],
+            |a: u64, x: u64| {
+                a.checked_add(x)
+                    .ok_or_else(|| StepError::permanent("overflow"))
+            },
+            ParallelOptions::new(),
+        );
+        let item = b.task("item", |x: u64, _| Ok(Line(x << 32 | x)));
+        let count = b.map(
+            "digits",
+            |x: u64, _, items| {
+                for d in 0..4 {
+                    let _ = items.push(x + d);
+                }
+                Ok(0u64)
+            },
+            item,
+            |n: u64, l: Line| Ok(n + (l.0 & 0xff)),
+            MapOptions::new().max_items(4),
+        );
+        b.sequence("root", chain.then(both).then(count))
+    })
+    .unwrap();
+    let mut runner = Runner::new(RunnerConfig::default());
+    let opts = RunOptions::default();
+    let expect = |i: u64| {
+        let s = i * (i % 7 + 1);
+        let f = s / 2 + s / 3;
+        (0..4).map(|d| (f + d) & 0xff).sum::<u64>()
+    };
+    let input = |i: u64| Msg::Line(Line(i << 32 | i));
+    assert_eq!(
+        runner.run(&g, input(5), (), &NoClock, &opts).output,
+        Some(Msg::Score(expect(5)))
+    );
+    let n = allocations(|| {
+        for i in 0..runs() as u64 {
+            let r = runner.run(&g, input(i), (), &NoClock, &opts);
+            assert_eq!(r.output, Some(Msg::Score(expect(i))));
+        }
+    });
+    assert_eq!(n, 0);
 }

@@ -476,3 +476,92 @@ encode_tuple! {
     (A B C D E F G)
     (A B C D E F G H)
 }
+
+impl<T: CanonicalEncode + ?Sized> CanonicalEncode for alloc::rc::Rc<T> {
+    #[inline]
+    fn encode(&self, out: &mut KeyWriter<'_>) {
+        (**self).encode(out);
+    }
+}
+
+impl<T: CanonicalEncode + ?Sized> CanonicalEncode for alloc::sync::Arc<T> {
+    #[inline]
+    fn encode(&self, out: &mut KeyWriter<'_>) {
+        (**self).encode(out);
+    }
+}
+
+impl<T: CanonicalEncode> CanonicalEncode for alloc::collections::VecDeque<T> {
+    fn encode(&self, out: &mut KeyWriter<'_>) {
+        out.write_len(self.len());
+        let (front, back) = self.as_slices();
+        T::encode_slice(front, out);
+        T::encode_slice(back, out);
+    }
+}
+
+impl<T: ?Sized> CanonicalEncode for core::marker::PhantomData<T> {
+    #[inline]
+    fn encode(&self, _out: &mut KeyWriter<'_>) {}
+}
+
+impl<T: CanonicalEncode> CanonicalEncode for core::num::Wrapping<T> {
+    #[inline]
+    fn encode(&self, out: &mut KeyWriter<'_>) {
+        self.0.encode(out);
+    }
+}
+
+/// `NonZero` integers: as the integer they hold.
+macro_rules! encode_nonzero {
+    ($($t:ty),*) => {$(
+        impl CanonicalEncode for core::num::NonZero<$t> {
+            #[inline]
+            fn encode(&self, out: &mut KeyWriter<'_>) {
+                self.get().encode(out);
+            }
+        }
+    )*};
+}
+encode_nonzero!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
+
+/// Implements [`CanonicalEncode`] for a struct by encoding the fields listed, in that order
+/// (each field's type must implement it). List every field that can change the step's
+/// output; a field left out does not change the key.
+///
+/// A derive would write the same thing; this declarative macro needs no proc-macro crate
+/// (and its build time) and works in `no_std`.
+///
+/// # Examples
+///
+/// ```
+/// use flujo_core::cache::{CacheKey, StepFingerprint};
+///
+/// struct Order {
+///     symbol: String,
+///     quantity: u32,
+///     limit_price: Option<f64>,
+/// }
+/// flujo_core::canonical_encode!(Order { symbol, quantity, limit_price });
+///
+/// let fingerprint = StepFingerprint::builder("risk-check", 1).build();
+/// let order = |quantity| Order { symbol: "ACME".into(), quantity, limit_price: None };
+/// assert_eq!(CacheKey::new(&fingerprint, &order(10)), CacheKey::new(&fingerprint, &order(10)));
+/// assert_ne!(CacheKey::new(&fingerprint, &order(10)), CacheKey::new(&fingerprint, &order(11)));
+/// // The same bytes as the fields in order:
+/// assert_eq!(
+///     CacheKey::new(&fingerprint, &order(10)),
+///     CacheKey::new(&fingerprint, &("ACME", 10u32, None::<f64>)),
+/// );
+/// ```
+#[macro_export]
+macro_rules! canonical_encode {
+    ($name:ident { $($field:ident),+ $(,)? }) => {
+        impl $crate::cache::CanonicalEncode for $name {
+            #[inline]
+            fn encode(&self, out: &mut $crate::cache::KeyWriter<'_>) {
+                $( $crate::cache::CanonicalEncode::encode(&self.$field, out); )+
+            }
+        }
+    };
+}

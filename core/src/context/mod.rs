@@ -30,6 +30,10 @@ use crate::step_error::StepError;
 
 /// A run context the engine can copy on write and merge by parts.
 ///
+/// A struct context is declared with [`context!`](crate::context!) (`context!(Ctx { hits,
+/// note })`: one part per field), which writes these four items; write them by hand only to
+/// group fields into parts or merge a part other than by `==` and `clone_from`.
+///
 /// Copies are made with `Clone::clone_from` into a spare copy, so a context whose
 /// `clone_from` reuses its memory (`Vec::clone_from` does; a derived `Clone` does not
 /// override `clone_from`, so write it by hand for heap-owning contexts) makes context writes
@@ -69,6 +73,87 @@ pub trait Context: Clone {
 
     /// Copies part `index` of `from` into `self`.
     fn copy_part(&mut self, from: &Self, index: usize);
+}
+
+/// Implements [`Context`] for a struct, one part per field listed (named after the field,
+/// compared with `==`, copied with `Clone::clone_from`), so a struct context needs no
+/// hand-written items. Each listed field's type must be `Clone + PartialEq`; fields left out
+/// are not merged (a branch's change to one is lost at the merge). The struct itself must be
+/// `Clone`.
+///
+/// `context!(Name)` alone makes the whole struct one part, named `"context"` (it must then
+/// be `Clone + PartialEq`).
+///
+/// A derive would write the same thing; this declarative macro needs no proc-macro crate
+/// (and its build time) and works in `no_std`.
+///
+/// # Examples
+///
+/// ```
+/// use flujo_core::context::Context;
+///
+/// #[derive(Clone, Debug, Default, PartialEq)]
+/// struct Ctx { hits: u32, note: String }
+/// flujo_core::context!(Ctx { hits, note });
+///
+/// assert_eq!(Ctx::PARTS, 2);
+/// assert_eq!(Ctx::part_name(1), "note");
+/// let (a, mut b) = (Ctx { hits: 1, note: "x".into() }, Ctx::default());
+/// assert!(!a.part_eq(&b, 0));
+/// b.copy_part(&a, 0);
+/// assert!(a.part_eq(&b, 0) && !a.part_eq(&b, 1));
+///
+/// #[derive(Clone, PartialEq)]
+/// struct Settings { limit: u64 }
+/// flujo_core::context!(Settings);
+/// assert_eq!(Settings::PARTS, 1);
+/// ```
+#[macro_export]
+macro_rules! context {
+    ($name:ident) => {
+        impl $crate::context::Context for $name {
+            const PARTS: usize = 1;
+            fn part_name(_index: usize) -> &'static str {
+                "context"
+            }
+            fn part_eq(&self, other: &Self, _index: usize) -> bool {
+                self == other
+            }
+            fn copy_part(&mut self, from: &Self, _index: usize) {
+                ::core::clone::Clone::clone_from(self, from);
+            }
+        }
+    };
+    ($name:ident { $($field:ident),+ $(,)? }) => {
+        impl $crate::context::Context for $name {
+            const PARTS: usize = [$(stringify!($field)),+].len();
+            fn part_name(index: usize) -> &'static str {
+                [$(stringify!($field)),+][index]
+            }
+            #[allow(unused_assignments)]
+            fn part_eq(&self, other: &Self, index: usize) -> bool {
+                let mut part = 0usize;
+                $(
+                    if index == part {
+                        return self.$field == other.$field;
+                    }
+                    part += 1;
+                )+
+                true
+            }
+            #[allow(unused_assignments)]
+            fn copy_part(&mut self, from: &Self, index: usize) {
+                let mut part = 0usize;
+                $(
+                    if index == part {
+                        ::core::clone::Clone::clone_from(&mut self.$field, &from.$field);
+                        return;
+                    }
+                    part += 1;
+                )+
+            }
+        }
+    };
 }
 
 /// The empty context: nothing to read, write or merge.

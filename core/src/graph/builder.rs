@@ -9,12 +9,12 @@ use core::fmt;
 use bumpalo::Bump;
 
 use super::analysis::pure_programs;
-use super::task::{TaskPolicy, TypedValidator};
+use super::task::{Reduce, TaskPolicy, TypedValidator};
 use super::{
     AroundStep, BreakerRef, ChainTask, ExitPredicate, Graph, GraphError, GraphRule, LoopNode,
-    LoopOptions, MapNode, MapOptions, NodeKind, NodeRef, ParNode, ParallelOptions, Reducer,
-    Selector, SeqNode, Span, Splitter, Step, StepCx, StepError, StepFlags, SwitchNode, TaskConfig,
-    Validator, MAX_DEPTH, MAX_FALLBACK_CHAIN, MAX_NODES, NO_POLICY,
+    LoopOptions, MapNode, MapOptions, NodeKind, NodeRef, ParNode, ParallelOptions, Selector,
+    SeqNode, Span, Splitter, Step, StepCx, StepError, StepFlags, SwitchNode, TaskConfig, Validator,
+    MAX_DEPTH, MAX_FALLBACK_CHAIN, MAX_NODES, NO_POLICY,
 };
 use super::{FailureStrategy, Items};
 use crate::context::MergeStrategy;
@@ -66,7 +66,7 @@ struct BuildPar<P, C> {
     merge: MergeStrategy<C>,
     failure: FailureStrategy,
     max_width: Option<u32>,
-    reduce: Reducer<P>,
+    reduce: Reduce<P>,
 }
 
 struct BuildLoop<P, C> {
@@ -82,7 +82,7 @@ struct BuildSwitch<P, C> {
 
 struct BuildMap<P, C> {
     split: Splitter<P, C>,
-    reduce: Reducer<P>,
+    reduce: Reduce<P>,
     opts: MapOptions<C>,
 }
 
@@ -164,6 +164,12 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
                 rule,
             });
         }
+    }
+
+    /// Records a build error against the node about to be named `name` (the first error
+    /// wins; `freeze` reports it).
+    pub(crate) fn fail_rule(&mut self, name: &str, rule: GraphRule) {
+        self.fail(name, rule);
     }
 
     fn check_handle(&mut self, name: &str, r: NodeRef) {
@@ -281,12 +287,33 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
         reduce: impl Fn(P, P) -> P + Send + Sync + 'static,
         opts: ParallelOptions<C>,
     ) -> NodeRef {
+        self.parallel_of(name, branches, Reduce::Plain(Box::new(reduce)), opts)
+    }
+
+    /// [`parallel`](Self::parallel) with a reducer that can fail (the typed builder's).
+    pub(crate) fn parallel_fallible(
+        &mut self,
+        name: &str,
+        branches: &[NodeRef],
+        reduce: impl Fn(P, P) -> Result<P, StepError> + Send + Sync + 'static,
+        opts: ParallelOptions<C>,
+    ) -> NodeRef {
+        self.parallel_of(name, branches, Reduce::Fallible(Box::new(reduce)), opts)
+    }
+
+    fn parallel_of(
+        &mut self,
+        name: &str,
+        branches: &[NodeRef],
+        reduce: Reduce<P>,
+        opts: ParallelOptions<C>,
+    ) -> NodeRef {
         let slot = self.pars.len();
         self.pars.push(BuildPar {
             merge: opts.merge,
             failure: opts.failure,
             max_width: opts.max_width,
-            reduce: Box::new(reduce),
+            reduce,
         });
         self.add(name, NodeKind::Parallel, slot, branches)
     }
@@ -335,10 +362,40 @@ impl<'a, P, C> GraphBuilder<'a, P, C> {
         reduce: impl Fn(P, P) -> P + Send + Sync + 'static,
         opts: MapOptions<C>,
     ) -> NodeRef {
+        self.map_of(
+            name,
+            Box::new(split),
+            body,
+            Reduce::Plain(Box::new(reduce)),
+            opts,
+        )
+    }
+
+    /// [`map`](Self::map) with a reducer that can fail (the typed builder's).
+    pub(crate) fn map_fallible(
+        &mut self,
+        name: &str,
+        split: impl Fn(P, &C, &mut Items<'_, P>) -> Result<P, StepError> + Send + Sync + 'static,
+        body: NodeRef,
+        reduce: impl Fn(P, P) -> Result<P, StepError> + Send + Sync + 'static,
+        opts: MapOptions<C>,
+    ) -> NodeRef {
+        let reduce = Reduce::Fallible(Box::new(reduce));
+        self.map_of(name, Box::new(split), body, reduce, opts)
+    }
+
+    fn map_of(
+        &mut self,
+        name: &str,
+        split: Splitter<P, C>,
+        body: NodeRef,
+        reduce: Reduce<P>,
+        opts: MapOptions<C>,
+    ) -> NodeRef {
         let slot = self.maps.len();
         self.maps.push(BuildMap {
-            split: Box::new(split),
-            reduce: Box::new(reduce),
+            split,
+            reduce,
             opts,
         });
         self.add(name, NodeKind::Map, slot, &[body])

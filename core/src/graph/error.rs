@@ -51,6 +51,9 @@ pub enum GraphRule {
         /// The most nodes a graph can hold.
         limit: usize,
     },
+    /// Two branches of a typed join give the same type, so its reducer could not tell
+    /// which fold an output is for (see `TypedBuilder::join`).
+    AmbiguousJoin,
 }
 
 /// A graph that failed validation: the node and the rule it broke.
@@ -104,6 +107,9 @@ impl fmt::Display for GraphError {
             GraphRule::ForeignHandle => f.write_str("uses a handle from another builder"),
             GraphRule::TooDeep { limit } => write!(f, "nested deeper than {limit} levels"),
             GraphRule::TooManyNodes { limit } => write!(f, "more than {limit} nodes"),
+            GraphRule::AmbiguousJoin => {
+                f.write_str("two folded branches of a join give the same type")
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ mod builder;
 mod error;
 mod step;
 mod task;
+mod typed;
 
 use alloc::boxed::Box;
 use core::fmt;
@@ -34,13 +35,14 @@ pub use error::{GraphError, GraphRule};
 pub(crate) use step::{Cancel, RunEnv, UNTIMED};
 pub use step::{CancelFlag, Clock, ManualClock, NoClock, Step, StepCx};
 pub use task::{
-    ExitPredicate, FailureStrategy, Items, LoopOptions, MapOptions, NoValidator, ParallelOptions,
-    Processor, Reducer, Selector, Splitter, TaskConfig, TypedValidator, Validator,
+    ExitPredicate, FailureStrategy, FallibleReducer, Items, LoopOptions, MapOptions, NoValidator,
+    ParallelOptions, Processor, Reducer, Selector, Splitter, TaskConfig, TypedValidator, Validator,
 };
+pub use typed::{Carries, Chain, Join, Node, TypedBuilder, TypedItems, WRONG_PAYLOAD};
 
 use crate::context::MergeStrategy;
 use crate::policy::Breaker;
-pub(crate) use task::TaskPolicy;
+pub(crate) use task::{Reduce, TaskPolicy};
 
 /// The longest fallback chain a task may have (build error beyond).
 pub const MAX_FALLBACK_CHAIN: usize = 10;
@@ -295,7 +297,7 @@ pub(crate) struct SwitchNode<P, C> {
 pub(crate) struct MapNode<P, C> {
     pub(crate) body: u32,
     pub(crate) split: Splitter<P, C>,
-    pub(crate) reduce: Reducer<P>,
+    pub(crate) reduce: Reduce<P>,
     pub(crate) max_items: u32,
     pub(crate) max_width: u32,
     pub(crate) merge: MergeStrategy<C>,
@@ -346,7 +348,7 @@ pub struct Graph<P, C> {
     pub(crate) seqs: Box<[SeqNode]>,
     pub(crate) pars: Box<[ParNode<C>]>,
     /// The parallel nodes' reducers, by slot (dense: a pure program reads one per fan-out).
-    pub(crate) par_reduce: Box<[Reducer<P>]>,
+    pub(crate) par_reduce: Box<[Reduce<P>]>,
     pub(crate) loops: Box<[LoopNode<P, C>]>,
     pub(crate) switches: Box<[SwitchNode<P, C>]>,
     pub(crate) maps: Box<[MapNode<P, C>]>,

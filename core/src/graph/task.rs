@@ -17,6 +17,28 @@ pub type Processor<P, C> = Box<dyn Fn(P, &C) -> Result<P, StepError> + Send + Sy
 pub type Validator<P, C> = Box<dyn Fn(&P, &C) -> Result<(), StepError> + Send + Sync>;
 /// An ordered reduce: `acc = reduce(acc, next)` in declaration order.
 pub type Reducer<P> = Box<dyn Fn(P, P) -> P + Send + Sync>;
+/// An ordered reduce that can fail: an error fails the node (the typed builder's reducers,
+/// folds and map reducers).
+pub type FallibleReducer<P> = Box<dyn Fn(P, P) -> Result<P, StepError> + Send + Sync>;
+
+/// A node's reduce as the graph keeps it: an untyped builder's, which cannot fail, or a typed
+/// builder's, which can. Two kinds rather than one fallible kind, because wrapping every
+/// infallible reducer in `Ok` measured 5% more instructions on W3_tree's pure fan-outs.
+pub(crate) enum Reduce<P> {
+    Plain(Reducer<P>),
+    Fallible(FallibleReducer<P>),
+}
+
+impl<P> Reduce<P> {
+    /// `reduce(acc, next)`.
+    #[inline(always)]
+    pub(crate) fn apply(&self, acc: P, next: P) -> Result<P, StepError> {
+        match self {
+            Reduce::Plain(f) => Ok(f(acc, next)),
+            Reduce::Fallible(f) => f(acc, next),
+        }
+    }
+}
 /// A loop's exit predicate over the iteration's output, the context and the number of
 /// iterations done (from 1).
 pub type ExitPredicate<P, C> = Box<dyn Fn(&P, &C, u32) -> bool + Send + Sync>;

@@ -6,10 +6,11 @@ use super::{Exec, MAX_RECORD_BUFS, UNLIMITED};
 use alloc::vec::Vec;
 
 use crate::context::{merge_branch, Context, Frame, MergeError, MergeStrategy};
-use crate::graph::{CancelFlag, Clock, FailureStrategy, Items, NodeId};
+use crate::graph::{CancelFlag, Clock, FailureStrategy, Items, NodeId, Reduce};
 use crate::interp::host::{Fan, Host, Lane};
 use crate::interp::results::{ErrorKind, Stop};
 use crate::policy::UsageBudget;
+use crate::step_error::StepError;
 use crate::telemetry::EventSink;
 
 impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_, P, C, K, S, H> {
@@ -162,7 +163,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         (flags, mut branches): (Vec<CancelFlag>, Vec<Lane<P, C>>),
         base: &C,
         acc: Option<P>,
-        reduce: &(dyn Fn(P, P) -> P + Send + Sync),
+        reduce: &Reduce<P>,
     ) -> Result<(Option<P>, Option<C>), Stop> {
         let fan = self.fan(base, &flags, propagate);
         self.host.fork(width as usize, &fan, &mut branches);
@@ -185,7 +186,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         branches: &mut [Lane<P, C>],
         base: &C,
         mut acc: Option<P>,
-        reduce: &(dyn Fn(P, P) -> P + Send + Sync),
+        reduce: &Reduce<P>,
     ) -> Result<(Option<P>, Option<C>), Stop> {
         let mut merged: Option<C> = None;
         let mut stop: Option<Stop> = None;
@@ -222,12 +223,13 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                         None => Frame::Borrowed(base),
                     };
                     match self.merge_back(id, merge, base, &mut merged, bf, position as u32) {
-                        Ok(()) => {
-                            acc = Some(match acc.take() {
-                                None => y,
-                                Some(a) => reduce(a, y),
-                            });
-                        }
+                        Ok(()) => match acc.take() {
+                            None => acc = Some(y),
+                            Some(a) => match reduce.apply(a, y) {
+                                Ok(reduced) => acc = Some(reduced),
+                                Err(e) => stop = Some(self.reduce_failed(id, e)),
+                            },
+                        },
                         Err(s) => stop = Some(s),
                     }
                 }
@@ -260,6 +262,15 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         } else {
             Frame::Copied(self.s.spares.copy_of(base))
         }
+    }
+
+    /// The failure of fan-out or map `node` whose reducer failed with `e`: the node fails
+    /// with `e` (an abort if its class always aborts).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn reduce_failed(&mut self, node: u32, e: StepError) -> Stop {
+        let abort = e.class().always_aborts();
+        self.fail(node, ErrorKind::Step(e), abort)
     }
 
     fn release(&mut self, merged: Option<C>) {
@@ -317,7 +328,15 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     }
                     acc = Some(match acc.take() {
                         None => out,
-                        Some(a) => (g.par_reduce[p])(a, out),
+                        Some(a) => match g.par_reduce[p].apply(a, out) {
+                            Ok(reduced) => reduced,
+                            Err(e) => {
+                                // Siblings not yet started are told to stop by never starting.
+                                self.release(merged);
+                                self.repay(shares);
+                                return Err(self.reduce_failed(id, e));
+                            }
+                        },
                     });
                 }
                 Err(stop) => {
@@ -370,7 +389,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
             (flags, branches),
             frame.get(),
             None,
-            &*g.par_reduce[p],
+            &g.par_reduce[p],
         )?;
         self.parallel_end(id, count, acc, merged, frame)
     }
@@ -454,7 +473,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 (flags, branches),
                 frame.get(),
                 Some(seed),
-                &*mp.reduce,
+                &mp.reduce,
             )?;
             if let Some(m) = merged {
                 frame.commit(m, &mut self.s.spares);
@@ -489,7 +508,15 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 self.repay(shares);
                 return Err(stop);
             }
-            acc = (mp.reduce)(acc, out);
+            acc = match mp.reduce.apply(acc, out) {
+                Ok(reduced) => reduced,
+                Err(e) => {
+                    self.s.items.truncate(bottom);
+                    self.release(merged);
+                    self.repay(shares);
+                    return Err(self.reduce_failed(id, e));
+                }
+            };
         }
         debug_assert_eq!(
             self.s.items.len(),

@@ -14,7 +14,7 @@ use super::{stamp, stop_reason, stop_tick, Exec};
 use core::mem::size_of;
 
 use crate::context::{Context, Frame, Spares};
-use crate::graph::{Clock, NodeId, PureOp, StepCx, MAX_DEPTH};
+use crate::graph::{Clock, NodeId, PureOp, Reduce, StepCx, MAX_DEPTH};
 use crate::interp::host::Host;
 use crate::interp::records::StepRecord;
 use crate::interp::results::{ErrorKind, Stop};
@@ -30,7 +30,7 @@ const MAX_PAYLOAD: usize = 512;
 struct OpenFan<'g, P> {
     /// The outputs of its branches that succeeded so far, reduced in declaration order.
     acc: Option<P>,
-    reduce: &'g (dyn Fn(P, P) -> P + Send + Sync),
+    reduce: &'g Reduce<P>,
     /// Branches that have not handed up their result yet.
     left: u32,
     /// Its op (which the cold paths read the rest from).
@@ -81,7 +81,7 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 let branches = op.branches();
                 let forks = branches >= 2
                     && host.forks(NodeId(op.node), branches as usize, g.cost[op.node as usize]);
-                let reduce = &*g.par_reduce[op.slot as usize];
+                let reduce = &g.par_reduce[op.slot as usize];
                 if forks {
                     pc = after;
                     let mut frame = Frame::Borrowed(base);
@@ -100,9 +100,15 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                     for &leaf in &ops[pc + 1..after] {
                         match self.pure_leaf(leaf, &input, &mut leaves) {
                             Ok(out) => {
-                                acc = Some(match acc {
+                                acc = Some(match acc.take() {
                                     None => out,
-                                    Some(a) => reduce(a, out),
+                                    Some(a) => match reduce.apply(a, out) {
+                                        Ok(reduced) => reduced,
+                                        Err(e) => {
+                                            failure = Some(self.reduce_failed(op.node, e));
+                                            break;
+                                        }
+                                    },
                                 });
                             }
                             Err(stop) if stop.abort || op.propagates() => {
@@ -141,10 +147,21 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
                 };
                 match done {
                     Ok(out) => {
-                        top.acc = Some(match top.acc.take() {
-                            None => out,
-                            Some(a) => (top.reduce)(a, out),
-                        });
+                        let reduced = match top.acc.take() {
+                            None => Ok(out),
+                            Some(a) => top.reduce.apply(a, out),
+                        };
+                        match reduced {
+                            Ok(acc) => top.acc = Some(acc),
+                            Err(e) => {
+                                // The fan-out fails; its branches not yet started never start.
+                                let fan = ops[top.begin as usize];
+                                pc = top.begin as usize + fan.len as usize;
+                                open.pop();
+                                done = Err(self.reduce_failed(fan.node, e));
+                                continue;
+                            }
+                        }
                     }
                     Err(stop) if stop.abort || ops[top.begin as usize].propagates() => {
                         // Siblings not yet started are told to stop by never starting.
