@@ -23,9 +23,9 @@ use std::future::Future;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::task::{Context as TaskContext, Poll};
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use flujo_core::context::Context;
@@ -45,10 +45,10 @@ use crate::trace::TraceWriter;
 use crate::Priority;
 use crate::Refusal;
 
-pub use builder::ExecutorBuilder;
-use host::{panic_message, CacheBridge, RtHost};
 pub use crate::room::WAITERS_MAX;
 use crate::room::{Room, Sleep, Waiter};
+pub use builder::ExecutorBuilder;
+use host::{panic_message, CacheBridge, RtHost};
 use runner_pool::{lock, merge_breaker, RunnerPool, Seen};
 use tally::SeenBreaker;
 
@@ -398,9 +398,10 @@ where
                 })
         };
         let room_left = || inner.limit.in_flight() < inner.limit.limit();
-        let polled = inner
-            .room
-            .poll_wait(waiter, cx.waker(), expired, &mut reason, attempt, room_left);
+        let polled =
+            inner
+                .room
+                .poll_wait(waiter, cx.waker(), expired, &mut reason, attempt, room_left);
         let back = |reason, held: Option<(P, C)>| {
             let (input, context) = held.expect("a waiter holds its input until it got in");
             Rejected {

@@ -202,7 +202,10 @@ impl Room {
     #[inline]
     pub(crate) fn end(&self) -> bool {
         let before = self.pending.fetch_sub(1, Ordering::AcqRel);
-        debug_assert!(before & !WAITING > 0, "a submission ended with none pending");
+        debug_assert!(
+            before & !WAITING > 0,
+            "a submission ended with none pending"
+        );
         if before & WAITING != 0 {
             self.wake_one();
         }

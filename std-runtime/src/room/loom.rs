@@ -205,15 +205,17 @@ fn loom_queue_full_waiter_vs_popping_dispatcher() {
         queues.push(1u32, Priority::Normal).unwrap();
         room.begin();
         let dispatcher = {
-            let (room, queues) = (loom::sync::Arc::clone(&room), loom::sync::Arc::clone(&queues));
+            let (room, queues) = (
+                loom::sync::Arc::clone(&room),
+                loom::sync::Arc::clone(&queues),
+            );
             thread::spawn(move || {
                 assert_eq!(queues.pop(), Some((1, Priority::Normal)));
                 room.end();
             })
         };
         let push = |looking: bool| {
-            if looking && queues.len_of(Priority::Normal) >= queues.capacity_of(Priority::Normal)
-            {
+            if looking && queues.len_of(Priority::Normal) >= queues.capacity_of(Priority::Normal) {
                 return Err(Refusal::QueueFull);
             }
             queues.push(2u32, Priority::Normal).map_err(|r| r.reason)

@@ -143,9 +143,11 @@ fn a_blocking_wait_gets_in_after_an_end_and_times_out_without_one() {
     let (r, f) = (Arc::clone(&room), Arc::clone(&free));
     let waiter = std::thread::spawn(move || {
         let attempt = |_| {
-            f.fetch_update(StdOrdering::SeqCst, StdOrdering::SeqCst, |n| n.checked_sub(1))
-                .map(|_| ())
-                .map_err(|_| Refusal::OverLimit)
+            f.fetch_update(StdOrdering::SeqCst, StdOrdering::SeqCst, |n| {
+                n.checked_sub(1)
+            })
+            .map(|_| ())
+            .map_err(|_| Refusal::OverLimit)
         };
         r.wait_blocking(attempt, || Sleep::Unbounded, Refusal::OverLimit, || false)
     });
