@@ -856,6 +856,7 @@ where
     ///
     /// let mut cfg = OptimizationConfig::latency();
     /// cfg.adaptive_concurrency.enabled = false;
+    /// (cfg.adaptive_concurrency.min_limit, cfg.adaptive_concurrency.initial_limit) = (1, 1);
     /// cfg.adaptive_concurrency.max_limit = 1; // one submission at a time
     /// let ex = Executor::<u64, ()>::new(cfg).unwrap();
     /// let g = Arc::new(Graph::build(|b| b.task("sleep", |x, _| {
@@ -942,6 +943,7 @@ where
     ///
     /// let mut cfg = OptimizationConfig::latency();
     /// cfg.adaptive_concurrency.enabled = false;
+    /// (cfg.adaptive_concurrency.min_limit, cfg.adaptive_concurrency.initial_limit) = (1, 1);
     /// cfg.adaptive_concurrency.max_limit = 2;
     /// let ex = Arc::new(Executor::<u64, ()>::new(cfg).unwrap());
     /// let g = Arc::new(Graph::build(|b| b.task("inc", |x, _| Ok(x + 1))).unwrap());
