@@ -338,6 +338,8 @@ where
     ///
     /// With a host timer: `match tokio::time::timeout(d, &mut future).await { Ok(r) => r,
     /// Err(_) => future.give_up().expect("not resolved") }`.
+    // The future's own output, in an `Option`: spelt out rather than named by one more alias.
+    #[allow(clippy::type_complexity)]
     pub fn give_up(mut self) -> Option<Result<Ticket<Finished<P, C>>, Rejected<P, C>>> {
         match std::mem::replace(&mut self.state, Waiting::Taken) {
             Waiting::Taken => None,
