@@ -799,7 +799,9 @@ where
 
     /// Queues a run of `graph` at `priority`. Returns a ticket to wait on, poll or cancel,
     /// or hands `input` and `context` back with the reason: the concurrency limit is
-    /// reached, the priority's queue is full, or the executor is shutting down.
+    /// reached, the priority's queue is full, or the executor is shutting down. To wait for
+    /// room instead of being refused, see [`SubmitSpec::wait`] ([`submit_with`](Self::submit_with),
+    /// [`submit_async`](Self::submit_async)).
     ///
     /// The run is taken by a dispatcher (at most one per pool thread, each looping until
     /// the queues are empty); the submission starts one only when fewer are running. Once
