@@ -428,10 +428,12 @@ impl<P, C> Unpin for SubmitFuture<P, C> {}
 
 impl<P, C> Drop for SubmitFuture<P, C> {
     fn drop(&mut self) {
+        // Leaves the waiter list if still in it (also after a panic in a poll), passing on a
+        // wake it did not use.
+        self.inner.room.leave(&mut self.waiter, false);
         if let Waiting::Held(back) = &self.state {
             // Dropped while waiting: the input and context go with it; the submission ends
             // refused.
-            self.inner.room.leave(&mut self.waiter, false);
             self.inner.rejected[back.reason.index()].fetch_add(1, Ordering::Release);
         }
     }

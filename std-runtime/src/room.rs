@@ -380,13 +380,19 @@ impl Room {
         mut reason: Refusal,
         room_left: impl Fn() -> bool,
     ) -> Result<T, Refusal> {
-        let mut waiter = Waiter::default();
+        // Leaves the list however the wait ends (a panic in `attempt` included), so that no
+        // entry stays behind to swallow a wake.
+        let mut leaving = Leaving {
+            room: self,
+            waiter: Waiter::default(),
+        };
+        let waiter = &mut leaving.waiter;
         loop {
             let left = sleep();
             if left == Sleep::Expired {
                 break;
             }
-            match self.enter(&mut waiter, None) {
+            match self.enter(waiter, None) {
                 Entered::Waiting => {}
                 Entered::Closed => {
                     reason = Refusal::ShuttingDown;
@@ -396,7 +402,7 @@ impl Room {
             }
             match attempt(true) {
                 Ok(admitted) => {
-                    self.admitted(&mut waiter, room_left);
+                    self.admitted(waiter, room_left);
                     return Ok(admitted);
                 }
                 Err(Refusal::ShuttingDown) => {
@@ -405,9 +411,8 @@ impl Room {
                 }
                 Err(other) => reason = other,
             }
-            self.sleep(&waiter, left);
+            self.sleep(waiter, left);
         }
-        self.leave(&mut waiter, false);
         Err(reason)
     }
 
@@ -462,6 +467,18 @@ impl Room {
         if self.has_waiters() && room_left() {
             self.wake_one();
         }
+    }
+}
+
+/// A blocking waiter's place that leaves the list when dropped.
+struct Leaving<'a> {
+    room: &'a Room,
+    waiter: Waiter,
+}
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        self.room.leave(&mut self.waiter, false);
     }
 }
 
