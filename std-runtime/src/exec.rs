@@ -565,7 +565,7 @@ struct Inner<P, C> {
     /// waiting for room (see [`crate::room`]); with a condition to wait for none pending.
     room: Room,
     idle: (Mutex<()>, Condvar),
-    /// Calls to `submit`/`submit_with`, accepted or refused: counted first thing in the
+    /// Calls to `submit`/`submit_with`/`submit_async`, accepted or refused: counted first thing in the
     /// call, so before anything that ends the submission (`Relaxed`: each ending count is
     /// bumped with `Release` after it, and the report reads those with `Acquire` first).
     submitted: AtomicU64,
@@ -835,7 +835,9 @@ where
     /// in, the wait runs out (the input and context come back in [`Rejected`] with the reason
     /// that still held), or a shutdown begins ([`Refusal::ShuttingDown`], at once). Nothing is
     /// lost: the report counts the submission once, as accepted or as refused with that
-    /// reason; while it waits it is in flight.
+    /// reason; while it waits it is in flight. A shutdown wakes every waiting submission but
+    /// does not wait for them: each is refused by its own call (a blocking one at once, an
+    /// async one when next polled), and until then the report counts it in flight.
     ///
     /// A waiting submission is woken when another submission ends (its run finished, or it
     /// was handed back), which is when a permit and a queue place come free; waiters are
