@@ -80,7 +80,7 @@ mod dispatch;
 #[cfg(not(loom))]
 pub use exec::{
     BuildError, Completed, Drain, Executor, ExecutorBuilder, Finished, Panicked, Rejected,
-    RunFailure, RunSpec, ShutdownReport, ShutdownSpec, SubmitSpec,
+    RunFailure, RunSpec, ShutdownReport, ShutdownSpec, SubmitFuture, SubmitSpec, WAITERS_MAX,
 };
 
 /// Whether this build catches panics: `true` with `panic = "unwind"` (Rust's default), so a
@@ -100,6 +100,9 @@ pub use priority::Priority;
 mod refusal;
 pub use refusal::Refusal;
 pub mod report;
+// The executor's waiting submissions; built under loom too, for its model.
+#[cfg_attr(loom, allow(dead_code))]
+mod room;
 mod sync;
 pub mod ticket;
 pub mod trace;
