@@ -17,12 +17,16 @@
 //! one short uncontended lock of its own thread's slot at the start and one at the end.
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use flujo_core::graph::CancelFlag;
+use flujo_core::context::Context;
+use flujo_core::graph::{CancelFlag, Clock};
 
 use super::runner_pool::lock;
+use super::{Executor, Finished, Inner, Job, Rejected};
+use crate::Refusal;
 
 /// What [`Executor::shutdown`](super::Executor::shutdown) does with the submissions still
 /// queued.
@@ -189,5 +193,123 @@ impl fmt::Debug for Running {
         f.debug_struct("Running")
             .field("slots", &self.slots.len())
             .finish_non_exhaustive()
+    }
+}
+
+impl<P, C> Executor<P, C>
+where
+    P: Clone + Send + Sync + 'static,
+    C: Context + Send + Sync + 'static,
+{
+    /// Stops admitting (later submissions are handed back with
+    /// [`Refusal::ShuttingDown`]), then finishes or hands back what is queued, and waits
+    /// until no submission is left. No submission is lost: each ends as run, or handed back
+    /// through its ticket. It waits as long as the runs take: see
+    /// [`shutdown_with`](Self::shutdown_with) for a time limit.
+    pub fn shutdown(&self, drain: Drain) -> ShutdownReport {
+        self.shutdown_with(&ShutdownSpec::default().drain(drain))
+    }
+
+    /// [`shutdown`](Self::shutdown) within a time limit: once `spec.limit` has passed on the
+    /// executor's clock, what is still queued is handed back, the runs under way have their
+    /// cancel flags raised, and after `spec.grace` more it returns, reporting the runs that
+    /// still had not ended ([`ShutdownReport::still_running`]: steps that ignore their flag).
+    /// Inline runs ([`run`](Self::run)) are the caller's: it neither waits for nor cancels
+    /// them (give them a [`RunSpec::cancel`](crate::RunSpec::cancel) flag).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use flujo_core::graph::Graph;
+    /// # use flujo_runtime::{config::OptimizationConfig, Executor, Finished, Priority, ShutdownSpec};
+    /// // A step that runs until it is told to stop.
+    /// let g = Arc::new(Graph::<u64, ()>::build(|b| {
+    ///     b.task("poll", |x, cx| {
+    ///         while !cx.should_stop() {
+    ///             std::thread::sleep(Duration::from_micros(100));
+    ///         }
+    ///         Ok(x)
+    ///     })
+    /// }).unwrap());
+    /// let ex = Executor::new(OptimizationConfig::latency()).unwrap();
+    /// let ticket = ex.submit(&g, 1, (), Priority::Normal).ok().unwrap();
+    /// let shut = ex.shutdown_with(&ShutdownSpec::default().limit(Duration::from_millis(20)).grace(Duration::from_secs(5)));
+    /// assert_eq!(shut.still_running, 0);
+    /// // It was cancelled (if it had started) or handed back (if it had not).
+    /// assert!(matches!(ticket.wait().unwrap(), Finished::Ran(_) | Finished::HandedBack(_)));
+    /// ```
+    pub fn shutdown_with(&self, spec: &ShutdownSpec) -> ShutdownReport {
+        let inner = &self.inner;
+        inner.closed.store(true, Ordering::Release);
+        // Submissions waiting for room are refused (they see `closed`).
+        inner.room.close();
+        if spec.drain == Drain::HandBack {
+            inner.hand_back_queued();
+        }
+        let limit = spec.limit.map(|d| inner.clock.deadline_after(d));
+        let mut cancelled = 0;
+        // `Some(None)`: a limit past what the clock can represent, which is none.
+        if !inner.wait_idle(limit.flatten()) {
+            // The limit passed. A job popped from here on is handed back (`run_job`), so
+            // everything not yet started is; the flags of those started are raised.
+            inner.halting.store(true, Ordering::SeqCst);
+            inner.hand_back_queued();
+            cancelled = inner.running.cancel_all();
+            inner.wait_idle(inner.clock.deadline_after(spec.grace));
+        }
+        inner.queues.close();
+        ShutdownReport {
+            handed_back: inner.handed_back.load(Ordering::Relaxed),
+            finished: inner.finished.load(Ordering::Relaxed),
+            cancelled,
+            still_running: inner.room.pending() as u64,
+        }
+    }
+}
+
+impl<P, C> Inner<P, C>
+where
+    P: Clone + Send + Sync + 'static,
+    C: Context + Send + Sync + 'static,
+{
+    /// Hands `job` back through its ticket, unrun (the caller ends the submission).
+    pub(super) fn hand_back(&self, job: Job<P, C>) {
+        self.handed_back.fetch_add(1, Ordering::Release);
+        job.completer.complete(Finished::HandedBack(Rejected {
+            reason: Refusal::ShuttingDown,
+            input: job.input,
+            context: job.context,
+        }));
+    }
+
+    /// Closes the queues and hands back every submission in them.
+    fn hand_back_queued(&self) {
+        self.queues.close();
+        for (job, _) in self.queues.drain() {
+            self.hand_back(job);
+            self.end_one();
+        }
+    }
+
+    /// Waits until no submission is pending (`true`) or the clock reaches `until` (`false`).
+    /// Sleeps in real slices of at most 10 ms between looks at the clock (a manual clock is
+    /// moved by someone else); the last submission to end wakes it at once.
+    fn wait_idle(&self, until: Option<u64>) -> bool {
+        let (m, cv) = &self.idle;
+        let mut guard = lock(m);
+        loop {
+            if self.room.pending() == 0 {
+                return true;
+            }
+            let slice = match until {
+                Some(t) if self.clock.now() >= t => return false,
+                Some(t) => self.clock.until(t).min(Duration::from_millis(10)),
+                None => Duration::from_millis(10),
+            };
+            guard = cv
+                .wait_timeout(guard, slice)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
     }
 }

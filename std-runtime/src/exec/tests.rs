@@ -11,6 +11,8 @@ use flujo_core::policy::ErrorClass;
 use flujo_core::telemetry::Counter;
 
 use super::*;
+use crate::ticket::Ticket;
+use crate::Priority;
 
 fn forking(workers: usize) -> OptimizationConfig {
     let mut cfg = OptimizationConfig::latency();
