@@ -336,12 +336,22 @@ fn cpu(args: &Args) {
     print(PEERS[2], r);
 }
 
+/// The machine's load averages (other processes compete for the cores: say so beside the
+/// figures).
+fn print_load(when: &str) {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    println!("load average {when}: {}", load.join(" "));
+}
+
 fn main() {
     let args = parse_args();
+    print_load("at start");
     if args.latency {
         latency(&args);
     }
     if args.cpu {
         cpu(&args);
     }
+    print_load("at end");
 }
