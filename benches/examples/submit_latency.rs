@@ -17,7 +17,7 @@
 //! [--warmup N] [--cpu-secs S] [--submitters N] [--mode all|latency|cpu]`
 //!
 //! Defaults: 20,000 timed samples per peer and pool size after 2,000 of warm-up, 3 s per
-//! peer in the cpu part: about 15-25 s in all on a 2-core VM. Two-thread figures on a
+//! peer in the cpu part: about 10-20 s in all on a 2-core VM (11 s here). Two-thread figures on a
 //! shared VM are noisy: run it several times.
 
 use std::sync::atomic::{AtomicBool, Ordering};
