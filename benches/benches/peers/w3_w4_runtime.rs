@@ -7,8 +7,15 @@
 //!   same on two threads (information).
 //! - `W4_fanout`: one fan-out of 1000 trivial branches; `flujo` beside `rayon_scope` (one
 //!   spawn per branch writing its slot), on one thread; `W4_fanout_2thread` (information).
-//! - `submit_latency`: submit-to-completion of a 10-task chain through `submit` and
-//!   `Ticket::wait`, on a 1-thread and a default pool, beside `Executor::run` (inline).
+//! - `submit_latency`: submit-to-completion of a 10-step chain of `x + 1` from outside the
+//!   pool, on a 1-thread pool (`_1thread`, the gate: `flujo_submit_1thread <=
+//!   rayon_spawn_channel_1thread`) and one thread per core (`_default`, information):
+//!   `flujo_submit_*` (`Executor::submit`, then `Ticket::wait`), `rayon_spawn_channel_*`
+//!   (`ThreadPool::spawn` of the plain chain, the result back on a bounded crossbeam
+//!   channel), `tokio_spawn_*` (`Runtime::spawn` on a multi-thread runtime, then `block_on`
+//!   of the `JoinHandle`), and `flujo_run_inline` (`Executor::run`, no hand-off: the floor).
+//!   Percentiles and the CPU cost: `cargo run --release -p flujo-benches --example
+//!   submit_latency`.
 //! - `W12_config_off`: W1, W2, W7 and W8 through `Executor::run_with`, with everything on
 //!   (`<workload>_on`) and with each optimization off (`<workload>_off_<name>`).
 use std::hint::black_box;
@@ -18,7 +25,7 @@ use criterion::Criterion;
 use flujo_core::cache::StepFingerprint;
 use flujo_core::graph::{Graph, TaskConfig};
 use flujo_runtime::config::{Optimization, OptimizationConfig};
-use flujo_runtime::{Executor, Finished, Priority, RunSpec};
+use flujo_runtime::{Executor, RunSpec};
 
 #[path = "../shared/w3_w4.rs"]
 mod shared;
@@ -27,7 +34,15 @@ mod shared;
 #[path = "../shared/w1_w2_w8.rs"]
 mod shared_w;
 
+// The submit_latency chain and its peers (also loaded by `examples/submit_latency.rs`).
+#[path = "../shared/submit.rs"]
+mod shared_submit;
+
 use shared::*;
+use shared_submit::{
+    chain10, flujo_submit_wait, rayon_spawn_channel, reply_channel, tokio_runtime, tokio_spawn,
+    STEPS,
+};
 use shared_w::{w1_graph, w2_graph, w8_context, w8_graph, Ctx1K, CHAIN, W8_WRITER};
 
 /// Depth of the W3 tree: 2^16 leaves.
@@ -107,38 +122,35 @@ fn w4(c: &mut Criterion, threads: usize, group_name: &str) {
     group.finish();
 }
 
-fn chain10() -> Graph<u64, ()> {
-    Graph::build(|b| {
-        let steps: Vec<_> = (0..10)
-            .map(|i| b.task(&format!("s{i}"), |x, _| Ok(x + 1)))
-            .collect();
-        b.sequence("chain10", &steps)
-    })
-    .expect("chain builds")
-}
-
-fn submit_wait(exec: &Executor<u64, ()>, graph: &Arc<Graph<u64, ()>>, x: u64) -> u64 {
-    let ticket = exec
-        .submit(graph, x, (), Priority::Normal)
-        .unwrap_or_else(|_| panic!("the submission is admitted"));
-    match ticket.wait().expect("the ticket completes") {
-        Finished::Ran(done) => done.output.expect("the run succeeds"),
-        other => panic!("{other:?}"),
-    }
-}
-
 fn submit_latency(c: &mut Criterion) {
     let graph = Arc::new(chain10());
+    let want = 7 + STEPS;
     let mut group = c.benchmark_group("submit_latency");
-    for (id, workers) in [("flujo_submit_1thread", 1), ("flujo_submit_default", 0)] {
-        let mut cfg = exec_config(workers, Some(64));
-        cfg.workers = workers;
-        let exec = Executor::new(cfg).expect("executor builds");
-        assert_eq!(submit_wait(&exec, &graph, 7), 17);
-        group.bench_function(id, |b| b.iter(|| submit_wait(&exec, &graph, black_box(7))));
+    // `_1thread`: a pool of one thread; `_default`: one thread per core.
+    for (suffix, workers) in [("1thread", 1), ("default", 0)] {
+        let exec = Executor::new(exec_config(workers, Some(64))).expect("executor builds");
+        assert_eq!(flujo_submit_wait(&exec, &graph, 7), want);
+        group.bench_function(format!("flujo_submit_{suffix}"), |b| {
+            b.iter(|| flujo_submit_wait(&exec, &graph, black_box(7)))
+        });
+        drop(exec);
+
+        let pool = rayon_pool(workers);
+        let reply = reply_channel();
+        assert_eq!(rayon_spawn_channel(&pool, &reply, 7), want);
+        group.bench_function(format!("rayon_spawn_channel_{suffix}"), |b| {
+            b.iter(|| rayon_spawn_channel(&pool, &reply, black_box(7)))
+        });
+        drop(pool);
+
+        let rt = tokio_runtime(workers);
+        assert_eq!(tokio_spawn(&rt, 7), want);
+        group.bench_function(format!("tokio_spawn_{suffix}"), |b| {
+            b.iter(|| tokio_spawn(&rt, black_box(7)))
+        });
     }
     let exec = executor(1, Some(64));
-    assert_eq!(run_u64(&exec, &graph, 7), 17);
+    assert_eq!(run_u64(&exec, &graph, 7), want);
     group.bench_function("flujo_run_inline", |b| {
         b.iter(|| run_u64(&exec, &graph, black_box(7)))
     });
