@@ -3,8 +3,9 @@
 //! parse -> enrich (a typed join: a flaky remote FX call behind retry + breaker + fallback, a
 //! cacheable customer-tier lookup, a scoring step) -> validate -> price every line (a map) ->
 //! aggregate. Every step is typed (`String -> Order`, `Order -> Tier`, `Line -> Cents`, ...)
-//! and the builder checks each joint at compile time. Runs are submitted at the three priorities; a seeded generator decides each
-//! run's fault (transient errors, outages, panics inside a step, slow calls, invalid orders),
+//! and the builder checks each joint at compile time. Runs are submitted at the three
+//! priorities, each waiting for room when the admission limit is reached
+//! (`SubmitSpec::wait`); a seeded generator decides each run's fault (transient errors, outages, panics inside a step, slow calls, invalid orders),
 //! plus a burst of outages every 20 000 runs that trips the breaker.
 //!
 //! ```text
@@ -557,9 +558,13 @@ fn main() -> ExitCode {
         let mut ctx = Ctx::default();
         let priority = priorities[(id % 3) as usize];
         let ticket = loop {
+            // A submission over the admission limit or into a full queue waits for room
+            // (up to 1 s) instead of being refused; one that still finds none comes back
+            // with its input and is retried.
             let spec = SubmitSpec::default()
                 .priority(priority)
-                .deadline(Duration::from_secs(2));
+                .deadline(Duration::from_secs(2))
+                .wait(Duration::from_secs(1));
             match executor.submit_with(&graph, input, ctx, &spec) {
                 Ok(t) => break t,
                 Err(back) if back.reason != Refusal::ShuttingDown => {
