@@ -1,39 +1,13 @@
 //! In-process cache keys: an ahash digest to index by, the canonical bytes to verify a hit.
-//!
-//! A [`FastKey`] is for caches that live and die with the process (a runner's [`FixedCache`],
-//! a map in the host): computing it costs one pass of ahash over the canonical bytes instead of
-//! a keyed BLAKE3, and it stays exact because a hit compares the bytes themselves:
-//!
-//! - **Digest**: ahash (its portable fallback or AES variant, whichever the build selects) over
-//!   the canonical bytes, seeded with the four little-endian words of the step's
-//!   [`StepFingerprint`] digest. It picks the set or bucket; it is never trusted alone.
-//! - **Kept bytes**: encodings of up to [`FastKey::INLINE_MAX`] bytes are kept whole, zero
-//!   padded, next to the fingerprint's 32-byte digest. Two such keys are equal exactly when
-//!   their fingerprints and their canonical bytes are (the digest and the length are compared
-//!   first, as an early out).
-//! - **Fallback**: a longer encoding keeps the 32 bytes of its [`CacheKey`] (keyed BLAKE3)
-//!   instead, marked as such, so it is as exact as the BLAKE3 mode (a 256-bit collision) and
-//!   costs what that mode costs. Nothing is allocated in either case.
-//! - **Seeding**: the seeds are public (a fingerprint is a hash of the step's name, version
-//!   and settings), and `ahash` is built without its runtime RNG. That is fine for the caches
-//!   it is meant for: a [`FixedCache`] scans at most [`FixedCache::WAYS`] slots per lookup
-//!   whatever the digests, and compares the bytes, so inputs crafted to collide can at worst
-//!   evict each other from one set, never slow a lookup down or return a wrong value. A host
-//!   that puts fast keys in an open-addressing map fed by untrusted inputs should salt the
-//!   fingerprint per process (a random `.setting("salt", &seed)`), which changes every digest.
-//!
-//! Fast keys are not stable: the digest depends on the `ahash` version and the target's
-//! features. Never persist them or send them to another process; that is what [`CacheKey`] is
-//! for.
-//!
-//! [`FixedCache`]: super::FixedCache
-//! [`FixedCache::WAYS`]: super::FixedCache::WAYS
+//! The design is in the docs of [`FastKey`].
 
 use core::fmt;
 use core::hash::{BuildHasher, Hash, Hasher};
 
 use super::encode::{CanonicalEncode, KeyWriter};
 use super::key::{CacheKey, StepFingerprint};
+#[cfg(doc)]
+use super::FixedCache;
 
 /// The longest canonical encoding a [`FastKey`] keeps whole.
 const INLINE_MAX: usize = 64;
@@ -47,13 +21,40 @@ const _: () = assert!(INLINE_MAX < LEN_DIGEST as usize && INLINE_MAX >= 32);
 /// canonical bytes (up to [`INLINE_MAX`](Self::INLINE_MAX)) with the step's fingerprint, so
 /// that a hit is verified in full.
 ///
-/// Use it for caches inside one process (see the [module docs](self) for the design and its
-/// bounds); use [`CacheKey`] for caches shared across processes or persisted. A
-/// [`FixedCache`](super::FixedCache) takes either: `FixedCache<V, FastKey>`.
+/// Use it for caches inside one process; use [`CacheKey`] for caches shared across processes or
+/// persisted. A [`FixedCache`] takes either: `FixedCache<V, FastKey>`.
 ///
 /// Equality is exact: two keys are equal when their fingerprints are and their canonical
 /// encodings are byte for byte (encodings longer than `INLINE_MAX` bytes: when their
 /// [`CacheKey`]s are). [`Hash`] writes only the digest, as one `u64`.
+///
+/// # Design
+///
+/// It is for caches that live and die with the process (a runner's [`FixedCache`],
+/// a map in the host): computing it costs one pass of ahash over the canonical bytes instead of
+/// a keyed BLAKE3, and it stays exact because a hit compares the bytes themselves:
+///
+/// - **Digest**: ahash (its portable fallback or AES variant, whichever the build selects) over
+///   the canonical bytes, seeded with the four little-endian words of the step's
+///   [`StepFingerprint`] digest. It picks the set or bucket; it is never trusted alone.
+/// - **Kept bytes**: encodings of up to [`FastKey::INLINE_MAX`] bytes are kept whole, zero
+///   padded, next to the fingerprint's 32-byte digest. Two such keys are equal exactly when
+///   their fingerprints and their canonical bytes are (the digest and the length are compared
+///   first, as an early out).
+/// - **Fallback**: a longer encoding keeps the 32 bytes of its [`CacheKey`] (keyed BLAKE3)
+///   instead, marked as such, so it is as exact as the BLAKE3 mode (a 256-bit collision) and
+///   costs what that mode costs. Nothing is allocated in either case.
+/// - **Seeding**: the seeds are public (a fingerprint is a hash of the step's name, version
+///   and settings), and `ahash` is built without its runtime RNG. That is fine for the caches
+///   it is meant for: a [`FixedCache`] scans at most [`FixedCache::WAYS`] slots per lookup
+///   whatever the digests, and compares the bytes, so inputs crafted to collide can at worst
+///   evict each other from one set, never slow a lookup down or return a wrong value. A host
+///   that puts fast keys in an open-addressing map fed by untrusted inputs should salt the
+///   fingerprint per process (a random `.setting("salt", &seed)`), which changes every digest.
+///
+/// Fast keys are not stable: the digest depends on the `ahash` version and the target's
+/// features. Never persist them or send them to another process; that is what [`CacheKey`] is
+/// for.
 ///
 /// # Examples
 ///
@@ -215,7 +216,7 @@ impl PartialEq for FastKey {
 /// Whether `a == b`, as a fold of 16-byte XORs (`N` is a multiple of 16).
 #[inline(always)]
 fn same_bytes<const N: usize>(a: &[u8; N], b: &[u8; N]) -> bool {
-    const { assert!(N % 16 == 0) };
+    const { assert!(N.is_multiple_of(16)) };
     let mut diff = 0u128;
     for (x, y) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
         let word = |chunk: &[u8]| {
