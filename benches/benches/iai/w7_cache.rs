@@ -36,8 +36,9 @@ const FLUJO_IR_LIMIT: u64 = 815_000;
 /// The Ir budget of `W7_cache_hit/flujo_fast`: about 1.15x its measured 156,106 (156 per
 /// hit; its peer `quick_cache_ahash`: 169,318).
 const FLUJO_FAST_IR_LIMIT: u64 = 179_500;
-/// The Ir budget of `W7_runtime_cache/flujo`: about 1.15x its measured count (see below).
-const RUNTIME_IR_LIMIT: u64 = 525_000;
+/// The Ir budget of `W7_runtime_cache/flujo`: about 1.15x its measured 424,871 (425 per hit;
+/// `quick_cache_sync` 163,753: two clock reads per hit are most of the difference).
+const RUNTIME_IR_LIMIT: u64 = 488_600;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Output([u64; 4]);
