@@ -22,6 +22,7 @@ use w6_ticket_cells::W6_ticket_cells;
 mod w7_cache;
 use w7_cache::W7_cache_hit;
 use w7_cache::W7_cache_key;
+use w7_cache::W7_runtime_cache;
 #[path = "iai/w9_telemetry.rs"]
 mod w9_telemetry;
 use w9_telemetry::W9_quantile;
@@ -49,6 +50,7 @@ main!(
     W6_ticket_cells,
     W7_cache_hit,
     W7_cache_key,
+    W7_runtime_cache,
     W9_telemetry,
     W9_quantile,
     W10_breaker,

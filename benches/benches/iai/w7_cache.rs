@@ -1,25 +1,44 @@
 //! `W7_cache_hit` in instructions: a loop of `HITS` hits (key + lookup + output clone) on a
 //! warm cache; Ir per hit = total / `HITS`. The cache is built in the setup, which is not
-//! counted.
+//! counted. `flujo` keys by keyed BLAKE3 (`CacheKey`), `flujo_fast` by `FastKey` (ahash digest
+//! + the canonical bytes compared in full); `quick_cache` and `moka` key by a BLAKE3 hash of
+//! the input, `quick_cache_ahash` by the input itself, hashed with ahash.
 //!
 //! `W7_cache_key` (information, no limit): the key alone, ours beside a plain `blake3::hash`
 //! of the same 64 bytes, `HITS` times.
+//!
+//! `W7_runtime_cache`: `HITS` hits on the runtime's sharded `ResultCache` the way the
+//! executor's cache bridge looks a key up (`lookup_until(key, run deadline)`, a `Hit` is the
+//! output), against `quick_cache::sync::Cache` and `moka::sync::Cache` keyed by the same
+//! `CacheKey`s, one thread. The keys are computed in the setup: the key's cost is
+//! `W7_cache_key`'s.
 // The group ids are the workload ids of BENCHMARKS.md, not snake-case names.
 #![allow(non_snake_case)]
 use std::hint::black_box;
 
-use flujo_core::cache::{CacheKey, FixedCache, StepFingerprint};
+use flujo_core::cache::{CacheKey, FastKey, FixedCache, StepFingerprint};
 // The bench functions are named after the peers, so the crates are named from the root.
 use ::moka::sync::Cache as MokaCache;
-use ::quick_cache::unsync::Cache as QuickCache;
+use ::quick_cache::unsync::{Cache as QuickCache, DefaultLifecycle};
+use ::quick_cache::UnitWeighter;
 use iai_callgrind::{
     library_benchmark, library_benchmark_group, Callgrind, EventKind, LibraryBenchmarkConfig,
 };
 
-/// Hits measured per benchmark run. Measured: 709 Ir per hit (flujo), limit about 1.15x.
+/// Hits measured per benchmark run.
 const HITS: usize = 1000;
 const INPUT_COUNT: usize = 256;
 const CAPACITY: usize = 4096;
+
+/// The Ir budget of `W7_cache_hit/flujo` (keyed BLAKE3): about 1.15x its measured 708,923
+/// (709 per hit; `quick_cache` with a BLAKE3 key: 690,096).
+const FLUJO_IR_LIMIT: u64 = 815_000;
+/// The Ir budget of `W7_cache_hit/flujo_fast`: about 1.15x its measured 156,106 (156 per
+/// hit; its peer `quick_cache_ahash`: 169,318).
+const FLUJO_FAST_IR_LIMIT: u64 = 179_500;
+/// The Ir budget of `W7_runtime_cache/flujo`: about 1.15x its measured 424,871 (425 per hit;
+/// `quick_cache_sync` 163,753: two clock reads per hit are most of the difference).
+const RUNTIME_IR_LIMIT: u64 = 488_600;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Output([u64; 4]);
@@ -34,6 +53,12 @@ fn output_of(index: usize) -> Output {
     Output([index as u64, 1, 2, 3])
 }
 
+fn fingerprint() -> StepFingerprint {
+    StepFingerprint::builder("w7-step", 1)
+        .setting("mode", &1u8)
+        .build()
+}
+
 fn peer_key(input: &[u8; 64]) -> [u8; 32] {
     *blake3::hash(input).as_bytes()
 }
@@ -43,6 +68,13 @@ fn expected_sum() -> u64 {
     (0..HITS).map(|i| (i % INPUT_COUNT) as u64).sum()
 }
 
+/// The ahash state of the `quick_cache_ahash` peer: fixed seeds, so the counts repeat.
+fn peer_ahash() -> ahash::RandomState {
+    ahash::RandomState::with_seeds(0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344)
+}
+
+type QuickAhash = QuickCache<[u8; 64], Output, UnitWeighter, ahash::RandomState>;
+
 struct FlujoState {
     inputs: Vec<[u8; 64]>,
     fingerprint: StepFingerprint,
@@ -51,15 +83,35 @@ struct FlujoState {
 
 fn setup_flujo() -> FlujoState {
     let inputs = inputs();
-    let fingerprint = StepFingerprint::builder("w7-step", 1)
-        .setting("mode", &1u8)
-        .build();
+    let fingerprint = fingerprint();
     let mut cache = FixedCache::new(CAPACITY).expect("capacity");
     for (index, input) in inputs.iter().enumerate() {
         let evicted = cache.insert(CacheKey::new(&fingerprint, input), output_of(index), 0);
         assert!(evicted.is_none());
     }
     FlujoState {
+        inputs,
+        fingerprint,
+        cache,
+    }
+}
+
+struct FlujoFastState {
+    inputs: Vec<[u8; 64]>,
+    fingerprint: StepFingerprint,
+    cache: FixedCache<Output, FastKey>,
+}
+
+fn setup_flujo_fast() -> FlujoFastState {
+    let inputs = inputs();
+    let fingerprint = fingerprint();
+    let mut cache = FixedCache::new(CAPACITY).expect("capacity");
+    for (index, input) in inputs.iter().enumerate() {
+        let key = FastKey::new(&fingerprint, input);
+        assert_eq!(key.canonical_bytes(), Some(&input[..]), "kept whole");
+        assert!(cache.insert(key, output_of(index), 0).is_none());
+    }
+    FlujoFastState {
         inputs,
         fingerprint,
         cache,
@@ -75,6 +127,21 @@ fn setup_quick_cache() -> (Vec<[u8; 64]>, QuickCache<[u8; 32], Output>) {
     (inputs, cache)
 }
 
+fn setup_quick_cache_ahash() -> (Vec<[u8; 64]>, QuickAhash) {
+    let inputs = inputs();
+    let mut cache = QuickCache::with(
+        CAPACITY,
+        CAPACITY as u64,
+        UnitWeighter,
+        peer_ahash(),
+        DefaultLifecycle::default(),
+    );
+    for (index, input) in inputs.iter().enumerate() {
+        cache.insert(*input, output_of(index));
+    }
+    (inputs, cache)
+}
+
 fn setup_moka() -> (Vec<[u8; 64]>, MokaCache<[u8; 32], Output>) {
     let inputs = inputs();
     let cache = MokaCache::new(CAPACITY as u64);
@@ -86,13 +153,32 @@ fn setup_moka() -> (Vec<[u8; 64]>, MokaCache<[u8; 32], Output>) {
 
 #[library_benchmark(
     config = LibraryBenchmarkConfig::default()
-        .tool(Callgrind::default().hard_limits([(EventKind::Ir, 815_000)]))
+        .tool(Callgrind::default().hard_limits([(EventKind::Ir, FLUJO_IR_LIMIT)]))
 )]
 #[bench::hits(setup_flujo())]
 fn flujo(mut state: FlujoState) -> u64 {
     let mut sum = 0;
     for i in 0..HITS {
         let key = CacheKey::new(
+            &state.fingerprint,
+            black_box(&state.inputs[i % INPUT_COUNT]),
+        );
+        let output = state.cache.get(&key, 0).cloned().expect("hit");
+        sum += output.0[0];
+    }
+    assert_eq!(sum, expected_sum());
+    sum
+}
+
+#[library_benchmark(
+    config = LibraryBenchmarkConfig::default()
+        .tool(Callgrind::default().hard_limits([(EventKind::Ir, FLUJO_FAST_IR_LIMIT)]))
+)]
+#[bench::hits(setup_flujo_fast())]
+fn flujo_fast(mut state: FlujoFastState) -> u64 {
+    let mut sum = 0;
+    for i in 0..HITS {
+        let key = FastKey::new(
             &state.fingerprint,
             black_box(&state.inputs[i % INPUT_COUNT]),
         );
@@ -118,6 +204,22 @@ fn quick_cache(state: (Vec<[u8; 64]>, QuickCache<[u8; 32], Output>)) -> u64 {
 }
 
 #[library_benchmark]
+#[bench::hits(setup_quick_cache_ahash())]
+fn quick_cache_ahash(state: (Vec<[u8; 64]>, QuickAhash)) -> u64 {
+    let (inputs, cache) = state;
+    let mut sum = 0;
+    for i in 0..HITS {
+        let output = cache
+            .get(black_box(&inputs[i % INPUT_COUNT]))
+            .cloned()
+            .expect("hit");
+        sum += output.0[0];
+    }
+    assert_eq!(sum, expected_sum());
+    sum
+}
+
+#[library_benchmark]
 #[bench::hits(setup_moka())]
 fn moka(state: (Vec<[u8; 64]>, MokaCache<[u8; 32], Output>)) -> u64 {
     let (inputs, cache) = state;
@@ -133,11 +235,11 @@ fn moka(state: (Vec<[u8; 64]>, MokaCache<[u8; 32], Output>)) -> u64 {
 
 library_benchmark_group!(
     name = W7_cache_hit;
-    benchmarks = flujo, quick_cache, moka
+    benchmarks = flujo, flujo_fast, quick_cache, quick_cache_ahash, moka
 );
 
 fn setup_key() -> (Vec<[u8; 64]>, StepFingerprint) {
-    (inputs(), setup_flujo().fingerprint)
+    (inputs(), fingerprint())
 }
 
 #[library_benchmark]
@@ -165,3 +267,115 @@ library_benchmark_group!(
     name = W7_cache_key;
     benchmarks = flujo_key, blake3_key
 );
+
+pub use runtime::W7_runtime_cache;
+
+/// `W7_runtime_cache`, in a module of its own so that its bench ids are `flujo` and the
+/// peers' names.
+mod runtime {
+    use ::quick_cache::sync::Cache as QuickSyncCache;
+    use flujo_runtime::config::CacheConfig;
+    use flujo_runtime::parts::cache::{Lookup, ResultCache};
+
+    use super::*;
+
+    /// The keys of the inputs, in input order: what the interpreter hands the cache bridge.
+    fn runtime_keys() -> Vec<CacheKey> {
+        let fingerprint = fingerprint();
+        inputs()
+            .iter()
+            .map(|input| CacheKey::new(&fingerprint, input))
+            .collect()
+    }
+
+    /// The executor's result cache, configured as `Executor::builder` does from the default
+    /// preset's `CacheConfig` (shards, flight timeout, no TTL, the monotonic clock), warm.
+    fn setup_runtime() -> (Vec<CacheKey>, ResultCache<Output>) {
+        let config = CacheConfig::default();
+        let mut builder = ResultCache::builder(config.max_entries, config.max_bytes)
+            .shards(config.shards.clamp(1, config.max_entries));
+        if let Some(ttl) = config.ttl {
+            builder = builder.ttl(ttl);
+        }
+        if let Some(timeout) = config.flight_timeout {
+            builder = builder.flight_timeout(timeout);
+        }
+        let cache = builder.build();
+        let keys = runtime_keys();
+        for (index, key) in keys.iter().enumerate() {
+            assert!(cache.insert(*key, output_of(index)).is_ok());
+        }
+        (keys, cache)
+    }
+
+    fn setup_runtime_quick() -> (Vec<CacheKey>, QuickSyncCache<CacheKey, Output>) {
+        let cache = QuickSyncCache::new(CAPACITY);
+        let keys = runtime_keys();
+        for (index, key) in keys.iter().enumerate() {
+            cache.insert(*key, output_of(index));
+        }
+        (keys, cache)
+    }
+
+    fn setup_runtime_moka() -> (Vec<CacheKey>, MokaCache<CacheKey, Output>) {
+        let cache = MokaCache::new(CAPACITY as u64);
+        let keys = runtime_keys();
+        for (index, key) in keys.iter().enumerate() {
+            cache.insert(*key, output_of(index));
+        }
+        (keys, cache)
+    }
+
+    #[library_benchmark(
+        config = LibraryBenchmarkConfig::default()
+            .tool(Callgrind::default().hard_limits([(EventKind::Ir, RUNTIME_IR_LIMIT)]))
+    )]
+    #[bench::hits(setup_runtime())]
+    fn flujo(state: (Vec<CacheKey>, ResultCache<Output>)) -> u64 {
+        let (keys, cache) = state;
+        // A run without a deadline, as most are.
+        let deadline = black_box(None);
+        let mut sum = 0;
+        for i in 0..HITS {
+            let output = match cache.lookup_until(*black_box(&keys[i % INPUT_COUNT]), deadline) {
+                Lookup::Hit(output) => output,
+                // Bound, as the bridge binds it, so nothing is left to drop after the match.
+                Lookup::Miss(flight) => panic!("the warm cache misses: {flight:?}"),
+            };
+            sum += output.0[0];
+        }
+        assert_eq!(sum, expected_sum());
+        sum
+    }
+
+    #[library_benchmark]
+    #[bench::hits(setup_runtime_quick())]
+    fn quick_cache_sync(state: (Vec<CacheKey>, QuickSyncCache<CacheKey, Output>)) -> u64 {
+        let (keys, cache) = state;
+        let mut sum = 0;
+        for i in 0..HITS {
+            let output = cache.get(black_box(&keys[i % INPUT_COUNT])).expect("hit");
+            sum += output.0[0];
+        }
+        assert_eq!(sum, expected_sum());
+        sum
+    }
+
+    #[library_benchmark]
+    #[bench::hits(setup_runtime_moka())]
+    fn moka_sync(state: (Vec<CacheKey>, MokaCache<CacheKey, Output>)) -> u64 {
+        let (keys, cache) = state;
+        let mut sum = 0;
+        for i in 0..HITS {
+            let output = cache.get(black_box(&keys[i % INPUT_COUNT])).expect("hit");
+            sum += output.0[0];
+        }
+        assert_eq!(sum, expected_sum());
+        sum
+    }
+
+    library_benchmark_group!(
+        name = W7_runtime_cache;
+        benchmarks = flujo, quick_cache_sync, moka_sync
+    );
+}

@@ -112,7 +112,7 @@ pub struct KeyWriter<'h> {
 impl<'h> KeyWriter<'h> {
     /// A writer that gathers up to `INLINE_LEN_MAX` bytes inline.
     #[inline(always)]
-    fn inline() -> Self {
+    pub(super) fn inline() -> Self {
         Self {
             inline: [0; INLINE_LEN_MAX],
             inline_len: 0,
@@ -133,7 +133,7 @@ impl<'h> KeyWriter<'h> {
 
     /// The bytes written, if they all fitted inline.
     #[inline(always)]
-    fn inline_bytes(&self) -> Option<&[u8]> {
+    pub(super) fn inline_bytes(&self) -> Option<&[u8]> {
         debug_assert!(self.stream.is_none());
         (!self.overflowed).then(|| &self.inline[..self.inline_len])
     }

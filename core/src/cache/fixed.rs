@@ -2,12 +2,14 @@
 //!
 //! The slots are allocated once, at construction, and never grow. They are grouped into sets of
 //! [`FixedCache::WAYS`] consecutive slots (the last set may be shorter, so the capacity is
-//! exactly what was asked for). A key's set is chosen from its first eight bytes by
-//! multiply-shift range reduction (Lemire's "fastrange"): `(bits * set_count) >> 64`. Keys are
-//! uniform BLAKE3 output, so no further hashing is needed.
+//! exactly what was asked for). A key's set is chosen from 64 index bits by multiply-shift range
+//! reduction (Lemire's "fastrange"): `(bits * set_count) >> 64`. The bits are the first eight
+//! bytes of a [`CacheKey`] (uniform BLAKE3 output) or the ahash digest of a [`FastKey`], so no
+//! further hashing is needed.
 //!
-//! A lookup scans the ways of one set and compares all 32 bytes of the key: two keys that share
-//! a set (or even their index bits) can never return each other's values.
+//! A lookup scans the ways of one set and compares the whole key (all 32 bytes of a
+//! [`CacheKey`]; the fingerprint and canonical bytes of a [`FastKey`]): two keys that share a
+//! set (or even their index bits) can never return each other's values.
 //!
 //! Eviction is exact LRU within a set: every hit and insert stamps its slot from a counter, and
 //! a full set gives up, in order of preference, an expired entry (the least recently used one)
@@ -19,7 +21,50 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::num::NonZeroU64;
 
+use super::fast::FastKey;
 use super::key::CacheKey;
+
+/// The key types a [`FixedCache`] can be keyed by: [`CacheKey`] (keyed BLAKE3: stable, for
+/// caches shared or persisted) and [`FastKey`] (ahash digest and the canonical bytes: for
+/// caches inside one process). Sealed.
+pub trait FixedKey: sealed::Sealed {}
+
+impl FixedKey for CacheKey {}
+impl FixedKey for FastKey {}
+
+mod sealed {
+    use super::{CacheKey, FastKey};
+
+    /// What the cache needs of a key; outside the public API.
+    pub trait Sealed: Eq {
+        /// 64 uniform bits the key's set is chosen from.
+        fn index_bits(&self) -> u64;
+        /// The key an empty slot holds (never compared: the slot has no value).
+        fn vacant() -> Self;
+    }
+
+    impl Sealed for CacheKey {
+        #[inline(always)]
+        fn index_bits(&self) -> u64 {
+            CacheKey::index_bits(self)
+        }
+
+        fn vacant() -> Self {
+            CacheKey::from_bytes([0; 32])
+        }
+    }
+
+    impl Sealed for FastKey {
+        #[inline(always)]
+        fn index_bits(&self) -> u64 {
+            self.digest()
+        }
+
+        fn vacant() -> Self {
+            FastKey::vacant()
+        }
+    }
+}
 
 /// A [`FixedCache`] that cannot be built as asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,8 +126,8 @@ pub struct CacheStats {
 
 /// One slot of a set. Invariant: `key`, `used_stamp` and `inserted_at_ticks` describe the
 /// entry only while `value` is `Some`.
-struct Slot<V> {
-    key: CacheKey,
+struct Slot<V, K> {
+    key: K,
     /// The cache's `stamp_next` when this entry was last inserted or hit: larger is more
     /// recent. Unique among occupied slots.
     used_stamp: u64,
@@ -91,10 +136,10 @@ struct Slot<V> {
     value: Option<V>,
 }
 
-impl<V> Slot<V> {
-    const fn empty() -> Self {
+impl<V, K: FixedKey> Slot<V, K> {
+    fn empty() -> Self {
         Self {
-            key: CacheKey::from_bytes([0; 32]),
+            key: K::vacant(),
             used_stamp: 0,
             inserted_at_ticks: 0,
             value: None,
@@ -103,17 +148,19 @@ impl<V> Slot<V> {
 
     /// Whether this slot holds the entry of `key`.
     #[inline(always)]
-    fn holds(&self, key: &CacheKey) -> bool {
-        // The full 32-byte comparison is the verification of the key.
+    fn holds(&self, key: &K) -> bool {
+        // The comparison of the whole key is its verification.
         self.value.is_some() && self.key == *key
     }
 }
 
-/// A fixed-capacity result cache keyed by [`CacheKey`], usable without `std`.
+/// A fixed-capacity result cache keyed by [`CacheKey`] (by default) or [`FastKey`], usable
+/// without `std`.
 ///
 /// - capacity fixed at construction: one allocation, never grows;
 /// - set-associative ([`WAYS`](Self::WAYS) ways per set), exact LRU within a set;
-/// - every lookup compares the whole key, so a collision of index bits is harmless;
+/// - every lookup compares the whole key, so a collision of index bits is harmless (see
+///   [`FixedKey`] for the two key types);
 /// - optional time-to-live in caller-supplied ticks (the core never reads a clock): an entry
 ///   inserted at tick `t` is live while `now_ticks - t < ttl_ticks`;
 /// - what an insert pushes out is handed back; the counts in [`CacheStats`] are exact.
@@ -136,9 +183,9 @@ impl<V> Slot<V> {
 /// assert_eq!(cache.get(&key, 100), None); // expired after 100 ticks
 /// assert_eq!(cache.remove(&key), Some(144)); // still handed back
 /// ```
-pub struct FixedCache<V> {
+pub struct FixedCache<V, K: FixedKey = CacheKey> {
     /// `capacity` slots; set `s` is `slots[s * WAYS .. min((s + 1) * WAYS, capacity)]`.
-    slots: Box<[Slot<V>]>,
+    slots: Box<[Slot<V, K>]>,
     /// `capacity.div_ceil(WAYS)`, at least 1.
     set_count: usize,
     ttl_ticks: Option<NonZeroU64>,
@@ -157,7 +204,7 @@ pub(crate) const fn set_count_for(capacity: usize) -> usize {
 
 /// The set of `key` in a cache of `set_count` sets (multiply-shift range reduction).
 #[inline(always)]
-pub(crate) fn set_of(key: &CacheKey, set_count: usize) -> usize {
+pub(crate) fn set_of<K: FixedKey>(key: &K, set_count: usize) -> usize {
     ((u128::from(key.index_bits()) * set_count as u128) >> 64) as usize
 }
 
@@ -173,7 +220,7 @@ pub(crate) fn set_len(set: usize, capacity: usize) -> usize {
 const WAYS: usize = 8;
 const _: () = assert!(WAYS.is_power_of_two());
 
-impl<V> FixedCache<V> {
+impl<V, K: FixedKey> FixedCache<V, K> {
     /// The number of slots in a set: a key can live in any of the `WAYS` slots of its set.
     pub const WAYS: usize = WAYS;
 
@@ -266,7 +313,7 @@ impl<V> FixedCache<V> {
     ///
     /// A hit marks the entry most recently used. Counts a hit or a miss.
     #[inline]
-    pub fn get(&mut self, key: &CacheKey, now_ticks: u64) -> Option<&V> {
+    pub fn get(&mut self, key: &K, now_ticks: u64) -> Option<&V> {
         let found = self
             .find(key)
             .filter(|&index| self.is_live(index, now_ticks));
@@ -287,13 +334,14 @@ impl<V> FixedCache<V> {
     /// Returns what the insert pushed out: the previous value of `key` (a replacement, expired
     /// or not), or, when the set was full, the evicted entry of another key (the least recently
     /// used expired entry if there is one, else the least recently used entry).
-    pub fn insert(&mut self, key: CacheKey, value: V, now_ticks: u64) -> Option<(CacheKey, V)> {
+    pub fn insert(&mut self, key: K, value: V, now_ticks: u64) -> Option<(K, V)> {
         self.stats.inserts += 1;
         let stamp = self.next_stamp();
         let (index, outcome) = self.place(&key, now_ticks);
         let slot = &mut self.slots[index];
-        let displaced = slot.value.replace(value).map(|old| (slot.key, old));
-        slot.key = key;
+        let old_value = slot.value.replace(value);
+        let old_key = core::mem::replace(&mut slot.key, key);
+        let displaced = old_value.map(|old| (old_key, old));
         slot.used_stamp = stamp;
         slot.inserted_at_ticks = now_ticks;
         match outcome {
@@ -302,15 +350,15 @@ impl<V> FixedCache<V> {
             Place::Evict => self.stats.evictions += 1,
         }
         debug_assert_eq!(displaced.is_some(), !matches!(outcome, Place::Empty));
-        debug_assert!(displaced
-            .as_ref()
-            .is_none_or(|(old_key, _)| { (*old_key == key) == matches!(outcome, Place::Replace) }));
+        debug_assert!(displaced.as_ref().is_none_or(|(old_key, _)| {
+            (*old_key == self.slots[index].key) == matches!(outcome, Place::Replace)
+        }));
         debug_assert!(self.len <= self.capacity());
         displaced
     }
 
     /// Takes the entry of `key` out (even an expired one) and returns its value.
-    pub fn remove(&mut self, key: &CacheKey) -> Option<V> {
+    pub fn remove(&mut self, key: &K) -> Option<V> {
         let index = self.find(key)?;
         let value = self.slots[index].value.take();
         debug_assert!(value.is_some());
@@ -331,7 +379,7 @@ impl<V> FixedCache<V> {
 
     /// The slots of the set of `key`, as an index range.
     #[inline(always)]
-    fn set_range(&self, key: &CacheKey) -> core::ops::Range<usize> {
+    fn set_range(&self, key: &K) -> core::ops::Range<usize> {
         let set = set_of(key, self.set_count);
         debug_assert!(set < self.set_count);
         let start = set * WAYS;
@@ -340,7 +388,7 @@ impl<V> FixedCache<V> {
 
     /// The slot index of the entry of `key`, live or not.
     #[inline(always)]
-    fn find(&self, key: &CacheKey) -> Option<usize> {
+    fn find(&self, key: &K) -> Option<usize> {
         let range = self.set_range(key);
         let start = range.start;
         self.slots[range]
@@ -368,7 +416,7 @@ impl<V> FixedCache<V> {
     }
 
     /// Chooses the slot an insert of `key` goes to, and says what it holds.
-    fn place(&self, key: &CacheKey, now_ticks: u64) -> (usize, Place) {
+    fn place(&self, key: &K, now_ticks: u64) -> (usize, Place) {
         let range = self.set_range(key);
         let mut empty = None;
         // The victim if the set is full: expired before live, then least recently used.
@@ -406,7 +454,7 @@ enum Place {
     Evict,
 }
 
-impl<V> fmt::Debug for FixedCache<V> {
+impl<V, K: FixedKey> fmt::Debug for FixedCache<V, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FixedCache")
             .field("capacity", &self.capacity())

@@ -14,9 +14,18 @@
 //! - **Verified.** [`FixedCache`] compares all 32 bytes of the key on every lookup, so two keys
 //!   that land in the same bucket can never return each other's values.
 //!
-//! `ahash` is for in-process maps only (its output is seeded and changes between processes);
-//! nothing here uses it. A [`CacheKey`] is already uniform, so [`FixedCache`] indexes by its
-//! bits directly. The std runtime brings a concurrent cache over the same keys.
+//! # Two key modes
+//!
+//! - [`CacheKey`] (keyed BLAKE3, above): stable across processes and platforms. For caches
+//!   shared across processes or persisted, and what the std runtime's concurrent cache uses.
+//! - [`FastKey`]: for caches that live in one process. A 64-bit `ahash` digest (seeded by the
+//!   step's fingerprint) picks the set, and the canonical bytes themselves (up to
+//!   [`FastKey::INLINE_MAX`] bytes, kept in the key; a longer input keeps its [`CacheKey`]
+//!   instead) are compared in full on a hit, so it is as exact as the BLAKE3 mode at a
+//!   fraction of its cost. Its digests change between builds: never persist them.
+//!
+//! A [`FixedCache`] takes either ([`FixedKey`]); both are already uniform, so it indexes by
+//! their bits directly.
 //!
 //! # Examples
 //!
@@ -39,11 +48,13 @@
 //! ```
 
 mod encode;
+mod fast;
 mod fixed;
 mod key;
 
 pub use encode::{CanonicalEncode, KeyWriter};
-pub use fixed::{CacheError, CacheStats, FixedCache};
+pub use fast::FastKey;
+pub use fixed::{CacheError, CacheStats, FixedCache, FixedKey};
 pub use key::{CacheKey, FingerprintBuilder, StepFingerprint, KEY_CONTEXT};
 
 #[cfg(feature = "check")]

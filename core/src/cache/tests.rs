@@ -803,3 +803,214 @@ fn every_value_is_dropped_exactly_once() {
     // Dropping the cache drops what it held.
     assert_eq!(LIVE.load(Ordering::SeqCst), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// FastKey
+
+fn fast<T: CanonicalEncode + ?Sized>(value: &T) -> FastKey {
+    FastKey::new(&fingerprint(), value)
+}
+
+/// The canonical bytes of `value` as `FastKey` keeps them.
+fn kept<T: CanonicalEncode + ?Sized>(value: &T) -> Vec<u8> {
+    fast(value).canonical_bytes().expect("kept whole").to_vec()
+}
+
+#[test]
+fn fast_keys_keep_the_canonical_bytes() {
+    assert_eq!(kept(&0x0102_0304u32), [4, 3, 2, 1]);
+    assert_eq!(kept("ab"), prefixed(2, b"ab"));
+    assert_eq!(kept(&(1u8, Some(2u16))), [1, 1, 2, 0]);
+    assert_eq!(kept(&()), Vec::<u8>::new());
+    assert_eq!(fast(&7u64).fingerprint(), fingerprint().as_bytes());
+    assert_eq!(fast(&7u64).cache_key(), None);
+    // The bytes are those the BLAKE3 key hashes.
+    let value = (-1i32, "x", [0.5f64, -0.0]);
+    assert_eq!(key(&value), key(&Raw(&kept(&value))));
+}
+
+#[test]
+fn fast_keys_are_equal_exactly_when_fingerprint_and_bytes_are() {
+    assert_eq!(fast("hello"), fast(&String::from("hello")));
+    assert_eq!(fast(&(1u32, 2u32)), fast(&[1u32, 2]));
+    assert_eq!(fast(&-0.0f64), fast(&0.0f64));
+    assert_ne!(fast("hello"), fast("hellp"));
+    // Zero padding never hides a length: no bytes, one zero byte, eight zero bytes.
+    let empties = [fast(&()), fast(&0u8), fast(&0u64), fast(&[0u8; 64])];
+    for (i, a) in empties.iter().enumerate() {
+        for (j, b) in empties.iter().enumerate() {
+            assert_eq!(a == b, i == j, "{i} vs {j}");
+        }
+    }
+    // Another step, or another version of the step: never equal.
+    let other = StepFingerprint::builder("test-step", 2).build();
+    assert_ne!(fast(&5u8), FastKey::new(&other, &5u8));
+    // Equal keys hash alike (the digest, as one word).
+    let digest_of = |key: &FastKey| {
+        use core::hash::{Hash, Hasher};
+        struct Last(u64);
+        impl Hasher for Last {
+            fn finish(&self) -> u64 {
+                self.0
+            }
+            fn write(&mut self, _: &[u8]) {
+                unreachable!("FastKey hashes one u64")
+            }
+            fn write_u64(&mut self, word: u64) {
+                self.0 = word;
+            }
+        }
+        let mut hasher = Last(0);
+        key.hash(&mut hasher);
+        hasher.finish()
+    };
+    assert_eq!(digest_of(&fast("hello")), fast("hello").digest());
+    assert_eq!(
+        digest_of(&fast("hello")),
+        digest_of(&fast(&String::from("hello")))
+    );
+}
+
+#[test]
+fn fast_keys_of_long_inputs_keep_their_blake3_key() {
+    // 64 bytes: the longest kept whole; 65: its CacheKey stands for it.
+    let longest = [7u8; 64];
+    let long = [7u8; 65];
+    assert_eq!(kept(&longest), longest);
+    assert_eq!(fast(&long).canonical_bytes(), None);
+    assert_eq!(fast(&long).cache_key(), Some(key(&long)));
+    // Past the writer's inline buffer too (streamed BLAKE3).
+    let huge = vec![3u16; 500];
+    assert_eq!(fast(&huge).cache_key(), Some(key(&huge)));
+    assert_eq!(fast(&huge), fast(&huge.clone()));
+    let mut other = huge.clone();
+    other[499] = 4;
+    assert_ne!(fast(&huge), fast(&other));
+    // A long key is never equal to a short key holding the same 32 bytes.
+    let digest_bytes = *key(&long).as_bytes();
+    assert_ne!(fast(&long), fast(&digest_bytes));
+}
+
+#[test]
+fn fixed_cache_by_fast_key_hits_misses_and_hands_back() {
+    let mut cache: FixedCache<u32, FastKey> = FixedCache::new(16).unwrap();
+    let a = fast(&1u32);
+    let b = fast(&2u32);
+    let long = fast(&[9u8; 100]);
+    assert_eq!(cache.get(&a, 0), None);
+    assert_eq!(cache.insert(a, 10, 0), None);
+    assert_eq!(cache.insert(long, 30, 0), None);
+    assert_eq!(cache.get(&fast(&1u32), 1), Some(&10));
+    assert_eq!(cache.get(&fast(&[9u8; 100]), 1), Some(&30));
+    assert_eq!(cache.get(&b, 2), None);
+    assert_eq!(cache.insert(a, 11, 3), Some((a, 10)));
+    assert_eq!(cache.remove(&long), Some(30));
+    let stats = cache.stats();
+    assert_eq!(
+        (
+            stats.hits,
+            stats.misses,
+            stats.inserts,
+            stats.replacements,
+            stats.removals
+        ),
+        (2, 2, 3, 1, 1)
+    );
+    assert_eq!(cache.len(), 1);
+}
+
+#[test]
+fn fast_keys_with_colliding_digests_never_return_another_keys_value() {
+    // Every key gets the same digest, so all land in one set and share the early-out word;
+    // only the kept bytes (or the CacheKey of a long input) tell them apart.
+    let inputs: Vec<Vec<u8>> = (0u8..12)
+        .map(|i| match i % 3 {
+            0 => vec![i],
+            1 => vec![i; 40],
+            _ => vec![i; 90],
+        })
+        .collect();
+    let colliding: Vec<FastKey> = inputs
+        .iter()
+        .map(|input| fast(input).with_digest(0x5555))
+        .collect();
+    let mut cache = FixedCache::new(64).unwrap();
+    for (value, key) in colliding[..8].iter().enumerate() {
+        assert_eq!(cache.insert(*key, value, 0), None);
+    }
+    for (value, key) in colliding[..8].iter().enumerate() {
+        assert_eq!(cache.get(key, 0), Some(&value));
+    }
+    for key in &colliding[8..] {
+        assert_eq!(cache.get(key, 0), None);
+    }
+    // An input that differs in its last byte only, with the same digest.
+    let mut near = inputs[1].clone();
+    *near.last_mut().unwrap() ^= 1;
+    assert_eq!(cache.get(&fast(&near).with_digest(0x5555), 0), None);
+    // The same input under another step, with the same digest.
+    let other = StepFingerprint::builder("other-step", 1).build();
+    let foreign = FastKey::new(&other, &inputs[0]).with_digest(0x5555);
+    assert_eq!(cache.get(&foreign, 0), None);
+    assert_eq!(cache.insert(colliding[8], 8, 0), Some((colliding[0], 0)));
+    assert_eq!(cache.len(), 8);
+}
+
+#[test]
+fn random_programs_by_fast_key_agree_with_a_model() {
+    let ops = if cfg!(miri) { 200 } else { 50_000 };
+    let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+    // Short inputs (kept whole) and long ones (keyed by their CacheKey); half of the digests
+    // forged into four values, so sets and digests collide often.
+    let inputs: Vec<Vec<u8>> = (0u8..48).map(|i| vec![i; 1 + usize::from(i) * 3]).collect();
+    let keys: Vec<FastKey> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| {
+            let key = fast(input);
+            if i % 2 == 0 {
+                key.with_digest(i as u64 % 4)
+            } else {
+                key
+            }
+        })
+        .collect();
+    assert!(keys.iter().any(|k| k.canonical_bytes().is_none()));
+    for capacity in [1usize, 5, 8, 20] {
+        let mut cache = FixedCache::with_ttl(capacity, 40).unwrap();
+        // The model: the latest value of each input index, and when it was stored.
+        let mut latest: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
+        let index_of = |key: &FastKey| keys.iter().position(|k| k == key).expect("known key");
+        let mut now = 0u64;
+        for op in 0..ops {
+            now += rng.next() % 3;
+            let i = (rng.next() % 48) as usize;
+            let k = keys[i];
+            match rng.next() % 3 {
+                0 => {
+                    if let Some((old_key, old_value)) = cache.insert(k, op, now) {
+                        assert_eq!(
+                            latest.remove(&index_of(&old_key)).map(|v| v.0),
+                            Some(old_value)
+                        );
+                    }
+                    latest.insert(i, (op, now));
+                }
+                1 => {
+                    if let Some(value) = cache.get(&k, now).copied() {
+                        let (expected, inserted_at) = latest[&i];
+                        assert_eq!(value, expected);
+                        assert!(now - inserted_at < 40);
+                    } else if let Some(&(_, inserted_at)) = latest.get(&i) {
+                        assert!(now - inserted_at >= 40);
+                    }
+                }
+                _ => {
+                    assert_eq!(cache.remove(&k), latest.remove(&i).map(|v| v.0));
+                }
+            }
+            assert_eq!(cache.len(), latest.len());
+            assert!(cache.len() <= capacity);
+        }
+    }
+}

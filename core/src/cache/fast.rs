@@ -1,0 +1,248 @@
+//! In-process cache keys: an ahash digest to index by, the canonical bytes to verify a hit.
+//! The design is in the docs of [`FastKey`].
+
+use core::fmt;
+use core::hash::{BuildHasher, Hash, Hasher};
+
+use super::encode::{CanonicalEncode, KeyWriter};
+use super::key::{CacheKey, StepFingerprint};
+#[cfg(doc)]
+use super::FixedCache;
+
+/// The longest canonical encoding a [`FastKey`] keeps whole.
+const INLINE_MAX: usize = 64;
+
+/// The `len` of a key that keeps a [`CacheKey`] instead of the canonical bytes.
+const LEN_DIGEST: u8 = u8::MAX;
+
+const _: () = assert!(INLINE_MAX < LEN_DIGEST as usize && INLINE_MAX >= 32);
+
+/// An in-process cache key: a 64-bit ahash digest of a step's canonical input, and the input's
+/// canonical bytes (up to [`INLINE_MAX`](Self::INLINE_MAX)) with the step's fingerprint, so
+/// that a hit is verified in full.
+///
+/// Use it for caches inside one process; use [`CacheKey`] for caches shared across processes or
+/// persisted. A [`FixedCache`] takes either: `FixedCache<V, FastKey>`.
+///
+/// Equality is exact: two keys are equal when their fingerprints are and their canonical
+/// encodings are byte for byte (encodings longer than `INLINE_MAX` bytes: when their
+/// [`CacheKey`]s are). [`Hash`] writes only the digest, as one `u64`.
+///
+/// # Design
+///
+/// It is for caches that live and die with the process (a runner's [`FixedCache`],
+/// a map in the host): computing it costs one pass of ahash over the canonical bytes instead of
+/// a keyed BLAKE3, and it stays exact because a hit compares the bytes themselves:
+///
+/// - **Digest**: ahash (its portable fallback or AES variant, whichever the build selects) over
+///   the canonical bytes, seeded with the four little-endian words of the step's
+///   [`StepFingerprint`] digest. It picks the set or bucket; it is never trusted alone.
+/// - **Kept bytes**: encodings of up to [`FastKey::INLINE_MAX`] bytes are kept whole, zero
+///   padded, next to the fingerprint's 32-byte digest. Two such keys are equal exactly when
+///   their fingerprints and their canonical bytes are (the digest and the length are compared
+///   first, as an early out).
+/// - **Fallback**: a longer encoding keeps the 32 bytes of its [`CacheKey`] (keyed BLAKE3)
+///   instead, marked as such, so it is as exact as the BLAKE3 mode (a 256-bit collision) and
+///   costs what that mode costs. Nothing is allocated in either case.
+/// - **Seeding**: the seeds are public (a fingerprint is a hash of the step's name, version
+///   and settings), and `ahash` is built without its runtime RNG. That is fine for the caches
+///   it is meant for: a [`FixedCache`] scans at most [`FixedCache::WAYS`] slots per lookup
+///   whatever the digests, and compares the bytes, so inputs crafted to collide can at worst
+///   evict each other from one set, never slow a lookup down or return a wrong value. A host
+///   that puts fast keys in an open-addressing map fed by untrusted inputs should salt the
+///   fingerprint per process (a random `.setting("salt", &seed)`), which changes every digest.
+///
+/// Fast keys are not stable: the digest depends on the `ahash` version and the target's
+/// features. Never persist them or send them to another process; that is what [`CacheKey`] is
+/// for.
+///
+/// # Examples
+///
+/// ```
+/// use flujo_core::cache::{FastKey, FixedCache, StepFingerprint};
+///
+/// let step = StepFingerprint::builder("price-quote", 3).build();
+/// let mut cache: FixedCache<u64, FastKey> = FixedCache::new(1024).unwrap();
+///
+/// let key = FastKey::new(&step, &("EURUSD", 1_000_000u64));
+/// assert_eq!(key.canonical_bytes().map(<[u8]>::len), Some(8 + 6 + 8));
+/// assert!(cache.insert(key, 1_084_250, 0).is_none());
+/// assert_eq!(cache.get(&FastKey::new(&step, &("EURUSD", 1_000_000u64)), 1), Some(&1_084_250));
+/// assert_eq!(cache.get(&FastKey::new(&step, &("EURUSD", 999_999u64)), 1), None);
+/// ```
+#[derive(Clone, Copy, Eq)]
+pub struct FastKey {
+    /// ahash of `bytes[..len]` seeded by `fingerprint`, or the index bits of the `CacheKey`
+    /// kept in `bytes[..32]` when `len == LEN_DIGEST`.
+    digest: u64,
+    /// The canonical length, in `0..=INLINE_MAX`, or `LEN_DIGEST`.
+    len: u8,
+    /// The step's fingerprint digest.
+    fingerprint: [u8; 32],
+    /// The canonical bytes, or the `CacheKey`; zero after them, so equal keys are equal
+    /// arrays.
+    bytes: [u8; INLINE_MAX],
+}
+
+impl FastKey {
+    /// The longest canonical encoding kept whole (64 bytes); a longer one keeps its
+    /// [`CacheKey`] instead.
+    pub const INLINE_MAX: usize = INLINE_MAX;
+
+    /// Computes the fast key of `input` for the step with `fingerprint`.
+    ///
+    /// Encodings up to [`INLINE_MAX`](Self::INLINE_MAX) bytes cost one ahash pass; longer ones
+    /// cost a [`CacheKey::new`] (and encoding the input twice).
+    #[inline]
+    pub fn new<T: CanonicalEncode + ?Sized>(fingerprint: &StepFingerprint, input: &T) -> Self {
+        let mut writer = KeyWriter::inline();
+        input.encode(&mut writer);
+        match writer.inline_bytes() {
+            Some(canonical) if canonical.len() <= INLINE_MAX => {
+                Self::kept_whole(fingerprint, canonical)
+            }
+            _ => Self::kept_as_digest(fingerprint, input),
+        }
+    }
+
+    /// The key of an encoding short enough to keep.
+    #[inline(always)]
+    fn kept_whole(fingerprint: &StepFingerprint, canonical: &[u8]) -> Self {
+        debug_assert!(canonical.len() <= INLINE_MAX);
+        let fingerprint = *fingerprint.as_bytes();
+        let mut hasher = seeded(&fingerprint).build_hasher();
+        hasher.write(canonical);
+        let mut bytes = [0; INLINE_MAX];
+        bytes[..canonical.len()].copy_from_slice(canonical);
+        Self {
+            digest: hasher.finish(),
+            // Below INLINE_MAX < 255: the cast is exact.
+            len: canonical.len() as u8,
+            fingerprint,
+            bytes,
+        }
+    }
+
+    /// The key of an encoding too long to keep: its [`CacheKey`] stands for it.
+    #[cold]
+    #[inline(never)]
+    fn kept_as_digest<T: CanonicalEncode + ?Sized>(
+        fingerprint: &StepFingerprint,
+        input: &T,
+    ) -> Self {
+        let key = CacheKey::new(fingerprint, input);
+        let mut bytes = [0; INLINE_MAX];
+        bytes[..32].copy_from_slice(key.as_bytes());
+        Self {
+            digest: key.index_bits(),
+            len: LEN_DIGEST,
+            fingerprint: *fingerprint.as_bytes(),
+            bytes,
+        }
+    }
+
+    /// The 64-bit digest a cache indexes by (not stable across processes or builds).
+    #[inline]
+    pub const fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// The canonical bytes of the input, when they were short enough to keep
+    /// (at most [`INLINE_MAX`](Self::INLINE_MAX)); `None` when the key keeps a [`CacheKey`].
+    #[inline]
+    pub fn canonical_bytes(&self) -> Option<&[u8]> {
+        (self.len != LEN_DIGEST).then(|| &self.bytes[..usize::from(self.len)])
+    }
+
+    /// The [`CacheKey`] that stands for a long input; `None` when the canonical bytes were
+    /// kept.
+    #[inline]
+    pub fn cache_key(&self) -> Option<CacheKey> {
+        (self.len == LEN_DIGEST).then(|| {
+            let mut key = [0; 32];
+            key.copy_from_slice(&self.bytes[..32]);
+            CacheKey::from_bytes(key)
+        })
+    }
+
+    /// The fingerprint digest of the key's step ([`StepFingerprint::as_bytes`]).
+    #[inline]
+    pub const fn fingerprint(&self) -> &[u8; 32] {
+        &self.fingerprint
+    }
+
+    /// The key an empty cache slot holds; never compared, as the slot holds no value.
+    pub(super) const fn vacant() -> Self {
+        Self {
+            digest: 0,
+            len: 0,
+            fingerprint: [0; 32],
+            bytes: [0; INLINE_MAX],
+        }
+    }
+
+    /// This key with its digest replaced: digest collisions on demand, for the tests.
+    #[cfg(test)]
+    pub(super) fn with_digest(mut self, digest: u64) -> Self {
+        self.digest = digest;
+        self
+    }
+}
+
+/// The ahash state of a step: seeded by the four words of its fingerprint digest.
+#[inline(always)]
+fn seeded(fingerprint: &[u8; 32]) -> ahash::RandomState {
+    let word = |i: usize| {
+        let mut bits = [0; 8];
+        bits.copy_from_slice(&fingerprint[8 * i..8 * i + 8]);
+        u64::from_le_bytes(bits)
+    };
+    ahash::RandomState::with_seeds(word(0), word(1), word(2), word(3))
+}
+
+impl PartialEq for FastKey {
+    /// Equal fingerprints and equal bytes (the canonical bytes, or the `CacheKey` of a long
+    /// input). The digest and the length settle most differences before the bytes are read;
+    /// the bytes are compared 16 at a time, without a call to `memcmp`.
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest
+            && self.len == other.len
+            && same_bytes(&self.fingerprint, &other.fingerprint)
+            && same_bytes(&self.bytes, &other.bytes)
+    }
+}
+
+/// Whether `a == b`, as a fold of 16-byte XORs (`N` is a multiple of 16).
+#[inline(always)]
+fn same_bytes<const N: usize>(a: &[u8; N], b: &[u8; N]) -> bool {
+    const { assert!(N.is_multiple_of(16)) };
+    let mut diff = 0u128;
+    for (x, y) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
+        let word = |chunk: &[u8]| {
+            let mut bits = [0; 16];
+            bits.copy_from_slice(chunk);
+            u128::from_ne_bytes(bits)
+        };
+        diff |= word(x) ^ word(y);
+    }
+    diff == 0
+}
+
+impl Hash for FastKey {
+    /// Writes the digest only: equal keys have equal digests.
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.digest);
+    }
+}
+
+impl fmt::Debug for FastKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FastKey({:016x}, ", self.digest)?;
+        match self.canonical_bytes() {
+            Some(bytes) => write!(f, "{} canonical bytes)", bytes.len()),
+            None => f.write_str("long input, keyed by its CacheKey)"),
+        }
+    }
+}
