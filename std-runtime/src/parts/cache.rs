@@ -175,7 +175,7 @@ impl<V: Clone + Send + Sync> ResultCacheBuilder<V> {
     }
 
     /// A caller waiting for another's computation of the same key waits at most `timeout`
-    /// (by the cache's clock, over the whole lookup), then gets a [`Flight`] of its own that
+    /// (by the cache's clock, from the lookup's first wait), then gets a [`Flight`] of its own that
     /// is not the key's leader: it computes, its value is stored as by
     /// [`ResultCache::insert`], and it wakes nobody. Without a timeout, waiters wait as long
     /// as the leader runs (or until the deadline given to [`ResultCache::lookup_until`]).
@@ -446,17 +446,16 @@ impl<V: Clone + Send + Sync> ResultCache<V> {
     pub fn lookup_until(&self, key: CacheKey, deadline: Option<u64>) -> Lookup<'_, V> {
         let map_key = MapKey(key);
         let shard = self.shard(&key);
-        // A timeout too long to represent is no timeout.
-        let timeout = self
-            .flight_timeout
-            .and_then(|t| self.clock.deadline_after(t));
-        let deadline = match (timeout, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        // The wait's end, worked out at the first wait: a hit reads no clock for it.
+        let mut deadline_set: Option<Option<u64>> = None;
         let mut waited = false;
         loop {
-            let now_ns = self.clock.now();
+            // Without a TTL nothing expires: a hit reads no clock at all.
+            let now_ns = if self.ttl_ns.is_some() {
+                self.clock.now()
+            } else {
+                0
+            };
             let mut state = lock(&shard.state);
             if let Probe::Hit(value) = state.probe(map_key, now_ns, &self.counters) {
                 drop(state);
@@ -471,6 +470,15 @@ impl<V: Clone + Send + Sync> ResultCache<V> {
                 let cell = Arc::clone(cell);
                 drop(state);
                 waited = true;
+                let deadline = *deadline_set.get_or_insert_with(|| {
+                    let timeout = self
+                        .flight_timeout
+                        .and_then(|t| self.clock.deadline_after(t));
+                    match (timeout, deadline) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }
+                });
                 match cell.wait(deadline, &self.clock) {
                     Waited::Done(value) => {
                         bump(&self.counters.coalesced);
