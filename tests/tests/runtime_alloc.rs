@@ -295,11 +295,15 @@ fn a_burst_of_submissions_allocates_per_dispatcher_not_per_submission() {
         .unwrap(),
     );
     let n: u64 = if cfg!(miri) { 20 } else { 2000 };
-    let mut tickets = Vec::with_capacity(n as usize);
-    // Warm-up: as many tickets alive at once as measured, so the executor's ticket cells,
-    // pooled runners and report rows are all made.
-    burst(&ex, &g, n, &mut tickets);
-    burst(&ex, &g, n, &mut tickets);
+    // Warm-up: more tickets alive at once than measured, so the executor's ticket cells,
+    // pooled runners and report rows are all made. More, because a cell goes back to the
+    // pool when its last side is dropped: a waiter that spins sees its value at once, and
+    // the worker may still be about to drop the completer when the next burst begins; the
+    // spare cells cover those stragglers.
+    let warm = n + n / 8;
+    let mut tickets = Vec::with_capacity(warm as usize);
+    burst(&ex, &g, warm, &mut tickets);
+    burst(&ex, &g, warm, &mut tickets);
     let states_before = ex.report().pool.pool_misses;
     let allocations = allocations_everywhere(|| burst(&ex, &g, n, &mut tickets));
     let states_made = ex.report().pool.pool_misses - states_before;
@@ -311,16 +315,19 @@ fn a_burst_of_submissions_allocates_per_dispatcher_not_per_submission() {
     //   dispatchers are held in the gated step until the whole burst is queued);
     // - rayon's injector (a job spawned from outside the pool) allocates a block of 63 slots
     //   as its tail moves on: at most 1 here;
-    // - ticket cells: none, the warm-up left `n` free cells in the executor's pool;
-    // - a pooled runner (about 10 blocks) if a thread borrows one for the first time: the
-    //   warm-up should have made them, counted in case it did not.
+    // - ticket cells: none, the warm-up left at least `n` free cells in the executor's pool;
+    // - a pooled runner if a thread borrows one for the first time (24 allocations measured
+    //   for the first run of an 11-step chain: the runner, its scratch, its tallies' rows):
+    //   the warm-up should have made them, counted in case it did not (a dispatcher of the
+    //   last burst still on its way out can take a whole burst on, leaving the other thread
+    //   without a runner).
     // Without the reuse it would be at least 2 per submission (a ticket cell and a job).
     assert!(states_made <= 2, "{states_made}");
     assert!(
-        allocations as u64 <= threads as u64 + 1 + 16 * states_made,
+        allocations as u64 <= threads as u64 + 1 + 32 * states_made,
         "{allocations} allocations for a burst of {n} submissions ({states_made} runners made)"
     );
     let report = ex.report();
-    assert_eq!(report.runs.submitted, 3 * n);
-    assert_eq!(report.runs.succeeded, 3 * n);
+    assert_eq!(report.runs.submitted, 2 * warm + n);
+    assert_eq!(report.runs.succeeded, 2 * warm + n);
 }
