@@ -322,7 +322,9 @@ fn a_burst_of_submissions_allocates_per_dispatcher_not_per_submission() {
     //   last burst still on its way out can take a whole burst on, leaving the other thread
     //   without a runner).
     // Without the reuse it would be at least 2 per submission (a ticket cell and a job).
-    assert!(states_made <= 2, "{states_made}");
+    // Usually 0; CI has seen up to 4 under load (on Rust 1.88): a thread that finds the free
+    // list empty makes a runner. Bounded, and each one is budgeted below.
+    assert!(states_made <= 8, "{states_made}");
     assert!(
         allocations as u64 <= threads as u64 + 1 + 32 * states_made,
         "{allocations} allocations for a burst of {n} submissions ({states_made} runners made)"
