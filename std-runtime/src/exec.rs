@@ -333,7 +333,8 @@ struct Inner<P, C> {
     /// Refusals, one count per reason: queue full, over the limit, shutting down (the order
     /// of [`Refusal`] and of the report's `rejected_*` fields; `Release`, see `submitted`).
     rejected: [AtomicU64; 3],
-    limit_seen: Mutex<(u64, u64)>,
+    /// The lowest and highest concurrency limit seen (the report's admission readings).
+    limit_seen: [AtomicU64; 2],
 }
 
 /// Runs graphs on a rayon pool with the configured optimizations (how: `docs/runtime.md`).
@@ -460,7 +461,7 @@ where
                 panicked_inline: AtomicU64::new(0),
                 handed_back: AtomicU64::new(0),
                 rejected: Default::default(),
-                limit_seen: Mutex::new((initial, initial)),
+                limit_seen: [AtomicU64::new(initial), AtomicU64::new(initial)],
             }),
         })
     }
@@ -676,11 +677,17 @@ where
         })
     }
 
+    /// Notes the current limit in the lowest and highest seen: two loads when it is within
+    /// them (a submission and a run's end both call this).
     fn note_limit(&self) {
         let l = u64::from(self.limit.limit());
-        let mut seen = lock(&self.limit_seen);
-        seen.0 = seen.0.min(l);
-        seen.1 = seen.1.max(l);
+        let [low, high] = &self.limit_seen;
+        if l < low.load(Ordering::Relaxed) {
+            low.fetch_min(l, Ordering::Relaxed);
+        }
+        if l > high.load(Ordering::Relaxed) {
+            high.fetch_max(l, Ordering::Relaxed);
+        }
     }
 
     /// Ends one pending submission, waking a shutdown waiting for none.
@@ -907,11 +914,11 @@ where
             arena_bytes_reserved: reserved,
             arena_bytes_reserved_idle_max: idle_max * reserve_max,
         };
-        let seen = *lock(&self.limit_seen);
+        let [low, high] = &self.limit_seen;
         report.admission = AdmissionStats {
             limit_current: u64::from(self.limit.limit()),
-            limit_min_seen: seen.0,
-            limit_max_seen: seen.1,
+            limit_min_seen: low.load(Ordering::Relaxed),
+            limit_max_seen: high.load(Ordering::Relaxed),
         };
         report
     }
