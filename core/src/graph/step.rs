@@ -23,6 +23,26 @@ pub trait Clock {
         let _ = ticks;
     }
 
+    /// Waits until `ready()` is true or tick `until` has come, whichever is first, and
+    /// returns whether `ready()` was true at the end: how a step waits for work done
+    /// elsewhere (a call handed to another thread, say) without spinning on its own.
+    ///
+    /// A host may run other work on the waiting thread meanwhile: the runtime's clock runs
+    /// queued runs while it waits (see `docs/waiting.md`). The default polls `ready` and the
+    /// clock, calling [`wait`](Self::wait)`(1)` between polls.
+    fn wait_until(&self, until: u64, ready: &dyn Fn() -> bool) -> bool {
+        loop {
+            if ready() {
+                return true;
+            }
+            if self.now() >= until {
+                return ready();
+            }
+            self.wait(1);
+            core::hint::spin_loop();
+        }
+    }
+
     /// Whether the interpreter reads this clock around every task to record its latency (the
     /// default). A clock that answers `false` is read only where a decision needs the time
     /// (the reads listed above, a task with a breaker, timeout or cache, the deadline test
@@ -140,6 +160,20 @@ impl Clock for ManualClock {
     #[inline]
     fn wait(&self, ticks: u64) {
         self.advance(ticks);
+    }
+
+    /// Polls `ready` until it is true or the clock, moved by someone else, reaches `until`:
+    /// unlike a backoff's [`wait`](Clock::wait), waiting for something moves no time.
+    fn wait_until(&self, until: u64, ready: &dyn Fn() -> bool) -> bool {
+        loop {
+            if ready() {
+                return true;
+            }
+            if self.now() >= until {
+                return ready();
+            }
+            core::hint::spin_loop();
+        }
     }
 }
 
@@ -363,6 +397,41 @@ impl<'a, C: Clone> StepCx<'a, C> {
     /// Whether the run was cancelled.
     pub fn is_cancelled(&self) -> bool {
         self.env.cancel.is_some_and(Cancel::is_cancelled)
+    }
+
+    /// Waits until `ready()` is true, the attempt's deadline (the run's deadline, brought
+    /// forward by the task's timeout) has come, or the run was cancelled, and returns whether
+    /// `ready()` was true: a step that handed work to another thread waits for it here. The
+    /// host decides what the thread does meanwhile: under `flujo-runtime` it runs other
+    /// queued runs (see `docs/waiting.md`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use core::sync::atomic::{AtomicBool, Ordering};
+    /// use flujo_core::graph::{Graph, ManualClock, StepError};
+    /// use flujo_core::interp::{RunOptions, Runner, RunnerConfig};
+    ///
+    /// let g = Graph::<u64, ()>::build(|b| {
+    ///     b.task("waits", |x, cx| {
+    ///         let done = AtomicBool::new(true); // set by another thread, in real use
+    ///         if cx.wait_until(|| done.load(Ordering::Acquire)) {
+    ///             Ok(x + 1)
+    ///         } else {
+    ///             Err(StepError::timeout("no answer in time"))
+    ///         }
+    ///     })
+    /// })
+    /// .unwrap();
+    /// let mut runner = Runner::new(RunnerConfig::default());
+    /// let clock = ManualClock::new(0);
+    /// let r = runner.run(&g, 1, (), &clock, &RunOptions::default());
+    /// assert_eq!(r.output, Some(2));
+    /// ```
+    pub fn wait_until(&self, ready: impl Fn() -> bool) -> bool {
+        let stop = || ready() || self.is_cancelled();
+        self.env.clock.wait_until(self.env.deadline, &stop);
+        ready()
     }
 
     /// Whether the step should stop early: the run was cancelled or its deadline passed.
