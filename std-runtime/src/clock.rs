@@ -179,27 +179,30 @@ impl Clock for RuntimeClock {
             RuntimeClock::Manual(c) => c.wait(ticks),
         }
     }
+
+    /// Parks between looks (see [`sleep_until`]); a manual clock is not moved.
+    fn wait_until(&self, until: u64, ready: &dyn Fn() -> bool) -> bool {
+        sleep_until(self, until, ready)
+    }
 }
 
-/// The executor's clock for a run that telemetry does not sample: read only where a decision
-/// needs the time (see [`Clock::measures_latency`]), so such a run pays no clock read per
-/// step, yet its breakers, timeouts and deadline see real time.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Unmeasured<'a>(pub(crate) &'a RuntimeClock);
+/// The longest a waiting thread sleeps before it looks again at what it waits for and, when
+/// it lends itself (see [`crate::lend`]), at the executor's queues (nanoseconds).
+pub(crate) const POLL: u64 = 50_000;
 
-impl Clock for Unmeasured<'_> {
-    #[inline]
-    fn now(&self) -> u64 {
-        self.0.now()
-    }
-
-    fn wait(&self, ticks: u64) {
-        self.0.wait(ticks);
-    }
-
-    #[inline(always)]
-    fn measures_latency(&self) -> bool {
-        false
+/// Waits on `clock` until `ready()` or tick `until`, holding the thread (parked between
+/// looks, at most [`POLL`] apart, so an unpark ends a look early); returns the last
+/// `ready()`.
+pub(crate) fn sleep_until(clock: &RuntimeClock, until: u64, ready: &dyn Fn() -> bool) -> bool {
+    loop {
+        if ready() {
+            return true;
+        }
+        let now = clock.now();
+        if now >= until {
+            return ready();
+        }
+        thread::park_timeout(Duration::from_nanos((until - now).min(POLL)));
     }
 }
 
@@ -275,15 +278,27 @@ mod tests {
     }
 
     #[test]
-    fn unmeasured_reads_the_same_time_but_measures_no_latency() {
-        let m = ManualClock::new(42);
+    fn waiting_until_ready_or_a_tick_moves_no_manual_time() {
+        let m = ManualClock::new(10);
         let rc = RuntimeClock::from(m.clone());
-        let u = Unmeasured(&rc);
-        assert_eq!(u.now(), 42);
-        assert!(!u.measures_latency());
-        assert!(rc.measures_latency());
-        u.wait(8);
-        assert_eq!(m.now(), 50);
+        assert!(rc.wait_until(u64::MAX, &|| true));
+        assert!(!rc.wait_until(10, &|| false), "the tick has come");
+        assert_eq!(m.now(), 10, "no time moved");
+        // Ready on another thread's word: the wait ends once it is set.
+        let flag = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                thread::sleep(Duration::from_millis(2));
+                flag.store(true, std::sync::atomic::Ordering::Release);
+            });
+            assert!(rc.wait_until(u64::MAX, &|| flag
+                .load(std::sync::atomic::Ordering::Acquire)));
+        });
+        // Real time: the wait lasts until the tick.
+        let mono = RuntimeClock::default();
+        let until = mono.now() + 1_000_000;
+        assert!(!mono.wait_until(until, &|| false));
+        assert!(mono.now() >= until);
     }
 
     #[test]

@@ -39,12 +39,14 @@ use flujo_core::telemetry::Counters;
 
 use crate::admission::{AdaptiveLimit, OwnedPermit};
 use crate::cache::ResultCache;
-use crate::clock::{RuntimeClock, Unmeasured};
+use crate::clock::RuntimeClock;
 use crate::config::{CacheConfig, ConfigCell, ConfigError, OptimizationConfig, TelemetryLevel};
+use crate::lend::{Lend, Lending, WaitCounts};
 use crate::queue::PriorityQueues;
-use crate::report::{AdmissionStats, BreakerRow, PoolStats, Report};
+use crate::report::{AdmissionStats, BreakerRow, PoolStats, Report, WaitStats};
 use crate::ticket::{Cells, Completer};
 use crate::trace::TraceWriter;
+use crate::Priority;
 use crate::Refusal;
 
 use crate::room::Room;
@@ -335,6 +337,28 @@ struct Inner<P, C> {
     rejected: [AtomicU64; 3],
     /// The lowest and highest concurrency limit seen (the report's admission readings).
     limit_seen: [AtomicU64; 2],
+    /// How the runs' waits went: lent to queued runs or held (see [`crate::lend`]).
+    waits: WaitCounts,
+}
+
+impl<P, C> Lend for Inner<P, C>
+where
+    P: Clone + Send + Sync + 'static,
+    C: Context + Send + Sync + 'static,
+{
+    fn run_one(&self, at_least: Priority) -> bool {
+        match self.queues.pop_at_least(at_least) {
+            Some((job, priority)) => {
+                self.run_job(job, priority);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn waits(&self) -> &WaitCounts {
+        &self.waits
+    }
 }
 
 /// Runs graphs on a rayon pool with the configured optimizations (how: `docs/runtime.md`).
@@ -462,6 +486,7 @@ where
                 handed_back: AtomicU64::new(0),
                 rejected: Default::default(),
                 limit_seen: [AtomicU64::new(initial), AtomicU64::new(initial)],
+                waits: WaitCounts::default(),
             }),
         })
     }
@@ -539,7 +564,7 @@ where
         let deadline = spec
             .deadline
             .and_then(|d| self.inner.clock.deadline_after(d));
-        let inline = true;
+        let priority = None; // inline
         self.inner.run(
             graph,
             input,
@@ -547,7 +572,7 @@ where
             deadline,
             spec.cancel,
             spec.budget,
-            inline,
+            priority,
             f,
         )
     }
@@ -595,9 +620,12 @@ where
         deadline: Option<u64>,
         cancel: Option<&CancelFlag>,
         budget: Option<Usage>,
-        inline: bool,
+        priority: Option<Priority>,
         f: impl FnOnce(RunResult<'_, P, C>) -> R,
     ) -> Result<R, Panicked> {
+        // An inline run has no priority of its own: its waits help with `Normal` work and up.
+        let inline = priority.is_none();
+        let at_least = priority.unwrap_or(Priority::Normal);
         let cfg = self.config.load();
         let bridge = cfg
             .result_cache
@@ -631,10 +659,21 @@ where
                 // (user code, for `run_with`) consumes it: the stats are locked only for
                 // that. Both arms read the same clock for every decision; only a sampled run
                 // reads it around every step, for the latencies it records.
+                // Both clocks lend the thread to queued runs while the run waits.
                 let r = if sampled {
-                    w.runner.run_in(graph, input, context, clock, &opts, &host)
+                    let measured = Lending::<true> {
+                        clock,
+                        lender: self,
+                        at_least,
+                    };
+                    w.runner
+                        .run_in(graph, input, context, &measured, &opts, &host)
                 } else {
-                    let unmeasured = Unmeasured(clock);
+                    let unmeasured = Lending::<false> {
+                        clock,
+                        lender: self,
+                        at_least,
+                    };
                     w.runner
                         .run_in(graph, input, context, &unmeasured, &opts, &host)
                 };
@@ -742,15 +781,15 @@ where
     /// The loop of [`dispatch`](Self::dispatch), entered holding a place.
     fn dispatch_loop(self: &Arc<Self>, nested: bool) {
         if nested {
-            if let Some(job) = self.next_job() {
-                self.run_job(job);
+            if let Some((job, priority)) = self.next_job() {
+                self.run_job(job, priority);
             }
             self.stop_early();
             return;
         }
         loop {
-            while let Some(job) = self.next_job() {
-                self.run_job(job);
+            while let Some((job, priority)) = self.next_job() {
+                self.run_job(job, priority);
             }
             if self.dispatchers.try_leave() {
                 break;
@@ -769,10 +808,10 @@ where
 
     /// The next queued submission, or `None` when the queues are empty (another dispatcher
     /// took the last, or a shutdown handed it back).
-    fn next_job(&self) -> Option<Job<P, C>> {
+    fn next_job(&self) -> Option<(Job<P, C>, Priority)> {
         loop {
-            if let Some((job, _)) = self.queues.pop() {
-                return Some(job);
+            if let Some(next) = self.queues.pop() {
+                return Some(next);
             }
             if self.queues.is_empty() {
                 return None;
@@ -782,8 +821,8 @@ where
         }
     }
 
-    /// Runs one submission and completes its ticket.
-    fn run_job(&self, job: Job<P, C>) {
+    /// Runs one submission of `priority` and completes its ticket.
+    fn run_job(&self, job: Job<P, C>, priority: Priority) {
         // Ends the submission last (after the ticket is completed), also if this unwinds:
         // when the ticket is gone, completing drops the value, and a user `Drop` may panic.
         let _ending = self.ending();
@@ -803,7 +842,6 @@ where
             submitted,
         } = job;
         let cancel = completer.cancel_flag();
-        let inline = false;
         let result = self.running.during(cancel, || {
             // Registered: a shutdown that passed its limit since the check above either
             // raised this flag, or set `halting` before it locked this thread's slot, which
@@ -818,7 +856,7 @@ where
                 deadline,
                 Some(cancel),
                 budget,
-                inline,
+                Some(priority),
                 Completed::of,
             )
         });
@@ -920,6 +958,8 @@ where
             limit_min_seen: low.load(Ordering::Relaxed),
             limit_max_seen: high.load(Ordering::Relaxed),
         };
+        let (lent, held, helped) = self.waits.read();
+        report.waits = WaitStats { lent, held, helped };
         report
     }
 }

@@ -266,6 +266,22 @@ pub struct AdmissionStats {
     pub limit_max_seen: u64,
 }
 
+/// How the runs' waits went (exact counts, filled by the executor): a retry's backoff and a
+/// step's [`wait_until`](flujo_core::graph::StepCx::wait_until) lend their thread to queued
+/// runs of their priority or higher, except where they cannot (see `docs/waiting.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct WaitStats {
+    /// Waits that lent their thread (whether or not they found queued work).
+    pub lent: u64,
+    /// Waits that held their thread: inside a forked branch (its `rayon::join` frame holds
+    /// the thread), or past the nesting bounds on a thread already helping.
+    pub held: u64,
+    /// Submitted runs that a waiting thread ran.
+    pub helped: u64,
+}
+
 /// What telemetry kept and lost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -352,6 +368,9 @@ pub struct Report {
     pub pool: PoolStats,
     /// Admission-control readings.
     pub admission: AdmissionStats,
+    /// How the runs' waits went (backoffs, steps waiting for work handed elsewhere).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub waits: WaitStats,
     /// What telemetry kept and lost.
     pub telemetry: TelemetryStats,
     /// Whether this build catches panics ([`PANICS_CAUGHT`](crate::PANICS_CAUGHT)): `false` in
@@ -936,6 +955,7 @@ impl ReportBuilder {
             breakers_exact: false,
             pool: self.pool,
             admission: self.admission,
+            waits: WaitStats::default(),
             telemetry: self.telemetry,
             panics_caught: crate::PANICS_CAUGHT,
         }
@@ -1177,6 +1197,11 @@ impl Report {
         field(f, "limit min seen", a.limit_min_seen)?;
         field(f, "limit max seen", a.limit_max_seen)?;
         field(f, "rejections", self.runs.rejected())?;
+        let w = &self.waits;
+        writeln!(f, "waits")?;
+        field(f, "lent their thread", w.lent)?;
+        field(f, "held their thread", w.held)?;
+        field(f, "runs helped", w.helped)?;
         let t = &self.telemetry;
         writeln!(f, "telemetry")?;
         field(f, "events recorded", t.events_recorded)?;
@@ -1190,7 +1215,7 @@ impl Report {
 }
 
 /// An aligned, human-readable table: sections `runs`, `steps`, `counters` (with the cache
-/// hit rate), `breakers`, `pool and arena`, `admission` and `telemetry`. Latencies are in
+/// hit rate), `breakers`, `pool and arena`, `admission`, `waits` and `telemetry`. Latencies are in
 /// microseconds with three decimals (exact nanoseconds).
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

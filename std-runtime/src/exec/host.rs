@@ -14,6 +14,7 @@ use flujo_core::policy::ErrorClass;
 
 use super::runner_pool::{lock, RunnerPool};
 use crate::cache::{Flight, Lookup, ResultCache};
+use crate::lend::Forked;
 
 /// What one run lends the interpreter.
 pub(crate) struct RtHost<'a, P, C> {
@@ -64,7 +65,11 @@ where
     fn fork(&self, max_width: usize, fan: &Fan<'_, P, C, K, Self>, branches: &mut [Lane<P, C>]) {
         let mut run_all = || {
             for wave in branches.chunks_mut(max_width.max(1)) {
-                each_in_parallel(wave, &|b| self.runners.with(|w| fan.run(b, &mut w.runner)));
+                each_in_parallel(wave, &|b| {
+                    // Its waits hold the thread: the join frame below holds it anyway.
+                    let _forked = Forked::enter();
+                    self.runners.with(|w| fan.run(b, &mut w.runner));
+                });
             }
         };
         if self.pool.current_thread_index().is_some() {

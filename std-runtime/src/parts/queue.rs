@@ -324,16 +324,43 @@ impl<T: Send> PriorityQueues<T> {
     ///
     /// `None` when every level is empty, or spuriously while a thread is pre-empted inside a
     /// ring (see the module docs).
+    #[inline]
     pub fn pop(&self) -> Option<(T, Priority)> {
+        self.pop_at_least(Priority::Low)
+    }
+
+    /// Takes the next item of priority `lowest` or higher, by the service order of the
+    /// [module docs](self) among those levels (a starved level below `lowest` is left for a
+    /// later [`pop`](Self::pop)), with its level. `None` as for [`pop`](Self::pop).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_runtime::config::QueueConfig;
+    /// use flujo_runtime::parts::queue::PriorityQueues;
+    /// use flujo_runtime::Priority;
+    ///
+    /// let queues = PriorityQueues::new(QueueConfig { capacity: [2, 2, 2], aging: 0 }).unwrap();
+    /// queues.push("low", Priority::Low).unwrap();
+    /// assert_eq!(queues.pop_at_least(Priority::Normal), None);
+    /// queues.push("normal", Priority::Normal).unwrap();
+    /// assert_eq!(queues.pop_at_least(Priority::Normal), Some(("normal", Priority::Normal)));
+    /// assert_eq!(queues.pop_at_least(Priority::Low), Some(("low", Priority::Low)));
+    /// ```
+    pub fn pop_at_least(&self, lowest: Priority) -> Option<(T, Priority)> {
         if let Some(starved) = self.most_starved() {
-            if let Some(item) = self.levels[starved.index()].take() {
-                return Some(self.served(item, starved));
+            if starved.index() <= lowest.index() {
+                if let Some(item) = self.levels[starved.index()].take() {
+                    return Some(self.served(item, starved));
+                }
             }
         }
-        Priority::ALL.into_iter().find_map(|priority| {
-            let item = self.levels[priority.index()].take()?;
-            Some(self.served(item, priority))
-        })
+        Priority::ALL[..=lowest.index()]
+            .iter()
+            .find_map(|&priority| {
+                let item = self.levels[priority.index()].take()?;
+                Some(self.served(item, priority))
+            })
     }
 
     /// The starved level with the largest pass-over count (ties: the higher priority).

@@ -1,0 +1,265 @@
+//! Help while waiting: a run that waits (a retry's backoff, a step waiting for a call handed
+//! to another thread) lends its thread to queued runs until its wait is over.
+//!
+//! The interpreter keeps a run's whole state on the stack, so a waiting run cannot be set
+//! aside; instead its wait, made through the clock the runtime hands the interpreter
+//! ([`Lending`]), pops queued submissions of the waiting run's priority or higher and runs
+//! them on top of it, one at a time, until the wait is over. The waiting run resumes when
+//! the job it is running returns. `docs/waiting.md` has the design and its bounds; in short:
+//!
+//! - **No wait is shortened.** A backoff returns only once its gap has passed on the
+//!   executor's clock. A helped job may make it return later, by at most that job's length
+//!   (with its own nested waits): a job is taken only while at least [`SLICE`] and the
+//!   recent helped jobs' mean length are left of the gap.
+//! - **Priority.** A waiting run helps only with submissions of its own priority or higher
+//!   (an inline run counts as `Normal`).
+//! - **Nesting is bounded**: at most [`MAX_DEPTH`] helped jobs on one thread's stack, and
+//!   only while that stack has grown by less than [`STACK_BUDGET`] since the outermost
+//!   wait. Past either bound the wait holds its thread, as does a wait inside a forked branch
+//!   (its `rayon::join` frame holds the thread; helping there would delay the branch's
+//!   siblings) and every wait under a [`ManualClock`](flujo_core::graph::ManualClock)
+//!   (a backoff advances it at once; there is no time to lend).
+//! - **Counted**: [`WaitCounts`] says how many waits lent their thread, how many held it,
+//!   and how many jobs were helped; the report shows them (`Report::waits`).
+
+use std::cell::Cell;
+use std::panic::{self, AssertUnwindSafe};
+use std::thread;
+use std::time::Duration;
+
+use flujo_core::graph::Clock;
+
+use crate::clock::{sleep_until, RuntimeClock, POLL};
+use crate::priority::Priority;
+use crate::sync::{AtomicU64, Ordering};
+
+/// The most helped jobs nested on one thread's stack.
+pub(crate) const MAX_DEPTH: u32 = 32;
+
+/// How far a thread's stack may grow past its outermost lending wait before waits on it
+/// stop helping (bytes). A nested W1 run takes about 6 KiB here (see the tests), so the
+/// depth bound binds first for small graphs, this one for deep ones.
+pub(crate) const STACK_BUDGET: usize = 512 * 1024;
+
+/// The least time left of a wait for a job to be taken (nanoseconds).
+pub(crate) const SLICE: u64 = 20_000;
+
+thread_local! {
+    /// Helped jobs on this thread's stack now.
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// The stack address of the outermost lending wait on this thread (0: none).
+    static BASE: Cell<usize> = const { Cell::new(0) };
+    /// Forked branches on this thread's stack now (see [`Forked`]).
+    static FORKED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// What an executor lends a waiting thread to.
+pub(crate) trait Lend: Sync {
+    /// Runs one queued submission of priority `at_least` or higher; `false` when there was
+    /// none to run.
+    fn run_one(&self, at_least: Priority) -> bool;
+
+    /// The executor's wait counts.
+    fn waits(&self) -> &WaitCounts;
+}
+
+/// How the waits of an executor's runs went (exact counts).
+#[derive(Debug, Default)]
+pub(crate) struct WaitCounts {
+    /// Waits that lent their thread (they may have found nothing queued to run).
+    lent: AtomicU64,
+    /// Waits that held their thread: inside a forked branch, past the nesting bounds.
+    held: AtomicU64,
+    /// Submissions run by waiting threads.
+    helped: AtomicU64,
+    /// The recent helped jobs' mean length (nanoseconds, a moving average).
+    mean_job: AtomicU64,
+}
+
+impl WaitCounts {
+    /// `(lent, held, helped)`.
+    pub(crate) fn read(&self) -> (u64, u64, u64) {
+        (
+            self.lent.load(Ordering::Relaxed),
+            self.held.load(Ordering::Relaxed),
+            self.helped.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Folds a helped job's length into the moving average (1/8 weight; races lose an
+    /// update, which an average can afford).
+    fn learn(&self, took: u64) {
+        let mean = self.mean_job.load(Ordering::Relaxed);
+        let next = mean - mean / 8 + took / 8;
+        self.mean_job.store(next, Ordering::Relaxed);
+    }
+}
+
+/// Marks a forked branch on this thread's stack while alive: waits under it hold their
+/// thread.
+pub(crate) struct Forked(());
+
+impl Forked {
+    /// Enters a branch.
+    #[inline]
+    pub(crate) fn enter() -> Self {
+        FORKED.with(|f| f.set(f.get() + 1));
+        Forked(())
+    }
+}
+
+impl Drop for Forked {
+    #[inline]
+    fn drop(&mut self) {
+        FORKED.with(|f| f.set(f.get() - 1));
+    }
+}
+
+/// One more helped job on this thread's stack while alive.
+struct Nested(());
+
+impl Nested {
+    fn enter() -> Self {
+        DEPTH.with(|d| d.set(d.get() + 1));
+        Nested(())
+    }
+}
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
+/// The outermost lending wait on this thread while alive: it sets the stack base the budget
+/// is measured from.
+struct Outermost {
+    set: bool,
+}
+
+impl Outermost {
+    fn enter(at: usize) -> Self {
+        let set = BASE.with(|b| {
+            if b.get() == 0 {
+                b.set(at);
+                true
+            } else {
+                false
+            }
+        });
+        Outermost { set }
+    }
+}
+
+impl Drop for Outermost {
+    fn drop(&mut self) {
+        if self.set {
+            BASE.with(|b| b.set(0));
+        }
+    }
+}
+
+/// An address on the current stack frame.
+#[inline(never)]
+fn stack_here() -> usize {
+    let marker = 0u8;
+    core::ptr::from_ref(std::hint::black_box(&marker)) as usize
+}
+
+/// Why a wait on this thread cannot lend it now, if it cannot.
+fn must_hold(here: usize) -> bool {
+    if FORKED.with(Cell::get) > 0 || DEPTH.with(Cell::get) >= MAX_DEPTH {
+        return true;
+    }
+    let base = BASE.with(Cell::get);
+    base != 0 && base.abs_diff(here) >= STACK_BUDGET
+}
+
+/// The clock of one run under an executor: reads the executor's clock, and waits by lending
+/// the thread to `lender`'s queued submissions of priority `at_least` or higher (see the
+/// [module docs](self)). `MEASURED` is [`Clock::measures_latency`]: `false` for a run that
+/// telemetry does not sample, which then pays no clock read per step.
+pub(crate) struct Lending<'a, const MEASURED: bool> {
+    pub(crate) clock: &'a RuntimeClock,
+    pub(crate) lender: &'a dyn Lend,
+    pub(crate) at_least: Priority,
+}
+
+impl<const MEASURED: bool> Lending<'_, MEASURED> {
+    /// Waits until `ready()` or tick `until` (see the module docs); returns the last
+    /// `ready()`.
+    fn lend_until(&self, until: u64, ready: &dyn Fn() -> bool) -> bool {
+        let here = stack_here();
+        let waits = self.lender.waits();
+        if must_hold(here) {
+            waits.held.fetch_add(1, Ordering::Relaxed);
+            return sleep_until(self.clock, until, ready);
+        }
+        waits.lent.fetch_add(1, Ordering::Relaxed);
+        let _outermost = Outermost::enter(here);
+        loop {
+            if ready() {
+                return true;
+            }
+            let now = self.clock.now();
+            if now >= until {
+                return ready();
+            }
+            let left = until - now;
+            let needed = SLICE.max(waits.mean_job.load(Ordering::Relaxed));
+            if left >= needed && !must_hold(here) && self.help_one(now) {
+                continue;
+            }
+            thread::park_timeout(Duration::from_nanos(left.min(POLL)));
+        }
+    }
+
+    /// Runs one queued job, if one is there; `true` when it did.
+    fn help_one(&self, started: u64) -> bool {
+        let _nested = Nested::enter();
+        // A panic that escapes a job (a user `Drop` of a value its ticket's holder had let
+        // go, say) is the job's: its submission was ended as it unwound, and the waiting run
+        // goes on.
+        let ran = panic::catch_unwind(AssertUnwindSafe(|| self.lender.run_one(self.at_least)))
+            .unwrap_or(true);
+        if ran {
+            let waits = self.lender.waits();
+            waits.helped.fetch_add(1, Ordering::Relaxed);
+            waits.learn(self.clock.now().saturating_sub(started));
+        }
+        ran
+    }
+}
+
+impl<const MEASURED: bool> Clock for Lending<'_, MEASURED> {
+    #[inline]
+    fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    fn wait(&self, ticks: u64) {
+        match self.clock {
+            RuntimeClock::Manual(m) => m.wait(ticks),
+            RuntimeClock::Mono(_) => {
+                let until = self.clock.now().saturating_add(ticks);
+                self.lend_until(until, &|| false);
+            }
+        }
+    }
+
+    fn wait_until(&self, until: u64, ready: &dyn Fn() -> bool) -> bool {
+        match self.clock {
+            RuntimeClock::Manual(_) => sleep_until(self.clock, until, ready),
+            RuntimeClock::Mono(_) => self.lend_until(until, ready),
+        }
+    }
+
+    #[inline(always)]
+    fn measures_latency(&self) -> bool {
+        MEASURED
+    }
+}
+
+#[cfg(test)]
+#[path = "lend/tests.rs"]
+mod tests;
