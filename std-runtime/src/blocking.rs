@@ -51,9 +51,10 @@
 //! long: the lock is not the cost). A thread is *handed* a call: a caller that finds an idle
 //! thread gives it a *token* and wakes it, so a queued call counts as waiting for a thread
 //! only when no token promises one (`queue.len() - tokens`, the bounded quantity). A thread
-//! that ends a call takes the next unpromised call before it goes idle. Each call's slot has
-//! its own small lock (taken after the pool's, never before), for the call's stage: queued,
-//! running, done, taken or given up.
+//! that ends a call promises itself the next unpromised call, or counts itself idle, under the
+//! lock that counts the call's end (a caller that saw its call end finds the thread free).
+//! Each call's slot has its own small lock (taken after the pool's, never before), for the
+//! call's stage: queued, running, done, taken or given up.
 //!
 //! # Examples
 //!
@@ -424,6 +425,22 @@ struct Shared {
 }
 
 impl Shared {
+    /// A thread ended a call (counted by the caller of this): it promises itself the next
+    /// unpromised call if one waits, else it is idle. Done under the same lock as the count,
+    /// so a caller that saw its call end finds the thread free.
+    fn call_ended(&self, st: &mut State) {
+        debug_assert!(st.popped > 0);
+        st.popped -= 1;
+        if st.queue.len() > st.tokens {
+            st.tokens += 1;
+        } else {
+            st.idle += 1;
+        }
+        if st.closed {
+            self.changed.notify_all();
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Recovered: every update under the lock is a few counter steps and queue moves that
         // leave the state whole; only a user drop (an input or closure given up) can panic
@@ -436,11 +453,13 @@ impl Shared {
 struct State {
     /// Calls not started, oldest first.
     queue: VecDeque<Arc<dyn Job>>,
-    /// Queued calls promised to a woken (or just started) thread. `tokens <= queue.len()`;
-    /// `queue.len() - tokens` calls wait for a thread (at most `cfg.queue`).
+    /// Queued calls promised to a thread (woken, just started, or just done with a call).
+    /// `tokens <= queue.len()`; `queue.len() - tokens` calls wait for a thread (at most
+    /// `cfg.queue`).
     tokens: usize,
-    /// Threads waiting for a token and not promised one. Threads in the wait loop (or just
-    /// started) number `idle + tokens`; when `idle > 0` every queued call is promised.
+    /// Threads waiting for a token and not promised one. Threads not running a call number
+    /// `idle + tokens` (any of them may take any token); when `idle > 0` every queued call
+    /// is promised.
     idle: usize,
     /// Threads alive, `<= cfg.threads`.
     threads: usize,
@@ -489,18 +508,12 @@ impl State {
     }
 }
 
-/// How a call ended on its thread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum End {
-    Completed,
-    Panicked,
-    Abandoned,
-}
-
 /// A queued call, type-erased for the queue.
 trait Job: Send + Sync {
-    /// Runs the call on this thread, unless its caller gave up first.
-    fn run(&self, pool_stop: &AtomicBool) -> End;
+    /// Runs the call on this thread, unless its caller gave up first, and counts how it
+    /// ended (under the pool's lock, together with publishing its outcome, so a caller that
+    /// sees the outcome sees it counted).
+    fn run(&self, shared: &Shared);
     /// Hands the input back to the caller: the call will never run. `false` when its caller
     /// had given up on it already.
     fn hand_back(&self) -> bool;
@@ -564,50 +577,58 @@ where
     T: Send,
     F: FnOnce(P, &CallCx<'_>) -> T + Send,
 {
-    fn run(&self, pool_stop: &AtomicBool) -> End {
-        let (input, f) = {
+    fn run(&self, shared: &Shared) {
+        let started = {
             let mut inner = self.lock();
             match std::mem::replace(&mut inner.stage, Stage::Running) {
-                Stage::Queued(input, f) => (input, f),
+                Stage::Queued(input, f) => Some((input, f)),
                 other => {
                     // Given up after it left the queue and before it started.
                     inner.stage = other;
-                    return End::Abandoned;
+                    None
                 }
             }
+        };
+        let Some((input, f)) = started else {
+            let mut st = shared.lock();
+            st.counts.abandoned += 1;
+            shared.call_ended(&mut st);
+            return;
         };
         let cx = CallCx {
             given_up: &self.given_up,
-            pool_stop,
+            pool_stop: &shared.stop,
         };
-        let outcome = match panic::catch_unwind(AssertUnwindSafe(|| f(input, &cx))) {
-            Ok(out) => Ok(out),
-            Err(payload) => Err(CallError::Panicked(CallPanicked {
-                message: panic_message(payload),
-            })),
+        let (outcome, payload) = match panic::catch_unwind(AssertUnwindSafe(|| f(input, &cx))) {
+            Ok(out) => (Ok(out), None),
+            Err(payload) => {
+                let message = panic_message(&*payload);
+                (Err(CallError::Panicked(CallPanicked { message })), Some(payload))
+            }
         };
-        let end = match outcome {
-            Ok(_) => End::Completed,
-            Err(_) => End::Panicked,
-        };
+        let panicked = payload.is_some();
+        let mut st = shared.lock();
         let mut inner = self.lock();
-        match inner.stage {
-            Stage::Running => {
-                inner.stage = Stage::Done(outcome);
-                self.done.store(true, Ordering::Release);
-                inner.waiter.unpark();
-                end
-            }
-            _ => {
-                // Given up while it ran: the result goes, outside the lock.
-                drop(inner);
-                drop(outcome);
-                match end {
-                    End::Panicked => End::Panicked,
-                    _ => End::Abandoned,
-                }
-            }
+        let given_up = if let Stage::Running = inner.stage {
+            inner.stage = Stage::Done(outcome);
+            self.done.store(true, Ordering::Release);
+            inner.waiter.unpark();
+            None
+        } else {
+            Some(outcome)
+        };
+        match (panicked, &given_up) {
+            (true, _) => st.counts.panicked += 1,
+            (false, None) => st.counts.completed += 1,
+            (false, Some(_)) => st.counts.abandoned += 1,
         }
+        shared.call_ended(&mut st);
+        drop(inner);
+        drop(st);
+        // User values (a given-up result, a panic's payload) are dropped with no lock held;
+        // a panic there unwinds into the thread's own guard, the call already counted.
+        drop(given_up);
+        drop(payload);
     }
 
     fn hand_back(&self) -> bool {
@@ -678,9 +699,8 @@ where
     }
 }
 
-/// The message of a caught panic; the payload is dropped here (a payload whose drop panics
-/// unwinds into the thread's own guard).
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
+/// The message of a caught panic.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -1020,57 +1040,39 @@ impl BlockingPool {
     }
 }
 
-/// A blocking thread's life: wait for a token, run the promised call, then every call nobody
-/// is promised, then wait again; exit when the pool is closed and no token is left.
+/// A blocking thread's life: wait for a token, run the call it promises, and again; exit
+/// when the pool is closed and no token is left. A thread that ends a call promises itself
+/// the next unpromised call, if any ([`Shared::call_ended`]).
 fn worker(shared: &Shared) {
     let mut st = shared.lock();
     loop {
-        // Waiting (a new thread starts here too, counted idle by the caller that started it,
-        // who then promised it the call it queued).
-        loop {
-            if st.tokens > 0 {
-                st.tokens -= 1;
-                break;
-            }
-            if st.closed {
-                st.idle -= 1;
-                st.threads -= 1;
-                shared.changed.notify_all();
-                return;
-            }
-            st = shared
-                .work
-                .wait(st)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        // Running: the promised call first, then any unpromised one.
-        loop {
+        if st.tokens > 0 {
+            st.tokens -= 1;
             let Some(job) = st.queue.pop_front() else {
-                debug_assert!(false, "a token promises a queued call");
-                break;
+                unreachable!("a token promises a queued call");
             };
             st.popped += 1;
             drop(st);
-            // `run` catches the call's panic; this guard catches one from dropping a given-up
-            // call's result or a panic payload, so the thread lives on either way.
-            let end = panic::catch_unwind(AssertUnwindSafe(|| job.run(&shared.stop)))
-                .unwrap_or(End::Panicked);
-            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(job)));
+            // `run` catches the call's panic and counts the call; this guard catches a panic
+            // from dropping a given-up call's result or a panic's payload (after the count),
+            // so the thread lives on either way.
+            let _ = panic::catch_unwind(AssertUnwindSafe(move || {
+                job.run(shared);
+                drop(job);
+            }));
             st = shared.lock();
-            st.popped -= 1;
-            match end {
-                End::Completed => st.counts.completed += 1,
-                End::Panicked => st.counts.panicked += 1,
-                End::Abandoned => st.counts.abandoned += 1,
-            }
-            if st.closed {
-                shared.changed.notify_all();
-            }
-            if st.queue.len() <= st.tokens {
-                break;
-            }
+            continue;
         }
-        st.idle += 1;
+        if st.closed {
+            st.idle -= 1;
+            st.threads -= 1;
+            shared.changed.notify_all();
+            return;
+        }
+        st = shared
+            .work
+            .wait(st)
+            .unwrap_or_else(PoisonError::into_inner);
     }
 }
 
