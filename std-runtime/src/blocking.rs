@@ -529,14 +529,14 @@ trait Slot<P, T>: Send + Sync {
     fn set_waiter(&self);
     /// Gives up on the call (raising its flag, dropping what the slot holds, with no lock
     /// held) and says at which stage it was.
-    fn give_up(&self) -> Stage0;
+    fn give_up(&self) -> GaveUpAt;
 }
 
 /// The stage a call was at when its caller gave up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stage0 {
+enum GaveUpAt {
     /// Not started: in the queue, or popped by a thread about to start it.
-    Queued,
+    NotStarted,
     /// Running, or over (its outcome, dropped now, was already counted).
     Later,
 }
@@ -603,7 +603,10 @@ where
             Ok(out) => (Ok(out), None),
             Err(payload) => {
                 let message = panic_message(&*payload);
-                (Err(CallError::Panicked(CallPanicked { message })), Some(payload))
+                (
+                    Err(CallError::Panicked(CallPanicked { message })),
+                    Some(payload),
+                )
             }
         };
         let panicked = payload.is_some();
@@ -685,16 +688,16 @@ where
         }
     }
 
-    fn give_up(&self) -> Stage0 {
+    fn give_up(&self) -> GaveUpAt {
         self.given_up.store(true, Ordering::Release);
         let mut inner = self.lock();
         let stage = std::mem::replace(&mut inner.stage, Stage::Spent);
         drop(inner);
         match stage {
-            Stage::Queued(..) => Stage0::Queued,
+            Stage::Queued(..) => GaveUpAt::NotStarted,
             // Still running: the thread sees `Spent` at its end and drops the result. Done:
             // the outcome (counted when the call ended) is dropped here.
-            Stage::Running | Stage::Spent | Stage::Done(_) => Stage0::Later,
+            Stage::Running | Stage::Spent | Stage::Done(_) => GaveUpAt::Later,
         }
     }
 }
@@ -799,7 +802,7 @@ impl<P, T> Pending<P, T> {
         // The slot first (its input and closure are dropped with no lock held), then the
         // queue: a thread that pops the call meanwhile finds it given up and counts it, and
         // so does a shutdown that hands it back; else it is still queued, and counted here.
-        if slot.give_up() != Stage0::Queued {
+        if slot.give_up() != GaveUpAt::NotStarted {
             return;
         }
         let me = Arc::as_ptr(&slot).cast::<()>();
@@ -993,7 +996,9 @@ impl BlockingPool {
         st.closed = true;
         shared.work.notify_all();
         while st.threads > 0 || !st.queue.is_empty() {
-            let left = until.map_or(Duration::MAX, |u| u.saturating_duration_since(Instant::now()));
+            let left = until.map_or(Duration::MAX, |u| {
+                u.saturating_duration_since(Instant::now())
+            });
             if left.is_zero() {
                 break;
             }
@@ -1069,10 +1074,7 @@ fn worker(shared: &Shared) {
             shared.changed.notify_all();
             return;
         }
-        st = shared
-            .work
-            .wait(st)
-            .unwrap_or_else(PoisonError::into_inner);
+        st = shared.work.wait(st).unwrap_or_else(PoisonError::into_inner);
     }
 }
 
@@ -1137,7 +1139,10 @@ where
 {
     fn run(&self, input: P, cx: &mut StepCx<'_, C>) -> Result<P, StepError> {
         let f = Arc::clone(&self.f);
-        let mut pending = match self.pool.call(input, move |x, call: &CallCx<'_>| f(x, call)) {
+        let mut pending = match self
+            .pool
+            .call(input, move |x, call: &CallCx<'_>| f(x, call))
+        {
             Ok(pending) => pending,
             Err(refused) => {
                 return Err(StepError::from_static(match refused.reason {
@@ -1149,7 +1154,9 @@ where
         if cx.wait_until(|| pending.is_done()) {
             return match pending.try_take() {
                 Some(Ok(result)) => result,
-                Some(Err(CallError::Panicked(p))) => Err(StepError::from_error(ErrorClass::Panic, p)),
+                Some(Err(CallError::Panicked(p))) => {
+                    Err(StepError::from_error(ErrorClass::Panic, p))
+                }
                 Some(Err(CallError::Refused(_))) => Err(StepError::from_static(&REFUSED_SHUT_DOWN)),
                 None => unreachable!("the outcome is in and was not taken"),
             };

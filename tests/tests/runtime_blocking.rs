@@ -99,16 +99,28 @@ fn a_blocking_steps_output_reaches_the_runs_output() {
             .unwrap(),
         );
         let done = ex.run(&g, 20, ()).unwrap();
-        assert_eq!((done.outcome, done.output), (Outcome::Succeeded, Some(41)), "{name}");
+        assert_eq!(
+            (done.outcome, done.output),
+            (Outcome::Succeeded, Some(41)),
+            "{name}"
+        );
         let wait = SubmitSpec::default().wait(Duration::MAX);
         let tickets: Vec<_> = (0..8_u64)
-            .map(|i| ex.submit_with(&g, i, (), &wait).ok().expect(name))
+            .map(|i| ex.submit_with(&g, i, (), &wait).expect(name))
             .collect();
         for (i, t) in (0..).zip(tickets) {
-            assert_eq!(ran(name, t.wait().unwrap()).output, Some(i * 2 + 1), "{name}");
+            assert_eq!(
+                ran(name, t.wait().unwrap()).output,
+                Some(i * 2 + 1),
+                "{name}"
+            );
         }
         let st = pool.stats();
-        assert_eq!((st.accepted, st.completed, st.abandoned), (9, 9, 0), "{name}: {st:?}");
+        assert_eq!(
+            (st.accepted, st.completed, st.abandoned),
+            (9, 9, 0),
+            "{name}: {st:?}"
+        );
         assert!(st.threads <= 2, "{name}: {st:?}");
     });
 }
@@ -132,9 +144,16 @@ fn an_attempt_timeout_reaches_the_call() {
         assert_eq!(err.kind.class(), ErrorClass::Timeout, "{name}: {err}");
         // The run went on at its timeout; the call then saw its flag and returned.
         wait_for(name, || pool.stats().abandoned == 1);
-        assert!(started.load(Ordering::SeqCst) && saw_stop.load(Ordering::SeqCst), "{name}");
+        assert!(
+            started.load(Ordering::SeqCst) && saw_stop.load(Ordering::SeqCst),
+            "{name}"
+        );
         let st = pool.stats();
-        assert_eq!((st.completed, st.abandoned, st.running), (1, 1, 0), "{name}: {st:?}");
+        assert_eq!(
+            (st.completed, st.abandoned, st.running),
+            (1, 1, 0),
+            "{name}: {st:?}"
+        );
     });
 }
 
@@ -148,12 +167,17 @@ fn a_run_deadline_reaches_the_call() {
         let call = stubborn_until_told(&s.time, &started, &saw_stop);
         let g = Graph::build(|b| b.step("remote", pool.step(call), TaskConfig::new())).unwrap();
         let spec = RunSpec::default().deadline(LIMIT);
-        let done = ex.run_with(&g, 1, (), &spec, |r| Completed::from(r)).unwrap();
+        let done = ex
+            .run_with(&g, 1, (), &spec, |r| Completed::from(r))
+            .unwrap();
         assert_ne!(done.outcome, Outcome::Succeeded, "{name}");
         let err = done.error.expect(name);
         assert_eq!(err.kind.class(), ErrorClass::Timeout, "{name}: {err}");
         wait_for(name, || pool.stats().abandoned == 1);
-        assert!(started.load(Ordering::SeqCst) && saw_stop.load(Ordering::SeqCst), "{name}");
+        assert!(
+            started.load(Ordering::SeqCst) && saw_stop.load(Ordering::SeqCst),
+            "{name}"
+        );
     });
 }
 
@@ -171,7 +195,8 @@ fn a_cancel_reaches_the_call() {
         let done = thread::scope(|sc| {
             let run = sc.spawn(|| {
                 let spec = RunSpec::default().cancel(&cancel);
-                ex.run_with(&g, 1, (), &spec, |r| Completed::from(r)).unwrap()
+                ex.run_with(&g, 1, (), &spec, |r| Completed::from(r))
+                    .unwrap()
             });
             wait_for(name, || started.load(Ordering::SeqCst));
             cancel.cancel();
@@ -186,11 +211,15 @@ fn a_cancel_reaches_the_call() {
         // A submitted run's ticket cancels it the same way.
         let g = Arc::new(g);
         started.store(false, Ordering::SeqCst);
-        let ticket = ex.submit(&g, 2, (), Priority::Normal).ok().expect(name);
+        let ticket = ex.submit(&g, 2, (), Priority::Normal).expect(name);
         wait_for(name, || started.load(Ordering::SeqCst));
         ticket.cancel();
         let done = ran(name, ticket.wait().unwrap());
-        assert_eq!(done.error.expect(name).kind.class(), ErrorClass::Cancelled, "{name}");
+        assert_eq!(
+            done.error.expect(name).kind.class(),
+            ErrorClass::Cancelled,
+            "{name}"
+        );
         wait_for(name, || pool.stats().abandoned == 2);
     });
 }
@@ -279,7 +308,12 @@ fn other_runs_complete_while_blocking(name: &str, cfg: OptimizationConfig, worke
             });
             let quick = b.task("quick", |x, _| Ok(x));
             let blocking = b.step("blocking", hold, TaskConfig::new());
-            let pick = b.switch("kind", |x: &u64, _: &()| *x, &[(0, quick), (1, blocking)], None);
+            let pick = b.switch(
+                "kind",
+                |x: &u64, _: &()| *x,
+                &[(0, quick), (1, blocking)],
+                None,
+            );
             let note = b.task("note", move |_, _| Ok(seq2.fetch_add(1, Ordering::SeqCst)));
             b.sequence("main", &[pick, note])
         })
@@ -287,13 +321,13 @@ fn other_runs_complete_while_blocking(name: &str, cfg: OptimizationConfig, worke
     );
     let wait = SubmitSpec::default().wait(Duration::MAX);
     let blocking: Vec<_> = (0..2)
-        .map(|_| ex.submit_with(&g, 1, (), &wait).ok().expect(name))
+        .map(|_| ex.submit_with(&g, 1, (), &wait).expect(name))
         .collect();
     // Each worker holds a blocking call (one worker takes the second blocking run only if it
     // helps while it waits).
     wait_for(name, || pool.stats().running >= workers.min(2));
     let quick: Vec<_> = (0..16)
-        .map(|_| ex.submit_with(&g, 0, (), &wait).ok().expect(name))
+        .map(|_| ex.submit_with(&g, 0, (), &wait).expect(name))
         .collect();
     let quick_ends: Vec<u64> = quick
         .into_iter()

@@ -38,7 +38,12 @@ impl Gate {
             if cx.should_stop() {
                 return true;
             }
-            open = self.0 .1.wait_timeout(open, Duration::from_millis(1)).unwrap().0;
+            open = self
+                .0
+                 .1
+                .wait_timeout(open, Duration::from_millis(1))
+                .unwrap()
+                .0;
         }
         false
     }
@@ -143,16 +148,27 @@ fn threads_start_lazily_and_never_exceed_the_bound_and_a_full_queue_refuses_with
         .call(String::from("mine"), |s, _| s.len())
         .expect_err("2 busy threads and 3 queued calls: full");
     assert_eq!(refused.reason, Reason::Full);
-    assert_eq!(refused.to_string(), format!("blocking call refused: {}", Reason::Full));
+    assert_eq!(
+        refused.to_string(),
+        format!("blocking call refused: {}", Reason::Full)
+    );
     assert!(format!("{refused:?}").contains("Full"));
     assert_eq!(refused.into_inner(), "mine");
 
     gate.open();
     let results: Vec<u64> = pending.into_iter().map(|p| p.wait().unwrap()).collect();
     assert_eq!(results, [0, 10, 20, 30, 40]);
-    assert_eq!(most.load(Ordering::SeqCst), 2, "never more calls at once than threads");
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        2,
+        "never more calls at once than threads"
+    );
     let s = p.stats();
-    assert_eq!((s.accepted, s.completed, s.refused_full), (5, 5, 1), "{s:?}");
+    assert_eq!(
+        (s.accepted, s.completed, s.refused_full),
+        (5, 5, 1),
+        "{s:?}"
+    );
     assert_eq!((s.threads, s.running, s.queued), (2, 0, 0), "{s:?}");
     assert_conserved(&s);
 
@@ -178,7 +194,8 @@ fn queued_calls_run_first_in_first_out() {
     let pending: Vec<_> = (0..16)
         .map(|i| {
             let order = Arc::clone(&order);
-            p.call(i, move |i, _| order.lock().unwrap().push(i)).unwrap()
+            p.call(i, move |i, _| order.lock().unwrap().push(i))
+                .unwrap()
         })
         .collect();
     assert_eq!(p.stats().queued, 16);
@@ -195,7 +212,9 @@ fn a_panic_is_caught_and_reported_and_the_thread_lives_on() {
     quiet_injected_panics();
     let p = pool(1, 4);
     let err = p
-        .call(1_u8, |_, _| -> u8 { panic!("injected panic in a blocking call") })
+        .call(1_u8, |_, _| -> u8 {
+            panic!("injected panic in a blocking call")
+        })
         .unwrap()
         .wait()
         .unwrap_err();
@@ -209,7 +228,11 @@ fn a_panic_is_caught_and_reported_and_the_thread_lives_on() {
         .unwrap()
         .wait()
         .unwrap();
-    assert_eq!(name.as_deref(), Some("flujo-blocking-0"), "the same thread ran both");
+    assert_eq!(
+        name.as_deref(),
+        Some("flujo-blocking-0"),
+        "the same thread ran both"
+    );
     let s = p.stats();
     assert_eq!((s.panicked, s.completed, s.threads), (1, 1, 1), "{s:?}");
     assert_conserved(&s);
@@ -219,8 +242,15 @@ fn a_panic_is_caught_and_reported_and_the_thread_lives_on() {
 fn giving_up_raises_should_stop_and_the_result_is_dropped_exactly_once() {
     let p = pool(1, 4);
     let drops = Arc::new(AtomicUsize::new(0));
-    let (started, saw_stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let (d, st, ss) = (Arc::clone(&drops), Arc::clone(&started), Arc::clone(&saw_stop));
+    let (started, saw_stop) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (d, st, ss) = (
+        Arc::clone(&drops),
+        Arc::clone(&started),
+        Arc::clone(&saw_stop),
+    );
     let pending = p
         .call((), move |(), cx| {
             st.store(true, Ordering::SeqCst);
@@ -236,7 +266,11 @@ fn giving_up_raises_should_stop_and_the_result_is_dropped_exactly_once() {
     pending.abandon();
     wait_for("the call ended", || p.stats().abandoned == 1);
     assert!(saw_stop.load(Ordering::SeqCst), "should_stop turned true");
-    assert_eq!(drops.load(Ordering::SeqCst), 1, "the result was dropped once");
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        1,
+        "the result was dropped once"
+    );
     let s = p.stats();
     assert_eq!((s.completed, s.abandoned, s.running), (0, 1, 0), "{s:?}");
     assert_conserved(&s);
@@ -269,7 +303,11 @@ fn giving_up_raises_should_stop_and_the_result_is_dropped_exactly_once() {
     // Taken: the caller owns it, the pool drops nothing.
     let d = Arc::clone(&drops);
     pending = p.call((), move |(), _| Counted(d)).unwrap();
-    let taken = pending.wait_timeout(Duration::from_secs(60)).unwrap().ok().unwrap();
+    let taken = pending
+        .wait_timeout(Duration::from_secs(60))
+        .unwrap()
+        .ok()
+        .unwrap();
     assert!(pending.is_done() && pending.try_take().is_none(), "spent");
     drop(pending);
     assert_eq!(drops.load(Ordering::SeqCst), 3);
@@ -286,7 +324,10 @@ fn a_call_given_up_while_queued_never_runs_and_frees_its_place() {
     let gate = Gate::default();
     let g = gate.clone();
     let first = p.call((), move |(), _| g.wait()).unwrap();
-    let (drops, ran) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    let (drops, ran) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let r = Arc::clone(&ran);
     let queued = p
         .call(Counted(Arc::clone(&drops)), move |c, _| {
@@ -304,7 +345,10 @@ fn a_call_given_up_while_queued_never_runs_and_frees_its_place() {
     gate.open();
     first.wait().unwrap();
     assert_eq!(next.wait().unwrap(), 2);
-    assert!(!ran.load(Ordering::SeqCst), "a call given up before it started never runs");
+    assert!(
+        !ran.load(Ordering::SeqCst),
+        "a call given up before it started never runs"
+    );
     let s = p.stats();
     assert_eq!((s.completed, s.abandoned), (2, 1), "{s:?}");
     assert_conserved(&s);
@@ -338,7 +382,9 @@ fn shutdown_lets_queued_calls_run_within_the_grace() {
         g.wait();
         x
     });
-    let pending: Vec<_> = (1..=8_u64).map(|i| p.call(i, |x, _| x * 2).unwrap()).collect();
+    let pending: Vec<_> = (1..=8_u64)
+        .map(|i| p.call(i, |x, _| x * 2).unwrap())
+        .collect();
     let opener = {
         let gate = gate.clone();
         thread::spawn(move || {
@@ -382,7 +428,9 @@ fn shutdown_with_queued_and_running_calls_loses_nothing() {
         })
         .unwrap();
     wait_for("both calls started", || started.load(Ordering::SeqCst) == 2);
-    let queued: Vec<_> = (10..15_u64).map(|i| p.call(i, |x, _| (x, false)).unwrap()).collect();
+    let queued: Vec<_> = (10..15_u64)
+        .map(|i| p.call(i, |x, _| (x, false)).unwrap())
+        .collect();
     assert_eq!(p.stats().queued, 5);
 
     let report = p.shutdown(Duration::from_millis(10));
@@ -404,15 +452,26 @@ fn shutdown_with_queued_and_running_calls_loses_nothing() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(polite.wait().unwrap(), (1, true), "told to stop once the grace passed");
+    assert_eq!(
+        polite.wait().unwrap(),
+        (1, true),
+        "told to stop once the grace passed"
+    );
     gate.open();
     assert_eq!(stubborn.wait().unwrap(), (2, false));
 
     let again = p.shutdown(Duration::from_secs(60));
     assert!(again.is_clean(), "{again:?}");
-    assert_eq!(report.threads_joined + again.threads_joined, 2, "every thread joined once");
+    assert_eq!(
+        report.threads_joined + again.threads_joined,
+        2,
+        "every thread joined once"
+    );
     let s = again.stats;
-    assert_eq!((s.accepted, s.completed, s.handed_back, s.refused_shut_down), (7, 2, 5, 1));
+    assert_eq!(
+        (s.accepted, s.completed, s.handed_back, s.refused_shut_down),
+        (7, 2, 5, 1)
+    );
     assert_conserved(&s);
 }
 
@@ -441,14 +500,22 @@ fn dropping_the_last_handle_closes_without_waiting_for_calls() {
         other => panic!("{other:?}"),
     }
     gate.open();
-    assert_eq!(running.unwrap().wait().unwrap(), 1, "the running call ends normally");
+    assert_eq!(
+        running.unwrap().wait().unwrap(),
+        1,
+        "the running call ends normally"
+    );
 }
 
 #[test]
 fn counts_are_exact_under_concurrent_callers_that_give_up() {
     quiet_injected_panics();
     let p = pool(3, 4);
-    let (taken, refused, panics) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+    let (taken, refused, panics) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
     let rounds = if cfg!(miri) { 20 } else { 400 };
     thread::scope(|s| {
         for caller in 0..4_usize {
@@ -457,10 +524,10 @@ fn counts_are_exact_under_concurrent_callers_that_give_up() {
                 for i in 0..rounds {
                     let n = caller * rounds + i;
                     let call = move |x: usize, cx: &CallCx<'_>| {
-                        if x % 7 == 0 {
+                        if x.is_multiple_of(7) {
                             panic!("injected");
                         }
-                        if x % 3 == 0 {
+                        if x.is_multiple_of(3) {
                             while !cx.should_stop() {
                                 thread::yield_now();
                             }
@@ -474,7 +541,7 @@ fn counts_are_exact_under_concurrent_callers_that_give_up() {
                         }
                         // Give up on every third call (those wait for the flag), and on
                         // some others at random points.
-                        Ok(pending) if n % 3 == 0 || n % 5 == 0 => drop(pending),
+                        Ok(pending) if n.is_multiple_of(3) || n.is_multiple_of(5) => drop(pending),
                         Ok(pending) => match pending.wait() {
                             Ok(x) => {
                                 assert_eq!(x, n);
