@@ -63,6 +63,9 @@
 /// `flujo_core::graph::GraphBuilder`. (Under its own name: `core` would shadow the language's
 /// `core` crate in a `use flujo_runtime::*` scope.)
 pub use flujo_core;
+// Not under loom: the pool's protocol is a plain Mutex + Condvar, tested by its unit tests.
+#[cfg(not(loom))]
+pub mod blocking;
 pub mod breakers;
 #[cfg(feature = "check")]
 #[doc(hidden)] // the fuzz target's and the corpus replay's entry, not an API
