@@ -201,7 +201,9 @@ impl Outage {
         }
         let mut times = BatchTimes::default();
         if latencies {
-            times.latencies.resize(self.healthy_tickets.len(), Duration::ZERO);
+            times
+                .latencies
+                .resize(self.healthy_tickets.len(), Duration::ZERO);
         }
         let last = poll_all(&mut self.healthy_tickets, x0, 0, &mut times.latencies);
         times.healthy = last.saturating_duration_since(start);
