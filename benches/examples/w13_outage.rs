@@ -93,7 +93,7 @@ fn main() {
         "{batches} batches of each kind, alternating, after 10 of warm-up; latency = \
          submission to completion, per healthy run"
     );
-    let mut w = Outage::new();
+    let mut w = Outage::new(1);
     let mut x = 0u64;
     for _ in 0..10 {
         w.batch(Mix::Outage, x, false);

@@ -5,6 +5,7 @@
 //! - `flujo`: one batch of 100 runs (90 healthy, 10 outage) per iteration; the time is the
 //!   healthy runs' (first submission to the last healthy ticket completed).
 //! - `no_outage`: the same 90 healthy runs alone, in the same order.
+//! - `W13_outage_2thread`: the same on two workers (information).
 //!
 //! The gate (`.ci/check_ratio.py`, run by `.ci/run`): `W13_outage/flujo <= 1.5 x
 //! W13_outage/no_outage`, on criterion's medians. Per-run percentiles:
@@ -17,18 +18,23 @@ use criterion::{Criterion, SamplingMode};
 mod outage;
 use outage::{Mix, Outage};
 
-/// Both functions of the group.
+/// `W13_outage` (one worker, the gate) and `W13_outage_2thread` (two, information).
 pub fn benches(c: &mut Criterion) {
-    let mut group = c.benchmark_group("W13_outage");
+    group(c, "W13_outage", 1);
+    group(c, "W13_outage_2thread", 2);
+}
+
+fn group(c: &mut Criterion, name: &str, workers: usize) {
+    let mut group = c.benchmark_group(name);
     // A batch takes about 0.1 ms without the outage, and 10 ms or more while backoffs hold
     // the worker: few samples, flat sampling, and short phases keep each function to a few
-    // seconds (CI runs this group).
+    // seconds (CI runs the one-worker group).
     group
         .sample_size(10)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    let mut w = Outage::new();
+    let mut w = Outage::new(workers);
     // Checked before measuring: every output right, each outage run retried once (`batch`
     // checks both on every batch).
     w.batch(Mix::Outage, 0, false);

@@ -2,8 +2,9 @@
 //! (`peers/w13_outage.rs`) and the example `w13_outage` (per-run percentiles): what runs
 //! backing off during an outage cost the healthy runs queued beside them.
 //!
-//! - An executor of one worker (the latency preset, adaptive admission off so that a batch
-//!   is never refused: its limit is fixed at the preset's `max_limit`, 256).
+//! - An executor of one worker (two in the information variant; the latency preset,
+//!   adaptive admission off so that a batch is never refused: its limit is fixed at the
+//!   preset's `max_limit`, 256).
 //! - A batch of [`BATCH`] runs submitted at once, all [`Priority::High`]: every
 //!   [`OUTAGE_EVERY`]-th one (at [`OUTAGE_AT`] within each ten) is an *outage* run, the W1
 //!   chain whose middle task fails its first attempt (a transient error) and is retried
@@ -100,11 +101,12 @@ pub fn w1_outage_graph() -> Graph<u64, ()> {
 }
 
 /// The executor's configuration: the latency preset (the one for request paths, whose
-/// latency this workload is about), one worker, and adaptive admission off so that a whole
-/// batch is admitted (the limit is fixed at the preset's `max_limit`, above [`BATCH`]).
-pub fn outage_config() -> OptimizationConfig {
+/// latency this workload is about), `workers` workers (1 for the gate), and adaptive
+/// admission off so that a whole batch is admitted (the limit is fixed at the preset's
+/// `max_limit`, above [`BATCH`]).
+pub fn outage_config(workers: usize) -> OptimizationConfig {
     let mut cfg = OptimizationConfig::latency();
-    cfg.workers = 1;
+    cfg.workers = workers;
     cfg.adaptive_concurrency.enabled = false;
     assert!(cfg.adaptive_concurrency.max_limit as usize >= BATCH);
     assert!(cfg.queues.capacity[Priority::High.index()] >= BATCH);
@@ -149,9 +151,9 @@ pub struct Outage {
 }
 
 impl Outage {
-    /// The workload on a fresh executor ([`outage_config`]).
-    pub fn new() -> Self {
-        Self::with_executor(Executor::new(outage_config()).expect("executor builds"))
+    /// The workload on a fresh executor of `workers` workers ([`outage_config`]).
+    pub fn new(workers: usize) -> Self {
+        Self::with_executor(Executor::new(outage_config(workers)).expect("executor builds"))
     }
 
     /// The workload on `exec`.
@@ -210,12 +212,6 @@ impl Outage {
         // Unmeasured: the outage runs end too, each after exactly one retry.
         poll_all(&mut self.outage_tickets, x0, 1, &mut []);
         times
-    }
-}
-
-impl Default for Outage {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
