@@ -4,6 +4,8 @@ use criterion::{criterion_group, criterion_main};
 
 #[path = "peers/w10_breaker.rs"]
 mod w10_breaker;
+#[path = "peers/w13_outage.rs"]
+mod w13_outage;
 #[path = "peers/w14_typed_chain.rs"]
 mod w14_typed_chain;
 #[path = "peers/w1_w2_w8.rs"]
@@ -29,6 +31,7 @@ criterion_group!(
     w7_cache::benches,
     w9_telemetry::benches,
     w10_breaker::benches,
+    w13_outage::benches,
     w14_typed_chain::benches,
 );
 criterion_main!(benches);
