@@ -278,7 +278,6 @@ fn a_retry_policy_retries_a_refused_call() {
 /// them (help-while-waiting). The blocking calls hold until those runs are done, or 2 s at
 /// most, so without help the test fails (the blocking runs end first) instead of hanging.
 #[test]
-#[ignore = "needs help-while-waiting (lend.rs)"]
 fn other_runs_complete_while_blocking_calls_hold_the_workers() {
     for workers in [1, 2] {
         for preset in OptimizationConfig::PRESETS {
