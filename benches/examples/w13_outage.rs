@@ -106,6 +106,11 @@ fn main() {
         without.add(w.batch(Mix::NoOutage, x, true));
         x += BATCH as u64;
     }
+    let waits = w.executor().report().waits;
+    println!(
+        "waits: {} lent their worker, {} held it, {} runs helped",
+        waits.lent, waits.held, waits.helped
+    );
     println!();
     println!(
         "{:<12}{:>10}{:>10}{:>10}{:>10}{:>14}   (µs)",

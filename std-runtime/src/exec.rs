@@ -744,10 +744,14 @@ where
 
     /// Sees that a dispatcher will find the submission just queued: starts one if fewer than
     /// the pool's threads run; otherwise marks work queued, and the next running dispatcher
-    /// that finds the queues empty looks again before it stops (see [`dispatch`]).
+    /// that finds the queues empty looks again before it stops (see [`dispatch`]), and wakes
+    /// a waiting run lending its thread, if one is parked (see [`crate::lend`]).
     fn kick(self: &Arc<Self>) {
         if self.dispatchers.submitted() {
             self.start_dispatcher();
+        } else {
+            // A run waiting on a dispatcher's thread may be parked with nothing to run.
+            self.waits.wake_one();
         }
     }
 

@@ -9,8 +9,9 @@
 //!
 //! - **No wait is shortened.** A backoff returns only once its gap has passed on the
 //!   executor's clock. A helped job may make it return later, by at most that job's length
-//!   (with its own nested waits): a job is taken only while at least [`SLICE`] and the
-//!   recent helped jobs' mean length are left of the gap.
+//!   (with its own nested waits): a job is taken only while at least [`SLICE`] is left of
+//!   the gap. (A running estimate of the jobs' length was tried as a further bar: the helped
+//!   runs that back off themselves inflate it past the gaps, and helping stops.)
 //! - **Priority.** A waiting run helps only with submissions of its own priority or higher
 //!   (an inline run counts as `Normal`).
 //! - **Nesting is bounded**: at most [`MAX_DEPTH`] helped jobs on one thread's stack, and
@@ -24,14 +25,15 @@
 
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
-use std::thread;
+use std::sync::{Mutex, PoisonError};
+use std::thread::{self, Thread};
 use std::time::Duration;
 
 use flujo_core::graph::Clock;
 
 use crate::clock::{sleep_until, RuntimeClock, POLL};
 use crate::priority::Priority;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
 /// The most helped jobs nested on one thread's stack.
 pub(crate) const MAX_DEPTH: u32 = 32;
@@ -43,6 +45,10 @@ pub(crate) const STACK_BUDGET: usize = 512 * 1024;
 
 /// The least time left of a wait for a job to be taken (nanoseconds).
 pub(crate) const SLICE: u64 = 20_000;
+
+/// How long a lending wait that found nothing to run keeps looking (yielding) before it
+/// parks (nanoseconds).
+pub(crate) const LINGER: u64 = 50_000;
 
 thread_local! {
     /// Helped jobs on this thread's stack now.
@@ -72,11 +78,57 @@ pub(crate) struct WaitCounts {
     held: AtomicU64,
     /// Submissions run by waiting threads.
     helped: AtomicU64,
-    /// The recent helped jobs' mean length (nanoseconds, a moving average).
-    mean_job: AtomicU64,
+    /// Lending threads parked because they found nothing to run (see [`wake_one`]).
+    ///
+    /// [`wake_one`]: Self::wake_one
+    idle: Mutex<Vec<Thread>>,
+    /// `idle.len()`, read without the lock by every submission that finds every dispatcher
+    /// place taken.
+    idle_count: AtomicUsize,
 }
 
 impl WaitCounts {
+    /// Wakes a lending thread parked with nothing to run, if there is one: called after a
+    /// submission was queued while every dispatcher place was taken. Best effort: a lender
+    /// that registers just after this reads the count misses the wake-up and looks at the
+    /// queues after at most [`POLL`] instead.
+    #[inline]
+    pub(crate) fn wake_one(&self) {
+        if self.idle_count.load(Ordering::Relaxed) > 0 {
+            self.wake_one_slow();
+        }
+    }
+
+    #[cold]
+    fn wake_one_slow(&self) {
+        let thread = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        if let Some(t) = thread {
+            self.idle_count.fetch_sub(1, Ordering::Relaxed);
+            t.unpark();
+        }
+    }
+
+    /// Parks this lending thread for at most `left` ticks (nanoseconds), capped at [`POLL`],
+    /// registered so that a submission wakes it.
+    fn park_idle(&self, left: u64) {
+        let me = thread::current();
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            idle.push(me.clone());
+            self.idle_count.fetch_add(1, Ordering::Relaxed);
+        }
+        thread::park_timeout(Duration::from_nanos(left.min(POLL)));
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = idle.iter().position(|t| t.id() == me.id()) {
+            idle.swap_remove(at);
+            self.idle_count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// `(lent, held, helped)`.
     pub(crate) fn read(&self) -> (u64, u64, u64) {
         (
@@ -84,14 +136,6 @@ impl WaitCounts {
             self.held.load(Ordering::Relaxed),
             self.helped.load(Ordering::Relaxed),
         )
-    }
-
-    /// Folds a helped job's length into the moving average (1/8 weight; races lose an
-    /// update, which an average can afford).
-    fn learn(&self, took: u64) {
-        let mean = self.mean_job.load(Ordering::Relaxed);
-        let next = mean - mean / 8 + took / 8;
-        self.mean_job.store(next, Ordering::Relaxed);
     }
 }
 
@@ -197,6 +241,10 @@ impl<const MEASURED: bool> Lending<'_, MEASURED> {
         }
         waits.lent.fetch_add(1, Ordering::Relaxed);
         let _outermost = Outermost::enter(here);
+        // When the wait last found work (or began): it yields rather than parks for
+        // `LINGER` after that, as a pool worker does, since waking a parked thread costs
+        // tens of microseconds on a busy machine.
+        let mut busy_at = self.clock.now();
         loop {
             if ready() {
                 return true;
@@ -206,16 +254,20 @@ impl<const MEASURED: bool> Lending<'_, MEASURED> {
                 return ready();
             }
             let left = until - now;
-            let needed = SLICE.max(waits.mean_job.load(Ordering::Relaxed));
-            if left >= needed && !must_hold(here) && self.help_one(now) {
+            if left >= SLICE && !must_hold(here) && self.help_one() {
+                busy_at = self.clock.now();
                 continue;
             }
-            thread::park_timeout(Duration::from_nanos(left.min(POLL)));
+            if now.saturating_sub(busy_at) < LINGER {
+                thread::yield_now();
+            } else {
+                waits.park_idle(left);
+            }
         }
     }
 
     /// Runs one queued job, if one is there; `true` when it did.
-    fn help_one(&self, started: u64) -> bool {
+    fn help_one(&self) -> bool {
         let _nested = Nested::enter();
         // A panic that escapes a job (a user `Drop` of a value its ticket's holder had let
         // go, say) is the job's: its submission was ended as it unwound, and the waiting run
@@ -223,9 +275,7 @@ impl<const MEASURED: bool> Lending<'_, MEASURED> {
         let ran = panic::catch_unwind(AssertUnwindSafe(|| self.lender.run_one(self.at_least)))
             .unwrap_or(true);
         if ran {
-            let waits = self.lender.waits();
-            waits.helped.fetch_add(1, Ordering::Relaxed);
-            waits.learn(self.clock.now().saturating_sub(started));
+            self.lender.waits().helped.fetch_add(1, Ordering::Relaxed);
         }
         ran
     }

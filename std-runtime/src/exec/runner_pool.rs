@@ -46,8 +46,13 @@ const MAX_SPANS: usize = 8192;
 /// Idle runners kept beyond two per pool thread (see [`idle_max`]).
 const IDLE_SPARE: usize = 4;
 
+/// Idle runners kept for runs nested by lending waits (see [`idle_max`]): half the lending
+/// depth bound.
+const LEND_SPARE: usize = crate::lend::MAX_DEPTH as usize / 2;
+
 /// The most idle runners an executor on `threads` pool threads keeps: a power of two (the
-/// free ring's capacity, so a full ring is the bound) of at least `2 * threads + 4`.
+/// free ring's capacity, so a full ring is the bound) of at least
+/// `2 * threads + 4 + 16`.
 ///
 /// Why that many: a run holds its runner while it waits for a forked fan-out, and each
 /// branch running meanwhile holds one too, so with `threads` pool threads a forked run needs
@@ -55,8 +60,15 @@ const IDLE_SPARE: usize = 4;
 /// submission (nesting once more), and callers outside the pool run inline with a runner of
 /// their own. Two per thread covers one level of that nesting on every thread, the spare few
 /// the callers; deeper bursts make runners that are freed when they are given back.
+///
+/// A wait that lends its thread (`crate::lend`) nests a whole run on top of the waiting one,
+/// each holding a runner for as long as its own wait lasts: an outage where one run in ten
+/// backs off nests about ten deep on one thread. Making a runner costs tens of
+/// microseconds (its record arena and histograms are fresh pages), so runners for half the
+/// lending depth bound are kept too. The bound is a cap, not an allocation: an executor whose
+/// runs never nest never makes them.
 pub(crate) fn idle_max(threads: usize) -> usize {
-    (2 * threads.max(1) + IDLE_SPARE).next_power_of_two()
+    (2 * threads.max(1) + IDLE_SPARE + LEND_SPARE).next_power_of_two()
 }
 
 /// What a runner's runs did, read by reports: a run adds to it at its end (briefly, under
