@@ -93,6 +93,7 @@ pub use exec::{
 /// reducer, splitter, selector or merge aborts the whole process. Such hosts should return
 /// errors from their steps instead, and can check this at start-up (the demo prints it).
 pub const PANICS_CAUGHT: bool = cfg!(panic = "unwind");
+#[cfg(not(loom))]
 mod lend;
 pub mod parts;
 // Their short paths inside the crate (`crate::queue`, ...); under loom only the queue's and
