@@ -6,6 +6,10 @@
 //!   healthy runs' (first submission to the last healthy ticket completed).
 //! - `no_blocking`: the same 90 healthy runs alone, in the same order.
 //!
+//! Each measured batch starts right after a batch with blocking runs has ended (for
+//! `no_blocking`, one run unmeasured before it), so that both functions start from the same
+//! state (`shared/blocking.rs` says why).
+//!
 //! Information only, no gate (the issue: "information on this VM's two threads"); its goal,
 //! healthy p99 within 2x of `no_blocking`, is printed per run by the example:
 //! `cargo run --release -p flujo-benches --example w13_blocking`.
@@ -20,10 +24,11 @@ use blocking::{Blocking, Mix};
 /// `W13_blocking` (two workers, information).
 pub fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("W13_blocking");
-    // A `flujo` iteration lasts at least 50 ms of wall time (its blocking runs are waited
-    // for, unmeasured), a `no_blocking` one about 0.1 ms. Criterion sizes its iterations by
-    // the wall time of the warm-up, so 10 flat samples in 2 s keep the group to about 6 s
-    // (`flujo`: 0.5 s of warm-up and 10 samples of 3 or 4 batches).
+    // An iteration of either function lasts at least 50 ms of wall time (the blocking runs
+    // of its batch, or of the unmeasured batch before it, are waited for), of which about
+    // 0.2 ms is measured. Criterion sizes its iterations by the wall time of the warm-up, so
+    // 10 flat samples in 2 s keep the group to about 6 s (each function: 0.5 s of warm-up
+    // and 10 samples of 3 or 4 iterations).
     group
         .sample_size(10)
         .sampling_mode(SamplingMode::Flat)
