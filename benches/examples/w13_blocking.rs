@@ -67,7 +67,7 @@ fn main() {
     let s = w.pool().stats();
     println!(
         "blocking pool: {} calls accepted, {} completed, {} refused (full), {} panicked, {} \
-         abandoned; {} threads started",
+         abandoned; {} threads alive",
         s.accepted, s.completed, s.refused_full, s.panicked, s.abandoned, s.threads
     );
     println!();
