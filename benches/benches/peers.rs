@@ -4,6 +4,8 @@ use criterion::{criterion_group, criterion_main};
 
 #[path = "peers/w10_breaker.rs"]
 mod w10_breaker;
+#[path = "peers/w13_blocking.rs"]
+mod w13_blocking;
 #[path = "peers/w13_outage.rs"]
 mod w13_outage;
 #[path = "peers/w14_typed_chain.rs"]
@@ -32,6 +34,7 @@ criterion_group!(
     w9_telemetry::benches,
     w10_breaker::benches,
     w13_outage::benches,
+    w13_blocking::benches,
     w14_typed_chain::benches,
 );
 criterion_main!(benches);

@@ -13,73 +13,12 @@
 //!
 //! `cargo run --release -p flujo-benches --example w13_outage [-- --batches N]`
 //! (default 200 batches of each kind, after 10 of warm-up).
-use std::time::Duration;
-
 #[path = "../benches/shared/outage.rs"]
 mod outage;
-use outage::{Mix, Outage, BACKOFF, BATCH, HEALTHY, OUTAGE_EVERY};
-
-fn usage(msg: &str) -> ! {
-    eprintln!("{msg}\nusage: w13_outage [--batches N]");
-    std::process::exit(2)
-}
-
-fn parse_batches() -> usize {
-    let mut batches = 200;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        match flag.as_str() {
-            "--batches" => {
-                batches = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|&n| n > 0)
-                    .unwrap_or_else(|| usage("--batches needs a count of at least 1"))
-            }
-            other => usage(&format!("unknown argument {other}")),
-        }
-    }
-    batches
-}
-
-/// The `q`-th percentile (0..=100) of sorted durations, in microseconds.
-fn pct_us(sorted: &[Duration], q: usize) -> f64 {
-    let i = (sorted.len() * q / 100).min(sorted.len() - 1);
-    sorted[i].as_secs_f64() * 1e6
-}
-
-/// What one kind of batch measured.
-#[derive(Default)]
-struct Kind {
-    latencies: Vec<Duration>,
-    total: Duration,
-    batch_times: Vec<Duration>,
-}
-
-impl Kind {
-    fn add(&mut self, t: outage::BatchTimes) {
-        self.total += t.healthy;
-        self.batch_times.push(t.healthy);
-        self.latencies.extend(t.latencies);
-    }
-
-    fn print(&mut self, name: &str) {
-        self.latencies.sort_unstable();
-        self.batch_times.sort_unstable();
-        let l = &self.latencies;
-        println!(
-            "{name:<12}{:>10.1}{:>10.1}{:>10.1}{:>10.1}{:>14.1}",
-            pct_us(l, 50),
-            pct_us(l, 90),
-            pct_us(l, 99),
-            l.last().map_or(0.0, |d| d.as_secs_f64() * 1e6),
-            pct_us(&self.batch_times, 50),
-        );
-    }
-}
+use outage::{Mix, Outage, Summary, BACKOFF, BATCH, HEALTHY, OUTAGE_EVERY};
 
 fn main() {
-    let batches = parse_batches();
+    let batches = outage::parse_batches("w13_outage", 200);
     println!(
         "W13_outage: healthy runs' latency on a 1-worker executor (latency preset, adaptive \
          admission off)"
@@ -100,7 +39,7 @@ fn main() {
         w.batch(Mix::NoOutage, x, false);
         x += BATCH as u64;
     }
-    let (mut with, mut without) = (Kind::default(), Kind::default());
+    let (mut with, mut without) = (Summary::default(), Summary::default());
     for _ in 0..batches {
         with.add(w.batch(Mix::Outage, x, true));
         without.add(w.batch(Mix::NoOutage, x, true));
@@ -112,10 +51,7 @@ fn main() {
         waits.lent, waits.held, waits.helped
     );
     println!();
-    println!(
-        "{:<12}{:>10}{:>10}{:>10}{:>10}{:>14}   (µs)",
-        "batches", "p50", "p90", "p99", "max", "batch p50"
-    );
+    Summary::print_header("batches");
     with.print("outage");
     without.print("no_outage");
     println!();
