@@ -180,7 +180,8 @@ impl Clock for RuntimeClock {
         }
     }
 
-    /// Parks between looks (see [`sleep_until`]); a manual clock is not moved.
+    /// Parks between looks, at most 50 µs apart (an unpark ends a look early); a manual clock
+    /// is not moved.
     fn wait_until(&self, until: u64, ready: &dyn Fn() -> bool) -> bool {
         sleep_until(self, until, ready)
     }
