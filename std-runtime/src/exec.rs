@@ -665,6 +665,7 @@ where
                         clock,
                         lender: self,
                         at_least,
+                        cancel,
                     };
                     w.runner
                         .run_in(graph, input, context, &measured, &opts, &host)
@@ -673,6 +674,7 @@ where
                         clock,
                         lender: self,
                         at_least,
+                        cancel,
                     };
                     w.runner
                         .run_in(graph, input, context, &unmeasured, &opts, &host)

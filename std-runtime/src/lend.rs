@@ -20,6 +20,8 @@
 //!   (its `rayon::join` frame holds the thread; helping there would delay the branch's
 //!   siblings) and every wait under a [`ManualClock`](flujo_core::graph::ManualClock)
 //!   (a backoff advances it at once; there is no time to lend).
+//! - **Cancellation** ends a backoff early: the run is stopped right after it, cancelled,
+//!   as it would have been after the whole gap.
 //! - **Counted**: [`WaitCounts`] says how many waits lent their thread, how many held it,
 //!   and how many jobs were helped; the report shows them (`Report::waits`).
 
@@ -29,7 +31,7 @@ use std::sync::{Mutex, PoisonError};
 use std::thread::{self, Thread};
 use std::time::Duration;
 
-use flujo_core::graph::Clock;
+use flujo_core::graph::{CancelFlag, Clock};
 
 use crate::clock::{sleep_until, RuntimeClock, POLL};
 use crate::priority::Priority;
@@ -228,6 +230,10 @@ pub(crate) struct Lending<'a, const MEASURED: bool> {
     pub(crate) clock: &'a RuntimeClock,
     pub(crate) lender: &'a dyn Lend,
     pub(crate) at_least: Priority,
+    /// The run's cancel flag: a backoff ends early once it is raised (the interpreter then
+    /// stops the run, cancelled), so a cancel or a time-limited shutdown reaches a run in a
+    /// long backoff at once.
+    pub(crate) cancel: Option<&'a CancelFlag>,
 }
 
 impl<const MEASURED: bool> Lending<'_, MEASURED> {
@@ -293,7 +299,8 @@ impl<const MEASURED: bool> Clock for Lending<'_, MEASURED> {
             RuntimeClock::Manual(m) => m.wait(ticks),
             RuntimeClock::Mono(_) => {
                 let until = self.clock.now().saturating_add(ticks);
-                self.lend_until(until, &|| false);
+                let cancel = self.cancel;
+                self.lend_until(until, &|| cancel.is_some_and(CancelFlag::is_cancelled));
             }
         }
     }

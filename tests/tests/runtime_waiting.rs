@@ -337,3 +337,54 @@ fn shutdown_meeting_runs_in_backoff_loses_nothing() {
         assert_eq!(gaps.lock().unwrap().len(), 4);
     });
 }
+
+#[test]
+fn a_cancel_reaches_a_run_in_a_long_backoff_at_once() {
+    // A 60 s backoff: on the real clock a cancel (by the ticket, or by a time-limited
+    // shutdown) ends it early and the run is stopped, cancelled; on a manual clock the
+    // backoff passes at once and the run succeeds. Either way the ticket ends.
+    const GAP: Duration = Duration::from_secs(60);
+    each_setup(1, |s| {
+        let ex = single_worker(s);
+        let log = Log::default();
+        let gaps = Arc::default();
+        let g = outage(&ex, &log, &gaps, "long", GAP);
+        let by_ticket = ex.submit(&g, 0, (), Priority::High).ok().unwrap();
+        let by_shutdown = ex.submit(&g, 1, (), Priority::High).ok().unwrap();
+        // Both have failed their first attempt (or, on a manual clock, are done) before
+        // the cancels.
+        let started = std::time::Instant::now();
+        while log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.ends_with("failed"))
+            .count()
+            < 2
+        {
+            assert!(started.elapsed() < Duration::from_secs(10), "{}", s.name);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        by_ticket.cancel();
+        let report = ex.shutdown_with(
+            &flujo_runtime::ShutdownSpec::default().limit(Duration::from_millis(20)),
+        );
+        assert_eq!(report.still_running, 0, "{}: {report:?}", s.name);
+        for t in [by_ticket, by_shutdown] {
+            match (t.wait().unwrap(), &s.time) {
+                (Finished::Ran(done), Time::Real) => {
+                    assert_eq!(done.outcome, Outcome::Aborted, "{}: {done:?}", s.name)
+                }
+                (Finished::Ran(done), Time::Manual(_)) => {
+                    assert_eq!(done.outcome, Outcome::Succeeded, "{}", s.name)
+                }
+                (other, _) => panic!("{}: {other:?}", s.name),
+            }
+        }
+        assert!(
+            started.elapsed() < GAP / 2,
+            "{}: a backoff outlived its cancel",
+            s.name
+        );
+    });
+}

@@ -51,6 +51,7 @@ fn lending<'a>(clock: &'a RuntimeClock, q: &'a Queue, at_least: Priority) -> Len
         clock,
         lender: q,
         at_least,
+        cancel: None,
     }
 }
 
@@ -176,6 +177,7 @@ impl Lend for Nesting<'_> {
             clock: self.clock,
             lender: self,
             at_least,
+            cancel: None,
         };
         l.wait(2_000_000);
         true
@@ -198,6 +200,7 @@ fn nesting_is_bounded_by_the_depth() {
         clock: &clock,
         lender: &n,
         at_least: Priority::Low,
+        cancel: None,
     };
     l.wait(2_000_000);
     let (depth, used) = *n.deepest.lock().unwrap();
@@ -207,4 +210,27 @@ fn nesting_is_bounded_by_the_depth() {
     assert!(held >= 1, "the deepest wait held its thread");
     assert_eq!(lent, u64::from(MAX_DEPTH));
     assert!(helped >= u64::from(MAX_DEPTH));
+}
+
+#[test]
+fn a_raised_cancel_flag_ends_a_backoff_early() {
+    let clock = RuntimeClock::default();
+    let q = Queue::new(Vec::new(), 0);
+    let flag = CancelFlag::new();
+    let l = Lending::<true> {
+        clock: &clock,
+        lender: &q,
+        at_least: Priority::Normal,
+        cancel: Some(&flag),
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            thread::sleep(Duration::from_millis(5));
+            flag.cancel();
+        });
+        let before = clock.now();
+        l.wait(60_000_000_000); // a minute
+        let took = clock.now() - before;
+        assert!(took >= 5_000_000 && took < 30_000_000_000, "{took}");
+    });
 }
