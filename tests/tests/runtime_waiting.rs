@@ -366,8 +366,11 @@ fn a_cancel_reaches_a_run_in_a_long_backoff_at_once() {
             std::thread::sleep(Duration::from_millis(1));
         }
         by_ticket.cancel();
+        // A grace long enough for a loaded machine: the shutdown returns once the runs end.
         let report = ex.shutdown_with(
-            &flujo_runtime::ShutdownSpec::default().limit(Duration::from_millis(20)),
+            &flujo_runtime::ShutdownSpec::default()
+                .limit(Duration::from_millis(20))
+                .grace(Duration::from_secs(10)),
         );
         assert_eq!(report.still_running, 0, "{}: {report:?}", s.name);
         for t in [by_ticket, by_shutdown] {
