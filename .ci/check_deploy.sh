@@ -37,4 +37,19 @@ t promtool test rules docs/deploy/alerts_test.yml
 t promtool check metrics < "$exposition"
 t python3 .ci/check_dashboard.py --promtool "$(command -v promtool)" \
     "$exposition" docs/deploy/grafana-dashboard.json docs/deploy/alerts.yml
+# Every alert's runbook_url names a section of docs/monitoring.md (GitHub's heading anchors).
+t python3 - docs/deploy/alerts.yml docs/monitoring.md <<'PY'
+import re, sys
+rules, doc = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+def slug(h):
+    return re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+anchors = {slug(h) for h in re.findall(r"^#+\s+(.*)$", doc, re.M)}
+links = re.findall(r"runbook_url:\s*\"docs/monitoring\.md#([^\"]+)\"", rules)
+alerts = re.findall(r"^\s*-\s*alert:", rules, re.M)
+missing = sorted(set(links) - anchors)
+if len(links) != len(alerts) or missing:
+    sys.exit(f"check_deploy: {len(alerts)} alerts, {len(links)} runbook links; "
+             f"no section of {sys.argv[2]} for: {missing}")
+print(f"check_deploy: {len(links)} runbook links, each to a section of {sys.argv[2]}")
+PY
 echo "check_deploy: ok"
