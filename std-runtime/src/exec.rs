@@ -19,6 +19,8 @@ mod builder;
 mod dispatch;
 mod host;
 mod runner_pool;
+#[cfg(feature = "prometheus")]
+mod scrape;
 mod shutdown;
 mod submit;
 mod tally;
@@ -893,6 +895,17 @@ where
     /// submission was counted, and read with `Acquire` or under the pooled runner's lock), so
     /// `in_flight` is never negative.
     fn report(&self) -> Report {
+        self.report_with(|_| ()).0
+    }
+
+    /// [`report`](Self::report), also showing the collected report builder (its latency
+    /// histograms) to `on_collected` while it is locked, and returning each breaker's current
+    /// state beside `report.breakers` (same order).
+    fn report_with(
+        &self,
+        on_collected: impl FnOnce(&crate::report::ReportBuilder),
+    ) -> (Report, Vec<flujo_core::policy::BreakerState>) {
+        let mut on_collected = Some(on_collected);
         let rejected = self.rejected.each_ref().map(|c| c.load(Ordering::Acquire));
         let handed_back = self.handed_back.load(Ordering::Acquire);
         let panicked_inline = self.panicked_inline.load(Ordering::Acquire);
@@ -926,7 +939,12 @@ where
                 inline += retired.inline_runs;
                 freed = retired.freed;
             }
-            Seen::Collected(collected) => report = Some(collected.build(wall)),
+            Seen::Collected(collected) => {
+                if let Some(f) = on_collected.take() {
+                    f(collected);
+                }
+                report = Some(collected.build(wall));
+            }
         });
         let mut report = report.expect("`read` shows the collected report");
         // Last: every submission whose end was counted above is counted here.
@@ -943,6 +961,7 @@ where
         debug_assert!(ended <= runs.submitted, "{runs:?}");
         runs.in_flight = runs.submitted.saturating_sub(ended);
         report.breakers = breakers.iter().map(breaker_row).collect();
+        let states = breakers.iter().map(|seen| seen.breaker.state()).collect();
         report.breakers_exact = true;
         let made = self.runners.made();
         let idle_max = self.runners.idle_max() as u64;
@@ -966,7 +985,7 @@ where
         };
         let (lent, held, helped) = self.waits.read();
         report.waits = WaitStats { lent, held, helped };
-        report
+        (report, states)
     }
 }
 

@@ -809,6 +809,19 @@ impl ReportBuilder {
         self.steps[index].latency_ns.as_ref()
     }
 
+    /// The run latency histogram and each step row's latency histogram (nanoseconds; `None`:
+    /// no latency of that step was fed in), in row order, for the Prometheus exposition.
+    #[cfg(feature = "prometheus")]
+    pub(crate) fn latency_histograms(
+        &self,
+    ) -> (&Histogram, impl Iterator<Item = (&str, Option<&Histogram>)>) {
+        let steps = self
+            .steps
+            .iter()
+            .map(|entry| (entry.row.step.as_str(), entry.latency_ns.as_ref()));
+        (&self.run_latency_ns, steps)
+    }
+
     /// The sampling period set by [`set_run_sample_period`](Self::set_run_sample_period) (0: not
     /// set).
     pub fn run_sample_period(&self) -> u64 {
