@@ -20,8 +20,8 @@
 //!
 //! The latency histograms (`flujo_run_latency_seconds`, `flujo_step_latency_seconds{step}`) are
 //! classic Prometheus histograms whose `le` edges are edges of the engine's own log-linear
-//! histogram ([`Histogram`]): two per power of two of nanoseconds, from about 1 µs to about 69 s
-//! ([`LATENCY_EDGES_NS`], 53 edges). Each `le` is the inclusive upper end of an engine bucket
+//! histogram ([`Histogram`]): two per power of two of nanoseconds, from 128 ns to about 69 s
+//! ([`LATENCY_EDGES_NS`], 59 edges, so 60 series with `+Inf` per histogram). Each `le` is the inclusive upper end of an engine bucket
 //! (`2^m - 1` and `3 * 2^(m-1) - 1` nanoseconds, in seconds), and no engine bucket straddles it,
 //! so every cumulative count is exact: it counts exactly the latencies fed in that were at
 //! most `le`. `+Inf` equals `_count`; `_sum` is the exact sum in seconds. Quantiles that
@@ -109,14 +109,14 @@ mod tests;
 /// The `Content-Type` of the exposition (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Powers of two of nanoseconds the latency histograms' edges start and end at: `2^10` ns
-/// (1.024 µs) and `2^36` ns (68.7 s).
-const EDGE_LOW_POW: u32 = 10;
+/// Powers of two of nanoseconds the latency histograms' edges start and end at: `2^7` ns
+/// (128 ns) and `2^36` ns (68.7 s).
+const EDGE_LOW_POW: u32 = 7;
 const EDGE_HIGH_POW: u32 = 36;
 
 /// The latency histograms' bucket edges in nanoseconds: each `le` is the inclusive upper end
 /// `edge - 1` of the engine bucket below `edge` (see the [module docs](self)). Two per power of
-/// two, `2^m` and `3 * 2^(m-1)`, from `2^10` to `2^36`.
+/// two, `2^m` and `3 * 2^(m-1)`, from `2^7` to `2^36`.
 pub const LATENCY_EDGES_NS: [u64; LATENCY_EDGES] = latency_edges();
 
 /// How many edges [`LATENCY_EDGES_NS`] has.
@@ -140,15 +140,15 @@ const fn latency_edges() -> [u64; LATENCY_EDGES] {
 /// tests check the edges against a real [`Histogram`]).
 const ENGINE_SUB_BUCKET_BITS: u32 = 7;
 
-// Every edge is the low end of an engine bucket (rows from 2^8 up have 128 sub-buckets of
-// width 2^(m-7); 2^(m-1) is a multiple of that), so no bucket straddles an `le`.
+// Every edge is the low end of an engine bucket (values below 2^8 have a bucket each; rows
+// from 2^8 up have 128 sub-buckets of width 2^(m-7), and 2^(m-1) is a multiple of that), so
+// no bucket straddles an `le`.
 const _: () = {
     let mut i = 0;
     while i < LATENCY_EDGES {
         let e = LATENCY_EDGES_NS[i];
         let m = 63 - e.leading_zeros();
-        assert!(m >= ENGINE_SUB_BUCKET_BITS + 1);
-        assert!(e % (1 << (m - ENGINE_SUB_BUCKET_BITS)) == 0);
+        assert!(m <= ENGINE_SUB_BUCKET_BITS || e % (1 << (m - ENGINE_SUB_BUCKET_BITS)) == 0);
         i += 1;
     }
 };

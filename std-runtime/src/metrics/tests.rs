@@ -384,7 +384,8 @@ fn bucket_counts_are_exact_at_every_edge() {
         assert_eq!(b.len(), 2, "edge {e}");
         assert_eq!((b[0].high, b[1].low), (e - 1, e));
     }
-    assert_eq!(LATENCY_EDGES_NS[0], 1 << 10);
+    assert_eq!(LATENCY_EDGES_NS[0], 1 << 7);
+    assert_eq!(LATENCY_EDGES, 59);
     assert_eq!(LATENCY_EDGES_NS[LATENCY_EDGES - 1], 1 << 36);
 }
 
