@@ -748,8 +748,7 @@ fn main() -> ExitCode {
             args.linger_secs
         );
         std::thread::sleep(Duration::from_secs(args.linger_secs));
-        drop(server);
-    }
+    } // the endpoint stops here, with `server`
     if ok {
         ExitCode::SUCCESS
     } else {
@@ -763,8 +762,12 @@ fn serve_metrics(
     executor: &Executor<Msg, Ctx>,
     addr: Option<&str>,
 ) -> Result<Option<flujo_runtime::metrics::MetricsServer>, String> {
-    addr.map(|addr| executor.serve_metrics(addr).map_err(|e| format!("{addr}: {e}")))
-        .transpose()
+    addr.map(|addr| {
+        executor
+            .serve_metrics(addr)
+            .map_err(|e| format!("{addr}: {e}"))
+    })
+    .transpose()
 }
 
 #[cfg(feature = "metrics-http")]
@@ -774,18 +777,23 @@ fn metrics_url(server: &flujo_runtime::metrics::MetricsServer) -> String {
 
 /// Without the feature `metrics-http` there is no endpoint to serve.
 #[cfg(not(feature = "metrics-http"))]
-fn serve_metrics(_: &Executor<Msg, Ctx>, addr: Option<&str>) -> Result<Option<()>, String> {
+struct NoServer;
+
+#[cfg(not(feature = "metrics-http"))]
+fn serve_metrics(_: &Executor<Msg, Ctx>, addr: Option<&str>) -> Result<Option<NoServer>, String> {
     match addr {
         None => Ok(None),
-        Some(_) => Err("the metrics endpoint needs the crate feature `metrics-http` \
+        Some(_) => Err(
+            "the metrics endpoint needs the crate feature `metrics-http` \
                         (cargo run --release -p flujo-runtime --features metrics-http \
                         --example demo -- --metrics-addr ...)"
-            .into()),
+                .into(),
+        ),
     }
 }
 
 #[cfg(not(feature = "metrics-http"))]
-fn metrics_url(_: &()) -> String {
+fn metrics_url(_: &NoServer) -> String {
     String::new()
 }
 

@@ -99,9 +99,9 @@ use crate::Priority;
 #[cfg(feature = "metrics-http")]
 mod http;
 #[cfg(feature = "metrics-http")]
-pub use http::MetricsServer;
-#[cfg(feature = "metrics-http")]
 pub(crate) use http::serve;
+#[cfg(feature = "metrics-http")]
+pub use http::MetricsServer;
 
 #[cfg(test)]
 mod tests;
@@ -148,7 +148,7 @@ const _: () = {
     while i < LATENCY_EDGES {
         let e = LATENCY_EDGES_NS[i];
         let m = 63 - e.leading_zeros();
-        assert!(m <= ENGINE_SUB_BUCKET_BITS || e % (1 << (m - ENGINE_SUB_BUCKET_BITS)) == 0);
+        assert!(m <= ENGINE_SUB_BUCKET_BITS || e.is_multiple_of(1 << (m - ENGINE_SUB_BUCKET_BITS)));
         i += 1;
     }
 };
@@ -344,7 +344,12 @@ pub(crate) fn render(report: &Report, readings: &Readings, histograms: &str, out
         ("failed", runs.failed),
         ("aborted", runs.aborted),
     ] {
-        sample(out, "flujo_runs_completed_total", &[("outcome", outcome)], n);
+        sample(
+            out,
+            "flujo_runs_completed_total",
+            &[("outcome", outcome)],
+            n,
+        );
     }
     header(
         out,
@@ -427,7 +432,12 @@ pub(crate) fn render(report: &Report, readings: &Readings, histograms: &str, out
     );
     for p in Priority::ALL {
         let depth = readings.queue_depth[p.index()];
-        sample(out, "flujo_queue_depth", &[("priority", priority_name(p))], depth);
+        sample(
+            out,
+            "flujo_queue_depth",
+            &[("priority", priority_name(p))],
+            depth,
+        );
     }
     header(
         out,
@@ -437,7 +447,12 @@ pub(crate) fn render(report: &Report, readings: &Readings, histograms: &str, out
     );
     for p in Priority::ALL {
         let cap = readings.queue_capacity[p.index()];
-        sample(out, "flujo_queue_capacity", &[("priority", priority_name(p))], cap);
+        sample(
+            out,
+            "flujo_queue_capacity",
+            &[("priority", priority_name(p))],
+            cap,
+        );
     }
     render_breakers(report, &readings.breaker_states, out);
     single(
@@ -481,8 +496,18 @@ pub(crate) fn render(report: &Report, readings: &Readings, histograms: &str, out
         "counter",
         "Waits of runs on their children: lent to queued runs, or held.",
     );
-    sample(out, "flujo_waits_total", &[("kind", "lent")], report.waits.lent);
-    sample(out, "flujo_waits_total", &[("kind", "held")], report.waits.held);
+    sample(
+        out,
+        "flujo_waits_total",
+        &[("kind", "lent")],
+        report.waits.lent,
+    );
+    sample(
+        out,
+        "flujo_waits_total",
+        &[("kind", "held")],
+        report.waits.held,
+    );
     single(
         out,
         "flujo_waits_helped_runs_total",
@@ -533,7 +558,11 @@ fn render_breakers(report: &Report, states: &[BreakerState], out: &mut String) {
         "1 for each breaker's current state, 0 for its other states.",
     );
     for (step, state, _) in &rows {
-        for s in [BreakerState::Closed, BreakerState::Open, BreakerState::HalfOpen] {
+        for s in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ] {
             let on = u8::from(s == *state);
             sample(
                 out,

@@ -84,11 +84,11 @@ fn parse(text: &str) -> Parsed {
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
             assert!(
-                ["counter", "gauge", "histogram"].contains(&kind),
-                "{line}"
+                families_seen.insert(name.to_string()),
+                "family twice: {name}"
             );
-            assert!(families_seen.insert(name.to_string()), "family twice: {name}");
             p.types.insert(name.to_string(), kind.to_string());
             current = Some(name.to_string());
             continue;
@@ -107,8 +107,12 @@ fn parse(text: &str) -> Parsed {
         let family = current.as_deref().expect("a sample before any TYPE");
         let ok = name == family
             || (p.types[family] == "histogram"
-                && [format!("{family}_bucket"), format!("{family}_sum"), format!("{family}_count")]
-                    .contains(&name.to_string()));
+                && [
+                    format!("{family}_bucket"),
+                    format!("{family}_sum"),
+                    format!("{family}_count"),
+                ]
+                .contains(&name.to_string()));
         assert!(ok, "{name} under family {family}");
         let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
         assert!(
@@ -188,7 +192,10 @@ fn busy_executor(cfg: OptimizationConfig) -> (Executor<u64, ()>, Arc<Breaker>) {
                     let tries = std::sync::atomic::AtomicU32::new(0);
                     move |x: u64, _: &mut _| {
                         // Every other attempt fails: each run retries once at most.
-                        if tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 0 {
+                        if tries
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                            .is_multiple_of(2)
+                        {
                             Err(StepError::transient("flaky"))
                         } else {
                             Ok(x)
@@ -256,7 +263,10 @@ fn every_contracted_metric_is_rendered_and_the_counts_equal_the_report() {
         let (text, p) = render(&ex);
         let report = ex.report();
         for name in CONTRACT {
-            assert!(p.types.contains_key(*name), "{preset}: {name} missing\n{text}");
+            assert!(
+                p.types.contains_key(*name),
+                "{preset}: {name} missing\n{text}"
+            );
         }
         assert_eq!(p.types["flujo_run_latency_seconds"], "histogram");
         assert_eq!(p.types["flujo_runs_total"], "counter");
@@ -272,7 +282,10 @@ fn every_contracted_metric_is_rendered_and_the_counts_equal_the_report() {
                 "flujo_runs_completed_total{outcome=\"succeeded\"}",
                 runs.succeeded,
             ),
-            ("flujo_runs_completed_total{outcome=\"failed\"}", runs.failed),
+            (
+                "flujo_runs_completed_total{outcome=\"failed\"}",
+                runs.failed,
+            ),
             (
                 "flujo_runs_rejected_total{reason=\"shutting_down\"}",
                 runs.rejected_shutting_down,
@@ -285,7 +298,10 @@ fn every_contracted_metric_is_rendered_and_the_counts_equal_the_report() {
             ("flujo_runs_inline_total", runs.inline),
             ("flujo_admission_limit", report.admission.limit_current),
             ("flujo_runners_live", report.pool.pool_live),
-            ("flujo_arena_bytes_reserved", report.pool.arena_bytes_reserved),
+            (
+                "flujo_arena_bytes_reserved",
+                report.pool.arena_bytes_reserved,
+            ),
             ("flujo_waits_total{kind=\"lent\"}", report.waits.lent),
             (
                 "flujo_telemetry_events_dropped_total",
@@ -296,7 +312,11 @@ fn every_contracted_metric_is_rendered_and_the_counts_equal_the_report() {
         }
         for c in Counter::ALL {
             let series = format!("flujo_{}_total", c.name());
-            assert_eq!(p.get(&series), report.counter(c) as f64, "{preset}: {series}");
+            assert_eq!(
+                p.get(&series),
+                report.counter(c) as f64,
+                "{preset}: {series}"
+            );
         }
         assert!(report.counter(Counter::Retries) > 0, "{preset}");
         assert!(report.counter(Counter::CacheHits) > 0, "{preset}");
@@ -342,7 +362,11 @@ fn histograms_are_cumulative_end_in_their_count_and_sum_seconds() {
         );
         let square = check_histogram(&p, "flujo_step_latency_seconds", "step=\"square\",");
         let row = report.step("square").unwrap();
-        assert_eq!(square.last().unwrap().1, row.latency.samples as f64, "{preset}");
+        assert_eq!(
+            square.last().unwrap().1,
+            row.latency.samples as f64,
+            "{preset}"
+        );
         assert!(row.latency.samples > 0);
         check_histogram(
             &p,
@@ -457,8 +481,14 @@ mod http_endpoint {
         let answer = get(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         let (head, body) = answer.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-        assert!(head.contains(&format!("Content-Type: {CONTENT_TYPE}")), "{head}");
-        assert!(head.contains(&format!("Content-Length: {}", body.len())), "{head}");
+        assert!(
+            head.contains(&format!("Content-Type: {CONTENT_TYPE}")),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
         let p = parse(body);
         assert_eq!(p.get("flujo_runs_total{result=\"completed\"}"), 3.0);
         // A query string is fine; other paths and methods are not found.
@@ -505,7 +535,10 @@ mod http_endpoint {
     #[test]
     fn a_request_is_classified_by_its_first_line() {
         for (request, want) in [
-            (&b"GET /metrics HTTP/1.1\r\n\r\n"[..], http::Request::Metrics),
+            (
+                &b"GET /metrics HTTP/1.1\r\n\r\n"[..],
+                http::Request::Metrics,
+            ),
             (b"GET /metrics HTTP/1.1\n\n", http::Request::Metrics),
             (b"HEAD /metrics HTTP/1.1\r\n\r\n", http::Request::NotFound),
             (b"", http::Request::NotFound),
