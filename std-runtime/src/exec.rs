@@ -566,7 +566,7 @@ where
         let deadline = spec
             .deadline
             .and_then(|d| self.inner.clock.deadline_after(d));
-        let priority = None; // inline
+        let queued = None; // inline
         self.inner.run(
             graph,
             input,
@@ -574,7 +574,7 @@ where
             deadline,
             spec.cancel,
             spec.budget,
-            priority,
+            queued,
             f,
         )
     }
@@ -622,12 +622,13 @@ where
         deadline: Option<u64>,
         cancel: Option<&CancelFlag>,
         budget: Option<Usage>,
-        priority: Option<Priority>,
+        queued: Option<(Priority, u64)>,
         f: impl FnOnce(RunResult<'_, P, C>) -> R,
     ) -> Result<R, Panicked> {
-        // An inline run has no priority of its own: its waits help with `Normal` work and up.
-        let inline = priority.is_none();
-        let at_least = priority.unwrap_or(Priority::Normal);
+        // A submitted run comes with its priority and the tick it was submitted at. An inline
+        // run has no priority of its own: its waits help with `Normal` work and up.
+        let inline = queued.is_none();
+        let at_least = queued.map_or(Priority::Normal, |(p, _)| p);
         let cfg = self.config.load();
         let bridge = cfg
             .result_cache
@@ -685,6 +686,7 @@ where
                     graph,
                     r: &r,
                     wall: clock.now().saturating_sub(started),
+                    queue_wait: queued.map(|(p, at)| (p, started.saturating_sub(at))),
                     counting,
                     sampled,
                     inline,
@@ -864,7 +866,7 @@ where
                 deadline,
                 Some(cancel),
                 budget,
-                Some(priority),
+                Some((priority, submitted)),
                 Completed::of,
             )
         });
@@ -995,6 +997,9 @@ struct RunEnd<'g, 'r, P, C> {
     r: &'r RunResult<'r, P, C>,
     /// Ticks (nanoseconds) from the run's start to its end.
     wall: u64,
+    /// A submitted run's priority and ticks from its submission to its start.
+    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
+    queue_wait: Option<(Priority, u64)>,
     counting: bool,
     sampled: bool,
     inline: bool,
@@ -1007,6 +1012,11 @@ impl<P, C> RunEnd<'_, '_, P, C> {
     fn add_to(&self, stats: &mut runner_pool::RunnerStats, samples: &mut Vec<(NodeId, u64)>) {
         let (graph, r) = (self.graph, self.r);
         stats.report.add_run(r.outcome, self.wall);
+        // Kept only for the Prometheus exposition (one histogram record per submitted run).
+        #[cfg(feature = "prometheus")]
+        if let Some((priority, wait)) = self.queue_wait {
+            stats.report.add_queue_wait(priority, wait);
+        }
         stats.report.add_counters(&r.counters);
         stats
             .report

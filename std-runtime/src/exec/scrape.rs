@@ -18,6 +18,7 @@ where
         let (report, breaker_states) = self.report_with(|collected| {
             let (run, steps) = collected.latency_histograms();
             metrics::render_histograms(run, steps, &mut histograms);
+            metrics::render_queue_waits(collected.queue_wait_histograms(), &mut histograms);
         });
         let readings = Readings {
             queue_depth: Priority::ALL.map(|p| self.queues.len_of(p)),

@@ -41,6 +41,7 @@ const CONTRACT: &[&str] = &[
     "flujo_admission_limit_min_seen",
     "flujo_admission_limit_max_seen",
     "flujo_queue_depth",
+    "flujo_queue_wait_seconds",
     "flujo_breaker_state",
     "flujo_breaker_transitions_total",
     "flujo_cache_bytes",
@@ -372,6 +373,78 @@ fn histograms_are_cumulative_end_in_their_count_and_sum_seconds() {
             &p,
             "flujo_step_latency_seconds",
             "step=\"flaky \\\"retried\\\"\",",
+        );
+        // The four submissions were at High; the inline runs never queue.
+        for (priority, want) in [("high", 4.0), ("normal", 0.0), ("low", 0.0)] {
+            let labels = format!("priority=\"{priority}\",");
+            let b = check_histogram(&p, "flujo_queue_wait_seconds", &labels);
+            assert_eq!(b.last().unwrap().1, want, "{preset}: {priority}");
+        }
+    }
+}
+
+#[test]
+fn the_queue_wait_is_the_time_from_submission_to_start_on_the_executors_clock() {
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+
+    use flujo_core::graph::ManualClock;
+
+    // One worker; the first run holds it until released, the second waits in the queue
+    // meanwhile, while the manual clock moves 5 ms.
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (started_tx, release_rx) = (Mutex::new(started_tx), Mutex::new(release_rx));
+    let g = Arc::new(
+        Graph::<u64, ()>::build(move |b| {
+            b.task("gate", move |x: u64, _: &mut _| {
+                if x == 0 {
+                    started_tx.lock().unwrap().send(()).unwrap();
+                    release_rx.lock().unwrap().recv().unwrap();
+                }
+                Ok(x)
+            })
+        })
+        .unwrap(),
+    );
+    for (preset, mut cfg) in configs() {
+        cfg.workers = 1;
+        let clock = ManualClock::new(1_000);
+        let ex = Executor::builder(cfg).clock(clock.clone()).build().unwrap();
+        let first = ex.submit(&g, 0, (), crate::Priority::Normal).ok().unwrap();
+        started_rx.recv().unwrap();
+        let second = ex.submit(&g, 1, (), crate::Priority::Normal).ok().unwrap();
+        clock.advance(5_000_000);
+        // A scrape while a step holds the only worker returns (it waits for no run), and
+        // sees the second run queued.
+        let (_, p) = render(&ex);
+        assert_eq!(p.get("flujo_queue_depth{priority=\"normal\"}"), 1.0, "{preset}");
+        assert_eq!(p.get("flujo_runs_in_flight"), 2.0, "{preset}");
+        release_tx.send(()).unwrap();
+        for t in [first, second] {
+            assert!(matches!(t.wait().unwrap(), Finished::Ran(_)), "{preset}");
+        }
+        let (_, p) = render(&ex);
+        let b = check_histogram(&p, "flujo_queue_wait_seconds", "priority=\"normal\",");
+        let at = |le_ns: u64| {
+            let i = LATENCY_EDGES_NS
+                .iter()
+                .position(|&e| e - 1 == le_ns)
+                .unwrap();
+            b[i].1
+        };
+        // The first waited 0 ticks, the second exactly 5 ms (between the edges 2^22 and
+        // 3 * 2^21 ns).
+        assert_eq!(
+            (at((1 << 7) - 1), at((1 << 22) - 1), at((3 << 21) - 1)),
+            (1.0, 1.0, 2.0),
+            "{preset}"
+        );
+        let sum = p.get("flujo_queue_wait_seconds_sum{priority=\"normal\"}");
+        assert_eq!(sum, 0.005, "{preset}");
+        assert_eq!(
+            p.get("flujo_queue_wait_seconds_count{priority=\"high\"}"),
+            0.0
         );
     }
 }
