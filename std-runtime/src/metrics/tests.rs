@@ -418,7 +418,11 @@ fn the_queue_wait_is_the_time_from_submission_to_start_on_the_executors_clock() 
         // A scrape while a step holds the only worker returns (it waits for no run), and
         // sees the second run queued.
         let (_, p) = render(&ex);
-        assert_eq!(p.get("flujo_queue_depth{priority=\"normal\"}"), 1.0, "{preset}");
+        assert_eq!(
+            p.get("flujo_queue_depth{priority=\"normal\"}"),
+            1.0,
+            "{preset}"
+        );
         assert_eq!(p.get("flujo_runs_in_flight"), 2.0, "{preset}");
         release_tx.send(()).unwrap();
         for t in [first, second] {
