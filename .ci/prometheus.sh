@@ -17,10 +17,12 @@ WORK=$(mktemp -d)
 DEMO_PID=
 PROM_PID=
 cleanup() {
-    # Only the two processes this script started.
-    [ -n "$PROM_PID" ] && kill "$PROM_PID" 2>/dev/null && wait "$PROM_PID" 2>/dev/null
-    [ -n "$DEMO_PID" ] && kill "$DEMO_PID" 2>/dev/null && wait "$DEMO_PID" 2>/dev/null
+    local status=$?
+    # Only the two processes this script started (their exit by SIGTERM is expected).
+    if [ -n "$PROM_PID" ]; then kill "$PROM_PID" 2>/dev/null || true; wait "$PROM_PID" 2>/dev/null || true; fi
+    if [ -n "$DEMO_PID" ]; then kill "$DEMO_PID" 2>/dev/null || true; wait "$DEMO_PID" 2>/dev/null || true; fi
     rm -rf "$WORK"
+    exit "$status"
 }
 trap cleanup EXIT
 
