@@ -6,13 +6,13 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::CONTENT_TYPE;
 
 /// The longest request read (its line and headers); a longer one is answered 431.
 pub(crate) const MAX_REQUEST: usize = 8 * 1024;
-/// How long a connection may take to send its request, and to take the answer.
+/// How long a connection may take to send its whole request, and to take the answer.
 pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the idle server looks for a connection or a stop.
 const POLL: Duration = Duration::from_millis(20);
@@ -116,6 +116,25 @@ pub(crate) fn read_request(conn: &mut impl Read) -> io::Result<Request> {
     })
 }
 
+/// Reads from a connection until a deadline for the whole request (a client sending a
+/// byte now and then cannot hold the server longer).
+struct Within<'a> {
+    conn: &'a TcpStream,
+    until: Instant,
+}
+
+impl Read for Within<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.conn.set_read_timeout(Some(left))?;
+        let mut conn = self.conn;
+        conn.read(buf)
+    }
+}
+
 /// Answers one connection.
 fn answer(
     mut conn: TcpStream,
@@ -123,10 +142,13 @@ fn answer(
     body: &mut String,
 ) -> io::Result<()> {
     conn.set_nonblocking(false)?;
-    conn.set_read_timeout(Some(IO_TIMEOUT))?;
     conn.set_write_timeout(Some(IO_TIMEOUT))?;
     body.clear();
-    let (status, content_type) = match read_request(&mut conn)? {
+    let mut within = Within {
+        conn: &conn,
+        until: Instant::now() + IO_TIMEOUT,
+    };
+    let (status, content_type) = match read_request(&mut within)? {
         Request::Metrics => {
             if render(body) {
                 ("200 OK", CONTENT_TYPE)

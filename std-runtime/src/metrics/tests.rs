@@ -601,6 +601,29 @@ mod http_endpoint {
     }
 
     #[test]
+    fn a_client_trickling_its_request_holds_the_server_no_longer_than_the_bound() {
+        let ex = Executor::<u64, ()>::new(OptimizationConfig::latency()).unwrap();
+        let server = ex.serve_metrics("127.0.0.1:0").unwrap();
+        let addr = server.local_addr();
+        // One byte every 200 ms, never ending its headers: 60 s if the server let it.
+        let trickler = std::thread::spawn(move || {
+            let mut conn = TcpStream::connect(addr).unwrap();
+            for _ in 0..300 {
+                if conn.write_all(b"G").is_err() {
+                    return true; // the server closed the connection
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            false
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        // Served once the trickler's 2 s are up (`get` gives up after 10 s).
+        let answer = get(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(trickler.join().unwrap(), "the trickler was cut off");
+    }
+
+    #[test]
     fn a_server_outliving_its_executor_answers_503() {
         let ex = Executor::<u64, ()>::new(OptimizationConfig::latency()).unwrap();
         let server = ex.serve_metrics("127.0.0.1:0").unwrap();
