@@ -12,6 +12,13 @@
 //! cargo run --release -p flujo-runtime --example demo -- \
 //!     [--runs N] [--faults RATE] [--preset latency|throughput|low_memory] [--trace PATH]
 //! ```
+//!
+//! With the crate feature `metrics-http` (`--features metrics-http`), `--metrics-addr
+//! 127.0.0.1:PORT` serves the executor's Prometheus metrics at `GET /metrics` while the demo
+//! runs, and `--linger-secs N` keeps serving them for N seconds after its work is done (its
+//! final state: nothing changes any more), after printing one line with its own report's
+//! figures to compare with a scrape:
+//! `metrics-report runs_completed=C runs_submitted=S parse_latency_samples=P`.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -407,6 +414,10 @@ struct Args {
     faults: f64,
     preset: String,
     trace: String,
+    /// Where to serve the Prometheus metrics (feature `metrics-http`).
+    metrics_addr: Option<String>,
+    /// How long to keep serving them once the work is done.
+    linger_secs: u64,
 }
 
 fn args() -> Result<Args, String> {
@@ -415,6 +426,8 @@ fn args() -> Result<Args, String> {
         faults: 0.02,
         preset: "latency".into(),
         trace: "target/flujo-trace.json".into(),
+        metrics_addr: None,
+        linger_secs: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -424,9 +437,17 @@ fn args() -> Result<Args, String> {
             "--faults" => a.faults = value()?.parse().map_err(|e| format!("--faults: {e}"))?,
             "--preset" => a.preset = value()?,
             "--trace" => a.trace = value()?,
+            "--metrics-addr" => a.metrics_addr = Some(value()?),
+            "--linger-secs" => {
+                a.linger_secs = value()?
+                    .parse()
+                    .map_err(|e| format!("--linger-secs: {e}"))?
+            }
             "-h" | "--help" => {
                 return Err("usage: demo [--runs N] [--faults RATE] \
-                            [--preset latency|throughput|low_memory] [--trace PATH]"
+                            [--preset latency|throughput|low_memory] [--trace PATH] \
+                            [--metrics-addr HOST:PORT [--linger-secs N]] (metrics: \
+                            --features metrics-http)"
                     .into())
             }
             other => return Err(format!("unknown argument `{other}` (try --help)")),
@@ -506,6 +527,13 @@ fn main() -> ExitCode {
     config.telemetry.run_sample_period = 1024;
     config.telemetry.ring_capacity = config.telemetry.ring_capacity.max(4096);
     let executor = Executor::<Msg, Ctx>::new(config).expect("a valid configuration");
+    let metrics = match serve_metrics(&executor, args.metrics_addr.as_deref()) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("--metrics-addr: {e}");
+            return ExitCode::from(2);
+        }
+    };
 
     // One breaker for the remote FX service, shared by name: any graph that guards a call
     // to it takes the same one from the registry.
@@ -705,10 +733,68 @@ fn main() -> ExitCode {
     }
     if ok {
         println!("all counts add up");
+    }
+    if let Some(server) = metrics {
+        // The work is done: a scrape from now on sees these figures.
+        println!(
+            "metrics-report runs_completed={} runs_submitted={} parse_latency_samples={}",
+            report.runs.completed,
+            report.runs.submitted,
+            report.step("parse").map_or(0, |s| s.latency.samples)
+        );
+        println!(
+            "metrics: serving {} for {} s",
+            metrics_url(&server),
+            args.linger_secs
+        );
+        std::thread::sleep(Duration::from_secs(args.linger_secs));
+    } // the endpoint stops here, with `server`
+    if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The metrics endpoint, served while the demo runs (`None` without `--metrics-addr`).
+#[cfg(feature = "metrics-http")]
+fn serve_metrics(
+    executor: &Executor<Msg, Ctx>,
+    addr: Option<&str>,
+) -> Result<Option<flujo_runtime::metrics::MetricsServer>, String> {
+    addr.map(|addr| {
+        executor
+            .serve_metrics(addr)
+            .map_err(|e| format!("{addr}: {e}"))
+    })
+    .transpose()
+}
+
+#[cfg(feature = "metrics-http")]
+fn metrics_url(server: &flujo_runtime::metrics::MetricsServer) -> String {
+    format!("http://{}/metrics", server.local_addr())
+}
+
+/// Without the feature `metrics-http` there is no endpoint to serve.
+#[cfg(not(feature = "metrics-http"))]
+struct NoServer;
+
+#[cfg(not(feature = "metrics-http"))]
+fn serve_metrics(_: &Executor<Msg, Ctx>, addr: Option<&str>) -> Result<Option<NoServer>, String> {
+    match addr {
+        None => Ok(None),
+        Some(_) => Err(
+            "the metrics endpoint needs the crate feature `metrics-http` \
+                        (cargo run --release -p flujo-runtime --features metrics-http \
+                        --example demo -- --metrics-addr ...)"
+                .into(),
+        ),
+    }
+}
+
+#[cfg(not(feature = "metrics-http"))]
+fn metrics_url(_: &NoServer) -> String {
+    String::new()
 }
 
 /// Counts one finished submission and checks its result against its plan.

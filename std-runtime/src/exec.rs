@@ -19,6 +19,8 @@ mod builder;
 mod dispatch;
 mod host;
 mod runner_pool;
+#[cfg(feature = "prometheus")]
+mod scrape;
 mod shutdown;
 mod submit;
 mod tally;
@@ -564,7 +566,7 @@ where
         let deadline = spec
             .deadline
             .and_then(|d| self.inner.clock.deadline_after(d));
-        let priority = None; // inline
+        let queued = None; // inline
         self.inner.run(
             graph,
             input,
@@ -572,7 +574,7 @@ where
             deadline,
             spec.cancel,
             spec.budget,
-            priority,
+            queued,
             f,
         )
     }
@@ -620,12 +622,13 @@ where
         deadline: Option<u64>,
         cancel: Option<&CancelFlag>,
         budget: Option<Usage>,
-        priority: Option<Priority>,
+        queued: Option<(Priority, u64)>,
         f: impl FnOnce(RunResult<'_, P, C>) -> R,
     ) -> Result<R, Panicked> {
-        // An inline run has no priority of its own: its waits help with `Normal` work and up.
-        let inline = priority.is_none();
-        let at_least = priority.unwrap_or(Priority::Normal);
+        // A submitted run comes with its priority and the tick it was submitted at. An inline
+        // run has no priority of its own: its waits help with `Normal` work and up.
+        let inline = queued.is_none();
+        let at_least = queued.map_or(Priority::Normal, |(p, _)| p);
         let cfg = self.config.load();
         let bridge = cfg
             .result_cache
@@ -683,6 +686,7 @@ where
                     graph,
                     r: &r,
                     wall: clock.now().saturating_sub(started),
+                    queue_wait: queued.map(|(p, at)| (p, started.saturating_sub(at))),
                     counting,
                     sampled,
                     inline,
@@ -862,7 +866,7 @@ where
                 deadline,
                 Some(cancel),
                 budget,
-                Some(priority),
+                Some((priority, submitted)),
                 Completed::of,
             )
         });
@@ -893,6 +897,17 @@ where
     /// submission was counted, and read with `Acquire` or under the pooled runner's lock), so
     /// `in_flight` is never negative.
     fn report(&self) -> Report {
+        self.report_with(|_| ()).0
+    }
+
+    /// [`report`](Self::report), also showing the collected report builder (its latency
+    /// histograms) to `on_collected` while it is locked, and returning each breaker's current
+    /// state beside `report.breakers` (same order).
+    fn report_with(
+        &self,
+        on_collected: impl FnOnce(&crate::report::ReportBuilder),
+    ) -> (Report, Vec<flujo_core::policy::BreakerState>) {
+        let mut on_collected = Some(on_collected);
         let rejected = self.rejected.each_ref().map(|c| c.load(Ordering::Acquire));
         let handed_back = self.handed_back.load(Ordering::Acquire);
         let panicked_inline = self.panicked_inline.load(Ordering::Acquire);
@@ -926,7 +941,12 @@ where
                 inline += retired.inline_runs;
                 freed = retired.freed;
             }
-            Seen::Collected(collected) => report = Some(collected.build(wall)),
+            Seen::Collected(collected) => {
+                if let Some(f) = on_collected.take() {
+                    f(collected);
+                }
+                report = Some(collected.build(wall));
+            }
         });
         let mut report = report.expect("`read` shows the collected report");
         // Last: every submission whose end was counted above is counted here.
@@ -943,6 +963,7 @@ where
         debug_assert!(ended <= runs.submitted, "{runs:?}");
         runs.in_flight = runs.submitted.saturating_sub(ended);
         report.breakers = breakers.iter().map(breaker_row).collect();
+        let states = breakers.iter().map(|seen| seen.breaker.state()).collect();
         report.breakers_exact = true;
         let made = self.runners.made();
         let idle_max = self.runners.idle_max() as u64;
@@ -966,7 +987,7 @@ where
         };
         let (lent, held, helped) = self.waits.read();
         report.waits = WaitStats { lent, held, helped };
-        report
+        (report, states)
     }
 }
 
@@ -976,6 +997,9 @@ struct RunEnd<'g, 'r, P, C> {
     r: &'r RunResult<'r, P, C>,
     /// Ticks (nanoseconds) from the run's start to its end.
     wall: u64,
+    /// A submitted run's priority and ticks from its submission to its start.
+    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
+    queue_wait: Option<(Priority, u64)>,
     counting: bool,
     sampled: bool,
     inline: bool,
@@ -988,6 +1012,11 @@ impl<P, C> RunEnd<'_, '_, P, C> {
     fn add_to(&self, stats: &mut runner_pool::RunnerStats, samples: &mut Vec<(NodeId, u64)>) {
         let (graph, r) = (self.graph, self.r);
         stats.report.add_run(r.outcome, self.wall);
+        // Kept only for the Prometheus exposition (one histogram record per submitted run).
+        #[cfg(feature = "prometheus")]
+        if let Some((priority, wait)) = self.queue_wait {
+            stats.report.add_queue_wait(priority, wait);
+        }
         stats.report.add_counters(&r.counters);
         stats
             .report

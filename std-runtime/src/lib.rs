@@ -95,6 +95,8 @@ pub use exec::{
 pub const PANICS_CAUGHT: bool = cfg!(panic = "unwind");
 #[cfg(not(loom))]
 mod lend;
+#[cfg(all(feature = "prometheus", not(loom)))]
+pub mod metrics;
 pub mod parts;
 // Their short paths inside the crate (`crate::queue`, ...); under loom only the queue's and
 // the limiter's models are built.

@@ -466,6 +466,10 @@ pub(crate) struct ReportBuilder {
     /// Submissions the executor reported with [`add_submitted`](Self::add_submitted).
     submitted: u64,
     run_latency_ns: Histogram,
+    /// Per priority ([`Priority::index`](crate::Priority::index)), submitted runs' times from
+    /// submission to start, made on first use; only the Prometheus exposition reads them.
+    #[cfg(feature = "prometheus")]
+    queue_wait_ns: [Option<Histogram>; 3],
     /// Invariant: `step_index[steps[i].row.step] == i` for every `i`.
     steps: Vec<StepEntry>,
     step_index: HashMap<String, usize, BuildHasherDefault<NameHasher>>,
@@ -523,6 +527,8 @@ impl ReportBuilder {
             runs: Runs::default(),
             submitted: 0,
             run_latency_ns: Histogram::new(),
+            #[cfg(feature = "prometheus")]
+            queue_wait_ns: [None, None, None],
             steps: Vec::new(),
             step_index: HashMap::default(),
             node_entries: (u32::MAX, Vec::new()),
@@ -554,6 +560,22 @@ impl ReportBuilder {
         *count = count.saturating_add(1);
         self.runs.completed = self.runs.completed.saturating_add(1);
         self.run_latency_ns.record(wall_ns);
+    }
+
+    /// Records that a submitted run of `priority` started `wait_ns` nanoseconds after its
+    /// submission.
+    #[cfg(feature = "prometheus")]
+    #[inline]
+    pub fn add_queue_wait(&mut self, priority: crate::Priority, wait_ns: u64) {
+        self.queue_wait_ns[priority.index()]
+            .get_or_insert_with(Histogram::new)
+            .record(wait_ns);
+    }
+
+    /// The queue wait histograms of [`add_queue_wait`](Self::add_queue_wait), per priority.
+    #[cfg(feature = "prometheus")]
+    pub(crate) fn queue_wait_histograms(&self) -> &[Option<Histogram>; 3] {
+        &self.queue_wait_ns
     }
 
     #[cfg(test)]
@@ -809,6 +831,19 @@ impl ReportBuilder {
         self.steps[index].latency_ns.as_ref()
     }
 
+    /// The run latency histogram and each step row's latency histogram (nanoseconds; `None`:
+    /// no latency of that step was fed in), in row order, for the Prometheus exposition.
+    #[cfg(feature = "prometheus")]
+    pub(crate) fn latency_histograms(
+        &self,
+    ) -> (&Histogram, impl Iterator<Item = (&str, Option<&Histogram>)>) {
+        let steps = self
+            .steps
+            .iter()
+            .map(|entry| (entry.row.step.as_str(), entry.latency_ns.as_ref()));
+        (&self.run_latency_ns, steps)
+    }
+
     /// The sampling period set by [`set_run_sample_period`](Self::set_run_sample_period) (0: not
     /// set).
     pub fn run_sample_period(&self) -> u64 {
@@ -823,6 +858,10 @@ impl ReportBuilder {
         self.runs = Runs::default();
         self.submitted = 0;
         reset(&mut self.run_latency_ns);
+        #[cfg(feature = "prometheus")]
+        for h in self.queue_wait_ns.iter_mut().flatten() {
+            reset(h);
+        }
         for entry in &mut self.steps {
             entry.row = StepRow {
                 step: std::mem::take(&mut entry.row.step),
@@ -865,6 +904,12 @@ impl ReportBuilder {
             *mine = mine.saturating_add(theirs);
         }
         self.run_latency_ns.merge(&other.run_latency_ns);
+        #[cfg(feature = "prometheus")]
+        for (mine, theirs) in self.queue_wait_ns.iter_mut().zip(&other.queue_wait_ns) {
+            if let Some(h) = theirs.as_ref().filter(|h| !h.is_empty()) {
+                mine.get_or_insert_with(Histogram::new).merge(h);
+            }
+        }
         for theirs in &other.steps {
             let entry = self.add_counts(&theirs.row);
             if let Some(h) = theirs.latency_ns.as_ref().filter(|h| !h.is_empty()) {
