@@ -46,6 +46,7 @@ use crate::queue::PriorityQueues;
 use crate::report::{AdmissionStats, BreakerRow, PoolStats, Report, WaitStats};
 use crate::ticket::{Cells, Completer};
 use crate::trace::TraceWriter;
+use crate::tracing_spans::{Parent, RunSpan};
 use crate::Priority;
 use crate::Refusal;
 
@@ -287,6 +288,8 @@ struct Job<P, C> {
     permit: Option<OwnedPermit>,
     /// The tick it was submitted at.
     submitted: u64,
+    /// The span current at submission (feature `tracing`; zero-sized without it).
+    parent: Parent,
 }
 
 struct Inner<P, C> {
@@ -573,6 +576,7 @@ where
             spec.cancel,
             spec.budget,
             priority,
+            Parent::inline(),
             f,
         )
     }
@@ -621,6 +625,7 @@ where
         cancel: Option<&CancelFlag>,
         budget: Option<Usage>,
         priority: Option<Priority>,
+        parent: Parent,
         f: impl FnOnce(RunResult<'_, P, C>) -> R,
     ) -> Result<R, Panicked> {
         // An inline run has no priority of its own: its waits help with `Normal` work and up.
@@ -650,6 +655,8 @@ where
         let attempt = panic::catch_unwind(AssertUnwindSafe(|| {
             self.runners.with(|w| {
                 let sampled = w.sampled();
+                // Feature `tracing`: the run's span, opened if sampled (see `tracing_spans`).
+                let mut span = RunSpan::start(parent, sampled, graph, priority);
                 let opts = RunOptions {
                     deadline,
                     cancel,
@@ -660,25 +667,27 @@ where
                 // that. Both arms read the same clock for every decision; only a sampled run
                 // reads it around every step, for the latencies it records.
                 // Both clocks lend the thread to queued runs while the run waits.
-                let r = if sampled {
-                    let measured = Lending::<true> {
-                        clock,
-                        lender: self,
-                        at_least,
-                        cancel,
-                    };
-                    w.runner
-                        .run_in(graph, input, context, &measured, &opts, &host)
-                } else {
-                    let unmeasured = Lending::<false> {
-                        clock,
-                        lender: self,
-                        at_least,
-                        cancel,
-                    };
-                    w.runner
-                        .run_in(graph, input, context, &unmeasured, &opts, &host)
-                };
+                let r = span.in_scope(|| {
+                    if sampled {
+                        let measured = Lending::<true> {
+                            clock,
+                            lender: self,
+                            at_least,
+                            cancel,
+                        };
+                        w.runner
+                            .run_in(graph, input, context, &measured, &opts, &host)
+                    } else {
+                        let unmeasured = Lending::<false> {
+                            clock,
+                            lender: self,
+                            at_least,
+                            cancel,
+                        };
+                        w.runner
+                            .run_in(graph, input, context, &unmeasured, &opts, &host)
+                    }
+                });
                 let end = RunEnd {
                     graph,
                     r: &r,
@@ -689,6 +698,7 @@ where
                 };
                 end.add_to(&mut lock(&w.shared.stats), &mut w.samples);
                 counted = true;
+                span.steps(graph, &r, end.wall);
                 let out = f(r);
                 if sampled {
                     // The core samples task executions for events on its own; drain what it
@@ -697,6 +707,7 @@ where
                     w.drain(&mut lock(&shared.stats), &|id| {
                         graph.name(NodeId(id)).to_string()
                     });
+                    span.events(graph, w.drained());
                 }
                 out
             })
@@ -846,6 +857,7 @@ where
             completer,
             mut permit,
             submitted,
+            parent,
         } = job;
         let cancel = completer.cancel_flag();
         let result = self.running.during(cancel, || {
@@ -863,6 +875,7 @@ where
                 Some(cancel),
                 budget,
                 Some(priority),
+                parent,
                 Completed::of,
             )
         });

@@ -111,6 +111,9 @@ mod room;
 mod sync;
 pub mod ticket;
 pub mod trace;
+// `tracing` spans and events (feature `tracing`; zero-sized no-ops without it).
+#[cfg(not(loom))]
+mod tracing_spans;
 
 /// The runtime guide (`docs/runtime.md`); its examples run as doctests.
 #[cfg(doctest)]
