@@ -162,7 +162,7 @@ fn known_graph() -> Graph<u64, ()> {
         let a = b.task("a", |x, _| Ok(x + 1));
         let calls = Arc::clone(&calls);
         let flaky = move |x: u64, _: &mut StepCx<'_, ()>| {
-            if calls.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
+            if calls.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
                 Err(StepError::transient("first attempt"))
             } else {
                 Ok(x * 2)
