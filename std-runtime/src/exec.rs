@@ -667,27 +667,27 @@ where
                 // that. Both arms read the same clock for every decision; only a sampled run
                 // reads it around every step, for the latencies it records.
                 // Both clocks lend the thread to queued runs while the run waits.
-                let r = span.in_scope(|| {
-                    if sampled {
-                        let measured = Lending::<true> {
-                            clock,
-                            lender: self,
-                            at_least,
-                            cancel,
-                        };
-                        w.runner
-                            .run_in(graph, input, context, &measured, &opts, &host)
-                    } else {
-                        let unmeasured = Lending::<false> {
-                            clock,
-                            lender: self,
-                            at_least,
-                            cancel,
-                        };
-                        w.runner
-                            .run_in(graph, input, context, &unmeasured, &opts, &host)
-                    }
-                });
+                let entered = span.enter();
+                let r = if sampled {
+                    let measured = Lending::<true> {
+                        clock,
+                        lender: self,
+                        at_least,
+                        cancel,
+                    };
+                    w.runner
+                        .run_in(graph, input, context, &measured, &opts, &host)
+                } else {
+                    let unmeasured = Lending::<false> {
+                        clock,
+                        lender: self,
+                        at_least,
+                        cancel,
+                    };
+                    w.runner
+                        .run_in(graph, input, context, &unmeasured, &opts, &host)
+                };
+                span.exit(entered);
                 let end = RunEnd {
                     graph,
                     r: &r,

@@ -62,6 +62,7 @@ mod on {
     use flujo_core::interp::Outcome;
     use flujo_core::policy::ErrorClass;
     use flujo_core::telemetry::{EventKind, StepOutcome};
+    use tracing::span::Entered;
     use tracing::{field, Level, Span};
 
     use super::*;
@@ -114,10 +115,16 @@ mod on {
             }
         }
 
-        /// Calls `f` (the run) inside the span.
+        /// Enters the span on this thread, for the run's steps (see [`exit`](Self::exit)).
         #[inline]
-        pub(crate) fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
-            self.span.in_scope(f)
+        pub(crate) fn enter(&self) -> Entered<'_> {
+            self.span.enter()
+        }
+
+        /// Leaves the span [`enter`](Self::enter) entered.
+        #[inline]
+        pub(crate) fn exit(&self, entered: Entered<'_>) {
+            drop(entered);
         }
 
         /// Records how the run ended and makes a `flujo.step` span per step record.
@@ -348,6 +355,9 @@ mod off {
     /// Nothing (the feature is off).
     pub(crate) struct RunSpan;
 
+    /// Nothing (the feature is off).
+    pub(crate) struct Entered;
+
     impl RunSpan {
         #[inline(always)]
         pub(crate) fn start<P, C>(
@@ -360,9 +370,12 @@ mod off {
         }
 
         #[inline(always)]
-        pub(crate) fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
-            f()
+        pub(crate) fn enter(&self) -> Entered {
+            Entered
         }
+
+        #[inline(always)]
+        pub(crate) fn exit(&self, _entered: Entered) {}
 
         #[inline(always)]
         pub(crate) fn steps<P, C>(&mut self, _: &Graph<P, C>, _: &RunResult<'_, P, C>, _: u64) {}
