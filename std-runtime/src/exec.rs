@@ -46,7 +46,6 @@ use crate::queue::PriorityQueues;
 use crate::report::{AdmissionStats, BreakerRow, PoolStats, Report, WaitStats};
 use crate::ticket::{Cells, Completer};
 use crate::trace::TraceWriter;
-use crate::tracing_spans::{Parent, RunSpan};
 use crate::Priority;
 use crate::Refusal;
 
@@ -288,8 +287,9 @@ struct Job<P, C> {
     permit: Option<OwnedPermit>,
     /// The tick it was submitted at.
     submitted: u64,
-    /// The span current at submission (feature `tracing`; zero-sized without it).
-    parent: Parent,
+    /// The span current at submission (feature `tracing`).
+    #[cfg(feature = "tracing")]
+    parent: crate::tracing_spans::Parent,
 }
 
 struct Inner<P, C> {
@@ -576,7 +576,6 @@ where
             spec.cancel,
             spec.budget,
             priority,
-            Parent::inline(),
             f,
         )
     }
@@ -625,7 +624,6 @@ where
         cancel: Option<&CancelFlag>,
         budget: Option<Usage>,
         priority: Option<Priority>,
-        parent: Parent,
         f: impl FnOnce(RunResult<'_, P, C>) -> R,
     ) -> Result<R, Panicked> {
         // An inline run has no priority of its own: its waits help with `Normal` work and up.
@@ -656,7 +654,8 @@ where
             self.runners.with(|w| {
                 let sampled = w.sampled();
                 // Feature `tracing`: the run's span, opened if sampled (see `tracing_spans`).
-                let mut span = RunSpan::start(parent, sampled, graph, priority);
+                #[cfg(feature = "tracing")]
+                let mut span = crate::tracing_spans::RunSpan::start(sampled, graph, priority);
                 let opts = RunOptions {
                     deadline,
                     cancel,
@@ -667,6 +666,7 @@ where
                 // that. Both arms read the same clock for every decision; only a sampled run
                 // reads it around every step, for the latencies it records.
                 // Both clocks lend the thread to queued runs while the run waits.
+                #[cfg(feature = "tracing")]
                 let entered = span.enter();
                 let r = if sampled {
                     let measured = Lending::<true> {
@@ -687,7 +687,8 @@ where
                     w.runner
                         .run_in(graph, input, context, &unmeasured, &opts, &host)
                 };
-                span.exit(entered);
+                #[cfg(feature = "tracing")]
+                drop(entered);
                 let end = RunEnd {
                     graph,
                     r: &r,
@@ -698,6 +699,7 @@ where
                 };
                 end.add_to(&mut lock(&w.shared.stats), &mut w.samples);
                 counted = true;
+                #[cfg(feature = "tracing")]
                 span.steps(graph, &r, end.wall);
                 let out = f(r);
                 if sampled {
@@ -707,6 +709,7 @@ where
                     w.drain(&mut lock(&shared.stats), &|id| {
                         graph.name(NodeId(id)).to_string()
                     });
+                    #[cfg(feature = "tracing")]
                     span.events(graph, w.drained());
                 }
                 out
@@ -857,9 +860,13 @@ where
             completer,
             mut permit,
             submitted,
+            #[cfg(feature = "tracing")]
             parent,
         } = job;
         let cancel = completer.cancel_flag();
+        // Feature `tracing`: the submitter's span, the run span's parent (see `tracing_spans`).
+        #[cfg(feature = "tracing")]
+        let _parent = parent.lend();
         let result = self.running.during(cancel, || {
             // Registered: a shutdown that passed its limit since the check above either
             // raised this flag, or set `halting` before it locked this thread's slot, which
@@ -875,7 +882,6 @@ where
                 Some(cancel),
                 budget,
                 Some(priority),
-                parent,
                 Completed::of,
             )
         });

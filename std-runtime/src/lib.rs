@@ -111,8 +111,8 @@ mod room;
 mod sync;
 pub mod ticket;
 pub mod trace;
-// `tracing` spans and events (feature `tracing`; zero-sized no-ops without it).
-#[cfg(not(loom))]
+// `tracing` spans and events (feature `tracing`).
+#[cfg(all(feature = "tracing", not(loom)))]
 mod tracing_spans;
 
 /// The runtime guide (`docs/runtime.md`); its examples run as doctests.

@@ -34,359 +34,300 @@
 //! ring). Breaker transitions are recorded by sampled runs only.
 //!
 //! **Parent.** A run's span is a child of the span current when it was submitted (captured
-//! by [`Parent::submitted`] into the job, for a submitted run) or when
+//! by [`Parent::submitted`] into the job and lent to its run by [`Parent::lend`], for a
+//! submitted run) or when
 //! [`Executor::run`](crate::Executor::run) was called (an inline run). A submission made
 //! outside any span gives a root span, even when the run is taken by a thread that is
 //! itself inside another run's span (a wait lending its thread).
 //!
-//! **Cost.** Off, every item here is a zero-sized no-op and nothing of `tracing` is
-//! compiled in. On, an unsampled run costs one `Span::current()` at submission (a
-//! thread-local read and, inside a span, a reference count) and one branch; a sampled run
-//! with no subscriber interested costs a callsite-interest check per span and event.
+//! **Cost.** Off, this module and every hook into the executor (`#[cfg]`'d statements in
+//! `exec.rs`, `exec/submit.rs`) are compiled out: the executor's code is what it is without
+//! the feature. On, a submitted run costs one `Span::current()` at submission (a
+//! thread-local read and, inside a span, a reference count) and a thread-local swap when it
+//! starts, every run a branch; a sampled run with no subscriber interested costs a
+//! callsite-interest check per span and event.
 
-use flujo_core::graph::Graph;
-use flujo_core::interp::RunResult;
-use flujo_core::telemetry::Event;
+use std::cell::Cell;
+
+use flujo_core::graph::{Graph, NodeId};
+use flujo_core::interp::{Outcome, RunResult};
+use flujo_core::policy::ErrorClass;
+use flujo_core::telemetry::{Event, EventKind, StepOutcome};
+use tracing::span::Entered;
+use tracing::{field, Level, Span};
 
 use crate::{Priority, Refusal};
 
-#[cfg(feature = "tracing")]
-pub(crate) use on::{refused, Parent, RunSpan};
+thread_local! {
+    /// The submitter's span of the submitted run about to start on this thread, lent by
+    /// [`Parent::lend`] and taken by [`RunSpan::start`].
+    static SUBMITTER: Cell<Option<Span>> = const { Cell::new(None) };
+}
 
-#[cfg(not(feature = "tracing"))]
-pub(crate) use off::{refused, Parent, RunSpan};
+/// The span current when a run was submitted: its run span's parent.
+#[derive(Debug)]
+pub(crate) struct Parent(Span);
 
-#[cfg(feature = "tracing")]
-mod on {
-    use flujo_core::graph::NodeId;
-    use flujo_core::interp::Outcome;
-    use flujo_core::policy::ErrorClass;
-    use flujo_core::telemetry::{EventKind, StepOutcome};
-    use tracing::span::Entered;
-    use tracing::{field, Level, Span};
+impl Parent {
+    /// The span current now, for a run submitted now.
+    #[inline]
+    pub(crate) fn submitted() -> Self {
+        Self(Span::current())
+    }
 
-    use super::*;
+    /// Lends the span to the submitted run about to start on this thread, until the guard
+    /// is dropped (a run nested in this one's wait lends its own and gives this one back).
+    #[inline]
+    pub(crate) fn lend(self) -> Lent {
+        Lent(SUBMITTER.with(|slot| slot.replace(Some(self.0))))
+    }
+}
 
-    /// The span a run's span is a child of: the submitter's (captured at submission) or,
-    /// for an inline run, the one current when the run starts.
-    #[derive(Debug)]
-    pub(crate) struct Parent(Option<Span>);
+/// Puts back what the submitter's slot held before [`Parent::lend`].
+pub(crate) struct Lent(Option<Span>);
 
-    impl Parent {
-        /// The span current now, for a run submitted now.
-        #[inline]
-        pub(crate) fn submitted() -> Self {
-            Self(Some(Span::current()))
-        }
+impl Drop for Lent {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        SUBMITTER.with(|slot| slot.set(previous));
+    }
+}
 
-        /// An inline run's: the span current when it starts, on the same thread.
-        #[inline]
-        pub(crate) fn inline() -> Self {
-            Self(None)
+/// The `flujo.run` span of one run (disabled for a run that is not sampled) and the
+/// `flujo.step` spans made from its records, with their nodes.
+pub(crate) struct RunSpan {
+    /// Dropped (closed) before the run span.
+    steps: Vec<(u32, Span)>,
+    span: Span,
+}
+
+impl RunSpan {
+    /// Opens the span of a run of `graph` that starts now, if it is `sampled` (else a
+    /// disabled one, which costs nothing more). `priority` is `None` for an inline run.
+    #[inline]
+    pub(crate) fn start<P, C>(
+        sampled: bool,
+        graph: &Graph<P, C>,
+        priority: Option<Priority>,
+    ) -> Self {
+        let span = if sampled {
+            open(graph, priority)
+        } else {
+            Span::none()
+        };
+        Self {
+            steps: Vec::new(),
+            span,
         }
     }
 
-    /// The `flujo.run` span of one run (disabled for a run that is not sampled) and the
-    /// `flujo.step` spans made from its records, with their nodes.
-    pub(crate) struct RunSpan {
-        /// Dropped (closed) before the run span.
-        steps: Vec<(u32, Span)>,
-        span: Span,
+    /// Enters the span on this thread, for the run's steps, until the guard is dropped.
+    #[inline]
+    pub(crate) fn enter(&self) -> Entered<'_> {
+        self.span.enter()
     }
 
-    impl RunSpan {
-        /// Opens the span of a run of `graph` that starts now, if it is `sampled` (else a
-        /// disabled one, which costs nothing more).
-        #[inline]
-        pub(crate) fn start<P, C>(
-            parent: Parent,
-            sampled: bool,
-            graph: &Graph<P, C>,
-            priority: Option<Priority>,
-        ) -> Self {
-            let span = if sampled {
-                open(parent, graph, priority)
-            } else {
-                Span::none()
-            };
-            Self {
-                steps: Vec::new(),
-                span,
-            }
-        }
-
-        /// Enters the span on this thread, for the run's steps (see [`exit`](Self::exit)).
-        #[inline]
-        pub(crate) fn enter(&self) -> Entered<'_> {
-            self.span.enter()
-        }
-
-        /// Leaves the span [`enter`](Self::enter) entered.
-        #[inline]
-        pub(crate) fn exit(&self, entered: Entered<'_>) {
-            drop(entered);
-        }
-
-        /// Records how the run ended and makes a `flujo.step` span per step record.
-        #[inline]
-        pub(crate) fn steps<P, C>(
-            &mut self,
-            graph: &Graph<P, C>,
-            r: &RunResult<'_, P, C>,
-            wall_ns: u64,
-        ) {
-            if !self.span.is_disabled() {
-                self.record_steps(graph, r, wall_ns);
-            }
-        }
-
-        #[cold]
-        #[inline(never)]
-        fn record_steps<P, C>(
-            &mut self,
-            graph: &Graph<P, C>,
-            r: &RunResult<'_, P, C>,
-            wall_ns: u64,
-        ) {
-            let span = &self.span;
-            span.record("outcome", outcome_name(r.outcome));
-            if let Some(e) = &r.error {
-                span.record("error_class", e.kind.class().as_str());
-                span.record("error_step", e.step);
-            }
-            span.record("steps", r.records.len() as u64);
-            span.record("records_dropped", r.records_dropped);
-            span.record("latency_ns", wall_ns);
-            self.steps.reserve(r.records.len());
-            for rec in r.records {
-                let step = tracing::span!(
-                    target: "flujo",
-                    parent: span,
-                    Level::INFO,
-                    "flujo.step",
-                    step = graph.name(rec.node),
-                    node = rec.node.0,
-                    attempt = rec.attempts,
-                    outcome = step_outcome_name(rec.outcome),
-                    error_class = rec.error_class.map(ErrorClass::as_str),
-                    latency_ns = rec.latency_ticks,
-                    backoff_ns = rec.backoff_ticks,
-                    cache_hit = rec.cache_hit,
-                    fallback_used = rec.fallback_used,
-                );
-                self.steps.push((rec.node.0, step));
-            }
-        }
-
-        /// Emits the run's retries, fallbacks and breaker transitions from its drained
-        /// `events`.
-        #[inline]
-        pub(crate) fn events<P, C>(&self, graph: &Graph<P, C>, events: &[Event]) {
-            if !self.span.is_disabled() && !events.is_empty() {
-                self.emit_events(graph, events);
-            }
-        }
-
-        #[cold]
-        #[inline(never)]
-        fn emit_events<P, C>(&self, graph: &Graph<P, C>, events: &[Event]) {
-            // Per node, its end events seen so far: the next event of that node belongs to
-            // its record of that index.
-            let mut ended: Vec<(u32, usize)> = Vec::new();
-            for e in events {
-                let step = node_name(graph, e.step);
-                let tick = e.tick;
-                match e.kind {
-                    EventKind::StepEnd { .. } => match ended.iter_mut().find(|(n, _)| *n == e.step)
-                    {
-                        Some((_, k)) => *k += 1,
-                        None => ended.push((e.step, 1)),
-                    },
-                    EventKind::Retry { attempt } => tracing::event!(
-                        name: "flujo.retry",
-                        target: "flujo",
-                        parent: self.step_span(e.step, &ended),
-                        Level::INFO,
-                        step,
-                        attempt,
-                        tick,
-                    ),
-                    EventKind::Fallback { to_step } => tracing::event!(
-                        name: "flujo.fallback",
-                        target: "flujo",
-                        parent: self.step_span(e.step, &ended),
-                        Level::INFO,
-                        step,
-                        to = node_name(graph, to_step),
-                        tick,
-                    ),
-                    EventKind::BreakerTransition { from, to } => tracing::event!(
-                        name: "flujo.breaker",
-                        target: "flujo",
-                        parent: self.step_span(e.step, &ended),
-                        Level::INFO,
-                        step,
-                        from = from.as_str(),
-                        to = to.as_str(),
-                        tick,
-                    ),
-                    _ => {}
-                }
-            }
-        }
-
-        /// The span of the record of `node` that its next event belongs to, or the run's.
-        fn step_span(&self, node: u32, ended: &[(u32, usize)]) -> &Span {
-            let k = ended
-                .iter()
-                .find(|(n, _)| *n == node)
-                .map_or(0, |&(_, k)| k);
-            self.steps
-                .iter()
-                .filter(|(n, _)| *n == node)
-                .nth(k)
-                .map_or(&self.span, |(_, s)| s)
+    /// Records how the run ended and makes a `flujo.step` span per step record.
+    #[inline]
+    pub(crate) fn steps<P, C>(
+        &mut self,
+        graph: &Graph<P, C>,
+        r: &RunResult<'_, P, C>,
+        wall_ns: u64,
+    ) {
+        if !self.span.is_disabled() {
+            self.record_steps(graph, r, wall_ns);
         }
     }
 
-    /// The `flujo.run` span of a sampled run (out of line: one run in `run_sample_period`).
     #[cold]
     #[inline(never)]
-    fn open<P, C>(parent: Parent, graph: &Graph<P, C>, priority: Option<Priority>) -> Span {
-        let parent = parent.0.unwrap_or_else(Span::current);
-        tracing::span!(
-            target: "flujo",
-            parent: &parent,
-            Level::INFO,
-            "flujo.run",
-            graph = graph.name(graph.root()),
-            graph_id = graph.id(),
-            priority = priority_name(priority),
-            inline = priority.is_none(),
-            outcome = field::Empty,
-            error_class = field::Empty,
-            error_step = field::Empty,
-            steps = field::Empty,
-            records_dropped = field::Empty,
-            latency_ns = field::Empty,
-        )
+    fn record_steps<P, C>(&mut self, graph: &Graph<P, C>, r: &RunResult<'_, P, C>, wall_ns: u64) {
+        let span = &self.span;
+        span.record("outcome", outcome_name(r.outcome));
+        if let Some(e) = &r.error {
+            span.record("error_class", e.kind.class().as_str());
+            span.record("error_step", e.step);
+        }
+        span.record("steps", r.records.len() as u64);
+        span.record("records_dropped", r.records_dropped);
+        span.record("latency_ns", wall_ns);
+        self.steps.reserve(r.records.len());
+        for rec in r.records {
+            let step = tracing::span!(
+                target: "flujo",
+                parent: span,
+                Level::INFO,
+                "flujo.step",
+                step = graph.name(rec.node),
+                node = rec.node.0,
+                attempt = rec.attempts,
+                outcome = step_outcome_name(rec.outcome),
+                error_class = rec.error_class.map(ErrorClass::as_str),
+                latency_ns = rec.latency_ticks,
+                backoff_ns = rec.backoff_ticks,
+                cache_hit = rec.cache_hit,
+                fallback_used = rec.fallback_used,
+            );
+            self.steps.push((rec.node.0, step));
+        }
     }
 
-    /// Emits a `flujo.refused` event: a submission of `priority` refused for `reason`.
+    /// Emits the run's retries, fallbacks and breaker transitions from its drained
+    /// `events`.
     #[inline]
-    pub(crate) fn refused(reason: Refusal, priority: Priority) {
-        tracing::event!(
-            name: "flujo.refused",
-            target: "flujo",
-            Level::INFO,
-            reason = refusal_name(reason),
-            priority = priority_name(Some(priority)),
-        );
-    }
-
-    fn outcome_name(outcome: Outcome) -> &'static str {
-        match outcome {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-            Outcome::Aborted => "aborted",
+    pub(crate) fn events<P, C>(&self, graph: &Graph<P, C>, events: &[Event]) {
+        if !self.span.is_disabled() && !events.is_empty() {
+            self.emit_events(graph, events);
         }
     }
 
-    fn step_outcome_name(outcome: StepOutcome) -> &'static str {
-        match outcome {
-            StepOutcome::Succeeded => "succeeded",
-            StepOutcome::Failed => "failed",
-            StepOutcome::Skipped => "skipped",
-            StepOutcome::Aborted => "aborted",
+    #[cold]
+    #[inline(never)]
+    fn emit_events<P, C>(&self, graph: &Graph<P, C>, events: &[Event]) {
+        // Per node, its end events seen so far: the next event of that node belongs to
+        // its record of that index.
+        let mut ended: Vec<(u32, usize)> = Vec::new();
+        for e in events {
+            let step = node_name(graph, e.step);
+            let tick = e.tick;
+            match e.kind {
+                EventKind::StepEnd { .. } => match ended.iter_mut().find(|(n, _)| *n == e.step) {
+                    Some((_, k)) => *k += 1,
+                    None => ended.push((e.step, 1)),
+                },
+                EventKind::Retry { attempt } => tracing::event!(
+                    name: "flujo.retry",
+                    target: "flujo",
+                    parent: self.step_span(e.step, &ended),
+                    Level::INFO,
+                    step,
+                    attempt,
+                    tick,
+                ),
+                EventKind::Fallback { to_step } => tracing::event!(
+                    name: "flujo.fallback",
+                    target: "flujo",
+                    parent: self.step_span(e.step, &ended),
+                    Level::INFO,
+                    step,
+                    to = node_name(graph, to_step),
+                    tick,
+                ),
+                EventKind::BreakerTransition { from, to } => tracing::event!(
+                    name: "flujo.breaker",
+                    target: "flujo",
+                    parent: self.step_span(e.step, &ended),
+                    Level::INFO,
+                    step,
+                    from = from.as_str(),
+                    to = to.as_str(),
+                    tick,
+                ),
+                _ => {}
+            }
         }
     }
 
-    /// The name of a priority, or `inline` for a run on the caller's thread.
-    fn priority_name(priority: Option<Priority>) -> &'static str {
-        match priority {
-            None => "inline",
-            Some(Priority::High) => "high",
-            Some(Priority::Normal) => "normal",
-            Some(Priority::Low) => "low",
-        }
-    }
-
-    /// A refusal's short name.
-    fn refusal_name(reason: Refusal) -> &'static str {
-        match reason {
-            Refusal::QueueFull => "queue-full",
-            Refusal::OverLimit => "over-limit",
-            Refusal::ShuttingDown => "shutting-down",
-        }
-    }
-
-    /// The name of node `id` of `graph`, or `?` for an id the graph does not have (an event
-    /// is always of the run's own graph; this only keeps a bug from panicking here).
-    fn node_name<P, C>(graph: &Graph<P, C>, id: u32) -> &str {
-        if (id as usize) < graph.len() {
-            graph.name(NodeId(id))
-        } else {
-            "?"
-        }
+    /// The span of the record of `node` that its next event belongs to, or the run's.
+    fn step_span(&self, node: u32, ended: &[(u32, usize)]) -> &Span {
+        let k = ended
+            .iter()
+            .find(|(n, _)| *n == node)
+            .map_or(0, |&(_, k)| k);
+        self.steps
+            .iter()
+            .filter(|(n, _)| *n == node)
+            .nth(k)
+            .map_or(&self.span, |(_, s)| s)
     }
 }
 
-/// The feature off: zero-sized no-ops, so the executor's code is the same with none of it.
-#[cfg(not(feature = "tracing"))]
-mod off {
-    use super::*;
-
-    /// Nothing (the feature is off).
-    #[derive(Debug)]
-    pub(crate) struct Parent;
-
-    impl Parent {
-        #[inline(always)]
-        pub(crate) fn submitted() -> Self {
-            Self
-        }
-
-        #[inline(always)]
-        pub(crate) fn inline() -> Self {
-            Self
-        }
-    }
-
-    /// Nothing (the feature is off).
-    pub(crate) struct RunSpan;
-
-    /// Nothing (the feature is off).
-    pub(crate) struct Entered;
-
-    impl RunSpan {
-        #[inline(always)]
-        pub(crate) fn start<P, C>(
-            _parent: Parent,
-            _sampled: bool,
-            _graph: &Graph<P, C>,
-            _priority: Option<Priority>,
-        ) -> Self {
-            Self
-        }
-
-        #[inline(always)]
-        pub(crate) fn enter(&self) -> Entered {
-            Entered
-        }
-
-        #[inline(always)]
-        pub(crate) fn exit(&self, _entered: Entered) {}
-
-        #[inline(always)]
-        pub(crate) fn steps<P, C>(&mut self, _: &Graph<P, C>, _: &RunResult<'_, P, C>, _: u64) {}
-
-        #[inline(always)]
-        pub(crate) fn events<P, C>(&self, _: &Graph<P, C>, _: &[Event]) {}
-    }
-
-    #[inline(always)]
-    pub(crate) fn refused(_reason: Refusal, _priority: Priority) {}
+/// The `flujo.run` span of a sampled run (out of line: one run in `run_sample_period`).
+#[cold]
+#[inline(never)]
+fn open<P, C>(graph: &Graph<P, C>, priority: Option<Priority>) -> Span {
+    // An inline run's parent is the caller's current span; a submitted run's, the span its
+    // job lent (none, a root, if the slot is empty).
+    let parent = match priority {
+        None => Span::current(),
+        Some(_) => SUBMITTER.with(Cell::take).unwrap_or_else(Span::none),
+    };
+    tracing::span!(
+        target: "flujo",
+        parent: &parent,
+        Level::INFO,
+        "flujo.run",
+        graph = graph.name(graph.root()),
+        graph_id = graph.id(),
+        priority = priority_name(priority),
+        inline = priority.is_none(),
+        outcome = field::Empty,
+        error_class = field::Empty,
+        error_step = field::Empty,
+        steps = field::Empty,
+        records_dropped = field::Empty,
+        latency_ns = field::Empty,
+    )
 }
 
-#[cfg(all(test, feature = "tracing"))]
+/// Emits a `flujo.refused` event: a submission of `priority` refused for `reason`.
+#[inline]
+pub(crate) fn refused(reason: Refusal, priority: Priority) {
+    tracing::event!(
+        name: "flujo.refused",
+        target: "flujo",
+        Level::INFO,
+        reason = refusal_name(reason),
+        priority = priority_name(Some(priority)),
+    );
+}
+
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed => "failed",
+        Outcome::Aborted => "aborted",
+    }
+}
+
+fn step_outcome_name(outcome: StepOutcome) -> &'static str {
+    match outcome {
+        StepOutcome::Succeeded => "succeeded",
+        StepOutcome::Failed => "failed",
+        StepOutcome::Skipped => "skipped",
+        StepOutcome::Aborted => "aborted",
+    }
+}
+
+/// The name of a priority, or `inline` for a run on the caller's thread.
+fn priority_name(priority: Option<Priority>) -> &'static str {
+    match priority {
+        None => "inline",
+        Some(Priority::High) => "high",
+        Some(Priority::Normal) => "normal",
+        Some(Priority::Low) => "low",
+    }
+}
+
+/// A refusal's short name.
+fn refusal_name(reason: Refusal) -> &'static str {
+    match reason {
+        Refusal::QueueFull => "queue-full",
+        Refusal::OverLimit => "over-limit",
+        Refusal::ShuttingDown => "shutting-down",
+    }
+}
+
+/// The name of node `id` of `graph`, or `?` for an id the graph does not have (an event
+/// is always of the run's own graph; this only keeps a bug from panicking here).
+fn node_name<P, C>(graph: &Graph<P, C>, id: u32) -> &str {
+    if (id as usize) < graph.len() {
+        graph.name(NodeId(id))
+    } else {
+        "?"
+    }
+}
+
+#[cfg(test)]
 mod tests;

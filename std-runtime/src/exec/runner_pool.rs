@@ -228,6 +228,7 @@ impl<P: Clone, C: Context> PooledRunner<P, C> {
     }
 
     /// The events the last [`drain`](Self::drain) took (the `tracing` feature's input).
+    #[cfg(feature = "tracing")]
     pub(crate) fn drained(&self) -> &[Event] {
         &self.drained
     }

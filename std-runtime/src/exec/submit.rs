@@ -18,7 +18,6 @@ use super::{Executor, Finished, Inner, Job, Rejected};
 use crate::clock::{self, RuntimeClock};
 use crate::room::{Sleep, Waiter};
 use crate::ticket::Ticket;
-use crate::tracing_spans::{self, Parent};
 use crate::{Priority, Refusal};
 
 /// Per-submission options of [`Executor::submit_with`] and [`Executor::submit_async`]: a
@@ -493,7 +492,10 @@ where
     /// returns it.
     fn refuse(&self, back: Rejected<P, C>, priority: Priority) -> Rejected<P, C> {
         self.rejected[back.reason.index()].fetch_add(1, Ordering::Release);
-        tracing_spans::refused(back.reason, priority);
+        #[cfg(feature = "tracing")]
+        crate::tracing_spans::refused(back.reason, priority);
+        #[cfg(not(feature = "tracing"))]
+        let _ = priority;
         back
     }
 
@@ -548,7 +550,8 @@ where
             completer,
             permit: Some(permit),
             submitted: now,
-            parent: Parent::submitted(),
+            #[cfg(feature = "tracing")]
+            parent: crate::tracing_spans::Parent::submitted(),
         };
         self.room.begin();
         if let Err(back) = self.queues.push(job, at.priority) {
