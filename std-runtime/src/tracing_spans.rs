@@ -93,38 +93,41 @@ impl Drop for Lent {
     }
 }
 
-/// The `flujo.run` span of one run (disabled for a run that is not sampled) and the
-/// `flujo.step` spans made from its records, with their nodes.
-pub(crate) struct RunSpan {
+/// The spans of one run: none for a run that is not sampled (or that no subscriber wants),
+/// so such a run pays a branch per hook and nothing of `tracing`.
+pub(crate) struct RunSpan(Option<Open>);
+
+/// The `flujo.run` span of a sampled run and the `flujo.step` spans made from its records,
+/// with their nodes.
+struct Open {
     /// Dropped (closed) before the run span.
     steps: Vec<(u32, Span)>,
     span: Span,
 }
 
 impl RunSpan {
-    /// Opens the span of a run of `graph` that starts now, if it is `sampled` (else a
-    /// disabled one, which costs nothing more). `priority` is `None` for an inline run.
+    /// Opens the span of a run of `graph` that starts now, if it is `sampled`.
+    /// `priority` is `None` for an inline run.
     #[inline]
     pub(crate) fn start<P, C>(
         sampled: bool,
         graph: &Graph<P, C>,
         priority: Option<Priority>,
     ) -> Self {
-        let span = if sampled {
-            open(graph, priority)
-        } else {
-            Span::none()
-        };
-        Self {
+        if !sampled {
+            return Self(None);
+        }
+        let span = open(graph, priority);
+        Self((!span.is_disabled()).then(|| Open {
             steps: Vec::new(),
             span,
-        }
+        }))
     }
 
     /// Enters the span on this thread, for the run's steps, until the guard is dropped.
     #[inline]
-    pub(crate) fn enter(&self) -> Entered<'_> {
-        self.span.enter()
+    pub(crate) fn enter(&self) -> Option<Entered<'_>> {
+        self.0.as_ref().map(|o| o.span.enter())
     }
 
     /// Records how the run ended and makes a `flujo.step` span per step record.
@@ -135,11 +138,24 @@ impl RunSpan {
         r: &RunResult<'_, P, C>,
         wall_ns: u64,
     ) {
-        if !self.span.is_disabled() {
-            self.record_steps(graph, r, wall_ns);
+        if let Some(open) = &mut self.0 {
+            open.record_steps(graph, r, wall_ns);
         }
     }
 
+    /// Emits the run's retries, fallbacks and breaker transitions from its drained
+    /// `events`.
+    #[inline]
+    pub(crate) fn events<P, C>(&self, graph: &Graph<P, C>, events: &[Event]) {
+        if let Some(open) = &self.0 {
+            if !events.is_empty() {
+                open.emit_events(graph, events);
+            }
+        }
+    }
+}
+
+impl Open {
     #[cold]
     #[inline(never)]
     fn record_steps<P, C>(&mut self, graph: &Graph<P, C>, r: &RunResult<'_, P, C>, wall_ns: u64) {
@@ -170,15 +186,6 @@ impl RunSpan {
                 fallback_used = rec.fallback_used,
             );
             self.steps.push((rec.node.0, step));
-        }
-    }
-
-    /// Emits the run's retries, fallbacks and breaker transitions from its drained
-    /// `events`.
-    #[inline]
-    pub(crate) fn events<P, C>(&self, graph: &Graph<P, C>, events: &[Event]) {
-        if !self.span.is_disabled() && !events.is_empty() {
-            self.emit_events(graph, events);
         }
     }
 
