@@ -289,6 +289,9 @@ struct Job<P, C> {
     permit: Option<OwnedPermit>,
     /// The tick it was submitted at.
     submitted: u64,
+    /// The span current at submission (feature `tracing`).
+    #[cfg(feature = "tracing")]
+    parent: crate::tracing_spans::Parent,
 }
 
 struct Inner<P, C> {
@@ -653,6 +656,10 @@ where
         let attempt = panic::catch_unwind(AssertUnwindSafe(|| {
             self.runners.with(|w| {
                 let sampled = w.sampled();
+                // Feature `tracing`: the run's span, opened if sampled (see `tracing_spans`).
+                #[cfg(feature = "tracing")]
+                let mut span =
+                    crate::tracing_spans::RunSpan::start(sampled, graph, queued.map(|(p, _)| p));
                 let opts = RunOptions {
                     deadline,
                     cancel,
@@ -663,6 +670,8 @@ where
                 // that. Both arms read the same clock for every decision; only a sampled run
                 // reads it around every step, for the latencies it records.
                 // Both clocks lend the thread to queued runs while the run waits.
+                #[cfg(feature = "tracing")]
+                let entered = span.enter();
                 let r = if sampled {
                     let measured = Lending::<true> {
                         clock,
@@ -682,6 +691,8 @@ where
                     w.runner
                         .run_in(graph, input, context, &unmeasured, &opts, &host)
                 };
+                #[cfg(feature = "tracing")]
+                drop(entered);
                 let end = RunEnd {
                     graph,
                     r: &r,
@@ -693,6 +704,8 @@ where
                 };
                 end.add_to(&mut lock(&w.shared.stats), &mut w.samples);
                 counted = true;
+                #[cfg(feature = "tracing")]
+                span.steps(graph, &r, end.wall);
                 let out = f(r);
                 if sampled {
                     // The core samples task executions for events on its own; drain what it
@@ -701,6 +714,8 @@ where
                     w.drain(&mut lock(&shared.stats), &|id| {
                         graph.name(NodeId(id)).to_string()
                     });
+                    #[cfg(feature = "tracing")]
+                    span.events(graph, w.drained());
                 }
                 out
             })
@@ -850,8 +865,13 @@ where
             completer,
             mut permit,
             submitted,
+            #[cfg(feature = "tracing")]
+            parent,
         } = job;
         let cancel = completer.cancel_flag();
+        // Feature `tracing`: the submitter's span, the run span's parent (see `tracing_spans`).
+        #[cfg(feature = "tracing")]
+        let _parent = parent.lend();
         let result = self.running.during(cancel, || {
             // Registered: a shutdown that passed its limit since the check above either
             // raised this flag, or set `halting` before it locked this thread's slot, which

@@ -113,6 +113,9 @@ mod room;
 mod sync;
 pub mod ticket;
 pub mod trace;
+// `tracing` spans and events (feature `tracing`).
+#[cfg(all(feature = "tracing", not(loom)))]
+mod tracing_spans;
 
 /// The runtime guide (`docs/runtime.md`); its examples run as doctests.
 #[cfg(doctest)]

@@ -227,6 +227,12 @@ impl<P: Clone, C: Context> PooledRunner<P, C> {
         kept
     }
 
+    /// The events the last [`drain`](Self::drain) took (the `tracing` feature's input).
+    #[cfg(feature = "tracing")]
+    pub(crate) fn drained(&self) -> &[Event] {
+        &self.drained
+    }
+
     /// Drains the event ring (what the core's sampler kept) into `stats` (breaker
     /// transitions, dropped events) and, at the events level, into the trace as spans.
     pub(crate) fn drain(&mut self, stats: &mut RunnerStats, names: &dyn Fn(u32) -> String) {

@@ -147,7 +147,7 @@ where
             Waiting::Done(result) => Some(result),
             Waiting::Held(back) => {
                 self.inner.room.leave(&mut self.waiter, false);
-                Some(Err(self.inner.refuse(back)))
+                Some(Err(self.inner.refuse(back, self.at.priority)))
             }
         }
     }
@@ -215,7 +215,9 @@ where
         };
         match polled {
             Poll::Ready(Ok(ticket)) => Poll::Ready(Ok(ticket)),
-            Poll::Ready(Err(reason)) => Poll::Ready(Err(inner.refuse(back(reason, held)))),
+            Poll::Ready(Err(reason)) => {
+                Poll::Ready(Err(inner.refuse(back(reason, held), at.priority)))
+            }
             Poll::Pending => {
                 *state = Waiting::Held(back(reason, held));
                 Poll::Pending
@@ -377,7 +379,9 @@ where
         };
         match wait {
             None => Err(back),
-            Some(_) if back.reason == Refusal::ShuttingDown => Err(inner.refuse(back)),
+            Some(_) if back.reason == Refusal::ShuttingDown => {
+                Err(inner.refuse(back, try_at.priority))
+            }
             Some(wait) => {
                 let until = clock::deadline_from(now, wait);
                 inner.wait_for_room(graph, back, try_at, until)
@@ -460,7 +464,7 @@ where
             Ok(ticket) => Waiting::Done(Ok(ticket)),
             Err(back) if spec.wait.is_none() => Waiting::Done(Err(back)),
             Err(back) if back.reason == Refusal::ShuttingDown => {
-                Waiting::Done(Err(inner.refuse(back)))
+                Waiting::Done(Err(inner.refuse(back, try_at.priority)))
             }
             Err(back) => Waiting::Held(back),
         };
@@ -484,9 +488,14 @@ where
     P: Clone + Send + Sync + 'static,
     C: Context + Send + Sync + 'static,
 {
-    /// Counts a refusal and returns it.
-    fn refuse(&self, back: Rejected<P, C>) -> Rejected<P, C> {
+    /// Counts a refusal of a submission of `priority` (and, feature `tracing`, emits it) and
+    /// returns it.
+    fn refuse(&self, back: Rejected<P, C>, priority: Priority) -> Rejected<P, C> {
         self.rejected[back.reason.index()].fetch_add(1, Ordering::Release);
+        #[cfg(feature = "tracing")]
+        crate::tracing_spans::refused(back.reason, priority);
+        #[cfg(not(feature = "tracing"))]
+        let _ = priority;
         back
     }
 
@@ -512,7 +521,11 @@ where
                 input,
                 context,
             };
-            Err(if at.count { self.refuse(back) } else { back })
+            Err(if at.count {
+                self.refuse(back, at.priority)
+            } else {
+                back
+            })
         };
         if self.closed.load(Ordering::Acquire) {
             return refuse(Refusal::ShuttingDown, input, context);
@@ -537,6 +550,8 @@ where
             completer,
             permit: Some(permit),
             submitted: now,
+            #[cfg(feature = "tracing")]
+            parent: crate::tracing_spans::Parent::submitted(),
         };
         self.room.begin();
         if let Err(back) = self.queues.push(job, at.priority) {
@@ -590,11 +605,12 @@ where
             Ok(ticket) => Ok(ticket),
             Err(reason) => {
                 let (input, context) = held.take().expect("a refused waiter holds its input");
-                Err(self.refuse(Rejected {
+                let back = Rejected {
                     reason,
                     input,
                     context,
-                }))
+                };
+                Err(self.refuse(back, at.priority))
             }
         }
     }
