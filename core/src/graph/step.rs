@@ -31,16 +31,7 @@ pub trait Clock {
     /// queued runs while it waits (see `docs/waiting.md`). The default polls `ready` and the
     /// clock, calling [`wait`](Self::wait)`(1)` between polls.
     fn wait_until(&self, until: u64, ready: &dyn Fn() -> bool) -> bool {
-        loop {
-            if ready() {
-                return true;
-            }
-            if self.now() >= until {
-                return ready();
-            }
-            self.wait(1);
-            core::hint::spin_loop();
-        }
+        poll_until(self, until, ready, || self.wait(1))
     }
 
     /// Whether the interpreter reads this clock around every task to record its latency (the
@@ -53,6 +44,26 @@ pub trait Clock {
     #[inline(always)]
     fn measures_latency(&self) -> bool {
         true
+    }
+}
+
+/// Polls `ready` and `clock` until `ready()` or tick `until`, calling `between` (and a spin
+/// hint) between polls; returns the last `ready()`.
+fn poll_until<K: Clock + ?Sized>(
+    clock: &K,
+    until: u64,
+    ready: &dyn Fn() -> bool,
+    between: impl Fn(),
+) -> bool {
+    loop {
+        if ready() {
+            return true;
+        }
+        if clock.now() >= until {
+            return ready();
+        }
+        between();
+        core::hint::spin_loop();
     }
 }
 
@@ -165,15 +176,7 @@ impl Clock for ManualClock {
     /// Polls `ready` until it is true or the clock, moved by someone else, reaches `until`:
     /// unlike a backoff's [`wait`](Clock::wait), waiting for something moves no time.
     fn wait_until(&self, until: u64, ready: &dyn Fn() -> bool) -> bool {
-        loop {
-            if ready() {
-                return true;
-            }
-            if self.now() >= until {
-                return ready();
-            }
-            core::hint::spin_loop();
-        }
+        poll_until(self, until, ready, || {})
     }
 }
 

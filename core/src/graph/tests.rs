@@ -406,3 +406,41 @@ fn nesting_max_depth_levels_builds_and_runs() {
     let r = runner.run(&g, 1, 0, &NoClock, &crate::interp::RunOptions::default());
     assert_eq!(r.output, Some(2), "one increment through every level");
 }
+
+#[test]
+fn waiting_until_ready_or_a_tick_polls_and_moves_a_manual_clock_by_no_time() {
+    use core::cell::Cell;
+    let manual = ManualClock::new(5);
+    assert!(manual.wait_until(u64::MAX, &|| true));
+    assert!(!manual.wait_until(5, &|| false), "the tick has come");
+    assert_eq!(
+        manual.now(),
+        5,
+        "waiting for something moves no manual time"
+    );
+    // Ready after a few polls.
+    let polls = Cell::new(0);
+    assert!(manual.wait_until(u64::MAX, &|| {
+        polls.set(polls.get() + 1);
+        polls.get() == 3
+    }));
+    assert_eq!((polls.get(), manual.now()), (3, 5));
+
+    /// A clock whose backoff waits count themselves and move it by their ticks.
+    struct Counting(Cell<u64>, Cell<u32>);
+    impl Clock for Counting {
+        fn now(&self) -> u64 {
+            self.0.get()
+        }
+        fn wait(&self, ticks: u64) {
+            self.1.set(self.1.get() + 1);
+            self.0.set(self.0.get() + ticks);
+        }
+    }
+    // The default waits a tick between polls, until `until`.
+    let c = Counting(Cell::new(0), Cell::new(0));
+    assert!(!c.wait_until(4, &|| false));
+    assert_eq!((c.now(), c.1.get()), (4, 4));
+    assert!(c.wait_until(100, &|| c.now() >= 6));
+    assert_eq!(c.now(), 6);
+}
