@@ -669,9 +669,9 @@ where
                 // (user code, for `run_with`) consumes it: the stats are locked only for
                 // that. Both arms read the same clock for every decision; only a sampled run
                 // reads it around every step, for the latencies it records.
-                // Both clocks lend the thread to queued runs while the run waits.
                 #[cfg(feature = "tracing")]
                 let entered = span.enter();
+                // Both clocks lend the thread to queued runs while the run waits.
                 let r = if sampled {
                     let measured = Lending::<true> {
                         clock,
