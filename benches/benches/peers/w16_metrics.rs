@@ -441,7 +441,7 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> fmt::Resu
 }
 
 /// A labelled family of `kind` whose series are `(labels, value)`.
-fn family<'a>(
+fn family(
     e: &mut DescriptorEncoder,
     name: &str,
     help: &str,
