@@ -18,6 +18,8 @@
 //!   to the crate, so the collector reads engine `Histogram`s rebuilt from the exposition
 //!   (same buckets at every `le` edge; the same 7,424-bucket pass per histogram flujo makes)
 //!   and the readings taken once at setup; it calls `ex.report()` each scrape as flujo does.
+//! - `report_only` (information): that `ex.report()` alone, which both `flujo` and
+//!   `prometheus_client_fill_and_encode` include.
 //!
 //! Setup renders all three and checks they agree: same families (name, type, help), same
 //! series (name and label set; `le` compared as numbers) with the same values.
@@ -793,6 +795,10 @@ pub fn benches(c: &mut Criterion) {
             black_box(&ex).render_metrics(&mut buf);
             black_box(buf.len())
         });
+    });
+    // Information: the `ex.report()` that both `flujo` and the collector make per scrape.
+    group.bench_function("report_only", |b| {
+        b.iter(|| black_box(black_box(&ex).report()));
     });
     group.bench_function("prometheus_client_encode_only", |b| {
         let mut buf = String::with_capacity(encoded.len());
