@@ -10,6 +10,8 @@ mod w13_blocking;
 mod w13_outage;
 #[path = "peers/w14_typed_chain.rs"]
 mod w14_typed_chain;
+#[path = "peers/w16_metrics.rs"]
+mod w16_metrics;
 #[path = "peers/w1_w2_w8.rs"]
 mod w1_w2_w8;
 #[path = "peers/w3_w4_runtime.rs"]
@@ -36,5 +38,6 @@ criterion_group!(
     w13_outage::benches,
     w13_blocking::benches,
     w14_typed_chain::benches,
+    w16_metrics::benches,
 );
 criterion_main!(benches);
