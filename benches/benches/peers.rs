@@ -10,6 +10,7 @@ mod w13_blocking;
 mod w13_outage;
 #[path = "peers/w14_typed_chain.rs"]
 mod w14_typed_chain;
+#[cfg(feature = "metrics")]
 #[path = "peers/w16_metrics.rs"]
 mod w16_metrics;
 #[path = "peers/w1_w2_w8.rs"]
@@ -38,6 +39,15 @@ criterion_group!(
     w13_outage::benches,
     w13_blocking::benches,
     w14_typed_chain::benches,
-    w16_metrics::benches,
+    w16_metrics,
 );
+
+/// `W16_metrics_render`, built with the feature `metrics` only (flujo-runtime's `prometheus`):
+/// `cargo bench -p flujo-benches --features metrics --bench peers -- W16_metrics_render`.
+fn w16_metrics(c: &mut criterion::Criterion) {
+    #[cfg(feature = "metrics")]
+    w16_metrics::benches(c);
+    #[cfg(not(feature = "metrics"))]
+    let _ = c;
+}
 criterion_main!(benches);
