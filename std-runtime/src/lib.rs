@@ -97,6 +97,9 @@ pub const PANICS_CAUGHT: bool = cfg!(panic = "unwind");
 mod lend;
 #[cfg(all(feature = "prometheus", not(loom)))]
 pub mod metrics;
+// Not under loom: the monitor reads the executor's pooled runners.
+#[cfg(not(loom))]
+pub mod monitor;
 pub mod parts;
 // Their short paths inside the crate (`crate::queue`, ...); under loom only the queue's and
 // the limiter's models are built.

@@ -1,0 +1,1 @@
+//! Critical-path shares of sampled runs (filled in by the bottleneck work).

@@ -1,0 +1,1 @@
+//! Online change-point detection (filled in by the detector work).

@@ -1,0 +1,1 @@
+//! Process CPU and memory readings, and the memory the engine holds (filled in by the resources work).
