@@ -23,6 +23,11 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 pub mod duration;
+mod monitor;
+pub use monitor::{
+    AlertRule, Metric, MonitorConfig, MAX_RULES, MAX_RULE_NAME, MAX_WINDOWS, MAX_WINDOW_BUCKETS,
+    MIN_RESOLUTION,
+};
 
 /// The largest accepted [`CacheConfig::shards`].
 pub const MAX_CACHE_SHARDS: usize = 1024;
@@ -117,6 +122,9 @@ pub struct OptimizationConfig {
     /// past the bound are counted in the run's `records_dropped`). In `1..=`[`MAX_RECORDS`].
     /// A bound, not an optimization: set it above the number of steps your runs execute.
     pub max_records: usize,
+    /// The run-time monitor: windows, alert rules, change-point detection. Reads only; never
+    /// changes results.
+    pub monitor: MonitorConfig,
 }
 
 /// Inline execution of small fan-outs (parallel and map nodes).
@@ -372,6 +380,7 @@ impl OptimizationConfig {
             queues,
             workers: 0,
             max_records,
+            monitor: MonitorConfig::default(),
         }
     }
 
@@ -529,6 +538,7 @@ impl OptimizationConfig {
         self.telemetry.validate()?;
         self.adaptive_concurrency.validate()?;
         self.queues.validate()?;
+        self.monitor.validate()?;
         check(
             self.workers <= MAX_WORKERS,
             "workers",

@@ -37,13 +37,14 @@ use flujo_core::context::Context;
 use flujo_core::graph::{CancelFlag, Clock, Graph, NodeId};
 use flujo_core::interp::{ErrorKind, Outcome, RunOptions, RunResult, SharedCache};
 use flujo_core::policy::Usage;
-use flujo_core::telemetry::Counters;
+use flujo_core::telemetry::{Counter, Counters};
 
 use crate::admission::{AdaptiveLimit, OwnedPermit};
 use crate::cache::ResultCache;
 use crate::clock::RuntimeClock;
 use crate::config::{CacheConfig, ConfigCell, ConfigError, OptimizationConfig, TelemetryLevel};
 use crate::lend::{Lend, Lending, WaitCounts};
+use crate::monitor::Monitor;
 use crate::queue::PriorityQueues;
 use crate::report::{AdmissionStats, BreakerRow, PoolStats, Report, WaitStats};
 use crate::ticket::{Cells, Completer};
@@ -344,6 +345,8 @@ struct Inner<P, C> {
     limit_seen: [AtomicU64; 2],
     /// How the runs' waits went: lent to queued runs or held (see [`crate::lend`]).
     waits: WaitCounts,
+    /// Windows, alert rules and detectors (see [`crate::monitor`]).
+    monitor: Monitor,
 }
 
 impl<P, C> Lend for Inner<P, C>
@@ -452,6 +455,7 @@ where
         pool: rayon::ThreadPool,
         clock: RuntimeClock,
         weigher: Option<crate::cache::Weigher<P>>,
+        on_alert: Option<crate::monitor::OnAlert>,
     ) -> Result<Self, BuildError> {
         let limit = AdaptiveLimit::new(config.adaptive_concurrency).map_err(|e| {
             BuildError::Config(ConfigError::Invalid {
@@ -462,6 +466,7 @@ where
         let queues = PriorityQueues::new(config.queues).map_err(BuildError::Config)?;
         let admission = config.adaptive_concurrency.enabled;
         let cache = result_cache(&config.result_cache, &clock, weigher);
+        let monitor = Monitor::new(&config.monitor, on_alert);
         let cell = ConfigCell::new(config).map_err(BuildError::Config)?;
         let (snapshot, generation) = cell.load_with_generation();
         let initial = u64::from(limit.limit());
@@ -492,6 +497,7 @@ where
                 rejected: Default::default(),
                 limit_seen: [AtomicU64::new(initial), AtomicU64::new(initial)],
                 waits: WaitCounts::default(),
+                monitor,
             }),
         })
     }
@@ -518,6 +524,7 @@ where
             config.result_cache.max_entries,
             config.result_cache.max_bytes,
         );
+        self.inner.monitor.reconfigure(&config.monitor);
         let generation = self.inner.config.store(config)?;
         self.inner.cache.set_capacity(entries.max(1), bytes.max(1));
         let (snapshot, generation) = (self.inner.config.load(), generation);
@@ -591,6 +598,45 @@ where
     /// what the report reads only to add to it at its end.
     pub fn report(&self) -> Report {
         self.inner.report()
+    }
+
+    /// The monitor's windows (by default the last 1 s, 10 s and 60 s), ending with the last
+    /// bucket the executor's clock has closed; closes the buckets due first. Per window: every
+    /// run, each graph and each step, with exact counts, rates and error rates by class, and
+    /// latency and queue-wait quantiles with the samples they come from (see
+    /// [`crate::monitor`]). Empty when the monitor is off or no bucket has closed yet.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flujo_runtime::flujo_core::graph::{Graph, ManualClock};
+    /// use flujo_runtime::{config::OptimizationConfig, Executor};
+    ///
+    /// let clock = ManualClock::new(0);
+    /// let exec = Executor::<u64, ()>::builder(OptimizationConfig::latency())
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// let g = Graph::<u64, ()>::build(|b| b.task("double", |x, _| Ok(x * 2))).unwrap();
+    /// for i in 0..5 {
+    ///     exec.run(&g, i, ()).unwrap();
+    /// }
+    /// clock.advance(1_000_000_000); // one second: the first bucket closes
+    /// let w = exec.windows();
+    /// assert_eq!(w.windows[0].total.ended, 5);
+    /// assert_eq!(w.windows[0].steps[0].0, "double");
+    /// assert_eq!(w.windows[0].steps[0].1.ended, 5);
+    /// ```
+    pub fn windows(&self) -> crate::monitor::Windows {
+        self.inner.poll_monitor(true);
+        self.inner.monitor.windows()
+    }
+
+    /// Closes the monitor's buckets that the clock has passed and evaluates the alert rules on
+    /// them; returns the alert events this raised (also given to the
+    /// [`on_alert`](ExecutorBuilder::on_alert) callback). Runs' ends and reads do this on their
+    /// own; a host that wants alerts while nothing runs calls it on a timer.
+    pub fn poll_monitor(&self) -> Vec<crate::monitor::AlertEvent> {
+        self.inner.poll_monitor(true)
     }
 
     /// Writes the sampled spans (telemetry level `events`) as Chrome trace-event JSON,
@@ -693,17 +739,24 @@ where
                 };
                 #[cfg(feature = "tracing")]
                 drop(entered);
+                let now = clock.now();
                 let end = RunEnd {
                     graph,
                     r: &r,
-                    wall: clock.now().saturating_sub(started),
+                    wall: now.saturating_sub(started),
                     queue_wait: queued.map(|(p, at)| (p, started.saturating_sub(at))),
+                    bucket: self.monitor.bucket_of(now),
                     counting,
                     sampled,
                     inline,
                 };
-                end.add_to(&mut lock(&w.shared.stats), &mut w.samples);
+                end.add_to(&mut lock(&w.shared.stats), &mut w.samples, &self.monitor);
                 counted = true;
+                if let Some((_, bucket)) = end.bucket {
+                    if self.monitor.due(bucket) {
+                        self.poll_monitor(false);
+                    }
+                }
                 #[cfg(feature = "tracing")]
                 span.steps(graph, &r, end.wall);
                 let out = f(r);
@@ -735,6 +788,36 @@ where
                 message: panic_message(&*payload),
             }
         })
+    }
+
+    /// Closes the monitor's buckets before the current one: hands it every runner's open
+    /// bucket older than that, then lets it evaluate its rules (see [`crate::monitor`]). With
+    /// `wait` false, returns at once if another poll is under way.
+    fn poll_monitor(&self, wait: bool) -> Vec<crate::monitor::AlertEvent> {
+        let Some(_polling) = self.monitor.polling(wait) else {
+            return Vec::new();
+        };
+        let Some((epoch, now)) = self.monitor.bucket_of(self.clock.now()) else {
+            return Vec::new();
+        };
+        if !self.monitor.due(now) {
+            return Vec::new();
+        }
+        self.runners.each_window(
+            |stats| {
+                if let Some(part) = stats.open_window(epoch, now) {
+                    self.monitor.absorb(part);
+                }
+            },
+            |part| self.monitor.absorb(part),
+        );
+        let submitted = self.submitted.load(Ordering::Acquire);
+        let refused = self
+            .rejected
+            .iter()
+            .map(|r| r.load(Ordering::Acquire))
+            .sum();
+        self.monitor.close(now, submitted, refused)
     }
 
     /// Notes the current limit in the lowest and highest seen: two loads when it is within
@@ -917,6 +1000,7 @@ where
     /// submission was counted, and read with `Acquire` or under the pooled runner's lock), so
     /// `in_flight` is never negative.
     fn report(&self) -> Report {
+        self.poll_monitor(true);
         self.report_with(|_| ()).0
     }
 
@@ -1007,6 +1091,7 @@ where
         };
         let (lent, held, helped) = self.waits.read();
         report.waits = WaitStats { lent, held, helped };
+        report.alerts = self.monitor.alert_stats();
         (report, states)
     }
 }
@@ -1018,8 +1103,9 @@ struct RunEnd<'g, 'r, P, C> {
     /// Ticks (nanoseconds) from the run's start to its end.
     wall: u64,
     /// A submitted run's priority and ticks from its submission to its start.
-    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
     queue_wait: Option<(Priority, u64)>,
+    /// The monitor's epoch and the bucket the run ended in; `None` when the monitor is off.
+    bucket: Option<(u64, u64)>,
     counting: bool,
     sampled: bool,
     inline: bool,
@@ -1027,9 +1113,15 @@ struct RunEnd<'g, 'r, P, C> {
 
 impl<P, C> RunEnd<'_, '_, P, C> {
     /// Adds the run to `stats`: its outcome, counters, dropped records, exact step counts
-    /// (when `counting`) and the step latencies of a `sampled` one (through `samples`).
+    /// (when `counting`), the step latencies of a `sampled` one (through `samples`), and the
+    /// monitor's open bucket (handing `monitor` the bucket it closes, if any).
     #[inline]
-    fn add_to(&self, stats: &mut runner_pool::RunnerStats, samples: &mut Vec<(NodeId, u64)>) {
+    fn add_to(
+        &self,
+        stats: &mut runner_pool::RunnerStats,
+        samples: &mut Vec<(NodeId, u64)>,
+        monitor: &Monitor,
+    ) {
         let (graph, r) = (self.graph, self.r);
         stats.report.add_run(r.outcome, self.wall);
         // Kept only for the Prometheus exposition (one histogram record per submitted run).
@@ -1037,23 +1129,42 @@ impl<P, C> RunEnd<'_, '_, P, C> {
         if let Some((priority, wait)) = self.queue_wait {
             stats.report.add_queue_wait(priority, wait);
         }
+        let windowed = if let Some((epoch, bucket)) = self.bucket {
+            if let Some(part) = stats.open_window(epoch, bucket) {
+                monitor.absorb(part);
+            }
+            let c = &r.counters;
+            crate::monitor::count_run(
+                stats.window.graph(graph.id()),
+                r.error.as_ref().map(|e| e.kind.class()),
+                r.outcome == Outcome::Succeeded,
+                c.get(Counter::CacheHits),
+                c.get(Counter::CacheMisses),
+                self.wall,
+                self.queue_wait.map(|(_, wait)| wait),
+            );
+            true
+        } else {
+            false
+        };
         stats.report.add_counters(&r.counters);
         stats
             .report
             .add_records_dropped(u64::from(r.records_dropped));
         stats.inline_runs += u64::from(self.inline);
-        note(
-            &mut stats.tallies,
-            samples,
-            graph,
-            r,
-            self.counting,
-            self.sampled,
-        );
+        if self.counting {
+            stats.tallies.count(graph, r, windowed);
+        }
+        if self.sampled {
+            samples.extend(r.records.iter().map(|rec| (rec.node, rec.latency_ticks)));
+        }
         for &(node, latency) in samples.iter() {
             stats
                 .report
                 .add_node_latency(graph.id(), node.0, graph.name(node), latency);
+            if windowed && self.counting {
+                stats.tallies.sample(graph, node, latency);
+            }
         }
         samples.clear();
     }
@@ -1090,24 +1201,6 @@ impl Drop for Ending<'_> {
             let _guard = lock(&self.idle.0);
             self.idle.1.notify_all();
         }
-    }
-}
-
-/// Counts every record of a run in the pooled runner's tallies (when `counting`) and keeps the
-/// latencies of a `sampled` one (ticks are nanoseconds).
-fn note<P, C>(
-    tallies: &mut tally::Tallies,
-    samples: &mut Vec<(NodeId, u64)>,
-    graph: &Graph<P, C>,
-    r: &RunResult<'_, P, C>,
-    counting: bool,
-    sampled: bool,
-) {
-    if counting {
-        tallies.count(graph, r);
-    }
-    if sampled {
-        samples.extend(r.records.iter().map(|rec| (rec.node, rec.latency_ticks)));
     }
 }
 

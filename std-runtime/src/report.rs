@@ -371,6 +371,10 @@ pub struct Report {
     /// How the runs' waits went (backoffs, steps waiting for work handed elsewhere).
     #[cfg_attr(feature = "serde", serde(default))]
     pub waits: WaitStats,
+    /// The monitor's alerts: rules fired and resolved, the last events (see
+    /// [`crate::monitor`]). Empty from a builder.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub alerts: crate::monitor::AlertStats,
     /// What telemetry kept and lost.
     pub telemetry: TelemetryStats,
     /// Whether this build catches panics ([`PANICS_CAUGHT`](crate::PANICS_CAUGHT)): `false` in
@@ -1001,6 +1005,7 @@ impl ReportBuilder {
             pool: self.pool,
             admission: self.admission,
             waits: WaitStats::default(),
+            alerts: Default::default(),
             telemetry: self.telemetry,
             panics_caught: crate::PANICS_CAUGHT,
         }
@@ -1282,7 +1287,51 @@ impl fmt::Display for Report {
             None => field(f, "cache hit rate", "n/a (no lookups)")?,
         }
         self.fmt_breakers(f)?;
-        self.fmt_resources(f)
+        self.fmt_resources(f)?;
+        self.fmt_alerts(f)
+    }
+}
+
+impl Report {
+    /// The `alerts` section: counts, rules firing, the last few events.
+    fn fmt_alerts(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let a = &self.alerts;
+        if a.rules.is_empty() && a.events.is_empty() {
+            return Ok(());
+        }
+        writeln!(f, "alerts")?;
+        field(
+            f,
+            "fired / resolved",
+            format_args!("{} / {}", a.fired, a.resolved),
+        )?;
+        let firing = if a.firing.is_empty() {
+            "none".to_string()
+        } else {
+            a.firing.join(", ")
+        };
+        field(f, "firing now", firing)?;
+        for e in a.events.iter().rev().take(10).rev() {
+            field(
+                f,
+                e.state.as_str(),
+                format_args!(
+                    "{} ({}{}) = {:.6} vs {:.6}, {} samples, {:.3} s window ending at {:.3} s",
+                    e.rule,
+                    e.metric,
+                    e.step
+                        .as_deref()
+                        .map(|s| format!(" of {s}"))
+                        .unwrap_or_default(),
+                    e.value,
+                    e.threshold,
+                    e.samples,
+                    e.window_ns as f64 / 1e9,
+                    e.at_ns as f64 / 1e9
+                ),
+            )?;
+        }
+        Ok(())
     }
 }
 

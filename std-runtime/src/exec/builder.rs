@@ -9,6 +9,7 @@ use super::{BuildError, Executor};
 use crate::cache::Weigher;
 use crate::clock::RuntimeClock;
 use crate::config::OptimizationConfig;
+use crate::monitor::{AlertEvent, OnAlert};
 
 /// Builds an [`Executor`]: the configuration, and optionally the rayon pool it runs on, the
 /// clock it reads and how its result cache weighs outputs.
@@ -50,6 +51,7 @@ pub struct ExecutorBuilder<P, C> {
     clock: RuntimeClock,
     /// `None`: the cache weighs every output as `size_of::<P>()`.
     cache_weigher: Option<Weigher<P>>,
+    on_alert: Option<OnAlert>,
     types: PhantomData<fn(P, C)>,
 }
 
@@ -60,6 +62,7 @@ impl<P, C> fmt::Debug for ExecutorBuilder<P, C> {
             .field("pool", &self.pool.as_ref().map(|p| p.current_num_threads()))
             .field("clock", &self.clock)
             .field("cache_weigher", &self.cache_weigher.is_some())
+            .field("on_alert", &self.on_alert.is_some())
             .finish()
     }
 }
@@ -75,6 +78,7 @@ where
             pool: None,
             clock: RuntimeClock::default(),
             cache_weigher: None,
+            on_alert: None,
             types: PhantomData,
         }
     }
@@ -126,6 +130,28 @@ where
         self
     }
 
+    /// Calls `f` with every alert event the monitor raises (a rule firing or resolving: see
+    /// [`AlertRule`](crate::config::AlertRule)), on the thread that closed the bucket (a run's
+    /// end or a read), after the monitor's lock is let go. Keep it short: hand the event to a
+    /// channel or a log.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use flujo_runtime::{config::OptimizationConfig, Executor};
+    ///
+    /// let (tx, rx) = mpsc::sync_channel(64);
+    /// let exec = Executor::<u64, ()>::builder(OptimizationConfig::latency())
+    ///     .on_alert(move |e| drop(tx.try_send(e.clone())))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(rx.try_recv().is_err()); // no rules, no alerts
+    /// # drop(exec);
+    /// ```
+    pub fn on_alert(mut self, f: impl Fn(&AlertEvent) + Send + Sync + 'static) -> Self {
+        self.on_alert = Some(std::sync::Arc::new(f));
+        self
+    }
+
     /// The executor.
     ///
     /// # Errors
@@ -141,6 +167,12 @@ where
                 .build()
                 .map_err(BuildError::Pool)?,
         };
-        Executor::build(self.config, pool, self.clock, self.cache_weigher)
+        Executor::build(
+            self.config,
+            pool,
+            self.clock,
+            self.cache_weigher,
+            self.on_alert,
+        )
     }
 }

@@ -32,6 +32,7 @@ use flujo_core::ring::{mpmc, spsc};
 use flujo_core::telemetry::{Event, RingSink, Sampler};
 
 use crate::config::{OptimizationConfig, TelemetryLevel};
+use crate::monitor::{OpenWindow, Part};
 use crate::report::ReportBuilder;
 use crate::trace::{spans_from_events, TraceWriter};
 
@@ -83,6 +84,20 @@ pub(crate) struct RunnerStats {
     /// Of the runs counted in `report`, those made on the caller's thread
     /// (`Executor::run`).
     pub(crate) inline_runs: u64,
+    /// The monitor's open bucket (see [`crate::monitor`]).
+    pub(crate) window: OpenWindow,
+}
+
+impl RunnerStats {
+    /// Makes `bucket` the open bucket of the monitor's window, handing back the one open
+    /// before with its step counts, if it counted anything.
+    #[inline]
+    pub(crate) fn open_window(&mut self, epoch: u64, bucket: u64) -> Option<Part> {
+        let Self {
+            window, tallies, ..
+        } = self;
+        window.open(epoch, bucket, &mut |steps| tallies.take_window(steps))
+    }
 }
 
 /// The part of a runner that reports read: its stats, its loan count and arena readings.
@@ -205,6 +220,7 @@ impl<P: Clone, C: Context> PooledRunner<P, C> {
                 tallies: Tallies::default(),
                 trace,
                 inline_runs: 0,
+                window: OpenWindow::default(),
             }),
             loans: AtomicU64::new(0),
             arena_used_bytes: AtomicU64::new(0),
@@ -274,6 +290,8 @@ pub(crate) struct Retired {
     pub(crate) inline_runs: u64,
     /// Pooled runners freed.
     pub(crate) freed: u64,
+    /// Their monitor buckets, not yet taken by the monitor (merged by bucket).
+    pub(crate) windows: Vec<Part>,
 }
 
 impl Retired {
@@ -288,6 +306,12 @@ impl Retired {
             merge_breaker(&mut self.breakers, seen);
         }
         self.inline_runs += stats.inline_runs;
+        let RunnerStats {
+            window, tallies, ..
+        } = stats;
+        if let Some(part) = window.take(&mut |steps| tallies.take_window(steps)) {
+            crate::monitor::merge_part(&mut self.windows, part);
+        }
     }
 }
 
@@ -509,6 +533,22 @@ impl<P: Clone, C: Context> RunnerPool<P, C> {
         }
         drop(live);
         f(Seen::Collected(&collected));
+    }
+
+    /// Calls `f` with the stats of every live runner, then with the monitor buckets of the
+    /// freed ones (taken).
+    pub(crate) fn each_window(
+        &self,
+        mut f: impl FnMut(&mut RunnerStats),
+        mut retired: impl FnMut(Part),
+    ) {
+        let live = lock(&self.live);
+        for shared in live.iter() {
+            f(&mut lock(&shared.stats));
+        }
+        for part in std::mem::take(&mut lock(&self.retired).windows) {
+            retired(part);
+        }
     }
 
     /// Calls `f` with the id and stats of every live runner (for the trace export).

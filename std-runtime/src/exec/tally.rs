@@ -15,6 +15,7 @@ use flujo_core::interp::{Outcome, RunResult, StepRecord};
 use flujo_core::policy::Breaker;
 use flujo_core::telemetry::{Counter, Counters};
 
+use crate::monitor::window::{Cell, WinHist, CLASSES};
 use crate::report::{StepRow, OTHER_STEPS};
 
 /// Distinct steps a pooled runner counts apart; the rest share the row [`OTHER_STEPS`].
@@ -51,8 +52,13 @@ enum Shape {
     /// Every clean run is the same; none has been counted yet.
     Unseen,
     /// Every clean run adds one execution and one success to each of `rows` (a row once per
-    /// record, in record order); `pending` clean runs are not yet added.
-    Seen { rows: Box<[u32]>, pending: u64 },
+    /// record, in record order); `pending` clean runs are not yet added (to the report's rows;
+    /// `windowed` of them not yet to the monitor's open bucket).
+    Seen {
+        rows: Box<[u32]>,
+        pending: u64,
+        windowed: u64,
+    },
 }
 
 /// A graph's node index: its id, node -> row (`NONE`: not seen yet), and its shape.
@@ -72,25 +78,117 @@ pub(crate) struct Tallies {
     other: Option<u32>,
     /// The breakers of the graphs indexed so far, one entry per breaker.
     breakers: Vec<SeenBreaker>,
+    /// Per row, what its step did in the monitor's open bucket (when the monitor is on).
+    window: Vec<WinRow>,
+}
+
+/// A step's counts in the monitor's open bucket (see `crate::monitor`).
+#[derive(Default)]
+struct WinRow {
+    ended: u64,
+    failed: u64,
+    classes: [u64; CLASSES],
+    cache_hits: u64,
+    latency: Option<Box<WinHist>>,
+    ln_sum: f64,
+    ln_sum2: f64,
+}
+
+impl WinRow {
+    #[inline]
+    fn count(&mut self, record: &StepRecord) {
+        use flujo_core::telemetry::StepOutcome;
+        self.ended += 1;
+        self.failed += u64::from(matches!(
+            record.outcome,
+            StepOutcome::Failed | StepOutcome::Aborted
+        ));
+        if let Some(class) = record.error_class {
+            self.classes[crate::monitor::class_index(class)] += 1;
+        }
+        self.cache_hits += u64::from(record.cache_hit);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ended == 0 && self.latency.as_ref().is_none_or(|h| h.count == 0)
+    }
 }
 
 impl Tallies {
-    /// Counts the records of `run`, a run of `graph`.
+    /// Counts the records of `run`, a run of `graph`. With `windowed`, they count in the
+    /// monitor's open bucket too.
     #[inline]
-    pub(crate) fn count<P, C>(&mut self, graph: &Graph<P, C>, run: &RunResult<'_, P, C>) {
+    pub(crate) fn count<P, C>(
+        &mut self,
+        graph: &Graph<P, C>,
+        run: &RunResult<'_, P, C>,
+        windowed: bool,
+    ) {
         let records = run.records;
         if records.is_empty() {
             return;
         }
         let at = self.index_of(graph);
         let clean = is_clean(run);
-        if let Shape::Seen { rows, pending } = &mut self.graphs[at].shape {
+        if let Shape::Seen {
+            rows,
+            pending,
+            windowed: w,
+        } = &mut self.graphs[at].shape
+        {
             if clean && rows.len() == records.len() {
                 *pending += 1;
+                *w += u64::from(windowed);
                 return;
             }
         }
-        self.count_each(graph, at, records, clean);
+        self.count_each(graph, at, records, clean, windowed);
+    }
+
+    /// Records a sampled latency of `node` (of `graph`, counted before) in the monitor's open
+    /// bucket.
+    pub(crate) fn sample<P, C>(&mut self, graph: &Graph<P, C>, node: NodeId, ns: u64) {
+        let at = self.index_of(graph);
+        let row = self.row_of(graph, at, node) as usize;
+        let w = &mut self.window[row];
+        w.latency.get_or_insert_with(Default::default).record(ns);
+        let ln = (ns.max(1) as f64).ln();
+        w.ln_sum += ln;
+        w.ln_sum2 += ln * ln;
+    }
+
+    /// Moves the monitor's open bucket of every step that counted anything into `into`, as
+    /// `(step, cell)`.
+    pub(crate) fn take_window(&mut self, into: &mut Vec<(String, Cell)>) {
+        for index in &mut self.graphs {
+            spread_window(index, &mut self.window);
+        }
+        for (row, w) in self.rows.iter().zip(&mut self.window) {
+            if w.is_empty() {
+                continue;
+            }
+            let latency = w.latency.as_mut().map(|h| h.take()).unwrap_or_default();
+            let cell = Cell {
+                ended: w.ended,
+                failed: w.failed,
+                classes: w.classes,
+                cache_hits: w.cache_hits,
+                cache_misses: 0,
+                latency,
+                queue: Default::default(),
+                ln_sum: w.ln_sum,
+                ln_sum2: w.ln_sum2,
+            };
+            let kept = w.latency.take();
+            *w = WinRow {
+                latency: kept,
+                ..WinRow::default()
+            };
+            match into.iter_mut().find(|(s, _)| *s == row.step) {
+                Some((_, c)) => c.merge(&cell),
+                None => into.push((row.step.clone(), cell)),
+            }
+        }
     }
 
     /// Counts `records` one by one; keeps the shape of the first clean run of a graph whose
@@ -101,17 +199,25 @@ impl Tallies {
         at: usize,
         records: &[StepRecord],
         clean: bool,
+        windowed: bool,
     ) {
         for rec in records {
             let row = self.row_of(graph, at, rec.node);
             self.rows[row as usize].count_with(rec, |count, n| *count += n);
+            if windowed {
+                self.window[row as usize].count(rec);
+            }
         }
         if clean && matches!(self.graphs[at].shape, Shape::Unseen) {
             let rows = records
                 .iter()
                 .map(|rec| self.row_of(graph, at, rec.node))
                 .collect();
-            self.graphs[at].shape = Shape::Seen { rows, pending: 0 };
+            self.graphs[at].shape = Shape::Seen {
+                rows,
+                pending: 0,
+                windowed: 0,
+            };
         }
     }
 
@@ -146,6 +252,7 @@ impl Tallies {
                     // starts new rows, which the report merges by step name).
                     if let Some(mut oldest) = self.graphs.pop() {
                         settle(&mut oldest, &mut self.rows);
+                        spread_window(&mut oldest, &mut self.window);
                     }
                 }
                 let nodes = graph.len().min(MAX_INDEXED_NODES);
@@ -179,6 +286,7 @@ impl Tallies {
                     node: u32::MAX,
                     ..StepRow::default()
                 });
+                self.window.push(WinRow::default());
                 (self.rows.len() - 1) as u32
             });
         }
@@ -187,6 +295,7 @@ impl Tallies {
             node: node.0,
             ..StepRow::default()
         });
+        self.window.push(WinRow::default());
         let row = (self.rows.len() - 1) as u32;
         self.graphs[at].rows[node.0 as usize] = row;
         row
@@ -249,6 +358,7 @@ fn settle(index: &mut Index, rows: &mut [StepRow]) {
     if let Shape::Seen {
         rows: shape,
         pending,
+        ..
     } = &mut index.shape
     {
         for &row in shape.iter() {
@@ -257,6 +367,16 @@ fn settle(index: &mut Index, rows: &mut [StepRow]) {
             row.succeeded += *pending;
         }
         *pending = 0;
+    }
+}
+
+/// Adds the clean runs of `index` not yet in the monitor's open bucket to it.
+fn spread_window(index: &mut Index, window: &mut [WinRow]) {
+    if let Shape::Seen { rows, windowed, .. } = &mut index.shape {
+        for &row in rows.iter() {
+            window[row as usize].ended += *windowed;
+        }
+        *windowed = 0;
     }
 }
 
@@ -307,7 +427,7 @@ mod tests {
         let mut t = Tallies::default();
         for i in 0..10 {
             let r = runner.run(&g, i, (), &NoClock, &RunOptions::default());
-            t.count(&g, &r);
+            t.count(&g, &r, true);
         }
         let mut rows: Vec<_> = t
             .rows()
@@ -395,7 +515,7 @@ mod tests {
         for i in 0..200u64 {
             let r = runner.run(&g, i, (), &NoClock, &RunOptions::default());
             clean += u64::from(is_clean(&r));
-            t.count(&g, &r);
+            t.count(&g, &r, true);
             reference(&mut want, &g, r.records);
             if i % 50 == 49 {
                 for o in &others {
@@ -426,7 +546,7 @@ mod tests {
         let mut run = |t: &mut Tallies, n| {
             for i in 0..n {
                 let r = runner.run(&g, i, (), &NoClock, &RunOptions::default());
-                t.count(&g, &r);
+                t.count(&g, &r, true);
             }
         };
         run(&mut t, 3);
