@@ -69,6 +69,8 @@
 //! | `flujo_waits_total` | counter | `kind` = `lent`, `held` |
 //! | `flujo_waits_helped_runs_total` | counter | |
 //! | `flujo_telemetry_events_dropped_total`, `flujo_telemetry_records_dropped_total` | counter | |
+//! | `flujo_alert_firing` | gauge | `rule` (each configured rule; bounded by `MAX_RULES`) |
+//! | `flujo_alert_transitions_total` | counter | `rule`, `to` = `firing`, `resolved` |
 //!
 //! The queue wait (`flujo_queue_wait_seconds`) is each submitted run's time from its
 //! submission (the clock at the submit call, before it was queued or waited for room) to its
@@ -556,7 +558,42 @@ pub(crate) fn render(report: &Report, readings: &Readings, histograms: &str, out
         "Step records runs could not keep.",
         report.telemetry.records_dropped,
     );
+    render_alerts(report, out);
     out.push_str(histograms);
+}
+
+/// `flujo_alert_firing` and `flujo_alert_transitions_total`, one series per configured rule.
+fn render_alerts(report: &Report, out: &mut String) {
+    let alerts = &report.alerts;
+    if alerts.rules.is_empty() {
+        return;
+    }
+    header(
+        out,
+        "flujo_alert_firing",
+        "gauge",
+        "1 while the monitor's alert rule is firing, else 0.",
+    );
+    for (rule, _, _) in &alerts.rules {
+        let on = u8::from(alerts.firing.contains(rule));
+        sample(out, "flujo_alert_firing", &[("rule", rule)], on);
+    }
+    header(
+        out,
+        "flujo_alert_transitions_total",
+        "counter",
+        "Times the monitor's alert rule fired or resolved.",
+    );
+    for (rule, fired, resolved) in &alerts.rules {
+        for (to, n) in [("firing", fired), ("resolved", resolved)] {
+            sample(
+                out,
+                "flujo_alert_transitions_total",
+                &[("rule", rule), ("to", to)],
+                n,
+            );
+        }
+    }
 }
 
 /// `flujo_breaker_state` and `flujo_breaker_transitions_total`, one series per label value.

@@ -580,7 +580,7 @@ mod toml_tests {
             .lines()
             .filter_map(|l| l.split_once(" = ").map(|(k, _)| k))
             .collect();
-        assert_eq!(keys.len(), 28, "{full}");
+        assert_eq!(keys.len(), 32, "{full}");
         for (name, text) in TEMPLATES {
             let lines: Vec<&str> = text.lines().collect();
             for (i, line) in lines.iter().enumerate() {
@@ -803,4 +803,134 @@ fn a_cell_hands_out_whole_snapshots() {
     bad.workers = usize::MAX;
     assert!(cell.store(bad).is_err());
     assert_eq!(cell.generation(), 1); // a refused store changes nothing
+}
+
+/// The monitor's section in TOML: rules read and round-trip, and every bad value is refused
+/// naming its field.
+#[cfg(feature = "serde")]
+mod monitor_toml {
+    use std::time::Duration;
+
+    use crate::config::{Metric, OptimizationConfig};
+
+    const RULE: &str = r#"
+[monitor]
+resolution = "500ms"
+windows = ["1s", "5s"]
+
+[[monitor.rules]]
+name = "parse-errors"
+metric = "error_rate"
+step = "parse"
+class = "transient"
+window = "5s"
+above = 0.05
+clear_below = 0.02
+for_windows = 3
+min_samples = 20
+"#;
+
+    #[test]
+    fn a_rule_reads_and_round_trips() {
+        let cfg = OptimizationConfig::from_toml_str(RULE).unwrap();
+        let m = &cfg.monitor;
+        assert_eq!(m.resolution, Duration::from_millis(500));
+        assert_eq!(m.windows, [Duration::from_secs(1), Duration::from_secs(5)]);
+        let r = &m.rules[0];
+        assert_eq!(r.metric, Metric::ErrorRate);
+        assert_eq!(r.step.as_deref(), Some("parse"));
+        assert_eq!(
+            r.error_class(),
+            Some(flujo_core::policy::ErrorClass::Transient)
+        );
+        assert_eq!(
+            (r.above, r.clear_below, r.for_windows, r.min_samples),
+            (0.05, 0.02, 3, 20)
+        );
+        assert_eq!(r.quantile, 0.99, "left out: the default");
+        let again = OptimizationConfig::from_toml_str(&cfg.to_toml_string().unwrap()).unwrap();
+        assert_eq!(again, cfg);
+    }
+
+    #[test]
+    fn bad_monitor_values_name_their_field() {
+        let cases = [
+            (
+                "clear_below = 0.02",
+                "clear_below = 0.5",
+                "monitor.rules.clear_below",
+            ),
+            (
+                "min_samples = 20",
+                "min_samples = 0",
+                "monitor.rules.min_samples",
+            ),
+            (
+                "for_windows = 3",
+                "for_windows = 0",
+                "monitor.rules.for_windows",
+            ),
+            (
+                "windows = [\"1s\", \"5s\"]",
+                "windows = [\"0s\", \"5s\"]",
+                "monitor.windows",
+            ),
+            (
+                "windows = [\"1s\", \"5s\"]",
+                "windows = [\"1s\", \"1250ms\"]",
+                "monitor.windows",
+            ),
+            (
+                "windows = [\"1s\", \"5s\"]",
+                "windows = []",
+                "monitor.windows",
+            ),
+            (
+                "resolution = \"500ms\"",
+                "resolution = \"0s\"",
+                "monitor.resolution",
+            ),
+            ("window = \"5s\"", "window = \"2s\"", "monitor.rules.window"),
+            (
+                "class = \"transient\"",
+                "class = \"flaky\"",
+                "monitor.rules.class",
+            ),
+            ("above = 0.05", "above = -1.0", "monitor.rules.above"),
+            (
+                "metric = \"error_rate\"",
+                "metric = \"queue_wait\"",
+                "monitor.rules.step",
+            ),
+            (
+                "name = \"parse-errors\"",
+                "name = \"\"",
+                "monitor.rules.name",
+            ),
+        ];
+        for (from, to, field) in cases {
+            let text = RULE.replace(from, to);
+            let err = OptimizationConfig::from_toml_str(&text).unwrap_err();
+            assert!(err.to_string().contains(field), "{to}: {err}");
+        }
+        // Text that is no duration, and an unknown metric, are refused by the reader.
+        for (from, to, field) in [
+            ("window = \"5s\"", "window = \"5\"", "monitor.rules.window"),
+            (
+                "windows = [\"1s\", \"5s\"]",
+                "windows = [\"1 sec\"]",
+                "monitor.windows",
+            ),
+            ("metric = \"error_rate\"", "metric = \"errors\"", "metric"),
+        ] {
+            let err = OptimizationConfig::from_toml_str(&RULE.replace(from, to)).unwrap_err();
+            assert!(err.to_string().contains(field), "{to}: {err}");
+        }
+        let two = format!(
+            "{RULE}\n{}",
+            &RULE[RULE.find("[[monitor.rules]]").unwrap()..]
+        );
+        let err = OptimizationConfig::from_toml_str(&two).unwrap_err();
+        assert!(err.to_string().contains("must be unique"), "{err}");
+    }
 }

@@ -15,6 +15,7 @@ where
     /// See [`Executor::render_metrics`].
     pub(super) fn render_metrics(&self, out: &mut String) {
         let mut histograms = String::new();
+        self.poll_monitor(true);
         let (report, breaker_states) = self.report_with(|collected| {
             let (run, steps) = collected.latency_histograms();
             metrics::render_histograms(run, steps, &mut histograms);

@@ -520,7 +520,7 @@ mod tests {
             if i % 50 == 49 {
                 for o in &others {
                     let r = runner.run(o, i, (), &NoClock, &RunOptions::default());
-                    t.count(o, &r);
+                    t.count(o, &r, true);
                     reference(&mut want, o, r.records);
                 }
             }
@@ -576,7 +576,7 @@ mod tests {
         for _ in 0..2 {
             for g in &graphs {
                 let r = runner.run(g, 0, (), &NoClock, &RunOptions::default());
-                t.count(g, &r);
+                t.count(g, &r, true);
             }
         }
         for (i, _) in graphs.iter().enumerate() {

@@ -652,3 +652,43 @@ mod http_endpoint {
         );
     }
 }
+
+#[test]
+fn alert_rules_render_their_state_and_transitions() {
+    use crate::config::{AlertRule, Metric};
+    use flujo_core::graph::ManualClock;
+    let clock = ManualClock::new(0);
+    let mut cfg = OptimizationConfig::latency();
+    for (name, above) in [("errors", 0.5), ("never", 1.0)] {
+        cfg.monitor.rules.push(AlertRule {
+            window: std::time::Duration::from_secs(1),
+            above,
+            clear_below: 0.1,
+            ..AlertRule::new(name, Metric::ErrorRate)
+        });
+    }
+    let ex = Executor::<u64, ()>::builder(cfg)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let (_, p) = render(&ex);
+    assert_eq!(p.get("flujo_alert_firing{rule=\"errors\"}"), 0.0);
+    let g = Graph::<u64, ()>::build(|b| b.task("fail", |_, _| Err(StepError::permanent("no"))))
+        .unwrap();
+    for i in 0..4 {
+        ex.run(&g, i, ()).unwrap();
+    }
+    clock.advance(1_000_000_000);
+    let (_, p) = render(&ex);
+    assert_eq!(p.types["flujo_alert_firing"], "gauge");
+    assert_eq!(p.get("flujo_alert_firing{rule=\"errors\"}"), 1.0);
+    assert_eq!(p.get("flujo_alert_firing{rule=\"never\"}"), 0.0);
+    assert_eq!(
+        p.get("flujo_alert_transitions_total{rule=\"errors\",to=\"firing\"}"),
+        1.0
+    );
+    assert_eq!(
+        p.get("flujo_alert_transitions_total{rule=\"errors\",to=\"resolved\"}"),
+        0.0
+    );
+}
