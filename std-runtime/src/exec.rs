@@ -653,9 +653,39 @@ where
                 trace.instant(i.clone());
             }
         });
+        // The monitor's alerts, as instant events on a thread of their own.
+        self.inner.poll_monitor(true);
+        let alerts = self.inner.monitor.alert_stats().events;
+        if !alerts.is_empty() {
+            trace.thread_name(MONITOR_TID, "flujo monitor");
+        }
+        for e in alerts {
+            use crate::trace::{ArgValue, Instant};
+            let mut args = vec![
+                ("rule", ArgValue::Str(e.rule.clone().into())),
+                ("metric", ArgValue::Str(e.metric.as_str().into())),
+                ("value", ArgValue::F64(e.value)),
+                ("threshold", ArgValue::F64(e.threshold)),
+                ("samples", ArgValue::U64(e.samples)),
+                ("window_ns", ArgValue::U64(e.window_ns)),
+            ];
+            if let Some(step) = e.step {
+                args.push(("step", ArgValue::Str(step.into())));
+            }
+            trace.instant(Instant {
+                name: format!("alert {} {}", e.rule, e.state.as_str()).into(),
+                cat: "alert",
+                tid: MONITOR_TID,
+                ts_ns: e.at_ns,
+                args,
+            });
+        }
         trace.write_json(w)
     }
 }
+
+/// The trace's thread id of the monitor's alert events.
+const MONITOR_TID: u32 = u32::MAX - 1;
 
 impl<P, C> Inner<P, C>
 where

@@ -394,3 +394,23 @@ fn reconfiguring_the_monitor_restarts_its_windows_and_keeps_the_alert_totals() {
     // Time on: the per-tick clock is the runtime's (nanoseconds).
     assert_eq!(ticks(Duration::from_secs(1)), SECOND);
 }
+
+#[test]
+fn alerts_are_instant_events_in_the_trace() {
+    let clock = ManualClock::new(0);
+    let mut cfg = OptimizationConfig::latency();
+    cfg.monitor.rules.push(error_rule());
+    let ex = Executor::<u64, ()>::builder(cfg)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let g = graph(&Time::Manual(clock.clone()), 10, Duration::ZERO);
+    bucket(&ex, &g, &clock, &inputs(9));
+    bucket(&ex, &g, &clock, &inputs(9));
+    let mut json = Vec::new();
+    ex.write_trace(&mut json).unwrap();
+    let json = String::from_utf8(json).unwrap();
+    assert!(json.contains(r#""name":"alert check-errors firing","cat":"alert""#), "{json}");
+    assert!(json.contains(r#""ts":2000000.000"#), "at the 2nd bucket's end: {json}");
+    assert!(json.contains("flujo monitor"), "{json}");
+}
