@@ -34,7 +34,8 @@ use flujo_core::policy::{Backoff, Breaker, BreakerConfig, ErrorClass, RetryPolic
 use flujo_core::telemetry::Counter;
 use flujo_runtime::breakers::BreakerRegistry;
 use flujo_runtime::clock::ticks;
-use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
+use flujo_runtime::config::{AlertRule, Metric, OptimizationConfig, TelemetryLevel};
+use flujo_runtime::monitor::{AlertEvent, Windows};
 use flujo_runtime::{Executor, Finished, Priority, Refusal, SubmitSpec};
 
 /// Units a valid order may hold in all (the validator's rule).
@@ -526,7 +527,17 @@ fn main() -> ExitCode {
     config.telemetry.level = TelemetryLevel::Events;
     config.telemetry.run_sample_period = 1024;
     config.telemetry.ring_capacity = config.telemetry.ring_capacity.max(4096);
-    let executor = Executor::<Msg, Ctx>::new(config).expect("a valid configuration");
+    // The monitor: 100 ms buckets (the demo lasts a few seconds), and a few alert rules.
+    config.monitor.resolution = Duration::from_millis(100);
+    config.monitor.rules = demo_rules();
+    let alerts_seen = Arc::new(AtomicU64::new(0));
+    let seen = Arc::clone(&alerts_seen);
+    let executor = Executor::<Msg, Ctx>::builder(config)
+        .on_alert(move |_: &AlertEvent| {
+            seen.fetch_add(1, Ordering::Relaxed);
+        })
+        .build()
+        .expect("a valid configuration");
     let metrics = match serve_metrics(&executor, args.metrics_addr.as_deref()) {
         Ok(server) => server,
         Err(e) => {
@@ -625,9 +636,13 @@ fn main() -> ExitCode {
     progress(totals.ran + totals.escaped_panics, args.runs);
     eprintln!();
     let shutdown = executor.shutdown(flujo_runtime::Drain::Finish);
+    // Let the last bucket close, so the windows hold every run.
+    std::thread::sleep(Duration::from_millis(110));
+    let windows = executor.windows();
 
     let report = executor.report();
     println!("{report}");
+    print_windows(&windows);
     println!(
         "preset {}, {} worker threads, admission limit now {}",
         args.preset,
@@ -704,6 +719,28 @@ fn main() -> ExitCode {
         "shutdown finished every submission",
         shutdown.finished == args.runs && shutdown.handed_back == 0,
     );
+    check(
+        "every alert event reached the callback and the report",
+        alerts_seen.load(Ordering::Relaxed) == report.alerts.fired + report.alerts.resolved
+            && report.alerts.events.len() as u64 + report.alerts.events_dropped
+                == report.alerts.fired + report.alerts.resolved,
+    );
+    // The 60 s window holds every run when the demo took less than that.
+    if let Some(longest) = windows.windows.last().filter(|_| elapsed.as_secs() < 55) {
+        check(
+            "the 60 s window's runs = the report's runs",
+            longest.total.ended == report.runs.completed,
+        );
+        check(
+            "the 60 s window's queue waits = the submitted runs that started",
+            longest.total.queue_wait.samples == report.runs.completed - 1,
+        );
+        let parse = longest.steps.iter().find(|(s, _)| s == "parse");
+        check(
+            "the 60 s window's `parse` executions = the report's",
+            parse.map(|(_, s)| s.ended) == report.step("parse").map(|s| s.executions),
+        );
+    }
     // Only this executor's runs use the breaker: its own counts are the runs' counts.
     let fx_row = report.breakers.iter().find(|r| r.step == "fx_remote");
     check(
@@ -754,6 +791,98 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The demo's alert rules: the FX call's error rate, every run's p99, the queue wait's p99 and
+/// the refusal rate, each over the 1 s window.
+fn demo_rules() -> Vec<AlertRule> {
+    let second = Duration::from_secs(1);
+    vec![
+        AlertRule {
+            step: Some("fx_remote".into()),
+            window: second,
+            above: 0.2,
+            clear_below: 0.05,
+            for_windows: 2,
+            min_samples: 50,
+            ..AlertRule::new("fx-errors", Metric::ErrorRate)
+        },
+        AlertRule {
+            window: second,
+            above: 0.050,
+            clear_below: 0.020,
+            for_windows: 2,
+            min_samples: 100,
+            ..AlertRule::new("run-p99", Metric::Latency)
+        },
+        AlertRule {
+            window: second,
+            above: 0.010,
+            clear_below: 0.002,
+            for_windows: 2,
+            min_samples: 100,
+            ..AlertRule::new("queue-wait-p99", Metric::QueueWait)
+        },
+        AlertRule {
+            window: second,
+            above: 0.2,
+            clear_below: 0.05,
+            for_windows: 2,
+            min_samples: 100,
+            ..AlertRule::new("refusals", Metric::RefusalRate)
+        },
+    ]
+}
+
+/// The monitor's windows as a table: every run per window, then the steps with errors.
+fn print_windows(w: &Windows) {
+    let ms = |ns: u64| ns as f64 / 1e6;
+    println!(
+        "monitor windows (ending {:.1} s after start, {} ms buckets)",
+        w.at_ns as f64 / 1e9,
+        w.resolution_ns / 1_000_000
+    );
+    println!(
+        "  {:>6} {:>8} {:>10} {:>8} {:>9} {:>9} {:>10} {:>8}",
+        "window", "runs", "runs/s", "errors", "p50 ms", "p99 ms", "queue p99", "refused"
+    );
+    for win in &w.windows {
+        let t = &win.total;
+        println!(
+            "  {:>5}s {:>8} {:>10.0} {:>7.2}% {:>9.3} {:>9.3} {:>8.3}ms {:>8}",
+            win.length_ns / 1_000_000_000,
+            t.ended,
+            t.rate,
+            t.error_rate * 100.0,
+            ms(t.latency.p50_ns),
+            ms(t.latency.p99_ns),
+            ms(t.queue_wait.p99_ns),
+            win.refused
+        );
+    }
+    if let Some(win) = w.windows.last() {
+        for (step, s) in win.steps.iter().filter(|(_, s)| s.failed > 0) {
+            let classes: Vec<String> = s
+                .errors_by_class
+                .iter()
+                .map(|(c, n)| format!("{c} {n}"))
+                .collect();
+            println!(
+                "  step {step}: {} of {} failed ({}), p99 {:.3} ms of {} samples",
+                s.failed,
+                s.ended,
+                classes.join(", "),
+                ms(s.latency.p99_ns),
+                s.latency.samples
+            );
+        }
+    }
+    let firing = if w.firing.is_empty() {
+        "none".to_string()
+    } else {
+        w.firing.join(", ")
+    };
+    println!("  alerts firing now: {firing}");
 }
 
 /// The metrics endpoint, served while the demo runs (`None` without `--metrics-addr`).

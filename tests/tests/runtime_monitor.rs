@@ -410,7 +410,13 @@ fn alerts_are_instant_events_in_the_trace() {
     let mut json = Vec::new();
     ex.write_trace(&mut json).unwrap();
     let json = String::from_utf8(json).unwrap();
-    assert!(json.contains(r#""name":"alert check-errors firing","cat":"alert""#), "{json}");
-    assert!(json.contains(r#""ts":2000000.000"#), "at the 2nd bucket's end: {json}");
+    assert!(
+        json.contains(r#""name":"alert check-errors firing","cat":"alert""#),
+        "{json}"
+    );
+    assert!(
+        json.contains(r#""ts":2000000.000"#),
+        "at the 2nd bucket's end: {json}"
+    );
     assert!(json.contains("flujo monitor"), "{json}");
 }
