@@ -124,3 +124,8 @@ mod tracing_spans;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/runtime.md")]
 pub struct RuntimeGuide;
+
+/// The operations guide (`docs/operations.md`); its examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/operations.md")]
+pub struct OperationsGuide;
