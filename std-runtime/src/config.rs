@@ -23,7 +23,11 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 pub mod duration;
+mod degradation;
 mod monitor;
+pub use degradation::{
+    Action, DegradationConfig, DegradationLevel, MemoryPressure, MAX_LEVELS, MEMORY_TRIGGER,
+};
 pub use monitor::{
     AlertRule, Metric, MonitorConfig, MAX_RULES, MAX_RULE_NAME, MAX_WINDOWS, MAX_WINDOW_BUCKETS,
     MIN_RESOLUTION,
@@ -125,6 +129,9 @@ pub struct OptimizationConfig {
     /// The run-time monitor: windows, alert rules, change-point detection. Reads only; never
     /// changes results.
     pub monitor: MonitorConfig,
+    /// Health and degradation actions (off in the presets). Unlike the switches above, its
+    /// actions may change what a run gets; each is counted (see [`DegradationConfig`]).
+    pub degradation: DegradationConfig,
 }
 
 /// Inline execution of small fan-outs (parallel and map nodes).
@@ -381,6 +388,7 @@ impl OptimizationConfig {
             workers: 0,
             max_records,
             monitor: MonitorConfig::default(),
+            degradation: DegradationConfig::default(),
         }
     }
 
@@ -539,6 +547,7 @@ impl OptimizationConfig {
         self.adaptive_concurrency.validate()?;
         self.queues.validate()?;
         self.monitor.validate()?;
+        self.degradation.validate(&self.monitor.rules)?;
         check(
             self.workers <= MAX_WORKERS,
             "workers",

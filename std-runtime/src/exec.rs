@@ -16,6 +16,7 @@
 //! [`Runner::run_in`]: flujo_core::interp::Runner::run_in
 
 mod builder;
+mod degrade;
 mod dispatch;
 mod host;
 mod runner_pool;
@@ -340,13 +341,15 @@ struct Inner<P, C> {
     handed_back: AtomicU64,
     /// Refusals, one count per reason: queue full, over the limit, shutting down (the order
     /// of [`Refusal`] and of the report's `rejected_*` fields; `Release`, see `submitted`).
-    rejected: [AtomicU64; 3],
+    rejected: [AtomicU64; 4],
     /// The lowest and highest concurrency limit seen (the report's admission readings).
     limit_seen: [AtomicU64; 2],
     /// How the runs' waits went: lent to queued runs or held (see [`crate::lend`]).
     waits: WaitCounts,
     /// Windows, alert rules and detectors (see [`crate::monitor`]).
     monitor: Monitor,
+    /// The health and the degradation actions in force.
+    degrade: degrade::Degrade,
 }
 
 impl<P, C> Lend for Inner<P, C>
@@ -456,6 +459,7 @@ where
         clock: RuntimeClock,
         weigher: Option<crate::cache::Weigher<P>>,
         on_alert: Option<crate::monitor::OnAlert>,
+        on_health: Option<degrade::OnHealth>,
     ) -> Result<Self, BuildError> {
         let limit = AdaptiveLimit::new(config.adaptive_concurrency).map_err(|e| {
             BuildError::Config(ConfigError::Invalid {
@@ -467,6 +471,7 @@ where
         let admission = config.adaptive_concurrency.enabled;
         let cache = result_cache(&config.result_cache, &clock, weigher);
         let monitor = Monitor::new(&config.monitor, on_alert);
+        let degrade = degrade::Degrade::new(&config.degradation, on_health);
         let cell = ConfigCell::new(config).map_err(BuildError::Config)?;
         let (snapshot, generation) = cell.load_with_generation();
         let initial = u64::from(limit.limit());
@@ -498,6 +503,7 @@ where
                 limit_seen: [AtomicU64::new(initial), AtomicU64::new(initial)],
                 waits: WaitCounts::default(),
                 monitor,
+                degrade,
             }),
         })
     }
@@ -529,6 +535,7 @@ where
         self.inner.cache.set_capacity(entries.max(1), bytes.max(1));
         let (snapshot, generation) = (self.inner.config.load(), generation);
         self.inner.runners.reconfigure(snapshot, generation);
+        self.inner.reconfigure_health(&self.inner.config.load());
         // The limit may have grown: a waiting submission looks, and wakes the next if it got in.
         if self.inner.room.has_waiters() {
             self.inner.room.wake_one();
@@ -631,6 +638,14 @@ where
         self.inner.monitor.windows()
     }
 
+    /// The executor's health now (see
+    /// [`DegradationConfig`](crate::config::DegradationConfig)); closes the monitor's buckets
+    /// due first, so a move they call for is made.
+    pub fn health(&self) -> crate::monitor::health::Health {
+        self.inner.poll_monitor(true);
+        self.inner.degrade.stats().health
+    }
+
     /// Closes the monitor's buckets that the clock has passed and evaluates the alert rules on
     /// them; returns the alert events this raised (also given to the
     /// [`on_alert`](ExecutorBuilder::on_alert) callback). Runs' ends and reads do this on their
@@ -653,11 +668,27 @@ where
                 trace.instant(i.clone());
             }
         });
-        // The monitor's alerts, as instant events on a thread of their own.
+        // The monitor's alerts and health moves, as instant events on a thread of their own.
         self.inner.poll_monitor(true);
         let alerts = self.inner.monitor.alert_stats().events;
-        if !alerts.is_empty() {
+        let moves = self.inner.degrade.stats().events;
+        if !alerts.is_empty() || !moves.is_empty() {
             trace.thread_name(MONITOR_TID, "flujo monitor");
+        }
+        for e in moves {
+            use crate::trace::{ArgValue, Instant};
+            trace.instant(Instant {
+                name: format!("health {} -> {}", e.from.as_str(), e.to.as_str()).into(),
+                cat: "health",
+                tid: MONITOR_TID,
+                ts_ns: e.at_ns,
+                args: vec![
+                    ("level", ArgValue::Str(e.level.unwrap_or_default().into())),
+                    ("triggers", ArgValue::Str(e.triggers.join(",").into())),
+                    ("taken", ArgValue::Str(e.taken.join(",").into())),
+                    ("undone", ArgValue::Str(e.undone.join(",").into())),
+                ],
+            });
         }
         for e in alerts {
             use crate::trace::{ArgValue, Instant};
@@ -719,7 +750,7 @@ where
             cutoff: cfg
                 .inline_cutoff
                 .enabled
-                .then_some(cfg.inline_cutoff.max_cost),
+                .then_some(self.degrade.cutoff(cfg.inline_cutoff.max_cost)),
             cache: bridge.as_ref().map(|b| b as &dyn SharedCache<P>),
             parallel: self.pool.current_num_threads() > 1,
         };
@@ -731,7 +762,7 @@ where
         let mut counted = false;
         let attempt = panic::catch_unwind(AssertUnwindSafe(|| {
             self.runners.with(|w| {
-                let sampled = w.sampled();
+                let sampled = w.sampled(self.degrade.sampling_off());
                 // Feature `tracing`: the run's span, opened if sampled (see `tracing_spans`).
                 #[cfg(feature = "tracing")]
                 let mut span =
@@ -847,7 +878,15 @@ where
             .iter()
             .map(|r| r.load(Ordering::Acquire))
             .sum();
-        self.monitor.close(now, submitted, refused)
+        let events = self.monitor.close(now, submitted, refused);
+        let firing = self.monitor.firing();
+        self.evaluate_health(self.monitor.tick_of(now), &firing, self.memory_share());
+        events
+    }
+
+    /// The resident memory's share of the degradation's memory budget, if one is set.
+    fn memory_share(&self) -> Option<f64> {
+        None
     }
 
     /// Notes the current limit in the lowest and highest seen: two loads when it is within
@@ -1090,6 +1129,7 @@ where
             runs.rejected_queue_full,
             runs.rejected_over_limit,
             runs.rejected_shutting_down,
+            runs.rejected_shed,
         ] = rejected;
         (runs.handed_back, runs.panicked, runs.inline) = (handed_back, panicked, inline);
         runs.submitted = submissions + inline;
@@ -1122,6 +1162,7 @@ where
         let (lent, held, helped) = self.waits.read();
         report.waits = WaitStats { lent, held, helped };
         report.alerts = self.monitor.alert_stats();
+        report.health = self.degrade.stats();
         (report, states)
     }
 }

@@ -50,7 +50,7 @@
 //! | `flujo_runs_submitted_total` | counter | |
 //! | `flujo_runs_total` | counter | `result` = `completed`, `panicked`, `handed_back` |
 //! | `flujo_runs_completed_total` | counter | `outcome` = `succeeded`, `failed`, `aborted` |
-//! | `flujo_runs_rejected_total` | counter | `reason` = `queue_full`, `over_limit`, `shutting_down` |
+//! | `flujo_runs_rejected_total` | counter | `reason` = `queue_full`, `over_limit`, `shutting_down`, `shed` |
 //! | `flujo_runs_inline_total` | counter | |
 //! | `flujo_runs_in_flight` | gauge | |
 //! | `flujo_run_latency_seconds` | histogram | |
@@ -71,6 +71,10 @@
 //! | `flujo_telemetry_events_dropped_total`, `flujo_telemetry_records_dropped_total` | counter | |
 //! | `flujo_alert_firing` | gauge | `rule` (each configured rule; bounded by `MAX_RULES`) |
 //! | `flujo_alert_transitions_total` | counter | `rule`, `to` = `firing`, `resolved` |
+//! | `flujo_health` | gauge | `state` = `healthy`, `degraded`, `critical` |
+//! | `flujo_degradation_level` | gauge | |
+//! | `flujo_degradation_action_active` | gauge | `action` (each configured action) |
+//! | `flujo_degradation_actions_total` | counter | `action`, `to` = `taken`, `undone` |
 //!
 //! The queue wait (`flujo_queue_wait_seconds`) is each submitted run's time from its
 //! submission (the clock at the submit call, before it was queued or waited for room) to its
@@ -390,6 +394,7 @@ pub(crate) fn render(report: &Report, readings: &Readings, histograms: &str, out
         ("queue_full", runs.rejected_queue_full),
         ("over_limit", runs.rejected_over_limit),
         ("shutting_down", runs.rejected_shutting_down),
+        ("shed", runs.rejected_shed),
     ] {
         sample(out, "flujo_runs_rejected_total", &[("reason", reason)], n);
     }
@@ -559,7 +564,64 @@ pub(crate) fn render(report: &Report, readings: &Readings, histograms: &str, out
         report.telemetry.records_dropped,
     );
     render_alerts(report, out);
+    render_health(report, out);
     out.push_str(histograms);
+}
+
+/// `flujo_health`, `flujo_degradation_level` and, per configured action, whether it is in
+/// force and how often it was taken and undone.
+fn render_health(report: &Report, out: &mut String) {
+    let h = &report.health;
+    header(
+        out,
+        "flujo_health",
+        "gauge",
+        "1 for the executor's health now, 0 for the others.",
+    );
+    for state in ["healthy", "degraded", "critical"] {
+        let on = u8::from(h.health.as_str() == state);
+        sample(out, "flujo_health", &[("state", state)], on);
+    }
+    single(
+        out,
+        "flujo_degradation_level",
+        "gauge",
+        "The degradation level in force: 0 when healthy, else its position in the configuration.",
+        u64::from(h.level),
+    );
+    if h.actions.is_empty() {
+        return;
+    }
+    header(
+        out,
+        "flujo_degradation_action_active",
+        "gauge",
+        "1 while the degradation action is in force.",
+    );
+    for a in &h.actions {
+        sample(
+            out,
+            "flujo_degradation_action_active",
+            &[("action", &a.action)],
+            u8::from(a.active),
+        );
+    }
+    header(
+        out,
+        "flujo_degradation_actions_total",
+        "counter",
+        "Times each degradation action was taken and undone.",
+    );
+    for a in &h.actions {
+        for (to, n) in [("taken", a.taken), ("undone", a.undone)] {
+            sample(
+                out,
+                "flujo_degradation_actions_total",
+                &[("action", &a.action), ("to", to)],
+                n,
+            );
+        }
+    }
 }
 
 /// `flujo_alert_firing` and `flujo_alert_transitions_total`, one series per configured rule.

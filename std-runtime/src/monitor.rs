@@ -25,6 +25,7 @@
 
 pub(crate) mod bottleneck;
 pub mod detect;
+pub mod health;
 pub mod resources;
 pub(crate) mod window;
 
@@ -885,6 +886,22 @@ impl Monitor {
             windows,
             firing,
         }
+    }
+
+    /// The names of the rules firing now.
+    pub(crate) fn firing(&self) -> Vec<String> {
+        let store = lock(&self.store);
+        store
+            .rules
+            .iter()
+            .filter(|r| r.firing)
+            .map(|r| r.rule.name.clone())
+            .collect()
+    }
+
+    /// The clock tick at which bucket `bucket` starts.
+    pub(crate) fn tick_of(&self, bucket: u64) -> u64 {
+        bucket.saturating_mul(lock(&self.store).res)
     }
 
     /// The report's view of the alerts.

@@ -19,17 +19,22 @@ pub enum Refusal {
     OverLimit,
     /// The executor is shutting down (its queues are closed).
     ShuttingDown,
+    /// The executor is degraded and sheds submissions of this priority (a degradation action:
+    /// `shed_low` or `shed_normal`; see [`crate::config::Action`]).
+    Shed,
 }
 
 impl Refusal {
     /// Every reason, in the order of the report's `rejected_*` fields; `ALL[r.index()] == r`.
-    pub const ALL: [Refusal; 3] = [
+    pub const ALL: [Refusal; 4] = [
         Refusal::QueueFull,
         Refusal::OverLimit,
         Refusal::ShuttingDown,
+        Refusal::Shed,
     ];
 
-    /// The reason's index in [`ALL`](Self::ALL): 0 queue full, 1 over limit, 2 shutting down.
+    /// The reason's index in [`ALL`](Self::ALL): 0 queue full, 1 over limit, 2 shutting down,
+    /// 3 shed.
     #[inline]
     pub const fn index(self) -> usize {
         self as usize
@@ -42,6 +47,7 @@ impl fmt::Display for Refusal {
             Refusal::QueueFull => "the queue of its priority is full",
             Refusal::OverLimit => "the concurrency limit is reached",
             Refusal::ShuttingDown => "the executor is shutting down",
+            Refusal::Shed => "the executor is degraded and sheds this priority",
         })
     }
 }

@@ -73,6 +73,9 @@ pub struct Runs {
     pub rejected_over_limit: u64,
     /// Submissions refused during shutdown.
     pub rejected_shutting_down: u64,
+    /// Submissions shed by a degradation action (`shed_low`, `shed_normal`).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub rejected_shed: u64,
     /// Of the runs ended (`completed + panicked`), those made on the caller's thread: they
     /// are counted in `submitted` too, as they end.
     pub inline: u64,
@@ -84,6 +87,7 @@ impl Runs {
         self.rejected_queue_full
             .saturating_add(self.rejected_over_limit)
             .saturating_add(self.rejected_shutting_down)
+            .saturating_add(self.rejected_shed)
     }
 }
 
@@ -375,6 +379,10 @@ pub struct Report {
     /// [`crate::monitor`]). Empty from a builder.
     #[cfg_attr(feature = "serde", serde(default))]
     pub alerts: crate::monitor::AlertStats,
+    /// The health and the degradation actions: in force, taken and undone, the last moves
+    /// (see [`crate::config::DegradationConfig`]).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub health: crate::monitor::health::HealthStats,
     /// What telemetry kept and lost.
     pub telemetry: TelemetryStats,
     /// Whether this build catches panics ([`PANICS_CAUGHT`](crate::PANICS_CAUGHT)): `false` in
@@ -597,6 +605,7 @@ impl ReportBuilder {
             Refusal::QueueFull => &mut self.runs.rejected_queue_full,
             Refusal::OverLimit => &mut self.runs.rejected_over_limit,
             Refusal::ShuttingDown => &mut self.runs.rejected_shutting_down,
+            Refusal::Shed => &mut self.runs.rejected_shed,
         };
         *count = count.saturating_add(n);
     }
@@ -903,6 +912,7 @@ impl ReportBuilder {
             (&mut a.rejected_queue_full, b.rejected_queue_full),
             (&mut a.rejected_over_limit, b.rejected_over_limit),
             (&mut a.rejected_shutting_down, b.rejected_shutting_down),
+            (&mut a.rejected_shed, b.rejected_shed),
             (&mut self.submitted, other.submitted),
         ] {
             *mine = mine.saturating_add(theirs);
@@ -1006,6 +1016,7 @@ impl ReportBuilder {
             admission: self.admission,
             waits: WaitStats::default(),
             alerts: Default::default(),
+            health: Default::default(),
             telemetry: self.telemetry,
             panics_caught: crate::PANICS_CAUGHT,
         }
@@ -1158,6 +1169,7 @@ impl Report {
         field(f, "  queue full", r.rejected_queue_full)?;
         field(f, "  over limit", r.rejected_over_limit)?;
         field(f, "  shutting down", r.rejected_shutting_down)?;
+        field(f, "  shed", r.rejected_shed)?;
         field(f, "inline (of the ended)", r.inline)?;
         field(
             f,
@@ -1288,11 +1300,54 @@ impl fmt::Display for Report {
         }
         self.fmt_breakers(f)?;
         self.fmt_resources(f)?;
-        self.fmt_alerts(f)
+        self.fmt_alerts(f)?;
+        self.fmt_health(f)
     }
 }
 
 impl Report {
+    /// The `health` section: the health, the actions and the last moves.
+    fn fmt_health(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = &self.health;
+        if h.actions.is_empty() && h.events.is_empty() {
+            return Ok(());
+        }
+        writeln!(f, "health")?;
+        let now = match h.health {
+            crate::monitor::health::Health::Degraded(n) => format!("degraded (level {n})"),
+            other => other.as_str().to_string(),
+        };
+        field(f, "now", format_args!("{now}, {} moves", h.transitions))?;
+        for a in &h.actions {
+            field(
+                f,
+                &a.action,
+                format_args!(
+                    "{}taken {}, undone {}",
+                    if a.active { "IN FORCE, " } else { "" },
+                    a.taken,
+                    a.undone
+                ),
+            )?;
+        }
+        for e in h.events.iter().rev().take(10).rev() {
+            field(
+                f,
+                "moved",
+                format_args!(
+                    "{} -> {} at {:.3} s ({}); took [{}], undid [{}]",
+                    e.from.as_str(),
+                    e.to.as_str(),
+                    e.at_ns as f64 / 1e9,
+                    e.triggers.join(", "),
+                    e.taken.join(", "),
+                    e.undone.join(", ")
+                ),
+            )?;
+        }
+        Ok(())
+    }
+
     /// The `alerts` section: counts, rules firing, the last few events.
     fn fmt_alerts(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let a = &self.alerts;

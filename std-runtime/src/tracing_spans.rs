@@ -323,6 +323,7 @@ fn refusal_name(reason: Refusal) -> &'static str {
         Refusal::QueueFull => "queue-full",
         Refusal::OverLimit => "over-limit",
         Refusal::ShuttingDown => "shutting-down",
+        Refusal::Shed => "shed",
     }
 }
 

@@ -52,6 +52,7 @@ pub struct ExecutorBuilder<P, C> {
     /// `None`: the cache weighs every output as `size_of::<P>()`.
     cache_weigher: Option<Weigher<P>>,
     on_alert: Option<OnAlert>,
+    on_health: Option<super::degrade::OnHealth>,
     types: PhantomData<fn(P, C)>,
 }
 
@@ -63,6 +64,7 @@ impl<P, C> fmt::Debug for ExecutorBuilder<P, C> {
             .field("clock", &self.clock)
             .field("cache_weigher", &self.cache_weigher.is_some())
             .field("on_alert", &self.on_alert.is_some())
+            .field("on_health", &self.on_health.is_some())
             .finish()
     }
 }
@@ -79,6 +81,7 @@ where
             clock: RuntimeClock::default(),
             cache_weigher: None,
             on_alert: None,
+            on_health: None,
             types: PhantomData,
         }
     }
@@ -152,6 +155,18 @@ where
         self
     }
 
+    /// Calls `f` with every move of the executor's health (see
+    /// [`DegradationConfig`](crate::config::DegradationConfig)): from, to, the triggers, and
+    /// the actions taken and undone. Called like [`on_alert`](Self::on_alert)'s callback, after
+    /// the actions are in force.
+    pub fn on_health(
+        mut self,
+        f: impl Fn(&crate::monitor::health::HealthEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_health = Some(std::sync::Arc::new(f));
+        self
+    }
+
     /// The executor.
     ///
     /// # Errors
@@ -173,6 +188,7 @@ where
             self.clock,
             self.cache_weigher,
             self.on_alert,
+            self.on_health,
         )
     }
 }

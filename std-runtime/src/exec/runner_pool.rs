@@ -233,10 +233,12 @@ impl<P: Clone, C: Context> PooledRunner<P, C> {
     /// Whether the run about to start is sampled (timed, its step latencies into the
     /// per-step histograms, its events into the ring); counts the run and pauses the
     /// runner's telemetry for a run that is not.
-    pub(crate) fn sampled(&mut self) -> bool {
+    /// With `off` (a degradation action stopped sampling), no run is.
+    pub(crate) fn sampled(&mut self, off: bool) -> bool {
         self.runs += 1;
-        let kept =
-            self.level >= TelemetryLevel::Histograms && self.runs.is_multiple_of(self.sample);
+        let kept = !off
+            && self.level >= TelemetryLevel::Histograms
+            && self.runs.is_multiple_of(self.sample);
         if let Some(t) = self.runner.telemetry_mut() {
             t.set_paused(!kept);
         }
@@ -533,6 +535,16 @@ impl<P: Clone, C: Context> RunnerPool<P, C> {
         }
         drop(live);
         f(Seen::Collected(&collected));
+    }
+
+    /// Frees the idle runners (a degradation action); returns how many.
+    pub(crate) fn free_idle(&self) -> usize {
+        let mut n = 0;
+        while let Some(w) = self.free.pop() {
+            self.free_runner(w);
+            n += 1;
+        }
+        n
     }
 
     /// Calls `f` with the stats of every live runner, then with the monitor buckets of the

@@ -530,6 +530,9 @@ where
         if self.closed.load(Ordering::Acquire) {
             return refuse(Refusal::ShuttingDown, input, context);
         }
+        if self.degrade.sheds(at.priority) {
+            return refuse(Refusal::Shed, input, context);
+        }
         // A registered waiter first looks for a place, so that while the queue is full it
         // takes no permit: a permit taken and given back ends a submission, which would wake
         // the next waiter, and the waiters would wake each other in turn.

@@ -257,15 +257,6 @@ pub(crate) struct OpenCell {
 }
 
 impl OpenCell {
-    /// Records one sampled latency (a step's): the histogram and the log sums.
-    #[inline]
-    pub(crate) fn sample(&mut self, ns: u64) {
-        self.latency.record(ns);
-        let ln = (ns.max(1) as f64).ln();
-        self.ln_sum += ln;
-        self.ln_sum2 += ln * ln;
-    }
-
     /// Its counts as a closed [`Cell`], and empties it (keeping its histograms' room).
     pub(crate) fn take(&mut self) -> Cell {
         let cell = Cell {

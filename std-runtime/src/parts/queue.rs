@@ -86,6 +86,7 @@ impl<T> fmt::Display for Rejected<T> {
             Refusal::QueueFull => write!(f, "the {:?} queue is full", self.priority),
             Refusal::OverLimit => f.write_str("the concurrency limit is reached"),
             Refusal::ShuttingDown => f.write_str("the queues are closed"),
+            Refusal::Shed => f.write_str("the executor sheds this priority"),
         }
     }
 }
