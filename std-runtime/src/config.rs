@@ -22,8 +22,8 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-pub mod duration;
 mod degradation;
+pub mod duration;
 mod monitor;
 pub use degradation::{
     Action, DegradationConfig, DegradationLevel, MemoryPressure, MAX_LEVELS, MEMORY_TRIGGER,

@@ -393,7 +393,10 @@ fn ser_durations<S: serde::Serializer>(ds: &[Duration], s: S) -> Result<S::Ok, S
 
 /// A duration that must be set, read as text; errors name `field`.
 #[cfg(feature = "serde")]
-pub(super) fn de_required<'de, D: serde::Deserializer<'de>>(d: D, field: &str) -> Result<Duration, D::Error> {
+pub(super) fn de_required<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    field: &str,
+) -> Result<Duration, D::Error> {
     super::duration::serde_option::deserialize(d, field)?
         .ok_or_else(|| serde::de::Error::custom(format_args!("{field}: must be set, not \"none\"")))
 }

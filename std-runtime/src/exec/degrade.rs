@@ -143,9 +143,7 @@ where
         }
         let (min, max) = cfg.adaptive_concurrency.bounds();
         let max = match has("tighten_admission") {
-            Some(Action::TightenAdmission { share }) => {
-                ((f64::from(max) * share) as u32).max(min)
-            }
+            Some(Action::TightenAdmission { share }) => ((f64::from(max) * share) as u32).max(min),
             _ => max,
         };
         // The bounds were checked with the configuration; a lower ceiling within them holds.

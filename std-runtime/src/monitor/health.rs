@@ -196,8 +196,8 @@ impl HealthMachine {
             .rposition(|l| l.when.iter().any(on))
             .map_or(0, |i| i + 1);
         let dwell = u64::try_from(self.cfg.min_dwell.as_nanos()).unwrap_or(u64::MAX);
-        let moves = target > self.level
-            || (target < self.level && now.saturating_sub(self.since) >= dwell);
+        let moves =
+            target > self.level || (target < self.level && now.saturating_sub(self.since) >= dwell);
         if !moves {
             return None;
         }
@@ -205,29 +205,34 @@ impl HealthMachine {
         let levels = &self.cfg.levels;
         let (taken, undone): (Vec<Action>, Vec<Action>) = if to > from {
             (
-                levels[from..to].iter().flat_map(|l| l.actions.clone()).collect(),
+                levels[from..to]
+                    .iter()
+                    .flat_map(|l| l.actions.clone())
+                    .collect(),
                 Vec::new(),
             )
         } else {
             (
                 Vec::new(),
-                levels[to..from].iter().flat_map(|l| l.actions.clone()).collect(),
+                levels[to..from]
+                    .iter()
+                    .flat_map(|l| l.actions.clone())
+                    .collect(),
             )
         };
         for (a, t, u) in &mut self.counts {
             *t += u64::from(taken.iter().any(|b| b.name() == a.name()));
             *u += u64::from(undone.iter().any(|b| b.name() == a.name()));
         }
-        let triggers = levels
-            .iter()
-            .flat_map(|l| &l.when)
-            .filter(|t| on(t))
-            .fold(Vec::new(), |mut v: Vec<String>, t| {
+        let triggers = levels.iter().flat_map(|l| &l.when).filter(|t| on(t)).fold(
+            Vec::new(),
+            |mut v: Vec<String>, t| {
                 if !v.contains(t) {
                     v.push(t.clone());
                 }
                 v
-            });
+            },
+        );
         let event = HealthEvent {
             from: self.health_at(from),
             to: self.health_at(to),
@@ -355,15 +360,25 @@ mod tests {
         assert_eq!(s.transitions, 3);
         assert_eq!(s.events.len(), 3);
         for row in &s.actions {
-            assert_eq!((row.taken, row.undone, row.active), (1, 1, false), "{row:?}");
+            assert_eq!(
+                (row.taken, row.undone, row.active),
+                (1, 1, false),
+                "{row:?}"
+            );
         }
     }
 
     #[test]
     fn the_memory_trigger_has_hysteresis() {
         let mut h = HealthMachine::new(&cfg());
-        assert!(h.evaluate(0, &[], Some(0.85)).is_none(), "between low and high");
-        assert_eq!(h.evaluate(S, &[], Some(0.95)).unwrap().0.to, Health::Critical);
+        assert!(
+            h.evaluate(0, &[], Some(0.85)).is_none(),
+            "between low and high"
+        );
+        assert_eq!(
+            h.evaluate(S, &[], Some(0.95)).unwrap().0.to,
+            Health::Critical
+        );
         // Between the two: still on, so no move even after the dwell.
         assert!(h.evaluate(10 * S, &[], Some(0.85)).is_none());
         assert!(h.stats().memory_pressure);

@@ -1,0 +1,280 @@
+//! Health and degradation through the public API: the same pressure takes the same actions,
+//! at the same ticks, under every preset and telemetry level (manual clock); actions take
+//! effect (shedding refuses with `Refusal::Shed`, admission tightens) and are undone after the
+//! dwell; the real clock does the same.
+
+#[path = "common/matrix.rs"]
+mod matrix;
+
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use flujo_core::graph::{Clock, Graph, ManualClock, StepError};
+use flujo_runtime::config::{
+    Action, AlertRule, DegradationLevel, Metric, OptimizationConfig, TelemetryLevel,
+};
+use flujo_runtime::monitor::health::{Health, HealthEvent};
+use flujo_runtime::{Executor, Priority, Refusal};
+use matrix::Time;
+
+const S: u64 = 1_000_000_000;
+
+/// Inputs: 0 succeeds at once, 1 takes 5 ms, 2 fails.
+fn graph(time: Time) -> Arc<Graph<u64, ()>> {
+    Arc::new(
+        Graph::build(|b| {
+            b.task("work", move |x: u64, _| match x {
+                1 => {
+                    time.pass(Duration::from_millis(5));
+                    Ok(x)
+                }
+                2 => Err(StepError::permanent("bad")),
+                _ => Ok(x),
+            })
+        })
+        .unwrap(),
+    )
+}
+
+/// Two rules on every run ("slow": p99 above 4 ms; "errors": error rate above a half) and two
+/// levels: "busy" on slow sheds Low, stops sampling and inlines more; "failing" on errors, a
+/// critical level, sheds Normal, shrinks the cache, tightens admission and frees idle runners.
+fn configure(cfg: &mut OptimizationConfig, resolution: Duration, dwell: Duration) {
+    cfg.monitor.resolution = resolution;
+    cfg.monitor.windows = vec![resolution];
+    cfg.monitor.rules = vec![
+        AlertRule {
+            window: resolution,
+            above: 0.004,
+            clear_below: 0.002,
+            min_samples: 10,
+            ..AlertRule::new("slow", Metric::Latency)
+        },
+        AlertRule {
+            window: resolution,
+            above: 0.5,
+            clear_below: 0.1,
+            min_samples: 10,
+            ..AlertRule::new("errors", Metric::ErrorRate)
+        },
+    ];
+    cfg.degradation.enabled = true;
+    cfg.degradation.min_dwell = dwell;
+    cfg.degradation.levels = vec![
+        DegradationLevel {
+            name: "busy".into(),
+            when: vec!["slow".into()],
+            actions: vec![
+                Action::ShedLow,
+                Action::StopSampling,
+                Action::InlineMore { factor: 4 },
+            ],
+            critical: false,
+        },
+        DegradationLevel {
+            name: "failing".into(),
+            when: vec!["errors".into()],
+            actions: vec![
+                Action::ShedNormal,
+                Action::ShrinkCache { share: 0.5 },
+                Action::TightenAdmission { share: 0.5 },
+                Action::FreeIdleRunners,
+            ],
+            critical: true,
+        },
+    ];
+}
+
+/// Whether a submission of `p` is shed (anything else is fine: the run is waited for).
+fn shed(ex: &Executor<u64, ()>, g: &Arc<Graph<u64, ()>>, p: Priority) -> bool {
+    match ex.submit(g, 0, (), p) {
+        Ok(t) => {
+            t.wait().unwrap();
+            false
+        }
+        Err(back) => {
+            assert_eq!(back.reason, Refusal::Shed, "{p:?}");
+            true
+        }
+    }
+}
+
+/// The scenario on a manual clock: returns the health after each second and the moves.
+fn scenario(cfg: OptimizationConfig, name: &str) -> (Vec<Health>, Vec<HealthEvent>) {
+    let clock = ManualClock::new(0);
+    let (tx, rx) = mpsc::channel();
+    let ex = Executor::<u64, ()>::builder(cfg.clone())
+        .clock(clock.clone())
+        .on_health(move |e| tx.send(e.clone()).unwrap())
+        .build()
+        .unwrap();
+    let g = graph(Time::Manual(clock.clone()));
+    let max = cfg.adaptive_concurrency.max_limit;
+    // Per second: healthy, slow, failing, then healthy for five seconds.
+    let plan = [0, 1, 2, 0, 0, 0, 0, 0];
+    let mut healths = Vec::new();
+    for (second, &input) in plan.iter().enumerate() {
+        for _ in 0..20 {
+            ex.run(&g, input, ()).unwrap();
+        }
+        clock.advance(S - clock.now() % S);
+        let health = ex.health();
+        let (low, normal, high) = (
+            shed(&ex, &g, Priority::Low),
+            shed(&ex, &g, Priority::Normal),
+            shed(&ex, &g, Priority::High),
+        );
+        match health {
+            Health::Healthy => assert_eq!((low, normal), (false, false), "{name} {second}"),
+            Health::Degraded(1) => assert_eq!((low, normal), (true, false), "{name} {second}"),
+            Health::Critical => {
+                assert_eq!((low, normal), (true, true), "{name} {second}");
+                assert!(ex.concurrency_limit() <= (max / 2).max(1), "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        assert!(!high, "{name}: High is never shed");
+        healths.push(health);
+    }
+    let report = ex.report();
+    let events: Vec<HealthEvent> = rx.try_iter().collect();
+    assert_eq!(report.health.events, events, "{name}");
+    let refused_low_normal = healths
+        .iter()
+        .map(|h| match h {
+            Health::Healthy => 0,
+            Health::Degraded(_) => 1,
+            Health::Critical => 2,
+        })
+        .sum::<u64>();
+    assert_eq!(report.runs.rejected_shed, refused_low_normal, "{name}");
+    for row in &report.health.actions {
+        assert_eq!(
+            (row.taken, row.undone, row.active),
+            (1, 1, false),
+            "{name}: {row:?}"
+        );
+    }
+    (healths, events)
+}
+
+#[test]
+fn the_same_pressure_takes_the_same_actions_under_every_preset_and_level() {
+    let mut first: Option<(Vec<Health>, Vec<HealthEvent>)> = None;
+    for preset in OptimizationConfig::PRESETS {
+        for level in [
+            TelemetryLevel::Off,
+            TelemetryLevel::Counters,
+            TelemetryLevel::Histograms,
+            TelemetryLevel::Events,
+        ] {
+            let name = format!("{preset}/{level:?}");
+            let mut cfg = OptimizationConfig::preset(preset).unwrap();
+            cfg.telemetry.level = level;
+            configure(&mut cfg, Duration::from_secs(1), Duration::from_secs(3));
+            let got = scenario(cfg, &name);
+            let (healths, events) = &got;
+            assert_eq!(
+                healths,
+                &[
+                    Health::Healthy,
+                    Health::Degraded(1),
+                    Health::Critical,
+                    // The dwell: 3 s from the move at 3 s.
+                    Health::Critical,
+                    Health::Critical,
+                    Health::Healthy,
+                    Health::Healthy,
+                    Health::Healthy,
+                ],
+                "{name}"
+            );
+            let ticks: Vec<u64> = events.iter().map(|e| e.at_ns / S).collect();
+            assert_eq!(ticks, [2, 3, 6], "{name}");
+            assert_eq!(
+                events[0].taken,
+                ["shed_low", "stop_sampling", "inline_more"]
+            );
+            assert_eq!(events[1].triggers, ["errors"], "{name}");
+            assert_eq!(
+                events[2].undone.len(),
+                7,
+                "{name}: every action of both levels"
+            );
+            match &first {
+                None => first = Some(got),
+                Some(f) => assert_eq!(&got, f, "{name}: the same moves as the first setup"),
+            }
+        }
+    }
+}
+
+#[test]
+fn the_real_clock_degrades_and_recovers() {
+    let mut cfg = OptimizationConfig::latency();
+    configure(
+        &mut cfg,
+        Duration::from_millis(20),
+        Duration::from_millis(60),
+    );
+    let ex = Executor::<u64, ()>::new(cfg).unwrap();
+    let g = graph(Time::Real);
+    // Failing runs until the critical level is in force (a few buckets at most).
+    let start = std::time::Instant::now();
+    while ex.health() != Health::Critical {
+        for _ in 0..20 {
+            ex.run(&g, 2, ()).unwrap();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "never degraded");
+    }
+    assert!(shed(&ex, &g, Priority::Normal));
+    assert!(!shed(&ex, &g, Priority::High));
+    // Healthy runs until it recovers: after the dwell, once the rule resolved.
+    while ex.health() != Health::Healthy {
+        for _ in 0..20 {
+            ex.run(&g, 0, ()).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(start.elapsed() < Duration::from_secs(20), "never recovered");
+    }
+    assert!(!shed(&ex, &g, Priority::Low));
+    let report = ex.report();
+    assert!(report.health.transitions >= 2);
+    assert!(report.runs.rejected_shed >= 1);
+}
+
+#[test]
+fn a_changed_degradation_section_undoes_the_actions_in_force() {
+    let clock = ManualClock::new(0);
+    let mut cfg = OptimizationConfig::latency();
+    configure(&mut cfg, Duration::from_secs(1), Duration::from_secs(3));
+    let ex = Executor::<u64, ()>::builder(cfg.clone())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let g = graph(Time::Manual(clock.clone()));
+    for _ in 0..20 {
+        ex.run(&g, 2, ()).unwrap();
+    }
+    clock.advance(S);
+    assert_eq!(ex.health(), Health::Critical);
+    let limit = ex.concurrency_limit();
+    // Another preset's sizes: the actions in force are put back over them.
+    let mut same = cfg.clone();
+    same.adaptive_concurrency.max_limit = 128;
+    ex.reconfigure(same).unwrap();
+    assert_eq!(ex.health(), Health::Critical);
+    assert!(ex.concurrency_limit() <= 64.max(limit));
+    // A changed section: healthy again, every action undone and counted.
+    let mut other = cfg;
+    other.degradation.min_dwell = Duration::from_secs(1);
+    ex.reconfigure(other).unwrap();
+    assert_eq!(ex.health(), Health::Healthy);
+    assert!(!shed(&ex, &g, Priority::Low));
+    let report = ex.report();
+    assert!(report
+        .health
+        .actions
+        .iter()
+        .all(|a| !a.active && a.taken == 1 && a.undone == 1));
+}
