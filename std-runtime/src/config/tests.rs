@@ -580,7 +580,7 @@ mod toml_tests {
             .lines()
             .filter_map(|l| l.split_once(" = ").map(|(k, _)| k))
             .collect();
-        assert_eq!(keys.len(), 32, "{full}");
+        assert_eq!(keys.len(), 38, "{full}");
         for (name, text) in TEMPLATES {
             let lines: Vec<&str> = text.lines().collect();
             for (i, line) in lines.iter().enumerate() {
@@ -932,5 +932,105 @@ min_samples = 20
         );
         let err = OptimizationConfig::from_toml_str(&two).unwrap_err();
         assert!(err.to_string().contains("must be unique"), "{err}");
+    }
+}
+
+/// The degradation section in TOML: levels and tagged actions read and round-trip; bad
+/// values name their field.
+#[cfg(feature = "serde")]
+mod degradation_toml {
+    use crate::config::{Action, OptimizationConfig};
+
+    const LEVELS: &str = r#"
+[[monitor.rules]]
+name = "errors"
+metric = "error_rate"
+window = "10s"
+above = 0.5
+clear_below = 0.1
+
+[degradation]
+enabled = true
+min_dwell = "3s"
+
+[[degradation.levels]]
+name = "busy"
+when = ["errors"]
+actions = [{ kind = "shed_low" }, { kind = "inline_more", factor = 4 }]
+
+[[degradation.levels]]
+name = "overload"
+when = ["memory"]
+critical = true
+actions = [{ kind = "shrink_cache", share = 0.25 }, { kind = "free_idle_runners" }]
+
+[degradation.memory]
+budget_bytes = 1073741824
+"#;
+
+    #[test]
+    fn levels_read_and_round_trip() {
+        let cfg = OptimizationConfig::from_toml_str(LEVELS).unwrap();
+        let d = &cfg.degradation;
+        assert!(d.enabled);
+        assert_eq!(d.min_dwell, std::time::Duration::from_secs(3));
+        assert_eq!(
+            d.levels[0].actions,
+            [Action::ShedLow, Action::InlineMore { factor: 4 }]
+        );
+        assert!(d.levels[1].critical);
+        assert_eq!(d.memory.budget_bytes, 1 << 30);
+        let again = OptimizationConfig::from_toml_str(&cfg.to_toml_string().unwrap()).unwrap();
+        assert_eq!(again, cfg);
+    }
+
+    #[test]
+    fn bad_degradation_values_name_their_field() {
+        for (from, to, field) in [
+            (
+                "when = [\"errors\"]",
+                "when = [\"nope\"]",
+                "degradation.levels.when",
+            ),
+            (
+                "when = [\"errors\"]",
+                "when = []",
+                "degradation.levels.when",
+            ),
+            (
+                "share = 0.25",
+                "share = 1.5",
+                "degradation.levels.actions.share",
+            ),
+            (
+                "factor = 4",
+                "factor = 1",
+                "degradation.levels.actions.factor",
+            ),
+            (
+                "{ kind = \"free_idle_runners\" }",
+                "{ kind = \"shed_low\" }",
+                "degradation.levels.actions",
+            ),
+            (
+                "name = \"overload\"",
+                "name = \"busy\"",
+                "degradation.levels.name",
+            ),
+            (
+                "budget_bytes = 1073741824",
+                "budget_bytes = 1\nhigh = 0.5\nlow = 0.7",
+                "degradation.memory.low",
+            ),
+            (
+                "min_dwell = \"3s\"",
+                "min_dwell = \"3\"",
+                "degradation.min_dwell",
+            ),
+            ("{ kind = \"shed_low\" }", "{ kind = \"panic\" }", "kind"),
+        ] {
+            let err = OptimizationConfig::from_toml_str(&LEVELS.replace(from, to)).unwrap_err();
+            assert!(err.to_string().contains(field), "{to}: {err}");
+        }
     }
 }
