@@ -337,6 +337,9 @@ fn build(breaker: Arc<Breaker>) -> Graph<Msg, Ctx> {
 }
 
 /// SplitMix64: a small seeded generator (no dependency needed).
+#[path = "demo/spike.rs"]
+mod spike;
+
 struct Rng(u64);
 
 impl Rng {
@@ -419,6 +422,8 @@ struct Args {
     metrics_addr: Option<String>,
     /// How long to keep serving them once the work is done.
     linger_secs: u64,
+    /// `spike`: the load spike, outage and memory squeeze scenario instead of the runs.
+    scenario: Option<String>,
 }
 
 fn args() -> Result<Args, String> {
@@ -429,6 +434,7 @@ fn args() -> Result<Args, String> {
         trace: "target/flujo-trace.json".into(),
         metrics_addr: None,
         linger_secs: 0,
+        scenario: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -439,6 +445,10 @@ fn args() -> Result<Args, String> {
             "--preset" => a.preset = value()?,
             "--trace" => a.trace = value()?,
             "--metrics-addr" => a.metrics_addr = Some(value()?),
+            "--scenario" => match value()?.as_str() {
+                "spike" => a.scenario = Some("spike".into()),
+                other => return Err(format!("--scenario: unknown `{other}` (spike)")),
+            },
             "--linger-secs" => {
                 a.linger_secs = value()?
                     .parse()
@@ -448,7 +458,7 @@ fn args() -> Result<Args, String> {
                 return Err("usage: demo [--runs N] [--faults RATE] \
                             [--preset latency|throughput|low_memory] [--trace PATH] \
                             [--metrics-addr HOST:PORT [--linger-secs N]] (metrics: \
-                            --features metrics-http)"
+                            --features metrics-http) [--scenario spike]"
                     .into())
             }
             other => return Err(format!("unknown argument `{other}` (try --help)")),
@@ -516,6 +526,13 @@ fn main() -> ExitCode {
         }
     }));
 
+    if args.scenario.as_deref() == Some("spike") {
+        return if spike::run(&args.preset, &args.trace) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     let mut config = match OptimizationConfig::preset(&args.preset) {
         Ok(c) => c,
         Err(e) => {
