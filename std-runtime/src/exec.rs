@@ -801,19 +801,21 @@ where
                 #[cfg(feature = "tracing")]
                 drop(entered);
                 let now = clock.now();
+                let bucket = self.monitor.bucket_of(now);
                 let end = RunEnd {
                     graph,
                     r: &r,
                     wall: now.saturating_sub(started),
                     queue_wait: queued.map(|(p, at)| (p, started.saturating_sub(at))),
-                    bucket: self.monitor.bucket_of(now),
+                    bucket,
                     counting,
                     sampled,
                     inline,
                 };
                 end.add_to(&mut lock(&w.shared.stats), &mut w.samples, &self.monitor);
                 counted = true;
-                if let Some((_, bucket)) = end.bucket {
+                // A run that ends in a later bucket than the last evaluated closes those before.
+                if let Some((_, bucket)) = bucket {
                     if self.monitor.due(bucket) {
                         self.poll_monitor(false);
                     }
@@ -1233,9 +1235,9 @@ impl<P, C> RunEnd<'_, '_, P, C> {
             stats
                 .report
                 .add_node_latency(graph.id(), node.0, graph.name(node), latency);
-            if windowed && self.counting {
-                stats.tallies.sample(graph, node, latency);
-            }
+        }
+        if windowed && self.counting && !samples.is_empty() {
+            stats.tallies.sample(graph, samples);
         }
         samples.clear();
     }

@@ -119,19 +119,13 @@ fn configure(config: &mut OptimizationConfig, budget: u64) {
         DegradationLevel {
             name: "memory".into(),
             when: vec!["memory".into()],
-            actions: vec![
-                Action::ShrinkCache { share: 0.25 },
-                Action::FreeIdleRunners,
-            ],
+            actions: vec![Action::ShrinkCache { share: 0.25 }, Action::FreeIdleRunners],
             critical: false,
         },
         DegradationLevel {
             name: "outage".into(),
             when: vec!["fx-errors".into(), "fx-circuit-open".into()],
-            actions: vec![
-                Action::ShedNormal,
-                Action::TightenAdmission { share: 0.5 },
-            ],
+            actions: vec![Action::ShedNormal, Action::TightenAdmission { share: 0.5 }],
             critical: true,
         },
     ];
@@ -276,8 +270,8 @@ pub(super) fn run(preset: &str, trace: &str) -> bool {
         c(&counts.over_limit),
         c(&counts.queue_full)
     );
-    if let Err(e) = std::fs::File::create(trace)
-        .and_then(|f| executor.write_trace(std::io::BufWriter::new(f)))
+    if let Err(e) =
+        std::fs::File::create(trace).and_then(|f| executor.write_trace(std::io::BufWriter::new(f)))
     {
         eprintln!("trace: {trace}: {e}");
         ok = false;
@@ -311,8 +305,14 @@ pub(super) fn run(preset: &str, trace: &str) -> bool {
         "shutdown finished every accepted submission",
         shutdown.finished == c(&counts.ran) && shutdown.handed_back == 0,
     );
-    check("the spike degraded the health", reached(|h| *h == Health::Degraded(1)));
-    check("the outage made it critical", reached(|h| *h == Health::Critical));
+    check(
+        "the spike degraded the health",
+        reached(|h| *h == Health::Degraded(1)),
+    );
+    check(
+        "the outage made it critical",
+        reached(|h| *h == Health::Critical),
+    );
     check(
         "the squeeze took the memory level",
         moves
@@ -321,7 +321,8 @@ pub(super) fn run(preset: &str, trace: &str) -> bool {
     );
     check(
         "the health came back",
-        report.health.health == Health::Healthy && moves.last().is_some_and(|(_, e)| e.to == Health::Healthy),
+        report.health.health == Health::Healthy
+            && moves.last().is_some_and(|(_, e)| e.to == Health::Healthy),
     );
     check(
         "every action taken was undone, and counted",

@@ -90,8 +90,6 @@ struct WinRow {
     classes: [u64; CLASSES],
     cache_hits: u64,
     latency: Option<Box<WinHist>>,
-    ln_sum: f64,
-    ln_sum2: f64,
 }
 
 impl WinRow {
@@ -145,16 +143,17 @@ impl Tallies {
         self.count_each(graph, at, records, clean, windowed);
     }
 
-    /// Records a sampled latency of `node` (of `graph`, counted before) in the monitor's open
-    /// bucket.
-    pub(crate) fn sample<P, C>(&mut self, graph: &Graph<P, C>, node: NodeId, ns: u64) {
+    /// Records the sampled latencies `samples` (`(node, ns)` of a run of `graph`, counted
+    /// before) in the monitor's open bucket.
+    pub(crate) fn sample<P, C>(&mut self, graph: &Graph<P, C>, samples: &[(NodeId, u64)]) {
         let at = self.index_of(graph);
-        let row = self.row_of(graph, at, node) as usize;
-        let w = &mut self.window[row];
-        w.latency.get_or_insert_with(Default::default).record(ns);
-        let ln = (ns.max(1) as f64).ln();
-        w.ln_sum += ln;
-        w.ln_sum2 += ln * ln;
+        for &(node, ns) in samples {
+            let row = self.row_of(graph, at, node) as usize;
+            self.window[row]
+                .latency
+                .get_or_insert_with(Default::default)
+                .record(ns);
+        }
     }
 
     /// Moves the monitor's open bucket of every step that counted anything into `into`, as
@@ -176,8 +175,6 @@ impl Tallies {
                 cache_misses: 0,
                 latency,
                 queue: Default::default(),
-                ln_sum: w.ln_sum,
-                ln_sum2: w.ln_sum2,
             };
             let kept = w.latency.take();
             *w = WinRow {

@@ -216,8 +216,6 @@ pub(crate) struct Cell {
     pub(crate) cache_misses: u64,
     pub(crate) latency: Sparse,
     pub(crate) queue: Sparse,
-    pub(crate) ln_sum: f64,
-    pub(crate) ln_sum2: f64,
 }
 
 impl Cell {
@@ -232,8 +230,6 @@ impl Cell {
         self.cache_misses += other.cache_misses;
         self.latency.merge(&other.latency);
         self.queue.merge(&other.queue);
-        self.ln_sum += other.ln_sum;
-        self.ln_sum2 += other.ln_sum2;
     }
 
     /// Bytes it holds on the heap.
@@ -252,8 +248,6 @@ pub(crate) struct OpenCell {
     pub(crate) cache_misses: u64,
     pub(crate) latency: WinHist,
     pub(crate) queue: Option<WinHist>,
-    pub(crate) ln_sum: f64,
-    pub(crate) ln_sum2: f64,
 }
 
 impl OpenCell {
@@ -267,16 +261,12 @@ impl OpenCell {
             cache_misses: self.cache_misses,
             latency: self.latency.take(),
             queue: self.queue.as_mut().map(WinHist::take).unwrap_or_default(),
-            ln_sum: self.ln_sum,
-            ln_sum2: self.ln_sum2,
         };
         self.ended = 0;
         self.failed = 0;
         self.classes = [0; CLASSES];
         self.cache_hits = 0;
         self.cache_misses = 0;
-        self.ln_sum = 0.0;
-        self.ln_sum2 = 0.0;
         cell
     }
 
