@@ -12,7 +12,7 @@
 //!   two kinds of trial.
 //!
 //! Flags: `--trials N` (shift trials per row, default 1000), `--steady-trials N` (false-alarm
-//! trials of 10,000 windows per row, default 100), `--threshold H`, `--drift K`,
+//! trials of 10,000 windows per row, default 50), `--threshold H`, `--drift K`,
 //! `--warmup W`, `--error-floor F` (the `DetectorConfig` fields; defaults are the crate's).
 //! Every trial has its own seed (its index), so a run is reproducible.
 use std::time::Instant;
@@ -158,7 +158,6 @@ fn delays<S: Series>(cfg: &DetectorConfig, trials: u32, before: f64, after: f64)
             Some((i, s)) if s.direction == want => {
                 out.delays.push(i);
                 out.ratio_sum += s.ratio;
-                if trial < 3 { eprintln!("{s:?}"); }
             }
             Some(_) => out.wrong_way += 1,
             None => out.missed += 1,
@@ -206,7 +205,7 @@ fn parse<T: std::str::FromStr>(flag: &str, value: &str) -> T {
 fn main() {
     let mut cfg = DetectorConfig::default();
     let mut trials = 1000u32;
-    let mut steady_trials = 100u32;
+    let mut steady_trials = 50u32;
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
         let [flag, value] = pair else {

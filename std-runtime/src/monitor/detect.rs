@@ -93,8 +93,8 @@ impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
             warmup: 10,
-            threshold: 10.0,
-            drift: 0.5,
+            threshold: 8.0,
+            drift: 1.0,
             min_samples: 20,
             baseline_windows: 200,
             latency_sd_floor_ln: 0.05,
@@ -400,6 +400,76 @@ impl Side {
     }
 }
 
+/// Windows kept to place the start of a change within a CUSUM run.
+const RECENT: usize = 16;
+
+/// The last [`RECENT`] watched windows and their `z`, newest at `head - 1` (mod `RECENT`).
+/// Invariant: `len <= RECENT`, `head < RECENT`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Recent {
+    windows: [(Sums, f64); RECENT],
+    head: usize,
+    len: usize,
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        Self {
+            windows: [(Sums::default(), 0.0); RECENT],
+            head: 0,
+            len: 0,
+        }
+    }
+}
+
+impl Recent {
+    fn push(&mut self, w: Sums, z: f64) {
+        self.windows[self.head] = (w, z);
+        self.head = (self.head + 1) % RECENT;
+        self.len = (self.len + 1).min(RECENT);
+        debug_assert!(self.head < RECENT && self.len <= RECENT);
+    }
+
+    /// The start of a change among the last `run` windows, which must all be kept: the `m`
+    /// newest windows that maximize `(Σ s·z)² / m` with `Σ s·z > 0` (`s` = +1 up, -1 down),
+    /// the likelihood-ratio estimate for a shift of unknown size. The CUSUM's own estimate
+    /// (the whole run) also counts windows from before the change whose `z` happened to
+    /// exceed `k`, which dilutes a large shift. Returns those windows' sums.
+    fn onset(&self, run: usize, sign: f64) -> Sums {
+        debug_assert!(run >= 1 && run <= self.len);
+        let mut acc = Sums::default();
+        let mut best = Sums::default();
+        let (mut sz, mut best_score) = (0.0, f64::NEG_INFINITY);
+        for back in 1..=run {
+            let (w, z) = self.windows[(self.head + RECENT - back) % RECENT];
+            acc.add(&w);
+            sz += sign * z;
+            let score = if sz > 0.0 { sz * sz / acc.windows } else { 0.0 };
+            if score > best_score {
+                best_score = score;
+                best = acc;
+            }
+        }
+        best
+    }
+}
+
+/// The signed root of the binomial deviance of a window's error proportion `q` (of `n`
+/// executions) against the rate `p` in `(0, 1)`, with Pierce and Schafer's correction of its
+/// mean ("Residuals in generalized linear models", JASA 81, 1986): close to a standard normal
+/// score even at one expected error per window, where the plain `(q - p) / sqrt(p(1-p)/n)`
+/// has a long upper tail (at `np` = 1, four errors are a 1-in-50 window but score 3.0; here
+/// they score 2.4). The CUSUM's false-alarm rate rests on that tail.
+fn binomial_score(q: f64, p: f64, n: f64) -> f64 {
+    debug_assert!((0.0..=1.0).contains(&q) && p > 0.0 && p < 1.0 && n > 0.0);
+    // `x ln(x / y)`, 0 at `x` = 0.
+    let xlx = |x: f64, y: f64| if x > 0.0 { x * (x / y).ln() } else { 0.0 };
+    let deviance = 2.0 * n * (xlx(q, p) + xlx(1.0 - q, 1.0 - p));
+    let root = deviance.max(0.0).sqrt();
+    let signed = if q < p { -root } else { root };
+    signed + (1.0 - 2.0 * p) / (6.0 * (n * p * (1.0 - p)).sqrt())
+}
+
 /// The state shared by both detectors.
 #[derive(Clone, Debug, PartialEq)]
 struct Core {
@@ -414,6 +484,7 @@ struct Core {
     learning_left: u32,
     up: Side,
     down: Side,
+    recent: Recent,
     /// A pinned detector's standing alarm.
     alarm: Option<Shift>,
     observed: u64,
@@ -432,6 +503,7 @@ impl Core {
             pinned: false,
             up: Side::default(),
             down: Side::default(),
+            recent: Recent::default(),
             alarm: None,
             observed: 0,
             skipped: 0,
@@ -449,10 +521,11 @@ impl Core {
             return None;
         }
         let base = self.base.expect("watching has a baseline");
-        let z = self.z(&base, &w);
+        let (z, up, down) = self.z(&base, &w);
+        self.recent.push(w, z);
         let k = self.cfg.drift;
-        self.up.update(z - k, &w);
-        self.down.update(-z - k, &w);
+        self.up.update(if up { z - k } else { f64::NEG_INFINITY }, &w);
+        self.down.update(if down { -z - k } else { f64::NEG_INFINITY }, &w);
         let h = self.cfg.threshold;
         if let Some(dir) = self.alarm.map(|a| a.direction) {
             return self.hold(dir, &base);
@@ -528,37 +601,57 @@ impl Core {
 
     /// The new regime (the windows since the change began) becomes the baseline.
     fn relearn(&mut self, dir: Direction) {
-        let run = self.side(dir).run;
-        self.learned = run;
+        let changed = self.changed(dir);
+        self.learned = changed;
         self.base = Some(self.estimate());
-        // `run.windows` counts whole windows here (nothing decays a run).
-        let have = run.windows.min(f64::from(self.cfg.warmup)) as u32;
+        let have = changed.windows.min(f64::from(self.cfg.warmup)) as u32;
         self.learning_left = self.cfg.warmup - have;
         self.up = Side::default();
         self.down = Side::default();
+        self.recent = Recent::default();
     }
 
-    fn z(&self, base: &Base, w: &Sums) -> f64 {
-        let sd = self.sd(base);
-        let se = sd * (1.0 / w.n + base.inv_n).sqrt();
-        (w.mean() - base.mean) / se
-    }
-
-    /// The per-sample sd the statistic divides by, floored.
-    fn sd(&self, base: &Base) -> f64 {
+    /// The window's standardized shift, and whether each side may take it (`(z, up, down)`).
+    fn z(&self, base: &Base, w: &Sums) -> (f64, bool, bool) {
         match self.kind {
-            Kind::Latency => base.sd.max(self.cfg.latency_sd_floor_ln),
+            Kind::Latency => {
+                let sd = base.sd.max(self.cfg.latency_sd_floor_ln);
+                let se = sd * (1.0 / w.n + base.inv_n).sqrt();
+                ((w.mean() - base.mean) / se, true, true)
+            }
             Kind::Errors => {
                 let f = self.cfg.error_rate_floor;
                 let p = base.mean.clamp(f, 1.0 - f);
-                (p * (1.0 - p)).sqrt()
+                // The baseline's own uncertainty widens the spread as for latency.
+                let z = binomial_score(w.mean(), p, w.n) / (1.0 + w.n * base.inv_n).sqrt();
+                // A rate cannot be seen to fall below a floored baseline (or rise above one
+                // floored from the top): that side stays at zero.
+                (z, base.mean <= 1.0 - f, base.mean >= f)
             }
         }
     }
 
+    /// The windows since the change began: the run's last windows that
+    /// [`Recent::onset`] picks, or the whole run when it is longer than [`RECENT`].
+    fn changed(&mut self, dir: Direction) -> Sums {
+        let run = self.side(dir).run;
+        let sign = match dir {
+            Direction::Up => 1.0,
+            Direction::Down => -1.0,
+        };
+        // `run.windows` counts whole windows (nothing decays a run).
+        let windows = run.windows as usize;
+        if windows <= self.recent.len {
+            self.recent.onset(windows, sign)
+        } else {
+            run
+        }
+    }
+
     fn shift(&mut self, direction: Direction, base: &Base) -> Shift {
-        let side = *self.side(direction);
-        let level = side.run.mean();
+        let statistic = self.side(direction).s;
+        let changed = self.changed(direction);
+        let level = changed.mean();
         let (baseline, level, ratio) = match self.kind {
             Kind::Latency => (base.mean.exp(), level.exp(), (level - base.mean).exp()),
             Kind::Errors => (base.mean, level, level / base.mean),
@@ -568,8 +661,8 @@ impl Core {
             ratio,
             baseline,
             level,
-            statistic: side.s,
-            windows: side.run.windows as u32,
+            statistic,
+            windows: changed.windows as u32,
         }
     }
 
@@ -615,6 +708,7 @@ impl Core {
         self.learning_left = 0;
         self.up = Side::default();
         self.down = Side::default();
+        self.recent = Recent::default();
         self.alarm = None;
     }
 
@@ -626,6 +720,7 @@ impl Core {
             pinned: false,
             up: Side::default(),
             down: Side::default(),
+            recent: Recent::default(),
             alarm: None,
             ..self.clone()
         };
