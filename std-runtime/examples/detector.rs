@@ -175,7 +175,9 @@ fn false_alarms<S: Series>(cfg: &DetectorConfig, trials: u32, level: f64) -> (u6
         for _ in 0..cfg.warmup {
             assert!(d.step(&mut rng, level).is_none(), "an alarm while learning");
         }
-        alarms += (0..LONG).filter(|_| d.step(&mut rng, level).is_some()).count() as u64;
+        alarms += (0..LONG)
+            .filter(|_| d.step(&mut rng, level).is_some())
+            .count() as u64;
     }
     (alarms, u64::from(trials) * u64::from(LONG))
 }
@@ -251,10 +253,16 @@ fn main() {
     println!("| steady series | alarms | windows | alarms per 10,000 windows |");
     println!("|---|---|---|---|");
     let (a, w) = false_alarms::<LatencyDetector>(&cfg, steady_trials, 1.0);
-    println!("| latency, sigma {SIGMA} | {a} | {w} | {:.3} |", a as f64 * 1e4 / w as f64);
+    println!(
+        "| latency, sigma {SIGMA} | {a} | {w} | {:.3} |",
+        a as f64 * 1e4 / w as f64
+    );
     for rate in [0.0, 0.001, 0.01, 0.05] {
         let (a, w) = false_alarms::<ErrorDetector>(&cfg, steady_trials, rate);
-        println!("| errors {rate} | {a} | {w} | {:.3} |", a as f64 * 1e4 / w as f64);
+        println!(
+            "| errors {rate} | {a} | {w} | {:.3} |",
+            a as f64 * 1e4 / w as f64
+        );
     }
     println!();
     println!("({:.1} s)", start.elapsed().as_secs_f64());

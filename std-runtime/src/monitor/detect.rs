@@ -524,8 +524,10 @@ impl Core {
         let (z, up, down) = self.z(&base, &w);
         self.recent.push(w, z);
         let k = self.cfg.drift;
-        self.up.update(if up { z - k } else { f64::NEG_INFINITY }, &w);
-        self.down.update(if down { -z - k } else { f64::NEG_INFINITY }, &w);
+        self.up
+            .update(if up { z - k } else { f64::NEG_INFINITY }, &w);
+        self.down
+            .update(if down { -z - k } else { f64::NEG_INFINITY }, &w);
         let h = self.cfg.threshold;
         if let Some(dir) = self.alarm.map(|a| a.direction) {
             return self.hold(dir, &base);
@@ -701,7 +703,11 @@ impl Core {
     }
 
     fn set(&mut self, mean: f64, sd: f64) {
-        self.base = Some(Base { mean, sd, inv_n: 0.0 });
+        self.base = Some(Base {
+            mean,
+            sd,
+            inv_n: 0.0,
+        });
         // The host's baseline has no samples behind it: `unpin` learns afresh.
         self.learned = Sums::default();
         self.pinned = true;
@@ -803,8 +809,7 @@ impl LatencyDetector {
     /// # Errors
     /// Gives `baseline` back if `mean_ln` is not finite or `sd_ln` is not finite and >= 0.
     pub fn set_baseline(&mut self, baseline: LatencyBaseline) -> Result<(), LatencyBaseline> {
-        if !baseline.mean_ln.is_finite() || !(baseline.sd_ln.is_finite() && baseline.sd_ln >= 0.0)
-        {
+        if !baseline.mean_ln.is_finite() || !(baseline.sd_ln.is_finite() && baseline.sd_ln >= 0.0) {
             return Err(baseline);
         }
         self.core.set(baseline.mean_ln, baseline.sd_ln);
