@@ -5,32 +5,44 @@
 //!
 //! Two series, one detector each: [`LatencyDetector`] watches the log of a step's latency,
 //! [`ErrorDetector`] its error proportion. Both share one engine (`Core` below) over the same
-//! three sums, so each is one structure with one state machine:
+//! three sums of a window's samples (`n`, `Σx`, `Σx²`; an error is the sample 1, a success 0),
+//! and differ only in how a window is scored.
 //!
-//! | series  | a sample `x`            | window mean `m`      | per-sample sd `σ` used            |
-//! |---------|-------------------------|----------------------|-----------------------------------|
-//! | latency | `ln(latency_ns)`        | mean of `ln`         | baseline sd, at least `latency_sd_floor_ln` |
-//! | errors  | 1 if failed, else 0     | error proportion     | `sqrt(p(1-p))`, `p` = baseline rate kept in `[error_rate_floor, 1 - error_rate_floor]` |
+//! **Score.** Each window with at least `min_samples` samples gets a score `z`, in standard
+//! errors of its mean, against the baseline (mean `μ`, per-sample sd `σ`, `N` samples behind
+//! it; `1/N` = 0 for a baseline the host set):
+//! - latency: `z = (mean ln - μ) / (σ · sqrt(1/n + 1/N))`, with `σ` at least
+//!   `latency_sd_floor_ln`;
+//! - errors: the signed root of the binomial deviance of the window's proportion against the
+//!   baseline rate kept in `[error_rate_floor, 1 - error_rate_floor]`, with Pierce and
+//!   Schafer's mean correction, over `sqrt(1 + n/N)`. It is near the plain binomial score
+//!   `(q - p) / sqrt(p(1-p)/n)` when a window holds many errors, but lacks that score's long
+//!   upper tail at one or two expected errors, which made false alarms (measured at the
+//!   defaults, 100 executions per window: 4 in 1,000,000 windows at 1% errors with the plain
+//!   score, none with this one; the price, 1% -> 5% is flagged after 5.2 windows on average
+//!   instead of 3.5). A baseline below the floor cannot be seen to fall: only `S⁺` runs.
 //!
-//! Each window with at least `min_samples` samples gives
-//! `z = (m - base_mean) / (σ · sqrt(1/n + 1/N))`, where `n` is the window's samples and `N` the
-//! (decayed) samples behind the baseline (0 for a baseline the host set, `1/N` = 0), and
-//! updates `S⁺ = max(0, S⁺ + z - k)`, `S⁻ = max(0, S⁻ - z - k)`. A statistic above `h` is an
-//! alarm ([`Shift`]); the windows since it last left zero estimate when the change began, and
-//! the samples of those windows estimate the new level.
+//! **Statistic.** `S⁺ = max(0, S⁺ + z - k)`, `S⁻ = max(0, S⁻ - z - k)`; one above `h` is a
+//! [`Shift`]. The CUSUM dates the change at the last window its statistic was zero, which also
+//! takes in windows from before the change whose `z` happened to exceed `k` (a 2x slowdown
+//! read as 1.67x on average); the detector keeps its last 16 windows and picks, among the
+//! run's, the newest `m` that maximize `(Σz)² / m` (the likelihood-ratio split for a shift of
+//! unknown size). Those windows give the shift's `windows` and its new level.
 //!
-//! States (see [`DetectorState`]):
-//! - **learning**: the first `warmup` windows (and the `warmup` windows after an unpinned
-//!   alarm) only build the baseline; no alarm is possible.
-//! - **watching**: every window updates `S⁺` and `S⁻`. An unpinned detector keeps folding
-//!   windows into its baseline (an average that forgets with a memory of `baseline_windows`
-//!   windows) while both statistics are at most `h / 2`; a statistic building towards an
-//!   alarm stops the baseline following, so a slow creep is still caught.
-//! - **alarm** (pinned detectors only): an unpinned detector that raises an alarm takes the
-//!   new regime as its baseline at once (its windows since the change began seed it) and
-//!   learns until it holds `warmup` windows. A pinned one keeps its baseline and stays in
-//!   alarm, reporting the shift on every window, until the statistic returns to zero (it is
-//!   held at `h` while in alarm, so that takes about `h / k` windows back at the baseline).
+//! **States** (see [`DetectorState`]):
+//! - *learning*: the first `warmup` windows only build the baseline; no alarm is possible.
+//! - *watching*: every window updates `S⁺` and `S⁻`. An unpinned detector also folds the
+//!   window into its baseline (an average that forgets with a memory of `baseline_windows`
+//!   windows) while both statistics are at most `h / 2`: a quiet series is followed, and a
+//!   statistic building towards an alarm stops the following, so a slow creep is still caught.
+//! - after an alarm, an **unpinned** detector takes the new regime as its baseline at once
+//!   (the changed windows seed it) and is *learning* until it holds `warmup` windows: the
+//!   alarm is reported once, and a second change within those windows is seen only after.
+//! - a **pinned** detector keeps its baseline and stays in *alarm*, reporting the shift on
+//!   every window, until the statistic returns to zero. It is held at `h` while in alarm, so
+//!   that takes about `h / k` windows back at the baseline.
+//!
+//! Nothing here allocates: a detector is about 1 KiB of plain data.
 
 use std::error::Error;
 use std::fmt;
@@ -809,7 +821,9 @@ impl LatencyDetector {
     /// # Errors
     /// Gives `baseline` back if `mean_ln` is not finite or `sd_ln` is not finite and >= 0.
     pub fn set_baseline(&mut self, baseline: LatencyBaseline) -> Result<(), LatencyBaseline> {
-        if !baseline.mean_ln.is_finite() || !(baseline.sd_ln.is_finite() && baseline.sd_ln >= 0.0) {
+        let ok =
+            baseline.mean_ln.is_finite() && baseline.sd_ln.is_finite() && baseline.sd_ln >= 0.0;
+        if !ok {
             return Err(baseline);
         }
         self.core.set(baseline.mean_ln, baseline.sd_ln);

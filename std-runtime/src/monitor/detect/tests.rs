@@ -94,8 +94,12 @@ fn settle(d: &mut LatencyDetector, rng: &mut Rng, factor: f64, steady: u32) {
 }
 
 #[test]
-fn default_config_is_valid() {
+fn default_config_is_valid_and_a_detector_is_small() {
     assert_eq!(cfg().validate(), Ok(()));
+    // The module docs say "about 1 KiB"; the monitor keeps two per step.
+    let size = std::mem::size_of::<LatencyDetector>();
+    assert!(size <= 1024, "{size} bytes");
+    assert_eq!(size, std::mem::size_of::<ErrorDetector>());
 }
 
 #[test]
