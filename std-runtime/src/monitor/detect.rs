@@ -314,7 +314,9 @@ pub struct Shift {
     pub baseline: f64,
     /// The new level, over the windows since the change began, in the same unit.
     pub level: f64,
-    /// The CUSUM statistic (`S⁺` or `S⁻`), in standard errors; above the threshold.
+    /// The CUSUM statistic (`S⁺` or `S⁻`), in standard errors: above the threshold on the
+    /// window that raises the alarm; on the later windows of a pinned detector's standing
+    /// alarm it is held at most at the threshold.
     pub statistic: f64,
     /// Windows since the change began, this one included (the CUSUM's estimate: the windows
     /// since the statistic last left zero; skipped windows not counted).
