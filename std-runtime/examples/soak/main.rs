@@ -62,25 +62,33 @@ const WAITING_SUBMITTERS_OF_16: usize = 12;
 /// Failures kept for printing (the count is exact).
 const FAILURES_KEPT: usize = 20;
 
+/// The phases, in the order they run: warm-up (no faults; checked, not in the figures),
+/// no-fault, fault; then stop.
 const PHASE_NO_FAULT: u8 = 0;
 const PHASE_FAULT: u8 = 1;
-const PHASE_STOP: u8 = 2;
-const PHASE_NAMES: [&str; 2] = ["no-fault", "fault"];
+const PHASE_WARM_UP: u8 = 2;
+const PHASE_STOP: u8 = 3;
+const PHASES: usize = 3;
+const PHASE_NAMES: [&str; PHASES] = ["no-fault", "fault", "warm-up"];
 
 struct Args {
     secs: f64,
     no_fault_secs: Option<f64>,
+    warm_up_secs: f64,
     submitters: usize,
     workers: usize,
     seed: u64,
     reconfigure_ms: u64,
     poll_ms: u64,
     ratio_max: f64,
+    /// Submissions per second, shared by the submitters (0: each submits as soon as its
+    /// last submission ended).
+    rate: u64,
 }
 
 fn usage() -> String {
     "usage: soak [--secs S] [--no-fault-secs S] [--submitters N] [--workers N] [--seed N] \
-     [--reconfigure-ms MS] [--poll-ms MS] [--ratio-max X]"
+     [--reconfigure-ms MS] [--poll-ms MS] [--ratio-max X] [--rate N]"
         .into()
 }
 
@@ -88,12 +96,14 @@ fn args() -> Result<Args, String> {
     let mut a = Args {
         secs: 60.0,
         no_fault_secs: None,
+        warm_up_secs: 3.0,
         submitters: 16,
         workers: 2,
         seed: 20,
         reconfigure_ms: 2000,
         poll_ms: 100,
         ratio_max: 3.0,
+        rate: 5000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -105,18 +115,25 @@ fn args() -> Result<Args, String> {
         match flag.as_str() {
             "--secs" => a.secs = value.parse().map_err(|_| bad())?,
             "--no-fault-secs" => a.no_fault_secs = Some(value.parse().map_err(|_| bad())?),
+            "--warm-up-secs" => a.warm_up_secs = value.parse().map_err(|_| bad())?,
             "--submitters" => a.submitters = value.parse().map_err(|_| bad())?,
             "--workers" => a.workers = value.parse().map_err(|_| bad())?,
             "--seed" => a.seed = value.parse().map_err(|_| bad())?,
             "--reconfigure-ms" => a.reconfigure_ms = value.parse().map_err(|_| bad())?,
             "--poll-ms" => a.poll_ms = value.parse().map_err(|_| bad())?,
             "--ratio-max" => a.ratio_max = value.parse().map_err(|_| bad())?,
+            "--rate" => a.rate = value.parse().map_err(|_| bad())?,
             other => return Err(format!("unknown argument `{other}`\n{}", usage())),
         }
     }
     let no_fault = a.no_fault_secs.unwrap_or(a.secs / 4.0);
-    if !(a.secs > 0.0 && a.secs <= 7.0 * 86_400.0) || !(no_fault > 0.0 && no_fault < a.secs) {
-        return Err("--secs must be in (0, 1 week], --no-fault-secs in (0, --secs)".into());
+    let phases_ok = no_fault > 0.0 && a.warm_up_secs >= 0.0 && a.warm_up_secs + no_fault < a.secs;
+    if !(a.secs > 0.0 && a.secs <= 7.0 * 86_400.0) || !phases_ok {
+        return Err(
+            "--secs must be in (0, 1 week], --no-fault-secs above 0, --warm-up-secs at least 0, \
+             and the two less than --secs"
+                .into(),
+        );
     }
     if !(1..=1024).contains(&a.submitters) || !(1..=64).contains(&a.workers) {
         return Err("--submitters in 1..=1024, --workers in 1..=64".into());
@@ -156,6 +173,13 @@ impl Failures {
         }
     }
 }
+
+/// Submissions made and ended, across the submitters: a submission is counted made before
+/// its submit call and ended after its ending (refusal or ticket result) came back, so any
+/// report must count at least the endings counted before it began, and at most the
+/// submissions counted after it returned.
+static MADE: AtomicU64 = AtomicU64::new(0);
+static ENDED: AtomicU64 = AtomicU64::new(0);
 
 /// Panics seen by the hook: the injected ones (in `gate`) and any other.
 static PANICS_INJECTED: AtomicU64 = AtomicU64::new(0);
@@ -226,7 +250,7 @@ struct Tally {
     by_kind: [u64; 5],
     /// Runs whose output the submitter recomputed and compared.
     outputs_checked: u64,
-    phases: [PhaseTally; 2],
+    phases: [PhaseTally; PHASES],
     failures: Failures,
 }
 
@@ -245,7 +269,7 @@ impl Tally {
             faults_planned: [0; 4],
             by_kind: [0; 5],
             outputs_checked: 0,
-            phases: [PhaseTally::new(), PhaseTally::new()],
+            phases: [PhaseTally::new(), PhaseTally::new(), PhaseTally::new()],
             failures: Failures::default(),
         }
     }
@@ -299,6 +323,52 @@ struct Env<'a> {
     phase: &'a AtomicU8,
     rounds_per_us: u64,
     ticks_per_s: u64,
+    pacer: Pacer,
+}
+
+/// The submitters' shared schedule: submission slots `1 / rate` apart, each taken by
+/// whichever submitter is free, so the offered load is the same in both phases as long as
+/// some submitter is free when a slot comes (a submitter waiting for a slow run leaves its
+/// slots to the others). A slot missed is not made up: the schedule restarts from now.
+struct Pacer {
+    origin: Instant,
+    period_ns: u64,
+    /// The next free slot, in nanoseconds after `origin`.
+    next_ns: AtomicU64,
+}
+
+impl Pacer {
+    fn new(rate: u64) -> Self {
+        Self {
+            origin: Instant::now(),
+            period_ns: 1_000_000_000u64.checked_div(rate).unwrap_or(0),
+            next_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Sleeps until this submitter's slot (at once with no rate).
+    fn wait_turn(&self) {
+        if self.period_ns == 0 {
+            return;
+        }
+        let now = self.origin.elapsed().as_nanos() as u64;
+        let mut cur = self.next_ns.load(Ordering::Relaxed);
+        let slot = loop {
+            let slot = cur.max(now);
+            match self.next_ns.compare_exchange_weak(
+                cur,
+                slot + self.period_ns,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break slot,
+                Err(seen) => cur = seen,
+            }
+        };
+        if slot > now {
+            std::thread::sleep(Duration::from_nanos(slot - now));
+        }
+    }
 }
 
 /// One submitter thread: submits, waits, checks, until the phase says stop.
@@ -309,11 +379,13 @@ fn submitter(env: &Env<'_>, index: usize, style: Style, seed: u64) -> Tally {
     let mut cpu_mark = sys::thread_cpu(env.ticks_per_s).unwrap_or_default();
     let mut seq = 0u64;
     while phase != PHASE_STOP {
+        env.pacer.wait_turn();
         let faults = phase == PHASE_FAULT;
         let plan = Plan::draw(&mut rng, faults, env.rounds_per_us);
         let id = ((index as u64) << 40) | seq;
         seq += 1;
         t.made += 1;
+        MADE.fetch_add(1, Ordering::SeqCst);
         t.faults_planned[fault_index(plan.job.fault)] += 1;
         let mut spec = SubmitSpec::default()
             .priority(plan.priority)
@@ -326,6 +398,7 @@ fn submitter(env: &Env<'_>, index: usize, style: Style, seed: u64) -> Tally {
         let start = Instant::now();
         match env.ex.submit_with(graph, plan.job.clone(), Ctx { id }, &spec) {
             Err(back) => {
+                ENDED.fetch_add(1, Ordering::SeqCst);
                 t.refused[back.reason.index()] += 1;
                 pt.refused += 1;
                 if plan.kind == Kind::Probe {
@@ -351,6 +424,7 @@ fn submitter(env: &Env<'_>, index: usize, style: Style, seed: u64) -> Tally {
                     ticket.wait_parked()
                 };
                 let latency_ns = start.elapsed().as_nanos() as u64;
+                ENDED.fetch_add(1, Ordering::SeqCst);
                 match done {
                     Ok(Finished::Ran(c)) => {
                         t.ran += 1;
@@ -595,6 +669,8 @@ struct Readings {
     cache_read: bool,
     arena_reserved_max: u64,
     arena_used_max: u64,
+    /// The bound one pooled runner's arena reserves under any configuration of the cycle.
+    arena_per_runner: u64,
     pool_live_max: u64,
     engine_bytes_max: u64,
     in_flight_max: u64,
@@ -606,17 +682,24 @@ struct Readings {
 fn poll(
     ex: &Executor<Job, Ctx>,
     arena_per_runner: u64,
-    in_flight_max: u64,
     text: &mut String,
     r: &mut Readings,
     failures: &mut Failures,
     page: u64,
+    config: &str,
 ) {
+    let ended_before = ENDED.load(Ordering::SeqCst);
     let rep = ex.report();
+    let made_after = MADE.load(Ordering::SeqCst);
     check_identities(&rep, failures, "poll");
     let runs = &rep.runs;
-    failures.check(runs.in_flight <= in_flight_max, || {
-        format!("{} runs in flight, more than the {in_flight_max} submitters", runs.in_flight)
+    let ended = runs.completed + runs.panicked + runs.handed_back + runs.rejected();
+    failures.check(ended >= ended_before && runs.submitted <= made_after, || {
+        format!(
+            "a report (configuration: {config}) counts {ended} ended of {} submitted, while the \
+             submitters saw {ended_before} end before it and made {made_after} by its end",
+            runs.submitted
+        )
     });
     let pool = &rep.pool;
     failures.check(pool.arena_bytes_used <= pool.arena_bytes_reserved, || {
@@ -708,15 +791,24 @@ fn main() -> ExitCode {
     let ticks_per_s = sys::clock_ticks_per_s();
     let rounds_per_us = work::calibrate_rounds_per_us();
     println!(
-        "soak: {} s ({} s no-fault, then faults), {} submitters, {} workers, seed {}; load average {}",
+        "soak: {} s ({} s warm-up, {} s no-fault, then faults), {} submitters, {} workers, seed {}; \
+         load average {}",
         args.secs,
+        args.warm_up_secs,
         args.no_fault_secs.unwrap_or_default(),
         args.submitters,
         args.workers,
         args.seed,
         sys::load_average()
     );
-    println!("calibrated work: {rounds_per_us} rounds per µs");
+    println!(
+        "calibrated work: {rounds_per_us} rounds per µs; offered load: {}",
+        if args.rate == 0 {
+            "as fast as the submitters go".to_string()
+        } else {
+            format!("{} submissions/s", args.rate)
+        }
+    );
 
     // Warm up on throwaway executors, then take the baselines.
     let arena_per_runner = {
@@ -826,25 +918,28 @@ fn soak(
     })
     .expect("a valid blocking pool");
     let graphs = Graphs::build(&blocking);
-    let phase = AtomicU8::new(PHASE_NO_FAULT);
+    let phase = AtomicU8::new(PHASE_WARM_UP);
     let env = Env {
         ex: &ex,
         graphs: &graphs,
         phase: &phase,
         rounds_per_us,
         ticks_per_s,
+        pacer: Pacer::new(args.rate),
     };
     let mut text = String::new();
     let mut r = Readings {
         rss_min: u64::MAX,
         limit_min: u64::MAX,
+        arena_per_runner,
         ..Readings::default()
     };
     let waiting_submitters = (args.submitters * WAITING_SUBMITTERS_OF_16).div_ceil(16);
-    let no_fault = Duration::from_secs_f64(args.no_fault_secs.unwrap_or_default());
+    let warm_up = Duration::from_secs_f64(args.warm_up_secs);
+    let no_fault = warm_up + Duration::from_secs_f64(args.no_fault_secs.unwrap_or_default());
     let total = Duration::from_secs_f64(args.secs);
-    let mut phase_cpu = [Duration::ZERO; 2];
-    let mut phase_wall = [Duration::ZERO; 2];
+    let mut phase_cpu = [Duration::ZERO; PHASES];
+    let mut phase_wall = [Duration::ZERO; PHASES];
 
     let tally = std::thread::scope(|s| {
         let handles: Vec<_> = (0..args.submitters)
@@ -866,10 +961,10 @@ fn soak(
         let mut wall_mark = start;
         let mut next_reconfigure = start + Duration::from_millis(args.reconfigure_ms);
         let mut config_index = 0;
-        let mut current = PHASE_NO_FAULT;
+        let mut current = PHASE_WARM_UP;
         loop {
             std::thread::sleep(Duration::from_millis(args.poll_ms));
-            poll(&ex, arena_per_runner, args.submitters as u64, &mut text, &mut r, &mut failures, page);
+            poll(&ex, arena_per_runner, &mut text, &mut r, &mut failures, page, configs[config_index].0);
             let now = Instant::now();
             if now >= next_reconfigure {
                 config_index = (config_index + 1) % configs.len();
@@ -884,8 +979,10 @@ fn soak(
                 PHASE_STOP
             } else if elapsed >= no_fault {
                 PHASE_FAULT
-            } else {
+            } else if elapsed >= warm_up {
                 PHASE_NO_FAULT
+            } else {
+                PHASE_WARM_UP
             };
             if wanted != current {
                 let cpu = sys::process_cpu(ticks_per_s).unwrap_or_default();
@@ -894,17 +991,18 @@ fn soak(
                 (cpu_mark, wall_mark) = (cpu, now);
                 phase.store(wanted, Ordering::Release);
                 current = wanted;
-                eprintln!("[{:.1} s] phase: {}", elapsed.as_secs_f64(), match wanted {
-                    PHASE_FAULT => "fault",
-                    _ => "stop",
-                });
+                eprintln!(
+                    "[{:.1} s] phase: {}",
+                    elapsed.as_secs_f64(),
+                    PHASE_NAMES.get(usize::from(wanted)).unwrap_or(&"stop")
+                );
             }
             if current == PHASE_STOP {
                 break;
             }
         }
         let mut all = Tally::new();
-        let mut by_style: [[(u64, Duration); 2]; 2] = Default::default(); // [spin][phase]
+        let mut by_style: [[(u64, Duration); PHASES]; 2] = Default::default(); // [spin][phase]
         for h in handles {
             let (style, t) = h.join().expect("a submitter panicked");
             for (p, pt) in t.phases.iter().enumerate() {
@@ -921,7 +1019,7 @@ fn soak(
     // Drain: nothing is pending (every submitter waited for its last ticket).
     let shutdown = ex.shutdown(Drain::Finish);
     let rep = ex.report();
-    poll(&ex, arena_per_runner, args.submitters as u64, &mut text, &mut r, &mut failures, page);
+    poll(&ex, arena_per_runner, &mut text, &mut r, &mut failures, page, "after shutdown");
     check_identities(&rep, &mut failures, "after shutdown");
     failures.check(rep.runs.in_flight == 0, || {
         format!("{} runs in flight after shutdown", rep.runs.in_flight)
@@ -975,9 +1073,13 @@ fn soak(
              submitters {refused_mine:?}"
         )
     });
-    failures.check(shutdown.finished == 0 && shutdown.handed_back == 0, || {
-        format!("the shutdown found work left: {shutdown:?}")
-    });
+    failures.check(
+        shutdown.finished == t.ran
+            && shutdown.handed_back == 0
+            && shutdown.cancelled == 0
+            && shutdown.still_running == 0,
+        || format!("the shutdown's counts are not the submitters': {shutdown:?}"),
+    );
     let injected = PANICS_INJECTED.load(Ordering::Relaxed);
     failures.check(injected == t.step_panics, || {
         format!(
@@ -1015,21 +1117,21 @@ fn print_figures(
     t: &Tally,
     rep: &Report,
     r: &Readings,
-    by_style: &[[(u64, Duration); 2]; 2],
-    phase_cpu: [Duration; 2],
-    phase_wall: [Duration; 2],
+    by_style: &[[(u64, Duration); PHASES]; 2],
+    phase_cpu: [Duration; PHASES],
+    phase_wall: [Duration; PHASES],
     b: &flujo_runtime::blocking::BlockingStats,
 ) {
     println!();
     println!(
-        "{:<10}{:>10}{:>10}{:>10}{:>10}{:>12}{:>12}{:>14}{:>10}{:>12}",
-        "phase", "runs", "runs/s", "p50 µs", "p99 µs", "High p50", "High p99", "High room p99", "refused", "CPU/run µs"
+        "{:<10}{:>10}{:>10}{:>10}{:>10}{:>12}{:>12}{:>14}{:>10}{:>12}{:>12}",
+        "phase", "runs", "runs/s", "p50 µs", "p99 µs", "High p50", "High p99", "High room p99", "refused", "CPU/run µs", "cores busy"
     );
-    for (p, name) in PHASE_NAMES.iter().enumerate() {
-        let pt = &t.phases[p];
+    for p in [usize::from(PHASE_WARM_UP), 0, 1] {
+        let (name, pt) = (PHASE_NAMES[p], &t.phases[p]);
         let wall = phase_wall[p].as_secs_f64();
         println!(
-            "{:<10}{:>10}{:>10.0}{:>10.0}{:>10.0}{:>12.0}{:>12.0}{:>14.0}{:>10}{:>12.1}",
+            "{:<10}{:>10}{:>10.0}{:>10.0}{:>10.0}{:>12.0}{:>12.0}{:>14.0}{:>10}{:>12.1}{:>12.2}",
             name,
             pt.ran,
             pt.ran as f64 / wall.max(1e-9),
@@ -1040,6 +1142,7 @@ fn print_figures(
             us(pt.room_probe.quantile(0.99)),
             pt.refused,
             phase_cpu[p].as_secs_f64() * 1e6 / pt.ran.max(1) as f64,
+            phase_cpu[p].as_secs_f64() / wall.max(1e-9),
         );
     }
     let mut all = PhaseTally::new();
@@ -1048,7 +1151,7 @@ fn print_figures(
     }
     let wall: f64 = phase_wall.iter().map(Duration::as_secs_f64).sum();
     println!(
-        "{:<10}{:>10}{:>10.0}{:>10.0}{:>10.0}{:>12.0}{:>12.0}{:>14.0}{:>10}{:>12.1}",
+        "{:<10}{:>10}{:>10.0}{:>10.0}{:>10.0}{:>12.0}{:>12.0}{:>14.0}{:>10}{:>12.1}{:>12.2}",
         "all",
         all.ran,
         all.ran as f64 / wall.max(1e-9),
@@ -1059,6 +1162,7 @@ fn print_figures(
         us(all.room_probe.quantile(0.99)),
         all.refused,
         phase_cpu.iter().sum::<Duration>().as_secs_f64() * 1e6 / all.ran.max(1) as f64,
+        phase_cpu.iter().sum::<Duration>().as_secs_f64() / wall.max(1e-9),
     );
     println!(
         "(latency: from the submit call to the ticket's result, waiting for room included; \
@@ -1139,12 +1243,15 @@ fn print_figures(
         );
     }
     println!(
-        "run arenas: peak reserved {:.2} MiB ({} pooled runners at most, bound {:.1} KiB each), \
-         peak used {:.1} KiB",
+        "run arenas: peak reserved {:.2} MiB by {} pooled runners at most (bound: {:.1} KiB each, \
+         the most any configuration's max_records sets aside), peak used {:.1} KiB; idle after \
+         the drain {:.2} MiB (bound {:.2} MiB)",
         mib(r.arena_reserved_max),
         r.pool_live_max,
-        rep.pool.arena_bytes_reserved_idle_max as f64 / 1024.0 / rep.pool.pool_idle_max.max(1) as f64,
-        r.arena_used_max as f64 / 1024.0
+        r.arena_per_runner as f64 / 1024.0,
+        r.arena_used_max as f64 / 1024.0,
+        mib(rep.pool.arena_bytes_reserved),
+        mib(rep.pool.arena_bytes_reserved_idle_max),
     );
     println!(
         "peak engine memory (cache + arenas, at a poll): {:.1} MiB; peak live heap at a poll {:.1} \
@@ -1158,7 +1265,8 @@ fn print_figures(
     // The CPU a ticket's spin costs: submitter threads waiting with `wait` (spins, then
     // parks) against those waiting with `wait_parked`, per submission, per phase (the
     // submitter's own CPU: drawing the plan, submitting, waiting, checking).
-    for (p, name) in PHASE_NAMES.iter().enumerate() {
+    for p in [usize::from(PHASE_WARM_UP), 0, 1] {
+        let name = PHASE_NAMES[p];
         let (spin_n, spin_cpu) = by_style[1][p];
         let (park_n, park_cpu) = by_style[0][p];
         let per = |n: u64, cpu: Duration| cpu.as_secs_f64() * 1e6 / n.max(1) as f64;
