@@ -128,7 +128,7 @@ fn args() -> Result<Args, String> {
     }
     let no_fault = a.no_fault_secs.unwrap_or(a.secs / 4.0);
     let phases_ok = no_fault > 0.0 && a.warm_up_secs >= 0.0 && a.warm_up_secs + no_fault < a.secs;
-    if !(a.secs > 0.0 && a.secs <= 7.0 * 86_400.0) || !phases_ok {
+    if !(a.secs > 0.0 && a.secs <= 7.0 * 86_400.0 && phases_ok) {
         return Err(
             "--secs must be in (0, 1 week], --no-fault-secs above 0, --warm-up-secs at least 0, \
              and the two less than --secs"
@@ -396,7 +396,10 @@ fn submitter(env: &Env<'_>, index: usize, style: Style, seed: u64) -> Tally {
         let graph = env.graphs.of(plan.kind);
         let pt = &mut t.phases[phase as usize];
         let start = Instant::now();
-        match env.ex.submit_with(graph, plan.job.clone(), Ctx { id }, &spec) {
+        match env
+            .ex
+            .submit_with(graph, plan.job.clone(), Ctx { id }, &spec)
+        {
             Err(back) => {
                 ENDED.fetch_add(1, Ordering::SeqCst);
                 t.refused[back.reason.index()] += 1;
@@ -404,10 +407,13 @@ fn submitter(env: &Env<'_>, index: usize, style: Style, seed: u64) -> Tally {
                 if plan.kind == Kind::Probe {
                     pt.probes_refused += 1;
                 }
-                t.failures.check(
-                    back.context.id == id && back.input == plan.job,
-                    || format!("refused submission {id:#x} came back as {:#x}", back.context.id),
-                );
+                t.failures
+                    .check(back.context.id == id && back.input == plan.job, || {
+                        format!(
+                            "refused submission {id:#x} came back as {:#x}",
+                            back.context.id
+                        )
+                    });
                 t.failures.check(back.reason != Refusal::ShuttingDown, || {
                     format!("submission {id:#x} refused ShuttingDown before the shutdown")
                 });
@@ -438,7 +444,7 @@ fn submitter(env: &Env<'_>, index: usize, style: Style, seed: u64) -> Tally {
                         t.failures.check(c.context.id == id, || {
                             format!("submission {id:#x} ended as {:#x}", c.context.id)
                         });
-                        let sample = seq % 32 == 0;
+                        let sample = seq.is_multiple_of(32);
                         judge(&plan, c, sample, faults, &mut t);
                     }
                     Ok(Finished::HandedBack(back)) => {
@@ -450,11 +456,17 @@ fn submitter(env: &Env<'_>, index: usize, style: Style, seed: u64) -> Tally {
                     }
                     Ok(Finished::Panicked(p)) => {
                         t.panicked_outside += 1;
-                        t.failures
-                            .add(format!("submission {id:#x} panicked outside a step: {}", p.message));
+                        t.failures.add(format!(
+                            "submission {id:#x} panicked outside a step: {}",
+                            p.message
+                        ));
                     }
-                    Ok(_) => t.failures.add(format!("submission {id:#x}: an unknown ending")),
-                    Err(e) => t.failures.add(format!("submission {id:#x}: ticket error {e:?}")),
+                    Ok(_) => t
+                        .failures
+                        .add(format!("submission {id:#x}: an unknown ending")),
+                    Err(e) => t
+                        .failures
+                        .add(format!("submission {id:#x}: ticket error {e:?}")),
                 }
             }
         }
@@ -470,7 +482,13 @@ fn submitter(env: &Env<'_>, index: usize, style: Style, seed: u64) -> Tally {
 }
 
 /// Checks a run's ending against its plan.
-fn judge(plan: &Plan, c: flujo_runtime::Completed<Job, Ctx>, sample: bool, faults: bool, t: &mut Tally) {
+fn judge(
+    plan: &Plan,
+    c: flujo_runtime::Completed<Job, Ctx>,
+    sample: bool,
+    faults: bool,
+    t: &mut Tally,
+) {
     let kind = plan.kind;
     let id = c.context.id;
     let class = match c.error.as_ref().map(|e| &e.kind) {
@@ -492,14 +510,15 @@ fn judge(plan: &Plan, c: flujo_runtime::Completed<Job, Ctx>, sample: bool, fault
                 Some(acc) => out.is_some_and(|o| o.acc == acc),
                 None => true,
             };
-            t.failures.check(expected_success && right_shape && right_acc, || {
-                format!(
+            t.failures
+                .check(expected_success && right_shape && right_acc, || {
+                    format!(
                     "run {id:#x} ({}, fault {:?}) succeeded with {:?}, expected acc {expected:?}",
                     kind.name(),
                     plan.job.fault,
                     out.map(|o| o.acc)
                 )
-            });
+                });
         }
         Outcome::Failed => {
             t.failed += 1;
@@ -651,8 +670,14 @@ fn warm_up(graphs: &Graphs, rounds_per_us: u64) {
     let mut job = Plan::draw(&mut rng, false, rounds_per_us).job;
     job.kind = Kind::Cpu;
     job.fault = Fault::Panic;
-    let c = ex.run(graphs.of(Kind::Cpu), job, Ctx::default()).expect("caught in the step");
-    assert_eq!(c.outcome, Outcome::Failed, "the warm-up's injected panic fails its run");
+    let c = ex
+        .run(graphs.of(Kind::Cpu), job, Ctx::default())
+        .expect("caught in the step");
+    assert_eq!(
+        c.outcome,
+        Outcome::Failed,
+        "the warm-up's injected panic fails its run"
+    );
     let _ = ex.report();
 }
 
@@ -694,13 +719,16 @@ fn poll(
     check_identities(&rep, failures, "poll");
     let runs = &rep.runs;
     let ended = runs.completed + runs.panicked + runs.handed_back + runs.rejected();
-    failures.check(ended >= ended_before && runs.submitted <= made_after, || {
-        format!(
+    failures.check(
+        ended >= ended_before && runs.submitted <= made_after,
+        || {
+            format!(
             "a report (configuration: {config}) counts {ended} ended of {} submitted, while the \
              submitters saw {ended_before} end before it and made {made_after} by its end",
             runs.submitted
         )
-    });
+        },
+    );
     let pool = &rep.pool;
     failures.check(pool.arena_bytes_used <= pool.arena_bytes_reserved, || {
         format!(
@@ -748,9 +776,15 @@ fn poll(
 fn check_identities(rep: &Report, failures: &mut Failures, when: &str) {
     let r = &rep.runs;
     let ended = r.completed + r.panicked + r.handed_back + r.rejected();
-    failures.check(ended <= r.submitted && r.submitted == ended + r.in_flight, || {
-        format!("{when}: submitted {} != ended {ended} + in flight {}", r.submitted, r.in_flight)
-    });
+    failures.check(
+        ended <= r.submitted && r.submitted == ended + r.in_flight,
+        || {
+            format!(
+                "{when}: submitted {} != ended {ended} + in flight {}",
+                r.submitted, r.in_flight
+            )
+        },
+    );
     failures.check(r.completed == r.succeeded + r.failed + r.aborted, || {
         format!(
             "{when}: completed {} != succeeded {} + failed {} + aborted {}",
@@ -769,7 +803,7 @@ fn mib(bytes: u64) -> f64 {
 
 /// What the soak measured, as plain numbers (no histograms: they would count in the heap
 /// compared with the baseline).
-struct Outcome2 {
+struct Measured {
     failures: Failures,
     probe_p99_ns: [Option<u64>; 2],
 }
@@ -812,7 +846,11 @@ fn main() -> ExitCode {
 
     // Warm up on throwaway executors, then take the baselines.
     let arena_per_runner = {
-        let blocking = BlockingPool::new(BlockingConfig { threads: 2, queue: 4 }).expect("a pool");
+        let blocking = BlockingPool::new(BlockingConfig {
+            threads: 2,
+            queue: 4,
+        })
+        .expect("a pool");
         let graphs = Graphs::build(&blocking);
         warm_up(&graphs, rounds_per_us);
         let bound = arena_bound_per_runner(&configs(args.workers), &graphs);
@@ -834,8 +872,7 @@ fn main() -> ExitCode {
     // executor's and the blocking pool's threads have exited (they free their thread-locals).
     let settle_until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < settle_until
-        && (sys::threads() > threads_before
-            || alloc::live_bytes() > heap_before + HEAP_SLACK_BYTES)
+        && (sys::threads() > threads_before || alloc::live_bytes() > heap_before + HEAP_SLACK_BYTES)
     {
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -864,7 +901,9 @@ fn main() -> ExitCode {
         )
     });
     let others = PANICS_OTHER.load(Ordering::Relaxed);
-    failures.check(others == 0, || format!("{others} panics outside the injected ones"));
+    failures.check(others == 0, || {
+        format!("{others} panics outside the injected ones")
+    });
 
     let [healthy, faulty] = out.probe_p99_ns;
     let ratio = match (healthy, faulty) {
@@ -908,7 +947,7 @@ fn soak(
     ticks_per_s: u64,
     page: u64,
     arena_per_runner: u64,
-) -> Outcome2 {
+) -> Measured {
     let mut failures = Failures::default();
     let configs = configs(args.workers);
     let ex = build_executor(configs[0].1.clone());
@@ -964,7 +1003,15 @@ fn soak(
         let mut current = PHASE_WARM_UP;
         loop {
             std::thread::sleep(Duration::from_millis(args.poll_ms));
-            poll(&ex, arena_per_runner, &mut text, &mut r, &mut failures, page, configs[config_index].0);
+            poll(
+                &ex,
+                arena_per_runner,
+                &mut text,
+                &mut r,
+                &mut failures,
+                page,
+                configs[config_index].0,
+            );
             let now = Instant::now();
             if now >= next_reconfigure {
                 config_index = (config_index + 1) % configs.len();
@@ -1019,7 +1066,15 @@ fn soak(
     // Drain: nothing is pending (every submitter waited for its last ticket).
     let shutdown = ex.shutdown(Drain::Finish);
     let rep = ex.report();
-    poll(&ex, arena_per_runner, &mut text, &mut r, &mut failures, page, "after shutdown");
+    poll(
+        &ex,
+        arena_per_runner,
+        &mut text,
+        &mut r,
+        &mut failures,
+        page,
+        "after shutdown",
+    );
     check_identities(&rep, &mut failures, "after shutdown");
     failures.check(rep.runs.in_flight == 0, || {
         format!("{} runs in flight after shutdown", rep.runs.in_flight)
@@ -1045,7 +1100,15 @@ fn soak(
     });
     // The report's counts are the submitters' counts.
     let runs = &rep.runs;
-    let mine = (t.made, t.ran, t.succeeded, t.failed, t.aborted, t.handed_back, t.panicked_outside);
+    let mine = (
+        t.made,
+        t.ran,
+        t.succeeded,
+        t.failed,
+        t.aborted,
+        t.handed_back,
+        t.panicked_outside,
+    );
     let theirs = (
         runs.submitted,
         runs.completed,
@@ -1091,7 +1154,11 @@ fn soak(
     let b = &bstats.stats;
     failures.check(
         b.accepted
-            == b.completed + b.panicked + b.abandoned + b.handed_back + b.running as u64
+            == b.completed
+                + b.panicked
+                + b.abandoned
+                + b.handed_back
+                + b.running as u64
                 + b.queued as u64,
         || format!("blocking pool counts do not add up: {b:?}"),
     );
@@ -1105,7 +1172,7 @@ fn soak(
     drop(tally);
     drop(rep);
     drop(text);
-    Outcome2 {
+    Measured {
         failures,
         probe_p99_ns,
     }
@@ -1125,7 +1192,17 @@ fn print_figures(
     println!();
     println!(
         "{:<10}{:>10}{:>10}{:>10}{:>10}{:>12}{:>12}{:>14}{:>10}{:>12}{:>12}",
-        "phase", "runs", "runs/s", "p50 µs", "p99 µs", "High p50", "High p99", "High room p99", "refused", "CPU/run µs", "cores busy"
+        "phase",
+        "runs",
+        "runs/s",
+        "p50 µs",
+        "p99 µs",
+        "High p50",
+        "High p99",
+        "High room p99",
+        "refused",
+        "CPU/run µs",
+        "cores busy"
     );
     for p in [usize::from(PHASE_WARM_UP), 0, 1] {
         let (name, pt) = (PHASE_NAMES[p], &t.phases[p]);
