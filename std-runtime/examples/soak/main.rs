@@ -208,6 +208,8 @@ struct PhaseTally {
     ran: u64,
     refused: u64,
     probes_refused: u64,
+    /// Runs stopped by their deadline.
+    aborted: u64,
     cpu: Duration,
 }
 
@@ -220,6 +222,7 @@ impl PhaseTally {
             ran: 0,
             refused: 0,
             probes_refused: 0,
+            aborted: 0,
             cpu: Duration::ZERO,
         }
     }
@@ -230,6 +233,7 @@ impl PhaseTally {
         self.ran += o.ran;
         self.refused += o.refused;
         self.probes_refused += o.probes_refused;
+        self.aborted += o.aborted;
         self.cpu += o.cpu;
     }
 }
@@ -445,7 +449,10 @@ fn submitter(env: &Env<'_>, index: usize, style: Style, seed: u64) -> Tally {
                             format!("submission {id:#x} ended as {:#x}", c.context.id)
                         });
                         let sample = seq.is_multiple_of(32);
-                        judge(&plan, c, sample, faults, &mut t);
+                        let late = Duration::from_nanos(latency_ns) >= plan.deadline;
+                        if judge(&plan, c, sample, late, &mut t) == Outcome::Aborted {
+                            t.phases[phase as usize].aborted += 1;
+                        }
                     }
                     Ok(Finished::HandedBack(back)) => {
                         t.handed_back += 1;
@@ -481,22 +488,25 @@ fn submitter(env: &Env<'_>, index: usize, style: Style, seed: u64) -> Tally {
     t
 }
 
-/// Checks a run's ending against its plan.
+/// Checks a run's ending against its plan. `late`: the run's deadline had passed when its
+/// ticket answered (then, and only then, it may have been stopped by it: aborted, or a
+/// `remote` or `poll` attempt failed as a timeout).
 fn judge(
     plan: &Plan,
     c: flujo_runtime::Completed<Job, Ctx>,
     sample: bool,
-    faults: bool,
+    late: bool,
     t: &mut Tally,
-) {
+) -> Outcome {
     let kind = plan.kind;
     let id = c.context.id;
     let class = match c.error.as_ref().map(|e| &e.kind) {
         Some(ErrorKind::Step(e)) => Some(e.class()),
         _ => None,
     };
-    let slow_tail = faults && kind.is_slow_kind();
-    match c.outcome {
+    let slow_tail = late && kind.is_slow_kind();
+    let outcome = c.outcome;
+    match outcome {
         Outcome::Succeeded => {
             t.succeeded += 1;
             let expected_success = matches!(plan.job.fault, Fault::None | Fault::Transient(_));
@@ -548,7 +558,7 @@ fn judge(
                 c.error.as_ref().map(|e| &e.kind),
                 Some(ErrorKind::DeadlineExceeded)
             );
-            t.failures.check(slow_tail && deadline, || {
+            t.failures.check(late && deadline, || {
                 format!(
                     "run {id:#x} ({}, fault {:?}, slow {} µs) aborted: {:?}",
                     kind.name(),
@@ -559,6 +569,7 @@ fn judge(
             });
         }
     }
+    outcome
 }
 
 /// The configurations the soak cycles through: the three presets, some with optimizations
@@ -631,6 +642,38 @@ fn cache_reading(ex: &Executor<Job, Ctx>, text: &mut String) -> Option<(u64, u64
 #[cfg(not(feature = "prometheus"))]
 fn cache_reading(_: &Executor<Job, Ctx>, _: &mut String) -> Option<(u64, u64)> {
     None
+}
+
+/// The engine's histogram of High runs' queue wait (submission to start), parsed from a
+/// rendered exposition: `(le in seconds, cumulative count)` per bucket, `+Inf` last. Empty
+/// without the feature `prometheus` (nothing rendered).
+fn high_queue_wait(text: &str) -> Vec<(f64, u64)> {
+    const PREFIX: &str = "flujo_queue_wait_seconds_bucket{priority=\"high\",le=\"";
+    text.lines()
+        .filter_map(|l| {
+            let (le, count) = l.strip_prefix(PREFIX)?.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse::<f64>().ok()? as u64))
+        })
+        .collect()
+}
+
+/// The upper edge (µs) of the bucket holding the `q` quantile of the counts added between
+/// two readings of [`high_queue_wait`].
+fn bucket_quantile_us(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<f64> {
+    let delta = |i: usize| after[i].1 - before.get(i).map_or(0, |b| b.1);
+    let total = delta(after.len().checked_sub(1)?);
+    if total == 0 {
+        return None;
+    }
+    let target = (q * total as f64).ceil() as u64;
+    (0..after.len())
+        .find(|&i| delta(i) >= target)
+        .map(|i| after[i].0 * 1e6)
 }
 
 /// The largest run arena one pooled runner reserves under any of `configs` (each one's
@@ -977,6 +1020,8 @@ fn soak(
     let warm_up = Duration::from_secs_f64(args.warm_up_secs);
     let no_fault = warm_up + Duration::from_secs_f64(args.no_fault_secs.unwrap_or_default());
     let total = Duration::from_secs_f64(args.secs);
+    // The engine's High queue-wait histogram at the end of each phase (by phase index).
+    let mut queue_wait_marks: [Vec<(f64, u64)>; PHASES] = Default::default();
     let mut phase_cpu = [Duration::ZERO; PHASES];
     let mut phase_wall = [Duration::ZERO; PHASES];
 
@@ -1032,6 +1077,8 @@ fn soak(
                 PHASE_WARM_UP
             };
             if wanted != current {
+                // The poll just above rendered the metrics: the queue waits at this boundary.
+                queue_wait_marks[usize::from(current)] = high_queue_wait(&text);
                 let cpu = sys::process_cpu(ticks_per_s).unwrap_or_default();
                 phase_cpu[current as usize] = cpu.saturating_sub(cpu_mark);
                 phase_wall[current as usize] = now - wall_mark;
@@ -1164,6 +1211,22 @@ fn soak(
     );
 
     print_figures(args, t, &rep, &r, &by_style, phase_cpu, phase_wall, b);
+    // Where a healthy High run's time goes: the engine's own queue wait of High runs (every
+    // High run, probes and the others), from submission to start, per phase.
+    let marks = &queue_wait_marks;
+    let between = |from: u8, to: u8| {
+        bucket_quantile_us(&marks[usize::from(from)], &marks[usize::from(to)], 0.99)
+    };
+    match (
+        between(PHASE_WARM_UP, PHASE_NO_FAULT),
+        between(PHASE_NO_FAULT, PHASE_FAULT),
+    ) {
+        (Some(healthy), Some(faulty)) => println!(
+            "High runs' queue wait (the engine's flujo_queue_wait_seconds, submission to start), \
+             p99 at most {healthy:.0} µs no-fault, {faulty:.0} µs fault (bucket edges)"
+        ),
+        _ => println!("High runs' queue wait: not read (build with --features prometheus)"),
+    }
     let probe_p99_ns = [0, 1].map(|p| t.phases[p].latency_probe.quantile(0.99));
 
     drop(graphs);
@@ -1260,6 +1323,13 @@ fn print_figures(
         t.refused[Refusal::ShuttingDown.index()],
         t.handed_back,
         t.panicked_outside
+    );
+    println!(
+        "runs stopped by their deadline (50 ms for remote and poll, 5 s for the others): \
+         warm-up {}, no-fault {}, fault {}",
+        t.phases[usize::from(PHASE_WARM_UP)].aborted,
+        t.phases[0].aborted,
+        t.phases[1].aborted
     );
     println!(
         "runs by kind: {}; outputs recomputed and compared {}",
