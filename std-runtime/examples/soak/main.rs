@@ -4,16 +4,18 @@
 //!
 //! ```text
 //! cargo run --release -p flujo-runtime --features prometheus --example soak -- \
-//!     [--secs 60] [--no-fault-secs S] [--submitters 16] [--workers 2] [--seed N] \
-//!     [--reconfigure-ms 2000] [--poll-ms 100] [--ratio-max 3]
+//!     [--secs 60] [--warm-up-secs 3] [--no-fault-secs S] [--rate 5000] [--submitters 16] \
+//!     [--workers 2] [--seed N] [--reconfigure-ms 2000] [--poll-ms 100] [--ratio-max 3]
 //! ```
 //!
 //! 16 submitter threads (12 waiting for room with `SubmitSpec::wait`, 4 plain `submit`s
 //! whose refusals are counted; half wait for results with `Ticket::wait`, which spins
 //! first, half with `Ticket::wait_parked`) submit a seeded mix of five graphs (`work.rs`)
-//! at three priorities to a 2-worker executor, first for a no-fault phase (a quarter of
-//! `--secs` unless `--no-fault-secs`), then for a fault phase with injected transient and
-//! permanent errors, panics, and Pareto-distributed latencies of blocking and waiting steps.
+//! at three priorities to a 2-worker executor, at `--rate` submissions a second shared
+//! between them: a warm-up (`--warm-up-secs`, not in the figures), a no-fault phase (a
+//! quarter of `--secs` unless `--no-fault-secs`), then a fault phase with injected transient
+//! and permanent errors, panics, and Pareto-distributed latencies of blocking and waiting
+//! steps.
 //! Throughout, the main thread polls `report()` (and, with the feature `prometheus`, the
 //! metrics' cache readings) every `--poll-ms`, samples RSS and the live heap, and
 //! reconfigures the executor every `--reconfigure-ms` through six configurations (the three
@@ -87,8 +89,9 @@ struct Args {
 }
 
 fn usage() -> String {
-    "usage: soak [--secs S] [--no-fault-secs S] [--submitters N] [--workers N] [--seed N] \
-     [--reconfigure-ms MS] [--poll-ms MS] [--ratio-max X] [--rate N]"
+    "usage: soak [--secs S] [--warm-up-secs S] [--no-fault-secs S] [--rate N] \
+     [--submitters N] [--workers N] [--seed N] [--reconfigure-ms MS] [--poll-ms MS] \
+     [--ratio-max X]"
         .into()
 }
 
