@@ -29,8 +29,8 @@ pub use degradation::{
     Action, DegradationConfig, DegradationLevel, MemoryPressure, MAX_LEVELS, MEMORY_TRIGGER,
 };
 pub use monitor::{
-    AlertRule, Metric, MonitorConfig, MAX_RULES, MAX_RULE_NAME, MAX_WINDOWS, MAX_WINDOW_BUCKETS,
-    MIN_RESOLUTION,
+    AlertRule, Metric, MonitorConfig, MAX_DETECTED_STEPS, MAX_RULES, MAX_RULE_NAME, MAX_WINDOWS,
+    MAX_WINDOW_BUCKETS, MIN_RESOLUTION,
 };
 
 /// The largest accepted [`CacheConfig::shards`].

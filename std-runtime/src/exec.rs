@@ -638,6 +638,15 @@ where
         self.inner.monitor.windows()
     }
 
+    /// Pins the change-point detector's baselines of `step` (of every step the monitor watches
+    /// when `None`) at what they learned so far: from now on a shift is measured against them
+    /// and keeps being reported until the step comes back (see [`crate::monitor::detect`]).
+    /// Returns how many steps were pinned.
+    pub fn pin_baselines(&self, step: Option<&str>) -> usize {
+        self.inner.poll_monitor(true);
+        self.inner.monitor.pin(step)
+    }
+
     /// The executor's health now (see
     /// [`DegradationConfig`](crate::config::DegradationConfig)); closes the monitor's buckets
     /// due first, so a move they call for is made.

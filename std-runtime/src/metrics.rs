@@ -71,6 +71,7 @@
 //! | `flujo_telemetry_events_dropped_total`, `flujo_telemetry_records_dropped_total` | counter | |
 //! | `flujo_alert_firing` | gauge | `rule` (each configured rule; bounded by `MAX_RULES`) |
 //! | `flujo_alert_transitions_total` | counter | `rule`, `to` = `firing`, `resolved` |
+//! | `flujo_regressions_total` | counter | |
 //! | `flujo_health` | gauge | `state` = `healthy`, `degraded`, `critical` |
 //! | `flujo_degradation_level` | gauge | |
 //! | `flujo_degradation_action_active` | gauge | `action` (each configured action) |
@@ -627,6 +628,13 @@ fn render_health(report: &Report, out: &mut String) {
 /// `flujo_alert_firing` and `flujo_alert_transitions_total`, one series per configured rule.
 fn render_alerts(report: &Report, out: &mut String) {
     let alerts = &report.alerts;
+    single(
+        out,
+        "flujo_regressions_total",
+        "counter",
+        "Shifts of a step's latency or error rate the change-point detector reported.",
+        alerts.shifts,
+    );
     if alerts.rules.is_empty() {
         return;
     }

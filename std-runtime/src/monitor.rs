@@ -61,6 +61,11 @@ pub enum AlertState {
     Firing,
     /// The value went back below its clear level for its run of evaluations.
     Resolved,
+    /// The change-point detector saw a step's latency or error rate shift from its baseline
+    /// (a point event: the detector learns the new level, or keeps alarming while pinned).
+    /// Its `rule` is `regression <step> latency` or `regression <step> error_rate`, its
+    /// `value` the ratio of the new level to the baseline, its `threshold` the detector's.
+    Shift,
 }
 
 impl AlertState {
@@ -69,6 +74,7 @@ impl AlertState {
         match self {
             AlertState::Firing => "firing",
             AlertState::Resolved => "resolved",
+            AlertState::Shift => "shift",
         }
     }
 }
@@ -197,6 +203,8 @@ pub struct AlertStats {
     pub fired: u64,
     /// Times a rule resolved, exact.
     pub resolved: u64,
+    /// Shifts the change-point detector reported, exact.
+    pub shifts: u64,
     /// Rules firing now.
     pub firing: Vec<String>,
     /// The last alert events, oldest first (at most [`MAX_ALERT_EVENTS`]).
@@ -401,6 +409,13 @@ impl Bucket {
     }
 }
 
+/// The change-point detectors of one step.
+struct StepDetectors {
+    step: String,
+    latency: detect::LatencyDetector,
+    errors: detect::ErrorDetector,
+}
+
 /// A rule and where it stands.
 struct RuleState {
     rule: AlertRule,
@@ -425,6 +440,8 @@ struct Store {
     events_dropped: u64,
     fired: u64,
     resolved: u64,
+    shifts: u64,
+    detectors: Vec<StepDetectors>,
     /// Submission counts at the last poll.
     last_submitted: u64,
     last_refused: u64,
@@ -452,6 +469,8 @@ impl Store {
             events_dropped: 0,
             fired: 0,
             resolved: 0,
+            shifts: 0,
+            detectors: Vec::new(),
             last_submitted: 0,
             last_refused: 0,
             cfg: cfg.clone(),
@@ -550,13 +569,91 @@ impl Store {
                 window_ns: n.saturating_mul(res),
                 at_ns,
             };
-            if self.events.len() == MAX_ALERT_EVENTS {
-                self.events.pop_front();
-                self.events_dropped += 1;
-            }
-            self.events.push_back(event.clone());
+            self.push(event.clone());
             out.push(event);
         }
+        if self.cfg.detect {
+            self.detect(b, at_ns, out);
+        }
+    }
+
+    /// Keeps `event` (the oldest go first, counted).
+    fn push(&mut self, event: AlertEvent) {
+        if self.events.len() == MAX_ALERT_EVENTS {
+            self.events.pop_front();
+            self.events_dropped += 1;
+        }
+        self.events.push_back(event);
+    }
+
+    /// Feeds bucket `b`'s step cells to their detectors; appends each shift reported.
+    fn detect(&mut self, b: u64, at_ns: u64, out: &mut Vec<AlertEvent>) {
+        let Some(bucket) = self.ring.get((b.wrapping_sub(self.first)) as usize) else {
+            return;
+        };
+        let mut shifts = Vec::new();
+        for (step, cell) in &bucket.steps {
+            let at = match self.detectors.iter().position(|d| d.step == *step) {
+                Some(at) => at,
+                None if self.detectors.len() < crate::config::MAX_DETECTED_STEPS => {
+                    let (Ok(latency), Ok(errors)) = (
+                        detect::LatencyDetector::new(self.cfg.detector.clone()),
+                        detect::ErrorDetector::new(self.cfg.detector.clone()),
+                    ) else {
+                        return; // validated with the configuration
+                    };
+                    self.detectors.push(StepDetectors {
+                        step: step.clone(),
+                        latency,
+                        errors,
+                    });
+                    self.detectors.len() - 1
+                }
+                None => continue,
+            };
+            let d = &mut self.detectors[at];
+            let window = cell.latency.ln_window();
+            if let Some(shift) = d.latency.observe(&window) {
+                shifts.push((step.clone(), Metric::Latency, shift, window.n));
+            }
+            let errors = detect::ErrorWindow {
+                executions: cell.ended,
+                errors: cell.failed,
+            };
+            if let Some(shift) = d.errors.observe(&errors) {
+                shifts.push((step.clone(), Metric::ErrorRate, shift, cell.ended));
+            }
+        }
+        for (step, metric, shift, samples) in shifts {
+            self.shifts += 1;
+            let event = AlertEvent {
+                rule: format!("regression {step} {metric}"),
+                metric,
+                step: Some(step),
+                state: AlertState::Shift,
+                value: shift.ratio,
+                threshold: self.cfg.detector.threshold,
+                samples,
+                window_ns: self.res,
+                at_ns,
+            };
+            self.push(event.clone());
+            out.push(event);
+        }
+    }
+
+    /// Pins the detectors' baselines of `step` (every step's when `None`); returns how many
+    /// steps.
+    fn pin(&mut self, step: Option<&str>) -> usize {
+        let mut n = 0;
+        for d in &mut self.detectors {
+            if step.is_none_or(|s| s == d.step) {
+                d.latency.pin();
+                d.errors.pin();
+                n += 1;
+            }
+        }
+        n
     }
 
     fn heap_bytes(&self) -> usize {
@@ -888,6 +985,11 @@ impl Monitor {
         }
     }
 
+    /// Pins the change-point detectors' baselines (see [`crate::Executor::pin_baselines`]).
+    pub(crate) fn pin(&self, step: Option<&str>) -> usize {
+        lock(&self.store).pin(step)
+    }
+
     /// The names of the rules firing now.
     pub(crate) fn firing(&self) -> Vec<String> {
         let store = lock(&self.store);
@@ -910,6 +1012,7 @@ impl Monitor {
         AlertStats {
             fired: store.fired,
             resolved: store.resolved,
+            shifts: store.shifts,
             firing: store
                 .rules
                 .iter()

@@ -1358,7 +1358,7 @@ impl Report {
         field(
             f,
             "fired / resolved",
-            format_args!("{} / {}", a.fired, a.resolved),
+            format_args!("{} / {}; {} shifts detected", a.fired, a.resolved, a.shifts),
         )?;
         let firing = if a.firing.is_empty() {
             "none".to_string()

@@ -420,3 +420,109 @@ fn alerts_are_instant_events_in_the_trace() {
     );
     assert!(json.contains("flujo monitor"), "{json}");
 }
+
+/// `slow` takes 1 to 1.6 ms (by input), times `factor`; every run sampled.
+fn varying(clock: &ManualClock, factor: &Arc<AtomicU64>) -> Arc<Graph<u64, ()>> {
+    let (clock, factor) = (clock.clone(), Arc::clone(factor));
+    Arc::new(
+        Graph::build(|b| {
+            b.task("slow", move |x: u64, _| {
+                let us = 1_000 + (x % 7) * 100;
+                clock.advance(us * 1_000 * factor.load(Ordering::SeqCst));
+                Ok(x)
+            })
+        })
+        .unwrap(),
+    )
+}
+
+#[test]
+fn the_detector_reports_a_doubled_step_latency_within_three_windows_and_a_pinned_baseline_holds() {
+    let clock = ManualClock::new(0);
+    let mut cfg = OptimizationConfig::latency();
+    cfg.telemetry.run_sample_period = 1;
+    let (tx, rx) = mpsc::channel::<AlertEvent>();
+    let ex = Executor::<u64, ()>::builder(cfg)
+        .clock(clock.clone())
+        .on_alert(move |e| tx.send(e.clone()).unwrap())
+        .build()
+        .unwrap();
+    let factor = Arc::new(AtomicU64::new(1));
+    let g = varying(&clock, &factor);
+    let inputs: Vec<u64> = (0..100).collect();
+    // 30 steady seconds: no shift.
+    for _ in 0..30 {
+        bucket(&ex, &g, &clock, &inputs);
+    }
+    ex.poll_monitor();
+    assert!(rx.try_iter().all(|e| e.state != AlertState::Shift));
+    // Twice as slow: reported within 3 buckets, as a ratio near 2.
+    factor.store(2, Ordering::SeqCst);
+    let mut when = None;
+    for second in 0..3 {
+        bucket(&ex, &g, &clock, &inputs);
+        ex.poll_monitor();
+        if let Some(e) = rx.try_iter().find(|e| e.state == AlertState::Shift) {
+            assert_eq!(e.rule, "regression slow latency");
+            assert_eq!(e.step.as_deref(), Some("slow"));
+            assert!((1.8..2.2).contains(&e.value), "{e:?}");
+            assert_eq!(e.samples, 100);
+            when = Some(second);
+            break;
+        }
+    }
+    assert!(when.is_some(), "not reported within 3 windows");
+    assert_eq!(ex.report().alerts.shifts, 1);
+    // Unpinned, the detector learns the new level: 20 more seconds at 2x, no more shifts.
+    for _ in 0..20 {
+        bucket(&ex, &g, &clock, &inputs);
+    }
+    ex.poll_monitor();
+    assert_eq!(ex.report().alerts.shifts, 1);
+    // Pinned at 2x: back to 1x is a shift down, reported on every window while it lasts.
+    assert_eq!(ex.pin_baselines(Some("slow")), 1);
+    assert_eq!(ex.pin_baselines(Some("nope")), 0);
+    factor.store(1, Ordering::SeqCst);
+    for _ in 0..5 {
+        bucket(&ex, &g, &clock, &inputs);
+    }
+    ex.poll_monitor();
+    let down: Vec<AlertEvent> = rx
+        .try_iter()
+        .filter(|e| e.state == AlertState::Shift)
+        .collect();
+    assert!(down.len() >= 3, "{down:?}");
+    assert!(down.iter().all(|e| e.value < 0.6), "{down:?}");
+}
+
+#[test]
+fn the_detector_reports_an_error_rate_jump_from_exact_counts_at_every_level() {
+    for level in [TelemetryLevel::Counters, TelemetryLevel::Histograms] {
+        let clock = ManualClock::new(0);
+        let mut cfg = OptimizationConfig::throughput();
+        cfg.telemetry.level = level;
+        let ex = Executor::<u64, ()>::builder(cfg)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        // `check` fails inputs divisible by 10: 1 in 100 steady, then 1 in 10.
+        let g = graph(&Time::Manual(clock.clone()), 10, Duration::ZERO);
+        let steady: Vec<u64> = (0..100)
+            .map(|i| if i == 0 { 0 } else { i * 10 + 1 })
+            .collect();
+        for _ in 0..20 {
+            bucket(&ex, &g, &clock, &steady);
+        }
+        assert_eq!(ex.report().alerts.shifts, 0, "{level:?}");
+        let bad: Vec<u64> = (0..100).collect();
+        for _ in 0..5 {
+            bucket(&ex, &g, &clock, &bad);
+        }
+        let a = ex.report().alerts;
+        assert!(a.shifts >= 1, "{level:?}");
+        assert!(a
+            .events
+            .iter()
+            .any(|e| e.rule == "regression check error_rate" && e.value > 5.0));
+    }
+}

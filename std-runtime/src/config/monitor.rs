@@ -71,7 +71,15 @@ pub struct MonitorConfig {
     pub windows: Vec<Duration>,
     /// Alert rules, at most [`MAX_RULES`], names unique.
     pub rules: Vec<AlertRule>,
+    /// Run the change-point detector on each step's latency and error rate, one window per
+    /// bucket (on in the presets; at most [`MAX_DETECTED_STEPS`] steps).
+    pub detect: bool,
+    /// The detector's tuning (see [`crate::monitor::detect`]).
+    pub detector: crate::monitor::detect::DetectorConfig,
 }
+
+/// Steps the change-point detector watches (the first seen); the others are not watched.
+pub const MAX_DETECTED_STEPS: usize = 256;
 
 impl Default for MonitorConfig {
     /// The presets' monitor: on, 1 s buckets, windows of 1 s, 10 s and 60 s, no rules.
@@ -85,6 +93,8 @@ impl Default for MonitorConfig {
                 Duration::from_secs(60),
             ],
             rules: Vec::new(),
+            detect: true,
+            detector: crate::monitor::detect::DetectorConfig::default(),
         }
     }
 }
@@ -347,6 +357,12 @@ impl MonitorConfig {
             format_args!("at most {MAX_RULES} rules"),
             self.rules.len(),
         )?;
+        if let Err(e) = self.detector.validate() {
+            return Err(ConfigError::Invalid {
+                field: detector_path(e.field()),
+                rule: e.rule().to_string(),
+            });
+        }
         for (i, r) in self.rules.iter().enumerate() {
             r.validate(&self.windows)?;
             check(
@@ -373,6 +389,20 @@ impl MonitorConfig {
             .max()
             .unwrap_or(1)
             .max(1)
+    }
+}
+
+/// The configuration path of a detector field.
+fn detector_path(field: &str) -> &'static str {
+    match field {
+        "warmup" => "monitor.detector.warmup",
+        "threshold" => "monitor.detector.threshold",
+        "drift" => "monitor.detector.drift",
+        "min_samples" => "monitor.detector.min_samples",
+        "baseline_windows" => "monitor.detector.baseline_windows",
+        "latency_sd_floor_ln" => "monitor.detector.latency_sd_floor_ln",
+        "error_rate_floor" => "monitor.detector.error_rate_floor",
+        _ => "monitor.detector",
     }
 }
 

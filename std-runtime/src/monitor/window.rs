@@ -194,6 +194,23 @@ impl Sparse {
     pub(crate) fn heap_bytes(&self) -> usize {
         self.bins.capacity() * std::mem::size_of::<(u16, u32)>()
     }
+
+    /// Its values as the change-point detector's window: each value taken at its bin's
+    /// midpoint (kept within the least and greatest recorded), so its logarithm is within
+    /// `ln(17/16)` of the value's.
+    pub(crate) fn ln_window(&self) -> crate::monitor::detect::LatencyWindow {
+        let mut w = crate::monitor::detect::LatencyWindow::new();
+        for &(i, n) in &self.bins {
+            let (low, width) = bin_range(i as usize);
+            let mid = (low + width / 2).clamp(self.min, self.max).max(1) as f64;
+            let ln = mid.ln();
+            let n = u64::from(n);
+            w.n += n;
+            w.sum_ln += ln * n as f64;
+            w.sum_ln2 += ln * ln * n as f64;
+        }
+        w
+    }
 }
 
 /// Error classes a cell counts apart.
