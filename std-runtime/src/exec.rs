@@ -44,8 +44,9 @@ use crate::cache::ResultCache;
 use crate::clock::RuntimeClock;
 use crate::config::{CacheConfig, ConfigCell, ConfigError, OptimizationConfig, TelemetryLevel};
 use crate::lend::{Lend, Lending, WaitCounts};
+use crate::monitor::resources::ProcessSampler;
 use crate::queue::PriorityQueues;
-use crate::report::{AdmissionStats, BreakerRow, PoolStats, Report, WaitStats};
+use crate::report::{AdmissionStats, BreakerRow, MemoryStats, PoolStats, Report, WaitStats};
 use crate::ticket::{Cells, Completer};
 use crate::trace::TraceWriter;
 use crate::Priority;
@@ -344,6 +345,8 @@ struct Inner<P, C> {
     limit_seen: [AtomicU64; 2],
     /// How the runs' waits went: lent to queued runs or held (see [`crate::lend`]).
     waits: WaitCounts,
+    /// The process readings of the reports (each report's CPU utilisation is since the last).
+    process: Mutex<ProcessSampler>,
 }
 
 impl<P, C> Lend for Inner<P, C>
@@ -492,6 +495,7 @@ where
                 rejected: Default::default(),
                 limit_seen: [AtomicU64::new(initial), AtomicU64::new(initial)],
                 waits: WaitCounts::default(),
+                process: Mutex::new(ProcessSampler::new()),
             }),
         })
     }
@@ -607,6 +611,38 @@ where
                 trace.instant(i.clone());
             }
         });
+        trace.write_json(w)
+    }
+
+    /// [`write_trace`](Self::write_trace), and takes what it writes: the runners' trace
+    /// records move out of them (each runner's lock held only for the move), so the next
+    /// trace holds only spans recorded after this one, the memory the records held is freed
+    /// (the report's [`MemoryStats::trace_bytes`] falls to zero), and a runner whose trace was
+    /// full records again. A service that keeps telemetry level `events` on calls this
+    /// periodically instead of `write_trace`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_core::graph::Graph;
+    /// use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
+    /// use flujo_runtime::Executor;
+    ///
+    /// let g = Graph::<u64, ()>::build(|b| b.task("a", |x, _| Ok(x + 1))).unwrap();
+    /// let mut config = OptimizationConfig::latency();
+    /// (config.telemetry.level, config.telemetry.run_sample_period) = (TelemetryLevel::Events, 1);
+    /// let ex = Executor::new(config).unwrap();
+    /// ex.run(&g, 1, ()).unwrap();
+    /// assert!(ex.report().memory.trace_bytes > 0);
+    /// let mut json = Vec::new();
+    /// ex.take_trace(&mut json).unwrap();
+    /// assert!(String::from_utf8(json).unwrap().contains(r#""name":"a""#));
+    /// assert_eq!(ex.report().memory.trace_bytes, 0);
+    /// ```
+    pub fn take_trace(&self, w: impl io::Write) -> io::Result<()> {
+        let mut trace = TraceWriter::new(1 << 20);
+        trace.process_name("flujo");
+        self.inner.runners.take_traces(&mut trace);
         trace.write_json(w)
     }
 }
@@ -939,14 +975,22 @@ where
         let (mut used, mut reserved, mut reserve_max) = (0u64, 0u64, 0u64);
         let mut freed = 0;
         let mut report = None;
+        let mut memory = MemoryStats::default();
         self.runners.read(|seen| match seen {
             Seen::Live {
                 shared,
                 breakers: met,
                 inline_runs,
+                trace_bytes,
+                telemetry_bytes,
             } => {
                 let (u, r) = shared.arena_bytes();
                 (used, reserved, reserve_max) = (used + u, reserved + r, reserve_max.max(r));
+                let (arena, runner) = shared.held_bytes();
+                memory.arena_bytes += arena;
+                memory.runner_bytes += runner;
+                memory.trace_bytes += trace_bytes;
+                memory.telemetry_bytes += telemetry_bytes;
                 loans += shared.loans();
                 for seen in met {
                     merge_breaker(&mut breakers, seen);
@@ -960,11 +1004,13 @@ where
                 loans += retired.loans;
                 inline += retired.inline_runs;
                 freed = retired.freed;
+                memory.telemetry_bytes += retired.report.held_bytes();
             }
             Seen::Collected(collected) => {
                 if let Some(f) = on_collected.take() {
                     f(collected);
                 }
+                memory.telemetry_bytes += collected.held_bytes();
                 report = Some(collected.build(wall));
             }
         });
@@ -1007,6 +1053,16 @@ where
         };
         let (lent, held, helped) = self.waits.read();
         report.waits = WaitStats { lent, held, helped };
+        let cache = self.cache.memory();
+        (memory.cache_entries, memory.cache_weight_bytes, memory.cache_slot_bytes) = (
+            cache.entries as u64,
+            cache.weight_bytes as u64,
+            cache.slot_bytes as u64,
+        );
+        (memory.queue_bytes, memory.queued_items) =
+            (self.queues.held_bytes() as u64, self.queues.len() as u64);
+        memory.process = lock(&self.process).sample();
+        report.memory = memory;
         (report, states)
     }
 }
