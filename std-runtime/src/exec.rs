@@ -1054,7 +1054,11 @@ where
         let (lent, held, helped) = self.waits.read();
         report.waits = WaitStats { lent, held, helped };
         let cache = self.cache.memory();
-        (memory.cache_entries, memory.cache_weight_bytes, memory.cache_slot_bytes) = (
+        (
+            memory.cache_entries,
+            memory.cache_weight_bytes,
+            memory.cache_slot_bytes,
+        ) = (
             cache.entries as u64,
             cache.weight_bytes as u64,
             cache.slot_bytes as u64,

@@ -598,7 +598,12 @@ fn render_memory(memory: &MemoryStats, out: &mut String) {
             "counter",
             "User and system CPU time of the whole process, in seconds.",
         );
-        sample(out, "flujo_process_cpu_seconds_total", &[], seconds(u128::from(ns)));
+        sample(
+            out,
+            "flujo_process_cpu_seconds_total",
+            &[],
+            seconds(u128::from(ns)),
+        );
     }
     if let Some(bytes) = p.memory_limit_bytes {
         single(

@@ -475,7 +475,8 @@ pub struct MemoryStats {
 impl MemoryStats {
     /// The cache part: weight plus slots.
     pub fn cache_bytes(&self) -> u64 {
-        self.cache_weight_bytes.saturating_add(self.cache_slot_bytes)
+        self.cache_weight_bytes
+            .saturating_add(self.cache_slot_bytes)
     }
 
     /// Each part by the name the table and the `part` label use: `cache`, `arenas`,
@@ -1169,9 +1170,17 @@ impl ReportBuilder {
         bytes += self.step_index.keys().map(String::capacity).sum::<usize>();
         bytes += self.node_entries.1.capacity() * size_of::<u32>();
         bytes += self.step_names.capacity() * size_of::<(u32, String)>();
-        bytes += self.step_names.values().map(String::capacity).sum::<usize>();
+        bytes += self
+            .step_names
+            .values()
+            .map(String::capacity)
+            .sum::<usize>();
         bytes += self.breakers.len() * size_of::<(u32, BreakerRow)>();
-        bytes += self.breakers.values().map(|row| row.step.capacity()).sum::<usize>();
+        bytes += self
+            .breakers
+            .values()
+            .map(|row| row.step.capacity())
+            .sum::<usize>();
         bytes as u64
     }
 }

@@ -290,7 +290,11 @@ impl TraceWriter {
             Cow::Owned(s) => s.capacity(),
             Cow::Borrowed(_) => 0,
         };
-        let spans: usize = self.spans.iter().map(|s| name(&s.name) + args(&s.args)).sum();
+        let spans: usize = self
+            .spans
+            .iter()
+            .map(|s| name(&s.name) + args(&s.args))
+            .sum();
         let instants: usize = self
             .instants
             .iter()

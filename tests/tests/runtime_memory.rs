@@ -76,15 +76,24 @@ fn the_cache_weight_follows_inserts_and_evictions_exactly_and_stays_in_budget() 
             .copied()
             .filter(|&(k, _)| cache.get(&key(k)).is_some())
             .collect();
-        let gone: usize = model.iter().map(|e| e.1).sum::<usize>() - still.iter().map(|e| e.1).sum::<usize>();
+        let gone: usize =
+            model.iter().map(|e| e.1).sum::<usize>() - still.iter().map(|e| e.1).sum::<usize>();
         evicted_any |= gone > 0;
         model = still;
         model.push((i, weight));
         // Exactly: what was there, plus the new payload, minus what was evicted for it.
-        assert_eq!(after.weight_bytes, before.weight_bytes + weight - gone, "insert {i}");
+        assert_eq!(
+            after.weight_bytes,
+            before.weight_bytes + weight - gone,
+            "insert {i}"
+        );
         assert_eq!(after.weight_bytes, model.iter().map(|e| e.1).sum::<usize>());
         assert_eq!(after.entries, model.len());
-        assert!(after.weight_bytes <= BUDGET, "{} over the budget", after.weight_bytes);
+        assert!(
+            after.weight_bytes <= BUDGET,
+            "{} over the budget",
+            after.weight_bytes
+        );
         assert_eq!(
             cache.stats().evictions - evictions,
             (before.entries + 1 - after.entries) as u64
@@ -119,7 +128,11 @@ fn the_report_counts_the_executor_cache_by_its_weigher_under_each_preset() {
             .unwrap();
         let g = Graph::build(|b| {
             let fp = StepFingerprint::builder("scale", 1).build();
-            b.task_with("scale", |x: u64, _: &mut _| Ok(x * 100), TaskConfig::new().cacheable(fp))
+            b.task_with(
+                "scale",
+                |x: u64, _: &mut _| Ok(x * 100),
+                TaskConfig::new().cacheable(fp),
+            )
         })
         .unwrap();
         // No hits (every input is new), so CLOCK evicts the oldest first: a FIFO model.
@@ -132,7 +145,11 @@ fn the_report_counts_the_executor_cache_by_its_weigher_under_each_preset() {
             }
             model.push_back(weight);
             let m = ex.report().memory;
-            assert_eq!(m.cache_weight_bytes, model.iter().sum::<usize>() as u64, "{name} {x}");
+            assert_eq!(
+                m.cache_weight_bytes,
+                model.iter().sum::<usize>() as u64,
+                "{name} {x}"
+            );
             assert_eq!(m.cache_entries, model.len() as u64, "{name} {x}");
             assert!(m.cache_weight_bytes <= BUDGET as u64, "{name}");
             assert!(m.cache_slot_bytes > 0);
@@ -158,10 +175,17 @@ fn arenas_and_runners_are_what_the_config_implies_under_each_preset() {
             cfg.telemetry.run_sample_period = 1 << 20; // no run sampled: no scratch
             let ex = Executor::<u64, ()>::new(cfg).unwrap();
             let idle = ex.report().memory;
-            assert_eq!((idle.arena_bytes, idle.runner_bytes), (0, 0), "{name}: no runner yet");
+            assert_eq!(
+                (idle.arena_bytes, idle.runner_bytes),
+                (0, 0),
+                "{name}: no runner yet"
+            );
             ex.run(&g, 1, ()).unwrap();
             let report = ex.report();
-            assert_eq!(report.pool.pool_live, 1, "{name}: one step chain, one runner");
+            assert_eq!(
+                report.pool.pool_live, 1,
+                "{name}: one step chain, one runner"
+            );
             report.memory
         };
         let counters = figures(TelemetryLevel::Counters);
@@ -171,7 +195,11 @@ fn arenas_and_runners_are_what_the_config_implies_under_each_preset() {
         assert!(counters.runner_bytes > 0);
         // From level `histograms` up a runner has an event ring: exactly its slots more.
         let ring = (cfg.telemetry.ring_capacity * size_of::<Event>()) as u64;
-        assert_eq!(histograms.runner_bytes - counters.runner_bytes, ring, "{name}");
+        assert_eq!(
+            histograms.runner_bytes - counters.runner_bytes,
+            ring,
+            "{name}"
+        );
     }
 }
 
@@ -189,7 +217,11 @@ fn queue_bytes_follow_the_configured_capacities_under_each_preset() {
         let bytes = |capacity: [usize; 3]| {
             let mut cfg = cfg.clone();
             cfg.queues.capacity = capacity;
-            Executor::<u64, ()>::new(cfg).unwrap().report().memory.queue_bytes
+            Executor::<u64, ()>::new(cfg)
+                .unwrap()
+                .report()
+                .memory
+                .queue_bytes
         };
         // bytes = fixed + slots * slot size: two configurations fix both, a third is predicted.
         let (small, large) = ([1, 1, 1], [5, 3, 9]);
@@ -197,7 +229,10 @@ fn queue_bytes_follow_the_configured_capacities_under_each_preset() {
         let slots = ring_slots(large) - ring_slots(small);
         assert_eq!((b - a) % slots, 0, "{name}");
         let slot = (b - a) / slots;
-        assert!(slot >= (size_of::<usize>() + size_of::<u64>()) as u64, "{name}: slot {slot}");
+        assert!(
+            slot >= (size_of::<usize>() + size_of::<u64>()) as u64,
+            "{name}: slot {slot}"
+        );
         let fixed = a - ring_slots(small) * slot;
         let own = cfg.queues.capacity;
         assert_eq!(bytes(own), fixed + ring_slots(own) * slot, "{name}");
@@ -211,7 +246,10 @@ fn queued_items_are_counted_while_the_worker_is_busy_under_each_preset() {
         cfg.adaptive_concurrency.enabled = false;
         cfg.adaptive_concurrency.max_limit = cfg.adaptive_concurrency.max_limit.max(16);
         let ex = Executor::<u64, ()>::new(cfg).unwrap();
-        let (started, release) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (started, release) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
         let g = {
             let (started, release) = (Arc::clone(&started), Arc::clone(&release));
             Arc::new(
@@ -233,7 +271,10 @@ fn queued_items_are_counted_while_the_worker_is_busy_under_each_preset() {
         let mut tickets = vec![ex.submit(&g, 0, (), Priority::Normal).ok().unwrap()];
         let deadline = Instant::now() + Duration::from_secs(30);
         while !started.load(Ordering::SeqCst) {
-            assert!(Instant::now() < deadline, "{name}: the first run never started");
+            assert!(
+                Instant::now() < deadline,
+                "{name}: the first run never started"
+            );
             thread::yield_now();
         }
         for x in 1..=5 {
@@ -241,7 +282,10 @@ fn queued_items_are_counted_while_the_worker_is_busy_under_each_preset() {
         }
         let busy = ex.report().memory;
         assert_eq!(busy.queued_items, 5, "{name}");
-        assert_eq!(busy.queue_bytes, queue_bytes, "{name}: slots are allocated up front");
+        assert_eq!(
+            busy.queue_bytes, queue_bytes,
+            "{name}: slots are allocated up front"
+        );
         release.store(true, Ordering::SeqCst);
         for (x, ticket) in tickets.into_iter().enumerate() {
             match ticket.wait().unwrap() {
@@ -276,7 +320,11 @@ fn the_trace_part_grows_with_sampled_runs_and_falls_to_zero_when_taken_under_eac
         let mut json = Vec::new();
         ex.take_trace(&mut json).unwrap();
         let json = String::from_utf8(json).unwrap();
-        assert_eq!(json.matches(r#""ph":"X""#).count(), 3 * 10 * 2, "{name}: every span");
+        assert_eq!(
+            json.matches(r#""ph":"X""#).count(),
+            3 * 10 * 2,
+            "{name}: every span"
+        );
         assert_eq!(ex.report().memory.trace_bytes, 0, "{name}");
         // The next take holds only what came after.
         ex.run(&g, 1, ()).unwrap();
@@ -328,12 +376,18 @@ fn the_report_shows_the_parts_their_total_and_the_process() {
     let second = ex.report();
     let m = &second.memory;
     let names: Vec<&str> = parts(&second).iter().map(|p| p.0).collect();
-    assert_eq!(names, ["cache", "arenas", "runners", "queues", "trace", "telemetry"]);
+    assert_eq!(
+        names,
+        ["cache", "arenas", "runners", "queues", "trace", "telemetry"]
+    );
     assert_eq!(m.total(), parts(&second).iter().map(|p| p.1).sum::<u64>());
     assert!(m.total() > 0);
     let table = second.to_string();
     assert!(table.contains("memory (bytes the engine holds)"), "{table}");
-    assert!(table.contains(&format!("total                   {}", m.total())), "{table}");
+    assert!(
+        table.contains(&format!("total                   {}", m.total())),
+        "{table}"
+    );
     assert!(table.contains("process\n"), "{table}");
     if cfg!(target_os = "linux") {
         let p = &m.process;

@@ -273,7 +273,7 @@ fn cgroup_limit_files(cgroups: &str, mounts: &str) -> Vec<PathBuf> {
         };
         let mut dir = PathBuf::from(mount_point);
         let parts: Vec<&str> = below.split('/').filter(|p| !p.is_empty()).collect();
-        if parts.len() > CGROUP_DEPTH_MAX || parts.iter().any(|p| *p == "..") {
+        if parts.len() > CGROUP_DEPTH_MAX || parts.contains(&"..") {
             continue;
         }
         let mut levels = vec![dir.join(version.file())];
@@ -292,7 +292,8 @@ fn parse_cgroup_paths(text: &str) -> Vec<(Version, String)> {
     let mut out = Vec::new();
     for line in text.lines() {
         let mut fields = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next())
+        let (Some(id), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
         else {
             continue;
         };
@@ -342,9 +343,9 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|d| {
-            bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b))
-        });
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
         match octal {
             Some(d) => {
                 let value = d.iter().fold(0u32, |v, b| v * 8 + u32::from(b - b'0'));

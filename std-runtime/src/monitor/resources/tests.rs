@@ -71,7 +71,10 @@ fn limits_max_and_v1_unlimited_are_none() {
     assert_eq!(parse_limit("max\n"), None);
     assert_eq!(parse_limit("1073741824\n"), Some(1 << 30));
     assert_eq!(parse_limit("9223372036854771712\n"), None); // v1 "unlimited"
-    assert_eq!(parse_limit(&format!("{}", (1u64 << 62) - 1)), Some((1 << 62) - 1));
+    assert_eq!(
+        parse_limit(&format!("{}", (1u64 << 62) - 1)),
+        Some((1 << 62) - 1)
+    );
     assert_eq!(parse_limit(""), None);
     assert_eq!(parse_limit("-1"), None);
     assert_eq!(parse_limit("12 bytes"), None);
@@ -137,7 +140,11 @@ fn the_walk_reads_every_level_up_to_the_mount_and_keeps_the_smallest_limit() {
     fs::create_dir_all(v1.join("a/b")).unwrap();
     fs::write(v1.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
     fs::write(v1.join("a/memory.limit_in_bytes"), "536870912\n").unwrap(); // 512 MiB
-    fs::write(v1.join("a/b/memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
+    fs::write(
+        v1.join("a/b/memory.limit_in_bytes"),
+        "9223372036854771712\n",
+    )
+    .unwrap();
     // v2: the process is in /svc; its own level says max, the mount root has no file.
     let v2 = base.join("cg/uni fied");
     fs::create_dir_all(v2.join("svc")).unwrap();
@@ -171,11 +178,20 @@ fn the_walk_reads_every_level_up_to_the_mount_and_keeps_the_smallest_limit() {
 fn paths_outside_the_mount_root_or_climbing_out_are_skipped() {
     let text = mountinfo("/sys");
     // The v1 mount shows /jobs only.
-    assert_eq!(cgroup_limit_files("4:memory:/other/a\n", &text), Vec::<PathBuf>::new());
-    assert_eq!(cgroup_limit_files("0::/a/../../etc\n", &text), Vec::<PathBuf>::new());
+    assert_eq!(
+        cgroup_limit_files("4:memory:/other/a\n", &text),
+        Vec::<PathBuf>::new()
+    );
+    assert_eq!(
+        cgroup_limit_files("0::/a/../../etc\n", &text),
+        Vec::<PathBuf>::new()
+    );
     // No mount of that hierarchy.
     let no_v2 = text.replace("cgroup2 cgroup2", "tmpfs tmpfs");
-    assert_eq!(cgroup_limit_files("0::/svc\n", &no_v2), Vec::<PathBuf>::new());
+    assert_eq!(
+        cgroup_limit_files("0::/svc\n", &no_v2),
+        Vec::<PathBuf>::new()
+    );
     // The root cgroup: only the mount point's file.
     assert_eq!(
         cgroup_limit_files("0::/\n", &text),
@@ -199,25 +215,41 @@ fn utilisation_is_cpu_time_over_wall_time_between_readings() {
     let cores = NonZeroUsize::new(4).unwrap();
     let first = reading_at(origin, Duration::ZERO, Some(Duration::from_millis(500)));
     let alone = stats_between(None, &first, cores);
-    assert_eq!((alone.cpu_cores_busy, alone.cpu_share_of_cores), (None, None));
+    assert_eq!(
+        (alone.cpu_cores_busy, alone.cpu_share_of_cores),
+        (None, None)
+    );
     assert_eq!(alone.cpu_time_ns, Some(500_000_000));
-    assert_eq!((alone.resident_bytes, alone.cores_available), (Some(1 << 20), 4));
+    assert_eq!(
+        (alone.resident_bytes, alone.cores_available),
+        (Some(1 << 20), 4)
+    );
 
     // 3 s of CPU in 2 s of wall time: 1.5 cores, 37.5 % of four.
-    let second = reading_at(origin, Duration::from_secs(2), Some(Duration::from_millis(3_500)));
+    let second = reading_at(
+        origin,
+        Duration::from_secs(2),
+        Some(Duration::from_millis(3_500)),
+    );
     let s = stats_between(Some(&first), &second, cores);
     assert_eq!(s.cpu_cores_busy, Some(1.5));
     assert_eq!(s.cpu_share_of_cores, Some(0.375));
     assert_eq!(s.interval_ns, Some(2_000_000_000));
 
     // No wall time, or no CPU reading: no utilisation.
-    assert_eq!(stats_between(Some(&first), &first, cores).cpu_cores_busy, None);
+    assert_eq!(
+        stats_between(Some(&first), &first, cores).cpu_cores_busy,
+        None
+    );
     let unread = reading_at(origin, Duration::from_secs(3), None);
     let s = stats_between(Some(&second), &unread, cores);
     assert_eq!((s.cpu_cores_busy, s.cpu_time_ns), (None, None));
     // A CPU time that went backwards (it cannot; the reading saturates) is zero busy.
     let back = reading_at(origin, Duration::from_secs(4), Some(Duration::ZERO));
-    assert_eq!(stats_between(Some(&second), &back, cores).cpu_cores_busy, Some(0.0));
+    assert_eq!(
+        stats_between(Some(&second), &back, cores).cpu_cores_busy,
+        Some(0.0)
+    );
 }
 
 /// This thread's CPU time, from `/proc/thread-self/stat` (a file the module does not read).
@@ -238,7 +270,10 @@ fn busy(d: Duration) -> Duration {
         if used >= d {
             return used;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "no CPU for this thread");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no CPU for this thread"
+        );
         for i in 0..100_000u64 {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
         }
@@ -261,7 +296,10 @@ fn live_readings_of_this_process() {
     let after = read();
     // The process's CPU time covers this thread's.
     let grown = after.cpu_time.unwrap() - cpu_before;
-    assert!(grown >= used, "process grew {grown:?}, this thread used {used:?}");
+    assert!(
+        grown >= used,
+        "process grew {grown:?}, this thread used {used:?}"
+    );
     let grown_ns = second.cpu_time_ns.unwrap() - first.cpu_time_ns.unwrap();
     assert!(grown_ns >= 200_000_000, "{grown_ns}");
     let busy_cores = second.cpu_cores_busy.unwrap();
