@@ -11,7 +11,7 @@
 //! | figure | file | unit and resolution |
 //! |---|---|---|
 //! | CPU time | `/proc/self/stat`, fields 14 and 15 (`utime`, `stime`) | clock ticks of `USER_HZ` = 100 per second (the kernel's ABI on every architecture Rust builds for Linux), so 10 ms |
-//! | resident memory | `/proc/self/status`, `VmRSS` | kB (1024 bytes), so no page size is needed |
+//! | resident memory | `/proc/self/stat`, field 24 (`rss`) | pages, times the page size the kernel gave the process (`AT_PAGESZ` of `/proc/self/auxv`, read once); without it, `VmRSS` of `/proc/self/status` (kB) |
 //! | memory limit | cgroup v2 `memory.max`, cgroup v1 `memory.limit_in_bytes` | bytes |
 //!
 //! The cgroup files are found as the kernel describes them: the process's cgroup paths from
@@ -29,11 +29,11 @@
 //!
 //! # Cost: taken at report time, never on a run's path
 //!
-//! Each reading reads a few small files (`/proc/self/stat` and `/proc/self/status`, plus the
-//! cgroup limit files; a [`ProcessSampler`] finds those once and then reads only the limit
-//! files): tens of microseconds. The executor takes one per
-//! [`Executor::report`](crate::Executor::report) (and so per metrics scrape); no run, step
-//! or submission ever reads a file.
+//! A [`ProcessSampler`] reads `/proc/self/stat` on every sample (about 10 µs on the test
+//! machine), and the cgroup limit files (one per level, found once) at most once a second
+//! ([`LIMIT_REREAD`]); a plain [`read`] also finds the files and the page size (about 100 µs).
+//! The executor samples once per [`Executor::report`](crate::Executor::report) (and so per
+//! metrics scrape); no run, step or submission ever reads a file.
 //!
 //! # Examples
 //!
@@ -71,6 +71,14 @@ const V1_UNLIMITED_BYTES: u64 = 1 << 62;
 /// The most cgroup levels read on the way up to the mount point (a bound on a malformed path).
 const CGROUP_DEPTH_MAX: usize = 64;
 
+/// A [`ProcessSampler`] reads the cgroup memory limit again once this long has passed since
+/// it last did (a limit changes only when an operator changes it; each level costs a file
+/// read).
+pub const LIMIT_REREAD: Duration = Duration::from_secs(1);
+
+/// `AT_PAGESZ`, the auxiliary vector's entry of the page size (`<elf.h>`).
+const AT_PAGESZ: u64 = 6;
+
 /// One reading of the process, taken by [`read`] or [`ProcessSampler::sample`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -90,8 +98,8 @@ pub struct ProcessReading {
 /// Reads the process once: CPU time, resident memory and the cgroup memory limit (see the
 /// [module docs](self) for the files and their cost).
 pub fn read() -> ProcessReading {
-    let limits = limit_files();
-    reading(&limits)
+    let limit = limit_of(&limit_files());
+    reading(page_size(), limit)
 }
 
 /// Takes readings and works out CPU utilisation from each to the next.
@@ -124,6 +132,10 @@ pub struct ProcessSampler {
     last: Option<ProcessReading>,
     /// The cgroup limit files, found at the first reading.
     limit_files: Option<Vec<PathBuf>>,
+    /// The limit they gave and when they were read (see [`LIMIT_REREAD`]).
+    limit: Option<(Option<u64>, Instant)>,
+    /// The page size, read at the first reading (`None`: unknown, `VmRSS` is read instead).
+    page_size: Option<Option<u64>>,
     /// Cores available to the process.
     cores: NonZeroUsize,
 }
@@ -140,6 +152,8 @@ impl ProcessSampler {
         Self {
             last: None,
             limit_files: None,
+            limit: None,
+            page_size: None,
             cores: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
         }
     }
@@ -147,8 +161,17 @@ impl ProcessSampler {
     /// Takes a reading and returns it with the CPU utilisation since the previous one (none
     /// on the first call, or when no wall time passed).
     pub fn sample(&mut self) -> ProcessStats {
+        let page_size = *self.page_size.get_or_insert_with(page_size);
         let files = self.limit_files.get_or_insert_with(limit_files);
-        let now = reading(files);
+        let limit = match self.limit {
+            Some((limit, at)) if at.elapsed() < LIMIT_REREAD => limit,
+            _ => {
+                let limit = limit_of(files);
+                self.limit = Some((limit, Instant::now()));
+                limit
+            }
+        };
+        let now = reading(page_size, limit);
         let stats = stats_between(self.last.as_ref(), &now, self.cores);
         self.last = Some(now);
         stats
@@ -192,17 +215,51 @@ fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A reading, the memory limit read from `limit_files`.
-fn reading(limit_files: &[PathBuf]) -> ProcessReading {
+/// A reading from `/proc/self/stat` (resident pages times `page_size`; without a page size,
+/// `VmRSS` of `/proc/self/status`), with the memory limit given.
+fn reading(page_size: Option<u64>, limit: Option<u64>) -> ProcessReading {
     let taken_at = Instant::now();
+    let stat = read_text("/proc/self/stat");
+    let stat = stat.as_deref().and_then(parse_stat);
+    let resident_bytes = match page_size {
+        Some(page) => stat.and_then(|s| s.rss_pages.checked_mul(page)),
+        None => read_text("/proc/self/status").and_then(|text| parse_status_rss(&text)),
+    };
     ProcessReading {
-        cpu_time: read_text("/proc/self/stat")
-            .and_then(|text| parse_stat_cpu_ticks(&text))
-            .map(ticks_to_duration),
-        resident_bytes: read_text("/proc/self/status").and_then(|text| parse_status_rss(&text)),
-        memory_limit_bytes: limit_of(limit_files),
+        cpu_time: stat.map(|s| ticks_to_duration(s.cpu_ticks)),
+        resident_bytes,
+        memory_limit_bytes: limit,
         taken_at,
     }
+}
+
+/// The page size from `/proc/self/auxv`; `None` off Linux or if it cannot be read.
+fn page_size() -> Option<u64> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    std::fs::read("/proc/self/auxv")
+        .ok()
+        .and_then(|bytes| parse_auxv_page_size(&bytes))
+}
+
+/// `AT_PAGESZ` from the bytes of `/proc/self/auxv`: pairs of native-endian words (key,
+/// value), ended by key 0.
+fn parse_auxv_page_size(bytes: &[u8]) -> Option<u64> {
+    const WORD: usize = size_of::<usize>();
+    let word = |chunk: &[u8]| -> u64 {
+        let mut raw = [0u8; WORD];
+        raw.copy_from_slice(chunk);
+        usize::from_ne_bytes(raw) as u64
+    };
+    for pair in bytes.chunks_exact(2 * WORD) {
+        match word(&pair[..WORD]) {
+            0 => return None,
+            AT_PAGESZ => return Some(word(&pair[WORD..])).filter(|&size| size > 0),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// `ticks` of [`USER_HZ`] as a duration.
@@ -374,16 +431,26 @@ fn parse_limit(text: &str) -> Option<u64> {
         .filter(|&bytes| bytes < V1_UNLIMITED_BYTES)
 }
 
-/// `utime + stime` (clock ticks) from `/proc/self/stat` text. The second field (the command
-/// name, in parentheses) may itself hold spaces and parentheses, so fields are counted from
-/// the last `)`: after it come field 3 (state) onwards, and `utime`, `stime` are fields 14
-/// and 15.
-fn parse_stat_cpu_ticks(text: &str) -> Option<u64> {
+/// What a reading takes from `/proc/self/stat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stat {
+    /// `utime + stime`, in clock ticks.
+    cpu_ticks: u64,
+    /// `rss`, in pages.
+    rss_pages: u64,
+}
+
+/// Fields 14, 15 (`utime`, `stime`) and 24 (`rss`) of `/proc/self/stat` text. The second
+/// field (the command name, in parentheses) may itself hold spaces and parentheses, so fields
+/// are counted from the last `)`: after it come field 3 (state) onwards.
+fn parse_stat(text: &str) -> Option<Stat> {
     let after_name = &text[text.rfind(')')? + 1..];
-    let mut fields = after_name.split_whitespace().skip(14 - 3);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    utime.checked_add(stime)
+    let field =
+        |n: usize| -> Option<u64> { after_name.split_whitespace().nth(n - 3)?.parse().ok() };
+    Some(Stat {
+        cpu_ticks: field(14)?.checked_add(field(15)?)?,
+        rss_pages: field(24)?,
+    })
 }
 
 /// `VmRSS` in bytes from `/proc/self/status` text (`VmRSS:   2240 kB`).

@@ -11,28 +11,51 @@ use flujo_core::telemetry::Histogram;
 use super::*;
 
 /// A `/proc/self/stat` line whose command name holds spaces and parentheses; utime 250,
-/// stime 130 (fields 14 and 15).
+/// stime 130 (fields 14 and 15), rss 380 pages (field 24).
 const STAT: &str = "4242 (my (odd) prog) R 1 4242 4242 0 -1 4194304 102 0 0 0 250 130 0 0 20 0 3 0 \
                     4081024 3133440 380 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0";
 
+/// What [`parse_stat`] gives for [`STAT`].
+const PARSED: Stat = Stat {
+    cpu_ticks: 380,
+    rss_pages: 380,
+};
+
+/// The CPU ticks of `text`, if it parses.
+fn parse_stat_cpu_ticks(text: &str) -> Option<u64> {
+    parse_stat(text).map(|s| s.cpu_ticks)
+}
+
 #[test]
-fn stat_cpu_ticks_count_fields_from_the_last_parenthesis() {
-    assert_eq!(parse_stat_cpu_ticks(STAT), Some(380));
+fn stat_fields_are_counted_from_the_last_parenthesis() {
+    assert_eq!(parse_stat(STAT), Some(PARSED));
     // A plain name.
     let plain = STAT.replace("(my (odd) prog)", "(cat)");
-    assert_eq!(parse_stat_cpu_ticks(&plain), Some(380));
+    assert_eq!(parse_stat(&plain), Some(PARSED));
     // A name holding a `)` followed by numbers does not shift the fields.
     let tricky = STAT.replace("(my (odd) prog)", "(x) 1 2 3 4 5 6 7 8 9 10 11 12)");
-    assert_eq!(parse_stat_cpu_ticks(&tricky), Some(380));
+    assert_eq!(parse_stat(&tricky), Some(PARSED));
+    // rss is its own field: change it alone.
+    let bigger = STAT.replace(" 3133440 380 ", " 3133440 1000 ");
+    assert_eq!(
+        parse_stat(&bigger).map(|s| (s.cpu_ticks, s.rss_pages)),
+        Some((380, 1000))
+    );
 }
 
 #[test]
 fn stat_cpu_ticks_refuse_odd_text() {
     assert_eq!(parse_stat_cpu_ticks(""), None);
     assert_eq!(parse_stat_cpu_ticks("4242 no parenthesis R 1 2 3"), None);
-    // Cut before stime.
+    // Cut before stime, or before rss.
     let cut: String = STAT.split(" 130 ").next().unwrap().to_string();
     assert_eq!(parse_stat_cpu_ticks(&cut), None);
+    let cut: String = STAT
+        .split(" 380 18446744073709551615")
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(parse_stat(&cut), None);
     // A field that is not a number.
     assert_eq!(parse_stat_cpu_ticks(&STAT.replace(" 250 ", " x ")), None);
     // Sums that overflow.
@@ -51,6 +74,33 @@ fn ticks_are_hundredths_of_a_second() {
         ticks_to_duration(u64::MAX),
         Duration::from_secs(u64::MAX / 100) + Duration::from_millis(150)
     );
+}
+
+#[test]
+fn the_page_size_is_the_auxiliary_vectors_at_pagesz() {
+    let words = |pairs: &[(usize, usize)]| -> Vec<u8> {
+        pairs
+            .iter()
+            .flat_map(|&(k, v)| [k.to_ne_bytes(), v.to_ne_bytes()])
+            .flatten()
+            .collect()
+    };
+    // AT_HWCAP, AT_PAGESZ, AT_NULL.
+    assert_eq!(
+        parse_auxv_page_size(&words(&[(16, 0xff), (6, 16384), (0, 0)])),
+        Some(16384)
+    );
+    // After the end (key 0), or missing, or zero: none.
+    assert_eq!(
+        parse_auxv_page_size(&words(&[(16, 1), (0, 0), (6, 4096)])),
+        None
+    );
+    assert_eq!(parse_auxv_page_size(&words(&[(16, 1)])), None);
+    assert_eq!(parse_auxv_page_size(&words(&[(6, 0), (0, 0)])), None);
+    assert_eq!(parse_auxv_page_size(&[]), None);
+    // A cut pair is not read.
+    let cut = words(&[(6, 4096)]);
+    assert_eq!(parse_auxv_page_size(&cut[..cut.len() - 1]), None);
 }
 
 #[test]
@@ -256,7 +306,7 @@ fn utilisation_is_cpu_time_over_wall_time_between_readings() {
 #[cfg(target_os = "linux")]
 fn thread_cpu() -> Duration {
     let text = fs::read_to_string("/proc/thread-self/stat").unwrap();
-    ticks_to_duration(parse_stat_cpu_ticks(&text).unwrap())
+    ticks_to_duration(parse_stat(&text).unwrap().cpu_ticks)
 }
 
 /// Burns CPU on this thread until it has used `d` more (the machine may be shared, so wall
@@ -307,6 +357,21 @@ fn live_readings_of_this_process() {
     assert!((busy_cores - grown_ns as f64 / interval).abs() < 1e-9);
     assert!(busy_cores > 0.0 && second.cpu_share_of_cores.unwrap() <= busy_cores);
     assert!(second.resident_bytes.unwrap() > 0);
+    // The page size is the kernel's, and the two ways of reading RSS agree within a quarter
+    // (other tests' threads allocate meanwhile, and the kernel's per-thread RSS counters lag
+    // by up to 64 pages each), which a wrong page size or field would not.
+    let page = page_size().unwrap();
+    assert!(page.is_power_of_two() && page >= 4096, "{page}");
+    let status = parse_status_rss(&fs::read_to_string("/proc/self/status").unwrap()).unwrap();
+    let stat = reading(Some(page), None).resident_bytes.unwrap();
+    assert!(
+        status.abs_diff(stat) <= status / 4,
+        "status {status}, stat {stat}"
+    );
+    assert_eq!(
+        reading(None, None).resident_bytes.map(|b| b % 1024),
+        Some(0)
+    );
     // Whatever this machine's cgroups say, the figure is a number of bytes or none, and both
     // ways of reading agree.
     assert_eq!(after.memory_limit_bytes, second.memory_limit_bytes);
