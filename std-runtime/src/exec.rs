@@ -592,7 +592,10 @@ where
     /// Every submission is in it once (see [`Runs`](crate::report::Runs) for the identity,
     /// which holds in every report); a run under way is counted when it ends. It costs one
     /// short lock per pooled runner (O(runners)) and never waits for a running step: a run holds
-    /// what the report reads only to add to it at its end.
+    /// what the report reads only to add to it at its end. Its [`memory`](Report::memory)
+    /// figures are counted then, from the engine's structures, plus one process reading
+    /// ([`monitor::resources`](crate::monitor::resources): a read of `/proc/self/stat`, about
+    /// 10 µs, and the cgroup limit at most once a second).
     pub fn report(&self) -> Report {
         self.inner.report()
     }
