@@ -45,9 +45,10 @@ use crate::cache::ResultCache;
 use crate::clock::RuntimeClock;
 use crate::config::{CacheConfig, ConfigCell, ConfigError, OptimizationConfig, TelemetryLevel};
 use crate::lend::{Lend, Lending, WaitCounts};
+use crate::monitor::resources::ProcessSampler;
 use crate::monitor::Monitor;
 use crate::queue::PriorityQueues;
-use crate::report::{AdmissionStats, BreakerRow, PoolStats, Report, WaitStats};
+use crate::report::{AdmissionStats, BreakerRow, MemoryStats, PoolStats, Report, WaitStats};
 use crate::ticket::{Cells, Completer};
 use crate::trace::TraceWriter;
 use crate::Priority;
@@ -350,6 +351,8 @@ struct Inner<P, C> {
     monitor: Monitor,
     /// The health and the degradation actions in force.
     degrade: degrade::Degrade,
+    /// The process readings of the reports (each report's CPU utilisation is since the last).
+    process: Mutex<ProcessSampler>,
 }
 
 impl<P, C> Lend for Inner<P, C>
@@ -504,6 +507,7 @@ where
                 waits: WaitCounts::default(),
                 monitor,
                 degrade,
+                process: Mutex::new(ProcessSampler::new()),
             }),
         })
     }
@@ -602,7 +606,10 @@ where
     /// Every submission is in it once (see [`Runs`](crate::report::Runs) for the identity,
     /// which holds in every report); a run under way is counted when it ends. It costs one
     /// short lock per pooled runner (O(runners)) and never waits for a running step: a run holds
-    /// what the report reads only to add to it at its end.
+    /// what the report reads only to add to it at its end. Its [`memory`](Report::memory)
+    /// figures are counted then, from the engine's structures, plus one process reading
+    /// ([`monitor::resources`](crate::monitor::resources): a read of `/proc/self/stat`, about
+    /// 10 µs, and the cgroup limit at most once a second).
     pub fn report(&self) -> Report {
         self.inner.report()
     }
@@ -720,6 +727,38 @@ where
                 args,
             });
         }
+        trace.write_json(w)
+    }
+
+    /// [`write_trace`](Self::write_trace), and takes what it writes: the runners' trace
+    /// records move out of them (each runner's lock held only for the move), so the next
+    /// trace holds only spans recorded after this one, the memory the records held is freed
+    /// (the report's [`MemoryStats::trace_bytes`] falls to zero), and a runner whose trace was
+    /// full records again. A service that keeps telemetry level `events` on calls this
+    /// periodically instead of `write_trace`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_core::graph::Graph;
+    /// use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
+    /// use flujo_runtime::Executor;
+    ///
+    /// let g = Graph::<u64, ()>::build(|b| b.task("a", |x, _| Ok(x + 1))).unwrap();
+    /// let mut config = OptimizationConfig::latency();
+    /// (config.telemetry.level, config.telemetry.run_sample_period) = (TelemetryLevel::Events, 1);
+    /// let ex = Executor::new(config).unwrap();
+    /// ex.run(&g, 1, ()).unwrap();
+    /// assert!(ex.report().memory.trace_bytes > 0);
+    /// let mut json = Vec::new();
+    /// ex.take_trace(&mut json).unwrap();
+    /// assert!(String::from_utf8(json).unwrap().contains(r#""name":"a""#));
+    /// assert_eq!(ex.report().memory.trace_bytes, 0);
+    /// ```
+    pub fn take_trace(&self, w: impl io::Write) -> io::Result<()> {
+        let mut trace = TraceWriter::new(1 << 20);
+        trace.process_name("flujo");
+        self.inner.runners.take_traces(&mut trace);
         trace.write_json(w)
     }
 }
@@ -895,9 +934,25 @@ where
         events
     }
 
-    /// The resident memory's share of the degradation's memory budget, if one is set.
+    /// The resident memory's share of the degradation's memory budget (its `budget_bytes`,
+    /// else the cgroup limit), when degradation is on and a level has the memory trigger;
+    /// `None` otherwise or when it cannot be read.
     fn memory_share(&self) -> Option<f64> {
-        None
+        let cfg = self.config.load();
+        let d = &cfg.degradation;
+        let watched = d.enabled
+            && d.levels
+                .iter()
+                .any(|l| l.when.iter().any(|t| t == crate::config::MEMORY_TRIGGER));
+        if !watched {
+            return None;
+        }
+        let reading = self.degrade.read_process();
+        let budget = match d.memory.budget_bytes {
+            0 => reading.memory_limit_bytes?,
+            b => b,
+        };
+        Some(reading.resident_bytes? as f64 / budget.max(1) as f64)
     }
 
     /// Notes the current limit in the lowest and highest seen: two loads when it is within
@@ -1103,14 +1158,22 @@ where
         let (mut used, mut reserved, mut reserve_max) = (0u64, 0u64, 0u64);
         let mut freed = 0;
         let mut report = None;
+        let mut memory = MemoryStats::default();
         self.runners.read(|seen| match seen {
             Seen::Live {
                 shared,
                 breakers: met,
                 inline_runs,
+                trace_bytes,
+                telemetry_bytes,
             } => {
                 let (u, r) = shared.arena_bytes();
                 (used, reserved, reserve_max) = (used + u, reserved + r, reserve_max.max(r));
+                let (arena, runner) = shared.held_bytes();
+                memory.arena_bytes += arena;
+                memory.runner_bytes += runner;
+                memory.trace_bytes += trace_bytes;
+                memory.telemetry_bytes += telemetry_bytes;
                 loans += shared.loans();
                 for seen in met {
                     merge_breaker(&mut breakers, seen);
@@ -1124,11 +1187,14 @@ where
                 loans += retired.loans;
                 inline += retired.inline_runs;
                 freed = retired.freed;
+                memory.telemetry_bytes += retired.report.held_bytes();
             }
             Seen::Collected(collected) => {
                 if let Some(f) = on_collected.take() {
                     f(collected);
                 }
+                memory.telemetry_bytes += collected.held_bytes();
+                memory.telemetry_bytes += self.monitor.heap_bytes() as u64;
                 report = Some(collected.build(wall));
             }
         });
@@ -1174,6 +1240,20 @@ where
         report.waits = WaitStats { lent, held, helped };
         report.alerts = self.monitor.alert_stats();
         report.health = self.degrade.stats();
+        let cache = self.cache.memory();
+        (
+            memory.cache_entries,
+            memory.cache_weight_bytes,
+            memory.cache_slot_bytes,
+        ) = (
+            cache.entries as u64,
+            cache.weight_bytes as u64,
+            cache.slot_bytes as u64,
+        );
+        (memory.queue_bytes, memory.queued_items) =
+            (self.queues.held_bytes() as u64, self.queues.len() as u64);
+        memory.process = lock(&self.process).sample();
+        report.memory = memory;
         (report, states)
     }
 }

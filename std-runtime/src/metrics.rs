@@ -66,6 +66,10 @@
 //! | `flujo_cache_entries`, `flujo_cache_bytes` | gauge | |
 //! | `flujo_runners_live`, `flujo_runners_idle` | gauge | |
 //! | `flujo_arena_bytes_used`, `flujo_arena_bytes_reserved` | gauge | |
+//! | `flujo_engine_memory_bytes` | gauge | `part` = `cache`, `arenas`, `runners`, `queues`, `trace`, `telemetry` |
+//! | `flujo_process_resident_memory_bytes` | gauge | |
+//! | `flujo_process_cpu_seconds_total` | counter | |
+//! | `flujo_process_memory_limit_bytes` | gauge | |
 //! | `flujo_waits_total` | counter | `kind` = `lent`, `held` |
 //! | `flujo_waits_helped_runs_total` | counter | |
 //! | `flujo_telemetry_events_dropped_total`, `flujo_telemetry_records_dropped_total` | counter | |
@@ -76,6 +80,11 @@
 //! | `flujo_degradation_level` | gauge | |
 //! | `flujo_degradation_action_active` | gauge | `action` (each configured action) |
 //! | `flujo_degradation_actions_total` | counter | `action`, `to` = `taken`, `undone` |
+//!
+//! The engine's memory parts are the report's [`MemoryStats`] ([`MemoryStats::parts`]); the
+//! process metrics are read from `/proc` at scrape time (Linux; elsewhere, and for the memory
+//! limit when no cgroup limit is set, the metric is left out) and cover the whole process,
+//! host code included.
 //!
 //! The queue wait (`flujo_queue_wait_seconds`) is each submitted run's time from its
 //! submission (the clock at the submit call, before it was queued or waited for room) to its
@@ -107,7 +116,7 @@ use std::fmt::Write as _;
 use flujo_core::policy::BreakerState;
 use flujo_core::telemetry::{Counter, Histogram};
 
-use crate::report::Report;
+use crate::report::{MemoryStats, Report};
 use crate::Priority;
 
 #[cfg(feature = "metrics-http")]
@@ -525,6 +534,7 @@ pub(crate) fn render(report: &Report, readings: &Readings, histograms: &str, out
     ] {
         single(out, name, "gauge", help, value);
     }
+    render_memory(&report.memory, out);
     header(
         out,
         "flujo_waits_total",
@@ -663,6 +673,53 @@ fn render_alerts(report: &Report, out: &mut String) {
                 n,
             );
         }
+    }
+}
+
+/// `flujo_engine_memory_bytes{part}` and the process readings (each left out when it was not
+/// read: off Linux, or no cgroup limit).
+fn render_memory(memory: &MemoryStats, out: &mut String) {
+    header(
+        out,
+        "flujo_engine_memory_bytes",
+        "gauge",
+        "Bytes the engine holds, counted from its own structures, by part.",
+    );
+    for (part, bytes) in memory.parts() {
+        sample(out, "flujo_engine_memory_bytes", &[("part", part)], bytes);
+    }
+    let p = &memory.process;
+    if let Some(bytes) = p.resident_bytes {
+        single(
+            out,
+            "flujo_process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the whole process (VmRSS), in bytes.",
+            bytes,
+        );
+    }
+    if let Some(ns) = p.cpu_time_ns {
+        header(
+            out,
+            "flujo_process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time of the whole process, in seconds.",
+        );
+        sample(
+            out,
+            "flujo_process_cpu_seconds_total",
+            &[],
+            seconds(u128::from(ns)),
+        );
+    }
+    if let Some(bytes) = p.memory_limit_bytes {
+        single(
+            out,
+            "flujo_process_memory_limit_bytes",
+            "gauge",
+            "The process's cgroup memory limit, in bytes (absent when none is set).",
+            bytes,
+        );
     }
 }
 

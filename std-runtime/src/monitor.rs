@@ -299,16 +299,6 @@ impl OpenWindow {
         self.graphs.push((id, OpenCell::default()));
         self.graphs.len() - 1
     }
-
-    /// Bytes it holds on the heap.
-    pub(crate) fn heap_bytes(&self) -> usize {
-        self.graphs.capacity() * std::mem::size_of::<(u32, OpenCell)>()
-            + self
-                .graphs
-                .iter()
-                .map(|(_, c)| window::BINS * 4 * (1 + usize::from(c.queue.is_some())))
-                .sum::<usize>()
-    }
 }
 
 /// Adds `part` to `parts`, merged into the last one if it is of the same bucket.

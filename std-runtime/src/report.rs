@@ -30,6 +30,10 @@ use flujo_core::policy::BreakerState;
 use flujo_core::telemetry::StepOutcome;
 use flujo_core::telemetry::{Counter, Counters, Event, EventKind, Histogram};
 
+/// The counts a core [`Histogram`] allocates (its `BUCKETS`, which the core does not export;
+/// `monitor/resources/tests.rs` counts them).
+pub(crate) const HISTOGRAM_BUCKETS: usize = 7_424;
+
 /// What happened to the runs: every submission, and every run made on the caller's thread.
 ///
 /// The identity, exact in every report:
@@ -390,12 +394,153 @@ pub struct Report {
     /// failing its attempt. The table's `panics` line says which.
     #[cfg_attr(feature = "serde", serde(default = "panics_caught_default"))]
     pub panics_caught: bool,
+    /// The memory the engine holds, part by part, and the process's readings (filled by the
+    /// executor; zero and `None` in a builder's own report).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub memory: MemoryStats,
 }
 
 /// A report written before `panics_caught` existed came from a build that caught panics.
 #[cfg(feature = "serde")]
 fn panics_caught_default() -> bool {
     true
+}
+
+/// The memory the engine holds, in bytes, counted from its own structures when the report is
+/// built (no allocator is asked; nothing is guessed), and the process's readings.
+///
+/// Each part is what its structure holds by its lengths and capacities times its element
+/// sizes, plus the owned strings and payload weights it knows; hash-table control bytes and
+/// the allocator's own rounding are not in it. Read at report time only: a run never updates
+/// any of it, except a pooled runner's scratch reading after a sampled run (see
+/// [`runner_bytes`](Self::runner_bytes)).
+///
+/// The parts, as the text table and the Prometheus gauge
+/// `flujo_engine_memory_bytes{part}` name them:
+///
+/// | part | field(s) |
+/// |---|---|
+/// | `cache` | [`cache_weight_bytes`](Self::cache_weight_bytes) + [`cache_slot_bytes`](Self::cache_slot_bytes) |
+/// | `arenas` | [`arena_bytes`](Self::arena_bytes) |
+/// | `runners` | [`runner_bytes`](Self::runner_bytes) |
+/// | `queues` | [`queue_bytes`](Self::queue_bytes) |
+/// | `trace` | [`trace_bytes`](Self::trace_bytes) |
+/// | `telemetry` | [`telemetry_bytes`](Self::telemetry_bytes) |
+///
+/// # Examples
+///
+/// ```
+/// use flujo_core::graph::Graph;
+/// use flujo_runtime::config::OptimizationConfig;
+/// use flujo_runtime::Executor;
+///
+/// let g = Graph::<u64, ()>::build(|b| b.task("a", |x, _| Ok(x + 1))).unwrap();
+/// let ex = Executor::new(OptimizationConfig::latency()).unwrap();
+/// ex.run(&g, 1, ()).unwrap();
+/// let memory = ex.report().memory;
+/// assert!(memory.arena_bytes > 0 && memory.queue_bytes > 0);
+/// assert_eq!(memory.total(), memory.parts().iter().map(|(_, bytes)| bytes).sum::<u64>());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
+#[non_exhaustive]
+pub struct MemoryStats {
+    /// Entries in the shared result cache (expired ones not yet removed included).
+    pub cache_entries: u64,
+    /// The weight of the cache's entries as its weigher gives it (by default `size_of` the
+    /// output; an executor built with `ExecutorBuilder::cache_weigher` weighs payloads its
+    /// own way): at most `result_cache.max_bytes`.
+    pub cache_weight_bytes: u64,
+    /// The cache's fixed overhead: its shards and the slots of their maps, CLOCK rings and
+    /// flight tables (capacity times slot size). A slot holds the output value itself, so with
+    /// the default weigher an output's inline bytes are in both cache figures.
+    pub cache_slot_bytes: u64,
+    /// The pooled runners' record arenas: the chunk memory each live runner's arena holds
+    /// (`max_records` step records, allocated when the runner is built).
+    pub arena_bytes: u64,
+    /// The rest of the live pooled runners that the executor can see: the runner itself, its
+    /// telemetry event ring (capacity times `size_of::<Event>()`) and the scratch vectors a
+    /// sampled run fills (read after each sampled run). The core runner's own scratch (spare
+    /// contexts, fan-out buffers) is not counted.
+    pub runner_bytes: u64,
+    /// The submission queues: the three priority rings' slots (capacity rounded up to a power
+    /// of two, times slot size) and the queues' own structure. Slots are allocated at
+    /// construction, queued or not; what a queued input owns on the heap is not counted.
+    pub queue_bytes: u64,
+    /// Submissions queued when the report was built.
+    pub queued_items: u64,
+    /// The spans and instants the runners keep for the trace export (each with its owned
+    /// strings and argument lists; the names of the process and threads are not counted).
+    /// Grows with sampled runs at telemetry level `events`, to at most 8,192 records per
+    /// runner, and falls to zero when [`Executor::take_trace`](crate::Executor::take_trace)
+    /// takes them.
+    pub trace_bytes: u64,
+    /// The report builders (each runner's, its spare, the collected and the retired ones):
+    /// their latency histograms (58 KiB each: one for run latency, one per step name timed,
+    /// and per priority's queue wait with the `prometheus` feature), step rows and names; and
+    /// the monitor's merged window buckets and alert events (`crate::monitor`; each runner's
+    /// one open bucket is not counted).
+    pub telemetry_bytes: u64,
+    /// What the operating system says about the whole process (host code included).
+    pub process: ProcessStats,
+}
+
+impl MemoryStats {
+    /// The cache part: weight plus slots.
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache_weight_bytes
+            .saturating_add(self.cache_slot_bytes)
+    }
+
+    /// Each part by the name the table and the `part` label use: `cache`, `arenas`,
+    /// `runners`, `queues`, `trace`, `telemetry`.
+    pub fn parts(&self) -> [(&'static str, u64); 6] {
+        [
+            ("cache", self.cache_bytes()),
+            ("arenas", self.arena_bytes),
+            ("runners", self.runner_bytes),
+            ("queues", self.queue_bytes),
+            ("trace", self.trace_bytes),
+            ("telemetry", self.telemetry_bytes),
+        ]
+    }
+
+    /// The sum of the parts (saturating).
+    pub fn total(&self) -> u64 {
+        self.parts()
+            .iter()
+            .fold(0u64, |sum, (_, bytes)| sum.saturating_add(*bytes))
+    }
+}
+
+/// The process's readings (Linux `/proc` and cgroup files; `None` elsewhere or when a file
+/// cannot be read), taken when the report is built: see
+/// [`monitor::resources`](crate::monitor::resources) for the files, units and cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
+#[non_exhaustive]
+pub struct ProcessStats {
+    /// User plus system CPU time of the process since it started, in nanoseconds (10 ms
+    /// resolution).
+    pub cpu_time_ns: Option<u64>,
+    /// CPU time over wall time since the previous reading (the executor's previous report):
+    /// `1.0` is one core busy the whole time. `None` on the first reading.
+    pub cpu_cores_busy: Option<f64>,
+    /// [`cpu_cores_busy`](Self::cpu_cores_busy) over [`cores_available`](Self::cores_available):
+    /// the share of all the process's cores, `0.0..=1.0` (a little over with 10 ms ticks on a
+    /// short interval).
+    pub cpu_share_of_cores: Option<f64>,
+    /// The wall time, in nanoseconds, the utilisation covers.
+    pub interval_ns: Option<u64>,
+    /// Cores the process may use (`std::thread::available_parallelism`).
+    pub cores_available: u64,
+    /// Resident memory (`VmRSS`), in bytes.
+    pub resident_bytes: Option<u64>,
+    /// The smallest cgroup memory limit of the process (v2 `memory.max`, v1
+    /// `memory.limit_in_bytes`, up the hierarchy), in bytes; `None` when none is set.
+    pub memory_limit_bytes: Option<u64>,
 }
 
 impl Report {
@@ -1019,7 +1164,42 @@ impl ReportBuilder {
             health: Default::default(),
             telemetry: self.telemetry,
             panics_caught: crate::PANICS_CAUGHT,
+            memory: MemoryStats::default(),
         }
+    }
+
+    /// The heap bytes this builder holds (its own structure is counted by whatever holds
+    /// it), counted from its structures: each latency histogram's counts (58 KiB), its step
+    /// rows and their names, its indexes (capacity times entry size; hash-table control bytes
+    /// not counted) and breaker rows.
+    pub(crate) fn held_bytes(&self) -> u64 {
+        let histogram = size_of::<[u64; HISTOGRAM_BUCKETS]>();
+        let mut bytes = histogram;
+        #[cfg(feature = "prometheus")]
+        {
+            bytes += self.queue_wait_ns.iter().flatten().count() * histogram;
+        }
+        bytes += self.steps.capacity() * size_of::<StepEntry>();
+        for entry in &self.steps {
+            bytes += entry.row.step.capacity();
+            bytes += usize::from(entry.latency_ns.is_some()) * histogram;
+        }
+        bytes += self.step_index.capacity() * size_of::<(String, usize)>();
+        bytes += self.step_index.keys().map(String::capacity).sum::<usize>();
+        bytes += self.node_entries.1.capacity() * size_of::<u32>();
+        bytes += self.step_names.capacity() * size_of::<(u32, String)>();
+        bytes += self
+            .step_names
+            .values()
+            .map(String::capacity)
+            .sum::<usize>();
+        bytes += self.breakers.len() * size_of::<(u32, BreakerRow)>();
+        bytes += self
+            .breakers
+            .values()
+            .map(|row| row.step.capacity())
+            .sum::<usize>();
+        bytes as u64
     }
 }
 
@@ -1274,11 +1454,58 @@ impl Report {
             n => field(f, "sampling", format_args!("1 in {n}")),
         }
     }
+
+    fn fmt_memory(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = &self.memory;
+        writeln!(f, "memory (bytes the engine holds)")?;
+        for (part, bytes) in m.parts() {
+            match part {
+                "cache" => field(
+                    f,
+                    part,
+                    format_args!(
+                        "{bytes} ({} entries: weight {}, slots {})",
+                        m.cache_entries, m.cache_weight_bytes, m.cache_slot_bytes
+                    ),
+                )?,
+                "queues" => field(f, part, format_args!("{bytes} ({} queued)", m.queued_items))?,
+                _ => field(f, part, bytes)?,
+            }
+        }
+        field(f, "total", m.total())?;
+        let p = &m.process;
+        writeln!(f, "process")?;
+        let unread = "n/a";
+        match p.cpu_time_ns {
+            Some(ns) => field(f, "cpu time", Seconds(ns))?,
+            None => field(f, "cpu time", unread)?,
+        }
+        match (p.cpu_cores_busy, p.cpu_share_of_cores) {
+            (Some(busy), Some(share)) => field(
+                f,
+                "cpu busy",
+                format_args!(
+                    "{busy:.3} cores ({:.1} % of {})",
+                    share * 100.0,
+                    p.cores_available
+                ),
+            )?,
+            _ => field(f, "cpu busy", "n/a (one reading)")?,
+        }
+        match p.resident_bytes {
+            Some(bytes) => field(f, "resident bytes", bytes)?,
+            None => field(f, "resident bytes", unread)?,
+        }
+        match p.memory_limit_bytes {
+            Some(bytes) => field(f, "memory limit bytes", bytes),
+            None => field(f, "memory limit bytes", "none"),
+        }
+    }
 }
 
 /// An aligned, human-readable table: sections `runs`, `steps`, `counters` (with the cache
-/// hit rate), `breakers`, `pool and arena`, `admission`, `waits` and `telemetry`. Latencies are in
-/// microseconds with three decimals (exact nanoseconds).
+/// hit rate), `breakers`, `pool and arena`, `admission`, `waits`, `telemetry`, `memory` and
+/// `process`. Latencies are in microseconds with three decimals (exact nanoseconds).
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "flujo run report")?;
@@ -1301,7 +1528,8 @@ impl fmt::Display for Report {
         self.fmt_breakers(f)?;
         self.fmt_resources(f)?;
         self.fmt_alerts(f)?;
-        self.fmt_health(f)
+        self.fmt_health(f)?;
+        self.fmt_memory(f)
     }
 }
 

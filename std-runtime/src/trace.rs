@@ -236,6 +236,76 @@ impl TraceWriter {
         }
     }
 
+    /// Moves every span and instant of `other` into this writer (up to its bound, counting
+    /// what it drops), adds `other`'s drop counts to its own and takes `other`'s thread
+    /// names. `other` is left empty, its record memory freed (its bound, pid and process
+    /// name stay), as if new.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_runtime::trace::{Instant, TraceWriter};
+    ///
+    /// let mut runner = TraceWriter::new(8);
+    /// let tick = |ts_ns| Instant { name: "tick".into(), cat: "flujo", tid: 1, ts_ns, args: vec![] };
+    /// runner.instant(tick(10));
+    /// runner.instant(tick(20));
+    /// assert!(runner.held_bytes() > 0);
+    ///
+    /// let mut taken = TraceWriter::new(1);
+    /// taken.append(&mut runner);
+    /// assert_eq!((taken.instants().len(), taken.dropped_instants()), (1, 1));
+    /// assert_eq!((runner.instants().len(), runner.held_bytes()), (0, 0));
+    /// ```
+    pub fn append(&mut self, other: &mut TraceWriter) {
+        for span in std::mem::take(&mut other.spans) {
+            self.span(span);
+        }
+        for instant in std::mem::take(&mut other.instants) {
+            self.instant(instant);
+        }
+        self.dropped_spans = self.dropped_spans.saturating_add(other.dropped_spans);
+        self.dropped_instants = self.dropped_instants.saturating_add(other.dropped_instants);
+        (other.dropped_spans, other.dropped_instants) = (0, 0);
+        for (tid, name) in std::mem::take(&mut other.thread_names) {
+            self.thread_names.insert(tid, name);
+        }
+    }
+
+    /// The bytes of the records this writer holds: the span and instant vectors (capacity
+    /// times element size), each record's owned name and argument list, and owned argument
+    /// strings. The process and thread names (one short string per thread) are not counted.
+    pub fn held_bytes(&self) -> usize {
+        let args = |args: &Args| {
+            args.capacity() * size_of::<(&'static str, ArgValue)>()
+                + args
+                    .iter()
+                    .map(|(_, value)| match value {
+                        ArgValue::Str(Cow::Owned(s)) => s.capacity(),
+                        _ => 0,
+                    })
+                    .sum::<usize>()
+        };
+        let name = |name: &Cow<'static, str>| match name {
+            Cow::Owned(s) => s.capacity(),
+            Cow::Borrowed(_) => 0,
+        };
+        let spans: usize = self
+            .spans
+            .iter()
+            .map(|s| name(&s.name) + args(&s.args))
+            .sum();
+        let instants: usize = self
+            .instants
+            .iter()
+            .map(|i| name(&i.name) + args(&i.args))
+            .sum();
+        self.spans.capacity() * size_of::<Span>()
+            + self.instants.capacity() * size_of::<Instant>()
+            + spans
+            + instants
+    }
+
     /// Whether the next span or instant would be dropped.
     pub fn is_full(&self) -> bool {
         self.spans.len() + self.instants.len() >= self.max_records

@@ -205,7 +205,6 @@ pub(super) fn run(preset: &str, trace: &str) -> bool {
     let counts = Counts::default();
     let next_id = AtomicU64::new(1);
     let mut ok = true;
-    let mut ballast: Option<Vec<u8>> = None;
     std::thread::scope(|s| {
         for t in 0..SUBMITTERS {
             let (executor, graph, phase, counts, next_id) =
@@ -234,14 +233,15 @@ pub(super) fn run(preset: &str, trace: &str) -> bool {
                 Phase::Done => {}
                 Phase::Squeeze => {
                     phase.store(p as u8, Ordering::Relaxed);
-                    // Another part of the process takes memory, page by page.
-                    let mut b = vec![0u8; BALLAST];
-                    for page in b.chunks_mut(4096) {
+                    // Another part of the process takes memory, page by page, and gives it
+                    // back after a while.
+                    let mut ballast = vec![0u8; BALLAST];
+                    for page in ballast.chunks_mut(4096) {
                         page[0] = 1;
                     }
-                    ballast = Some(b);
+                    std::hint::black_box(&ballast);
                     std::thread::sleep(Duration::from_millis(2500));
-                    ballast = None;
+                    drop(ballast);
                     ok &= calm(p.name());
                 }
                 _ => {
@@ -253,7 +253,6 @@ pub(super) fn run(preset: &str, trace: &str) -> bool {
         }
         phase.store(Phase::Done as u8, Ordering::Relaxed);
     });
-    drop(ballast);
     let shutdown = executor.shutdown(flujo_runtime::Drain::Finish);
     std::thread::sleep(Duration::from_millis(110));
     let windows = executor.windows();
@@ -411,6 +410,8 @@ fn submitter(
                     _ => &counts.other,
                 };
                 c.fetch_add(1, Ordering::Relaxed);
+                // A client refused backs off a little before its next request.
+                std::thread::sleep(Duration::from_micros(200));
             }
         }
         if pending.len() > 128 {

@@ -12,6 +12,7 @@ use super::runner_pool::lock;
 use super::Inner;
 use crate::config::{Action, DegradationConfig, OptimizationConfig};
 use crate::monitor::health::{HealthEvent, HealthMachine, HealthStats};
+use crate::monitor::resources::ProcessSampler;
 use crate::Priority;
 
 /// The host's health callback.
@@ -27,6 +28,9 @@ pub(crate) struct Degrade {
     inline_factor: AtomicU32,
     machine: Mutex<HealthMachine>,
     on_health: Option<OnHealth>,
+    /// The memory trigger's readings (its own: a report's sampler measures CPU between
+    /// reports).
+    process: Mutex<ProcessSampler>,
 }
 
 impl Degrade {
@@ -37,6 +41,7 @@ impl Degrade {
             inline_factor: AtomicU32::new(1),
             machine: Mutex::new(HealthMachine::new(cfg)),
             on_health,
+            process: Mutex::new(ProcessSampler::new()),
         }
     }
 
@@ -62,6 +67,11 @@ impl Degrade {
     #[inline]
     pub(crate) fn cutoff(&self, max_cost: u32) -> u32 {
         max_cost.saturating_mul(self.inline_factor.load(Ordering::Relaxed))
+    }
+
+    /// Reads the process (resident memory, the cgroup limit) for the memory trigger.
+    pub(crate) fn read_process(&self) -> crate::report::ProcessStats {
+        lock(&self.process).sample()
     }
 
     /// The report's view.

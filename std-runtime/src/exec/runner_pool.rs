@@ -116,6 +116,12 @@ pub(crate) struct Shared {
     arena_used_bytes: AtomicU64,
     /// Bytes its arena reserves, stored when the runner is built.
     arena_reserved_bytes: AtomicU64,
+    /// Chunk bytes its arena holds, stored when the runner is built (the record arena is
+    /// allocated whole then and never grows: its limit is its first chunk).
+    arena_chunk_bytes: AtomicU64,
+    /// The runner's other bytes (see [`PooledRunner::held_bytes`]), stored when it is built
+    /// and after each sampled run (`Relaxed`: a reading).
+    runner_bytes: AtomicU64,
     /// A cleared builder with the step rows of an earlier delta, swapped in for the next
     /// (so the runs do not remake its histograms). Used by reports only, one at a time.
     spare: Mutex<Option<ReportBuilder>>,
@@ -132,6 +138,15 @@ impl Shared {
         (
             self.arena_used_bytes.load(Ordering::Relaxed),
             self.arena_reserved_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The bytes the runner holds: its arena's chunks, and the rest
+    /// ([`PooledRunner::held_bytes`]).
+    pub(crate) fn held_bytes(&self) -> (u64, u64) {
+        (
+            self.arena_chunk_bytes.load(Ordering::Relaxed),
+            self.runner_bytes.load(Ordering::Relaxed),
         )
     }
 }
@@ -195,7 +210,9 @@ impl<P: Clone, C: Context> PooledRunner<P, C> {
         shared
             .arena_reserved_bytes
             .store(reserved, Ordering::Relaxed);
-        Self {
+        let chunk = runner.arena().stats().chunk_capacity_bytes as u64;
+        shared.arena_chunk_bytes.store(chunk, Ordering::Relaxed);
+        let runner = Self {
             generation,
             runner,
             events,
@@ -206,7 +223,27 @@ impl<P: Clone, C: Context> PooledRunner<P, C> {
             drained: Vec::new(),
             dropped_seen: 0,
             shared,
-        }
+        };
+        runner.note_held_bytes();
+        runner
+    }
+
+    /// The bytes the runner holds beside its arena, as far as the executor can see them: the
+    /// pooled runner and its shared part (their own structures, the report builder and trace
+    /// writer structures inline in them included), the slots of its event ring, and the
+    /// scratch a sampled run fills. The core runner's own scratch (spare contexts, fan-out
+    /// buffers) is not counted.
+    fn held_bytes(&self) -> u64 {
+        let ring = self.events.as_ref().map_or(0, |c| c.capacity()) * size_of::<Event>();
+        let scratch = self.samples.capacity() * size_of::<(NodeId, u64)>()
+            + self.drained.capacity() * size_of::<Event>();
+        (size_of::<Self>() + size_of::<Shared>() + ring + scratch) as u64
+    }
+
+    /// Stores [`held_bytes`](Self::held_bytes) for reports.
+    fn note_held_bytes(&self) {
+        let bytes = self.held_bytes();
+        self.shared.runner_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// A fresh runner with stats of its own.
@@ -225,6 +262,8 @@ impl<P: Clone, C: Context> PooledRunner<P, C> {
             loans: AtomicU64::new(0),
             arena_used_bytes: AtomicU64::new(0),
             arena_reserved_bytes: AtomicU64::new(0),
+            arena_chunk_bytes: AtomicU64::new(0),
+            runner_bytes: AtomicU64::new(0),
             spare: Mutex::new(None),
         });
         Self::new(generation, cfg, shared)
@@ -266,6 +305,8 @@ impl<P: Clone, C: Context> PooledRunner<P, C> {
         while let Some(e) = ring.pop() {
             self.drained.push(e);
         }
+        // Off the hot path: only a sampled run drains, and only it grows the scratch.
+        self.note_held_bytes();
         if self.drained.is_empty() {
             return;
         }
@@ -341,6 +382,10 @@ pub(crate) enum Seen<'a> {
         shared: &'a Shared,
         breakers: &'a [SeenBreaker],
         inline_runs: u64,
+        /// Heap bytes of its trace writer's records and of its report builders (its own
+        /// and its spare), read under its locks.
+        trace_bytes: u64,
+        telemetry_bytes: u64,
     },
     /// What freed runners counted (their report is in the collected one).
     Retired(&'a Retired),
@@ -505,14 +550,15 @@ impl<P: Clone, C: Context> RunnerPool<P, C> {
         let (mut rows, mut breakers) = (Vec::new(), Vec::new());
         for shared in live.iter() {
             let mut delta = lock(&shared.spare).take().unwrap_or_default();
-            let inline_runs = {
+            let (inline_runs, trace_bytes, builder_bytes) = {
                 let mut stats = lock(&shared.stats);
                 delta.set_run_sample_period(stats.report.run_sample_period());
                 std::mem::swap(&mut stats.report, &mut delta);
                 stats.tallies.take_counts(&mut rows);
                 breakers.clear();
                 breakers.extend(stats.tallies.breakers().iter().cloned());
-                stats.inline_runs
+                let trace_bytes = stats.trace.held_bytes() as u64;
+                (stats.inline_runs, trace_bytes, stats.report.held_bytes())
             };
             collected.merge(&delta);
             for row in &rows {
@@ -520,11 +566,14 @@ impl<P: Clone, C: Context> RunnerPool<P, C> {
                 collected.name_step(row.node, row.step.clone());
             }
             delta.clear();
+            let telemetry_bytes = builder_bytes + delta.held_bytes();
             *lock(&shared.spare) = Some(delta);
             f(Seen::Live {
                 shared,
                 breakers: &breakers,
                 inline_runs,
+                trace_bytes,
+                telemetry_bytes,
             });
         }
         {
@@ -568,6 +617,19 @@ impl<P: Clone, C: Context> RunnerPool<P, C> {
         let live = lock(&self.live);
         for shared in live.iter() {
             f(shared.id, &lock(&shared.stats));
+        }
+    }
+
+    /// Moves every live runner's trace records into `into` ([`TraceWriter::append`]),
+    /// leaving each runner's trace empty with its thread name.
+    pub(crate) fn take_traces(&self, into: &mut TraceWriter) {
+        let live = lock(&self.live);
+        for shared in live.iter() {
+            let mut stats = lock(&shared.stats);
+            into.append(&mut stats.trace);
+            stats
+                .trace
+                .thread_name(shared.id, format!("flujo runner {}", shared.id));
         }
     }
 

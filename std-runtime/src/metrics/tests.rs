@@ -692,3 +692,33 @@ fn alert_rules_render_their_state_and_transitions() {
         0.0
     );
 }
+
+#[test]
+fn the_memory_gauges_are_the_reports_parts_and_the_process_readings() {
+    for (preset, cfg) in configs() {
+        let (ex, _breaker) = busy_executor(cfg);
+        // Quiet now: a report's engine parts are those the scrape read.
+        let (text, p) = render(&ex);
+        let report = ex.report();
+        assert_eq!(p.types["flujo_engine_memory_bytes"], "gauge");
+        for (part, bytes) in report.memory.parts() {
+            let series = format!("flujo_engine_memory_bytes{{part=\"{part}\"}}");
+            assert_eq!(p.get(&series), bytes as f64, "{preset}: {series}\n{text}");
+        }
+        assert!(report.memory.cache_bytes() > 0 && report.memory.arena_bytes > 0);
+        let process = &report.memory.process;
+        if cfg!(target_os = "linux") {
+            assert_eq!(p.types["flujo_process_resident_memory_bytes"], "gauge");
+            assert_eq!(p.types["flujo_process_cpu_seconds_total"], "counter");
+            assert!(p.get("flujo_process_resident_memory_bytes") > 0.0);
+            let cpu_s = p.get("flujo_process_cpu_seconds_total");
+            let later_s = process.cpu_time_ns.unwrap() as f64 / 1e9;
+            assert!(cpu_s > 0.0 && cpu_s <= later_s, "{cpu_s} then {later_s}");
+        }
+        // Present exactly when a limit is set.
+        assert_eq!(
+            p.types.contains_key("flujo_process_memory_limit_bytes"),
+            process.memory_limit_bytes.is_some()
+        );
+    }
+}

@@ -251,6 +251,23 @@ fn share(total: usize, shard_count: usize, index: usize) -> usize {
     total / shard_count + usize::from(index < total % shard_count)
 }
 
+/// What a [`ResultCache`] holds ([`ResultCache::memory`]), in bytes counted from its own
+/// structures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheMemory {
+    /// Entries stored (expired ones not yet removed included), as [`ResultCache::len`].
+    pub entries: usize,
+    /// Their total weight as the weigher gave it, as [`ResultCache::bytes`]: at most the
+    /// cache's `max_bytes`.
+    pub weight_bytes: usize,
+    /// The fixed overhead: the cache and its shards, and the slots of each shard's map, CLOCK
+    /// ring and flight table (capacity times slot size; hash-table control bytes and the
+    /// allocator's rounding are not counted). A map slot holds the value itself, so with the
+    /// default weigher (`size_of::<V>()`) a value's inline bytes are in both figures.
+    pub slot_bytes: usize,
+}
+
 /// What [`ResultCache::lookup`] found.
 #[derive(Debug)]
 #[must_use = "a dropped Miss abandons the computation and wakes its waiters"]
@@ -613,6 +630,40 @@ impl<V: Clone + Send + Sync> ResultCache<V> {
             .iter()
             .map(|shard| lock(&shard.state).bytes())
             .sum()
+    }
+
+    /// What the cache holds, shard by shard under each shard's lock (so each shard's three
+    /// figures agree; under concurrent use the shards are read one after another): entries,
+    /// their weight, and the fixed overhead of the slots.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_core::cache::{CacheKey, StepFingerprint};
+    /// use flujo_runtime::parts::cache::ResultCache;
+    ///
+    /// let cache: ResultCache<Vec<u8>> = ResultCache::builder(64, 1 << 20)
+    ///     .weigher(|payload: &Vec<u8>| payload.len())
+    ///     .build();
+    /// let step = StepFingerprint::builder("blob", 1).build();
+    /// cache.insert(CacheKey::new(&step, &1u64), vec![0; 1000]).unwrap();
+    /// let held = cache.memory();
+    /// assert_eq!((held.entries, held.weight_bytes), (1, 1000));
+    /// assert!(held.slot_bytes > 0);
+    /// ```
+    pub fn memory(&self) -> CacheMemory {
+        let mut held = CacheMemory {
+            entries: 0,
+            weight_bytes: 0,
+            slot_bytes: size_of::<Self>() + self.shards.len() * size_of::<Shard<V>>(),
+        };
+        for shard in &self.shards {
+            let state = lock(&shard.state);
+            held.entries += state.len();
+            held.weight_bytes += state.bytes();
+            held.slot_bytes += state.slot_bytes();
+        }
+        held
     }
 
     /// The bounds `(max_entries, max_bytes)`.

@@ -138,6 +138,15 @@ const _: () = assert!(MAX_CAPACITY < CLOSED);
 // Every capacity a `QueueConfig` may hold rounds up to a capacity a ring accepts.
 const _: () = assert!(MAX_QUEUE_CAPACITY.next_power_of_two() <= MAX_CAPACITY);
 
+/// The layout of one slot of the core's MPMC ring (`flujo_core::ring::mpmc`'s private
+/// `Slot<T>`: an `AtomicUsize` stamp, the size of a `usize`, and an `UnsafeCell<MaybeUninit<T>>`,
+/// the size of a `T`), for [`PriorityQueues::held_bytes`]; never built.
+#[allow(dead_code)] // only measured with `size_of`
+struct SlotLayout<T> {
+    stamp: usize,
+    value: std::mem::MaybeUninit<T>,
+}
+
 /// One level: the ring and its exact admission count.
 struct Level<T> {
     /// The items, FIFO.
@@ -454,6 +463,28 @@ impl<T: Send> PriorityQueues<T> {
     /// The configured capacity of one level.
     pub fn capacity_of(&self, priority: Priority) -> usize {
         self.levels[priority.index()].capacity
+    }
+
+    /// The bytes the queues hold, queued or not: their own structure and each level's ring
+    /// slots (capacity rounded up to a power of two, times the slot: a stamp word and a `T`),
+    /// allocated at construction. What a queued item owns on the heap is not counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_runtime::config::QueueConfig;
+    /// use flujo_runtime::parts::queue::PriorityQueues;
+    ///
+    /// let queues = PriorityQueues::<u64>::new(QueueConfig { capacity: [3, 4, 1], aging: 2 }).unwrap();
+    /// // Rings of 4, 4 and 2 slots of 16 bytes (a stamp and a u64), beside the structure.
+    /// let slots = (4 + 4 + 2) * 16;
+    /// assert!(queues.held_bytes() >= slots);
+    /// assert_eq!(queues.held_bytes(), size_of_val(&queues) + slots);
+    /// ```
+    pub fn held_bytes(&self) -> usize {
+        let slot = size_of::<SlotLayout<T>>();
+        let slots: usize = self.levels.iter().map(|l| l.ring.capacity() * slot).sum();
+        size_of::<Self>() + slots
     }
 
     /// The configured aging threshold (0: off).

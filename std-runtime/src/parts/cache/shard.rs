@@ -142,6 +142,14 @@ impl<V: Clone> ShardState<V> {
         self.bytes
     }
 
+    /// The bytes of this shard's slots: its map, CLOCK ring and flight table, each capacity
+    /// times its slot size (hash-table control bytes not counted).
+    pub(super) fn slot_bytes(&self) -> usize {
+        self.map.capacity() * size_of::<(MapKey, Entry<V>)>()
+            + self.ring.capacity() * size_of::<(MapKey, u64)>()
+            + self.flights.capacity() * size_of::<(MapKey, Arc<FlightCell<V>>)>()
+    }
+
     /// The value of `key` if it is live at `now_ns`; marks it referenced. An expired entry is
     /// removed and counted.
     pub(super) fn probe(&mut self, key: MapKey, now_ns: u64, counters: &Counters) -> Probe<V> {
