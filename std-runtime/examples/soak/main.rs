@@ -244,7 +244,7 @@ impl PhaseTally {
 /// What one submitter saw in all.
 struct Tally {
     made: u64,
-    refused: [u64; 3],
+    refused: [u64; 4],
     ran: u64,
     succeeded: u64,
     failed: u64,
@@ -265,7 +265,7 @@ impl Tally {
     fn new() -> Self {
         Self {
             made: 0,
-            refused: [0; 3],
+            refused: [0; 4],
             ran: 0,
             succeeded: 0,
             failed: 0,
@@ -282,8 +282,8 @@ impl Tally {
     }
     fn merge(&mut self, o: Tally) {
         self.made += o.made;
-        for i in 0..3 {
-            self.refused[i] += o.refused[i];
+        for (mine, theirs) in self.refused.iter_mut().zip(o.refused) {
+            *mine += theirs;
         }
         self.ran += o.ran;
         self.succeeded += o.succeeded;
@@ -1178,11 +1178,12 @@ fn soak(
         runs.rejected_queue_full,
         runs.rejected_over_limit,
         runs.rejected_shutting_down,
+        runs.rejected_shed,
     ];
     let refused_mine = Refusal::ALL.map(|r| t.refused[r.index()]);
     failures.check(refused_report == refused_mine, || {
         format!(
-            "refusals (queue full, over limit, shutting down): report {refused_report:?}, \
+            "refusals (queue full, over limit, shutting down, shed): report {refused_report:?}, \
              submitters {refused_mine:?}"
         )
     });
