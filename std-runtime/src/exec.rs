@@ -791,7 +791,7 @@ where
         let bridge = cfg
             .result_cache
             .enabled
-            .then(|| CacheBridge::new(&self.cache, deadline));
+            .then(|| CacheBridge::new(&self.cache, deadline, self.degrade.store_max()));
         let host = RtHost {
             runners: &self.runners,
             pool: &self.pool,

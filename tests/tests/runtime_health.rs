@@ -278,3 +278,81 @@ fn a_changed_degradation_section_undoes_the_actions_in_force() {
         .iter()
         .all(|a| !a.active && a.taken == 1 && a.undone == 1));
 }
+
+#[test]
+fn bypass_large_payloads_stops_storing_heavy_outputs_until_undone() {
+    use flujo_core::cache::StepFingerprint;
+    use flujo_core::graph::TaskConfig;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let clock = ManualClock::new(0);
+    let mut cfg = OptimizationConfig::latency();
+    cfg.monitor.resolution = Duration::from_secs(1);
+    cfg.monitor.windows = vec![Duration::from_secs(1)];
+    cfg.monitor.rules = vec![AlertRule {
+        window: Duration::from_secs(1),
+        above: 0.5,
+        clear_below: 0.1,
+        min_samples: 10,
+        ..AlertRule::new("errors", Metric::ErrorRate)
+    }];
+    cfg.degradation.enabled = true;
+    cfg.degradation.min_dwell = Duration::from_secs(1);
+    cfg.degradation.levels = vec![DegradationLevel {
+        name: "lean".into(),
+        when: vec!["errors".into()],
+        actions: vec![Action::BypassLargePayloads { bytes: 100 }],
+        critical: false,
+    }];
+    let ex = Executor::<u64, ()>::builder(cfg)
+        .clock(clock.clone())
+        .cache_weigher(|out: &u64| *out as usize) // an output weighs its value in bytes
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&calls);
+    let cached = Arc::new(
+        Graph::build(|b| {
+            b.task_with(
+                "sized",
+                move |x: u64, _: &mut _| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    Ok(x)
+                },
+                TaskConfig::new().cacheable(StepFingerprint::builder("sized", 1).build()),
+            )
+        })
+        .unwrap(),
+    );
+    let failing = graph(Time::Manual(clock.clone()));
+    // Computes each input once, then reads it from the cache: the calls it made.
+    let twice = |x: u64| {
+        let before = calls.load(Ordering::SeqCst);
+        ex.run(&cached, x, ()).unwrap();
+        ex.run(&cached, x, ()).unwrap();
+        calls.load(Ordering::SeqCst) - before
+    };
+    assert_eq!((twice(50), twice(500)), (1, 1), "healthy: both cached");
+    for _ in 0..20 {
+        ex.run(&failing, 2, ()).unwrap();
+    }
+    clock.advance(S);
+    assert_eq!(ex.health(), Health::Degraded(1));
+    // A light output is still stored; a heavy one is computed every time.
+    assert_eq!((twice(60), twice(600)), (1, 2));
+    for _ in 0..20 {
+        ex.run(&failing, 0, ()).unwrap();
+    }
+    clock.advance(S);
+    for _ in 0..20 {
+        ex.run(&failing, 0, ()).unwrap();
+    }
+    clock.advance(S);
+    assert_eq!(ex.health(), Health::Healthy);
+    assert_eq!(twice(700), 1, "undone: heavy outputs are stored again");
+    let row = &ex.report().health.actions[0];
+    assert_eq!(
+        (row.action.as_str(), row.taken, row.undone),
+        ("bypass_large_payloads", 1, 1)
+    );
+}

@@ -2,7 +2,7 @@
 //! how a health move applies them (see [`crate::monitor::health`] and
 //! [`crate::config::Action`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use flujo_core::context::Context;
@@ -26,6 +26,8 @@ pub(crate) struct Degrade {
     sampling_off: AtomicBool,
     /// What the inline cutoff is multiplied by.
     inline_factor: AtomicU32,
+    /// The heaviest output the result cache stores (`usize::MAX`: no bound).
+    store_max: AtomicUsize,
     machine: Mutex<HealthMachine>,
     on_health: Option<OnHealth>,
     /// The memory trigger's readings (its own: a report's sampler measures CPU between
@@ -39,6 +41,7 @@ impl Degrade {
             shed: AtomicU8::new(0),
             sampling_off: AtomicBool::new(false),
             inline_factor: AtomicU32::new(1),
+            store_max: AtomicUsize::new(usize::MAX),
             machine: Mutex::new(HealthMachine::new(cfg)),
             on_health,
             process: Mutex::new(ProcessSampler::new()),
@@ -72,6 +75,12 @@ impl Degrade {
     /// Reads the process (resident memory, the cgroup limit) for the memory trigger.
     pub(crate) fn read_process(&self) -> crate::report::ProcessStats {
         lock(&self.process).sample()
+    }
+
+    /// The heaviest output the result cache stores now.
+    #[inline]
+    pub(crate) fn store_max(&self) -> usize {
+        self.store_max.load(Ordering::Relaxed)
     }
 
     /// The report's view.
@@ -137,6 +146,11 @@ where
             _ => 1,
         };
         d.inline_factor.store(factor, Ordering::Relaxed);
+        let store_max = match has("bypass_large_payloads") {
+            Some(Action::BypassLargePayloads { bytes }) => bytes,
+            _ => usize::MAX,
+        };
+        d.store_max.store(store_max, Ordering::Relaxed);
         let (entries, bytes) = (
             cfg.result_cache.max_entries.max(1),
             cfg.result_cache.max_bytes.max(1),

@@ -108,15 +108,20 @@ pub(crate) struct CacheBridge<'a, P: Clone + Send + Sync> {
     deadline: Option<u64>,
     /// The computations this run leads (a forked run's branches share them).
     flights: Mutex<Vec<(CacheKey, Flight<'a, P>)>>,
+    /// Outputs heavier than this are not stored (the degradation action
+    /// `bypass_large_payloads`; `usize::MAX` when it is not in force).
+    store_max: usize,
 }
 
 impl<'a, P: Clone + Send + Sync> CacheBridge<'a, P> {
     /// The bridge of one run whose deadline is `deadline` (ticks of the executor's clock).
-    pub(crate) fn new(cache: &'a ResultCache<P>, deadline: Option<u64>) -> Self {
+    /// Outputs heavier than `store_max` (by the cache's weigher) are not stored.
+    pub(crate) fn new(cache: &'a ResultCache<P>, deadline: Option<u64>, store_max: usize) -> Self {
         Self {
             cache,
             deadline,
             flights: Mutex::new(Vec::new()),
+            store_max,
         }
     }
 }
@@ -140,7 +145,9 @@ impl<P: Clone + Send + Sync> SharedCache<P> for CacheBridge<'_, P> {
         };
         // Dropping a flight without a value wakes the waiters, one of which computes.
         if let (Some(flight), Some(out)) = (flight, output) {
-            flight.complete(out.clone());
+            if self.store_max == usize::MAX || self.cache.weigh(out) <= self.store_max {
+                flight.complete(out.clone());
+            }
         }
     }
 }

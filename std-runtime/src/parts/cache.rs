@@ -632,6 +632,11 @@ impl<V: Clone + Send + Sync> ResultCache<V> {
             .sum()
     }
 
+    /// The weight of `value`, by the cache's weigher.
+    pub(crate) fn weigh(&self, value: &V) -> usize {
+        (self.weigher)(value)
+    }
+
     /// What the cache holds, shard by shard under each shard's lock (so each shard's three
     /// figures agree; under concurrent use the shards are read one after another): entries,
     /// their weight, and the fixed overhead of the slots.
