@@ -641,8 +641,27 @@ where
     /// assert_eq!(w.windows[0].steps[0].1.ended, 5);
     /// ```
     pub fn windows(&self) -> crate::monitor::Windows {
+        use flujo_core::policy::BreakerState;
         self.inner.poll_monitor(true);
-        self.inner.monitor.windows()
+        let mut windows = self.inner.monitor.windows();
+        let mut seen: Vec<SeenBreaker> = Vec::new();
+        self.inner.runners.each_stats(|_, stats| {
+            for b in stats.tallies.breakers() {
+                merge_breaker(&mut seen, b);
+            }
+        });
+        windows.breakers = seen
+            .iter()
+            .map(|b| {
+                let state = match b.breaker.state() {
+                    BreakerState::Closed => "closed",
+                    BreakerState::Open => "open",
+                    BreakerState::HalfOpen => "half_open",
+                };
+                (b.step.clone(), state.to_string())
+            })
+            .collect();
+        windows
     }
 
     /// Pins the change-point detector's baselines of `step` (of every step the monitor watches

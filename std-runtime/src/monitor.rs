@@ -192,6 +192,9 @@ pub struct Windows {
     pub windows: Vec<Window>,
     /// The rules firing now.
     pub firing: Vec<String>,
+    /// Each circuit breaker of the graphs run, by the first step seen guarded by it, and its
+    /// state now (`closed`, `open` or `half_open`).
+    pub breakers: Vec<(String, String)>,
 }
 
 /// The report's view of the alerts.
@@ -972,6 +975,7 @@ impl Monitor {
             resolution_ns: res,
             windows,
             firing,
+            breakers: Vec::new(),
         }
     }
 

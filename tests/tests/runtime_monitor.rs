@@ -526,3 +526,44 @@ fn the_detector_reports_an_error_rate_jump_from_exact_counts_at_every_level() {
             .any(|e| e.rule == "regression check error_rate" && e.value > 5.0));
     }
 }
+
+#[test]
+fn the_windows_show_each_breakers_state_now() {
+    use flujo_core::graph::TaskConfig;
+    use flujo_core::policy::{Breaker, BreakerConfig};
+    let clock = ManualClock::new(0);
+    let ex = Executor::<u64, ()>::builder(OptimizationConfig::latency())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let br = Arc::new(
+        Breaker::new(BreakerConfig {
+            consecutive_failures_to_open: 1,
+            window_calls: 1,
+            failure_rate_percent_to_open: 0,
+            window_calls_min: 1,
+            slow_call_ticks: 0,
+            open_ticks: 10 * SECOND,
+            half_open_probes_max: 1,
+            half_open_successes_to_close: 1,
+        })
+        .unwrap(),
+    );
+    let g = Graph::<u64, ()>::build(|b| {
+        b.task_with(
+            "remote",
+            |_, _: &mut _| Err(StepError::transient("down")),
+            TaskConfig::new().breaker(Arc::clone(&br)),
+        )
+    })
+    .unwrap();
+    ex.run(&g, 1, ()).unwrap();
+    assert_eq!(
+        ex.windows().breakers,
+        [("remote".to_string(), "open".to_string())]
+    );
+    clock.advance(11 * SECOND);
+    // The open period passed: the next call is the half-open probe; it fails, so open again.
+    ex.run(&g, 1, ()).unwrap();
+    assert_eq!(ex.windows().breakers[0].1, "open");
+}
