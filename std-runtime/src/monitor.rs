@@ -235,6 +235,9 @@ impl Default for OpenWindow {
     }
 }
 
+/// Adds a runner's step cells (`(step, cell)`) to a part.
+pub(crate) type StepCells<'a> = dyn FnMut(&mut Vec<(String, Cell)>) + 'a;
+
 /// A runner's closed bucket, on its way to the monitor.
 pub(crate) struct Part {
     epoch: u64,
@@ -252,7 +255,7 @@ impl OpenWindow {
         &mut self,
         epoch: u64,
         bucket: u64,
-        steps: &mut dyn FnMut(&mut Vec<(String, Cell)>),
+        steps: &mut StepCells<'_>,
     ) -> Option<Part> {
         if epoch == self.epoch && bucket <= self.bucket {
             return None;
@@ -263,7 +266,7 @@ impl OpenWindow {
     }
 
     /// Its counts as a part, if any (`steps` adds the runner's step cells).
-    pub(crate) fn take(&mut self, steps: &mut dyn FnMut(&mut Vec<(String, Cell)>)) -> Option<Part> {
+    pub(crate) fn take(&mut self, steps: &mut StepCells<'_>) -> Option<Part> {
         let mut part = Part {
             epoch: self.epoch,
             bucket: self.bucket,

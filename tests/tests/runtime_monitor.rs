@@ -26,7 +26,7 @@ fn graph(time: &Time, fail_every: u64, spend: Duration) -> Arc<Graph<u64, ()>> {
     Arc::new(
         Graph::build(|b| {
             let c = b.task("check", move |x: u64, _| {
-                if fail_every > 0 && x % fail_every == 0 {
+                if fail_every > 0 && x.is_multiple_of(fail_every) {
                     Err(StepError::transient("bad input"))
                 } else {
                     Ok(x)
@@ -291,7 +291,7 @@ fn a_percentile_rule_never_fires_on_fewer_than_its_minimum_samples() {
                         assert!(w.firing.is_empty(), "{name}: {samples} samples");
                     } else {
                         let p99 = step(&w.windows[0], "work").unwrap().latency.p99_ns;
-                        assert!(p99 >= 4_700_000 && p99 <= 5_300_000, "{name}: {p99}");
+                        assert!((4_700_000..=5_300_000).contains(&p99), "{name}: {p99}");
                         assert_eq!(w.firing, ["work-p99"], "{name}: {samples} samples");
                     }
                 }

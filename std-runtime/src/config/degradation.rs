@@ -87,7 +87,7 @@ impl Default for DegradationConfig {
 }
 
 /// One level of degradation.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
@@ -103,17 +103,6 @@ pub struct DegradationLevel {
     pub actions: Vec<Action>,
     /// Whether the health reads `Critical` (rather than `Degraded`) at this level.
     pub critical: bool,
-}
-
-impl Default for DegradationLevel {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            when: Vec::new(),
-            actions: Vec::new(),
-            critical: false,
-        }
-    }
 }
 
 /// A degradation action. Each is counted when taken and when undone; what it may change for a
