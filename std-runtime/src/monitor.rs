@@ -9,7 +9,7 @@
 //!   monitor, which merges the runners' parts by bucket index. A window is the merge of its last
 //!   buckets, made on read ([`Executor::windows`](crate::Executor::windows)). Workers never wait
 //!   for a reader: a run's end holds only its own runner's lock.
-//! - **Rules.** At the end of each bucket every [`AlertRule`](crate::config::AlertRule) reads
+//! - **Rules.** At the end of each bucket every [`crate::config::AlertRule`] reads
 //!   its window, with hysteresis and a minimum of samples; firing and resolving raise an
 //!   [`AlertEvent`] into the report, the trace, the Prometheus exposition and the host's
 //!   callback.
@@ -43,7 +43,7 @@ pub const MAX_ALERT_EVENTS: usize = 1024;
 const MAX_GRAPHS: usize = 64;
 /// Steps a window keeps apart (by name); the rest share the series [`OTHER_STEPS`].
 const MAX_STEPS: usize = 1024;
-/// The series of the steps past [`MAX_STEPS`].
+/// The series of the steps past the 1,024 a window keeps apart.
 pub const OTHER_STEPS: &str = crate::report::OTHER_STEPS;
 
 /// The host's alert callback.
