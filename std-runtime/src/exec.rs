@@ -1018,7 +1018,6 @@ struct RunEnd<'g, 'r, P, C> {
     /// Ticks (nanoseconds) from the run's start to its end.
     wall: u64,
     /// A submitted run's priority and ticks from its submission to its start.
-    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
     queue_wait: Option<(Priority, u64)>,
     counting: bool,
     sampled: bool,
@@ -1056,6 +1055,11 @@ impl<P, C> RunEnd<'_, '_, P, C> {
                 .add_node_latency(graph.id(), node.0, graph.name(node), latency);
         }
         samples.clear();
+        if self.sampled {
+            let queue = self.queue_wait.map_or(0, |(_, wait)| wait);
+            let dropped = r.records_dropped;
+            (stats.report).add_bottleneck_run(graph, r.records, dropped, self.wall, queue);
+        }
     }
 }
 
