@@ -429,8 +429,54 @@ impl BottleneckKind {
 }
 
 /// The share of one graph's sampled runs' time held by one step, fan-out, the queue or the
-/// run overhead, on the runs' critical paths (how it is split: `docs/runtime.md`,
-/// "Bottlenecks"). The shares of a graph's rows sum to 1.
+/// run overhead, on the runs' critical paths. The shares of a graph's rows sum to 1.
+///
+/// A sampled run's time is its queue wait (submitted runs) plus its latency, split along
+/// its critical path: a task holds its latency (less its fallback's, which is the
+/// fallback's); a loop holds what its iterations leave of its latency; in a fan-out
+/// (parallel or map) only the branch or item that finished last is on the path (records
+/// carry no end tick, so the one with the longest critical path, the later on a tie), and
+/// the fan-out holds the rest of its time: fork and join, split and reduce, and, run
+/// inline, its other branches. A fan-out's own time is not measured: what the measured
+/// steps leave of the run goes to the fan-outs on the path, in proportion to their
+/// branches' length, or to `(run overhead)` when no fan-out is there. Only sampled runs
+/// count (telemetry level `histograms` and up); runs with dropped records are skipped
+/// ([`TelemetryStats::bottleneck_runs_skipped`]).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use flujo_core::graph::{Graph, ManualClock};
+/// use flujo_runtime::clock::ticks;
+/// use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
+/// use flujo_runtime::report::BottleneckKind;
+/// use flujo_runtime::Executor;
+///
+/// let clock = ManualClock::new(0);
+/// let g = Graph::<u64, ()>::build(|b| {
+///     let (c1, c3) = (clock.clone(), clock.clone());
+///     let fetch = b.task("fetch", move |x, _| {
+///         c1.advance(ticks(Duration::from_millis(1)));
+///         Ok(x)
+///     });
+///     let score = b.task("score", move |x, _| {
+///         c3.advance(ticks(Duration::from_millis(3)));
+///         Ok(x)
+///     });
+///     b.sequence("pipeline", &[fetch, score])
+/// })
+/// .unwrap();
+/// let mut config = OptimizationConfig::latency();
+/// config.telemetry.level = TelemetryLevel::Histograms;
+/// config.telemetry.run_sample_period = 1; // every run sampled
+/// let ex = Executor::builder(config).clock(clock.clone()).build().unwrap();
+/// ex.run(&g, 1, ()).unwrap();
+///
+/// let top = &ex.report().bottlenecks[0];
+/// assert_eq!((top.step.as_str(), top.kind), ("score", BottleneckKind::Step));
+/// assert_eq!((top.share, top.critical_ns, top.runs), (0.75, 3_000_000, 1));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
