@@ -535,6 +535,9 @@ struct GraphEntry {
     index: HashMap<String, [u32; BottleneckKind::COUNT]>,
     /// Each node's row (`u32::MAX`: not looked up yet), for the first [`MAX_MEMO_NODES`].
     memo: Vec<u32>,
+    /// The queue's and the run overhead's rows, once made.
+    queue_row: Option<u32>,
+    overhead_row: Option<u32>,
 }
 
 impl GraphEntry {
@@ -547,7 +550,26 @@ impl GraphEntry {
             rows: Vec::new(),
             index: HashMap::new(),
             memo: Vec::new(),
+            queue_row: None,
+            overhead_row: None,
         }
+    }
+
+    /// The row of the queue or the run overhead (`kind`), remembered.
+    fn fixed_row(&mut self, kind: BottleneckKind) -> usize {
+        let (slot, name) = match kind {
+            BottleneckKind::Queue => (self.queue_row, QUEUE),
+            _ => (self.overhead_row, OVERHEAD),
+        };
+        if let Some(i) = slot {
+            return i as usize;
+        }
+        let i = self.row(kind, name);
+        match kind {
+            BottleneckKind::Queue => self.queue_row = Some(i as u32),
+            _ => self.overhead_row = Some(i as u32),
+        }
+        i
     }
 
     /// The row of `(kind, name)`, made on first use; past [`MAX_STEP_ROWS`] rows, new names
@@ -653,8 +675,7 @@ impl Bottlenecks {
         for &(node, kind, ns) in out {
             let i = match kind {
                 BottleneckKind::Queue | BottleneckKind::Overhead if ns == 0 => continue,
-                BottleneckKind::Queue => entry.row(kind, QUEUE),
-                BottleneckKind::Overhead => entry.row(kind, OVERHEAD),
+                BottleneckKind::Queue | BottleneckKind::Overhead => entry.fixed_row(kind),
                 BottleneckKind::Step | BottleneckKind::FanOut => entry.node_row(graph, node, kind),
             };
             entry.add(i, ns);

@@ -437,3 +437,4 @@ fn the_match_is_bounded_on_records_that_keep_a_loop_going() {
     b.add_run(&g, &records, 0, 10_000, 0);
     assert_eq!(b.skipped(), 1);
 }
+
