@@ -36,6 +36,9 @@
 //! match its graph, or of a graph past [`MAX_GRAPHS`], is skipped and counted in
 //! `TelemetryStats::bottleneck_runs_skipped`.
 //!
+//! A *flat* graph (no fan-out, no loop, no fallback) needs no match: its records are its
+//! critical path, one after another, and what they leave of `W` is the run overhead.
+//!
 //! **Cost.** Nothing for a run that is not sampled. A sampled run costs O(its records): the
 //! match visits each record a bounded number of times ([`MAX_VISITS_PER_RECORD`] caps it,
 //! else the run is skipped), the hand-down visits each execution once, and each row is found
@@ -538,6 +541,22 @@ struct GraphEntry {
     /// The queue's and the run overhead's rows, once made.
     queue_row: Option<u32>,
     overhead_row: Option<u32>,
+    /// Whether the graph is flat ([`is_flat`]), once a run of it was added.
+    flat: Option<bool>,
+}
+
+/// Whether no record of a run of `graph` can hold another's time or run beside another: it
+/// has no fan-out, no loop and no task with a fallback. Then its records are its critical
+/// path, one after another, and a run needs no match to the graph (so none is made: its
+/// records are taken as the interpreter wrote them).
+fn is_flat<P, C>(graph: &Graph<P, C>) -> bool {
+    (0..graph.len() as u32)
+        .map(NodeId)
+        .all(|n| match graph.kind(n) {
+            NodeKind::Parallel | NodeKind::Map | NodeKind::Loop => false,
+            NodeKind::Task => graph.fallback(n).is_none(),
+            NodeKind::Sequence | NodeKind::Switch => true,
+        })
 }
 
 impl GraphEntry {
@@ -552,7 +571,38 @@ impl GraphEntry {
             memo: Vec::new(),
             queue_row: None,
             overhead_row: None,
+            flat: None,
         }
+    }
+
+    /// Adds a run of a flat graph (see [`is_flat`]): each record is a step on the critical
+    /// path, in turn.
+    fn add_flat_run<P, C>(
+        &mut self,
+        graph: &Graph<P, C>,
+        records: &[StepRecord],
+        wall_ns: u64,
+        queue_ns: u64,
+    ) {
+        self.runs = self.runs.saturating_add(1);
+        let mut steps = 0u64;
+        for r in records {
+            let i = self.node_row(graph, r.node.0, BottleneckKind::Step);
+            self.add(i, r.latency_ticks);
+            steps = steps.saturating_add(r.latency_ticks);
+        }
+        let overhead = wall_ns.saturating_sub(steps);
+        for (kind, ns) in [
+            (BottleneckKind::Overhead, overhead),
+            (BottleneckKind::Queue, queue_ns),
+        ] {
+            if ns > 0 {
+                let i = self.fixed_row(kind);
+                self.add(i, ns);
+            }
+        }
+        let total = steps.saturating_add(overhead).saturating_add(queue_ns);
+        self.total_ns = self.total_ns.saturating_add(total);
     }
 
     /// The row of the queue or the run overhead (`kind`), remembered.
@@ -662,14 +712,19 @@ impl Bottlenecks {
             self.skipped = self.skipped.saturating_add(1);
             return;
         };
-        let out = match (dropped, self.walk.run(graph, records, wall_ns, queue_ns)) {
-            (0, Ok(out)) => out,
-            _ => {
-                self.skipped = self.skipped.saturating_add(1);
-                return;
-            }
-        };
         let entry = &mut self.graphs[g];
+        if dropped > 0 {
+            self.skipped = self.skipped.saturating_add(1);
+            return;
+        }
+        if *entry.flat.get_or_insert_with(|| is_flat(graph)) {
+            entry.add_flat_run(graph, records, wall_ns, queue_ns);
+            return;
+        }
+        let Ok(out) = self.walk.run(graph, records, wall_ns, queue_ns) else {
+            self.skipped = self.skipped.saturating_add(1);
+            return;
+        };
         entry.runs = entry.runs.saturating_add(1);
         let mut total = 0u64;
         for &(node, kind, ns) in out {

@@ -324,26 +324,76 @@ fn a_sequence_stops_at_a_failed_step() {
 #[test]
 fn runs_with_dropped_or_unmatched_records_are_skipped() {
     let g = G::build(|b| {
-        let (a, c) = (task(b, "a"), task(b, "b"));
-        b.sequence("s", &[a, c])
+        let (a, c, d) = (task(b, "a"), task(b, "b"), task(b, "c"));
+        let p = par(b, "p", &[c, d]);
+        b.sequence("s", &[a, p])
     })
     .unwrap();
     let mut b = Bottlenecks::default();
     b.add_run(&g, &[rec(&g, "a", 1)], 1, 10, 0);
     // A record past the graph's end.
-    b.add_run(
-        &g,
-        &[rec(&g, "a", 1), rec(&g, "b", 1), rec(&g, "a", 1)],
-        0,
-        10,
-        0,
-    );
+    let past = [
+        rec(&g, "a", 1),
+        rec(&g, "b", 1),
+        rec(&g, "c", 1),
+        rec(&g, "a", 1),
+    ];
+    b.add_run(&g, &past, 0, 10, 0);
     // Out of order.
     b.add_run(&g, &[rec(&g, "b", 1), rec(&g, "a", 1)], 0, 10, 0);
     assert_eq!(b.skipped(), 3);
     assert!(b.rows().is_empty());
     b.add_run(&g, &[rec(&g, "a", 1), rec(&g, "b", 1)], 0, 2, 0);
-    assert_eq!((b.skipped(), b.rows().len()), (3, 2));
+    assert_eq!((b.skipped(), b.rows().len()), (3, 3));
+
+    // A flat graph's records are not matched, but a dropped one still skips its run.
+    let flat = G::build(|b| {
+        let (a, c) = (task(b, "a"), task(b, "b"));
+        b.sequence("s", &[a, c])
+    })
+    .unwrap();
+    let mut b = Bottlenecks::default();
+    b.add_run(&flat, &[rec(&flat, "a", 1)], 1, 10, 0);
+    assert_eq!((b.skipped(), b.rows().len()), (1, 0));
+}
+
+#[test]
+fn flat_graphs_split_as_the_match_would() {
+    // A flat graph (sequences, switches, plain tasks) takes the short path; a graph with a
+    // one-branch parallel node around the same tasks takes the match, and splits the same.
+    let flat = G::build(|b| {
+        let (a, c, d) = (task(b, "a"), task(b, "b"), task(b, "c"));
+        let inner = b.sequence("inner", &[c, d]);
+        let sw = b.switch("sw", |_, _| 1, &[(1, inner)], None);
+        b.sequence("s", &[a, sw])
+    })
+    .unwrap();
+    let matched = G::build(|b| {
+        let (a, c, d) = (task(b, "a"), task(b, "b"), task(b, "c"));
+        let inner = b.sequence("inner", &[c, d]);
+        let sw = b.switch("sw", |_, _| 1, &[(1, inner)], None);
+        let s = b.sequence("s", &[a, sw]);
+        par(b, "p", &[s])
+    })
+    .unwrap();
+    assert!(is_flat(&flat) && !is_flat(&matched));
+    for (wall, queue) in [(60, 0), (75, 20), (10, 5)] {
+        let rows = |g: &G| {
+            let records = [rec(g, "a", 10), rec(g, "b", 20), rec(g, "c", 30)];
+            one_run(g, &records, wall, queue)
+                .into_iter()
+                .filter(|r| r.kind != FanOut)
+                .map(|r| (r.step, r.kind, r.critical_ns, r.runs))
+                .collect::<Vec<_>>()
+        };
+        let (f, m) = (rows(&flat), rows(&matched));
+        // The fan-out of the matched graph holds what the flat graph's overhead does.
+        let m: Vec<_> = m.into_iter().filter(|r| r.1 != Overhead).collect();
+        let f_without: Vec<_> = f.iter().filter(|r| r.1 != Overhead).cloned().collect();
+        assert_eq!(f_without, m, "wall {wall}");
+        let overhead = f.iter().find(|r| r.1 == Overhead).map_or(0, |r| r.2);
+        assert_eq!(overhead, 60u64.max(wall) - 60, "wall {wall}");
+    }
 }
 
 #[test]
@@ -437,4 +487,3 @@ fn the_match_is_bounded_on_records_that_keep_a_loop_going() {
     b.add_run(&g, &records, 0, 10_000, 0);
     assert_eq!(b.skipped(), 1);
 }
-
