@@ -664,6 +664,31 @@ where
         windows
     }
 
+    /// The monitor's bottleneck query: the `n` rows of largest critical-path share of the
+    /// sampled runs so far (a step, a fan-out, the queue or the run overhead; see
+    /// [`BottleneckRow`](crate::report::BottleneckRow)), as in the report's `bottlenecks`.
+    /// Costs what a report costs.
+    ///
+    /// ```
+    /// use flujo_runtime::flujo_core::graph::Graph;
+    /// use flujo_runtime::{config::OptimizationConfig, Executor};
+    ///
+    /// let mut cfg = OptimizationConfig::latency();
+    /// cfg.telemetry.run_sample_period = 1;
+    /// let exec = Executor::<u64, ()>::new(cfg).unwrap();
+    /// let g = Graph::<u64, ()>::build(|b| b.task("only", |x, _| Ok(x))).unwrap();
+    /// exec.run(&g, 1, ()).unwrap();
+    /// let top = exec.bottlenecks(1);
+    /// assert_eq!(top.len(), 1);
+    /// assert!(top[0].share > 0.0);
+    /// ```
+    pub fn bottlenecks(&self, n: usize) -> Vec<crate::report::BottleneckRow> {
+        let mut top = Vec::new();
+        self.inner
+            .report_with(|collected| top = collected.top_bottlenecks(n));
+        top
+    }
+
     /// Pins the change-point detector's baselines of `step` (of every step the monitor watches
     /// when `None`) at what they learned so far: from now on a shift is measured against them
     /// and keeps being reported until the step comes back (see [`crate::monitor::detect`]).
@@ -1348,6 +1373,11 @@ impl<P, C> RunEnd<'_, '_, P, C> {
             stats.tallies.sample(graph, samples);
         }
         samples.clear();
+        if self.sampled {
+            let queue = self.queue_wait.map_or(0, |(_, wait)| wait);
+            let dropped = r.records_dropped;
+            (stats.report).add_bottleneck_run(graph, r.records, dropped, self.wall, queue);
+        }
     }
 }
 

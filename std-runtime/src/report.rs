@@ -304,6 +304,10 @@ pub struct TelemetryStats {
     /// Whole runs are sampled, one in this many per worker: the configuration's
     /// `telemetry.run_sample_period` (1: every run; 0: not told).
     pub run_sample_period: u64,
+    /// Sampled runs left out of [`Report::bottlenecks`]: a record dropped, records that do
+    /// not match the graph, or a graph past the bound (exact).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub bottleneck_runs_skipped: u64,
 }
 
 /// What an operator reads after a run of the executor: runs, throughput, per-step rows,
@@ -389,6 +393,10 @@ pub struct Report {
     pub health: crate::monitor::health::HealthStats,
     /// What telemetry kept and lost.
     pub telemetry: TelemetryStats,
+    /// Where sampled runs spent their time on their critical paths: per graph, each step's,
+    /// fan-out's and the queue's share ([`BottleneckRow`]), by share descending.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub bottlenecks: Vec<BottleneckRow>,
     /// Whether this build catches panics ([`PANICS_CAUGHT`](crate::PANICS_CAUGHT)): `false` in
     /// a host built with `panic = "abort"`, where a panicking step ends the process instead of
     /// failing its attempt. The table's `panics` line says which.
@@ -543,6 +551,112 @@ pub struct ProcessStats {
     pub memory_limit_bytes: Option<u64>,
 }
 
+/// What a [`BottleneckRow`] is the share of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+#[non_exhaustive]
+pub enum BottleneckKind {
+    /// A task's own time (its fallback's is the fallback's row), or a loop's own time
+    /// beyond its iterations.
+    Step,
+    /// A fan-out's (parallel or map) own time beyond its branch that finished last: fork
+    /// and join, split and reduce, and, run inline, its other branches.
+    FanOut,
+    /// Submitted runs' time from submission to start.
+    Queue,
+    /// The run's time outside every step and fan-out of its top level (set-up, the glue
+    /// between steps).
+    Overhead,
+}
+
+impl BottleneckKind {
+    /// How many kinds there are.
+    pub(crate) const COUNT: usize = 4;
+
+    /// Its name in the report's table: `step`, `fan-out`, `queue` or `overhead`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BottleneckKind::Step => "step",
+            BottleneckKind::FanOut => "fan-out",
+            BottleneckKind::Queue => "queue",
+            BottleneckKind::Overhead => "overhead",
+        }
+    }
+}
+
+/// The share of one graph's sampled runs' time held by one step, fan-out, the queue or the
+/// run overhead, on the runs' critical paths. The shares of a graph's rows sum to 1.
+///
+/// A sampled run's time is its queue wait (submitted runs) plus its latency, split along
+/// its critical path: a task holds its latency (less its fallback's, which is the
+/// fallback's); a loop holds what its iterations leave of its latency; in a fan-out
+/// (parallel or map) only the branch or item that finished last is on the path (records
+/// carry no end tick, so the one with the longest critical path, the later on a tie), and
+/// the fan-out holds the rest of its time: fork and join, split and reduce, and, run
+/// inline, its other branches. A fan-out's own time is not measured: what the measured
+/// steps leave of the run goes to the fan-outs on the path, in proportion to their
+/// branches' length, or to `(run overhead)` when no fan-out is there. Only sampled runs
+/// count (telemetry level `histograms` and up); runs with dropped records are skipped
+/// ([`TelemetryStats::bottleneck_runs_skipped`]).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use flujo_core::graph::{Graph, ManualClock};
+/// use flujo_runtime::clock::ticks;
+/// use flujo_runtime::config::{OptimizationConfig, TelemetryLevel};
+/// use flujo_runtime::report::BottleneckKind;
+/// use flujo_runtime::Executor;
+///
+/// let clock = ManualClock::new(0);
+/// let g = Graph::<u64, ()>::build(|b| {
+///     let (c1, c3) = (clock.clone(), clock.clone());
+///     let fetch = b.task("fetch", move |x, _| {
+///         c1.advance(ticks(Duration::from_millis(1)));
+///         Ok(x)
+///     });
+///     let score = b.task("score", move |x, _| {
+///         c3.advance(ticks(Duration::from_millis(3)));
+///         Ok(x)
+///     });
+///     b.sequence("pipeline", &[fetch, score])
+/// })
+/// .unwrap();
+/// let mut config = OptimizationConfig::latency();
+/// config.telemetry.level = TelemetryLevel::Histograms;
+/// config.telemetry.run_sample_period = 1; // every run sampled
+/// let ex = Executor::builder(config).clock(clock.clone()).build().unwrap();
+/// ex.run(&g, 1, ()).unwrap();
+///
+/// let top = &ex.report().bottlenecks[0];
+/// assert_eq!((top.step.as_str(), top.kind), ("score", BottleneckKind::Step));
+/// assert_eq!((top.share, top.critical_ns, top.runs), (0.75, 3_000_000, 1));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct BottleneckRow {
+    /// The graph's root node's name.
+    pub graph: String,
+    /// The graph's id ([`Graph::id`](flujo_core::graph::Graph::id)).
+    pub graph_id: u32,
+    /// The step's, loop's or fan-out's name; `(queue)` or `(run overhead)`; past the bound
+    /// on rows, [`OTHER_STEPS`].
+    pub step: String,
+    /// What it is.
+    pub kind: BottleneckKind,
+    /// `critical_ns` over the graph's total (queue waits plus run latencies), in `[0, 1]`.
+    pub share: f64,
+    /// Nanoseconds it held on the critical paths, summed over the runs.
+    pub critical_ns: u64,
+    /// Sampled runs whose critical path it was on.
+    pub runs: u64,
+    /// Sampled runs of the graph counted.
+    pub graph_runs: u64,
+}
+
 impl Report {
     /// The value of one counter.
     pub fn counter(&self, counter: Counter) -> u64 {
@@ -642,6 +756,9 @@ pub(crate) struct ReportBuilder {
     /// Whether [`observe_limit`](Self::observe_limit) or `set_admission` ran.
     admission_seen: bool,
     telemetry: TelemetryStats,
+    /// Critical-path shares of sampled runs.
+    #[cfg(not(loom))]
+    bottlenecks: crate::monitor::bottleneck::Bottlenecks,
 }
 
 /// The step-name index's hasher (FxHash's word mix, one multiply per 8 bytes): step names
@@ -696,6 +813,8 @@ impl ReportBuilder {
             admission: AdmissionStats::default(),
             admission_seen: false,
             telemetry: TelemetryStats::default(),
+            #[cfg(not(loom))]
+            bottlenecks: Default::default(),
         }
     }
 
@@ -948,6 +1067,27 @@ impl ReportBuilder {
         self.telemetry.records_dropped = self.telemetry.records_dropped.saturating_add(n);
     }
 
+    /// Adds a sampled run of `graph` to the bottlenecks: its records (`dropped` did not
+    /// fit), its latency and its queue wait (0 for an inline run), in nanoseconds.
+    #[cfg(not(loom))]
+    pub(crate) fn add_bottleneck_run<P, C>(
+        &mut self,
+        graph: &flujo_core::graph::Graph<P, C>,
+        records: &[StepRecord],
+        dropped: u32,
+        wall_ns: u64,
+        queue_ns: u64,
+    ) {
+        self.bottlenecks
+            .add_run(graph, records, dropped, wall_ns, queue_ns);
+    }
+
+    /// The critical-path bottlenecks' rows of largest share, at most `n`.
+    #[cfg(not(loom))]
+    pub(crate) fn top_bottlenecks(&self, n: usize) -> Vec<BottleneckRow> {
+        self.bottlenecks.top(n)
+    }
+
     /// Sets the sampling period: one run in `one_in` per worker is sampled (the
     /// configuration's `telemetry.run_sample_period`).
     pub fn set_run_sample_period(&mut self, one_in: u64) {
@@ -1039,6 +1179,8 @@ impl ReportBuilder {
             run_sample_period: self.telemetry.run_sample_period,
             ..TelemetryStats::default()
         };
+        #[cfg(not(loom))]
+        self.bottlenecks.clear();
     }
 
     /// Adds everything `other` collected: runs, records, counters, events, drops. The pool,
@@ -1104,6 +1246,8 @@ impl ReportBuilder {
             self.admission = other.admission;
             self.admission_seen = true;
         }
+        #[cfg(not(loom))]
+        self.bottlenecks.merge(&other.bottlenecks);
     }
 
     /// The report of everything fed in so far, covering `wall_ns` nanoseconds of wall time.
@@ -1162,7 +1306,17 @@ impl ReportBuilder {
             waits: WaitStats::default(),
             alerts: Default::default(),
             health: Default::default(),
+            #[cfg(not(loom))]
+            telemetry: TelemetryStats {
+                bottleneck_runs_skipped: self.bottlenecks.skipped(),
+                ..self.telemetry
+            },
+            #[cfg(loom)]
             telemetry: self.telemetry,
+            #[cfg(not(loom))]
+            bottlenecks: self.bottlenecks.rows(),
+            #[cfg(loom)]
+            bottlenecks: Vec::new(),
             panics_caught: crate::PANICS_CAUGHT,
             memory: MemoryStats::default(),
         }
@@ -1261,6 +1415,12 @@ pub const STEP_COLUMNS: [&str; 11] = [
 /// The headers of the breaker table's numeric columns, in order.
 pub const BREAKER_COLUMNS: [&str; 4] = ["to open", "to half-open", "to closed", "rejected"];
 
+/// The headers of the bottleneck table's columns after the step's name, in order.
+pub const BOTTLENECK_COLUMNS: [&str; 5] = ["graph", "kind", "share %", "critical µs", "runs"];
+
+/// Bottleneck rows the table shows (the largest shares; the report holds them all).
+pub const BOTTLENECK_ROWS_SHOWN: usize = 10;
+
 /// Whether every header fits a numeric column (checked at compile time below).
 // Used only by the `const` assertion below, which rustc 1.88 does not count as a use.
 #[allow(dead_code)]
@@ -1276,7 +1436,9 @@ const fn headers_fit(headers: &[&str]) -> bool {
     true
 }
 
-const _: () = assert!(headers_fit(&STEP_COLUMNS) && headers_fit(&BREAKER_COLUMNS));
+const _: () = assert!(
+    headers_fit(&STEP_COLUMNS) && headers_fit(&BREAKER_COLUMNS) && headers_fit(&BOTTLENECK_COLUMNS)
+);
 
 /// A name fit for one table cell: control characters escaped, cut to `width` characters.
 fn cell_name(name: &str, width: usize) -> String {
@@ -1450,9 +1612,32 @@ impl Report {
         field(f, "events dropped", t.events_dropped)?;
         field(f, "records dropped", t.records_dropped)?;
         match t.run_sample_period {
-            0 => field(f, "sampling", "unknown"),
-            n => field(f, "sampling", format_args!("1 in {n}")),
+            0 => field(f, "sampling", "unknown")?,
+            n => field(f, "sampling", format_args!("1 in {n}"))?,
         }
+        field(f, "bottleneck runs skipped", t.bottleneck_runs_skipped)
+    }
+
+    fn fmt_bottlenecks(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "bottlenecks (critical-path shares of sampled runs, per graph)"
+        )?;
+        if self.bottlenecks.is_empty() {
+            return writeln!(f, "  (no sampled runs)");
+        }
+        let shown = &self.bottlenecks[..self.bottlenecks.len().min(BOTTLENECK_ROWS_SHOWN)];
+        let width = name_width("step", shown.iter().map(|r| r.step.as_str()));
+        header_line(f, width, &BOTTLENECK_COLUMNS)?;
+        for row in shown {
+            let graph = cell_name(&row.graph, NUMBER_WIDTH);
+            let share = format!("{:.2}", row.share * 100.0);
+            let critical = Micros(row.critical_ns);
+            let cells: [&dyn fmt::Display; 5] =
+                [&graph, &row.kind.name(), &share, &critical, &row.runs];
+            table_line(f, &cell_name(&row.step, NAME_WIDTH_MAX), width, &cells)?;
+        }
+        Ok(())
     }
 
     fn fmt_memory(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1504,7 +1689,8 @@ impl Report {
 }
 
 /// An aligned, human-readable table: sections `runs`, `steps`, `counters` (with the cache
-/// hit rate), `breakers`, `pool and arena`, `admission`, `waits`, `telemetry`, `memory` and
+/// hit rate), `breakers`, `pool and arena`, `admission`, `waits`, `telemetry`, `bottlenecks`
+/// (the [`BOTTLENECK_ROWS_SHOWN`] rows of largest share), `alerts`, `health`, `memory` and
 /// `process`. Latencies are in microseconds with three decimals (exact nanoseconds).
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1527,6 +1713,7 @@ impl fmt::Display for Report {
         }
         self.fmt_breakers(f)?;
         self.fmt_resources(f)?;
+        self.fmt_bottlenecks(f)?;
         self.fmt_alerts(f)?;
         self.fmt_health(f)?;
         self.fmt_memory(f)

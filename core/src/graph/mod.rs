@@ -479,6 +479,55 @@ impl<P, C> Graph<P, C> {
         self.cost[node.index()]
     }
 
+    /// The node's children, in order: a sequence's children, a parallel node's branches, a
+    /// switch's arms (its default arm last), a loop's or a map's body; none for a task. A
+    /// node may be the child of several parents.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_core::graph::{Graph, NodeKind};
+    /// let g = Graph::<u64, ()>::build(|b| {
+    ///     let a = b.task("a", |x, _| Ok(x + 1));
+    ///     let c = b.task("c", |x, _| Ok(x * 2));
+    ///     b.sequence("s", &[a, c])
+    /// })
+    /// .unwrap();
+    /// let names: Vec<&str> = g.children(g.root()).map(|c| g.name(c)).collect();
+    /// assert_eq!(names, ["a", "c"]);
+    /// assert_eq!(g.children(g.find("a").unwrap()).len(), 0);
+    /// ```
+    pub fn children(&self, node: NodeId) -> impl ExactSizeIterator<Item = NodeId> + '_ {
+        let slot = self.slot[node.index()] as usize;
+        let span: &[u32] = match self.kind[node.index()] {
+            NodeKind::Task => &[],
+            NodeKind::Sequence => &self.children[self.seqs[slot].children.range()],
+            NodeKind::Parallel => &self.children[self.pars[slot].branches.range()],
+            NodeKind::Loop => core::slice::from_ref(&self.loops[slot].body),
+            NodeKind::Map => core::slice::from_ref(&self.maps[slot].body),
+            NodeKind::Switch => {
+                // The default arm, if any, follows the keyed arms in `children`.
+                let sw = &self.switches[slot];
+                let arms = sw.arms.range();
+                let end = arms.end + usize::from(sw.default.is_some());
+                debug_assert!(sw.default.is_none_or(|d| self.children[arms.end] == d));
+                &self.children[arms.start..end]
+            }
+        };
+        span.iter().map(|&c| NodeId(c))
+    }
+
+    /// The fallback of a task node: the task that runs when its recovery says so (`None`
+    /// for a task without one, and for other kinds).
+    pub fn fallback(&self, node: NodeId) -> Option<NodeId> {
+        if self.kind[node.index()] != NodeKind::Task {
+            return None;
+        }
+        let policy = self.task_policy[self.slot[node.index()] as usize];
+        let task = self.policies.get(policy as usize)?.fallback_task?;
+        Some(NodeId(self.task_node[task as usize]))
+    }
+
     /// The node named `name` (the first, if names repeat).
     pub fn find(&self, name: &str) -> Option<NodeId> {
         self.name
