@@ -2,7 +2,9 @@
 //! overload signals.
 //!
 //! Sources: Netflix `concurrency-limits` (`AIMDLimit`, `Gradient2Limit`,
-//! <https://github.com/Netflix/concurrency-limits>), itself after TCP congestion control.
+//! <https://github.com/Netflix/concurrency-limits>), itself after TCP congestion control; and
+//! for [`Algorithm::Bbr`], Sentinel's BBR-style system protection (capacity = max throughput ×
+//! min latency, <https://github.com/alibaba/Sentinel>) after TCP BBR (Cardwell et al., 2016).
 //!
 //! An [`AdaptiveLimit`] hands out [`Permit`]s while fewer than [`limit`](AdaptiveLimit::limit)
 //! are in flight. Each permit ends in one of three ways, which feed the algorithm:
@@ -43,6 +45,27 @@ pub const GRADIENT_QUEUE_SIZE: f64 = 4.0;
 /// a [`Permit::dropped`] counts as a sample with this factor.
 pub const GRADIENT_MIN: f64 = 0.5;
 
+/// Buckets of the BBR rate filter: the highest rate is kept over the last
+/// [`bbr_window`](AdmissionConfig::bbr_window) samples, in buckets of a quarter window each, so
+/// a high sample is forgotten between 3/4 and 1 window after it was taken.
+pub const BBR_BUCKETS: usize = 4;
+
+/// Samples acquired under the probe limit that a BBR RTT probe waits for before it ends; their
+/// least latency is the new `min_rt`.
+pub const BBR_PROBE_SAMPLES: u32 = 4;
+
+/// The factor a [`Permit::dropped`] applies to the BBR drop ceiling (BBRv2's `beta`).
+pub const BBR_DROP_FACTOR: f64 = 0.7;
+
+/// The least [`bbr_window`](AdmissionConfig::bbr_window), in samples.
+pub const BBR_MIN_WINDOW: u32 = 8;
+
+/// The greatest [`bbr_window`](AdmissionConfig::bbr_window), in samples.
+pub const BBR_MAX_WINDOW: u32 = 1 << 20;
+
+/// The greatest [`bbr_headroom`](AdmissionConfig::bbr_headroom).
+pub const BBR_MAX_HEADROOM: f64 = 16.0;
+
 /// An invalid [`AdmissionConfig`] or bounds; [`field`](Self::field) names the culprit.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LimitError {
@@ -72,6 +95,12 @@ pub enum LimitError {
     Smoothing(f64),
     /// `gradient_tolerance` was below 1 (or not a finite number).
     Tolerance(f64),
+    /// `bbr_headroom` was not in `0..=`[`BBR_MAX_HEADROOM`].
+    Headroom(f64),
+    /// `bbr_window` was not in [`BBR_MIN_WINDOW`]`..=`[`BBR_MAX_WINDOW`].
+    Window(u32),
+    /// A pressure share (for [`AdaptiveLimit::set_pressure`]) was not in `0..=1`.
+    Pressure(f64),
 }
 
 impl LimitError {
@@ -85,6 +114,10 @@ impl LimitError {
             Self::BackoffRatio(_) => "adaptive_concurrency.aimd_backoff_ratio",
             Self::Smoothing(_) => "adaptive_concurrency.gradient_smoothing",
             Self::Tolerance(_) => "adaptive_concurrency.gradient_tolerance",
+            Self::Headroom(_) => "adaptive_concurrency.bbr_headroom",
+            Self::Window(_) => "adaptive_concurrency.bbr_window",
+            // Not a configuration field: the argument of `set_pressure`.
+            Self::Pressure(_) => "pressure",
         }
     }
 
@@ -124,6 +157,14 @@ impl fmt::Display for LimitError {
                     "`gradient_tolerance` must be a finite number >= 1, got {t}"
                 )
             }
+            Self::Headroom(h) => {
+                write!(f, "`bbr_headroom` must be in 0..={BBR_MAX_HEADROOM}, got {h}")
+            }
+            Self::Window(w) => write!(
+                f,
+                "`bbr_window` must be in {BBR_MIN_WINDOW}..={BBR_MAX_WINDOW}, got {w}"
+            ),
+            Self::Pressure(p) => write!(f, "the pressure share must be in 0..=1, got {p}"),
         }
     }
 }
@@ -176,6 +217,148 @@ impl Average {
     }
 }
 
+/// The highest rate sample over the last window, in [`BBR_BUCKETS`] buckets of a quarter
+/// window each (samples, not time: the limiter has no clock).
+#[derive(Debug)]
+struct MaxFilter {
+    /// The highest sample of each bucket, in runs per ns; 0 for an empty bucket.
+    buckets: [f64; BBR_BUCKETS],
+    /// The bucket being filled.
+    current: usize,
+    /// Samples in the current bucket.
+    filled: u32,
+    /// Samples per bucket, at least 2.
+    per_bucket: u32,
+}
+
+impl MaxFilter {
+    fn new(window: u32) -> Self {
+        Self {
+            buckets: [0.0; BBR_BUCKETS],
+            current: 0,
+            filled: 0,
+            // `BBR_BUCKETS` is 4: the cast is exact.
+            per_bucket: window.div_ceil(BBR_BUCKETS as u32).max(2),
+        }
+    }
+
+    /// Adds a sample; with `hold`, an old bucket is not let go of (the filter only rises).
+    fn add(&mut self, sample: f64, hold: bool) {
+        if self.filled >= self.per_bucket && !hold {
+            self.current = (self.current + 1) % BBR_BUCKETS;
+            self.buckets[self.current] = 0.0;
+            self.filled = 0;
+        }
+        self.filled = self.filled.saturating_add(1);
+        let bucket = &mut self.buckets[self.current];
+        *bucket = bucket.max(sample);
+    }
+
+    fn max(&self) -> f64 {
+        self.buckets.iter().copied().fold(0.0, f64::max)
+    }
+}
+
+/// A BBR RTT probe under way.
+#[derive(Debug)]
+struct Probe {
+    /// The limit during the probe.
+    limit: u32,
+    /// Samples acquired with at most `limit` in flight, so far.
+    samples: u32,
+    /// Their least latency, in ns.
+    rt: f64,
+}
+
+/// The BBR rule's state (see [`Algorithm::Bbr`]).
+#[derive(Debug)]
+struct Bbr {
+    headroom: f64,
+    window: u32,
+    /// The highest rate of the window, in runs per ns.
+    rate: MaxFilter,
+    /// The least latency since the last probe, in ns; infinite before the first sample.
+    min_rt: f64,
+    /// Samples since the last probe ended.
+    since_probe: u32,
+    probe: Option<Probe>,
+    /// The drop ceiling, in runs: lowered by drops, raised by successes.
+    ceiling: f64,
+    /// `1 - share` of the last `set_pressure`.
+    scale: f64,
+    /// The initial limit: the limit until the first sample.
+    initial: f64,
+}
+
+impl Bbr {
+    /// `max_rate × min_rt`, in runs; `None` before the first sample.
+    fn estimate(&self) -> Option<f64> {
+        let e = self.rate.max() * self.min_rt;
+        e.is_finite().then_some(e)
+    }
+
+    /// The limit the estimate allows, before the ceiling, the pressure and clamping: the
+    /// initial limit while there is no estimate.
+    fn base(&self) -> f64 {
+        match self.estimate() {
+            Some(e) => (e * (1.0 + self.headroom)).floor().max(e.floor() + 1.0),
+            None => self.initial,
+        }
+    }
+
+    /// The limit outside a probe, before clamping.
+    fn target(&self) -> f64 {
+        self.base().min(self.ceiling) * self.scale
+    }
+
+    fn after_success(&mut self, latency_ns: u64, in_flight: u32, limit: u32, min: u32) -> f64 {
+        // `u64 -> f64` rounds above 2^53 ns (104 days): fine for a rate.
+        let rt = latency_ns.max(1) as f64;
+        self.rate.add(f64::from(in_flight) / rt, self.scale < 1.0);
+        self.ceiling += 1.0 / f64::from(limit.max(1));
+        if let Some(probe) = &mut self.probe {
+            if in_flight <= probe.limit.max(min) {
+                probe.samples += 1;
+                probe.rt = probe.rt.min(rt);
+            }
+            if probe.samples < BBR_PROBE_SAMPLES {
+                return f64::from(probe.limit) * self.scale;
+            }
+            self.min_rt = probe.rt;
+            self.probe = None;
+            self.since_probe = 0;
+        } else {
+            self.min_rt = self.min_rt.min(rt);
+            self.since_probe = self.since_probe.saturating_add(1);
+            if self.since_probe >= self.window {
+                let half = self.estimate().unwrap_or(f64::from(limit)) / 2.0;
+                // Saturating float-to-int cast; clamped to the bounds by `settle`.
+                let probe_limit = (half.ceil() as u32).max(min);
+                self.probe = Some(Probe {
+                    limit: probe_limit,
+                    samples: 0,
+                    rt: f64::INFINITY,
+                });
+                return f64::from(probe_limit) * self.scale;
+            }
+        }
+        self.target()
+    }
+
+    fn after_drop(&mut self) -> f64 {
+        self.ceiling = self.ceiling.min(self.base()) * BBR_DROP_FACTOR;
+        self.current()
+    }
+
+    /// The limit now (after a drop, a change of bounds or of pressure), before clamping.
+    fn current(&self) -> f64 {
+        match &self.probe {
+            Some(probe) => f64::from(probe.limit).min(self.ceiling) * self.scale,
+            None => self.target(),
+        }
+    }
+}
+
 /// The algorithm's state.
 #[derive(Debug)]
 enum Rule {
@@ -191,6 +374,7 @@ enum Rule {
         /// The long-term RTT.
         long_rtt: Average,
     },
+    Bbr(Bbr),
 }
 
 /// Everything a limit update reads and writes, under the mutex.
@@ -201,6 +385,8 @@ struct State {
     /// In `min_limit..=max_limit`; mirrored in `AdaptiveLimit::limit`.
     limit: u32,
     rule: Rule,
+    /// The share of the last `set_pressure`, in `0..=1`.
+    pressure: f64,
 }
 
 impl State {
@@ -235,6 +421,7 @@ impl State {
                 }
                 *estimate
             }
+            Rule::Bbr(bbr) => bbr.after_success(latency_ns, in_flight, limit, self.min_limit),
         }
     }
 
@@ -250,6 +437,7 @@ impl State {
                 *estimate = *estimate * (1.0 - *smoothing) + *estimate * GRADIENT_MIN * *smoothing;
                 *estimate
             }
+            Rule::Bbr(bbr) => bbr.after_drop(),
         }
     }
 
@@ -257,8 +445,12 @@ impl State {
     /// integer limit.
     fn settle(&mut self, proposed: f64) -> u32 {
         let (min, max) = (f64::from(self.min_limit), f64::from(self.max_limit));
-        if let Rule::Gradient { estimate, .. } = &mut self.rule {
-            *estimate = estimate.clamp(min, max);
+        match &mut self.rule {
+            Rule::Gradient { estimate, .. } => *estimate = estimate.clamp(min, max),
+            // The ceiling stays within reach of the bounds, so that a drop or a long spell of
+            // successes acts within one round of the bounds.
+            Rule::Bbr(bbr) => bbr.ceiling = bbr.ceiling.clamp(min, max + 1.0),
+            Rule::Aimd { .. } => {}
         }
         // `as` saturates and floors; the clamp keeps it in range even for a NaN (-> 0 -> min).
         let limit = (proposed.clamp(min, max) as u32).clamp(self.min_limit, self.max_limit);
@@ -351,7 +543,7 @@ fn check_bounds(min_limit: u32, max_limit: u32) -> Result<(), LimitError> {
     Ok(())
 }
 
-/// Checks the tuning of both algorithms (whichever is chosen), so a configuration that
+/// Checks the tuning of every algorithm (whichever is chosen), so a configuration that
 /// validates can switch algorithm without becoming invalid. The ranges are written so that NaN
 /// fails too.
 pub(crate) fn check_tuning(config: &AdmissionConfig) -> Result<(), LimitError> {
@@ -369,6 +561,13 @@ pub(crate) fn check_tuning(config: &AdmissionConfig) -> Result<(), LimitError> {
     let tolerance = config.gradient_tolerance;
     if !(tolerance >= 1.0 && tolerance.is_finite()) {
         return Err(LimitError::Tolerance(tolerance));
+    }
+    let headroom = config.bbr_headroom;
+    if !(0.0..=BBR_MAX_HEADROOM).contains(&headroom) {
+        return Err(LimitError::Headroom(headroom));
+    }
+    if !(BBR_MIN_WINDOW..=BBR_MAX_WINDOW).contains(&config.bbr_window) {
+        return Err(LimitError::Window(config.bbr_window));
     }
     Ok(())
 }
@@ -407,6 +606,17 @@ impl AdaptiveLimit {
                     count: 0,
                 },
             },
+            Algorithm::Bbr => Rule::Bbr(Bbr {
+                headroom: config.bbr_headroom,
+                window: config.bbr_window,
+                rate: MaxFilter::new(config.bbr_window),
+                min_rt: f64::INFINITY,
+                since_probe: 0,
+                probe: None,
+                ceiling: f64::from(max_limit) + 1.0,
+                scale: 1.0,
+                initial: f64::from(initial_limit),
+            }),
         };
         Ok(Self {
             limit: AtomicU32::new(initial_limit),
@@ -416,6 +626,7 @@ impl AdaptiveLimit {
                 max_limit,
                 limit: initial_limit,
                 rule,
+                pressure: 0.0,
             }),
             acquired: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -527,13 +738,66 @@ impl AdaptiveLimit {
         let mut state = self.lock();
         state.min_limit = min_limit;
         state.max_limit = max_limit;
-        let proposed = match state.rule {
-            Rule::Gradient { estimate, .. } => estimate,
+        let proposed = match &state.rule {
+            Rule::Gradient { estimate, .. } => *estimate,
             Rule::Aimd { .. } => f64::from(state.limit),
+            Rule::Bbr(bbr) => bbr.current(),
         };
         let limit = state.settle(proposed);
         self.publish(&mut state, limit);
         Ok(())
+    }
+
+    /// Tells the limit how saturated the resource it protects is (CPU, for the host's
+    /// degradation layer): `share` in `0..=1`, 0 for none. With [`Algorithm::Bbr`] the limit
+    /// becomes `1 - share` times what the capacity estimate allows (never below the minimum),
+    /// and while `share > 0` the highest rate seen is held rather than let go of (a limit held
+    /// low would otherwise measure its own restriction as the server's capacity). The other
+    /// algorithms keep the share and ignore it (tighten them with
+    /// [`set_bounds`](Self::set_bounds)). Takes effect at once.
+    ///
+    /// # Errors
+    ///
+    /// [`LimitError::Pressure`] for a share outside `0..=1` (or NaN); nothing changes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_runtime::parts::admission::AdaptiveLimit;
+    /// use flujo_runtime::config::{AdmissionConfig, Algorithm};
+    ///
+    /// let limit = AdaptiveLimit::new(AdmissionConfig {
+    ///     algorithm: Algorithm::Bbr,
+    ///     min_limit: 1,
+    ///     max_limit: 100,
+    ///     initial_limit: 40,
+    ///     ..AdmissionConfig::default()
+    /// })
+    /// .unwrap();
+    /// limit.set_pressure(0.5).unwrap(); // the CPU is saturated: half the limit
+    /// assert_eq!(limit.limit(), 20);
+    /// limit.set_pressure(0.0).unwrap();
+    /// assert_eq!(limit.limit(), 40);
+    /// assert!(limit.set_pressure(1.5).is_err());
+    /// ```
+    pub fn set_pressure(&self, share: f64) -> Result<(), LimitError> {
+        if !(0.0..=1.0).contains(&share) {
+            return Err(LimitError::Pressure(share));
+        }
+        let mut state = self.lock();
+        state.pressure = share;
+        if let Rule::Bbr(bbr) = &mut state.rule {
+            bbr.scale = 1.0 - share;
+            let proposed = bbr.current();
+            let limit = state.settle(proposed);
+            self.publish(&mut state, limit);
+        }
+        Ok(())
+    }
+
+    /// The share last given to [`set_pressure`](Self::set_pressure) (0 at first).
+    pub fn pressure(&self) -> f64 {
+        self.lock().pressure
     }
 
     /// The current limit.

@@ -21,6 +21,8 @@ fn aimd_limit(max_limit: u32) -> Arc<AdaptiveLimit> {
         aimd_backoff_ratio: 0.5,
         gradient_smoothing: 0.2,
         gradient_tolerance: 1.5,
+        bbr_headroom: 0.5,
+        bbr_window: 64,
     };
     Arc::new(AdaptiveLimit::new(config).unwrap())
 }
