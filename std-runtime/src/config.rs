@@ -288,7 +288,9 @@ pub enum Algorithm {
     /// 1. `max_rate` = the largest rate sample of the last
     ///    [`bbr_window`](AdmissionConfig::bbr_window) samples (a filter of
     ///    [`BBR_BUCKETS`](crate::admission::BBR_BUCKETS) buckets, so between 3/4 and all of
-    ///    the window);
+    ///    the window); as in BBR, an app-limited sample (`n` below the limit: the load, not
+    ///    the server, set its rate) may raise it but does not move the window on, so a quiet
+    ///    spell does not make the server look slow;
     /// 2. `min_rt` = the least latency since the last RTT probe; every `bbr_window` samples
     ///    the limit drops to half the estimate for
     ///    [`BBR_PROBE_SAMPLES`](crate::admission::BBR_PROBE_SAMPLES) samples acquired under

@@ -314,7 +314,12 @@ impl Bbr {
     fn after_success(&mut self, latency_ns: u64, in_flight: u32, limit: u32, min: u32) -> f64 {
         // `u64 -> f64` rounds above 2^53 ns (104 days): fine for a rate.
         let rt = latency_ns.max(1) as f64;
-        self.rate.add(f64::from(in_flight) / rt, self.scale < 1.0);
+        // An app-limited sample (acquired below the limit: the load, not the server, set its
+        // rate) may raise the highest rate but not let an old one go, as in BBR; nor may
+        // one taken under pressure (the limit held low would pass for the capacity).
+        let app_limited = in_flight < limit;
+        self.rate
+            .add(f64::from(in_flight) / rt, app_limited || self.scale < 1.0);
         self.ceiling += 1.0 / f64::from(limit.max(1));
         if let Some(probe) = &mut self.probe {
             if in_flight <= probe.limit.max(min) {

@@ -817,3 +817,29 @@ fn bbr_never_leaves_its_bounds() {
     drop(server);
     assert_conserved(l.stats());
 }
+
+#[test]
+fn bbr_keeps_its_estimate_through_a_quiet_spell() {
+    let l = limit(BBR, 1, 100, 16);
+    let mut server = Server::new(&l, 8, 1_000_000);
+    server.run(3_000);
+    while l.limit() != 12 {
+        server.step();
+    }
+    drop(server);
+    // One run at a time for many windows: app-limited samples (1 in flight, below the limit)
+    // do not make the server look like a one-run server.
+    let mut seen = Vec::new();
+    for _ in 0..2_000 {
+        l.try_acquire().unwrap().success(1_000_000);
+        seen.push(l.limit());
+    }
+    assert_eq!(mode(&seen), 12, "{seen:?}");
+    assert!(seen.iter().all(|&x| x == 12 || x == 4), "{seen:?}");
+    // A fresh limit under the same quiet load learns only what it sees: 1 at a time.
+    let quiet = limit(BBR, 1, 100, 16);
+    for _ in 0..2_000 {
+        quiet.try_acquire().unwrap().success(1_000_000);
+    }
+    assert_eq!(quiet.limit(), 2);
+}
