@@ -16,17 +16,18 @@
 //! `SPIKE_FACTOR` times that for 2 s, then `STEADY` again for 3 s.
 //!
 //! The variants: adaptive admission with the gradient, BBR and AIMD algorithms (the latency
-//! preset's bounds, 1..=256 from 16; BBR with the presets' headroom 0.5 and window 256), and
-//! adaptive admission off (a fixed limit of 256: what the latency preset admits with it off).
+//! preset's bounds, 1..=256 from 16; `bbr` with the presets' headroom 0.5 and window 256,
+//! `bbr_h1` with headroom 1, TCP BBR's congestion-window gain of 2), and adaptive admission
+//! off (`fixed_256`: a fixed limit of 256, what the latency preset admits with it off).
 //!
 //! Per variant and round it measures: `High` p50/p99 latency of the runs submitted during the
 //! spike (submission to the step's end), goodput (runs of any priority submitted during the
-//! spike that ended within their deadline, per second of spike), refusals (submissions
-//! refused over the whole run), aborted runs (deadline passed), the mean limit during the
-//! spike, and the recovery time: from the end of the spike to the start of the first 50 ms
-//! bucket (by submission time) from which on every bucket has no refusal, no abort and a p99
-//! within twice the steady phase's p99 (plus 1 ms). The table gives each figure's median over
-//! the rounds and its spread (min..max).
+//! spike that ended within their deadline, per second of spike), refusals (of the spike's
+//! submissions, and of the others: refusals at light load), aborted runs (deadline passed),
+//! the mean limit during the spike, and the recovery time: from the end of the spike to the
+//! start of the first 50 ms bucket (by submission time) from which on every bucket has no
+//! abort and a p99 within twice the steady phase's p99 (plus 1 ms). The table gives each
+//! figure's median over the rounds and its spread (min..max).
 //!
 //! `cargo run --release -p flujo-benches --example w17_spike [-- --rounds N] [--factor F]`
 //! (default 3 rounds, factor 8: about 75 s). Timings of two threads on a shared VM are noisy,
@@ -64,7 +65,7 @@ const PHASES: [Duration; 3] = [
 const BUCKET: Duration = Duration::from_millis(50);
 
 /// The variants, in the order of the table.
-const VARIANTS: [&str; 4] = ["gradient", "bbr", "aimd", "fixed_256"];
+const VARIANTS: [&str; 5] = ["gradient", "bbr", "bbr_h1", "aimd", "fixed_256"];
 
 /// What became of a submission.
 const REFUSED: u64 = 1;
@@ -126,6 +127,10 @@ fn config(variant: &str) -> OptimizationConfig {
     match variant {
         "gradient" => a.algorithm = Algorithm::Gradient,
         "bbr" => a.algorithm = Algorithm::Bbr,
+        "bbr_h1" => {
+            a.algorithm = Algorithm::Bbr;
+            a.bbr_headroom = 1.0;
+        }
         "aimd" => a.algorithm = Algorithm::Aimd,
         "fixed_256" => a.enabled = false,
         other => unreachable!("{other}"),
@@ -202,7 +207,10 @@ struct Figures {
     high_p50_ms: f64,
     high_p99_ms: f64,
     goodput: f64,
-    refused: f64,
+    /// Refused among the spike's submissions.
+    refused_spike: f64,
+    /// Refused among the submissions outside the spike (light load).
+    refused_quiet: f64,
     aborted: f64,
     limit: f64,
     recovery_ms: f64,
@@ -338,6 +346,10 @@ fn figures(rec: &Records, counts: &[usize], limit: f64, trace: bool) -> Figures 
             .filter(|&i| rec.fate[i].load(Ordering::Relaxed) == f)
             .count() as f64
     };
+    let refused_spike = spike
+        .clone()
+        .filter(|&i| rec.fate[i].load(Ordering::Relaxed) == REFUSED)
+        .count() as f64;
     // Recovery: buckets by submission time after the spike's end.
     let mut steady: Vec<u64> = (0..counts[0]).filter_map(latency).collect();
     steady.sort_unstable();
@@ -348,23 +360,34 @@ fn figures(rec: &Records, counts: &[usize], limit: f64, trace: bool) -> Figures 
     let width = BUCKET.as_nanos() as u64;
     let buckets = (PHASES[2].as_nanos() as u64).div_ceil(width) as usize;
     let mut ok = vec![true; buckets];
+    // Why a bucket failed, for `--trace`: a aborted, l latency.
+    let mut why = vec!['.'; buckets];
     let mut lat: Vec<Vec<u64>> = vec![Vec::new(); buckets];
     for i in after {
         let at = rec.submitted[i].load(Ordering::Relaxed).saturating_sub(spike_end);
         let b = ((at / width) as usize).min(buckets - 1);
         match latency(i) {
             Some(l) => lat[b].push(l),
-            None => ok[b] = false,
+            // A refusal at light load is counted apart (`refused_quiet`); recovery is about
+            // the backlog: aborts and latency.
+            None if rec.fate[i].load(Ordering::Relaxed) == REFUSED => {}
+            None => {
+                ok[b] = false;
+                why[b] = 'a';
+            }
         }
     }
     for (b, l) in lat.iter_mut().enumerate() {
         l.sort_unstable();
         if !l.is_empty() && pct_ms(l, 99) > bound {
             ok[b] = false;
+            if why[b] == '.' {
+                why[b] = 'l';
+            }
         }
     }
     if trace {
-        let marks: String = ok.iter().map(|&o| if o { '.' } else { 'x' }).collect();
+        let marks: String = why.iter().collect();
         println!("steady p99 {steady_p99:.2} ms; buckets after the spike: {marks}");
     }
     let first_ok_run = (0..buckets)
@@ -376,7 +399,8 @@ fn figures(rec: &Records, counts: &[usize], limit: f64, trace: bool) -> Figures 
         high_p50_ms: pct_ms(&high, 50),
         high_p99_ms: pct_ms(&high, 99),
         goodput: good as f64 / PHASES[1].as_secs_f64(),
-        refused: fates(REFUSED),
+        refused_spike,
+        refused_quiet: fates(REFUSED) - refused_spike,
         aborted: fates(ABORTED),
         limit,
         recovery_ms: (first_ok_run as u64 * width) as f64 / 1e6,
@@ -423,12 +447,14 @@ fn main() {
             let f = run(VARIANTS[v], args.factor, args.trace);
             eprintln!(
                 "round {round} {:<10} high p50 {:.2} ms p99 {:.2} ms, goodput {:.0}/s, \
-                 refused {:.0}, aborted {:.0}, limit {:.1}, recovery {:.0} ms",
+                 refused {:.0} in the spike, {:.0} outside, aborted {:.0}, limit {:.1}, \
+                 recovery {:.0} ms",
                 VARIANTS[v],
                 f.high_p50_ms,
                 f.high_p99_ms,
                 f.goodput,
-                f.refused,
+                f.refused_spike,
+                f.refused_quiet,
                 f.aborted,
                 f.limit,
                 f.recovery_ms
@@ -439,12 +465,13 @@ fn main() {
     println!();
     println!("median [min..max] over {} rounds", args.rounds);
     println!(
-        "{:<10} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22}",
+        "{:<10} {:>20} {:>20} {:>20} {:>20} {:>16} {:>16} {:>20} {:>16}",
         "variant",
         "High p50 (ms)",
         "High p99 (ms)",
         "goodput (/s)",
-        "refused",
+        "refused in spike",
+        "refused outside",
         "aborted",
         "limit in spike",
         "recovery (ms)"
@@ -458,12 +485,13 @@ fn main() {
             spread(&mut xs, d)
         };
         println!(
-            "{:<10} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22}",
+            "{:<10} {:>20} {:>20} {:>20} {:>20} {:>16} {:>16} {:>20} {:>16}",
             VARIANTS[v],
             col(|f| f.high_p50_ms, 2),
             col(|f| f.high_p99_ms, 2),
             col(|f| f.goodput, 0),
-            col(|f| f.refused, 0),
+            col(|f| f.refused_spike, 0),
+            col(|f| f.refused_quiet, 0),
             col(|f| f.aborted, 0),
             col(|f| f.limit, 1),
             col(|f| f.recovery_ms, 0),

@@ -283,14 +283,16 @@ pub enum Algorithm {
     /// BBR-style capacity estimate (Sentinel's system protection, after TCP BBR): the limit
     /// follows `max_rate × min_rt × (1 + bbr_headroom)`, the most runs the server completes at
     /// once without queueing, plus headroom. No clock: each success with latency `l` (ns, at
-    /// least 1) whose permit was acquired with `n` in flight (itself included) is a rate sample
-    /// `n / l` (Little's law: the completions during its life over its life). Then:
+    /// least 1) is a rate sample `d / l`, where `d` is the permits ended (by success or drop)
+    /// during its life, itself included (BBR's delivery rate; a run that jumps a queue by
+    /// priority delivers no more for it). Its permit was acquired with `n` in flight (itself
+    /// included). Then:
     /// 1. `max_rate` = the largest rate sample of the last
     ///    [`bbr_window`](AdmissionConfig::bbr_window) samples (a filter of
     ///    [`BBR_BUCKETS`](crate::admission::BBR_BUCKETS) buckets, so between 3/4 and all of
     ///    the window); as in BBR, an app-limited sample (`n` below the limit: the load, not
-    ///    the server, set its rate) may raise it but does not move the window on, so a quiet
-    ///    spell does not make the server look slow;
+    ///    the server, set its rate) may raise it but does not count towards the window, so a
+    ///    quiet spell does not make the server look slow;
     /// 2. `min_rt` = the least latency since the last RTT probe; every `bbr_window` samples
     ///    the limit drops to half the estimate for
     ///    [`BBR_PROBE_SAMPLES`](crate::admission::BBR_PROBE_SAMPLES) samples acquired under

@@ -242,14 +242,17 @@ impl MaxFilter {
         }
     }
 
-    /// Adds a sample; with `hold`, an old bucket is not let go of (the filter only rises).
+    /// Adds a sample; with `hold`, it may raise the filter but does not count towards the
+    /// window (an old bucket is not let go of for it).
     fn add(&mut self, sample: f64, hold: bool) {
-        if self.filled >= self.per_bucket && !hold {
-            self.current = (self.current + 1) % BBR_BUCKETS;
-            self.buckets[self.current] = 0.0;
-            self.filled = 0;
+        if !hold {
+            if self.filled >= self.per_bucket {
+                self.current = (self.current + 1) % BBR_BUCKETS;
+                self.buckets[self.current] = 0.0;
+                self.filled = 0;
+            }
+            self.filled += 1;
         }
-        self.filled = self.filled.saturating_add(1);
         let bucket = &mut self.buckets[self.current];
         *bucket = bucket.max(sample);
     }
@@ -311,15 +314,20 @@ impl Bbr {
         self.base().min(self.ceiling) * self.scale
     }
 
-    fn after_success(&mut self, latency_ns: u64, in_flight: u32, limit: u32, min: u32) -> f64 {
-        // `u64 -> f64` rounds above 2^53 ns (104 days): fine for a rate.
+    fn after_success(&mut self, sample: Sample, limit: u32, min: u32) -> f64 {
+        let Sample {
+            latency_ns,
+            in_flight,
+            delivered,
+        } = sample;
+        // `u64 -> f64` rounds above 2^53 ns (104 days) or runs: fine for a rate.
         let rt = latency_ns.max(1) as f64;
         // An app-limited sample (acquired below the limit: the load, not the server, set its
         // rate) may raise the highest rate but not let an old one go, as in BBR; nor may
         // one taken under pressure (the limit held low would pass for the capacity).
         let app_limited = in_flight < limit;
         self.rate
-            .add(f64::from(in_flight) / rt, app_limited || self.scale < 1.0);
+            .add(delivered as f64 / rt, app_limited || self.scale < 1.0);
         self.ceiling += 1.0 / f64::from(limit.max(1));
         if let Some(probe) = &mut self.probe {
             if in_flight <= probe.limit.max(min) {
@@ -364,6 +372,18 @@ impl Bbr {
     }
 }
 
+/// What a success tells the rule.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    /// The latency the caller measured, in ns.
+    latency_ns: u64,
+    /// The permits out right after this one's acquire, itself included.
+    in_flight: u32,
+    /// Permits ended by `success` or `dropped` from this one's acquire to its end, itself
+    /// included (BBR's delivered count: at least 1).
+    delivered: u64,
+}
+
 /// The algorithm's state.
 #[derive(Debug)]
 enum Rule {
@@ -396,7 +416,12 @@ struct State {
 
 impl State {
     /// The integer limit the rule proposes after a success (before clamping).
-    fn after_success(&mut self, latency_ns: u64, in_flight: u32) -> f64 {
+    fn after_success(&mut self, sample: Sample) -> f64 {
+        let Sample {
+            latency_ns,
+            in_flight,
+            ..
+        } = sample;
         let limit = self.limit;
         match &mut self.rule {
             Rule::Aimd { increase, .. } => {
@@ -426,7 +451,7 @@ impl State {
                 }
                 *estimate
             }
-            Rule::Bbr(bbr) => bbr.after_success(latency_ns, in_flight, limit, self.min_limit),
+            Rule::Bbr(bbr) => bbr.after_success(sample, limit, self.min_limit),
         }
     }
 
@@ -508,6 +533,10 @@ pub struct AdaptiveLimit {
     /// Permits out. Raised by acquire CAS only while below `limit`, lowered by one when a permit
     /// ends. Relaxed: it guards no data.
     in_flight: AtomicU32,
+    /// Permits ended by `success` or `dropped` so far: a permit reads it at its acquire, so
+    /// that its end knows how many ended during its life (BBR's delivery rate). Relaxed: a
+    /// count read a moment late only moves one rate sample by one.
+    ended: AtomicU64,
     /// Bounds and the algorithm's state.
     state: Mutex<State>,
     /// See [`LimitStats`]; Relaxed counters.
@@ -626,6 +655,7 @@ impl AdaptiveLimit {
         Ok(Self {
             limit: AtomicU32::new(initial_limit),
             in_flight: AtomicU32::new(0),
+            ended: AtomicU64::new(0),
             state: Mutex::new(State {
                 min_limit,
                 max_limit,
@@ -646,10 +676,11 @@ impl AdaptiveLimit {
     /// Takes a slot if fewer than [`limit`](Self::limit) permits are in flight. Lock-free: a
     /// load and a CAS loop that retries only when another acquire or release won the race.
     pub fn try_acquire(&self) -> Option<Permit<&Self>> {
-        let in_flight = self.acquire_slot()?;
+        let (in_flight, ended_before) = self.acquire_slot()?;
         Some(Permit {
             limit: self,
             in_flight,
+            ended_before,
             ended: false,
         })
     }
@@ -657,16 +688,18 @@ impl AdaptiveLimit {
     /// Like [`try_acquire`](Self::try_acquire), for a permit that owns an `Arc` of the limit
     /// (to move into a task).
     pub fn try_acquire_owned(self: &Arc<Self>) -> Option<OwnedPermit> {
-        let in_flight = self.acquire_slot()?;
+        let (in_flight, ended_before) = self.acquire_slot()?;
         Some(Permit {
             limit: Arc::clone(self),
             in_flight,
+            ended_before,
             ended: false,
         })
     }
 
-    /// Raises the in-flight count if it is below the limit; returns the new count.
-    fn acquire_slot(&self) -> Option<u32> {
+    /// Raises the in-flight count if it is below the limit; returns the new count and the
+    /// count of permits ended so far.
+    fn acquire_slot(&self) -> Option<(u32, u64)> {
         let mut current = self.in_flight.load(Ordering::Relaxed);
         loop {
             if current >= self.limit.load(Ordering::Relaxed) {
@@ -681,22 +714,30 @@ impl AdaptiveLimit {
             ) {
                 Ok(_) => {
                     self.acquired.fetch_add(1, Ordering::Relaxed);
-                    return Some(current + 1);
+                    return Some((current + 1, self.ended.load(Ordering::Relaxed)));
                 }
                 Err(now) => current = now,
             }
         }
     }
 
-    /// Ends a permit acquired when `in_flight` were out (itself included).
-    fn release(&self, in_flight: u32, end: End) {
+    /// Ends a permit acquired when `in_flight` were out (itself included) and
+    /// `ended_before` had ended.
+    fn release(&self, in_flight: u32, ended_before: u64, end: End) {
         match end {
             End::Success(latency_ns) => {
                 self.succeeded.fetch_add(1, Ordering::Relaxed);
-                self.update(|state| state.after_success(latency_ns, in_flight));
+                let ended = self.ended.fetch_add(1, Ordering::Relaxed) + 1;
+                let sample = Sample {
+                    latency_ns,
+                    in_flight,
+                    delivered: ended.wrapping_sub(ended_before).max(1),
+                };
+                self.update(|state| state.after_success(sample));
             }
             End::Dropped => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.ended.fetch_add(1, Ordering::Relaxed);
                 self.update(State::after_drop);
             }
             End::Ignored => {
@@ -863,6 +904,8 @@ pub struct Permit<L: Deref<Target = AdaptiveLimit>> {
     limit: L,
     /// The in-flight count right after this permit was taken.
     in_flight: u32,
+    /// The limit's count of ended permits when this one was taken.
+    ended_before: u64,
     /// Set by `success`/`dropped` so that `Drop` does not count it as ignored.
     ended: bool,
 }
@@ -876,20 +919,20 @@ impl<L: Deref<Target = AdaptiveLimit>> Permit<L> {
     /// shrink if the latency rose).
     pub fn success(mut self, latency_ns: u64) {
         self.ended = true;
-        self.limit.release(self.in_flight, End::Success(latency_ns));
+        self.limit.release(self.in_flight, self.ended_before, End::Success(latency_ns));
     }
 
     /// The work met overload (a timeout, a rejection downstream): the limit decreases.
     pub fn dropped(mut self) {
         self.ended = true;
-        self.limit.release(self.in_flight, End::Dropped);
+        self.limit.release(self.in_flight, self.ended_before, End::Dropped);
     }
 }
 
 impl<L: Deref<Target = AdaptiveLimit>> Drop for Permit<L> {
     fn drop(&mut self) {
         if !self.ended {
-            self.limit.release(self.in_flight, End::Ignored);
+            self.limit.release(self.in_flight, self.ended_before, End::Ignored);
         }
     }
 }
