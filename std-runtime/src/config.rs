@@ -387,8 +387,8 @@ impl OptimizationConfig {
 
     /// What the three presets share: every optimization and the breakers on, one worker per
     /// core, cache entries kept until evicted, the admission tuning of Netflix's defaults
-    /// (AIMD +1 and ×0.9, gradient smoothing 0.2 and tolerance 1.5; BBR headroom 0.5 over a window
-    /// of 256 samples). The presets set the
+    /// (AIMD +1 and ×0.9, gradient smoothing 0.2 and tolerance 1.5; BBR headroom 1, TCP BBR's
+    /// window gain of 2, over a window of 256 samples). The presets set the
     /// sizes and choose the algorithm and the telemetry.
     fn base(
         inline_max_cost: u32,
@@ -419,7 +419,7 @@ impl OptimizationConfig {
                 aimd_backoff_ratio: 0.9,
                 gradient_smoothing: 0.2,
                 gradient_tolerance: 1.5,
-                bbr_headroom: 0.5,
+                bbr_headroom: 1.0,
                 bbr_window: 256,
             },
             queues,
