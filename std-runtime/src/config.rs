@@ -286,13 +286,13 @@ pub enum Algorithm {
     /// least 1) is a rate sample `d / l`, where `d` is the permits ended (by success or drop)
     /// during its life, itself included (BBR's delivery rate; a run that jumps a queue by
     /// priority delivers no more for it). Its permit was acquired with `n` in flight (itself
-    /// included). Then:
+    /// included), which only the probe in step 2 reads. Then:
     /// 1. `max_rate` = the largest rate sample of the last
     ///    [`bbr_window`](AdmissionConfig::bbr_window) samples (a filter of
     ///    [`BBR_BUCKETS`](crate::admission::BBR_BUCKETS) buckets, so between 3/4 and all of
-    ///    the window); as in BBR, an app-limited sample (`n` below the limit: the load, not
-    ///    the server, set its rate) may raise it but does not count towards the window, so a
-    ///    quiet spell does not make the server look slow;
+    ///    the window); as in BBR, an app-limited sample (no acquire was refused during its
+    ///    life: the load, not the limit, set its rate) may raise it but does not count
+    ///    towards the window, so a quiet spell does not make the server look slow;
     /// 2. `min_rt` = the least latency since the last RTT probe; every `bbr_window` samples
     ///    the limit drops to half the estimate for
     ///    [`BBR_PROBE_SAMPLES`](crate::admission::BBR_PROBE_SAMPLES) samples acquired under
@@ -300,7 +300,9 @@ pub enum Algorithm {
     ///    server always queueing would show its queueing as latency and the estimate would
     ///    grow with it);
     /// 3. the limit is `estimate × (1 + bbr_headroom)` rounded down, and at least one above the
-    ///    estimate rounded down (so it can always probe one run further), capped by the drop
+    ///    estimate rounded down (so it can always probe one run further); until a sample is
+    ///    not app-limited it stays at least `initial_limit` (BBR's startup never lowers its
+    ///    window); all capped by the drop
     ///    ceiling: a [`dropped`](crate::admission::Permit::dropped) permit sets the ceiling to
     ///    [`BBR_DROP_FACTOR`](crate::admission::BBR_DROP_FACTOR) times the limit, and each
     ///    success raises it by `1 / limit` (one run per round, like AIMD);

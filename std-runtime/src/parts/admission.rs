@@ -289,8 +289,12 @@ struct Bbr {
     ceiling: f64,
     /// `1 - share` of the last `set_pressure`.
     scale: f64,
-    /// The initial limit: the limit until the first sample.
+    /// The initial limit: the limit until the first sample, and its floor until `in_use`.
     initial: f64,
+    /// A sample outside a probe has seen an acquire refused (the limit was in use): until
+    /// then every sample is app-limited, says only what the load asked for, and the limit
+    /// stays at least `initial` (BBR's startup, which never lowers its window).
+    in_use: bool,
 }
 
 impl Bbr {
@@ -304,7 +308,8 @@ impl Bbr {
     /// initial limit while there is no estimate.
     fn base(&self) -> f64 {
         match self.estimate() {
-            Some(e) => (e * (1.0 + self.headroom)).floor().max(e.floor() + 1.0),
+            Some(e) if self.in_use => (e * (1.0 + self.headroom)).floor().max(e.floor() + 1.0),
+            Some(e) => (e * (1.0 + self.headroom)).floor().max(self.initial),
             None => self.initial,
         }
     }
@@ -319,15 +324,17 @@ impl Bbr {
             latency_ns,
             in_flight,
             delivered,
+            binding,
         } = sample;
         // `u64 -> f64` rounds above 2^53 ns (104 days) or runs: fine for a rate.
         let rt = latency_ns.max(1) as f64;
-        // An app-limited sample (acquired below the limit: the load, not the server, set its
-        // rate) may raise the highest rate but not let an old one go, as in BBR; nor may
-        // one taken under pressure (the limit held low would pass for the capacity).
-        let app_limited = in_flight < limit;
-        self.rate
-            .add(delivered as f64 / rt, app_limited || self.scale < 1.0);
+        // An app-limited sample (no acquire refused during its life: the load, not the
+        // limit, set its rate) may raise the highest rate but not let an old one go, as in
+        // BBR; nor may one taken in a probe or under pressure (a limit held low on purpose
+        // would pass for the capacity).
+        let held = !binding || self.probe.is_some() || self.scale < 1.0;
+        self.in_use |= binding && self.probe.is_none();
+        self.rate.add(delivered as f64 / rt, held);
         self.ceiling += 1.0 / f64::from(limit.max(1));
         if let Some(probe) = &mut self.probe {
             if in_flight <= probe.limit.max(min) {
@@ -382,6 +389,9 @@ struct Sample {
     /// Permits ended by `success` or `dropped` from this one's acquire to its end, itself
     /// included (BBR's delivered count: at least 1).
     delivered: u64,
+    /// An acquire was refused at the limit during this permit's life: the limit, not the
+    /// load, held the rate down (else the sample is app-limited).
+    binding: bool,
 }
 
 /// The algorithm's state.
@@ -535,7 +545,8 @@ pub struct AdaptiveLimit {
     in_flight: AtomicU32,
     /// Permits ended by `success` or `dropped` so far: a permit reads it at its acquire, so
     /// that its end knows how many ended during its life (BBR's delivery rate). Relaxed: a
-    /// count read a moment late only moves one rate sample by one.
+    /// count read a moment late only moves one rate sample by one. (`rejected` is read the
+    /// same way, to tell app-limited samples.)
     ended: AtomicU64,
     /// Bounds and the algorithm's state.
     state: Mutex<State>,
@@ -650,6 +661,7 @@ impl AdaptiveLimit {
                 ceiling: f64::from(max_limit) + 1.0,
                 scale: 1.0,
                 initial: f64::from(initial_limit),
+                in_use: false,
             }),
         };
         Ok(Self {
@@ -676,11 +688,12 @@ impl AdaptiveLimit {
     /// Takes a slot if fewer than [`limit`](Self::limit) permits are in flight. Lock-free: a
     /// load and a CAS loop that retries only when another acquire or release won the race.
     pub fn try_acquire(&self) -> Option<Permit<&Self>> {
-        let (in_flight, ended_before) = self.acquire_slot()?;
+        let (in_flight, ended_before, rejected_before) = self.acquire_slot()?;
         Some(Permit {
             limit: self,
             in_flight,
             ended_before,
+            rejected_before,
             ended: false,
         })
     }
@@ -688,18 +701,19 @@ impl AdaptiveLimit {
     /// Like [`try_acquire`](Self::try_acquire), for a permit that owns an `Arc` of the limit
     /// (to move into a task).
     pub fn try_acquire_owned(self: &Arc<Self>) -> Option<OwnedPermit> {
-        let (in_flight, ended_before) = self.acquire_slot()?;
+        let (in_flight, ended_before, rejected_before) = self.acquire_slot()?;
         Some(Permit {
             limit: Arc::clone(self),
             in_flight,
             ended_before,
+            rejected_before,
             ended: false,
         })
     }
 
     /// Raises the in-flight count if it is below the limit; returns the new count and the
-    /// count of permits ended so far.
-    fn acquire_slot(&self) -> Option<(u32, u64)> {
+    /// counts of permits ended and of acquires refused so far.
+    fn acquire_slot(&self) -> Option<(u32, u64, u64)> {
         let mut current = self.in_flight.load(Ordering::Relaxed);
         loop {
             if current >= self.limit.load(Ordering::Relaxed) {
@@ -714,16 +728,20 @@ impl AdaptiveLimit {
             ) {
                 Ok(_) => {
                     self.acquired.fetch_add(1, Ordering::Relaxed);
-                    return Some((current + 1, self.ended.load(Ordering::Relaxed)));
+                    return Some((
+                        current + 1,
+                        self.ended.load(Ordering::Relaxed),
+                        self.rejected.load(Ordering::Relaxed),
+                    ));
                 }
                 Err(now) => current = now,
             }
         }
     }
 
-    /// Ends a permit acquired when `in_flight` were out (itself included) and
-    /// `ended_before` had ended.
-    fn release(&self, in_flight: u32, ended_before: u64, end: End) {
+    /// Ends a permit acquired when `in_flight` were out (itself included), `ended_before` had
+    /// ended and `rejected_before` had been refused.
+    fn release(&self, in_flight: u32, ended_before: u64, rejected_before: u64, end: End) {
         match end {
             End::Success(latency_ns) => {
                 self.succeeded.fetch_add(1, Ordering::Relaxed);
@@ -732,6 +750,7 @@ impl AdaptiveLimit {
                     latency_ns,
                     in_flight,
                     delivered: ended.wrapping_sub(ended_before).max(1),
+                    binding: self.rejected.load(Ordering::Relaxed) != rejected_before,
                 };
                 self.update(|state| state.after_success(sample));
             }
@@ -906,6 +925,8 @@ pub struct Permit<L: Deref<Target = AdaptiveLimit>> {
     in_flight: u32,
     /// The limit's count of ended permits when this one was taken.
     ended_before: u64,
+    /// The limit's count of refused acquires when this one was taken.
+    rejected_before: u64,
     /// Set by `success`/`dropped` so that `Drop` does not count it as ignored.
     ended: bool,
 }
@@ -919,20 +940,20 @@ impl<L: Deref<Target = AdaptiveLimit>> Permit<L> {
     /// shrink if the latency rose).
     pub fn success(mut self, latency_ns: u64) {
         self.ended = true;
-        self.limit.release(self.in_flight, self.ended_before, End::Success(latency_ns));
+        self.limit.release(self.in_flight, self.ended_before, self.rejected_before, End::Success(latency_ns));
     }
 
     /// The work met overload (a timeout, a rejection downstream): the limit decreases.
     pub fn dropped(mut self) {
         self.ended = true;
-        self.limit.release(self.in_flight, self.ended_before, End::Dropped);
+        self.limit.release(self.in_flight, self.ended_before, self.rejected_before, End::Dropped);
     }
 }
 
 impl<L: Deref<Target = AdaptiveLimit>> Drop for Permit<L> {
     fn drop(&mut self) {
         if !self.ended {
-            self.limit.release(self.in_flight, self.ended_before, End::Ignored);
+            self.limit.release(self.in_flight, self.ended_before, self.rejected_before, End::Ignored);
         }
     }
 }

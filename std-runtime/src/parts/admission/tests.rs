@@ -836,10 +836,20 @@ fn bbr_keeps_its_estimate_through_a_quiet_spell() {
     }
     assert_eq!(mode(&seen), 12, "{seen:?}");
     assert!(seen.iter().all(|&x| x == 12 || x == 4), "{seen:?}");
-    // A fresh limit under the same quiet load learns only what it sees: 1 at a time.
+    // A fresh limit under the same quiet load has never had its limit in use: it keeps its
+    // initial limit (BBR's startup never lowers its window) ...
     let quiet = limit(BBR, 1, 100, 16);
     for _ in 0..2_000 {
         quiet.try_acquire().unwrap().success(1_000_000);
+    }
+    assert_eq!(quiet.limit(), 16);
+    // ... until the limit turns work away: then 16 runs served one at a time (the k-th ends
+    // after k ms) show a one-run server, and the estimate rules: 1 × 2 (headroom 0.5, and
+    // one above the estimate).
+    let held: Vec<_> = (0..16).map(|_| quiet.try_acquire().unwrap()).collect();
+    assert!(quiet.try_acquire().is_none());
+    for (k, permit) in (1..).zip(held) {
+        permit.success(k * 1_000_000);
     }
     assert_eq!(quiet.limit(), 2);
 }
