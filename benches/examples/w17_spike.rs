@@ -17,8 +17,9 @@
 //!
 //! The variants: adaptive admission with the gradient, BBR and AIMD algorithms (the latency
 //! preset's bounds, 1..=256 from 16; `bbr` with the presets' headroom 1, TCP BBR's
-//! congestion-window gain of 2, and window 256; `bbr_h0.5` with headroom 0.5), and admission
-//! off (`fixed_256`: a fixed limit of 256, what the latency preset admits with it off).
+//! congestion-window gain of 2, and window 256; `bbr_h0.5` with headroom 0.5; `bbr_min8` with
+//! a floor of 8, room for a scheduling stall's arrivals at light load), and admission off
+//! (`fixed_256`: a fixed limit of 256, what the latency preset admits with it off).
 //!
 //! Per variant and round it measures: `High` p50/p99 latency of the runs submitted during the
 //! spike (submission to the step's end), goodput (runs of any priority submitted during the
@@ -30,7 +31,7 @@
 //! gives each figure's median over the rounds and its spread (min..max).
 //!
 //! `cargo run --release -p flujo-benches --example w17_spike [-- --rounds N] [--factor F]`
-//! (default 3 rounds, factor 8: about 75 s). Timings of two threads on a shared VM are noisy,
+//! (default 3 rounds, factor 8: about 110 s). Timings of two threads on a shared VM are noisy,
 //! sleeps overshoot by tens of µs: read the spread, and run it more than once.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -67,7 +68,14 @@ const BUCKET: Duration = Duration::from_millis(50);
 const CALM: usize = 4;
 
 /// The variants, in the order of the table.
-const VARIANTS: [&str; 5] = ["gradient", "bbr", "bbr_h0.5", "aimd", "fixed_256"];
+const VARIANTS: [&str; 6] = [
+    "gradient",
+    "bbr",
+    "bbr_h0.5",
+    "bbr_min8",
+    "aimd",
+    "fixed_256",
+];
 
 /// What became of a submission.
 const REFUSED: u64 = 1;
@@ -132,6 +140,10 @@ fn config(variant: &str) -> OptimizationConfig {
         "bbr_h0.5" => {
             a.algorithm = Algorithm::Bbr;
             a.bbr_headroom = 0.5;
+        }
+        "bbr_min8" => {
+            a.algorithm = Algorithm::Bbr;
+            a.min_limit = 8;
         }
         "aimd" => a.algorithm = Algorithm::Aimd,
         "fixed_256" => a.enabled = false,

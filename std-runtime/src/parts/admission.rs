@@ -15,7 +15,8 @@
 //! | [`Permit::dropped`] | overload: timeout, rejection downstream | multiplicative decrease |
 //! | the permit is dropped | the outcome says nothing about load (cancel, panic) | none |
 //!
-//! The acquire path is one load of the limit and one CAS on the in-flight count, no lock. Limit
+//! The acquire path is one load of the limit and one CAS on the in-flight count, no lock (and,
+//! for [`Algorithm::Bbr`], two relaxed loads of counters once admitted, for its rate samples). Limit
 //! updates (at the end of a permit, and [`set_bounds`](AdaptiveLimit::set_bounds)) take a small
 //! `Mutex` that holds the bounds and the algorithm's float state, and publish the new integer
 //! limit through an atomic; so the limit is always inside the bounds of the moment.
@@ -548,6 +549,9 @@ pub struct AdaptiveLimit {
     /// count read a moment late only moves one rate sample by one. (`rejected` is read the
     /// same way, to tell app-limited samples.)
     ended: AtomicU64,
+    /// The rule is BBR: acquires read `ended` and `rejected` for its samples (the other rules
+    /// skip the two loads). Fixed at construction.
+    counts_deliveries: bool,
     /// Bounds and the algorithm's state.
     state: Mutex<State>,
     /// See [`LimitStats`]; Relaxed counters.
@@ -668,6 +672,7 @@ impl AdaptiveLimit {
             limit: AtomicU32::new(initial_limit),
             in_flight: AtomicU32::new(0),
             ended: AtomicU64::new(0),
+            counts_deliveries: config.algorithm == Algorithm::Bbr,
             state: Mutex::new(State {
                 min_limit,
                 max_limit,
@@ -728,6 +733,9 @@ impl AdaptiveLimit {
             ) {
                 Ok(_) => {
                     self.acquired.fetch_add(1, Ordering::Relaxed);
+                    if !self.counts_deliveries {
+                        return Some((current + 1, 0, 0));
+                    }
                     return Some((
                         current + 1,
                         self.ended.load(Ordering::Relaxed),
