@@ -215,6 +215,9 @@ fn priority(i: usize) -> Priority {
     }
 }
 
+/// Tickets of admitted runs, with their index, handed from the submitter to the collector.
+type Pending = Arc<Mutex<Vec<(usize, Ticket<Finished<u64, ()>>)>>>;
+
 /// One variant's figures for one round.
 #[derive(Clone, Copy, Default)]
 struct Figures {
@@ -251,8 +254,7 @@ fn run(variant: &str, factor: f64, trace: bool) -> Figures {
     let exec: Executor<u64, ()> = Executor::new(config(variant)).expect("executor builds");
     let rec = Arc::new(Records::new(total));
     let g = graph(&rec);
-    let pending: Arc<Mutex<Vec<(usize, Ticket<Finished<u64, ()>>)>>> =
-        Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let pending: Pending = Arc::new(Mutex::new(Vec::with_capacity(total)));
     let stop = Arc::new(AtomicBool::new(false));
     // The collector: settles every completed ticket, counting out the runs that did not
     // reach their step's end.
@@ -333,7 +335,12 @@ fn run(variant: &str, factor: f64, trace: bool) -> Figures {
     if trace {
         println!("{variant} limits (every 64 submissions): {limits:?}");
     }
-    figures(&rec, &counts, limit_sum / f64::from(limit_samples.max(1)), trace)
+    figures(
+        &rec,
+        &counts,
+        limit_sum / f64::from(limit_samples.max(1)),
+        trace,
+    )
 }
 
 /// The figures of one run from its records.
@@ -378,7 +385,9 @@ fn figures(rec: &Records, counts: &[usize], limit: f64, trace: bool) -> Figures 
     let mut why = vec!['.'; buckets];
     let mut lat: Vec<Vec<u64>> = vec![Vec::new(); buckets];
     for i in after {
-        let at = rec.submitted[i].load(Ordering::Relaxed).saturating_sub(spike_end);
+        let at = rec.submitted[i]
+            .load(Ordering::Relaxed)
+            .saturating_sub(spike_end);
         let b = ((at / width) as usize).min(buckets - 1);
         match latency(i) {
             Some(l) => lat[b].push(l),

@@ -159,7 +159,10 @@ impl fmt::Display for LimitError {
                 )
             }
             Self::Headroom(h) => {
-                write!(f, "`bbr_headroom` must be in 0..={BBR_MAX_HEADROOM}, got {h}")
+                write!(
+                    f,
+                    "`bbr_headroom` must be in 0..={BBR_MAX_HEADROOM}, got {h}"
+                )
             }
             Self::Window(w) => write!(
                 f,
@@ -948,20 +951,35 @@ impl<L: Deref<Target = AdaptiveLimit>> Permit<L> {
     /// shrink if the latency rose).
     pub fn success(mut self, latency_ns: u64) {
         self.ended = true;
-        self.limit.release(self.in_flight, self.ended_before, self.rejected_before, End::Success(latency_ns));
+        self.limit.release(
+            self.in_flight,
+            self.ended_before,
+            self.rejected_before,
+            End::Success(latency_ns),
+        );
     }
 
     /// The work met overload (a timeout, a rejection downstream): the limit decreases.
     pub fn dropped(mut self) {
         self.ended = true;
-        self.limit.release(self.in_flight, self.ended_before, self.rejected_before, End::Dropped);
+        self.limit.release(
+            self.in_flight,
+            self.ended_before,
+            self.rejected_before,
+            End::Dropped,
+        );
     }
 }
 
 impl<L: Deref<Target = AdaptiveLimit>> Drop for Permit<L> {
     fn drop(&mut self) {
         if !self.ended {
-            self.limit.release(self.in_flight, self.ended_before, self.rejected_before, End::Ignored);
+            self.limit.release(
+                self.in_flight,
+                self.ended_before,
+                self.rejected_before,
+                End::Ignored,
+            );
         }
     }
 }

@@ -639,7 +639,12 @@ impl<'a> Server<'a> {
             };
             self.running.push((self.now + self.service, at, permit));
         }
-        let next = self.running.iter().map(|r| r.0).min().expect("runs running");
+        let next = self
+            .running
+            .iter()
+            .map(|r| r.0)
+            .min()
+            .expect("runs running");
         self.now = next;
         let mut i = 0;
         while i < self.running.len() {
