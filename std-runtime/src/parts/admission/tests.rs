@@ -858,3 +858,42 @@ fn bbr_keeps_its_estimate_through_a_quiet_spell() {
     }
     assert_eq!(quiet.limit(), 2);
 }
+
+#[test]
+fn bbr_fields_are_validated_in_the_whole_configuration() {
+    use crate::config::{ConfigError, OptimizationConfig};
+    for preset in [
+        OptimizationConfig::latency(),
+        OptimizationConfig::throughput(),
+        OptimizationConfig::low_memory(),
+    ] {
+        assert_eq!(preset.adaptive_concurrency.bbr_headroom, 1.0);
+        assert_eq!(preset.adaptive_concurrency.bbr_window, 256);
+        let mut cfg = preset.clone();
+        cfg.adaptive_concurrency.algorithm = Algorithm::Bbr;
+        assert!(cfg.validate().is_ok());
+        for (bad, field) in [
+            (
+                AdmissionConfig {
+                    bbr_headroom: f64::INFINITY,
+                    ..cfg.adaptive_concurrency
+                },
+                "adaptive_concurrency.bbr_headroom",
+            ),
+            (
+                AdmissionConfig {
+                    bbr_window: 0,
+                    ..cfg.adaptive_concurrency
+                },
+                "adaptive_concurrency.bbr_window",
+            ),
+        ] {
+            let mut c = cfg.clone();
+            c.adaptive_concurrency = bad;
+            match c.validate() {
+                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
