@@ -302,10 +302,11 @@ pub enum Algorithm {
     /// 3. the limit is `estimate × (1 + bbr_headroom)` rounded down, and at least one above the
     ///    estimate rounded down (so it can always probe one run further); until a sample is
     ///    not app-limited it stays at least `initial_limit` (BBR's startup never lowers its
-    ///    window); all capped by the drop
-    ///    ceiling: a [`dropped`](crate::admission::Permit::dropped) permit sets the ceiling to
-    ///    [`BBR_DROP_FACTOR`](crate::admission::BBR_DROP_FACTOR) times the limit, and each
-    ///    success raises it by `1 / limit` (one run per round, like AIMD);
+    ///    window); all capped by the drop ceiling: a
+    ///    [`dropped`](crate::admission::Permit::dropped) permit sets the ceiling to
+    ///    [`BBR_DROP_FACTOR`](crate::admission::BBR_DROP_FACTOR) times the lower of itself and
+    ///    the limit the estimate allows, and each success raises it by `1 / limit` (one run
+    ///    per round, like AIMD);
     /// 4. [`AdaptiveLimit::set_pressure`](crate::admission::AdaptiveLimit::set_pressure)
     ///    (CPU saturation, from the host) multiplies the limit by `1 - share`.
     ///
