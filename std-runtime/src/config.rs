@@ -287,9 +287,43 @@ pub enum Algorithm {
     /// backs off as soon as queueing shows. A drop is a sample with gradient
     /// [`GRADIENT_MIN`](crate::admission::GRADIENT_MIN) and no headroom. Good for tail latency.
     Gradient,
+    /// BBR-style capacity estimate (Sentinel's system protection, after TCP BBR): the limit
+    /// follows `max_rate × min_rt × (1 + bbr_headroom)`, the most runs the server completes at
+    /// once without queueing, plus headroom. No clock: each success with latency `l` (ns, at
+    /// least 1) is a rate sample `d / l`, where `d` is the permits ended (by success or drop)
+    /// during its life, itself included (BBR's delivery rate; a run that jumps a queue by
+    /// priority delivers no more for it). Its permit was acquired with `n` in flight (itself
+    /// included), which only the probe in step 2 reads. Then:
+    /// 1. `max_rate` = the largest rate sample of the last
+    ///    [`bbr_window`](AdmissionConfig::bbr_window) samples (a filter of
+    ///    [`BBR_BUCKETS`](crate::admission::BBR_BUCKETS) buckets, so between 3/4 and all of
+    ///    the window); as in BBR, an app-limited sample (no acquire was refused during its
+    ///    life: the load, not the limit, set its rate) may raise it but does not count
+    ///    towards the window, so a quiet spell does not make the server look slow;
+    /// 2. `min_rt` = the least latency since the last RTT probe; every `bbr_window` samples
+    ///    the limit drops to half the estimate for
+    ///    [`BBR_PROBE_SAMPLES`](crate::admission::BBR_PROBE_SAMPLES) samples acquired under
+    ///    it, whose least latency becomes the new `min_rt` (BBR's ProbeRTT: without it, a
+    ///    server always queueing would show its queueing as latency and the estimate would
+    ///    grow with it);
+    /// 3. the limit is `estimate × (1 + bbr_headroom)` rounded down, and at least one above the
+    ///    estimate rounded down (so it can always probe one run further); until a sample is
+    ///    not app-limited it stays at least `initial_limit` (BBR's startup never lowers its
+    ///    window); all capped by the drop ceiling: a
+    ///    [`dropped`](crate::admission::Permit::dropped) permit sets the ceiling to
+    ///    [`BBR_DROP_FACTOR`](crate::admission::BBR_DROP_FACTOR) times the lower of itself and
+    ///    the limit the estimate allows, and each success raises it by `1 / limit` (one run
+    ///    per round, like AIMD);
+    /// 4. [`AdaptiveLimit::set_pressure`](crate::admission::AdaptiveLimit::set_pressure)
+    ///    (CPU saturation, from the host) multiplies the limit by `1 - share`.
+    ///
+    /// A server that slows down uniformly (every service time doubled) keeps its estimate in
+    /// runs (it completes half as many, each twice as long); one that loses capacity (fewer
+    /// workers, a saturated CPU) or whose latency grows with its load lowers it.
+    Bbr,
 }
 
-/// Adaptive admission control: the limit on runs in flight, and the tuning of both algorithms
+/// Adaptive admission control: the limit on runs in flight, and the tuning of the algorithms
 /// that can move it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(
@@ -323,6 +357,17 @@ pub struct AdmissionConfig {
     /// be (a ratio, no unit) and still let the limit grow; a finite number, at least 1.
     /// Checked whichever algorithm is chosen.
     pub gradient_tolerance: f64,
+    /// [`Bbr`](Algorithm::Bbr): the share (a ratio, no unit) the limit may run above the
+    /// capacity estimate, so that the server never idles waiting for the next admission; in
+    /// `0..=`[`BBR_MAX_HEADROOM`](crate::admission::BBR_MAX_HEADROOM). Checked whichever
+    /// algorithm is chosen.
+    pub bbr_headroom: f64,
+    /// [`Bbr`](Algorithm::Bbr): the window of the capacity filters, in samples (successes):
+    /// how long the highest rate is remembered, and how often the least latency is probed
+    /// again; in [`BBR_MIN_WINDOW`](crate::admission::BBR_MIN_WINDOW)`..=`
+    /// [`BBR_MAX_WINDOW`](crate::admission::BBR_MAX_WINDOW). Checked whichever algorithm is
+    /// chosen.
+    pub bbr_window: u32,
 }
 
 /// The bounded submission queues, one per priority (the configuration of
@@ -352,7 +397,8 @@ impl OptimizationConfig {
 
     /// What the three presets share: every optimization and the breakers on, one worker per
     /// core, cache entries kept until evicted, the admission tuning of Netflix's defaults
-    /// (AIMD +1 and ×0.9, gradient smoothing 0.2 and tolerance 1.5). The presets set the
+    /// (AIMD +1 and ×0.9, gradient smoothing 0.2 and tolerance 1.5; BBR headroom 1, TCP BBR's
+    /// window gain of 2, over a window of 256 samples). The presets set the
     /// sizes and choose the algorithm and the telemetry.
     fn base(
         inline_max_cost: u32,
@@ -383,6 +429,8 @@ impl OptimizationConfig {
                 aimd_backoff_ratio: 0.9,
                 gradient_smoothing: 0.2,
                 gradient_tolerance: 1.5,
+                bbr_headroom: 1.0,
+                bbr_window: 256,
             },
             queues,
             workers: 0,

@@ -2,7 +2,9 @@
 //! overload signals.
 //!
 //! Sources: Netflix `concurrency-limits` (`AIMDLimit`, `Gradient2Limit`,
-//! <https://github.com/Netflix/concurrency-limits>), itself after TCP congestion control.
+//! <https://github.com/Netflix/concurrency-limits>), itself after TCP congestion control; and
+//! for [`Algorithm::Bbr`], Sentinel's BBR-style system protection (capacity = max throughput ×
+//! min latency, <https://github.com/alibaba/Sentinel>) after TCP BBR (Cardwell et al., 2016).
 //!
 //! An [`AdaptiveLimit`] hands out [`Permit`]s while fewer than [`limit`](AdaptiveLimit::limit)
 //! are in flight. Each permit ends in one of three ways, which feed the algorithm:
@@ -13,7 +15,8 @@
 //! | [`Permit::dropped`] | overload: timeout, rejection downstream | multiplicative decrease |
 //! | the permit is dropped | the outcome says nothing about load (cancel, panic) | none |
 //!
-//! The acquire path is one load of the limit and one CAS on the in-flight count, no lock. Limit
+//! The acquire path is one load of the limit and one CAS on the in-flight count, no lock (and,
+//! for [`Algorithm::Bbr`], two relaxed loads of counters once admitted, for its rate samples). Limit
 //! updates (at the end of a permit, and [`set_bounds`](AdaptiveLimit::set_bounds)) take a small
 //! `Mutex` that holds the bounds and the algorithm's float state, and publish the new integer
 //! limit through an atomic; so the limit is always inside the bounds of the moment.
@@ -42,6 +45,27 @@ pub const GRADIENT_QUEUE_SIZE: f64 = 4.0;
 /// The smallest factor one gradient sample may apply (a latency far above the long-term RTT);
 /// a [`Permit::dropped`] counts as a sample with this factor.
 pub const GRADIENT_MIN: f64 = 0.5;
+
+/// Buckets of the BBR rate filter: the highest rate is kept over the last
+/// [`bbr_window`](AdmissionConfig::bbr_window) samples, in buckets of a quarter window each, so
+/// a high sample is forgotten between 3/4 and 1 window after it was taken.
+pub const BBR_BUCKETS: usize = 4;
+
+/// Samples acquired under the probe limit that a BBR RTT probe waits for before it ends; their
+/// least latency is the new `min_rt`.
+pub const BBR_PROBE_SAMPLES: u32 = 4;
+
+/// The factor a [`Permit::dropped`] applies to the BBR drop ceiling (BBRv2's `beta`).
+pub const BBR_DROP_FACTOR: f64 = 0.7;
+
+/// The least [`bbr_window`](AdmissionConfig::bbr_window), in samples.
+pub const BBR_MIN_WINDOW: u32 = 8;
+
+/// The greatest [`bbr_window`](AdmissionConfig::bbr_window), in samples.
+pub const BBR_MAX_WINDOW: u32 = 1 << 20;
+
+/// The greatest [`bbr_headroom`](AdmissionConfig::bbr_headroom).
+pub const BBR_MAX_HEADROOM: f64 = 16.0;
 
 /// An invalid [`AdmissionConfig`] or bounds; [`field`](Self::field) names the culprit.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -72,6 +96,12 @@ pub enum LimitError {
     Smoothing(f64),
     /// `gradient_tolerance` was below 1 (or not a finite number).
     Tolerance(f64),
+    /// `bbr_headroom` was not in `0..=`[`BBR_MAX_HEADROOM`].
+    Headroom(f64),
+    /// `bbr_window` was not in [`BBR_MIN_WINDOW`]`..=`[`BBR_MAX_WINDOW`].
+    Window(u32),
+    /// A pressure share (for [`AdaptiveLimit::set_pressure`]) was not in `0..=1`.
+    Pressure(f64),
 }
 
 impl LimitError {
@@ -85,6 +115,10 @@ impl LimitError {
             Self::BackoffRatio(_) => "adaptive_concurrency.aimd_backoff_ratio",
             Self::Smoothing(_) => "adaptive_concurrency.gradient_smoothing",
             Self::Tolerance(_) => "adaptive_concurrency.gradient_tolerance",
+            Self::Headroom(_) => "adaptive_concurrency.bbr_headroom",
+            Self::Window(_) => "adaptive_concurrency.bbr_window",
+            // Not a configuration field: the argument of `set_pressure`.
+            Self::Pressure(_) => "pressure",
         }
     }
 
@@ -124,6 +158,17 @@ impl fmt::Display for LimitError {
                     "`gradient_tolerance` must be a finite number >= 1, got {t}"
                 )
             }
+            Self::Headroom(h) => {
+                write!(
+                    f,
+                    "`bbr_headroom` must be in 0..={BBR_MAX_HEADROOM}, got {h}"
+                )
+            }
+            Self::Window(w) => write!(
+                f,
+                "`bbr_window` must be in {BBR_MIN_WINDOW}..={BBR_MAX_WINDOW}, got {w}"
+            ),
+            Self::Pressure(p) => write!(f, "the pressure share must be in 0..=1, got {p}"),
         }
     }
 }
@@ -176,6 +221,183 @@ impl Average {
     }
 }
 
+/// The highest rate sample over the last window, in [`BBR_BUCKETS`] buckets of a quarter
+/// window each (samples, not time: the limiter has no clock).
+#[derive(Debug)]
+struct MaxFilter {
+    /// The highest sample of each bucket, in runs per ns; 0 for an empty bucket.
+    buckets: [f64; BBR_BUCKETS],
+    /// The bucket being filled.
+    current: usize,
+    /// Samples in the current bucket.
+    filled: u32,
+    /// Samples per bucket, at least 2.
+    per_bucket: u32,
+}
+
+impl MaxFilter {
+    fn new(window: u32) -> Self {
+        Self {
+            buckets: [0.0; BBR_BUCKETS],
+            current: 0,
+            filled: 0,
+            // `BBR_BUCKETS` is 4: the cast is exact.
+            per_bucket: window.div_ceil(BBR_BUCKETS as u32).max(2),
+        }
+    }
+
+    /// Adds a sample; with `hold`, it may raise the filter but does not count towards the
+    /// window (an old bucket is not let go of for it).
+    fn add(&mut self, sample: f64, hold: bool) {
+        if !hold {
+            if self.filled >= self.per_bucket {
+                self.current = (self.current + 1) % BBR_BUCKETS;
+                self.buckets[self.current] = 0.0;
+                self.filled = 0;
+            }
+            self.filled += 1;
+        }
+        let bucket = &mut self.buckets[self.current];
+        *bucket = bucket.max(sample);
+    }
+
+    fn max(&self) -> f64 {
+        self.buckets.iter().copied().fold(0.0, f64::max)
+    }
+}
+
+/// A BBR RTT probe under way.
+#[derive(Debug)]
+struct Probe {
+    /// The limit during the probe.
+    limit: u32,
+    /// Samples acquired with at most `limit` in flight, so far.
+    samples: u32,
+    /// Their least latency, in ns.
+    rt: f64,
+}
+
+/// The BBR rule's state (see [`Algorithm::Bbr`]).
+#[derive(Debug)]
+struct Bbr {
+    headroom: f64,
+    window: u32,
+    /// The highest rate of the window, in runs per ns.
+    rate: MaxFilter,
+    /// The least latency since the last probe, in ns; infinite before the first sample.
+    min_rt: f64,
+    /// Samples since the last probe ended.
+    since_probe: u32,
+    probe: Option<Probe>,
+    /// The drop ceiling, in runs: lowered by drops, raised by successes.
+    ceiling: f64,
+    /// `1 - share` of the last `set_pressure`.
+    scale: f64,
+    /// The initial limit: the limit until the first sample, and its floor until `in_use`.
+    initial: f64,
+    /// A sample outside a probe has seen an acquire refused (the limit was in use): until
+    /// then every sample is app-limited, says only what the load asked for, and the limit
+    /// stays at least `initial` (BBR's startup, which never lowers its window).
+    in_use: bool,
+}
+
+impl Bbr {
+    /// `max_rate × min_rt`, in runs; `None` before the first sample.
+    fn estimate(&self) -> Option<f64> {
+        let e = self.rate.max() * self.min_rt;
+        e.is_finite().then_some(e)
+    }
+
+    /// The limit the estimate allows, before the ceiling, the pressure and clamping: the
+    /// initial limit while there is no estimate.
+    fn base(&self) -> f64 {
+        match self.estimate() {
+            Some(e) if self.in_use => (e * (1.0 + self.headroom)).floor().max(e.floor() + 1.0),
+            Some(e) => (e * (1.0 + self.headroom)).floor().max(self.initial),
+            None => self.initial,
+        }
+    }
+
+    /// The limit outside a probe, before clamping.
+    fn target(&self) -> f64 {
+        self.base().min(self.ceiling) * self.scale
+    }
+
+    fn after_success(&mut self, sample: Sample, limit: u32, min: u32) -> f64 {
+        let Sample {
+            latency_ns,
+            in_flight,
+            delivered,
+            binding,
+        } = sample;
+        // `u64 -> f64` rounds above 2^53 ns (104 days) or runs: fine for a rate.
+        let rt = latency_ns.max(1) as f64;
+        // An app-limited sample (no acquire refused during its life: the load, not the
+        // limit, set its rate) may raise the highest rate but not let an old one go, as in
+        // BBR; nor may one taken in a probe or under pressure (a limit held low on purpose
+        // would pass for the capacity).
+        let held = !binding || self.probe.is_some() || self.scale < 1.0;
+        self.in_use |= binding && self.probe.is_none();
+        self.rate.add(delivered as f64 / rt, held);
+        self.ceiling += 1.0 / f64::from(limit.max(1));
+        if let Some(probe) = &mut self.probe {
+            if in_flight <= probe.limit.max(min) {
+                probe.samples += 1;
+                probe.rt = probe.rt.min(rt);
+            }
+            if probe.samples < BBR_PROBE_SAMPLES {
+                return f64::from(probe.limit) * self.scale;
+            }
+            self.min_rt = probe.rt;
+            self.probe = None;
+            self.since_probe = 0;
+        } else {
+            self.min_rt = self.min_rt.min(rt);
+            self.since_probe = self.since_probe.saturating_add(1);
+            if self.since_probe >= self.window {
+                let half = self.estimate().unwrap_or(f64::from(limit)) / 2.0;
+                // Saturating float-to-int cast; clamped to the bounds by `settle`.
+                let probe_limit = (half.ceil() as u32).max(min);
+                self.probe = Some(Probe {
+                    limit: probe_limit,
+                    samples: 0,
+                    rt: f64::INFINITY,
+                });
+                return f64::from(probe_limit) * self.scale;
+            }
+        }
+        self.target()
+    }
+
+    fn after_drop(&mut self) -> f64 {
+        self.ceiling = self.ceiling.min(self.base()) * BBR_DROP_FACTOR;
+        self.current()
+    }
+
+    /// The limit now (after a drop, a change of bounds or of pressure), before clamping.
+    fn current(&self) -> f64 {
+        match &self.probe {
+            Some(probe) => f64::from(probe.limit).min(self.ceiling) * self.scale,
+            None => self.target(),
+        }
+    }
+}
+
+/// What a success tells the rule.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    /// The latency the caller measured, in ns.
+    latency_ns: u64,
+    /// The permits out right after this one's acquire, itself included.
+    in_flight: u32,
+    /// Permits ended by `success` or `dropped` from this one's acquire to its end, itself
+    /// included (BBR's delivered count: at least 1).
+    delivered: u64,
+    /// An acquire was refused at the limit during this permit's life: the limit, not the
+    /// load, held the rate down (else the sample is app-limited).
+    binding: bool,
+}
+
 /// The algorithm's state.
 #[derive(Debug)]
 enum Rule {
@@ -191,6 +413,7 @@ enum Rule {
         /// The long-term RTT.
         long_rtt: Average,
     },
+    Bbr(Bbr),
 }
 
 /// Everything a limit update reads and writes, under the mutex.
@@ -201,11 +424,18 @@ struct State {
     /// In `min_limit..=max_limit`; mirrored in `AdaptiveLimit::limit`.
     limit: u32,
     rule: Rule,
+    /// The share of the last `set_pressure`, in `0..=1`.
+    pressure: f64,
 }
 
 impl State {
     /// The integer limit the rule proposes after a success (before clamping).
-    fn after_success(&mut self, latency_ns: u64, in_flight: u32) -> f64 {
+    fn after_success(&mut self, sample: Sample) -> f64 {
+        let Sample {
+            latency_ns,
+            in_flight,
+            ..
+        } = sample;
         let limit = self.limit;
         match &mut self.rule {
             Rule::Aimd { increase, .. } => {
@@ -235,6 +465,7 @@ impl State {
                 }
                 *estimate
             }
+            Rule::Bbr(bbr) => bbr.after_success(sample, limit, self.min_limit),
         }
     }
 
@@ -250,6 +481,7 @@ impl State {
                 *estimate = *estimate * (1.0 - *smoothing) + *estimate * GRADIENT_MIN * *smoothing;
                 *estimate
             }
+            Rule::Bbr(bbr) => bbr.after_drop(),
         }
     }
 
@@ -257,8 +489,12 @@ impl State {
     /// integer limit.
     fn settle(&mut self, proposed: f64) -> u32 {
         let (min, max) = (f64::from(self.min_limit), f64::from(self.max_limit));
-        if let Rule::Gradient { estimate, .. } = &mut self.rule {
-            *estimate = estimate.clamp(min, max);
+        match &mut self.rule {
+            Rule::Gradient { estimate, .. } => *estimate = estimate.clamp(min, max),
+            // The ceiling stays within reach of the bounds, so that a drop or a long spell of
+            // successes acts within one round of the bounds.
+            Rule::Bbr(bbr) => bbr.ceiling = bbr.ceiling.clamp(min, max + 1.0),
+            Rule::Aimd { .. } => {}
         }
         // `as` saturates and floors; the clamp keeps it in range even for a NaN (-> 0 -> min).
         let limit = (proposed.clamp(min, max) as u32).clamp(self.min_limit, self.max_limit);
@@ -311,6 +547,14 @@ pub struct AdaptiveLimit {
     /// Permits out. Raised by acquire CAS only while below `limit`, lowered by one when a permit
     /// ends. Relaxed: it guards no data.
     in_flight: AtomicU32,
+    /// Permits ended by `success` or `dropped` so far: a permit reads it at its acquire, so
+    /// that its end knows how many ended during its life (BBR's delivery rate). Relaxed: a
+    /// count read a moment late only moves one rate sample by one. (`rejected` is read the
+    /// same way, to tell app-limited samples.)
+    ended: AtomicU64,
+    /// The rule is BBR: acquires read `ended` and `rejected` for its samples (the other rules
+    /// skip the two loads). Fixed at construction.
+    counts_deliveries: bool,
     /// Bounds and the algorithm's state.
     state: Mutex<State>,
     /// See [`LimitStats`]; Relaxed counters.
@@ -351,7 +595,7 @@ fn check_bounds(min_limit: u32, max_limit: u32) -> Result<(), LimitError> {
     Ok(())
 }
 
-/// Checks the tuning of both algorithms (whichever is chosen), so a configuration that
+/// Checks the tuning of every algorithm (whichever is chosen), so a configuration that
 /// validates can switch algorithm without becoming invalid. The ranges are written so that NaN
 /// fails too.
 pub(crate) fn check_tuning(config: &AdmissionConfig) -> Result<(), LimitError> {
@@ -369,6 +613,13 @@ pub(crate) fn check_tuning(config: &AdmissionConfig) -> Result<(), LimitError> {
     let tolerance = config.gradient_tolerance;
     if !(tolerance >= 1.0 && tolerance.is_finite()) {
         return Err(LimitError::Tolerance(tolerance));
+    }
+    let headroom = config.bbr_headroom;
+    if !(0.0..=BBR_MAX_HEADROOM).contains(&headroom) {
+        return Err(LimitError::Headroom(headroom));
+    }
+    if !(BBR_MIN_WINDOW..=BBR_MAX_WINDOW).contains(&config.bbr_window) {
+        return Err(LimitError::Window(config.bbr_window));
     }
     Ok(())
 }
@@ -407,15 +658,30 @@ impl AdaptiveLimit {
                     count: 0,
                 },
             },
+            Algorithm::Bbr => Rule::Bbr(Bbr {
+                headroom: config.bbr_headroom,
+                window: config.bbr_window,
+                rate: MaxFilter::new(config.bbr_window),
+                min_rt: f64::INFINITY,
+                since_probe: 0,
+                probe: None,
+                ceiling: f64::from(max_limit) + 1.0,
+                scale: 1.0,
+                initial: f64::from(initial_limit),
+                in_use: false,
+            }),
         };
         Ok(Self {
             limit: AtomicU32::new(initial_limit),
             in_flight: AtomicU32::new(0),
+            ended: AtomicU64::new(0),
+            counts_deliveries: config.algorithm == Algorithm::Bbr,
             state: Mutex::new(State {
                 min_limit,
                 max_limit,
                 limit: initial_limit,
                 rule,
+                pressure: 0.0,
             }),
             acquired: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -430,10 +696,12 @@ impl AdaptiveLimit {
     /// Takes a slot if fewer than [`limit`](Self::limit) permits are in flight. Lock-free: a
     /// load and a CAS loop that retries only when another acquire or release won the race.
     pub fn try_acquire(&self) -> Option<Permit<&Self>> {
-        let in_flight = self.acquire_slot()?;
+        let (in_flight, ended_before, rejected_before) = self.acquire_slot()?;
         Some(Permit {
             limit: self,
             in_flight,
+            ended_before,
+            rejected_before,
             ended: false,
         })
     }
@@ -441,16 +709,19 @@ impl AdaptiveLimit {
     /// Like [`try_acquire`](Self::try_acquire), for a permit that owns an `Arc` of the limit
     /// (to move into a task).
     pub fn try_acquire_owned(self: &Arc<Self>) -> Option<OwnedPermit> {
-        let in_flight = self.acquire_slot()?;
+        let (in_flight, ended_before, rejected_before) = self.acquire_slot()?;
         Some(Permit {
             limit: Arc::clone(self),
             in_flight,
+            ended_before,
+            rejected_before,
             ended: false,
         })
     }
 
-    /// Raises the in-flight count if it is below the limit; returns the new count.
-    fn acquire_slot(&self) -> Option<u32> {
+    /// Raises the in-flight count if it is below the limit; returns the new count and the
+    /// counts of permits ended and of acquires refused so far.
+    fn acquire_slot(&self) -> Option<(u32, u64, u64)> {
         let mut current = self.in_flight.load(Ordering::Relaxed);
         loop {
             if current >= self.limit.load(Ordering::Relaxed) {
@@ -465,22 +736,38 @@ impl AdaptiveLimit {
             ) {
                 Ok(_) => {
                     self.acquired.fetch_add(1, Ordering::Relaxed);
-                    return Some(current + 1);
+                    if !self.counts_deliveries {
+                        return Some((current + 1, 0, 0));
+                    }
+                    return Some((
+                        current + 1,
+                        self.ended.load(Ordering::Relaxed),
+                        self.rejected.load(Ordering::Relaxed),
+                    ));
                 }
                 Err(now) => current = now,
             }
         }
     }
 
-    /// Ends a permit acquired when `in_flight` were out (itself included).
-    fn release(&self, in_flight: u32, end: End) {
+    /// Ends a permit acquired when `in_flight` were out (itself included), `ended_before` had
+    /// ended and `rejected_before` had been refused.
+    fn release(&self, in_flight: u32, ended_before: u64, rejected_before: u64, end: End) {
         match end {
             End::Success(latency_ns) => {
                 self.succeeded.fetch_add(1, Ordering::Relaxed);
-                self.update(|state| state.after_success(latency_ns, in_flight));
+                let ended = self.ended.fetch_add(1, Ordering::Relaxed) + 1;
+                let sample = Sample {
+                    latency_ns,
+                    in_flight,
+                    delivered: ended.wrapping_sub(ended_before).max(1),
+                    binding: self.rejected.load(Ordering::Relaxed) != rejected_before,
+                };
+                self.update(|state| state.after_success(sample));
             }
             End::Dropped => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.ended.fetch_add(1, Ordering::Relaxed);
                 self.update(State::after_drop);
             }
             End::Ignored => {
@@ -527,13 +814,66 @@ impl AdaptiveLimit {
         let mut state = self.lock();
         state.min_limit = min_limit;
         state.max_limit = max_limit;
-        let proposed = match state.rule {
-            Rule::Gradient { estimate, .. } => estimate,
+        let proposed = match &state.rule {
+            Rule::Gradient { estimate, .. } => *estimate,
             Rule::Aimd { .. } => f64::from(state.limit),
+            Rule::Bbr(bbr) => bbr.current(),
         };
         let limit = state.settle(proposed);
         self.publish(&mut state, limit);
         Ok(())
+    }
+
+    /// Tells the limit how saturated the resource it protects is (CPU, for the host's
+    /// degradation layer): `share` in `0..=1`, 0 for none. With [`Algorithm::Bbr`] the limit
+    /// becomes `1 - share` times what the capacity estimate allows (never below the minimum),
+    /// and while `share > 0` the highest rate seen is held rather than let go of (a limit held
+    /// low would otherwise measure its own restriction as the server's capacity). The other
+    /// algorithms keep the share and ignore it (tighten them with
+    /// [`set_bounds`](Self::set_bounds)). Takes effect at once.
+    ///
+    /// # Errors
+    ///
+    /// [`LimitError::Pressure`] for a share outside `0..=1` (or NaN); nothing changes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flujo_runtime::parts::admission::AdaptiveLimit;
+    /// use flujo_runtime::config::{AdmissionConfig, Algorithm};
+    ///
+    /// let limit = AdaptiveLimit::new(AdmissionConfig {
+    ///     algorithm: Algorithm::Bbr,
+    ///     min_limit: 1,
+    ///     max_limit: 100,
+    ///     initial_limit: 40,
+    ///     ..AdmissionConfig::default()
+    /// })
+    /// .unwrap();
+    /// limit.set_pressure(0.5).unwrap(); // the CPU is saturated: half the limit
+    /// assert_eq!(limit.limit(), 20);
+    /// limit.set_pressure(0.0).unwrap();
+    /// assert_eq!(limit.limit(), 40);
+    /// assert!(limit.set_pressure(1.5).is_err());
+    /// ```
+    pub fn set_pressure(&self, share: f64) -> Result<(), LimitError> {
+        if !(0.0..=1.0).contains(&share) {
+            return Err(LimitError::Pressure(share));
+        }
+        let mut state = self.lock();
+        state.pressure = share;
+        if let Rule::Bbr(bbr) = &mut state.rule {
+            bbr.scale = 1.0 - share;
+            let proposed = bbr.current();
+            let limit = state.settle(proposed);
+            self.publish(&mut state, limit);
+        }
+        Ok(())
+    }
+
+    /// The share last given to [`set_pressure`](Self::set_pressure) (0 at first).
+    pub fn pressure(&self) -> f64 {
+        self.lock().pressure
     }
 
     /// The current limit.
@@ -594,6 +934,10 @@ pub struct Permit<L: Deref<Target = AdaptiveLimit>> {
     limit: L,
     /// The in-flight count right after this permit was taken.
     in_flight: u32,
+    /// The limit's count of ended permits when this one was taken.
+    ended_before: u64,
+    /// The limit's count of refused acquires when this one was taken.
+    rejected_before: u64,
     /// Set by `success`/`dropped` so that `Drop` does not count it as ignored.
     ended: bool,
 }
@@ -607,20 +951,35 @@ impl<L: Deref<Target = AdaptiveLimit>> Permit<L> {
     /// shrink if the latency rose).
     pub fn success(mut self, latency_ns: u64) {
         self.ended = true;
-        self.limit.release(self.in_flight, End::Success(latency_ns));
+        self.limit.release(
+            self.in_flight,
+            self.ended_before,
+            self.rejected_before,
+            End::Success(latency_ns),
+        );
     }
 
     /// The work met overload (a timeout, a rejection downstream): the limit decreases.
     pub fn dropped(mut self) {
         self.ended = true;
-        self.limit.release(self.in_flight, End::Dropped);
+        self.limit.release(
+            self.in_flight,
+            self.ended_before,
+            self.rejected_before,
+            End::Dropped,
+        );
     }
 }
 
 impl<L: Deref<Target = AdaptiveLimit>> Drop for Permit<L> {
     fn drop(&mut self) {
         if !self.ended {
-            self.limit.release(self.in_flight, End::Ignored);
+            self.limit.release(
+                self.in_flight,
+                self.ended_before,
+                self.rejected_before,
+                End::Ignored,
+            );
         }
     }
 }

@@ -21,6 +21,8 @@ fn aimd_limit(max_limit: u32) -> Arc<AdaptiveLimit> {
         aimd_backoff_ratio: 0.5,
         gradient_smoothing: 0.2,
         gradient_tolerance: 1.5,
+        bbr_headroom: 0.5,
+        bbr_window: 64,
     };
     Arc::new(AdaptiveLimit::new(config).unwrap())
 }
@@ -145,6 +147,73 @@ fn loom_limit_moves_under_acquires() {
         );
         assert_eq!(stats.acquired + stats.rejected, 4);
         assert_eq!(u64::from(now) + stats.decreases, 1 + stats.increases);
+    });
+    assert!(ITERATIONS.load(StdOrdering::Relaxed) > 1);
+}
+
+/// BBR's delivered count and pressure under interleavings: bounds 1..=3 from 2; one thread
+/// ends two permits with successes, the other sets a pressure, ends a permit with a success,
+/// and lifts the pressure. The atomic limit always ends equal to the one under the lock and
+/// inside the bounds, nothing is left in flight, and every success or drop was counted once
+/// as ended (`ended == succeeded + dropped`: each rate sample's delivered count is a
+/// difference of this counter, so it is at least 1).
+#[test]
+fn loom_bbr_pressure_and_delivered() {
+    static ITERATIONS: StdAtomicUsize = StdAtomicUsize::new(0);
+    builder().check(|| {
+        ITERATIONS.fetch_add(1, StdOrdering::Relaxed);
+        let limit = Arc::new(
+            AdaptiveLimit::new(AdmissionConfig {
+                enabled: true,
+                algorithm: Algorithm::Bbr,
+                min_limit: 1,
+                max_limit: 3,
+                initial_limit: 2,
+                aimd_increase: 1,
+                aimd_backoff_ratio: 0.5,
+                gradient_smoothing: 0.2,
+                gradient_tolerance: 1.5,
+                bbr_headroom: 0.5,
+                bbr_window: 8,
+            })
+            .unwrap(),
+        );
+        let succeeder = {
+            let limit = Arc::clone(&limit);
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    if let Some(permit) = limit.try_acquire() {
+                        assert!(limit.in_flight() <= 3);
+                        permit.success(1_000);
+                    }
+                }
+            })
+        };
+        let presser = {
+            let limit = Arc::clone(&limit);
+            thread::spawn(move || {
+                limit.set_pressure(0.5).unwrap();
+                if let Some(permit) = limit.try_acquire() {
+                    permit.success(2_000);
+                }
+                limit.set_pressure(0.0).unwrap();
+            })
+        };
+        succeeder.join().unwrap();
+        presser.join().unwrap();
+
+        assert_eq!(limit.in_flight(), 0);
+        let now = limit.limit();
+        assert_eq!(now, limit.lock().limit, "the atomic limit strayed");
+        assert!((1..=3).contains(&now));
+        assert_eq!(limit.pressure(), 0.0);
+        let stats = limit.stats();
+        assert_eq!(
+            limit.ended.load(crate::sync::Ordering::Relaxed),
+            stats.succeeded + stats.dropped
+        );
+        assert_eq!(stats.acquired, stats.succeeded + stats.ignored);
+        assert_eq!(stats.acquired + stats.rejected, 3);
     });
     assert!(ITERATIONS.load(StdOrdering::Relaxed) > 1);
 }

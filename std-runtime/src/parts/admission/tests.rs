@@ -17,10 +17,17 @@ const AIMD: AdmissionConfig = AdmissionConfig {
     aimd_backoff_ratio: 0.5,
     gradient_smoothing: 0.2,
     gradient_tolerance: 1.5,
+    bbr_headroom: 0.5,
+    bbr_window: 64,
 };
 /// Gradient, smoothing 0.2 and tolerance 1.5.
 const GRADIENT: AdmissionConfig = AdmissionConfig {
     algorithm: Algorithm::Gradient,
+    ..AIMD
+};
+/// BBR, headroom 0.5, a window of 64 samples.
+const BBR: AdmissionConfig = AdmissionConfig {
+    algorithm: Algorithm::Bbr,
     ..AIMD
 };
 
@@ -72,7 +79,7 @@ fn config_validation_names_the_field() {
         initial_limit: 5,
         ..AIMD
     };
-    let cases: [(AdmissionConfig, LimitError, &str); 10] = [
+    let cases: [(AdmissionConfig, LimitError, &str); 14] = [
         (
             AdmissionConfig {
                 min_limit: 0,
@@ -176,6 +183,40 @@ fn config_validation_names_the_field() {
             LimitError::Tolerance(0.9),
             "gradient_tolerance",
         ),
+        (
+            AdmissionConfig {
+                bbr_headroom: -0.1,
+                ..base
+            },
+            LimitError::Headroom(-0.1),
+            "bbr_headroom",
+        ),
+        (
+            AdmissionConfig {
+                algorithm: Algorithm::Bbr,
+                bbr_headroom: 16.5,
+                ..base
+            },
+            LimitError::Headroom(16.5),
+            "bbr_headroom",
+        ),
+        (
+            AdmissionConfig {
+                bbr_window: 7,
+                ..base
+            },
+            LimitError::Window(7),
+            "bbr_window",
+        ),
+        (
+            AdmissionConfig {
+                algorithm: Algorithm::Bbr,
+                bbr_window: (1 << 20) + 1,
+                ..base
+            },
+            LimitError::Window((1 << 20) + 1),
+            "bbr_window",
+        ),
     ];
     for (config, error, field) in cases {
         let got = AdaptiveLimit::new(config).unwrap_err();
@@ -204,6 +245,11 @@ fn config_validation_names_the_field() {
         AdaptiveLimit::new(nan).unwrap_err().field(),
         "gradient_tolerance"
     );
+    let nan = AdmissionConfig {
+        bbr_headroom: f64::NAN,
+        ..base
+    };
+    assert_eq!(AdaptiveLimit::new(nan).unwrap_err().field(), "bbr_headroom");
     // The edges that are allowed.
     for config in [
         AdmissionConfig {
@@ -216,6 +262,18 @@ fn config_validation_names_the_field() {
             algorithm: Algorithm::Gradient,
             gradient_smoothing: 1.0,
             gradient_tolerance: 1.0,
+            ..base
+        },
+        AdmissionConfig {
+            algorithm: Algorithm::Bbr,
+            bbr_headroom: 0.0,
+            bbr_window: 8,
+            ..base
+        },
+        AdmissionConfig {
+            algorithm: Algorithm::Bbr,
+            bbr_headroom: 16.0,
+            bbr_window: 1 << 20,
             ..base
         },
         AdmissionConfig::default(),
@@ -359,6 +417,15 @@ fn limit_never_leaves_bounds_under_random_programs() {
     for (seed, algorithm) in [
         (1, AIMD),
         (2, GRADIENT),
+        (4, BBR),
+        (
+            5,
+            AdmissionConfig {
+                bbr_headroom: 0.0,
+                bbr_window: 8,
+                ..BBR
+            },
+        ),
         (
             3,
             AdmissionConfig {
@@ -388,6 +455,13 @@ fn limit_never_leaves_bounds_under_random_programs() {
                     if let Some(permit) = out.pop_back() {
                         permit.dropped();
                     }
+                }
+                7 if rng.below(4) == 0 => {
+                    // Pressure: refused outside 0..=1, else taken at once.
+                    assert!(l.set_pressure(1.5).is_err());
+                    let share = [0.0, 0.3, 1.0][rng.below(3) as usize];
+                    l.set_pressure(share).unwrap();
+                    assert_eq!(l.pressure(), share);
                 }
                 7 => drop(out.pop_front()),
                 8 => {
@@ -522,5 +596,304 @@ fn concurrent_acquire_respects_the_limit() {
         assert_conserved(stats);
         assert!(stats.acquired > 0);
         assert!((min..=max).contains(&l.limit()));
+    }
+}
+
+/// A synthetic server on manual ticks (ns) for the BBR tests: `workers` slots, each run taking
+/// `service` ns once it holds a slot, served first come first served; the clients keep the
+/// limit full (every free permit is taken at once, so demand always exceeds capacity). The
+/// latency a permit reports runs from its acquire to its end, queueing included, as the
+/// executor measures it.
+struct Server<'a> {
+    limit: &'a AdaptiveLimit,
+    workers: usize,
+    service: u64,
+    now: u64,
+    /// Admitted, not yet started: (acquired at, permit).
+    queue: VecDeque<(u64, Permit<&'a AdaptiveLimit>)>,
+    /// Started: (ends at, acquired at, permit).
+    running: Vec<(u64, u64, Permit<&'a AdaptiveLimit>)>,
+}
+
+impl<'a> Server<'a> {
+    fn new(limit: &'a AdaptiveLimit, workers: usize, service: u64) -> Self {
+        Self {
+            limit,
+            workers,
+            service,
+            now: 0,
+            queue: VecDeque::new(),
+            running: Vec::new(),
+        }
+    }
+
+    /// Fills the limit, starts what fits on the workers, then moves the clock to the next end
+    /// and ends every run due then with `success(latency)`. Returns the limit after it.
+    fn step(&mut self) -> u32 {
+        while let Some(permit) = self.limit.try_acquire() {
+            self.queue.push_back((self.now, permit));
+        }
+        while self.running.len() < self.workers {
+            let Some((at, permit)) = self.queue.pop_front() else {
+                break;
+            };
+            self.running.push((self.now + self.service, at, permit));
+        }
+        let next = self
+            .running
+            .iter()
+            .map(|r| r.0)
+            .min()
+            .expect("runs running");
+        self.now = next;
+        let mut i = 0;
+        while i < self.running.len() {
+            if self.running[i].0 == next {
+                let (end, at, permit) = self.running.swap_remove(i);
+                permit.success(end - at);
+            } else {
+                i += 1;
+            }
+        }
+        self.limit.limit()
+    }
+
+    /// `steps` steps; the limits after each.
+    fn run(&mut self, steps: usize) -> Vec<u32> {
+        (0..steps).map(|_| self.step()).collect()
+    }
+}
+
+/// The most frequent value (the highest among ties).
+fn mode(values: &[u32]) -> u32 {
+    let mut counts = std::collections::BTreeMap::new();
+    for &v in values {
+        *counts.entry(v).or_insert(0usize) += 1;
+    }
+    let top = counts.values().copied().max().unwrap();
+    *counts.iter().rev().find(|(_, &c)| c == top).unwrap().0
+}
+
+#[test]
+fn bbr_converges_to_capacity_times_headroom() {
+    // 4 workers, 1 ms each: capacity 4 runs at once (4 per ms × 1 ms); headroom 0.5 -> 6.
+    for initial in [1, 6, 50] {
+        let l = limit(BBR, 1, 100, initial);
+        let mut server = Server::new(&l, 4, 1_000_000);
+        server.run(2_000);
+        let limits = server.run(2_000);
+        assert_eq!(mode(&limits), 6, "from {initial}: {limits:?}");
+        // Outside the brief RTT probes (half the estimate: 2) it stays at 6.
+        assert!(
+            limits.iter().all(|&x| x == 6 || x == 2),
+            "from {initial}: {limits:?}"
+        );
+        let probing = limits.iter().filter(|&&x| x == 2).count();
+        // Probes every 64 samples: at most a fifth of the steps here (a short window).
+        assert!(probing > 0 && probing * 5 < limits.len(), "{probing}");
+    }
+    // Headroom 0: the limit sits one run above the estimate (4 + 1), so it can still probe up.
+    let l = limit(
+        AdmissionConfig {
+            bbr_headroom: 0.0,
+            ..BBR
+        },
+        1,
+        100,
+        1,
+    );
+    let mut server = Server::new(&l, 4, 1_000_000);
+    server.run(2_000);
+    assert_eq!(mode(&server.run(2_000)), 5);
+}
+
+#[test]
+fn bbr_estimate_is_in_runs_not_time() {
+    // Capacity 8 at 10 µs and at 10 ms alike: 12 with headroom 0.5.
+    for service in [10_000, 10_000_000] {
+        let l = limit(BBR, 1, 100, 16);
+        let mut server = Server::new(&l, 8, service);
+        server.run(3_000);
+        assert_eq!(mode(&server.run(2_000)), 12, "service {service} ns");
+    }
+    // A server that slows down uniformly keeps its estimate: as many at once, each longer.
+    let l = limit(BBR, 1, 100, 16);
+    let mut server = Server::new(&l, 8, 1_000_000);
+    server.run(3_000);
+    server.service = 3_000_000;
+    server.run(3_000);
+    assert_eq!(mode(&server.run(2_000)), 12);
+}
+
+#[test]
+fn bbr_falls_when_latency_grows() {
+    // The server loses half its workers (a saturated CPU): the same runs take twice as long
+    // once queued, and the limit falls from 12 to 6 within a few windows.
+    let l = limit(BBR, 1, 100, 16);
+    let mut server = Server::new(&l, 8, 1_000_000);
+    server.run(3_000);
+    assert_eq!(l.limit(), 12);
+    server.workers = 4;
+    let after = server.run(3_000);
+    assert_eq!(mode(&after[2_000..]), 6, "{after:?}");
+    // And climbs back when the workers return.
+    server.workers = 8;
+    let back = server.run(3_000);
+    assert_eq!(mode(&back[2_000..]), 12, "{back:?}");
+}
+
+#[test]
+fn bbr_queueing_does_not_inflate_the_estimate() {
+    // A limit far above capacity makes every sample queue; the RTT probes find the true
+    // latency, so the estimate comes down instead of following the queue up.
+    let l = limit(BBR, 1, 1_000, 1_000);
+    let mut server = Server::new(&l, 4, 1_000_000);
+    let limits = server.run(6_000);
+    assert_eq!(mode(&limits[4_000..]), 6, "{:?}", &limits[4_000..]);
+    assert!(limits.iter().all(|&x| x <= 1_000));
+}
+
+#[test]
+fn bbr_drops_shrink_it_and_successes_recover() {
+    let l = limit(BBR, 1, 100, 6);
+    let mut server = Server::new(&l, 4, 1_000_000);
+    server.run(2_000);
+    // Step until outside a probe, so the drops act on the full limit.
+    while l.limit() != 6 {
+        server.step();
+    }
+    // The server's runs end as cancelled (ignored: the limit stays), then runs meet overload
+    // one after another: the ceiling is 6 × 0.7^k, so 4.2, 2.94, 2.06, 1.44.
+    let now = server.now;
+    drop(server);
+    assert_eq!(l.limit(), 6);
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        l.try_acquire().unwrap().dropped();
+        seen.push(l.limit());
+    }
+    assert_eq!(seen, [4, 2, 2, 1]);
+    // Successes raise the ceiling by about one run per round: back to 6.
+    let mut server = Server::new(&l, 4, 1_000_000);
+    server.now = now;
+    let back = server.run(500);
+    assert_eq!(mode(&back[300..]), 6, "{back:?}");
+    drop(server);
+    assert_conserved(l.stats());
+}
+
+#[test]
+fn bbr_pressure_scales_the_limit_and_holds_the_estimate() {
+    let l = limit(BBR, 1, 100, 16);
+    let mut server = Server::new(&l, 8, 1_000_000);
+    server.run(3_000);
+    while l.limit() != 12 {
+        server.step();
+    }
+    l.set_pressure(0.5).unwrap();
+    assert_eq!(l.limit(), 6);
+    // Held low for many windows, the limit stays at half the capacity estimate rather than
+    // learning its own restriction as the capacity.
+    let held = server.run(5_000);
+    assert_eq!(mode(&held[4_000..]), 6, "{held:?}");
+    assert!(held.iter().all(|&x| x <= 6));
+    l.set_pressure(1.0).unwrap();
+    assert_eq!(l.limit(), 1, "full pressure: the minimum");
+    l.set_pressure(0.0).unwrap();
+    let back = server.run(2_000);
+    assert_eq!(mode(&back[1_000..]), 12, "{back:?}");
+    assert!(matches!(l.set_pressure(f64::NAN), Err(LimitError::Pressure(p)) if p.is_nan()));
+    assert!(matches!(l.set_pressure(-0.1), Err(LimitError::Pressure(_))));
+    assert_eq!(l.pressure(), 0.0);
+}
+
+#[test]
+fn bbr_never_leaves_its_bounds() {
+    // Bounds tighter than the estimate hold it, at every step, probes included.
+    let l = limit(BBR, 3, 5, 4);
+    let mut server = Server::new(&l, 8, 1_000_000);
+    let limits = server.run(3_000);
+    assert!(limits.iter().all(|&x| (3..=5).contains(&x)), "{limits:?}");
+    assert_eq!(mode(&limits[1_000..]), 5);
+    // A floor above the capacity (8) keeps even the probes above it.
+    l.set_bounds(20, 30).unwrap();
+    let limits = server.run(3_000);
+    assert!(limits.iter().all(|&x| (20..=30).contains(&x)), "{limits:?}");
+    drop(server);
+    assert_conserved(l.stats());
+}
+
+#[test]
+fn bbr_keeps_its_estimate_through_a_quiet_spell() {
+    let l = limit(BBR, 1, 100, 16);
+    let mut server = Server::new(&l, 8, 1_000_000);
+    server.run(3_000);
+    while l.limit() != 12 {
+        server.step();
+    }
+    drop(server);
+    // One run at a time for many windows: app-limited samples (1 in flight, below the limit)
+    // do not make the server look like a one-run server.
+    let mut seen = Vec::new();
+    for _ in 0..2_000 {
+        l.try_acquire().unwrap().success(1_000_000);
+        seen.push(l.limit());
+    }
+    assert_eq!(mode(&seen), 12, "{seen:?}");
+    assert!(seen.iter().all(|&x| x == 12 || x == 4), "{seen:?}");
+    // A fresh limit under the same quiet load has never had its limit in use: it keeps its
+    // initial limit (BBR's startup never lowers its window) ...
+    let quiet = limit(BBR, 1, 100, 16);
+    for _ in 0..2_000 {
+        quiet.try_acquire().unwrap().success(1_000_000);
+    }
+    assert_eq!(quiet.limit(), 16);
+    // ... until the limit turns work away: then 16 runs served one at a time (the k-th ends
+    // after k ms) show a one-run server, and the estimate rules: 1 × 2 (headroom 0.5, and
+    // one above the estimate).
+    let held: Vec<_> = (0..16).map(|_| quiet.try_acquire().unwrap()).collect();
+    assert!(quiet.try_acquire().is_none());
+    for (k, permit) in (1..).zip(held) {
+        permit.success(k * 1_000_000);
+    }
+    assert_eq!(quiet.limit(), 2);
+}
+
+#[test]
+fn bbr_fields_are_validated_in_the_whole_configuration() {
+    use crate::config::{ConfigError, OptimizationConfig};
+    for preset in [
+        OptimizationConfig::latency(),
+        OptimizationConfig::throughput(),
+        OptimizationConfig::low_memory(),
+    ] {
+        assert_eq!(preset.adaptive_concurrency.bbr_headroom, 1.0);
+        assert_eq!(preset.adaptive_concurrency.bbr_window, 256);
+        let mut cfg = preset.clone();
+        cfg.adaptive_concurrency.algorithm = Algorithm::Bbr;
+        assert!(cfg.validate().is_ok());
+        for (bad, field) in [
+            (
+                AdmissionConfig {
+                    bbr_headroom: f64::INFINITY,
+                    ..cfg.adaptive_concurrency
+                },
+                "adaptive_concurrency.bbr_headroom",
+            ),
+            (
+                AdmissionConfig {
+                    bbr_window: 0,
+                    ..cfg.adaptive_concurrency
+                },
+                "adaptive_concurrency.bbr_window",
+            ),
+        ] {
+            let mut c = cfg.clone();
+            c.adaptive_concurrency = bad;
+            match c.validate() {
+                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }
