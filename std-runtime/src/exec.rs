@@ -974,29 +974,46 @@ where
             .sum();
         let events = self.monitor.close(now, submitted, refused);
         let firing = self.monitor.firing();
-        self.evaluate_health(self.monitor.tick_of(now), &firing, self.memory_share());
+        let (memory, cpu) = self.read_process();
+        self.evaluate_health(self.monitor.tick_of(now), &firing, memory);
+        if let Some(cpu) = cpu {
+            // BBR admission under CPU saturation: nothing below 85% of the cores, half the
+            // limit at 100% (`docs/operations.md`, "Admission under pressure").
+            let pressure = ((cpu - 0.85) / 0.15).clamp(0.0, 1.0) * 0.5;
+            let _ = self.limit.set_pressure(pressure);
+        }
         events
     }
 
-    /// The resident memory's share of the degradation's memory budget (its `budget_bytes`,
-    /// else the cgroup limit), when degradation is on and a level has the memory trigger;
-    /// `None` otherwise or when it cannot be read.
-    fn memory_share(&self) -> Option<f64> {
+    /// Reads the process once a poll, when something watches it: the resident memory's share
+    /// of the degradation's memory budget (its `budget_bytes`, else the cgroup limit) when a
+    /// level has the memory trigger, and the share of the cores busy since the last poll when
+    /// admission is BBR (which the CPU pressure scales). `None` for what is not watched or
+    /// cannot be read.
+    fn read_process(&self) -> (Option<f64>, Option<f64>) {
         let cfg = self.config.load();
         let d = &cfg.degradation;
-        let watched = d.enabled
+        let memory_watched = d.enabled
             && d.levels
                 .iter()
                 .any(|l| l.when.iter().any(|t| t == crate::config::MEMORY_TRIGGER));
-        if !watched {
-            return None;
+        let a = &cfg.adaptive_concurrency;
+        let cpu_watched = a.enabled && a.algorithm == crate::config::Algorithm::Bbr;
+        if !memory_watched && !cpu_watched {
+            return (None, None);
         }
         let reading = self.degrade.read_process();
-        let budget = match d.memory.budget_bytes {
-            0 => reading.memory_limit_bytes?,
-            b => b,
-        };
-        Some(reading.resident_bytes? as f64 / budget.max(1) as f64)
+        let memory = memory_watched
+            .then(|| {
+                let budget = match d.memory.budget_bytes {
+                    0 => reading.memory_limit_bytes?,
+                    b => b,
+                };
+                Some(reading.resident_bytes? as f64 / budget.max(1) as f64)
+            })
+            .flatten();
+        let cpu = cpu_watched.then_some(reading.cpu_share_of_cores).flatten();
+        (memory, cpu)
     }
 
     /// Notes the current limit in the lowest and highest seen: two loads when it is within
