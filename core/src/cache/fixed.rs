@@ -205,11 +205,13 @@ pub struct FixedCache<V, K: FixedKey = CacheKey> {
     /// The number of slots that may hold entries, in `1 ..= MAX_CAPACITY`.
     capacity: usize,
     ttl_ticks: Option<NonZeroU64>,
-    /// The next LRU stamp; incremented by every hit and insert. At 2^64 operations it would
-    /// wrap, which takes centuries.
+    /// The next LRU stamp; incremented by every hit and insert, and by nothing else, so the
+    /// hits are `stamp_next - stats.inserts` (`stats.hits` is not kept apart: a hit pays one
+    /// increment, not two). At 2^64 operations it would wrap, which takes centuries.
     stamp_next: u64,
     /// Occupied slots, in `0 ..= capacity`.
     len: usize,
+    /// The counts, but for `hits` (0 here): see `stamp_next`.
     stats: CacheStats,
 }
 
@@ -321,7 +323,10 @@ impl<V, K: FixedKey> FixedCache<V, K> {
     /// The exact counts so far.
     #[inline]
     pub fn stats(&self) -> CacheStats {
-        self.stats
+        CacheStats {
+            hits: self.stamp_next.wrapping_sub(self.stats.inserts),
+            ..self.stats
+        }
     }
 
     /// Looks up `key` at time `now_ticks`: the value if its entry is present and live.
@@ -341,7 +346,7 @@ impl<V, K: FixedKey> FixedCache<V, K> {
             self.stats.misses += 1;
             return None;
         };
-        self.stats.hits += 1;
+        // The stamp counts the hit (see `stamp_next`).
         slot.used_stamp = self.stamp_next;
         self.stamp_next = self.stamp_next.wrapping_add(1);
         slot.value.as_ref()
@@ -486,7 +491,7 @@ impl<V, K: FixedKey> fmt::Debug for FixedCache<V, K> {
             .field("capacity", &self.capacity())
             .field("len", &self.len)
             .field("ttl_ticks", &self.ttl_ticks())
-            .field("stats", &self.stats)
+            .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
