@@ -30,7 +30,8 @@
 //!   failed or panicked) wakes its waiters and one of them becomes the new leader. A wait is
 //!   bounded by the cache's flight timeout and by the waiter's own deadline
 //!   ([`ResultCache::lookup_until`]); a waiter that runs out of time computes on its own.
-//! - **Exact counters**: [`CacheStats`].
+//! - **Exact counters**: [`CacheStats`]. A hit, the common case, is counted in its shard under
+//!   the lock it already holds; the rarer events in shared relaxed atomics.
 //!
 //! # Locks and user code
 //!
