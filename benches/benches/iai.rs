@@ -30,6 +30,7 @@ use w9_telemetry::W9_telemetry;
 #[path = "iai/w3_tree.rs"]
 mod w3_tree;
 use w3_tree::W3_tree;
+use w3_tree::W4_fanout;
 #[path = "iai/w1_executor_run.rs"]
 mod w1_executor_run;
 use w1_executor_run::W1_executor_run;
@@ -55,6 +56,7 @@ main!(
     W9_quantile,
     W10_breaker,
     W3_tree,
+    W4_fanout,
     W1_executor_run,
     W14_typed_chain
 );

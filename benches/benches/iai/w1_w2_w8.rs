@@ -32,13 +32,13 @@ const W1_IR_LIMIT: u64 = 4_850_000;
 /// breaker's permit and record are about 26 per step. The limit is the goal, not 1.15x: twice
 /// W1's measured count. History and the win of each specialisation: `core/src/interp/README.md`.
 const W2_IR_LIMIT: u64 = 8_440_000;
-/// Measured W2 with one task execution in 64 sampled: 8_759_231 (87.6 per step; history in
-/// `core/src/interp/README.md`).
-const W2_SAMPLED_IR_LIMIT: u64 = 10_070_000;
+/// Measured W2 with one task execution in 64 sampled: 8_567_231 (85.7 per step; history in
+/// `core/src/interp/README.md`). The limit is 1.15x that.
+const W2_SAMPLED_IR_LIMIT: u64 = 9_853_000;
 /// Measured W2 with its validator boxed (`validate_boxed`: the stretch loop calls the step,
-/// then the validator through its box, out of line): 13_208_156 (132.1 per step; 127.0 when
-/// every validator was boxed and called in the loop itself, before this session's changes).
-const W2_BOXED_IR_LIMIT: u64 = 15_190_000;
+/// then the validator through its box, out of line): 13_022_156 (130.2 per step; 127.0 when
+/// every validator was boxed and called in the loop itself). The limit is 1.15x that.
+const W2_BOXED_IR_LIMIT: u64 = 14_976_000;
 /// Measured W8: 5_149_446 Ir for 1000 fan-outs (deep_clone measured 31_932_439); 5_277_458
 /// with the record arena.
 const W8_IR_LIMIT: u64 = 5_920_000;

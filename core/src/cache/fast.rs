@@ -15,7 +15,14 @@ const INLINE_MAX: usize = 64;
 /// The `len` of a key that keeps a [`CacheKey`] instead of the canonical bytes.
 const LEN_DIGEST: u8 = u8::MAX;
 
+/// The bytes of the fingerprint's digest, at the start of [`FastKey`]'s `id`.
+const FINGERPRINT_LEN: usize = 32;
+
+/// The length of [`FastKey`]'s `id`: the fingerprint's digest, then the kept bytes.
+const ID_LEN: usize = FINGERPRINT_LEN + INLINE_MAX;
+
 const _: () = assert!(INLINE_MAX < LEN_DIGEST as usize && INLINE_MAX >= 32);
+const _: () = assert!(ID_LEN.is_multiple_of(16));
 
 /// An in-process cache key: a 64-bit ahash digest of a step's canonical input, and the input's
 /// canonical bytes (up to [`INLINE_MAX`](Self::INLINE_MAX)) with the step's fingerprint, so
@@ -77,11 +84,10 @@ pub struct FastKey {
     digest: u64,
     /// The canonical length, in `0..=INLINE_MAX`, or `LEN_DIGEST`.
     len: u8,
-    /// The step's fingerprint digest.
-    fingerprint: [u8; 32],
-    /// The canonical bytes, or the `CacheKey`; zero after them, so equal keys are equal
-    /// arrays.
-    bytes: [u8; INLINE_MAX],
+    /// The step's fingerprint digest (`id[..FINGERPRINT_LEN]`), then the canonical bytes or
+    /// the `CacheKey` (`id[FINGERPRINT_LEN..]`), zero after them, so equal keys are equal
+    /// arrays. One array, so that a hit compares it in one pass.
+    id: [u8; ID_LEN],
 }
 
 impl FastKey {
@@ -109,17 +115,17 @@ impl FastKey {
     #[inline(always)]
     fn kept_whole(fingerprint: &StepFingerprint, canonical: &[u8]) -> Self {
         debug_assert!(canonical.len() <= INLINE_MAX);
-        let fingerprint = *fingerprint.as_bytes();
-        let mut hasher = seeded(&fingerprint).build_hasher();
+        let fingerprint = fingerprint.as_bytes();
+        let mut hasher = seeded(fingerprint).build_hasher();
         hasher.write(canonical);
-        let mut bytes = [0; INLINE_MAX];
-        bytes[..canonical.len()].copy_from_slice(canonical);
+        let mut id = [0; ID_LEN];
+        id[..FINGERPRINT_LEN].copy_from_slice(fingerprint);
+        id[FINGERPRINT_LEN..FINGERPRINT_LEN + canonical.len()].copy_from_slice(canonical);
         Self {
             digest: hasher.finish(),
             // Below INLINE_MAX < 255: the cast is exact.
             len: canonical.len() as u8,
-            fingerprint,
-            bytes,
+            id,
         }
     }
 
@@ -131,13 +137,13 @@ impl FastKey {
         input: &T,
     ) -> Self {
         let key = CacheKey::new(fingerprint, input);
-        let mut bytes = [0; INLINE_MAX];
-        bytes[..32].copy_from_slice(key.as_bytes());
+        let mut id = [0; ID_LEN];
+        id[..FINGERPRINT_LEN].copy_from_slice(fingerprint.as_bytes());
+        id[FINGERPRINT_LEN..FINGERPRINT_LEN + 32].copy_from_slice(key.as_bytes());
         Self {
             digest: key.index_bits(),
             len: LEN_DIGEST,
-            fingerprint: *fingerprint.as_bytes(),
-            bytes,
+            id,
         }
     }
 
@@ -151,7 +157,8 @@ impl FastKey {
     /// (at most [`INLINE_MAX`](Self::INLINE_MAX)); `None` when the key keeps a [`CacheKey`].
     #[inline]
     pub fn canonical_bytes(&self) -> Option<&[u8]> {
-        (self.len != LEN_DIGEST).then(|| &self.bytes[..usize::from(self.len)])
+        (self.len != LEN_DIGEST)
+            .then(|| &self.id[FINGERPRINT_LEN..FINGERPRINT_LEN + usize::from(self.len)])
     }
 
     /// The [`CacheKey`] that stands for a long input; `None` when the canonical bytes were
@@ -160,7 +167,7 @@ impl FastKey {
     pub fn cache_key(&self) -> Option<CacheKey> {
         (self.len == LEN_DIGEST).then(|| {
             let mut key = [0; 32];
-            key.copy_from_slice(&self.bytes[..32]);
+            key.copy_from_slice(&self.id[FINGERPRINT_LEN..FINGERPRINT_LEN + 32]);
             CacheKey::from_bytes(key)
         })
     }
@@ -168,7 +175,10 @@ impl FastKey {
     /// The fingerprint digest of the key's step ([`StepFingerprint::as_bytes`]).
     #[inline]
     pub const fn fingerprint(&self) -> &[u8; 32] {
-        &self.fingerprint
+        match self.id.first_chunk() {
+            Some(fingerprint) => fingerprint,
+            None => unreachable!(), // ID_LEN > FINGERPRINT_LEN = 32
+        }
     }
 
     /// The key an empty cache slot holds; never compared, as the slot holds no value.
@@ -176,8 +186,7 @@ impl FastKey {
         Self {
             digest: 0,
             len: 0,
-            fingerprint: [0; 32],
-            bytes: [0; INLINE_MAX],
+            id: [0; ID_LEN],
         }
     }
 
@@ -203,13 +212,11 @@ fn seeded(fingerprint: &[u8; 32]) -> ahash::RandomState {
 impl PartialEq for FastKey {
     /// Equal fingerprints and equal bytes (the canonical bytes, or the `CacheKey` of a long
     /// input). The digest and the length settle most differences before the bytes are read;
-    /// the bytes are compared 16 at a time, without a call to `memcmp`.
+    /// the fingerprint and the bytes are compared as one array, 16 bytes at a time, without a
+    /// call to `memcmp`.
     #[inline]
     fn eq(&self, other: &Self) -> bool {
-        self.digest == other.digest
-            && self.len == other.len
-            && same_bytes(&self.fingerprint, &other.fingerprint)
-            && same_bytes(&self.bytes, &other.bytes)
+        self.digest == other.digest && self.len == other.len && same_bytes(&self.id, &other.id)
     }
 }
 

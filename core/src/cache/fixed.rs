@@ -1,8 +1,9 @@
 //! A fixed-capacity, set-associative result cache with LRU eviction within a set.
 //!
 //! The slots are allocated once, at construction, and never grow. They are grouped into sets of
-//! [`FixedCache::WAYS`] consecutive slots (the last set may be shorter, so the capacity is
-//! exactly what was asked for). A key's set is chosen from 64 index bits by multiply-shift range
+//! [`FixedCache::WAYS`] slots. The last set is padded to a whole set, and its slots past the
+//! capacity are never filled, so the capacity is exactly what was asked for while every
+//! lookup scans a whole set (no bounds to work out on the hit path). A key's set is chosen from 64 index bits by multiply-shift range
 //! reduction (Lemire's "fastrange"): `(bits * set_count) >> 64`. The bits are the first eight
 //! bytes of a [`CacheKey`] (uniform BLAKE3 output) or the ahash digest of a [`FastKey`], so no
 //! further hashing is needed.
@@ -152,12 +153,24 @@ impl<V, K: FixedKey> Slot<V, K> {
         // The comparison of the whole key is its verification.
         self.value.is_some() && self.key == *key
     }
+
+    /// Whether this occupied slot's entry is live at `now_ticks` under `ttl_ticks`.
+    #[inline(always)]
+    fn is_live(&self, ttl_ticks: Option<NonZeroU64>, now_ticks: u64) -> bool {
+        debug_assert!(self.value.is_some());
+        match ttl_ticks {
+            None => true,
+            // A clock that went backwards gives an age of 0: the entry is fresh, not expired.
+            Some(ttl) => now_ticks.saturating_sub(self.inserted_at_ticks) < ttl.get(),
+        }
+    }
 }
 
 /// A fixed-capacity result cache keyed by [`CacheKey`] (by default) or [`FastKey`], usable
 /// without `std`.
 ///
-/// - capacity fixed at construction: one allocation, never grows;
+/// - capacity fixed at construction: one allocation, never grows (it is rounded up to whole
+///   sets of [`WAYS`](Self::WAYS) slots; the few slots past the capacity stay empty);
 /// - set-associative ([`WAYS`](Self::WAYS) ways per set), exact LRU within a set;
 /// - every lookup compares the whole key, so a collision of index bits is harmless (see
 ///   [`FixedKey`] for the two key types);
@@ -184,16 +197,21 @@ impl<V, K: FixedKey> Slot<V, K> {
 /// assert_eq!(cache.remove(&key), Some(144)); // still handed back
 /// ```
 pub struct FixedCache<V, K: FixedKey = CacheKey> {
-    /// `capacity` slots; set `s` is `slots[s * WAYS .. min((s + 1) * WAYS, capacity)]`.
-    slots: Box<[Slot<V, K>]>,
-    /// `capacity.div_ceil(WAYS)`, at least 1.
+    /// `set_count` sets; slot `w` of set `s` is slot `s * WAYS + w`. Slots from `capacity` on
+    /// (the last set's padding) stay empty.
+    sets: Box<[[Slot<V, K>; WAYS]]>,
+    /// `sets.len()`: `capacity.div_ceil(WAYS)`, at least 1.
     set_count: usize,
+    /// The number of slots that may hold entries, in `1 ..= MAX_CAPACITY`.
+    capacity: usize,
     ttl_ticks: Option<NonZeroU64>,
-    /// The next LRU stamp; incremented by every hit and insert. At 2^64 operations it would
-    /// wrap, which takes centuries.
+    /// The next LRU stamp; incremented by every hit and insert, and by nothing else, so the
+    /// hits are `stamp_next - stats.inserts` (`stats.hits` is not kept apart: a hit pays one
+    /// increment, not two). At 2^64 operations it would wrap, which takes centuries.
     stamp_next: u64,
     /// Occupied slots, in `0 ..= capacity`.
     len: usize,
+    /// The counts, but for `hits` (0 here): see `stamp_next`.
     stats: CacheStats,
 }
 
@@ -258,20 +276,19 @@ impl<V, K: FixedKey> FixedCache<V, K> {
                 max: Self::MAX_CAPACITY,
             });
         }
-        let mut slots = Vec::new();
-        slots
-            .try_reserve_exact(capacity)
-            .map_err(|_| CacheError::AllocFailed {
-                requested: capacity,
-            })?;
-        slots.extend((0..capacity).map(|_| Slot::empty()));
-        let slots = slots.into_boxed_slice();
         let set_count = set_count_for(capacity);
         debug_assert!(set_count >= 1 && (set_count - 1) * WAYS < capacity);
         debug_assert!(set_count * WAYS >= capacity);
+        let mut sets = Vec::new();
+        sets.try_reserve_exact(set_count)
+            .map_err(|_| CacheError::AllocFailed {
+                requested: capacity,
+            })?;
+        sets.extend((0..set_count).map(|_| core::array::from_fn(|_| Slot::empty())));
         Ok(Self {
-            slots,
+            sets: sets.into_boxed_slice(),
             set_count,
+            capacity,
             ttl_ticks,
             stamp_next: 0,
             len: 0,
@@ -282,7 +299,7 @@ impl<V, K: FixedKey> FixedCache<V, K> {
     /// The number of entries the cache holds at most.
     #[inline]
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.capacity
     }
 
     /// The number of entries held, expired ones not yet reclaimed included.
@@ -306,7 +323,10 @@ impl<V, K: FixedKey> FixedCache<V, K> {
     /// The exact counts so far.
     #[inline]
     pub fn stats(&self) -> CacheStats {
-        self.stats
+        CacheStats {
+            hits: self.stamp_next.wrapping_sub(self.stats.inserts),
+            ..self.stats
+        }
     }
 
     /// Looks up `key` at time `now_ticks`: the value if its entry is present and live.
@@ -314,17 +334,21 @@ impl<V, K: FixedKey> FixedCache<V, K> {
     /// A hit marks the entry most recently used. Counts a hit or a miss.
     #[inline]
     pub fn get(&mut self, key: &K, now_ticks: u64) -> Option<&V> {
-        let found = self
-            .find(key)
-            .filter(|&index| self.is_live(index, now_ticks));
-        let Some(index) = found else {
+        let set = self.set_of(key);
+        let ttl_ticks = self.ttl_ticks;
+        // One pass over the set, the found slot borrowed once: the hit path works out no
+        // index.
+        let found = self.sets[set]
+            .iter_mut()
+            .find(|slot| slot.holds(key))
+            .filter(|slot| slot.is_live(ttl_ticks, now_ticks));
+        let Some(slot) = found else {
             self.stats.misses += 1;
             return None;
         };
-        self.stats.hits += 1;
-        let stamp = self.next_stamp();
-        let slot = &mut self.slots[index];
-        slot.used_stamp = stamp;
+        // The stamp counts the hit (see `stamp_next`).
+        slot.used_stamp = self.stamp_next;
+        self.stamp_next = self.stamp_next.wrapping_add(1);
         slot.value.as_ref()
     }
 
@@ -338,7 +362,7 @@ impl<V, K: FixedKey> FixedCache<V, K> {
         self.stats.inserts += 1;
         let stamp = self.next_stamp();
         let (index, outcome) = self.place(&key, now_ticks);
-        let slot = &mut self.slots[index];
+        let slot = self.slot_mut(index);
         let old_value = slot.value.replace(value);
         let old_key = core::mem::replace(&mut slot.key, key);
         let displaced = old_value.map(|old| (old_key, old));
@@ -351,7 +375,7 @@ impl<V, K: FixedKey> FixedCache<V, K> {
         }
         debug_assert_eq!(displaced.is_some(), !matches!(outcome, Place::Empty));
         debug_assert!(displaced.as_ref().is_none_or(|(old_key, _)| {
-            (*old_key == self.slots[index].key) == matches!(outcome, Place::Replace)
+            (*old_key == self.slot(index).key) == matches!(outcome, Place::Replace)
         }));
         debug_assert!(self.len <= self.capacity());
         displaced
@@ -360,7 +384,7 @@ impl<V, K: FixedKey> FixedCache<V, K> {
     /// Takes the entry of `key` out (even an expired one) and returns its value.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let index = self.find(key)?;
-        let value = self.slots[index].value.take();
+        let value = self.slot_mut(index).value.take();
         debug_assert!(value.is_some());
         self.len -= 1;
         self.stats.removals += 1;
@@ -369,7 +393,7 @@ impl<V, K: FixedKey> FixedCache<V, K> {
 
     /// Drops every entry. The counts are kept; each dropped entry counts as a removal.
     pub fn clear(&mut self) {
-        for slot in self.slots.iter_mut() {
+        for slot in self.sets.iter_mut().flatten() {
             if slot.value.take().is_some() {
                 self.stats.removals += 1;
             }
@@ -377,36 +401,41 @@ impl<V, K: FixedKey> FixedCache<V, K> {
         self.len = 0;
     }
 
-    /// The slots of the set of `key`, as an index range.
+    /// The slot with index `index` (`set * WAYS + way`).
     #[inline(always)]
-    fn set_range(&self, key: &K) -> core::ops::Range<usize> {
-        let set = set_of(key, self.set_count);
-        debug_assert!(set < self.set_count);
-        let start = set * WAYS;
-        start..(start + WAYS).min(self.slots.len())
+    fn slot(&self, index: usize) -> &Slot<V, K> {
+        &self.sets[index / WAYS][index % WAYS]
     }
 
-    /// The slot index of the entry of `key`, live or not.
+    /// [`slot`](Self::slot), mutably.
+    #[inline(always)]
+    fn slot_mut(&mut self, index: usize) -> &mut Slot<V, K> {
+        &mut self.sets[index / WAYS][index % WAYS]
+    }
+
+    /// The set of `key`.
+    #[inline(always)]
+    fn set_of(&self, key: &K) -> usize {
+        let set = set_of(key, self.set_count);
+        debug_assert!(set < self.set_count);
+        set
+    }
+
+    /// The slot index of the entry of `key`, live or not. The whole set is scanned: the last
+    /// set's padding slots are empty, so they never match.
     #[inline(always)]
     fn find(&self, key: &K) -> Option<usize> {
-        let range = self.set_range(key);
-        let start = range.start;
-        self.slots[range]
+        let set = self.set_of(key);
+        self.sets[set]
             .iter()
             .position(|slot| slot.holds(key))
-            .map(|way| start + way)
+            .map(|way| set * WAYS + way)
     }
 
     /// Whether the occupied slot `index` is live at `now_ticks`.
     #[inline(always)]
     fn is_live(&self, index: usize, now_ticks: u64) -> bool {
-        let slot = &self.slots[index];
-        debug_assert!(slot.value.is_some());
-        match self.ttl_ticks {
-            None => true,
-            // A clock that went backwards gives an age of 0: the entry is fresh, not expired.
-            Some(ttl) => now_ticks.saturating_sub(slot.inserted_at_ticks) < ttl.get(),
-        }
+        self.slot(index).is_live(self.ttl_ticks, now_ticks)
     }
 
     fn next_stamp(&mut self) -> u64 {
@@ -417,12 +446,14 @@ impl<V, K: FixedKey> FixedCache<V, K> {
 
     /// Chooses the slot an insert of `key` goes to, and says what it holds.
     fn place(&self, key: &K, now_ticks: u64) -> (usize, Place) {
-        let range = self.set_range(key);
+        let start = self.set_of(key) * WAYS;
+        // The last set's padding slots (from `capacity` on) are never filled.
+        let end = (start + WAYS).min(self.capacity);
         let mut empty = None;
         // The victim if the set is full: expired before live, then least recently used.
         let mut victim: Option<(usize, (bool, u64))> = None;
-        for index in range {
-            let slot = &self.slots[index];
+        for index in start..end {
+            let slot = self.slot(index);
             if slot.value.is_none() {
                 empty = empty.or(Some(index));
                 continue;
@@ -460,7 +491,7 @@ impl<V, K: FixedKey> fmt::Debug for FixedCache<V, K> {
             .field("capacity", &self.capacity())
             .field("len", &self.len)
             .field("ttl_ticks", &self.ttl_ticks())
-            .field("stats", &self.stats)
+            .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }

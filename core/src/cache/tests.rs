@@ -669,6 +669,36 @@ fn colliding_index_bits_never_return_another_keys_value() {
 }
 
 #[test]
+fn a_partial_last_set_holds_only_its_share() {
+    // Capacity 10: one set of 8 and a last set of 2, padded to 8 slots that stay empty.
+    let mut cache = FixedCache::new(10).unwrap();
+    let set_count = set_count_for(10);
+    assert_eq!((set_count, set_len(1, 10)), (2, 2));
+    let last: Vec<CacheKey> = (0u32..)
+        .map(|i| key(&i))
+        .filter(|key| set_of(key, set_count) == 1)
+        .take(5)
+        .collect();
+    for (value, key) in last.iter().enumerate() {
+        let displaced = cache.insert(*key, value, 0);
+        // The third key of the last set evicts (its two slots are full): the padding is
+        // never used.
+        assert_eq!(
+            displaced.is_some(),
+            value >= 2,
+            "insert {value}: {displaced:?}"
+        );
+        assert_eq!(cache.len(), value.min(1) + 1);
+    }
+    let live = last
+        .iter()
+        .filter(|key| cache.get(key, 0).is_some())
+        .count();
+    assert_eq!((live, cache.len(), cache.capacity()), (2, 2, 10));
+    assert_eq!(cache.stats().evictions, 3);
+}
+
+#[test]
 fn remove_and_clear() {
     let mut cache = FixedCache::new(10).unwrap();
     let keys: Vec<CacheKey> = (0u32..10).map(|i| key(&i)).collect();

@@ -30,7 +30,8 @@
 //!   failed or panicked) wakes its waiters and one of them becomes the new leader. A wait is
 //!   bounded by the cache's flight timeout and by the waiter's own deadline
 //!   ([`ResultCache::lookup_until`]); a waiter that runs out of time computes on its own.
-//! - **Exact counters**: [`CacheStats`].
+//! - **Exact counters**: [`CacheStats`]. A hit, the common case, is counted in its shard under
+//!   the lock it already holds; the rarer events in shared relaxed atomics.
 //!
 //! # Locks and user code
 //!
@@ -409,6 +410,7 @@ impl<V: Clone + Send + Sync> ResultCache<V> {
     }
 
     /// The shard of `key`.
+    #[inline]
     fn shard(&self, key: &CacheKey) -> &Shard<V> {
         // The length is a power of two, so the mask keeps the index in range; the truncation
         // to usize keeps the low bits, which is all the mask needs.
@@ -475,12 +477,12 @@ impl<V: Clone + Send + Sync> ResultCache<V> {
             };
             let mut state = lock(&shard.state);
             if let Probe::Hit(value) = state.probe(map_key, now_ns, &self.counters) {
-                drop(state);
-                bump(if waited {
-                    &self.counters.coalesced
+                if waited {
+                    drop(state);
+                    bump(&self.counters.coalesced);
                 } else {
-                    &self.counters.hits
-                });
+                    state.hits += 1;
+                }
                 return Lookup::Hit(value);
             }
             if let Some(cell) = state.flights.get(&map_key) {
@@ -552,12 +554,14 @@ impl<V: Clone + Send + Sync> ResultCache<V> {
     /// computation in flight.
     pub fn get(&self, key: &CacheKey) -> Option<V> {
         let now_ns = self.clock.now();
-        let probe = lock(&self.shard(key).state).probe(MapKey(*key), now_ns, &self.counters);
+        let mut state = lock(&self.shard(key).state);
+        let probe = state.probe(MapKey(*key), now_ns, &self.counters);
+        if matches!(probe, Probe::Hit(_)) {
+            state.hits += 1;
+        }
+        drop(state);
         match probe {
-            Probe::Hit(value) => {
-                bump(&self.counters.hits);
-                Some(value)
-            }
+            Probe::Hit(value) => Some(value),
             Probe::Absent => {
                 bump(&self.counters.misses);
                 None
@@ -699,9 +703,16 @@ impl<V: Clone + Send + Sync> ResultCache<V> {
         }
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters (the hits are counted per shard: each shard's lock is taken
+    /// in turn to read them).
     pub fn stats(&self) -> CacheStats {
-        self.counters.snapshot()
+        let mut stats = self.counters.snapshot();
+        stats.hits = self
+            .shards
+            .iter()
+            .map(|shard| lock(&shard.state).hits)
+            .sum();
+        stats
     }
 
     /// Stores a leader's `value` (if it fits), ends its flight and hands the value to the

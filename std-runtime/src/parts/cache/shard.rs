@@ -34,6 +34,7 @@ const RING_SLACK: usize = 32;
 ///
 /// The key is a BLAKE3 output, so each word is uniform: the map hashes word 0 and the shard is
 /// picked from word 1, so the keys of one shard still spread over all of its buckets.
+#[inline]
 pub(super) fn key_word(key: &CacheKey, word: usize) -> u64 {
     let mut bits = [0u8; 8];
     bits.copy_from_slice(&key.as_bytes()[8 * word..8 * word + 8]);
@@ -46,6 +47,7 @@ pub(super) fn key_word(key: &CacheKey, word: usize) -> u64 {
 pub(super) struct MapKey(pub(super) CacheKey);
 
 impl Hash for MapKey {
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(key_word(&self.0, 0));
     }
@@ -56,10 +58,12 @@ impl Hash for MapKey {
 pub(super) struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
+    #[inline]
     fn finish(&self) -> u64 {
         self.0
     }
 
+    #[inline]
     fn write_u64(&mut self, bits: u64) {
         self.0 = bits;
     }
@@ -116,6 +120,11 @@ pub(super) struct ShardState<V> {
     next_generation: u64,
     /// The computations in flight in this shard, by key: see `ResultCache::lookup`.
     pub(super) flights: KeyMap<Arc<FlightCell<V>>>,
+    /// Lookups of this shard answered from a stored value (`CacheStats::hits`), counted under
+    /// the shard's lock: a counter shared by every shard would cost each hit one more atomic
+    /// read-modify-write, contended across threads. Only grows; `ResultCache::stats` sums the
+    /// shards.
+    pub(super) hits: u64,
 }
 
 impl<V: Clone> ShardState<V> {
@@ -129,6 +138,7 @@ impl<V: Clone> ShardState<V> {
             max_bytes,
             next_generation: 0,
             flights: KeyMap::default(),
+            hits: 0,
         }
     }
 
@@ -152,6 +162,7 @@ impl<V: Clone> ShardState<V> {
 
     /// The value of `key` if it is live at `now_ns`; marks it referenced. An expired entry is
     /// removed and counted.
+    #[inline]
     pub(super) fn probe(&mut self, key: MapKey, now_ns: u64, counters: &Counters) -> Probe<V> {
         let Some(entry) = self.map.get_mut(&key) else {
             return Probe::Absent;

@@ -32,10 +32,10 @@ pub struct CacheStats {
 }
 
 /// The live counters behind [`CacheStats`]: Relaxed `fetch_add`s, since no other memory is
-/// published through them.
+/// published through them. The hits are not here: each shard counts its own under its lock
+/// (`ShardState::hits`), and `ResultCache::stats` fills them in.
 #[derive(Debug, Default)]
 pub(super) struct Counters {
-    pub(super) hits: AtomicU64,
     pub(super) misses: AtomicU64,
     pub(super) coalesced: AtomicU64,
     pub(super) inserts: AtomicU64,
@@ -51,11 +51,11 @@ pub(super) fn bump(counter: &AtomicU64) {
 }
 
 impl Counters {
-    /// Reads every counter once.
+    /// Reads every counter once; `hits` is left 0 for the caller to fill in from the shards.
     pub(super) fn snapshot(&self) -> CacheStats {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         CacheStats {
-            hits: read(&self.hits),
+            hits: 0,
             misses: read(&self.misses),
             coalesced: read(&self.coalesced),
             inserts: read(&self.inserts),
