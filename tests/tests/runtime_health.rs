@@ -10,9 +10,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use flujo_core::graph::{Clock, Graph, ManualClock, StepError};
-use flujo_runtime::config::{
-    Action, AlertRule, DegradationLevel, Metric, OptimizationConfig, TelemetryLevel,
-};
+use flujo_runtime::config::{Action, AlertRule, DegradationLevel, Metric, OptimizationConfig};
 use flujo_runtime::monitor::health::{Health, HealthEvent};
 use flujo_runtime::{Executor, Priority, Refusal};
 use matrix::Time;
@@ -161,50 +159,40 @@ fn scenario(cfg: OptimizationConfig, name: &str) -> (Vec<Health>, Vec<HealthEven
 #[test]
 fn the_same_pressure_takes_the_same_actions_under_every_preset_and_level() {
     let mut first: Option<(Vec<Health>, Vec<HealthEvent>)> = None;
-    for preset in OptimizationConfig::PRESETS {
-        for level in [
-            TelemetryLevel::Off,
-            TelemetryLevel::Counters,
-            TelemetryLevel::Histograms,
-            TelemetryLevel::Events,
-        ] {
-            let name = format!("{preset}/{level:?}");
-            let mut cfg = OptimizationConfig::preset(preset).unwrap();
-            cfg.telemetry.level = level;
-            configure(&mut cfg, Duration::from_secs(1), Duration::from_secs(3));
-            let got = scenario(cfg, &name);
-            let (healths, events) = &got;
-            assert_eq!(
-                healths,
-                &[
-                    Health::Healthy,
-                    Health::Degraded(1),
-                    Health::Critical,
-                    // The dwell: 3 s from the move at 3 s.
-                    Health::Critical,
-                    Health::Critical,
-                    Health::Healthy,
-                    Health::Healthy,
-                    Health::Healthy,
-                ],
-                "{name}"
-            );
-            let ticks: Vec<u64> = events.iter().map(|e| e.at_ns / S).collect();
-            assert_eq!(ticks, [2, 3, 6], "{name}");
-            assert_eq!(
-                events[0].taken,
-                ["shed_low", "stop_sampling", "inline_more"]
-            );
-            assert_eq!(events[1].triggers, ["errors"], "{name}");
-            assert_eq!(
-                events[2].undone.len(),
-                7,
-                "{name}: every action of both levels"
-            );
-            match &first {
-                None => first = Some(got),
-                Some(f) => assert_eq!(&got, f, "{name}: the same moves as the first setup"),
-            }
+    for (name, mut cfg) in matrix::presets_at_levels() {
+        configure(&mut cfg, Duration::from_secs(1), Duration::from_secs(3));
+        let got = scenario(cfg, &name);
+        let (healths, events) = &got;
+        assert_eq!(
+            healths,
+            &[
+                Health::Healthy,
+                Health::Degraded(1),
+                Health::Critical,
+                // The dwell: 3 s from the move at 3 s.
+                Health::Critical,
+                Health::Critical,
+                Health::Healthy,
+                Health::Healthy,
+                Health::Healthy,
+            ],
+            "{name}"
+        );
+        let ticks: Vec<u64> = events.iter().map(|e| e.at_ns / S).collect();
+        assert_eq!(ticks, [2, 3, 6], "{name}");
+        assert_eq!(
+            events[0].taken,
+            ["shed_low", "stop_sampling", "inline_more"]
+        );
+        assert_eq!(events[1].triggers, ["errors"], "{name}");
+        assert_eq!(
+            events[2].undone.len(),
+            7,
+            "{name}: every action of both levels"
+        );
+        match &first {
+            None => first = Some(got),
+            Some(f) => assert_eq!(&got, f, "{name}: the same moves as the first setup"),
         }
     }
 }

@@ -176,72 +176,63 @@ fn inputs(bad: u64) -> Vec<u64> {
 
 #[test]
 fn an_error_rate_rule_fires_and_resolves_with_hysteresis_under_every_preset_and_level() {
-    for preset in OptimizationConfig::PRESETS {
-        for level in [
-            TelemetryLevel::Off,
-            TelemetryLevel::Counters,
-            TelemetryLevel::Histograms,
-            TelemetryLevel::Events,
-        ] {
-            let name = format!("{preset}/{level:?}");
-            let mut cfg = OptimizationConfig::preset(preset).unwrap();
-            cfg.telemetry.level = level;
-            cfg.monitor.rules.push(error_rule());
-            let clock = ManualClock::new(0);
-            let (tx, rx) = mpsc::channel::<AlertEvent>();
-            let ex = Executor::<u64, ()>::builder(cfg)
-                .clock(clock.clone())
-                .on_alert(move |e| tx.send(e.clone()).unwrap())
-                .build()
-                .unwrap();
-            let g = graph(&Time::Manual(clock.clone()), 10, Duration::ZERO);
-            // Error rates per second: 0.8 (one above), 0.8 (fires), 0.3 (between: stays),
-            // 0.1 (one below), only 3 executions (too few: no evaluation), 0.1 (resolves).
-            let plan: [&[u64]; 6] = [
-                &inputs(8),
-                &inputs(8),
-                &inputs(3),
-                &inputs(1),
-                &[1, 11, 21],
-                &inputs(1),
-            ];
-            let mut seen = Vec::new();
-            for (second, bucket_inputs) in plan.iter().enumerate() {
-                bucket(&ex, &g, &clock, bucket_inputs);
-                ex.poll_monitor();
-                let firing = ex.windows().firing;
-                seen.push(!firing.is_empty());
-                let _ = second;
-            }
-            let events: Vec<AlertEvent> = rx.try_iter().collect();
-            if level == TelemetryLevel::Off {
-                // No step counts at level off: the rule never has samples.
-                assert_eq!(seen, [false; 6], "{name}");
-                assert!(events.is_empty(), "{name}");
-                continue;
-            }
-            assert_eq!(seen, [false, true, true, true, true, false], "{name}");
-            assert_eq!(events.len(), 2, "{name}: {events:?}");
-            let (fired, resolved) = (&events[0], &events[1]);
-            assert_eq!(fired.state, AlertState::Firing, "{name}");
-            assert_eq!(fired.value, 0.8, "{name}");
-            assert_eq!(fired.samples, 10, "{name}");
-            assert_eq!(fired.at_ns, 2 * SECOND, "{name}: the 2nd bucket's end");
-            assert_eq!(fired.window_ns, SECOND, "{name}");
-            assert_eq!(fired.step.as_deref(), Some("check"), "{name}");
-            assert_eq!(resolved.state, AlertState::Resolved, "{name}");
-            assert_eq!(resolved.value, 0.1, "{name}");
-            assert_eq!(resolved.threshold, 0.2, "{name}");
-            assert_eq!(resolved.at_ns, 6 * SECOND, "{name}");
-            let report = ex.report();
-            assert_eq!(
-                (report.alerts.fired, report.alerts.resolved),
-                (1, 1),
-                "{name}"
-            );
-            assert_eq!(report.alerts.events, events, "{name}");
-            assert!(report.to_string().contains("check-errors"), "{name}");
+    for (name, mut cfg) in matrix::presets_at_levels() {
+        let level = cfg.telemetry.level;
+        cfg.monitor.rules.push(error_rule());
+        let clock = ManualClock::new(0);
+        let (tx, rx) = mpsc::channel::<AlertEvent>();
+        let ex = Executor::<u64, ()>::builder(cfg)
+            .clock(clock.clone())
+            .on_alert(move |e| tx.send(e.clone()).unwrap())
+            .build()
+            .unwrap();
+        let g = graph(&Time::Manual(clock.clone()), 10, Duration::ZERO);
+        // Error rates per second: 0.8 (one above), 0.8 (fires), 0.3 (between: stays),
+        // 0.1 (one below), only 3 executions (too few: no evaluation), 0.1 (resolves).
+        let plan: [&[u64]; 6] = [
+            &inputs(8),
+            &inputs(8),
+            &inputs(3),
+            &inputs(1),
+            &[1, 11, 21],
+            &inputs(1),
+        ];
+        let mut seen = Vec::new();
+        for (second, bucket_inputs) in plan.iter().enumerate() {
+            bucket(&ex, &g, &clock, bucket_inputs);
+            ex.poll_monitor();
+            let firing = ex.windows().firing;
+            seen.push(!firing.is_empty());
+            let _ = second;
         }
+        let events: Vec<AlertEvent> = rx.try_iter().collect();
+        if level == TelemetryLevel::Off {
+            // No step counts at level off: the rule never has samples.
+            assert_eq!(seen, [false; 6], "{name}");
+            assert!(events.is_empty(), "{name}");
+            continue;
+        }
+        assert_eq!(seen, [false, true, true, true, true, false], "{name}");
+        assert_eq!(events.len(), 2, "{name}: {events:?}");
+        let (fired, resolved) = (&events[0], &events[1]);
+        assert_eq!(fired.state, AlertState::Firing, "{name}");
+        assert_eq!(fired.value, 0.8, "{name}");
+        assert_eq!(fired.samples, 10, "{name}");
+        assert_eq!(fired.at_ns, 2 * SECOND, "{name}: the 2nd bucket's end");
+        assert_eq!(fired.window_ns, SECOND, "{name}");
+        assert_eq!(fired.step.as_deref(), Some("check"), "{name}");
+        assert_eq!(resolved.state, AlertState::Resolved, "{name}");
+        assert_eq!(resolved.value, 0.1, "{name}");
+        assert_eq!(resolved.threshold, 0.2, "{name}");
+        assert_eq!(resolved.at_ns, 6 * SECOND, "{name}");
+        let report = ex.report();
+        assert_eq!(
+            (report.alerts.fired, report.alerts.resolved),
+            (1, 1),
+            "{name}"
+        );
+        assert_eq!(report.alerts.events, events, "{name}");
+        assert!(report.to_string().contains("check-errors"), "{name}");
     }
 }
 
@@ -250,54 +241,47 @@ fn an_error_rate_rule_fires_and_resolves_with_hysteresis_under_every_preset_and_
 /// exactly when the window holds `min` samples.
 #[test]
 fn a_percentile_rule_never_fires_on_fewer_than_its_minimum_samples() {
-    for preset in OptimizationConfig::PRESETS {
-        for level in [
-            TelemetryLevel::Off,
-            TelemetryLevel::Counters,
-            TelemetryLevel::Histograms,
-            TelemetryLevel::Events,
-        ] {
-            for period in [1, 4, 64] {
-                let name = format!("{preset}/{level:?}/1 in {period}");
-                let mut cfg = OptimizationConfig::preset(preset).unwrap();
-                cfg.telemetry.level = level;
-                cfg.telemetry.run_sample_period = period;
-                let min = 20;
-                cfg.monitor.rules.push(AlertRule {
-                    step: Some("work".into()),
-                    window: Duration::from_secs(1),
-                    above: 0.001,
-                    clear_below: 0.0005,
-                    min_samples: min,
-                    ..AlertRule::new("work-p99", Metric::Latency)
-                });
-                let clock = ManualClock::new(0);
-                let ex = Executor::<u64, ()>::builder(cfg)
-                    .clock(clock.clone())
-                    .build()
-                    .unwrap();
-                let g = graph(&Time::Manual(clock.clone()), 0, Duration::from_millis(5));
-                let mut fired_with = None;
-                for _ in 0..3 {
-                    bucket(&ex, &g, &clock, &[1; 100]);
-                    let events = ex.poll_monitor();
-                    let w = ex.windows();
-                    let samples = step(&w.windows[0], "work").map_or(0, |s| s.latency.samples);
-                    if !events.is_empty() {
-                        fired_with.get_or_insert(samples);
-                        assert_eq!(events[0].samples, samples, "{name}");
-                    }
-                    if samples < min {
-                        assert!(w.firing.is_empty(), "{name}: {samples} samples");
-                    } else {
-                        let p99 = step(&w.windows[0], "work").unwrap().latency.p99_ns;
-                        assert!((4_700_000..=5_300_000).contains(&p99), "{name}: {p99}");
-                        assert_eq!(w.firing, ["work-p99"], "{name}: {samples} samples");
-                    }
+    for (name, cfg) in matrix::presets_at_levels() {
+        let level = cfg.telemetry.level;
+        for period in [1, 4, 64] {
+            let name = format!("{name}/1 in {period}");
+            let mut cfg = cfg.clone();
+            cfg.telemetry.run_sample_period = period;
+            let min = 20;
+            cfg.monitor.rules.push(AlertRule {
+                step: Some("work".into()),
+                window: Duration::from_secs(1),
+                above: 0.001,
+                clear_below: 0.0005,
+                min_samples: min,
+                ..AlertRule::new("work-p99", Metric::Latency)
+            });
+            let clock = ManualClock::new(0);
+            let ex = Executor::<u64, ()>::builder(cfg)
+                .clock(clock.clone())
+                .build()
+                .unwrap();
+            let g = graph(&Time::Manual(clock.clone()), 0, Duration::from_millis(5));
+            let mut fired_with = None;
+            for _ in 0..3 {
+                bucket(&ex, &g, &clock, &[1; 100]);
+                let events = ex.poll_monitor();
+                let w = ex.windows();
+                let samples = step(&w.windows[0], "work").map_or(0, |s| s.latency.samples);
+                if !events.is_empty() {
+                    fired_with.get_or_insert(samples);
+                    assert_eq!(events[0].samples, samples, "{name}");
                 }
-                let sampled = level >= TelemetryLevel::Histograms && 100 / period as u64 >= min;
-                assert_eq!(fired_with.is_some(), sampled, "{name}: {fired_with:?}");
+                if samples < min {
+                    assert!(w.firing.is_empty(), "{name}: {samples} samples");
+                } else {
+                    let p99 = step(&w.windows[0], "work").unwrap().latency.p99_ns;
+                    assert!((4_700_000..=5_300_000).contains(&p99), "{name}: {p99}");
+                    assert_eq!(w.firing, ["work-p99"], "{name}: {samples} samples");
+                }
             }
+            let sampled = level >= TelemetryLevel::Histograms && 100 / period as u64 >= min;
+            assert_eq!(fired_with.is_some(), sampled, "{name}: {fired_with:?}");
         }
     }
 }

@@ -89,6 +89,24 @@ pub fn setups(workers: usize) -> Vec<Setup> {
     all
 }
 
+/// Every preset at every telemetry level, clock left to the test: `(name, config)`.
+pub fn presets_at_levels() -> Vec<(String, OptimizationConfig)> {
+    let mut all = Vec::new();
+    for preset in OptimizationConfig::PRESETS {
+        for level in [
+            TelemetryLevel::Off,
+            TelemetryLevel::Counters,
+            TelemetryLevel::Histograms,
+            TelemetryLevel::Events,
+        ] {
+            let mut cfg = OptimizationConfig::preset(preset).unwrap();
+            cfg.telemetry.level = level;
+            all.push((format!("{preset}/{level:?}"), cfg));
+        }
+    }
+    all
+}
+
 /// Runs `check` on every setup, each on a thread of its own.
 pub fn each_setup(workers: usize, check: impl Fn(&Setup) + Sync) {
     let all = setups(workers);
