@@ -16,6 +16,8 @@
 //! - [`detect`]: an online change-point detector for step latency and error rate, against a
 //!   baseline the host can pin.
 //! - [`resources`]: process CPU and resident memory, and the memory the engine holds.
+//! - `bottleneck` (the report's `bottlenecks`): critical-path shares of sampled runs.
+//! - [`health`]: the health state machine whose degradation actions the executor applies.
 //!
 //! Buckets close when the executor's clock says so: a run that ends in a later bucket than the
 //! last one evaluated polls the monitor (one relaxed load when it has not), and so does every
@@ -32,7 +34,6 @@ pub(crate) mod window;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use crate::config::{AlertRule, Metric, MonitorConfig};
 use window::{Cell, OpenCell, WinHist, CLASSES};
@@ -1029,12 +1030,6 @@ impl Monitor {
     /// Bytes the monitor's store holds on the heap.
     pub(crate) fn heap_bytes(&self) -> usize {
         lock(&self.store).heap_bytes()
-    }
-
-    /// Length of one bucket, as a duration (for the docs' examples and the trace).
-    #[allow(dead_code)]
-    pub(crate) fn resolution(&self) -> Duration {
-        Duration::from_nanos(lock(&self.store).res)
     }
 }
 
