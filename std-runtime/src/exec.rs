@@ -326,10 +326,13 @@ struct Inner<P, C> {
     /// waiting for room (see [`crate::room`]); with a condition to wait for none pending.
     room: Room,
     idle: (Mutex<()>, Condvar),
-    /// Calls to `submit`/`submit_with`/`submit_async`, accepted or refused: counted first thing in the
+    /// Calls to `submit`/`submit_with`/`submit_async`, accepted or refused, and `try_run` calls
+    /// refused: counted first thing in the
     /// call, so before anything that ends the submission (`Relaxed`: each ending count is
     /// bumped with `Release` after it, and the report reads those with `Acquire` first).
     submitted: AtomicU64,
+    /// `try_run` calls under way (the `refuse_runs` degradation action bounds them).
+    trying: AtomicU64,
     /// Submissions that ran to their end, with an outcome or panicked (the shutdown
     /// report's `finished`).
     finished: AtomicU64,
@@ -498,6 +501,7 @@ where
                 room: Room::new(),
                 idle: (Mutex::new(()), Condvar::new()),
                 submitted: AtomicU64::new(0),
+                trying: AtomicU64::new(0),
                 finished: AtomicU64::new(0),
                 panicked_jobs: AtomicU64::new(0),
                 panicked_inline: AtomicU64::new(0),
@@ -571,6 +575,49 @@ where
         context: C,
     ) -> Result<Completed<P, C>, Panicked> {
         self.run_with(graph, input, context, &RunSpec::default(), Completed::of)
+    }
+
+    /// [`run`](Self::run) for a host that opts in to being refused under pressure: while the
+    /// degradation action `refuse_runs { above }` is in force (see
+    /// [`Action::RefuseRuns`](crate::config::Action::RefuseRuns)), a call that would make more
+    /// than `above` `try_run` calls under way at once is refused with
+    /// [`Refusal::Shed`](crate::Refusal::Shed), its input and context handed back, and counted
+    /// with the shed submissions (`report.runs.rejected_shed`; it counts as submitted too).
+    /// Otherwise it is `run`. `run` itself is never refused.
+    ///
+    /// ```
+    /// use flujo_runtime::flujo_core::graph::Graph;
+    /// use flujo_runtime::{config::OptimizationConfig, Executor, TryRunError};
+    ///
+    /// let exec = Executor::<u64, ()>::new(OptimizationConfig::latency()).unwrap();
+    /// let g = Graph::<u64, ()>::build(|b| b.task("inc", |x, _| Ok(x + 1))).unwrap();
+    /// match exec.try_run(&g, 1, ()) {
+    ///     Ok(done) => assert_eq!(done.output, Some(2)),
+    ///     Err(TryRunError::Refused(back)) => drop(back.input), // degraded: try later
+    ///     Err(e) => panic!("{e}"),
+    /// }
+    /// ```
+    pub fn try_run(
+        &self,
+        graph: &Graph<P, C>,
+        input: P,
+        context: C,
+    ) -> Result<Completed<P, C>, TryRunError<P, C>> {
+        let inner = &self.inner;
+        let under_way = inner.trying.fetch_add(1, Ordering::AcqRel) + 1;
+        let _ending = Decrement(&inner.trying);
+        if under_way > u64::from(inner.degrade.runs_above()) {
+            // Counted as a submission refused, so the report's identity holds.
+            inner.submitted.fetch_add(1, Ordering::Relaxed);
+            inner.rejected[Refusal::Shed.index()].fetch_add(1, Ordering::Release);
+            return Err(TryRunError::Refused(Rejected {
+                reason: Refusal::Shed,
+                input,
+                context,
+            }));
+        }
+        self.run(graph, input, context)
+            .map_err(TryRunError::Panicked)
     }
 
     /// Runs `graph` with `spec`, handing the core's [`RunResult`] (step records included,
@@ -804,6 +851,44 @@ where
         trace.process_name("flujo");
         self.inner.runners.take_traces(&mut trace);
         trace.write_json(w)
+    }
+}
+
+/// Why [`Executor::try_run`] gave no run: refused (the input handed back), or the run
+/// panicked outside a step.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TryRunError<P, C> {
+    /// Refused by the degradation action `refuse_runs`; the run never started.
+    Refused(Rejected<P, C>),
+    /// The run panicked outside a step (see [`Executor::run`]).
+    Panicked(Panicked),
+}
+
+impl<P, C> fmt::Display for TryRunError<P, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryRunError::Refused(back) => write!(f, "run refused: {}", back.reason),
+            TryRunError::Panicked(p) => p.fmt(f),
+        }
+    }
+}
+
+impl<P: fmt::Debug, C: fmt::Debug> std::error::Error for TryRunError<P, C> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TryRunError::Refused(back) => Some(&back.reason),
+            TryRunError::Panicked(_) => None,
+        }
+    }
+}
+
+/// Takes one back from a count when dropped.
+struct Decrement<'a>(&'a AtomicU64);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -83,7 +83,8 @@ mod dispatch;
 #[cfg(not(loom))]
 pub use exec::{
     BuildError, Completed, Drain, Executor, ExecutorBuilder, Finished, Panicked, Rejected,
-    RunFailure, RunSpec, ShutdownReport, ShutdownSpec, SubmitFuture, SubmitSpec, WAITERS_MAX,
+    RunFailure, RunSpec, ShutdownReport, ShutdownSpec, SubmitFuture, SubmitSpec, TryRunError,
+    WAITERS_MAX,
 };
 
 /// Whether this build catches panics: `true` with `panic = "unwind"` (Rust's default), so a

@@ -18,7 +18,7 @@ use flujo_runtime::config::{ConfigError, OptimizationConfig};
 use flujo_runtime::parts::admission::LimitError;
 use flujo_runtime::parts::queue::Rejected as QueueRejected;
 use flujo_runtime::ticket::{TicketError, WaitError};
-use flujo_runtime::{BuildError, Executor, Panicked, Refusal, Rejected, RunFailure};
+use flujo_runtime::{BuildError, Executor, Panicked, Refusal, Rejected, RunFailure, TryRunError};
 
 fn is_std_error<E: Error + Send + Sync + 'static>() {}
 
@@ -53,6 +53,8 @@ fn every_public_error_type_is_a_std_error() {
     is_std_error::<LimitError>();
     is_std_error::<TicketError>();
     is_std_error::<WaitError<u64>>();
+    is_std_error::<TryRunError<u64, ()>>();
+    is_std_error::<flujo_runtime::monitor::detect::DetectorConfigError>();
 }
 
 #[test]

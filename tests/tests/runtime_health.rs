@@ -344,3 +344,51 @@ fn bypass_large_payloads_stops_storing_heavy_outputs_until_undone() {
         ("bypass_large_payloads", 1, 1)
     );
 }
+
+#[test]
+fn refuse_runs_refuses_try_run_beyond_its_bound_never_run_and_the_report_counts_it() {
+    use flujo_runtime::TryRunError;
+    let clock = ManualClock::new(0);
+    let mut cfg = OptimizationConfig::latency();
+    configure(&mut cfg, Duration::from_secs(1), Duration::from_secs(1));
+    cfg.degradation.levels = vec![DegradationLevel {
+        name: "refusing".into(),
+        when: vec!["errors".into()],
+        actions: vec![Action::RefuseRuns { above: 0 }],
+        critical: false,
+    }];
+    let ex = Executor::<u64, ()>::builder(cfg)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let g = graph(Time::Manual(clock.clone()));
+    assert!(ex.try_run(&g, 0, ()).is_ok(), "healthy: not refused");
+    for _ in 0..20 {
+        ex.run(&g, 2, ()).unwrap();
+    }
+    clock.advance(S);
+    assert_eq!(ex.health(), Health::Degraded(1));
+    match ex.try_run(&g, 7, ()) {
+        Err(TryRunError::Refused(back)) => {
+            assert_eq!((back.reason, back.input), (Refusal::Shed, 7));
+        }
+        other => panic!("{other:?}"),
+    }
+    // `run` is never refused.
+    assert!(ex.run(&g, 0, ()).is_ok());
+    let runs = ex.report().runs;
+    assert_eq!(runs.rejected_shed, 1);
+    assert_eq!(
+        runs.submitted,
+        runs.completed + runs.panicked + runs.handed_back + runs.rejected() + runs.in_flight
+    );
+    // Healthy again after the dwell: accepted.
+    for _ in 0..2 {
+        for _ in 0..20 {
+            ex.run(&g, 0, ()).unwrap();
+        }
+        clock.advance(S);
+    }
+    assert_eq!(ex.health(), Health::Healthy);
+    assert_eq!(ex.try_run(&g, 0, ()).unwrap().output, Some(0));
+}

@@ -149,6 +149,13 @@ pub enum Action {
     /// Free the idle pooled runners (their arenas and histograms) once, when taken. Changes no
     /// result; undoing it does nothing (runners are made again on demand).
     FreeIdleRunners,
+    /// Refuse [`Executor::try_run`](crate::Executor::try_run) calls beyond `above` of them
+    /// under way at once, with [`Refusal::Shed`](crate::Refusal::Shed) (input handed back).
+    /// `try_run` is the host's opt-in: `run` is never refused.
+    RefuseRuns {
+        /// `try_run` calls that may be under way at once while it is in force (0: none).
+        above: u32,
+    },
 }
 
 impl Action {
@@ -163,6 +170,7 @@ impl Action {
             Action::InlineMore { .. } => "inline_more",
             Action::TightenAdmission { .. } => "tighten_admission",
             Action::FreeIdleRunners => "free_idle_runners",
+            Action::RefuseRuns { .. } => "refuse_runs",
         }
     }
 
@@ -176,6 +184,7 @@ impl Action {
                 | Action::BypassLargePayloads { .. }
                 | Action::ShrinkCache { .. }
                 | Action::TightenAdmission { .. }
+                | Action::RefuseRuns { .. }
         )
     }
 

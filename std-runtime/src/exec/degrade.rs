@@ -28,6 +28,8 @@ pub(crate) struct Degrade {
     inline_factor: AtomicU32,
     /// The heaviest output the result cache stores (`usize::MAX`: no bound).
     store_max: AtomicUsize,
+    /// `try_run` calls allowed under way at once (`u32::MAX`: no bound).
+    runs_above: AtomicU32,
     machine: Mutex<HealthMachine>,
     on_health: Option<OnHealth>,
     /// The memory trigger's readings (its own: a report's sampler measures CPU between
@@ -42,6 +44,7 @@ impl Degrade {
             sampling_off: AtomicBool::new(false),
             inline_factor: AtomicU32::new(1),
             store_max: AtomicUsize::new(usize::MAX),
+            runs_above: AtomicU32::new(u32::MAX),
             machine: Mutex::new(HealthMachine::new(cfg)),
             on_health,
             process: Mutex::new(ProcessSampler::new()),
@@ -75,6 +78,12 @@ impl Degrade {
     /// Reads the process (resident memory, the cgroup limit) for the memory trigger.
     pub(crate) fn read_process(&self) -> crate::report::ProcessStats {
         lock(&self.process).sample()
+    }
+
+    /// `try_run` calls allowed under way at once now (`u32::MAX`: no bound).
+    #[inline]
+    pub(crate) fn runs_above(&self) -> u32 {
+        self.runs_above.load(Ordering::Relaxed)
     }
 
     /// The heaviest output the result cache stores now.
@@ -151,6 +160,11 @@ where
             _ => usize::MAX,
         };
         d.store_max.store(store_max, Ordering::Relaxed);
+        let runs_above = match has("refuse_runs") {
+            Some(Action::RefuseRuns { above }) => above,
+            _ => u32::MAX,
+        };
+        d.runs_above.store(runs_above, Ordering::Relaxed);
         let (entries, bytes) = (
             cfg.result_cache.max_entries.max(1),
             cfg.result_cache.max_bytes.max(1),
