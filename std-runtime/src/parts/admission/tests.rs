@@ -675,6 +675,10 @@ fn mode(values: &[u32]) -> u32 {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a long arithmetic simulation; the atomics it shares are under Miri in the other tests, BBR's races in loom_bbr_pressure_and_delivered"
+)]
 fn bbr_converges_to_capacity_times_headroom() {
     // 4 workers, 1 ms each: capacity 4 runs at once (4 per ms × 1 ms); headroom 0.5 -> 6.
     for initial in [1, 6, 50] {
@@ -708,6 +712,10 @@ fn bbr_converges_to_capacity_times_headroom() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a long arithmetic simulation; the atomics it shares are under Miri in the other tests, BBR's races in loom_bbr_pressure_and_delivered"
+)]
 fn bbr_estimate_is_in_runs_not_time() {
     // Capacity 8 at 10 µs and at 10 ms alike: 12 with headroom 0.5.
     for service in [10_000, 10_000_000] {
@@ -726,6 +734,10 @@ fn bbr_estimate_is_in_runs_not_time() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a long arithmetic simulation; the atomics it shares are under Miri in the other tests, BBR's races in loom_bbr_pressure_and_delivered"
+)]
 fn bbr_falls_when_latency_grows() {
     // The server loses half its workers (a saturated CPU): the same runs take twice as long
     // once queued, and the limit falls from 12 to 6 within a few windows.
@@ -743,6 +755,10 @@ fn bbr_falls_when_latency_grows() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a long arithmetic simulation; the atomics it shares are under Miri in the other tests, BBR's races in loom_bbr_pressure_and_delivered"
+)]
 fn bbr_queueing_does_not_inflate_the_estimate() {
     // A limit far above capacity makes every sample queue; the RTT probes find the true
     // latency, so the estimate comes down instead of following the queue up.
@@ -754,6 +770,10 @@ fn bbr_queueing_does_not_inflate_the_estimate() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a long arithmetic simulation; the atomics it shares are under Miri in the other tests, BBR's races in loom_bbr_pressure_and_delivered"
+)]
 fn bbr_drops_shrink_it_and_successes_recover() {
     let l = limit(BBR, 1, 100, 6);
     let mut server = Server::new(&l, 4, 1_000_000);
@@ -783,6 +803,10 @@ fn bbr_drops_shrink_it_and_successes_recover() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a long arithmetic simulation; the atomics it shares are under Miri in the other tests, BBR's races in loom_bbr_pressure_and_delivered"
+)]
 fn bbr_pressure_scales_the_limit_and_holds_the_estimate() {
     let l = limit(BBR, 1, 100, 16);
     let mut server = Server::new(&l, 8, 1_000_000);
@@ -808,6 +832,10 @@ fn bbr_pressure_scales_the_limit_and_holds_the_estimate() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a long arithmetic simulation; the atomics it shares are under Miri in the other tests, BBR's races in loom_bbr_pressure_and_delivered"
+)]
 fn bbr_never_leaves_its_bounds() {
     // Bounds tighter than the estimate hold it, at every step, probes included.
     let l = limit(BBR, 3, 5, 4);
@@ -824,6 +852,10 @@ fn bbr_never_leaves_its_bounds() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a long arithmetic simulation; the atomics it shares are under Miri in the other tests, BBR's races in loom_bbr_pressure_and_delivered"
+)]
 fn bbr_keeps_its_estimate_through_a_quiet_spell() {
     let l = limit(BBR, 1, 100, 16);
     let mut server = Server::new(&l, 8, 1_000_000);
