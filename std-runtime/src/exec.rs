@@ -688,7 +688,6 @@ where
     /// assert_eq!(w.windows[0].steps[0].1.ended, 5);
     /// ```
     pub fn windows(&self) -> crate::monitor::Windows {
-        use flujo_core::policy::BreakerState;
         self.inner.poll_monitor(true);
         let mut windows = self.inner.monitor.windows();
         let mut seen: Vec<SeenBreaker> = Vec::new();
@@ -699,14 +698,7 @@ where
         });
         windows.breakers = seen
             .iter()
-            .map(|b| {
-                let state = match b.breaker.state() {
-                    BreakerState::Closed => "closed",
-                    BreakerState::Open => "open",
-                    BreakerState::HalfOpen => "half_open",
-                };
-                (b.step.clone(), state.to_string())
-            })
+            .map(|b| (b.step.clone(), b.breaker.state().as_str().to_string()))
             .collect();
         windows
     }

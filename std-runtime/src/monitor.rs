@@ -194,7 +194,7 @@ pub struct Windows {
     /// The rules firing now.
     pub firing: Vec<String>,
     /// Each circuit breaker of the graphs run, by the first step seen guarded by it, and its
-    /// state now (`closed`, `open` or `half_open`).
+    /// state now (`BreakerState::as_str`: `closed`, `open` or `half-open`).
     pub breakers: Vec<(String, String)>,
 }
 

@@ -839,6 +839,24 @@ fn check_identities(rep: &Report, failures: &mut Failures, when: &str) {
     });
 }
 
+/// One row of the phases table: runs, rate, latencies, refusals and CPU over `wall` seconds.
+fn phase_row(name: &str, pt: &PhaseTally, wall: f64, cpu: Duration) {
+    println!(
+        "{:<10}{:>10}{:>10.0}{:>10.0}{:>10.0}{:>12.0}{:>12.0}{:>14.0}{:>10}{:>12.1}{:>12.2}",
+        name,
+        pt.ran,
+        pt.ran as f64 / wall.max(1e-9),
+        us(pt.latency.quantile(0.5)),
+        us(pt.latency.quantile(0.99)),
+        us(pt.latency_probe.quantile(0.5)),
+        us(pt.latency_probe.quantile(0.99)),
+        us(pt.room_probe.quantile(0.99)),
+        pt.refused,
+        cpu.as_secs_f64() * 1e6 / pt.ran.max(1) as f64,
+        cpu.as_secs_f64() / wall.max(1e-9),
+    );
+}
+
 fn us(ns: Option<u64>) -> f64 {
     ns.map_or(f64::NAN, |n| n as f64 / 1000.0)
 }
@@ -1273,41 +1291,14 @@ fn print_figures(
     );
     for p in [usize::from(PHASE_WARM_UP), 0, 1] {
         let (name, pt) = (PHASE_NAMES[p], &t.phases[p]);
-        let wall = phase_wall[p].as_secs_f64();
-        println!(
-            "{:<10}{:>10}{:>10.0}{:>10.0}{:>10.0}{:>12.0}{:>12.0}{:>14.0}{:>10}{:>12.1}{:>12.2}",
-            name,
-            pt.ran,
-            pt.ran as f64 / wall.max(1e-9),
-            us(pt.latency.quantile(0.5)),
-            us(pt.latency.quantile(0.99)),
-            us(pt.latency_probe.quantile(0.5)),
-            us(pt.latency_probe.quantile(0.99)),
-            us(pt.room_probe.quantile(0.99)),
-            pt.refused,
-            phase_cpu[p].as_secs_f64() * 1e6 / pt.ran.max(1) as f64,
-            phase_cpu[p].as_secs_f64() / wall.max(1e-9),
-        );
+        phase_row(name, pt, phase_wall[p].as_secs_f64(), phase_cpu[p]);
     }
     let mut all = PhaseTally::new();
     for pt in &t.phases {
         all.merge(pt);
     }
     let wall: f64 = phase_wall.iter().map(Duration::as_secs_f64).sum();
-    println!(
-        "{:<10}{:>10}{:>10.0}{:>10.0}{:>10.0}{:>12.0}{:>12.0}{:>14.0}{:>10}{:>12.1}{:>12.2}",
-        "all",
-        all.ran,
-        all.ran as f64 / wall.max(1e-9),
-        us(all.latency.quantile(0.5)),
-        us(all.latency.quantile(0.99)),
-        us(all.latency_probe.quantile(0.5)),
-        us(all.latency_probe.quantile(0.99)),
-        us(all.room_probe.quantile(0.99)),
-        all.refused,
-        phase_cpu.iter().sum::<Duration>().as_secs_f64() * 1e6 / all.ran.max(1) as f64,
-        phase_cpu.iter().sum::<Duration>().as_secs_f64() / wall.max(1e-9),
-    );
+    phase_row("all", &all, wall, phase_cpu.iter().sum());
     println!(
         "(latency: from the submit call to the ticket's result, waiting for room included; \
          High = the probe runs, High and never faulted; room = the probe's submit call)"
