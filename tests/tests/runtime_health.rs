@@ -1,7 +1,9 @@
 //! Health and degradation through the public API: the same pressure takes the same actions,
 //! at the same ticks, under every preset and telemetry level (manual clock); actions take
 //! effect (shedding refuses with `Refusal::Shed`, admission tightens) and are undone after the
-//! dwell; the real clock does the same.
+//! dwell; the real clock does the same. The cache's and `try_run`'s actions
+//! (`bypass_large_payloads`, `refuse_runs`) are checked under every preset and level on a
+//! manual clock, and on the real clock.
 
 #[path = "common/matrix.rs"]
 mod matrix;
@@ -267,33 +269,91 @@ fn a_changed_degradation_section_undoes_the_actions_in_force() {
         .all(|a| !a.active && a.taken == 1 && a.undone == 1));
 }
 
-#[test]
-fn bypass_large_payloads_stops_storing_heavy_outputs_until_undone() {
-    use flujo_core::cache::StepFingerprint;
-    use flujo_core::graph::TaskConfig;
-    use std::sync::atomic::{AtomicU64, Ordering};
+/// Feeds 20 runs of `input` per step of `time` (a bucket) until the health is `want`; on a
+/// manual clock it must take at most `within` buckets, on the real clock a few seconds.
+fn drive_until(
+    ex: &Executor<u64, ()>,
+    g: &Arc<Graph<u64, ()>>,
+    time: &Time,
+    input: u64,
+    want: Health,
+    within: usize,
+    name: &str,
+) {
+    let res = ex.config().monitor.resolution;
+    let start = std::time::Instant::now();
+    let mut buckets = 0;
+    while ex.health() != want {
+        for _ in 0..20 {
+            ex.run(g, input, ()).unwrap();
+        }
+        time.pass(res);
+        buckets += 1;
+        match time {
+            Time::Manual(_) => assert!(buckets <= within, "{name}: not {want:?}"),
+            Time::Real => assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{name}: not {want:?}"
+            ),
+        }
+    }
+}
 
-    let clock = ManualClock::new(0);
-    let mut cfg = OptimizationConfig::latency();
-    cfg.monitor.resolution = Duration::from_secs(1);
-    cfg.monitor.windows = vec![Duration::from_secs(1)];
+/// The monitor on one rule ("errors": error rate above a half) and one level of `actions`,
+/// with a bucket of `res` and a dwell of one bucket.
+fn one_level(cfg: &mut OptimizationConfig, res: Duration, actions: Vec<Action>) {
+    cfg.monitor.resolution = res;
+    cfg.monitor.windows = vec![res];
     cfg.monitor.rules = vec![AlertRule {
-        window: Duration::from_secs(1),
+        window: res,
         above: 0.5,
         clear_below: 0.1,
         min_samples: 10,
         ..AlertRule::new("errors", Metric::ErrorRate)
     }];
     cfg.degradation.enabled = true;
-    cfg.degradation.min_dwell = Duration::from_secs(1);
+    cfg.degradation.min_dwell = res;
     cfg.degradation.levels = vec![DegradationLevel {
         name: "lean".into(),
         when: vec!["errors".into()],
-        actions: vec![Action::BypassLargePayloads { bytes: 100 }],
+        actions,
         critical: false,
     }];
+}
+
+/// Every preset at every level on a manual clock (1 s buckets), then the latency preset on
+/// the real clock (20 ms buckets).
+fn every_setup(mut check: impl FnMut(&str, OptimizationConfig, Time, Duration)) {
+    for (name, cfg) in matrix::presets_at_levels() {
+        let time = Time::Manual(ManualClock::new(0));
+        check(&name, cfg, time, Duration::from_secs(1));
+    }
+    let real = Duration::from_millis(20);
+    check(
+        "latency/real",
+        OptimizationConfig::latency(),
+        Time::Real,
+        real,
+    );
+}
+
+#[test]
+fn bypass_large_payloads_stops_storing_heavy_outputs_until_undone() {
+    every_setup(bypass_large_payloads);
+}
+
+fn bypass_large_payloads(name: &str, mut cfg: OptimizationConfig, time: Time, res: Duration) {
+    use flujo_core::cache::StepFingerprint;
+    use flujo_core::graph::TaskConfig;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    one_level(
+        &mut cfg,
+        res,
+        vec![Action::BypassLargePayloads { bytes: 100 }],
+    );
     let ex = Executor::<u64, ()>::builder(cfg)
-        .clock(clock.clone())
+        .clock(time.clock())
         .cache_weigher(|out: &u64| *out as usize) // an output weighs its value in bytes
         .build()
         .unwrap();
@@ -312,7 +372,7 @@ fn bypass_large_payloads_stops_storing_heavy_outputs_until_undone() {
         })
         .unwrap(),
     );
-    let failing = graph(Time::Manual(clock.clone()));
+    let failing = graph(time.clone());
     // Computes each input once, then reads it from the cache: the calls it made.
     let twice = |x: u64| {
         let before = calls.load(Ordering::SeqCst);
@@ -320,75 +380,62 @@ fn bypass_large_payloads_stops_storing_heavy_outputs_until_undone() {
         ex.run(&cached, x, ()).unwrap();
         calls.load(Ordering::SeqCst) - before
     };
-    assert_eq!((twice(50), twice(500)), (1, 1), "healthy: both cached");
-    for _ in 0..20 {
-        ex.run(&failing, 2, ()).unwrap();
-    }
-    clock.advance(S);
-    assert_eq!(ex.health(), Health::Degraded(1));
+    assert_eq!(
+        (twice(50), twice(500)),
+        (1, 1),
+        "{name}: healthy: both cached"
+    );
+    drive_until(&ex, &failing, &time, 2, Health::Degraded(1), 1, name);
     // A light output is still stored; a heavy one is computed every time.
-    assert_eq!((twice(60), twice(600)), (1, 2));
-    for _ in 0..20 {
-        ex.run(&failing, 0, ()).unwrap();
-    }
-    clock.advance(S);
-    for _ in 0..20 {
-        ex.run(&failing, 0, ()).unwrap();
-    }
-    clock.advance(S);
-    assert_eq!(ex.health(), Health::Healthy);
-    assert_eq!(twice(700), 1, "undone: heavy outputs are stored again");
+    assert_eq!((twice(60), twice(600)), (1, 2), "{name}");
+    drive_until(&ex, &failing, &time, 0, Health::Healthy, 2, name);
+    assert_eq!(
+        twice(700),
+        1,
+        "{name}: undone: heavy outputs are stored again"
+    );
     let row = &ex.report().health.actions[0];
     assert_eq!(
         (row.action.as_str(), row.taken, row.undone),
-        ("bypass_large_payloads", 1, 1)
+        ("bypass_large_payloads", 1, 1),
+        "{name}"
     );
 }
 
 #[test]
 fn refuse_runs_refuses_try_run_beyond_its_bound_never_run_and_the_report_counts_it() {
+    every_setup(refuse_runs);
+}
+
+fn refuse_runs(name: &str, mut cfg: OptimizationConfig, time: Time, res: Duration) {
     use flujo_runtime::TryRunError;
-    let clock = ManualClock::new(0);
-    let mut cfg = OptimizationConfig::latency();
-    configure(&mut cfg, Duration::from_secs(1), Duration::from_secs(1));
-    cfg.degradation.levels = vec![DegradationLevel {
-        name: "refusing".into(),
-        when: vec!["errors".into()],
-        actions: vec![Action::RefuseRuns { above: 0 }],
-        critical: false,
-    }];
+    one_level(&mut cfg, res, vec![Action::RefuseRuns { above: 0 }]);
     let ex = Executor::<u64, ()>::builder(cfg)
-        .clock(clock.clone())
+        .clock(time.clock())
         .build()
         .unwrap();
-    let g = graph(Time::Manual(clock.clone()));
-    assert!(ex.try_run(&g, 0, ()).is_ok(), "healthy: not refused");
-    for _ in 0..20 {
-        ex.run(&g, 2, ()).unwrap();
-    }
-    clock.advance(S);
-    assert_eq!(ex.health(), Health::Degraded(1));
+    let g = graph(time.clone());
+    assert!(
+        ex.try_run(&g, 0, ()).is_ok(),
+        "{name}: healthy: not refused"
+    );
+    drive_until(&ex, &g, &time, 2, Health::Degraded(1), 1, name);
     match ex.try_run(&g, 7, ()) {
         Err(TryRunError::Refused(back)) => {
-            assert_eq!((back.reason, back.input), (Refusal::Shed, 7));
+            assert_eq!((back.reason, back.input), (Refusal::Shed, 7), "{name}");
         }
-        other => panic!("{other:?}"),
+        other => panic!("{name}: {other:?}"),
     }
     // `run` is never refused.
-    assert!(ex.run(&g, 0, ()).is_ok());
+    assert!(ex.run(&g, 0, ()).is_ok(), "{name}");
     let runs = ex.report().runs;
-    assert_eq!(runs.rejected_shed, 1);
+    assert_eq!(runs.rejected_shed, 1, "{name}");
     assert_eq!(
         runs.submitted,
-        runs.completed + runs.panicked + runs.handed_back + runs.rejected() + runs.in_flight
+        runs.completed + runs.panicked + runs.handed_back + runs.rejected() + runs.in_flight,
+        "{name}"
     );
     // Healthy again after the dwell: accepted.
-    for _ in 0..2 {
-        for _ in 0..20 {
-            ex.run(&g, 0, ()).unwrap();
-        }
-        clock.advance(S);
-    }
-    assert_eq!(ex.health(), Health::Healthy);
-    assert_eq!(ex.try_run(&g, 0, ()).unwrap().output, Some(0));
+    drive_until(&ex, &g, &time, 0, Health::Healthy, 2, name);
+    assert_eq!(ex.try_run(&g, 0, ()).unwrap().output, Some(0), "{name}");
 }

@@ -422,9 +422,19 @@ fn varying(clock: &ManualClock, factor: &Arc<AtomicU64>) -> Arc<Graph<u64, ()>> 
 
 #[test]
 fn the_detector_reports_a_doubled_step_latency_within_three_windows_and_a_pinned_baseline_holds() {
+    // Step latencies come from sampled runs, per step from `histograms`: under every preset at
+    // those levels (every run sampled), the same doubling is reported the same way.
+    for (name, mut cfg) in matrix::presets_at_levels() {
+        if cfg.telemetry.level < TelemetryLevel::Histograms {
+            continue;
+        }
+        cfg.telemetry.run_sample_period = 1;
+        doubled_latency(cfg, &name);
+    }
+}
+
+fn doubled_latency(cfg: OptimizationConfig, name: &str) {
     let clock = ManualClock::new(0);
-    let mut cfg = OptimizationConfig::latency();
-    cfg.telemetry.run_sample_period = 1;
     let (tx, rx) = mpsc::channel::<AlertEvent>();
     let ex = Executor::<u64, ()>::builder(cfg)
         .clock(clock.clone())
@@ -439,7 +449,10 @@ fn the_detector_reports_a_doubled_step_latency_within_three_windows_and_a_pinned
         bucket(&ex, &g, &clock, &inputs);
     }
     ex.poll_monitor();
-    assert!(rx.try_iter().all(|e| e.state != AlertState::Shift));
+    assert!(
+        rx.try_iter().all(|e| e.state != AlertState::Shift),
+        "{name}"
+    );
     // Twice as slow: reported within 3 buckets, as a ratio near 2.
     factor.store(2, Ordering::SeqCst);
     let mut when = None;
@@ -447,25 +460,25 @@ fn the_detector_reports_a_doubled_step_latency_within_three_windows_and_a_pinned
         bucket(&ex, &g, &clock, &inputs);
         ex.poll_monitor();
         if let Some(e) = rx.try_iter().find(|e| e.state == AlertState::Shift) {
-            assert_eq!(e.rule, "regression slow latency");
-            assert_eq!(e.step.as_deref(), Some("slow"));
-            assert!((1.8..2.2).contains(&e.value), "{e:?}");
-            assert_eq!(e.samples, 100);
+            assert_eq!(e.rule, "regression slow latency", "{name}");
+            assert_eq!(e.step.as_deref(), Some("slow"), "{name}");
+            assert!((1.8..2.2).contains(&e.value), "{name}: {e:?}");
+            assert_eq!(e.samples, 100, "{name}");
             when = Some(second);
             break;
         }
     }
-    assert!(when.is_some(), "not reported within 3 windows");
-    assert_eq!(ex.report().alerts.shifts, 1);
+    assert!(when.is_some(), "{name}: not reported within 3 windows");
+    assert_eq!(ex.report().alerts.shifts, 1, "{name}");
     // Unpinned, the detector learns the new level: 20 more seconds at 2x, no more shifts.
     for _ in 0..20 {
         bucket(&ex, &g, &clock, &inputs);
     }
     ex.poll_monitor();
-    assert_eq!(ex.report().alerts.shifts, 1);
+    assert_eq!(ex.report().alerts.shifts, 1, "{name}");
     // Pinned at 2x: back to 1x is a shift down, reported on every window while it lasts.
-    assert_eq!(ex.pin_baselines(Some("slow")), 1);
-    assert_eq!(ex.pin_baselines(Some("nope")), 0);
+    assert_eq!(ex.pin_baselines(Some("slow")), 1, "{name}");
+    assert_eq!(ex.pin_baselines(Some("nope")), 0, "{name}");
     factor.store(1, Ordering::SeqCst);
     for _ in 0..5 {
         bucket(&ex, &g, &clock, &inputs);
@@ -475,40 +488,81 @@ fn the_detector_reports_a_doubled_step_latency_within_three_windows_and_a_pinned
         .try_iter()
         .filter(|e| e.state == AlertState::Shift)
         .collect();
-    assert!(down.len() >= 3, "{down:?}");
-    assert!(down.iter().all(|e| e.value < 0.6), "{down:?}");
+    assert!(down.len() >= 3, "{name}: {down:?}");
+    assert!(down.iter().all(|e| e.value < 0.6), "{name}: {down:?}");
 }
 
 #[test]
 fn the_detector_reports_an_error_rate_jump_from_exact_counts_at_every_level() {
-    for level in [TelemetryLevel::Counters, TelemetryLevel::Histograms] {
+    // Per-step counts exist from `counters`: every preset at those levels reports the jump;
+    // at `off` there is nothing per step to watch, so nothing is reported.
+    for (name, cfg) in matrix::presets_at_levels() {
         let clock = ManualClock::new(0);
-        let mut cfg = OptimizationConfig::throughput();
-        cfg.telemetry.level = level;
+        let per_step = cfg.telemetry.level >= TelemetryLevel::Counters;
         let ex = Executor::<u64, ()>::builder(cfg)
             .clock(clock.clone())
             .build()
             .unwrap();
-        // `check` fails inputs divisible by 10: 1 in 100 steady, then 1 in 10.
         let g = graph(&Time::Manual(clock.clone()), 10, Duration::ZERO);
-        let steady: Vec<u64> = (0..100)
-            .map(|i| if i == 0 { 0 } else { i * 10 + 1 })
-            .collect();
-        for _ in 0..20 {
-            bucket(&ex, &g, &clock, &steady);
+        let step = |inputs: &[u64]| bucket(&ex, &g, &clock, inputs);
+        let shifts = error_rate_jump(&ex, step);
+        if per_step {
+            assert!(shifts >= 1, "{name}");
+        } else {
+            assert_eq!(shifts, 0, "{name}: no per-step counts at level off");
         }
-        assert_eq!(ex.report().alerts.shifts, 0, "{level:?}");
-        let bad: Vec<u64> = (0..100).collect();
-        for _ in 0..5 {
-            bucket(&ex, &g, &clock, &bad);
+    }
+}
+
+#[test]
+fn the_detector_reports_an_error_rate_jump_on_the_real_clock() {
+    let mut cfg = OptimizationConfig::throughput();
+    let res = Duration::from_millis(20);
+    cfg.monitor.resolution = res;
+    cfg.monitor.windows = vec![res];
+    let ex = Executor::<u64, ()>::new(cfg).unwrap();
+    let g = graph(&Time::Real, 10, Duration::ZERO);
+    // Each bucket: the inputs run at the start of a bucket (100 trivial runs take far less
+    // than 20 ms), then the clock is slept to the next bucket's start.
+    let res_ns = ticks(res);
+    let to_next_bucket = || {
+        let now = ex.clock().now();
+        std::thread::sleep(Duration::from_nanos(res_ns - now % res_ns + 100_000));
+    };
+    to_next_bucket();
+    let step = |inputs: &[u64]| {
+        for &i in inputs {
+            ex.run(&g, i, ()).unwrap();
         }
-        let a = ex.report().alerts;
-        assert!(a.shifts >= 1, "{level:?}");
+        to_next_bucket();
+    };
+    assert!(error_rate_jump(&ex, step) >= 1);
+}
+
+/// `check` fails inputs divisible by 10: 1 in 100 for 20 buckets (no shift), then 1 in 10 for
+/// five; returns the shifts reported.
+fn error_rate_jump(ex: &Executor<u64, ()>, mut bucket: impl FnMut(&[u64])) -> u64 {
+    let steady: Vec<u64> = (0..100)
+        .map(|i| if i == 0 { 0 } else { i * 10 + 1 })
+        .collect();
+    for _ in 0..20 {
+        bucket(&steady);
+    }
+    ex.poll_monitor();
+    assert_eq!(ex.report().alerts.shifts, 0, "no shift while steady");
+    let bad: Vec<u64> = (0..100).collect();
+    for _ in 0..5 {
+        bucket(&bad);
+    }
+    ex.poll_monitor();
+    let a = ex.report().alerts;
+    if a.shifts > 0 {
         assert!(a
             .events
             .iter()
             .any(|e| e.rule == "regression check error_rate" && e.value > 5.0));
     }
+    a.shifts
 }
 
 #[test]
