@@ -63,12 +63,17 @@ async fn run() -> Result<(), String> {
     let ex = Arc::new(Executor::<u64, ()>::new(cfg).map_err(|e| e.to_string())?);
 
     // 1. 2000 concurrent handlers, each waiting up to 10 s for room, then awaiting its ticket.
-    let wait = SubmitSpec::default().priority(Priority::High).wait(Duration::from_secs(10));
+    let wait = SubmitSpec::default()
+        .priority(Priority::High)
+        .wait(Duration::from_secs(10));
     let handlers: Vec<_> = (0..REQUESTS)
         .map(|x| {
             let (ex, g, wait) = (Arc::clone(&ex), Arc::clone(&g), wait.clone());
             tokio::spawn(async move {
-                let ticket = ex.submit_async(&g, x, (), &wait).await.map_err(|r| format!("{x}: {:?}", r.reason))?;
+                let ticket = ex
+                    .submit_async(&g, x, (), &wait)
+                    .await
+                    .map_err(|r| format!("{x}: {:?}", r.reason))?;
                 // A `Ticket` is a `Future`; bound the await with the runtime's timer.
                 match tokio::time::timeout(Duration::from_secs(30), ticket).await {
                     Ok(Ok(Finished::Ran(done))) if done.output == Some(x * 3 + 1) => Ok(()),
@@ -81,8 +86,15 @@ async fn run() -> Result<(), String> {
         h.await.map_err(|e| e.to_string())??;
     }
     let runs = ex.report().runs;
-    if (runs.completed, runs.rejected_over_limit, runs.rejected_queue_full) != (REQUESTS, 0, 0) {
-        return Err(format!("runs {runs:?}: want every request run and none refused"));
+    if (
+        runs.completed,
+        runs.rejected_over_limit,
+        runs.rejected_queue_full,
+    ) != (REQUESTS, 0, 0)
+    {
+        return Err(format!(
+            "runs {runs:?}: want every request run and none refused"
+        ));
     }
 
     // 2. A bounded wait: close the gate, fill the 8 places, and ask for a ninth with a wait
@@ -90,18 +102,30 @@ async fn run() -> Result<(), String> {
     open.store(false, Ordering::Release);
     let mut held = Vec::new();
     for x in 0..8 {
-        held.push(ex.submit_async(&g, x, (), &wait).await.map_err(|r| format!("{:?}", r.reason))?);
+        held.push(
+            ex.submit_async(&g, x, (), &wait)
+                .await
+                .map_err(|r| format!("{:?}", r.reason))?,
+        );
     }
     let mut ninth = ex.submit_async(&g, 42, (), &wait);
     let refused = match tokio::time::timeout(Duration::from_millis(50), &mut ninth).await {
-        Ok(r) => return Err(format!("the ninth got an answer while 8 runs held the limit: {:?}", r.is_ok())),
+        Ok(r) => {
+            return Err(format!(
+                "the ninth got an answer while 8 runs held the limit: {:?}",
+                r.is_ok()
+            ))
+        }
         Err(_elapsed) => match ninth.give_up() {
             Some(Err(rejected)) => rejected,
             other => return Err(format!("give_up: {:?}", other.map(|r| r.is_ok()))),
         },
     };
     if (refused.input, refused.reason) != (42, Refusal::OverLimit) {
-        return Err(format!("handed back {} for {:?}", refused.input, refused.reason));
+        return Err(format!(
+            "handed back {} for {:?}",
+            refused.input, refused.reason
+        ));
     }
     open.store(true, Ordering::Release);
     for (x, ticket) in (0u64..).zip(held) {

@@ -31,7 +31,11 @@ fn expected(x: u64) -> u64 {
 fn chain() -> Graph<u64, ()> {
     Graph::build(|b| {
         let steps: Vec<_> = (0..8u64)
-            .map(|i| b.task(&format!("mix{i}"), move |z: u64, _| Ok(mix(z.wrapping_add(i)))))
+            .map(|i| {
+                b.task(&format!("mix{i}"), move |z: u64, _| {
+                    Ok(mix(z.wrapping_add(i)))
+                })
+            })
             .collect();
         b.sequence("chain", &steps)
     })
@@ -63,10 +67,16 @@ fn run() -> Result<(), String> {
     // 1. Through the executor, on this thread.
     let mut sum = 0u64;
     for x in 0..RUNS {
-        let done = ex.run(&graph, x, ()).map_err(|p| format!("run {x} panicked: {p:?}"))?;
+        let done = ex
+            .run(&graph, x, ())
+            .map_err(|p| format!("run {x} panicked: {p:?}"))?;
         let out = done.output.ok_or(format!("run {x}: no output"))?;
         if done.outcome != Outcome::Succeeded || out != expected(x) {
-            return Err(format!("run {x}: {:?} {out}, want {}", done.outcome, expected(x)));
+            return Err(format!(
+                "run {x}: {:?} {out}, want {}",
+                done.outcome,
+                expected(x)
+            ));
         }
         sum = sum.wrapping_add(out);
     }

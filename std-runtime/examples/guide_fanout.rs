@@ -42,7 +42,8 @@ fn map_graph(items: u32, depth: u32, seen: &Seen) -> Graph<u64, ()> {
             "fan",
             move |x: u64, _, out| {
                 for i in 0..u64::from(items) {
-                    out.push(x * 10_000 + i).map_err(|_| StepError::permanent("too many"))?;
+                    out.push(x * 10_000 + i)
+                        .map_err(|_| StepError::permanent("too many"))?;
                 }
                 Ok(0) // the reduce's seed
             },
@@ -103,7 +104,9 @@ fn run() -> Result<(), String> {
         match (threads.contains(&me), threads.len()) {
             (true, 1) => Ok(true),
             (false, _) => Ok(false),
-            (true, _) => Err(format!("items of one run on this thread and others: {threads:?}")),
+            (true, _) => Err(format!(
+                "items of one run on this thread and others: {threads:?}"
+            )),
         }
     };
 

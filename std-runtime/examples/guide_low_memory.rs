@@ -50,7 +50,8 @@ fn run() -> Result<(), String> {
     let renders = Arc::new(AtomicU64::new(0));
     let r = Arc::clone(&renders);
     let g = Graph::<Flow, ()>::build_typed(|b| {
-        let cfg = TaskConfig::new().cacheable_input::<u64>(StepFingerprint::builder("render", 1).build());
+        let cfg =
+            TaskConfig::new().cacheable_input::<u64>(StepFingerprint::builder("render", 1).build());
         b.task_with(
             "render",
             move |k: u64, _| {
@@ -65,9 +66,9 @@ fn run() -> Result<(), String> {
     let mut cfg = OptimizationConfig::low_memory(); // 2 workers, small queues, pools, caches
     cfg.result_cache.max_bytes = CACHE_BYTES; // as counted by the weigher below
     cfg.result_cache.shards = 1; // one shard: an output may weigh up to the whole budget
-    // The memory trigger: a level that shrinks the cache to a quarter and frees the idle
-    // pooled runners while resident memory is above 90% of the budget (undone below 80%,
-    // after the level held `min_dwell`). The budget is set below, from what the process uses.
+                                 // The memory trigger: a level that shrinks the cache to a quarter and frees the idle
+                                 // pooled runners while resident memory is above 90% of the budget (undone below 80%,
+                                 // after the level held `min_dwell`). The budget is set below, from what the process uses.
     let rss0 = resources::read().resident_bytes;
     let ballast_bytes: usize = 64 << 20;
     cfg.degradation.enabled = true;
@@ -93,7 +94,10 @@ fn run() -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let render = |k: u64| -> Result<(), String> {
-        let out = ex.run(&g, Flow::from(k), ()).map_err(|p| format!("{p:?}"))?.output;
+        let out = ex
+            .run(&g, Flow::from(k), ())
+            .map_err(|p| format!("{p:?}"))?
+            .output;
         match out.and_then(Flow::take::<Vec<u8>>) {
             Some(v) if v == blob(k) => Ok(()),
             other => Err(format!("key {k}: {:?}", other.map(|v| v.len()))),
@@ -107,18 +111,27 @@ fn run() -> Result<(), String> {
             render(k)?;
         }
         if pass == 0 && weight() != 8 * 4096 {
-            return Err(format!("cache weight {} after 8 blobs, want 32768", weight()));
+            return Err(format!(
+                "cache weight {} after 8 blobs, want 32768",
+                weight()
+            ));
         }
     }
     if renders.load(Ordering::Relaxed) != 8 {
-        return Err(format!("{} renders for 16 runs of 8 keys", renders.load(Ordering::Relaxed)));
+        return Err(format!(
+            "{} renders for 16 runs of 8 keys",
+            renders.load(Ordering::Relaxed)
+        ));
     }
 
     // 2. Many keys: the cache evicts to stay within its budget.
     for k in 0..200 {
         render(k)?;
         if weight() > CACHE_BYTES as u64 {
-            return Err(format!("cache weight {} over its budget {CACHE_BYTES}", weight()));
+            return Err(format!(
+                "cache weight {} over its budget {CACHE_BYTES}",
+                weight()
+            ));
         }
     }
 
@@ -150,9 +163,16 @@ fn run() -> Result<(), String> {
     clock.advance(ticks(Duration::from_secs(2))); // ... and the level has held `min_dwell`
     let health = ex.health();
     let report = ex.report();
-    let undone = report.health.actions.iter().all(|a| !a.active && a.taken == 1 && a.undone == 1);
+    let undone = report
+        .health
+        .actions
+        .iter()
+        .all(|a| !a.active && a.taken == 1 && a.undone == 1);
     if health != Health::Healthy || !undone {
-        return Err(format!("after the pressure: {health:?}, actions {:?}", report.health.actions));
+        return Err(format!(
+            "after the pressure: {health:?}, actions {:?}",
+            report.health.actions
+        ));
     }
     for k in 0..200 {
         render(k)?; // the cache may grow back to its configured budget

@@ -73,7 +73,12 @@ mod firmware {
                 TaskConfig::new().timeout(10),
             );
             let scale = b.task("scale", |raw: u32, _| Ok(raw.saturating_mul(3) / 2));
-            let pick = b.switch("pick", |raw: &u32, _| u64::from(*raw == 0), &[(1, stuck)], Some(read));
+            let pick = b.switch(
+                "pick",
+                |raw: &u32, _| u64::from(*raw == 0),
+                &[(1, stuck)],
+                Some(read),
+            );
             b.sequence("sample", &[pick, scale])
         })
         .expect("a valid graph")
@@ -102,9 +107,20 @@ mod firmware {
             let inc = b.task("inc", |x: u32, _| Ok(x.saturating_add(1)));
             let double = b.task("double", |x: u32, _| Ok(x.saturating_mul(2)));
             let triple = b.task("triple", |x: u32, _| Ok(x.saturating_mul(3)));
-            let fan = b.parallel("fan", &[double, triple], |a: u32, c: u32| a.saturating_add(c), ParallelOptions::default());
+            let fan = b.parallel(
+                "fan",
+                &[double, triple],
+                |a: u32, c: u32| a.saturating_add(c),
+                ParallelOptions::default(),
+            );
             let add10 = b.task("add10", |x: u32, _| Ok(x.saturating_add(10)));
-            let grow = b.loop_("grow", add10, LoopOptions::new().max_iterations(50).until(|x: &u32, _, _| *x >= 100));
+            let grow = b.loop_(
+                "grow",
+                add10,
+                LoopOptions::new()
+                    .max_iterations(50)
+                    .until(|x: &u32, _, _| *x >= 100),
+            );
             b.sequence("pipeline", &[inc, fan, grow])
         })
         .ok()?;
@@ -129,14 +145,26 @@ fn main() -> ExitCode {
     };
     // A glitch, a 5-tick backoff, a 2-tick read: 7 ticks, two attempts, the glitch's class.
     let (out, attempts, class, took) = firmware::sample(100);
-    check("retried read", (out, attempts, class, took) == (Some(150), 2, Some(ErrorClass::Transient), 7));
+    check(
+        "retried read",
+        (out, attempts, class, took) == (Some(150), 2, Some(ErrorClass::Transient), 7),
+    );
     // A read that hangs 25 ticks overruns its 10-tick timeout: it is not interrupted (the
     // core cannot pre-empt a step), its result is discarded and the run fails as a timeout.
     let (out, _, class, took) = firmware::sample(0);
-    check("stuck read", (out, class, took) == (None, Some(ErrorClass::Timeout), 25));
+    check(
+        "stuck read",
+        (out, class, took) == (None, Some(ErrorClass::Timeout), 25),
+    );
     // nostd-check's own answers (its unit test asserts the same).
-    check("nostd-check demo", firmware::nostd_check_demo(1) == Some(100));
-    check("nostd-check demo", firmware::nostd_check_demo(20) == Some(115));
+    check(
+        "nostd-check demo",
+        firmware::nostd_check_demo(1) == Some(100),
+    );
+    check(
+        "nostd-check demo",
+        firmware::nostd_check_demo(20) == Some(115),
+    );
     if !ok {
         return ExitCode::FAILURE;
     }

@@ -72,8 +72,14 @@ impl Service {
 
 fn graph(remote: Sender<(u64, u32, Reply)>, breaker_cfg: BreakerConfig) -> Graph<u64, ()> {
     let breakers = BreakerRegistry::new(16);
-    let breaker = breakers.get_or_create("quotes", breaker_cfg).expect("a valid breaker");
-    let ledger_pool = BlockingPool::new(BlockingConfig { threads: 4, queue: 64 }).unwrap();
+    let breaker = breakers
+        .get_or_create("quotes", breaker_cfg)
+        .expect("a valid breaker");
+    let ledger_pool = BlockingPool::new(BlockingConfig {
+        threads: 4,
+        queue: 64,
+    })
+    .unwrap();
     Graph::build(move |b| {
         let cached = b.task("quote_cached", |x: u64, _| Ok(x * 10 + STALE));
         let quote_cfg = TaskConfig::new()
@@ -154,7 +160,10 @@ fn run() -> Result<(), String> {
     let run = |x: u64| ex.run(&g, x, ()).map_err(|p| format!("run {x}: {p:?}"));
     let breaker_state = || {
         let r = ex.report();
-        r.breakers.iter().find(|b| b.step == "quote").map(|b| (b.to_open, b.to_closed))
+        r.breakers
+            .iter()
+            .find(|b| b.step == "quote")
+            .map(|b| (b.to_open, b.to_closed))
     };
 
     // 1. Healthy, with flaky first attempts: each is retried and answered by the remote.
@@ -183,10 +192,15 @@ fn run() -> Result<(), String> {
     }
     let outage_calls = service.calls.load(Ordering::SeqCst) - calls_before;
     if outage_calls != 5 * 3 {
-        return Err(format!("{outage_calls} remote calls in the outage, want 15"));
+        return Err(format!(
+            "{outage_calls} remote calls in the outage, want 15"
+        ));
     }
     if breaker_state().map(|s| s.0) != Some(1) {
-        return Err(format!("breaker transitions {:?}, want one opening", breaker_state()));
+        return Err(format!(
+            "breaker transitions {:?}, want one opening",
+            breaker_state()
+        ));
     }
 
     // 3. Recovery: once the open period (50 ms) has passed, one probe closes the breaker.
@@ -199,7 +213,10 @@ fn run() -> Result<(), String> {
         }
     }
     if breaker_state() != Some((1, 1)) {
-        return Err(format!("breaker (opened, closed) {:?}, want (1, 1)", breaker_state()));
+        return Err(format!(
+            "breaker (opened, closed) {:?}, want (1, 1)",
+            breaker_state()
+        ));
     }
 
     // 4. A run deadline (20 ms): the answer is held past it. The attempt's `wait_until` gives
@@ -209,23 +226,36 @@ fn run() -> Result<(), String> {
     let done = ex
         .run_with(&g, HELD, (), &spec, |r| flujo_runtime::Completed::from(r))
         .map_err(|p| format!("deadline run: {p:?}"))?;
-    let deadline_error = done.error.as_ref().map(|e| e.to_string()).unwrap_or_default();
+    let deadline_error = done
+        .error
+        .as_ref()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     let kind = done.error.map(|e| e.kind);
     if done.outcome != Outcome::Aborted || kind != Some(ErrorKind::DeadlineExceeded) {
-        return Err(format!("the deadline run: {:?} {deadline_error}", done.outcome));
+        return Err(format!(
+            "the deadline run: {:?} {deadline_error}",
+            done.outcome
+        ));
     }
     service.release();
 
     // 5. A waiting run frees the one worker: a Low run waits for a held answer; 50 Normal
     //    runs submitted meanwhile complete on the same worker before the answer is released.
     let helped_before = ex.report().waits.helped;
-    let spec = SubmitSpec::default().priority(Priority::Low).deadline(Duration::from_secs(10));
-    let slow = ex.submit_with(&g, HELD + 1, (), &spec).map_err(|r| format!("{:?}", r.reason))?;
+    let spec = SubmitSpec::default()
+        .priority(Priority::Low)
+        .deadline(Duration::from_secs(10));
+    let slow = ex
+        .submit_with(&g, HELD + 1, (), &spec)
+        .map_err(|r| format!("{:?}", r.reason))?;
     while service.held() == 0 {
         thread::yield_now(); // until the slow run's request reached the remote
     }
     for x in 300..350 {
-        let ticket = ex.submit(&g, x, (), Priority::Normal).map_err(|r| format!("{:?}", r.reason))?;
+        let ticket = ex
+            .submit(&g, x, (), Priority::Normal)
+            .map_err(|r| format!("{:?}", r.reason))?;
         match ticket.wait_timeout(Duration::from_secs(10)) {
             Ok(Finished::Ran(done)) if done.output == Some(x * 10 + 1) => {}
             Ok(other) => return Err(format!("helped run {x}: {other:?}")),
@@ -239,7 +269,9 @@ fn run() -> Result<(), String> {
     }
     let helped = ex.report().waits.helped - helped_before;
     if helped < 50 {
-        return Err(format!("the waiting run helped {helped} runs, want 50 or more"));
+        return Err(format!(
+            "the waiting run helped {helped} runs, want 50 or more"
+        ));
     }
 
     let report = ex.report();
