@@ -37,7 +37,8 @@ mod firmware {
         }
     }
 
-    /// A runner sized for a small RAM: few records, no spare contexts, a small cache.
+    /// A runner sized for a small RAM: 16 records per run, no spare context copies kept, a
+    /// step-output cache of 8 entries.
     pub fn runner<P: Clone>() -> Runner<P, ()> {
         Runner::new(RunnerConfig {
             max_records: 16,
