@@ -68,7 +68,7 @@ async fn run() -> Result<(), String> {
         .wait(Duration::from_secs(10));
     let handlers: Vec<_> = (0..REQUESTS)
         .map(|x| {
-            let (ex, g, wait) = (Arc::clone(&ex), Arc::clone(&g), wait.clone());
+            let (ex, g) = (Arc::clone(&ex), Arc::clone(&g));
             tokio::spawn(async move {
                 let ticket = ex
                     .submit_async(&g, x, (), &wait)
