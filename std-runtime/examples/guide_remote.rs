@@ -220,8 +220,8 @@ fn run() -> Result<(), String> {
     }
 
     // 4. A run deadline (20 ms): the answer is held past it. The attempt's `wait_until` gives
-    //    up at the deadline (not at the 200 ms timeout) and the run is aborted; no retry or
-    //    fallback runs after the deadline.
+    //    up at the deadline (not at the 200 ms timeout) and the run is aborted in the quote
+    //    step: the fallback's stale answer is not given after the deadline.
     let spec = RunSpec::default().deadline(Duration::from_millis(20));
     let done = ex
         .run_with(&g, HELD, (), &spec, |r| flujo_runtime::Completed::from(r))
