@@ -148,7 +148,8 @@ fn run() -> Result<(), String> {
     let service = Arc::new(Service::default());
     let breaker_cfg = BreakerConfig {
         consecutive_failures_to_open: 5,
-        open_ticks: ticks(Duration::from_millis(50)),
+        // Long enough that the outage's 35 fast-failing runs end inside it on a loaded machine.
+        open_ticks: ticks(Duration::from_millis(500)),
         half_open_probes_max: 1,
         half_open_successes_to_close: 1,
         ..DEFAULT_CONFIG
@@ -203,9 +204,9 @@ fn run() -> Result<(), String> {
         ));
     }
 
-    // 3. Recovery: once the open period (50 ms) has passed, one probe closes the breaker.
+    // 3. Recovery: once the open period (500 ms) has passed, one probe closes the breaker.
     service.down.store(false, Ordering::SeqCst);
-    thread::sleep(Duration::from_millis(60));
+    thread::sleep(Duration::from_millis(550));
     for x in 240..300 {
         let done = run(x)?;
         if done.output != Some(x * 10 + 1) {
