@@ -46,6 +46,19 @@ fn outage(
     name: &str,
     backoff: Duration,
 ) -> Arc<Graph<u64, ()>> {
+    gated_outage(ex, log, gaps, name, backoff, Arc::default())
+}
+
+/// [`outage`] whose first attempt starts only once it can take `gate`'s lock (the test holds
+/// it while it submits what the backoff must find queued).
+fn gated_outage(
+    ex: &Executor<u64, ()>,
+    log: &Log,
+    gaps: &Arc<Mutex<Vec<u64>>>,
+    name: &str,
+    backoff: Duration,
+    gate: Arc<Mutex<()>>,
+) -> Arc<Graph<u64, ()>> {
     let (log, gaps, name) = (Arc::clone(log), Arc::clone(gaps), name.to_string());
     let clock = ex.clock().clone();
     let first = Arc::new(Mutex::new(None::<u64>));
@@ -62,6 +75,9 @@ fn outage(
                 "outage",
                 move |x, cx| {
                     use flujo_core::graph::Clock;
+                    if cx.attempt() == 1 {
+                        drop(gate.lock().unwrap());
+                    }
                     let now = clock.now();
                     if cx.attempt() == 1 {
                         *first.lock().unwrap() = Some(now);
@@ -106,7 +122,11 @@ fn a_run_backing_off_lends_its_worker_to_queued_runs_of_its_priority_and_up() {
         let ex = single_worker(s);
         let log = Log::default();
         let gaps = Arc::default();
-        let out = outage(&ex, &log, &gaps, "outage", GAP);
+        // The outage's first attempt waits until all nine runs are queued, so a slow test
+        // thread (a loaded machine) cannot leave some unsubmitted through the whole gap.
+        let gate = Arc::new(Mutex::new(()));
+        let held = gate.lock().unwrap();
+        let out = gated_outage(&ex, &log, &gaps, "outage", GAP, Arc::clone(&gate));
         let out_ticket = ex.submit(&out, 0, (), Priority::Normal).ok().unwrap();
         let mut tickets = Vec::new();
         for (i, p) in [Priority::High, Priority::Normal, Priority::Low]
@@ -118,6 +138,7 @@ fn a_run_backing_off_lends_its_worker_to_queued_runs_of_its_priority_and_up() {
             let g = healthy(&log, &format!("{p:?} {i}"));
             tickets.push(ex.submit(&g, 0, (), p).ok().unwrap());
         }
+        drop(held);
         succeeded(out_ticket);
         tickets.into_iter().for_each(succeeded);
         let log = log.lock().unwrap().clone();
