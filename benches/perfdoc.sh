@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Regenerates docs/performance.md and the off-table of docs/configuration.md from one bench
+# run: the criterion `peers` target (and W16_metrics_render, feature `metrics`), the iai
+# target, then benches/perfdoc.py. Arguments go to criterion, e.g.
+#   bash benches/perfdoc.sh --warm-up-time 1 --measurement-time 2
+# Run it on a quiet machine: criterion's times are noisy when other work shares the cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rm -rf target/criterion target/iai
+cargo bench -p flujo-benches --bench peers -- "$@"
+cargo bench -p flujo-benches --features metrics --bench peers -- '^W16_metrics_render/' "$@"
+cargo bench -p flujo-benches --bench iai -- --save-summary=json
+python3 .ci/check_iai.py target/iai
+python3 benches/perfdoc.py --write
