@@ -55,34 +55,34 @@ const PURE: u64 = 16;
 /// Hard `Ir` limits: the counts measured on 2026-12-07 (one iai run, `cargo bench -p
 /// flujo-benches --bench iai`) plus 15%, rounded up to a thousand.
 mod limits {
-    /// Measured 16_791_861.
-    pub const ON: u64 = 19_311_000;
-    /// Measured 171_182_912.
-    pub const OFF_POOLING: u64 = 196_861_000;
-    /// Measured 20_750_315.
-    pub const OFF_COPY_ON_WRITE: u64 = 23_863_000;
-    /// Measured 20_240_175.
-    pub const OFF_FAST_PATHS: u64 = 23_277_000;
-    /// Measured 16_792_479.
-    pub const OFF_INLINE_CUTOFF: u64 = 19_312_000;
-    /// Measured 13_771_716.
-    pub const OFF_RESULT_CACHE: u64 = 15_838_000;
-    /// Measured 13_414_602.
-    pub const OFF_TELEMETRY: u64 = 15_427_000;
-    /// Measured 16_514_603.
-    pub const OFF_BREAKERS: u64 = 18_992_000;
-    /// Measured 15_670_723.
-    pub const OFF_ADAPTIVE_CONCURRENCY: u64 = 18_022_000;
-    /// Measured 10_067_082.
-    pub const CORE_ON: u64 = 11_578_000;
-    /// Measured 13_664_138.
-    pub const CORE_OFF_FAST_PATHS: u64 = 15_714_000;
-    /// Measured 14_087_818.
-    pub const CORE_OFF_COPY_ON_WRITE: u64 = 16_201_000;
-    /// Measured 9_984_010.
-    pub const CORE_OFF_RESULT_CACHE: u64 = 11_482_000;
-    /// Measured 9_772_682.
-    pub const CORE_OFF_BREAKERS: u64 = 11_239_000;
+    /// Measured 12_791_324.
+    pub const ON: u64 = 14_711_000;
+    /// Measured 164_956_767.
+    pub const OFF_POOLING: u64 = 189_701_000;
+    /// Measured 16_721_604.
+    pub const OFF_COPY_ON_WRITE: u64 = 19_230_000;
+    /// Measured 16_241_912.
+    pub const OFF_FAST_PATHS: u64 = 18_679_000;
+    /// Measured 12_791_324.
+    pub const OFF_INLINE_CUTOFF: u64 = 14_711_000;
+    /// Measured 10_892_076.
+    pub const OFF_RESULT_CACHE: u64 = 12_526_000;
+    /// Measured 10_635_984.
+    pub const OFF_TELEMETRY: u64 = 12_232_000;
+    /// Measured 12_509_724.
+    pub const OFF_BREAKERS: u64 = 14_387_000;
+    /// Measured 12_791_324.
+    pub const OFF_ADAPTIVE_CONCURRENCY: u64 = 14_711_000;
+    /// Measured 10_068_619.
+    pub const CORE_ON: u64 = 11_579_000;
+    /// Measured 13_670_283.
+    pub const CORE_OFF_FAST_PATHS: u64 = 15_721_000;
+    /// Measured 14_057_099.
+    pub const CORE_OFF_COPY_ON_WRITE: u64 = 16_166_000;
+    /// Measured 9_985_547.
+    pub const CORE_OFF_RESULT_CACHE: u64 = 11_484_000;
+    /// Measured 9_774_219.
+    pub const CORE_OFF_BREAKERS: u64 = 11_241_000;
 }
 
 fn limit(ir: u64) -> LibraryBenchmarkConfig {
