@@ -96,7 +96,9 @@ fn limit(ir: u64) -> LibraryBenchmarkConfig {
 fn cached_step(x: u64) -> u64 {
     let mut acc = x;
     for round in 0..64u64 {
-        acc = (acc ^ round).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
+        acc = (acc ^ round)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(17);
     }
     black_box(acc);
     x + 1000
@@ -179,7 +181,13 @@ fn mixed_graph() -> Graph<u64, Ctx1K> {
 
 /// The executor, the graph, the context, the clock, and whether every measured run must hit
 /// the result cache (it is on).
-type ExecSetup = (Executor<u64, Ctx1K>, Graph<u64, Ctx1K>, Ctx1K, ManualClock, bool);
+type ExecSetup = (
+    Executor<u64, Ctx1K>,
+    Graph<u64, Ctx1K>,
+    Ctx1K,
+    ManualClock,
+    bool,
+);
 
 /// Ticks (ns) the executor's clock moves per run: about one run's time on these VMs. The
 /// clock is a `ManualClock` so that what runs on a timer (the monitor's poll, which also
@@ -224,7 +232,11 @@ fn run_executor(setup: ExecSetup) -> (u64, ExecSetup) {
     }
     assert_eq!(sum, (0..RUNS).map(|i| want(i % KEYS)).sum::<u64>());
     assert_eq!(ctx.parts[W8_WRITER][0], (want_chain(RUNS - 1)) as u8);
-    assert_eq!(hits, if cache_on { RUNS } else { 0 }, "every run hits, or none");
+    assert_eq!(
+        hits,
+        if cache_on { RUNS } else { 0 },
+        "every run hits, or none"
+    );
     (sum, (ex, g, ctx, clock, cache_on))
 }
 
