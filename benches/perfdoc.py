@@ -28,6 +28,7 @@ import re
 import subprocess
 import sys
 
+sys.dont_write_bytecode = True  # no benches/__pycache__ in the work tree
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import ratios  # noqa: E402  (benches/ratios.py: the criterion comparisons and medians)
 
