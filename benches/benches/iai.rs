@@ -40,6 +40,9 @@ use w10_breaker::W10_breaker;
 #[path = "iai/w14_typed_chain.rs"]
 mod w14_typed_chain;
 use w14_typed_chain::W14_typed_chain;
+#[path = "iai/off.rs"]
+mod off;
+use off::W12_config_off;
 
 main!(
     library_benchmark_groups = W1_chain,
@@ -58,5 +61,6 @@ main!(
     W3_tree,
     W4_fanout,
     W1_executor_run,
-    W14_typed_chain
+    W14_typed_chain,
+    W12_config_off
 );
