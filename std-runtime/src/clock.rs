@@ -38,6 +38,7 @@ fn origin_pair() -> (Instant, u64) {
 }
 
 /// The process's clock origin (taken on first use).
+#[cfg(test)]
 fn origin() -> Instant {
     origin_pair().0
 }
