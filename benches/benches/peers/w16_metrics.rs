@@ -357,6 +357,11 @@ fn filled_registry(text: &str) -> Registry {
                         family.get_or_create(labels).inc_by(*v as u64);
                     }
                     registry.register(name, help, family);
+                } else if f.samples[0].2.fract() != 0.0 {
+                    // A counter of seconds (`flujo_process_cpu_seconds_total`).
+                    let c = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+                    c.inc_by(f.samples[0].2);
+                    registry.register(name, help, c);
                 } else {
                     let c = Counter::<u64>::default();
                     c.inc_by(f.samples[0].2 as u64);
@@ -409,6 +414,10 @@ struct Readings {
     cache_bytes: u64,
     /// (breaker label, current state name)
     breaker_states: Vec<(String, &'static str)>,
+    /// The process's CPU seconds, resident and limit bytes, as flujo read them from `/proc`.
+    process_cpu_seconds: Option<f64>,
+    process_resident_bytes: Option<u64>,
+    process_limit_bytes: Option<u64>,
 }
 
 struct ScrapeCollector {
@@ -504,6 +513,7 @@ impl Collector for ScrapeCollector {
                 ("queue_full", runs.rejected_queue_full),
                 ("over_limit", runs.rejected_over_limit),
                 ("shutting_down", runs.rejected_shutting_down),
+                ("shed", runs.rejected_shed),
             ]
             .map(|(k, v)| (labels(&[("reason", k)]), v)),
         )?;
@@ -656,6 +666,61 @@ impl Collector for ScrapeCollector {
             "Step records runs could not keep.",
             r.telemetry.records_dropped,
         )?;
+        counter(
+            &mut e,
+            "flujo_regressions",
+            "Shifts of a step's latency or error rate the change-point detector reported.",
+            r.alerts.shifts,
+        )?;
+        family(
+            &mut e,
+            "flujo_health",
+            "1 for the executor's health now, 0 for the others.",
+            MetricType::Gauge,
+            ["healthy", "degraded", "critical"].map(|state| {
+                let on = u64::from(r.health.health.as_str() == state);
+                (labels(&[("state", state)]), on)
+            }),
+        )?;
+        gauge(
+            &mut e,
+            "flujo_degradation_level",
+            "The degradation level in force: 0 when healthy, else its position in the configuration.",
+            u64::from(r.health.level),
+        )?;
+        family(
+            &mut e,
+            "flujo_engine_memory_bytes",
+            "Bytes the engine holds, counted from its own structures, by part.",
+            MetricType::Gauge,
+            r.memory
+                .parts()
+                .map(|(part, bytes)| (labels(&[("part", part)]), bytes)),
+        )?;
+        if let Some(bytes) = rd.process_resident_bytes {
+            gauge(
+                &mut e,
+                "flujo_process_resident_memory_bytes",
+                "Resident memory of the whole process (VmRSS), in bytes.",
+                bytes,
+            )?;
+        }
+        if let Some(seconds) = rd.process_cpu_seconds {
+            ConstCounter::new(seconds).encode(e.encode_descriptor(
+                "flujo_process_cpu_seconds",
+                "User and system CPU time of the whole process, in seconds.",
+                None,
+                MetricType::Counter,
+            )?)?;
+        }
+        if let Some(bytes) = rd.process_limit_bytes {
+            gauge(
+                &mut e,
+                "flujo_process_memory_limit_bytes",
+                "The process's cgroup memory limit, in bytes (absent when none is set).",
+                bytes,
+            )?;
+        }
         // The histograms: one pass over each engine histogram's buckets per scrape.
         for (name, help) in HIST_HELP {
             let mut m = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
@@ -718,6 +783,9 @@ fn engine_inputs(text: &str) -> (Vec<EngineHist>, Readings) {
                     slot[i] = value(&[("priority", p)]);
                 }
             }
+            "flujo_process_cpu_seconds_total" => rd.process_cpu_seconds = Some(f.samples[0].2),
+            "flujo_process_resident_memory_bytes" => rd.process_resident_bytes = Some(value(&[])),
+            "flujo_process_memory_limit_bytes" => rd.process_limit_bytes = Some(value(&[])),
             "flujo_cache_entries" => rd.cache_entries = value(&[]),
             "flujo_cache_bytes" => rd.cache_bytes = value(&[]),
             "flujo_breaker_state" => {
