@@ -26,7 +26,8 @@ mod degradation;
 pub mod duration;
 mod monitor;
 pub use degradation::{
-    Action, DegradationConfig, DegradationLevel, MemoryPressure, MAX_LEVELS, MEMORY_TRIGGER,
+    Action, CacheBypass, DegradationConfig, DegradationLevel, MemoryPressure, MAX_BYPASS_STEPS,
+    MAX_BYPASS_WINDOW, MAX_LEVELS, MEMORY_TRIGGER,
 };
 pub use monitor::{
     AlertRule, Metric, MonitorConfig, MAX_DETECTED_STEPS, MAX_RULES, MAX_RULE_NAME, MAX_WINDOWS,

@@ -17,6 +17,7 @@
 
 mod builder;
 mod degrade;
+mod select;
 mod dispatch;
 mod host;
 mod runner_pool;
@@ -466,6 +467,7 @@ where
         weigher: Option<crate::cache::Weigher<P>>,
         on_alert: Option<crate::monitor::OnAlert>,
         on_health: Option<degrade::OnHealth>,
+        on_selection: Option<select::OnSelection>,
     ) -> Result<Self, BuildError> {
         let limit = AdaptiveLimit::new(config.adaptive_concurrency).map_err(|e| {
             BuildError::Config(ConfigError::Invalid {
@@ -477,7 +479,7 @@ where
         let admission = config.adaptive_concurrency.enabled;
         let cache = result_cache(&config.result_cache, &clock, weigher);
         let monitor = Monitor::new(&config.monitor, on_alert);
-        let degrade = degrade::Degrade::new(&config.degradation, on_health);
+        let degrade = degrade::Degrade::new(&config.degradation, on_health, on_selection);
         let cell = ConfigCell::new(config).map_err(BuildError::Config)?;
         let (snapshot, generation) = cell.load_with_generation();
         let initial = u64::from(limit.limit());
@@ -909,10 +911,18 @@ where
         let inline = queued.is_none();
         let at_least = queued.map_or(Priority::Normal, |(p, _)| p);
         let cfg = self.config.load();
-        let bridge = cfg
-            .result_cache
-            .enabled
-            .then(|| CacheBridge::new(&self.cache, deadline, self.degrade.store_max()));
+        let name = |n: NodeId| graph.name(n).to_string();
+        let bridge = cfg.result_cache.enabled.then(|| {
+            let bypass = &cfg.degradation.cache_bypass;
+            let select = bypass.enabled.then_some(select::Selecting {
+                table: &self.degrade.selection,
+                cfg: bypass,
+                graph: graph.id(),
+                name: &name,
+                clock: &self.clock,
+            });
+            CacheBridge::new(&self.cache, deadline, self.degrade.store_max()).selecting(select)
+        });
         let host = RtHost {
             runners: &self.runners,
             pool: &self.pool,

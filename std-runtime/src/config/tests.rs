@@ -580,7 +580,7 @@ mod toml_tests {
             .lines()
             .filter_map(|l| l.split_once(" = ").map(|(k, _)| k))
             .collect();
-        assert_eq!(keys.len(), 48, "{full}");
+        assert_eq!(keys.len(), 54, "{full}");
         for (name, text) in TEMPLATES {
             let lines: Vec<&str> = text.lines().collect();
             for (i, line) in lines.iter().enumerate() {

@@ -9,6 +9,7 @@ use flujo_core::context::Context;
 use flujo_core::graph::Clock;
 
 use super::runner_pool::lock;
+use super::select::{OnSelection, Selection};
 use super::Inner;
 use crate::config::{Action, DegradationConfig, OptimizationConfig};
 use crate::monitor::health::{HealthEvent, HealthMachine, HealthStats};
@@ -35,10 +36,16 @@ pub(crate) struct Degrade {
     /// The memory trigger's readings (its own: a report's sampler measures CPU between
     /// reports).
     process: Mutex<ProcessSampler>,
+    /// The automatic cache bypass's per-step table (sized at construction).
+    pub(crate) selection: Selection,
 }
 
 impl Degrade {
-    pub(crate) fn new(cfg: &DegradationConfig, on_health: Option<OnHealth>) -> Self {
+    pub(crate) fn new(
+        cfg: &DegradationConfig,
+        on_health: Option<OnHealth>,
+        on_selection: Option<OnSelection>,
+    ) -> Self {
         Self {
             shed: AtomicU8::new(0),
             sampling_off: AtomicBool::new(false),
@@ -48,6 +55,7 @@ impl Degrade {
             machine: Mutex::new(HealthMachine::new(cfg)),
             on_health,
             process: Mutex::new(ProcessSampler::new()),
+            selection: Selection::new(&cfg.cache_bypass, on_selection),
         }
     }
 
@@ -94,7 +102,9 @@ impl Degrade {
 
     /// The report's view.
     pub(crate) fn stats(&self) -> HealthStats {
-        lock(&self.machine).stats()
+        let mut stats = lock(&self.machine).stats();
+        stats.selection = self.selection.stats();
+        stats
     }
 }
 
@@ -124,6 +134,12 @@ where
     /// every action in force (counted) and starts healthy; otherwise the actions in force are
     /// put back over the new sizes and bounds.
     pub(super) fn reconfigure_health(&self, cfg: &OptimizationConfig) {
+        let bypass_changed =
+            lock(&self.degrade.machine).config().cache_bypass != cfg.degradation.cache_bypass;
+        if bypass_changed {
+            // New settings judge afresh: every bypass in force is undone (counted, raised).
+            self.degrade.selection.reset(self.clock.now());
+        }
         let mut machine = lock(&self.degrade.machine);
         if *machine.config() != cfg.degradation {
             machine.reset(&cfg.degradation, self.clock.now());

@@ -13,6 +13,7 @@ use flujo_core::interp::{Fan, Host, Lane, SharedCache};
 use flujo_core::policy::ErrorClass;
 
 use super::runner_pool::{lock, RunnerPool};
+use super::select::Selecting;
 use crate::cache::{Flight, Lookup, ResultCache};
 use crate::lend::Forked;
 
@@ -111,6 +112,8 @@ pub(crate) struct CacheBridge<'a, P: Clone + Send + Sync> {
     /// Outputs heavier than this are not stored (the degradation action
     /// `bypass_large_payloads`; `usize::MAX` when it is not in force).
     store_max: usize,
+    /// The automatic cache bypass, when on.
+    select: Option<Selecting<'a>>,
 }
 
 impl<'a, P: Clone + Send + Sync> CacheBridge<'a, P> {
@@ -122,19 +125,35 @@ impl<'a, P: Clone + Send + Sync> CacheBridge<'a, P> {
             deadline,
             flights: Mutex::new(Vec::new()),
             store_max,
+            select: None,
         }
+    }
+
+    /// The bridge with the automatic cache bypass `select` on.
+    pub(crate) fn selecting(mut self, select: Option<Selecting<'a>>) -> Self {
+        self.select = select;
+        self
     }
 }
 
 impl<P: Clone + Send + Sync> SharedCache<P> for CacheBridge<'_, P> {
-    fn lookup(&self, key: &CacheKey) -> Option<P> {
-        match self.cache.lookup_until(*key, self.deadline) {
+    #[inline]
+    fn wants(&self, node: NodeId) -> bool {
+        self.select.as_ref().is_none_or(|s| s.wants(node))
+    }
+
+    fn lookup(&self, node: NodeId, key: &CacheKey) -> Option<P> {
+        let found = match self.cache.lookup_until(*key, self.deadline) {
             Lookup::Hit(v) => Some(v),
             Lookup::Miss(flight) => {
                 lock(&self.flights).push((*key, flight));
                 None
             }
+        };
+        if let Some(s) = &self.select {
+            s.looked_up(node, found.is_some());
         }
+        found
     }
 
     fn fill(&self, key: CacheKey, output: Option<&P>) {

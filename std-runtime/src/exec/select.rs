@@ -1,0 +1,351 @@
+//! Performance-based selection: the automatic per-step cache bypass (see
+//! [`CacheBypass`](crate::config::CacheBypass) and `docs/operations.md`).
+//!
+//! A fixed table of slots, one per step (graph id, node) met, claimed once with a
+//! compare-and-swap and never freed: the hot path is a hash, a probe over a few slots and
+//! relaxed atomics, with no lock and no allocation. Each slot counts the lookups and hits of
+//! its current window in one word (lookups in the low half, hits in the high half), so one
+//! `fetch_add` records a lookup; the caller that brings the window to its size takes it
+//! (a compare-and-swap to zero) and judges it, so exactly one caller judges each window and
+//! flips the step. Flips are cold: they lock the event list and call the host's callback.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use flujo_core::graph::{Clock, NodeId};
+
+use super::runner_pool::lock;
+use crate::clock::RuntimeClock;
+use crate::config::CacheBypass;
+use crate::monitor::health::{
+    BypassRow, SelectionChange, SelectionEvent, SelectionStats, MAX_SELECTION_EVENTS,
+};
+
+/// The host's selection callback.
+pub(crate) type OnSelection = Arc<dyn Fn(&SelectionEvent) + Send + Sync>;
+
+/// An empty slot's id (no step has node `u32::MAX`: nodes are indexed from 0 in a graph of
+/// at most `u32::MAX` of them).
+const EMPTY: u64 = u64::MAX;
+/// Slots tried from a step's hash before it counts as untracked.
+const PROBE: usize = 16;
+/// One lookup in a window word; a hit adds [`HIT`] too.
+const LOOKUP: u64 = 1;
+const HIT: u64 = 1 << 32;
+
+/// One step's state.
+#[derive(Default)]
+struct Slot {
+    /// `graph << 32 | node`, or [`EMPTY`].
+    id: AtomicU64,
+    /// Whether the step is bypassed.
+    bypassed: AtomicBool,
+    /// The current window: lookups (low 32 bits) and hits (high 32 bits).
+    window: AtomicU64,
+    /// Executions asked about while bypassed (probes included): the probe schedule.
+    asked: AtomicU64,
+    /// Lookups and hits of the windows judged so far.
+    lookups: AtomicU64,
+    hits: AtomicU64,
+    probes: AtomicU64,
+    taken: AtomicU64,
+    undone: AtomicU64,
+}
+
+/// The flips kept, and the steps' names (by slot, set once when claimed).
+#[derive(Default)]
+struct Log {
+    events: VecDeque<SelectionEvent>,
+    dropped: u64,
+    /// Claimed slots in the order claimed, with the step's name.
+    claimed: Vec<(usize, String)>,
+}
+
+/// What one run's cache bridge needs to ask the table: the settings in force, the graph, its
+/// step names (read once per step, when its slot is claimed) and the clock (read at flips).
+pub(crate) struct Selecting<'a> {
+    pub(crate) table: &'a Selection,
+    pub(crate) cfg: &'a CacheBypass,
+    pub(crate) graph: u32,
+    pub(crate) name: &'a (dyn Fn(NodeId) -> String + Sync),
+    pub(crate) clock: &'a RuntimeClock,
+}
+
+impl Selecting<'_> {
+    #[inline]
+    pub(crate) fn wants(&self, node: NodeId) -> bool {
+        self.table.wants(self.cfg, self.graph, node, self.name)
+    }
+
+    #[inline]
+    pub(crate) fn looked_up(&self, node: NodeId, hit: bool) {
+        let t = self.table;
+        t.looked_up(self.cfg, self.graph, node, hit, self.name, self.clock);
+    }
+}
+
+/// The per-step table of the automatic cache bypass.
+pub(crate) struct Selection {
+    slots: Box<[Slot]>,
+    /// `slots.len() - 1` (a power of two).
+    mask: usize,
+    /// Slots claimed, and the most that may be.
+    used: AtomicUsize,
+    max_steps: usize,
+    /// Executions of steps that found no slot.
+    untracked: AtomicU64,
+    log: Mutex<Log>,
+    on_event: Option<OnSelection>,
+}
+
+impl Selection {
+    /// A table for `cfg.max_steps` steps (twice as many slots, so probes stay short).
+    pub(crate) fn new(cfg: &CacheBypass, on_event: Option<OnSelection>) -> Self {
+        let max_steps = cfg.max_steps.max(1);
+        let len = (max_steps * 2).next_power_of_two();
+        let slots: Box<[Slot]> = (0..len)
+            .map(|_| Slot {
+                id: AtomicU64::new(EMPTY),
+                ..Slot::default()
+            })
+            .collect();
+        Self {
+            slots,
+            mask: len - 1,
+            used: AtomicUsize::new(0),
+            max_steps,
+            untracked: AtomicU64::new(0),
+            log: Mutex::new(Log::default()),
+            on_event,
+        }
+    }
+
+    /// The slot of step (`graph`, `node`), claimed on first sight (`name` names it then);
+    /// `None` when the table is full.
+    #[inline]
+    fn slot(&self, graph: u32, node: NodeId, name: &dyn Fn(NodeId) -> String) -> Option<&Slot> {
+        let id = u64::from(graph) << 32 | u64::from(node.0);
+        let start = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize;
+        for i in 0..PROBE {
+            let at = (start + i) & self.mask;
+            let slot = &self.slots[at];
+            match slot.id.load(Relaxed) {
+                found if found == id => return Some(slot),
+                EMPTY => return self.claim(at, id, node, name),
+                _ => {}
+            }
+        }
+        self.untracked.fetch_add(1, Relaxed);
+        None
+    }
+
+    /// Claims the empty slot `at` for `id` (or finds `id` there or further on, if another
+    /// thread was quicker). Cold: once per step.
+    #[cold]
+    fn claim(
+        &self,
+        at: usize,
+        id: u64,
+        node: NodeId,
+        name: &dyn Fn(NodeId) -> String,
+    ) -> Option<&Slot> {
+        let mut log = lock(&self.log);
+        // Under the log's lock, claims are one at a time: look again from `at`.
+        for i in 0..PROBE {
+            let k = (at + i) & self.mask;
+            let slot = &self.slots[k];
+            match slot.id.load(Relaxed) {
+                found if found == id => return Some(slot),
+                EMPTY => {
+                    if self.used.load(Relaxed) >= self.max_steps {
+                        break;
+                    }
+                    self.used.fetch_add(1, Relaxed);
+                    log.claimed.push((k, name(node)));
+                    slot.id.store(id, Relaxed);
+                    return Some(slot);
+                }
+                _ => {}
+            }
+        }
+        drop(log);
+        self.untracked.fetch_add(1, Relaxed);
+        None
+    }
+
+    /// Whether this execution of step (`graph`, `node`) uses the cache: `false` while the
+    /// step is bypassed, except for every `probe_every`-th execution (a probe).
+    #[inline]
+    pub(crate) fn wants(
+        &self,
+        cfg: &CacheBypass,
+        graph: u32,
+        node: NodeId,
+        name: &dyn Fn(NodeId) -> String,
+    ) -> bool {
+        let Some(slot) = self.slot(graph, node, name) else {
+            return true;
+        };
+        if !slot.bypassed.load(Relaxed) {
+            return true;
+        }
+        let asked = slot.asked.fetch_add(1, Relaxed) + 1;
+        let probe = asked % u64::from(cfg.probe_every.max(2)) == 0;
+        if probe {
+            slot.probes.fetch_add(1, Relaxed);
+        }
+        probe
+    }
+
+    /// Learns a lookup's result; judges the window it completes.
+    #[inline]
+    pub(crate) fn looked_up(
+        &self,
+        cfg: &CacheBypass,
+        graph: u32,
+        node: NodeId,
+        hit: bool,
+        name: &dyn Fn(NodeId) -> String,
+        clock: &RuntimeClock,
+    ) {
+        let Some(slot) = self.slot(graph, node, name) else {
+            return;
+        };
+        let add = LOOKUP + if hit { HIT } else { 0 };
+        let mut now = slot.window.fetch_add(add, Relaxed) + add;
+        let bypassed = slot.bypassed.load(Relaxed);
+        let size = u64::from(if bypassed { cfg.probes } else { cfg.window }.max(1));
+        // The caller whose swap to zero succeeds takes the window and judges it.
+        while now & (HIT - 1) >= size {
+            match slot.window.compare_exchange_weak(now, 0, Relaxed, Relaxed) {
+                Ok(_) => return self.judge(cfg, slot, graph, node, now, bypassed, clock),
+                Err(seen) => now = seen,
+            }
+        }
+    }
+
+    /// Judges a window of `word` (lookups and hits) of a step bypassed or not.
+    #[allow(clippy::too_many_arguments)]
+    fn judge(
+        &self,
+        cfg: &CacheBypass,
+        slot: &Slot,
+        graph: u32,
+        node: NodeId,
+        word: u64,
+        bypassed: bool,
+        clock: &RuntimeClock,
+    ) {
+        let (lookups, hits) = (word & (HIT - 1), word >> 32);
+        slot.lookups.fetch_add(lookups, Relaxed);
+        slot.hits.fetch_add(hits, Relaxed);
+        let rate = hits as f64 / lookups as f64;
+        let flip = if bypassed {
+            rate >= cfg.min_hit_rate
+        } else {
+            rate < cfg.min_hit_rate
+        };
+        if flip {
+            self.flip(slot, graph, node, !bypassed, rate, lookups, clock.now());
+        }
+    }
+
+    /// Takes (`on`) or undoes a step's bypass: counted, logged, called back. Cold.
+    #[cold]
+    #[allow(clippy::too_many_arguments)]
+    fn flip(
+        &self,
+        slot: &Slot,
+        graph: u32,
+        node: NodeId,
+        on: bool,
+        hit_rate: f64,
+        lookups: u64,
+        at_ns: u64,
+    ) {
+        slot.bypassed.store(on, Relaxed);
+        let (change, count) = if on {
+            (SelectionChange::BypassTaken, &slot.taken)
+        } else {
+            (SelectionChange::BypassUndone, &slot.undone)
+        };
+        count.fetch_add(1, Relaxed);
+        let event = {
+            let mut log = lock(&self.log);
+            let id = u64::from(graph) << 32 | u64::from(node.0);
+            let step = log
+                .claimed
+                .iter()
+                .find(|(k, _)| self.slots[*k].id.load(Relaxed) == id)
+                .map_or_else(String::new, |(_, n)| n.clone());
+            let event = SelectionEvent {
+                change,
+                step,
+                graph,
+                node: node.0,
+                hit_rate,
+                lookups,
+                at_ns,
+            };
+            if log.events.len() == MAX_SELECTION_EVENTS {
+                log.events.pop_front();
+                log.dropped += 1;
+            }
+            log.events.push_back(event.clone());
+            event
+        };
+        if let Some(f) = &self.on_event {
+            f(&event);
+        }
+    }
+
+    /// Undoes every bypass in force (a changed configuration), counted and raised; the
+    /// windows start again.
+    pub(crate) fn reset(&self, at_ns: u64) {
+        let claimed: Vec<usize> = lock(&self.log).claimed.iter().map(|(k, _)| *k).collect();
+        for k in claimed {
+            let slot = &self.slots[k];
+            slot.window.store(0, Relaxed);
+            if slot.bypassed.load(Relaxed) {
+                let id = slot.id.load(Relaxed);
+                let (graph, node) = ((id >> 32) as u32, NodeId(id as u32));
+                self.flip(slot, graph, node, false, 0.0, 0, at_ns);
+            }
+        }
+    }
+
+    /// The report's view.
+    pub(crate) fn stats(&self) -> SelectionStats {
+        let log = lock(&self.log);
+        let steps = log
+            .claimed
+            .iter()
+            .map(|(k, name)| {
+                let s = &self.slots[*k];
+                let id = s.id.load(Relaxed);
+                let window = s.window.load(Relaxed);
+                let asked = s.asked.load(Relaxed);
+                let probes = s.probes.load(Relaxed);
+                BypassRow {
+                    step: name.clone(),
+                    graph: (id >> 32) as u32,
+                    node: id as u32,
+                    bypassed: s.bypassed.load(Relaxed),
+                    lookups: s.lookups.load(Relaxed) + (window & (HIT - 1)),
+                    hits: s.hits.load(Relaxed) + (window >> 32),
+                    bypassed_runs: asked.saturating_sub(probes),
+                    probes,
+                    taken: s.taken.load(Relaxed),
+                    undone: s.undone.load(Relaxed),
+                }
+            })
+            .collect();
+        SelectionStats {
+            steps,
+            untracked: self.untracked.load(Relaxed),
+            events: log.events.iter().cloned().collect(),
+            events_dropped: log.dropped,
+        }
+    }
+}
