@@ -772,8 +772,9 @@ where
         // The monitor's alerts and health moves, as instant events on a thread of their own.
         self.inner.poll_monitor(true);
         let alerts = self.inner.monitor.alert_stats().events;
-        let moves = self.inner.degrade.stats().events;
-        if !alerts.is_empty() || !moves.is_empty() {
+        let health = self.inner.degrade.stats();
+        let (moves, flips) = (health.events, health.selection.events);
+        if !alerts.is_empty() || !moves.is_empty() || !flips.is_empty() {
             trace.thread_name(MONITOR_TID, "flujo monitor");
         }
         for e in moves {
@@ -788,6 +789,22 @@ where
                     ("triggers", ArgValue::Str(e.triggers.join(",").into())),
                     ("taken", ArgValue::Str(e.taken.join(",").into())),
                     ("undone", ArgValue::Str(e.undone.join(",").into())),
+                ],
+            });
+        }
+        for e in flips {
+            use crate::trace::{ArgValue, Instant};
+            trace.instant(Instant {
+                name: format!("selection {} {}", e.change.as_str(), e.step).into(),
+                cat: "selection",
+                tid: MONITOR_TID,
+                ts_ns: e.at_ns,
+                args: vec![
+                    ("step", ArgValue::Str(e.step.into())),
+                    ("graph", ArgValue::U64(e.graph.into())),
+                    ("node", ArgValue::U64(e.node.into())),
+                    ("hit_rate", ArgValue::F64(e.hit_rate)),
+                    ("lookups", ArgValue::U64(e.lookups)),
                 ],
             });
         }

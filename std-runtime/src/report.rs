@@ -1716,11 +1716,55 @@ impl fmt::Display for Report {
         self.fmt_bottlenecks(f)?;
         self.fmt_alerts(f)?;
         self.fmt_health(f)?;
+        self.fmt_selection(f)?;
         self.fmt_memory(f)
     }
 }
 
 impl Report {
+    /// The `selection` section: per step the automatic cache bypass follows, whether it is
+    /// bypassed and its counts; the last flips.
+    fn fmt_selection(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.health.selection;
+        if s.steps.is_empty() && s.events.is_empty() {
+            return Ok(());
+        }
+        writeln!(f, "selection (automatic cache bypass)")?;
+        for r in &s.steps {
+            field(
+                f,
+                &r.step,
+                format_args!(
+                    "{}{} lookups, {} hits, {} bypassed, {} probes; taken {}, undone {}",
+                    if r.bypassed { "BYPASSED, " } else { "" },
+                    r.lookups,
+                    r.hits,
+                    r.bypassed_runs,
+                    r.probes,
+                    r.taken,
+                    r.undone
+                ),
+            )?;
+        }
+        if s.untracked > 0 {
+            field(f, "untracked", format_args!("{} executions", s.untracked))?;
+        }
+        for e in s.events.iter().rev().take(10).rev() {
+            field(
+                f,
+                e.change.as_str(),
+                format_args!(
+                    "{} at {:.3} s: hit rate {:.3} over {} lookups",
+                    e.step,
+                    e.at_ns as f64 / 1e9,
+                    e.hit_rate,
+                    e.lookups
+                ),
+            )?;
+        }
+        Ok(())
+    }
+
     /// The `health` section: the health, the actions and the last moves.
     fn fmt_health(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let h = &self.health;
