@@ -479,7 +479,7 @@ where
         let admission = config.adaptive_concurrency.enabled;
         let cache = result_cache(&config.result_cache, &clock, weigher);
         let monitor = Monitor::new(&config.monitor, on_alert);
-        let degrade = degrade::Degrade::new(&config.degradation, on_health, on_selection);
+        let degrade = degrade::Degrade::new(&config, on_health, on_selection);
         let cell = ConfigCell::new(config).map_err(BuildError::Config)?;
         let (snapshot, generation) = cell.load_with_generation();
         let initial = u64::from(limit.limit());
@@ -744,7 +744,7 @@ where
     /// due first, so a move they call for is made.
     pub fn health(&self) -> crate::monitor::health::Health {
         self.inner.poll_monitor(true);
-        self.inner.degrade.stats().health
+        self.inner.degrade.stats(&self.inner.config.load().inline_cutoff).health
     }
 
     /// Closes the monitor's buckets that the clock has passed and evaluates the alert rules on
@@ -772,7 +772,7 @@ where
         // The monitor's alerts and health moves, as instant events on a thread of their own.
         self.inner.poll_monitor(true);
         let alerts = self.inner.monitor.alert_stats().events;
-        let health = self.inner.degrade.stats();
+        let health = self.inner.degrade.stats(&self.inner.config.load().inline_cutoff);
         let (moves, flips) = (health.events, health.selection.events);
         if !alerts.is_empty() || !moves.is_empty() || !flips.is_empty() {
             trace.thread_name(MONITOR_TID, "flujo monitor");
@@ -805,6 +805,9 @@ where
                     ("node", ArgValue::U64(e.node.into())),
                     ("hit_rate", ArgValue::F64(e.hit_rate)),
                     ("lookups", ArgValue::U64(e.lookups)),
+                    ("cutoff_from", ArgValue::U64(e.cutoff.0.into())),
+                    ("cutoff_to", ArgValue::U64(e.cutoff.1.into())),
+                    ("per_task_ns", ArgValue::U64(e.per_task_ns)),
                 ],
             });
         }
@@ -943,10 +946,19 @@ where
         let host = RtHost {
             runners: &self.runners,
             pool: &self.pool,
-            cutoff: cfg
-                .inline_cutoff
-                .enabled
-                .then_some(self.degrade.cutoff(cfg.inline_cutoff.max_cost)),
+            cutoff: cfg.inline_cutoff.enabled.then_some(
+                (self.degrade).cutoff(self.degrade.adaptive.current(&cfg.inline_cutoff)),
+            ),
+            adapt: (cfg.inline_cutoff.enabled && cfg.inline_cutoff.adaptive).then_some(
+                select::Adapting {
+                    state: &self.degrade.adaptive,
+                    cfg: &cfg.inline_cutoff,
+                    events: &self.degrade.selection,
+                    graph: graph.id(),
+                    name: &name,
+                    clock: &self.clock,
+                },
+            ),
             cache: bridge.as_ref().map(|b| b as &dyn SharedCache<P>),
             parallel: self.pool.current_num_threads() > 1,
         };
@@ -1404,7 +1416,7 @@ where
         let (lent, held, helped) = self.waits.read();
         report.waits = WaitStats { lent, held, helped };
         report.alerts = self.monitor.alert_stats();
-        report.health = self.degrade.stats();
+        report.health = self.degrade.stats(&self.config.load().inline_cutoff);
         let cache = self.cache.memory();
         (
             memory.cache_entries,

@@ -80,6 +80,8 @@
 //! | `flujo_degradation_level` | gauge | |
 //! | `flujo_degradation_action_active` | gauge | `action` (each configured action) |
 //! | `flujo_degradation_actions_total` | counter | `action`, `to` = `taken`, `undone` |
+//! | `flujo_inline_cutoff` | gauge | (only with `inline_cutoff.adaptive`) |
+//! | `flujo_inline_cutoff_changes_total` | counter | `to` = `raised`, `lowered` |
 //! | `flujo_cache_bypass_active` | gauge | `step`, `graph` (each step the automatic cache bypass follows; at most `max_steps`) |
 //! | `flujo_cache_bypass_flips_total` | counter | `step`, `graph`, `to` = `taken`, `undone` |
 //! | `flujo_cache_bypassed_runs_total`, `flujo_cache_bypass_probes_total` | counter | `step`, `graph` |
@@ -639,10 +641,30 @@ fn render_health(report: &Report, out: &mut String) {
     }
 }
 
-/// The automatic cache bypass (performance-based selection), one series per step it follows
+/// Performance-based selection: the adaptive inline cutoff, and the automatic cache bypass,
+/// one series per step it follows
 /// (steps of one name in several graphs are one series each: the graph's id is a label).
 fn render_selection(report: &Report, out: &mut String) {
-    let steps = &report.health.selection.steps;
+    let sel = &report.health.selection;
+    if let Some(cutoff) = sel.inline_cutoff {
+        single(
+            out,
+            "flujo_inline_cutoff",
+            "gauge",
+            "The adaptive inline cutoff now (before the inline_more factor).",
+            u64::from(cutoff),
+        );
+        header(
+            out,
+            "flujo_inline_cutoff_changes_total",
+            "counter",
+            "Times the adaptive inline cutoff rose and fell.",
+        );
+        for (to, n) in [("raised", sel.cutoff_raised), ("lowered", sel.cutoff_lowered)] {
+            sample(out, "flujo_inline_cutoff_changes_total", &[("to", to)], n);
+        }
+    }
+    let steps = &sel.steps;
     if steps.is_empty() {
         return;
     }

@@ -1721,21 +1721,33 @@ impl fmt::Display for Report {
     }
 }
 
+use crate::monitor::health::SelectionChange;
+
 impl Report {
-    /// The `selection` section: per step the automatic cache bypass follows, whether it is
-    /// bypassed and its counts; the last flips.
+    /// The `selection` section: the adaptive inline cutoff; per step the automatic cache
+    /// bypass follows, whether it is bypassed and its counts; the last flips.
     fn fmt_selection(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.health.selection;
-        if s.steps.is_empty() && s.events.is_empty() {
+        if s.steps.is_empty() && s.events.is_empty() && s.inline_cutoff.is_none() {
             return Ok(());
         }
-        writeln!(f, "selection (automatic cache bypass)")?;
+        writeln!(f, "selection")?;
+        if let Some(cutoff) = s.inline_cutoff {
+            field(
+                f,
+                "inline cutoff",
+                format_args!(
+                    "{cutoff} now (adaptive); {} fan-outs timed, raised {}, lowered {}",
+                    s.cutoff_samples, s.cutoff_raised, s.cutoff_lowered
+                ),
+            )?;
+        }
         for r in &s.steps {
             field(
                 f,
                 &r.step,
                 format_args!(
-                    "{}{} lookups, {} hits, {} bypassed, {} probes; taken {}, undone {}",
+                    "cache {}{} lookups, {} hits, {} bypassed, {} probes; taken {}, undone {}",
                     if r.bypassed { "BYPASSED, " } else { "" },
                     r.lookups,
                     r.hits,
@@ -1750,17 +1762,25 @@ impl Report {
             field(f, "untracked", format_args!("{} executions", s.untracked))?;
         }
         for e in s.events.iter().rev().take(10).rev() {
-            field(
-                f,
-                e.change.as_str(),
-                format_args!(
-                    "{} at {:.3} s: hit rate {:.3} over {} lookups",
-                    e.step,
-                    e.at_ns as f64 / 1e9,
-                    e.hit_rate,
-                    e.lookups
-                ),
-            )?;
+            let at = e.at_ns as f64 / 1e9;
+            match e.change {
+                SelectionChange::CutoffRaised | SelectionChange::CutoffLowered => field(
+                    f,
+                    e.change.as_str(),
+                    format_args!(
+                        "{} -> {} at {at:.3} s: fan-out {} took {} ns per task",
+                        e.cutoff.0, e.cutoff.1, e.step, e.per_task_ns
+                    ),
+                )?,
+                _ => field(
+                    f,
+                    e.change.as_str(),
+                    format_args!(
+                        "{} at {at:.3} s: hit rate {:.3} over {} lookups",
+                        e.step, e.hit_rate, e.lookups
+                    ),
+                )?,
+            }
         }
         Ok(())
     }

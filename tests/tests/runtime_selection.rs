@@ -148,8 +148,8 @@ fn never_repeating_keys_are_bypassed_and_probed() {
         );
         assert_eq!((row.taken, row.undone), (1, 0), "{name}");
         let text = report.to_string();
-        assert!(text.contains("selection (automatic cache bypass)"), "{name}: {text}");
-        assert!(text.contains("BYPASSED, 70 lookups"), "{name}: {text}");
+        assert!(text.contains("selection"), "{name}: {text}");
+        assert!(text.contains("cache BYPASSED, 70 lookups"), "{name}: {text}");
         // Outputs are those of the step: a bypassed step runs as if uncached.
         let expected: Vec<u64> = (1000..1200).map(|x| x * 2).collect();
         assert_eq!(then.outputs, expected, "{name}");
@@ -333,4 +333,153 @@ fn counts_are_conserved_under_concurrent_runs() {
     assert!(row.taken >= 1, "a hit rate of about 5 %: below 10 %");
     assert_eq!(row.taken - row.undone, u64::from(row.bypassed));
     assert_eq!(s.events.len() as u64, row.taken + row.undone);
+}
+
+// The adaptive inline cutoff.
+
+/// A fan-out of `width` branches (each a task, cost 1), each letting `per_branch` pass on
+/// `time`, reduced by sum: `x * width + sum(0..width)`.
+fn fan(width: u64, time: matrix::Time, per_branch: std::time::Duration) -> Graph<u64, ()> {
+    Graph::build(|b| {
+        let branches: Vec<_> = (0..width)
+            .map(|i| {
+                let time = time.clone();
+                b.task(&format!("b{i}"), move |x: u64, _| {
+                    if !per_branch.is_zero() {
+                        time.pass(per_branch);
+                    }
+                    Ok(x + i)
+                })
+            })
+            .collect();
+        b.parallel(
+            "fan",
+            &branches,
+            |a, x| a + x,
+            flujo_core::graph::ParallelOptions::new(),
+        )
+    })
+    .unwrap()
+}
+
+/// Adaptive from `start`, up to `max`, timing every fan-out, forking weighed at `fork_cost`.
+fn adaptive(
+    mut cfg: OptimizationConfig,
+    start: u32,
+    max: u32,
+    fork_cost: std::time::Duration,
+) -> OptimizationConfig {
+    cfg.workers = 2;
+    cfg.inline_cutoff.enabled = true;
+    cfg.inline_cutoff.max_cost = start;
+    cfg.inline_cutoff.adaptive = true;
+    cfg.inline_cutoff.adaptive_max = max;
+    cfg.inline_cutoff.fork_cost = fork_cost;
+    cfg.inline_cutoff.sample_every = 1;
+    cfg
+}
+
+/// Both clocks for each preset and level: `(name, config, time)`.
+fn each_time(check: impl Fn(&str, OptimizationConfig, matrix::Time)) {
+    for (name, cfg) in matrix::presets_at_levels() {
+        check(&format!("{name}/real"), cfg.clone(), matrix::Time::Real);
+        let manual = matrix::Time::Manual(ManualClock::new(0));
+        check(&format!("{name}/manual"), cfg, manual);
+    }
+}
+
+#[test]
+fn the_cutoff_rises_for_cheap_branches_up_to_its_bound() {
+    each_time(|name, cfg, time| {
+        use std::time::Duration;
+        // 32 trivial branches (cost 32): forking weighed at 10 ms per task, so each timed
+        // fork is too dear: 1 -> 2 -> 4 -> 8, the bound.
+        let cfg = adaptive(cfg, 1, 8, Duration::from_millis(10));
+        let (tx, rx) = mpsc::channel();
+        let ex = Executor::<u64, ()>::builder(cfg)
+            .clock(time.clock())
+            .on_selection(move |e| tx.send(e.clone()).unwrap())
+            .build()
+            .unwrap();
+        let g = fan(32, time.clone(), Duration::ZERO);
+        for x in 0..10 {
+            let done = ex.run(&g, x, ()).unwrap();
+            assert_eq!(done.output, Some(x * 32 + 496), "{name}");
+        }
+        let s = ex.report().health.selection;
+        assert_eq!(s.inline_cutoff, Some(8), "{name}");
+        assert_eq!((s.cutoff_raised, s.cutoff_lowered), (3, 0), "{name}");
+        assert_eq!(s.cutoff_samples, 10, "{name}: every fan-out timed");
+        let moves: Vec<(u32, u32)> = rx.try_iter().map(|e| e.cutoff).collect();
+        assert_eq!(moves, [(1, 2), (2, 4), (4, 8)], "{name}");
+        assert!(ex.report().to_string().contains("8 now (adaptive)"), "{name}");
+    });
+}
+
+#[test]
+fn the_cutoff_falls_for_expensive_branches_down_to_one() {
+    each_time(|name, cfg, time| {
+        use std::time::Duration;
+        // Two branches of 2 ms each (cost 2), inline under the starting cutoff of 64: each
+        // probe (forked, timed) finds 2 ms per task, above the 100 us weighed for forking:
+        // 64 -> 32 -> 16 -> 8 -> 4 -> 2 -> 1, where the fan-out forks on its own.
+        let cfg = adaptive(cfg, 64, 64, Duration::from_micros(100));
+        let (tx, rx) = mpsc::channel();
+        let ex = Executor::<u64, ()>::builder(cfg)
+            .clock(time.clock())
+            .on_selection(move |e| tx.send(e.clone()).unwrap())
+            .build()
+            .unwrap();
+        let g = fan(2, time.clone(), Duration::from_millis(2));
+        for x in 0..8 {
+            let done = ex.run(&g, x, ()).unwrap();
+            assert_eq!(done.output, Some(x * 2 + 1), "{name}");
+        }
+        let s = ex.report().health.selection;
+        assert_eq!(s.inline_cutoff, Some(1), "{name}");
+        assert_eq!((s.cutoff_raised, s.cutoff_lowered), (0, 6), "{name}");
+        let events: Vec<SelectionEvent> = rx.try_iter().collect();
+        assert_eq!(events.len(), 6, "{name}");
+        assert!(
+            events.iter().all(|e| e.change == SelectionChange::CutoffLowered
+                && e.step == "fan"
+                && e.per_task_ns >= 2_000_000),
+            "{name}: {events:?}"
+        );
+    });
+}
+
+#[test]
+fn adaptive_cutoff_results_equal_the_static_ones() {
+    use std::time::Duration;
+    let time = matrix::Time::Real;
+    let g = fan(6, time, Duration::ZERO);
+    let run = |cfg: OptimizationConfig| -> Vec<u64> {
+        let ex = Executor::<u64, ()>::new(cfg).unwrap();
+        (0..50).map(|x| ex.run(&g, x, ()).unwrap().output.unwrap()).collect()
+    };
+    let on = adaptive(OptimizationConfig::latency(), 1, 64, Duration::from_millis(10));
+    let mut off = on.clone();
+    off.inline_cutoff.adaptive = false;
+    assert_eq!(run(on), run(off));
+}
+
+#[test]
+fn adaptive_cutoff_settings_are_validated() {
+    let mut cfg = adaptive(
+        OptimizationConfig::latency(),
+        16,
+        8,
+        std::time::Duration::from_micros(1),
+    );
+    let field = |c: &OptimizationConfig| c.validate().err().and_then(|e| e.field());
+    assert_eq!(field(&cfg), Some("inline_cutoff.adaptive_max"));
+    cfg.inline_cutoff.adaptive_max = 16;
+    cfg.inline_cutoff.fork_cost = std::time::Duration::ZERO;
+    assert_eq!(field(&cfg), Some("inline_cutoff.fork_cost"));
+    cfg.inline_cutoff.fork_cost = std::time::Duration::from_micros(1);
+    cfg.inline_cutoff.sample_every = 0;
+    assert_eq!(field(&cfg), Some("inline_cutoff.sample_every"));
+    cfg.inline_cutoff.adaptive = false;
+    assert_eq!(field(&cfg), None, "not held to them when off");
 }

@@ -1,5 +1,8 @@
-//! Performance-based selection: the automatic per-step cache bypass (see
-//! [`CacheBypass`](crate::config::CacheBypass) and `docs/operations.md`).
+//! Performance-based selection (`docs/operations.md`): the automatic per-step cache bypass
+//! (see [`CacheBypass`](crate::config::CacheBypass)) and the adaptive inline cutoff (see
+//! [`InlineCutoff::adaptive`](crate::config::InlineCutoff::adaptive)).
+//!
+//! ## The cache bypass
 //!
 //! A fixed table of slots, one per step (graph id, node) met, claimed once with a
 //! compare-and-swap and never freed: the hot path is a hash, a probe over a few slots and
@@ -9,15 +12,16 @@
 //! (a compare-and-swap to zero) and judges it, so exactly one caller judges each window and
 //! flips the step. Flips are cold: they lock the event list and call the host's callback.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use flujo_core::graph::{Clock, NodeId};
 
 use super::runner_pool::lock;
 use crate::clock::RuntimeClock;
-use crate::config::CacheBypass;
+use crate::config::{CacheBypass, InlineCutoff};
 use crate::monitor::health::{
     BypassRow, SelectionChange, SelectionEvent, SelectionStats, MAX_SELECTION_EVENTS,
 };
@@ -271,30 +275,37 @@ impl Selection {
             (SelectionChange::BypassUndone, &slot.undone)
         };
         count.fetch_add(1, Relaxed);
-        let event = {
+        let id = u64::from(graph) << 32 | u64::from(node.0);
+        let step = lock(&self.log)
+            .claimed
+            .iter()
+            .find(|(k, _)| self.slots[*k].id.load(Relaxed) == id)
+            .map_or_else(String::new, |(_, n)| n.clone());
+        self.raise(SelectionEvent {
+            change,
+            step,
+            graph,
+            node: node.0,
+            hit_rate,
+            lookups,
+            cutoff: (0, 0),
+            per_task_ns: 0,
+            at_ns,
+        });
+    }
+
+    /// Keeps `event` (the oldest one goes when the list is full) and calls the host back,
+    /// with no lock held. Cold.
+    #[cold]
+    pub(crate) fn raise(&self, event: SelectionEvent) {
+        {
             let mut log = lock(&self.log);
-            let id = u64::from(graph) << 32 | u64::from(node.0);
-            let step = log
-                .claimed
-                .iter()
-                .find(|(k, _)| self.slots[*k].id.load(Relaxed) == id)
-                .map_or_else(String::new, |(_, n)| n.clone());
-            let event = SelectionEvent {
-                change,
-                step,
-                graph,
-                node: node.0,
-                hit_rate,
-                lookups,
-                at_ns,
-            };
             if log.events.len() == MAX_SELECTION_EVENTS {
                 log.events.pop_front();
                 log.dropped += 1;
             }
             log.events.push_back(event.clone());
-            event
-        };
+        }
         if let Some(f) = &self.on_event {
             f(&event);
         }
@@ -346,6 +357,140 @@ impl Selection {
             untracked: self.untracked.load(Relaxed),
             events: log.events.iter().cloned().collect(),
             events_dropped: log.dropped,
+            ..SelectionStats::default()
         }
+    }
+}
+
+// ## The adaptive inline cutoff
+//
+// `forks` marks one fan-out in `sample_every` as timed, in a thread-local the `fork` that
+// follows on the same thread takes (the interpreter calls `fork` right after a `forks` that
+// said yes, running nothing in between). A timed fan-out that was above the cutoff (it
+// would have forked anyway) and cost less per task execution than forking raises the cutoff;
+// one that was at or below it (a probe: it would have run inline) and cost more lowers it.
+// Any other outcome confirms the cutoff. Only the timing is sampled: the counts are exact.
+
+thread_local! {
+    /// The fan-out the next `fork` on this thread times: its node, analysed cost, and
+    /// whether it is a probe (it would have run inline).
+    static TIMED: Cell<Option<(u32, u32, bool)>> = const { Cell::new(None) };
+}
+
+/// The adaptive inline cutoff: its value now, and its counts.
+pub(crate) struct AdaptiveCutoff {
+    /// The cutoff now (before the `inline_more` factor).
+    effective: AtomicU32,
+    /// The `max_cost` it started from (a reconfiguration that changes it starts again).
+    start: AtomicU32,
+    /// Fan-outs asked about, for the sampling schedule.
+    seen: AtomicU64,
+    samples: AtomicU64,
+    raised: AtomicU64,
+    lowered: AtomicU64,
+}
+
+impl AdaptiveCutoff {
+    pub(crate) fn new(cfg: &InlineCutoff) -> Self {
+        Self {
+            effective: AtomicU32::new(cfg.max_cost),
+            start: AtomicU32::new(cfg.max_cost),
+            seen: AtomicU64::new(0),
+            samples: AtomicU64::new(0),
+            raised: AtomicU64::new(0),
+            lowered: AtomicU64::new(0),
+        }
+    }
+
+    /// The cutoff to use under `cfg`: the adaptive one when `adaptive`, else `max_cost`.
+    #[inline]
+    pub(crate) fn current(&self, cfg: &InlineCutoff) -> u32 {
+        if cfg.adaptive {
+            self.effective.load(Relaxed)
+        } else {
+            cfg.max_cost
+        }
+    }
+
+    /// A new configuration: a changed `max_cost` (or adaptation switched off) starts the
+    /// cutoff again from `max_cost`; a lower `adaptive_max` caps it.
+    pub(crate) fn reconfigure(&self, cfg: &InlineCutoff) {
+        if !cfg.adaptive || self.start.swap(cfg.max_cost, Relaxed) != cfg.max_cost {
+            self.effective.store(cfg.max_cost, Relaxed);
+        } else {
+            self.effective.fetch_min(cfg.adaptive_max, Relaxed);
+        }
+    }
+
+    pub(crate) fn stats(&self, cfg: &InlineCutoff, into: &mut SelectionStats) {
+        into.inline_cutoff = cfg.adaptive.then(|| self.effective.load(Relaxed));
+        into.cutoff_samples = self.samples.load(Relaxed);
+        into.cutoff_raised = self.raised.load(Relaxed);
+        into.cutoff_lowered = self.lowered.load(Relaxed);
+    }
+}
+
+/// What a run's host needs to adapt the cutoff: the settings, the state, the graph, its node
+/// names (read at changes), the clock and where events go.
+pub(crate) struct Adapting<'a> {
+    pub(crate) state: &'a AdaptiveCutoff,
+    pub(crate) cfg: &'a InlineCutoff,
+    pub(crate) events: &'a Selection,
+    pub(crate) graph: u32,
+    pub(crate) name: &'a (dyn Fn(NodeId) -> String + Sync),
+    pub(crate) clock: &'a RuntimeClock,
+}
+
+impl Adapting<'_> {
+    /// Whether fan-out `node` of analysed `cost` is timed, against the cutoff `max` in force:
+    /// one in `sample_every`. A timed one forks (a probe when `cost <= max`).
+    #[inline]
+    pub(crate) fn times(&self, node: NodeId, cost: u32, max: u32) -> bool {
+        let seen = self.state.seen.fetch_add(1, Relaxed);
+        if seen % u64::from(self.cfg.sample_every.max(1)) != 0 {
+            return false;
+        }
+        TIMED.set(Some((node.0, cost, cost <= max)));
+        true
+    }
+
+    /// The fan-out the `fork` starting on this thread times, if any (taken).
+    #[inline]
+    pub(crate) fn take_timed() -> Option<(u32, u32, bool)> {
+        TIMED.take()
+    }
+
+    /// Learns that the timed fan-out (`node`, `cost`, `probe`) took `took_ns` over all its
+    /// branches, and moves the cutoff if it was wrong about it.
+    pub(crate) fn learn(&self, (node, cost, probe): (u32, u32, bool), took_ns: u64) {
+        let s = self.state;
+        s.samples.fetch_add(1, Relaxed);
+        let per_task = took_ns / u64::from(cost.max(1));
+        let fork = u64::try_from(self.cfg.fork_cost.as_nanos()).unwrap_or(u64::MAX);
+        let from = s.effective.load(Relaxed);
+        let (to, change, count) = if !probe && per_task < fork {
+            let to = from.saturating_mul(2).min(self.cfg.adaptive_max).max(1);
+            (to, SelectionChange::CutoffRaised, &s.raised)
+        } else if probe && per_task > fork {
+            ((from / 2).max(1), SelectionChange::CutoffLowered, &s.lowered)
+        } else {
+            return;
+        };
+        // A concurrent change wins; this sample is then dropped.
+        if to == from || s.effective.compare_exchange(from, to, Relaxed, Relaxed).is_err() {
+            return;
+        }
+        count.fetch_add(1, Relaxed);
+        self.events.raise(SelectionEvent {
+            change,
+            step: (self.name)(NodeId(node)),
+            graph: self.graph,
+            node,
+            hit_rate: 0.0,
+            lookups: 0,
+            cutoff: (from, to),
+            per_task_ns: per_task,
+            at_ns: self.clock.now(),
+        });
     }
 }

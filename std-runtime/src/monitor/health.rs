@@ -122,19 +122,28 @@ pub enum SelectionChange {
     /// The step's cache bypass was undone: its probes hit at the threshold or above, or the
     /// configuration changed.
     BypassUndone,
+    /// The adaptive inline cutoff rose: a fan-out above it, forked and timed, cost less per
+    /// task execution than forking does.
+    CutoffRaised,
+    /// The adaptive inline cutoff fell: a fan-out below it, forked as a probe and timed, cost
+    /// more per task execution than forking does.
+    CutoffLowered,
 }
 
 impl SelectionChange {
-    /// `"bypass_taken"` or `"bypass_undone"`.
+    /// `"bypass_taken"`, `"bypass_undone"`, `"cutoff_raised"` or `"cutoff_lowered"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             SelectionChange::BypassTaken => "bypass_taken",
             SelectionChange::BypassUndone => "bypass_undone",
+            SelectionChange::CutoffRaised => "cutoff_raised",
+            SelectionChange::CutoffLowered => "cutoff_lowered",
         }
     }
 }
 
-/// One flip of performance-based selection, for one step.
+/// One flip of performance-based selection: a step's cache bypass, or the adaptive inline
+/// cutoff (then `step` and `node` are the timed fan-out's).
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
@@ -147,10 +156,16 @@ pub struct SelectionEvent {
     pub graph: u32,
     /// Its node index.
     pub node: u32,
-    /// The hit rate of the window judged (0 for an undo by reconfiguration).
+    /// The hit rate of the window judged (0 for an undo by reconfiguration and for cutoff
+    /// changes).
     pub hit_rate: f64,
-    /// The lookups in that window.
+    /// The lookups in that window (0 for cutoff changes).
     pub lookups: u64,
+    /// For cutoff changes: the cutoff before and after (0 and 0 for bypass flips).
+    pub cutoff: (u32, u32),
+    /// For cutoff changes: the timed fan-out's branch time per task execution, in
+    /// nanoseconds (0 for bypass flips).
+    pub per_task_ns: u64,
     /// The clock tick (nanosecond) of the flip.
     pub at_ns: u64,
 }
@@ -192,6 +207,14 @@ pub struct SelectionStats {
     pub steps: Vec<BypassRow>,
     /// Executions of steps met after the table was full (never bypassed).
     pub untracked: u64,
+    /// The adaptive inline cutoff now (before the `inline_more` factor), when adaptive.
+    pub inline_cutoff: Option<u32>,
+    /// Fan-outs timed for it (forked ones and probes).
+    pub cutoff_samples: u64,
+    /// Times it rose.
+    pub cutoff_raised: u64,
+    /// Times it fell.
+    pub cutoff_lowered: u64,
     /// The last flips, oldest first (at most [`MAX_SELECTION_EVENTS`]).
     pub events: Vec<SelectionEvent>,
     /// Flips older than those kept.
