@@ -17,12 +17,12 @@
 
 mod builder;
 mod degrade;
-mod select;
 mod dispatch;
 mod host;
 mod runner_pool;
 #[cfg(feature = "prometheus")]
 mod scrape;
+mod select;
 mod shutdown;
 mod submit;
 mod tally;
@@ -744,7 +744,10 @@ where
     /// due first, so a move they call for is made.
     pub fn health(&self) -> crate::monitor::health::Health {
         self.inner.poll_monitor(true);
-        self.inner.degrade.stats(&self.inner.config.load().inline_cutoff).health
+        self.inner
+            .degrade
+            .stats(&self.inner.config.load().inline_cutoff)
+            .health
     }
 
     /// Closes the monitor's buckets that the clock has passed and evaluates the alert rules on
@@ -772,7 +775,10 @@ where
         // The monitor's alerts and health moves, as instant events on a thread of their own.
         self.inner.poll_monitor(true);
         let alerts = self.inner.monitor.alert_stats().events;
-        let health = self.inner.degrade.stats(&self.inner.config.load().inline_cutoff);
+        let health = self
+            .inner
+            .degrade
+            .stats(&self.inner.config.load().inline_cutoff);
         let (moves, flips) = (health.events, health.selection.events);
         if !alerts.is_empty() || !moves.is_empty() || !flips.is_empty() {
             trace.thread_name(MONITOR_TID, "flujo monitor");

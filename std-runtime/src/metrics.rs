@@ -660,7 +660,10 @@ fn render_selection(report: &Report, out: &mut String) {
             "counter",
             "Times the adaptive inline cutoff rose and fell.",
         );
-        for (to, n) in [("raised", sel.cutoff_raised), ("lowered", sel.cutoff_lowered)] {
+        for (to, n) in [
+            ("raised", sel.cutoff_raised),
+            ("lowered", sel.cutoff_lowered),
+        ] {
             sample(out, "flujo_inline_cutoff_changes_total", &[("to", to)], n);
         }
     }
@@ -689,7 +692,11 @@ fn render_selection(report: &Report, out: &mut String) {
     for r in steps {
         let (step, graph) = labels(r);
         for (to, n) in [("taken", r.taken), ("undone", r.undone)] {
-            let l = [("step", step.as_str()), ("graph", graph.as_str()), ("to", to)];
+            let l = [
+                ("step", step.as_str()),
+                ("graph", graph.as_str()),
+                ("to", to),
+            ];
             sample(out, "flujo_cache_bypass_flips_total", &l, n);
         }
     }

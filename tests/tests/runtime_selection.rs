@@ -119,7 +119,11 @@ impl Harness {
 /// Every preset at every telemetry level, on the real clock and on a manual one.
 fn each(check: impl Fn(&str, OptimizationConfig, RuntimeClock)) {
     for (name, cfg) in matrix::presets_at_levels() {
-        check(&format!("{name}/real"), cfg.clone(), RuntimeClock::default());
+        check(
+            &format!("{name}/real"),
+            cfg.clone(),
+            RuntimeClock::default(),
+        );
         let manual = ManualClock::new(7_000_000_000);
         check(&format!("{name}/manual"), cfg, manual.into());
     }
@@ -131,7 +135,11 @@ fn never_repeating_keys_are_bypassed_and_probed() {
         let h = Harness::new(with_bypass(cfg, true), clock);
         // The first window: 50 misses, judged at its 50th lookup.
         let first = h.feed(0..50);
-        assert_eq!((first.hits, first.misses, first.calls), (0, 50, 50), "{name}");
+        assert_eq!(
+            (first.hits, first.misses, first.calls),
+            (0, 50, 50),
+            "{name}"
+        );
         assert_eq!(first.flips, [SelectionChange::BypassTaken], "{name}");
         // Bypassed: 200 executions, of which every 10th probes (20 probes, all missing: 4
         // probe windows judged, the bypass holds); the rest count neither hit nor miss.
@@ -142,14 +150,23 @@ fn never_repeating_keys_are_bypassed_and_probed() {
         let row = &report.health.selection.steps[0];
         assert_eq!(row.step, "double", "{name}");
         assert_eq!(
-            (row.bypassed, row.lookups, row.hits, row.bypassed_runs, row.probes),
+            (
+                row.bypassed,
+                row.lookups,
+                row.hits,
+                row.bypassed_runs,
+                row.probes
+            ),
             (true, 70, 0, 180, 20),
             "{name}"
         );
         assert_eq!((row.taken, row.undone), (1, 0), "{name}");
         let text = report.to_string();
         assert!(text.contains("selection"), "{name}: {text}");
-        assert!(text.contains("cache BYPASSED, 70 lookups"), "{name}: {text}");
+        assert!(
+            text.contains("cache BYPASSED, 70 lookups"),
+            "{name}: {text}"
+        );
         // Outputs are those of the step: a bypassed step runs as if uncached.
         let expected: Vec<u64> = (1000..1200).map(|x| x * 2).collect();
         assert_eq!(then.outputs, expected, "{name}");
@@ -165,7 +182,13 @@ fn repeating_keys_keep_their_hits_and_are_never_bypassed() {
         assert!(seen.flips.is_empty(), "{name}");
         let row = &h.ex.report().health.selection.steps[0];
         assert_eq!(
-            (row.bypassed, row.lookups, row.hits, row.bypassed_runs, row.taken),
+            (
+                row.bypassed,
+                row.lookups,
+                row.hits,
+                row.bypassed_runs,
+                row.taken
+            ),
             (false, 500, 496, 0, 0),
             "{name}"
         );
@@ -176,7 +199,11 @@ fn repeating_keys_keep_their_hits_and_are_never_bypassed() {
 fn a_step_that_starts_repeating_gets_its_bypass_undone() {
     each(|name, cfg, clock| {
         let h = Harness::new(with_bypass(cfg, true), clock);
-        assert_eq!(h.feed(0..50).flips, [SelectionChange::BypassTaken], "{name}");
+        assert_eq!(
+            h.feed(0..50).flips,
+            [SelectionChange::BypassTaken],
+            "{name}"
+        );
         // The same input from now on: the first probe (10th execution) misses and stores
         // it, the next four hit; the fifth probe's window (4 hits in 5) undoes the bypass.
         let back = h.feed(std::iter::repeat_n(1000, 50));
@@ -184,9 +211,17 @@ fn a_step_that_starts_repeating_gets_its_bypass_undone() {
         assert_eq!((back.hits, back.misses, back.calls), (4, 1, 46), "{name}");
         // Cached again: every execution hits.
         let after = h.feed(std::iter::repeat_n(1000, 20));
-        assert_eq!((after.hits, after.misses, after.calls), (20, 0, 0), "{name}");
+        assert_eq!(
+            (after.hits, after.misses, after.calls),
+            (20, 0, 0),
+            "{name}"
+        );
         let row = &h.ex.report().health.selection.steps[0];
-        assert_eq!((row.bypassed, row.taken, row.undone), (false, 1, 1), "{name}");
+        assert_eq!(
+            (row.bypassed, row.taken, row.undone),
+            (false, 1, 1),
+            "{name}"
+        );
         assert_eq!((row.probes, row.bypassed_runs), (5, 45), "{name}");
     });
 }
@@ -222,7 +257,13 @@ fn flips_carry_the_clock_tick_and_show_in_the_trace() {
     let e = &report.health.selection.events[0];
     assert_eq!(
         (e.change, e.step.as_str(), e.at_ns, e.lookups, e.hit_rate),
-        (SelectionChange::BypassTaken, "double", 5_000_000_000, 50, 0.0)
+        (
+            SelectionChange::BypassTaken,
+            "double",
+            5_000_000_000,
+            50,
+            0.0
+        )
     );
     let mut trace = Vec::new();
     h.ex.write_trace(&mut trace).unwrap();
@@ -270,10 +311,13 @@ fn settings_are_validated() {
     let field = |f: &dyn Fn(&mut CacheBypass)| {
         let mut cfg = OptimizationConfig::latency();
         f(&mut cfg.degradation.cache_bypass);
-        cfg.validate().err().and_then(|e| e.field().map(str::to_string))
+        cfg.validate()
+            .err()
+            .and_then(|e| e.field().map(str::to_string))
     };
     assert_eq!(field(&|_| {}), None);
-    let bad: [(&dyn Fn(&mut CacheBypass), &str); 6] = [
+    type Edit<'a> = &'a dyn Fn(&mut CacheBypass);
+    let bad: [(Edit<'_>, &str); 6] = [
         (&|c| c.window = 0, "window"),
         (&|c| c.min_hit_rate = 0.0, "min_hit_rate"),
         (&|c| c.min_hit_rate = 1.5, "min_hit_rate"),
@@ -412,7 +456,10 @@ fn the_cutoff_rises_for_cheap_branches_up_to_its_bound() {
         assert_eq!(s.cutoff_samples, 10, "{name}: every fan-out timed");
         let moves: Vec<(u32, u32)> = rx.try_iter().map(|e| e.cutoff).collect();
         assert_eq!(moves, [(1, 2), (2, 4), (4, 8)], "{name}");
-        assert!(ex.report().to_string().contains("8 now (adaptive)"), "{name}");
+        assert!(
+            ex.report().to_string().contains("8 now (adaptive)"),
+            "{name}"
+        );
     });
 }
 
@@ -441,9 +488,11 @@ fn the_cutoff_falls_for_expensive_branches_down_to_one() {
         let events: Vec<SelectionEvent> = rx.try_iter().collect();
         assert_eq!(events.len(), 6, "{name}");
         assert!(
-            events.iter().all(|e| e.change == SelectionChange::CutoffLowered
-                && e.step == "fan"
-                && e.per_task_ns >= 2_000_000),
+            events
+                .iter()
+                .all(|e| e.change == SelectionChange::CutoffLowered
+                    && e.step == "fan"
+                    && e.per_task_ns >= 2_000_000),
             "{name}: {events:?}"
         );
     });
@@ -456,9 +505,16 @@ fn adaptive_cutoff_results_equal_the_static_ones() {
     let g = fan(6, time, Duration::ZERO);
     let run = |cfg: OptimizationConfig| -> Vec<u64> {
         let ex = Executor::<u64, ()>::new(cfg).unwrap();
-        (0..50).map(|x| ex.run(&g, x, ()).unwrap().output.unwrap()).collect()
+        (0..50)
+            .map(|x| ex.run(&g, x, ()).unwrap().output.unwrap())
+            .collect()
     };
-    let on = adaptive(OptimizationConfig::latency(), 1, 64, Duration::from_millis(10));
+    let on = adaptive(
+        OptimizationConfig::latency(),
+        1,
+        64,
+        Duration::from_millis(10),
+    );
     let mut off = on.clone();
     off.inline_cutoff.adaptive = false;
     assert_eq!(run(on), run(off));

@@ -69,7 +69,10 @@ where
             return true;
         };
         // The adaptive cutoff times one fan-out in `sample_every` (forking it if need be).
-        let timed = self.adapt.as_ref().is_some_and(|a| a.times(node, cost, max));
+        let timed = self
+            .adapt
+            .as_ref()
+            .is_some_and(|a| a.times(node, cost, max));
         timed || cost > max
     }
 

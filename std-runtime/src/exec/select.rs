@@ -195,7 +195,7 @@ impl Selection {
             return true;
         }
         let asked = slot.asked.fetch_add(1, Relaxed) + 1;
-        let probe = asked % u64::from(cfg.probe_every.max(2)) == 0;
+        let probe = asked.is_multiple_of(u64::from(cfg.probe_every.max(2)));
         if probe {
             slot.probes.fetch_add(1, Relaxed);
         }
@@ -447,7 +447,7 @@ impl Adapting<'_> {
     #[inline]
     pub(crate) fn times(&self, node: NodeId, cost: u32, max: u32) -> bool {
         let seen = self.state.seen.fetch_add(1, Relaxed);
-        if seen % u64::from(self.cfg.sample_every.max(1)) != 0 {
+        if !seen.is_multiple_of(u64::from(self.cfg.sample_every.max(1))) {
             return false;
         }
         TIMED.set(Some((node.0, cost, cost <= max)));
@@ -472,12 +472,20 @@ impl Adapting<'_> {
             let to = from.saturating_mul(2).min(self.cfg.adaptive_max).max(1);
             (to, SelectionChange::CutoffRaised, &s.raised)
         } else if probe && per_task > fork {
-            ((from / 2).max(1), SelectionChange::CutoffLowered, &s.lowered)
+            (
+                (from / 2).max(1),
+                SelectionChange::CutoffLowered,
+                &s.lowered,
+            )
         } else {
             return;
         };
         // A concurrent change wins; this sample is then dropped.
-        if to == from || s.effective.compare_exchange(from, to, Relaxed, Relaxed).is_err() {
+        if to == from
+            || s.effective
+                .compare_exchange(from, to, Relaxed, Relaxed)
+                .is_err()
+        {
             return;
         }
         count.fetch_add(1, Relaxed);
