@@ -14,13 +14,14 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, PoisonError};
 
 use flujo_core::graph::{Clock, NodeId};
 
-use super::runner_pool::lock;
 use crate::clock::RuntimeClock;
+// Loom's under `cfg(loom)`: the model below runs this very code.
+use crate::sync::Ordering::Relaxed;
+use crate::sync::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard};
 use crate::config::{CacheBypass, InlineCutoff};
 use crate::monitor::health::{
     BypassRow, SelectionChange, SelectionEvent, SelectionStats, MAX_SELECTION_EVENTS,
@@ -38,8 +39,11 @@ const PROBE: usize = 16;
 const LOOKUP: u64 = 1;
 const HIT: u64 = 1 << 32;
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// One step's state.
-#[derive(Default)]
 struct Slot {
     /// `graph << 32 | node`, or [`EMPTY`].
     id: AtomicU64,
@@ -55,6 +59,22 @@ struct Slot {
     probes: AtomicU64,
     taken: AtomicU64,
     undone: AtomicU64,
+}
+
+impl Slot {
+    fn new() -> Self {
+        Self {
+            id: AtomicU64::new(EMPTY),
+            bypassed: AtomicBool::new(false),
+            window: AtomicU64::new(0),
+            asked: AtomicU64::new(0),
+            lookups: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            probes: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+            undone: AtomicU64::new(0),
+        }
+    }
 }
 
 /// The flips kept, and the steps' names (by slot, set once when claimed).
@@ -108,12 +128,7 @@ impl Selection {
     pub(crate) fn new(cfg: &CacheBypass, on_event: Option<OnSelection>) -> Self {
         let max_steps = cfg.max_steps.max(1);
         let len = (max_steps * 2).next_power_of_two();
-        let slots: Box<[Slot]> = (0..len)
-            .map(|_| Slot {
-                id: AtomicU64::new(EMPTY),
-                ..Slot::default()
-            })
-            .collect();
+        let slots: Box<[Slot]> = (0..len).map(|_| Slot::new()).collect();
         Self {
             slots,
             mask: len - 1,
@@ -502,3 +517,7 @@ impl Adapting<'_> {
         });
     }
 }
+
+#[cfg(all(test, loom))]
+#[path = "select/loom.rs"]
+mod loom;
