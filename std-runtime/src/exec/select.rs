@@ -20,12 +20,12 @@ use flujo_core::graph::{Clock, NodeId};
 
 use crate::clock::RuntimeClock;
 // Loom's under `cfg(loom)`: the model below runs this very code.
-use crate::sync::Ordering::Relaxed;
-use crate::sync::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard};
 use crate::config::{CacheBypass, InlineCutoff};
 use crate::monitor::health::{
     BypassRow, SelectionChange, SelectionEvent, SelectionStats, MAX_SELECTION_EVENTS,
 };
+use crate::sync::Ordering::Relaxed;
+use crate::sync::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard};
 
 /// The host's selection callback.
 pub(crate) type OnSelection = Arc<dyn Fn(&SelectionEvent) + Send + Sync>;
