@@ -60,6 +60,8 @@ COMPARISONS = [
     ("W13_outage", "flujo", "no_outage", 1.5),
     ("W13_blocking", "flujo", "no_blocking", None),
     ("W14_typed_chain", "flujo_typed", "flujo_enum", None),
+    ("W18_cache_bypass", "bypass", "cache_off", 1.1),
+    ("W18_cache_bypass", "cache_on", "cache_off", None),
     ("submit_latency", "flujo_submit_1thread", "rayon_spawn_channel_1thread", 1.0),
     ("submit_latency", "flujo_submit_default", "rayon_spawn_channel_default", None),
     ("submit_latency", "flujo_submit_1thread", "tokio_spawn_1thread", None),

@@ -37,6 +37,9 @@ use w1_executor_run::W1_executor_run;
 #[path = "iai/w10_breaker.rs"]
 mod w10_breaker;
 use w10_breaker::W10_breaker;
+#[path = "iai/w18_cache_bypass.rs"]
+mod w18_cache_bypass;
+use w18_cache_bypass::W18_cache_bypass;
 #[path = "iai/w14_typed_chain.rs"]
 mod w14_typed_chain;
 use w14_typed_chain::W14_typed_chain;
@@ -61,6 +64,7 @@ main!(
     W3_tree,
     W4_fanout,
     W1_executor_run,
+    W18_cache_bypass,
     W14_typed_chain,
     W12_config_off
 );

@@ -13,6 +13,8 @@ mod w14_typed_chain;
 #[cfg(feature = "metrics")]
 #[path = "peers/w16_metrics.rs"]
 mod w16_metrics;
+#[path = "peers/w18_cache_bypass.rs"]
+mod w18_cache_bypass;
 #[path = "peers/w1_w2_w8.rs"]
 mod w1_w2_w8;
 #[path = "peers/w3_w4_runtime.rs"]
@@ -39,6 +41,7 @@ criterion_group!(
     w13_outage::benches,
     w13_blocking::benches,
     w14_typed_chain::benches,
+    w18_cache_bypass::benches,
     w16_metrics,
 );
 

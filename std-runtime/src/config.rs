@@ -26,7 +26,8 @@ mod degradation;
 pub mod duration;
 mod monitor;
 pub use degradation::{
-    Action, DegradationConfig, DegradationLevel, MemoryPressure, MAX_LEVELS, MEMORY_TRIGGER,
+    Action, CacheBypass, DegradationConfig, DegradationLevel, MemoryPressure, MAX_BYPASS_STEPS,
+    MAX_BYPASS_WINDOW, MAX_LEVELS, MEMORY_TRIGGER,
 };
 pub use monitor::{
     AlertRule, Metric, MonitorConfig, MAX_DETECTED_STEPS, MAX_RULES, MAX_RULE_NAME, MAX_WINDOWS,
@@ -148,8 +149,37 @@ pub struct InlineCutoff {
     /// are the same (branch results are reduced in declaration order either way), only the
     /// order of side effects differs. On a one-thread pool nothing forks either way.
     pub enabled: bool,
-    /// The largest analysed cost run inline; at least 1 when enabled.
+    /// The largest analysed cost run inline; at least 1 when enabled. With `adaptive`, where
+    /// the cutoff starts (and starts again on a `reconfigure` that changes it).
     pub max_cost: u32,
+    /// Off by default. On (with `enabled`): the cutoff follows the measured cost of the
+    /// branches (performance-based selection, `docs/operations.md`). One fan-out in
+    /// `sample_every` that forks is timed; one in `sample_every` that would run inline forks
+    /// instead, to be timed (a probe). A timed fan-out whose branches took less than
+    /// `fork_cost` per task execution (its analysed cost) doubles the cutoff (inline more), up
+    /// to `adaptive_max`; more than `fork_cost` halves it, down to 1. Each change is counted
+    /// and raised as a selection event. Results are the same either way: this only moves
+    /// where branches run.
+    pub adaptive: bool,
+    /// The highest the adaptive cutoff goes; at least `max_cost` when `adaptive`.
+    pub adaptive_max: u32,
+    /// What forking costs per task execution, to weigh the branches' measured time against
+    /// (`"1us"` by default; more than zero when `adaptive`). In TOML a string with a unit.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            serialize_with = "monitor::ser_duration",
+            deserialize_with = "de_fork_cost"
+        )
+    )]
+    pub fork_cost: Duration,
+    /// One fan-out in this many is timed (or, inline, probed); at least 1 when `adaptive`.
+    pub sample_every: u32,
+}
+
+#[cfg(feature = "serde")]
+fn de_fork_cost<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    monitor::de_required(d, "inline_cutoff.fork_cost")
 }
 
 /// The concurrent result cache.
@@ -415,6 +445,10 @@ impl OptimizationConfig {
             inline_cutoff: InlineCutoff {
                 enabled: true,
                 max_cost: inline_max_cost,
+                adaptive: false,
+                adaptive_max: 1 << 20,
+                fork_cost: Duration::from_micros(1),
+                sample_every: 64,
             },
             result_cache,
             telemetry,
@@ -625,6 +659,27 @@ impl InlineCutoff {
             "inline_cutoff.max_cost",
             "must be > 0 when enabled",
             self.max_cost,
+        )?;
+        if !self.adaptive {
+            return Ok(());
+        }
+        check(
+            self.adaptive_max >= self.max_cost.max(1),
+            "inline_cutoff.adaptive_max",
+            format_args!("must be >= max_cost ({}) when adaptive", self.max_cost),
+            self.adaptive_max,
+        )?;
+        check(
+            !self.fork_cost.is_zero(),
+            "inline_cutoff.fork_cost",
+            "must be > 0 when adaptive",
+            duration::format(self.fork_cost),
+        )?;
+        check(
+            self.sample_every >= 1,
+            "inline_cutoff.sample_every",
+            "must be >= 1 when adaptive",
+            self.sample_every,
         )
     }
 }

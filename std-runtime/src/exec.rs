@@ -22,6 +22,7 @@ mod host;
 mod runner_pool;
 #[cfg(feature = "prometheus")]
 mod scrape;
+mod select;
 mod shutdown;
 mod submit;
 mod tally;
@@ -466,6 +467,7 @@ where
         weigher: Option<crate::cache::Weigher<P>>,
         on_alert: Option<crate::monitor::OnAlert>,
         on_health: Option<degrade::OnHealth>,
+        on_selection: Option<select::OnSelection>,
     ) -> Result<Self, BuildError> {
         let limit = AdaptiveLimit::new(config.adaptive_concurrency).map_err(|e| {
             BuildError::Config(ConfigError::Invalid {
@@ -477,7 +479,7 @@ where
         let admission = config.adaptive_concurrency.enabled;
         let cache = result_cache(&config.result_cache, &clock, weigher);
         let monitor = Monitor::new(&config.monitor, on_alert);
-        let degrade = degrade::Degrade::new(&config.degradation, on_health);
+        let degrade = degrade::Degrade::new(&config, on_health, on_selection);
         let cell = ConfigCell::new(config).map_err(BuildError::Config)?;
         let (snapshot, generation) = cell.load_with_generation();
         let initial = u64::from(limit.limit());
@@ -742,7 +744,10 @@ where
     /// due first, so a move they call for is made.
     pub fn health(&self) -> crate::monitor::health::Health {
         self.inner.poll_monitor(true);
-        self.inner.degrade.stats().health
+        self.inner
+            .degrade
+            .stats(&self.inner.config.load().inline_cutoff)
+            .health
     }
 
     /// Closes the monitor's buckets that the clock has passed and evaluates the alert rules on
@@ -770,8 +775,12 @@ where
         // The monitor's alerts and health moves, as instant events on a thread of their own.
         self.inner.poll_monitor(true);
         let alerts = self.inner.monitor.alert_stats().events;
-        let moves = self.inner.degrade.stats().events;
-        if !alerts.is_empty() || !moves.is_empty() {
+        let health = self
+            .inner
+            .degrade
+            .stats(&self.inner.config.load().inline_cutoff);
+        let (moves, flips) = (health.events, health.selection.events);
+        if !alerts.is_empty() || !moves.is_empty() || !flips.is_empty() {
             trace.thread_name(MONITOR_TID, "flujo monitor");
         }
         for e in moves {
@@ -786,6 +795,25 @@ where
                     ("triggers", ArgValue::Str(e.triggers.join(",").into())),
                     ("taken", ArgValue::Str(e.taken.join(",").into())),
                     ("undone", ArgValue::Str(e.undone.join(",").into())),
+                ],
+            });
+        }
+        for e in flips {
+            use crate::trace::{ArgValue, Instant};
+            trace.instant(Instant {
+                name: format!("selection {} {}", e.change.as_str(), e.step).into(),
+                cat: "selection",
+                tid: MONITOR_TID,
+                ts_ns: e.at_ns,
+                args: vec![
+                    ("step", ArgValue::Str(e.step.into())),
+                    ("graph", ArgValue::U64(e.graph.into())),
+                    ("node", ArgValue::U64(e.node.into())),
+                    ("hit_rate", ArgValue::F64(e.hit_rate)),
+                    ("lookups", ArgValue::U64(e.lookups)),
+                    ("cutoff_from", ArgValue::U64(e.cutoff.0.into())),
+                    ("cutoff_to", ArgValue::U64(e.cutoff.1.into())),
+                    ("per_task_ns", ArgValue::U64(e.per_task_ns)),
                 ],
             });
         }
@@ -909,17 +937,34 @@ where
         let inline = queued.is_none();
         let at_least = queued.map_or(Priority::Normal, |(p, _)| p);
         let cfg = self.config.load();
-        let bridge = cfg
-            .result_cache
-            .enabled
-            .then(|| CacheBridge::new(&self.cache, deadline, self.degrade.store_max()));
+        let name = |n: NodeId| graph.name(n).to_string();
+        let bridge = cfg.result_cache.enabled.then(|| {
+            let bypass = &cfg.degradation.cache_bypass;
+            let select = bypass.enabled.then_some(select::Selecting {
+                table: &self.degrade.selection,
+                cfg: bypass,
+                graph: graph.id(),
+                name: &name,
+                clock: &self.clock,
+            });
+            CacheBridge::new(&self.cache, deadline, self.degrade.store_max()).selecting(select)
+        });
         let host = RtHost {
             runners: &self.runners,
             pool: &self.pool,
-            cutoff: cfg
-                .inline_cutoff
-                .enabled
-                .then_some(self.degrade.cutoff(cfg.inline_cutoff.max_cost)),
+            cutoff: cfg.inline_cutoff.enabled.then_some(
+                (self.degrade).cutoff(self.degrade.adaptive.current(&cfg.inline_cutoff)),
+            ),
+            adapt: (cfg.inline_cutoff.enabled && cfg.inline_cutoff.adaptive).then_some(
+                select::Adapting {
+                    state: &self.degrade.adaptive,
+                    cfg: &cfg.inline_cutoff,
+                    events: &self.degrade.selection,
+                    graph: graph.id(),
+                    name: &name,
+                    clock: &self.clock,
+                },
+            ),
             cache: bridge.as_ref().map(|b| b as &dyn SharedCache<P>),
             parallel: self.pool.current_num_threads() > 1,
         };
@@ -1377,7 +1422,7 @@ where
         let (lent, held, helped) = self.waits.read();
         report.waits = WaitStats { lent, held, helped };
         report.alerts = self.monitor.alert_stats();
-        report.health = self.degrade.stats();
+        report.health = self.degrade.stats(&self.config.load().inline_cutoff);
         let cache = self.cache.memory();
         (
             memory.cache_entries,

@@ -80,6 +80,10 @@ mod exec;
 #[cfg(loom)]
 #[path = "exec/dispatch.rs"]
 mod dispatch;
+// And the selection table (the automatic cache bypass's), for its model.
+#[cfg(loom)]
+#[path = "exec/select.rs"]
+mod select;
 #[cfg(not(loom))]
 pub use exec::{
     BuildError, Completed, Drain, Executor, ExecutorBuilder, Finished, Panicked, Rejected,

@@ -80,6 +80,11 @@
 //! | `flujo_degradation_level` | gauge | |
 //! | `flujo_degradation_action_active` | gauge | `action` (each configured action) |
 //! | `flujo_degradation_actions_total` | counter | `action`, `to` = `taken`, `undone` |
+//! | `flujo_inline_cutoff` | gauge | (only with `inline_cutoff.adaptive`) |
+//! | `flujo_inline_cutoff_changes_total` | counter | `to` = `raised`, `lowered` |
+//! | `flujo_cache_bypass_active` | gauge | `step`, `graph` (each step the automatic cache bypass follows; at most `max_steps`) |
+//! | `flujo_cache_bypass_flips_total` | counter | `step`, `graph`, `to` = `taken`, `undone` |
+//! | `flujo_cache_bypassed_runs_total`, `flujo_cache_bypass_probes_total` | counter | `step`, `graph` |
 //!
 //! The engine's memory parts are the report's [`MemoryStats`] ([`MemoryStats::parts`]); the
 //! process metrics are read from `/proc` at scrape time (Linux; elsewhere, and for the memory
@@ -576,6 +581,7 @@ pub(crate) fn render(report: &Report, readings: &Readings, histograms: &str, out
     );
     render_alerts(report, out);
     render_health(report, out);
+    render_selection(report, out);
     out.push_str(histograms);
 }
 
@@ -631,6 +637,87 @@ fn render_health(report: &Report, out: &mut String) {
                 &[("action", &a.action), ("to", to)],
                 n,
             );
+        }
+    }
+}
+
+/// Performance-based selection: the adaptive inline cutoff, and the automatic cache bypass,
+/// one series per step it follows
+/// (steps of one name in several graphs are one series each: the graph's id is a label).
+fn render_selection(report: &Report, out: &mut String) {
+    let sel = &report.health.selection;
+    if let Some(cutoff) = sel.inline_cutoff {
+        single(
+            out,
+            "flujo_inline_cutoff",
+            "gauge",
+            "The adaptive inline cutoff now (before the inline_more factor).",
+            u64::from(cutoff),
+        );
+        header(
+            out,
+            "flujo_inline_cutoff_changes_total",
+            "counter",
+            "Times the adaptive inline cutoff rose and fell.",
+        );
+        for (to, n) in [
+            ("raised", sel.cutoff_raised),
+            ("lowered", sel.cutoff_lowered),
+        ] {
+            sample(out, "flujo_inline_cutoff_changes_total", &[("to", to)], n);
+        }
+    }
+    let steps = &sel.steps;
+    if steps.is_empty() {
+        return;
+    }
+    let labels = |r: &crate::monitor::health::BypassRow| (r.step.clone(), r.graph.to_string());
+    header(
+        out,
+        "flujo_cache_bypass_active",
+        "gauge",
+        "1 while the step's automatic cache bypass is in force.",
+    );
+    for r in steps {
+        let (step, graph) = labels(r);
+        let l = [("step", step.as_str()), ("graph", graph.as_str())];
+        sample(out, "flujo_cache_bypass_active", &l, u8::from(r.bypassed));
+    }
+    header(
+        out,
+        "flujo_cache_bypass_flips_total",
+        "counter",
+        "Times each step's automatic cache bypass was taken and undone.",
+    );
+    for r in steps {
+        let (step, graph) = labels(r);
+        for (to, n) in [("taken", r.taken), ("undone", r.undone)] {
+            let l = [
+                ("step", step.as_str()),
+                ("graph", graph.as_str()),
+                ("to", to),
+            ];
+            sample(out, "flujo_cache_bypass_flips_total", &l, n);
+        }
+    }
+    for (name, help, value) in [
+        (
+            "flujo_cache_bypassed_runs_total",
+            "Executions of the step that skipped the result cache (bypassed).",
+            (|r: &crate::monitor::health::BypassRow| r.bypassed_runs)
+                as fn(&crate::monitor::health::BypassRow) -> u64,
+        ),
+        (
+            "flujo_cache_bypass_probes_total",
+            "Executions of a bypassed step that probed the result cache.",
+            |r| r.probes,
+        ),
+    ] {
+        header(out, name, "counter", help);
+        for r in steps {
+            let (step, graph) = labels(r);
+            let l = [("step", step.as_str()), ("graph", graph.as_str())];
+            sample(out, name, &l, value(r));
         }
     }
 }

@@ -1716,11 +1716,75 @@ impl fmt::Display for Report {
         self.fmt_bottlenecks(f)?;
         self.fmt_alerts(f)?;
         self.fmt_health(f)?;
+        self.fmt_selection(f)?;
         self.fmt_memory(f)
     }
 }
 
+use crate::monitor::health::SelectionChange;
+
 impl Report {
+    /// The `selection` section: the adaptive inline cutoff; per step the automatic cache
+    /// bypass follows, whether it is bypassed and its counts; the last flips.
+    fn fmt_selection(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.health.selection;
+        if s.steps.is_empty() && s.events.is_empty() && s.inline_cutoff.is_none() {
+            return Ok(());
+        }
+        writeln!(f, "selection")?;
+        if let Some(cutoff) = s.inline_cutoff {
+            field(
+                f,
+                "inline cutoff",
+                format_args!(
+                    "{cutoff} now (adaptive); {} fan-outs timed, raised {}, lowered {}",
+                    s.cutoff_samples, s.cutoff_raised, s.cutoff_lowered
+                ),
+            )?;
+        }
+        for r in &s.steps {
+            field(
+                f,
+                &r.step,
+                format_args!(
+                    "cache {}{} lookups, {} hits, {} bypassed, {} probes; taken {}, undone {}",
+                    if r.bypassed { "BYPASSED, " } else { "" },
+                    r.lookups,
+                    r.hits,
+                    r.bypassed_runs,
+                    r.probes,
+                    r.taken,
+                    r.undone
+                ),
+            )?;
+        }
+        if s.untracked > 0 {
+            field(f, "untracked", format_args!("{} executions", s.untracked))?;
+        }
+        for e in s.events.iter().rev().take(10).rev() {
+            let at = e.at_ns as f64 / 1e9;
+            match e.change {
+                SelectionChange::CutoffRaised | SelectionChange::CutoffLowered => field(
+                    f,
+                    e.change.as_str(),
+                    format_args!(
+                        "{} -> {} at {at:.3} s: fan-out {} took {} ns per task",
+                        e.cutoff.0, e.cutoff.1, e.step, e.per_task_ns
+                    ),
+                )?,
+                _ => field(
+                    f,
+                    e.change.as_str(),
+                    format_args!(
+                        "{} at {at:.3} s: hit rate {:.3} over {} lookups",
+                        e.step, e.hit_rate, e.lookups
+                    ),
+                )?,
+            }
+        }
+        Ok(())
+    }
+
     /// The `health` section: the health, the actions and the last moves.
     fn fmt_health(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let h = &self.health;

@@ -68,9 +68,20 @@ pub trait Host<P, C, K>: Sync + Sized {
 /// A result cache shared by concurrent runs, with one computation per key: a caller that
 /// misses while another computes the same key waits for it.
 pub trait SharedCache<P>: Sync {
-    /// The output stored for `key`. `None` makes the caller the key's computer: it must call
-    /// [`fill`](Self::fill) once for it, whatever happens.
-    fn lookup(&self, key: &CacheKey) -> Option<P>;
+    /// Whether this execution of the cacheable task `node` uses the cache at all, asked
+    /// before its key is computed (for a step whose inputs never repeat, computing the key is
+    /// most of what caching costs). `false` runs the step as if it were not cacheable: no key,
+    /// no lookup, no fill, and no hit or miss counted. The default always uses the cache.
+    #[inline(always)]
+    fn wants(&self, node: NodeId) -> bool {
+        let _ = node;
+        true
+    }
+
+    /// The output stored for `key`, the key of an execution of the task `node`. `None` makes
+    /// the caller the key's computer: it must call [`fill`](Self::fill) once for it, whatever
+    /// happens.
+    fn lookup(&self, node: NodeId, key: &CacheKey) -> Option<P>;
 
     /// Ends the computation a `None` from [`lookup`](Self::lookup) handed out: stores
     /// `output` (the step succeeded) or gives up (`None`: waiters compute for themselves).

@@ -73,6 +73,9 @@ pub struct DegradationConfig {
     pub levels: Vec<DegradationLevel>,
     /// The memory trigger.
     pub memory: MemoryPressure,
+    /// Automatic per-step cache bypass (performance-based selection); off by default, and
+    /// independent of `enabled` (it follows each step's hit rate, not the health).
+    pub cache_bypass: CacheBypass,
 }
 
 impl Default for DegradationConfig {
@@ -82,7 +85,110 @@ impl Default for DegradationConfig {
             min_dwell: Duration::from_secs(10),
             levels: Vec::new(),
             memory: MemoryPressure::default(),
+            cache_bypass: CacheBypass::default(),
         }
+    }
+}
+
+/// The most steps [`CacheBypass`] can follow.
+pub const MAX_BYPASS_STEPS: usize = 1 << 16;
+/// The longest [`CacheBypass`] window and probe period.
+pub const MAX_BYPASS_WINDOW: u32 = 1 << 24;
+
+/// Automatic per-step cache bypass: a cacheable step whose hit rate stays low stops using
+/// the result cache (its key is not even computed) until probes show it hits again.
+///
+/// A degradation action rather than an optimization: while a step is bypassed, a run that a
+/// hit would have served runs the step (its side effects, usage and breaker outcome happen).
+/// Each step's lookups are judged in windows of `window`: a hit rate below `min_hit_rate`
+/// takes the bypass. While bypassed, every `probe_every`-th execution of the step *probes*
+/// (looks up, and on a miss stores its output again); after `probes` probes their hit rate is
+/// judged the same way, and at `min_hit_rate` or above the bypass is undone. Each take and
+/// undo is counted per step and raised as an event (report, trace, Prometheus, the
+/// [`on_selection`](crate::ExecutorBuilder::on_selection) callback). Decisions count
+/// executions, never read the clock, so they are the same under every clock, preset and
+/// telemetry level.
+///
+/// ```
+/// use flujo_runtime::config::OptimizationConfig;
+///
+/// let mut cfg = OptimizationConfig::throughput();
+/// cfg.degradation.cache_bypass.enabled = true;
+/// cfg.degradation.cache_bypass.min_hit_rate = 0.10;
+/// assert_eq!(cfg.validate(), Ok(()));
+///
+/// cfg.degradation.cache_bypass.probe_every = 1; // would probe every execution
+/// let err = cfg.validate().unwrap_err();
+/// assert_eq!(err.field(), Some("degradation.cache_bypass.probe_every"));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
+pub struct CacheBypass {
+    /// Off by default: every cacheable step always uses the cache.
+    pub enabled: bool,
+    /// Lookups per judged window of a step (not bypassed); in `1..=MAX_BYPASS_WINDOW`.
+    pub window: u32,
+    /// A window's hit rate below this takes the bypass; probes at or above it undo it. In
+    /// `(0, 1]`.
+    pub min_hit_rate: f64,
+    /// While bypassed, one execution in this many probes; in `2..=MAX_BYPASS_WINDOW`.
+    pub probe_every: u32,
+    /// Probes per judged window while bypassed; in `1..=window`.
+    pub probes: u32,
+    /// Steps (graph, node) followed; a step met after that many is never bypassed. In
+    /// `1..=MAX_BYPASS_STEPS`; read when the executor is built.
+    pub max_steps: usize,
+}
+
+impl Default for CacheBypass {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            window: 1000,
+            min_hit_rate: 0.05,
+            probe_every: 100,
+            probes: 20,
+            max_steps: 1024,
+        }
+    }
+}
+
+impl CacheBypass {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            (1..=MAX_BYPASS_WINDOW).contains(&self.window),
+            "degradation.cache_bypass.window",
+            format_args!("must be in 1..={MAX_BYPASS_WINDOW}"),
+            self.window,
+        )?;
+        check(
+            self.min_hit_rate > 0.0 && self.min_hit_rate <= 1.0,
+            "degradation.cache_bypass.min_hit_rate",
+            "must be in (0, 1]",
+            self.min_hit_rate,
+        )?;
+        check(
+            (2..=MAX_BYPASS_WINDOW).contains(&self.probe_every),
+            "degradation.cache_bypass.probe_every",
+            format_args!("must be in 2..={MAX_BYPASS_WINDOW}"),
+            self.probe_every,
+        )?;
+        check(
+            self.probes >= 1 && self.probes <= self.window,
+            "degradation.cache_bypass.probes",
+            format_args!("must be in 1..=window ({})", self.window),
+            self.probes,
+        )?;
+        check(
+            (1..=MAX_BYPASS_STEPS).contains(&self.max_steps),
+            "degradation.cache_bypass.max_steps",
+            format_args!("must be in 1..={MAX_BYPASS_STEPS}"),
+            self.max_steps,
+        )
     }
 }
 
@@ -257,6 +363,7 @@ impl DegradationConfig {
             format_args!("at most {MAX_LEVELS} levels"),
             self.levels.len(),
         )?;
+        self.cache_bypass.validate()?;
         let m = &self.memory;
         check(
             m.high > 0.0 && m.high <= 1.0,

@@ -53,6 +53,7 @@ pub struct ExecutorBuilder<P, C> {
     cache_weigher: Option<Weigher<P>>,
     on_alert: Option<OnAlert>,
     on_health: Option<super::degrade::OnHealth>,
+    on_selection: Option<super::select::OnSelection>,
     types: PhantomData<fn(P, C)>,
 }
 
@@ -65,6 +66,7 @@ impl<P, C> fmt::Debug for ExecutorBuilder<P, C> {
             .field("cache_weigher", &self.cache_weigher.is_some())
             .field("on_alert", &self.on_alert.is_some())
             .field("on_health", &self.on_health.is_some())
+            .field("on_selection", &self.on_selection.is_some())
             .finish()
     }
 }
@@ -82,6 +84,7 @@ where
             cache_weigher: None,
             on_alert: None,
             on_health: None,
+            on_selection: None,
             types: PhantomData,
         }
     }
@@ -167,6 +170,18 @@ where
         self
     }
 
+    /// Calls `f` with every flip of performance-based selection: a step's automatic cache
+    /// bypass taken or undone (see [`CacheBypass`](crate::config::CacheBypass)). Called on
+    /// the thread of the run whose lookup completed the judged window (or of `reconfigure`),
+    /// with no lock of the executor held; keep it short.
+    pub fn on_selection(
+        mut self,
+        f: impl Fn(&crate::monitor::health::SelectionEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_selection = Some(std::sync::Arc::new(f));
+        self
+    }
+
     /// The executor.
     ///
     /// # Errors
@@ -189,6 +204,7 @@ where
             self.cache_weigher,
             self.on_alert,
             self.on_health,
+            self.on_selection,
         )
     }
 }

@@ -9,8 +9,9 @@ use flujo_core::context::Context;
 use flujo_core::graph::Clock;
 
 use super::runner_pool::lock;
+use super::select::{AdaptiveCutoff, OnSelection, Selection};
 use super::Inner;
-use crate::config::{Action, DegradationConfig, OptimizationConfig};
+use crate::config::{Action, InlineCutoff, OptimizationConfig};
 use crate::monitor::health::{HealthEvent, HealthMachine, HealthStats};
 use crate::monitor::resources::ProcessSampler;
 use crate::Priority;
@@ -35,10 +36,20 @@ pub(crate) struct Degrade {
     /// The memory trigger's readings (its own: a report's sampler measures CPU between
     /// reports).
     process: Mutex<ProcessSampler>,
+    /// The automatic cache bypass's per-step table (sized at construction), and where every
+    /// selection event goes.
+    pub(crate) selection: Selection,
+    /// The adaptive inline cutoff.
+    pub(crate) adaptive: AdaptiveCutoff,
 }
 
 impl Degrade {
-    pub(crate) fn new(cfg: &DegradationConfig, on_health: Option<OnHealth>) -> Self {
+    pub(crate) fn new(
+        cfg: &OptimizationConfig,
+        on_health: Option<OnHealth>,
+        on_selection: Option<OnSelection>,
+    ) -> Self {
+        let (inline, cfg) = (&cfg.inline_cutoff, &cfg.degradation);
         Self {
             shed: AtomicU8::new(0),
             sampling_off: AtomicBool::new(false),
@@ -48,6 +59,8 @@ impl Degrade {
             machine: Mutex::new(HealthMachine::new(cfg)),
             on_health,
             process: Mutex::new(ProcessSampler::new()),
+            selection: Selection::new(&cfg.cache_bypass, on_selection),
+            adaptive: AdaptiveCutoff::new(inline),
         }
     }
 
@@ -93,8 +106,12 @@ impl Degrade {
     }
 
     /// The report's view.
-    pub(crate) fn stats(&self) -> HealthStats {
-        lock(&self.machine).stats()
+    /// The report's view (`inline` is the inline cutoff's configuration in force).
+    pub(crate) fn stats(&self, inline: &InlineCutoff) -> HealthStats {
+        let mut stats = lock(&self.machine).stats();
+        stats.selection = self.selection.stats();
+        self.adaptive.stats(inline, &mut stats.selection);
+        stats
     }
 }
 
@@ -124,6 +141,13 @@ where
     /// every action in force (counted) and starts healthy; otherwise the actions in force are
     /// put back over the new sizes and bounds.
     pub(super) fn reconfigure_health(&self, cfg: &OptimizationConfig) {
+        let bypass_changed =
+            lock(&self.degrade.machine).config().cache_bypass != cfg.degradation.cache_bypass;
+        if bypass_changed {
+            // New settings judge afresh: every bypass in force is undone (counted, raised).
+            self.degrade.selection.reset(self.clock.now());
+        }
+        self.degrade.adaptive.reconfigure(&cfg.inline_cutoff);
         let mut machine = lock(&self.degrade.machine);
         if *machine.config() != cfg.degradation {
             machine.reset(&cfg.degradation, self.clock.now());

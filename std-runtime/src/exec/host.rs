@@ -13,6 +13,7 @@ use flujo_core::interp::{Fan, Host, Lane, SharedCache};
 use flujo_core::policy::ErrorClass;
 
 use super::runner_pool::{lock, RunnerPool};
+use super::select::{Adapting, Selecting};
 use crate::cache::{Flight, Lookup, ResultCache};
 use crate::lend::Forked;
 
@@ -25,6 +26,8 @@ pub(crate) struct RtHost<'a, P, C> {
     /// Whether the pool has more than one thread (else forking cannot pay).
     pub(crate) parallel: bool,
     pub(crate) cache: Option<&'a (dyn SharedCache<P> + 'a)>,
+    /// The adaptive inline cutoff, when on.
+    pub(crate) adapt: Option<Adapting<'a>>,
 }
 
 /// The message of a panic payload (`&str` and `String` payloads; others are named only).
@@ -58,17 +61,39 @@ where
     }
 
     #[inline]
-    fn forks(&self, _node: NodeId, _width: usize, cost: u32) -> bool {
-        self.parallel && self.cutoff.is_none_or(|max| cost > max)
+    fn forks(&self, node: NodeId, _width: usize, cost: u32) -> bool {
+        if !self.parallel {
+            return false;
+        }
+        let Some(max) = self.cutoff else {
+            return true;
+        };
+        // The adaptive cutoff times one fan-out in `sample_every` (forking it if need be).
+        let timed = self
+            .adapt
+            .as_ref()
+            .is_some_and(|a| a.times(node, cost, max));
+        timed || cost > max
     }
 
     fn fork(&self, max_width: usize, fan: &Fan<'_, P, C, K, Self>, branches: &mut [Lane<P, C>]) {
+        let timed = self.adapt.as_ref().and_then(|_| Adapting::take_timed());
+        // The branches' summed time, when this fan-out is timed.
+        let took = std::sync::atomic::AtomicU64::new(0);
         let mut run_all = || {
             for wave in branches.chunks_mut(max_width.max(1)) {
                 each_in_parallel(wave, &|b| {
                     // Its waits hold the thread: the join frame below holds it anyway.
                     let _forked = Forked::enter();
-                    self.runners.with(|w| fan.run(b, &mut w.runner));
+                    match (timed, &self.adapt) {
+                        (Some(_), Some(a)) => {
+                            let t0 = a.clock.now();
+                            self.runners.with(|w| fan.run(b, &mut w.runner));
+                            let t = a.clock.now().saturating_sub(t0);
+                            took.fetch_add(t, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        _ => self.runners.with(|w| fan.run(b, &mut w.runner)),
+                    }
                 });
             }
         };
@@ -76,6 +101,9 @@ where
             run_all();
         } else {
             self.pool.install(run_all);
+        }
+        if let (Some(t), Some(a)) = (timed, &self.adapt) {
+            a.learn(t, took.into_inner());
         }
     }
 
@@ -111,6 +139,8 @@ pub(crate) struct CacheBridge<'a, P: Clone + Send + Sync> {
     /// Outputs heavier than this are not stored (the degradation action
     /// `bypass_large_payloads`; `usize::MAX` when it is not in force).
     store_max: usize,
+    /// The automatic cache bypass, when on.
+    select: Option<Selecting<'a>>,
 }
 
 impl<'a, P: Clone + Send + Sync> CacheBridge<'a, P> {
@@ -122,19 +152,35 @@ impl<'a, P: Clone + Send + Sync> CacheBridge<'a, P> {
             deadline,
             flights: Mutex::new(Vec::new()),
             store_max,
+            select: None,
         }
+    }
+
+    /// The bridge with the automatic cache bypass `select` on.
+    pub(crate) fn selecting(mut self, select: Option<Selecting<'a>>) -> Self {
+        self.select = select;
+        self
     }
 }
 
 impl<P: Clone + Send + Sync> SharedCache<P> for CacheBridge<'_, P> {
-    fn lookup(&self, key: &CacheKey) -> Option<P> {
-        match self.cache.lookup_until(*key, self.deadline) {
+    #[inline]
+    fn wants(&self, node: NodeId) -> bool {
+        self.select.as_ref().is_none_or(|s| s.wants(node))
+    }
+
+    fn lookup(&self, node: NodeId, key: &CacheKey) -> Option<P> {
+        let found = match self.cache.lookup_until(*key, self.deadline) {
             Lookup::Hit(v) => Some(v),
             Lookup::Miss(flight) => {
                 lock(&self.flights).push((*key, flight));
                 None
             }
+        };
+        if let Some(s) = &self.select {
+            s.looked_up(node, found.is_some());
         }
+        found
     }
 
     fn fill(&self, key: CacheKey, output: Option<&P>) {

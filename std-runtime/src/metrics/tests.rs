@@ -722,3 +722,60 @@ fn the_memory_gauges_are_the_reports_parts_and_the_process_readings() {
         );
     }
 }
+
+/// Performance-based selection: a bypassed step's series (state, flips, bypassed runs,
+/// probes) and, with the adaptive cutoff, the cutoff's gauge and changes; equal to the
+/// report.
+#[test]
+fn selection_renders_the_bypass_and_the_adaptive_cutoff() {
+    let mut cfg = OptimizationConfig::latency();
+    cfg.result_cache.enabled = true;
+    cfg.inline_cutoff.adaptive = true;
+    let bypass = &mut cfg.degradation.cache_bypass;
+    (
+        bypass.enabled,
+        bypass.window,
+        bypass.probe_every,
+        bypass.probes,
+    ) = (true, 10, 5, 2);
+    let ex = Executor::<u64, ()>::new(cfg).unwrap();
+    let g = Graph::build(|b| {
+        b.task_with(
+            "unique",
+            |x: u64, _: &mut _| Ok(x),
+            TaskConfig::new().cacheable(StepFingerprint::builder("unique", 1).build()),
+        )
+    })
+    .unwrap();
+    for x in 0..30 {
+        ex.run(&g, x, ()).unwrap();
+    }
+    let (_, p) = render(&ex);
+    let row = &ex.report().health.selection.steps[0];
+    assert_eq!((row.bypassed, row.bypassed_runs, row.probes), (true, 16, 4));
+    let labels = format!("step=\"unique\",graph=\"{}\"", g.id());
+    assert_eq!(
+        p.get(&format!("flujo_cache_bypass_active{{{labels}}}")),
+        1.0
+    );
+    let flips = |to: &str| {
+        p.get(&format!(
+            "flujo_cache_bypass_flips_total{{{labels},to=\"{to}\"}}"
+        ))
+    };
+    assert_eq!((flips("taken"), flips("undone")), (1.0, 0.0));
+    assert_eq!(
+        p.get(&format!("flujo_cache_bypassed_runs_total{{{labels}}}")),
+        16.0
+    );
+    assert_eq!(
+        p.get(&format!("flujo_cache_bypass_probes_total{{{labels}}}")),
+        4.0
+    );
+    assert_eq!(p.get("flujo_inline_cutoff"), 4096.0);
+    assert_eq!(
+        p.get("flujo_inline_cutoff_changes_total{to=\"raised\"}"),
+        0.0
+    );
+    assert_eq!(p.types["flujo_cache_bypass_flips_total"], "counter");
+}

@@ -99,6 +99,126 @@ pub struct HealthStats {
     pub memory_pressure: bool,
     /// The last resident memory read against the budget, as a share (`None`: no budget).
     pub memory_share: Option<f64>,
+    /// Performance-based selection: the automatic cache bypass's steps and flips.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub selection: SelectionStats,
+}
+
+/// Selection events kept (the oldest go first; their count is kept).
+pub const MAX_SELECTION_EVENTS: usize = 256;
+
+/// What a performance-based selection flip changed (see
+/// [`CacheBypass`](crate::config::CacheBypass)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+#[non_exhaustive]
+pub enum SelectionChange {
+    /// The step's cache bypass was taken: its hit rate fell below the threshold.
+    BypassTaken,
+    /// The step's cache bypass was undone: its probes hit at the threshold or above, or the
+    /// configuration changed.
+    BypassUndone,
+    /// The adaptive inline cutoff rose: a fan-out above it, forked and timed, cost less per
+    /// task execution than forking does.
+    CutoffRaised,
+    /// The adaptive inline cutoff fell: a fan-out below it, forked as a probe and timed, cost
+    /// more per task execution than forking does.
+    CutoffLowered,
+}
+
+impl SelectionChange {
+    /// `"bypass_taken"`, `"bypass_undone"`, `"cutoff_raised"` or `"cutoff_lowered"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SelectionChange::BypassTaken => "bypass_taken",
+            SelectionChange::BypassUndone => "bypass_undone",
+            SelectionChange::CutoffRaised => "cutoff_raised",
+            SelectionChange::CutoffLowered => "cutoff_lowered",
+        }
+    }
+}
+
+/// One flip of performance-based selection: a step's cache bypass, or the adaptive inline
+/// cutoff (then `step` and `node` are the timed fan-out's).
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct SelectionEvent {
+    /// What changed.
+    pub change: SelectionChange,
+    /// The step's name.
+    pub step: String,
+    /// Its graph's id ([`Graph::id`](flujo_core::graph::Graph::id)) and node index.
+    pub graph: u32,
+    /// Its node index.
+    pub node: u32,
+    /// The hit rate of the window judged (0 for an undo by reconfiguration and for cutoff
+    /// changes).
+    pub hit_rate: f64,
+    /// The lookups in that window (0 for cutoff changes).
+    pub lookups: u64,
+    /// For cutoff changes: the cutoff before and after (0 and 0 for bypass flips).
+    pub cutoff: (u32, u32),
+    /// For cutoff changes: the timed fan-out's branch time per task execution, in
+    /// nanoseconds (0 for bypass flips).
+    pub per_task_ns: u64,
+    /// The clock tick (nanosecond) of the flip.
+    pub at_ns: u64,
+}
+
+/// One step's cache-bypass counts (exact, but a window being judged while they are read may
+/// show in `lookups` and `hits` a moment late).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct BypassRow {
+    /// The step's name.
+    pub step: String,
+    /// Its graph's id.
+    pub graph: u32,
+    /// Its node index.
+    pub node: u32,
+    /// Bypassed now.
+    pub bypassed: bool,
+    /// Cache lookups made (probes included).
+    pub lookups: u64,
+    /// Of which hits.
+    pub hits: u64,
+    /// Executions that skipped the cache (no key, no lookup, no fill).
+    pub bypassed_runs: u64,
+    /// Executions that probed while bypassed.
+    pub probes: u64,
+    /// Times the bypass was taken.
+    pub taken: u64,
+    /// Times it was undone.
+    pub undone: u64,
+}
+
+/// Performance-based selection in the report: per step followed, its counts; the last flips.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct SelectionStats {
+    /// The steps followed, in the order first met.
+    pub steps: Vec<BypassRow>,
+    /// Executions of steps met after the table was full (never bypassed).
+    pub untracked: u64,
+    /// The adaptive inline cutoff now (before the `inline_more` factor), when adaptive.
+    pub inline_cutoff: Option<u32>,
+    /// Fan-outs timed for it (forked ones and probes).
+    pub cutoff_samples: u64,
+    /// Times it rose.
+    pub cutoff_raised: u64,
+    /// Times it fell.
+    pub cutoff_lowered: u64,
+    /// The last flips, oldest first (at most [`MAX_SELECTION_EVENTS`]).
+    pub events: Vec<SelectionEvent>,
+    /// Flips older than those kept.
+    pub events_dropped: u64,
 }
 
 /// The health state machine.
@@ -294,6 +414,7 @@ impl HealthMachine {
             events_dropped: self.events_dropped,
             memory_pressure: self.memory_on,
             memory_share: self.memory_share,
+            selection: SelectionStats::default(),
         }
     }
 }

@@ -7,7 +7,7 @@ use super::{stamp, stop_tick, Exec};
 use crate::cache::CacheKey;
 use crate::context::{Context, Frame};
 use crate::graph::{
-    Clock, RunEnv, Step, StepCx, StepError, StepFlags, TaskConfig, TaskPolicy, UNTIMED,
+    Clock, NodeId, RunEnv, Step, StepCx, StepError, StepFlags, TaskConfig, TaskPolicy, UNTIMED,
 };
 use crate::interp::host::Host;
 use crate::interp::records::StepRecord;
@@ -208,10 +208,15 @@ impl<P: Clone, C: Context, K: Clock, S: EventSink, H: Host<P, C, K>> Exec<'_, '_
         // 2. Cache: a hit returns the stored output without running the step.
         let mut key = None;
         let shared = self.host.cache();
-        if let (Some(slot), true) = (&cfg.cache, shared.is_some() || self.s.cache.is_some()) {
+        // A shared cache may decline this execution before its key is computed.
+        let uses = |_: &_| match shared {
+            Some(c) => c.wants(NodeId(pol.node)),
+            None => self.s.cache.is_some(),
+        };
+        if let Some(slot) = cfg.cache.as_ref().filter(uses) {
             let k = (slot.key)(&slot.fingerprint, &input);
             let hit = match (shared, &mut self.s.cache) {
-                (Some(c), _) => c.lookup(&k),
+                (Some(c), _) => c.lookup(NodeId(pol.node), &k),
                 (None, Some(c)) => c.get(&k, start).cloned(),
                 (None, None) => None,
             };
