@@ -323,9 +323,11 @@ struct Inner<P, C> {
     /// back, and one that registers after it cancels itself.
     halting: AtomicBool,
     /// Submissions admitted and not yet ended (queued or running), and the submissions
-    /// waiting for room (see [`crate::room`]); with a condition to wait for none pending.
+    /// waiting for room (see [`crate::room`]); with a condition to wait for none pending,
+    /// whose lock holds how many threads wait on it (so the last submission to end signals
+    /// it only when someone waits: a `Condvar` signal is a system call, even with no waiter).
     room: Room,
-    idle: (Mutex<()>, Condvar),
+    idle: (Mutex<usize>, Condvar),
     /// Calls to `submit`/`submit_with`/`submit_async`, accepted or refused, and `try_run` calls
     /// refused: counted first thing in the
     /// call, so before anything that ends the submission (`Relaxed`: each ending count is
@@ -499,7 +501,7 @@ where
                 running: Running::new(dispatchers),
                 halting: AtomicBool::new(false),
                 room: Room::new(),
-                idle: (Mutex::new(()), Condvar::new()),
+                idle: (Mutex::new(0), Condvar::new()),
                 submitted: AtomicU64::new(0),
                 trying: AtomicU64::new(0),
                 finished: AtomicU64::new(0),
@@ -1497,13 +1499,15 @@ fn breaker_row(seen: &SeenBreaker) -> BreakerRow {
 /// shutdown waiting for none.
 struct Ending<'a> {
     room: &'a Room,
-    idle: &'a (Mutex<()>, Condvar),
+    idle: &'a (Mutex<usize>, Condvar),
 }
 
 impl Drop for Ending<'_> {
     fn drop(&mut self) {
-        if self.room.end() {
-            let _guard = lock(&self.idle.0);
+        // The waiter counts itself and reads `pending` under the lock, and the last end takes
+        // the lock after its decrement: either the waiter saw none pending, or it is counted
+        // (and waiting) when the last end looks. With nobody waiting, no system call.
+        if self.room.end() && *lock(&self.idle.0) > 0 {
             self.idle.1.notify_all();
         }
     }
