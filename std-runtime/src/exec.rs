@@ -1142,8 +1142,9 @@ where
     }
 
     /// A dispatcher, started holding a place: runs queued submissions (the queues pick which:
-    /// priority, with aging) until the queues are empty, then leaves, unless work was queued
-    /// meanwhile while every place was taken: then it looks again.
+    /// priority, with aging) until the queues are empty, then lingers a moment for more
+    /// (bounded: see [`dispatch`]) and leaves, unless work was queued meanwhile while every
+    /// place was taken or it lingered: then it looks again.
     ///
     /// A dispatcher started on a thread already inside one (rayon lets a thread waiting in a
     /// forked run's `join` take other jobs) runs one submission only, as a job of its own
@@ -1174,10 +1175,21 @@ where
             while let Some((job, priority)) = self.next_job() {
                 self.run_job(job, priority);
             }
-            if self.dispatchers.try_leave() {
+            // Lingers a moment first (unless another dispatcher does): a submitter that
+            // waits for its run and submits again at once leaves its next job to this one,
+            // instead of starting a rayon job on a pool thread that may have gone to sleep.
+            let left = match self.dispatchers.try_linger() {
+                dispatch::Empty::Left => true,
+                // Work was queued while every place was taken: look again.
+                dispatch::Empty::LookAgain => false,
+                dispatch::Empty::Linger => {
+                    self.dispatchers.linger();
+                    self.dispatchers.end_linger()
+                }
+            };
+            if left {
                 break;
             }
-            // Work was queued while every place was taken: look again.
         }
     }
 
