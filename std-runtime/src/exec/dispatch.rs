@@ -102,8 +102,8 @@ const LINGER: usize = 2;
 /// One place in the word (the count starts at bit 2).
 const PLACE: usize = 4;
 
-/// Turns of a CPU spin hint a lingering dispatcher waits for `QUEUED` first (26-70 ns a turn
-/// on the project's VMs: 0.4-1.1 µs), before it yields the CPU between looks. Under loom: 1
+/// Turns of a CPU spin hint a lingering dispatcher waits for `QUEUED` first (about 26 ns a
+/// turn on the project's VMs: about 0.4 µs), before it yields the CPU between looks. Under loom: 1
 /// turn, a yield to the model.
 pub(crate) const LINGER_TURNS: u32 = if cfg!(loom) { 1 } else { 16 };
 
