@@ -25,8 +25,8 @@
 //! # Lingering
 //!
 //! A dispatcher that finds the queues empty does not leave at once: it lingers, holding its
-//! place, for up to [`LINGER_TIME`] (10 µs: [`LINGER_TURNS`] turns of a spin hint, then yields
-//! of the CPU), watching the word for `QUEUED`. Meanwhile a submission leaves its job to it
+//! place, for up to [`LINGER_TIME`] (10 µs: [`LINGER_TURNS`] (4) turns of a spin hint, then
+//! yields of the CPU), watching the word for `QUEUED`. Meanwhile a submission leaves its job to it
 //! (sets `QUEUED`) instead of taking a free place, so a host that submits again as soon as its
 //! last run ended (a submit-then-wait loop) hands its job to a thread that is awake and
 //! looking, and starts no rayon job (an allocation, and a pool thread that may have to be
@@ -102,10 +102,14 @@ const LINGER: usize = 2;
 /// One place in the word (the count starts at bit 2).
 const PLACE: usize = 4;
 
-/// Turns of a CPU spin hint a lingering dispatcher waits for `QUEUED` first (about 26 ns a
-/// turn on the project's VMs: about 0.4 µs), before it yields the CPU between looks. Under loom: 1
-/// turn, a yield to the model.
-pub(crate) const LINGER_TURNS: u32 = if cfg!(loom) { 1 } else { 16 };
+/// Turns of a CPU spin hint a lingering dispatcher waits for `QUEUED` first (26-70 ns a turn
+/// on the project's VMs), before it yields the CPU between looks. Few, because the submitter
+/// it waits for may share its CPU (the kernel often leaves a pool thread on its submitter's
+/// CPU when the other is busy): there a spin only delays the submission, and each turn
+/// measurably added to a submit-then-wait (`submit_latency`, 1 worker: p50 5.2 µs with no
+/// turns, 5.5 µs with 16, 8.3 µs with 128), while on a CPU of its own a yield returns at
+/// once. Under loom: 1 turn, a yield to the model.
+pub(crate) const LINGER_TURNS: u32 = if cfg!(loom) { 1 } else { 4 };
 
 /// How long a dispatcher lingers at most: [`LINGER_TURNS`] turns of a spin hint, then yields of
 /// the CPU (each followed by a look at the word) until this much time has passed since the
