@@ -49,12 +49,16 @@ struct Args {
     submitters: usize,
     latency: bool,
     cpu: bool,
+    /// `--mode cycle`: the peer whose cycle is run untimed (for `strace -c`, `perf stat`,
+    /// callgrind: counts per cycle).
+    cycle: Option<usize>,
+    workers: usize,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!(
         "{msg}\nusage: submit_latency [--samples N] [--warmup N] [--cpu-secs S] \
-         [--submitters N] [--mode all|latency|cpu]"
+         [--submitters N] [--mode all|latency|cpu|cycle] [--peer NAME] [--workers N]"
     );
     std::process::exit(2)
 }
@@ -67,6 +71,8 @@ fn parse_args() -> Args {
         submitters: 16,
         latency: true,
         cpu: true,
+        cycle: None,
+        workers: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -85,10 +91,24 @@ fn parse_args() -> Args {
                 "all" => (a.latency, a.cpu) = (true, true),
                 "latency" => (a.latency, a.cpu) = (true, false),
                 "cpu" => (a.latency, a.cpu) = (false, true),
+                "cycle" => (a.latency, a.cpu) = (false, false),
                 other => usage(&format!("unknown mode {other}")),
             },
+            "--peer" => {
+                let peer = value();
+                a.cycle = Some(
+                    PEERS
+                        .iter()
+                        .position(|p| *p == peer)
+                        .unwrap_or_else(|| usage(&format!("unknown peer {peer}"))),
+                );
+            }
+            "--workers" => a.workers = value().parse().unwrap_or_else(|_| usage("--workers N")),
             other => usage(&format!("unknown argument {other}")),
         }
+    }
+    if !a.latency && !a.cpu && a.cycle.is_none() {
+        usage("--mode cycle needs --peer flujo_submit|rayon_spawn_channel|tokio_spawn");
     }
     if a.samples == 0 || a.submitters == 0 || !(a.cpu_secs > 0.0 && a.cpu_secs <= 600.0) {
         usage("--samples and --submitters must be at least 1, --cpu-secs in (0, 600]");
@@ -344,8 +364,52 @@ fn print_load(when: &str) {
     println!("load average {when}: {}", load.join(" "));
 }
 
+/// `--mode cycle`: `--warmup` then `--samples` untimed submit-then-wait cycles of one peer on
+/// `--workers` workers, for tools that count per cycle: `strace -c -f` (futex calls), `perf
+/// stat -e instructions`, `valgrind --tool=callgrind`. Subtract a run with `--samples 0`, or
+/// divide the difference of two runs by the difference of their samples.
+fn cycle(args: &Args, peer: usize) {
+    let graph = Arc::new(chain10());
+    let mut next = 0u64;
+    let total = args.warmup + args.samples;
+    match peer {
+        0 => {
+            let exec: Executor<u64, ()> =
+                Executor::new(exec_config(args.workers, Some(64))).expect("executor builds");
+            time_runs(
+                &mut |x| flujo_submit_wait(&exec, &graph, x),
+                &mut next,
+                total,
+                None,
+            );
+        }
+        1 => {
+            let pool = rayon_pool(args.workers);
+            let reply = reply_channel();
+            time_runs(
+                &mut |x| rayon_spawn_channel(&pool, &reply, x),
+                &mut next,
+                total,
+                None,
+            );
+        }
+        _ => {
+            let rt = tokio_runtime(args.workers);
+            time_runs(&mut |x| tokio_spawn(&rt, x), &mut next, total, None);
+        }
+    }
+    println!(
+        "{} cycles of {} on {} workers",
+        total, PEERS[peer], args.workers
+    );
+}
+
 fn main() {
     let args = parse_args();
+    if let Some(peer) = args.cycle.filter(|_| !args.latency && !args.cpu) {
+        cycle(&args, peer);
+        return;
+    }
     print_load("at start");
     if args.latency {
         latency(&args);

@@ -324,9 +324,11 @@ struct Inner<P, C> {
     /// back, and one that registers after it cancels itself.
     halting: AtomicBool,
     /// Submissions admitted and not yet ended (queued or running), and the submissions
-    /// waiting for room (see [`crate::room`]); with a condition to wait for none pending.
+    /// waiting for room (see [`crate::room`]); with a condition to wait for none pending,
+    /// whose lock holds how many threads wait on it (so the last submission to end signals
+    /// it only when someone waits: a `Condvar` signal is a system call, even with no waiter).
     room: Room,
-    idle: (Mutex<()>, Condvar),
+    idle: (Mutex<usize>, Condvar),
     /// Calls to `submit`/`submit_with`/`submit_async`, accepted or refused, and `try_run` calls
     /// refused: counted first thing in the
     /// call, so before anything that ends the submission (`Relaxed`: each ending count is
@@ -501,7 +503,7 @@ where
                 running: Running::new(dispatchers),
                 halting: AtomicBool::new(false),
                 room: Room::new(),
-                idle: (Mutex::new(()), Condvar::new()),
+                idle: (Mutex::new(0), Condvar::new()),
                 submitted: AtomicU64::new(0),
                 trying: AtomicU64::new(0),
                 finished: AtomicU64::new(0),
@@ -1185,8 +1187,9 @@ where
     }
 
     /// A dispatcher, started holding a place: runs queued submissions (the queues pick which:
-    /// priority, with aging) until the queues are empty, then leaves, unless work was queued
-    /// meanwhile while every place was taken: then it looks again.
+    /// priority, with aging) until the queues are empty, then lingers a moment for more
+    /// (bounded: see [`dispatch`]) and leaves, unless work was queued meanwhile while every
+    /// place was taken or it lingered: then it looks again.
     ///
     /// A dispatcher started on a thread already inside one (rayon lets a thread waiting in a
     /// forked run's `join` take other jobs) runs one submission only, as a job of its own
@@ -1217,10 +1220,21 @@ where
             while let Some((job, priority)) = self.next_job() {
                 self.run_job(job, priority);
             }
-            if self.dispatchers.try_leave() {
+            // Lingers a moment first (unless another dispatcher does): a submitter that
+            // waits for its run and submits again at once leaves its next job to this one,
+            // instead of starting a rayon job on a pool thread that may have gone to sleep.
+            let left = match self.dispatchers.try_linger() {
+                dispatch::Empty::Left => true,
+                // Work was queued while every place was taken: look again.
+                dispatch::Empty::LookAgain => false,
+                dispatch::Empty::Linger => {
+                    self.dispatchers.linger();
+                    self.dispatchers.end_linger()
+                }
+            };
+            if left {
                 break;
             }
-            // Work was queued while every place was taken: look again.
         }
     }
 
@@ -1542,13 +1556,15 @@ fn breaker_row(seen: &SeenBreaker) -> BreakerRow {
 /// shutdown waiting for none.
 struct Ending<'a> {
     room: &'a Room,
-    idle: &'a (Mutex<()>, Condvar),
+    idle: &'a (Mutex<usize>, Condvar),
 }
 
 impl Drop for Ending<'_> {
     fn drop(&mut self) {
-        if self.room.end() {
-            let _guard = lock(&self.idle.0);
+        // The waiter counts itself and reads `pending` under the lock, and the last end takes
+        // the lock after its decrement: either the waiter saw none pending, or it is counted
+        // (and waiting) when the last end looks. With nobody waiting, no system call.
+        if self.room.end() && *lock(&self.idle.0) > 0 {
             self.idle.1.notify_all();
         }
     }

@@ -9,14 +9,31 @@
 //!
 //! # The word
 //!
-//! `state` holds the places taken (`count`, bits 1.., in `0..=max`) and one bit, `QUEUED`
-//! (bit 0): *a submission was queued while every place was taken, and no dispatcher has looked
-//! at the queues since*. Every change is a read-modify-write of this one word:
+//! `state` holds the places taken (`count`, bits 2.., in `0..=max`) and two bits: `QUEUED`
+//! (bit 0), *a submission was queued while every place was taken or a dispatcher lingered,
+//! and no dispatcher has looked at the queues since*; and `LINGER` (bit 1), *a dispatcher
+//! holding a place found the queues empty and waits a moment for more* (at most one lingers).
+//! Every change is a read-modify-write of this one word:
 //!
 //! | who | when | what (one RMW, `AcqRel`) |
 //! |---|---|---|
-//! | submitter | after its push | `count < max`: `count + 1`, and the caller starts a dispatcher holding that place; otherwise set `QUEUED` |
-//! | dispatcher | found the queues empty | `QUEUED` set: clear it and look again (keeping the place); otherwise `count - 1` and stop |
+//! | submitter | after its push | `count < max` and `LINGER` clear: `count + 1`, and the caller starts a dispatcher holding that place; otherwise set `QUEUED` |
+//! | dispatcher | found the queues empty ([`try_linger`](Dispatchers::try_linger)) | `QUEUED` set: clear it and look again (keeping the place); else `LINGER` clear: set it and linger (keeping the place); else `count - 1` and stop |
+//! | lingering dispatcher | saw `QUEUED`, or lingered [`LINGER_TIME`] ([`end_linger`](Dispatchers::end_linger)) | clear `LINGER`; `QUEUED` set: clear it and look again; otherwise `count - 1` and stop |
+//! | dispatcher stopping early | see below ([`try_leave`](Dispatchers::try_leave)) | `QUEUED` set: clear it and look again; otherwise `count - 1` and stop |
+//!
+//! # Lingering
+//!
+//! A dispatcher that finds the queues empty does not leave at once: it lingers, holding its
+//! place, for up to [`LINGER_TIME`] (10 µs: [`LINGER_TURNS`] (4) turns of a spin hint, then
+//! yields of the CPU), watching the word for `QUEUED`. Meanwhile a submission leaves its job to it
+//! (sets `QUEUED`) instead of taking a free place, so a host that submits again as soon as its
+//! last run ended (a submit-then-wait loop) hands its job to a thread that is awake and
+//! looking, and starts no rayon job (an allocation, and a pool thread that may have to be
+//! woken: a system call, and tens of microseconds on a virtual machine). A lingering
+//! dispatcher runs no user code, and its wait is bounded: the rayon thread it holds is back in
+//! the pool after at most [`LINGER_TIME`]. Only one lingers: with more places, a second
+//! dispatcher that finds the queues empty leaves as before.
 //!
 //! # Why no submission is stranded
 //!
@@ -25,17 +42,24 @@
 //! - If `r` took a place, the dispatcher it starts begins after the push (the spawn orders
 //!   them), so it finds `J` queued, or taken by another dispatcher, before it can find the
 //!   queues empty.
-//! - Otherwise `r` set `QUEUED` while `count >= 1`. A dispatcher stops only by a leave RMW that
-//!   reads `QUEUED` clear; the first leave RMW after `r` in the word's modification order reads
-//!   `QUEUED` set (only a leave clears it), so it clears it and that dispatcher looks again.
-//!   That RMW reads `r`'s value or one written by a later RMW (RMWs continue the release
-//!   sequence `r` heads), so `r` synchronizes with it: the push happens before the second look,
-//!   which finds `J`, or finds it taken.
+//! - Otherwise `r` set `QUEUED` while `count >= 1` (every place was taken, or a dispatcher
+//!   lingered, which holds a place). A dispatcher gives its place up only by an RMW that reads
+//!   `QUEUED` clear (a leave, a linger's end, or a `try_linger` that finds another lingering);
+//!   the first such RMW after `r` in the word's modification order would read `QUEUED` set
+//!   unless an RMW between them cleared it, and only a dispatcher that keeps its place and looks
+//!   again clears it. So the first RMW after `r` that clears `QUEUED` exists (a place is held
+//!   until it happens, and every dispatcher ends with an RMW that reads `QUEUED`, a linger after
+//!   a bounded wait), and it is made by a dispatcher that then looks again. That RMW reads
+//!   `r`'s value or one written by a later RMW (RMWs continue the release sequence `r` heads),
+//!   so `r` synchronizes with it: the push happens before the second look, which finds `J`,
+//!   or finds it taken.
 //!
 //! The submitter and the dispatcher meet on RMWs of one location, which always read the latest
 //! value in its modification order: no fence and no store-buffering argument are needed, and
 //! loom, which checks every interleaving of them, checks the whole protocol (`dispatch/loom.rs`;
 //! the previous protocol paired `SeqCst` fences, which loom models as `AcqRel`, so it could not).
+//! The lingering dispatcher's watch of the word is a plain load, only a hint: the RMW that ends
+//! the linger is what orders the push before its look.
 //!
 //! # Stopping early
 //!
@@ -51,23 +75,60 @@
 //! A submission does one load and one successful compare-exchange (retried only when another
 //! thread changed the word in between), where the previous protocol did a `SeqCst` fence, a
 //! load and, when a place was free, a compare-exchange. A dispatcher does one compare-exchange
-//! per look that finds the queues empty. Measured alone on one thread (x86-64), a submission
+//! per look that finds the queues empty, and one more per linger. Measured alone on one thread (x86-64), a submission
 //! that finds every place taken costs about 2-3 ns more (its locked instruction is on the
 //! shared word, the fence's was on the stack) and a place taken and given back about 2-3 ns
 //! less; both vanish in a submission's end-to-end latency (`submit_latency`, microseconds).
 //!
-//! The models fail if the protocol is weakened: a leave that ignores `QUEUED`, a submission
-//! that skips its write when `QUEUED` is already set (the store-buffering trap: a load instead
-//! of an RMW), or a submission RMW that does not release each strand a job in them.
+//! The models fail if the protocol is weakened: a leave (or a linger's end) that ignores
+//! `QUEUED`, a submission that skips its write when `QUEUED` is already set (the
+//! store-buffering trap: a load instead of an RMW), or a submission RMW that does not release
+//! each strand a job in them.
 
-use crate::sync::{AtomicUsize, Ordering};
+use std::time::Duration;
+#[cfg(not(loom))]
+use std::time::Instant;
 
-/// Bit 0 of the word: a submission was queued while every place was taken, and no dispatcher
-/// has looked at the queues since.
+use crate::sync::{spin_hint, yield_now, AtomicUsize, Ordering};
+
+/// Bit 0 of the word: a submission was queued while every place was taken (or a dispatcher
+/// lingered), and no dispatcher has looked at the queues since.
 const QUEUED: usize = 1;
 
-/// One place in the word (the count starts at bit 1).
-const PLACE: usize = 2;
+/// Bit 1 of the word: a dispatcher holding a place found the queues empty and lingers, so a
+/// submission leaves its job to it (sets `QUEUED`) instead of starting another.
+const LINGER: usize = 2;
+
+/// One place in the word (the count starts at bit 2).
+const PLACE: usize = 4;
+
+/// Turns of a CPU spin hint a lingering dispatcher waits for `QUEUED` first (26-70 ns a turn
+/// on the project's VMs), before it yields the CPU between looks. Few, because the submitter
+/// it waits for may share its CPU (the kernel often leaves a pool thread on its submitter's
+/// CPU when the other is busy): there a spin only delays the submission, and each turn
+/// measurably added to a submit-then-wait (`submit_latency`, 1 worker: p50 5.2 µs with no
+/// turns, 5.5 µs with 16, 8.3 µs with 128), while on a CPU of its own a yield returns at
+/// once. Under loom: 1 turn, a yield to the model.
+pub(crate) const LINGER_TURNS: u32 = if cfg!(loom) { 1 } else { 4 };
+
+/// How long a dispatcher lingers at most: [`LINGER_TURNS`] turns of a spin hint, then yields of
+/// the CPU (each followed by a look at the word) until this much time has passed since the
+/// linger began. Under loom: one yield.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) const LINGER_TIME: Duration = Duration::from_micros(10);
+
+/// What a dispatcher that found the queues empty does next (see
+/// [`Dispatchers::try_linger`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Empty {
+    /// `QUEUED` was set (now cleared): look at the queues again, still holding the place.
+    LookAgain,
+    /// It lingers, holding its place: wait for [`Dispatchers::queued`], then
+    /// [`Dispatchers::end_linger`].
+    Linger,
+    /// Another dispatcher lingers: the place was given up; stop.
+    Left,
+}
 
 /// The places taken in `state`.
 const fn count(state: usize) -> usize {
@@ -77,10 +138,11 @@ const fn count(state: usize) -> usize {
 /// The dispatchers of one executor: the places taken, at most `max`, and the `QUEUED` bit (see
 /// the [module docs](self)).
 pub(crate) struct Dispatchers {
-    /// `count * PLACE | queued`: `count` in `0..=max`, changed by RMWs only (a submitter's
-    /// [`submitted`](Self::submitted), a dispatcher's [`try_leave`](Self::try_leave)), each
-    /// `AcqRel`: the submitter's release publishes its push to the dispatcher that acquires
-    /// it.
+    /// `count * PLACE | linger | queued`: `count` in `0..=max`, changed by RMWs only (a
+    /// submitter's [`submitted`](Self::submitted), a dispatcher's
+    /// [`try_leave`](Self::try_leave), [`try_linger`](Self::try_linger) and
+    /// [`end_linger`](Self::end_linger)), each `AcqRel`: the submitter's release publishes
+    /// its push to the dispatcher that acquires it.
     state: AtomicUsize,
     /// The most places, at least 1 (the pool's threads).
     max: usize,
@@ -116,13 +178,15 @@ impl Dispatchers {
     }
 
     /// Called by a submitter after its push: `true` when it took a free place, and must start
-    /// a dispatcher that holds it; `false` when every place is taken and `QUEUED` is set, so a
-    /// running dispatcher will look at the queues again before it stops.
+    /// a dispatcher that holds it; `false` when every place is taken, or a dispatcher lingers,
+    /// and `QUEUED` is set, so a running dispatcher will look at the queues again before it
+    /// stops.
     #[must_use = "a `true` place must be given to a dispatcher, or the submission may strand"]
     pub(crate) fn submitted(&self) -> bool {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
-            let (next, claimed) = if count(state) < self.max {
+            // A lingering dispatcher holds a place, so `QUEUED` is set only while one is held.
+            let (next, claimed) = if count(state) < self.max && state & LINGER == 0 {
                 (state + PLACE, true)
             } else {
                 (state | QUEUED, false)
@@ -154,6 +218,85 @@ impl Dispatchers {
                 (state & !QUEUED, false)
             } else {
                 (state - PLACE, true)
+            };
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return left,
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    /// Called by a dispatcher holding a place that found the queues empty, in place of
+    /// [`try_leave`](Self::try_leave): [`Empty::LookAgain`] when `QUEUED` was set (it is
+    /// cleared); otherwise [`Empty::Linger`] when no other dispatcher lingers (it now does:
+    /// `LINGER` is set, and the place kept), else [`Empty::Left`] (the place given up).
+    #[must_use = "a lingering dispatcher must end with `end_linger`"]
+    pub(crate) fn try_linger(&self) -> Empty {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            debug_assert!(count(state) >= 1, "a linger without a place");
+            let (next, then) = if state & QUEUED != 0 {
+                (state & !QUEUED, Empty::LookAgain)
+            } else if state & LINGER == 0 {
+                (state | LINGER, Empty::Linger)
+            } else {
+                (state - PLACE, Empty::Left)
+            };
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return then,
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    /// Whether `QUEUED` is set now: what a lingering dispatcher spins on (a reading only; the
+    /// RMW of [`end_linger`](Self::end_linger) is what orders the push before its look).
+    pub(crate) fn queued(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & QUEUED != 0
+    }
+
+    /// A linger's wait: returns once `QUEUED` is set, or [`LINGER_TIME`] has passed (see
+    /// [`LINGER_TURNS`]); the caller then calls [`end_linger`](Self::end_linger).
+    pub(crate) fn linger(&self) {
+        for _ in 0..LINGER_TURNS {
+            if self.queued() {
+                return;
+            }
+            spin_hint();
+        }
+        #[cfg(not(loom))]
+        {
+            let start = Instant::now();
+            while !self.queued() && start.elapsed() < LINGER_TIME {
+                yield_now();
+            }
+        }
+        #[cfg(loom)]
+        if !self.queued() {
+            yield_now();
+        }
+    }
+
+    /// Ends a linger (the caller lingers: [`try_linger`](Self::try_linger) said
+    /// [`Empty::Linger`]): clears `LINGER`; then as [`try_leave`](Self::try_leave): `true`
+    /// when it gave the place up and must stop, `false` when `QUEUED` was set, which it
+    /// cleared, and it must look at the queues again.
+    #[must_use = "a `false` means the queues must be looked at again"]
+    pub(crate) fn end_linger(&self) -> bool {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            debug_assert!(state & LINGER != 0, "an end of a linger without one");
+            debug_assert!(count(state) >= 1, "a linger without a place");
+            let (next, left) = if state & QUEUED != 0 {
+                (state & !(QUEUED | LINGER), false)
+            } else {
+                ((state & !LINGER) - PLACE, true)
             };
             match self
                 .state

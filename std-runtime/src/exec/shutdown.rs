@@ -297,12 +297,14 @@ where
     fn wait_idle(&self, until: Option<u64>) -> bool {
         let (m, cv) = &self.idle;
         let mut guard = lock(m);
-        loop {
+        // Counted while it looks and waits: the last submission to end signals only then.
+        *guard += 1;
+        let idle = loop {
             if self.room.pending() == 0 {
-                return true;
+                break true;
             }
             let slice = match until {
-                Some(t) if self.clock.now() >= t => return false,
+                Some(t) if self.clock.now() >= t => break false,
                 Some(t) => self.clock.until(t).min(Duration::from_millis(10)),
                 None => Duration::from_millis(10),
             };
@@ -310,6 +312,8 @@ where
                 .wait_timeout(guard, slice)
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
-        }
+        };
+        *guard -= 1;
+        idle
     }
 }

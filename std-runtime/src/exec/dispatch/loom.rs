@@ -22,7 +22,7 @@ use std::sync::Mutex as StdMutex;
 use loom::sync::{Arc, Mutex};
 use loom::thread::{self, JoinHandle};
 
-use super::Dispatchers;
+use super::{Dispatchers, Empty};
 use crate::config::QueueConfig;
 use crate::queue::PriorityQueues;
 use crate::Priority;
@@ -37,7 +37,8 @@ fn builder() -> loom::model::Builder {
 /// How a dispatcher runs (the two ways of `exec.rs`'s `dispatch_loop`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// Pops until the queues are empty, then leaves or looks again.
+    /// Pops until the queues are empty, then looks again, lingers (and then leaves or looks
+    /// again) or leaves.
     Loop,
     /// One job, then stops: a dispatcher nested in a forked run's `join`, or one unwinding
     /// from a panic in its job (both end in `Dispatchers::stop`).
@@ -108,6 +109,10 @@ struct Model {
     /// Leaves that found `QUEUED` set and looked again, and stops that handed their place on.
     looked_again: StdAtomicUsize,
     handed_on: StdAtomicUsize,
+    /// Lingers that ended looking again (a submission came while they lingered), and
+    /// dispatchers that left because another lingered.
+    caught: StdAtomicUsize,
+    left_to_lingerer: StdAtomicUsize,
     /// The most dispatchers between their start and their stop at once.
     peak: StdAtomicUsize,
     /// Whether the next dispatcher a submitter starts runs one job only (the first, in the
@@ -125,6 +130,8 @@ impl Model {
             threads: StdMutex::new(Vec::new()),
             looked_again: StdAtomicUsize::new(0),
             handed_on: StdAtomicUsize::new(0),
+            caught: StdAtomicUsize::new(0),
+            left_to_lingerer: StdAtomicUsize::new(0),
             peak: StdAtomicUsize::new(0),
             one_job_next: StdAtomicBool::new(first == Mode::OneJob),
         })
@@ -175,7 +182,23 @@ impl Model {
                     while let Some(job) = model.next_job() {
                         model.run(job);
                     }
-                    if model.dispatchers.try_leave() {
+                    // As `dispatch_loop`: linger unless another does.
+                    let left = match model.dispatchers.try_linger() {
+                        Empty::LookAgain => false,
+                        Empty::Left => {
+                            model.left_to_lingerer.fetch_add(1, StdOrdering::Relaxed);
+                            true
+                        }
+                        Empty::Linger => {
+                            model.dispatchers.linger();
+                            let left = model.dispatchers.end_linger();
+                            if !left {
+                                model.caught.fetch_add(1, StdOrdering::Relaxed);
+                            }
+                            left
+                        }
+                    };
+                    if left {
                         break;
                     }
                     model.looked_again.fetch_add(1, StdOrdering::Relaxed);
@@ -203,8 +226,9 @@ impl Model {
     }
 
     /// Joins every dispatcher (those started while joining too), then checks the end state;
-    /// returns how many leaves looked again and how many stops handed their place on.
-    fn finish(&self) -> (usize, usize) {
+    /// returns how many leaves looked again, how many stops handed their place on, how many
+    /// lingers caught a submission and how many dispatchers left to a lingering one.
+    fn finish(&self) -> (usize, usize, usize, usize) {
         loop {
             let Some(handle) = self.threads.lock().unwrap().pop() else {
                 break;
@@ -218,7 +242,7 @@ impl Model {
         );
         assert!(self.queue.is_empty());
         assert_eq!(self.inside.load(StdOrdering::Relaxed), 0);
-        // No place held and `QUEUED` clear: the word is back at 0.
+        // No place held, `QUEUED` and `LINGER` clear: the word is back at 0.
         assert_eq!(
             self.dispatchers
                 .state
@@ -228,6 +252,8 @@ impl Model {
         (
             self.looked_again.load(StdOrdering::Relaxed),
             self.handed_on.load(StdOrdering::Relaxed),
+            self.caught.load(StdOrdering::Relaxed),
+            self.left_to_lingerer.load(StdOrdering::Relaxed),
         )
     }
 }
@@ -238,6 +264,8 @@ struct Reached {
     iterations: StdAtomicUsize,
     looked_again: StdAtomicUsize,
     handed_on: StdAtomicUsize,
+    caught: StdAtomicUsize,
+    left_to_lingerer: StdAtomicUsize,
     /// The most dispatchers seen between their start and their stop at once.
     peak: StdAtomicUsize,
 }
@@ -268,7 +296,10 @@ fn check(
             Model::submit(&model, job);
         }
         second.join().unwrap();
-        let (looked_again, handed_on) = model.finish();
+        let (looked_again, handed_on, caught, left_to_lingerer) = model.finish();
+        seen.caught.fetch_add(caught, StdOrdering::Relaxed);
+        seen.left_to_lingerer
+            .fetch_add(left_to_lingerer, StdOrdering::Relaxed);
         seen.peak
             .fetch_max(model.peak.load(StdOrdering::Relaxed), StdOrdering::Relaxed);
         seen.iterations.fetch_add(1, StdOrdering::Relaxed);
@@ -281,13 +312,15 @@ fn check(
 }
 
 /// Two submitters (the model's main thread and one more), one place: the dispatcher the first
-/// starts finds the queue empty and leaves while the second submission arrives (and every
-/// other order). The second either finds the place free and starts its own dispatcher, or
-/// sets `QUEUED` and the leaving one looks again (reached).
+/// starts finds the queue empty, lingers and leaves while the second submission arrives (and
+/// every other order). The second either finds the place free and starts its own dispatcher,
+/// or sets `QUEUED` and the leaving one looks again (reached), or comes while the dispatcher
+/// lingers and is left to it (caught, reached).
 #[test]
 fn loom_dispatch_two_submitters_one_place() {
     let reached = check(1, Mode::Loop, Queue::Real, &[0], &[1]);
     assert!(reached.looked_again.load(StdOrdering::Relaxed) > 0);
+    assert!(reached.caught.load(StdOrdering::Relaxed) > 0);
 }
 
 /// One place, three jobs: while the dispatcher of the first runs, the second submitter's two
@@ -309,12 +342,16 @@ fn loom_dispatch_two_places() {
 }
 
 /// Two places, three jobs (the main thread submits two): dispatchers start, leave and look
-/// again (reached) beside each other, never more than two at once. On the locked queue.
+/// again (reached) beside each other, never more than two at once; a dispatcher that finds
+/// the queue empty while the other lingers leaves (reached), and a submission that finds a
+/// place free while one lingers leaves its job to it (caught, reached). On the locked queue.
 #[test]
 fn loom_dispatch_two_places_three_jobs() {
     let reached = check(2, Mode::Loop, Queue::Locked, &[0, 1], &[2]);
     assert!(reached.looked_again.load(StdOrdering::Relaxed) > 0);
     assert_eq!(reached.peak.load(StdOrdering::Relaxed), 2);
+    assert!(reached.caught.load(StdOrdering::Relaxed) > 0);
+    assert!(reached.left_to_lingerer.load(StdOrdering::Relaxed) > 0);
 }
 
 /// One place, two submitters, and the first dispatcher started runs one job only and stops

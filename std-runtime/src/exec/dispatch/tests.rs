@@ -1,6 +1,6 @@
 //! The protocol's transitions, one thread at a time: (state, event) -> (state, answer).
 
-use super::{count, Dispatchers, PLACE, QUEUED};
+use super::{count, Dispatchers, Empty, LINGER, PLACE, QUEUED};
 use crate::sync::Ordering;
 
 fn at(max: usize, state: usize) -> Dispatchers {
@@ -77,6 +77,109 @@ fn a_round_trip_ends_where_it_began() {
     assert!(d.try_leave());
     assert!(d.try_leave());
     assert_eq!((d.running(), state(&d)), (0, 0));
+}
+
+#[test]
+fn a_submission_leaves_its_job_to_a_lingering_dispatcher() {
+    // (max, state before, claimed, state after): with `LINGER` set, a free place is not
+    // taken; `QUEUED` is set for the lingering dispatcher (which holds a place).
+    let table = [
+        (1, PLACE | LINGER, false, PLACE | LINGER | QUEUED),
+        (2, PLACE | LINGER, false, PLACE | LINGER | QUEUED),
+        (2, PLACE | LINGER | QUEUED, false, PLACE | LINGER | QUEUED),
+        (
+            3,
+            (2 * PLACE) | LINGER,
+            false,
+            (2 * PLACE) | LINGER | QUEUED,
+        ),
+    ];
+    for (max, before, claimed, after) in table {
+        let d = at(max, before);
+        assert_eq!(d.submitted(), claimed, "{max} {before:#b}");
+        assert_eq!(state(&d), after, "{max} {before:#b}");
+    }
+}
+
+#[test]
+fn a_dispatcher_finding_the_queues_empty_looks_again_lingers_or_leaves() {
+    // (state before, what next, state after)
+    let table = [
+        (PLACE | QUEUED, Empty::LookAgain, PLACE),
+        (PLACE, Empty::Linger, PLACE | LINGER),
+        (2 * PLACE, Empty::Linger, (2 * PLACE) | LINGER),
+        // Another one lingers: this one leaves, the other keeps its bit and place.
+        ((2 * PLACE) | LINGER, Empty::Left, PLACE | LINGER),
+        // `QUEUED` first, whoever lingers.
+        (
+            (2 * PLACE) | LINGER | QUEUED,
+            Empty::LookAgain,
+            (2 * PLACE) | LINGER,
+        ),
+    ];
+    for (before, next, after) in table {
+        let d = at(2, before);
+        assert_eq!(d.try_linger(), next, "{before:#b}");
+        assert_eq!(state(&d), after, "{before:#b}");
+    }
+}
+
+#[test]
+fn a_linger_ends_looking_again_when_queued_else_leaving() {
+    // (state before, left, state after)
+    let table = [
+        (PLACE | LINGER, true, 0),
+        (PLACE | LINGER | QUEUED, false, PLACE),
+        ((2 * PLACE) | LINGER, true, PLACE),
+        ((2 * PLACE) | LINGER | QUEUED, false, 2 * PLACE),
+    ];
+    for (before, left, after) in table {
+        let d = at(2, before);
+        assert_eq!(d.queued(), before & QUEUED != 0);
+        assert_eq!(d.end_linger(), left, "{before:#b}");
+        assert_eq!(state(&d), after, "{before:#b}");
+    }
+}
+
+#[test]
+fn a_linger_returns_at_once_when_queued_and_after_its_bound_otherwise() {
+    let d = at(1, PLACE | LINGER | QUEUED);
+    d.linger();
+    assert_eq!(
+        state(&d),
+        PLACE | LINGER | QUEUED,
+        "a linger only reads the word"
+    );
+    // Nothing queued: it returns after its bound (it does not wait for ever).
+    let d = at(1, PLACE | LINGER);
+    d.linger();
+    assert!(d.end_linger(), "{:#b}", state(&d));
+    assert_eq!(state(&d), 0);
+}
+
+#[test]
+fn a_linger_sees_a_submission_from_another_thread() {
+    // A dispatcher lingers (on this thread) while another thread submits: `submitted` sets
+    // `QUEUED`, the linger returns, and its end looks again. The linger is short (10 µs), so
+    // the submission may come after it: then the linger ends by leaving, and the submission
+    // (after the leave) takes the free place. Either way the job is seen, by exactly one.
+    // Fewer rounds under Miri, where each linger's clock is emulated.
+    for _ in 0..if cfg!(miri) { 4 } else { 200 } {
+        let d = Dispatchers::new(1);
+        assert!(d.submitted());
+        assert_eq!(d.try_linger(), Empty::Linger);
+        std::thread::scope(|s| {
+            let submitter = s.spawn(|| d.submitted());
+            d.linger();
+            let left = d.end_linger();
+            let claimed = submitter.join().unwrap();
+            // Looked again (kept the place), or left and the submitter took it.
+            assert_eq!(left, claimed);
+        });
+        // The one place is held by exactly one dispatcher (the one that looked again, or
+        // the submitter's fresh one), with nothing pending in the word.
+        assert_eq!(state(&d), PLACE);
+    }
 }
 
 #[test]
