@@ -1,8 +1,8 @@
 //! docs/guide.md, "The no_std core on a microcontroller-class target": the core's `Runner`
 //! with a clock of the host's own (a millisecond tick counter, as a SysTick interrupt would
 //! keep), a retry whose backoff is in ticks, an attempt timeout in ticks, a runner sized for
-//! a small RAM, and the pipeline of `nostd-check/` (which CI builds for
-//! `thumbv7em-none-eabihf`) run with a `ManualClock`. Everything in `firmware` uses `core`,
+//! a small RAM, and the pipeline of `nostd-check/` (the crate CI builds for
+//! `thumbv7em-none-eabihf`, called here on the host: `flujo_nostd_check::run_demo`). Everything in `firmware` uses `core`,
 //! `alloc` and `flujo_core` only; this file is a std program so that CI can run it. It
 //! checks every output and record, and exits non-zero on a mismatch.
 //!
@@ -14,10 +14,8 @@ use std::process::ExitCode;
 mod firmware {
     use core::sync::atomic::{AtomicU32, Ordering};
 
-    use flujo_core::graph::{
-        Clock, Graph, LoopOptions, ManualClock, ParallelOptions, StepError, TaskConfig,
-    };
-    use flujo_core::interp::{Outcome, RunOptions, Runner, RunnerConfig};
+    use flujo_core::graph::{Clock, Graph, StepError, TaskConfig};
+    use flujo_core::interp::{RunOptions, Runner, RunnerConfig};
     use flujo_core::policy::{Backoff, ErrorClass, RetryPolicy};
 
     /// A millisecond tick counter. On the board a timer interrupt increments `MS`; here the
@@ -100,39 +98,6 @@ mod firmware {
             SysTick.now() - start,
         )
     }
-
-    /// `nostd-check`'s pipeline, run with a `ManualClock`: `x + 1`, then `x * 2` and `x * 3`
-    /// in parallel (summed), then `+ 10` until at least 100 (at most 50 times).
-    pub fn nostd_check_demo(input: u32) -> Option<u32> {
-        let graph = Graph::<u32, ()>::build(|b| {
-            let inc = b.task("inc", |x: u32, _| Ok(x.saturating_add(1)));
-            let double = b.task("double", |x: u32, _| Ok(x.saturating_mul(2)));
-            let triple = b.task("triple", |x: u32, _| Ok(x.saturating_mul(3)));
-            let fan = b.parallel(
-                "fan",
-                &[double, triple],
-                |a: u32, c: u32| a.saturating_add(c),
-                ParallelOptions::default(),
-            );
-            let add10 = b.task("add10", |x: u32, _| Ok(x.saturating_add(10)));
-            let grow = b.loop_(
-                "grow",
-                add10,
-                LoopOptions::new()
-                    .max_iterations(50)
-                    .until(|x: &u32, _, _| *x >= 100),
-            );
-            b.sequence("pipeline", &[inc, fan, grow])
-        })
-        .ok()?;
-        let clock = ManualClock::default();
-        let mut r = runner::<u32>();
-        let res = r.run(&graph, input, (), &clock, &RunOptions::default());
-        match res.outcome {
-            Outcome::Succeeded => res.output,
-            Outcome::Failed | Outcome::Aborted => None,
-        }
-    }
 }
 
 fn main() -> ExitCode {
@@ -160,11 +125,11 @@ fn main() -> ExitCode {
     // nostd-check's own answers (its unit test asserts the same).
     check(
         "nostd-check demo",
-        firmware::nostd_check_demo(1) == Some(100),
+        flujo_nostd_check::run_demo(1) == Some(100),
     );
     check(
         "nostd-check demo",
-        firmware::nostd_check_demo(20) == Some(115),
+        flujo_nostd_check::run_demo(20) == Some(115),
     );
     if !ok {
         return ExitCode::FAILURE;
