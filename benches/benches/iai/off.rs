@@ -41,7 +41,7 @@ use iai_callgrind::{
 #[allow(clippy::duplicate_mod)]
 #[path = "../shared/w1_w2_w8.rs"]
 mod shared;
-use shared::{w8_context, w8_step, w8_write, Ctx1K, W8_BRANCHES, W8_WRITER};
+use shared::{w8_branches, w8_context, Ctx1K};
 
 /// Runs per bench (a multiple of the latency preset's sampling period, 64).
 const RUNS: u64 = 256;
@@ -146,24 +146,7 @@ fn mixed_graph() -> Graph<u64, Ctx1K> {
                 });
             steps.push(b.task_with(&format!("policy{i}"), |x, _| Ok(x + 1), cfg));
         }
-        let branches: Vec<_> = (0..W8_BRANCHES)
-            .map(|i| {
-                let step = w8_step(i);
-                if i == W8_WRITER {
-                    b.task_with(
-                        &format!("b{i}"),
-                        move |x, cx| {
-                            let y = step(x, cx.ctx());
-                            w8_write(x, cx.ctx_mut()?);
-                            Ok(y)
-                        },
-                        TaskConfig::new().writes_context(),
-                    )
-                } else {
-                    b.task(&format!("b{i}"), move |x, cx| Ok(step(x, cx.ctx())))
-                }
-            })
-            .collect();
+        let branches = w8_branches(b);
         steps.push(b.parallel(
             "fan",
             &branches,

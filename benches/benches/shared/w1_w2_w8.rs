@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use flujo_core::context::Context;
 use flujo_core::context::MergeStrategy;
-use flujo_core::graph::{Graph, ParallelOptions, StepError, TaskConfig};
+use flujo_core::graph::{Graph, GraphBuilder, NodeRef, ParallelOptions, StepError, TaskConfig};
 use flujo_core::interp::{Runner, RunnerConfig, Telemetry};
 use flujo_core::policy::{Backoff, RetryPolicy};
 use flujo_core::policy::{Breaker, BreakerConfig};
@@ -150,28 +150,33 @@ pub fn w8_write(x: u64, ctx: &mut Ctx1K) {
     ctx.parts[W8_WRITER][0] = x as u8;
 }
 
+/// W8's eight branches over the context, branch [`W8_WRITER`] writing.
+pub fn w8_branches(b: &mut GraphBuilder<'_, u64, Ctx1K>) -> Vec<NodeRef> {
+    (0..W8_BRANCHES)
+        .map(|i| {
+            let step = w8_step(i);
+            if i == W8_WRITER {
+                b.task_with(
+                    &format!("b{i}"),
+                    move |x, cx| {
+                        let y = step(x, cx.ctx());
+                        w8_write(x, cx.ctx_mut()?);
+                        Ok(y)
+                    },
+                    TaskConfig::new().writes_context(),
+                )
+            } else {
+                b.task(&format!("b{i}"), move |x, cx| Ok(step(x, cx.ctx())))
+            }
+        })
+        .collect()
+}
+
 /// W8: one parallel node, eight branches over the context, one of them writing; branch
 /// contexts merge back by overwrite, outputs reduce by sum.
 pub fn w8_graph() -> Graph<u64, Ctx1K> {
     Graph::build(|b| {
-        let branches: Vec<_> = (0..W8_BRANCHES)
-            .map(|i| {
-                let step = w8_step(i);
-                if i == W8_WRITER {
-                    b.task_with(
-                        &format!("b{i}"),
-                        move |x, cx| {
-                            let y = step(x, cx.ctx());
-                            w8_write(x, cx.ctx_mut()?);
-                            Ok(y)
-                        },
-                        TaskConfig::new().writes_context(),
-                    )
-                } else {
-                    b.task(&format!("b{i}"), move |x, cx| Ok(step(x, cx.ctx())))
-                }
-            })
-            .collect();
+        let branches = w8_branches(b);
         b.parallel(
             "fan",
             &branches,
