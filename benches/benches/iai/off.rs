@@ -41,7 +41,7 @@ use iai_callgrind::{
 #[allow(clippy::duplicate_mod)]
 #[path = "../shared/w1_w2_w8.rs"]
 mod shared;
-use shared::{w8_branches, w8_context, Ctx1K};
+use shared::{w8_branches, w8_context, Ctx1K, W8_BRANCHES, W8_WRITER};
 
 /// Runs per bench (a multiple of the latency preset's sampling period, 64).
 const RUNS: u64 = 256;
