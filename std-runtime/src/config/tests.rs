@@ -662,7 +662,11 @@ mod toml_tests {
             .map(|l| l.split('|').map(str::trim).collect())
             .collect();
         for row in &rows {
-            assert_eq!(row.len(), PIECES, "a row of 7 columns, no '|' inside: {row:?}");
+            assert_eq!(
+                row.len(),
+                PIECES,
+                "a row of 7 columns, no '|' inside: {row:?}"
+            );
         }
         let row_keys: Vec<&str> = rows.iter().map(|r| r[1].trim_matches('`')).collect();
         assert_eq!(row_keys, keys, "one row per key, in to_toml_string's order");
