@@ -603,6 +603,92 @@ mod toml_tests {
         }
     }
 
+    /// The keys of a TOML text, qualified by their table (`monitor.detector.warmup` for
+    /// `warmup` under `[monitor.detector]`), each with its value as written, in order.
+    /// Comment lines are skipped, so the templates' commented-out examples do not count.
+    fn qualified_keys(text: &str) -> Vec<(String, &str)> {
+        let mut table = "";
+        let mut keys = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if line.starts_with('[') {
+                table = line.trim_matches(|c: char| c == '[' || c == ']');
+                continue;
+            }
+            if let Some((key, value)) = line.split_once(" = ") {
+                let key = if table.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{table}.{key}")
+                };
+                keys.push((key, value));
+            }
+        }
+        keys
+    }
+
+    /// docs/configuration.md's "Every setting" table has one row per TOML key, qualified by
+    /// its table, in the order `to_toml_string` writes them, and each preset's cell holds
+    /// that preset's template value: the table cannot lose a setting or drift from a preset.
+    #[test]
+    fn the_configuration_doc_has_a_row_for_every_setting() {
+        const DOC: &str = include_str!("../../../docs/configuration.md");
+        // The columns: setting | unit | range | latency | throughput | low_memory | trade-off.
+        // Split on '|', a row has an empty piece before the first column and after the last.
+        const PIECES: usize = 9;
+        const FIRST_PRESET: usize = 4;
+
+        let (_, section) = DOC
+            .split_once("\n## Every setting\n")
+            .expect("docs/configuration.md has a \"## Every setting\" section");
+        let section = section.split_once("\n## ").map_or(section, |(s, _)| s);
+        // Every field is written (an unset duration as "none"), so this names all of them.
+        let full = OptimizationConfig::low_memory().to_toml_string().unwrap();
+        let keys: Vec<String> = qualified_keys(&full).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys.len(), 58, "{full}");
+        for key in &keys {
+            let row = format!("| `{key}` |");
+            assert!(
+                section.lines().any(|l| l.starts_with(&row)),
+                "docs/configuration.md, \"Every setting\": no row starts with {row:?}"
+            );
+        }
+
+        let rows: Vec<Vec<&str>> = section
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| l.split('|').map(str::trim).collect())
+            .collect();
+        for row in &rows {
+            assert_eq!(
+                row.len(),
+                PIECES,
+                "a row of 7 columns, no '|' inside: {row:?}"
+            );
+        }
+        let row_keys: Vec<&str> = rows.iter().map(|r| r[1].trim_matches('`')).collect();
+        assert_eq!(row_keys, keys, "one row per key, in to_toml_string's order");
+
+        for (column, (name, text)) in TEMPLATES.iter().enumerate() {
+            let values = qualified_keys(text);
+            for row in &rows {
+                let key = row[1].trim_matches('`');
+                let (_, value) = values
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .unwrap_or_else(|| panic!("{name}.toml lacks {key}"));
+                assert_eq!(
+                    row[FIRST_PRESET + column],
+                    format!("`{value}`"),
+                    "docs/configuration.md, \"Every setting\", {key}: the {name} cell is not \
+                     docs/config/{name}.toml's value"
+                );
+            }
+        }
+    }
+
     #[test]
     fn toml_round_trips() {
         let mut all: Vec<OptimizationConfig> = presets().to_vec();
