@@ -46,9 +46,6 @@ PYTHON_STEP_NS = 175_000
 # the workloads of BENCHMARKS.md that ratios.py does not compare. Function ids are the
 # criterion ones; IAI_NAMES maps them to the iai bench's where the two differ.
 EXTRA = [
-    ("W6_pool", "flujo", "box", None),
-    ("W6_pool", "flujo", "mimalloc", None),
-    ("W6_pool", "flujo", "lockfree_object_pool", None),
     ("W6_ticket_cells", "flujo_cells", "pair_alloc", None),
     ("W16_metrics_render", "flujo", "prometheus_client_fill_and_encode", None),
     ("W16_metrics_render", "flujo", "prometheus_client_encode_only", None),
@@ -91,6 +88,14 @@ IAI_EXPECTED = {
     "W8_context/deep_clone", "W9_telemetry/record_flujo", "W9_telemetry/record_hdrhistogram",
     "W9_quantile/quantile_flujo", "W9_quantile/quantile_hdrhistogram", "W10_breaker/flujo",
     "W10_breaker/failsafe", "W14_typed_chain/flujo_typed", "W14_typed_chain/flujo_enum",
+}
+
+# Workloads of BENCHMARKS.md that no longer have a subject, and why: named under the main
+# table, never listed as missing.
+RETIRED = {
+    "W6_pool": "the core's object pool (`core::pool`) was removed with no production caller "
+               "(commit 7ddcdc3); what the runtime pools now, its ticket cells, is "
+               "`W6_ticket_cells`",
 }
 
 # Workloads measured by iai alone (no criterion twin by design).
@@ -316,6 +321,7 @@ def page(found, counts, before, missing, run_note=None):
             "**noisy**" if noisy(comparison) else "",
         ]) + " |")
 
+    out += [""] + [f"Retired: `{w}`: {why}." for w, why in sorted(RETIRED.items())]
     out += ["", "### Instruction counts without a criterion twin", "",
             "| iai bench | Ir |", "|---|---|"]
     shown = set()

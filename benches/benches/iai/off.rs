@@ -38,9 +38,7 @@ use iai_callgrind::{
     library_benchmark, library_benchmark_group, Callgrind, EventKind, LibraryBenchmarkConfig,
 };
 
-#[allow(clippy::duplicate_mod)]
-#[path = "../shared/w1_w2_w8.rs"]
-mod shared;
+use crate::w1_w2_w8_shared as shared;
 use shared::{w8_branches, w8_context, Ctx1K, W8_BRANCHES, W8_WRITER};
 
 /// Runs per bench (a multiple of the latency preset's sampling period, 64).

@@ -14,8 +14,7 @@ use iai_callgrind::{
     library_benchmark, library_benchmark_group, Callgrind, EventKind, LibraryBenchmarkConfig,
 };
 
-#[path = "../shared/w1_w2_w8.rs"]
-mod shared;
+use crate::w1_w2_w8_shared as shared;
 use shared::w1_graph;
 
 /// Runs per bench.

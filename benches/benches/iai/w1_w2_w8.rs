@@ -14,8 +14,7 @@ use iai_callgrind::{
     library_benchmark, library_benchmark_group, Callgrind, EventKind, LibraryBenchmarkConfig,
 };
 
-#[path = "../shared/w1_w2_w8.rs"]
-mod shared;
+use crate::w1_w2_w8_shared as shared;
 use shared::{
     deep_clone_fan_out, w1_graph, w1_steps, w2_graph, w2_graph_boxed_validator, w2_runner,
     w2_runner_sampled, w8_context, w8_graph, Ctx1K,

@@ -1,8 +1,9 @@
 //! `W7_cache_hit` in instructions: a loop of `HITS` hits (key + lookup + output clone) on a
 //! warm cache; Ir per hit = total / `HITS`. The cache is built in the setup and handed back
-//! with the sum (so it is dropped outside the measured function): neither is counted. `flujo` keys by keyed BLAKE3 (`CacheKey`), `flujo_fast` by `FastKey` (ahash digest
-//! + the canonical bytes compared in full); `quick_cache` and `moka` key by a BLAKE3 hash of
-//! the input, `quick_cache_ahash` by the input itself, hashed with ahash.
+//! with the sum (so it is dropped outside the measured function): neither is counted.
+//! `flujo` keys by keyed BLAKE3 (`CacheKey`), `flujo_fast` by `FastKey` (ahash digest and the
+//! canonical bytes compared in full); `quick_cache` and `moka` key by a BLAKE3 hash of the
+//! input, `quick_cache_ahash` by the input itself, hashed with ahash.
 //!
 //! `W7_cache_key` (information, no limit): the key alone, ours beside a plain `blake3::hash`
 //! of the same 64 bytes, `HITS` times.
