@@ -266,6 +266,8 @@ fn giving_up_raises_should_stop_and_the_result_is_dropped_exactly_once() {
     pending.abandon();
     wait_for("the call ended", || p.stats().abandoned == 1);
     assert!(saw_stop.load(Ordering::SeqCst), "should_stop turned true");
+    // The given-up result is dropped after the call is counted, with no lock held.
+    wait_for("the result dropped", || drops.load(Ordering::SeqCst) >= 1);
     assert_eq!(
         drops.load(Ordering::SeqCst),
         1,
@@ -290,6 +292,7 @@ fn giving_up_raises_should_stop_and_the_result_is_dropped_exactly_once() {
     wait_for("the call started", || started.load(Ordering::SeqCst));
     drop(pending);
     wait_for("the call ended", || p.stats().abandoned == 2);
+    wait_for("the result dropped", || drops.load(Ordering::SeqCst) >= 2);
     assert_eq!(drops.load(Ordering::SeqCst), 2);
 
     // A result that came in but was never taken is dropped with its Pending, once; the
