@@ -524,11 +524,7 @@ fn the_detector_reports_an_error_rate_jump_on_the_real_clock() {
     let g = graph(&Time::Real, 10, Duration::ZERO);
     // Each bucket: the inputs run at the start of a bucket (100 trivial runs take far less
     // than 20 ms), then the clock is slept to the next bucket's start.
-    let res_ns = ticks(res);
-    let to_next_bucket = || {
-        let now = ex.clock().now();
-        std::thread::sleep(Duration::from_nanos(res_ns - now % res_ns + 100_000));
-    };
+    let to_next_bucket = || sleep_to_next_bucket(&ex, res);
     to_next_bucket();
     let step = |inputs: &[u64]| {
         for &i in inputs {
@@ -572,11 +568,7 @@ fn the_detector_reports_a_doubled_step_latency_on_the_real_clock() {
         };
         // 20 runs at the start of each bucket (20 to 40 ms of a 100 ms bucket), then the clock
         // is slept to the next bucket's start.
-        let res_ns = ticks(res);
-        let to_next_bucket = || {
-            let now = ex.clock().now();
-            std::thread::sleep(Duration::from_nanos(res_ns - now % res_ns + 100_000));
-        };
+        let to_next_bucket = || sleep_to_next_bucket(&ex, res);
         let bucket = || {
             for i in 0..20 {
                 ex.run(&g, i, ()).unwrap();
@@ -619,6 +611,13 @@ fn the_detector_reports_a_doubled_step_latency_on_the_real_clock() {
         assert!((1.5..3.0).contains(&e.value), "{preset}: {e:?}");
         assert!(e.samples >= 20, "{preset}: {e:?}");
     }
+}
+
+/// Sleeps until just past the start of the next bucket of `res` on `ex`'s clock.
+fn sleep_to_next_bucket(ex: &Executor<u64, ()>, res: Duration) {
+    let res_ns = ticks(res);
+    let now = ex.clock().now();
+    std::thread::sleep(Duration::from_nanos(res_ns - now % res_ns + 100_000));
 }
 
 /// `check` fails inputs divisible by 10: 1 in 100 for 20 buckets (no shift), then 1 in 10 for
