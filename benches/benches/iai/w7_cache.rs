@@ -35,10 +35,11 @@ const CAPACITY: usize = 4096;
 /// (691 per hit, teardown not counted; 708,923 before the whole-set scan; `quick_cache` with a
 /// BLAKE3 key: 698,855).
 const FLUJO_IR_LIMIT: u64 = 795_000;
-/// The Ir budget of `W7_cache_hit/flujo_fast`: about 1.15x its measured 136,934 (137 per
-/// hit; 148,107 before the whole-set scan, the one-array compare and hits counted by stamps).
-/// Its peer `quick_cache_ahash` moves with the bench binary's codegen: 137,855 to 169,318
-/// in builds of the same source (168,842 in this one).
+/// The Ir budget of `W7_cache_hit/flujo_fast`: about 1.07x its measured 147,268 (147 per
+/// hit, with the fingerprint kept once per step in the cache's table; 136,934 to 147,907
+/// before, with the whole key in every slot). Its peer `quick_cache_ahash` moves with the
+/// bench binary's codegen: 137,855 to 170,846 in builds of the same source (170,846 in this
+/// one).
 const FLUJO_FAST_IR_LIMIT: u64 = 157_500;
 /// The Ir budget of `W7_runtime_cache/flujo`: 1.15x 148,809, the highest count of the
 /// current code (127,748 in the build that set this limit: it drifts with the codegen of

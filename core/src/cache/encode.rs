@@ -138,6 +138,19 @@ impl<'h> KeyWriter<'h> {
         (!self.overflowed).then(|| &self.inline[..self.inline_len])
     }
 
+    /// The first `N` bytes of the inline buffer: the bytes written, then zeros (a buffer
+    /// starts zeroed and is only ever written from its start), so when
+    /// [`inline_bytes`](Self::inline_bytes) is at most `N` bytes long, this is them, zero
+    /// padded, without a copy of variable length.
+    #[inline(always)]
+    pub(super) fn inline_head<const N: usize>(&self) -> &[u8; N] {
+        const { assert!(N <= INLINE_LEN_MAX) };
+        match self.inline.first_chunk() {
+            Some(head) => head,
+            None => unreachable!(), // N <= INLINE_LEN_MAX
+        }
+    }
+
     /// Writes `bytes` as they are, with no length in front.
     ///
     /// Use it for fixed-width data only; variable-length data must be preceded by

@@ -1,6 +1,7 @@
 //! In-process cache keys: an ahash digest to index by, the canonical bytes to verify a hit.
 //! The design is in the docs of [`FastKey`].
 
+use alloc::vec::Vec;
 use core::fmt;
 use core::hash::{BuildHasher, Hash, Hasher};
 
@@ -51,6 +52,9 @@ const _: () = assert!(ID_LEN.is_multiple_of(16));
 /// - **Fallback**: a longer encoding keeps the 32 bytes of its [`CacheKey`] (keyed BLAKE3)
 ///   instead, marked as such, so it is as exact as the BLAKE3 mode (a 256-bit collision) and
 ///   costs what that mode costs. Nothing is allocated in either case.
+/// - **In a [`FixedCache`]**: a slot keeps the digest, the length and the kept bytes; the
+///   fingerprint is kept once per step in a table of the cache, and a hit compares the slot's
+///   row of it last.
 /// - **Seeding**: the seeds are public (a fingerprint is a hash of the step's name, version
 ///   and settings), and `ahash` is built without its runtime RNG. That is fine for the caches
 ///   it is meant for: a [`FixedCache`] scans at most [`FixedCache::WAYS`] slots per lookup
@@ -105,22 +109,29 @@ impl FastKey {
         input.encode(&mut writer);
         match writer.inline_bytes() {
             Some(canonical) if canonical.len() <= INLINE_MAX => {
-                Self::kept_whole(fingerprint, canonical)
+                Self::kept_whole(fingerprint, canonical, writer.inline_head())
             }
             _ => Self::kept_as_digest(fingerprint, input),
         }
     }
 
-    /// The key of an encoding short enough to keep.
+    /// The key of an encoding short enough to keep: `canonical`, and `padded`, the same bytes
+    /// zero padded to `INLINE_MAX`.
     #[inline(always)]
-    fn kept_whole(fingerprint: &StepFingerprint, canonical: &[u8]) -> Self {
+    fn kept_whole(
+        fingerprint: &StepFingerprint,
+        canonical: &[u8],
+        padded: &[u8; INLINE_MAX],
+    ) -> Self {
         debug_assert!(canonical.len() <= INLINE_MAX);
+        debug_assert!(padded.starts_with(canonical));
+        debug_assert!(padded[canonical.len()..].iter().all(|&b| b == 0));
         let fingerprint = fingerprint.as_bytes();
         let mut hasher = seeded(fingerprint).build_hasher();
         hasher.write(canonical);
         let mut id = [0; ID_LEN];
         id[..FINGERPRINT_LEN].copy_from_slice(fingerprint);
-        id[FINGERPRINT_LEN..FINGERPRINT_LEN + canonical.len()].copy_from_slice(canonical);
+        id[FINGERPRINT_LEN..].copy_from_slice(padded);
         Self {
             digest: hasher.finish(),
             // Below INLINE_MAX < 255: the cast is exact.
@@ -181,20 +192,162 @@ impl FastKey {
         }
     }
 
-    /// The key an empty cache slot holds; never compared, as the slot holds no value.
-    pub(super) const fn vacant() -> Self {
-        Self {
-            digest: 0,
-            len: 0,
-            id: [0; ID_LEN],
+    /// The key's bytes after the fingerprint: the canonical bytes or the `CacheKey`, zero
+    /// padded.
+    #[inline(always)]
+    fn kept_bytes(&self) -> &[u8; INLINE_MAX] {
+        match self.id.last_chunk() {
+            Some(bytes) => bytes,
+            None => unreachable!(), // ID_LEN = FINGERPRINT_LEN + INLINE_MAX
         }
     }
 
-    /// This key with its digest replaced: digest collisions on demand, for the tests.
-    #[cfg(test)]
-    pub(super) fn with_digest(mut self, digest: u64) -> Self {
+    /// This key with its digest replaced: digest collisions on demand, for the tests and the
+    /// `FixedCache` check program.
+    #[cfg(any(test, feature = "check"))]
+    pub(crate) fn with_digest(mut self, digest: u64) -> Self {
         self.digest = digest;
         self
+    }
+}
+
+/// What a [`FixedCache`] slot keeps of a [`FastKey`]: everything but the fingerprint, which
+/// the cache keeps once per step, in its [`Steps`] table. 80 bytes instead of 112, so that a
+/// slot with a value of up to 32 bytes fills two cache lines, not three or four.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct KeptFast {
+    /// [`FastKey::digest`].
+    digest: u64,
+    /// [`FastKey`]'s `len`.
+    len: u8,
+    /// The row of the key's fingerprint in the cache's [`Steps`].
+    step: u32,
+    /// [`FastKey::kept_bytes`].
+    bytes: [u8; INLINE_MAX],
+}
+
+impl KeptFast {
+    /// What an empty slot keeps; never compared, as the slot holds no value.
+    pub(super) const VACANT: Self = Self {
+        digest: 0,
+        len: 0,
+        step: 0,
+        bytes: [0; INLINE_MAX],
+    };
+
+    /// Whether this is what a slot keeps of `key`. The digest and the length settle most
+    /// differences; the kept bytes are then compared in full, and the fingerprint last, in
+    /// `steps` (a row a hit has just read, or will read again: it stays in L1).
+    #[inline(always)]
+    pub(super) fn is(&self, key: &FastKey, steps: &Steps) -> bool {
+        self.digest == key.digest
+            && self.len == key.len
+            && same_bytes(&self.bytes, key.kept_bytes())
+            && steps.is(self.step, key.fingerprint())
+    }
+}
+
+/// The fingerprints of the steps whose keys a `FixedCache<V, FastKey>` holds, one row per
+/// step, each with the number of slots that keep it. A row whose count falls to zero is
+/// reused by the next new step, so there are never more rows than slots that held an entry
+/// at once (at most the cache's capacity).
+#[derive(Debug, Default)]
+pub struct Steps {
+    /// `(fingerprint, slots keeping it)`; a row with no slots is free for another step.
+    rows: Vec<([u8; 32], u32)>,
+    /// The row last used for each value of a fingerprint's first byte, modulo `HINTS`: where
+    /// an insert looks first.
+    hints: [u32; HINTS],
+}
+
+/// The number of [`Steps`] hints.
+const HINTS: usize = 16;
+
+impl Steps {
+    /// Whether row `step` holds `fingerprint`.
+    #[inline(always)]
+    fn is(&self, step: u32, fingerprint: &[u8; 32]) -> bool {
+        self.rows
+            .get(step as usize)
+            .is_some_and(|(kept, _)| same_bytes(kept, fingerprint))
+    }
+
+    /// The row of `fingerprint` if a slot keeps it: the hinted row first, then all of them.
+    #[inline]
+    pub(super) fn find(&self, fingerprint: &[u8; 32]) -> Option<u32> {
+        let hint = self.hints[usize::from(fingerprint[0]) % HINTS];
+        match self.rows.get(hint as usize) {
+            Some((kept, slots)) if *slots > 0 && same_bytes(kept, fingerprint) => Some(hint),
+            _ => self.find_all(fingerprint),
+        }
+    }
+
+    /// [`find`](Self::find) past the hint: a scan of the rows.
+    #[cold]
+    fn find_all(&self, fingerprint: &[u8; 32]) -> Option<u32> {
+        let row = self
+            .rows
+            .iter()
+            .position(|(kept, slots)| *slots > 0 && kept == fingerprint)?;
+        // Rows are at most the capacity, at most 2^30: the cast is exact.
+        Some(row as u32)
+    }
+
+    /// Keeps `key` in a slot: its fingerprint's row is found, or a free one taken, or one
+    /// added. `Err(key)` when the table cannot grow (the allocator refused).
+    pub(super) fn keep(&mut self, key: FastKey) -> Result<KeptFast, FastKey> {
+        let fingerprint = key.fingerprint();
+        let row = match self.find(fingerprint) {
+            Some(row) => row as usize,
+            None => match self.rows.iter().position(|&(_, slots)| slots == 0) {
+                Some(free) => {
+                    self.rows[free].0 = *fingerprint;
+                    free
+                }
+                None if self.rows.try_reserve(1).is_ok() => {
+                    self.rows.push((*fingerprint, 0));
+                    self.rows.len() - 1
+                }
+                None => return Err(key),
+            },
+        };
+        self.rows[row].1 += 1;
+        // A row per slot that held an entry at once: at most 2^30, the cast is exact.
+        let row = row as u32;
+        self.hints[usize::from(fingerprint[0]) % HINTS] = row;
+        Ok(KeptFast {
+            digest: key.digest,
+            len: key.len,
+            step: row,
+            bytes: *key.kept_bytes(),
+        })
+    }
+
+    /// The key `kept` stands for, as its slot gives it up (its row's count drops).
+    pub(super) fn release(&mut self, kept: &KeptFast) -> FastKey {
+        let (fingerprint, slots) = &mut self.rows[kept.step as usize];
+        debug_assert!(*slots > 0);
+        *slots -= 1;
+        let mut id = [0; ID_LEN];
+        id[..FINGERPRINT_LEN].copy_from_slice(fingerprint);
+        id[FINGERPRINT_LEN..].copy_from_slice(&kept.bytes);
+        FastKey {
+            digest: kept.digest,
+            len: kept.len,
+            id,
+        }
+    }
+
+    /// Every slot gave its key up ([`FixedCache::clear`]).
+    pub(super) fn clear(&mut self) {
+        self.rows.clear();
+    }
+
+    /// The number of rows, free ones included.
+    #[cfg(test)]
+    pub(super) fn rows(&self) -> usize {
+        self.rows.len()
     }
 }
 

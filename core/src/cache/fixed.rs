@@ -1,6 +1,7 @@
 //! A fixed-capacity, set-associative result cache with LRU eviction within a set.
 //!
-//! The slots are allocated once, at construction, and never grow. They are grouped into sets of
+//! The slots are allocated once, at construction, and never grow (a cache keyed by [`FastKey`]
+//! also keeps a table of its steps' fingerprints; see [`FixedCache`]). They are grouped into sets of
 //! [`FixedCache::WAYS`] slots. The last set is padded to a whole set, and its slots past the
 //! capacity are never filled, so the capacity is exactly what was asked for while every
 //! lookup scans a whole set (no bounds to work out on the hit path). A key's set is chosen from 64 index bits by multiply-shift range
@@ -34,35 +35,82 @@ impl FixedKey for CacheKey {}
 impl FixedKey for FastKey {}
 
 mod sealed {
+    use super::super::fast::{KeptFast, Steps};
     use super::{CacheKey, FastKey};
 
     /// What the cache needs of a key; outside the public API.
-    pub trait Sealed: Eq {
+    pub trait Sealed: Eq + Sized {
+        /// What a slot keeps of a key.
+        type Kept: Copy;
+        /// What the cache keeps beside its slots for this key type.
+        type Side: Default;
+        /// What an empty slot keeps (never compared: the slot has no value).
+        const VACANT: Self::Kept;
         /// 64 uniform bits the key's set is chosen from.
         fn index_bits(&self) -> u64;
-        /// The key an empty slot holds (never compared: the slot has no value).
-        fn vacant() -> Self;
+        /// Whether `kept`, kept by an occupied slot, is this key.
+        fn is(&self, kept: &Self::Kept, side: &Self::Side) -> bool;
+        /// What a slot keeps of this key; `Err(self)` when `side` cannot grow to keep it.
+        fn keep(self, side: &mut Self::Side) -> Result<Self::Kept, Self>;
+        /// The key `kept` stands for, as its slot gives it up.
+        fn release(kept: &Self::Kept, side: &mut Self::Side) -> Self;
+        /// Every slot gave its key up.
+        fn clear(side: &mut Self::Side);
     }
 
     impl Sealed for CacheKey {
+        type Kept = CacheKey;
+        type Side = ();
+        const VACANT: CacheKey = CacheKey::from_bytes([0; 32]);
+
         #[inline(always)]
         fn index_bits(&self) -> u64 {
             CacheKey::index_bits(self)
         }
 
-        fn vacant() -> Self {
-            CacheKey::from_bytes([0; 32])
+        #[inline(always)]
+        fn is(&self, kept: &CacheKey, (): &()) -> bool {
+            self == kept
         }
+
+        #[inline(always)]
+        fn keep(self, (): &mut ()) -> Result<CacheKey, CacheKey> {
+            Ok(self)
+        }
+
+        #[inline(always)]
+        fn release(kept: &CacheKey, (): &mut ()) -> CacheKey {
+            *kept
+        }
+
+        fn clear((): &mut ()) {}
     }
 
     impl Sealed for FastKey {
+        type Kept = KeptFast;
+        type Side = Steps;
+        const VACANT: KeptFast = KeptFast::VACANT;
+
         #[inline(always)]
         fn index_bits(&self) -> u64 {
             self.digest()
         }
 
-        fn vacant() -> Self {
-            FastKey::vacant()
+        #[inline(always)]
+        fn is(&self, kept: &KeptFast, steps: &Steps) -> bool {
+            kept.is(self, steps)
+        }
+
+        fn keep(self, steps: &mut Steps) -> Result<KeptFast, FastKey> {
+            steps.keep(self)
+        }
+
+        fn release(kept: &KeptFast, steps: &mut Steps) -> FastKey {
+            steps.release(kept)
+        }
+
+        fn clear(steps: &mut Steps) {
+            steps.clear();
         }
     }
 }
@@ -125,52 +173,59 @@ pub struct CacheStats {
     pub removals: u64,
 }
 
-/// One slot of a set. Invariant: `key`, `used_stamp` and `inserted_at_ticks` describe the
-/// entry only while `value` is `Some`.
-struct Slot<V, K> {
-    key: K,
+/// One slot of a set. Invariant: `key` and `used_stamp` (and the slot's entry in the cache's
+/// `inserted_at_ticks`) describe the entry only while `value` is `Some`.
+///
+/// The time of insertion is kept apart, and only with a time-to-live, so that a `FastKey`
+/// slot with a value of up to 32 bytes is 128 bytes: two cache lines, as its set is aligned to
+/// one.
+#[repr(C)]
+struct Slot<V, K: FixedKey> {
+    /// What the slot keeps of the entry's key.
+    key: K::Kept,
+    value: Option<V>,
     /// The cache's `stamp_next` when this entry was last inserted or hit: larger is more
     /// recent. Unique among occupied slots.
     used_stamp: u64,
-    /// The `now_ticks` of the insert that stored this entry.
-    inserted_at_ticks: u64,
-    value: Option<V>,
 }
 
 impl<V, K: FixedKey> Slot<V, K> {
-    fn empty() -> Self {
-        Self {
-            key: K::vacant(),
-            used_stamp: 0,
-            inserted_at_ticks: 0,
-            value: None,
-        }
-    }
+    const EMPTY: Self = Self {
+        key: K::VACANT,
+        value: None,
+        used_stamp: 0,
+    };
 
     /// Whether this slot holds the entry of `key`.
     #[inline(always)]
-    fn holds(&self, key: &K) -> bool {
-        // The comparison of the whole key is its verification.
-        self.value.is_some() && self.key == *key
-    }
-
-    /// Whether this occupied slot's entry is live at `now_ticks` under `ttl_ticks`.
-    #[inline(always)]
-    fn is_live(&self, ttl_ticks: Option<NonZeroU64>, now_ticks: u64) -> bool {
-        debug_assert!(self.value.is_some());
-        match ttl_ticks {
-            None => true,
-            // A clock that went backwards gives an age of 0: the entry is fresh, not expired.
-            Some(ttl) => now_ticks.saturating_sub(self.inserted_at_ticks) < ttl.get(),
-        }
+    fn holds(&self, key: &K, side: &K::Side) -> bool {
+        // The comparison of the whole key is its verification. The key first: it starts the
+        // slot, so another key's slot is told apart in the slot's first cache line.
+        key.is(&self.key, side) && self.value.is_some()
     }
 }
+
+// A `FastKey` slot with a 32-byte value (`Option` of it: 40 bytes) fills two cache lines.
+const _: () = assert!(core::mem::size_of::<Slot<[u64; 4], FastKey>>() == 128);
+const _: () = assert!(core::mem::align_of::<Set<[u64; 4], FastKey>>() == 64);
+
+/// The [`WAYS`] slots of a set, aligned to a cache line, so that a slot whose size is a
+/// multiple of 64 bytes never straddles one more line than it fills.
+#[repr(align(64))]
+struct Set<V, K: FixedKey>([Slot<V, K>; WAYS]);
 
 /// A fixed-capacity result cache keyed by [`CacheKey`] (by default) or [`FastKey`], usable
 /// without `std`.
 ///
-/// - capacity fixed at construction: one allocation, never grows (it is rounded up to whole
-///   sets of [`WAYS`](Self::WAYS) slots; the few slots past the capacity stay empty);
+/// - capacity fixed at construction: the slots are allocated once and never grow (they are
+///   rounded up to whole sets of [`WAYS`](Self::WAYS) slots; the few slots past the capacity
+///   stay empty); with a time-to-live, one more array holds each slot's time of insertion;
+/// - keyed by [`FastKey`], a slot keeps the key but for its step's fingerprint, which the cache
+///   keeps once per step in a table beside the slots (a 32-byte value and its key then fill
+///   two cache lines). The table gains a row when an insert brings a step that has no entries,
+///   reuses the rows of steps whose entries are gone, and never has more rows than the
+///   capacity plus one; an insert that needs a new row and cannot allocate it is handed back
+///   at once (counted as an insert and an eviction);
 /// - set-associative ([`WAYS`](Self::WAYS) ways per set), exact LRU within a set;
 /// - every lookup compares the whole key, so a collision of index bits is harmless (see
 ///   [`FixedKey`] for the two key types);
@@ -199,12 +254,17 @@ impl<V, K: FixedKey> Slot<V, K> {
 pub struct FixedCache<V, K: FixedKey = CacheKey> {
     /// `set_count` sets; slot `w` of set `s` is slot `s * WAYS + w`. Slots from `capacity` on
     /// (the last set's padding) stay empty.
-    sets: Box<[[Slot<V, K>; WAYS]]>,
+    sets: Box<[Set<V, K>]>,
     /// `sets.len()`: `capacity.div_ceil(WAYS)`, at least 1.
     set_count: usize,
     /// The number of slots that may hold entries, in `1 ..= MAX_CAPACITY`.
     capacity: usize,
     ttl_ticks: Option<NonZeroU64>,
+    /// The `now_ticks` of the insert that stored each slot's entry, by slot index; empty
+    /// without a time-to-live.
+    inserted_at_ticks: Box<[u64]>,
+    /// What the key type keeps beside the slots (the steps' fingerprints of `FastKey`s).
+    side: K::Side,
     /// The next LRU stamp; incremented by every hit and insert, and by nothing else, so the
     /// hits are `stamp_next - stats.inserts` (`stats.hits` is not kept apart: a hit pays one
     /// increment, not two). At 2^64 operations it would wrap, which takes centuries.
@@ -279,17 +339,26 @@ impl<V, K: FixedKey> FixedCache<V, K> {
         let set_count = set_count_for(capacity);
         debug_assert!(set_count >= 1 && (set_count - 1) * WAYS < capacity);
         debug_assert!(set_count * WAYS >= capacity);
+        let alloc_failed = |_| CacheError::AllocFailed {
+            requested: capacity,
+        };
         let mut sets = Vec::new();
-        sets.try_reserve_exact(set_count)
-            .map_err(|_| CacheError::AllocFailed {
-                requested: capacity,
-            })?;
-        sets.extend((0..set_count).map(|_| core::array::from_fn(|_| Slot::empty())));
+        sets.try_reserve_exact(set_count).map_err(alloc_failed)?;
+        sets.extend((0..set_count).map(|_| Set([Slot::EMPTY; WAYS])));
+        let mut inserted_at_ticks = Vec::new();
+        if ttl_ticks.is_some() {
+            inserted_at_ticks
+                .try_reserve_exact(set_count * WAYS)
+                .map_err(alloc_failed)?;
+            inserted_at_ticks.resize(set_count * WAYS, 0);
+        }
         Ok(Self {
             sets: sets.into_boxed_slice(),
             set_count,
             capacity,
             ttl_ticks,
+            inserted_at_ticks: inserted_at_ticks.into_boxed_slice(),
+            side: K::Side::default(),
             stamp_next: 0,
             len: 0,
             stats: CacheStats::default(),
@@ -332,17 +401,22 @@ impl<V, K: FixedKey> FixedCache<V, K> {
     /// Looks up `key` at time `now_ticks`: the value if its entry is present and live.
     ///
     /// A hit marks the entry most recently used. Counts a hit or a miss.
-    #[inline]
+    #[inline(always)]
     pub fn get(&mut self, key: &K, now_ticks: u64) -> Option<&V> {
         let set = self.set_of(key);
-        let ttl_ticks = self.ttl_ticks;
-        // One pass over the set, the found slot borrowed once: the hit path works out no
-        // index.
+        let (ttl_ticks, inserted_at_ticks, side) =
+            (self.ttl_ticks, &self.inserted_at_ticks, &self.side);
+        // One pass over the set, the found slot borrowed once.
         let found = self.sets[set]
+            .0
             .iter_mut()
-            .find(|slot| slot.holds(key))
-            .filter(|slot| slot.is_live(ttl_ticks, now_ticks));
-        let Some(slot) = found else {
+            .enumerate()
+            .find(|(_, slot)| slot.holds(key, side))
+            .filter(|&(way, _)| {
+                ttl_ticks
+                    .is_none_or(|ttl| is_fresh(ttl, inserted_at_ticks[set * WAYS + way], now_ticks))
+            });
+        let Some((_, slot)) = found else {
             self.stats.misses += 1;
             return None;
         };
@@ -357,17 +431,39 @@ impl<V, K: FixedKey> FixedCache<V, K> {
     ///
     /// Returns what the insert pushed out: the previous value of `key` (a replacement, expired
     /// or not), or, when the set was full, the evicted entry of another key (the least recently
-    /// used expired entry if there is one, else the least recently used entry).
+    /// used expired entry if there is one, else the least recently used entry). An insert by
+    /// [`FastKey`] whose step needs a new row in the cache's table of fingerprints, when the
+    /// allocator refuses it, is handed back itself (counted as an insert and an eviction).
     pub fn insert(&mut self, key: K, value: V, now_ticks: u64) -> Option<(K, V)> {
         self.stats.inserts += 1;
         let stamp = self.next_stamp();
         let (index, outcome) = self.place(&key, now_ticks);
-        let slot = self.slot_mut(index);
-        let old_value = slot.value.replace(value);
-        let old_key = core::mem::replace(&mut slot.key, key);
-        let displaced = old_value.map(|old| (old_key, old));
-        slot.used_stamp = stamp;
-        slot.inserted_at_ticks = now_ticks;
+        let displaced = match outcome {
+            // The slot keeps what it keeps: the keys are equal.
+            Place::Replace => self
+                .slot_mut(index)
+                .value
+                .replace(value)
+                .map(|old| (key, old)),
+            Place::Empty | Place::Evict => {
+                let kept = match key.keep(&mut self.side) {
+                    Ok(kept) => kept,
+                    // The side table could not grow: the insert is handed back at once.
+                    Err(key) => {
+                        self.stats.evictions += 1;
+                        return Some((key, value));
+                    }
+                };
+                let slot = &mut self.sets[index / WAYS].0[index % WAYS];
+                let old_kept = core::mem::replace(&mut slot.key, kept);
+                let old = slot.value.replace(value);
+                old.map(|old| (K::release(&old_kept, &mut self.side), old))
+            }
+        };
+        self.slot_mut(index).used_stamp = stamp;
+        if let Some(inserted_at) = self.inserted_at_ticks.get_mut(index) {
+            *inserted_at = now_ticks;
+        }
         match outcome {
             Place::Replace => self.stats.replacements += 1,
             Place::Empty => self.len += 1,
@@ -375,7 +471,7 @@ impl<V, K: FixedKey> FixedCache<V, K> {
         }
         debug_assert_eq!(displaced.is_some(), !matches!(outcome, Place::Empty));
         debug_assert!(displaced.as_ref().is_none_or(|(old_key, _)| {
-            (*old_key == self.slot(index).key) == matches!(outcome, Place::Replace)
+            old_key.is(&self.slot(index).key, &self.side) == matches!(outcome, Place::Replace)
         }));
         debug_assert!(self.len <= self.capacity());
         displaced
@@ -384,8 +480,10 @@ impl<V, K: FixedKey> FixedCache<V, K> {
     /// Takes the entry of `key` out (even an expired one) and returns its value.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let index = self.find(key)?;
-        let value = self.slot_mut(index).value.take();
+        let slot = &mut self.sets[index / WAYS].0[index % WAYS];
+        let value = slot.value.take();
         debug_assert!(value.is_some());
+        K::release(&slot.key, &mut self.side);
         self.len -= 1;
         self.stats.removals += 1;
         value
@@ -393,24 +491,25 @@ impl<V, K: FixedKey> FixedCache<V, K> {
 
     /// Drops every entry. The counts are kept; each dropped entry counts as a removal.
     pub fn clear(&mut self) {
-        for slot in self.sets.iter_mut().flatten() {
+        for slot in self.sets.iter_mut().flat_map(|set| &mut set.0) {
             if slot.value.take().is_some() {
                 self.stats.removals += 1;
             }
         }
+        K::clear(&mut self.side);
         self.len = 0;
     }
 
     /// The slot with index `index` (`set * WAYS + way`).
     #[inline(always)]
     fn slot(&self, index: usize) -> &Slot<V, K> {
-        &self.sets[index / WAYS][index % WAYS]
+        &self.sets[index / WAYS].0[index % WAYS]
     }
 
     /// [`slot`](Self::slot), mutably.
     #[inline(always)]
     fn slot_mut(&mut self, index: usize) -> &mut Slot<V, K> {
-        &mut self.sets[index / WAYS][index % WAYS]
+        &mut self.sets[index / WAYS].0[index % WAYS]
     }
 
     /// The set of `key`.
@@ -427,15 +526,18 @@ impl<V, K: FixedKey> FixedCache<V, K> {
     fn find(&self, key: &K) -> Option<usize> {
         let set = self.set_of(key);
         self.sets[set]
+            .0
             .iter()
-            .position(|slot| slot.holds(key))
+            .position(|slot| slot.holds(key, &self.side))
             .map(|way| set * WAYS + way)
     }
 
     /// Whether the occupied slot `index` is live at `now_ticks`.
     #[inline(always)]
     fn is_live(&self, index: usize, now_ticks: u64) -> bool {
-        self.slot(index).is_live(self.ttl_ticks, now_ticks)
+        debug_assert!(self.slot(index).value.is_some());
+        self.ttl_ticks
+            .is_none_or(|ttl| is_fresh(ttl, self.inserted_at_ticks[index], now_ticks))
     }
 
     fn next_stamp(&mut self) -> u64 {
@@ -458,7 +560,7 @@ impl<V, K: FixedKey> FixedCache<V, K> {
                 empty = empty.or(Some(index));
                 continue;
             }
-            if slot.key == *key {
+            if key.is(&slot.key, &self.side) {
                 return (index, Place::Replace);
             }
             let rank = (self.is_live(index, now_ticks), slot.used_stamp);
@@ -472,6 +574,21 @@ impl<V, K: FixedKey> FixedCache<V, K> {
             (None, None) => unreachable!("a set has at least one slot"),
         }
     }
+}
+
+#[cfg(test)]
+impl<V> FixedCache<V, FastKey> {
+    /// The rows of the cache's table of step fingerprints, free ones included.
+    pub(super) fn step_rows(&self) -> usize {
+        self.side.rows()
+    }
+}
+
+/// Whether an entry inserted at `inserted_at_ticks` is live at `now_ticks` under `ttl_ticks`.
+#[inline(always)]
+fn is_fresh(ttl_ticks: NonZeroU64, inserted_at_ticks: u64, now_ticks: u64) -> bool {
+    // A clock that went backwards gives an age of 0: the entry is fresh, not expired.
+    now_ticks.saturating_sub(inserted_at_ticks) < ttl_ticks.get()
 }
 
 /// What the slot an insert goes to holds.

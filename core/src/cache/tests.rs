@@ -990,35 +990,49 @@ fn fast_keys_with_colliding_digests_never_return_another_keys_value() {
 fn random_programs_by_fast_key_agree_with_a_model() {
     let ops = if cfg!(miri) { 200 } else { 50_000 };
     let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
-    // Short inputs (kept whole) and long ones (keyed by their CacheKey); half of the digests
-    // forged into four values, so sets and digests collide often.
-    let inputs: Vec<Vec<u8>> = (0u8..48).map(|i| vec![i; 1 + usize::from(i) * 3]).collect();
-    let keys: Vec<FastKey> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, input)| {
-            let key = fast(input);
+    // Short inputs (kept whole) and long ones (keyed by their CacheKey) of three steps, so the
+    // cache's table of fingerprints gains, shares, frees and reuses rows; half of the digests
+    // forged into four values, so sets and digests collide often, across steps too.
+    let steps: Vec<StepFingerprint> = (0..3)
+        .map(|version| StepFingerprint::builder("model-step", version).build())
+        .collect();
+    let keys: Vec<FastKey> = (0u8..48)
+        .map(|i| {
+            let input = vec![i % 16; 1 + usize::from(i % 16) * 6];
+            let key = FastKey::new(&steps[usize::from(i / 16)], &input);
             if i % 2 == 0 {
-                key.with_digest(i as u64 % 4)
+                key.with_digest(u64::from(i) % 4)
             } else {
                 key
             }
         })
         .collect();
     assert!(keys.iter().any(|k| k.canonical_bytes().is_none()));
-    for capacity in [1usize, 5, 8, 20] {
-        let mut cache = FixedCache::with_ttl(capacity, 40).unwrap();
-        // The model: the latest value of each input index, and when it was stored.
+    for (capacity, ttl) in [
+        (1usize, None),
+        (5, Some(40)),
+        (8, None),
+        (20, Some(40)),
+        (20, None),
+    ] {
+        let mut cache = match ttl {
+            None => FixedCache::new(capacity),
+            Some(ttl) => FixedCache::with_ttl(capacity, ttl),
+        }
+        .unwrap();
+        // The model: the latest value of each key index, and when it was stored.
         let mut latest: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
         let index_of = |key: &FastKey| keys.iter().position(|k| k == key).expect("known key");
+        let live = |now: u64, inserted_at: u64| ttl.is_none_or(|ttl| now - inserted_at < ttl);
         let mut now = 0u64;
         for op in 0..ops {
             now += rng.next() % 3;
             let i = (rng.next() % 48) as usize;
             let k = keys[i];
-            match rng.next() % 3 {
-                0 => {
+            match rng.next() % 7 {
+                0..=2 => {
                     if let Some((old_key, old_value)) = cache.insert(k, op, now) {
+                        // Handed back whole: its fingerprint too, or it would not be found.
                         assert_eq!(
                             latest.remove(&index_of(&old_key)).map(|v| v.0),
                             Some(old_value)
@@ -1026,21 +1040,67 @@ fn random_programs_by_fast_key_agree_with_a_model() {
                     }
                     latest.insert(i, (op, now));
                 }
-                1 => {
+                3 | 4 => {
                     if let Some(value) = cache.get(&k, now).copied() {
                         let (expected, inserted_at) = latest[&i];
                         assert_eq!(value, expected);
-                        assert!(now - inserted_at < 40);
+                        assert!(live(now, inserted_at));
                     } else if let Some(&(_, inserted_at)) = latest.get(&i) {
-                        assert!(now - inserted_at >= 40);
+                        assert!(!live(now, inserted_at));
                     }
                 }
-                _ => {
+                5 => {
                     assert_eq!(cache.remove(&k), latest.remove(&i).map(|v| v.0));
                 }
+                _ if op % 97 == 0 => {
+                    cache.clear();
+                    latest.clear();
+                }
+                _ => {}
             }
             assert_eq!(cache.len(), latest.len());
             assert!(cache.len() <= capacity);
+            assert!(cache.step_rows() <= capacity.min(steps.len()) + 1);
         }
     }
+}
+
+#[test]
+fn a_fast_key_cache_keeps_each_steps_fingerprint_once_and_reuses_freed_rows() {
+    let steps: Vec<StepFingerprint> = (0..40)
+        .map(|version| StepFingerprint::builder("many-steps", version).build())
+        .collect();
+    let mut cache = FixedCache::new(1024).unwrap();
+    // The same input under 40 steps (more than the table's hints): 40 entries, 40 rows, each
+    // found again by its own step only.
+    for (value, step) in steps.iter().enumerate() {
+        assert_eq!(cache.insert(FastKey::new(step, &7u64), value, 0), None);
+    }
+    assert_eq!(cache.step_rows(), 40);
+    for (value, step) in steps.iter().enumerate() {
+        assert_eq!(cache.get(&FastKey::new(step, &7u64), 0), Some(&value));
+    }
+    // Many inputs of one step share its row.
+    for input in 0u64..100 {
+        assert!(
+            cache
+                .insert(FastKey::new(&steps[0], &input), 0, 0)
+                .is_none()
+                || input == 7
+        );
+    }
+    assert_eq!(cache.step_rows(), 40);
+    // Once a step's last entry leaves, its row serves a new step.
+    assert_eq!(cache.remove(&FastKey::new(&steps[39], &7u64)), Some(39));
+    let newcomer = StepFingerprint::builder("newcomer", 1).build();
+    assert_eq!(cache.insert(FastKey::new(&newcomer, &7u64), 100, 0), None);
+    assert_eq!(cache.step_rows(), 40);
+    assert_eq!(cache.get(&FastKey::new(&newcomer, &7u64), 0), Some(&100));
+    assert_eq!(cache.get(&FastKey::new(&steps[39], &7u64), 0), None);
+    // A clear frees them all.
+    cache.clear();
+    assert_eq!(cache.step_rows(), 0);
+    assert_eq!(cache.insert(FastKey::new(&steps[5], &7u64), 5, 0), None);
+    assert_eq!(cache.get(&FastKey::new(&steps[5], &7u64), 0), Some(&5));
+    assert_eq!(cache.step_rows(), 1);
 }

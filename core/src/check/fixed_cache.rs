@@ -4,38 +4,43 @@
 //! Layout of the bytes:
 //! - byte 0: capacity `1 + b % 40` (one to five sets, the last one often partial);
 //! - byte 1: bit 7 set = a time-to-live of `1 + (b & 0x0f)` ticks, bit 6 set = the clock starts
-//!   64 ticks before `u64::MAX` (it saturates there);
+//!   64 ticks before `u64::MAX` (it saturates there), bit 5 set = keys are [`FastKey`]s of four
+//!   steps (the cache's table of fingerprints in play), else [`CacheKey`]s;
 //! - then two bytes per operation: `op = b0 & 7`, `key id = b0 >> 3` (32 keys), and
 //!   `b1 & 3` ticks of time passing before it. Key ids with equal low three bits share their
 //!   index bits exactly, so they always collide in a set and only the full key comparison
-//!   tells them apart.
+//!   tells them apart (as fast keys, they are the same input under four steps: only the
+//!   fingerprint tells them apart).
 //!
 //! Every answer (the value found, the entry handed back, `len`, every count) is asserted.
 
 use alloc::vec::Vec;
 
-use crate::cache::{set_count_for, set_len, set_of, CacheKey, CacheStats, FixedCache};
+use crate::cache::{
+    set_count_for, set_len, set_of, CacheKey, CacheStats, FastKey, FixedCache, FixedKey,
+    StepFingerprint,
+};
 
 /// One entry of the model.
 #[derive(Clone, Copy, Debug)]
-struct Entry {
-    key: CacheKey,
+struct Entry<K> {
+    key: K,
     value: u32,
     used_stamp: u64,
     inserted_at_ticks: u64,
 }
 
 /// The model: a list of entries, with the cache's placement rule spelled out by brute force.
-struct Model {
-    entries: Vec<Entry>,
+struct Model<K> {
+    entries: Vec<Entry<K>>,
     capacity: usize,
     ttl_ticks: Option<u64>,
     stamp_next: u64,
     stats: CacheStats,
 }
 
-impl Model {
-    fn is_live(&self, entry: &Entry, now_ticks: u64) -> bool {
+impl<K: FixedKey + Copy> Model<K> {
+    fn is_live(&self, entry: &Entry<K>, now_ticks: u64) -> bool {
         self.ttl_ticks
             .is_none_or(|ttl| now_ticks.saturating_sub(entry.inserted_at_ticks) < ttl)
     }
@@ -46,11 +51,11 @@ impl Model {
         stamp
     }
 
-    fn position(&self, key: &CacheKey) -> Option<usize> {
+    fn position(&self, key: &K) -> Option<usize> {
         self.entries.iter().position(|entry| entry.key == *key)
     }
 
-    fn get(&mut self, key: &CacheKey, now_ticks: u64) -> Option<u32> {
+    fn get(&mut self, key: &K, now_ticks: u64) -> Option<u32> {
         let live = self
             .position(key)
             .filter(|&index| self.is_live(&self.entries[index], now_ticks));
@@ -64,7 +69,7 @@ impl Model {
         Some(self.entries[index].value)
     }
 
-    fn insert(&mut self, key: CacheKey, value: u32, now_ticks: u64) -> Option<(CacheKey, u32)> {
+    fn insert(&mut self, key: K, value: u32, now_ticks: u64) -> Option<(K, u32)> {
         self.stats.inserts += 1;
         let entry = Entry {
             key,
@@ -99,7 +104,7 @@ impl Model {
         displaced
     }
 
-    fn remove(&mut self, key: &CacheKey) -> Option<u32> {
+    fn remove(&mut self, key: &K) -> Option<u32> {
         let index = self.position(key)?;
         self.stats.removals += 1;
         Some(self.entries.swap_remove(index).value)
@@ -111,12 +116,24 @@ impl Model {
     }
 }
 
-/// The key of id `id` (`0 .. 32`): index bits from the low three bits, the rest from all five.
-fn key_of(id: u8) -> CacheKey {
+/// The index bits of key id `id` (`0 .. 32`): from its low three bits.
+fn index_bits_of(id: u8) -> u64 {
+    u64::from(id & 7) * (u64::MAX / 8)
+}
+
+/// The `CacheKey` of id `id`: index bits from the low three bits, the rest from all five.
+fn cache_key_of(id: u8) -> CacheKey {
     let mut bytes = [id; 32];
-    let index_bits = u64::from(id & 7) * (u64::MAX / 8);
-    bytes[..8].copy_from_slice(&index_bits.to_le_bytes());
+    bytes[..8].copy_from_slice(&index_bits_of(id).to_le_bytes());
     CacheKey::from_bytes(bytes)
+}
+
+/// The `FastKey` of id `id`: the input `id & 7` (short, or long enough to be keyed by its
+/// `CacheKey` when `id & 4`) under step `id >> 3`, its digest forced to the index bits.
+fn fast_key_of(id: u8) -> FastKey {
+    let step = StepFingerprint::builder("check", u32::from(id >> 3)).build();
+    let input = alloc::vec![id & 7; if id & 4 == 0 { 3 } else { 3 * FastKey::INLINE_MAX }];
+    FastKey::new(&step, &input).with_digest(index_bits_of(id))
 }
 
 /// Runs `data` as an operation program against the structure and its model.
@@ -124,7 +141,24 @@ pub fn run(data: &[u8]) {
     let [capacity_byte, config_byte, ops @ ..] = data else {
         return;
     };
-    let capacity = 1 + usize::from(*capacity_byte % 40);
+    if config_byte & 0x20 == 0 {
+        run_with(*capacity_byte, *config_byte, ops, cache_key_of);
+    } else {
+        let keys: Vec<FastKey> = (0..32).map(fast_key_of).collect();
+        run_with(*capacity_byte, *config_byte, ops, |id| {
+            keys[usize::from(id)]
+        });
+    }
+}
+
+/// [`run`] with the keys of `key_of`.
+fn run_with<K: FixedKey + Copy + core::fmt::Debug>(
+    capacity_byte: u8,
+    config_byte: u8,
+    ops: &[u8],
+    key_of: impl Fn(u8) -> K,
+) {
+    let capacity = 1 + usize::from(capacity_byte % 40);
     let ttl_ticks = (config_byte & 0x80 != 0).then(|| 1 + u64::from(config_byte & 0x0f));
     let mut now_ticks = if config_byte & 0x40 != 0 {
         u64::MAX - 64
