@@ -237,8 +237,8 @@ impl KeptFast {
     };
 
     /// Whether this is what a slot keeps of `key`. The digest and the length settle most
-    /// differences; the kept bytes are then compared in full, and the fingerprint last, in
-    /// `steps` (a row a hit has just read, or will read again: it stays in L1).
+    /// differences; the kept bytes are then compared in full, and the fingerprint last, with
+    /// the slot's row of `steps` (a small table, which stays in the CPU's cache).
     #[inline(always)]
     pub(super) fn is(&self, key: &FastKey, steps: &Steps) -> bool {
         self.digest == key.digest
@@ -250,8 +250,8 @@ impl KeptFast {
 
 /// The fingerprints of the steps whose keys a `FixedCache<V, FastKey>` holds, one row per
 /// step, each with the number of slots that keep it. A row whose count falls to zero is
-/// reused by the next new step, so there are never more rows than slots that held an entry
-/// at once (at most the cache's capacity).
+/// reused by the next new step, so there are never more rows than the cache's capacity plus
+/// one (an insert that evicts takes its key's row before the evicted key's row is freed).
 #[derive(Debug, Default)]
 pub struct Steps {
     /// `(fingerprint, slots keeping it)`; a row with no slots is free for another step.
@@ -290,7 +290,7 @@ impl Steps {
             .rows
             .iter()
             .position(|(kept, slots)| *slots > 0 && kept == fingerprint)?;
-        // Rows are at most the capacity, at most 2^30: the cast is exact.
+        // Rows are at most the capacity (2^30) plus one: the cast is exact.
         Some(row as u32)
     }
 
@@ -313,7 +313,7 @@ impl Steps {
             },
         };
         self.rows[row].1 += 1;
-        // A row per slot that held an entry at once: at most 2^30, the cast is exact.
+        // Rows are at most the capacity (2^30) plus one: the cast is exact.
         let row = row as u32;
         self.hints[usize::from(fingerprint[0]) % HINTS] = row;
         Ok(KeptFast {

@@ -1,13 +1,13 @@
 //! A fixed-capacity, set-associative result cache with LRU eviction within a set.
 //!
-//! The slots are allocated once, at construction, and never grow (a cache keyed by [`FastKey`]
-//! also keeps a table of its steps' fingerprints; see [`FixedCache`]). They are grouped into sets of
-//! [`FixedCache::WAYS`] slots. The last set is padded to a whole set, and its slots past the
-//! capacity are never filled, so the capacity is exactly what was asked for while every
-//! lookup scans a whole set (no bounds to work out on the hit path). A key's set is chosen from 64 index bits by multiply-shift range
-//! reduction (Lemire's "fastrange"): `(bits * set_count) >> 64`. The bits are the first eight
-//! bytes of a [`CacheKey`] (uniform BLAKE3 output) or the ahash digest of a [`FastKey`], so no
-//! further hashing is needed.
+//! The slots are allocated once, at construction, and never grow (a cache keyed by
+//! [`FastKey`] also keeps a table of its steps' fingerprints; see [`FixedCache`]). They are
+//! grouped into sets of [`FixedCache::WAYS`] slots. The last set is padded to a whole set, and
+//! its slots past the capacity are never filled, so the capacity is exactly what was asked for
+//! while every lookup scans a whole set (no bounds to work out on the hit path). A key's set is
+//! chosen from 64 index bits by multiply-shift range reduction (Lemire's "fastrange"):
+//! `(bits * set_count) >> 64`. The bits are the first eight bytes of a [`CacheKey`] (uniform
+//! BLAKE3 output) or the ahash digest of a [`FastKey`], so no further hashing is needed.
 //!
 //! A lookup scans the ways of one set and compares the whole key (all 32 bytes of a
 //! [`CacheKey`]; the fingerprint and canonical bytes of a [`FastKey`]): two keys that share a
