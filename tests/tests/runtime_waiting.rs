@@ -117,7 +117,9 @@ fn succeeded(t: flujo_runtime::ticket::Ticket<Finished<u64, ()>>) {
 
 #[test]
 fn a_run_backing_off_lends_its_worker_to_queued_runs_of_its_priority_and_up() {
-    const GAP: Duration = Duration::from_millis(40);
+    // Long enough that a loaded machine (every setup runs at once, on its own thread)
+    // cannot starve the lending worker through the whole gap; the test takes about a gap.
+    const GAP: Duration = Duration::from_secs(1);
     each_setup(1, |s| {
         let ex = single_worker(s);
         let log = Log::default();
@@ -193,7 +195,9 @@ fn a_run_backing_off_lends_its_worker_to_queued_runs_of_its_priority_and_up() {
 
 #[test]
 fn an_inline_run_backing_off_runs_queued_work_on_the_host_thread() {
-    const GAP: Duration = Duration::from_millis(30);
+    // Long enough that a loaded machine cannot starve the host thread through the whole
+    // gap (a CI run saw 1 of 4 run in a 30 ms gap); the test takes about a gap.
+    const GAP: Duration = Duration::from_secs(1);
     each_setup(1, |s| {
         let ex = single_worker(s);
         let log = Log::default();
