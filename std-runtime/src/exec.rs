@@ -57,6 +57,7 @@ use crate::Refusal;
 
 use crate::room::Room;
 pub use crate::room::WAITERS_MAX;
+use crate::sync::{current_cpu, same_cpu, Padded};
 pub use builder::ExecutorBuilder;
 use dispatch::Dispatchers;
 use host::{panic_message, CacheBridge, RtHost};
@@ -333,12 +334,12 @@ struct Inner<P, C> {
     /// refused: counted first thing in the
     /// call, so before anything that ends the submission (`Relaxed`: each ending count is
     /// bumped with `Release` after it, and the report reads those with `Acquire` first).
-    submitted: AtomicU64,
+    submitted: Padded<AtomicU64>,
     /// `try_run` calls under way (the `refuse_runs` degradation action bounds them).
     trying: AtomicU64,
     /// Submissions that ran to their end, with an outcome or panicked (the shutdown
     /// report's `finished`).
-    finished: AtomicU64,
+    finished: Padded<AtomicU64>,
     /// Submissions that panicked outside a step (`Release`, see `submitted`).
     panicked_jobs: AtomicU64,
     /// Inline runs that panicked outside a step (their completed ones are counted by
@@ -504,9 +505,9 @@ where
                 halting: AtomicBool::new(false),
                 room: Room::new(),
                 idle: (Mutex::new(0), Condvar::new()),
-                submitted: AtomicU64::new(0),
+                submitted: Padded(AtomicU64::new(0)),
                 trying: AtomicU64::new(0),
-                finished: AtomicU64::new(0),
+                finished: Padded(AtomicU64::new(0)),
                 panicked_jobs: AtomicU64::new(0),
                 panicked_inline: AtomicU64::new(0),
                 handed_back: AtomicU64::new(0),
@@ -1170,12 +1171,18 @@ where
     /// the pool's threads run; otherwise marks work queued, and the next running dispatcher
     /// that finds the queues empty looks again before it stops (see [`dispatch`]), and wakes
     /// a waiting run lending its thread, if one is parked (see [`crate::lend`]).
-    fn kick(self: &Arc<Self>) {
-        if self.dispatchers.submitted() {
+    ///
+    /// Returns whether the submission was left to a dispatcher lingering on the caller's own
+    /// CPU: its ticket's wait should then yield the CPU at once rather than spin.
+    fn kick(self: &Arc<Self>) -> bool {
+        let cpu = current_cpu();
+        if self.dispatchers.submitted(cpu) {
             self.start_dispatcher();
+            false
         } else {
             // A run waiting on a dispatcher's thread may be parked with nothing to run.
             self.waits.wake_one();
+            same_cpu(cpu, self.dispatchers.lingers_on())
         }
     }
 

@@ -27,7 +27,9 @@
 //!
 //! [`Ticket::wait`] first spins on the state word, for at most [`SPIN_TIME`] (30 µs): a few
 //! turns of a CPU spin hint ([`SPIN_TURNS`], about 2 µs), then yields of the CPU, loading the
-//! state after each; then it parks on the `Condvar`. Waking a parked thread costs tens of
+//! state after each; then it parks on the `Condvar`. A ticket whose run an executor left to a
+//! dispatcher on the submitter's own CPU skips the turns and yields from the start: that
+//! dispatcher runs only when the waiter gives the CPU up. Waking a parked thread costs tens of
 //! microseconds on a virtual machine, far more than a short run takes, so a submit-then-wait
 //! of a short run is done before the spin ends and never parks. A host with more waiting
 //! threads than cores, where spinning waiters would take CPU from the runs, waits with
@@ -200,17 +202,17 @@ impl<T> Shared<T> {
         }
     }
 
-    /// Spins while the work is pending: up to [`SPIN_TURNS`] turns of a CPU spin hint, then
+    /// Spins while the work is pending: up to `turns` turns of a CPU spin hint, then
     /// yields the CPU until `spin` has passed since the start (under loom, one yield: a model
     /// must not depend on the clock). Returns the last state seen. `Duration::ZERO` only loads
     /// the state once.
-    fn spin(&self, spin: Duration) -> usize {
+    fn spin(&self, spin: Duration, turns: u32) -> usize {
         let mut state = self.state.load(Ordering::Acquire);
         if spin.is_zero() {
             return state;
         }
         let mut turn = 0;
-        while state & PHASE == PENDING && turn < SPIN_TURNS {
+        while state & PHASE == PENDING && turn < turns {
             spin_hint();
             turn += 1;
             state = self.state.load(Ordering::Acquire);
@@ -348,7 +350,10 @@ fn sides<T>(shared: Arc<Shared<T>>) -> (Completer<T>, Ticket<T>) {
         Completer {
             shared: Arc::clone(&shared),
         },
-        Ticket { shared },
+        Ticket {
+            shared,
+            spin_turns: SPIN_TURNS,
+        },
     )
 }
 
@@ -586,9 +591,21 @@ impl<T> std::error::Error for WaitError<T> {}
 pub struct Ticket<T> {
     /// The cell shared with the completer.
     shared: Arc<Shared<T>>,
+    /// Turns of a spin hint a wait starts with: [`SPIN_TURNS`], or none when the work was
+    /// left to a thread on the waiter's own CPU (see [`Ticket::spin_none`]).
+    spin_turns: u32,
 }
 
 impl<T> Ticket<T> {
+    /// Makes this ticket's waits skip their turns of a spin hint and yield the CPU from the
+    /// start: the executor calls it when it left the work to a thread that runs on the
+    /// submitter's CPU (see `crate::sync::current_cpu`), which cannot run it until the
+    /// waiter gives the CPU up.
+    #[inline]
+    pub(crate) fn spin_none(&mut self) {
+        self.spin_turns = 0;
+    }
+
     /// Blocks until the work completes and returns its value: spins for at most [`SPIN_TIME`],
     /// then parks (see the [module docs](self#waiting)).
     ///
@@ -628,7 +645,7 @@ impl<T> Ticket<T> {
     ///
     /// As [`wait`](Self::wait).
     pub fn wait_with_spin(mut self, spin: Duration) -> Result<T, TicketError> {
-        let state = self.shared.spin(spin);
+        let state = self.shared.spin(spin, self.spin_turns);
         if let Some(result) = self.take(state) {
             return result;
         }
@@ -658,7 +675,7 @@ impl<T> Ticket<T> {
         let Some(deadline) = Instant::now().checked_add(timeout) else {
             return self.wait().map_err(WaitError::Failed);
         };
-        let state = self.shared.spin(timeout.min(SPIN_TIME));
+        let state = self.shared.spin(timeout.min(SPIN_TIME), self.spin_turns);
         if let Some(result) = self.take(state) {
             return result.map_err(WaitError::Failed);
         }

@@ -25,8 +25,10 @@
 //! # Lingering
 //!
 //! A dispatcher that finds the queues empty does not leave at once: it lingers, holding its
-//! place, for up to [`LINGER_TIME`] (10 µs: [`LINGER_TURNS`] (4) turns of a spin hint, then
-//! yields of the CPU), watching the word for `QUEUED`. Meanwhile a submission leaves its job to it
+//! place, for up to [`LINGER_TIME`] (10 µs: [`LINGER_TURNS`] (64) turns of a spin hint, then
+//! yields of the CPU), watching the word for `QUEUED`. It skips the spin when the last
+//! submitter ran on its own CPU ([`Dispatchers::linger`]): that submitter cannot submit until
+//! the dispatcher yields, and the submitter's ticket skips its spin for the same reason. Meanwhile a submission leaves its job to it
 //! (sets `QUEUED`) instead of taking a free place, so a host that submits again as soon as its
 //! last run ended (a submit-then-wait loop) hands its job to a thread that is awake and
 //! looking, and starts no rayon job (an allocation, and a pool thread that may have to be
@@ -89,7 +91,9 @@ use std::time::Duration;
 #[cfg(not(loom))]
 use std::time::Instant;
 
-use crate::sync::{spin_hint, yield_now, AtomicUsize, Ordering};
+use crate::sync::{
+    current_cpu, same_cpu, spin_hint, yield_now, AtomicU32, AtomicUsize, Ordering, NO_CPU,
+};
 
 /// Bit 0 of the word: a submission was queued while every place was taken (or a dispatcher
 /// lingered), and no dispatcher has looked at the queues since.
@@ -103,13 +107,15 @@ const LINGER: usize = 2;
 const PLACE: usize = 4;
 
 /// Turns of a CPU spin hint a lingering dispatcher waits for `QUEUED` first (26-70 ns a turn
-/// on the project's VMs), before it yields the CPU between looks. Few, because the submitter
-/// it waits for may share its CPU (the kernel often leaves a pool thread on its submitter's
-/// CPU when the other is busy): there a spin only delays the submission, and each turn
-/// measurably added to a submit-then-wait (`submit_latency`, 1 worker: p50 5.2 µs with no
-/// turns, 5.5 µs with 16, 8.3 µs with 128), while on a CPU of its own a yield returns at
-/// once. Under loom: 1 turn, a yield to the model.
-pub(crate) const LINGER_TURNS: u32 = if cfg!(loom) { 1 } else { 4 };
+/// on the project's VMs: about 2 µs), before it yields the CPU between looks; none when the
+/// last submitter ran on the dispatcher's CPU (see [`Dispatchers::linger`]). Under loom: 1
+/// turn, a yield to the model.
+///
+/// Measured on 1 worker (`submit_latency --mode cycle`, the two threads pinned): with the
+/// threads on two CPUs a submit-then-wait took 1.4-2.6 µs with 4 turns and 0.9 µs with 64,
+/// since a yield is a system call (about 0.6 µs here) during which the next submission waits;
+/// on one CPU every turn only delays the submitter, which cannot run meanwhile.
+pub(crate) const LINGER_TURNS: u32 = if cfg!(loom) { 1 } else { 64 };
 
 /// How long a dispatcher lingers at most: [`LINGER_TURNS`] turns of a spin hint, then yields of
 /// the CPU (each followed by a look at the word) until this much time has passed since the
@@ -146,6 +152,13 @@ pub(crate) struct Dispatchers {
     state: AtomicUsize,
     /// The most places, at least 1 (the pool's threads).
     max: usize,
+    /// The CPU of the last submitter, as it saw it (or [`NO_CPU`]): a hint for a lingering
+    /// dispatcher, written beside `state` so that it travels with the line the submitter's
+    /// RMW takes anyway (Relaxed: it orders nothing).
+    submitter_cpu: AtomicU32,
+    /// The CPU of the dispatcher lingering now, or [`NO_CPU`]: a hint for a submitter that
+    /// leaves it its job (see [`lingers_on`](Self::lingers_on)).
+    lingerer_cpu: AtomicU32,
 }
 
 impl Dispatchers {
@@ -160,6 +173,8 @@ impl Dispatchers {
         Self {
             state: AtomicUsize::new(0),
             max,
+            submitter_cpu: AtomicU32::new(NO_CPU),
+            lingerer_cpu: AtomicU32::new(NO_CPU),
         }
     }
 
@@ -182,7 +197,8 @@ impl Dispatchers {
     /// and `QUEUED` is set, so a running dispatcher will look at the queues again before it
     /// stops.
     #[must_use = "a `true` place must be given to a dispatcher, or the submission may strand"]
-    pub(crate) fn submitted(&self) -> bool {
+    pub(crate) fn submitted(&self, cpu: u32) -> bool {
+        self.submitter_cpu.store(cpu, Ordering::Relaxed);
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             // A lingering dispatcher holds a place, so `QUEUED` is set only while one is held.
@@ -255,6 +271,25 @@ impl Dispatchers {
         }
     }
 
+    /// The turns of a spin hint a linger on CPU `here` starts with: none when the last
+    /// submitter ran on `here`, else [`LINGER_TURNS`].
+    fn linger_turns(&self, here: u32) -> u32 {
+        if same_cpu(here, self.submitter_cpu.load(Ordering::Relaxed)) {
+            0
+        } else {
+            LINGER_TURNS
+        }
+    }
+
+    /// The CPU of the dispatcher lingering now, or [`NO_CPU`] (a hint: read after a
+    /// [`submitted`](Self::submitted) that left the job queued, it says whether the job was
+    /// left to a thread on the submitter's own CPU, which runs only once the submitter gives
+    /// the CPU up).
+    #[inline]
+    pub(crate) fn lingers_on(&self) -> u32 {
+        self.lingerer_cpu.load(Ordering::Relaxed)
+    }
+
     /// Whether `QUEUED` is set now: what a lingering dispatcher spins on (a reading only; the
     /// RMW of [`end_linger`](Self::end_linger) is what orders the push before its look).
     pub(crate) fn queued(&self) -> bool {
@@ -262,9 +297,13 @@ impl Dispatchers {
     }
 
     /// A linger's wait: returns once `QUEUED` is set, or [`LINGER_TIME`] has passed (see
-    /// [`LINGER_TURNS`]); the caller then calls [`end_linger`](Self::end_linger).
+    /// [`LINGER_TURNS`]); the caller then calls [`end_linger`](Self::end_linger). Spins
+    /// first only when the last submitter was on another CPU: on this one, it cannot submit
+    /// until this thread yields.
     pub(crate) fn linger(&self) {
-        for _ in 0..LINGER_TURNS {
+        let here = current_cpu();
+        self.lingerer_cpu.store(here, Ordering::Relaxed);
+        for _ in 0..self.linger_turns(here) {
             if self.queued() {
                 return;
             }
@@ -289,6 +328,7 @@ impl Dispatchers {
     /// cleared, and it must look at the queues again.
     #[must_use = "a `false` means the queues must be looked at again"]
     pub(crate) fn end_linger(&self) -> bool {
+        self.lingerer_cpu.store(NO_CPU, Ordering::Relaxed);
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             debug_assert!(state & LINGER != 0, "an end of a linger without one");

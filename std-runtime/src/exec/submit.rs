@@ -574,7 +574,10 @@ where
             self.end_one();
             return refused;
         }
-        self.kick();
+        let mut ticket = ticket;
+        if self.kick() {
+            ticket.spin_none();
+        }
         Ok(ticket)
     }
 

@@ -20,6 +20,28 @@ fn wait_across_threads() {
 }
 
 #[test]
+fn a_ticket_that_skips_its_spin_still_gets_its_value() {
+    for delay in [Duration::ZERO, Duration::from_millis(2)] {
+        let (completer, mut ticket) = pair();
+        ticket.spin_none();
+        let h = thread::spawn(move || {
+            thread::sleep(delay);
+            completer.complete(9u32);
+        });
+        assert_eq!(ticket.wait(), Ok(9));
+        h.join().unwrap();
+    }
+    let (completer, mut ticket) = pair::<u32>();
+    ticket.spin_none();
+    let ticket = match ticket.wait_timeout(Duration::from_millis(1)) {
+        Err(WaitError::Timeout(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    completer.complete(3);
+    assert_eq!(ticket.wait(), Ok(3));
+}
+
+#[test]
 fn wait_before_and_after_completion() {
     // Completed before anyone waits: the value is kept.
     let (completer, ticket) = pair();

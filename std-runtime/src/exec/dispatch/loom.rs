@@ -25,6 +25,7 @@ use loom::thread::{self, JoinHandle};
 use super::{Dispatchers, Empty};
 use crate::config::QueueConfig;
 use crate::queue::PriorityQueues;
+use crate::sync::NO_CPU;
 use crate::Priority;
 
 /// A builder that honours `LOOM_MAX_PREEMPTIONS` and bounds preemptions at 2 without it.
@@ -140,7 +141,7 @@ impl Model {
     /// `Executor::submit_with`'s push, then `kick`.
     fn submit(model: &Arc<Self>, job: usize) {
         model.queue.push(job);
-        if model.dispatchers.submitted() {
+        if model.dispatchers.submitted(NO_CPU) {
             let mode = if model.one_job_next.swap(false, StdOrdering::Relaxed) {
                 Mode::OneJob
             } else {

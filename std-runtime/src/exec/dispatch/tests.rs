@@ -1,7 +1,7 @@
 //! The protocol's transitions, one thread at a time: (state, event) -> (state, answer).
 
-use super::{count, Dispatchers, Empty, LINGER, PLACE, QUEUED};
-use crate::sync::Ordering;
+use super::{count, Dispatchers, Empty, LINGER, LINGER_TURNS, PLACE, QUEUED};
+use crate::sync::{current_cpu, same_cpu, Ordering, NO_CPU};
 
 fn at(max: usize, state: usize) -> Dispatchers {
     let d = Dispatchers::new(max);
@@ -26,7 +26,7 @@ fn a_submission_takes_a_free_place_or_sets_queued() {
     ];
     for (max, before, claimed, after) in table {
         let d = at(max, before);
-        assert_eq!(d.submitted(), claimed, "{max} {before:#b}");
+        assert_eq!(d.submitted(NO_CPU), claimed, "{max} {before:#b}");
         assert_eq!(state(&d), after, "{max} {before:#b}");
         assert!(count(state(&d)) <= max);
     }
@@ -68,9 +68,9 @@ fn a_stop_hands_the_place_on_unless_nothing_is_queued() {
 fn a_round_trip_ends_where_it_began() {
     let d = Dispatchers::new(2);
     assert_eq!((d.max(), d.running()), (2, 0));
-    assert!(d.submitted());
-    assert!(d.submitted());
-    assert!(!d.submitted());
+    assert!(d.submitted(NO_CPU));
+    assert!(d.submitted(NO_CPU));
+    assert!(!d.submitted(NO_CPU));
     assert_eq!(d.running(), 2);
     // The first to leave finds `QUEUED` and looks again; then both leave.
     assert!(!d.try_leave());
@@ -96,7 +96,7 @@ fn a_submission_leaves_its_job_to_a_lingering_dispatcher() {
     ];
     for (max, before, claimed, after) in table {
         let d = at(max, before);
-        assert_eq!(d.submitted(), claimed, "{max} {before:#b}");
+        assert_eq!(d.submitted(NO_CPU), claimed, "{max} {before:#b}");
         assert_eq!(state(&d), after, "{max} {before:#b}");
     }
 }
@@ -166,10 +166,10 @@ fn a_linger_sees_a_submission_from_another_thread() {
     // Fewer rounds under Miri, where each linger's clock is emulated.
     for _ in 0..if cfg!(miri) { 4 } else { 200 } {
         let d = Dispatchers::new(1);
-        assert!(d.submitted());
+        assert!(d.submitted(NO_CPU));
         assert_eq!(d.try_linger(), Empty::Linger);
         std::thread::scope(|s| {
-            let submitter = s.spawn(|| d.submitted());
+            let submitter = s.spawn(|| d.submitted(NO_CPU));
             d.linger();
             let left = d.end_linger();
             let claimed = submitter.join().unwrap();
@@ -180,6 +180,41 @@ fn a_linger_sees_a_submission_from_another_thread() {
         // the submitter's fresh one), with nothing pending in the word.
         assert_eq!(state(&d), PLACE);
     }
+}
+
+#[test]
+fn a_linger_skips_its_spin_only_after_a_submitter_on_its_own_cpu() {
+    let d = Dispatchers::new(1);
+    // No submitter seen yet, or one whose CPU is unknown: spin.
+    assert_eq!(d.linger_turns(3), LINGER_TURNS);
+    assert!(d.submitted(NO_CPU));
+    assert_eq!(d.linger_turns(3), LINGER_TURNS);
+    assert_eq!(d.linger_turns(NO_CPU), LINGER_TURNS);
+    // The last submitter ran on CPU 3: a linger there does not spin, one elsewhere does.
+    assert_eq!(d.try_linger(), Empty::Linger);
+    assert!(!d.submitted(3));
+    assert_eq!(d.linger_turns(3), 0);
+    assert_eq!(d.linger_turns(2), LINGER_TURNS);
+    assert!(!same_cpu(NO_CPU, NO_CPU));
+}
+
+#[test]
+fn a_lingering_dispatcher_tells_its_cpu_until_the_linger_ends() {
+    let d = Dispatchers::new(1);
+    assert!(d.submitted(NO_CPU));
+    assert_eq!(d.lingers_on(), NO_CPU, "nobody lingers yet");
+    assert_eq!(d.try_linger(), Empty::Linger);
+    d.linger();
+    // The thread may have moved since, so only the kind of answer is checked: a CPU on
+    // Linux (outside Miri), none elsewhere.
+    if cfg!(all(target_os = "linux", not(miri))) {
+        assert_ne!(d.lingers_on(), NO_CPU);
+        assert_ne!(current_cpu(), NO_CPU);
+    } else {
+        assert_eq!(d.lingers_on(), NO_CPU);
+    }
+    assert!(d.end_linger());
+    assert_eq!(d.lingers_on(), NO_CPU, "a linger's end clears it");
 }
 
 #[test]
