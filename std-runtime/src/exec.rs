@@ -640,16 +640,18 @@ where
             .deadline
             .and_then(|d| self.inner.clock.deadline_after(d));
         let queued = None; // inline
-        self.inner.run(
-            graph,
-            input,
-            context,
-            deadline,
-            spec.cancel,
-            spec.budget,
-            queued,
-            f,
-        )
+        self.inner
+            .run(
+                graph,
+                input,
+                context,
+                deadline,
+                spec.cancel,
+                spec.budget,
+                queued,
+                f,
+            )
+            .map(|(out, _)| out)
     }
 
     /// What the runs did so far: exact counts, sampled latencies, pool, admission and
@@ -923,6 +925,9 @@ where
     P: Clone + Send + Sync + 'static,
     C: Context + Send + Sync + 'static,
 {
+    /// Runs `graph` on a pooled runner and hands its result to `f`; returns what `f` returned
+    /// and the tick the run ended at (a submitted run's permit reads its latency from it,
+    /// without another read of the clock).
     #[allow(clippy::too_many_arguments)]
     fn run<R>(
         &self,
@@ -934,7 +939,7 @@ where
         budget: Option<Usage>,
         queued: Option<(Priority, u64)>,
         f: impl FnOnce(RunResult<'_, P, C>) -> R,
-    ) -> Result<R, Panicked> {
+    ) -> Result<(R, u64), Panicked> {
         // A submitted run comes with its priority and the tick it was submitted at. An inline
         // run has no priority of its own: its waits help with `Normal` work and up.
         let inline = queued.is_none();
@@ -1050,7 +1055,7 @@ where
                     #[cfg(feature = "tracing")]
                     span.events(graph, w.drained());
                 }
-                out
+                (out, now)
             })
         }));
         attempt.map_err(|payload| {
@@ -1313,9 +1318,9 @@ where
             )
         });
         let finished = match result {
-            Ok(done) => {
+            Ok((done, ended)) => {
                 if let Some(p) = permit.take() {
-                    let latency = self.clock.now().saturating_sub(submitted);
+                    let latency = ended.saturating_sub(submitted);
                     if self.admission && done.outcome == Outcome::Aborted {
                         p.dropped();
                     } else {

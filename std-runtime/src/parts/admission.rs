@@ -791,11 +791,14 @@ impl AdaptiveLimit {
         self.publish(&mut state, limit);
     }
 
-    /// Stores a new limit (under the lock) and counts the change.
+    /// Stores a new limit (under the lock) and counts the change. An unchanged limit is not
+    /// written: every acquire reads it, from another thread than the releases that publish.
     fn publish(&self, state: &mut State, limit: u32) {
         let old = state.limit;
         state.limit = limit;
-        self.limit.store(limit, Ordering::Relaxed);
+        if limit != old {
+            self.limit.store(limit, Ordering::Relaxed);
+        }
         if limit > old {
             self.increases.fetch_add(1, Ordering::Relaxed);
         } else if limit < old {
