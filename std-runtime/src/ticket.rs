@@ -606,6 +606,12 @@ impl<T> Ticket<T> {
         self.spin_turns = 0;
     }
 
+    /// Whether this ticket's waits spin first (see [`spin_none`](Self::spin_none)).
+    #[cfg(test)]
+    pub(crate) fn spins(&self) -> bool {
+        self.spin_turns > 0
+    }
+
     /// Blocks until the work completes and returns its value: spins for at most [`SPIN_TIME`],
     /// then parks (see the [module docs](self#waiting)).
     ///

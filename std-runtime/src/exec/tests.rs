@@ -818,3 +818,72 @@ fn a_panic_in_run_withs_closure_counts_the_ended_run_once() {
     assert_eq!((runs.completed, runs.panicked, runs.inline), (1, 0, 1));
     assert_identity(&runs);
 }
+
+/// Pins the calling thread (and the threads it spawns later) to the CPU it runs on now.
+#[cfg(target_os = "linux")]
+fn pin_to_this_cpu() -> u32 {
+    let cpu = crate::sync::current_cpu();
+    assert_ne!(cpu, crate::sync::NO_CPU, "sched_getcpu answers on Linux");
+    // SAFETY: `set` is a plain bit mask owned by this frame, and `sched_setaffinity` reads
+    // `size_of_val(&set)` bytes of it; pid 0 is the calling thread.
+    let pinned = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set)
+    };
+    assert_eq!(pinned, 0, "sched_setaffinity");
+    cpu
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_run_left_to_a_dispatcher_on_the_submitters_cpu_is_waited_for_without_a_spin() {
+    // The submitting thread and the pool's thread (spawned by `Executor::new` on it, so
+    // pinned too) share one CPU: once a dispatcher lingers, each submission is left to it and
+    // its ticket skips the spin. Every preset and telemetry level, the real clock and a
+    // manual one (the hint reads no clock); on a thread of its own, so the pin ends with it.
+    std::thread::spawn(|| {
+        let cpu = pin_to_this_cpu();
+        let g = Arc::new(
+            Graph::<u64, ()>::build(|b| b.task("inc", |x: u64, _: &mut _| Ok(x + 1))).unwrap(),
+        );
+        for preset in OptimizationConfig::PRESETS {
+            for level in [
+                TelemetryLevel::Off,
+                TelemetryLevel::Counters,
+                TelemetryLevel::Histograms,
+                TelemetryLevel::Events,
+            ] {
+                for manual in [false, true] {
+                    let mut cfg = OptimizationConfig::preset(preset).unwrap();
+                    cfg.workers = 1;
+                    cfg.telemetry.level = level;
+                    let builder = Executor::builder(cfg);
+                    let builder = if manual {
+                        builder.clock(flujo_core::graph::ManualClock::new(0))
+                    } else {
+                        builder
+                    };
+                    let ex = builder.build().unwrap();
+                    let mut without_spin = 0;
+                    for x in 0..50u64 {
+                        let ticket = ex.submit(&g, x, (), Priority::Normal).ok().unwrap();
+                        without_spin += u32::from(!ticket.spins());
+                        match ticket.wait().unwrap() {
+                            Finished::Ran(done) => assert_eq!(done.output, Some(x + 1)),
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                    assert_eq!(crate::sync::current_cpu(), cpu, "still pinned");
+                    assert!(
+                        without_spin > 0,
+                        "{preset}/{level:?}/manual {manual}: every ticket spun"
+                    );
+                    assert_eq!(ex.report().runs.completed, 50);
+                }
+            }
+        }
+    })
+    .join()
+    .unwrap();
+}
