@@ -45,11 +45,11 @@ pub(crate) fn spin_hint() {
 pub(crate) const NO_CPU: u32 = u32::MAX;
 
 /// The CPU the calling thread runs on now, or [`NO_CPU`] (not Linux, an error, or under
-/// loom or Miri): a hint only, since the thread may move at any moment. A waiter spins for another
-/// thread only while they run on different CPUs: on one CPU, the thread it waits for cannot
-/// run until the waiter gives the CPU up (the kernel often wakes a pool thread on its
-/// submitter's CPU and leaves them together for a while). glibc answers from the thread's
-/// `rseq` area or the vDSO, without a system call.
+/// loom or Miri): a hint only, since the thread may move at any moment. A waiter spins for
+/// another thread only while they run on different CPUs: on one CPU, the thread it waits for
+/// cannot run until the waiter gives the CPU up (the kernel sometimes wakes a pool thread on
+/// its submitter's CPU and leaves them together for a while). glibc answers from the
+/// thread's `rseq` area or the vDSO, without a system call.
 #[inline]
 pub(crate) fn current_cpu() -> u32 {
     #[cfg(all(target_os = "linux", not(loom), not(miri)))]

@@ -28,14 +28,15 @@
 //! place, for up to [`LINGER_TIME`] (10 µs: [`LINGER_TURNS`] (64) turns of a spin hint, then
 //! yields of the CPU), watching the word for `QUEUED`. It skips the spin when the last
 //! submitter ran on its own CPU ([`Dispatchers::linger`]): that submitter cannot submit until
-//! the dispatcher yields, and the submitter's ticket skips its spin for the same reason. Meanwhile a submission leaves its job to it
-//! (sets `QUEUED`) instead of taking a free place, so a host that submits again as soon as its
-//! last run ended (a submit-then-wait loop) hands its job to a thread that is awake and
-//! looking, and starts no rayon job (an allocation, and a pool thread that may have to be
-//! woken: a system call, and tens of microseconds on a virtual machine). A lingering
-//! dispatcher runs no user code, and its wait is bounded: the rayon thread it holds is back in
-//! the pool after at most [`LINGER_TIME`]. Only one lingers: with more places, a second
-//! dispatcher that finds the queues empty leaves as before.
+//! the dispatcher yields, and the submitter's ticket skips its spin for the same reason.
+//! Meanwhile a submission leaves its job to it (sets `QUEUED`) instead of taking a free
+//! place, so a host that submits again as soon as its last run ended (a submit-then-wait
+//! loop) hands its job to a thread that is awake and looking, and starts no rayon job (an
+//! allocation, and a pool thread that may have to be woken: a system call, and tens of
+//! microseconds on a virtual machine). A lingering dispatcher runs no user code, and its wait
+//! is bounded: the rayon thread it holds is back in the pool after at most [`LINGER_TIME`].
+//! Only one lingers: with more places, a second dispatcher that finds the queues empty leaves
+//! as before.
 //!
 //! # Why no submission is stranded
 //!
@@ -112,7 +113,7 @@ const PLACE: usize = 4;
 /// turn, a yield to the model.
 ///
 /// Measured on 1 worker (`submit_latency --mode cycle`, the two threads pinned): with the
-/// threads on two CPUs a submit-then-wait took 1.4-2.6 µs with 4 turns and 0.9 µs with 64,
+/// threads on two CPUs a submit-then-wait took 1.1-2.6 µs with 4 turns and 0.9 µs with 64,
 /// since a yield is a system call (about 0.6 µs here) during which the next submission waits;
 /// on one CPU every turn only delays the submitter, which cannot run meanwhile.
 pub(crate) const LINGER_TURNS: u32 = if cfg!(loom) { 1 } else { 64 };

@@ -543,7 +543,7 @@ where
             return refuse(Refusal::OverLimit, input, context);
         };
         self.note_limit();
-        let (completer, ticket) = self.cells.pair();
+        let (completer, mut ticket) = self.cells.pair();
         let job = Job {
             graph: Arc::clone(graph),
             input,
@@ -574,7 +574,6 @@ where
             self.end_one();
             return refused;
         }
-        let mut ticket = ticket;
         if self.kick() {
             ticket.spin_none();
         }
