@@ -41,7 +41,7 @@ use flujo_core::interp::{ErrorKind, Outcome, RunOptions, RunResult, SharedCache}
 use flujo_core::policy::Usage;
 use flujo_core::telemetry::{Counter, Counters};
 
-use crate::admission::{AdaptiveLimit, OwnedPermit};
+use crate::admission::{AdaptiveLimit, Slip};
 use crate::cache::ResultCache;
 use crate::clock::RuntimeClock;
 use crate::config::{CacheConfig, ConfigCell, ConfigError, OptimizationConfig, TelemetryLevel};
@@ -291,7 +291,9 @@ struct Job<P, C> {
     deadline: Option<u64>,
     budget: Option<Usage>,
     completer: Completer<Finished<P, C>>,
-    permit: Option<OwnedPermit>,
+    /// Its permit, attached back to the executor's limit when the submission ends: by its
+    /// run ([`Inner::run_job`]), a hand-back, or a refusal after it was taken.
+    permit: Option<Slip>,
     /// The tick it was submitted at.
     submitted: u64,
     /// The span current at submission (feature `tracing`).
@@ -1290,11 +1292,13 @@ where
             deadline,
             budget,
             completer,
-            mut permit,
+            permit,
             submitted,
             #[cfg(feature = "tracing")]
             parent,
         } = job;
+        // Attached at once: if this unwinds, dropping it gives the slot back.
+        let mut permit = permit.map(|slip| self.limit.attach(slip));
         let cancel = completer.cancel_flag();
         // Feature `tracing`: the submitter's span, the run span's parent (see `tracing_spans`).
         #[cfg(feature = "tracing")]

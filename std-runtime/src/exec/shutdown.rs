@@ -275,10 +275,22 @@ where
     /// Hands `job` back through its ticket, unrun (the caller ends the submission).
     pub(super) fn hand_back(&self, job: Job<P, C>) {
         self.handed_back.fetch_add(1, Ordering::Release);
-        job.completer.complete(Finished::HandedBack(Rejected {
+        let Job {
+            input,
+            context,
+            completer,
+            permit,
+            ..
+        } = job;
+        // Given back as the permit of a run that did not start (no limit change), before the
+        // completion, whose drop of an unclaimed value may unwind.
+        if let Some(slip) = permit {
+            drop(self.limit.attach(slip));
+        }
+        completer.complete(Finished::HandedBack(Rejected {
             reason: Refusal::ShuttingDown,
-            input: job.input,
-            context: job.context,
+            input,
+            context,
         }));
     }
 

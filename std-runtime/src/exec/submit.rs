@@ -539,7 +539,7 @@ where
         if at.looking && self.queues.len_of(at.priority) >= self.queues.capacity_of(at.priority) {
             return refuse(Refusal::QueueFull, input, context);
         }
-        let Some(permit) = self.limit.try_acquire_owned() else {
+        let Some(permit) = self.limit.try_acquire_slip() else {
             return refuse(Refusal::OverLimit, input, context);
         };
         self.note_limit();
@@ -569,7 +569,9 @@ where
             // the submission ends, whose end wakes a waiter (see `room`). The refusal is
             // counted before the end too, so a shutdown that saw none pending reports none
             // in flight.
-            drop(permit);
+            if let Some(slip) = permit {
+                drop(self.limit.attach(slip));
+            }
             let refused = refuse(reason, input, context);
             self.end_one();
             return refused;

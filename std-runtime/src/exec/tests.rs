@@ -434,6 +434,37 @@ fn a_shutdown_hands_back_what_the_busy_dispatchers_left_queued() {
     assert_eq!(report.handed_back, back);
     assert_eq!(report.finished, ran_n);
     assert!(ran_n >= busy, "the runs held at the gate finished");
+    // Every permit came back: a run's as a success, a handed-back one's as ignored.
+    let limit = ex.inner.limit.stats();
+    assert_eq!(ex.inner.limit.in_flight(), 0);
+    assert_eq!((limit.succeeded, limit.ignored), (ran_n, back));
+}
+
+#[test]
+fn a_submission_refused_by_a_full_queue_gives_its_permit_back() {
+    let mut cfg = OptimizationConfig::latency();
+    cfg.workers = 1;
+    cfg.queues.capacity = [1, 1, 1];
+    let ex = Executor::<u64, ()>::new(cfg).unwrap();
+    let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let g = gated(&gate, &order);
+    let first = ex.submit(&g, 1, (), Priority::Normal).unwrap();
+    // Bounded: the dispatcher it started takes it at once and is held at the gate.
+    while !ex.inner.queues.is_empty() {
+        std::thread::yield_now();
+    }
+    let second = ex.submit(&g, 2, (), Priority::Normal).unwrap();
+    let back = ex.submit(&g, 3, (), Priority::Normal).unwrap_err();
+    assert_eq!((back.reason, back.input), (Refusal::QueueFull, 3));
+    // The third took a permit before it found the queue full, and gave it back unused.
+    assert_eq!(ex.inner.limit.in_flight(), 2);
+    assert_eq!(ex.inner.limit.stats().ignored, 1);
+    gate.store(true, Ordering::Release);
+    assert_eq!((ran(first), ran(second)), (2, 3));
+    let stats = ex.inner.limit.stats();
+    assert_eq!((stats.acquired, stats.succeeded, stats.ignored), (3, 2, 1));
+    assert_eq!(ex.inner.limit.in_flight(), 0);
 }
 
 /// An input whose armed copies panic when dropped (clones are unarmed).

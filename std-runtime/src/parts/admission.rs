@@ -30,7 +30,7 @@ use std::ops::Deref;
 use std::sync::{Arc, PoisonError};
 
 use crate::config::{AdmissionConfig, Algorithm};
-use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering, Padded};
 
 /// Samples the gradient's long-term RTT average spans (Netflix `Gradient2Limit` default).
 pub const GRADIENT_LONG_WINDOW: u32 = 600;
@@ -540,6 +540,16 @@ impl State {
 /// ```
 #[derive(Debug)]
 pub struct AdaptiveLimit {
+    /// What every acquire touches, on lines of its own: a submitting thread and the thread
+    /// that ends a permit then share these lines only, not the rule's state.
+    gate: Padded<Gate>,
+    /// What only the ends of permits (and readers of the stats) touch.
+    ends: Padded<Ends>,
+}
+
+/// The acquire side of an [`AdaptiveLimit`].
+#[derive(Debug)]
+struct Gate {
     /// The current limit, in `min_limit..=max_limit` of the state. Written only under the state
     /// lock; read without it by acquires (Relaxed: it guards no data, and a stale value only
     /// admits or refuses one more acquire as the limit of a moment ago would have).
@@ -547,21 +557,26 @@ pub struct AdaptiveLimit {
     /// Permits out. Raised by acquire CAS only while below `limit`, lowered by one when a permit
     /// ends. Relaxed: it guards no data.
     in_flight: AtomicU32,
+    /// The rule is BBR: acquires read `ended` and `rejected` for its samples (the other rules
+    /// skip the two loads). Fixed at construction.
+    counts_deliveries: bool,
+    /// See [`LimitStats`]; Relaxed counters.
+    acquired: AtomicU64,
+    /// See [`LimitStats`].
+    rejected: AtomicU64,
+}
+
+/// The end side of an [`AdaptiveLimit`].
+#[derive(Debug)]
+struct Ends {
     /// Permits ended by `success` or `dropped` so far: a permit reads it at its acquire, so
     /// that its end knows how many ended during its life (BBR's delivery rate). Relaxed: a
     /// count read a moment late only moves one rate sample by one. (`rejected` is read the
     /// same way, to tell app-limited samples.)
     ended: AtomicU64,
-    /// The rule is BBR: acquires read `ended` and `rejected` for its samples (the other rules
-    /// skip the two loads). Fixed at construction.
-    counts_deliveries: bool,
     /// Bounds and the algorithm's state.
     state: Mutex<State>,
     /// See [`LimitStats`]; Relaxed counters.
-    acquired: AtomicU64,
-    /// See [`LimitStats`].
-    rejected: AtomicU64,
-    /// See [`LimitStats`].
     succeeded: AtomicU64,
     /// See [`LimitStats`].
     dropped: AtomicU64,
@@ -672,24 +687,28 @@ impl AdaptiveLimit {
             }),
         };
         Ok(Self {
-            limit: AtomicU32::new(initial_limit),
-            in_flight: AtomicU32::new(0),
-            ended: AtomicU64::new(0),
-            counts_deliveries: config.algorithm == Algorithm::Bbr,
-            state: Mutex::new(State {
-                min_limit,
-                max_limit,
-                limit: initial_limit,
-                rule,
-                pressure: 0.0,
+            gate: Padded(Gate {
+                limit: AtomicU32::new(initial_limit),
+                in_flight: AtomicU32::new(0),
+                counts_deliveries: config.algorithm == Algorithm::Bbr,
+                acquired: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
             }),
-            acquired: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-            succeeded: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            ignored: AtomicU64::new(0),
-            increases: AtomicU64::new(0),
-            decreases: AtomicU64::new(0),
+            ends: Padded(Ends {
+                ended: AtomicU64::new(0),
+                state: Mutex::new(State {
+                    min_limit,
+                    max_limit,
+                    limit: initial_limit,
+                    rule,
+                    pressure: 0.0,
+                }),
+                succeeded: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
+                ignored: AtomicU64::new(0),
+                increases: AtomicU64::new(0),
+                decreases: AtomicU64::new(0),
+            }),
         })
     }
 
@@ -719,30 +738,58 @@ impl AdaptiveLimit {
         })
     }
 
+    /// Like [`try_acquire`](Self::try_acquire), for a permit whose limit its owner keeps for
+    /// it: a [`Slip`], which [`attach`](Self::attach) makes a [`Permit`] again.
+    pub(crate) fn try_acquire_slip(&self) -> Option<Slip> {
+        let (in_flight, ended_before, rejected_before) = self.acquire_slot()?;
+        Some(Slip {
+            in_flight,
+            ended_before,
+            rejected_before,
+        })
+    }
+
+    /// The permit of `slip`, which must come from this limit's
+    /// [`try_acquire_slip`](Self::try_acquire_slip): it ends as any permit does.
+    pub(crate) fn attach(&self, slip: Slip) -> Permit<&Self> {
+        let Slip {
+            in_flight,
+            ended_before,
+            rejected_before,
+        } = slip;
+        Permit {
+            limit: self,
+            in_flight,
+            ended_before,
+            rejected_before,
+            ended: false,
+        }
+    }
+
     /// Raises the in-flight count if it is below the limit; returns the new count and the
     /// counts of permits ended and of acquires refused so far.
     fn acquire_slot(&self) -> Option<(u32, u64, u64)> {
-        let mut current = self.in_flight.load(Ordering::Relaxed);
+        let mut current = self.gate.in_flight.load(Ordering::Relaxed);
         loop {
-            if current >= self.limit.load(Ordering::Relaxed) {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
+            if current >= self.gate.limit.load(Ordering::Relaxed) {
+                self.gate.rejected.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
-            match self.in_flight.compare_exchange_weak(
+            match self.gate.in_flight.compare_exchange_weak(
                 current,
                 current + 1,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    self.acquired.fetch_add(1, Ordering::Relaxed);
-                    if !self.counts_deliveries {
+                    self.gate.acquired.fetch_add(1, Ordering::Relaxed);
+                    if !self.gate.counts_deliveries {
                         return Some((current + 1, 0, 0));
                     }
                     return Some((
                         current + 1,
-                        self.ended.load(Ordering::Relaxed),
-                        self.rejected.load(Ordering::Relaxed),
+                        self.ends.ended.load(Ordering::Relaxed),
+                        self.gate.rejected.load(Ordering::Relaxed),
                     ));
                 }
                 Err(now) => current = now,
@@ -755,32 +802,35 @@ impl AdaptiveLimit {
     fn release(&self, in_flight: u32, ended_before: u64, rejected_before: u64, end: End) {
         match end {
             End::Success(latency_ns) => {
-                self.succeeded.fetch_add(1, Ordering::Relaxed);
-                let ended = self.ended.fetch_add(1, Ordering::Relaxed) + 1;
+                self.ends.succeeded.fetch_add(1, Ordering::Relaxed);
+                let ended = self.ends.ended.fetch_add(1, Ordering::Relaxed) + 1;
                 let sample = Sample {
                     latency_ns,
                     in_flight,
                     delivered: ended.wrapping_sub(ended_before).max(1),
-                    binding: self.rejected.load(Ordering::Relaxed) != rejected_before,
+                    binding: self.gate.rejected.load(Ordering::Relaxed) != rejected_before,
                 };
                 self.update(|state| state.after_success(sample));
             }
             End::Dropped => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                self.ended.fetch_add(1, Ordering::Relaxed);
+                self.ends.dropped.fetch_add(1, Ordering::Relaxed);
+                self.ends.ended.fetch_add(1, Ordering::Relaxed);
                 self.update(State::after_drop);
             }
             End::Ignored => {
-                self.ignored.fetch_add(1, Ordering::Relaxed);
+                self.ends.ignored.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let before = self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let before = self.gate.in_flight.fetch_sub(1, Ordering::Relaxed);
         debug_assert!(before > 0, "a permit ended with nothing in flight");
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing under the lock panics; a poisoned state is still within its bounds.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.ends
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Applies a rule step under the lock and publishes the clamped limit.
@@ -797,12 +847,12 @@ impl AdaptiveLimit {
         let old = state.limit;
         state.limit = limit;
         if limit != old {
-            self.limit.store(limit, Ordering::Relaxed);
+            self.gate.limit.store(limit, Ordering::Relaxed);
         }
         if limit > old {
-            self.increases.fetch_add(1, Ordering::Relaxed);
+            self.ends.increases.fetch_add(1, Ordering::Relaxed);
         } else if limit < old {
-            self.decreases.fetch_add(1, Ordering::Relaxed);
+            self.ends.decreases.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -881,12 +931,12 @@ impl AdaptiveLimit {
 
     /// The current limit.
     pub fn limit(&self) -> u32 {
-        self.limit.load(Ordering::Relaxed)
+        self.gate.limit.load(Ordering::Relaxed)
     }
 
     /// The permits out now.
     pub fn in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::Relaxed)
+        self.gate.in_flight.load(Ordering::Relaxed)
     }
 
     /// The current `(min_limit, max_limit)`.
@@ -898,13 +948,13 @@ impl AdaptiveLimit {
     /// The exact counters.
     pub fn stats(&self) -> LimitStats {
         LimitStats {
-            acquired: self.acquired.load(Ordering::Relaxed),
-            rejected: self.rejected.load(Ordering::Relaxed),
-            succeeded: self.succeeded.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            ignored: self.ignored.load(Ordering::Relaxed),
-            increases: self.increases.load(Ordering::Relaxed),
-            decreases: self.decreases.load(Ordering::Relaxed),
+            acquired: self.gate.acquired.load(Ordering::Relaxed),
+            rejected: self.gate.rejected.load(Ordering::Relaxed),
+            succeeded: self.ends.succeeded.load(Ordering::Relaxed),
+            dropped: self.ends.dropped.load(Ordering::Relaxed),
+            ignored: self.ends.ignored.load(Ordering::Relaxed),
+            increases: self.ends.increases.load(Ordering::Relaxed),
+            decreases: self.ends.decreases.load(Ordering::Relaxed),
         }
     }
 }
@@ -943,6 +993,19 @@ pub struct Permit<L: Deref<Target = AdaptiveLimit>> {
     rejected_before: u64,
     /// Set by `success`/`dropped` so that `Drop` does not count it as ignored.
     ended: bool,
+}
+
+/// A permit without its limit, for an owner that keeps the limit at hand (the executor's
+/// queued submissions): what [`Permit`] records, but no `Arc` of the limit, whose clone and
+/// drop would be two more atomic read-modify-writes per submission, on a line the submitting
+/// and the ending thread would both write. It ends only through
+/// [`AdaptiveLimit::attach`]; dropped unattached, its slot stays taken.
+#[must_use = "a slip dropped without `attach` keeps its slot taken"]
+#[derive(Debug)]
+pub(crate) struct Slip {
+    in_flight: u32,
+    ended_before: u64,
+    rejected_before: u64,
 }
 
 /// A [`Permit`] that holds an `Arc` of its limit, from

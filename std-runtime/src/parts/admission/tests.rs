@@ -553,6 +553,28 @@ fn owned_permits_move_into_threads() {
     assert_eq!(l.in_flight(), 0);
 }
 
+#[test]
+fn a_slip_holds_its_slot_until_attached_and_then_ends_as_a_permit() {
+    let l = limit(AIMD, 2, 2, 2);
+    let slips: Vec<_> = std::iter::from_fn(|| l.try_acquire_slip()).collect();
+    assert_eq!(slips.len(), 2);
+    assert_eq!(l.in_flight(), 2);
+    assert_eq!(l.stats().rejected, 1);
+    // The same record as the permit it stands for: in flight 1 and 2 at their acquires.
+    assert_eq!(
+        slips.iter().map(|s| s.in_flight).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    let mut slips = slips.into_iter();
+    l.attach(slips.next().unwrap()).success(5);
+    assert_eq!(l.in_flight(), 1);
+    drop(l.attach(slips.next().unwrap()));
+    assert_eq!(l.in_flight(), 0);
+    let stats = l.stats();
+    assert_conserved(stats);
+    assert_eq!((stats.succeeded, stats.ignored), (1, 1));
+}
+
 /// Four threads acquire and end permits; a separate counter of the permits held shows the
 /// in-flight count never passing the limit (fixed) or the maximum (adaptive).
 #[test]
