@@ -855,15 +855,37 @@ fn a_panic_in_run_withs_closure_counts_the_ended_run_once() {
 fn pin_to_this_cpu() -> u32 {
     let cpu = crate::sync::current_cpu();
     assert_ne!(cpu, crate::sync::NO_CPU, "sched_getcpu answers on Linux");
-    // SAFETY: `set` is a plain bit mask owned by this frame, and `sched_setaffinity` reads
-    // `size_of_val(&set)` bytes of it; pid 0 is the calling thread.
-    let pinned = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu as usize, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set)
-    };
-    assert_eq!(pinned, 0, "sched_setaffinity");
+    crate::sync::affinity::set(&crate::sync::affinity::only(cpu));
     cpu
+}
+
+/// Every preset, telemetry level and clock (`true`: a manual one) an executor-level timing
+/// test runs under.
+fn every_setup() -> impl Iterator<Item = (&'static str, TelemetryLevel, bool)> {
+    OptimizationConfig::PRESETS.into_iter().flat_map(|preset| {
+        [
+            TelemetryLevel::Off,
+            TelemetryLevel::Counters,
+            TelemetryLevel::Histograms,
+            TelemetryLevel::Events,
+        ]
+        .into_iter()
+        .flat_map(move |level| [false, true].map(|manual| (preset, level, manual)))
+    })
+}
+
+/// An executor of one worker set up as `every_setup` says.
+fn one_worker(preset: &str, level: TelemetryLevel, manual: bool) -> Executor<u64, ()> {
+    let mut cfg = OptimizationConfig::preset(preset).unwrap();
+    cfg.workers = 1;
+    cfg.telemetry.level = level;
+    let builder = Executor::builder(cfg);
+    let builder = if manual {
+        builder.clock(flujo_core::graph::ManualClock::new(0))
+    } else {
+        builder
+    };
+    builder.build().unwrap()
 }
 
 #[cfg(target_os = "linux")]
@@ -878,41 +900,87 @@ fn a_run_left_to_a_dispatcher_on_the_submitters_cpu_is_waited_for_without_a_spin
         let g = Arc::new(
             Graph::<u64, ()>::build(|b| b.task("inc", |x: u64, _: &mut _| Ok(x + 1))).unwrap(),
         );
-        for preset in OptimizationConfig::PRESETS {
-            for level in [
-                TelemetryLevel::Off,
-                TelemetryLevel::Counters,
-                TelemetryLevel::Histograms,
-                TelemetryLevel::Events,
-            ] {
-                for manual in [false, true] {
-                    let mut cfg = OptimizationConfig::preset(preset).unwrap();
-                    cfg.workers = 1;
-                    cfg.telemetry.level = level;
-                    let builder = Executor::builder(cfg);
-                    let builder = if manual {
-                        builder.clock(flujo_core::graph::ManualClock::new(0))
-                    } else {
-                        builder
-                    };
-                    let ex = builder.build().unwrap();
-                    let mut without_spin = 0;
-                    for x in 0..50u64 {
-                        let ticket = ex.submit(&g, x, (), Priority::Normal).ok().unwrap();
-                        without_spin += u32::from(!ticket.spins());
-                        match ticket.wait().unwrap() {
-                            Finished::Ran(done) => assert_eq!(done.output, Some(x + 1)),
-                            other => panic!("{other:?}"),
-                        }
-                    }
-                    assert_eq!(crate::sync::current_cpu(), cpu, "still pinned");
-                    assert!(
-                        without_spin > 0,
-                        "{preset}/{level:?}/manual {manual}: every ticket spun"
-                    );
-                    assert_eq!(ex.report().runs.completed, 50);
+        for (preset, level, manual) in every_setup() {
+            let ex = one_worker(preset, level, manual);
+            let mut without_spin = 0;
+            for x in 0..50u64 {
+                let ticket = ex.submit(&g, x, (), Priority::Normal).ok().unwrap();
+                without_spin += u32::from(!ticket.spins());
+                match ticket.wait().unwrap() {
+                    Finished::Ran(done) => assert_eq!(done.output, Some(x + 1)),
+                    other => panic!("{other:?}"),
                 }
             }
+            assert_eq!(crate::sync::current_cpu(), cpu, "still pinned");
+            assert!(
+                without_spin > 0,
+                "{preset}/{level:?}/manual {manual}: every ticket spun"
+            );
+            // Pinned with it, the pool's thread had nowhere to move to.
+            assert_eq!(ex.inner.dispatchers.moves.load(Ordering::Relaxed), 0);
+            assert_eq!(ex.report().runs.completed, 50);
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_dispatcher_lingering_on_the_submitters_cpu_moves_off_it() {
+    use crate::sync::{affinity, current_cpu};
+    // The submitter is pinned to its CPU; the pool's thread may run anywhere, and is put on
+    // the submitter's CPU by a pin it is let out of at once (it stays until moved). Its next
+    // linger then finds the last submitter beside it and moves off. Every preset and
+    // telemetry level, both clocks (the move is paced on the real clock, whatever the
+    // executor's). On a thread of its own, so the pins end with it.
+    std::thread::spawn(|| {
+        let all = affinity::get();
+        let g = Arc::new(
+            Graph::<u64, ()>::build(|b| b.task("inc", |x: u64, _: &mut _| Ok(x + 1))).unwrap(),
+        );
+        for (preset, level, manual) in every_setup() {
+            let ex = one_worker(preset, level, manual);
+            let cpu = pin_to_this_cpu();
+            let moves = || ex.inner.dispatchers.moves.load(Ordering::Relaxed);
+            let mut ran = 0;
+            // Bounded: the kernel may move the pool's thread away by itself before its
+            // linger; five tries (a few milliseconds) put it beside the submitter for one.
+            for _ in 0..5 {
+                ex.inner.pool.broadcast(|_| {
+                    affinity::set(&affinity::only(cpu));
+                    affinity::set(&all);
+                });
+                for x in 0..20u64 {
+                    let ticket = ex.submit(&g, x, (), Priority::Normal).ok().unwrap();
+                    match ticket.wait().unwrap() {
+                        Finished::Ran(done) => assert_eq!(done.output, Some(x + 1)),
+                        other => panic!("{other:?}"),
+                    }
+                    ran += 1;
+                }
+                if moves() > 0 {
+                    break;
+                }
+            }
+            let setup = format!("{preset}/{level:?}/manual {manual}");
+            if affinity::count(&all) >= 2 {
+                assert!(moves() > 0, "{setup}: the pool's thread never moved");
+            } else {
+                assert_eq!(moves(), 0, "{setup}: one CPU, nowhere to move to");
+            }
+            let kept = ex
+                .inner
+                .pool
+                .broadcast(|_| affinity::same(&affinity::get(), &all));
+            assert_eq!(
+                kept,
+                [true],
+                "{setup}: the pool's thread has its affinity back"
+            );
+            assert_eq!(current_cpu(), cpu, "{setup}: the submitter stayed");
+            assert_eq!(ex.report().runs.completed, ran, "{setup}");
+            affinity::set(&all);
         }
     })
     .join()

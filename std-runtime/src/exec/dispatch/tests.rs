@@ -217,6 +217,58 @@ fn a_lingering_dispatcher_tells_its_cpu_until_the_linger_ends() {
     assert_eq!(d.lingers_on(), NO_CPU, "a linger's end clears it");
 }
 
+#[cfg(all(target_os = "linux", not(miri)))]
+#[test]
+fn a_linger_beside_its_submitter_moves_off_its_cpu_once_a_gap() {
+    use crate::sync::affinity;
+    // On a thread of its own: its pace starts afresh, and its pin ends with it.
+    std::thread::spawn(|| {
+        let all = affinity::get();
+        let d = Dispatchers::new(1);
+        let moves = || d.moves.load(Ordering::Relaxed);
+        let start = std::time::Instant::now();
+        // This thread is both the submitter and the dispatcher: its linger is beside it.
+        let here = current_cpu();
+        assert!(d.submitted(here));
+        assert_eq!(d.try_linger(), Empty::Linger);
+        d.linger();
+        if affinity::count(&all) >= 2 {
+            assert_eq!(moves(), 1, "moved off the submitter's CPU");
+            assert_ne!(d.lingers_on(), here, "lingered on the CPU it moved to");
+        } else {
+            assert_eq!(moves(), 0, "no other CPU to move to");
+        }
+        assert!(affinity::same(&affinity::get(), &all), "affinity restored");
+        assert!(d.end_linger());
+        // Beside its submitter again at once: paced, it does not move before the gap ends.
+        let first = moves();
+        assert!(d.submitted(current_cpu()));
+        assert_eq!(d.try_linger(), Empty::Linger);
+        d.linger();
+        let second = moves();
+        if start.elapsed() < super::MOVE_GAP {
+            assert_eq!(second, first, "no move within the gap");
+        } else {
+            // Descheduled past the gap: it may have moved once more.
+            assert!(second - first <= 1, "{first} then {second}");
+        }
+        assert!(d.end_linger());
+        // Pinned to one CPU, it stays, and lingers there.
+        let pin = affinity::only(current_cpu());
+        affinity::set(&pin);
+        std::thread::sleep(super::MOVE_GAP);
+        let before = moves();
+        assert!(d.submitted(current_cpu()));
+        assert_eq!(d.try_linger(), Empty::Linger);
+        d.linger();
+        assert_eq!(moves(), before, "nowhere to move to");
+        assert!(affinity::same(&affinity::get(), &pin), "still pinned");
+        assert!(d.end_linger());
+    })
+    .join()
+    .unwrap();
+}
+
 #[test]
 #[should_panic(expected = "at least one dispatcher")]
 fn no_places_is_refused() {

@@ -209,7 +209,7 @@ fn loom_bbr_pressure_and_delivered() {
         assert_eq!(limit.pressure(), 0.0);
         let stats = limit.stats();
         assert_eq!(
-            limit.ended.load(crate::sync::Ordering::Relaxed),
+            limit.ends.ended.load(crate::sync::Ordering::Relaxed),
             stats.succeeded + stats.dropped
         );
         assert_eq!(stats.acquired, stats.succeeded + stats.ignored);
