@@ -1161,6 +1161,14 @@ where
         }
     }
 
+    /// Gives back the permit of a submission that does not run (a hand-back, or a queue
+    /// found full): it ends as ignored, with no change of the limit.
+    fn give_back(&self, permit: Option<Slip>) {
+        if let Some(slip) = permit {
+            drop(self.limit.attach(slip));
+        }
+    }
+
     /// Ends one pending submission, waking a shutdown waiting for none.
     fn end_one(&self) {
         drop(self.ending());

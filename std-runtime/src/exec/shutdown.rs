@@ -282,11 +282,8 @@ where
             permit,
             ..
         } = job;
-        // Given back as the permit of a run that did not start (no limit change), before the
-        // completion, whose drop of an unclaimed value may unwind.
-        if let Some(slip) = permit {
-            drop(self.limit.attach(slip));
-        }
+        // Before the completion, whose drop of an unclaimed value may unwind.
+        self.give_back(permit);
         completer.complete(Finished::HandedBack(Rejected {
             reason: Refusal::ShuttingDown,
             input,

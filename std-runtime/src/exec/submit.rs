@@ -569,9 +569,7 @@ where
             // the submission ends, whose end wakes a waiter (see `room`). The refusal is
             // counted before the end too, so a shutdown that saw none pending reports none
             // in flight.
-            if let Some(slip) = permit {
-                drop(self.limit.attach(slip));
-            }
+            self.give_back(permit);
             let refused = refuse(reason, input, context);
             self.end_one();
             return refused;

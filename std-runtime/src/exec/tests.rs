@@ -861,6 +861,7 @@ fn pin_to_this_cpu() -> u32 {
 
 /// Every preset, telemetry level and clock (`true`: a manual one) an executor-level timing
 /// test runs under.
+#[cfg(target_os = "linux")]
 fn every_setup() -> impl Iterator<Item = (&'static str, TelemetryLevel, bool)> {
     OptimizationConfig::PRESETS.into_iter().flat_map(|preset| {
         [
@@ -875,6 +876,7 @@ fn every_setup() -> impl Iterator<Item = (&'static str, TelemetryLevel, bool)> {
 }
 
 /// An executor of one worker set up as `every_setup` says.
+#[cfg(target_os = "linux")]
 fn one_worker(preset: &str, level: TelemetryLevel, manual: bool) -> Executor<u64, ()> {
     let mut cfg = OptimizationConfig::preset(preset).unwrap();
     cfg.workers = 1;
