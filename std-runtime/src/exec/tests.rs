@@ -442,29 +442,37 @@ fn a_shutdown_hands_back_what_the_busy_dispatchers_left_queued() {
 
 #[test]
 fn a_submission_refused_by_a_full_queue_gives_its_permit_back() {
-    let mut cfg = OptimizationConfig::latency();
-    cfg.workers = 1;
-    cfg.queues.capacity = [1, 1, 1];
-    let ex = Executor::<u64, ()>::new(cfg).unwrap();
-    let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let order = Arc::new(Mutex::new(Vec::new()));
-    let g = gated(&gate, &order);
-    let first = ex.submit(&g, 1, (), Priority::Normal).unwrap();
-    // Bounded: the dispatcher it started takes it at once and is held at the gate.
-    while !ex.inner.queues.is_empty() {
-        std::thread::yield_now();
+    for (preset, level, manual) in every_setup() {
+        let setup = format!("{preset}/{level:?}/manual {manual}");
+        let ex = one_worker(preset, level, manual, |cfg| cfg.queues.capacity = [1, 1, 1]);
+        let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let g = gated(&gate, &order);
+        let first = ex.submit(&g, 1, (), Priority::Normal).unwrap();
+        // Bounded: the dispatcher it started takes it at once and is held at the gate.
+        while !ex.inner.queues.is_empty() {
+            std::thread::yield_now();
+        }
+        let second = ex.submit(&g, 2, (), Priority::Normal).unwrap();
+        let back = ex.submit(&g, 3, (), Priority::Normal).unwrap_err();
+        assert_eq!(
+            (back.reason, back.input),
+            (Refusal::QueueFull, 3),
+            "{setup}"
+        );
+        // The third took a permit before it found the queue full, and gave it back unused.
+        assert_eq!(ex.inner.limit.in_flight(), 2, "{setup}");
+        assert_eq!(ex.inner.limit.stats().ignored, 1, "{setup}");
+        gate.store(true, Ordering::Release);
+        assert_eq!((ran(first), ran(second)), (2, 3), "{setup}");
+        let stats = ex.inner.limit.stats();
+        assert_eq!(
+            (stats.acquired, stats.succeeded, stats.ignored),
+            (3, 2, 1),
+            "{setup}"
+        );
+        assert_eq!(ex.inner.limit.in_flight(), 0, "{setup}");
     }
-    let second = ex.submit(&g, 2, (), Priority::Normal).unwrap();
-    let back = ex.submit(&g, 3, (), Priority::Normal).unwrap_err();
-    assert_eq!((back.reason, back.input), (Refusal::QueueFull, 3));
-    // The third took a permit before it found the queue full, and gave it back unused.
-    assert_eq!(ex.inner.limit.in_flight(), 2);
-    assert_eq!(ex.inner.limit.stats().ignored, 1);
-    gate.store(true, Ordering::Release);
-    assert_eq!((ran(first), ran(second)), (2, 3));
-    let stats = ex.inner.limit.stats();
-    assert_eq!((stats.acquired, stats.succeeded, stats.ignored), (3, 2, 1));
-    assert_eq!(ex.inner.limit.in_flight(), 0);
 }
 
 /// An input whose armed copies panic when dropped (clones are unarmed).
@@ -861,7 +869,6 @@ fn pin_to_this_cpu() -> u32 {
 
 /// Every preset, telemetry level and clock (`true`: a manual one) an executor-level timing
 /// test runs under.
-#[cfg(target_os = "linux")]
 fn every_setup() -> impl Iterator<Item = (&'static str, TelemetryLevel, bool)> {
     OptimizationConfig::PRESETS.into_iter().flat_map(|preset| {
         [
@@ -875,12 +882,18 @@ fn every_setup() -> impl Iterator<Item = (&'static str, TelemetryLevel, bool)> {
     })
 }
 
-/// An executor of one worker set up as `every_setup` says.
-#[cfg(target_os = "linux")]
-fn one_worker(preset: &str, level: TelemetryLevel, manual: bool) -> Executor<u64, ()> {
+/// An executor of one worker set up as `every_setup` says, its configuration changed by
+/// `tweak` last.
+fn one_worker(
+    preset: &str,
+    level: TelemetryLevel,
+    manual: bool,
+    tweak: impl FnOnce(&mut OptimizationConfig),
+) -> Executor<u64, ()> {
     let mut cfg = OptimizationConfig::preset(preset).unwrap();
     cfg.workers = 1;
     cfg.telemetry.level = level;
+    tweak(&mut cfg);
     let builder = Executor::builder(cfg);
     let builder = if manual {
         builder.clock(flujo_core::graph::ManualClock::new(0))
@@ -903,7 +916,7 @@ fn a_run_left_to_a_dispatcher_on_the_submitters_cpu_is_waited_for_without_a_spin
             Graph::<u64, ()>::build(|b| b.task("inc", |x: u64, _: &mut _| Ok(x + 1))).unwrap(),
         );
         for (preset, level, manual) in every_setup() {
-            let ex = one_worker(preset, level, manual);
+            let ex = one_worker(preset, level, manual, |_| {});
             let mut without_spin = 0;
             for x in 0..50u64 {
                 let ticket = ex.submit(&g, x, (), Priority::Normal).ok().unwrap();
@@ -942,7 +955,7 @@ fn a_dispatcher_lingering_on_the_submitters_cpu_moves_off_it() {
             Graph::<u64, ()>::build(|b| b.task("inc", |x: u64, _: &mut _| Ok(x + 1))).unwrap(),
         );
         for (preset, level, manual) in every_setup() {
-            let ex = one_worker(preset, level, manual);
+            let ex = one_worker(preset, level, manual, |_| {});
             let cpu = pin_to_this_cpu();
             let moves = || ex.inner.dispatchers.moves.load(Ordering::Relaxed);
             let mut ran = 0;

@@ -715,14 +715,7 @@ impl AdaptiveLimit {
     /// Takes a slot if fewer than [`limit`](Self::limit) permits are in flight. Lock-free: a
     /// load and a CAS loop that retries only when another acquire or release won the race.
     pub fn try_acquire(&self) -> Option<Permit<&Self>> {
-        let (in_flight, ended_before, rejected_before) = self.acquire_slot()?;
-        Some(Permit {
-            limit: self,
-            in_flight,
-            ended_before,
-            rejected_before,
-            ended: false,
-        })
+        self.try_acquire_slip().map(|slip| self.attach(slip))
     }
 
     /// Like [`try_acquire`](Self::try_acquire), for a permit that owns an `Arc` of the limit
